@@ -1,0 +1,109 @@
+#include "hopscope/common/flow.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+namespace hopscope {
+
+std::string to_rfc3339(Timestamp t) {
+    std::int64_t secs = t.micros / 1'000'000;
+    std::int64_t us = t.micros % 1'000'000;
+    if (us < 0) {
+        us += 1'000'000;
+        secs -= 1;
+    }
+    std::time_t tt = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[96];  // generous: gcc cannot bound the int fields' widths
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<long long>(us));
+    return buf;
+}
+
+IpAddress IpAddress::v4_from(std::uint32_t host_order) {
+    IpAddress a;
+    a.bytes[0] = static_cast<std::uint8_t>(host_order >> 24);
+    a.bytes[1] = static_cast<std::uint8_t>(host_order >> 16);
+    a.bytes[2] = static_cast<std::uint8_t>(host_order >> 8);
+    a.bytes[3] = static_cast<std::uint8_t>(host_order);
+    return a;
+}
+
+IpAddress IpAddress::v4_from_bytes(const std::uint8_t* p) {
+    IpAddress a;
+    for (int i = 0; i < 4; ++i) a.bytes[i] = p[i];
+    return a;
+}
+
+IpAddress IpAddress::v6_from_bytes(const std::uint8_t* p) {
+    IpAddress a;
+    a.v6 = true;
+    for (int i = 0; i < 16; ++i) a.bytes[i] = p[i];
+    return a;
+}
+
+std::string to_string(const IpAddress& a) {
+    char buf[64];
+    if (!a.v6) {
+        std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", a.bytes[0], a.bytes[1], a.bytes[2],
+                      a.bytes[3]);
+        return buf;
+    }
+    // RFC 5952: lower-case hex, longest run (>= 2) of zero groups compressed to "::".
+    unsigned g[8];
+    for (int i = 0; i < 8; ++i) g[i] = (a.bytes[2 * i] << 8) | a.bytes[2 * i + 1];
+    int best = -1, best_len = 0;
+    for (int i = 0; i < 8;) {
+        if (g[i] != 0) {
+            ++i;
+            continue;
+        }
+        int j = i;
+        while (j < 8 && g[j] == 0) ++j;
+        if (j - i > best_len && j - i >= 2) {
+            best = i;
+            best_len = j - i;
+        }
+        i = j;
+    }
+    std::string out;
+    for (int i = 0; i < 8; ++i) {
+        if (i == best) {
+            out += "::";
+            i += best_len - 1;
+            continue;
+        }
+        if (!out.empty() && out.back() != ':') out += ':';
+        std::snprintf(buf, sizeof buf, "%x", g[i]);
+        out += buf;
+    }
+    return out;
+}
+
+std::string to_string(const Endpoint& e) {
+    std::string host = to_string(e.addr);
+    if (e.addr.v6) host = "[" + host + "]";
+    return host + ":" + std::to_string(e.port);
+}
+
+std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {
+    // FNV-1a over the fields; cheap and good enough for a per-capture connection table.
+    std::uint64_t h = 1469598103934665603ULL;
+    auto mix = [&h](std::uint8_t b) {
+        h ^= b;
+        h *= 1099511628211ULL;
+    };
+    for (auto b : k.client.addr.bytes) mix(b);
+    for (auto b : k.server.addr.bytes) mix(b);
+    mix(static_cast<std::uint8_t>(k.client.port));
+    mix(static_cast<std::uint8_t>(k.client.port >> 8));
+    mix(static_cast<std::uint8_t>(k.server.port));
+    mix(static_cast<std::uint8_t>(k.server.port >> 8));
+    mix(static_cast<std::uint8_t>(k.transport));
+    mix(static_cast<std::uint8_t>(k.client.addr.v6));
+    return static_cast<std::size_t>(h);
+}
+
+}  // namespace hopscope

@@ -1,0 +1,69 @@
+#include "hopscope/common/text.hpp"
+
+namespace hopscope {
+namespace {
+
+void append_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+        out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+        out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+}
+
+}  // namespace
+
+std::string utf16le_to_utf8(Bytes data) {
+    std::string out;
+    out.reserve(data.size() / 2);
+    const std::size_t n = data.size() / 2;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t u = load_u16le(&data[2 * i]);
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            if (i + 1 < n) {
+                std::uint32_t lo = load_u16le(&data[2 * (i + 1)]);
+                if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                    append_utf8(out, 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00));
+                    ++i;
+                    continue;
+                }
+            }
+            append_utf8(out, 0xFFFD);
+        } else if (u >= 0xDC00 && u <= 0xDFFF) {
+            append_utf8(out, 0xFFFD);
+        } else {
+            append_utf8(out, u);
+        }
+    }
+    return out;
+}
+
+std::string latin1_to_utf8(Bytes data) {
+    std::string out;
+    out.reserve(data.size());
+    for (std::uint8_t b : data) append_utf8(out, b);
+    return out;
+}
+
+std::string to_hex(Bytes data) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(data.size() * 2);
+    for (std::uint8_t b : data) {
+        out.push_back(kDigits[b >> 4]);
+        out.push_back(kDigits[b & 0x0F]);
+    }
+    return out;
+}
+
+}  // namespace hopscope

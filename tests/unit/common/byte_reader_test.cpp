@@ -1,0 +1,58 @@
+#include "hopscope/common/byte_reader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "hopscope/common/flow.hpp"
+#include "hopscope/common/text.hpp"
+
+namespace hopscope {
+namespace {
+
+TEST(ByteReader, ReadsBothByteOrdersAndStopsAtEnd) {
+    const std::vector<std::uint8_t> b{0x12, 0x34, 0x56, 0x78, 0x9a};
+    ByteReader r{Bytes(b)};
+    std::uint16_t be = 0, le = 0;
+    ASSERT_TRUE(r.u16be(be));
+    ASSERT_TRUE(r.u16le(le));
+    EXPECT_EQ(be, 0x1234);
+    EXPECT_EQ(le, 0x7856);
+    std::uint32_t v = 0;
+    EXPECT_FALSE(r.u32le(v));  // only one byte left
+    EXPECT_EQ(r.position(), 4u) << "a failed read must not move the reader";
+    std::uint8_t last = 0;
+    ASSERT_TRUE(r.u8(last));
+    EXPECT_EQ(last, 0x9a);
+    EXPECT_TRUE(r.empty());
+    EXPECT_FALSE(r.u8(last));
+}
+
+TEST(ByteReader, SubRejectsRangesPastTheEnd) {
+    const std::vector<std::uint8_t> b(10, 0);
+    ByteReader r{Bytes(b)};
+    EXPECT_TRUE(r.sub(0, 10).has_value());
+    EXPECT_TRUE(r.sub(10, 0).has_value());
+    EXPECT_FALSE(r.sub(11, 0).has_value());
+    EXPECT_FALSE(r.sub(5, 6).has_value());
+    EXPECT_FALSE(r.sub(SIZE_MAX, 2).has_value()) << "offset+len overflow must be caught";
+    EXPECT_FALSE(r.skip(11));
+    EXPECT_FALSE(r.seek(11));
+}
+
+TEST(Text, Utf16ToUtf8HandlesSurrogatesAndOddBytes) {
+    // "Aé€" + U+1F600 (surrogate pair) + a lone high surrogate + odd byte
+    const std::vector<std::uint8_t> b{0x41, 0x00, 0xe9, 0x00, 0xac, 0x20, 0x3d, 0xd8,
+                                      0x00, 0xde, 0x3d, 0xd8, 0x7f};
+    EXPECT_EQ(utf16le_to_utf8(Bytes(b)), "A\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbd");
+}
+
+TEST(Flow, FormatsAddressesAndTimes) {
+    EXPECT_EQ(to_string(Endpoint{IpAddress::v4_from(0x0a4d0003), 1433}), "10.77.0.3:1433");
+    std::uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    EXPECT_EQ(to_string(Endpoint{IpAddress::v6_from_bytes(v6), 88}), "[2001:db8::1]:88");
+    EXPECT_EQ(to_rfc3339(Timestamp{1'164'995'541'720'529}), "2006-12-01T17:52:21.720529Z");
+}
+
+}  // namespace
+}  // namespace hopscope

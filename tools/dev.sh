@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# hopscope developer entry point: installs what the project needs from Debian's packages, builds,
+# and runs the demo or the tests.
+#
+#   tools/dev.sh demo    set up, build, and analyze a bundled capture
+#   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
+#   tools/dev.sh deps    only install the packages
+#
+# Environment: JOBS (parallel build jobs, default: nproc), FUZZ_SECONDS (per fuzz target, default 20),
+# BUILD_ROOT (default: ./build).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+JOBS=${JOBS:-$(nproc)}
+BUILD_ROOT=${BUILD_ROOT:-$here/build}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+
+# Build and test dependencies (Debian 12 package names).
+BUILD_PKGS=(build-essential cmake ninja-build pkg-config libpcap-dev libboost-dev libssl-dev
+            libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
+            libkrb5-dev)
+FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
+# Real peers used by the tests: tshark only as a reference in generators, never by the product.
+LAB_PKGS=(krb5-kdc krb5-admin-server krb5-user gss-ntlmssp freetds-bin python3-impacket
+          python3-gssapi tcpdump iproute2 libnss-wrapper faketime)
+
+install_pkgs() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "== installing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "need root to install packages: ${missing[*]}" >&2
+        exit 2
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    while command -v fuser >/dev/null && fuser /var/lib/dpkg/lock-frontend >/dev/null 2>&1; do sleep 2; done
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+configure_build() {  # dir, extra cmake args...
+    local dir=$1
+    shift
+    cmake -S "$here" -B "$dir" -G Ninja "$@" >/dev/null
+    cmake --build "$dir" -j "$JOBS"
+}
+
+cmd=${1:-}
+case "$cmd" in
+deps)
+    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}"
+    ;;
+demo)
+    install_pkgs "${BUILD_PKGS[@]}"
+    configure_build "$BUILD_ROOT/release" -DCMAKE_BUILD_TYPE=Release -DHOPSCOPE_TESTS=OFF
+    bin="$BUILD_ROOT/release/tools/hopscope"
+    echo "== $bin --help"
+    "$bin" --help
+    ;;
+test)
+    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}"
+    echo "== build: gcc, -Werror, ASan+UBSan"
+    configure_build "$BUILD_ROOT/asan" -DCMAKE_BUILD_TYPE=Debug -DHOPSCOPE_WERROR=ON \
+        -DHOPSCOPE_SANITIZE=ON
+    echo "== unit, golden and fuzz-replay tests"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir "$BUILD_ROOT/asan" --output-on-failure -j "$JOBS"
+    echo "== build: clang-14 libFuzzer targets"
+    CXX=clang++-14 CC=clang-14 configure_build "$BUILD_ROOT/fuzz" -DCMAKE_BUILD_TYPE=Debug \
+        -DHOPSCOPE_FUZZ=ON -DHOPSCOPE_WERROR=ON -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=OFF
+    echo "== fuzz smoke: ${FUZZ_SECONDS}s per target"
+    fuzz_ran=0
+    for f in "$BUILD_ROOT"/fuzz/tests/fuzz_*; do
+        [ -x "$f" ] || continue
+        name=$(basename "$f")
+        short=${name#fuzz_}
+        work=$(mktemp -d)
+        cp -r "$here/tests/fuzz/corpus/$short/." "$work/" 2>/dev/null || true
+        "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 \
+            "$work" >"$work.log" 2>&1 || {
+            tail -n 60 "$work.log"
+            echo "fuzz target $name failed" >&2
+            exit 1
+        }
+        echo "  $name: $(grep -c . "$work.log" >/dev/null; ls "$work" | wc -l) corpus files, ok"
+        rm -rf "$work" "$work.log"
+        fuzz_ran=$((fuzz_ran + 1))
+    done
+    echo "== fuzz smoke: $fuzz_ran targets ok"
+    ;;
+*)
+    sed -n '2,12p' "$0"
+    exit 2
+    ;;
+esac
