@@ -1,0 +1,136 @@
+// The server's token stream (packet type 0x04 payloads, and RPC/bulk token streams) [MS-TDS 2.2.7].
+//
+// TokenStreamParser is fed the payload bytes of one direction's messages (TDS packet headers
+// already stripped by the framing layer) in arbitrary chunks. It walks every token of TDS 7.0-7.4
+// and 8.0 - including COLMETADATA/ROW/NBCROW with every data type, so an ERROR token after rows is
+// never missed - and reports what it found to a TokenSink. COLMETADATA is kept across messages
+// (one parser per connection direction).
+//
+// Memory: at most Limits::max_pending bytes of one incomplete token are buffered. Large values
+// (PLP chunks, TEXT/IMAGE) are skipped as they stream by, not buffered.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hopscope/common/byte_reader.hpp"
+#include "hopscope/common/decode.hpp"
+
+namespace hopscope::tds {
+
+/// LOGINACK 0xAD. `tds_version` as on the wire (big-endian there), e.g. 0x74000004.
+struct LoginAck {
+    std::uint8_t interface = 0;
+    std::uint32_t tds_version = 0;
+    std::string prog_name;
+    std::uint8_t major = 0, minor = 0;
+    std::uint16_t build = 0;
+};
+
+/// ERROR 0xAA or INFO 0xAB.
+struct ServerMessage {
+    bool is_error = false;
+    std::int32_t number = 0;
+    std::uint8_t state = 0;
+    std::uint8_t severity = 0;  ///< "Class"
+    std::string text;
+    std::string server;
+    std::string proc;
+    std::uint32_t line = 0;
+};
+
+/// ENVCHANGE 0xE3. Text values are UTF-8; binary values (collation, transaction ids) are hex.
+struct EnvChange {
+    std::uint8_t type = 0;
+    std::string new_value;
+    std::string old_value;
+    // Routing (type 20) only:
+    std::uint8_t routing_protocol = 0;
+    std::uint16_t routing_port = 0;
+    std::string routing_server;
+};
+
+/// DONE 0xFD, DONEPROC 0xFE, DONEINPROC 0xFF.
+struct Done {
+    std::uint8_t token = 0xFD;
+    std::uint16_t status = 0;
+    std::uint16_t cur_cmd = 0;
+    std::uint64_t row_count = 0;
+    [[nodiscard]] bool more() const { return status & 0x0001; }
+    [[nodiscard]] bool error() const { return status & 0x0002; }
+    [[nodiscard]] bool attention() const { return status & 0x0020; }
+};
+
+struct FeatureAck {
+    std::uint8_t feature_id = 0;
+    std::uint32_t data_length = 0;
+};
+
+/// FEDAUTHINFO 0xEE.
+struct FedAuthInfo {
+    std::string sts_url;
+    std::string spn;
+};
+
+/// One column of COLMETADATA (names and types only).
+struct Column {
+    std::uint8_t type = 0;      ///< TDS data type byte (e.g. 0xE7 NVARCHAR)
+    std::uint32_t max_length = 0;
+    std::string name;
+};
+
+class TokenSink {
+public:
+    virtual ~TokenSink() = default;
+    virtual void on_login_ack(const LoginAck&) {}
+    virtual void on_message(const ServerMessage&) {}
+    virtual void on_env_change(const EnvChange&) {}
+    /// SSPI 0xED: the server's authentication blob (NTLM CHALLENGE, SPNEGO/Kerberos response).
+    virtual void on_sspi(Bytes /*blob*/) {}
+    virtual void on_done(const Done&) {}
+    virtual void on_feature_ext_ack(const std::vector<FeatureAck>&) {}
+    virtual void on_fed_auth_info(const FedAuthInfo&) {}
+    virtual void on_col_metadata(const std::vector<Column>&) {}
+    virtual void on_row() {}
+    virtual void on_return_status(std::int32_t) {}
+    /// Any token, after it was parsed (token byte and its total size in bytes, token byte included).
+    virtual void on_token(std::uint8_t /*token*/, std::size_t /*size*/) {}
+};
+
+class TokenStreamParser {
+public:
+    struct Limits {
+        std::size_t max_pending = 1 << 20;  ///< largest incomplete token kept (bytes)
+    };
+
+    explicit TokenStreamParser(TokenSink& sink);
+    TokenStreamParser(TokenSink& sink, Limits limits);
+    ~TokenStreamParser();
+    TokenStreamParser(const TokenStreamParser&) = delete;
+    TokenStreamParser& operator=(const TokenStreamParser&) = delete;
+
+    /// TDS version from LOGIN7/LOGINACK (0x70000000 ... 0x74000004, 0x08000000): 7.0/7.1 use
+    /// 4-byte DONE row counts, 7.2+ 8-byte. Defaults to 7.4. LOGINACK updates it automatically.
+    void set_tds_version(std::uint32_t version);
+
+    /// Feeds the next payload bytes. `end_of_message` is true for the payload of the packet with
+    /// EOM set: a token left incomplete then is a decode error, and state resets for the next
+    /// message (COLMETADATA excepted). Returns Consumed, NeedMore (token incomplete, more will
+    /// come) or Malformed (see last_error(); the rest of this message is skipped, the next
+    /// message is parsed normally).
+    DecodeStatus feed(Bytes payload, bool end_of_message);
+
+    /// Forget any partial token (after a gap or resync). COLMETADATA is kept.
+    void reset_message();
+
+    [[nodiscard]] const DecodeError& last_error() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hopscope::tds
