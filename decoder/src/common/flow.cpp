@@ -33,14 +33,16 @@ IpAddress IpAddress::v4_from(std::uint32_t host_order) {
 
 IpAddress IpAddress::v4_from_bytes(const std::uint8_t* p) {
     IpAddress a;
-    for (int i = 0; i < 4; ++i) a.bytes[i] = p[i];
+    for (int i = 0; i < 4; ++i)
+        a.bytes[i] = p[i];
     return a;
 }
 
 IpAddress IpAddress::v6_from_bytes(const std::uint8_t* p) {
     IpAddress a;
     a.v6 = true;
-    for (int i = 0; i < 16; ++i) a.bytes[i] = p[i];
+    for (int i = 0; i < 16; ++i)
+        a.bytes[i] = p[i];
     return a;
 }
 
@@ -53,7 +55,8 @@ std::string to_string(const IpAddress& a) {
     }
     // RFC 5952: lower-case hex, longest run (>= 2) of zero groups compressed to "::".
     unsigned g[8];
-    for (int i = 0; i < 8; ++i) g[i] = (a.bytes[2 * i] << 8) | a.bytes[2 * i + 1];
+    for (int i = 0; i < 8; ++i)
+        g[i] = (a.bytes[2 * i] << 8) | a.bytes[2 * i + 1];
     int best = -1, best_len = 0;
     for (int i = 0; i < 8;) {
         if (g[i] != 0) {
@@ -61,7 +64,8 @@ std::string to_string(const IpAddress& a) {
             continue;
         }
         int j = i;
-        while (j < 8 && g[j] == 0) ++j;
+        while (j < 8 && g[j] == 0)
+            ++j;
         if (j - i > best_len && j - i >= 2) {
             best = i;
             best_len = j - i;
@@ -95,8 +99,10 @@ std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {
         h ^= b;
         h *= 1099511628211ULL;
     };
-    for (auto b : k.client.addr.bytes) mix(b);
-    for (auto b : k.server.addr.bytes) mix(b);
+    for (auto b : k.client.addr.bytes)
+        mix(b);
+    for (auto b : k.server.addr.bytes)
+        mix(b);
     mix(static_cast<std::uint8_t>(k.client.port));
     mix(static_cast<std::uint8_t>(k.client.port >> 8));
     mix(static_cast<std::uint8_t>(k.server.port));

@@ -51,7 +51,8 @@ std::string utf16le_to_utf8(Bytes data) {
 std::string latin1_to_utf8(Bytes data) {
     std::string out;
     out.reserve(data.size());
-    for (std::uint8_t b : data) append_utf8(out, b);
+    for (std::uint8_t b : data)
+        append_utf8(out, b);
     return out;
 }
 

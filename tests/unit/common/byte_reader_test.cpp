@@ -42,8 +42,8 @@ TEST(ByteReader, SubRejectsRangesPastTheEnd) {
 
 TEST(Text, Utf16ToUtf8HandlesSurrogatesAndOddBytes) {
     // "Aé€" + U+1F600 (surrogate pair) + a lone high surrogate + odd byte
-    const std::vector<std::uint8_t> b{0x41, 0x00, 0xe9, 0x00, 0xac, 0x20, 0x3d, 0xd8,
-                                      0x00, 0xde, 0x3d, 0xd8, 0x7f};
+    const std::vector<std::uint8_t> b{0x41, 0x00, 0xe9, 0x00, 0xac, 0x20, 0x3d,
+                                      0xd8, 0x00, 0xde, 0x3d, 0xd8, 0x7f};
     EXPECT_EQ(utf16le_to_utf8(Bytes(b)), "A\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbd");
 }
 

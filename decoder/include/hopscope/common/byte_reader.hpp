@@ -17,7 +17,7 @@ namespace hopscope {
 using Bytes = std::span<const std::uint8_t>;
 
 class ByteReader {
-public:
+  public:
     ByteReader() = default;
     explicit ByteReader(Bytes data) : data_(data) {}
 
@@ -72,12 +72,13 @@ public:
         return data_[pos_ + ahead];
     }
 
-private:
+  private:
     template <typename T>
     bool read_le(T& out) {
         if (remaining() < sizeof(T)) return false;
         T v = 0;
-        for (std::size_t i = 0; i < sizeof(T); ++i) v |= static_cast<T>(data_[pos_ + i]) << (8 * i);
+        for (std::size_t i = 0; i < sizeof(T); ++i)
+            v |= static_cast<T>(data_[pos_ + i]) << (8 * i);
         out = v;
         pos_ += sizeof(T);
         return true;
@@ -86,7 +87,8 @@ private:
     bool read_be(T& out) {
         if (remaining() < sizeof(T)) return false;
         T v = 0;
-        for (std::size_t i = 0; i < sizeof(T); ++i) v = static_cast<T>((v << 8) | data_[pos_ + i]);
+        for (std::size_t i = 0; i < sizeof(T); ++i)
+            v = static_cast<T>((v << 8) | data_[pos_ + i]);
         out = v;
         pos_ += sizeof(T);
         return true;

@@ -1,8 +1,8 @@
 // Typed decode results shared by every parser.
 //
-// Parsers never throw on bad input: they return a DecodeStatus, and for Malformed a DecodeError that
-// says what was wrong and where. "Where" is an offset inside the unit being parsed (a TDS message,
-// an SSPI blob, a Kerberos record); the session layer adds the stream offset.
+// Parsers never throw on bad input: they return a DecodeStatus, and for Malformed a DecodeError
+// that says what was wrong and where. "Where" is an offset inside the unit being parsed (a TDS
+// message, an SSPI blob, a Kerberos record); the session layer adds the stream offset.
 #pragma once
 
 #include <cstddef>
@@ -25,14 +25,14 @@ const char* to_string(DecodeStatus s);
 struct DecodeError {
     enum class Code : std::uint16_t {
         None = 0,
-        Truncated,          ///< a length field points past the end of its container
-        BadLength,          ///< a length is impossible (too small, too large, inconsistent)
-        BadValue,           ///< a field holds a value the protocol does not allow
-        BadTag,             ///< ASN.1: unexpected tag / class
-        TooDeep,            ///< ASN.1 or token nesting over the limit
-        TooLarge,           ///< a unit exceeds the configured memory cap
-        Unsupported,        ///< valid but not handled (e.g. an unknown token we cannot skip)
-        Desync,             ///< framing lost; the stream is being re-synchronised
+        Truncated,    ///< a length field points past the end of its container
+        BadLength,    ///< a length is impossible (too small, too large, inconsistent)
+        BadValue,     ///< a field holds a value the protocol does not allow
+        BadTag,       ///< ASN.1: unexpected tag / class
+        TooDeep,      ///< ASN.1 or token nesting over the limit
+        TooLarge,     ///< a unit exceeds the configured memory cap
+        Unsupported,  ///< valid but not handled (e.g. an unknown token we cannot skip)
+        Desync,       ///< framing lost; the stream is being re-synchronised
     };
     Code code = Code::None;
     std::size_t offset = 0;  ///< offset inside the unit being parsed

@@ -15,14 +15,14 @@ namespace hopscope {
 /// Where a piece of evidence came from: a frame number (pcap, 1-based like Wireshark) or a
 /// stream offset (proxy), so every event can point back at its bytes.
 struct Evidence {
-    std::uint64_t frame = 0;         ///< 0 when not from a capture
-    std::uint64_t stream_offset = 0; ///< byte offset in that direction of the connection
+    std::uint64_t frame = 0;          ///< 0 when not from a capture
+    std::uint64_t stream_offset = 0;  ///< byte offset in that direction of the connection
 };
 
 enum class CloseReason : std::uint8_t { Fin, Rst, Timeout, EndOfInput };
 
 class StreamSink {
-public:
+  public:
     virtual ~StreamSink() = default;
 
     /// A new connection. `handshake_seen` is false when the capture starts mid-connection.

@@ -1,0 +1,115 @@
+// Cross-connection analysis: hosts, hops, chains C -> A -> B, and the delegation rules.
+//
+// The analyzer is fed facts (logins, KDC exchanges, server errors on established sessions,
+// connection ends) in time order and reports Findings as soon as their evidence is complete, so
+// `live` and `proxy` show a verdict when it happens and `analyze` gives the same verdicts at the
+// end. It keeps only a bounded window of recent facts for correlation plus aggregated counters, so
+// its memory does not grow with the size of a capture.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "hopscope/analysis/events.hpp"
+
+namespace hopscope::analysis {
+
+class FindingSink {
+  public:
+    virtual ~FindingSink() = default;
+    virtual void on_finding(const Finding& f) = 0;
+};
+
+/// One row of the end-of-run hop summary: logins aggregated by client host, server, auth, outcome.
+struct HopSummary {
+    IpAddress client;
+    Endpoint server;
+    AuthKind auth = AuthKind::Unknown;
+    Outcome outcome = Outcome::Incomplete;
+    bool anonymous = false;
+    std::string user;  ///< last user seen on this row
+    std::uint64_t count = 0;
+};
+
+/// A chain C -> A -> B seen at least once, aggregated.
+struct ChainSummary {
+    IpAddress client;  ///< C
+    Endpoint middle;   ///< A (the server C logged in to)
+    Endpoint backend;  ///< B
+    AuthKind first_auth = AuthKind::Unknown;
+    AuthKind second_auth = AuthKind::Unknown;
+    Outcome second_outcome = Outcome::Incomplete;
+    bool second_anonymous = false;
+    std::string user;         ///< identity on the first hop
+    std::string second_user;  ///< identity on the second hop
+    std::uint64_t count = 0;
+};
+
+class Analyzer {
+  public:
+    struct Options {
+        /// How long after a login to A an outbound login from A still counts as caused by it
+        /// (when the inbound connection's end is not known).
+        std::int64_t chain_window_us = 10LL * 60 * 1'000'000;
+        /// How far before a login the client's KDC exchanges are looked for.
+        std::int64_t kerberos_window_us = 10LL * 60 * 1'000'000;
+        /// Whether port-88 traffic was captured at all (set by the front-end when it saw any, or
+        /// assumed after the first KerberosEvent).
+        std::size_t max_recent = 100'000;  ///< cap on remembered logins / KDC exchanges
+    };
+
+    explicit Analyzer(FindingSink& sink);
+    Analyzer(FindingSink& sink, Options opts);
+
+    void add_login(const LoginEvent& login);
+    void add_kerberos(const KerberosEvent& krb);
+    void add_server_error(const ServerErrorEvent& err);
+    void connection_closed(const FlowKey& flow, Timestamp ts);
+    /// End of input: rules that need the whole picture (missing evidence, middle servers seen only
+    /// later) run now.
+    void finish();
+
+    [[nodiscard]] std::vector<HopSummary> hop_summary() const;
+    [[nodiscard]] std::vector<ChainSummary> chain_summary() const;
+    [[nodiscard]] std::uint64_t findings_emitted() const { return emitted_; }
+    /// Names learned for an address (LOGIN7 server names, SPN hosts), best first.
+    [[nodiscard]] std::string host_name(const IpAddress& a) const;
+
+  private:
+    struct Recent {
+        LoginEvent login;
+        Timestamp closed{};  ///< 0 when still open / unknown
+        bool chained = false;
+    };
+
+    void emit(Finding f, const std::string& dedup_key);
+    void per_login_rules(const Recent& r);
+    void chain_rules(const Recent& inbound, const Recent& outbound);
+    void kdc_rules(const KerberosEvent& k);
+    const Recent* find_inbound(const LoginEvent& outbound) const;
+    std::vector<const KerberosEvent*> kdc_for(const IpAddress& client, Timestamp before) const;
+    Tristate delegation_requested(const LoginEvent& l) const;
+    std::string spn_for(const LoginEvent& l) const;
+    std::string describe(const LoginEvent& l, const char* role) const;
+    void learn_name(const IpAddress& a, const std::string& name);
+    void prune(Timestamp now);
+
+    FindingSink& sink_;
+    Options opts_;
+    std::deque<Recent> logins_;
+    std::deque<KerberosEvent> kdc_;
+    std::deque<ServerErrorEvent> errors_;
+    std::set<std::string> emitted_keys_;
+    std::map<IpAddress, std::map<std::string, int>> names_;
+    std::set<IpAddress> middle_servers_;  ///< hosts seen making outbound TDS logins
+    std::map<std::string, HopSummary> hops_;
+    std::map<std::string, ChainSummary> chains_;
+    std::uint64_t emitted_ = 0;
+    bool saw_kdc_ = false;
+};
+
+}  // namespace hopscope::analysis

@@ -1,0 +1,127 @@
+// The typed events every output renders (console, JSON lines, proxy log). Schema: docs/events.md.
+//
+// Events hold facts that are safe to show: names, numbers, flags, lengths. They never hold a
+// password, an NTLM/LM response, a MIC or any Kerberos cipher text; the decoders that build them
+// only copy presence and length of such fields.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hopscope/common/flow.hpp"
+
+namespace hopscope::analysis {
+
+inline constexpr int kSchemaVersion = 1;
+
+enum class AuthKind : std::uint8_t { Sql, Ntlm, Kerberos, FedAuth, Unknown };
+enum class Outcome : std::uint8_t { Success, Failure, Incomplete };
+enum class EncryptionMode : std::uint8_t { None, LoginOnly, Full, Strict, Unknown };
+enum class Severity : std::uint8_t { Info, Warning, Error };
+/// Whether a Kerberos client asked to delegate (forwarded TGT); Unknown when not observable.
+enum class Tristate : std::uint8_t { Unknown, No, Yes };
+
+const char* to_string(AuthKind k);
+const char* to_string(Outcome o);
+const char* to_string(EncryptionMode m);
+const char* to_string(Severity s);
+const char* to_string(Tristate t);
+
+/// A pointer back to the bytes: capture frame numbers (1-based) or proxy stream offsets.
+struct EvidenceRef {
+    FlowKey flow;
+    std::uint64_t frame = 0;          ///< 0 when not from a capture
+    std::uint64_t stream_offset = 0;  ///< for the proxy
+    Timestamp ts;
+    std::string what;  ///< e.g. "NTLM AUTHENTICATE with empty user"
+};
+
+struct ServerError {
+    std::int32_t number = 0;
+    std::uint8_t state = 0;
+    std::uint8_t severity = 0;
+    std::string message;
+    std::string server;  ///< ServerName field of the ERROR token
+};
+
+/// One TDS login attempt (event "login").
+struct LoginEvent {
+    Timestamp ts;       ///< when the outcome was known (or the connection ended)
+    Timestamp started;  ///< PRELOGIN / LOGIN7 time
+    FlowKey flow;
+    std::uint64_t first_frame = 0;
+    std::uint64_t last_frame = 0;
+    AuthKind auth = AuthKind::Unknown;
+    std::string auth_detail;  ///< e.g. "ntlmv2", "spnego/kerberos", or why unknown
+    Outcome outcome = Outcome::Incomplete;
+    std::string user;         ///< SQL login, NTLM user, or Kerberos client when known
+    std::string domain;       ///< NTLM domain or Kerberos realm
+    std::string workstation;  ///< NTLM workstation / LOGIN7 host name
+    std::string spn;          ///< Kerberos SPN (AP-REQ sname or matched TGS-REQ) or NTLM target
+    bool anonymous = false;
+    EncryptionMode encryption = EncryptionMode::Unknown;
+    std::string tls_version;
+    bool sspi_visible = false;                ///< the SSPI exchange (or part of it) was readable
+    Tristate delegation = Tristate::Unknown;  ///< client delegated its TGT (Kerberos only)
+    std::string server_name;                  ///< LOGIN7 ServerName (what the client typed)
+    std::string host_name;                    ///< LOGIN7 HostName
+    std::string app_name;
+    std::string library;
+    std::string tds_version;             ///< e.g. "7.4"
+    std::string kerberos_etype;          ///< ticket enctype name when seen (rc4-hmac is flagged)
+    int ntlm_version = 0;                ///< 1 or 2 when NTLM
+    std::int32_t kerberos_error = 0;     ///< KRB-ERROR code the server returned in SSPI (0 = none)
+    bool encryption_downgraded = false;  ///< client asked for encryption, got less
+    std::optional<ServerError> error;
+};
+
+/// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.
+struct KerberosEvent {
+    Timestamp ts;
+    FlowKey flow;             ///< client = the host asking the KDC
+    std::uint64_t frame = 0;  ///< request frame (or the reply's when the request was not seen)
+    std::uint64_t reply_frame = 0;
+    std::string request;  ///< "AS-REQ" / "TGS-REQ" / "" when only a reply was seen
+    std::string reply;    ///< "AS-REP" / "TGS-REP" / "KRB-ERROR" / "" when none seen
+    std::string client;   ///< cname@crealm when visible
+    std::string sname;    ///< requested service principal, e.g. MSSQLSvc/sqla.lab.test:1433
+    std::string realm;
+    std::vector<std::string> kdc_options;  ///< names, e.g. "forwardable", "forwarded"
+    std::vector<std::string> etypes;       ///< requested enctypes (names)
+    std::vector<std::string> padata;       ///< padata type names, e.g. "PA-FOR-USER"
+    std::string s4u_user;                  ///< PA-FOR-USER user, when present
+    std::vector<std::string> additional_ticket_snames;
+    std::int32_t error_code = 0;  ///< KRB-ERROR error-code (0 = none)
+    std::string error_name;       ///< e.g. "KDC_ERR_S_PRINCIPAL_UNKNOWN"
+    std::string error_text;       ///< e-text when present
+
+    [[nodiscard]] bool has_option(const std::string& name) const;
+};
+
+/// A server ERROR token outside the login (event "server_error"): e.g. a linked-server login error
+/// relayed by the middle server on an established session.
+struct ServerErrorEvent {
+    Timestamp ts;
+    FlowKey flow;
+    std::uint64_t frame = 0;
+    ServerError error;
+    std::string statement;  ///< the client's last SQL batch / RPC text before the error (capped)
+};
+
+/// A verdict (event "finding").
+struct Finding {
+    Timestamp ts;
+    std::string rule;  ///< stable id, e.g. "HS010"
+    std::string name;  ///< stable slug, e.g. "ntlm-first-hop"
+    Severity severity = Severity::Warning;
+    std::string summary;            ///< one line
+    std::vector<std::string> hops;  ///< "C 10.77.0.2:50000 -> A 10.77.0.3:1433 (ntlm)" ...
+    std::vector<EvidenceRef> evidence;
+    std::string display_filter;  ///< a Wireshark display filter that shows the evidence
+    std::string remedy;          ///< what to do, with the real names filled in
+    std::string missing;         ///< what evidence is missing and how to capture it (may be empty)
+};
+
+}  // namespace hopscope::analysis

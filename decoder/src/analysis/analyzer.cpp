@@ -1,0 +1,733 @@
+#include "hopscope/analysis/analyzer.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+
+namespace hopscope::analysis {
+namespace {
+
+std::string lower(std::string s) {
+    for (char& c : s)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+bool icontains(const std::string& hay, const std::string& needle) {
+    return lower(hay).find(lower(needle)) != std::string::npos;
+}
+
+bool integrated(const LoginEvent& l) {
+    return l.auth == AuthKind::Ntlm || l.auth == AuthKind::Kerberos ||
+           (l.auth == AuthKind::Unknown && l.user.empty());
+}
+
+bool looks_like_ip(const std::string& host) {
+    if (host.empty()) return false;
+    if (host.find(':') != std::string::npos) return true;  // IPv6 literal
+    return std::all_of(host.begin(), host.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
+    });
+}
+
+/// "MSSQLSvc/host:port@REALM" -> host (empty when not an MSSQLSvc SPN).
+std::string spn_host(const std::string& spn) {
+    if (lower(spn).rfind("mssqlsvc/", 0) != 0) return {};
+    std::string rest = spn.substr(9);
+    rest = rest.substr(0, rest.find('@'));
+    if (!rest.empty() && rest.front() == '[') return rest.substr(1, rest.find(']') - 1);
+    return rest.substr(0, rest.find(':'));
+}
+
+bool login_failed_text(const ServerError& e) {
+    return e.number == 18456 || e.number == 18452 || icontains(e.message, "login failed");
+}
+
+bool anonymous_text(const std::string& s) {
+    return icontains(s, "ANONYMOUS LOGON");
+}
+bool null_text(const std::string& s) {
+    return icontains(s, "'(null)'");
+}
+
+std::string ip_filter(const IpAddress& a) {
+    return std::string(a.v6 ? "ipv6.addr==" : "ip.addr==") + to_string(a);
+}
+
+std::string flow_filter(const FlowKey& f) {
+    const char* proto = f.transport == Transport::Udp ? "udp" : "tcp";
+    return "(" + ip_filter(f.client.addr) + " && " + ip_filter(f.server.addr) + " && " + proto +
+           ".port==" + std::to_string(f.client.port) + " && " + proto +
+           ".port==" + std::to_string(f.server.port) + ")";
+}
+
+std::string frames_filter(const std::vector<EvidenceRef>& ev) {
+    std::set<std::uint64_t> frames;
+    for (const auto& e : ev)
+        if (e.frame) frames.insert(e.frame);
+    if (frames.empty()) {
+        std::string out;
+        std::set<std::string> seen;
+        for (const auto& e : ev) {
+            std::string f = flow_filter(e.flow);
+            if (!seen.insert(f).second) continue;
+            if (!out.empty()) out += " || ";
+            out += f;
+        }
+        return out;
+    }
+    std::string out = "frame.number in {";
+    bool first = true;
+    for (auto n : frames) {
+        if (!first) out += ' ';
+        out += std::to_string(n);
+        first = false;
+    }
+    return out + "}";
+}
+
+EvidenceRef ref(const LoginEvent& l, std::string what) {
+    return EvidenceRef{l.flow, l.last_frame ? l.last_frame : l.first_frame, 0, l.ts,
+                       std::move(what)};
+}
+
+EvidenceRef ref(const KerberosEvent& k, std::string what) {
+    return EvidenceRef{k.flow, k.reply_frame ? k.reply_frame : k.frame, 0, k.ts, std::move(what)};
+}
+
+std::string identity(const LoginEvent& l) {
+    if (l.anonymous) return "NT AUTHORITY\\ANONYMOUS LOGON";
+    if (l.user.empty()) return "";
+    if (!l.domain.empty() && l.auth == AuthKind::Ntlm) return l.domain + "\\" + l.user;
+    if (!l.domain.empty() && l.auth == AuthKind::Kerberos) return l.user + "@" + l.domain;
+    return l.user;
+}
+
+std::string key_of(const LoginEvent& l) {
+    return to_string(l.flow.client.addr) + ">" + to_string(l.flow.server) + "/" +
+           to_string(l.auth) + "/" + to_string(l.outcome) + (l.anonymous ? "/anon" : "");
+}
+
+constexpr const char* kAccountPlaceholder = "<SQL Server service account>";
+
+}  // namespace
+
+Analyzer::Analyzer(FindingSink& sink) : Analyzer(sink, Options{}) {}
+Analyzer::Analyzer(FindingSink& sink, Options opts) : sink_(sink), opts_(opts) {}
+
+void Analyzer::emit(Finding f, const std::string& dedup_key) {
+    if (!emitted_keys_.insert(f.rule + "|" + dedup_key).second) return;
+    if (f.display_filter.empty()) f.display_filter = frames_filter(f.evidence);
+    ++emitted_;
+    sink_.on_finding(f);
+}
+
+void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
+    std::string name = raw.substr(0, raw.find_first_of("\\,"));  // drop instance / port
+    if (name.empty() || looks_like_ip(name)) return;
+    // Fully qualified names are the ones Kerberos needs: rank them first.
+    names_[a][lower(name)] += name.find('.') != std::string::npos ? 1000 : 1;
+}
+
+std::string Analyzer::host_name(const IpAddress& a) const {
+    auto it = names_.find(a);
+    if (it == names_.end() || it->second.empty()) return to_string(a);
+    return std::max_element(it->second.begin(), it->second.end(),
+                            [](const auto& x, const auto& y) { return x.second < y.second; })
+        ->first;
+}
+
+std::string Analyzer::describe(const LoginEvent& l, const char* role) const {
+    std::string s = std::string(role) + " " + host_name(l.flow.client.addr) + " -> " +
+                    host_name(l.flow.server.addr) + ":" + std::to_string(l.flow.server.port) +
+                    " (" + to_string(l.auth);
+    std::string id = identity(l);
+    if (!id.empty()) s += ", " + id;
+    s += ", " + std::string(to_string(l.outcome));
+    if (l.error) s += " " + std::to_string(l.error->number);
+    return s + ")";
+}
+
+std::vector<const KerberosEvent*> Analyzer::kdc_for(const IpAddress& client,
+                                                    Timestamp before) const {
+    std::vector<const KerberosEvent*> out;
+    for (const auto& k : kdc_) {
+        if (k.flow.client.addr != client) continue;
+        if (k.ts.micros > before.micros + 2'000'000) continue;  // small slack for clock order
+        if (before.micros - k.ts.micros > opts_.kerberos_window_us) continue;
+        out.push_back(&k);
+    }
+    return out;
+}
+
+std::string Analyzer::spn_for(const LoginEvent& l) const {
+    if (!l.spn.empty()) return l.spn;
+    // The client's TGS-REQ for an MSSQLSvc SPN of this server's name, just before the login.
+    std::string host = host_name(l.flow.server.addr);
+    const KerberosEvent* best = nullptr;
+    for (const auto* k : kdc_for(l.flow.client.addr, l.started.micros ? l.started : l.ts)) {
+        if (k->request != "TGS-REQ" || spn_host(k->sname).empty()) continue;
+        if (lower(spn_host(k->sname)) == lower(host) || best == nullptr) best = k;
+    }
+    return best ? best->sname : std::string{};
+}
+
+Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
+    if (l.delegation != Tristate::Unknown) return l.delegation;
+    if (!saw_kdc_) return Tristate::Unknown;
+    auto ks = kdc_for(l.flow.client.addr, l.started.micros ? l.started : l.ts);
+    if (ks.empty()) return Tristate::Unknown;
+    for (const auto* k : ks)
+        if (k->request == "TGS-REQ" && k->has_option("forwarded") && k->error_code == 0)
+            return Tristate::Yes;
+    return Tristate::No;
+}
+
+const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out) const {
+    const Recent* best = nullptr;
+    for (const auto& r : logins_) {
+        const LoginEvent& in = r.login;
+        if (in.flow.server.addr != out.flow.client.addr) continue;
+        if (in.flow.client.addr == out.flow.server.addr) continue;
+        if (in.outcome != Outcome::Success) continue;
+        Timestamp start = out.started.micros ? out.started : out.ts;
+        if (in.ts > start) continue;
+        if (r.closed.micros != 0 ? start > r.closed
+                                 : start.micros - in.ts.micros > opts_.chain_window_us)
+            continue;
+        if (best == nullptr || in.ts > best->login.ts) best = &r;
+    }
+    return best;
+}
+
+void Analyzer::add_login(const LoginEvent& l) {
+    prune(l.ts);
+    if (!l.server_name.empty()) learn_name(l.flow.server.addr, l.server_name);
+    if (std::string h = spn_host(l.spn); !h.empty()) learn_name(l.flow.server.addr, h);
+
+    HopSummary& h = hops_[key_of(l)];
+    h.client = l.flow.client.addr;
+    h.server = l.flow.server;
+    h.auth = l.auth;
+    h.outcome = l.outcome;
+    h.anonymous = l.anonymous;
+    h.user = identity(l);
+    ++h.count;
+
+    logins_.push_back(Recent{l, {}, false});
+    Recent& r = logins_.back();
+    per_login_rules(r);
+    if (const Recent* in = find_inbound(l)) {
+        middle_servers_.insert(l.flow.client.addr);
+        const_cast<Recent*>(in)->chained = true;
+        r.chained = true;
+        chain_rules(*in, r);
+    }
+}
+
+void Analyzer::add_kerberos(const KerberosEvent& k) {
+    prune(k.ts);
+    saw_kdc_ = true;
+    if (std::string h = spn_host(k.sname); !h.empty()) {
+        // The client asked for MSSQLSvc/h: the server it then connects to is likely h; learned at
+        // login time (spn_for) rather than guessed here.
+        (void)h;
+    }
+    kdc_.push_back(k);
+    kdc_rules(kdc_.back());
+}
+
+void Analyzer::add_server_error(const ServerErrorEvent& e) {
+    prune(e.ts);
+    errors_.push_back(e);
+    const ServerError& err = e.error;
+    const bool login_error =
+        login_failed_text(err) || err.number == 7399 || err.number == 7303 || err.number == 7416;
+    if (!login_error) return;
+
+    Finding f;
+    f.ts = e.ts;
+    f.rule = "HS003";
+    f.name = "linked-server-login-error-relayed";
+    f.severity = Severity::Error;
+    const std::string middle = host_name(e.flow.server.addr);
+    f.summary = "Middle server " + middle + " passed on a login error raised by a linked server (" +
+                std::to_string(err.number) + ": " + err.message + ")";
+    if (!e.statement.empty()) f.summary += " while running: " + e.statement;
+    f.evidence.push_back(
+        EvidenceRef{e.flow, e.frame, 0, e.ts,
+                    "ERROR " + std::to_string(err.number) + " on an established session"});
+    // The login on the same connection tells how C authenticated to A.
+    const LoginEvent* first = nullptr;
+    for (const auto& r : logins_)
+        if (r.login.flow == e.flow) first = &r.login;
+    if (first) {
+        f.hops.push_back(describe(*first, "C->A"));
+        f.evidence.push_back(ref(*first, "C's login to A"));
+    }
+    // The failed outbound login from A, if this capture has A's segment too.
+    const LoginEvent* second = nullptr;
+    for (const auto& r : logins_) {
+        const LoginEvent& o = r.login;
+        if (o.flow.client.addr != e.flow.server.addr || o.outcome == Outcome::Success) continue;
+        if (o.ts > e.ts || e.ts.micros - o.ts.micros > opts_.chain_window_us) continue;
+        second = &o;
+    }
+    if (second) {
+        f.hops.push_back(describe(*second, "A->B"));
+        f.evidence.push_back(ref(*second, "A's failed login to the linked server"));
+    }
+    const bool anon = anonymous_text(err.message) || (second && second->anonymous);
+    if (anon) {
+        f.summary += "; the linked server saw NT AUTHORITY\\ANONYMOUS LOGON: " + middle +
+                     " could not pass the caller's Windows identity on";
+    } else if (null_text(err.message) || err.number == 18452) {
+        f.summary += "; the linked server got no usable Windows identity ('(null)', 18452)";
+    }
+    if (first && first->auth == AuthKind::Ntlm) {
+        f.remedy = "The client reached " + middle +
+                   " with NTLM, which cannot be delegated. Make the first hop use Kerberos: "
+                   "register the SPN (setspn -S MSSQLSvc/" +
+                   middle + ":" + std::to_string(e.flow.server.port) + " " +
+                   (first->domain.empty() ? std::string("DOMAIN") : first->domain) + "\\" +
+                   kAccountPlaceholder +
+                   "), connect with the fully qualified name, and trust the service account for "
+                   "delegation to the linked server.";
+    } else {
+        f.remedy = "Follow the identity hop by hop: C must log in to " + middle +
+                   " with Kerberos and a delegable ticket, " + middle +
+                   "'s service account must be trusted for delegation (or constrained to the "
+                   "linked server's MSSQLSvc SPN), the user must not be 'sensitive and cannot be "
+                   "delegated', and both SQL Servers need their MSSQLSvc SPNs.";
+    }
+    if (!second)
+        f.missing = "The connection from " + middle +
+                    " to the linked server is not in this input; capture on " + middle +
+                    " (TDS and port 88) to see which hop lost the identity.";
+    emit(std::move(f), to_string(e.flow.client.addr) + ">" + to_string(e.flow.server) + "#" +
+                           std::to_string(err.number));
+}
+
+void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
+    for (auto& r : logins_)
+        if (r.login.flow == flow && r.closed.micros == 0) r.closed = ts;
+}
+
+void Analyzer::per_login_rules(const Recent& r) {
+    const LoginEvent& l = r.login;
+    const std::string key = key_of(l);
+    const std::string server = host_name(l.flow.server.addr);
+
+    const bool anon = l.anonymous || (l.error && anonymous_text(l.error->message));
+    if (anon) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS001";
+        f.name = "anonymous-logon";
+        f.severity = Severity::Error;
+        f.summary = host_name(l.flow.client.addr) + " logged in to " + server +
+                    " as NT AUTHORITY\\ANONYMOUS LOGON" +
+                    (l.error ? " and was refused (" + std::to_string(l.error->number) + ")" : "");
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, l.anonymous ? "NTLM AUTHENTICATE with empty user and responses"
+                                                : "ERROR naming ANONYMOUS LOGON"));
+        f.remedy =
+            "An anonymous Windows login is what a middle server sends when it holds the "
+            "caller's identity only as an NTLM or non-delegable token. Fix the hop into " +
+            host_name(l.flow.client.addr) +
+            ": Kerberos with delegation (SPNs registered, service account trusted for "
+            "delegation, user not marked sensitive).";
+        emit(std::move(f), key);
+    }
+    if (l.error && (l.error->number == 18452 || null_text(l.error->message))) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS002";
+        f.name = "null-login-18452";
+        f.severity = Severity::Error;
+        f.summary = server + " refused a Windows login with no usable identity ('(null)', " +
+                    std::to_string(l.error->number) + "): " + l.error->message;
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, "ERROR 18452 / '(null)'"));
+        f.remedy =
+            "SQL Server 2000-style symptom of a lost identity on a double hop, or a SQL "
+            "login against a Windows-only server. For a linked server: use Kerberos with "
+            "delegation on the first hop.";
+        emit(std::move(f), key);
+    }
+    if (l.kerberos_error == 41 || l.kerberos_error == 37) {
+        Finding f;
+        f.ts = l.ts;
+        const bool skew = l.kerberos_error == 37;
+        f.rule = skew ? "HS022" : "HS021";
+        f.name = skew ? "clock-skew" : "spn-wrong-account";
+        f.severity = Severity::Error;
+        std::string spn = spn_for(l);
+        f.summary = skew ? server +
+                               " rejected the Kerberos ticket: KRB_AP_ERR_SKEW (clocks more "
+                               "than 5 minutes apart)"
+                         : server + " could not decrypt the Kerberos ticket for " +
+                               (spn.empty() ? std::string("its SPN") : spn) +
+                               " (KRB_AP_ERR_MODIFIED): the SPN belongs to another account";
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(
+            ref(l, skew ? "KRB-ERROR 37 in the SSPI reply" : "KRB-ERROR 41 in the SSPI reply"));
+        f.remedy = skew ? "Synchronise the clocks of client, server and domain controllers (w32tm "
+                          "/resync; check the NTP source)."
+                        : "Find the account that owns the SPN (setspn -Q " +
+                              (spn.empty() ? std::string("MSSQLSvc/<host>:<port>") : spn) +
+                              "), remove it there (setspn -D) and register it on the SQL Server "
+                              "service account (setspn -S); re-export keytabs after a password "
+                              "change.";
+        emit(std::move(f), key + "#k" + std::to_string(l.kerberos_error));
+    }
+    if (l.auth == AuthKind::Ntlm && l.ntlm_version == 1) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS040";
+        f.name = "ntlmv1";
+        f.severity = Severity::Warning;
+        f.summary = host_name(l.flow.client.addr) + " used NTLMv1 to " + server;
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, "NTLM AUTHENTICATE with a 24-byte NT response"));
+        f.remedy =
+            "NTLMv1 is crackable: set 'Network security: LAN Manager authentication "
+            "level' to 'Send NTLMv2 response only. Refuse LM & NTLM'.";
+        emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
+    }
+    if (icontains(l.kerberos_etype, "rc4")) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS041";
+        f.name = "kerberos-rc4";
+        f.severity = Severity::Warning;
+        f.summary = "Kerberos ticket for " + server + " uses RC4-HMAC";
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, "AP-REQ ticket enctype " + l.kerberos_etype));
+        f.remedy =
+            "Enable AES on the service account (msDS-SupportedEncryptionTypes) and reset "
+            "its password so AES keys exist.";
+        emit(std::move(f), to_string(l.flow.server));
+    }
+    if (l.auth == AuthKind::Sql && l.encryption == EncryptionMode::None) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS042";
+        f.name = "sql-auth-unencrypted";
+        f.severity = Severity::Warning;
+        f.summary = "SQL login '" + l.user + "' to " + server +
+                    " crossed the network without TLS: its password is only obfuscated";
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, "clear LOGIN7 with SQL authentication"));
+        f.remedy =
+            "Require encryption (client Encrypt=true / server Force Encryption) or use "
+            "Windows authentication.";
+        emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
+    }
+    if (l.encryption_downgraded) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS043";
+        f.name = "encryption-downgraded";
+        f.severity = Severity::Warning;
+        f.summary =
+            "The client asked " + server + " for encryption and got " + to_string(l.encryption);
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, "PRELOGIN ENCRYPTION request vs answer"));
+        f.remedy =
+            "Install a certificate on the server and enable encryption; make clients "
+            "require it (Encrypt=true) so a downgrade fails instead of passing.";
+        emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
+    }
+    std::string spn = l.spn;
+    if (!spn.empty()) {
+        std::string host = spn_host(spn);
+        std::string rest = spn.substr(std::min(spn.size(), std::size_t{9}));
+        rest = rest.substr(0, rest.find('@'));
+        const bool no_port = rest.find(':') == std::string::npos || rest.back() == ']';
+        if (!host.empty() &&
+            (looks_like_ip(host) || host.find('.') == std::string::npos || no_port)) {
+            Finding f;
+            f.ts = l.ts;
+            f.rule = "HS024";
+            f.name = "spn-form";
+            f.severity = Severity::Warning;
+            f.summary = "SPN " + spn + " will not match a registered MSSQLSvc/<fqdn>:<port> SPN";
+            f.hops.push_back(describe(l, "hop"));
+            f.evidence.push_back(ref(l, "SPN requested by the client"));
+            f.remedy =
+                "Connect with the server's fully qualified DNS name and TCP port (SPN "
+                "MSSQLSvc/<fqdn>:1433), not an IP address, alias or short name.";
+            emit(std::move(f), spn);
+        }
+    }
+}
+
+void Analyzer::chain_rules(const Recent& inbound, const Recent& outbound) {
+    const LoginEvent& in = inbound.login;
+    const LoginEvent& out = outbound.login;
+    const std::string a = host_name(in.flow.server.addr);
+    const std::string b = host_name(out.flow.server.addr);
+
+    ChainSummary& c =
+        chains_[to_string(in.flow.client.addr) + ">" + to_string(in.flow.server) + ">" +
+                to_string(out.flow.server) + "/" + to_string(in.auth) + "/" + to_string(out.auth) +
+                "/" + to_string(out.outcome) + (out.anonymous ? "/anon" : "")];
+    c.client = in.flow.client.addr;
+    c.middle = in.flow.server;
+    c.backend = out.flow.server;
+    c.first_auth = in.auth;
+    c.second_auth = out.auth;
+    c.second_outcome = out.outcome;
+    c.second_anonymous = out.anonymous;
+    c.user = identity(in);
+    c.second_user = identity(out);
+    ++c.count;
+
+    const bool second_failed = out.anonymous || out.outcome == Outcome::Failure ||
+                               (out.error && anonymous_text(out.error->message));
+    const std::string dedup = to_string(in.flow.client.addr) + ">" + to_string(in.flow.server) +
+                              ">" + to_string(out.flow.server);
+    Finding f;
+    f.ts = out.ts;
+    f.hops = {describe(in, "C->A"), describe(out, "A->B")};
+    f.evidence = {ref(in, "C's login to A"), ref(out, "A's login to B")};
+    const std::string realm = !in.domain.empty() ? in.domain : std::string("DOMAIN");
+
+    if (in.auth == AuthKind::Ntlm && integrated(out)) {
+        f.rule = "HS010";
+        f.name = "ntlm-first-hop";
+        f.severity = Severity::Error;
+        f.summary = "Double hop with NTLM on the first hop: " + identity(in) + " reached " + a +
+                    " with NTLM, which cannot be delegated, so " + a + " reached " + b + " as " +
+                    (identity(out).empty() ? std::string("nobody") : identity(out));
+        f.remedy = "Make the client use Kerberos to " + a +
+                   ": register its SPN (setspn -S MSSQLSvc/" + a + ":" +
+                   std::to_string(in.flow.server.port) + " " + realm + "\\" + kAccountPlaceholder +
+                   "), connect with that fully qualified name, and trust the service account for "
+                   "delegation to MSSQLSvc/" +
+                   b + ":" + std::to_string(out.flow.server.port) + ".";
+        for (const auto* k : kdc_for(in.flow.client.addr, in.started.micros ? in.started : in.ts))
+            if (k->error_code == 7 && !spn_host(k->sname).empty()) {
+                f.summary += " (the KDC did not know " + k->sname + ")";
+                f.evidence.push_back(ref(*k, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+            }
+        emit(std::move(f), dedup);
+        return;
+    }
+    if (in.auth == AuthKind::Kerberos) {
+        if (!second_failed && out.auth == AuthKind::Kerberos) {
+            f.rule = "HS050";
+            f.name = "healthy-double-hop";
+            f.severity = Severity::Info;
+            f.summary =
+                "Healthy double hop: " + identity(in) + " -> " + a + " -> " + b +
+                " with Kerberos on both hops" +
+                (out.user.empty() ? std::string() : " (" + b + " saw " + identity(out) + ")");
+            f.remedy = "Nothing to do.";
+            emit(std::move(f), dedup);
+            return;
+        }
+        if (!second_failed && out.auth != AuthKind::Ntlm) return;
+        f.rule = "HS011";
+        f.name = "kerberos-without-delegation";
+        f.severity = Severity::Error;
+        std::string why;
+        const KerberosEvent* refused = nullptr;
+        for (const auto* k : kdc_for(in.flow.client.addr, in.started.micros ? in.started : in.ts))
+            if (k->has_option("forwarded") && k->error_code != 0) refused = k;
+        Tristate deleg = delegation_requested(in);
+        if (refused) {
+            why = "the KDC refused to forward the user's TGT (" + refused->error_name +
+                  "): the account is 'sensitive and cannot be delegated' or its TGT is not "
+                  "forwardable";
+            f.evidence.push_back(ref(*refused, "TGS-REQ forwarded -> " + refused->error_name));
+            f.remedy = "Clear 'Account is sensitive and cannot be delegated' for " +
+                       (in.user.empty() ? std::string("the user") : identity(in)) +
+                       " (and remove it from Protected Users), or use a login mapping on the "
+                       "linked server.";
+        } else if (deleg == Tristate::No) {
+            why = "the client did not ask for a forwarded TGT, so the ticket it sent to " + a +
+                  " carried no delegable credential";
+            f.remedy = "Trust " + a +
+                       "'s service account for delegation (unconstrained, or "
+                       "constrained to MSSQLSvc/" +
+                       b + ":" + std::to_string(out.flow.server.port) +
+                       "); Windows clients then delegate automatically (ok-as-delegate). For "
+                       "MIT/FreeTDS clients enable delegation ('enable gssapi delegation = yes', "
+                       "kinit -f).";
+        } else if (deleg == Tristate::Yes) {
+            why = "the client obtained a forwarded TGT, yet " + a + " did not use it";
+            f.remedy = "Check that " + a +
+                       " runs under the account that owns its SPN and that "
+                       "the account is trusted for delegation to MSSQLSvc/" +
+                       b + ":" + std::to_string(out.flow.server.port) + ".";
+        } else {
+            why = "whether the client delegated cannot be seen without its port-88 traffic";
+            f.remedy = "Check delegation settings of " + a + "'s service account and the user.";
+            f.missing = "No Kerberos (port 88) traffic from " + host_name(in.flow.client.addr) +
+                        " was captured: capture on the client's segment including port 88 to see "
+                        "whether it asked for a forwarded TGT.";
+        }
+        f.summary = "Double hop with Kerberos but no delegation: " + a + " reached " + b + " as " +
+                    (identity(out).empty() ? std::string("nobody") : identity(out)) + " because " +
+                    why;
+        emit(std::move(f), dedup);
+        return;
+    }
+    if (in.auth == AuthKind::Unknown && second_failed) {
+        f.rule = "HS090";
+        f.name = "missing-evidence";
+        f.severity = Severity::Info;
+        f.summary = "The identity was lost between " + a + " and " + b +
+                    ", but how the client authenticated to " + a + " is not visible (" +
+                    (in.auth_detail.empty() ? std::string("encrypted login") : in.auth_detail) +
+                    ")";
+        f.missing = "Capture port 88 on the client's segment (the TGS-REQ for MSSQLSvc/" + a +
+                    " shows whether Kerberos was used and delegation requested), or run "
+                    "'hopscope proxy' with TLS termination in front of " +
+                    a + ".";
+        f.remedy = "See the anonymous-logon finding for " + b + ".";
+        emit(std::move(f), dedup);
+    }
+}
+
+void Analyzer::kdc_rules(const KerberosEvent& k) {
+    if (k.error_code == 0) {
+        if (std::string h = spn_host(k.sname); !h.empty()) {
+            std::string rest = k.sname.substr(9);
+            rest = rest.substr(0, rest.find('@'));
+            if (looks_like_ip(h) || h.find('.') == std::string::npos ||
+                rest.find(':') == std::string::npos) {
+                Finding f;
+                f.ts = k.ts;
+                f.rule = "HS024";
+                f.name = "spn-form";
+                f.severity = Severity::Warning;
+                f.summary = "Client " + host_name(k.flow.client.addr) + " asked for SPN " +
+                            k.sname + ", which will not match MSSQLSvc/<fqdn>:<port>";
+                f.evidence.push_back(ref(k, "TGS-REQ sname"));
+                f.remedy = "Connect with the server's fully qualified DNS name and TCP port.";
+                emit(std::move(f), k.sname);
+            }
+        }
+        return;
+    }
+    Finding f;
+    f.ts = k.ts;
+    f.severity = Severity::Error;
+    f.evidence.push_back(ref(k, k.request + " -> " + k.error_name));
+    const std::string client = k.client.empty() ? host_name(k.flow.client.addr) : k.client;
+    if (k.error_code == 7 && !spn_host(k.sname).empty()) {
+        f.rule = "HS020";
+        f.name = "spn-missing";
+        f.summary = "SPN " + k.sname + " is not registered (KDC_ERR_S_PRINCIPAL_UNKNOWN for " +
+                    client + "): the client cannot use Kerberos to that SQL Server";
+        f.remedy = "setspn -S " + k.sname.substr(0, k.sname.find('@')) + " " +
+                   (k.realm.empty() ? std::string("DOMAIN") : k.realm) + "\\" + kAccountPlaceholder;
+        emit(std::move(f), k.sname);
+    } else if (k.error_code == 13 && k.has_option("cname-in-addl-tkt")) {
+        f.rule = "HS023";
+        f.name = "constrained-delegation-refused";
+        f.summary = "Constrained delegation (S4U2Proxy) to " + k.sname + " was refused for " +
+                    client + " (KDC_ERR_BADOPTION)";
+        f.remedy = "Add " + k.sname +
+                   " to msDS-AllowedToDelegateTo of the middle server's service account (or "
+                   "configure resource-based constrained delegation on the back-end's account), "
+                   "and check the user is not sensitive.";
+        emit(std::move(f), k.sname + "#" + client);
+    } else if (k.error_code == 13 && k.has_option("forwarded")) {
+        f.rule = "HS012";
+        f.name = "forwarded-tgt-refused";
+        f.summary = "The KDC refused to forward " + client +
+                    "'s TGT (KDC_ERR_BADOPTION): the account is 'sensitive and cannot be "
+                    "delegated' or its TGT is not forwardable";
+        f.remedy = "Clear 'Account is sensitive and cannot be delegated' for " + client +
+                   " (and remove it from Protected Users) if it must reach linked servers.";
+        emit(std::move(f), client);
+    } else if (k.error_code == 37) {
+        f.rule = "HS022";
+        f.name = "clock-skew";
+        f.summary = "KRB_AP_ERR_SKEW for " + client + ": clocks differ by more than 5 minutes";
+        f.remedy = "Synchronise client, server and KDC clocks (w32tm /resync).";
+        emit(std::move(f), client);
+    } else if (k.error_code == 41) {
+        f.rule = "HS021";
+        f.name = "spn-wrong-account";
+        f.summary = "KRB_AP_ERR_MODIFIED for " + k.sname +
+                    ": the ticket was encrypted for another account's key";
+        f.remedy = "setspn -Q " + k.sname +
+                   " to find duplicates; keep the SPN only on the "
+                   "service account.";
+        emit(std::move(f), k.sname);
+    }
+}
+
+void Analyzer::finish() {
+    for (const auto& r : logins_) {
+        const LoginEvent& l = r.login;
+        if (l.auth == AuthKind::Ntlm && !r.chained && middle_servers_.count(l.flow.server.addr)) {
+            Finding f;
+            f.ts = l.ts;
+            f.rule = "HS030";
+            f.name = "ntlm-to-middle-server";
+            f.severity = Severity::Warning;
+            const std::string a = host_name(l.flow.server.addr);
+            f.summary = identity(l) + " logged in with NTLM to " + a +
+                        ", which also logs in to linked servers: a linked-server query on this "
+                        "session would reach them as ANONYMOUS LOGON";
+            f.hops.push_back(describe(l, "C->A"));
+            f.evidence.push_back(ref(l, "NTLM login to a middle server"));
+            f.remedy = "Register MSSQLSvc/" + a + ":" + std::to_string(l.flow.server.port) +
+                       " on its service account and connect by fully qualified name so Kerberos "
+                       "is used.";
+            emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
+        }
+        if (l.auth == AuthKind::Unknown && !saw_kdc_ && integrated(l)) {
+            Finding f;
+            f.ts = l.ts;
+            f.rule = "HS090";
+            f.name = "missing-evidence";
+            f.severity = Severity::Info;
+            f.summary = "The authentication of logins to " + host_name(l.flow.server.addr) +
+                        " is not visible (" +
+                        (l.auth_detail.empty() ? std::string("encrypted") : l.auth_detail) + ")";
+            f.hops.push_back(describe(l, "hop"));
+            f.evidence.push_back(ref(l, "login without visible authentication"));
+            f.missing =
+                "Capture port 88 as well (the client's TGS-REQ names the SPN and shows "
+                "delegation), or use 'hopscope proxy' with TLS termination.";
+            f.remedy = "None until the evidence is there.";
+            emit(std::move(f), to_string(l.flow.server));
+        }
+    }
+}
+
+void Analyzer::prune(Timestamp now) {
+    const std::int64_t horizon =
+        now.micros - 2 * std::max(opts_.chain_window_us, opts_.kerberos_window_us);
+    while (!logins_.empty() &&
+           (logins_.size() > opts_.max_recent || logins_.front().login.ts.micros < horizon))
+        logins_.pop_front();
+    while (!kdc_.empty() && (kdc_.size() > opts_.max_recent || kdc_.front().ts.micros < horizon))
+        kdc_.pop_front();
+    while (!errors_.empty() &&
+           (errors_.size() > opts_.max_recent || errors_.front().ts.micros < horizon))
+        errors_.pop_front();
+}
+
+std::vector<HopSummary> Analyzer::hop_summary() const {
+    std::vector<HopSummary> out;
+    for (const auto& [k, v] : hops_)
+        out.push_back(v);
+    return out;
+}
+
+std::vector<ChainSummary> Analyzer::chain_summary() const {
+    std::vector<ChainSummary> out;
+    for (const auto& [k, v] : chains_)
+        out.push_back(v);
+    return out;
+}
+
+}  // namespace hopscope::analysis

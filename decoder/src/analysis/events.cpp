@@ -1,0 +1,79 @@
+#include "hopscope/analysis/events.hpp"
+
+#include <algorithm>
+
+namespace hopscope::analysis {
+
+const char* to_string(AuthKind k) {
+    switch (k) {
+        case AuthKind::Sql:
+            return "sql";
+        case AuthKind::Ntlm:
+            return "ntlm";
+        case AuthKind::Kerberos:
+            return "kerberos";
+        case AuthKind::FedAuth:
+            return "fedauth";
+        case AuthKind::Unknown:
+            return "unknown";
+    }
+    return "unknown";
+}
+
+const char* to_string(Outcome o) {
+    switch (o) {
+        case Outcome::Success:
+            return "success";
+        case Outcome::Failure:
+            return "failure";
+        case Outcome::Incomplete:
+            return "incomplete";
+    }
+    return "incomplete";
+}
+
+const char* to_string(EncryptionMode m) {
+    switch (m) {
+        case EncryptionMode::None:
+            return "none";
+        case EncryptionMode::LoginOnly:
+            return "login-only";
+        case EncryptionMode::Full:
+            return "full";
+        case EncryptionMode::Strict:
+            return "strict";
+        case EncryptionMode::Unknown:
+            return "unknown";
+    }
+    return "unknown";
+}
+
+const char* to_string(Severity s) {
+    switch (s) {
+        case Severity::Info:
+            return "info";
+        case Severity::Warning:
+            return "warning";
+        case Severity::Error:
+            return "error";
+    }
+    return "info";
+}
+
+const char* to_string(Tristate t) {
+    switch (t) {
+        case Tristate::Unknown:
+            return "unknown";
+        case Tristate::No:
+            return "no";
+        case Tristate::Yes:
+            return "yes";
+    }
+    return "unknown";
+}
+
+bool KerberosEvent::has_option(const std::string& name) const {
+    return std::find(kdc_options.begin(), kdc_options.end(), name) != kdc_options.end();
+}
+
+}  // namespace hopscope::analysis

@@ -1,0 +1,242 @@
+// Rule tests on facts shaped like the lab scenarios (tools/lab): C=10.77.0.2, A=10.77.0.3 (sqla),
+// B=10.77.0.4 (sqlb), KDC=10.77.0.1. Golden tests on the lab captures themselves live with the
+// capture pipeline; these pin each rule's trigger and its absence on healthy chains.
+#include "hopscope/analysis/analyzer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace hopscope::analysis {
+namespace {
+
+constexpr std::int64_t kSec = 1'000'000;
+
+FlowKey tcp(std::uint32_t c, std::uint16_t cport, std::uint32_t s, std::uint16_t sport) {
+    return FlowKey{Endpoint{IpAddress::v4_from(c), cport}, Endpoint{IpAddress::v4_from(s), sport},
+                   Transport::Tcp};
+}
+constexpr std::uint32_t kC = 0x0a4d0002, kA = 0x0a4d0003, kB = 0x0a4d0004, kKdc = 0x0a4d0001;
+
+struct Collect : FindingSink {
+    std::vector<Finding> all;
+    void on_finding(const Finding& f) override { all.push_back(f); }
+    [[nodiscard]] std::vector<std::string> rules() const {
+        std::vector<std::string> r;
+        for (const auto& f : all)
+            r.push_back(f.rule);
+        std::sort(r.begin(), r.end());
+        return r;
+    }
+    [[nodiscard]] const Finding* get(const std::string& rule) const {
+        for (const auto& f : all)
+            if (f.rule == rule) return &f;
+        return nullptr;
+    }
+};
+
+LoginEvent login(FlowKey flow, std::int64_t t, AuthKind auth, Outcome outcome) {
+    LoginEvent l;
+    l.flow = flow;
+    l.started = Timestamp{t * kSec};
+    l.ts = Timestamp{t * kSec + 1000};
+    l.first_frame = static_cast<std::uint64_t>(t) * 10;
+    l.last_frame = l.first_frame + 3;
+    l.auth = auth;
+    l.outcome = outcome;
+    l.encryption = EncryptionMode::None;
+    return l;
+}
+
+LoginEvent c_to_a(std::int64_t t, AuthKind auth) {
+    LoginEvent l = login(tcp(kC, 50000, kA, 1433), t, auth, Outcome::Success);
+    l.server_name = "sqla.lab.test";
+    l.user = "alice";
+    l.domain = auth == AuthKind::Ntlm ? "LAB" : "LAB.TEST";
+    return l;
+}
+
+LoginEvent anonymous_a_to_b(std::int64_t t) {
+    LoginEvent l = login(tcp(kA, 40000, kB, 1433), t, AuthKind::Ntlm, Outcome::Failure);
+    l.server_name = "sqlb.lab.test";
+    l.anonymous = true;
+    l.ntlm_version = 2;
+    l.error =
+        ServerError{18456, 1, 14, "Login failed for user 'NT AUTHORITY\\ANONYMOUS LOGON'.", "SQLB"};
+    return l;
+}
+
+KerberosEvent tgs(std::int64_t t, const std::string& sname, std::vector<std::string> opts,
+                  std::int32_t err = 0, const std::string& err_name = "") {
+    KerberosEvent k;
+    k.flow = tcp(kC, 51000, kKdc, 88);
+    k.ts = Timestamp{t * kSec};
+    k.frame = static_cast<std::uint64_t>(t);
+    k.request = "TGS-REQ";
+    k.reply = err ? "KRB-ERROR" : "TGS-REP";
+    k.sname = sname;
+    k.realm = "LAB.TEST";
+    k.client = "alice@LAB.TEST";
+    k.kdc_options = std::move(opts);
+    k.error_code = err;
+    k.error_name = err_name;
+    return k;
+}
+
+TEST(Analyzer, NtlmFirstHopIsTheCauseOfTheAnonymousSecondHop) {
+    Collect out;
+    Analyzer a(out);
+    LoginEvent in = c_to_a(1, AuthKind::Ntlm);
+    in.ntlm_version = 2;
+    a.add_login(in);
+    a.add_login(anonymous_a_to_b(3));
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS001", "HS010"}));
+    const Finding* f = out.get("HS010");
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->severity, Severity::Error);
+    EXPECT_NE(f->summary.find("NTLM"), std::string::npos);
+    EXPECT_NE(f->remedy.find("setspn -S MSSQLSvc/sqla.lab.test:1433 LAB\\"), std::string::npos)
+        << f->remedy;
+    ASSERT_EQ(f->hops.size(), 2u);
+    EXPECT_EQ(f->display_filter, "frame.number in {13 33}");
+    auto chains = a.chain_summary();
+    ASSERT_EQ(chains.size(), 1u);
+    EXPECT_EQ(chains[0].first_auth, AuthKind::Ntlm);
+    EXPECT_TRUE(chains[0].second_anonymous);
+}
+
+TEST(Analyzer, HealthyKerberosDoubleHopGivesOnlyTheInfoVerdict) {
+    Collect out;
+    Analyzer a(out);
+    a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable", "canonicalize"}));
+    a.add_kerberos(tgs(0, "krbtgt/LAB.TEST", {"forwardable", "forwarded"}));
+    a.add_login(c_to_a(1, AuthKind::Kerberos));
+    LoginEvent out_login = login(tcp(kA, 40000, kB, 1433), 2, AuthKind::Kerberos, Outcome::Success);
+    out_login.user = "alice";
+    out_login.domain = "LAB.TEST";
+    a.add_login(out_login);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS050"}));
+    EXPECT_EQ(out.get("HS050")->severity, Severity::Info);
+}
+
+TEST(Analyzer, KerberosWithoutForwardedTgtRequestSaysTheClientDidNotDelegate) {
+    Collect out;
+    Analyzer a(out);
+    a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"}));
+    a.add_login(c_to_a(1, AuthKind::Kerberos));
+    a.add_login(anonymous_a_to_b(2));
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS001", "HS011"}));
+    const Finding* f = out.get("HS011");
+    EXPECT_NE(f->summary.find("did not ask for a forwarded TGT"), std::string::npos) << f->summary;
+    EXPECT_TRUE(f->missing.empty());
+}
+
+TEST(Analyzer, SensitiveUserBadOptionIsNamedAsTheCause) {
+    Collect out;
+    Analyzer a(out);
+    a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"}));
+    a.add_kerberos(
+        tgs(0, "krbtgt/LAB.TEST", {"forwardable", "forwarded"}, 13, "KDC_ERR_BADOPTION"));
+    a.add_login(c_to_a(1, AuthKind::Kerberos));
+    a.add_login(anonymous_a_to_b(2));
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS001", "HS011", "HS012"}));
+    EXPECT_NE(out.get("HS011")->summary.find("KDC_ERR_BADOPTION"), std::string::npos);
+    EXPECT_NE(out.get("HS012")->remedy.find("sensitive"), std::string::npos);
+}
+
+TEST(Analyzer, WithoutPort88TheVerdictSaysWhatIsMissing) {
+    Collect out;
+    Analyzer a(out);
+    a.add_login(c_to_a(1, AuthKind::Kerberos));
+    a.add_login(anonymous_a_to_b(2));
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS001", "HS011"}));
+    EXPECT_NE(out.get("HS011")->missing.find("port 88"), std::string::npos);
+}
+
+TEST(Analyzer, MissingSpnGivesSetspnWithTheRealName) {
+    Collect out;
+    Analyzer a(out);
+    a.add_kerberos(
+        tgs(0, "MSSQLSvc/sqlx.lab.test:1433", {"forwardable"}, 7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+    a.finish();
+    ASSERT_EQ(out.rules(), (std::vector<std::string>{"HS020"}));
+    EXPECT_NE(out.get("HS020")->remedy.find("setspn -S MSSQLSvc/sqlx.lab.test:1433 LAB.TEST\\"),
+              std::string::npos);
+}
+
+TEST(Analyzer, RelayedErrorOnEstablishedSessionNamesMiddleServerAndQuery) {
+    Collect out;
+    Analyzer a(out);
+    a.add_login(c_to_a(1, AuthKind::Ntlm));
+    ServerErrorEvent e;
+    e.flow = tcp(kC, 50000, kA, 1433);
+    e.ts = Timestamp{5 * kSec};
+    e.frame = 55;
+    e.error =
+        ServerError{18456, 1, 14, "Login failed for user 'NT AUTHORITY\\ANONYMOUS LOGON'.", "SQLB"};
+    e.statement = "select * from SQLB.master.dbo.sysdatabases";
+    a.add_server_error(e);
+    a.finish();
+    ASSERT_EQ(out.rules(), (std::vector<std::string>{"HS003"}));
+    const Finding* f = out.get("HS003");
+    EXPECT_NE(f->summary.find("sqla.lab.test"), std::string::npos) << f->summary;
+    EXPECT_NE(f->summary.find("SQLB.master.dbo.sysdatabases"), std::string::npos);
+    EXPECT_NE(f->remedy.find("NTLM, which cannot be delegated"), std::string::npos);
+    EXPECT_NE(f->missing.find("capture on sqla.lab.test"), std::string::npos);
+}
+
+TEST(Analyzer, SqlAuthInClearAndNtlmV1AreFlagged) {
+    Collect out;
+    Analyzer a(out);
+    LoginEvent sql = login(tcp(kC, 50001, kA, 1433), 1, AuthKind::Sql, Outcome::Success);
+    sql.user = "sa";
+    a.add_login(sql);
+    LoginEvent v1 = c_to_a(2, AuthKind::Ntlm);
+    v1.ntlm_version = 1;
+    a.add_login(v1);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS040", "HS042"}));
+}
+
+TEST(Analyzer, NullLogin18452) {
+    Collect out;
+    Analyzer a(out);
+    LoginEvent l = login(tcp(kA, 40000, kB, 1433), 1, AuthKind::Ntlm, Outcome::Failure);
+    l.error = ServerError{18452, 1, 14,
+                          "Login failed for user '(null)'. Reason: Not associated with a trusted "
+                          "SQL Server connection.",
+                          "SQLB"};
+    a.add_login(l);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS002"}));
+}
+
+TEST(Analyzer, RepeatedLoginsGiveOneFindingAndCountedSummaries) {
+    Collect out;
+    Analyzer a(out);
+    for (int i = 0; i < 5; ++i) {
+        a.add_login(c_to_a(10 * i + 1, AuthKind::Ntlm));
+        a.add_login(anonymous_a_to_b(10 * i + 2));
+    }
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS001", "HS010"}));
+    auto chains = a.chain_summary();
+    ASSERT_EQ(chains.size(), 1u);
+    EXPECT_EQ(chains[0].count, 5u);
+}
+
+TEST(Analyzer, SpnWithIpAddressWillNotMatch) {
+    Collect out;
+    Analyzer a(out);
+    a.add_kerberos(tgs(0, "MSSQLSvc/10.77.0.3:1433", {"forwardable"}));
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS024"}));
+}
+
+}  // namespace
+}  // namespace hopscope::analysis
