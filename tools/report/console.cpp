@@ -1,0 +1,110 @@
+#include "hopscope/report/console.hpp"
+
+#include <string>
+
+namespace hopscope::report {
+namespace {
+
+using namespace hopscope::analysis;
+
+constexpr const char* kReset = "\x1b[0m";
+constexpr const char* kBold = "\x1b[1m";
+constexpr const char* kRed = "\x1b[31m";
+constexpr const char* kYellow = "\x1b[33m";
+constexpr const char* kGreen = "\x1b[32m";
+constexpr const char* kCyan = "\x1b[36m";
+constexpr const char* kDim = "\x1b[2m";
+
+std::string server_label(const Analyzer& a, const Endpoint& e) {
+    std::string name = a.host_name(e.addr);
+    std::string ep = to_string(e);
+    if (name == to_string(e.addr)) return ep;
+    return name + " (" + ep + ")";
+}
+
+}  // namespace
+
+void ConsoleRenderer::login(const LoginEvent& e, const Analyzer& a) {
+    const char* oc = e.outcome == Outcome::Success   ? kGreen
+                     : e.outcome == Outcome::Failure ? kRed
+                                                     : kYellow;
+    std::string who =
+        e.anonymous ? "NT AUTHORITY\\ANONYMOUS LOGON"
+        : e.domain.empty() || e.user.empty()
+            ? e.user
+            : (e.auth == AuthKind::Kerberos ? e.user + "@" + e.domain : e.domain + "\\" + e.user);
+    std::fprintf(out_, "%s%s%s login %s -> %s %s%-8s%s %s%-10s%s %s", c(kDim),
+                 to_rfc3339(e.ts).c_str(), c(kReset), to_string(e.flow.client).c_str(),
+                 server_label(a, e.flow.server).c_str(), c(kBold), to_string(e.auth), c(kReset),
+                 c(oc), to_string(e.outcome), c(kReset), who.c_str());
+    if (!e.spn.empty()) std::fprintf(out_, " spn=%s", e.spn.c_str());
+    std::fprintf(out_, " enc=%s", to_string(e.encryption));
+    if (e.error)
+        std::fprintf(out_, " error=%d/%u \"%s\"", e.error->number, e.error->state,
+                     e.error->message.c_str());
+    std::fputc('\n', out_);
+}
+
+void ConsoleRenderer::kerberos(const KerberosEvent& e) {
+    std::fprintf(out_, "%s%s%s kerberos %s -> %s %s %s", c(kDim), to_rfc3339(e.ts).c_str(),
+                 c(kReset), to_string(e.flow.client.addr).c_str(), e.request.c_str(),
+                 e.sname.c_str(), e.reply.c_str());
+    if (e.error_code)
+        std::fprintf(out_, " %s%s (%d)%s", c(kRed), e.error_name.c_str(), e.error_code, c(kReset));
+    std::fputc('\n', out_);
+}
+
+void ConsoleRenderer::server_error(const ServerErrorEvent& e) {
+    std::fprintf(out_, "%s%s%s error %s -> %s %s%d%s \"%s\"\n", c(kDim), to_rfc3339(e.ts).c_str(),
+                 c(kReset), to_string(e.flow.client).c_str(), to_string(e.flow.server).c_str(),
+                 c(kRed), e.error.number, c(kReset), e.error.message.c_str());
+}
+
+void ConsoleRenderer::finding(const Finding& f) {
+    const char* col = f.severity == Severity::Error     ? kRed
+                      : f.severity == Severity::Warning ? kYellow
+                                                        : kCyan;
+    std::fprintf(out_, "\n%s%s%-7s%s %s%s %s%s\n  %s\n", c(kBold), c(col), to_string(f.severity),
+                 c(kReset), c(kBold), f.rule.c_str(), f.name.c_str(), c(kReset), f.summary.c_str());
+    for (const auto& h : f.hops)
+        std::fprintf(out_, "  hop:      %s\n", h.c_str());
+    for (const auto& e : f.evidence) {
+        std::fprintf(out_, "  evidence: %s", e.what.c_str());
+        if (e.frame) std::fprintf(out_, " (frame %llu)", static_cast<unsigned long long>(e.frame));
+        std::fputc('\n', out_);
+    }
+    if (!f.display_filter.empty())
+        std::fprintf(out_, "  wireshark: %s\n", f.display_filter.c_str());
+    std::fprintf(out_, "  %sfix:%s      %s\n", c(kGreen), c(kReset), f.remedy.c_str());
+    if (!f.missing.empty())
+        std::fprintf(out_, "  %smissing:%s  %s\n", c(kYellow), c(kReset), f.missing.c_str());
+}
+
+void ConsoleRenderer::summary(const Analyzer& a) {
+    auto chains = a.chain_summary();
+    auto hops = a.hop_summary();
+    std::fprintf(out_, "\n%sChains (C -> A -> B)%s\n", c(kBold), c(kReset));
+    if (chains.empty()) std::fprintf(out_, "  none seen\n");
+    for (const auto& ch : chains) {
+        const char* col = ch.second_anonymous || ch.second_outcome == Outcome::Failure ? kRed
+                          : ch.second_outcome == Outcome::Success                      ? kGreen
+                                                                                       : kYellow;
+        std::fprintf(out_, "  %s -> %s [%s %s] -> %s %s[%s %s%s]%s  x%llu\n",
+                     to_string(ch.client).c_str(), server_label(a, ch.middle).c_str(),
+                     to_string(ch.first_auth), ch.user.c_str(), server_label(a, ch.backend).c_str(),
+                     c(col), to_string(ch.second_auth), ch.second_user.c_str(),
+                     ch.second_outcome == Outcome::Success ? "" : " FAILED", c(kReset),
+                     static_cast<unsigned long long>(ch.count));
+    }
+    std::fprintf(out_, "\n%sLogins per hop%s\n", c(kBold), c(kReset));
+    if (hops.empty()) std::fprintf(out_, "  no TDS logins seen\n");
+    for (const auto& h : hops) {
+        std::fprintf(out_, "  %-15s -> %-40s %-8s %-10s %s  x%llu\n", to_string(h.client).c_str(),
+                     server_label(a, h.server).c_str(), to_string(h.auth), to_string(h.outcome),
+                     h.user.c_str(), static_cast<unsigned long long>(h.count));
+    }
+    std::fprintf(out_, "\n%llu finding(s)\n",
+                 static_cast<unsigned long long>(a.findings_emitted()));
+}
+
+}  // namespace hopscope::report
