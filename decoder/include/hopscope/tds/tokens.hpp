@@ -18,6 +18,7 @@
 
 #include "hopscope/common/byte_reader.hpp"
 #include "hopscope/common/decode.hpp"
+#include "hopscope/tds/types.hpp"
 
 namespace hopscope::tds {
 
@@ -77,13 +78,27 @@ struct FedAuthInfo {
 
 /// One column of COLMETADATA (names and types only).
 struct Column {
-    std::uint8_t type = 0;      ///< TDS data type byte (e.g. 0xE7 NVARCHAR)
+    std::uint8_t type = 0;  ///< TDS data type byte (e.g. 0xE7 NVARCHAR)
     std::uint32_t max_length = 0;
     std::string name;
+    // Added detail (the three fields above stay as they are):
+    std::uint32_t user_type = 0;
+    std::uint16_t flags = 0;  ///< fNullable 0x0001, fIdentity 0x0010, fComputed 0x0020, ...
+    std::string table_name;   ///< TEXT/NTEXT/IMAGE only: the parts joined with '.'
+    TypeInfo info;            ///< the whole TYPE_INFO (precision, scale, collation, PLP, ...)
+};
+
+/// RETURNVALUE 0xAC: an output parameter or UDF result. The value itself is never kept.
+struct ReturnValue {
+    std::uint16_t ordinal = 0;
+    std::string name;
+    std::uint8_t status = 0;  ///< 0x01 output parameter, 0x02 UDF return value
+    TypeInfo info;
+    bool is_null = false;
 };
 
 class TokenSink {
-public:
+  public:
     virtual ~TokenSink() = default;
     virtual void on_login_ack(const LoginAck&) {}
     virtual void on_message(const ServerMessage&) {}
@@ -96,12 +111,17 @@ public:
     virtual void on_col_metadata(const std::vector<Column>&) {}
     virtual void on_row() {}
     virtual void on_return_status(std::int32_t) {}
-    /// Any token, after it was parsed (token byte and its total size in bytes, token byte included).
+    /// RETURNVALUE 0xAC, after its value has been walked (NULL or not; never the value).
+    virtual void on_return_value(const ReturnValue&) {}
+    /// ALTROW 0xD3 (COMPUTE rows), with the ALTMETADATA id.
+    virtual void on_alt_row(std::uint16_t /*id*/) {}
+    /// Any token, after it was parsed (token byte and its total size in bytes, token byte
+    /// included).
     virtual void on_token(std::uint8_t /*token*/, std::size_t /*size*/) {}
 };
 
 class TokenStreamParser {
-public:
+  public:
     struct Limits {
         std::size_t max_pending = 1 << 20;  ///< largest incomplete token kept (bytes)
     };
@@ -128,7 +148,7 @@ public:
 
     [[nodiscard]] const DecodeError& last_error() const;
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,777 @@
+// TDS token stream walker [MS-TDS 2.2.7 Packet Data Token Stream Definition].
+//
+// The stream is cut into small "units": one whole token for the length-delimited tokens and for
+// COLMETADATA/ALTMETADATA/FEATUREEXTACK, and for rows the token byte, then each column value's
+// length prefix. Value bytes are never buffered: once a value's length is known the parser only
+// counts bytes off (`skip_`), so a 100 MB varchar(max) costs no memory. A unit that does not fit
+// in the bytes at hand is kept in `buf_` (at most Limits::max_pending bytes) until more arrive.
+#include "hopscope/tds/tokens.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "hopscope/common/text.hpp"
+
+namespace hopscope::tds {
+namespace {
+
+using Code = DecodeError::Code;
+
+bool read_b_varchar(ByteReader& r, std::string& out) {
+    std::uint8_t n = 0;
+    Bytes b;
+    if (!r.u8(n) || !r.bytes(std::size_t{n} * 2, b)) return false;
+    out = utf16le_to_utf8(b);
+    return true;
+}
+
+bool read_us_varchar(ByteReader& r, std::string& out) {
+    std::uint16_t n = 0;
+    Bytes b;
+    if (!r.u16le(n) || !r.bytes(std::size_t{n} * 2, b)) return false;
+    out = utf16le_to_utf8(b);
+    return true;
+}
+
+bool read_b_varbyte_hex(ByteReader& r, std::string& out) {
+    std::uint8_t n = 0;
+    Bytes b;
+    if (!r.u8(n) || !r.bytes(n, b)) return false;
+    out = to_hex(b);
+    return true;
+}
+
+// TDS 7.0 and 7.1 (LOGINACK reports 0x07000000 / 0x07010000, LOGIN7 0x70000000 / 0x71000000 /
+// 0x71000001) use 4-byte DONE row counts, USHORT UserType and USHORT error line numbers.
+bool is_pre72(std::uint32_t v) {
+    const std::uint32_t hi = v >> 24;
+    return hi == 0x70 || hi == 0x71 || v == 0x07000000 || v == 0x07010000;
+}
+
+enum class Unit : std::uint8_t { Ok, More, Bad };
+
+}  // namespace
+
+struct TokenStreamParser::Impl {
+    enum class Phase : std::uint8_t { Token, Value, PlpChunk, ValueEnd };
+
+    TokenSink& sink;
+    Limits limits;
+    std::uint32_t version = 0x74000004;
+
+    std::vector<std::uint8_t> buf;  ///< bytes of the incomplete unit (message offset `base`)
+    std::size_t need = 0;           ///< retry the pending unit only once this many bytes are there
+    std::uint64_t skip = 0;         ///< value bytes still to be counted off
+    std::size_t base = 0;           ///< message offset of the working span's first byte
+    bool discarding = false;        ///< a decode error: the rest of this message is dropped
+    DecodeError error;
+
+    // Current COLMETADATA (kept across messages) and ALTMETADATA by id.
+    bool have_columns = false;
+    std::vector<Column> columns;
+    std::map<std::uint16_t, std::vector<Column>> alt_columns;
+    bool column_encryption = false;
+
+    // The row / RETURNVALUE being walked.
+    Phase phase = Phase::Token;
+    std::uint8_t token = 0;
+    std::size_t token_start = 0;
+    const std::vector<Column>* walk = nullptr;
+    std::vector<Column> rv_column;  ///< the one "column" of a RETURNVALUE
+    ReturnValue rv;
+    std::uint16_t alt_id = 0;
+    std::vector<std::uint8_t> null_bitmap;
+    std::size_t col = 0;
+    std::uint64_t plp_total = 0;
+    std::uint64_t plp_sum = 0;
+
+    Impl(TokenSink& s, Limits l) : sink(s), limits(l) {}
+
+    void end_message() {
+        buf.clear();
+        buf.shrink_to_fit();
+        need = 0;
+        skip = 0;
+        base = 0;
+        discarding = false;
+        phase = Phase::Token;
+        walk = nullptr;
+        null_bitmap.clear();
+        col = 0;
+    }
+
+    Unit fail(Code code, std::size_t pos, std::string detail) {
+        error = make_error(code, base + pos, std::move(detail));
+        return Unit::Bad;
+    }
+    Unit more(std::size_t unit_bytes) {
+        need = std::min(unit_bytes, limits.max_pending);
+        return Unit::More;
+    }
+    void emit_token(std::uint8_t tok, std::size_t start, std::size_t end) {
+        sink.on_token(tok, end - start);
+    }
+
+    // ---- length-delimited tokens ----
+
+    Unit parse_login_ack(Bytes body, std::size_t pos) {
+        ByteReader r(body);
+        LoginAck a;
+        std::uint8_t hi = 0, lo = 0;
+        if (!r.u8(a.interface) || !r.u32be(a.tds_version) || !read_b_varchar(r, a.prog_name) ||
+            !r.u8(a.major) || !r.u8(a.minor) || !r.u8(hi) || !r.u8(lo)) {
+            return fail(Code::Truncated, pos, "LOGINACK: shorter than its fields");
+        }
+        a.build = static_cast<std::uint16_t>((hi << 8) | lo);
+        // SQL Server 2000 pads ProgName with NUL characters ("Microsoft SQL Server\0\0").
+        while (!a.prog_name.empty() && a.prog_name.back() == '\0') a.prog_name.pop_back();
+        version = a.tds_version;
+        sink.on_login_ack(a);
+        return Unit::Ok;
+    }
+
+    Unit parse_message(std::uint8_t tok, Bytes body, std::size_t pos) {
+        ByteReader r(body);
+        ServerMessage m;
+        m.is_error = tok == 0xAA;
+        std::uint32_t number = 0;
+        if (!r.u32le(number) || !r.u8(m.state) || !r.u8(m.severity) ||
+            !read_us_varchar(r, m.text) || !read_b_varchar(r, m.server) ||
+            !read_b_varchar(r, m.proc)) {
+            return fail(
+                Code::Truncated, pos,
+                m.is_error ? "ERROR: shorter than its fields" : "INFO: shorter than its fields");
+        }
+        m.number = static_cast<std::int32_t>(number);
+        if (is_pre72(version) && r.remaining() == 2) {
+            std::uint16_t line = 0;
+            r.u16le(line);
+            m.line = line;
+        } else if (!r.u32le(m.line)) {
+            // Some TDS 7.1 servers send a USHORT line number even after a 7.2 login; accept it.
+            std::uint16_t line = 0;
+            if (!r.u16le(line)) return fail(Code::Truncated, pos, "ERROR/INFO: no line number");
+            m.line = line;
+        }
+        sink.on_message(m);
+        return Unit::Ok;
+    }
+
+    Unit parse_env_change(Bytes body, std::size_t pos) {
+        ByteReader r(body);
+        EnvChange e;
+        if (!r.u8(e.type)) return fail(Code::Truncated, pos, "ENVCHANGE: empty");
+        bool ok = true;
+        switch (e.type) {
+            case 1:
+            case 2:
+            case 3:
+            case 4:
+            case 5:
+            case 6:
+            case 13:
+            case 19:
+                ok = read_b_varchar(r, e.new_value) && read_b_varchar(r, e.old_value);
+                break;
+            case 7:
+            case 8:
+            case 9:
+            case 10:
+            case 11:
+            case 12:
+            case 16:
+            case 17:
+            case 18:
+                ok = read_b_varbyte_hex(r, e.new_value) && read_b_varbyte_hex(r, e.old_value);
+                break;
+            case 15: {  // promote transaction: L_VARBYTE new value, 0x00 old value
+                std::uint32_t n = 0;
+                Bytes b;
+                ok = r.u32le(n) && r.bytes(n, b);
+                if (ok) e.new_value = to_hex(b);
+                break;
+            }
+            case 20: {  // routing [MS-TDS 2.2.7.9]: USHORT length, protocol, port, US_VARCHAR
+                std::uint16_t n = 0;
+                Bytes b;
+                ok = r.u16le(n) && r.bytes(n, b);
+                if (ok) {
+                    ByteReader rr(b);
+                    ok = rr.u8(e.routing_protocol) && rr.u16le(e.routing_port) &&
+                         read_us_varchar(rr, e.routing_server) && rr.empty();
+                    if (ok) e.new_value = e.routing_server + "," + std::to_string(e.routing_port);
+                }
+                std::uint16_t old_len = 0;
+                ok = ok && r.u16le(old_len) && r.skip(old_len);
+                break;
+            }
+            default:
+                break;  // unknown type: reported with its type only, skipped by the length
+        }
+        if (!ok) return fail(Code::Truncated, pos, "ENVCHANGE: value runs past the token");
+        sink.on_env_change(e);
+        return Unit::Ok;
+    }
+
+    Unit parse_fed_auth_info(Bytes body, std::size_t pos) {
+        ByteReader r(body);
+        std::uint32_t count = 0;
+        if (!r.u32le(count)) return fail(Code::Truncated, pos, "FEDAUTHINFO: no count");
+        if (count > body.size() / 9) return fail(Code::BadLength, pos, "FEDAUTHINFO: bad count");
+        FedAuthInfo info;
+        for (std::uint32_t i = 0; i < count; ++i) {
+            std::uint8_t id = 0;
+            std::uint32_t len = 0, off = 0;
+            if (!r.u8(id) || !r.u32le(len) || !r.u32le(off)) {
+                return fail(Code::Truncated, pos, "FEDAUTHINFO: option list truncated");
+            }
+            // DataOffset is measured from CountOfInfoIDs, the start of the body [MS-TDS 2.2.7.12].
+            auto data = r.sub(off, len);
+            if (!data) return fail(Code::BadLength, pos, "FEDAUTHINFO: data outside the token");
+            if (id == 0x01) info.sts_url = utf16le_to_utf8(data->data());
+            if (id == 0x02) info.spn = utf16le_to_utf8(data->data());
+        }
+        sink.on_fed_auth_info(info);
+        return Unit::Ok;
+    }
+
+    // ---- metadata ----
+
+    /// UserType, Flags, TYPE_INFO, [TableName], ColName (COLMETADATA ColumnData) or, for
+    /// ALTMETADATA, the same after Op/Operand.
+    Unit read_column(ByteReader& r, Column& c, bool with_name) {
+        const std::size_t start = r.position();
+        if (is_pre72(version)) {
+            std::uint16_t ut = 0;
+            if (!r.u16le(ut)) return Unit::More;
+            c.user_type = ut;
+        } else if (!r.u32le(c.user_type)) {
+            return Unit::More;
+        }
+        if (!r.u16le(c.flags)) return Unit::More;
+        if (c.flags & 0x0800) {
+            return fail(Code::Unsupported, start,
+                        "COLMETADATA: encrypted column (Always Encrypted)");
+        }
+        DecodeError te;
+        const DecodeStatus st = parse_type_info(r, TypeContext::Metadata, c.info, te);
+        if (st == DecodeStatus::NeedMore) return Unit::More;
+        if (st != DecodeStatus::Consumed) {
+            error = te;
+            error.offset += base;
+            return Unit::Bad;
+        }
+        c.type = c.info.type;
+        c.max_length = c.info.max_length;
+        if (c.info.kind == ValueKind::LongLen) {  // TEXT/NTEXT/IMAGE: TableName
+            if (is_pre72(version)) {
+                if (!read_us_varchar(r, c.table_name)) return Unit::More;
+            } else {
+                std::uint8_t parts = 0;
+                if (!r.u8(parts)) return Unit::More;
+                for (std::uint8_t i = 0; i < parts; ++i) {
+                    std::string part;
+                    if (!read_us_varchar(r, part)) return Unit::More;
+                    if (i) c.table_name += '.';
+                    c.table_name += part;
+                }
+            }
+        }
+        if (with_name && !read_b_varchar(r, c.name)) return Unit::More;
+        return Unit::Ok;
+    }
+
+    Unit parse_col_metadata(ByteReader& r, std::size_t start) {
+        std::uint16_t count = 0;
+        if (!r.u16le(count)) return more(3);
+        if (count == 0xFFFF) {  // NoMetaData: rows keep using the current columns
+            emit_token(0x81, start, r.position());
+            return Unit::Ok;
+        }
+        if (column_encryption) {
+            return fail(Code::Unsupported, start, "COLMETADATA: CEK table (Always Encrypted)");
+        }
+        std::vector<Column> cols;
+        cols.reserve(std::min<std::size_t>(count, r.remaining() / 8 + 1));
+        for (std::uint16_t i = 0; i < count; ++i) {
+            Column c;
+            const Unit u = read_column(r, c, true);
+            if (u == Unit::More) return more(r.position() - start + 1 + (r.size() - start) / 2);
+            if (u == Unit::Bad) return u;
+            cols.push_back(std::move(c));
+        }
+        columns = std::move(cols);
+        have_columns = true;
+        sink.on_col_metadata(columns);
+        emit_token(0x81, start, r.position());
+        return Unit::Ok;
+    }
+
+    // ALTMETADATA 0x88 [MS-TDS 2.2.7.1]: Count, Id, ByCols, ColNum*, ComputeData*.
+    Unit parse_alt_metadata(ByteReader& r, std::size_t start) {
+        std::uint16_t count = 0, id = 0;
+        std::uint8_t by_cols = 0;
+        if (!r.u16le(count) || !r.u16le(id) || !r.u8(by_cols) ||
+            !r.skip(std::size_t{by_cols} * 2)) {
+            return more(r.position() - start + 1);
+        }
+        std::vector<Column> cols;
+        cols.reserve(std::min<std::size_t>(count, r.remaining() / 8 + 1));
+        for (std::uint16_t i = 0; i < count; ++i) {
+            Column c;
+            std::uint8_t op = 0;
+            std::uint16_t operand = 0;
+            if (!r.u8(op) || !r.u16le(operand)) return more(r.position() - start + 1);
+            const Unit u = read_column(r, c, true);
+            if (u == Unit::More) return more(r.position() - start + 1 + (r.size() - start) / 2);
+            if (u == Unit::Bad) return u;
+            cols.push_back(std::move(c));
+        }
+        if (alt_columns.size() >= 64 && !alt_columns.count(id)) alt_columns.clear();
+        alt_columns[id] = std::move(cols);
+        emit_token(0x88, start, r.position());
+        return Unit::Ok;
+    }
+
+    Unit parse_feature_ext_ack(ByteReader& r, std::size_t start) {
+        std::vector<FeatureAck> acks;
+        for (;;) {
+            FeatureAck a;
+            if (!r.u8(a.feature_id)) return more(r.position() - start + 1);
+            if (a.feature_id == 0xFF) break;
+            if (!r.u32le(a.data_length)) return more(r.position() - start + 4);
+            if (a.data_length > limits.max_pending) {
+                return fail(Code::TooLarge, start, "FEATUREEXTACK: feature data over the limit");
+            }
+            if (!r.skip(a.data_length)) return more(r.position() - start + a.data_length);
+            if (acks.size() >= 256) return fail(Code::TooLarge, start, "FEATUREEXTACK: too many");
+            acks.push_back(a);
+        }
+        for (const auto& a : acks) {
+            if (a.feature_id == 0x04 && a.data_length > 0) column_encryption = true;
+        }
+        sink.on_feature_ext_ack(acks);
+        emit_token(0xAE, start, r.position());
+        return Unit::Ok;
+    }
+
+    // ---- rows ----
+
+    Unit begin_walk(ByteReader& r, std::size_t start, std::uint8_t tok,
+                    const std::vector<Column>* cols) {
+        token = tok;
+        token_start = base + start;
+        walk = cols;
+        col = 0;
+        null_bitmap.clear();
+        if (tok == 0xD2) {
+            const std::size_t n = (cols->size() + 7) / 8;
+            Bytes bm;
+            if (!r.bytes(n, bm)) return more(r.position() - start + n);
+            null_bitmap.assign(bm.begin(), bm.end());
+        }
+        phase = Phase::Value;
+        skip_nulls(r);
+        return Unit::Ok;
+    }
+
+    bool column_is_null(std::size_t i) const {
+        return !null_bitmap.empty() && (null_bitmap[i / 8] >> (i % 8)) & 1;
+    }
+
+    /// Moves past NBCROW null columns; ends the row when no column is left.
+    void skip_nulls(ByteReader& r) {
+        while (col < walk->size() && column_is_null(col))
+            ++col;
+        if (col >= walk->size()) end_walk(r);
+    }
+
+    void end_walk(ByteReader& r) {
+        phase = Phase::Token;
+        const std::size_t size = base + r.position() - token_start;
+        if (token == 0xAC) {
+            sink.on_return_value(rv);
+        } else if (token == 0xD3) {
+            sink.on_alt_row(alt_id);
+        } else {
+            sink.on_row();
+        }
+        sink.on_token(token, size);
+        walk = nullptr;
+    }
+
+    void value_done(ByteReader& r) {
+        ++col;
+        phase = Phase::Value;
+        skip_nulls(r);
+    }
+
+    Unit step_value(ByteReader& r) {
+        const std::size_t start = r.position();
+        const TypeInfo& ti = (*walk)[col].info;
+        switch (ti.kind) {
+            case ValueKind::Fixed:
+                skip = ti.max_length;
+                break;
+            case ValueKind::ByteLen: {
+                std::uint8_t len = 0;
+                if (!r.u8(len)) return more(1);
+                if (!valid_bytelen_value(ti, len)) {
+                    return fail(Code::BadLength, start,
+                                std::string("value: impossible length for ") + type_name(ti.type));
+                }
+                skip = len;
+                if (token == 0xAC) rv.is_null = len == 0;
+                break;
+            }
+            case ValueKind::UShortLen: {
+                std::uint16_t len = 0;
+                if (!r.u16le(len)) return more(2);
+                if (len == 0xFFFF) {
+                    if (token == 0xAC) rv.is_null = true;
+                    break;
+                }
+                if (len > ti.max_length) {
+                    return fail(Code::BadLength, start, "value: longer than the column maximum");
+                }
+                skip = len;
+                break;
+            }
+            case ValueKind::LongLen: {
+                std::uint8_t ptr_len = 0;
+                if (!r.u8(ptr_len)) return more(1);
+                if (ptr_len == 0) {
+                    if (token == 0xAC) rv.is_null = true;
+                    break;
+                }
+                std::uint32_t len = 0;
+                if (!r.skip(std::size_t{ptr_len} + 8) || !r.u32le(len)) {
+                    return more(std::size_t{ptr_len} + 13);
+                }
+                if (len > 0x7FFFFFFF) return fail(Code::BadLength, start, "value: TEXT over 2 GB");
+                skip = len;
+                break;
+            }
+            case ValueKind::Variant: {
+                DecodeError e;
+                bool null = false;
+                const DecodeStatus st = skip_value(r, ti, e, &null);
+                if (st == DecodeStatus::NeedMore) return more(4 + 8009);
+                if (st != DecodeStatus::Consumed) return fail(e.code, start, e.detail);
+                if (token == 0xAC) rv.is_null = null;
+                break;
+            }
+            case ValueKind::Plp: {
+                std::uint64_t total = 0;
+                if (!r.u64le(total)) return more(8);
+                if (total == 0xFFFFFFFFFFFFFFFFULL) {
+                    if (token == 0xAC) rv.is_null = true;
+                    break;
+                }
+                plp_total = total;
+                plp_sum = 0;
+                phase = Phase::PlpChunk;
+                return Unit::Ok;
+            }
+        }
+        phase = Phase::ValueEnd;
+        return Unit::Ok;
+    }
+
+    Unit step_plp_chunk(ByteReader& r) {
+        const std::size_t start = r.position();
+        std::uint32_t chunk = 0;
+        if (!r.u32le(chunk)) return more(4);
+        const bool known = plp_total != 0xFFFFFFFFFFFFFFFEULL;
+        if (chunk == 0) {
+            if (known && plp_sum != plp_total) {
+                return fail(Code::BadLength, start,
+                            "PLP: chunks do not add up to the total length");
+            }
+            phase = Phase::ValueEnd;
+            return Unit::Ok;
+        }
+        plp_sum += chunk;
+        if (known && plp_sum > plp_total) {
+            return fail(Code::BadLength, start, "PLP: chunks exceed the total length");
+        }
+        skip = chunk;
+        return Unit::Ok;
+    }
+
+    // RETURNVALUE 0xAC [MS-TDS 2.2.7.19]: everything up to the value, then the value is walked.
+    Unit begin_return_value(ByteReader& r, std::size_t start) {
+        rv = ReturnValue{};
+        Column c;
+        bool ok = r.u16le(rv.ordinal) && read_b_varchar(r, rv.name) && r.u8(rv.status);
+        if (!ok) return more(r.position() - start + 1);
+        if (rv.status != 0x01 && rv.status != 0x02) {
+            return fail(Code::BadValue, start, "RETURNVALUE: bad status");
+        }
+        const Unit u = read_column(r, c, false);
+        if (u == Unit::More) return more(r.position() - start + 1);
+        if (u == Unit::Bad) return u;
+        rv.info = c.info;
+        rv_column.assign(1, std::move(c));
+        return begin_walk(r, start, 0xAC, &rv_column);
+    }
+
+    // ---- token dispatch ----
+
+    Unit step_token(ByteReader& r) {
+        const std::size_t start = r.position();
+        std::uint8_t tok = 0;
+        r.u8(tok);
+        switch (tok) {
+            case 0xAD:
+            case 0xAA:
+            case 0xAB:
+            case 0xE3:
+            case 0xED:  // USHORT length
+            case 0xA4:
+            case 0xA5:
+            case 0xA9: {
+                std::uint16_t len = 0;
+                Bytes body;
+                if (!r.u16le(len)) return more(3);
+                if (!r.bytes(len, body)) return more(3 + std::size_t{len});
+                Unit u = Unit::Ok;
+                switch (tok) {
+                    case 0xAD:
+                        u = parse_login_ack(body, start);
+                        break;
+                    case 0xAA:
+                    case 0xAB:
+                        u = parse_message(tok, body, start);
+                        break;
+                    case 0xE3:
+                        u = parse_env_change(body, start);
+                        break;
+                    case 0xED:
+                        sink.on_sspi(body);
+                        break;
+                    default:
+                        break;  // TABNAME, COLINFO, ORDER: skipped by length
+                }
+                if (u != Unit::Ok) return u;
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            }
+            case 0xEE:
+            case 0xE4: {  // DWORD length: FEDAUTHINFO, SESSIONSTATE
+                std::uint32_t len = 0;
+                Bytes body;
+                if (!r.u32le(len)) return more(5);
+                if (len > limits.max_pending) {
+                    return fail(Code::TooLarge, start, "token longer than the pending limit");
+                }
+                if (!r.bytes(len, body)) return more(5 + std::size_t{len});
+                if (tok == 0xEE) {
+                    const Unit u = parse_fed_auth_info(body, start);
+                    if (u != Unit::Ok) return u;
+                }
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            }
+            case 0xFD:
+            case 0xFE:
+            case 0xFF: {  // DONE, DONEPROC, DONEINPROC
+                Done d;
+                d.token = tok;
+                const bool short_count = is_pre72(version);
+                if (!r.u16le(d.status) || !r.u16le(d.cur_cmd)) return more(short_count ? 9 : 13);
+                if (short_count) {
+                    std::uint32_t n = 0;
+                    if (!r.u32le(n)) return more(9);
+                    d.row_count = n;
+                } else if (!r.u64le(d.row_count)) {
+                    return more(13);
+                }
+                sink.on_done(d);
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            }
+            case 0x79: {  // RETURNSTATUS
+                std::uint32_t v = 0;
+                if (!r.u32le(v)) return more(5);
+                sink.on_return_status(static_cast<std::int32_t>(v));
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            }
+            case 0x78:  // OFFSET: Identifier USHORT, OffsetLen USHORT
+                if (!r.skip(4)) return more(5);
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            case 0x81:
+                return parse_col_metadata(r, start);
+            case 0x88:
+                return parse_alt_metadata(r, start);
+            case 0xAE:
+                return parse_feature_ext_ack(r, start);
+            case 0xAC:
+                return begin_return_value(r, start);
+            case 0xD1:
+            case 0xD2:
+                if (!have_columns) {
+                    return fail(Code::Unsupported, start,
+                                "row without COLMETADATA (capture started mid-result?)");
+                }
+                return begin_walk(r, start, tok, &columns);
+            case 0xD3: {
+                if (!r.u16le(alt_id)) return more(3);
+                auto it = alt_columns.find(alt_id);
+                if (it == alt_columns.end()) {
+                    return fail(Code::BadValue, start, "ALTROW for an unknown ALTMETADATA id");
+                }
+                return begin_walk(r, start, tok, &it->second);
+            }
+            default:
+                return unknown_token(r, start, tok);
+        }
+    }
+
+    // Unknown token byte: length class from bits 4-5 [MS-TDS 2.2.4.2.1].
+    Unit unknown_token(ByteReader& r, std::size_t start, std::uint8_t tok) {
+        char hex[8];
+        static const char digits[] = "0123456789abcdef";
+        hex[0] = '0';
+        hex[1] = 'x';
+        hex[2] = digits[tok >> 4];
+        hex[3] = digits[tok & 0xF];
+        hex[4] = 0;
+        switch (tok & 0x30) {
+            case 0x10:  // zero length
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            case 0x30: {  // fixed length: 1, 2, 4 or 8 bytes
+                const std::size_t n = std::size_t{1} << ((tok >> 2) & 0x3);
+                if (!r.skip(n)) return more(1 + n);
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            }
+            case 0x20: {  // variable length: USHORT length
+                std::uint16_t len = 0;
+                if (!r.u16le(len)) return more(3);
+                if (!r.skip(len)) return more(3 + std::size_t{len});
+                emit_token(tok, start, r.position());
+                return Unit::Ok;
+            }
+            default:
+                return fail(Code::Unsupported, start,
+                            std::string("unknown token ") + hex + " (variable-count: cannot skip)");
+        }
+    }
+
+    Unit run(ByteReader& r) {
+        for (;;) {
+            if (skip > 0) {
+                const std::size_t n =
+                    static_cast<std::size_t>(std::min<std::uint64_t>(skip, r.remaining()));
+                r.skip(n);
+                skip -= n;
+                if (skip > 0) return Unit::Ok;
+                continue;
+            }
+            if (phase == Phase::ValueEnd) {
+                value_done(r);
+                continue;
+            }
+            if (r.empty()) return Unit::Ok;
+            const std::size_t start = r.position();
+            Unit u = Unit::Ok;
+            switch (phase) {
+                case Phase::Token:
+                    u = step_token(r);
+                    break;
+                case Phase::Value:
+                    u = step_value(r);
+                    break;
+                case Phase::PlpChunk:
+                    u = step_plp_chunk(r);
+                    break;
+                case Phase::ValueEnd:
+                    break;
+            }
+            if (u == Unit::More) {
+                r.seek(start);
+                return Unit::Ok;
+            }
+            if (u == Unit::Bad) return u;
+            need = 0;
+        }
+    }
+
+    bool in_unit() const { return !buf.empty() || skip > 0 || phase != Phase::Token; }
+
+    DecodeStatus malformed(bool eom) {
+        if (eom) {
+            end_message();
+        } else {
+            end_message();
+            discarding = true;
+        }
+        return DecodeStatus::Malformed;
+    }
+
+    DecodeStatus feed(Bytes in, bool eom) {
+        if (discarding) {
+            if (eom) end_message();
+            return DecodeStatus::Consumed;
+        }
+        Bytes work = in;
+        if (!buf.empty()) {
+            if (!eom && buf.size() + in.size() < need) {
+                buf.insert(buf.end(), in.begin(), in.end());
+                return DecodeStatus::NeedMore;
+            }
+            buf.insert(buf.end(), in.begin(), in.end());
+            work = Bytes(buf.data(), buf.size());
+        }
+        ByteReader r(work);
+        if (run(r) == Unit::Bad) return malformed(eom);
+        const Bytes rest = r.rest();
+        if (eom) {
+            if (!rest.empty() || skip > 0 || phase != Phase::Token) {
+                error =
+                    make_error(Code::Truncated, base + r.position(), "message ends inside a token");
+                return malformed(true);
+            }
+            end_message();
+            return DecodeStatus::Consumed;
+        }
+        if (rest.size() > limits.max_pending) {
+            error = make_error(Code::TooLarge, base + r.position(),
+                               "incomplete token larger than the pending limit");
+            return malformed(false);
+        }
+        base += r.position();
+        if (rest.data() != buf.data() || rest.size() != buf.size()) {
+            std::vector<std::uint8_t> keep(rest.begin(), rest.end());
+            buf.swap(keep);
+        }
+        return in_unit() ? DecodeStatus::NeedMore : DecodeStatus::Consumed;
+    }
+};
+
+TokenStreamParser::TokenStreamParser(TokenSink& sink) : TokenStreamParser(sink, Limits{}) {}
+TokenStreamParser::TokenStreamParser(TokenSink& sink, Limits limits)
+    : impl_(std::make_unique<Impl>(sink, limits)) {}
+TokenStreamParser::~TokenStreamParser() = default;
+
+void TokenStreamParser::set_tds_version(std::uint32_t version) {
+    impl_->version = version;
+}
+
+DecodeStatus TokenStreamParser::feed(Bytes payload, bool end_of_message) {
+    return impl_->feed(payload, end_of_message);
+}
+
+void TokenStreamParser::reset_message() {
+    impl_->end_message();
+}
+
+const DecodeError& TokenStreamParser::last_error() const {
+    return impl_->error;
+}
+
+}  // namespace hopscope::tds
