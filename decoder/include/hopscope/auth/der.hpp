@@ -1,0 +1,116 @@
+// A small strict DER reader (ITU-T X.690 §8 and §10) for the ASN.1 found in GSS-API, SPNEGO and
+// Kerberos tokens.
+//
+// Strictness: definite lengths only (the indefinite form 0x80 is BER, never DER: X.690 §10.1),
+// length in the minimal number of octets (§10.1), at most 4 length octets, multi-byte tag numbers
+// in minimal base-128 form (§8.1.2.4), a nesting limit, and every TLV must fit in its container.
+// All offsets in errors are relative to the start of the buffer the first reader was built on.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hopscope/common/byte_reader.hpp"
+#include "hopscope/common/decode.hpp"
+
+namespace hopscope::auth::der {
+
+enum class TagClass : std::uint8_t { Universal = 0, Application = 1, Context = 2, Private = 3 };
+
+/// Universal tag numbers used here (X.680 §8.4).
+namespace tag {
+inline constexpr std::uint32_t Boolean = 1;
+inline constexpr std::uint32_t Integer = 2;
+inline constexpr std::uint32_t BitString = 3;
+inline constexpr std::uint32_t OctetString = 4;
+inline constexpr std::uint32_t Null = 5;
+inline constexpr std::uint32_t Oid = 6;
+inline constexpr std::uint32_t Enumerated = 10;
+inline constexpr std::uint32_t Utf8String = 12;
+inline constexpr std::uint32_t Sequence = 16;
+inline constexpr std::uint32_t Set = 17;
+inline constexpr std::uint32_t PrintableString = 19;
+inline constexpr std::uint32_t Ia5String = 22;
+inline constexpr std::uint32_t GeneralizedTime = 24;
+inline constexpr std::uint32_t GeneralString = 27;
+}  // namespace tag
+
+inline constexpr unsigned kMaxDepth = 32;
+
+/// One decoded tag-length-value.
+struct Tlv {
+    TagClass cls = TagClass::Universal;
+    bool constructed = false;
+    std::uint32_t number = 0;
+    Bytes value{};           ///< the contents octets (a view into the input)
+    std::size_t offset = 0;  ///< absolute offset of the identifier octet
+    std::size_t header = 0;  ///< identifier + length octets
+    unsigned depth = 0;      ///< nesting depth of the reader that produced it
+
+    [[nodiscard]] std::size_t total() const { return header + value.size(); }
+    [[nodiscard]] bool is(TagClass c, std::uint32_t n) const { return cls == c && number == n; }
+    [[nodiscard]] bool is_universal(std::uint32_t n) const { return is(TagClass::Universal, n); }
+    [[nodiscard]] bool is_context(std::uint32_t n) const { return is(TagClass::Context, n); }
+    [[nodiscard]] bool is_application(std::uint32_t n) const {
+        return is(TagClass::Application, n);
+    }
+};
+
+/// Reads consecutive TLVs from a span. Never reads outside it.
+class Reader {
+  public:
+    Reader() = default;
+    /// `base` is the absolute offset of data[0] (for error offsets), `depth` the nesting level.
+    explicit Reader(Bytes data, std::size_t base = 0, unsigned depth = 0)
+        : r_(data), base_(base), depth_(depth) {}
+
+    [[nodiscard]] bool at_end() const { return r_.empty(); }
+    [[nodiscard]] std::size_t offset() const { return base_ + r_.position(); }
+    [[nodiscard]] unsigned depth() const { return depth_; }
+
+    /// Reads the next TLV. On error the reader is left unchanged.
+    DecodeError next(Tlv& out);
+    /// Reads the next TLV and checks its class, number and constructed bit.
+    DecodeError expect(Tlv& out, TagClass cls, std::uint32_t number, bool constructed);
+    /// Decodes the next identifier without consuming anything (false at end / on a bad tag).
+    bool peek(Tlv& out) const;
+
+    /// A reader over a constructed TLV's contents, one level deeper; TooDeep over kMaxDepth.
+    static DecodeError enter(const Tlv& t, Reader& out);
+
+  private:
+    ByteReader r_;
+    std::size_t base_ = 0;
+    unsigned depth_ = 0;
+};
+
+/// Reads a context tag [n] that wraps exactly one inner TLV (EXPLICIT tagging, as used by
+/// Kerberos and SPNEGO), returning the inner TLV.
+DecodeError explicit_inner(const Tlv& wrapper, Tlv& inner);
+
+// Typed value helpers. Each checks the universal tag of `t` and the DER rules for the type.
+DecodeError as_integer(const Tlv& t, std::int64_t& out);     ///< X.690 §8.3, up to 8 octets
+DecodeError as_int32(const Tlv& t, std::int32_t& out);       ///< Kerberos Int32
+DecodeError as_uint32(const Tlv& t, std::uint32_t& out);     ///< Kerberos UInt32
+DecodeError as_enumerated(const Tlv& t, std::int64_t& out);  ///< X.690 §8.4
+DecodeError as_boolean(const Tlv& t, bool& out);             ///< X.690 §11.1 (00 / FF)
+DecodeError as_octet_string(const Tlv& t, Bytes& out);       ///< primitive only (DER)
+/// BIT STRING (X.690 §8.6): `bits` holds up to the first 32 bits, MSB = bit 0 (the Kerberos and
+/// SPNEGO flag convention), `bit_count` the number of meaningful bits.
+DecodeError as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_count);
+/// GeneralString / KerberosString (RFC 4120 §5.2.1): bytes taken as text (IA5 in practice).
+/// Also accepts UTF8String, IA5String and PrintableString.
+DecodeError as_string(const Tlv& t, std::string& out);
+/// KerberosTime (RFC 4120 §5.2.3): GeneralizedTime "YYYYMMDDHHMMSSZ", returned as written.
+DecodeError as_kerberos_time(const Tlv& t, std::string& out);
+/// OBJECT IDENTIFIER (X.690 §8.19): content octets, validated.
+DecodeError as_oid(const Tlv& t, Bytes& content);
+
+/// Dotted form of OID content octets, e.g. "1.2.840.113554.1.2.2"; empty if invalid.
+std::string oid_to_dotted(Bytes content);
+/// Checks OID content octets: non-empty, minimal base-128 arcs, no arc over 64 bits.
+bool oid_valid(Bytes content);
+
+}  // namespace hopscope::auth::der
