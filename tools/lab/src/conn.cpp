@@ -1,0 +1,186 @@
+#include "conn.hpp"
+
+#include <netdb.h>
+#include <openssl/err.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace hopscope::lab {
+
+namespace {
+constexpr std::size_t kMaxMessage = 1 << 20;
+
+std::string ssl_errors() {
+    std::string s;
+    while (unsigned long e = ERR_get_error()) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        if (!s.empty()) s += "; ";
+        s += buf;
+    }
+    return s;
+}
+}  // namespace
+
+Conn::~Conn() {
+    if (ssl_) SSL_free(ssl_);  // frees both BIOs
+    if (fd_ >= 0) close(fd_);
+}
+
+bool Conn::raw_read(std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t k = recv(fd_, p, n, 0);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k;
+        n -= static_cast<std::size_t>(k);
+    }
+    return true;
+}
+
+bool Conn::raw_write(const std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t k = ::send(fd_, p, n, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k;
+        n -= static_cast<std::size_t>(k);
+    }
+    return true;
+}
+
+bool Conn::feed_record() {
+    std::uint8_t hdr[5];
+    if (!raw_read(hdr, 5)) return false;
+    const std::size_t len = load_u16be(hdr + 3);
+    if (hdr[0] < 0x14 || hdr[0] > 0x18 || len > 18432) return false;  // not a TLS record
+    Buffer rec(5 + len);
+    std::memcpy(rec.data(), hdr, 5);
+    if (!raw_read(rec.data() + 5, len)) return false;
+    return BIO_write(rbio_, rec.data(), static_cast<int>(rec.size())) ==
+           static_cast<int>(rec.size());
+}
+
+bool Conn::flush_tls() {
+    std::uint8_t buf[16384];
+    while (BIO_ctrl_pending(wbio_) > 0) {
+        const int k = BIO_read(wbio_, buf, sizeof buf);
+        if (k <= 0) return false;
+        if (!raw_write(buf, static_cast<std::size_t>(k))) return false;
+    }
+    return true;
+}
+
+bool Conn::io_read(std::uint8_t* p, std::size_t n) {
+    if (!tls_read_) return raw_read(p, n);
+    while (n > 0) {
+        const int k = SSL_read(ssl_, p, static_cast<int>(n));
+        if (k > 0) {
+            p += k;
+            n -= static_cast<std::size_t>(k);
+            continue;
+        }
+        if (SSL_get_error(ssl_, k) != SSL_ERROR_WANT_READ || !feed_record()) return false;
+    }
+    return true;
+}
+
+bool Conn::io_write(const std::uint8_t* p, std::size_t n) {
+    if (!tls_write_) return raw_write(p, n);
+    if (SSL_write(ssl_, p, static_cast<int>(n)) != static_cast<int>(n)) return false;
+    return flush_tls();
+}
+
+std::optional<Message> Conn::read_message(std::string* why) {
+    Message m;
+    for (;;) {
+        std::uint8_t hdr[8];
+        if (!io_read(hdr, 8)) {
+            if (why) *why = "connection closed";
+            return std::nullopt;
+        }
+        const std::size_t len = load_u16be(hdr + 2);
+        if (len < 8) {
+            if (why) *why = "TDS packet length below 8";
+            return std::nullopt;
+        }
+        const std::size_t at = m.payload.size();
+        if (at + len - 8 > kMaxMessage) {
+            if (why) *why = "TDS message over 1 MiB";
+            return std::nullopt;
+        }
+        m.payload.resize(at + len - 8);
+        if (!io_read(m.payload.data() + at, len - 8)) {
+            if (why) *why = "connection closed inside a packet";
+            return std::nullopt;
+        }
+        if (at == 0) m.type = hdr[0];
+        if (tls_one_packet_) tls_read_ = tls_one_packet_ = false;
+        if (hdr[1] & 0x01) return m;
+    }
+}
+
+bool Conn::send(std::uint8_t type, const Buffer& payload) {
+    const Buffer wire = frame_packets(type, payload, packet_size_);
+    return io_write(wire.data(), wire.size());
+}
+
+bool Conn::tls_accept(SSL_CTX* ctx, std::string* why) {
+    ssl_ = SSL_new(ctx);
+    rbio_ = BIO_new(BIO_s_mem());
+    wbio_ = BIO_new(BIO_s_mem());
+    if (!ssl_ || !rbio_ || !wbio_) return false;
+    SSL_set_bio(ssl_, rbio_, wbio_);
+    SSL_set_accept_state(ssl_);
+    for (int round = 0; round < 16; ++round) {
+        const int rc = SSL_do_handshake(ssl_);
+        if (BIO_ctrl_pending(wbio_) > 0) {
+            Buffer out(BIO_ctrl_pending(wbio_));
+            const int k = BIO_read(wbio_, out.data(), static_cast<int>(out.size()));
+            if (k <= 0) return false;
+            out.resize(static_cast<std::size_t>(k));
+            if (!send(pkt::Prelogin, out)) {
+                if (why) *why = "peer closed during the TLS handshake";
+                return false;
+            }
+        }
+        if (rc == 1) return true;
+        if (SSL_get_error(ssl_, rc) != SSL_ERROR_WANT_READ) {
+            if (why) *why = "TLS handshake failed: " + ssl_errors();
+            return false;
+        }
+        auto m = read_message(why);
+        if (!m) return false;
+        if (BIO_write(rbio_, m->payload.data(), static_cast<int>(m->payload.size())) !=
+            static_cast<int>(m->payload.size()))
+            return false;
+    }
+    if (why) *why = "TLS handshake did not finish";
+    return false;
+}
+
+int tcp_connect(const std::string& host, const std::string& port, std::string* why) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+        if (why) *why = std::string("cannot resolve ") + host + ": " + gai_strerror(rc);
+        return -1;
+    }
+    int fd = -1;
+    for (auto* ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        if (fd < 0) continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0 && why) *why = "cannot connect to " + host + ":" + port;
+    return fd;
+}
+
+}  // namespace hopscope::lab

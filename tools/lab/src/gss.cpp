@@ -1,0 +1,175 @@
+#include "gss.hpp"
+
+#include <gssapi/gssapi_ext.h>
+#include <gssapi/gssapi_krb5.h>
+
+#include <cstring>
+
+namespace hopscope::lab {
+
+namespace {
+
+constexpr unsigned char kNtlmOidBytes[] = {0x2b, 0x06, 0x01, 0x04, 0x01,
+                                           0x82, 0x37, 0x02, 0x02, 0x0a};
+
+bool oid_is(gss_OID oid, const void* bytes, std::size_t len) {
+    return oid != GSS_C_NO_OID && oid->length == len && std::memcmp(oid->elements, bytes, len) == 0;
+}
+
+std::string mech_name(gss_OID oid) {
+    if (oid == GSS_C_NO_OID) return "";
+    if (oid_is(oid, gss_mech_krb5->elements, gss_mech_krb5->length)) return "kerberos";
+    if (oid_is(oid, kNtlmOidBytes, sizeof kNtlmOidBytes)) return "ntlm";
+    OM_uint32 minor = 0;
+    gss_buffer_desc s = GSS_C_EMPTY_BUFFER;
+    if (gss_oid_to_str(&minor, oid, &s) != GSS_S_COMPLETE) return "?";
+    std::string out(static_cast<const char*>(s.value), s.length);
+    gss_release_buffer(&minor, &s);
+    while (!out.empty() && (out.back() == '\0' || out.back() == ' '))
+        out.pop_back();
+    return out;
+}
+
+void status_text(OM_uint32 code, int type, gss_OID mech, std::string& out) {
+    OM_uint32 minor = 0, ctx = 0;
+    do {
+        gss_buffer_desc s = GSS_C_EMPTY_BUFFER;
+        if (gss_display_status(&minor, code, type, mech, &ctx, &s) != GSS_S_COMPLETE) break;
+        if (!out.empty()) out += "; ";
+        out.append(static_cast<const char*>(s.value), s.length);
+        gss_release_buffer(&minor, &s);
+    } while (ctx != 0);
+}
+
+Buffer take(gss_buffer_desc& b) {
+    Buffer out;
+    if (b.length > 0) {
+        const auto* p = static_cast<const std::uint8_t*>(b.value);
+        out.assign(p, p + b.length);
+    }
+    OM_uint32 minor = 0;
+    gss_release_buffer(&minor, &b);
+    return out;
+}
+
+}  // namespace
+
+std::string gss_error(OM_uint32 major, OM_uint32 minor, gss_OID mech) {
+    std::string out;
+    status_text(major, GSS_C_GSS_CODE, GSS_C_NO_OID, out);
+    if (minor != 0) {
+        std::string m;
+        status_text(minor, GSS_C_MECH_CODE, mech, m);
+        out += " (minor " + std::to_string(minor) + ": " + m + ")";
+    }
+    return out;
+}
+
+Acceptor::~Acceptor() {
+    OM_uint32 minor = 0;
+    if (ctx_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &ctx_, GSS_C_NO_BUFFER);
+    if (deleg_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &deleg_);
+}
+
+AcceptResult Acceptor::step(const Buffer& token) {
+    AcceptResult res;
+    OM_uint32 minor = 0, flags = 0;
+    gss_buffer_desc in{token.size(), const_cast<std::uint8_t*>(token.data())};
+    gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
+    gss_name_t src = GSS_C_NO_NAME;
+    gss_OID mech = GSS_C_NO_OID;
+    gss_cred_id_t deleg = GSS_C_NO_CREDENTIAL;
+    const OM_uint32 major =
+        gss_accept_sec_context(&minor, &ctx_, GSS_C_NO_CREDENTIAL, &in, GSS_C_NO_CHANNEL_BINDINGS,
+                               &src, &mech, &out, &flags, nullptr, &deleg);
+    res.output = take(out);
+    res.mech = mech_name(mech);
+    if (GSS_ERROR(major)) {
+        res.state = GssState::Failed;
+        res.error = gss_error(major, minor, mech);
+    } else if (major & GSS_S_CONTINUE_NEEDED) {
+        res.state = GssState::Continue;
+    } else {
+        res.state = GssState::Complete;
+        gss_buffer_desc name = GSS_C_EMPTY_BUFFER;
+        OM_uint32 m2 = 0;
+        if (src != GSS_C_NO_NAME && gss_display_name(&m2, src, &name, nullptr) == GSS_S_COMPLETE) {
+            res.initiator.assign(static_cast<const char*>(name.value), name.length);
+            gss_release_buffer(&m2, &name);
+            while (!res.initiator.empty() && res.initiator.back() == '\0')
+                res.initiator.pop_back();
+        }
+        res.delegated = (flags & GSS_C_DELEG_FLAG) != 0 && deleg != GSS_C_NO_CREDENTIAL;
+    }
+    if (src != GSS_C_NO_NAME) gss_release_name(&minor, &src);
+    if (deleg != GSS_C_NO_CREDENTIAL) {
+        if (deleg_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &deleg_);
+        deleg_ = deleg;
+    }
+    return res;
+}
+
+bool Acceptor::store_delegated(const std::string& ccache, std::string* err) {
+    if (deleg_ == GSS_C_NO_CREDENTIAL) {
+        if (err) *err = "no delegated credential";
+        return false;
+    }
+    gss_key_value_element_desc el{"ccache", ccache.c_str()};
+    gss_key_value_set_desc store{1, &el};
+    OM_uint32 minor = 0;
+    const OM_uint32 major = gss_store_cred_into(&minor, deleg_, GSS_C_INITIATE, GSS_C_NO_OID, 1, 1,
+                                                &store, nullptr, nullptr);
+    if (GSS_ERROR(major)) {
+        if (err) *err = gss_error(major, minor, GSS_C_NO_OID);
+        return false;
+    }
+    return true;
+}
+
+Initiator::~Initiator() {
+    OM_uint32 minor = 0;
+    if (ctx_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &ctx_, GSS_C_NO_BUFFER);
+    if (cred_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &cred_);
+    if (target_ != GSS_C_NO_NAME) gss_release_name(&minor, &target_);
+}
+
+bool Initiator::start(const std::string& ccache, const std::string& spn, std::string* err) {
+    OM_uint32 minor = 0;
+    gss_key_value_element_desc el{"ccache", ccache.c_str()};
+    gss_key_value_set_desc store{1, &el};
+    gss_OID_set_desc mechs{1, const_cast<gss_OID>(gss_mech_krb5)};
+    OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, &mechs,
+                                            GSS_C_INITIATE, &store, &cred_, nullptr, nullptr);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "acquire_cred_from: " + gss_error(major, minor, gss_mech_krb5);
+        return false;
+    }
+    gss_buffer_desc nb{spn.size(), const_cast<char*>(spn.data())};
+    major = gss_import_name(&minor, &nb, GSS_KRB5_NT_PRINCIPAL_NAME, &target_);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "import_name: " + gss_error(major, minor, gss_mech_krb5);
+        return false;
+    }
+    return true;
+}
+
+GssState Initiator::step(const Buffer* input, Buffer& output, std::string* err) {
+    OM_uint32 minor = 0;
+    gss_buffer_desc in = GSS_C_EMPTY_BUFFER;
+    if (input) in = gss_buffer_desc{input->size(), const_cast<std::uint8_t*>(input->data())};
+    gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
+    const OM_uint32 major =
+        gss_init_sec_context(&minor, cred_, &ctx_, target_, const_cast<gss_OID>(gss_mech_krb5),
+                             GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG |
+                                 GSS_C_INTEG_FLAG | GSS_C_CONF_FLAG,
+                             0, GSS_C_NO_CHANNEL_BINDINGS, input ? &in : GSS_C_NO_BUFFER, nullptr,
+                             &out, nullptr, nullptr);
+    output = take(out);
+    if (GSS_ERROR(major)) {
+        if (err) *err = gss_error(major, minor, gss_mech_krb5);
+        return GssState::Failed;
+    }
+    return (major & GSS_S_CONTINUE_NEEDED) ? GssState::Continue : GssState::Complete;
+}
+
+}  // namespace hopscope::lab

@@ -1,0 +1,59 @@
+// Thin RAII wrappers over MIT libgssapi_krb5 for the lab server: an acceptor that takes whatever
+// mechanism the client's token names (Kerberos, NTLM through gss-ntlmssp, SPNEGO) and an initiator
+// for the linked-server hop with a delegated Kerberos credential. Tokens are passed through; only
+// their lengths are ever logged.
+#pragma once
+
+#include <gssapi/gssapi.h>
+
+#include <string>
+
+#include "wire.hpp"
+
+namespace hopscope::lab {
+
+enum class GssState { Continue, Complete, Failed };
+
+struct AcceptResult {
+    GssState state = GssState::Failed;
+    Buffer output;           ///< token for the client (may be a KRB-ERROR on failure)
+    std::string mech;        ///< "kerberos", "ntlm" or the OID in dotted form
+    std::string initiator;   ///< display name, trailing NULs removed
+    bool delegated = false;  ///< a delegated (forwarded) credential came with the context
+    std::string error;       ///< gss_display_status text on failure
+};
+
+class Acceptor {
+  public:
+    Acceptor() = default;
+    Acceptor(const Acceptor&) = delete;
+    Acceptor& operator=(const Acceptor&) = delete;
+    ~Acceptor();
+    AcceptResult step(const Buffer& token);
+    /// gss_store_cred_into the delegated credential as ccache `ccache` (e.g. "FILE:/x/deleg.cc").
+    bool store_delegated(const std::string& ccache, std::string* err);
+
+  private:
+    gss_ctx_id_t ctx_ = GSS_C_NO_CONTEXT;
+    gss_cred_id_t deleg_ = GSS_C_NO_CREDENTIAL;
+};
+
+class Initiator {
+  public:
+    Initiator() = default;
+    Initiator(const Initiator&) = delete;
+    Initiator& operator=(const Initiator&) = delete;
+    ~Initiator();
+    /// Kerberos initiator from credential cache `ccache` towards principal `spn`.
+    bool start(const std::string& ccache, const std::string& spn, std::string* err);
+    GssState step(const Buffer* input, Buffer& output, std::string* err);
+
+  private:
+    gss_ctx_id_t ctx_ = GSS_C_NO_CONTEXT;
+    gss_cred_id_t cred_ = GSS_C_NO_CREDENTIAL;
+    gss_name_t target_ = GSS_C_NO_NAME;
+};
+
+std::string gss_error(OM_uint32 major, OM_uint32 minor, gss_OID mech);
+
+}  // namespace hopscope::lab
