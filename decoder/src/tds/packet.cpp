@@ -1,0 +1,309 @@
+#include "hopscope/tds/packet.hpp"
+
+#include <algorithm>
+
+namespace hopscope::tds {
+namespace {
+
+// TLS record layer [RFC 8446 5.1, RFC 5246 6.2]: ContentType, ProtocolVersion, uint16 length.
+constexpr std::size_t kTlsHeader = 5;
+constexpr std::size_t kTlsMaxBody = 16384 + 2048;  // TLSCiphertext limit (TLS 1.2)
+
+bool is_tls_content_type(std::uint8_t b) {
+    return b >= 0x14 && b <= 0x17;
+}
+
+// Feed in slices so that one huge chunk never makes the buffer larger than a slice plus a unit.
+constexpr std::size_t kSlice = 64 * 1024;
+
+}  // namespace
+
+const char* packet_type_name(std::uint8_t type) {
+    switch (type) {
+        case 0x01:
+            return "SQL batch";
+        case 0x02:
+            return "pre-TDS7 login";
+        case 0x03:
+            return "RPC";
+        case 0x04:
+            return "tabular result";
+        case 0x06:
+            return "attention";
+        case 0x07:
+            return "bulk load";
+        case 0x08:
+            return "federated authentication token";
+        case 0x0E:
+            return "transaction manager request";
+        case 0x10:
+            return "LOGIN7";
+        case 0x11:
+            return "SSPI";
+        case 0x12:
+            return "PRELOGIN";
+        default:
+            return "unknown";
+    }
+}
+
+bool is_known_packet_type(std::uint8_t type) {
+    switch (type) {
+        case 0x01:
+        case 0x02:
+        case 0x03:
+        case 0x04:
+        case 0x06:
+        case 0x07:
+        case 0x08:
+        case 0x0E:
+        case 0x10:
+        case 0x11:
+        case 0x12:
+            return true;
+        default:
+            return false;
+    }
+}
+
+bool packet_type_valid_for(std::uint8_t type, Direction dir) {
+    if (!is_known_packet_type(type)) return false;
+    if (type == 0x12) return true;
+    if (dir == Direction::ServerToClient) return type == 0x04;
+    return type != 0x04;
+}
+
+DecodeStatus parse_header(Bytes data, PacketHeader& out, DecodeError& err) {
+    if (data.size() < kHeaderSize) return DecodeStatus::NeedMore;
+    out.type = data[0];
+    out.status = data[1];
+    out.length = load_u16be(&data[2]);
+    out.spid = load_u16be(&data[4]);
+    out.packet_id = data[6];
+    out.window = data[7];
+    if (out.length < kHeaderSize) {
+        err = make_error(DecodeError::Code::BadLength, 2,
+                         "TDS packet length " + std::to_string(out.length) + " < 8");
+        return DecodeStatus::Malformed;
+    }
+    return DecodeStatus::Consumed;
+}
+
+bool plausible_header(const PacketHeader& h, Direction dir) {
+    if (!packet_type_valid_for(h.type, dir)) return false;
+    if ((h.status & ~status::kKnownBits) != 0) return false;
+    if (h.ignore() && !h.eom()) return false;
+    if (h.length < kHeaderSize || h.window != 0) return false;
+    // Attention is a bare header [MS-TDS 2.2.1.7].
+    if (h.type == 0x06 && h.length != kHeaderSize) return false;
+    return true;
+}
+
+PacketFramer::PacketFramer(FramerSink& sink, Direction dir, bool synced)
+    : sink_(sink), dir_(dir), synced_(synced) {}
+
+void PacketFramer::feed(Bytes data) {
+    while (!data.empty()) {
+        const std::size_t n = std::min(data.size(), kSlice);
+        buf_.insert(buf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(n));
+        data = data.subspan(n);
+        process(false);
+    }
+}
+
+void PacketFramer::gap(std::uint64_t length) {
+    const std::uint64_t dropped = skipped_ + buf_.size();
+    const std::uint64_t start = synced_ ? offset_ : skip_start_;
+    if (dropped > 0) sink_.on_skipped(start, dropped);
+    offset_ += buf_.size() + length;
+    buf_.clear();
+    synced_ = false;
+    skipped_ = 0;
+    skip_start_ = offset_;
+}
+
+void PacketFramer::finish() {
+    process(true);
+    if (synced_ && !buf_.empty()) {
+        sink_.on_framing_error(
+            offset_, make_error(DecodeError::Code::Truncated, 0, "stream ended inside a unit"));
+    }
+    if (!buf_.empty() || skipped_ > 0) {
+        const std::uint64_t start = synced_ ? offset_ : skip_start_;
+        sink_.on_skipped(start, skipped_ + buf_.size());
+        offset_ += buf_.size();
+        buf_.clear();
+        skipped_ = 0;
+        skip_start_ = offset_;
+    }
+}
+
+void PacketFramer::drop_front(std::size_t n) {
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
+    offset_ += n;
+}
+
+// Whether a unit can start at buf_[pos]: No, Yes (needs the next unit to line up) or Strong (a
+// TDS header so specific that it is accepted on its own). unit_len = 0 means "not enough bytes".
+PacketFramer::Candidate PacketFramer::candidate_at(std::size_t pos, std::size_t& unit_len) const {
+    unit_len = 0;
+    const std::size_t avail = buf_.size() - pos;
+    if (avail == 0) return Candidate::Yes;  // caller checks unit_len == 0 -> need more
+    const std::uint8_t b0 = buf_[pos];
+    if (is_tls_content_type(b0)) {
+        if (avail >= 2 && buf_[pos + 1] != 0x03) return Candidate::No;
+        if (avail >= 3 && buf_[pos + 2] > 0x04) return Candidate::No;
+        if (avail < kTlsHeader) return Candidate::Yes;
+        const std::size_t len = load_u16be(&buf_[pos + 3]);
+        if (len == 0 || len > kTlsMaxBody) return Candidate::No;
+        unit_len = kTlsHeader + len;
+        return Candidate::Yes;
+    }
+    if (!packet_type_valid_for(b0, dir_)) return Candidate::No;
+    if (avail < kHeaderSize) return Candidate::Yes;
+    PacketHeader h;
+    DecodeError err;
+    if (parse_header(Bytes(&buf_[pos], kHeaderSize), h, err) != DecodeStatus::Consumed ||
+        !plausible_header(h, dir_)) {
+        return Candidate::No;
+    }
+    unit_len = h.length;
+    // The first packet of a message has PacketID 1 (some clients start at 0): with the other
+    // checks this is specific enough to trust without looking at the next header.
+    return (h.packet_id <= 1) ? Candidate::Strong : Candidate::Yes;
+}
+
+bool PacketFramer::emit_synced() {
+    // Returns true when a unit was emitted (or the framer lost sync), false when more bytes are
+    // needed.
+    const std::uint8_t b0 = buf_[0];
+    FramedUnit u;
+    u.offset = offset_;
+    std::size_t len = 0;
+    if (is_tls_content_type(b0)) {
+        if (buf_.size() < kTlsHeader) return false;
+        const std::size_t body = load_u16be(&buf_[3]);
+        if (buf_[1] != 0x03 || buf_[2] > 0x04 || body == 0 || body > kTlsMaxBody) {
+            synced_ = false;
+            skip_start_ = offset_;
+            skipped_ = 0;
+            sink_.on_framing_error(offset_, make_error(DecodeError::Code::BadValue, 0,
+                                                       "implausible TLS record header"));
+            return true;
+        }
+        len = kTlsHeader + body;
+        u.kind = FramedUnit::Kind::TlsRecord;
+    } else {
+        // Decided on the first byte alone, so the error does not depend on how many bytes
+        // have arrived.
+        if (!packet_type_valid_for(b0, dir_)) {
+            synced_ = false;
+            skip_start_ = offset_;
+            skipped_ = 0;
+            sink_.on_framing_error(
+                offset_, make_error(DecodeError::Code::Desync, 0,
+                                    "byte " + std::to_string(b0) + " starts no TDS packet"));
+            return true;
+        }
+        if (buf_.size() < kHeaderSize) return false;
+        DecodeError err;
+        const DecodeStatus st = parse_header(Bytes(buf_.data(), kHeaderSize), u.header, err);
+        if (st != DecodeStatus::Consumed || !plausible_header(u.header, dir_)) {
+            if (!err) err = make_error(DecodeError::Code::Desync, 0, "implausible TDS header");
+            synced_ = false;
+            skip_start_ = offset_;
+            skipped_ = 0;
+            sink_.on_framing_error(offset_, err);
+            return true;
+        }
+        len = u.header.length;
+    }
+    if (buf_.size() < len) return false;
+    u.bytes = Bytes(buf_.data(), len);
+    sink_.on_unit(u);
+    drop_front(len);
+    return true;
+}
+
+void PacketFramer::process(bool at_end) {
+    std::size_t head = 0;  // bytes of buf_ already skipped while searching (erased in one go)
+    auto flush_head = [&] {
+        if (head > 0) {
+            drop_front(head);
+            head = 0;
+        }
+    };
+    for (;;) {
+        if (synced_) {
+            flush_head();
+            if (buf_.empty() || !emit_synced()) break;
+            continue;
+        }
+        if (head >= buf_.size()) break;
+        // Searching: look for a unit start at buf_[head].
+        std::size_t ulen = 0;
+        Candidate c;
+        {
+            // candidate_at works on buf_ positions; evaluate at head.
+            c = candidate_at(head, ulen);
+        }
+        bool accept = false;
+        bool reject = false;
+        if (c == Candidate::No) {
+            reject = true;
+        } else if (ulen == 0) {
+            // Not enough bytes to read the header.
+            if (at_end) {
+                reject = true;
+            } else {
+                break;
+            }
+        } else if (c == Candidate::Strong) {
+            accept = true;
+        } else {
+            const std::size_t avail = buf_.size() - head;
+            if (avail < ulen) {
+                if (at_end) {
+                    reject = true;
+                } else {
+                    break;
+                }
+            } else if (avail == ulen) {
+                if (at_end) {
+                    accept = true;  // the last unit of the stream
+                } else {
+                    break;
+                }
+            } else {
+                std::size_t next_len = 0;
+                const Candidate n = candidate_at(head + ulen, next_len);
+                if (n == Candidate::No) {
+                    reject = true;
+                } else if (next_len == 0) {
+                    if (at_end) {
+                        reject = true;
+                    } else {
+                        break;
+                    }
+                } else {
+                    accept = true;
+                }
+            }
+        }
+        if (reject) {
+            ++head;
+            ++skipped_;
+            continue;
+        }
+        if (accept) {
+            flush_head();
+            if (skipped_ > 0) sink_.on_skipped(skip_start_, skipped_);
+            skipped_ = 0;
+            synced_ = true;
+        }
+    }
+    flush_head();
+    if (!synced_ && skipped_ == 0) skip_start_ = offset_;
+}
+
+}  // namespace hopscope::tds
