@@ -1,0 +1,142 @@
+// libpcap front-ends: capture files (pcap and pcapng, several merged in time order, "-" = stdin)
+// and live interfaces. They hand frames to a StreamAssembler.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hopscope/captures/stream_assembler.hpp"
+
+struct pcap;
+
+namespace hopscope::captures {
+
+/// One frame as read, valid until the next read from the same file.
+struct PacketView {
+    Timestamp ts;
+    Bytes data;                  ///< captured bytes
+    std::uint32_t wire_len = 0;  ///< original length on the wire
+    int linktype = 0;
+    std::uint64_t frame = 0;       ///< 1-based, in merged order across all files
+    std::size_t file_index = 0;    ///< which input file
+    std::uint64_t file_frame = 0;  ///< 1-based within that file (Wireshark's frame.number)
+};
+
+/// A damaged or unreadable input, named precisely.
+struct CaptureError {
+    std::string file;
+    std::string message;                  ///< from libpcap or ours
+    std::optional<std::uint64_t> offset;  ///< byte offset where reading failed, when known
+    std::uint64_t frames_read = 0;        ///< frames of this file delivered before the damage
+    [[nodiscard]] std::string to_string() const;
+};
+
+/// One capture file (or stdin). Timestamps are read with microsecond precision.
+class CaptureFile {
+  public:
+    /// Opens `path` ("-" = stdin). Returns nullptr and fills `err` on failure (unreadable file,
+    /// not a capture, unsupported link type).
+    static std::unique_ptr<CaptureFile> open(const std::string& path, CaptureError& err);
+    ~CaptureFile();
+    CaptureFile(const CaptureFile&) = delete;
+    CaptureFile& operator=(const CaptureFile&) = delete;
+
+    /// 1: a frame in `out` (valid until the next call); 0: clean end of file; -1: damaged (see
+    /// error()). Sets ts, data, wire_len, linktype and file_frame.
+    int next(PacketView& out);
+
+    [[nodiscard]] const std::string& path() const { return path_; }
+    [[nodiscard]] int linktype() const { return linktype_; }
+    [[nodiscard]] std::uint64_t frames() const { return frames_; }
+    /// Bytes consumed so far (exact for pcap; for pcapng the stdio position, when seekable).
+    [[nodiscard]] std::uint64_t bytes_read() const;
+    /// File size, 0 when unknown (stdin, pipes).
+    [[nodiscard]] std::uint64_t bytes_total() const { return total_; }
+    [[nodiscard]] const CaptureError& error() const { return error_; }
+
+  private:
+    CaptureFile() = default;
+    std::string path_;
+    pcap* handle_ = nullptr;
+    int linktype_ = 0;
+    bool classic_pcap_ = false;  ///< offsets are exact: 24 + sum(16 + caplen)
+    std::uint64_t accounted_ = 24;
+    std::uint64_t total_ = 0;
+    std::uint64_t frames_ = 0;
+    CaptureError error_;
+};
+
+struct ReadProgress {
+    std::size_t file_index = 0;
+    const std::string* file = nullptr;
+    std::uint64_t bytes_read = 0;   ///< over all files
+    std::uint64_t bytes_total = 0;  ///< over all files, 0 when any size is unknown
+    std::uint64_t frames = 0;
+    bool done = false;  ///< the final call
+};
+
+struct ReadOptions {
+    std::function<void(const ReadProgress&)> progress;  ///< called every `progress_every` frames
+    std::uint64_t progress_every = 4096;
+    const std::atomic<bool>* stop = nullptr;  ///< checked between frames (Ctrl-C)
+};
+
+struct ReadResult {
+    std::uint64_t frames = 0;
+    std::vector<CaptureError> errors;  ///< open failures and damaged files (reading goes on)
+    [[nodiscard]] bool ok() const { return errors.empty(); }
+};
+
+/// Opens every file, merges their frames by timestamp (k-way merge; ties go to the earlier
+/// file), feeds them to `assembler`, then calls assembler.finish(). A damaged file stops
+/// contributing at the damage; the frames before it are delivered and the others go on.
+ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler& assembler,
+                         const ReadOptions& options = {});
+
+struct LiveOptions {
+    std::string interface;
+    std::string filter;  ///< BPF, e.g. "tcp port 1433 or port 88"; empty = everything
+    int snaplen = 262144;
+    bool promiscuous = false;
+    bool immediate = true;        ///< deliver packets as they arrive (no buffering delay)
+    int buffer_bytes = 16 << 20;  ///< kernel ring buffer
+    int timeout_ms = 200;
+};
+
+struct LiveStats {
+    std::uint64_t received = 0;
+    std::uint64_t dropped = 0;     ///< by the kernel (buffer full)
+    std::uint64_t if_dropped = 0;  ///< by the interface/driver
+    std::uint64_t frames = 0;      ///< frames handed to the assembler
+};
+
+/// A live interface. run() blocks until stop() (safe from a signal handler or another thread)
+/// or an error.
+class LiveCapture {
+  public:
+    LiveCapture() = default;
+    ~LiveCapture();
+    LiveCapture(const LiveCapture&) = delete;
+    LiveCapture& operator=(const LiveCapture&) = delete;
+
+    /// Returns false with a message naming the interface (no permission, no such device, bad
+    /// filter, unsupported link type).
+    bool open(const LiveOptions& options, std::string& error);
+    bool run(StreamAssembler& assembler, std::string& error);
+    void stop();
+    [[nodiscard]] LiveStats stats() const;
+    [[nodiscard]] int linktype() const { return linktype_; }
+
+  private:
+    pcap* handle_ = nullptr;
+    int linktype_ = 0;
+    std::uint64_t frames_ = 0;
+    std::atomic<bool> stop_{false};
+};
+
+}  // namespace hopscope::captures
