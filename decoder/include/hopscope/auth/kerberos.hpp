@@ -1,0 +1,251 @@
+// Kerberos V5 messages (RFC 4120 §5; MS-KILE; MS-SFU), their GSS-API framing (RFC 4121 §4.1)
+// and the TCP record framing (RFC 4120 §7.2.2).
+//
+// Only what travels in the clear is kept: names, realms, options, enctypes, key version numbers,
+// error codes and texts, PA-DATA types and the S4U fields. Cipher text (ticket and authenticator
+// enc-parts, checksums, keys) is reported by length only and never copied.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "hopscope/auth/gss.hpp"
+#include "hopscope/common/byte_reader.hpp"
+#include "hopscope/common/decode.hpp"
+
+namespace hopscope::auth {
+
+/// msg-type values (RFC 4120 §5.10 / §7.5.7).
+namespace krb_msg {
+inline constexpr std::int32_t AsReq = 10;
+inline constexpr std::int32_t AsRep = 11;
+inline constexpr std::int32_t TgsReq = 12;
+inline constexpr std::int32_t TgsRep = 13;
+inline constexpr std::int32_t ApReq = 14;
+inline constexpr std::int32_t ApRep = 15;
+inline constexpr std::int32_t Cred = 22;
+inline constexpr std::int32_t Error = 30;
+}  // namespace krb_msg
+/// "AS-REQ", "TGS-REP", "KRB-ERROR"...; "?" for others.
+const char* krb_msg_type_name(std::int32_t msg_type);
+
+/// KDCOptions (RFC 4120 §5.4.1, MS-SFU §2.2.3), BIT STRING order: bit 0 is 0x80000000.
+namespace kdc_option {
+inline constexpr std::uint32_t Forwardable = 0x40000000u;
+inline constexpr std::uint32_t Forwarded = 0x20000000u;
+inline constexpr std::uint32_t Proxiable = 0x10000000u;
+inline constexpr std::uint32_t Proxy = 0x08000000u;
+inline constexpr std::uint32_t AllowPostdate = 0x04000000u;
+inline constexpr std::uint32_t Postdated = 0x02000000u;
+inline constexpr std::uint32_t Renewable = 0x00800000u;
+inline constexpr std::uint32_t OptHardwareAuth = 0x00100000u;
+inline constexpr std::uint32_t CnameInAddlTkt = 0x00020000u;  ///< S4U2Proxy (MS-SFU §2.2.3)
+inline constexpr std::uint32_t Canonicalize = 0x00010000u;
+inline constexpr std::uint32_t RequestAnonymous = 0x00008000u;
+inline constexpr std::uint32_t DisableTransitedCheck = 0x00000020u;
+inline constexpr std::uint32_t RenewableOk = 0x00000010u;
+inline constexpr std::uint32_t EncTktInSkey = 0x00000008u;
+inline constexpr std::uint32_t Renew = 0x00000002u;
+inline constexpr std::uint32_t Validate = 0x00000001u;
+}  // namespace kdc_option
+std::string kdc_options_to_string(std::uint32_t options);
+
+/// APOptions (RFC 4120 §5.5.1).
+namespace ap_option {
+inline constexpr std::uint32_t UseSessionKey = 0x40000000u;
+inline constexpr std::uint32_t MutualRequired = 0x20000000u;
+}  // namespace ap_option
+std::string ap_options_to_string(std::uint32_t options);
+
+/// PA-DATA types (RFC 4120 §7.5.2, MS-KILE §2.2, MS-SFU §2.2).
+namespace pa_type {
+inline constexpr std::int32_t TgsReq = 1;
+inline constexpr std::int32_t EncTimestamp = 2;
+inline constexpr std::int32_t EtypeInfo2 = 19;
+inline constexpr std::int32_t PacRequest = 128;
+inline constexpr std::int32_t ForUser = 129;
+inline constexpr std::int32_t S4uX509User = 130;
+inline constexpr std::int32_t FxFast = 136;
+inline constexpr std::int32_t PacOptions = 167;
+}  // namespace pa_type
+const char* pa_type_name(std::int32_t type);
+
+/// PA-PAC-OPTIONS flags (MS-KILE §2.2.10), BIT STRING order.
+namespace pac_option {
+inline constexpr std::uint32_t Claims = 0x80000000u;
+inline constexpr std::uint32_t BranchAware = 0x40000000u;
+inline constexpr std::uint32_t ForwardToFullDc = 0x20000000u;
+inline constexpr std::uint32_t ResourceBasedConstrainedDelegation = 0x10000000u;
+}  // namespace pac_option
+
+/// Encryption type name ("aes256-cts-hmac-sha1-96", "rc4-hmac"...) or the number.
+std::string etype_name(std::int32_t etype);
+/// Error code name ("KDC_ERR_S_PRINCIPAL_UNKNOWN"...) or "KRB_ERR_<n>".
+std::string krb_error_name(std::int32_t code);
+
+struct PrincipalName {
+    std::int32_t name_type = 0;
+    std::vector<std::string> components;
+    /// Components joined with '/', e.g. "MSSQLSvc/sql2.corp.local:1433".
+    [[nodiscard]] std::string str() const;
+};
+
+/// EncryptedData (RFC 4120 §5.2.9): everything but the cipher text.
+struct EncryptedDataInfo {
+    std::int32_t etype = 0;
+    std::optional<std::uint32_t> kvno;
+    std::size_t cipher_len = 0;
+};
+
+struct TicketInfo {
+    std::int32_t tkt_vno = 0;
+    std::string realm;
+    PrincipalName sname;
+    EncryptedDataInfo enc_part;
+    std::size_t size = 0;  ///< encoded size of the Ticket
+};
+
+struct ApReq {
+    std::uint32_t ap_options = 0;
+    TicketInfo ticket;  ///< ticket.sname is the SPN the client asked for
+    EncryptedDataInfo authenticator;
+    std::size_t size = 0;  ///< encoded size of the AP-REQ
+};
+
+struct ApRep {
+    EncryptedDataInfo enc_part;
+};
+
+struct KrbError {
+    std::optional<std::string> ctime;  ///< KerberosTime "YYYYMMDDHHMMSSZ"
+    std::optional<std::int32_t> cusec;
+    std::string stime;
+    std::int32_t susec = 0;
+    std::int32_t error_code = 0;
+    std::optional<std::string> crealm;
+    std::optional<PrincipalName> cname;
+    std::string realm;
+    std::optional<PrincipalName> sname;  ///< MIT sends KRB-ERRORs without it
+    std::optional<std::string> e_text;
+    std::size_t e_data_len = 0;
+};
+
+/// PA-FOR-USER (MS-SFU §2.2.1): the user a service asks a ticket to itself for (S4U2Self).
+struct PaForUser {
+    PrincipalName user_name;
+    std::string user_realm;
+    std::string auth_package;
+};
+
+/// PA-S4U-X509-USER (MS-SFU §2.2.2): S4UUserID fields.
+struct PaS4uX509User {
+    std::optional<PrincipalName> cname;
+    std::string crealm;
+    bool has_certificate = false;
+    std::optional<std::uint32_t> options;
+};
+
+struct PaData {
+    std::int32_t type = 0;
+    std::size_t length = 0;             ///< padata-value length
+    std::optional<ApReq> tgs_ap_req;    ///< PA-TGS-REQ: the AP-REQ with the TGT/evidence ticket
+    std::optional<PaForUser> for_user;  ///< PA-FOR-USER
+    std::optional<PaS4uX509User> s4u_x509_user;
+    std::optional<std::uint32_t> pac_options;  ///< PA-PAC-OPTIONS flags
+    std::optional<bool> include_pac;           ///< PA-PAC-REQUEST
+};
+
+/// AS-REQ / TGS-REQ (RFC 4120 §5.4.1).
+struct KdcReq {
+    std::int32_t msg_type = 0;
+    std::vector<PaData> padata;
+    std::uint32_t kdc_options = 0;
+    std::optional<PrincipalName> cname;
+    std::string realm;
+    std::optional<PrincipalName> sname;
+    std::optional<std::string> from;
+    std::string till;
+    std::optional<std::string> rtime;
+    std::uint32_t nonce = 0;
+    std::vector<std::int32_t> etypes;
+    std::size_t address_count = 0;
+    bool has_enc_authorization_data = false;
+    std::vector<TicketInfo> additional_tickets;  ///< S4U2Proxy evidence, U2U TGT
+
+    [[nodiscard]] const PaData* find_padata(std::int32_t type) const;
+};
+
+/// AS-REP / TGS-REP (RFC 4120 §5.4.2).
+struct KdcRep {
+    std::int32_t msg_type = 0;
+    std::vector<PaData> padata;
+    std::string crealm;
+    PrincipalName cname;
+    TicketInfo ticket;
+    EncryptedDataInfo enc_part;
+};
+
+/// KRB-CRED (RFC 4120 §5.8.1).
+struct KrbCred {
+    std::vector<TicketInfo> tickets;
+    EncryptedDataInfo enc_part;
+};
+
+struct KerberosMessage {
+    std::int32_t msg_type = 0;
+    std::variant<KdcReq, KdcRep, ApReq, ApRep, KrbError, KrbCred> body;
+};
+
+/// Decodes one DER-encoded Kerberos message (tag 6a..7e).
+DecodeError parse_kerberos(Bytes data, KerberosMessage& out);
+/// True if the first byte is an application tag of a message handled by parse_kerberos.
+bool looks_like_kerberos(Bytes data);
+
+/// GSS-API token ids (RFC 4121 §4.1, RFC 1964 §1.1).
+namespace krb5_tok {
+inline constexpr std::uint16_t ApReq = 0x0100;
+inline constexpr std::uint16_t ApRep = 0x0200;
+inline constexpr std::uint16_t Error = 0x0300;
+inline constexpr std::uint16_t TgtReq = 0x0400;  ///< user-to-user
+}  // namespace krb5_tok
+
+/// A Kerberos mechanism token as carried in SSPI / SPNEGO.
+struct Krb5GssToken {
+    bool gss_wrapped = false;             ///< had 0x60 + mech OID
+    Oid mech;                             ///< when wrapped
+    std::optional<std::uint16_t> tok_id;  ///< 01 00 / 02 00 / 03 00, absent for a bare message
+    KerberosMessage message;
+};
+
+/// Accepts `60 .. OID tok_id msg`, `tok_id msg` and a bare message (impacket's raw AP-REQ).
+/// The token id must agree with the message type.
+DecodeError parse_krb5_token(Bytes data, Krb5GssToken& out);
+
+/// Kerberos over TCP (RFC 4120 §7.2.2): 4-byte big-endian length, high bit reserved (must be 0).
+/// Records may be split over segments or several may share one; only a partial record is kept.
+class KrbTcpFramer {
+  public:
+    static constexpr std::size_t kDefaultMaxRecord = 1u << 20;
+    explicit KrbTcpFramer(std::size_t max_record = kDefaultMaxRecord) : max_(max_record) {}
+
+    /// Consumes `data`, appending each completed record (without its length prefix) to `out`.
+    /// After an error the framer stays failed (Desync): later calls return the same error.
+    DecodeError feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out);
+    /// Bytes of an incomplete record currently held.
+    [[nodiscard]] std::size_t buffered() const { return buf_.size(); }
+    [[nodiscard]] bool failed() const { return static_cast<bool>(error_); }
+
+  private:
+    std::size_t max_;
+    std::vector<std::uint8_t> buf_;
+    std::uint64_t consumed_ = 0;
+    DecodeError error_;
+};
+
+/// One-line rendering; never cipher bytes.
+std::string to_string(const KerberosMessage& m);
+
+}  // namespace hopscope::auth

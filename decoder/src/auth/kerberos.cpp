@@ -1,0 +1,1221 @@
+#include "hopscope/auth/kerberos.hpp"
+
+#include <algorithm>
+
+#include "hopscope/auth/der.hpp"
+
+namespace hopscope::auth {
+namespace {
+
+using Code = DecodeError::Code;
+using der::Reader;
+using der::TagClass;
+using der::Tlv;
+
+constexpr std::size_t kMaxList = 256;  // names, etypes, padata, tickets
+
+/// Iterates the EXPLICIT [n] fields of a SEQUENCE, enforcing increasing tag order.
+class FieldReader {
+  public:
+    static DecodeError open(const Tlv& seq, FieldReader& out) {
+        if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
+            return make_error(Code::BadTag, seq.offset, "expected SEQUENCE");
+        }
+        out.last_ = -1;
+        return Reader::enter(seq, out.r_);
+    }
+    /// `more` is false at the end of the SEQUENCE.
+    DecodeError next(bool& more, std::uint32_t& number, Tlv& inner) {
+        more = !r_.at_end();
+        if (!more) return {};
+        Tlv w;
+        if (auto e = r_.next(w)) return e;
+        if (w.cls != TagClass::Context || !w.constructed) {
+            return make_error(Code::BadTag, w.offset, "expected a context tag");
+        }
+        if (static_cast<std::int64_t>(w.number) <= last_) {
+            return make_error(Code::BadTag, w.offset, "fields out of order");
+        }
+        last_ = w.number;
+        number = w.number;
+        return der::explicit_inner(w, inner);
+    }
+
+  private:
+    Reader r_;
+    std::int64_t last_ = -1;
+};
+
+DecodeError missing(const Tlv& t, const char* what) {
+    return make_error(Code::BadValue, t.offset, std::string("missing ") + what);
+}
+
+/// [APPLICATION n] wrapping a SEQUENCE.
+DecodeError app_sequence(const Tlv& app, std::uint32_t n, Tlv& seq) {
+    if (!app.is_application(n) || !app.constructed) {
+        return make_error(Code::BadTag, app.offset, "unexpected application tag");
+    }
+    return der::explicit_inner(app, seq);
+}
+
+DecodeError parse_principal(const Tlv& seq, PrincipalName& out) {
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        if (n == 0) {
+            if (auto e = der::as_int32(v, out.name_type)) return e;
+        } else if (n == 1) {
+            if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
+                return make_error(Code::BadTag, v.offset, "name-string is not a SEQUENCE");
+            }
+            Reader r;
+            if (auto e = Reader::enter(v, r)) return e;
+            while (!r.at_end()) {
+                Tlv s;
+                if (auto e = r.next(s)) return e;
+                std::string str;
+                if (auto e = der::as_string(s, str)) return e;
+                if (out.components.size() >= kMaxList) {
+                    return make_error(Code::TooLarge, s.offset, "too many name components");
+                }
+                out.components.push_back(std::move(str));
+            }
+        } else {
+            return make_error(Code::BadTag, v.offset, "unknown PrincipalName field");
+        }
+        seen |= 1u << n;
+    }
+    if (seen != 3) return missing(seq, "PrincipalName field");
+    return {};
+}
+
+DecodeError parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                if (auto e = der::as_int32(v, out.etype)) return e;
+                break;
+            case 1: {
+                std::uint32_t k = 0;
+                if (auto e = der::as_uint32(v, k)) return e;
+                out.kvno = k;
+                break;
+            }
+            case 2: {
+                Bytes c;
+                if (auto e = der::as_octet_string(v, c)) return e;
+                out.cipher_len = c.size();
+                break;
+            }
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown EncryptedData field");
+        }
+        seen |= 1u << n;
+    }
+    if ((seen & 5) != 5) return missing(seq, "EncryptedData field");
+    return {};
+}
+
+DecodeError parse_string_field(const Tlv& v, std::string& out) {
+    return der::as_string(v, out);
+}
+
+DecodeError parse_ticket(const Tlv& app, TicketInfo& out) {
+    Tlv seq;
+    if (auto e = app_sequence(app, 1, seq)) return e;
+    out.size = app.total();
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                if (auto e = der::as_int32(v, out.tkt_vno)) return e;
+                break;
+            case 1:
+                if (auto e = parse_string_field(v, out.realm)) return e;
+                break;
+            case 2:
+                if (auto e = parse_principal(v, out.sname)) return e;
+                break;
+            case 3:
+                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                break;
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown Ticket field");
+        }
+        seen |= 1u << n;
+    }
+    if (seen != 15) return missing(app, "Ticket field");
+    return {};
+}
+
+DecodeError check_pvno_type(const Tlv& pvno_v, const Tlv& type_v, std::int32_t want) {
+    std::int32_t pvno = 0, type = 0;
+    if (auto e = der::as_int32(pvno_v, pvno)) return e;
+    if (pvno != 5) return make_error(Code::BadValue, pvno_v.offset, "pvno is not 5");
+    if (auto e = der::as_int32(type_v, type)) return e;
+    if (type != want) return make_error(Code::BadValue, type_v.offset, "msg-type mismatch");
+    return {};
+}
+
+DecodeError parse_ap_req(const Tlv& app, ApReq& out) {
+    Tlv seq;
+    if (auto e = app_sequence(app, 14, seq)) return e;
+    out.size = app.total();
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    Tlv pvno;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                pvno = v;
+                break;
+            case 1:
+                if (!(seen & 1)) return missing(v, "pvno");
+                if (auto e = check_pvno_type(pvno, v, krb_msg::ApReq)) return e;
+                break;
+            case 2: {
+                std::size_t bits = 0;
+                if (auto e = der::as_bit_string(v, out.ap_options, bits)) return e;
+                break;
+            }
+            case 3:
+                if (auto e = parse_ticket(v, out.ticket)) return e;
+                break;
+            case 4:
+                if (auto e = parse_enc_data(v, out.authenticator)) return e;
+                break;
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown AP-REQ field");
+        }
+        seen |= 1u << n;
+    }
+    if (seen != 31) return missing(app, "AP-REQ field");
+    return {};
+}
+
+DecodeError parse_ap_rep(const Tlv& app, ApRep& out) {
+    Tlv seq;
+    if (auto e = app_sequence(app, 15, seq)) return e;
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    Tlv pvno;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                pvno = v;
+                break;
+            case 1:
+                if (!(seen & 1)) return missing(v, "pvno");
+                if (auto e = check_pvno_type(pvno, v, krb_msg::ApRep)) return e;
+                break;
+            case 2:
+                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                break;
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown AP-REP field");
+        }
+        seen |= 1u << n;
+    }
+    if (seen != 7) return missing(app, "AP-REP field");
+    return {};
+}
+
+DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
+    Tlv seq;
+    if (auto e = app_sequence(app, 30, seq)) return e;
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    Tlv pvno;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                pvno = v;
+                break;
+            case 1:
+                if (!(seen & 1)) return missing(v, "pvno");
+                if (auto e = check_pvno_type(pvno, v, krb_msg::Error)) return e;
+                break;
+            case 2: {
+                std::string t;
+                if (auto e = der::as_kerberos_time(v, t)) return e;
+                out.ctime = std::move(t);
+                break;
+            }
+            case 3: {
+                std::int32_t u = 0;
+                if (auto e = der::as_int32(v, u)) return e;
+                out.cusec = u;
+                break;
+            }
+            case 4:
+                if (auto e = der::as_kerberos_time(v, out.stime)) return e;
+                break;
+            case 5:
+                if (auto e = der::as_int32(v, out.susec)) return e;
+                break;
+            case 6:
+                if (auto e = der::as_int32(v, out.error_code)) return e;
+                break;
+            case 7: {
+                std::string s;
+                if (auto e = parse_string_field(v, s)) return e;
+                out.crealm = std::move(s);
+                break;
+            }
+            case 8: {
+                PrincipalName p;
+                if (auto e = parse_principal(v, p)) return e;
+                out.cname = std::move(p);
+                break;
+            }
+            case 9:
+                if (auto e = parse_string_field(v, out.realm)) return e;
+                break;
+            case 10: {
+                PrincipalName p;
+                if (auto e = parse_principal(v, p)) return e;
+                out.sname = std::move(p);
+                break;
+            }
+            case 11: {
+                std::string s;
+                if (auto e = parse_string_field(v, s)) return e;
+                out.e_text = std::move(s);
+                break;
+            }
+            case 12: {
+                Bytes d;
+                if (auto e = der::as_octet_string(v, d)) return e;
+                out.e_data_len = d.size();
+                break;
+            }
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown KRB-ERROR field");
+        }
+        seen |= 1u << n;
+    }
+    // Required: pvno, msg-type, stime, susec, error-code, realm (sname is omitted by some KDCs).
+    constexpr unsigned kRequired =
+        (1u << 0) | (1u << 1) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 9);
+    if ((seen & kRequired) != kRequired) return missing(app, "KRB-ERROR field");
+    return {};
+}
+
+// --- PA-DATA values -------------------------------------------------------------------------
+
+DecodeError parse_pa_for_user(Bytes value, std::size_t base, PaForUser& out) {
+    Reader r(value, base, 1);
+    Tlv seq;
+    if (auto e = r.next(seq)) return e;
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                if (auto e = parse_principal(v, out.user_name)) return e;
+                break;
+            case 1:
+                if (auto e = parse_string_field(v, out.user_realm)) return e;
+                break;
+            case 2:
+                break;  // cksum: keyed checksum, not kept
+            case 3:
+                if (auto e = parse_string_field(v, out.auth_package)) return e;
+                break;
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown PA-FOR-USER field");
+        }
+        seen |= 1u << n;
+    }
+    if ((seen & 3) != 3) return missing(seq, "PA-FOR-USER field");
+    return {};
+}
+
+DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& out) {
+    Reader r(value, base, 1);
+    Tlv seq;
+    if (auto e = r.next(seq)) return e;
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    bool more = false;
+    std::uint32_t n = 0;
+    Tlv user_id;
+    if (auto e = f.next(more, n, user_id)) return e;
+    if (!more || n != 0) return missing(seq, "user-id");
+    FieldReader u;
+    if (auto e = FieldReader::open(user_id, u)) return e;
+    unsigned seen = 0;
+    for (;;) {
+        Tlv v;
+        if (auto e = u.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                break;  // nonce
+            case 1: {
+                PrincipalName p;
+                if (auto e = parse_principal(v, p)) return e;
+                out.cname = std::move(p);
+                break;
+            }
+            case 2:
+                if (auto e = parse_string_field(v, out.crealm)) return e;
+                break;
+            case 3:
+                out.has_certificate = true;
+                break;
+            case 4: {
+                std::uint32_t bits = 0;
+                std::size_t count = 0;
+                if (auto e = der::as_bit_string(v, bits, count)) return e;
+                out.options = bits;
+                break;
+            }
+            default:
+                break;  // extensible
+        }
+        seen |= 1u << std::min<std::uint32_t>(n, 31);
+    }
+    if ((seen & 4) == 0) return missing(user_id, "S4UUserID crealm");
+    return {};
+}
+
+DecodeError parse_pac_options(Bytes value, std::size_t base, std::uint32_t& out) {
+    Reader r(value, base, 1);
+    Tlv seq;
+    if (auto e = r.next(seq)) return e;
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    bool more = false;
+    std::uint32_t n = 0;
+    Tlv v;
+    if (auto e = f.next(more, n, v)) return e;
+    if (!more || n != 0) return missing(seq, "PA-PAC-OPTIONS flags");
+    std::size_t bits = 0;
+    return der::as_bit_string(v, out, bits);
+}
+
+DecodeError parse_pac_request(Bytes value, std::size_t base, bool& out) {
+    Reader r(value, base, 1);
+    Tlv seq;
+    if (auto e = r.next(seq)) return e;
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    bool more = false;
+    std::uint32_t n = 0;
+    Tlv v;
+    if (auto e = f.next(more, n, v)) return e;
+    if (!more || n != 0) return missing(seq, "include-pac");
+    return der::as_boolean(v, out);
+}
+
+/// `decode_values`: only in KDC requests are the PA values of interest decoded.
+DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out) {
+    if (!seq_of.is_universal(der::tag::Sequence) || !seq_of.constructed) {
+        return make_error(Code::BadTag, seq_of.offset, "padata is not a SEQUENCE OF");
+    }
+    Reader r;
+    if (auto e = Reader::enter(seq_of, r)) return e;
+    while (!r.at_end()) {
+        Tlv item;
+        if (auto e = r.next(item)) return e;
+        if (out.size() >= kMaxList) return make_error(Code::TooLarge, item.offset, "padata");
+        FieldReader f;
+        if (auto e = FieldReader::open(item, f)) return e;
+        PaData pa;
+        Bytes value;
+        std::size_t value_at = 0;
+        unsigned seen = 0;
+        for (;;) {
+            bool more = false;
+            std::uint32_t n = 0;
+            Tlv v;
+            if (auto e = f.next(more, n, v)) return e;
+            if (!more) break;
+            // RFC 4120 §5.2.7: padata-type is [1], padata-value [2] ([0] is unused).
+            if (n == 1) {
+                if (auto e = der::as_int32(v, pa.type)) return e;
+            } else if (n == 2) {
+                if (auto e = der::as_octet_string(v, value)) return e;
+                value_at = v.offset + v.header;
+            } else {
+                return make_error(Code::BadTag, v.offset, "unknown PA-DATA field");
+            }
+            seen |= 1u << n;
+        }
+        if (seen != 6) return missing(item, "PA-DATA field");
+        pa.length = value.size();
+        if (decode_values) {
+            switch (pa.type) {
+                case pa_type::TgsReq: {
+                    Reader vr(value, value_at, item.depth + 1);
+                    Tlv app;
+                    if (auto e = vr.next(app)) return e;
+                    ApReq ap;
+                    if (auto e = parse_ap_req(app, ap)) return e;
+                    pa.tgs_ap_req = std::move(ap);
+                    break;
+                }
+                case pa_type::ForUser: {
+                    PaForUser u;
+                    if (auto e = parse_pa_for_user(value, value_at, u)) return e;
+                    pa.for_user = std::move(u);
+                    break;
+                }
+                case pa_type::S4uX509User: {
+                    PaS4uX509User u;
+                    if (auto e = parse_s4u_x509_user(value, value_at, u)) return e;
+                    pa.s4u_x509_user = std::move(u);
+                    break;
+                }
+                case pa_type::PacOptions: {
+                    std::uint32_t flags = 0;
+                    if (auto e = parse_pac_options(value, value_at, flags)) return e;
+                    pa.pac_options = flags;
+                    break;
+                }
+                case pa_type::PacRequest: {
+                    bool inc = false;
+                    if (auto e = parse_pac_request(value, value_at, inc)) return e;
+                    pa.include_pac = inc;
+                    break;
+                }
+                default:
+                    break;
+            }
+        }
+        out.push_back(std::move(pa));
+    }
+    return {};
+}
+
+DecodeError parse_req_body(const Tlv& seq, KdcReq& out) {
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0: {
+                std::size_t bits = 0;
+                if (auto e = der::as_bit_string(v, out.kdc_options, bits)) return e;
+                break;
+            }
+            case 1: {
+                PrincipalName p;
+                if (auto e = parse_principal(v, p)) return e;
+                out.cname = std::move(p);
+                break;
+            }
+            case 2:
+                if (auto e = parse_string_field(v, out.realm)) return e;
+                break;
+            case 3: {
+                PrincipalName p;
+                if (auto e = parse_principal(v, p)) return e;
+                out.sname = std::move(p);
+                break;
+            }
+            case 4: {
+                std::string t;
+                if (auto e = der::as_kerberos_time(v, t)) return e;
+                out.from = std::move(t);
+                break;
+            }
+            case 5:
+                if (auto e = der::as_kerberos_time(v, out.till)) return e;
+                break;
+            case 6: {
+                std::string t;
+                if (auto e = der::as_kerberos_time(v, t)) return e;
+                out.rtime = std::move(t);
+                break;
+            }
+            case 7:
+                if (auto e = der::as_uint32(v, out.nonce)) return e;
+                break;
+            case 8: {
+                if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
+                    return make_error(Code::BadTag, v.offset, "etype is not a SEQUENCE OF");
+                }
+                Reader r;
+                if (auto e = Reader::enter(v, r)) return e;
+                while (!r.at_end()) {
+                    Tlv t;
+                    if (auto e = r.next(t)) return e;
+                    std::int32_t et = 0;
+                    if (auto e = der::as_int32(t, et)) return e;
+                    if (out.etypes.size() >= kMaxList) {
+                        return make_error(Code::TooLarge, t.offset, "too many etypes");
+                    }
+                    out.etypes.push_back(et);
+                }
+                break;
+            }
+            case 9: {
+                Reader r;
+                if (auto e = Reader::enter(v, r)) return e;
+                while (!r.at_end()) {
+                    Tlv a;
+                    if (auto e = r.next(a)) return e;
+                    ++out.address_count;
+                }
+                break;
+            }
+            case 10:
+                out.has_enc_authorization_data = true;
+                break;
+            case 11: {
+                if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
+                    return make_error(Code::BadTag, v.offset, "additional-tickets");
+                }
+                Reader r;
+                if (auto e = Reader::enter(v, r)) return e;
+                while (!r.at_end()) {
+                    Tlv t;
+                    if (auto e = r.next(t)) return e;
+                    TicketInfo ti;
+                    if (auto e = parse_ticket(t, ti)) return e;
+                    if (out.additional_tickets.size() >= kMaxList) {
+                        return make_error(Code::TooLarge, t.offset, "too many tickets");
+                    }
+                    out.additional_tickets.push_back(std::move(ti));
+                }
+                break;
+            }
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown KDC-REQ-BODY field");
+        }
+        seen |= 1u << n;
+    }
+    // Required: kdc-options, realm, till, nonce, etype (RFC 4120 §5.4.1).
+    constexpr unsigned kRequired = (1u << 0) | (1u << 2) | (1u << 5) | (1u << 7) | (1u << 8);
+    if ((seen & kRequired) != kRequired) return missing(seq, "KDC-REQ-BODY field");
+    return {};
+}
+
+DecodeError parse_kdc_req(const Tlv& app, KdcReq& out) {
+    Tlv seq;
+    if (auto e = app_sequence(app, app.number, seq)) return e;
+    out.msg_type = static_cast<std::int32_t>(app.number);
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    Tlv pvno;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        // RFC 4120 §5.4.1: KDC-REQ fields start at [1].
+        switch (n) {
+            case 1:
+                pvno = v;
+                break;
+            case 2:
+                if (!(seen & 2)) return missing(v, "pvno");
+                if (auto e = check_pvno_type(pvno, v, out.msg_type)) return e;
+                break;
+            case 3:
+                if (auto e = parse_padata(v, true, out.padata)) return e;
+                break;
+            case 4:
+                if (auto e = parse_req_body(v, out)) return e;
+                break;
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown KDC-REQ field");
+        }
+        seen |= 1u << n;
+    }
+    if ((seen & 0x16) != 0x16) return missing(app, "KDC-REQ field");
+    return {};
+}
+
+DecodeError parse_kdc_rep(const Tlv& app, KdcRep& out) {
+    Tlv seq;
+    if (auto e = app_sequence(app, app.number, seq)) return e;
+    out.msg_type = static_cast<std::int32_t>(app.number);
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    Tlv pvno;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                pvno = v;
+                break;
+            case 1:
+                if (!(seen & 1)) return missing(v, "pvno");
+                if (auto e = check_pvno_type(pvno, v, out.msg_type)) return e;
+                break;
+            case 2:
+                if (auto e = parse_padata(v, false, out.padata)) return e;
+                break;
+            case 3:
+                if (auto e = parse_string_field(v, out.crealm)) return e;
+                break;
+            case 4:
+                if (auto e = parse_principal(v, out.cname)) return e;
+                break;
+            case 5:
+                if (auto e = parse_ticket(v, out.ticket)) return e;
+                break;
+            case 6:
+                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                break;
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown KDC-REP field");
+        }
+        seen |= 1u << n;
+    }
+    if ((seen & 0x7b) != 0x7b) return missing(app, "KDC-REP field");
+    return {};
+}
+
+DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
+    Tlv seq;
+    if (auto e = app_sequence(app, 22, seq)) return e;
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    Tlv pvno;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        switch (n) {
+            case 0:
+                pvno = v;
+                break;
+            case 1:
+                if (!(seen & 1)) return missing(v, "pvno");
+                if (auto e = check_pvno_type(pvno, v, krb_msg::Cred)) return e;
+                break;
+            case 2: {
+                if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
+                    return make_error(Code::BadTag, v.offset, "tickets is not a SEQUENCE OF");
+                }
+                Reader r;
+                if (auto e = Reader::enter(v, r)) return e;
+                while (!r.at_end()) {
+                    Tlv t;
+                    if (auto e = r.next(t)) return e;
+                    TicketInfo ti;
+                    if (auto e = parse_ticket(t, ti)) return e;
+                    if (out.tickets.size() >= kMaxList) {
+                        return make_error(Code::TooLarge, t.offset, "too many tickets");
+                    }
+                    out.tickets.push_back(std::move(ti));
+                }
+                break;
+            }
+            case 3:
+                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                break;
+            default:
+                return make_error(Code::BadTag, v.offset, "unknown KRB-CRED field");
+        }
+        seen |= 1u << n;
+    }
+    if (seen != 15) return missing(app, "KRB-CRED field");
+    return {};
+}
+
+DecodeError parse_message_tlv(const Tlv& app, KerberosMessage& out) {
+    if (app.cls != TagClass::Application || !app.constructed) {
+        return make_error(Code::BadTag, app.offset, "not a Kerberos message");
+    }
+    out.msg_type = static_cast<std::int32_t>(app.number);
+    switch (app.number) {
+        case krb_msg::AsReq:
+        case krb_msg::TgsReq: {
+            KdcReq m;
+            if (auto e = parse_kdc_req(app, m)) return e;
+            out.body = std::move(m);
+            return {};
+        }
+        case krb_msg::AsRep:
+        case krb_msg::TgsRep: {
+            KdcRep m;
+            if (auto e = parse_kdc_rep(app, m)) return e;
+            out.body = std::move(m);
+            return {};
+        }
+        case krb_msg::ApReq: {
+            ApReq m;
+            if (auto e = parse_ap_req(app, m)) return e;
+            out.body = std::move(m);
+            return {};
+        }
+        case krb_msg::ApRep: {
+            ApRep m;
+            if (auto e = parse_ap_rep(app, m)) return e;
+            out.body = std::move(m);
+            return {};
+        }
+        case krb_msg::Error: {
+            KrbError m;
+            if (auto e = parse_krb_error(app, m)) return e;
+            out.body = std::move(m);
+            return {};
+        }
+        case krb_msg::Cred: {
+            KrbCred m;
+            if (auto e = parse_krb_cred(app, m)) return e;
+            out.body = std::move(m);
+            return {};
+        }
+        default:
+            return make_error(Code::Unsupported, app.offset, "unhandled Kerberos message");
+    }
+}
+
+std::string flag_names(std::uint32_t v,
+                       std::initializer_list<std::pair<std::uint32_t, const char*>> names) {
+    std::string s;
+    for (const auto& [bit, name] : names) {
+        if ((v & bit) == 0) continue;
+        if (!s.empty()) s += '|';
+        s += name;
+    }
+    return s;
+}
+
+}  // namespace
+
+const char* krb_msg_type_name(std::int32_t t) {
+    switch (t) {
+        case krb_msg::AsReq:
+            return "AS-REQ";
+        case krb_msg::AsRep:
+            return "AS-REP";
+        case krb_msg::TgsReq:
+            return "TGS-REQ";
+        case krb_msg::TgsRep:
+            return "TGS-REP";
+        case krb_msg::ApReq:
+            return "AP-REQ";
+        case krb_msg::ApRep:
+            return "AP-REP";
+        case krb_msg::Cred:
+            return "KRB-CRED";
+        case krb_msg::Error:
+            return "KRB-ERROR";
+        default:
+            return "?";
+    }
+}
+
+std::string kdc_options_to_string(std::uint32_t o) {
+    using namespace kdc_option;
+    return flag_names(o, {{Forwardable, "forwardable"},
+                          {Forwarded, "forwarded"},
+                          {Proxiable, "proxiable"},
+                          {Proxy, "proxy"},
+                          {AllowPostdate, "allow-postdate"},
+                          {Postdated, "postdated"},
+                          {Renewable, "renewable"},
+                          {OptHardwareAuth, "opt-hardware-auth"},
+                          {CnameInAddlTkt, "cname-in-addl-tkt"},
+                          {Canonicalize, "canonicalize"},
+                          {RequestAnonymous, "request-anonymous"},
+                          {DisableTransitedCheck, "disable-transited-check"},
+                          {RenewableOk, "renewable-ok"},
+                          {EncTktInSkey, "enc-tkt-in-skey"},
+                          {Renew, "renew"},
+                          {Validate, "validate"}});
+}
+
+std::string ap_options_to_string(std::uint32_t o) {
+    return flag_names(o, {{ap_option::UseSessionKey, "use-session-key"},
+                          {ap_option::MutualRequired, "mutual-required"}});
+}
+
+const char* pa_type_name(std::int32_t t) {
+    switch (t) {
+        case 1:
+            return "PA-TGS-REQ";
+        case 2:
+            return "PA-ENC-TIMESTAMP";
+        case 3:
+            return "PA-PW-SALT";
+        case 11:
+            return "PA-ETYPE-INFO";
+        case 15:
+            return "PA-PK-AS-REP-19";
+        case 16:
+            return "PA-PK-AS-REQ";
+        case 17:
+            return "PA-PK-AS-REP";
+        case 19:
+            return "PA-ETYPE-INFO2";
+        case 128:
+            return "PA-PAC-REQUEST";
+        case 129:
+            return "PA-FOR-USER";
+        case 130:
+            return "PA-S4U-X509-USER";
+        case 133:
+            return "PA-FX-COOKIE";
+        case 136:
+            return "PA-FX-FAST";
+        case 137:
+            return "PA-FX-ERROR";
+        case 138:
+            return "PA-ENCRYPTED-CHALLENGE";
+        case 147:
+            return "PA-OTP-REQUEST";
+        case 149:
+            return "PA-REQ-ENC-PA-REP";
+        case 150:
+            return "PA-AS-FRESHNESS";
+        case 165:
+            return "PA-SUPPORTED-ENCTYPES";
+        case 167:
+            return "PA-PAC-OPTIONS";
+        default:
+            return "?";
+    }
+}
+
+std::string etype_name(std::int32_t e) {
+    switch (e) {
+        case 1:
+            return "des-cbc-crc";
+        case 3:
+            return "des-cbc-md5";
+        case 16:
+            return "des3-cbc-sha1";
+        case 17:
+            return "aes128-cts-hmac-sha1-96";
+        case 18:
+            return "aes256-cts-hmac-sha1-96";
+        case 19:
+            return "aes128-cts-hmac-sha256-128";
+        case 20:
+            return "aes256-cts-hmac-sha384-192";
+        case 23:
+            return "rc4-hmac";
+        case 24:
+            return "rc4-hmac-exp";
+        default:
+            return std::to_string(e);
+    }
+}
+
+std::string krb_error_name(std::int32_t c) {
+    // RFC 4120 §7.5.9 (and MS-KILE for 60+ usage).
+    static constexpr const char* kNames[] = {
+        "KDC_ERR_NONE",
+        "KDC_ERR_NAME_EXP",
+        "KDC_ERR_SERVICE_EXP",
+        "KDC_ERR_BAD_PVNO",
+        "KDC_ERR_C_OLD_MAST_KVNO",
+        "KDC_ERR_S_OLD_MAST_KVNO",
+        "KDC_ERR_C_PRINCIPAL_UNKNOWN",
+        "KDC_ERR_S_PRINCIPAL_UNKNOWN",
+        "KDC_ERR_PRINCIPAL_NOT_UNIQUE",
+        "KDC_ERR_NULL_KEY",
+        "KDC_ERR_CANNOT_POSTDATE",
+        "KDC_ERR_NEVER_VALID",
+        "KDC_ERR_POLICY",
+        "KDC_ERR_BADOPTION",
+        "KDC_ERR_ETYPE_NOSUPP",
+        "KDC_ERR_SUMTYPE_NOSUPP",
+        "KDC_ERR_PADATA_TYPE_NOSUPP",
+        "KDC_ERR_TRTYPE_NOSUPP",
+        "KDC_ERR_CLIENT_REVOKED",
+        "KDC_ERR_SERVICE_REVOKED",
+        "KDC_ERR_TGT_REVOKED",
+        "KDC_ERR_CLIENT_NOTYET",
+        "KDC_ERR_SERVICE_NOTYET",
+        "KDC_ERR_KEY_EXPIRED",
+        "KDC_ERR_PREAUTH_FAILED",
+        "KDC_ERR_PREAUTH_REQUIRED",
+        "KDC_ERR_SERVER_NOMATCH",
+        "KDC_ERR_MUST_USE_USER2USER",
+        "KDC_ERR_PATH_NOT_ACCEPTED",
+        "KDC_ERR_SVC_UNAVAILABLE",
+        nullptr,
+        "KRB_AP_ERR_BAD_INTEGRITY",
+        "KRB_AP_ERR_TKT_EXPIRED",
+        "KRB_AP_ERR_TKT_NYV",
+        "KRB_AP_ERR_REPEAT",
+        "KRB_AP_ERR_NOT_US",
+        "KRB_AP_ERR_BADMATCH",
+        "KRB_AP_ERR_SKEW",
+        "KRB_AP_ERR_BADADDR",
+        "KRB_AP_ERR_BADVERSION",
+        "KRB_AP_ERR_MSG_TYPE",
+        "KRB_AP_ERR_MODIFIED",
+        "KRB_AP_ERR_BADORDER",
+        nullptr,
+        "KRB_AP_ERR_BADKEYVER",
+        "KRB_AP_ERR_NOKEY",
+        "KRB_AP_ERR_MUT_FAIL",
+        "KRB_AP_ERR_BADDIRECTION",
+        "KRB_AP_ERR_METHOD",
+        "KRB_AP_ERR_BADSEQ",
+        "KRB_AP_ERR_INAPP_CKSUM",
+        "KRB_AP_PATH_NOT_ACCEPTED",
+        "KRB_ERR_RESPONSE_TOO_BIG",
+        nullptr,
+        nullptr,
+        nullptr,
+        nullptr,
+        nullptr,
+        nullptr,
+        nullptr,
+        "KRB_ERR_GENERIC",
+        "KRB_ERR_FIELD_TOOLONG",
+        "KDC_ERROR_CLIENT_NOT_TRUSTED",
+        "KDC_ERROR_KDC_NOT_TRUSTED",
+        "KDC_ERROR_INVALID_SIG",
+        "KDC_ERR_KEY_TOO_WEAK",
+        "KDC_ERR_CERTIFICATE_MISMATCH",
+        "KRB_AP_ERR_NO_TGT",
+        "KDC_ERR_WRONG_REALM",
+        "KRB_AP_ERR_USER_TO_USER_REQUIRED",
+        "KDC_ERR_CANT_VERIFY_CERTIFICATE",
+        "KDC_ERR_INVALID_CERTIFICATE",
+        "KDC_ERR_REVOKED_CERTIFICATE",
+        "KDC_ERR_REVOCATION_STATUS_UNKNOWN",
+        "KDC_ERR_REVOCATION_STATUS_UNAVAILABLE",
+        "KDC_ERR_CLIENT_NAME_MISMATCH",
+        "KDC_ERR_KDC_NAME_MISMATCH",
+    };
+    if (c >= 0 && static_cast<std::size_t>(c) < std::size(kNames) && kNames[c] != nullptr) {
+        return kNames[c];
+    }
+    return "KRB_ERR_" + std::to_string(c);
+}
+
+std::string PrincipalName::str() const {
+    std::string s;
+    for (std::size_t i = 0; i < components.size(); ++i) {
+        if (i) s += '/';
+        s += components[i];
+    }
+    return s;
+}
+
+const PaData* KdcReq::find_padata(std::int32_t type) const {
+    for (const auto& p : padata)
+        if (p.type == type) return &p;
+    return nullptr;
+}
+
+bool looks_like_kerberos(Bytes data) {
+    if (data.empty()) return false;
+    switch (data[0]) {
+        case 0x6a:
+        case 0x6b:
+        case 0x6c:
+        case 0x6d:
+        case 0x6e:
+        case 0x6f:
+        case 0x76:
+        case 0x7e:
+            return true;
+        default:
+            return false;
+    }
+}
+
+DecodeError parse_kerberos(Bytes data, KerberosMessage& out) {
+    out = KerberosMessage{};
+    Reader r(data);
+    Tlv app;
+    if (auto e = r.next(app)) return e;
+    if (!r.at_end()) {
+        return make_error(Code::BadLength, r.offset(), "bytes after the Kerberos message");
+    }
+    return parse_message_tlv(app, out);
+}
+
+DecodeError parse_krb5_token(Bytes data, Krb5GssToken& out) {
+    out = Krb5GssToken{};
+    Bytes body = data;
+    std::size_t base = 0;
+    if (!data.empty() && data[0] == 0x60) {
+        GssInitialToken g;
+        if (auto e = parse_gss_initial(data, g)) return e;
+        if (!is_kerberos(g.mech.mech)) {
+            return make_error(Code::BadValue, 0, "GSS token is not Kerberos");
+        }
+        out.gss_wrapped = true;
+        out.mech = g.mech;
+        body = g.inner;
+        base = g.inner_offset;
+    }
+    if (body.size() >= 2 && !looks_like_kerberos(body)) {
+        out.tok_id = load_u16be(body.data());
+        body = body.subspan(2);
+        base += 2;
+    } else if (out.gss_wrapped) {
+        return make_error(Code::BadValue, base, "no token id after the Kerberos OID");
+    }
+    Reader r(body, base);
+    Tlv app;
+    if (auto e = r.next(app)) return e;
+    if (!r.at_end()) return make_error(Code::BadLength, r.offset(), "bytes after the message");
+    if (auto e = parse_message_tlv(app, out.message)) return e;
+    if (out.tok_id) {
+        const std::int32_t want = *out.tok_id == krb5_tok::ApReq   ? krb_msg::ApReq
+                                  : *out.tok_id == krb5_tok::ApRep ? krb_msg::ApRep
+                                  : *out.tok_id == krb5_tok::Error ? krb_msg::Error
+                                                                   : -1;
+        if (want != out.message.msg_type) {
+            return make_error(Code::BadValue, base - 2, "token id does not match the message");
+        }
+    }
+    return {};
+}
+
+DecodeError KrbTcpFramer::feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out) {
+    if (error_) return error_;
+    while (!data.empty()) {
+        if (buf_.size() < 4) {
+            const std::size_t take = std::min<std::size_t>(4 - buf_.size(), data.size());
+            buf_.insert(buf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
+            data = data.subspan(take);
+            if (buf_.size() < 4) break;
+            const std::uint32_t mark = load_u32be(buf_.data());
+            if (mark & 0x80000000u) {
+                error_ = make_error(Code::Desync, consumed_, "reserved bit set in record mark");
+                return error_;
+            }
+            if (mark > max_) {
+                error_ = make_error(Code::TooLarge, consumed_, "Kerberos record over the cap");
+                return error_;
+            }
+        }
+        const std::size_t want = 4 + load_u32be(buf_.data());
+        const std::size_t take = std::min(want - buf_.size(), data.size());
+        buf_.insert(buf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
+        data = data.subspan(take);
+        if (buf_.size() == want) {
+            out.emplace_back(buf_.begin() + 4, buf_.end());
+            consumed_ += want;
+            buf_.clear();
+        }
+    }
+    return {};
+}
+
+std::string to_string(const KerberosMessage& m) {
+    std::string s = krb_msg_type_name(m.msg_type);
+    auto enc = [](const EncryptedDataInfo& e) {
+        std::string r = etype_name(e.etype);
+        if (e.kvno) r += " kvno=" + std::to_string(*e.kvno);
+        return r + " cipher=" + std::to_string(e.cipher_len) + "B";
+    };
+    auto ticket = [&enc](const TicketInfo& t) {
+        return t.sname.str() + "@" + t.realm + " (" + enc(t.enc_part) + ")";
+    };
+    if (const auto* q = std::get_if<KdcReq>(&m.body)) {
+        s += " kdc-options=" + kdc_options_to_string(q->kdc_options);
+        if (q->cname) s += " cname=" + q->cname->str();
+        s += " realm=" + q->realm;
+        if (q->sname) s += " sname=" + q->sname->str();
+        s += " etypes=";
+        for (std::size_t i = 0; i < q->etypes.size(); ++i) {
+            if (i) s += ',';
+            s += std::to_string(q->etypes[i]);
+        }
+        for (const auto& p : q->padata) {
+            s += std::string(" pa=") + pa_type_name(p.type) + "(" + std::to_string(p.type) + ")";
+            if (p.tgs_ap_req) s += "[ticket " + ticket(p.tgs_ap_req->ticket) + "]";
+            if (p.for_user) {
+                s += "[user " + p.for_user->user_name.str() + "@" + p.for_user->user_realm + "]";
+            }
+            if (p.s4u_x509_user) {
+                s += "[user " + (p.s4u_x509_user->cname ? p.s4u_x509_user->cname->str() : "") +
+                     "@" + p.s4u_x509_user->crealm + "]";
+            }
+            if (p.pac_options) s += "[flags " + std::to_string(*p.pac_options >> 28) + "]";
+        }
+        for (const auto& t : q->additional_tickets)
+            s += " additional-ticket=" + ticket(t);
+    } else if (const auto* p = std::get_if<KdcRep>(&m.body)) {
+        s += " cname=" + p->cname.str() + "@" + p->crealm + " ticket=" + ticket(p->ticket) +
+             " enc-part=" + enc(p->enc_part);
+    } else if (const auto* a = std::get_if<ApReq>(&m.body)) {
+        s += " ap-options=" + ap_options_to_string(a->ap_options) + " ticket=" + ticket(a->ticket) +
+             " authenticator=" + enc(a->authenticator);
+    } else if (const auto* r = std::get_if<ApRep>(&m.body)) {
+        s += " enc-part=" + enc(r->enc_part);
+    } else if (const auto* e = std::get_if<KrbError>(&m.body)) {
+        s += " " + krb_error_name(e->error_code) + "(" + std::to_string(e->error_code) + ")";
+        s += " realm=" + e->realm;
+        if (e->sname) s += " sname=" + e->sname->str();
+        if (e->cname) s += " cname=" + e->cname->str();
+        if (e->crealm) s += " crealm=" + *e->crealm;
+        s += " stime=" + e->stime;
+        if (e->e_text) s += " e-text=" + *e->e_text;
+        if (e->e_data_len) s += " e-data=" + std::to_string(e->e_data_len) + "B";
+    } else if (const auto* c = std::get_if<KrbCred>(&m.body)) {
+        for (const auto& t : c->tickets)
+            s += " ticket=" + ticket(t);
+    }
+    return s;
+}
+
+}  // namespace hopscope::auth
