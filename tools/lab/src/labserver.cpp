@@ -331,6 +331,10 @@ bool Session::integrated_login(const Login7Info& li) {
                        : kind == gssframe::Kind::RawKrb5 ? "krb5"
                        : kind == gssframe::Kind::Spnego  ? "spnego"
                                                          : "unknown";
+    // what the first token says; replaced by the mechanism GSSAPI reports once it knows it
+    ev_["auth"] = kind == gssframe::Kind::RawNtlm   ? "ntlm"
+                  : kind == gssframe::Kind::RawKrb5 ? "kerberos"
+                                                    : "spnego";
     if (g_cfg.interop_fixes) {
         if (kind == gssframe::Kind::RawNtlm) fixes += ntlm::fix_negotiate(token);
         if (kind == gssframe::Kind::Spnego) {
@@ -455,7 +459,10 @@ void Session::login_ok(const Login7Info& li, const Buffer* final_token) {
 
 void Session::login_failed(std::uint32_t number, const std::string& text, const Buffer* token) {
     TokenWriter tw(old_tds_);
-    if (token) tw.sspi(*token);
+    if (token) {
+        tw.sspi(*token);  // e.g. the KRB-ERROR that GSSAPI produced for a rejected AP-REQ
+        ev_["failure_token_len"] = token->size();
+    }
     tw.error(number, 1, 14, text, g_cfg.name);
     tw.done(kDoneError, 0, 0);
     conn_.send(pkt::Reply, tw.bytes());
