@@ -21,4 +21,12 @@ extract $arkime 9 arkime_f9_result.bin
 ndpi=tds_sqlbatch_rpc_responses_midstream_ndpi.pcap
 for f in 1 5 9; do extract $ndpi $f ndpi_f${f}_sql_batch.bin; done
 for f in 2 4 6 10 12 14 16 19 22 25; do extract $ndpi $f ndpi_f${f}_response.bin; done
-for f in 3 7 8 11 13 15 18 21 24 32 33 34 35 36 37 38; do extract $ndpi $f ndpi_f${f}_rpc.bin; done
+for f in 3 7 8 11 13 15 18 21 24 33 34 35 36 37 38; do extract $ndpi $f ndpi_f${f}_rpc.bin; done
+
+# Frames 31+32: one RPC message in two TDS packets (the first spans six TCP segments, so its
+# reassembled bytes are used), with an nvarchar(max) PLP parameter.
+{
+    tshark -r "$pub/$ndpi" -Y "frame.number==31" -T fields -e tcp.reassembled.data 2>/dev/null
+    tshark -r "$pub/$ndpi" -Y "frame.number==32" -T fields -e tcp.payload 2>/dev/null
+} | /usr/bin/python3 -c 'import sys; a,b=sys.stdin.read().split(); sys.stdout.buffer.write(bytes.fromhex(a)[8:]+bytes.fromhex(b)[8:])' \
+    >"$here/ndpi_f31_f32_rpc.bin"
