@@ -1,0 +1,733 @@
+#include "hopscope/session/conversation.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "hopscope/tds/packet.hpp"
+
+namespace hopscope::session {
+namespace {
+
+constexpr std::size_t kMaxTlsRecord = tls::kRecordHeaderSize + tls::kMaxRecordBody;
+constexpr std::size_t kKeepCapacity = 64 * 1024;
+
+}  // namespace
+
+const char* to_string(AuthBlobSource s) {
+    switch (s) {
+        case AuthBlobSource::Login7:
+            return "login7";
+        case AuthBlobSource::SspiPacket:
+            return "sspi-packet";
+        case AuthBlobSource::SspiToken:
+            return "sspi-token";
+    }
+    return "?";
+}
+
+const char* to_string(LoginOutcome o) {
+    switch (o) {
+        case LoginOutcome::Success:
+            return "success";
+        case LoginOutcome::Failure:
+            return "failure";
+        case LoginOutcome::Incomplete:
+            return "incomplete";
+    }
+    return "?";
+}
+
+const char* to_string(AuthKind k) {
+    switch (k) {
+        case AuthKind::Unknown:
+            return "unknown";
+        case AuthKind::Sql:
+            return "sql";
+        case AuthKind::Integrated:
+            return "integrated";
+        case AuthKind::FedAuth:
+            return "fedauth";
+    }
+    return "?";
+}
+
+std::string to_string(const LoginRecord& r) {
+    std::string s = std::string("outcome=") + to_string(r.outcome);
+    if (!r.outcome_detail.empty()) s += "(" + r.outcome_detail + ")";
+    s += std::string(" auth=") + to_string(r.auth);
+    if (!r.auth_detail.empty()) s += "(" + r.auth_detail + ")";
+    s += std::string(" encryption=") + tds::to_string(r.encryption);
+    if (r.encryption_downgraded) s += "(downgraded)";
+    if (r.client_encryption) s += " client_enc=" + tds::encryption_value_name(*r.client_encryption);
+    if (r.server_encryption) s += " server_enc=" + tds::encryption_value_name(*r.server_encryption);
+    if (r.tls_version) s += " tls=" + tls::version_name(r.tls_version);
+    if (!r.tls_sni.empty()) s += " sni=" + r.tls_sni;
+    for (const auto& a : r.tls_alpn)
+        s += " alpn=" + a;
+    if (r.login7_seen) {
+        s += " tds=" + tds::tds_version_name(r.tds_version);
+        if (r.tds_version_big_endian) s += "(big-endian)";
+        s += " user=" + r.user + " host=" + r.host + " app=" + r.app + " server=" + r.server_name +
+             " database=" + r.database + " library=" + r.library;
+        s += std::string(" password=") + (r.password_present ? "present(" : "absent(") +
+             std::to_string(r.password_length) + ")";
+    }
+    if (r.login7_encrypted) s += " login7=encrypted";
+    for (const auto& b : r.auth_blobs) {
+        s += std::string(" blob=") + hopscope::to_string(b.dir) + "/" + to_string(b.source) + "/" +
+             std::to_string(b.length);
+    }
+    if (r.login_ack) {
+        s += " ack=" + r.login_ack->prog_name + " " + std::to_string(r.login_ack->major) + "." +
+             std::to_string(r.login_ack->minor) + "." + std::to_string(r.login_ack->build);
+    }
+    if (r.error) {
+        s += " error=" + std::to_string(r.error->number) + "/" + std::to_string(r.error->state) +
+             "/" + std::to_string(r.error->severity) + " \"" + r.error->text + "\"";
+    }
+    if (!r.routing_server.empty()) s += " routing=" + r.routing_server;
+    if (r.gap_seen) s += " gap";
+    return s;
+}
+
+struct Conversation::Impl {
+    enum class MsgKind : std::uint8_t { Buffered, Prefix, Tokens, Counted };
+
+    struct Side;
+
+    struct FramerAdapter : tds::FramerSink {
+        Impl* impl = nullptr;
+        Side* side = nullptr;
+        void on_unit(const tds::FramedUnit& u) override { impl->on_unit(*side, u); }
+        void on_skipped(std::uint64_t off, std::uint64_t n) override {
+            impl->cb.on_resync(impl->ctx(*side, off), n);
+        }
+        void on_framing_error(std::uint64_t off, const DecodeError& e) override {
+            impl->framing_error(*side, off, e);
+        }
+    };
+
+    struct ObserverAdapter : tls::ObserverSink {
+        Impl* impl = nullptr;
+        Side* side = nullptr;
+        void on_client_hello(const tls::ClientHello& ch) override { impl->client_hello(*side, ch); }
+        void on_server_hello(const tls::ServerHello& sh) override { impl->server_hello(*side, sh); }
+        void on_encrypted_record(std::uint8_t type, std::size_t len) override {
+            impl->encrypted_record(*side, type, len);
+        }
+        void on_error(const DecodeError& e) override {
+            impl->cb.on_problem(impl->ctx(*side, side->unit_offset), DecodeStatus::Malformed, e);
+        }
+    };
+
+    struct TokenAdapter : tds::TokenSink {
+        Impl* impl = nullptr;
+        void on_login_ack(const tds::LoginAck& a) override { impl->login_ack(a); }
+        void on_message(const tds::ServerMessage& m) override { impl->server_message(m); }
+        void on_env_change(const tds::EnvChange& e) override { impl->env_change(e); }
+        void on_sspi(Bytes blob) override {
+            impl->auth_blob(impl->token_ctx, AuthBlobSource::SspiToken, blob);
+        }
+        void on_done(const tds::Done& d) override { impl->cb.on_done(impl->token_ctx, d); }
+        void on_feature_ext_ack(const std::vector<tds::FeatureAck>& f) override {
+            impl->cb.on_feature_ext_ack(impl->token_ctx, f);
+        }
+        void on_fed_auth_info(const tds::FedAuthInfo& f) override {
+            impl->cb.on_fed_auth_info(impl->token_ctx, f);
+        }
+        void on_col_metadata(const std::vector<tds::Column>& c) override {
+            impl->cb.on_col_metadata(impl->token_ctx, c);
+        }
+        void on_row() override { impl->cb.on_row(impl->token_ctx); }
+        void on_return_status(std::int32_t v) override {
+            impl->cb.on_return_status(impl->token_ctx, v);
+        }
+        void on_token(std::uint8_t t, std::size_t n) override {
+            impl->cb.on_token(impl->token_ctx, t, n);
+        }
+    };
+
+    struct Side {
+        Side(Impl* impl, Direction d, bool synced)
+            : dir(d), framer(fsink, d, synced), observer(osink) {
+            fsink.impl = impl;
+            fsink.side = this;
+            osink.impl = impl;
+            osink.side = this;
+        }
+        Direction dir;
+        FramerAdapter fsink;
+        tds::PacketFramer framer;
+        ObserverAdapter osink;
+        tls::HandshakeObserver observer;
+
+        bool origin_set = false;
+        std::uint64_t origin = 0;
+        Timestamp ts;
+        std::uint64_t frame = 0;
+        std::uint64_t unit_offset = 0;  ///< framer offset of the unit being handled
+        bool encrypted_in_feed = false;
+
+        // Message being assembled.
+        bool in_msg = false;
+        std::uint8_t msg_type = 0;
+        MsgKind kind = MsgKind::Counted;
+        std::uint64_t msg_offset = 0;
+        std::vector<std::uint8_t> msg;
+        std::size_t msg_len = 0;
+        bool msg_overflow = false;
+        bool msg_ignore = false;
+
+        // TLS records tunnelled in TDS packets, possibly split across packets.
+        std::vector<std::uint8_t> tls_pending;
+        bool client_hello_seen = false;
+    };
+
+    Impl(ConversationCallbacks& c, Options o)
+        : cb(c),
+          opt(o),
+          c2s(this, Direction::ClientToServer, o.handshake_seen),
+          s2c(this, Direction::ServerToClient, o.handshake_seen),
+          tokens(tsink) {
+        tsink.impl = this;
+    }
+
+    ConversationCallbacks& cb;
+    Options opt;
+    Side c2s;
+    Side s2c;
+    TokenAdapter tsink;
+    tds::TokenStreamParser tokens;
+    FactContext token_ctx;
+
+    tds::EncryptionMode mode = tds::EncryptionMode::Unknown;
+    std::optional<std::uint8_t> client_enc;
+    bool client_prelogin_seen = false;
+    bool server_prelogin_seen = false;
+    bool tds_seen = false;
+    bool login7_seen = false;
+    bool login7_encrypted = false;
+    std::uint32_t tds_version = 0;
+    std::optional<LoginRecord> login;
+    bool msg_saw_error = false;
+
+    Side& side(Direction d) { return d == Direction::ClientToServer ? c2s : s2c; }
+
+    FactContext ctx(const Side& s, std::uint64_t framer_offset) const {
+        return FactContext{s.dir, s.ts, Evidence{s.frame, s.origin + framer_offset}};
+    }
+
+    void problem(const FactContext& c, DecodeError::Code code, std::string detail,
+                 std::size_t offset = 0) {
+        cb.on_problem(c, DecodeStatus::Malformed, make_error(code, offset, std::move(detail)));
+    }
+
+    // ---- login attempt bookkeeping -------------------------------------------------------
+
+    LoginRecord& begin_login(const FactContext& c) {
+        if (!login) {
+            login.emplace();
+            login->started = c.ts;
+            login->first_evidence = c.ev;
+            login->encryption = mode;
+        }
+        return *login;
+    }
+
+    void finish_login(LoginOutcome outcome, const FactContext& c, std::string detail) {
+        if (!login) return;
+        LoginRecord& r = *login;
+        r.outcome = outcome;
+        r.outcome_detail = std::move(detail);
+        r.ended = c.ts;
+        r.last_evidence = c.ev;
+        r.encryption = mode;
+        if (r.login7_seen && r.fed_auth) {
+            r.auth = AuthKind::FedAuth;
+        } else if (r.login7_seen && (r.integrated_security || !r.auth_blobs.empty())) {
+            r.auth = AuthKind::Integrated;
+        } else if (r.login7_seen && !r.user.empty()) {
+            r.auth = AuthKind::Sql;
+        } else if (r.login7_seen) {
+            r.auth = AuthKind::Unknown;
+            r.auth_detail = "LOGIN7 has neither a user name nor SSPI";
+        } else if (!r.auth_blobs.empty()) {
+            r.auth = AuthKind::Integrated;
+            r.auth_detail = r.login7_encrypted ? "LOGIN7 encrypted; SSPI exchange seen"
+                                               : "LOGIN7 not seen; SSPI exchange seen";
+        } else if (r.login7_encrypted) {
+            r.auth_detail = "LOGIN7 encrypted (login-only TLS)";
+        } else if (mode == tds::EncryptionMode::Full) {
+            r.auth_detail = "LOGIN7 encrypted (TLS for the whole connection)";
+        } else if (mode == tds::EncryptionMode::Strict) {
+            r.auth_detail = "strict TLS (TDS 8.0)";
+        } else if (client_prelogin_seen) {
+            r.auth_detail = "no LOGIN7 sent";
+        } else {
+            r.auth_detail = "capture started late (LOGIN7 not seen)";
+        }
+        cb.on_login(r);
+        login.reset();
+    }
+
+    void auth_blob(const FactContext& c, AuthBlobSource src, Bytes blob) {
+        LoginRecord& r = begin_login(c);
+        r.auth_blobs.push_back(AuthBlobInfo{c.dir, src, blob.size(), c.ts, c.ev});
+        cb.on_auth_blob(c, src, blob);
+    }
+
+    // ---- token sink ------------------------------------------------------------------------
+
+    void login_ack(const tds::LoginAck& a) {
+        begin_login(token_ctx).login_ack = a;
+        cb.on_login_ack(token_ctx, a);
+    }
+
+    void server_message(const tds::ServerMessage& m) {
+        if (m.is_error) {
+            msg_saw_error = true;
+            if (login) {
+                if (!login->error) login->error = m;
+                ++login->error_count;
+            }
+        }
+        cb.on_server_message(token_ctx, m);
+    }
+
+    void env_change(const tds::EnvChange& e) {
+        if (e.type == 20 && login) {
+            login->routing_server = e.routing_server + ":" + std::to_string(e.routing_port);
+        }
+        cb.on_env_change(token_ctx, e);
+    }
+
+    // ---- TLS -------------------------------------------------------------------------------
+
+    void client_hello(Side& s, const tls::ClientHello& ch) {
+        s.client_hello_seen = true;
+        const FactContext c = ctx(s, s.unit_offset);
+        LoginRecord& r = begin_login(c);
+        r.tls_sni = ch.sni;
+        r.tls_alpn = ch.alpn;
+        cb.on_tls_client_hello(c, ch);
+    }
+
+    void server_hello(Side& s, const tls::ServerHello& sh) {
+        const FactContext c = ctx(s, s.unit_offset);
+        begin_login(c).tls_version = sh.version();
+        cb.on_tls_server_hello(c, sh);
+    }
+
+    void encrypted_record(Side& s, std::uint8_t type, std::size_t len) {
+        const FactContext c = ctx(s, s.unit_offset);
+        s.encrypted_in_feed = true;
+        const char* what = "data";
+        if (type != tls::content_type::kApplicationData) {
+            what = "handshake";
+        } else if (s.dir == Direction::ClientToServer && mode == tds::EncryptionMode::LoginOnly &&
+                   !login7_seen && !login7_encrypted) {
+            what = "login7";
+            login7_encrypted = true;
+            begin_login(c).login7_encrypted = true;
+        }
+        cb.on_encrypted(c, what, len);
+    }
+
+    void tls_record(Side& s, Bytes rec) { (void)s.observer.on_record(rec); }
+
+    void tls_tunnelled(Side& s, Bytes payload, std::uint64_t off) {
+        s.unit_offset = off;
+        s.tls_pending.insert(s.tls_pending.end(), payload.begin(), payload.end());
+        while (s.tls_pending.size() >= tls::kRecordHeaderSize) {
+            tls::RecordHeader h;
+            DecodeError err;
+            if (tls::parse_record_header(s.tls_pending, h, err) != DecodeStatus::Consumed) {
+                cb.on_problem(ctx(s, off), DecodeStatus::Malformed, err);
+                s.tls_pending.clear();
+                return;
+            }
+            const std::size_t need = tls::kRecordHeaderSize + h.length;
+            if (s.tls_pending.size() < need) break;
+            tls_record(s, Bytes(s.tls_pending.data(), need));
+            s.tls_pending.erase(s.tls_pending.begin(),
+                                s.tls_pending.begin() + static_cast<std::ptrdiff_t>(need));
+        }
+        if (s.tls_pending.size() > kMaxTlsRecord) {  // cannot happen after the header check
+            s.tls_pending.clear();
+        }
+    }
+
+    // ---- framing ---------------------------------------------------------------------------
+
+    void abort_message(Side& s) {
+        if (s.in_msg && s.kind == MsgKind::Tokens) tokens.reset_message();
+        s.in_msg = false;
+        s.msg.clear();
+        if (s.msg.capacity() > kKeepCapacity) std::vector<std::uint8_t>().swap(s.msg);
+        s.msg_len = 0;
+    }
+
+    void framing_error(Side& s, std::uint64_t off, const DecodeError& e) {
+        cb.on_problem(ctx(s, off), DecodeStatus::Malformed, e);
+        abort_message(s);
+        s.tls_pending.clear();
+        s.observer.reset();
+    }
+
+    void on_unit(Side& s, const tds::FramedUnit& u) {
+        s.unit_offset = u.offset;
+        if (u.kind == tds::FramedUnit::Kind::TlsRecord) {
+            raw_tls(s, u);
+        } else {
+            packet(s, u);
+        }
+    }
+
+    void raw_tls(Side& s, const tds::FramedUnit& u) {
+        const FactContext c = ctx(s, u.offset);
+        if (!s.tls_pending.empty()) {
+            problem(c, DecodeError::Code::Desync,
+                    "raw TLS record while a tunnelled record was incomplete");
+            s.tls_pending.clear();
+        }
+        if (s.dir == Direction::ClientToServer && !tds_seen && !client_prelogin_seen &&
+            mode == tds::EncryptionMode::Unknown && u.bytes[0] == tls::content_type::kHandshake) {
+            // TDS 8.0 strict: TLS from the first byte [MS-TDS 3.3.5.4].
+            mode = tds::EncryptionMode::Strict;
+            tds::EncryptionNegotiation n;
+            n.mode = mode;
+            begin_login(c).encryption = mode;
+            cb.on_encryption(c, n);
+        }
+        if (u.bytes[0] == tls::content_type::kApplicationData &&
+            mode == tds::EncryptionMode::Unknown) {
+            // TLS data without a handshake seen: the capture started late on a TLS connection.
+            mode = tds::EncryptionMode::Full;
+        }
+        tls_record(s, u.bytes);
+    }
+
+    bool is_login7_continuation() const { return login7_encrypted && !login7_seen; }
+
+    void packet(Side& s, const tds::FramedUnit& u) {
+        const tds::PacketHeader& h = u.header;
+        const Bytes payload = u.payload();
+        tds_seen = true;
+        // TLS handshake tunnelled in TDS packets (by content, MS-TDS 3.2.5.3).
+        if (!s.in_msg && (h.type == 0x12 || (h.type == 0x04 && c2s.client_hello_seen))) {
+            if (!s.tls_pending.empty() || tds::looks_like_tls(payload)) {
+                tls_tunnelled(s, payload, u.offset);
+                return;
+            }
+        }
+        if (h.type == 0x06 && s.dir == Direction::ClientToServer) {
+            cb.on_attention(ctx(s, u.offset));
+            return;
+        }
+        if (s.in_msg && h.type != s.msg_type) {
+            problem(ctx(s, s.msg_offset), DecodeError::Code::Truncated,
+                    std::string("message of type ") + tds::packet_type_name(s.msg_type) +
+                        " cut short by a packet of type " + tds::packet_type_name(h.type));
+            abort_message(s);
+        }
+        if (!s.in_msg) start_message(s, h, u.offset);
+        append_packet(s, h, payload, u.offset);
+        if (h.eom()) end_message(s);
+    }
+
+    void start_message(Side& s, const tds::PacketHeader& h, std::uint64_t off) {
+        s.in_msg = true;
+        s.msg_type = h.type;
+        s.msg_offset = off;
+        s.msg.clear();
+        s.msg_len = 0;
+        s.msg_overflow = false;
+        s.msg_ignore = false;
+        s.kind = MsgKind::Counted;
+        if (s.dir == Direction::ClientToServer) {
+            switch (h.type) {
+                case 0x12:
+                case 0x11:
+                    s.kind = MsgKind::Buffered;
+                    break;
+                case 0x10:
+                    s.kind = is_login7_continuation() ? MsgKind::Counted : MsgKind::Buffered;
+                    break;
+                case 0x01:
+                case 0x03:
+                    s.kind = MsgKind::Prefix;
+                    break;
+                default:
+                    s.kind = MsgKind::Counted;
+                    break;
+            }
+        } else {
+            const bool prelogin_response =
+                h.type == 0x12 || (client_prelogin_seen && !server_prelogin_seen && !login7_seen &&
+                                   !login7_encrypted);
+            s.kind = prelogin_response ? MsgKind::Buffered : MsgKind::Tokens;
+            msg_saw_error = false;
+        }
+    }
+
+    void append_packet(Side& s, const tds::PacketHeader& h, Bytes payload, std::uint64_t off) {
+        s.msg_len += payload.size();
+        if (h.ignore()) s.msg_ignore = true;
+        switch (s.kind) {
+            case MsgKind::Buffered:
+                if (s.msg_overflow) break;
+                if (s.msg.size() + payload.size() > opt.max_message) {
+                    s.msg_overflow = true;
+                    problem(ctx(s, s.msg_offset), DecodeError::Code::TooLarge,
+                            std::string(tds::packet_type_name(s.msg_type)) +
+                                " message larger than the limit of " +
+                                std::to_string(opt.max_message) + " bytes");
+                    s.msg.clear();
+                    std::vector<std::uint8_t>().swap(s.msg);
+                    break;
+                }
+                s.msg.insert(s.msg.end(), payload.begin(), payload.end());
+                break;
+            case MsgKind::Prefix: {
+                const std::size_t room =
+                    opt.request_prefix > s.msg.size() ? opt.request_prefix - s.msg.size() : 0;
+                const std::size_t n = std::min(room, payload.size());
+                s.msg.insert(s.msg.end(), payload.begin(),
+                             payload.begin() + static_cast<std::ptrdiff_t>(n));
+                break;
+            }
+            case MsgKind::Tokens: {
+                token_ctx = ctx(s, off);
+                const DecodeStatus st = tokens.feed(payload, h.eom());
+                if (st == DecodeStatus::Malformed) {
+                    cb.on_problem(token_ctx, DecodeStatus::Malformed, tokens.last_error());
+                }
+                break;
+            }
+            case MsgKind::Counted:
+                break;
+        }
+    }
+
+    void end_message(Side& s) {
+        const FactContext c = ctx(s, s.msg_offset);
+        const Bytes m(s.msg);
+        if (s.msg_ignore) {
+            cb.on_other_message(c, s.msg_type, s.msg_len, "ignored (status IGNORE)");
+        } else if (s.msg_overflow) {
+            // reported when it happened
+        } else if (s.dir == Direction::ClientToServer) {
+            switch (s.msg_type) {
+                case 0x12:
+                    client_prelogin(c, m);
+                    break;
+                case 0x10:
+                    if (s.kind == MsgKind::Buffered) {
+                        handle_login7(c, m);
+                    } else {
+                        cb.on_other_message(c, s.msg_type, s.msg_len,
+                                            "LOGIN7 continuation; the first packet was encrypted");
+                    }
+                    break;
+                case 0x11:
+                    auth_blob(c, AuthBlobSource::SspiPacket, m);
+                    break;
+                case 0x01: {
+                    tds::SqlBatch b = tds::parse_sql_batch(m, tds_version, opt.request_limits);
+                    if (s.msg_len > m.size()) b.truncated = true;
+                    cb.on_sql_batch(c, b);
+                    break;
+                }
+                case 0x03: {
+                    tds::RpcRequest r = tds::parse_rpc(m, tds_version, opt.request_limits);
+                    if (s.msg_len > m.size()) r.truncated = true;
+                    cb.on_rpc(c, r);
+                    break;
+                }
+                case 0x08:
+                    begin_login(c);
+                    cb.on_other_message(c, s.msg_type, s.msg_len,
+                                        "federated authentication token (length only)");
+                    break;
+                case 0x02:
+                    cb.on_other_message(c, s.msg_type, s.msg_len, "pre-TDS7 login (not decoded)");
+                    break;
+                default:
+                    cb.on_other_message(c, s.msg_type, s.msg_len,
+                                        tds::packet_type_name(s.msg_type));
+                    break;
+            }
+        } else if (s.kind == MsgKind::Buffered) {
+            server_prelogin(c, m);
+        } else {
+            after_server_message(c);
+        }
+        s.in_msg = false;
+        s.msg.clear();
+        if (s.msg.capacity() > kKeepCapacity) std::vector<std::uint8_t>().swap(s.msg);
+        s.msg_len = 0;
+    }
+
+    // ---- messages --------------------------------------------------------------------------
+
+    void client_prelogin(const FactContext& c, Bytes m) {
+        tds::Prelogin pl;
+        DecodeError err;
+        if (tds::parse_prelogin(m, pl, err) != DecodeStatus::Consumed) {
+            cb.on_problem(c, DecodeStatus::Malformed, err);
+            return;
+        }
+        client_prelogin_seen = true;
+        client_enc = pl.encryption;
+        LoginRecord& r = begin_login(c);
+        r.client_encryption = pl.encryption;
+        if (pl.version) r.client_driver_version = pl.version->to_string();
+        cb.on_prelogin(c, pl);
+    }
+
+    void server_prelogin(const FactContext& c, Bytes m) {
+        tds::Prelogin pl;
+        DecodeError err;
+        if (tds::parse_prelogin(m, pl, err) != DecodeStatus::Consumed) {
+            cb.on_problem(c, DecodeStatus::Malformed, err);
+            return;
+        }
+        server_prelogin_seen = true;
+        LoginRecord& r = begin_login(c);
+        r.server_encryption = pl.encryption;
+        if (pl.version) r.server_version = pl.version->to_string();
+        r.fed_auth_required = pl.fed_auth_required.value_or(0) == 1;
+        cb.on_prelogin(c, pl);
+        if (client_enc && pl.encryption) {
+            const tds::EncryptionNegotiation n =
+                tds::negotiate_encryption(*client_enc, *pl.encryption);
+            mode = n.mode;
+            r.encryption = n.mode;
+            r.encryption_downgraded = n.downgraded;
+            cb.on_encryption(c, n);
+        }
+    }
+
+    void handle_login7(const FactContext& c, Bytes m) {
+        tds::Login7 l;
+        Bytes sspi;
+        DecodeError err;
+        LoginRecord& r = begin_login(c);
+        if (tds::parse_login7(m, l, sspi, err) != DecodeStatus::Consumed) {
+            cb.on_problem(c, DecodeStatus::Malformed, err);
+            return;
+        }
+        login7_seen = true;
+        tds_version = l.tds_version;
+        if (tds::is_known_tds_version(l.tds_version)) tokens.set_tds_version(l.tds_version);
+        r.login7_seen = true;
+        r.user = l.user;
+        r.host = l.host;
+        r.app = l.app;
+        r.server_name = l.server;
+        r.database = l.db;
+        r.library = l.library;
+        r.language = l.lang;
+        r.tds_version = l.tds_version;
+        r.tds_version_big_endian = l.tds_version_big_endian;
+        r.integrated_security = l.integrated_security();
+        r.password_present = l.password_present;
+        r.password_length = l.password_length;
+        r.change_password = l.change_password_present;
+        r.fed_auth = l.fed_auth;
+        cb.on_login7(c, l);
+        if (!sspi.empty()) auth_blob(c, AuthBlobSource::Login7, sspi);
+    }
+
+    void after_server_message(const FactContext& c) {
+        if (!login) return;
+        if (login->login_ack) {
+            finish_login(LoginOutcome::Success, c, "");
+        } else if (msg_saw_error) {
+            finish_login(LoginOutcome::Failure, c, "");
+        }
+        msg_saw_error = false;
+    }
+
+    // ---- entry points ----------------------------------------------------------------------
+
+    DecodeStatus feed(Direction d, Timestamp ts, Bytes data, Evidence ev) {
+        Side& s = side(d);
+        if (!s.origin_set) {
+            s.origin_set = true;
+            const std::uint64_t done = s.framer.offset();
+            s.origin = ev.stream_offset >= done ? ev.stream_offset - done : 0;
+        }
+        s.ts = ts;
+        s.frame = ev.frame;
+        s.encrypted_in_feed = false;
+        s.framer.feed(data);
+        if (s.encrypted_in_feed) return DecodeStatus::Encrypted;
+        if (!s.framer.synced() && s.framer.buffered() == 0) return DecodeStatus::NotTds;
+        if (s.framer.buffered() > 0 || s.in_msg) return DecodeStatus::NeedMore;
+        return DecodeStatus::Consumed;
+    }
+
+    void gap(Direction d, Timestamp ts, std::uint64_t length) {
+        Side& s = side(d);
+        s.ts = ts;
+        cb.on_gap(ctx(s, s.framer.offset()), length);
+        if (s.in_msg) {
+            problem(ctx(s, s.msg_offset), DecodeError::Code::Truncated,
+                    std::string(tds::packet_type_name(s.msg_type)) + " message cut by a gap");
+        }
+        abort_message(s);
+        s.tls_pending.clear();
+        s.observer.reset();
+        s.framer.gap(length);
+        if (login) login->gap_seen = true;
+    }
+
+    void close(Timestamp ts) {
+        for (Side* s : {&c2s, &s2c}) {
+            s->ts = ts;
+            s->framer.finish();
+            if (s->in_msg) {
+                problem(ctx(*s, s->msg_offset), DecodeError::Code::Truncated,
+                        std::string(tds::packet_type_name(s->msg_type)) +
+                            " message cut by the end of the connection");
+                abort_message(*s);
+            }
+        }
+        if (login) {
+            std::string why = "connection closed before the login finished";
+            if (mode == tds::EncryptionMode::Full || mode == tds::EncryptionMode::Strict) {
+                why = "encrypted";
+            }
+            finish_login(LoginOutcome::Incomplete, ctx(s2c, s2c.framer.offset()), why);
+        }
+    }
+
+    std::size_t buffered_bytes() const {
+        return c2s.framer.buffered() + s2c.framer.buffered() + c2s.msg.size() + s2c.msg.size() +
+               c2s.tls_pending.size() + s2c.tls_pending.size();
+    }
+};
+
+Conversation::Conversation(ConversationCallbacks& cb) : Conversation(cb, Options{}) {}
+Conversation::Conversation(ConversationCallbacks& cb, Options options)
+    : impl_(std::make_unique<Impl>(cb, options)) {}
+Conversation::~Conversation() = default;
+
+DecodeStatus Conversation::feed(Direction dir, Timestamp ts, Bytes data, Evidence ev) {
+    return impl_->feed(dir, ts, data, ev);
+}
+void Conversation::gap(Direction dir, Timestamp ts, std::uint64_t length) {
+    impl_->gap(dir, ts, length);
+}
+void Conversation::close(Timestamp ts) {
+    impl_->close(ts);
+}
+tds::EncryptionMode Conversation::encryption() const {
+    return impl_->mode;
+}
+std::size_t Conversation::buffered_bytes() const {
+    return impl_->buffered_bytes();
+}
+
+}  // namespace hopscope::session
