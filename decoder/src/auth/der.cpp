@@ -45,6 +45,7 @@ DecodeError Reader::next(Tlv& out) {
     Tlv t;
     t.offset = start;
     t.depth = depth_;
+    t.rule = rule_;
     t.cls = static_cast<TagClass>(id >> 6);
     t.constructed = (id & 0x20) != 0;
     std::uint32_t number = id & 0x1f;
@@ -77,10 +78,12 @@ DecodeError Reader::next(Tlv& out) {
         for (unsigned i = 0; i < n; ++i) {
             std::uint8_t b = 0;
             if (!r.u8(b)) return make_error(Code::Truncated, start, "truncated length");
-            if (i == 0 && b == 0) return make_error(Code::BadLength, start, "non-minimal length");
             v = (v << 8) | b;
         }
-        if (v < 0x80) return make_error(Code::BadLength, start, "non-minimal length");
+        const bool minimal = v >= 0x80 && (n == 1 || (v >> (8 * (n - 1))) != 0);
+        if (!minimal && rule_ == LengthRule::Der) {
+            return make_error(Code::BadLength, start, "non-minimal length");
+        }
         len = v;
     }
     t.header = r.position() - (start - base_);
@@ -105,7 +108,7 @@ DecodeError Reader::expect(Tlv& out, TagClass cls, std::uint32_t number, bool co
 DecodeError Reader::enter(const Tlv& t, Reader& out) {
     if (!t.constructed) return make_error(Code::BadTag, t.offset, "expected constructed");
     if (t.depth + 1 > kMaxDepth) return make_error(Code::TooDeep, t.offset, "nesting too deep");
-    out = Reader(t.value, t.offset + t.header, t.depth + 1);
+    out = Reader(t.value, t.offset + t.header, t.depth + 1, t.rule);
     return {};
 }
 

@@ -45,7 +45,7 @@ Oid make_oid(Bytes content) {
 }
 
 DecodeError parse_gss_initial(Bytes data, GssInitialToken& out) {
-    der::Reader r(data);
+    der::Reader r(data, 0, 0, der::LengthRule::BerDefinite);
     der::Tlv app;
     if (auto e = r.expect(app, der::TagClass::Application, 0, true)) return e;
     if (!r.at_end()) {

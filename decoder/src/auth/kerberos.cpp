@@ -343,7 +343,7 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
 // --- PA-DATA values -------------------------------------------------------------------------
 
 DecodeError parse_pa_for_user(Bytes value, std::size_t base, PaForUser& out) {
-    Reader r(value, base, 1);
+    Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
     if (auto e = r.next(seq)) return e;
     FieldReader f;
@@ -377,7 +377,7 @@ DecodeError parse_pa_for_user(Bytes value, std::size_t base, PaForUser& out) {
 }
 
 DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& out) {
-    Reader r(value, base, 1);
+    Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
     if (auto e = r.next(seq)) return e;
     FieldReader f;
@@ -426,7 +426,7 @@ DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& ou
 }
 
 DecodeError parse_pac_options(Bytes value, std::size_t base, std::uint32_t& out) {
-    Reader r(value, base, 1);
+    Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
     if (auto e = r.next(seq)) return e;
     FieldReader f;
@@ -441,7 +441,7 @@ DecodeError parse_pac_options(Bytes value, std::size_t base, std::uint32_t& out)
 }
 
 DecodeError parse_pac_request(Bytes value, std::size_t base, bool& out) {
-    Reader r(value, base, 1);
+    Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
     if (auto e = r.next(seq)) return e;
     FieldReader f;
@@ -493,7 +493,7 @@ DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaDa
         if (decode_values) {
             switch (pa.type) {
                 case pa_type::TgsReq: {
-                    Reader vr(value, value_at, item.depth + 1);
+                    Reader vr(value, value_at, item.depth + 1, item.rule);
                     Tlv app;
                     if (auto e = vr.next(app)) return e;
                     ApReq ap;
@@ -775,6 +775,51 @@ DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
         seen |= 1u << n;
     }
     if (seen != 15) return missing(app, "KRB-CRED field");
+    return {};
+}
+
+DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& out) {
+    FieldReader f;
+    if (auto e = FieldReader::open(seq, f)) return e;
+    unsigned seen = 0;
+    Tlv pvno;
+    KrbTgtReq req;
+    KrbTgtRep rep;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (auto e = f.next(more, n, v)) return e;
+        if (!more) break;
+        if (n == 0) {
+            pvno = v;
+        } else if (n == 1) {
+            if (!(seen & 1)) return missing(v, "pvno");
+            if (auto e = check_pvno_type(pvno, v, want)) return e;
+        } else if (want == krb_msg::TgtReq && n == 2) {
+            PrincipalName p;
+            if (auto e = parse_principal(v, p)) return e;
+            req.server_name = std::move(p);
+        } else if (want == krb_msg::TgtReq && n == 3) {
+            std::string r;
+            if (auto e = parse_string_field(v, r)) return e;
+            req.realm = std::move(r);
+        } else if (want == krb_msg::TgtRep && n == 2) {
+            if (auto e = parse_ticket(v, rep.ticket)) return e;
+        } else {
+            return make_error(Code::BadTag, v.offset, "unknown TGT-REQ/REP field");
+        }
+        seen |= 1u << n;
+    }
+    if ((seen & 3) != 3 || (want == krb_msg::TgtRep && !(seen & 4))) {
+        return missing(seq, "TGT-REQ/REP field");
+    }
+    out.msg_type = want;
+    if (want == krb_msg::TgtReq) {
+        out.body = std::move(req);
+    } else {
+        out.body = std::move(rep);
+    }
     return {};
 }
 
@@ -1081,7 +1126,7 @@ bool looks_like_kerberos(Bytes data) {
 
 DecodeError parse_kerberos(Bytes data, KerberosMessage& out) {
     out = KerberosMessage{};
-    Reader r(data);
+    Reader r(data, 0, 0, der::LengthRule::BerDefinite);
     Tlv app;
     if (auto e = r.next(app)) return e;
     if (!r.at_end()) {
@@ -1112,10 +1157,14 @@ DecodeError parse_krb5_token(Bytes data, Krb5GssToken& out) {
     } else if (out.gss_wrapped) {
         return make_error(Code::BadValue, base, "no token id after the Kerberos OID");
     }
-    Reader r(body, base);
+    Reader r(body, base, 0, der::LengthRule::BerDefinite);
     Tlv app;
     if (auto e = r.next(app)) return e;
     if (!r.at_end()) return make_error(Code::BadLength, r.offset(), "bytes after the message");
+    if (out.tok_id == krb5_tok::TgtReq || out.tok_id == krb5_tok::TgtRep) {
+        return parse_tgt_msg(
+            app, *out.tok_id == krb5_tok::TgtReq ? krb_msg::TgtReq : krb_msg::TgtRep, out.message);
+    }
     if (auto e = parse_message_tlv(app, out.message)) return e;
     if (out.tok_id) {
         const std::int32_t want = *out.tok_id == krb5_tok::ApReq   ? krb_msg::ApReq

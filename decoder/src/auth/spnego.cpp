@@ -200,7 +200,7 @@ DecodeError parse_spnego(Bytes data, SpnegoToken& out) {
         body = g.inner;
         base = g.inner_offset;
     }
-    Reader r(body, base);
+    Reader r(body, base, 0, der::LengthRule::BerDefinite);
     Tlv choice;
     if (auto e = r.next(choice)) return e;
     if (!r.at_end()) return make_error(Code::BadLength, r.offset(), "bytes after SPNEGO token");

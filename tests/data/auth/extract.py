@@ -254,7 +254,29 @@ def gss_fields(g):
                 out.append(("supported_mech", first(el, "spnego.supportedMech")))
             out.append(("response_token", "1" if "spnego.responseToken" in el else "0"))
             out.append(("mic", "1" if "spnego.mechListMIC" in el else "0"))
-    return out if len(out) > 1 else None
+    if len(out) <= 1:
+        return None
+    # What the inner mechanism token is, as tshark decoded it (first message found inside).
+    nt, kb = [], []
+    find_key(sp, "ntlmssp.messagetype", nt)
+    find_key(sp, "kerberos.msg_type", kb)
+    if nt:
+        out.append(("inner", "ntlm:%d" % int(nt[0], 16)))
+    elif kb:
+        out.append(("inner", "krb:%s" % kb[0]))
+    return out
+
+
+def find_key(o, key, found):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            if k == key:
+                found.extend(as_list(v))
+            elif not k.endswith("_raw"):
+                find_key(v, key, found)
+    elif isinstance(o, list):
+        for x in o:
+            find_key(x, key, found)
 
 
 def find_all(o, want, found):

@@ -39,15 +39,22 @@ inline constexpr std::uint32_t GeneralString = 27;
 
 inline constexpr unsigned kMaxDepth = 32;
 
+/// How length octets are checked. `Der` rejects a long form that could be shorter (X.690
+/// §10.1). `BerDefinite` accepts it (X.690 §8.1.3.5 allows it in BER): some real senders write
+/// `06 82 00 06` (seen in an SMB1 SPNEGO token), and tshark reads those tokens, so the protocol
+/// decoders use it. Indefinite lengths are rejected by both.
+enum class LengthRule : std::uint8_t { Der, BerDefinite };
+
 /// One decoded tag-length-value.
 struct Tlv {
     TagClass cls = TagClass::Universal;
     bool constructed = false;
     std::uint32_t number = 0;
-    Bytes value{};           ///< the contents octets (a view into the input)
-    std::size_t offset = 0;  ///< absolute offset of the identifier octet
-    std::size_t header = 0;  ///< identifier + length octets
-    unsigned depth = 0;      ///< nesting depth of the reader that produced it
+    Bytes value{};                      ///< the contents octets (a view into the input)
+    std::size_t offset = 0;             ///< absolute offset of the identifier octet
+    std::size_t header = 0;             ///< identifier + length octets
+    unsigned depth = 0;                 ///< nesting depth of the reader that produced it
+    LengthRule rule = LengthRule::Der;  ///< inherited by readers entering this TLV
 
     [[nodiscard]] std::size_t total() const { return header + value.size(); }
     [[nodiscard]] bool is(TagClass c, std::uint32_t n) const { return cls == c && number == n; }
@@ -63,12 +70,14 @@ class Reader {
   public:
     Reader() = default;
     /// `base` is the absolute offset of data[0] (for error offsets), `depth` the nesting level.
-    explicit Reader(Bytes data, std::size_t base = 0, unsigned depth = 0)
-        : r_(data), base_(base), depth_(depth) {}
+    explicit Reader(Bytes data, std::size_t base = 0, unsigned depth = 0,
+                    LengthRule rule = LengthRule::Der)
+        : r_(data), base_(base), depth_(depth), rule_(rule) {}
 
     [[nodiscard]] bool at_end() const { return r_.empty(); }
     [[nodiscard]] std::size_t offset() const { return base_ + r_.position(); }
     [[nodiscard]] unsigned depth() const { return depth_; }
+    [[nodiscard]] LengthRule rule() const { return rule_; }
 
     /// Reads the next TLV. On error the reader is left unchanged.
     DecodeError next(Tlv& out);
@@ -84,6 +93,7 @@ class Reader {
     ByteReader r_;
     std::size_t base_ = 0;
     unsigned depth_ = 0;
+    LengthRule rule_ = LengthRule::Der;
 };
 
 /// Reads a context tag [n] that wraps exactly one inner TLV (EXPLICIT tagging, as used by

@@ -26,6 +26,8 @@ inline constexpr std::int32_t TgsReq = 12;
 inline constexpr std::int32_t TgsRep = 13;
 inline constexpr std::int32_t ApReq = 14;
 inline constexpr std::int32_t ApRep = 15;
+inline constexpr std::int32_t TgtReq = 16;  ///< user-to-user KERB-TGT-REQUEST
+inline constexpr std::int32_t TgtRep = 17;  ///< user-to-user KERB-TGT-REPLY
 inline constexpr std::int32_t Cred = 22;
 inline constexpr std::int32_t Error = 30;
 }  // namespace krb_msg
@@ -194,9 +196,20 @@ struct KrbCred {
     EncryptedDataInfo enc_part;
 };
 
+/// User-to-user TGT request / reply (draft-ietf-cat-user2user, as used by Windows with the
+/// 1.2.840.113554.1.2.2.3 mechanism; GSS token ids 04 00 / 04 01). Plain SEQUENCEs, no
+/// application tag.
+struct KrbTgtReq {
+    std::optional<PrincipalName> server_name;
+    std::optional<std::string> realm;
+};
+struct KrbTgtRep {
+    TicketInfo ticket;
+};
+
 struct KerberosMessage {
     std::int32_t msg_type = 0;
-    std::variant<KdcReq, KdcRep, ApReq, ApRep, KrbError, KrbCred> body;
+    std::variant<KdcReq, KdcRep, ApReq, ApRep, KrbError, KrbCred, KrbTgtReq, KrbTgtRep> body;
 };
 
 /// Decodes one DER-encoded Kerberos message (tag 6a..7e).
@@ -210,6 +223,7 @@ inline constexpr std::uint16_t ApReq = 0x0100;
 inline constexpr std::uint16_t ApRep = 0x0200;
 inline constexpr std::uint16_t Error = 0x0300;
 inline constexpr std::uint16_t TgtReq = 0x0400;  ///< user-to-user
+inline constexpr std::uint16_t TgtRep = 0x0401;  ///< user-to-user
 }  // namespace krb5_tok
 
 /// A Kerberos mechanism token as carried in SSPI / SPNEGO.
