@@ -406,10 +406,10 @@ bool Session::integrated_login(const Login7Info& li) {
             if (auth3) {
                 ev_["ntlm_nt_len"] = auth3->nt_len;
                 ev_["ntlm_lm_len"] = auth3->lm_len;
-                ev_["ntlm_version"] = auth3->nt_len == 24 ? 1 : (auth3->nt_len > 24 ? 2 : 0);
+                ev_["ntlm_version"] = auth3->ntlm_version;
                 ev_["workstation"] = auth3->workstation;
             }
-            if (auth3 && auth3->anonymous()) {
+            if (auth3 && auth3->anonymous) {
                 // gss-ntlmssp cannot accept anonymous logins; SQL Server maps them to ANONYMOUS
                 // LOGON.
                 ev_["auth"] = "ntlm";
@@ -425,7 +425,10 @@ bool Session::integrated_login(const Login7Info& li) {
                                  nullptr);
                 return false;
             }
-            if (g_cfg.interop_fixes) fixes += ntlm::fix_authenticate(token);
+            if (g_cfg.interop_fixes) {
+                fixes += ntlm::fix_authenticate(token);
+                fixes += ntlm::fix_nt_length(token);
+            }
         }
     }
     login_failed(18452,

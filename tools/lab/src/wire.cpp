@@ -4,6 +4,10 @@
 #include <array>
 #include <cstring>
 
+#include "hopscope/auth/ntlm.hpp"
+#include "hopscope/tds/login7.hpp"
+#include "hopscope/tds/prelogin.hpp"
+
 namespace hopscope::lab {
 
 namespace {
@@ -160,21 +164,13 @@ Buffer frame_packets(std::uint8_t type, const Buffer& payload, std::size_t packe
 
 // ---------------------------------------------------------------- PRELOGIN
 std::optional<PreloginInfo> parse_prelogin(Bytes payload) {
-    ByteReader r(payload);
+    tds::Prelogin p;
+    DecodeError err;
+    if (tds::parse_prelogin(payload, p, err) != DecodeStatus::Consumed) return std::nullopt;
     PreloginInfo info;
-    for (int i = 0; i < 64; ++i) {
-        std::uint8_t tok = 0;
-        if (!r.u8(tok)) return std::nullopt;
-        if (tok == 0xFF) return info;
-        std::uint16_t off = 0, len = 0;
-        if (!r.u16be(off) || !r.u16be(len)) return std::nullopt;
-        auto data = r.sub(off, len);
-        if (!data) return std::nullopt;
-        std::uint8_t v = 0;
-        if (tok == 0x01 && data->u8(v)) info.encryption = v;
-        if (tok == 0x06) info.has_fedauth = true;
-    }
-    return std::nullopt;
+    info.encryption = p.encryption;
+    info.has_fedauth = p.fed_auth_required.has_value();
+    return info;
 }
 
 Buffer build_prelogin_response(std::uint8_t encryption) {
@@ -217,72 +213,42 @@ Buffer build_prelogin_request(std::uint8_t encryption) {
 
 // ---------------------------------------------------------------- LOGIN7
 std::optional<Login7Info> parse_login7(Bytes payload, SecretString* password, std::string* why) {
-    ByteReader r(payload);
+    tds::Login7 l;
+    Bytes sspi;
+    DecodeError err;
+    if (tds::parse_login7(payload, l, sspi, err) != DecodeStatus::Consumed) {
+        if (why) *why = err.detail.empty() ? "malformed LOGIN7" : err.detail;
+        return std::nullopt;
+    }
     Login7Info li;
-    std::uint32_t len = 0, ver = 0;
-    if (!r.u32le(len) || !r.u32le(ver) || !r.u32le(li.packet_size)) {
-        fail(why, "LOGIN7 shorter than its fixed part");
-        return std::nullopt;
-    }
-    const auto top = ver >> 24;
-    if (!(top >= 0x70 && top <= 0x74) && top != 0x08) {
-        // a client that wrote the DWORD in the other byte order
-        ver = ((ver & 0xFF) << 24) | ((ver & 0xFF00) << 8) | ((ver >> 8) & 0xFF00) | (ver >> 24);
-    }
-    li.tds_version = ver;
-    const std::size_t fixed = li.old_tds() ? 86 : 94;
-    if (payload.size() < fixed) {
-        fail(why, "LOGIN7 shorter than its fixed part");
-        return std::nullopt;
-    }
-    li.option_flags2 = payload[25];
-    li.integrated = (li.option_flags2 & 0x80) != 0;
-
-    auto field = [&](std::size_t at, std::size_t unit, Bytes& out) -> bool {
-        const std::uint16_t ib = load_u16le(payload.data() + at);
-        const std::uint16_t cch = load_u16le(payload.data() + at + 2);
-        auto sub = r.sub(ib, std::size_t{cch} * unit);
-        if (!sub) return false;
-        out = sub->data();
-        return true;
-    };
-    Bytes raw;
-    struct S {
-        std::size_t at;
-        std::string* dst;
-    };
-    for (const S& s : {S{36, &li.host}, S{40, &li.user}, S{48, &li.app}, S{52, &li.server},
-                       S{60, &li.library}, S{68, &li.database}}) {
-        if (!field(s.at, 2, raw)) {
-            fail(why, "LOGIN7 string field points outside the message");
+    li.tds_version = l.tds_version;
+    li.packet_size = l.packet_size;
+    li.option_flags2 = l.option_flags2;
+    li.integrated = l.integrated_security();
+    li.host = l.host;
+    li.user = l.user;
+    li.app = l.app;
+    li.server = l.server;
+    li.library = l.library;
+    li.database = l.db;
+    li.sspi.assign(sspi.begin(), sspi.end());
+    li.password_chars = l.password_length;
+    if (password) {
+        // The decoder never decodes the password; the server reads it from the offsets itself.
+        // MS-TDS 2.2.6.4: every byte is nibble-swapped, then XOR 0xA5.
+        auto raw = ByteReader(payload).sub(l.password.offset, std::size_t{l.password.length} * 2);
+        if (!raw) {
+            if (why) *why = "LOGIN7 password field points outside the message";
             return std::nullopt;
         }
-        *s.dst = narrow(raw);
-    }
-    if (!field(44, 2, raw)) {
-        fail(why, "LOGIN7 password field points outside the message");
-        return std::nullopt;
-    }
-    li.password_chars = raw.size() / 2;
-    if (password) {
-        // MS-TDS 2.2.6.4: every byte is nibble-swapped then XOR 0xA5.
-        Buffer plain(raw.size());
-        for (std::size_t i = 0; i < raw.size(); ++i) {
-            const std::uint8_t x = raw[i] ^ 0xA5;
+        Buffer plain(raw->size());
+        for (std::size_t i = 0; i < raw->size(); ++i) {
+            const std::uint8_t x = raw->data()[i] ^ 0xA5;
             plain[i] = static_cast<std::uint8_t>(((x << 4) & 0xF0) | (x >> 4));
         }
         password->mut() = narrow(plain);
         std::fill(plain.begin(), plain.end(), 0);
     }
-    std::uint16_t ib = load_u16le(payload.data() + 78);
-    std::size_t cb = load_u16le(payload.data() + 80);
-    if (cb == 0xFFFF && !li.old_tds()) cb = load_u32le(payload.data() + 90);
-    auto sspi = r.sub(ib, cb);
-    if (!sspi) {
-        fail(why, "LOGIN7 SSPI field points outside the message");
-        return std::nullopt;
-    }
-    li.sspi.assign(sspi->data().begin(), sspi->data().end());
     return li;
 }
 
@@ -566,29 +532,20 @@ std::uint32_t message_type(Bytes b) {
 }
 
 std::optional<AuthenticateInfo> parse_authenticate(Bytes b) {
-    if (message_type(b) != 3 || b.size() < 64) return std::nullopt;
-    ByteReader r(b);
+    auth::NtlmMessage m;
+    if (auth::parse_ntlm(b, m) || m.type != 3) return std::nullopt;
+    const auto& x = std::get<auth::NtlmAuthenticate>(m.msg);
     AuthenticateInfo a;
-    a.flags = load_u32le(b.data() + 60);
-    auto buf = [&](std::size_t at, Bytes& out) -> bool {
-        const std::uint16_t len = load_u16le(b.data() + at);
-        const std::uint32_t off = load_u32le(b.data() + at + 4);
-        auto s = r.sub(off, len);
-        if (!s) return false;
-        out = s->data();
-        return true;
-    };
-    Bytes lm, nt, dom, usr, ws;
-    if (!buf(12, lm) || !buf(20, nt) || !buf(28, dom) || !buf(36, usr) || !buf(44, ws))
-        return std::nullopt;
-    a.lm_len = static_cast<std::uint16_t>(lm.size());
-    a.nt_len = static_cast<std::uint16_t>(nt.size());
-    auto str = [&](Bytes x) {
-        return (a.flags & kUnicode) ? narrow(x) : std::string(x.begin(), x.end());
-    };
-    a.domain = str(dom);
-    a.user = str(usr);
-    a.workstation = str(ws);
+    a.domain = x.domain;
+    a.user = x.user;
+    a.workstation = x.workstation;
+    a.lm_len = static_cast<std::uint16_t>(x.lm_response_len);
+    a.nt_len = static_cast<std::uint16_t>(x.nt_response_len);
+    a.flags = x.flags;
+    a.anonymous = x.anonymous;
+    a.ntlm_version = x.blob_past_nt_len || x.response_kind == auth::NtlmResponseKind::V2 ? 2
+                     : x.response_kind == auth::NtlmResponseKind::V1                     ? 1
+                                                                                         : 0;
     return a;
 }
 
@@ -620,6 +577,24 @@ std::string fix_authenticate(Buffer& msg) {
     if (min_off >= 72) return "";
     set32le(msg, 60, flags & ~kVersion);
     return "cleared NEGOTIATE_VERSION (no Version field); ";
+}
+
+std::string fix_nt_length(Buffer& msg) {
+    if (message_type(msg) != 3 || msg.size() < 64) return "";
+    const std::uint16_t nt_len = load_u16le(msg.data() + 20);
+    const std::uint32_t nt_off = load_u32le(msg.data() + 24);
+    if (nt_len != 16 || nt_off > msg.size() || msg.size() - nt_off <= 16 + 28) return "";
+    // only when the NT response is the last buffer: the bytes after it can be nothing but its blob
+    for (std::size_t at : {12, 28, 36, 44, 52}) {
+        if (load_u16le(msg.data() + at) != 0 && load_u32le(msg.data() + at + 4) > nt_off) return "";
+    }
+    // the NTLMv2 client challenge starts with RespType 1, HiRespType 1 [MS-NLMP 2.2.2.7]
+    if (msg[nt_off + 16] != 0x01 || msg[nt_off + 17] != 0x01) return "";
+    const auto full =
+        static_cast<std::uint16_t>(std::min<std::size_t>(msg.size() - nt_off, 0xFFFF));
+    set16le(msg, 20, full);
+    set16le(msg, 22, full);
+    return "NtChallengeResponse length 16 extended over the NTLMv2 blob; ";
 }
 
 Buffer build_anonymous_negotiate() {

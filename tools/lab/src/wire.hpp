@@ -91,8 +91,9 @@ struct Login7Info {
     std::size_t password_chars = 0;
     [[nodiscard]] bool old_tds() const { return tds_version < kTds72; }
 };
-/// Parses the LOGIN7 fields the lab needs. The password is de-obfuscated into `password` only
-/// when the caller asks for it (SQL logins); it never enters Login7Info.
+/// LOGIN7 through the project's parser (hopscope/tds/login7.hpp). The password is read from its
+/// offsets and de-obfuscated into `password` only when the caller asks (SQL logins); it never
+/// enters Login7Info.
 std::optional<Login7Info> parse_login7(Bytes payload, SecretString* password, std::string* why);
 
 struct Login7Request {
@@ -175,15 +176,21 @@ struct AuthenticateInfo {
     std::string domain, user, workstation;
     std::uint16_t lm_len = 0, nt_len = 0;
     std::uint32_t flags = 0;
-    /// MS-NLMP 3.2.5.1.2: empty user name and empty NT response (LM empty or one zero byte).
-    [[nodiscard]] bool anonymous() const { return user.empty() && nt_len == 0 && lm_len <= 1; }
+    int ntlm_version = 0;  ///< 1 or 2 from the NT response, 0 when there is none
+    /// MS-NLMP 3.2.5.1.2: empty user name and empty NT response (LM empty or one zero byte),
+    /// as the project's NTLM decoder judges it (the ANONYMOUS flag is not required).
+    bool anonymous = false;
 };
+/// Reads an AUTHENTICATE with the project's NTLM decoder (hopscope/auth/ntlm.hpp).
 std::optional<AuthenticateInfo> parse_authenticate(Bytes b);
 
 /// Interop fixes applied to the server's own copy of a client token before gss-ntlmssp sees it.
 /// Returns a description of what was changed ("" when nothing).
 std::string fix_negotiate(Buffer& msg);
 std::string fix_authenticate(Buffer& msg);
+/// tedious writes NtChallengeResponseFields.Len = 16 and puts the NTLMv2 blob after it; the
+/// length is extended over the blob when the NT response is the last buffer of the message.
+std::string fix_nt_length(Buffer& msg);
 
 Buffer build_anonymous_negotiate();
 /// AUTHENTICATE with empty user/domain, LmChallengeResponse = one zero byte, empty NT response.

@@ -1,0 +1,27 @@
+// Lab client: tedious (node) logging in with NTLM and running one query.
+// usage: node tedious_client.js HOST DOMAIN USER PASSWORD "SQL"
+// Prints the rows, or "Msg <number>: <text>" for each server error; exit code 0 on success.
+'use strict';
+const { Connection, Request } = require('tedious');
+
+const [host, domain, userName, password, sql] = process.argv.slice(2);
+const conn = new Connection({
+  server: host,
+  authentication: { type: 'ntlm', options: { domain, userName, password } },
+  options: { port: 1433, encrypt: false, trustServerCertificate: true, connectTimeout: 15000 },
+});
+conn.on('errorMessage', (m) => console.log(`Msg ${m.number}: ${m.message}`));
+conn.on('connect', (err) => {
+  if (err) {
+    console.log(`connect failed: ${err.message}`);
+    process.exit(1);
+  }
+  const req = new Request(sql, (e) => {
+    if (e) console.log(`query failed: ${e.message}`);
+    conn.close();
+    process.exitCode = e ? 1 : 0;
+  });
+  req.on('row', (cols) => console.log(cols.map((c) => c.value).join('\t')));
+  conn.execSqlBatch(req);
+});
+conn.connect();
