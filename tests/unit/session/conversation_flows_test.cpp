@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 
 #include "builders.hpp"
 #include "fact_recorder.hpp"
@@ -409,6 +411,75 @@ TEST(ConversationFlows, GarbageIsReportedNeverCrashes) {
     const Outcome r = play({{C::ClientToServer, junk}, {C::ServerToClient, junk}});
     EXPECT_TRUE(has(r.facts, "resync")) << dump(r);
     EXPECT_TRUE(r.logins.empty());
+}
+
+Buf load_tls(const std::string& name) {
+    std::ifstream in(testing::data_path("tds/tls/" + name), std::ios::binary);
+    return Buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+std::vector<Buf> records_of(const Buf& stream) {
+    std::vector<Buf> out;
+    std::size_t i = 0;
+    while (i + 5 <= stream.size()) {
+        const std::size_t n = 5 + load_u16be(&stream[i + 3]);
+        out.emplace_back(stream.begin() + static_cast<std::ptrdiff_t>(i),
+                         stream.begin() + static_cast<std::ptrdiff_t>(i + n));
+        i += n;
+    }
+    return out;
+}
+
+TEST(ConversationFlows, RealOpenSslStrictConnection) {
+    // tests/data/tds/tls/tls13.*: a real TLS 1.3 handshake with ALPN tds/8.0 from the first byte.
+    // tshark: client records 22 (512), 20 (1), 23 (69), 23 (117).
+    const std::vector<Step> steps{{C::ClientToServer, load_tls("tls13.c2s")},
+                                  {C::ServerToClient, load_tls("tls13.s2c")}};
+    const Outcome r = play(steps);
+    EXPECT_TRUE(has(r.facts, "c2s@0 f=1 t=1000 encryption mode=strict")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "client_hello sni=sqlb.lab.test max=TLS 1.3 alpn=tds/8.0"));
+    EXPECT_TRUE(has(r.facts, "server_hello version=TLS 1.3 cipher=1302"));
+    EXPECT_TRUE(has(r.facts, "c2s@597 f=1 t=1000 encrypted data 117")) << dump(r);
+    EXPECT_FALSE(has(r.facts, "problem")) << dump(r);
+    EXPECT_FALSE(has(r.facts, "resync")) << dump(r);
+    EXPECT_EQ(r.facts, play(steps, true).facts);
+}
+
+TEST(ConversationFlows, RealOpenSsl12TunnelledInPreloginLoginOnly) {
+    // The real TLS 1.2 records of tests/data/tds/tls/tls12.* placed as a TDS 7.x client/server
+    // would: handshake in 0x12 packets (the server flight split across two packets), then the
+    // client's application-data record raw (the encrypted first LOGIN7 packet), then clear TDS.
+    const auto c = records_of(load_tls("tls12.c2s"));  // CH, CKE, CCS, Finished, data
+    const Buf s2c = load_tls("tls12.s2c");
+    ASSERT_EQ(c.size(), 5u);
+    Buf cflight2 = c[1];
+    testing::append(cflight2, c[2]);
+    testing::append(cflight2, c[3]);
+    const std::size_t cut = 700;
+    Buf resp = testing::sspi_token(testing::from_hex("a1073005a0030a0100"));
+    testing::append(
+        resp, testing::error_token(18456, 1, 14, "Login failed for user 'LAB\\bob'.", "SQLA"));
+    testing::append(resp, testing::done(0x0002));
+    const std::vector<Step> steps{
+        {C::ClientToServer, prelogin_msg(tds::encrypt::kOff)},
+        {C::ServerToClient, prelogin_resp(tds::encrypt::kOff)},
+        {C::ClientToServer, testing::packet(0x12, 0x01, c[0])},
+        {C::ServerToClient, testing::packet(0x12, 0x00, Buf(s2c.begin(), s2c.begin() + cut), 1)},
+        {C::ServerToClient, testing::packet(0x12, 0x01, Buf(s2c.begin() + cut, s2c.end()), 2)},
+        {C::ClientToServer, testing::packet(0x12, 0x01, cflight2)},
+        {C::ClientToServer, c[4]},
+        {C::ServerToClient, testing::packet(0x04, 0x01, resp)},
+    };
+    const Outcome r = play(steps);
+    EXPECT_TRUE(has(r.facts, "server_hello version=TLS 1.2 cipher=c030")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "f=7 t=7000 encrypted login7 124")) << dump(r);
+    EXPECT_FALSE(has(r.facts, "problem")) << dump(r);
+    ASSERT_EQ(r.logins.size(), 1u) << dump(r);
+    EXPECT_EQ(r.logins[0].outcome, LoginOutcome::Failure);
+    EXPECT_EQ(r.logins[0].error->text, "Login failed for user 'LAB\\bob'.");
+    EXPECT_EQ(r.logins[0].auth, AuthKind::Integrated);
+    EXPECT_EQ(r.logins[0].tls_version, 0x0303);
+    EXPECT_EQ(r.facts, play(steps, true).facts);
 }
 
 }  // namespace
