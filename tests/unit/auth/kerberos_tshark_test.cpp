@@ -84,7 +84,10 @@ Fields ours(const KerberosMessage& m, bool tcp) {
 }
 
 TEST(KerberosTshark, EveryPublicMessageMatchesTshark) {
-    const auto recs = test::load_records("krb_tshark.txt");
+    auto recs = test::load_records("krb_tshark.txt");
+    const auto lab = test::load_records("lab_krb_tshark.txt");  // tools/lab/run captures
+    ASSERT_GE(lab.size(), 20u);
+    recs.insert(recs.end(), lab.begin(), lab.end());
     ASSERT_GE(recs.size(), 50u) << "fixture missing or truncated";
     std::map<std::int32_t, int> by_type;
     int tcp_records = 0;

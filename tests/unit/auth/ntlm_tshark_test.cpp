@@ -59,7 +59,10 @@ Fields ours(const NtlmMessage& m) {
 }
 
 TEST(NtlmTshark, EveryPublicMessageMatchesTshark) {
-    const auto recs = test::load_records("ntlm_tshark.txt");
+    auto recs = test::load_records("ntlm_tshark.txt");
+    const auto lab = test::load_records("lab_ntlm_tshark.txt");  // tools/lab/run captures
+    ASSERT_GE(lab.size(), 5u);
+    recs.insert(recs.end(), lab.begin(), lab.end());
     ASSERT_GE(recs.size(), 50u) << "fixture missing or truncated";
     int types[4] = {0, 0, 0, 0};
     for (const auto& r : recs) {

@@ -41,7 +41,10 @@ Fields ours(Bytes blob, const SspiInfo& s) {
 }
 
 TEST(SspiTshark, EveryPublicSpnegoBlobMatchesTshark) {
-    const auto recs = test::load_records("gss_tshark.txt");
+    auto recs = test::load_records("gss_tshark.txt");
+    const auto lab = test::load_records("lab_gss_tshark.txt");  // tools/lab/run captures
+    ASSERT_GE(lab.size(), 1u);
+    recs.insert(recs.end(), lab.begin(), lab.end());
     ASSERT_GE(recs.size(), 40u) << "fixture missing or truncated";
     std::map<std::string, int> mechs;
     for (const auto& r : recs) {
