@@ -248,13 +248,13 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
     struct Ctx {
         StreamAssembler* a;
         int lt;
-        std::uint64_t* frames;
+        std::atomic<std::uint64_t>* frames;
         Timestamp last;
     } ctx{&assembler, linktype_, &frames_, Timestamp{}};
     auto cb = [](u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
         auto* c = reinterpret_cast<Ctx*>(user);
         c->last = to_ts(*h);
-        c->a->on_frame(c->lt, c->last, Bytes(bytes, h->caplen), ++*c->frames);
+        c->a->on_frame(c->lt, c->last, Bytes(bytes, h->caplen), c->frames->fetch_add(1) + 1);
     };
     while (!stop_.load()) {
         const int rc = pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx));
@@ -276,7 +276,7 @@ void LiveCapture::stop() {
 
 LiveStats LiveCapture::stats() const {
     LiveStats s;
-    s.frames = frames_;
+    s.frames = frames_.load();
     pcap_stat ps{};
     if (handle_ != nullptr && pcap_stats(handle_, &ps) == 0) {
         s.received = ps.ps_recv;

@@ -135,7 +135,7 @@ class LiveCapture {
   private:
     pcap* handle_ = nullptr;
     int linktype_ = 0;
-    std::uint64_t frames_ = 0;
+    std::atomic<std::uint64_t> frames_{0};  ///< read by stats() from other threads
     std::atomic<bool> stop_{false};
 };
 
