@@ -23,7 +23,7 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config libpcap-dev libboost-de
 FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 # Real peers used by the tests: tshark only as a reference in generators, never by the product.
 LAB_PKGS=(krb5-kdc krb5-admin-server krb5-user gss-ntlmssp freetds-bin python3-impacket
-          python3-gssapi tcpdump iproute2 libnss-wrapper faketime)
+          python3-gssapi tcpdump iproute2 libnss-wrapper faketime openssl nodejs)
 
 install_pkgs() {
     local missing=()
@@ -41,6 +41,16 @@ install_pkgs() {
     while command -v fuser >/dev/null && fuser /var/lib/dpkg/lock-frontend >/dev/null 2>&1; do sleep 2; done
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+run_lab() {  # every lab scenario (real KDC, clients and servers in network namespaces)
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "== lab scenarios: skipped (network namespaces need root)"
+        return 0
+    fi
+    echo "== lab scenarios (tools/lab/run all)"
+    LAB_DIR="$BUILD_ROOT/lab-run" LABSERVER="$BUILD_ROOT/asan/tools/lab/hopscope-labserver" \
+        "$here/tools/lab/run" all
 }
 
 configure_build() {  # dir, extra cmake args...
@@ -92,6 +102,7 @@ test)
         fuzz_ran=$((fuzz_ran + 1))
     done
     echo "== fuzz smoke: $fuzz_ran targets ok"
+    run_lab
     ;;
 *)
     sed -n '2,12p' "$0"
