@@ -71,6 +71,7 @@ struct TokenStreamParser::Impl {
     std::vector<Column> columns;
     std::map<std::uint16_t, std::vector<Column>> alt_columns;
     bool column_encryption = false;
+    std::uint8_t data_classification = 0;  ///< version from FEATUREEXTACK, 0 = not negotiated
 
     // The row / RETURNVALUE being walked.
     Phase phase = Phase::Token;
@@ -124,7 +125,8 @@ struct TokenStreamParser::Impl {
         }
         a.build = static_cast<std::uint16_t>((hi << 8) | lo);
         // SQL Server 2000 pads ProgName with NUL characters ("Microsoft SQL Server\0\0").
-        while (!a.prog_name.empty() && a.prog_name.back() == '\0') a.prog_name.pop_back();
+        while (!a.prog_name.empty() && a.prog_name.back() == '\0')
+            a.prog_name.pop_back();
         version = a.tds_version;
         sink.on_login_ack(a);
         return Unit::Ok;
@@ -249,9 +251,9 @@ struct TokenStreamParser::Impl {
             return Unit::More;
         }
         if (!r.u16le(c.flags)) return Unit::More;
-        if (c.flags & 0x0800) {
+        if ((c.flags & 0x0800) && !column_encryption) {
             return fail(Code::Unsupported, start,
-                        "COLMETADATA: encrypted column (Always Encrypted)");
+                        "encrypted column but column encryption was not negotiated (or not seen)");
         }
         DecodeError te;
         const DecodeStatus st = parse_type_info(r, TypeContext::Metadata, c.info, te);
@@ -277,7 +279,51 @@ struct TokenStreamParser::Impl {
                 }
             }
         }
+        if (c.flags & 0x0800) {
+            // CryptoMetaData [MS-TDS 2.2.7.4]: Ordinal USHORT, UserType ULONG, BaseTypeInfo
+            // TYPE_INFO, EncryptionAlgo BYTE, [AlgoName B_VARCHAR if EncryptionAlgo is 0],
+            // EncryptionAlgoType BYTE, NormVersion BYTE. The column's own TYPE_INFO (varbinary)
+            // frames the values; the base type is kept in `info` only for display.
+            std::uint16_t ordinal = 0;
+            std::uint32_t base_user_type = 0;
+            std::uint8_t algo = 0, algo_type = 0, norm = 0;
+            TypeInfo base_type;
+            if (!r.u16le(ordinal) || !r.u32le(base_user_type)) return Unit::More;
+            const DecodeStatus bs = parse_type_info(r, TypeContext::Metadata, base_type, te);
+            if (bs == DecodeStatus::NeedMore) return Unit::More;
+            if (bs != DecodeStatus::Consumed) {
+                error = te;
+                error.offset += base;
+                return Unit::Bad;
+            }
+            std::string algo_name;
+            if (!r.u8(algo)) return Unit::More;
+            if (algo == 0 && !read_b_varchar(r, algo_name)) return Unit::More;
+            if (!r.u8(algo_type) || !r.u8(norm)) return Unit::More;
+        }
         if (with_name && !read_b_varchar(r, c.name)) return Unit::More;
+        return Unit::Ok;
+    }
+
+    // CekTable [MS-TDS 2.2.7.4]: EkValueCount USHORT, then per key DatabaseId, CekId, CekVersion
+    // (ULONG each), CekMDVersion ULONGLONG, Count BYTE and Count EncryptionKeyValues
+    // (EncryptedKey US_VARBYTE, KeyStoreName B_VARCHAR, KeyPath US_VARCHAR, AsymmetricAlgo
+    // B_VARCHAR). Only walked over: the encrypted keys are key material and are never kept.
+    Unit skip_cek_table(ByteReader& r) {
+        std::uint16_t keys = 0;
+        if (!r.u16le(keys)) return Unit::More;
+        for (std::uint16_t k = 0; k < keys; ++k) {
+            std::uint8_t values = 0;
+            if (!r.skip(4 + 4 + 4 + 8) || !r.u8(values)) return Unit::More;
+            for (std::uint8_t v = 0; v < values; ++v) {
+                std::uint16_t key_len = 0;
+                std::string ignored;
+                if (!r.u16le(key_len) || !r.skip(key_len) || !read_b_varchar(r, ignored) ||
+                    !read_us_varchar(r, ignored) || !read_b_varchar(r, ignored)) {
+                    return Unit::More;
+                }
+            }
+        }
         return Unit::Ok;
     }
 
@@ -289,7 +335,8 @@ struct TokenStreamParser::Impl {
             return Unit::Ok;
         }
         if (column_encryption) {
-            return fail(Code::Unsupported, start, "COLMETADATA: CEK table (Always Encrypted)");
+            const Unit u = skip_cek_table(r);
+            if (u == Unit::More) return more(r.position() - start + 1 + (r.size() - start) / 2);
         }
         std::vector<Column> cols;
         cols.reserve(std::min<std::size_t>(count, r.remaining() / 8 + 1));
@@ -350,8 +397,51 @@ struct TokenStreamParser::Impl {
         for (const auto& a : acks) {
             if (a.feature_id == 0x04 && a.data_length > 0) column_encryption = true;
         }
+        // DATACLASSIFICATION ack data: version BYTE, enabled BYTE [MS-TDS 2.2.7.11].
+        for (std::size_t i = 0, off = 0; i < acks.size(); ++i) {
+            off += 5;
+            if (acks[i].feature_id == 0x09 && acks[i].data_length >= 1) {
+                ByteReader d(r.data().subspan(start + 1 + off));
+                std::uint8_t ver = 0, enabled = 1;
+                d.u8(ver);
+                if (acks[i].data_length >= 2) d.u8(enabled);
+                data_classification = enabled ? ver : 0;
+            }
+            off += acks[i].data_length;
+        }
         sink.on_feature_ext_ack(acks);
         emit_token(0xAE, start, r.position());
+        return Unit::Ok;
+    }
+
+    // DATACLASSIFICATION 0xA3 [MS-TDS 2.2.7.5]: SensitivityLabels and InformationTypes
+    // (USHORT count of Name US_VARCHAR + Id US_VARCHAR), [SensitivityRank LONG] (version 2+),
+    // then per column a USHORT count of {SensitivityLabelIndex USHORT, InformationTypeIndex
+    // USHORT, [SensitivityRank LONG]}. No length prefix: the version comes from FEATUREEXTACK.
+    Unit parse_data_classification(ByteReader& r, std::size_t start) {
+        if (data_classification == 0) {
+            return fail(Code::Unsupported, start,
+                        "DATACLASSIFICATION without a negotiated version (FEATUREEXTACK not seen)");
+        }
+        const bool ranks = data_classification >= 2;
+        auto grow = [&] { return more(r.position() - start + 1 + (r.size() - start) / 2); };
+        for (int list = 0; list < 2; ++list) {
+            std::uint16_t n = 0;
+            if (!r.u16le(n)) return grow();
+            for (std::uint16_t i = 0; i < n; ++i) {
+                std::string ignored;
+                if (!read_us_varchar(r, ignored) || !read_us_varchar(r, ignored)) return grow();
+            }
+        }
+        if (ranks && !r.skip(4)) return grow();
+        std::uint16_t cols = 0;
+        if (!r.u16le(cols)) return grow();
+        for (std::uint16_t c = 0; c < cols; ++c) {
+            std::uint16_t props = 0;
+            if (!r.u16le(props)) return grow();
+            if (!r.skip(std::size_t{props} * (ranks ? 8 : 4))) return grow();
+        }
+        emit_token(0xA3, start, r.position());
         return Unit::Ok;
     }
 
@@ -610,6 +700,8 @@ struct TokenStreamParser::Impl {
                 return parse_feature_ext_ack(r, start);
             case 0xAC:
                 return begin_return_value(r, start);
+            case 0xA3:
+                return parse_data_classification(r, start);
             case 0xD1:
             case 0xD2:
                 if (!have_columns) {
