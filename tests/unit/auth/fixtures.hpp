@@ -93,6 +93,49 @@ inline ::testing::AssertionResult same_fields(Fields expected, Fields actual) {
     return ::testing::AssertionFailure() << msg;
 }
 
+using Buf = std::vector<std::uint8_t>;
+
+/// DER TLV with a minimal definite length (X.690 §10.1), for hand-built vectors.
+inline Buf tlv(std::uint8_t tag, const Buf& content) {
+    Buf out{tag};
+    const std::size_t n = content.size();
+    if (n < 0x80) {
+        out.push_back(static_cast<std::uint8_t>(n));
+    } else if (n < 0x100) {
+        out.insert(out.end(), {0x81, static_cast<std::uint8_t>(n)});
+    } else {
+        out.insert(out.end(),
+                   {0x82, static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n)});
+    }
+    out.insert(out.end(), content.begin(), content.end());
+    return out;
+}
+
+/// Concatenation.
+inline Buf cat(std::initializer_list<Buf> parts) {
+    Buf out;
+    for (const auto& p : parts)
+        out.insert(out.end(), p.begin(), p.end());
+    return out;
+}
+
+inline Buf str(std::string_view s) {
+    return Buf(s.begin(), s.end());
+}
+inline Buf integer(std::uint8_t v) {
+    return v < 0x80 ? tlv(0x02, {v}) : tlv(0x02, {0x00, v});
+}
+inline Buf gstring(std::string_view s) {
+    return tlv(0x1b, str(s));
+}
+/// [n] EXPLICIT
+inline Buf ctx(unsigned n, const Buf& inner) {
+    return tlv(static_cast<std::uint8_t>(0xa0 + n), inner);
+}
+inline Buf seq(std::initializer_list<Buf> parts) {
+    return tlv(0x30, cat(parts));
+}
+
 inline std::string hex32(std::uint32_t v) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "0x%08x", v);

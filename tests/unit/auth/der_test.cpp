@@ -1,0 +1,250 @@
+// The strict DER reader on hand-built vectors (ITU-T X.690 sections cited per test).
+#include "hopscope/auth/der.hpp"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "fixtures.hpp"
+#include "hopscope/auth/gss.hpp"
+
+namespace hopscope::auth::der {
+namespace {
+
+using test::Buf;
+using Code = DecodeError::Code;
+
+// Tlv values are views: keep every input alive for the whole test program.
+DecodeError read_one(const Buf& b, Tlv& t, LengthRule rule = LengthRule::Der) {
+    static std::vector<std::unique_ptr<Buf>> keep;
+    keep.push_back(std::make_unique<Buf>(b));
+    Reader r(Bytes(*keep.back()), 0, 0, rule);
+    return r.next(t);
+}
+
+TEST(Der, ReadsShortAndLongDefiniteLengths) {
+    Tlv t;
+    ASSERT_FALSE(read_one({0x04, 0x02, 0xaa, 0xbb}, t));
+    EXPECT_TRUE(t.is_universal(tag::OctetString));
+    EXPECT_FALSE(t.constructed);
+    EXPECT_EQ(t.value.size(), 2u);
+    EXPECT_EQ(t.header, 2u);
+    Buf long_form{0x30, 0x81, 0x80};
+    long_form.resize(3 + 0x80, 0x00);
+    ASSERT_FALSE(read_one(long_form, t));
+    EXPECT_TRUE(t.constructed);
+    EXPECT_EQ(t.value.size(), 0x80u);
+    EXPECT_EQ(t.header, 3u);
+}
+
+TEST(Der, RejectsIndefiniteLength) {
+    // X.690 §10.1: DER uses the definite form only; 0x80 is BER's indefinite form.
+    Tlv t;
+    EXPECT_EQ(read_one({0x30, 0x80, 0x04, 0x00, 0x00, 0x00}, t).code, Code::BadLength);
+    EXPECT_EQ(read_one({0x30, 0x80, 0x04, 0x00, 0x00, 0x00}, t, LengthRule::BerDefinite).code,
+              Code::BadLength);
+}
+
+TEST(Der, NonMinimalLengthIsDerErrorButBerDefiniteReadsIt) {
+    // X.690 §10.1 (DER: minimum number of octets) vs §8.1.3.5 (BER allows more).
+    const Buf short_in_long{0x04, 0x81, 0x02, 0xaa, 0xbb};
+    const Buf padded{0x06, 0x82, 0x00, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02};
+    Tlv t;
+    EXPECT_EQ(read_one(short_in_long, t).code, Code::BadLength);
+    EXPECT_EQ(read_one(padded, t).code, Code::BadLength);
+    ASSERT_FALSE(read_one(padded, t, LengthRule::BerDefinite));
+    EXPECT_EQ(oid_to_dotted(t.value), "1.3.6.1.5.5.2");
+    ASSERT_FALSE(read_one(short_in_long, t, LengthRule::BerDefinite));
+    EXPECT_EQ(t.value.size(), 2u);
+}
+
+TEST(Der, RejectsLengthsOverFourOctetsAndTruncation) {
+    Tlv t;
+    EXPECT_EQ(read_one({0x04, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00}, t).code, Code::TooLarge);
+    EXPECT_EQ(read_one({0x04, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x00}, t).code, Code::Truncated);
+    EXPECT_EQ(read_one({0x04, 0x05, 0x01, 0x02}, t).code, Code::Truncated);
+    EXPECT_EQ(read_one({0x04}, t).code, Code::Truncated);
+    EXPECT_EQ(read_one({}, t).code, Code::Truncated);
+    EXPECT_EQ(read_one({0x04, 0x82, 0x01}, t).code, Code::Truncated);
+}
+
+TEST(Der, FailedReadLeavesTheReaderWhereItWas) {
+    const Buf b{0x04, 0x01, 0xaa, 0x04, 0x05, 0x00};
+    Reader r{Bytes(b)};
+    Tlv t;
+    ASSERT_FALSE(r.next(t));
+    EXPECT_EQ(r.offset(), 3u);
+    const DecodeError e = r.next(t);
+    EXPECT_EQ(e.code, Code::Truncated);
+    EXPECT_EQ(e.offset, 3u) << "error offsets are absolute";
+    EXPECT_EQ(r.offset(), 3u);
+}
+
+TEST(Der, MultiByteTagNumbers) {
+    // X.690 §8.1.2.4: high tag number form, base 128, no leading 0x80, only for numbers >= 31.
+    Tlv t;
+    ASSERT_FALSE(read_one({0x9f, 0x1f, 0x01, 0x00}, t));
+    EXPECT_EQ(t.cls, TagClass::Context);
+    EXPECT_EQ(t.number, 31u);
+    ASSERT_FALSE(read_one({0x7f, 0x81, 0x00, 0x00}, t));  // [APPLICATION 128], constructed
+    EXPECT_EQ(t.cls, TagClass::Application);
+    EXPECT_TRUE(t.constructed);
+    EXPECT_EQ(t.number, 128u);
+    EXPECT_EQ(read_one({0x1f, 0x1e, 0x00}, t).code, Code::BadTag) << "30 fits the low form";
+    EXPECT_EQ(read_one({0x1f, 0x80, 0x01, 0x00}, t).code, Code::BadTag) << "leading 0x80";
+    EXPECT_EQ(read_one({0x1f, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00}, t).code, Code::BadTag);
+    EXPECT_EQ(read_one({0x1f, 0x81}, t).code, Code::Truncated);
+}
+
+TEST(Der, NestingLimit) {
+    Buf b{0x04, 0x00};
+    for (int i = 0; i < 40; ++i)
+        b = test::tlv(0x30, b);
+    Reader r{Bytes(b)};
+    Tlv t;
+    ASSERT_FALSE(r.next(t));
+    DecodeError e;
+    int depth = 0;
+    while (t.constructed) {
+        Reader child;
+        e = Reader::enter(t, child);
+        if (e) break;
+        ASSERT_FALSE(child.next(t));
+        ++depth;
+    }
+    EXPECT_EQ(e.code, Code::TooDeep);
+    EXPECT_EQ(depth, static_cast<int>(kMaxDepth));
+}
+
+TEST(Der, Integers) {
+    // X.690 §8.3: two's complement, minimal octets.
+    auto val = [](const Buf& b, std::int64_t& v) {
+        Tlv t;
+        if (auto e = read_one(b, t)) return e;
+        return as_integer(t, v);
+    };
+    std::int64_t v = 0;
+    ASSERT_FALSE(val({0x02, 0x01, 0xff}, v));
+    EXPECT_EQ(v, -1);
+    ASSERT_FALSE(val({0x02, 0x02, 0x00, 0x80}, v));
+    EXPECT_EQ(v, 128);
+    ASSERT_FALSE(val({0x02, 0x02, 0xff, 0x7b}, v));  // KRB etype -133
+    EXPECT_EQ(v, -133);
+    EXPECT_EQ(val({0x02, 0x02, 0x00, 0x7f}, v).code, Code::BadValue);
+    EXPECT_EQ(val({0x02, 0x02, 0xff, 0x80}, v).code, Code::BadValue);
+    EXPECT_EQ(val({0x02, 0x00}, v).code, Code::BadLength);
+    EXPECT_EQ(val({0x02, 0x09, 1, 2, 3, 4, 5, 6, 7, 8, 9}, v).code, Code::TooLarge);
+    EXPECT_EQ(val({0x0a, 0x01, 0x01}, v).code, Code::BadTag) << "ENUMERATED is not INTEGER";
+
+    Tlv t;
+    ASSERT_FALSE(read_one({0x02, 0x05, 0x00, 0xff, 0xff, 0xff, 0xff}, t));
+    std::uint32_t u = 0;
+    ASSERT_FALSE(as_uint32(t, u));
+    EXPECT_EQ(u, 0xffffffffu);
+    std::int32_t i = 0;
+    EXPECT_EQ(as_int32(t, i).code, Code::BadValue);
+    ASSERT_FALSE(read_one({0x0a, 0x01, 0x03}, t));
+    ASSERT_FALSE(as_enumerated(t, v));
+    EXPECT_EQ(v, 3);
+}
+
+TEST(Der, BitStringsUseMsbFirstFlagOrder) {
+    // X.690 §8.6; KDCOptions 0x40810010 (forwardable, renewable, canonicalize, renewable-ok) from
+    // a real AS-REQ (krb_ad_happycraft_ndpi.pcap frame 1).
+    Tlv t;
+    std::uint32_t bits = 0;
+    std::size_t n = 0;
+    ASSERT_FALSE(read_one({0x03, 0x05, 0x00, 0x40, 0x81, 0x00, 0x10}, t));
+    ASSERT_FALSE(as_bit_string(t, bits, n));
+    EXPECT_EQ(bits, 0x40810010u);
+    EXPECT_EQ(n, 32u);
+    ASSERT_FALSE(read_one({0x03, 0x02, 0x07, 0x80}, t));  // one meaningful bit: bit 0
+    ASSERT_FALSE(as_bit_string(t, bits, n));
+    EXPECT_EQ(bits, 0x80000000u);
+    EXPECT_EQ(n, 1u);
+    ASSERT_FALSE(read_one({0x03, 0x01, 0x01}, t));
+    EXPECT_EQ(as_bit_string(t, bits, n).code, Code::BadValue);
+    ASSERT_FALSE(read_one({0x03, 0x02, 0x08, 0x00}, t));
+    EXPECT_EQ(as_bit_string(t, bits, n).code, Code::BadValue);
+    ASSERT_FALSE(read_one({0x23, 0x00}, t));  // constructed BIT STRING is BER-only
+    EXPECT_EQ(as_bit_string(t, bits, n).code, Code::BadTag);
+}
+
+TEST(Der, StringsTimesBooleans) {
+    Tlv t;
+    std::string s;
+    ASSERT_FALSE(read_one(test::gstring("LAB.TEST"), t));
+    ASSERT_FALSE(as_string(t, s));
+    EXPECT_EQ(s, "LAB.TEST");
+    ASSERT_FALSE(read_one(test::tlv(0x04, test::str("x")), t));
+    EXPECT_EQ(as_string(t, s).code, Code::BadTag);
+    // RFC 4120 §5.2.3: KerberosTime is GeneralizedTime "YYYYMMDDHHMMSSZ", no fractions.
+    ASSERT_FALSE(read_one(test::tlv(0x18, test::str("20190205033848Z")), t));
+    ASSERT_FALSE(as_kerberos_time(t, s));
+    EXPECT_EQ(s, "20190205033848Z");
+    ASSERT_FALSE(read_one(test::tlv(0x18, test::str("20190205033848.5Z")), t));
+    EXPECT_EQ(as_kerberos_time(t, s).code, Code::BadValue);
+    ASSERT_FALSE(read_one(test::tlv(0x18, test::str("2019020503384xZ")), t));
+    EXPECT_EQ(as_kerberos_time(t, s).code, Code::BadValue);
+    bool b = false;
+    ASSERT_FALSE(read_one({0x01, 0x01, 0xff}, t));
+    ASSERT_FALSE(as_boolean(t, b));
+    EXPECT_TRUE(b);
+    ASSERT_FALSE(read_one({0x01, 0x01, 0x01}, t));  // X.690 §11.1: DER TRUE is FF
+    EXPECT_EQ(as_boolean(t, b).code, Code::BadValue);
+}
+
+TEST(Der, ObjectIdentifiers) {
+    // X.690 §8.19.5 example: { 2 100 3 } is 81 34 03.
+    EXPECT_EQ(oid_to_dotted(Bytes(Buf{0x81, 0x34, 0x03})), "2.100.3");
+    // protocol.md §5.1 / RFC 4121 §1.1, MS-NLMP, MS-NEGOEX, RFC 4178.
+    const struct {
+        Buf der;
+        const char* dotted;
+        Mech mech;
+    } cases[] = {
+        {{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02},
+         "1.2.840.113554.1.2.2",
+         Mech::Kerberos},
+        {{0x2a, 0x86, 0x48, 0x82, 0xf7, 0x12, 0x01, 0x02, 0x02},
+         "1.2.840.48018.1.2.2",
+         Mech::MsKerberos},
+        {{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x03},
+         "1.2.840.113554.1.2.2.3",
+         Mech::KerberosU2U},
+        {{0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x0a},
+         "1.3.6.1.4.1.311.2.2.10",
+         Mech::Ntlmssp},
+        {{0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x1e},
+         "1.3.6.1.4.1.311.2.2.30",
+         Mech::NegoEx},
+        {{0x2b, 0x06, 0x01, 0x05, 0x05, 0x02}, "1.3.6.1.5.5.2", Mech::Spnego},
+        {{0x2b, 0x06, 0x01, 0x05, 0x05, 0x03}, "1.3.6.1.5.5.3", Mech::Unknown},
+    };
+    for (const auto& c : cases) {
+        const Oid o = make_oid(Bytes(c.der));
+        EXPECT_EQ(o.dotted, c.dotted);
+        EXPECT_EQ(o.mech, c.mech) << c.dotted;
+    }
+    EXPECT_EQ(oid_to_dotted(Bytes(Buf{})), "");
+    EXPECT_EQ(oid_to_dotted(Bytes(Buf{0x2b, 0x86})), "") << "unterminated arc";
+    EXPECT_EQ(oid_to_dotted(Bytes(Buf{0x2b, 0x80, 0x01})), "") << "non-minimal arc";
+    Tlv t;
+    Bytes c;
+    ASSERT_FALSE(read_one({0x06, 0x02, 0x2b, 0x86}, t));
+    EXPECT_EQ(as_oid(t, c).code, Code::BadValue);
+}
+
+TEST(Der, ExplicitTagsWrapExactlyOneValue) {
+    Tlv w, inner;
+    ASSERT_FALSE(read_one(test::ctx(1, test::integer(5)), w));
+    ASSERT_FALSE(explicit_inner(w, inner));
+    EXPECT_TRUE(inner.is_universal(tag::Integer));
+    ASSERT_FALSE(read_one(test::ctx(1, test::cat({test::integer(5), test::integer(6)})), w));
+    EXPECT_EQ(explicit_inner(w, inner).code, Code::BadLength);
+    ASSERT_FALSE(read_one({0x81, 0x01, 0x05}, w));  // primitive [1]: IMPLICIT, not EXPLICIT
+    EXPECT_EQ(explicit_inner(w, inner).code, Code::BadTag);
+}
+
+}  // namespace
+}  // namespace hopscope::auth::der
