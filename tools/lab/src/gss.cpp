@@ -133,7 +133,62 @@ Initiator::~Initiator() {
     if (target_ != GSS_C_NO_NAME) gss_release_name(&minor, &target_);
 }
 
+bool Initiator::start(const InitiatorOptions& o, std::string* err) {
+    OM_uint32 minor = 0, major = 0;
+    static gss_OID_desc spnego{6, const_cast<char*>("\x2b\x06\x01\x05\x05\x02")};
+    static gss_OID_desc ntlm{sizeof kNtlmOidBytes, const_cast<unsigned char*>(kNtlmOidBytes)};
+    req_flags_ = GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_INTEG_FLAG |
+                 GSS_C_CONF_FLAG;
+    if (o.delegate) req_flags_ |= GSS_C_DELEG_FLAG;
+    if (o.delegate_policy) req_flags_ |= GSS_C_DELEG_POLICY_FLAG;
+    mech_ = o.mech == InitMech::Krb5 ? const_cast<gss_OID>(gss_mech_krb5) : &spnego;
+    gss_OID_set_desc mechs{1, mech_};
+    gss_name_t me = GSS_C_NO_NAME;
+    if (o.mech == InitMech::SpnegoNtlm) {
+        gss_buffer_desc ub{o.user.size(), const_cast<char*>(o.user.data())};
+        major = gss_import_name(&minor, &ub, GSS_C_NT_USER_NAME, &me);
+        if (GSS_ERROR(major)) {
+            if (err) *err = "import_name(user): " + gss_error(major, minor, GSS_C_NO_OID);
+            return false;
+        }
+    }
+    gss_key_value_element_desc el{"ccache", o.ccache.c_str()};
+    gss_key_value_set_desc store{1, &el};
+    major = gss_acquire_cred_from(&minor, me, GSS_C_INDEFINITE, &mechs, GSS_C_INITIATE,
+                                  o.ccache.empty() ? nullptr : &store, &cred_, nullptr, nullptr);
+    if (me != GSS_C_NO_NAME) gss_release_name(&minor, &me);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "acquire_cred_from: " + gss_error(major, minor, mech_);
+        return false;
+    }
+    if (o.mech != InitMech::Krb5) {  // SPNEGO: offer exactly one mechanism
+        gss_OID_set_desc neg{
+            1, o.mech == InitMech::SpnegoNtlm ? &ntlm : const_cast<gss_OID>(gss_mech_krb5)};
+        major = gss_set_neg_mechs(&minor, cred_, &neg);
+        if (GSS_ERROR(major)) {
+            if (err) *err = "set_neg_mechs: " + gss_error(major, minor, mech_);
+            return false;
+        }
+    }
+    // Kerberos needs the exact SPN (with port); NTLM takes a host-based service name.
+    const std::string name =
+        o.mech == InitMech::SpnegoNtlm ? "MSSQLSvc@" + o.host : "MSSQLSvc/" + o.host + ":" + o.port;
+    gss_buffer_desc nb{name.size(), const_cast<char*>(name.data())};
+    major = gss_import_name(
+        &minor, &nb,
+        o.mech == InitMech::SpnegoNtlm ? GSS_C_NT_HOSTBASED_SERVICE : GSS_KRB5_NT_PRINCIPAL_NAME,
+        &target_);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "import_name(target): " + gss_error(major, minor, GSS_C_NO_OID);
+        return false;
+    }
+    return true;
+}
+
 bool Initiator::start(const std::string& ccache, const std::string& spn, std::string* err) {
+    req_flags_ = GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_INTEG_FLAG |
+                 GSS_C_CONF_FLAG;
+    mech_ = const_cast<gss_OID>(gss_mech_krb5);
     OM_uint32 minor = 0;
     gss_key_value_element_desc el{"ccache", ccache.c_str()};
     gss_key_value_set_desc store{1, &el};
@@ -158,15 +213,12 @@ GssState Initiator::step(const Buffer* input, Buffer& output, std::string* err) 
     gss_buffer_desc in = GSS_C_EMPTY_BUFFER;
     if (input) in = gss_buffer_desc{input->size(), const_cast<std::uint8_t*>(input->data())};
     gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
-    const OM_uint32 major =
-        gss_init_sec_context(&minor, cred_, &ctx_, target_, const_cast<gss_OID>(gss_mech_krb5),
-                             GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG |
-                                 GSS_C_INTEG_FLAG | GSS_C_CONF_FLAG,
-                             0, GSS_C_NO_CHANNEL_BINDINGS, input ? &in : GSS_C_NO_BUFFER, nullptr,
-                             &out, nullptr, nullptr);
+    const OM_uint32 major = gss_init_sec_context(
+        &minor, cred_, &ctx_, target_, mech_, req_flags_, 0, GSS_C_NO_CHANNEL_BINDINGS,
+        input ? &in : GSS_C_NO_BUFFER, nullptr, &out, &ret_flags_, nullptr);
     output = take(out);
     if (GSS_ERROR(major)) {
-        if (err) *err = gss_error(major, minor, gss_mech_krb5);
+        if (err) *err = gss_error(major, minor, mech_);
         return GssState::Failed;
     }
     return (major & GSS_S_CONTINUE_NEEDED) ? GssState::Continue : GssState::Complete;

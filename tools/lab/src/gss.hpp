@@ -38,6 +38,23 @@ class Acceptor {
     gss_cred_id_t deleg_ = GSS_C_NO_CREDENTIAL;
 };
 
+/// How an initiator frames its tokens.
+enum class InitMech {
+    Krb5,        ///< raw RFC 4121 tokens (what FreeTDS and our linked-server hop send)
+    SpnegoKrb5,  ///< SPNEGO offering Kerberos only (a Windows client with a ticket)
+    SpnegoNtlm,  ///< SPNEGO offering NTLM only, through gss-ntlmssp (a Windows client without)
+};
+
+struct InitiatorOptions {
+    InitMech mech = InitMech::Krb5;
+    std::string ccache;  ///< Kerberos: "FILE:..."; empty = KRB5CCNAME
+    std::string user;    ///< NTLM: "DOMAIN\\user" (password from NTLM_USER_FILE)
+    std::string host;    ///< target host, e.g. sqla.lab.test
+    std::string port = "1433";
+    bool delegate = false;         ///< GSS_C_DELEG_FLAG: always forward the TGT
+    bool delegate_policy = false;  ///< GSS_C_DELEG_POLICY_FLAG: only if the KDC says ok-as-delegate
+};
+
 class Initiator {
   public:
     Initiator() = default;
@@ -46,12 +63,19 @@ class Initiator {
     ~Initiator();
     /// Kerberos initiator from credential cache `ccache` towards principal `spn`.
     bool start(const std::string& ccache, const std::string& spn, std::string* err);
+    /// Any of the InitMech framings; the SPN is MSSQLSvc/<host>:<port>.
+    bool start(const InitiatorOptions& o, std::string* err);
     GssState step(const Buffer* input, Buffer& output, std::string* err);
+    /// After Complete: whether the context delegated a credential (GSS_C_DELEG_FLAG returned).
+    [[nodiscard]] bool delegated() const { return (ret_flags_ & GSS_C_DELEG_FLAG) != 0; }
 
   private:
     gss_ctx_id_t ctx_ = GSS_C_NO_CONTEXT;
     gss_cred_id_t cred_ = GSS_C_NO_CREDENTIAL;
     gss_name_t target_ = GSS_C_NO_NAME;
+    gss_OID mech_ = GSS_C_NO_OID;
+    OM_uint32 req_flags_ = 0;
+    OM_uint32 ret_flags_ = 0;
 };
 
 std::string gss_error(OM_uint32 major, OM_uint32 minor, gss_OID mech);
