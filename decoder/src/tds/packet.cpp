@@ -16,6 +16,8 @@ bool is_tls_content_type(std::uint8_t b) {
 // Feed in slices so that one huge chunk never makes the buffer larger than a slice plus a unit.
 constexpr std::size_t kSlice = 64 * 1024;
 
+constexpr std::size_t kLost = static_cast<std::size_t>(-1);
+
 }  // namespace
 
 const char* packet_type_name(std::uint8_t type) {
@@ -139,6 +141,7 @@ void PacketFramer::finish() {
 }
 
 void PacketFramer::drop_front(std::size_t n) {
+    if (n == 0) return;
     buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(n));
     offset_ += n;
 }
@@ -173,23 +176,27 @@ PacketFramer::Candidate PacketFramer::candidate_at(std::size_t pos, std::size_t&
     return (h.packet_id <= 1) ? Candidate::Strong : Candidate::Yes;
 }
 
-bool PacketFramer::emit_synced() {
-    // Returns true when a unit was emitted (or the framer lost sync), false when more bytes are
-    // needed.
-    const std::uint8_t b0 = buf_[0];
+// Handles the unit at buf_[pos] while synced. Returns its length when it was emitted, 0 when more
+// bytes are needed, and kLost when the framing broke there (the framer then searches).
+std::size_t PacketFramer::emit_synced(std::size_t pos) {
+    const std::size_t avail = buf_.size() - pos;
+    const std::uint8_t b0 = buf_[pos];
     FramedUnit u;
-    u.offset = offset_;
+    u.offset = offset_ + pos;
+    auto lose = [&](const DecodeError& e) {
+        synced_ = false;
+        skip_start_ = u.offset;
+        skipped_ = 0;
+        sink_.on_framing_error(u.offset, e);
+        return kLost;
+    };
     std::size_t len = 0;
     if (is_tls_content_type(b0)) {
-        if (buf_.size() < kTlsHeader) return false;
-        const std::size_t body = load_u16be(&buf_[3]);
-        if (buf_[1] != 0x03 || buf_[2] > 0x04 || body == 0 || body > kTlsMaxBody) {
-            synced_ = false;
-            skip_start_ = offset_;
-            skipped_ = 0;
-            sink_.on_framing_error(offset_, make_error(DecodeError::Code::BadValue, 0,
-                                                       "implausible TLS record header"));
-            return true;
+        if (avail < kTlsHeader) return 0;
+        const std::size_t body = load_u16be(&buf_[pos + 3]);
+        if (buf_[pos + 1] != 0x03 || buf_[pos + 2] > 0x04 || body == 0 || body > kTlsMaxBody) {
+            return lose(
+                make_error(DecodeError::Code::BadValue, 0, "implausible TLS record header"));
         }
         len = kTlsHeader + body;
         u.kind = FramedUnit::Kind::TlsRecord;
@@ -197,94 +204,65 @@ bool PacketFramer::emit_synced() {
         // Decided on the first byte alone, so the error does not depend on how many bytes
         // have arrived.
         if (!packet_type_valid_for(b0, dir_)) {
-            synced_ = false;
-            skip_start_ = offset_;
-            skipped_ = 0;
-            sink_.on_framing_error(
-                offset_, make_error(DecodeError::Code::Desync, 0,
-                                    "byte " + std::to_string(b0) + " starts no TDS packet"));
-            return true;
+            return lose(make_error(DecodeError::Code::Desync, 0,
+                                   "byte " + std::to_string(b0) + " starts no TDS packet"));
         }
-        if (buf_.size() < kHeaderSize) return false;
+        if (avail < kHeaderSize) return 0;
         DecodeError err;
-        const DecodeStatus st = parse_header(Bytes(buf_.data(), kHeaderSize), u.header, err);
+        const DecodeStatus st = parse_header(Bytes(&buf_[pos], kHeaderSize), u.header, err);
         if (st != DecodeStatus::Consumed || !plausible_header(u.header, dir_)) {
             if (!err) err = make_error(DecodeError::Code::Desync, 0, "implausible TDS header");
-            synced_ = false;
-            skip_start_ = offset_;
-            skipped_ = 0;
-            sink_.on_framing_error(offset_, err);
-            return true;
+            return lose(err);
         }
         len = u.header.length;
     }
-    if (buf_.size() < len) return false;
-    u.bytes = Bytes(buf_.data(), len);
+    if (avail < len) return 0;
+    u.bytes = Bytes(&buf_[pos], len);
     sink_.on_unit(u);
-    drop_front(len);
-    return true;
+    return len;
 }
 
 void PacketFramer::process(bool at_end) {
-    std::size_t head = 0;  // bytes of buf_ already skipped while searching (erased in one go)
-    auto flush_head = [&] {
-        if (head > 0) {
-            drop_front(head);
-            head = 0;
-        }
-    };
+    // `head`: bytes of buf_ already consumed (units emitted or bytes skipped); erased in one go at
+    // the end, so many small units in a big buffer cost linear time.
+    std::size_t head = 0;
     for (;;) {
+        if (head >= buf_.size()) break;
         if (synced_) {
-            flush_head();
-            if (buf_.empty() || !emit_synced()) break;
+            const std::size_t n = emit_synced(head);
+            if (n == 0) break;
+            if (n != kLost) head += n;
             continue;
         }
-        if (head >= buf_.size()) break;
         // Searching: look for a unit start at buf_[head].
         std::size_t ulen = 0;
-        Candidate c;
-        {
-            // candidate_at works on buf_ positions; evaluate at head.
-            c = candidate_at(head, ulen);
-        }
+        const Candidate c = candidate_at(head, ulen);
         bool accept = false;
         bool reject = false;
         if (c == Candidate::No) {
             reject = true;
         } else if (ulen == 0) {
             // Not enough bytes to read the header.
-            if (at_end) {
-                reject = true;
-            } else {
-                break;
-            }
+            if (!at_end) break;
+            reject = true;
         } else if (c == Candidate::Strong) {
             accept = true;
         } else {
             const std::size_t avail = buf_.size() - head;
             if (avail < ulen) {
-                if (at_end) {
-                    reject = true;
-                } else {
-                    break;
-                }
+                if (!at_end) break;
+                reject = true;
             } else if (avail == ulen) {
-                if (at_end) {
-                    accept = true;  // the last unit of the stream
-                } else {
-                    break;
-                }
+                if (!at_end) break;
+                accept = true;  // the last unit of the stream
             } else {
                 std::size_t next_len = 0;
                 const Candidate n = candidate_at(head + ulen, next_len);
                 if (n == Candidate::No) {
                     reject = true;
                 } else if (next_len == 0) {
-                    if (at_end) {
-                        reject = true;
-                    } else {
-                        break;
-                    }
+                    if (!at_end) break;
+                    reject = true;
                 } else {
                     accept = true;
                 }
@@ -296,13 +274,12 @@ void PacketFramer::process(bool at_end) {
             continue;
         }
         if (accept) {
-            flush_head();
             if (skipped_ > 0) sink_.on_skipped(skip_start_, skipped_);
             skipped_ = 0;
             synced_ = true;
         }
     }
-    flush_head();
+    drop_front(head);
     if (!synced_ && skipped_ == 0) skip_start_ = offset_;
 }
 

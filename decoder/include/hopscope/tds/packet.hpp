@@ -129,7 +129,7 @@ class PacketFramer {
     enum class Candidate : std::uint8_t { No, Yes, Strong };
     Candidate candidate_at(std::size_t pos, std::size_t& unit_len) const;
     void process(bool at_end);
-    bool emit_synced();
+    std::size_t emit_synced(std::size_t pos);
     void drop_front(std::size_t n);
 
     FramerSink& sink_;
