@@ -207,6 +207,77 @@ DecodeStatus read_text_value(ByteReader& r, const TypeInfo& ti, std::size_t cap_
     }
 }
 
+// Table-valued parameter [MS-TDS 2.2.5.5.5 TVP_TYPE_INFO, 2.2.6.6]: TVPTYPE 0xF3, DbName,
+// OwningSchema, TypeName (B_VARCHAR), TVP_COLMETADATA (Count USHORT or TVP_NULL_TOKEN 0xFFFF;
+// per column UserType ULONG, Flags USHORT, TYPE_INFO, ColName B_VARCHAR), optional
+// TVP_ORDER_UNIQUE (0x10) and TVP_COLUMN_ORDERING (0x11), TVP_END_TOKEN 0x00; then rows:
+// {TVP_ROW_TOKEN 0x01, a value per column (none for columns flagged fDefault 0x0200)}*, 0x00.
+DecodeStatus skip_tvp(ByteReader& r, TypeInfo& ti, DecodeError& err, std::size_t& rows) {
+    const std::size_t start = r.position();
+    std::uint8_t t = 0;
+    std::uint16_t count = 0;
+    Bytes db, schema, name;
+    auto bvar = [&](Bytes& out) {
+        std::uint8_t n = 0;
+        return r.u8(n) && r.bytes(std::size_t{n} * 2, out);
+    };
+    if (!r.u8(t) || !bvar(db) || !bvar(schema) || !bvar(name) || !r.u16le(count)) {
+        return DecodeStatus::NeedMore;
+    }
+    ti = TypeInfo{};
+    ti.type = 0xF3;
+    ti.udt_name = utf16le_to_utf8(db);
+    for (Bytes part : {schema, name}) {
+        if (!ti.udt_name.empty()) ti.udt_name += '.';
+        ti.udt_name += utf16le_to_utf8(part);
+    }
+    if (count == 0xFFFF) count = 0;  // TVP_NULL_TOKEN
+    if (count > 1024) {
+        err = make_error(Code::BadLength, start, "TVP: more than 1024 columns");
+        return DecodeStatus::Malformed;
+    }
+    std::vector<TypeInfo> cols(count);
+    std::vector<bool> defaulted(count);
+    for (std::uint16_t i = 0; i < count; ++i) {
+        std::uint32_t user_type = 0;
+        std::uint16_t flags = 0;
+        if (!r.u32le(user_type) || !r.u16le(flags)) return DecodeStatus::NeedMore;
+        const DecodeStatus st = parse_type_info(r, TypeContext::Rpc, cols[i], err);
+        if (st != DecodeStatus::Consumed) return st;  // a nested TVP is Unsupported too
+        Bytes col_name;
+        if (!bvar(col_name)) return DecodeStatus::NeedMore;
+        defaulted[i] = (flags & 0x0200) != 0;
+    }
+    for (;;) {  // optional metadata tokens, then TVP_END_TOKEN
+        std::uint8_t tok = 0;
+        std::uint16_t n = 0;
+        if (!r.u8(tok)) return DecodeStatus::NeedMore;
+        if (tok == 0x00) break;
+        if (tok != 0x10 && tok != 0x11) {
+            err = make_error(Code::BadValue, r.position() - 1, "TVP: unknown metadata token");
+            return DecodeStatus::Malformed;
+        }
+        if (!r.u16le(n) || !r.skip(std::size_t{n} * (tok == 0x10 ? 3 : 2))) {
+            return DecodeStatus::NeedMore;
+        }
+    }
+    for (;;) {  // rows
+        std::uint8_t tok = 0;
+        if (!r.u8(tok)) return DecodeStatus::NeedMore;
+        if (tok == 0x00) return DecodeStatus::Consumed;
+        if (tok != 0x01) {
+            err = make_error(Code::BadValue, r.position() - 1, "TVP: expected a row or the end");
+            return DecodeStatus::Malformed;
+        }
+        for (std::uint16_t i = 0; i < count; ++i) {
+            if (defaulted[i]) continue;
+            const DecodeStatus st = skip_value(r, cols[i], err);
+            if (st != DecodeStatus::Consumed) return st;
+        }
+        ++rows;
+    }
+}
+
 std::string text_to_utf8(const std::vector<std::uint8_t>& raw, bool unicode) {
     const Bytes b(raw.data(), raw.size());
     return unicode ? utf16le_to_utf8(b) : latin1_to_utf8(b);
@@ -455,6 +526,20 @@ RpcRequest parse_rpc(Bytes payload, std::uint32_t tds_version, RequestLimits lim
                 out.error = make_error(Code::Unsupported, pstart, "RPC: encrypted parameter");
                 out.truncated = true;
                 break;
+            }
+            if (r.peek() == std::uint8_t{0xF3}) {  // table-valued parameter
+                std::size_t rows = 0;
+                const DecodeStatus tv = skip_tvp(r, p.type, err, rows);
+                ++call.param_count;
+                if (call.params.size() < limits.max_params) call.params.push_back(p);
+                if (tv == DecodeStatus::Consumed) continue;
+                if (tv == DecodeStatus::NeedMore || err.code == Code::Unsupported) {
+                    if (tv != DecodeStatus::NeedMore) out.error = err;
+                    out.truncated = true;
+                    break;
+                }
+                out.calls.push_back(std::move(call));
+                return malformed(err.code, err.offset, err.detail);
             }
             const DecodeStatus ts = parse_type_info(r, TypeContext::Rpc, p.type, err);
             if (ts == DecodeStatus::NeedMore) {

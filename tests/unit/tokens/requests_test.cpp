@@ -254,6 +254,51 @@ TEST(Rpc, StatementOfSpExecutesqlIsMasked) {
     EXPECT_EQ(r.calls[0].statement, "ALTER LOGIN sa WITH PASSWORD = '***'");
 }
 
+// [MS-TDS 2.2.5.5.5] TVP_TYPE_INFO and the TVP value: type name, TVP_COLMETADATA,
+// TVP_ORDER_UNIQUE, TVP_END_TOKEN, two TVP_ROWs, TVP_END_TOKEN; then an ordinary parameter.
+Buf tvp_rpc(bool with_rows) {
+    B b;
+    b.raw(all_headers()).u16(7).ucs2("dbo.put").u16(0);
+    b.bvarchar("@rows").u8(0).u8(0xF3).bvarchar("").bvarchar("dbo").bvarchar("IdList");
+    b.u16(2);
+    b.u32(0).u16(0).u8(0x26).u8(4).bvarchar("");
+    b.u32(0).u16(0).u8(0xE7).u16(100).raw(hex("0904d00034")).bvarchar("");
+    b.u8(0x10).u16(1).u16(1).u8(0x01);  // ORDER_UNIQUE: column 1 ascending
+    b.u8(0x00);
+    if (with_rows) {
+        b.u8(0x01).u8(4).u32(1).u16(4).ucs2("ab");
+        b.u8(0x01).u8(0).u16(0xFFFF);
+    }
+    b.u8(0x00);
+    b.bvarchar("@n").u8(0).u8(0x26).u8(4).u8(4).u32(5);
+    return b.b;
+}
+
+TEST(Rpc, TableValuedParameter) {
+    for (bool rows : {true, false}) {
+        const Buf m = tvp_rpc(rows);
+        const auto r = parse_rpc(span(m), 0x74000004);
+        ASSERT_EQ(r.status, DecodeStatus::Consumed) << r.error.detail;
+        EXPECT_FALSE(r.truncated);
+        ASSERT_EQ(r.calls.size(), 1u);
+        EXPECT_EQ(r.calls[0].proc_name, "dbo.put");
+        ASSERT_EQ(r.calls[0].params.size(), 2u);
+        EXPECT_EQ(r.calls[0].params[0].name, "@rows");
+        EXPECT_EQ(r.calls[0].params[0].type.type, 0xF3);
+        EXPECT_EQ(r.calls[0].params[0].type.udt_name, "dbo.IdList");
+        EXPECT_EQ(r.calls[0].params[1].name, "@n");
+        for (std::size_t cut = 0; cut < m.size(); ++cut) {
+            const auto p = parse_rpc(Bytes(m.data(), cut), 0x74000004);
+            EXPECT_EQ(p.status, DecodeStatus::Consumed) << cut;
+        }
+    }
+    Buf bad = tvp_rpc(true);
+    bad[bad.size() - 18] = 0x07;  // the second TVP_ROW_TOKEN becomes garbage
+    const auto r = parse_rpc(span(bad), 0x74000004);
+    EXPECT_EQ(r.status, DecodeStatus::Malformed);
+    EXPECT_EQ(r.error.code, DecodeError::Code::BadValue);
+}
+
 TEST(Rpc, UnknownProcIdAndBadTypeAreMalformed) {
     Buf m = B().raw(all_headers()).u16(0xFFFF).u16(99).u16(0).b;
     EXPECT_EQ(parse_rpc(span(m), 0x74000004).status, DecodeStatus::Malformed);

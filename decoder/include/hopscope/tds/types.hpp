@@ -38,7 +38,7 @@ struct TypeInfo {
     bool has_collation = false;
     std::array<std::uint8_t, 5> collation{};
     std::string xml_schema;    ///< XML with schema: "db.owner.collection"
-    std::string udt_name;      ///< UDT: "db.schema.type"
+    std::string udt_name;      ///< UDT or table-valued parameter type: "db.schema.type"
     std::string udt_assembly;  ///< UDT in metadata: assembly-qualified name
 };
 
