@@ -31,9 +31,6 @@ std::string CaptureError::to_string() const {
 std::unique_ptr<CaptureFile> CaptureFile::open(const std::string& path, CaptureError& err) {
     err = CaptureError{};
     err.file = path;
-    std::unique_ptr<CaptureFile> cf(new CaptureFile());
-    cf->path_ = path;
-    char errbuf[PCAP_ERRBUF_SIZE] = {};
     std::FILE* fp = nullptr;
     if (path == "-") {
         fp = stdin;
@@ -44,8 +41,19 @@ std::unique_ptr<CaptureFile> CaptureFile::open(const std::string& path, CaptureE
             return nullptr;
         }
     }
+    return open_stream(fp, path, err);
+}
+
+std::unique_ptr<CaptureFile> CaptureFile::open_stream(std::FILE* fp, const std::string& name,
+                                                      CaptureError& err) {
+    err = CaptureError{};
+    err.file = name;
+    std::unique_ptr<CaptureFile> cf(new CaptureFile());
+    cf->path_ = name;
+    char errbuf[PCAP_ERRBUF_SIZE] = {};
     struct stat sb {};
-    if (fstat(fileno(fp), &sb) == 0 && S_ISREG(sb.st_mode)) {
+    const int fd = fileno(fp);
+    if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
         cf->total_ = static_cast<std::uint64_t>(sb.st_size);
         // Peek at the magic so that offsets in pcap files can be exact (own accounting).
         unsigned char m[4] = {};
@@ -59,7 +67,8 @@ std::unique_ptr<CaptureFile> CaptureFile::open(const std::string& path, CaptureE
         if (pos < 0 || std::fseek(fp, pos, SEEK_SET) != 0) cf->classic_pcap_ = false;
         cf->accounted_ = static_cast<std::uint64_t>(pos < 0 ? 0 : pos) + 24;
     }
-    cf->handle_ = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
+    cf->handle_ =
+        pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
     if (cf->handle_ == nullptr) {
         if (fp != stdin) std::fclose(fp);
         err.message = std::string("not a readable pcap/pcapng capture: ") + errbuf;
@@ -68,13 +77,13 @@ std::unique_ptr<CaptureFile> CaptureFile::open(const std::string& path, CaptureE
     }
     cf->linktype_ = pcap_datalink(cf->handle_);
     if (!is_supported_linktype(cf->linktype_)) {
-        const char* name = pcap_datalink_val_to_name(cf->linktype_);
+        const char* lname = pcap_datalink_val_to_name(cf->linktype_);
         err.message = "unsupported link type " + std::to_string(cf->linktype_) + " (" +
-                      (name ? name : "unknown") +
+                      (lname ? lname : "unknown") +
                       "); supported: Ethernet, Linux cooked (SLL, SLL2), raw IP, BSD loopback, PPP";
         return nullptr;
     }
-    cf->error_.file = path;
+    cf->error_.file = name;
     return cf;
 }
 

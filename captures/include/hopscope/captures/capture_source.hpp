@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdio>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,6 +43,10 @@ class CaptureFile {
     /// Opens `path` ("-" = stdin). Returns nullptr and fills `err` on failure (unreadable file,
     /// not a capture, unsupported link type).
     static std::unique_ptr<CaptureFile> open(const std::string& path, CaptureError& err);
+    /// Reads from an already open stream (e.g. fmemopen), which it takes over and closes; `name`
+    /// is used in messages.
+    static std::unique_ptr<CaptureFile> open_stream(std::FILE* fp, const std::string& name,
+                                                    CaptureError& err);
     ~CaptureFile();
     CaptureFile(const CaptureFile&) = delete;
     CaptureFile& operator=(const CaptureFile&) = delete;
