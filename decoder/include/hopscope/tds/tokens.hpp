@@ -8,6 +8,16 @@
 //
 // Memory: at most Limits::max_pending bytes of one incomplete token are buffered. Large values
 // (PLP chunks, TEXT/IMAGE) are skipped as they stream by, not buffered.
+//
+// Values are never handed out: rows, RETURNVALUE and feature-ack data are walked over, only
+// names, types, lengths and counts reach the sink. State kept across messages: the current
+// COLMETADATA (COLMETADATA 0xFFFF "NoMetaData" keeps it), ALTMETADATA by id, the TDS version
+// (LOGINACK), and what FEATUREEXTACK negotiated (Always Encrypted: CekTable and CryptoMetaData
+// are then walked; DATACLASSIFICATION 0xA3 needs its negotiated version). Rows seen before any
+// COLMETADATA (a capture that starts mid-result) cannot be walked: Malformed/Unsupported, and
+// the next message is parsed normally. A capture that starts mid-connection does not see
+// LOGINACK: call set_tds_version() with 7.1 when the client's requests show TDS 7.0/7.1 (no
+// ALL_HEADERS), or DONE tokens (9 bytes there, 13 in 7.2+) are taken for truncated.
 #pragma once
 
 #include <cstdint>
