@@ -1,14 +1,23 @@
 // Lab client: tedious (node) logging in with NTLM and running one query.
-// usage: node tedious_client.js HOST DOMAIN USER PASSWORD "SQL"
+// usage: node tedious_client.js HOST DOMAIN USER PASSWORD "SQL" [CA.pem]
+// With CA.pem the connection uses TDS 8.0 "strict" (TLS first, ALPN tds/8.0, certificate checked
+// against CA.pem).
 // Prints the rows, or "Msg <number>: <text>" for each server error; exit code 0 on success.
 'use strict';
 const { Connection, Request } = require('tedious');
 
-const [host, domain, userName, password, sql] = process.argv.slice(2);
+const fs = require('fs');
+
+const [host, domain, userName, password, sql, ca] = process.argv.slice(2);
+const options = { port: 1433, encrypt: false, trustServerCertificate: true, connectTimeout: 15000 };
+if (ca) {
+  options.encrypt = 'strict';
+  options.cryptoCredentialsDetails = { ca: [fs.readFileSync(ca)] };
+}
 const conn = new Connection({
   server: host,
   authentication: { type: 'ntlm', options: { domain, userName, password } },
-  options: { port: 1433, encrypt: false, trustServerCertificate: true, connectTimeout: 15000 },
+  options,
 });
 conn.on('errorMessage', (m) => console.log(`Msg ${m.number}: ${m.message}`));
 conn.on('connect', (err) => {

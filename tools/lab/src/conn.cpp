@@ -162,6 +162,41 @@ bool Conn::tls_accept(SSL_CTX* ctx, std::string* why) {
     return false;
 }
 
+bool Conn::tls_accept_direct(SSL_CTX* ctx, std::string* why) {
+    ssl_ = SSL_new(ctx);
+    rbio_ = BIO_new(BIO_s_mem());
+    wbio_ = BIO_new(BIO_s_mem());
+    if (!ssl_ || !rbio_ || !wbio_) return false;
+    SSL_set_bio(ssl_, rbio_, wbio_);
+    SSL_set_accept_state(ssl_);
+    for (int round = 0; round < 32; ++round) {
+        const int rc = SSL_do_handshake(ssl_);
+        if (!flush_tls()) {
+            if (why) *why = "peer closed during the TLS handshake";
+            return false;
+        }
+        if (rc == 1) return true;
+        if (SSL_get_error(ssl_, rc) != SSL_ERROR_WANT_READ) {
+            if (why) *why = "TLS handshake failed: " + ssl_errors();
+            return false;
+        }
+        if (!feed_record()) {
+            if (why) *why = "peer closed during the TLS handshake";
+            return false;
+        }
+    }
+    if (why) *why = "TLS handshake did not finish";
+    return false;
+}
+
+std::string Conn::alpn() const {
+    if (!ssl_) return "";
+    const unsigned char* p = nullptr;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(ssl_, &p, &len);
+    return p ? std::string(reinterpret_cast<const char*>(p), len) : std::string();
+}
+
 int tcp_connect(const std::string& host, const std::string& port, std::string* why) {
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;

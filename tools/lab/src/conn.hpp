@@ -32,6 +32,11 @@ class Conn {
 
     /// Server side of the TDS 7.x TLS handshake (records wrapped in 0x12 packets).
     bool tls_accept(SSL_CTX* ctx, std::string* why);
+    /// TDS 8.0 "strict": the TLS handshake comes first, as raw TLS records (no TDS wrapping);
+    /// everything after it, PRELOGIN included, is TLS. Call tls_full() afterwards.
+    bool tls_accept_direct(SSL_CTX* ctx, std::string* why);
+    /// The ALPN protocol the client and server agreed on ("" when none).
+    [[nodiscard]] std::string alpn() const;
     /// After tls_accept: every later byte goes through TLS.
     void tls_full() { tls_read_ = tls_write_ = true; }
     /// After tls_accept: only the next packet read is TLS, then plain text both ways.

@@ -238,6 +238,18 @@ void Session::run() {
 
 bool Session::login() {
     std::string why;
+    std::string tls_mode = "none";
+    if (g_cfg.encryption == "strict") {  // TDS 8.0: TLS before any TDS byte
+        if (!tls_ || !conn_.tls_accept_direct(tls_, &why)) {
+            log_line("TLS: " + why);
+            ev_["outcome"] = "tls-failed";
+            emit(ev_);
+            return false;
+        }
+        conn_.tls_full();
+        tls_mode = "strict";
+        ev_["alpn"] = conn_.alpn();
+    }
     auto pre = conn_.read_message(&why);
     if (!pre || pre->type != pkt::Prelogin) {
         log_line("no PRELOGIN: " + why);
@@ -246,15 +258,18 @@ bool Session::login() {
     auto pi = parse_prelogin(pre->payload);
     const std::uint8_t client_enc = pi && pi->encryption ? *pi->encryption : enc::NotSup;
     std::uint8_t answer = enc::NotSup;
-    if (g_cfg.encryption == "off")
+    if (tls_mode == "strict")
+        answer = enc::On;  // already inside TLS; the value is not acted on in TDS 8.0
+    else if (g_cfg.encryption == "off")
         answer = (client_enc == enc::On || client_enc == enc::Req) ? enc::On : enc::Off;
     else if (g_cfg.encryption == "on")
         answer = client_enc == enc::NotSup ? enc::Req : enc::On;
     ev_["client_encryption"] = client_enc;
     ev_["server_encryption"] = answer;
     conn_.send(pkt::Reply, build_prelogin_response(answer));
-    std::string tls_mode = "none";
-    if (client_enc != enc::NotSup && answer != enc::NotSup) {
+    if (tls_mode == "strict") {
+        // nothing to negotiate
+    } else if (client_enc != enc::NotSup && answer != enc::NotSup) {
         tls_mode = (answer == enc::Off && client_enc == enc::Off) ? "login-only" : "full";
         if (!tls_ || !conn_.tls_accept(tls_, &why)) {
             log_line("TLS: " + why);
@@ -570,7 +585,8 @@ void Session::linked_query(const std::string& name, const std::string& inner) {
 void usage() {
     std::fprintf(
         stderr,
-        "usage: hopscope-labserver --listen ADDR:PORT --name NAME [--encryption notsup|off|on]\n"
+        "usage: hopscope-labserver --listen ADDR:PORT --name NAME [--encryption "
+        "notsup|off|on|strict]\n"
         "         [--tls-cert PEM --tls-key PEM] [--logins FILE] [--events FILE] [--run-dir DIR]\n"
         "         [--linked NAME=HOST:PORT]... [--sql2000] [--no-interop-fixes]\n"
         "Kerberos: KRB5_KTNAME selects the keytab; NTLM: NTLM_USER_FILE (gss-ntlmssp).\n"
@@ -592,7 +608,7 @@ bool parse_args(int argc, char** argv) {
         } else if (a == "--encryption") {
             g_cfg.encryption = val();
             if (g_cfg.encryption != "notsup" && g_cfg.encryption != "off" &&
-                g_cfg.encryption != "on")
+                g_cfg.encryption != "on" && g_cfg.encryption != "strict")
                 return false;
         } else if (a == "--tls-cert") {
             g_cfg.cert = val();
@@ -621,6 +637,17 @@ bool parse_args(int argc, char** argv) {
     return true;
 }
 
+int select_tds8_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
+                     const unsigned char* in, unsigned int inlen, void*) {
+    static const unsigned char kTds8[] = {7, 't', 'd', 's', '/', '8', '.', '0'};
+    unsigned char* sel = nullptr;
+    if (SSL_select_next_proto(&sel, outlen, kTds8, sizeof kTds8, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 int serve() {
     if (!g_cfg.logins_file.empty()) {
         std::ifstream in(g_cfg.logins_file);
@@ -633,8 +660,12 @@ int serve() {
     SSL_CTX* tls = nullptr;
     if (g_cfg.encryption != "notsup") {
         tls = SSL_CTX_new(TLS_server_method());
-        SSL_CTX_set_max_proto_version(
-            tls, TLS1_2_VERSION);  // what SQL Server 2019 negotiates in TDS 7.x
+        if (g_cfg.encryption == "strict") {
+            SSL_CTX_set_min_proto_version(tls, TLS1_2_VERSION);
+            SSL_CTX_set_alpn_select_cb(tls, select_tds8_alpn, nullptr);
+        } else {
+            SSL_CTX_set_max_proto_version(tls, TLS1_2_VERSION);  // as SQL Server in TDS 7.x
+        }
         if (SSL_CTX_use_certificate_chain_file(tls, g_cfg.cert.c_str()) != 1 ||
             SSL_CTX_use_PrivateKey_file(tls, g_cfg.key.c_str(), SSL_FILETYPE_PEM) != 1) {
             std::fprintf(stderr, "cannot load --tls-cert/--tls-key\n");
