@@ -399,11 +399,6 @@ struct Conversation::Impl {
             begin_login(c).encryption = mode;
             cb.on_encryption(c, n);
         }
-        if (u.bytes[0] == tls::content_type::kApplicationData &&
-            mode == tds::EncryptionMode::Unknown) {
-            // TLS data without a handshake seen: the capture started late on a TLS connection.
-            mode = tds::EncryptionMode::Full;
-        }
         tls_record(s, u.bytes);
     }
 

@@ -171,9 +171,9 @@ PacketFramer::Candidate PacketFramer::candidate_at(std::size_t pos, std::size_t&
         return Candidate::No;
     }
     unit_len = h.length;
-    // The first packet of a message has PacketID 1 (some clients start at 0): with the other
-    // checks this is specific enough to trust without looking at the next header.
-    return (h.packet_id <= 1) ? Candidate::Strong : Candidate::Yes;
+    // A whole one-packet message (EOM, PacketID 1, or 0 from some clients): with the other checks
+    // this is specific enough to trust without looking at the next header.
+    return (h.eom() && h.packet_id <= 1) ? Candidate::Strong : Candidate::Yes;
 }
 
 // Handles the unit at buf_[pos] while synced. Returns its length when it was emitted, 0 when more

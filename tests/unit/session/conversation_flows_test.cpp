@@ -482,5 +482,47 @@ TEST(ConversationFlows, RealOpenSsl12TunnelledInPreloginLoginOnly) {
     EXPECT_EQ(r.facts, play(steps, true).facts);
 }
 
+TEST(ConversationFlows, LoginOnlyLogin7ContinuationAndIgnoredMessage) {
+    // A LOGIN7 bigger than one packet in login-only mode: the first packet travels as TLS, the
+    // rest in clear 0x10 packets (shared/protocol.md 2.2). The continuation cannot be decoded and
+    // is reported as such. Then a batch with the IGNORE bit is reported as ignored.
+    Buf resp = testing::loginack("Microsoft SQL Server", 0x74000004, 16, 0, 4218);
+    testing::append(resp, testing::done(0));
+    const std::vector<Step> steps{
+        {C::ClientToServer, prelogin_msg(tds::encrypt::kOff)},
+        {C::ServerToClient, prelogin_resp(tds::encrypt::kOff)},
+        {C::ClientToServer,
+         testing::packet(0x12, 0x01,
+                         testing::tls_record(0x16, testing::client_hello("", {}, false)))},
+        {C::ServerToClient,
+         testing::packet(0x12, 0x01,
+                         testing::tls_record(0x16, testing::server_hello(0xc02f, false)))},
+        {C::ClientToServer, testing::tls_record(0x17, Buf(4100, 1))},
+        {C::ClientToServer, testing::packet(0x10, 0x01, Buf(1500, 0x60), 2)},
+        {C::ServerToClient, testing::packet(0x04, 0x01, resp)},
+        {C::ClientToServer, testing::packet(0x01, 0x03, testing::ucs2("select 1"))},
+    };
+    const Outcome r = play(steps);
+    EXPECT_TRUE(has(r.facts, "encrypted login7 4100")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "other 16 1500 LOGIN7 continuation; the first packet was encrypted"))
+        << dump(r);
+    EXPECT_TRUE(has(r.facts, "other 1 16 ignored (status IGNORE)")) << dump(r);
+    EXPECT_FALSE(has(r.facts, "sql_batch")) << dump(r);
+    EXPECT_FALSE(has(r.facts, "problem")) << dump(r);
+    ASSERT_EQ(r.logins.size(), 1u);
+    EXPECT_EQ(r.logins[0].outcome, LoginOutcome::Success);
+}
+
+TEST(ConversationFlows, ImpossibleLengthIsATypedErrorThenResync) {
+    // Length 3 (< 8) in a header: a bad-length problem, no allocation, and the next packet is
+    // found again.
+    Buf b = testing::from_hex("0101000300000100");
+    testing::append(b, testing::packet(0x01, 0x01, testing::ucs2("select 2")));
+    const Outcome r = play({{C::ClientToServer, b}});
+    EXPECT_TRUE(has(r.facts, "c2s@0 f=1 t=1000 problem malformed bad-length")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "resync skipped=8")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "sql_batch \"select 2\"")) << dump(r);
+}
+
 }  // namespace
 }  // namespace hopscope::session
