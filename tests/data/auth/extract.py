@@ -15,7 +15,8 @@ HTTP...). Principal names are their components joined with '/'; lists are comma-
 are 0x-prefixed hex; empty NTLM strings are written as the empty string (tshark shows "NULL").
 Identical token bytes are kept once, and at most PER_KIND records per capture and message type.
 
-With `--lab DIR` the same is done for the lab captures in DIR (lab_*_tshark.txt), and the SSPI
+With `--s4u PCAP` the S4U2Self / S4U2Proxy requests written by make_s4u.py (impacket's encoder)
+go to s4u_krb_tshark.txt. With `--lab DIR` the same is done for the lab captures in DIR (lab_*_tshark.txt), and the SSPI
 blobs exactly as TDS carried them (LOGIN7 SSPI, SSPI message 0x11, SSPI token 0xED) are written
 to lab_sspi.txt by lab_sspi.py.
 """
@@ -120,11 +121,19 @@ def krb_fields(layer):
             pas = padata_list(el)
             out.append(("padata", ",".join(first(p, "kerberos.padata_type") for p in pas)))
             for p in pas:
-                if first(p, "kerberos.padata_type") == "1":
-                    vt = first(first(p, "kerberos.padata_type_tree") or {}, "kerberos.padata_value_tree")
-                    ap = first(vt or {}, "kerberos.ap_req_element")
+                vt = first(first(p, "kerberos.padata_type_tree") or {}, "kerberos.padata_value_tree")
+                vt = vt if isinstance(vt, dict) else {}
+                pt = first(p, "kerberos.padata_type")
+                if pt == "1":
+                    ap = first(vt, "kerberos.ap_req_element")
                     if ap:
                         ap_req_fields(ap, "pa_tgs_req.", out)
+                elif pt == "129":  # PA-FOR-USER (MS-SFU 2.2.1)
+                    t = first(first(vt, "kerberos.name_element") or {}, "kerberos.name_string_tree")
+                    out.append(("for_user.name", "/".join(as_list((t or {}).get("kerberos.KerberosString")))))
+                    out.append(("for_user.realm", first(vt, "kerberos.realm")))
+                elif pt == "167" and "kerberos.flags" in vt:  # PA-PAC-OPTIONS
+                    out.append(("pac_options", "0x" + first(vt, "kerberos.flags").replace(":", "")))
             body = first(el, "kerberos.req_body_element") or {}
             out.append(("kdc_options", "0x" + (first(body, "kerberos.kdc_options") or "").replace(":", "")))
             if "kerberos.cname_element" in body:
@@ -137,7 +146,7 @@ def krb_fields(layer):
             at = first(body, "kerberos.additional_tickets_tree")
             if isinstance(at, dict):
                 snames = [principal(first(t, "kerberos.sname_element"))
-                          for t in elements(at, "kerberos.ticket_element")]
+                          for t in elements(at, "kerberos.Ticket_element")]
                 out.append(("additional_tickets", ",".join(snames)))
         elif key in ("kerberos.as_rep_element", "kerberos.tgs_rep_element"):
             out.append(("padata", ",".join(first(p, "kerberos.padata_type") for p in padata_list(el))))
@@ -357,7 +366,11 @@ def tshark_version():
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--lab":
+    if len(sys.argv) == 3 and sys.argv[1] == "--s4u":
+        # S4U requests encoded by impacket's classes (make_s4u.py), decoded by tshark.
+        recs = collect([sys.argv[2]])
+        write({"krb": recs["krb"]}, "s4u_", "TGS-REQs built by make_s4u.py (impacket encoder)")
+    elif len(sys.argv) == 3 and sys.argv[1] == "--lab":
         # Lab captures (tools/lab/run with LAB_SAVE=1, or lab-run/results/): real FreeTDS,
         # impacket and MIT Kerberos traffic; TLS scenarios (12*) carry no clear tokens.
         files = sorted(f for f in glob.glob(os.path.join(sys.argv[2], "*.pcap"))

@@ -49,6 +49,13 @@ Fields ours(const KerberosMessage& m, bool tcp) {
         if (const auto* p = q->find_padata(pa_type::TgsReq); p && p->tgs_ap_req) {
             add_ap_req(*p->tgs_ap_req, "pa_tgs_req.", f);
         }
+        if (const auto* p = q->find_padata(pa_type::ForUser); p && p->for_user) {
+            f.emplace_back("for_user.name", p->for_user->user_name.str());
+            f.emplace_back("for_user.realm", p->for_user->user_realm);
+        }
+        if (const auto* p = q->find_padata(pa_type::PacOptions); p && p->pac_options) {
+            f.emplace_back("pac_options", test::hex32(*p->pac_options));
+        }
         f.emplace_back("kdc_options", test::hex32(q->kdc_options));
         if (q->cname) f.emplace_back("cname", q->cname->str());
         f.emplace_back("realm", q->realm);
@@ -88,6 +95,10 @@ TEST(KerberosTshark, EveryPublicMessageMatchesTshark) {
     const auto lab = test::load_records("lab_krb_tshark.txt");  // tools/lab/run captures
     ASSERT_GE(lab.size(), 20u);
     recs.insert(recs.end(), lab.begin(), lab.end());
+    // S4U2Self / S4U2Proxy requests encoded with impacket's classes (tests/data/auth/make_s4u.py).
+    const auto s4u = test::load_records("s4u_krb_tshark.txt");
+    ASSERT_EQ(s4u.size(), 2u);
+    recs.insert(recs.end(), s4u.begin(), s4u.end());
     ASSERT_GE(recs.size(), 50u) << "fixture missing or truncated";
     std::map<std::int32_t, int> by_type;
     int tcp_records = 0;
