@@ -67,8 +67,7 @@ std::unique_ptr<CaptureFile> CaptureFile::open_stream(std::FILE* fp, const std::
         if (pos < 0 || std::fseek(fp, pos, SEEK_SET) != 0) cf->classic_pcap_ = false;
         cf->accounted_ = static_cast<std::uint64_t>(pos < 0 ? 0 : pos) + 24;
     }
-    cf->handle_ =
-        pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
+    cf->handle_ = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
     if (cf->handle_ == nullptr) {
         if (fp != stdin) std::fclose(fp);
         err.message = std::string("not a readable pcap/pcapng capture: ") + errbuf;

@@ -215,6 +215,7 @@ struct StreamAssembler::Impl {
     FlowTable table;
     std::bitset<65536> tds_ports;
     std::bitset<65536> krb_ports;
+    Timestamp last_ts{};
     std::uint32_t lru_head = kNil;  ///< most recently used
     std::uint32_t lru_tail = kNil;  ///< least recently used
 
@@ -630,6 +631,7 @@ StreamAssembler::~StreamAssembler() = default;
 void StreamAssembler::on_frame(int linktype, Timestamp ts, Bytes frame, std::uint64_t frame_no) {
     Impl& m = *impl_;
     ++m.st.frames;
+    if (m.last_ts < ts) m.last_ts = ts;
     m.expire(ts);
     Bytes l3;
     const FrameError e = strip_link(linktype, frame, l3);
@@ -647,6 +649,7 @@ void StreamAssembler::on_frame(int linktype, Timestamp ts, Bytes frame, std::uin
 void StreamAssembler::on_ip(Timestamp ts, Bytes l3, std::uint64_t frame_no) {
     Impl& m = *impl_;
     ++m.st.frames;
+    if (m.last_ts < ts) m.last_ts = ts;
     m.expire(ts);
     m.ip_packet(ts, l3, frame_no);
 }
@@ -663,6 +666,10 @@ AssemblerStats StreamAssembler::stats() const {
     AssemblerStats s = impl_->st;
     s.defrag = impl_->defrag.stats();
     return s;
+}
+
+Timestamp StreamAssembler::last_timestamp() const {
+    return impl_->last_ts;
 }
 
 std::size_t StreamAssembler::open_flows() const {

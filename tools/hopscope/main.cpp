@@ -1,6 +1,9 @@
-// hopscope command line: one binary, one subcommand per mode.
+// hopscope command line: one binary, one subcommand per mode. Each mode registers its subcommand
+// and runs it; exit codes are 0 ok, 1 findings (with --fail-on-findings), 2 bad usage or input.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+
+#include "capture_commands.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -9,9 +12,22 @@ int main(int argc, char** argv) {
         "classifies every login and flags broken delegation with the evidence and the fix."};
     app.set_version_flag("--version", std::string("hopscope ") + HOPSCOPE_VERSION);
     app.require_subcommand(0, 1);
-    CLI11_PARSE(app, argc, argv);
-    if (app.get_subcommands().empty()) {
-        std::fputs(app.help().c_str(), stdout);
+    app.footer(
+        "Exit status: 0 ok, 1 error findings (with --fail-on-findings), 2 bad usage or input.");
+
+    hopscope::cli::CaptureCommands captures;
+    hopscope::cli::add_capture_commands(app, captures);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::Success& e) {
+        return app.exit(e);  // --help, --version
+    } catch (const CLI::ParseError& e) {
+        app.exit(e);
+        return hopscope::cli::kExitBadInput;
     }
-    return 0;
+    const int rc = hopscope::cli::run_capture_command(captures);
+    if (rc >= 0) return rc;
+    std::fputs(app.help().c_str(), stdout);
+    return hopscope::cli::kExitOk;
 }

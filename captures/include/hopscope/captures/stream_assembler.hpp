@@ -68,6 +68,8 @@ class StreamAssembler {
     void finish(Timestamp ts);
 
     [[nodiscard]] AssemblerStats stats() const;
+    /// Timestamp of the latest frame seen (0 before any).
+    [[nodiscard]] Timestamp last_timestamp() const;
     [[nodiscard]] std::size_t open_flows() const;
 
   private:

@@ -1,0 +1,37 @@
+// What the capture commands (analyze, live) feed: a StreamSink that also reports at the end.
+//
+// The CLI builds exactly one Backend through make_backend(); today that is FlowSummary (counts
+// connections and bytes per flow), and plugging in the decoding pipeline (a Conversation per TDS
+// flow, the Kerberos decoder, the analyzer, JSON events) is a change to make_backend() only.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "hopscope/captures/stream_assembler.hpp"
+#include "hopscope/common/stream_events.hpp"
+
+namespace hopscope::cli {
+
+struct BackendOptions {
+    std::vector<std::uint16_t> tds_ports{1433};
+    std::vector<std::uint16_t> kerberos_ports{88};
+    bool verbose = false;       ///< one line per connection as it closes
+    bool quiet = false;         ///< no summary on stdout (JSON and errors only)
+    std::FILE* json = nullptr;  ///< JSON lines destination, or nullptr
+    std::FILE* text = stdout;   ///< human-readable output
+};
+
+class Backend : public StreamSink {
+  public:
+    /// After the front-end has closed every flow: print the summary, write the JSON summary.
+    virtual void finish(Timestamp end, const captures::AssemblerStats& capture) = 0;
+    /// True when a finding of severity "error" was reported (for --fail-on-findings).
+    [[nodiscard]] virtual bool has_error_findings() const = 0;
+};
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options);
+
+}  // namespace hopscope::cli

@@ -1,0 +1,211 @@
+#include "capture_commands.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include "backend.hpp"
+#include "hopscope/captures/capture_source.hpp"
+#include "progress.hpp"
+
+namespace hopscope::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+std::atomic<captures::LiveCapture*> g_live{nullptr};
+
+extern "C" void on_interrupt(int) {
+    g_stop.store(true);
+    if (captures::LiveCapture* live = g_live.load()) live->stop();  // pcap_breakloop: signal-safe
+}
+
+void install_interrupt_handler() {
+    struct sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a blocking capture read returns and sees the stop flag
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+}
+
+void add_common(CLI::App* cmd, CaptureCommands::Common& c) {
+    cmd->add_option("--tds-port", c.tds_ports,
+                    "TCP port of a SQL Server to decode as TDS; repeat for several (default "
+                    "1433). TDS logins on other ports are still found by content unless "
+                    "--no-heuristic")
+        ->check(CLI::Range(1, 65535));
+    cmd->add_option("--kerberos-port", c.kerberos_ports,
+                    "TCP and UDP port of a KDC; repeat for several (default 88)")
+        ->check(CLI::Range(1, 65535));
+    cmd->add_flag("--no-heuristic", c.no_heuristic,
+                  "do not look for TDS (PRELOGIN/LOGIN7 or a TLS ClientHello with ALPN tds/8.0) "
+                  "on ports other than the --tds-port ones");
+    cmd->add_flag("--all-flows", c.all_flows,
+                  "hand every TCP connection and UDP flow to the decoders (debugging; slow)");
+    cmd->add_option("--json", c.json,
+                    "write events as JSON lines to PATH, or to standard output with '-' (the "
+                    "summary then goes to standard error)");
+    cmd->add_flag("-q,--quiet", c.quiet, "print no summary, only errors (and --json output)");
+    cmd->add_flag("-v,--verbose", c.verbose, "print one line per connection as it ends");
+    cmd->add_flag("--fail-on-findings", c.fail_on_findings,
+                  "exit with status 1 when a finding of severity 'error' was reported");
+}
+
+captures::AssemblerConfig assembler_config(const CaptureCommands::Common& c) {
+    captures::AssemblerConfig cfg;
+    if (!c.tds_ports.empty()) cfg.filter.tds_ports = c.tds_ports;
+    if (!c.kerberos_ports.empty()) cfg.filter.kerberos_ports = c.kerberos_ports;
+    cfg.filter.tds_heuristic = !c.no_heuristic;
+    cfg.filter.accept_all = c.all_flows;
+    return cfg;
+}
+
+/// Opens the JSON destination and the text stream; false (message printed) when it cannot.
+struct Outputs {
+    std::FILE* json = nullptr;
+    std::FILE* text = stdout;
+    bool owns_json = false;
+    ~Outputs() {
+        if (owns_json && json) std::fclose(json);
+    }
+};
+
+bool open_outputs(const CaptureCommands::Common& c, Outputs& out) {
+    if (c.json.empty()) return true;
+    if (c.json == "-") {
+        out.json = stdout;
+        out.text = stderr;
+        return true;
+    }
+    out.json = std::fopen(c.json.c_str(), "w");
+    if (out.json == nullptr) {
+        std::fprintf(stderr, "hopscope: %s: cannot write the JSON output\n", c.json.c_str());
+        return false;
+    }
+    out.owns_json = true;
+    return true;
+}
+
+BackendOptions backend_options(const CaptureCommands::Common& c, const Outputs& out) {
+    BackendOptions b;
+    if (!c.tds_ports.empty()) b.tds_ports = c.tds_ports;
+    if (!c.kerberos_ports.empty()) b.kerberos_ports = c.kerberos_ports;
+    b.verbose = c.verbose;
+    b.quiet = c.quiet;
+    b.json = out.json;
+    b.text = out.text;
+    return b;
+}
+
+int run_analyze(const CaptureCommands::Analyze& a) {
+    Outputs out;
+    if (!open_outputs(a, out)) return kExitBadInput;
+    auto backend = make_backend(backend_options(a, out));
+    captures::StreamAssembler assembler(*backend, assembler_config(a));
+    ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
+    captures::ReadOptions ro;
+    ro.progress = [&bar](const captures::ReadProgress& p) { bar.update(p); };
+    ro.stop = &g_stop;
+    install_interrupt_handler();
+    const captures::ReadResult r = captures::read_captures(a.files, assembler, ro);
+    bar.clear();
+    std::fflush(out.text);
+    for (const auto& e : r.errors)
+        std::fprintf(stderr, "hopscope: %s\n", e.to_string().c_str());
+    // A summary is worth printing when something was read (a damaged file keeps what preceded
+    // the damage); not when every file failed to open.
+    if (r.frames > 0 || r.ok()) backend->finish(assembler.last_timestamp(), assembler.stats());
+    if (g_stop.load())
+        std::fprintf(stderr, "hopscope: interrupted; the summary covers what was read\n");
+    if (!r.ok()) return kExitBadInput;
+    if (a.fail_on_findings && backend->has_error_findings()) return kExitFindings;
+    return kExitOk;
+}
+
+int run_live(const CaptureCommands::Live& l) {
+    Outputs out;
+    if (!open_outputs(l, out)) return kExitBadInput;
+    captures::LiveOptions lo;
+    lo.interface = l.interface;
+    lo.snaplen = l.snaplen;
+    lo.promiscuous = l.promiscuous;
+    lo.filter = l.filter;
+    if (lo.filter.empty()) {
+        // Everything the assembler may want: TCP (TDS on any port, Kerberos), UDP Kerberos, and
+        // IP fragments (later fragments carry no ports).
+        std::string krb;
+        for (auto p :
+             (l.kerberos_ports.empty() ? std::vector<std::uint16_t>{88} : l.kerberos_ports))
+            krb += (krb.empty() ? "" : " or ") + std::string("udp port ") + std::to_string(p);
+        lo.filter =
+            "tcp or " + krb + " or (ip and ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)";
+    }
+    captures::LiveCapture cap;
+    std::string err;
+    if (!cap.open(lo, err)) {
+        std::fprintf(stderr, "hopscope: %s\n", err.c_str());
+        return kExitBadInput;
+    }
+    auto backend = make_backend(backend_options(l, out));
+    captures::StreamAssembler assembler(*backend, assembler_config(l));
+    if (!l.quiet)
+        std::fprintf(stderr, "hopscope: capturing on %s (filter: %s); Ctrl-C to stop\n",
+                     l.interface.c_str(), lo.filter.c_str());
+    g_live.store(&cap);
+    install_interrupt_handler();
+    const bool ok = cap.run(assembler, err);
+    g_live.store(nullptr);
+    backend->finish(assembler.last_timestamp(), assembler.stats());
+    const captures::LiveStats st = cap.stats();
+    std::fprintf(out.text,
+                 "captured %llu packets on %s; dropped %llu by the kernel, %llu by the "
+                 "interface\n",
+                 static_cast<unsigned long long>(st.received), l.interface.c_str(),
+                 static_cast<unsigned long long>(st.dropped),
+                 static_cast<unsigned long long>(st.if_dropped));
+    if (!ok) {
+        std::fprintf(stderr, "hopscope: %s\n", err.c_str());
+        return kExitBadInput;
+    }
+    if (l.fail_on_findings && backend->has_error_findings()) return kExitFindings;
+    return kExitOk;
+}
+
+}  // namespace
+
+void add_capture_commands(CLI::App& app, CaptureCommands& c) {
+    c.analyze_cmd = app.add_subcommand(
+        "analyze",
+        "Read capture files (pcap or pcapng; '-' = standard input), merged in time order, and "
+        "report the SQL Server logins and Kerberos traffic in them");
+    c.analyze_cmd->add_option("FILE", c.analyze.files, "capture files to read")->required();
+    add_common(c.analyze_cmd, c.analyze);
+    c.analyze_cmd->add_flag("--no-progress", c.analyze.no_progress,
+                            "do not draw the progress bar (drawn only when stderr is a terminal)");
+
+    c.live_cmd = app.add_subcommand(
+        "live",
+        "Capture on a network interface until Ctrl-C, then print the summary and the "
+        "packet drop counters (needs root or CAP_NET_RAW)");
+    c.live_cmd->add_option("-i,--interface", c.live.interface, "interface to capture on, e.g. eth0")
+        ->required();
+    c.live_cmd->add_option("-f,--filter", c.live.filter,
+                           "BPF capture filter (default: all TCP, UDP on the Kerberos ports and "
+                           "IP fragments)");
+    c.live_cmd->add_option("--snaplen", c.live.snaplen, "bytes to keep per packet (default 262144)")
+        ->check(CLI::Range(64, 262144));
+    c.live_cmd->add_flag("--promiscuous", c.live.promiscuous,
+                         "put the interface in promiscuous mode (to see other hosts' traffic)");
+    add_common(c.live_cmd, c.live);
+}
+
+int run_capture_command(const CaptureCommands& c) {
+    if (c.analyze_cmd && c.analyze_cmd->parsed()) return run_analyze(c.analyze);
+    if (c.live_cmd && c.live_cmd->parsed()) return run_live(c.live);
+    return -1;
+}
+
+}  // namespace hopscope::cli
