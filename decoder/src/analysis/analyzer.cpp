@@ -183,21 +183,52 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
     return Tristate::No;
 }
 
-const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out) const {
+const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out, bool allow_unseen) const {
     const Recent* best = nullptr;
+    const Timestamp start = out.started.micros ? out.started : out.ts;
     for (const auto& r : logins_) {
         const LoginEvent& in = r.login;
         if (in.flow.server.addr != out.flow.client.addr) continue;
         if (in.flow.client.addr == out.flow.server.addr) continue;
-        if (in.outcome != Outcome::Success) continue;
-        Timestamp start = out.started.micros ? out.started : out.ts;
-        if (in.ts > start) continue;
-        if (r.closed.micros != 0 ? start > r.closed
-                                 : start.micros - in.ts.micros > opts_.chain_window_us)
+        if (in.outcome == Outcome::Success) {
+            if (in.ts > start) continue;
+            if (r.closed.micros != 0 ? start > r.closed
+                                     : start.micros - in.ts.micros > opts_.chain_window_us)
+                continue;
+        } else if (allow_unseen && in.outcome == Outcome::Incomplete &&
+                   in.auth == AuthKind::Unknown) {
+            // A login whose outcome could not be seen (TLS for the whole connection): it is
+            // reported when its connection ends, after the outbound logins it caused. It counts
+            // when its connection was open at the time.
+            if (in.started > start) continue;
+            if (r.closed.micros != 0 && start > r.closed) continue;
+            if (r.closed.micros == 0 && in.ts < start) continue;
+        } else {
             continue;
-        if (best == nullptr || in.ts > best->login.ts) best = &r;
+        }
+        if (best == nullptr || in.started > best->login.started) best = &r;
     }
     return best;
+}
+
+void Analyzer::enrich(LoginEvent& l) const {
+    if (l.auth != AuthKind::Kerberos && l.auth != AuthKind::Unknown) return;
+    if (l.auth == AuthKind::Unknown && !l.user.empty()) return;  // an encrypted SQL login
+    const Timestamp at = l.started.micros ? l.started : l.ts;
+    if (l.spn.empty()) l.spn = spn_for(l);
+    if (l.auth != AuthKind::Kerberos) return;
+    if (l.delegation == Tristate::Unknown) l.delegation = delegation_requested(l);
+    if (l.user.empty()) {
+        std::set<std::string> principals;
+        for (const auto* k : kdc_for(l.flow.client.addr, at))
+            if (k->request == "AS-REQ" && !k->client.empty()) principals.insert(k->client);
+        if (principals.size() == 1) {
+            const std::string& p = *principals.begin();
+            l.user = p.substr(0, p.find('@'));
+            if (l.domain.empty() && p.find('@') != std::string::npos)
+                l.domain = p.substr(p.find('@') + 1);
+        }
+    }
 }
 
 void Analyzer::add_login(const LoginEvent& l) {
@@ -214,15 +245,16 @@ void Analyzer::add_login(const LoginEvent& l) {
     h.user = identity(l);
     ++h.count;
 
+    const Recent* in = find_inbound(l, false);
     logins_.push_back(Recent{l, {}, false});
     Recent& r = logins_.back();
-    per_login_rules(r);
-    if (const Recent* in = find_inbound(l)) {
+    if (in) {
         middle_servers_.insert(l.flow.client.addr);
         const_cast<Recent*>(in)->chained = true;
         r.chained = true;
-        chain_rules(*in, r);
     }
+    per_login_rules(r);
+    if (in) chain_rules(*in, r);
 }
 
 void Analyzer::add_kerberos(const KerberosEvent& k) {
@@ -304,8 +336,10 @@ void Analyzer::add_server_error(const ServerErrorEvent& e) {
         f.missing = "The connection from " + middle +
                     " to the linked server is not in this input; capture on " + middle +
                     " (TDS and port 88) to see which hop lost the identity.";
-    emit(std::move(f), to_string(e.flow.client.addr) + ">" + to_string(e.flow.server) + "#" +
-                           std::to_string(err.number));
+    // One verdict per failing statement: SQL Server sends the linked server's 18456 and its own
+    // 7303/7399 for the same attempt.
+    emit(std::move(f),
+         to_string(e.flow.client) + ">" + to_string(e.flow.server) + "#" + e.statement);
 }
 
 void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
@@ -331,15 +365,25 @@ void Analyzer::per_login_rules(const Recent& r) {
         f.hops.push_back(describe(l, "hop"));
         f.evidence.push_back(ref(l, l.anonymous ? "NTLM AUTHENTICATE with empty user and responses"
                                                 : "ERROR naming ANONYMOUS LOGON"));
-        f.remedy =
-            "An anonymous Windows login is what a middle server sends when it holds the "
-            "caller's identity only as an NTLM or non-delegable token. Fix the hop into " +
-            host_name(l.flow.client.addr) +
-            ": Kerberos with delegation (SPNs registered, service account trusted for "
-            "delegation, user not marked sensitive).";
+        if (r.chained || middle_servers_.count(l.flow.client.addr)) {
+            f.remedy =
+                "An anonymous Windows login is what a middle server sends when it holds the "
+                "caller's identity only as an NTLM or non-delegable token. Fix the hop into " +
+                host_name(l.flow.client.addr) +
+                ": Kerberos with delegation (SPNs registered, service account trusted for "
+                "delegation, user not marked sensitive).";
+        } else {
+            f.remedy = "The client sent no identity (empty user and responses). If " +
+                       host_name(l.flow.client.addr) +
+                       " is itself a SQL Server running a linked-server query, the hop into it "
+                       "lost the caller's identity: capture that hop too. Otherwise check the "
+                       "client's credentials.";
+        }
         emit(std::move(f), key);
     }
-    if (l.error && (l.error->number == 18452 || null_text(l.error->message))) {
+    const bool specific_krb =
+        l.kerberos_error == 37 || l.kerberos_error == 41 || l.kerberos_error == 44;
+    if (l.error && !specific_krb && (l.error->number == 18452 || null_text(l.error->message))) {
         Finding f;
         f.ts = l.ts;
         f.rule = "HS002";
@@ -355,7 +399,7 @@ void Analyzer::per_login_rules(const Recent& r) {
             "delegation on the first hop.";
         emit(std::move(f), key);
     }
-    if (l.kerberos_error == 41 || l.kerberos_error == 37) {
+    if (specific_krb) {
         Finding f;
         f.ts = l.ts;
         const bool skew = l.kerberos_error == 37;
@@ -363,12 +407,15 @@ void Analyzer::per_login_rules(const Recent& r) {
         f.name = skew ? "clock-skew" : "spn-wrong-account";
         f.severity = Severity::Error;
         std::string spn = spn_for(l);
-        f.summary = skew ? server +
-                               " rejected the Kerberos ticket: KRB_AP_ERR_SKEW (clocks more "
-                               "than 5 minutes apart)"
-                         : server + " could not decrypt the Kerberos ticket for " +
-                               (spn.empty() ? std::string("its SPN") : spn) +
-                               " (KRB_AP_ERR_MODIFIED): the SPN belongs to another account";
+        f.summary =
+            skew ? server +
+                       " rejected the Kerberos ticket: KRB_AP_ERR_SKEW (clocks more "
+                       "than 5 minutes apart)"
+                 : server + " could not decrypt the Kerberos ticket for " +
+                       (spn.empty() ? std::string("its SPN") : spn) + " (" +
+                       (l.kerberos_error == 44 ? "KRB_AP_ERR_BADKEYVER" : "KRB_AP_ERR_MODIFIED") +
+                       "): the SPN belongs to another account, or the service's key changed "
+                       "since its keytab was made";
         f.hops.push_back(describe(l, "hop"));
         f.evidence.push_back(
             ref(l, skew ? "KRB-ERROR 37 in the SSPI reply" : "KRB-ERROR 41 in the SSPI reply"));
@@ -439,7 +486,7 @@ void Analyzer::per_login_rules(const Recent& r) {
             "require it (Encrypt=true) so a downgrade fails instead of passing.";
         emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
     }
-    std::string spn = l.spn;
+    std::string spn = l.auth == AuthKind::Kerberos ? l.spn : std::string();
     if (!spn.empty()) {
         std::string host = spn_host(spn);
         std::string rest = spn.substr(std::min(spn.size(), std::size_t{9}));
@@ -520,8 +567,10 @@ void Analyzer::chain_rules(const Recent& inbound, const Recent& outbound) {
             f.rule = "HS050";
             f.name = "healthy-double-hop";
             f.severity = Severity::Info;
+            const std::string who =
+                identity(in).empty() ? host_name(in.flow.client.addr) : identity(in);
             f.summary =
-                "Healthy double hop: " + identity(in) + " -> " + a + " -> " + b +
+                "Healthy double hop: " + who + " -> " + a + " -> " + b +
                 " with Kerberos on both hops" +
                 (out.user.empty() ? std::string() : " (" + b + " saw " + identity(out) + ")");
             f.remedy = "Nothing to do.";
@@ -664,6 +713,17 @@ void Analyzer::kdc_rules(const KerberosEvent& k) {
 }
 
 void Analyzer::finish() {
+    // Logins whose outcome was hidden by TLS are reported when their connection ends, after the
+    // outbound logins they caused: link those now.
+    for (auto& r : logins_) {
+        if (r.chained) continue;
+        if (const Recent* in = find_inbound(r.login, true)) {
+            middle_servers_.insert(r.login.flow.client.addr);
+            const_cast<Recent*>(in)->chained = true;
+            r.chained = true;
+            chain_rules(*in, r);
+        }
+    }
     for (const auto& r : logins_) {
         const LoginEvent& l = r.login;
         if (l.auth == AuthKind::Ntlm && !r.chained && middle_servers_.count(l.flow.server.addr)) {
@@ -683,7 +743,7 @@ void Analyzer::finish() {
                        "is used.";
             emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
         }
-        if (l.auth == AuthKind::Unknown && !saw_kdc_ && integrated(l)) {
+        if (l.auth == AuthKind::Unknown && !saw_kdc_ && integrated(l) && !r.chained) {
             Finding f;
             f.ts = l.ts;
             f.rule = "HS090";

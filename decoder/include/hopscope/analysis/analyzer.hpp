@@ -66,6 +66,11 @@ class Analyzer {
     Analyzer(FindingSink& sink, Options opts);
 
     void add_login(const LoginEvent& login);
+    /// Fills what a login event cannot show by itself from the KDC exchanges seen before it:
+    /// the SPN (client's TGS-REQ for MSSQLSvc/<server>), whether the client obtained a
+    /// forwarded TGT (Kerberos logins), and the Kerberos client principal when exactly one was
+    /// seen from that host. Call before add_login and before rendering the event.
+    void enrich(LoginEvent& login) const;
     void add_kerberos(const KerberosEvent& krb);
     void add_server_error(const ServerErrorEvent& err);
     void connection_closed(const FlowKey& flow, Timestamp ts);
@@ -90,7 +95,7 @@ class Analyzer {
     void per_login_rules(const Recent& r);
     void chain_rules(const Recent& inbound, const Recent& outbound);
     void kdc_rules(const KerberosEvent& k);
-    const Recent* find_inbound(const LoginEvent& outbound) const;
+    const Recent* find_inbound(const LoginEvent& outbound, bool allow_unseen) const;
     std::vector<const KerberosEvent*> kdc_for(const IpAddress& client, Timestamp before) const;
     Tristate delegation_requested(const LoginEvent& l) const;
     std::string spn_for(const LoginEvent& l) const;

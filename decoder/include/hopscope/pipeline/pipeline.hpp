@@ -1,0 +1,78 @@
+// The decoding pipeline shared by every front-end: per-connection byte streams in (StreamSink),
+// typed events and findings out (EventSink).
+//
+// TDS connections get a session::Conversation; their authentication blobs are classified by
+// auth::classify_sspi and folded into one analysis::LoginEvent per login attempt. Flows on a
+// Kerberos port are framed (TCP length prefix, or one message per UDP datagram), decoded, and
+// each request is paired with its answer into an analysis::KerberosEvent. ERROR tokens on an
+// established session become ServerErrorEvents carrying the statement that drew them. Everything
+// goes through the analyzer, whose findings come out as they are decided.
+//
+// Pure like the rest of the decoder: no clock, no I/O; time comes from the front-end.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "hopscope/analysis/analyzer.hpp"
+#include "hopscope/analysis/events.hpp"
+#include "hopscope/common/stream_events.hpp"
+
+namespace hopscope::pipeline {
+
+class EventSink {
+  public:
+    virtual ~EventSink() = default;
+    virtual void on_login(const analysis::LoginEvent&) {}
+    virtual void on_kerberos(const analysis::KerberosEvent&) {}
+    virtual void on_server_error(const analysis::ServerErrorEvent&) {}
+    virtual void on_finding(const analysis::Finding&) {}
+};
+
+struct Counters {
+    std::uint64_t tds_connections = 0;
+    std::uint64_t kerberos_flows = 0;
+    std::uint64_t logins = 0;
+    std::uint64_t kerberos_messages = 0;
+    std::uint64_t server_errors = 0;
+    std::uint64_t decode_problems = 0;  ///< malformed units (TDS, SSPI, Kerberos)
+    std::uint64_t resyncs = 0;
+    std::uint64_t gaps = 0;
+    std::uint64_t encrypted_records = 0;
+};
+
+class Pipeline final : public StreamSink {
+  public:
+    struct Options {
+        std::vector<std::uint16_t> kerberos_ports{88};
+        analysis::Analyzer::Options analyzer{};
+    };
+
+    explicit Pipeline(EventSink& sink);
+    Pipeline(EventSink& sink, Options options);
+    ~Pipeline() override;
+    Pipeline(const Pipeline&) = delete;
+    Pipeline& operator=(const Pipeline&) = delete;
+
+    void on_open(const FlowKey& flow, Timestamp ts, bool handshake_seen) override;
+    void on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes data,
+                 Evidence ev) override;
+    void on_gap(const FlowKey& flow, Direction dir, Timestamp ts, std::uint64_t length) override;
+    void on_close(const FlowKey& flow, Timestamp ts, CloseReason why) override;
+    void on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Bytes payload,
+                     Evidence ev) override;
+
+    /// End of input: closes every open connection (pending logins become incomplete), reports
+    /// unanswered KDC requests, and runs the analyzer's end-of-run rules.
+    void finish(Timestamp ts);
+
+    [[nodiscard]] const analysis::Analyzer& analyzer() const;
+    [[nodiscard]] const Counters& counters() const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hopscope::pipeline

@@ -1,0 +1,447 @@
+#include "hopscope/pipeline/pipeline.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+
+#include "hopscope/auth/kerberos.hpp"
+#include "hopscope/auth/ntlm.hpp"
+#include "hopscope/auth/sspi.hpp"
+#include "hopscope/session/conversation.hpp"
+#include "hopscope/tds/login7.hpp"
+#include "hopscope/tls/tls.hpp"
+
+namespace hopscope::pipeline {
+namespace {
+
+using analysis::AuthKind;
+using analysis::EncryptionMode;
+using analysis::KerberosEvent;
+using analysis::LoginEvent;
+using analysis::Outcome;
+
+constexpr std::size_t kMaxStatement = 512;
+
+EncryptionMode map_mode(tds::EncryptionMode m) {
+    switch (m) {
+        case tds::EncryptionMode::None:
+            return EncryptionMode::None;
+        case tds::EncryptionMode::LoginOnly:
+            return EncryptionMode::LoginOnly;
+        case tds::EncryptionMode::Full:
+            return EncryptionMode::Full;
+        case tds::EncryptionMode::Strict:
+            return EncryptionMode::Strict;
+        case tds::EncryptionMode::Unknown:
+            return EncryptionMode::Unknown;
+    }
+    return EncryptionMode::Unknown;
+}
+
+Outcome map_outcome(session::LoginOutcome o) {
+    switch (o) {
+        case session::LoginOutcome::Success:
+            return Outcome::Success;
+        case session::LoginOutcome::Failure:
+            return Outcome::Failure;
+        case session::LoginOutcome::Incomplete:
+            return Outcome::Incomplete;
+    }
+    return Outcome::Incomplete;
+}
+
+std::vector<std::string> split_names(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start < s.size()) {
+        std::size_t end = s.find('|', start);
+        if (end == std::string::npos) end = s.size();
+        if (end > start) out.push_back(s.substr(start, end - start));
+        start = end + 1;
+    }
+    return out;
+}
+
+std::string cap(std::string s) {
+    while (!s.empty() &&
+           (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
+        s.pop_back();
+    if (s.size() > kMaxStatement) {
+        s.resize(kMaxStatement);
+        s += "...";
+    }
+    return s;
+}
+
+/// What the SSPI blobs of one login attempt said, folded as they arrive. Holds names, lengths
+/// and codes only: the blobs themselves are not kept.
+struct AuthFold {
+    bool any = false;
+    bool decoded = false;
+    bool kerberos = false;
+    bool ntlm = false;
+    bool negoex = false;
+    std::string wrapper;
+    std::string spn;
+    std::string realm;
+    std::string etype;
+    std::int32_t krb_error = 0;
+    std::optional<auth::NtlmAuthenticate> ntlm_auth;
+};
+
+void fold(AuthFold& f, const auth::SspiInfo& info) {
+    f.any = true;
+    if (info.mechanism == auth::SspiMechanism::Unknown) return;
+    f.decoded = true;
+    if (f.wrapper.empty()) f.wrapper = auth::to_string(info.wrapper);
+    switch (info.mechanism) {
+        case auth::SspiMechanism::Kerberos:
+            f.kerberos = true;
+            break;
+        case auth::SspiMechanism::Ntlm:
+            f.ntlm = true;
+            break;
+        case auth::SspiMechanism::NegoEx:
+            f.negoex = true;
+            break;
+        case auth::SspiMechanism::Unknown:
+            break;
+    }
+    if (info.kerberos) {
+        if (const auto* ap = std::get_if<auth::ApReq>(&info.kerberos->body)) {
+            f.spn = ap->ticket.sname.str();
+            f.realm = ap->ticket.realm;
+            f.etype = auth::etype_name(ap->ticket.enc_part.etype);
+        } else if (const auto* err = std::get_if<auth::KrbError>(&info.kerberos->body)) {
+            f.krb_error = err->error_code;
+            if (f.spn.empty() && err->sname) f.spn = err->sname->str();
+        }
+    }
+    if (info.ntlm) {
+        if (const auto* a = std::get_if<auth::NtlmAuthenticate>(&info.ntlm->msg)) f.ntlm_auth = *a;
+    }
+}
+
+std::string tls_name(std::uint16_t v) {
+    return v ? tls::version_name(v) : std::string();
+}
+
+}  // namespace
+
+struct Pipeline::Impl : analysis::FindingSink {
+    struct TdsFlow;
+    struct KdcFlow;
+
+    Impl(EventSink& s, Options o)
+        : sink(s), options(std::move(o)), analyzer(*this, options.analyzer) {}
+
+    void on_finding(const analysis::Finding& f) override { sink.on_finding(f); }
+
+    bool is_kerberos(const FlowKey& k) const {
+        auto& p = options.kerberos_ports;
+        return std::find(p.begin(), p.end(), k.server.port) != p.end() ||
+               std::find(p.begin(), p.end(), k.client.port) != p.end();
+    }
+
+    TdsFlow& tds(const FlowKey& k, bool handshake_seen);
+    KdcFlow& kdc(const FlowKey& k);
+    void kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, Bytes msg, Evidence ev);
+    void emit_kerberos(KerberosEvent ev);
+
+    EventSink& sink;
+    Options options;
+    analysis::Analyzer analyzer;
+    Counters counters;
+    std::unordered_map<FlowKey, std::unique_ptr<TdsFlow>, FlowKeyHash> tds_flows;
+    std::unordered_map<FlowKey, std::unique_ptr<KdcFlow>, FlowKeyHash> kdc_flows;
+};
+
+struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
+    TdsFlow(Impl& p, const FlowKey& k, bool handshake_seen)
+        : impl(p), key(k), conv(*this, make_options(handshake_seen)) {}
+
+    static session::Conversation::Options make_options(bool handshake_seen) {
+        session::Conversation::Options o;
+        o.handshake_seen = handshake_seen;
+        return o;
+    }
+
+    void on_auth_blob(const session::FactContext&, session::AuthBlobSource, Bytes blob) override {
+        auth::SspiInfo info = auth::classify_sspi(blob);
+        if (info.error) ++impl.counters.decode_problems;
+        fold(attempt, info);
+    }
+
+    void on_sql_batch(const session::FactContext&, const tds::SqlBatch& b) override {
+        statement = cap(b.text);
+    }
+
+    void on_rpc(const session::FactContext&, const tds::RpcRequest& r) override {
+        if (r.calls.empty()) return;
+        const auto& c = r.calls.front();
+        statement = cap(c.statement.empty() ? "exec " + c.proc_name : c.statement);
+    }
+
+    void on_server_message(const session::FactContext& ctx, const tds::ServerMessage& m) override {
+        if (!m.is_error || !logged_in) return;
+        analysis::ServerErrorEvent e;
+        e.ts = ctx.ts;
+        e.flow = key;
+        e.frame = ctx.ev.frame;
+        e.error = analysis::ServerError{m.number, m.state, m.severity, m.text, m.server};
+        e.statement = statement;
+        ++impl.counters.server_errors;
+        impl.sink.on_server_error(e);
+        impl.analyzer.add_server_error(e);
+    }
+
+    void on_problem(const session::FactContext&, DecodeStatus s, const DecodeError&) override {
+        if (s == DecodeStatus::Malformed) ++impl.counters.decode_problems;
+    }
+    void on_resync(const session::FactContext&, std::uint64_t) override { ++impl.counters.resyncs; }
+    void on_gap(const session::FactContext&, std::uint64_t) override { ++impl.counters.gaps; }
+    void on_encrypted(const session::FactContext&, const char*, std::size_t) override {
+        ++impl.counters.encrypted_records;
+    }
+
+    void on_login(const session::LoginRecord& r) override {
+        LoginEvent l;
+        l.ts = r.ended;
+        l.started = r.started;
+        l.flow = key;
+        l.first_frame = r.first_evidence.frame;
+        l.last_frame = r.last_evidence.frame;
+        l.outcome = map_outcome(r.outcome);
+        l.encryption = map_mode(r.encryption);
+        l.encryption_downgraded = r.encryption_downgraded;
+        l.tls_version = tls_name(r.tls_version);
+        l.server_name = r.server_name;
+        l.host_name = r.host;
+        l.app_name = r.app;
+        l.library = r.library;
+        if (r.tds_version) l.tds_version = tds::tds_version_name(r.tds_version);
+        l.workstation = r.host;
+        l.sspi_visible = attempt.decoded;
+
+        switch (r.auth) {
+            case session::AuthKind::Sql:
+                l.auth = AuthKind::Sql;
+                l.user = r.user;
+                break;
+            case session::AuthKind::FedAuth:
+                l.auth = AuthKind::FedAuth;
+                l.auth_detail = "fedauth";
+                break;
+            case session::AuthKind::Integrated:
+            case session::AuthKind::Unknown:
+                if (attempt.kerberos) {
+                    l.auth = AuthKind::Kerberos;
+                    l.auth_detail = attempt.wrapper + "/kerberos";
+                } else if (attempt.ntlm) {
+                    l.auth = AuthKind::Ntlm;
+                    l.auth_detail = attempt.wrapper + "/ntlm";
+                } else {
+                    l.auth = AuthKind::Unknown;
+                    l.auth_detail =
+                        r.auth == session::AuthKind::Integrated
+                            ? (attempt.negoex ? "negoex" : "integrated, SSPI not decodable")
+                            : r.auth_detail;
+                }
+                break;
+        }
+        if (l.auth == AuthKind::Kerberos) {
+            l.spn = attempt.spn;
+            l.domain = attempt.realm;
+            l.kerberos_etype = attempt.etype;
+            l.kerberos_error = attempt.krb_error;
+        }
+        if (l.auth == AuthKind::Ntlm && attempt.ntlm_auth) {
+            const auth::NtlmAuthenticate& a = *attempt.ntlm_auth;
+            l.user = a.user;
+            l.domain = a.domain;
+            if (!a.workstation.empty()) l.workstation = a.workstation;
+            l.anonymous = a.anonymous;
+            l.ntlm_version = a.response_kind == auth::NtlmResponseKind::V1   ? 1
+                             : a.response_kind == auth::NtlmResponseKind::V2 ? 2
+                                                                             : 0;
+            if (l.ntlm_version) l.auth_detail += "v" + std::to_string(l.ntlm_version);
+            if (a.v2_av_pairs && a.v2_av_pairs->target_name) l.spn = *a.v2_av_pairs->target_name;
+        }
+        if (r.error)
+            l.error = analysis::ServerError{r.error->number, r.error->state, r.error->severity,
+                                            r.error->text, r.error->server};
+        if (l.outcome == Outcome::Success) logged_in = true;
+        attempt = AuthFold{};
+        ++impl.counters.logins;
+        impl.analyzer.enrich(l);
+        impl.sink.on_login(l);
+        impl.analyzer.add_login(l);
+    }
+
+    Impl& impl;
+    FlowKey key;
+    session::Conversation conv;
+    AuthFold attempt;
+    std::string statement;
+    bool logged_in = false;
+};
+
+struct Pipeline::Impl::KdcFlow {
+    explicit KdcFlow(const FlowKey& k) : key(k) {}
+    FlowKey key;
+    auth::KrbTcpFramer framers[2];
+    std::deque<KerberosEvent> pending;  ///< requests waiting for their answer
+};
+
+Pipeline::Impl::TdsFlow& Pipeline::Impl::tds(const FlowKey& k, bool handshake_seen) {
+    auto it = tds_flows.find(k);
+    if (it != tds_flows.end()) return *it->second;
+    ++counters.tds_connections;
+    auto flow = std::make_unique<TdsFlow>(*this, k, handshake_seen);
+    return *tds_flows.emplace(k, std::move(flow)).first->second;
+}
+
+Pipeline::Impl::KdcFlow& Pipeline::Impl::kdc(const FlowKey& k) {
+    auto it = kdc_flows.find(k);
+    if (it != kdc_flows.end()) return *it->second;
+    ++counters.kerberos_flows;
+    return *kdc_flows.emplace(k, std::make_unique<KdcFlow>(k)).first->second;
+}
+
+void Pipeline::Impl::emit_kerberos(KerberosEvent ev) {
+    sink.on_kerberos(ev);
+    analyzer.add_kerberos(ev);
+}
+
+void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, Bytes msg,
+                                      Evidence ev) {
+    auth::KerberosMessage m;
+    if (auth::parse_kerberos(msg, m)) {
+        ++counters.decode_problems;
+        return;
+    }
+    ++counters.kerberos_messages;
+    if (const auto* req = std::get_if<auth::KdcReq>(&m.body)) {
+        KerberosEvent k;
+        k.ts = ts;
+        k.flow = f.key;
+        if (dir == Direction::ServerToClient) std::swap(k.flow.client, k.flow.server);
+        k.frame = ev.frame;
+        k.request = auth::krb_msg_type_name(req->msg_type);
+        if (req->cname) k.client = req->cname->str() + "@" + req->realm;
+        if (req->sname) k.sname = req->sname->str();
+        k.realm = req->realm;
+        k.kdc_options = split_names(auth::kdc_options_to_string(req->kdc_options));
+        for (auto e : req->etypes)
+            k.etypes.push_back(auth::etype_name(e));
+        for (const auto& p : req->padata) {
+            k.padata.push_back(auth::pa_type_name(p.type));
+            if (p.for_user) k.s4u_user = p.for_user->user_name.str() + "@" + p.for_user->user_realm;
+        }
+        for (const auto& t : req->additional_tickets)
+            k.additional_ticket_snames.push_back(t.sname.str());
+        f.pending.push_back(std::move(k));
+        return;
+    }
+    // An answer: pair it with the oldest open request of this flow.
+    KerberosEvent k;
+    if (!f.pending.empty()) {
+        k = std::move(f.pending.front());
+        f.pending.pop_front();
+    } else {
+        k.ts = ts;
+        k.flow = f.key;
+        if (dir == Direction::ClientToServer) std::swap(k.flow.client, k.flow.server);
+        k.frame = ev.frame;
+    }
+    k.reply_frame = ev.frame;
+    k.reply = auth::krb_msg_type_name(m.msg_type);
+    if (const auto* rep = std::get_if<auth::KdcRep>(&m.body)) {
+        if (k.client.empty()) k.client = rep->cname.str() + "@" + rep->crealm;
+        if (k.sname.empty()) k.sname = rep->ticket.sname.str();
+        if (k.realm.empty()) k.realm = rep->ticket.realm;
+    } else if (const auto* err = std::get_if<auth::KrbError>(&m.body)) {
+        k.error_code = err->error_code;
+        k.error_name = auth::krb_error_name(err->error_code);
+        if (err->e_text) k.error_text = *err->e_text;
+        if (k.sname.empty() && err->sname) k.sname = err->sname->str();
+        if (k.realm.empty()) k.realm = err->realm;
+        if (k.client.empty() && err->cname)
+            k.client = err->cname->str() + "@" + err->crealm.value_or(err->realm);
+    }
+    emit_kerberos(std::move(k));
+}
+
+Pipeline::Pipeline(EventSink& sink) : Pipeline(sink, Options{}) {}
+Pipeline::Pipeline(EventSink& sink, Options options)
+    : impl_(std::make_unique<Impl>(sink, std::move(options))) {}
+Pipeline::~Pipeline() = default;
+
+void Pipeline::on_open(const FlowKey& flow, Timestamp, bool handshake_seen) {
+    if (impl_->is_kerberos(flow))
+        impl_->kdc(flow);
+    else
+        impl_->tds(flow, handshake_seen);
+}
+
+void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes data, Evidence ev) {
+    if (impl_->is_kerberos(flow)) {
+        auto& f = impl_->kdc(flow);
+        std::vector<std::vector<std::uint8_t>> records;
+        auto& framer = f.framers[static_cast<int>(dir)];
+        const bool was_failed = framer.failed();
+        framer.feed(data, records);
+        if (!was_failed && framer.failed()) ++impl_->counters.decode_problems;
+        for (const auto& r : records)
+            impl_->kerberos_message(f, dir, ts, Bytes(r), ev);
+        return;
+    }
+    impl_->tds(flow, true).conv.feed(dir, ts, data, ev);
+}
+
+void Pipeline::on_gap(const FlowKey& flow, Direction dir, Timestamp ts, std::uint64_t length) {
+    if (impl_->is_kerberos(flow)) return;  // the framer desyncs by itself on bad lengths
+    impl_->tds(flow, true).conv.gap(dir, ts, length);
+}
+
+void Pipeline::on_close(const FlowKey& flow, Timestamp ts, CloseReason) {
+    if (auto it = impl_->tds_flows.find(flow); it != impl_->tds_flows.end()) {
+        it->second->conv.close(ts);
+        impl_->tds_flows.erase(it);
+        impl_->analyzer.connection_closed(flow, ts);
+        return;
+    }
+    if (auto it = impl_->kdc_flows.find(flow); it != impl_->kdc_flows.end()) {
+        for (auto& k : it->second->pending)
+            impl_->emit_kerberos(std::move(k));
+        impl_->kdc_flows.erase(it);
+    }
+}
+
+void Pipeline::on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Bytes payload,
+                           Evidence ev) {
+    if (!impl_->is_kerberos(flow)) return;
+    impl_->kerberos_message(impl_->kdc(flow), dir, ts, payload, ev);
+}
+
+void Pipeline::finish(Timestamp ts) {
+    std::vector<FlowKey> keys;
+    for (const auto& [k, v] : impl_->tds_flows)
+        keys.push_back(k);
+    for (const auto& [k, v] : impl_->kdc_flows)
+        keys.push_back(k);
+    std::sort(keys.begin(), keys.end());  // deterministic order of the last events
+    for (const auto& k : keys)
+        on_close(k, ts, CloseReason::EndOfInput);
+    impl_->analyzer.finish();
+}
+
+const analysis::Analyzer& Pipeline::analyzer() const {
+    return impl_->analyzer;
+}
+const Counters& Pipeline::counters() const {
+    return impl_->counters;
+}
+
+}  // namespace hopscope::pipeline
