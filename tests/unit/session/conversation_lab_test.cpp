@@ -1,0 +1,151 @@
+// Conversation over the project's lab captures (captures/lab/*.pcap: real FreeTDS, impacket,
+// tedious and SPNEGO clients, real MIT KDC and GSSAPI acceptors; see captures/lab/README.md),
+// read through the capture front-end. Each scenario's <id>.expect.json lists the logins the lab
+// server saw; the passive view must agree wherever the bytes are visible, and say "encrypted"
+// (never guess) where they are not.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lab_driver.hpp"
+
+namespace hopscope::session {
+namespace {
+
+std::string lab_dir() {
+    return std::string(HOPSCOPE_CAPTURES_DIR) + "/lab";
+}
+
+std::vector<std::string> lab_captures() {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(lab_dir(), ec)) {
+        if (e.path().extension() == ".pcap") out.push_back(e.path().string());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// Lab addresses (captures/lab/README.md): C .2, A/SQLA .3, B/SQLB .4, SQLC .5, SQLX .6.
+std::string ip_of(const std::string& name) {
+    if (name == "C") return "10.77.0.2";
+    if (name == "A" || name == "SQLA") return "10.77.0.3";
+    if (name == "SQLB") return "10.77.0.4";
+    if (name == "SQLC") return "10.77.0.5";
+    if (name == "SQLX") return "10.77.0.6";
+    return "?";
+}
+
+TEST(ConversationLab, EveryScenarioAgreesWithTheLabServer) {
+    const auto pcaps = lab_captures();
+    ASSERT_GE(pcaps.size(), 15u) << "lab captures missing in " << lab_dir();
+    for (const auto& pcap : pcaps) {
+        SCOPED_TRACE(pcap);
+        const std::string expect_path = pcap.substr(0, pcap.size() - 5) + ".expect.json";
+        std::ifstream in(expect_path);
+        ASSERT_TRUE(in.good()) << expect_path;
+        const auto expect = nlohmann::json::parse(in);
+        const auto driver = testing::replay_capture(pcap);
+
+        // Logins in connection order, with their connection's addresses.
+        struct Seen {
+            std::string client, server;
+            const LoginRecord* rec;
+            bool used = false;
+        };
+        std::vector<Seen> seen;
+        for (const auto& c : driver->all) {
+            for (const auto& f : c->rec->facts) {
+                EXPECT_EQ(f.find("problem"), std::string::npos) << f;
+                EXPECT_EQ(f.find("resync"), std::string::npos) << f;
+            }
+            for (const auto& r : c->rec->logins) {
+                seen.push_back(
+                    {to_string(c->flow.client.addr), to_string(c->flow.server.addr), &r});
+            }
+        }
+        ASSERT_EQ(seen.size(), expect["logins"].size());
+        for (const auto& e : expect["logins"]) {
+            const std::string client = ip_of(e["client"]), server = ip_of(e["server"]);
+            auto it = std::find_if(seen.begin(), seen.end(), [&](const Seen& s) {
+                return !s.used && s.client == client && s.server == server;
+            });
+            ASSERT_NE(it, seen.end()) << e.dump();
+            it->used = true;
+            const LoginRecord& r = *it->rec;
+            SCOPED_TRACE(e.dump() + "\n  seen: " + to_string(r));
+            const bool hidden = r.encryption == tds::EncryptionMode::Full ||
+                                r.encryption == tds::EncryptionMode::Strict;
+            if (e.contains("encryption")) {
+                EXPECT_EQ(tds::to_string(r.encryption), e["encryption"].get<std::string>());
+            }
+            const std::string outcome = e["outcome"];
+            if (hidden) {
+                EXPECT_EQ(r.outcome, LoginOutcome::Incomplete);
+                EXPECT_EQ(r.outcome_detail, "encrypted");
+                EXPECT_EQ(r.auth, AuthKind::Unknown);
+                continue;
+            }
+            EXPECT_EQ(to_string(r.outcome), outcome);
+            const std::string auth = e.value("auth", "");
+            if (auth == "sql") {
+                EXPECT_EQ(r.auth, AuthKind::Sql);
+                EXPECT_EQ(r.user, e["user"].get<std::string>());
+            } else if (auth == "ntlm" || auth == "kerberos") {
+                EXPECT_EQ(r.auth, AuthKind::Integrated);
+                EXPECT_FALSE(r.auth_blobs.empty());
+            } else {
+                EXPECT_EQ(r.auth, AuthKind::Unknown);
+            }
+            const int error = e.value("error", 0);
+            if (error != 0) {
+                ASSERT_TRUE(r.error);
+                EXPECT_EQ(r.error->number, error);
+                if (e.value("anonymous", false) && error == 18456) {
+                    EXPECT_NE(r.error->text.find("ANONYMOUS LOGON"), std::string::npos);
+                }
+            } else if (outcome == "success") {
+                EXPECT_TRUE(r.login_ack);
+                EXPECT_FALSE(r.error);
+            }
+            if (e.contains("alpn")) {
+                EXPECT_EQ(r.tls_alpn, std::vector<std::string>{e["alpn"].get<std::string>()});
+            }
+        }
+    }
+}
+
+TEST(ConversationLab, ChunkingInvarianceOverEveryLabCapture) {
+    for (const auto& pcap : lab_captures()) {
+        SCOPED_TRACE(pcap);
+        const auto whole = testing::replay_capture(pcap, false);
+        const auto bytes = testing::replay_capture(pcap, true);
+        ASSERT_EQ(whole->all.size(), bytes->all.size());
+        for (std::size_t i = 0; i < whole->all.size(); ++i) {
+            EXPECT_FALSE(whole->all[i]->rec->facts.empty());
+            EXPECT_EQ(whole->all[i]->rec->facts, bytes->all[i]->rec->facts);
+        }
+    }
+}
+
+TEST(ConversationLab, SqlPasswordsOfTheLabNeverAppear) {
+    // Scenario 3: SQL login sa with the lab password "S3cret!" and a wrong one.
+    const auto d = testing::replay_capture(lab_dir() + "/3-sql-auth.pcap");
+    ASSERT_EQ(d->all.size(), 2u);
+    for (const auto& c : d->all) {
+        ASSERT_EQ(c->rec->logins.size(), 1u);
+        EXPECT_TRUE(c->rec->logins[0].password_present);
+        std::vector<std::string> all = c->rec->facts;
+        all.push_back(to_string(c->rec->logins[0]));
+        for (const auto& f : all) {
+            EXPECT_EQ(f.find("S3cret"), std::string::npos) << f;
+            EXPECT_EQ(f.find("Passw0rd"), std::string::npos) << f;
+        }
+    }
+    EXPECT_EQ(d->all[0]->rec->logins[0].password_length, 7u) << "S3cret! has 7 characters";
+}
+
+}  // namespace
+}  // namespace hopscope::session
