@@ -25,6 +25,8 @@
 
 #include "conn.hpp"
 #include "gss.hpp"
+#include "hopscope/auth/kerberos.hpp"
+#include "hopscope/auth/sspi.hpp"
 #include "wire.hpp"
 
 namespace hopscope::lab {
@@ -242,7 +244,8 @@ bool Session::login() {
     if (g_cfg.encryption == "strict") {  // TDS 8.0: TLS before any TDS byte
         if (!tls_ || !conn_.tls_accept_direct(tls_, &why)) {
             log_line("TLS: " + why);
-            ev_["outcome"] = "tls-failed";
+            ev_["outcome"] = "incomplete";
+            ev_["incomplete_reason"] = "tls-failed";
             emit(ev_);
             return false;
         }
@@ -273,7 +276,8 @@ bool Session::login() {
         tls_mode = (answer == enc::Off && client_enc == enc::Off) ? "login-only" : "full";
         if (!tls_ || !conn_.tls_accept(tls_, &why)) {
             log_line("TLS: " + why);
-            ev_["outcome"] = "tls-failed";
+            ev_["outcome"] = "incomplete";
+            ev_["incomplete_reason"] = "tls-failed";
             emit(ev_);
             return false;
         }
@@ -285,13 +289,14 @@ bool Session::login() {
                (client_enc == enc::On || client_enc == enc::Req)) {
         tls_mode = "refused";
     }
-    ev_["tls"] = tls_mode;
+    ev_["encryption"] = tls_mode;
 
     auto msg = conn_.read_message(&why);
     if (!msg || msg->type != pkt::Login7) {
         log_line("no LOGIN7: " +
                  (msg ? std::string("packet type ") + std::to_string(msg->type) : why));
-        ev_["outcome"] = "no-login7";
+        ev_["outcome"] = "incomplete";
+        ev_["incomplete_reason"] = "no-login7";
         emit(ev_);
         return false;
     }
@@ -299,7 +304,8 @@ bool Session::login() {
     auto li = parse_login7(msg->payload, &password, &why);
     if (!li) {
         log_line("bad LOGIN7: " + why);
-        ev_["outcome"] = "bad-login7";
+        ev_["outcome"] = "incomplete";
+        ev_["incomplete_reason"] = "bad-login7";
         emit(ev_);
         return false;
     }
@@ -390,7 +396,7 @@ bool Session::integrated_login(const Login7Info& li) {
             user_ = sql_name_from_principal(r.initiator);
             ev_["principal"] = r.initiator;
             ev_["user"] = user_;
-            ev_["delegated"] = r.delegated;
+            ev_["delegation"] = r.delegated ? "yes" : "no";
             if (r.delegated) {
                 const std::string cc = "FILE:" + g_cfg.run_dir + "/deleg-" + g_cfg.name + "-" +
                                        std::to_string(getpid()) + ".ccache";
@@ -411,7 +417,8 @@ bool Session::integrated_login(const Login7Info& li) {
         auto m = conn_.read_message(&why);
         if (!m || m->type != pkt::Sspi) {
             log_line("client left during SSPI: " + why);
-            ev_["outcome"] = "client-aborted";
+            ev_["outcome"] = "incomplete";
+            ev_["incomplete_reason"] = "client-aborted";
             emit(ev_);
             return false;
         }
@@ -468,7 +475,7 @@ void Session::login_ok(const Login7Info& li, const Buffer* final_token) {
     tw.env_string(4, std::to_string(conn_.packet_size()), "4096");
     tw.done(kDoneFinal, 0, 0);
     conn_.send(pkt::Reply, tw.bytes());
-    ev_["outcome"] = "ok";
+    ev_["outcome"] = "success";
     ev_["error"] = 0;
     if (!ev_.contains("anonymous")) ev_["anonymous"] = false;
     emit(ev_);
@@ -480,11 +487,16 @@ void Session::login_failed(std::uint32_t number, const std::string& text, const 
     if (token) {
         tw.sspi(*token);  // e.g. the KRB-ERROR that GSSAPI produced for a rejected AP-REQ
         ev_["failure_token_len"] = token->size();
+        const auto info = auth::classify_sspi(*token);
+        if (info.kerberos) {
+            if (const auto* e = std::get_if<auth::KrbError>(&info.kerberos->body))
+                ev_["kerberos_error"] = e->error_code;
+        }
     }
     tw.error(number, 1, 14, text, g_cfg.name);
     tw.done(kDoneError, 0, 0);
     conn_.send(pkt::Reply, tw.bytes());
-    ev_["outcome"] = "failed";
+    ev_["outcome"] = "failure";
     ev_["error"] = number;
     ev_["message"] = text;
     if (!ev_.contains("anonymous")) ev_["anonymous"] = false;
@@ -559,7 +571,7 @@ void Session::linked_query(const std::string& name, const std::string& inner) {
                       {"linked_server", name},
                       {"caller", user_},
                       {"auth", r.auth},
-                      {"outcome", r.ok ? "ok" : "failed"},
+                      {"outcome", r.ok ? "success" : "failure"},
                       {"delegated_credential", !deleg_ccache_.empty()}};
     if (!r.failure.empty()) ev["failure"] = r.failure;
     if (!r.errors.empty()) ev["remote_error"] = r.errors.front().number;
