@@ -845,6 +845,104 @@ struct TokenStreamParser::Impl {
     }
 };
 
+const char* token_name(std::uint8_t token) {
+    switch (token) {
+        case 0x78:
+            return "OFFSET";
+        case 0x79:
+            return "RETURNSTATUS";
+        case 0x81:
+            return "COLMETADATA";
+        case 0x88:
+            return "ALTMETADATA";
+        case 0xA3:
+            return "DATACLASSIFICATION";
+        case 0xA4:
+            return "TABNAME";
+        case 0xA5:
+            return "COLINFO";
+        case 0xA9:
+            return "ORDER";
+        case 0xAA:
+            return "ERROR";
+        case 0xAB:
+            return "INFO";
+        case 0xAC:
+            return "RETURNVALUE";
+        case 0xAD:
+            return "LOGINACK";
+        case 0xAE:
+            return "FEATUREEXTACK";
+        case 0xD1:
+            return "ROW";
+        case 0xD2:
+            return "NBCROW";
+        case 0xD3:
+            return "ALTROW";
+        case 0xE3:
+            return "ENVCHANGE";
+        case 0xE4:
+            return "SESSIONSTATE";
+        case 0xED:
+            return "SSPI";
+        case 0xEE:
+            return "FEDAUTHINFO";
+        case 0xFD:
+            return "DONE";
+        case 0xFE:
+            return "DONEPROC";
+        case 0xFF:
+            return "DONEINPROC";
+        default:
+            return "UNKNOWN";
+    }
+}
+
+const char* env_change_name(std::uint8_t type) {
+    switch (type) {
+        case 1:
+            return "database";
+        case 2:
+            return "language";
+        case 3:
+            return "charset";
+        case 4:
+            return "packet-size";
+        case 5:
+            return "unicode-lcid";
+        case 6:
+            return "unicode-comparison-flags";
+        case 7:
+            return "collation";
+        case 8:
+            return "begin-transaction";
+        case 9:
+            return "commit-transaction";
+        case 10:
+            return "rollback-transaction";
+        case 11:
+            return "enlist-dtc-transaction";
+        case 12:
+            return "defect-transaction";
+        case 13:
+            return "mirroring-partner";
+        case 15:
+            return "promote-transaction";
+        case 16:
+            return "transaction-manager-address";
+        case 17:
+            return "transaction-ended";
+        case 18:
+            return "reset-connection-ack";
+        case 19:
+            return "user-instance-name";
+        case 20:
+            return "routing";
+        default:
+            return "unknown";
+    }
+}
+
 TokenStreamParser::TokenStreamParser(TokenSink& sink) : TokenStreamParser(sink, Limits{}) {}
 TokenStreamParser::TokenStreamParser(TokenSink& sink, Limits limits)
     : impl_(std::make_unique<Impl>(sink, limits)) {}

@@ -346,5 +346,38 @@ TEST(LoginTokens, PendingLimitIsEnforced) {
     EXPECT_EQ(p.last_error().code, DecodeError::Code::TooLarge);
 }
 
+// [MS-TDS 2.2.7.9] type 15 promote transaction: L_VARBYTE new value, 0x00 old value; types
+// without a known layout are reported with their type and skipped by the token length.
+TEST(LoginTokens, EnvChangePromoteAndUnknownType) {
+    Recorder rec;
+    TokenStreamParser p(rec);
+    Buf m = B().token16(0xE3, B().u8(15).u32(3).raw(hex("aabbcc")).u8(0).b)
+                .token16(0xE3, B().u8(99).raw(hex("0102030405")).b)
+                .raw(done(0xFD, 0, 0, 0))
+                .b;
+    ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
+    ASSERT_EQ(rec.envs.size(), 2u);
+    EXPECT_EQ(rec.envs[0].new_value, "aabbcc");
+    EXPECT_EQ(rec.envs[1].type, 99);
+    EXPECT_EQ(rec.tokens[1].second, 9u);
+    EXPECT_STREQ(env_change_name(20), "routing");
+    EXPECT_STREQ(env_change_name(99), "unknown");
+    EXPECT_STREQ(token_name(0xAD), "LOGINACK");
+    EXPECT_STREQ(token_name(0xD2), "NBCROW");
+    EXPECT_STREQ(token_name(0x00), "UNKNOWN");
+}
+
+TEST(LoginTokens, ResetMessageDropsThePartialToken) {
+    Recorder rec;
+    TokenStreamParser p(rec);
+    const Buf m = error_18456();
+    EXPECT_EQ(p.feed(Bytes(m.data(), 10), false), DecodeStatus::NeedMore);
+    p.reset_message();  // e.g. a gap in the capture
+    const Buf d = done(0xFD, 0, 0, 0);
+    EXPECT_EQ(feed_all(p, d), DecodeStatus::Consumed);
+    EXPECT_TRUE(rec.messages.empty());
+    EXPECT_EQ(rec.dones.size(), 1u);
+}
+
 }  // namespace
 }  // namespace hopscope::tds::test

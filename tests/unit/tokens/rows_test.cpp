@@ -568,6 +568,42 @@ TEST(Rows, UnknownTokensFollowTheLengthClassRule) {
     EXPECT_NE(p.last_error().detail.find("0x0f"), std::string::npos);
 }
 
+// TDS 7.1 COLMETADATA: UserType is a USHORT and a TEXT column's TableName is one US_VARCHAR
+// (NumParts came with TDS 7.2) [MS-TDS 2.2.7.4].
+TEST(Rows, Tds71TextColumnTableName) {
+    Recorder rec;
+    TokenStreamParser p(rec);
+    p.set_tds_version(0x71000001);
+    Buf m = B().u8(0x81)
+                .u16(1)
+                .u16(0x23)
+                .u16(0x0009)
+                .u8(0x23)
+                .u32(0x7FFFFFFF)
+                .raw(kCollation)
+                .usvarchar("dbo.notes")
+                .bvarchar("body")
+                .u8(0xD1)
+                .u8(16)
+                .raw(Buf(16, 1))
+                .raw(Buf(8, 2))
+                .u32(3)
+                .raw(hex("616263"))
+                .u8(0xFD)
+                .u16(0x10)
+                .u16(0xC1)
+                .u32(1)
+                .b;
+    ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed) << p.last_error().detail;
+    ASSERT_EQ(rec.metas.size(), 1u);
+    EXPECT_EQ(rec.metas[0][0].user_type, 0x23u);
+    EXPECT_EQ(rec.metas[0][0].table_name, "dbo.notes");
+    EXPECT_EQ(rec.metas[0][0].name, "body");
+    EXPECT_EQ(rec.rows, 1u);
+    ASSERT_EQ(rec.dones.size(), 1u);
+    EXPECT_EQ(rec.dones[0].row_count, 1u);
+}
+
 // Real bytes, midstream capture, connection of frames 10..25 (one parser for the connection):
 // values as shown by tshark.
 TEST(RealResponses, MidstreamConnectionResponses) {

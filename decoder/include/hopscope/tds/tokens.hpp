@@ -130,6 +130,12 @@ class TokenSink {
     virtual void on_token(std::uint8_t /*token*/, std::size_t /*size*/) {}
 };
 
+/// Name of a token byte ("LOGINACK", "ERROR", "ROW", ...) or "UNKNOWN".
+const char* token_name(std::uint8_t token);
+
+/// Name of an ENVCHANGE type ("database", "packet-size", "routing", ...) or "unknown".
+const char* env_change_name(std::uint8_t type);
+
 class TokenStreamParser {
   public:
     struct Limits {
