@@ -115,6 +115,9 @@ struct Conversation::Impl {
         void on_encrypted_record(std::uint8_t type, std::size_t len) override {
             impl->encrypted_record(*side, type, len);
         }
+        void on_alert(std::uint8_t level, std::uint8_t description) override {
+            impl->cb.on_tls_alert(impl->ctx(*side, side->unit_offset), level, description);
+        }
         void on_error(const DecodeError& e) override {
             impl->cb.on_problem(impl->ctx(*side, side->unit_offset), DecodeStatus::Malformed, e);
         }
@@ -425,12 +428,12 @@ struct Conversation::Impl {
                         " cut short by a packet of type " + tds::packet_type_name(h.type));
             abort_message(s);
         }
-        if (!s.in_msg) start_message(s, h, u.offset);
+        if (!s.in_msg) start_message(s, h, u.offset, payload);
         append_packet(s, h, payload, u.offset);
         if (h.eom()) end_message(s);
     }
 
-    void start_message(Side& s, const tds::PacketHeader& h, std::uint64_t off) {
+    void start_message(Side& s, const tds::PacketHeader& h, std::uint64_t off, Bytes first) {
         s.in_msg = true;
         s.msg_type = h.type;
         s.msg_offset = off;
@@ -457,9 +460,13 @@ struct Conversation::Impl {
                     break;
             }
         } else {
+            // The answer to PRELOGIN is a 0x04 message in PRELOGIN format. Without the client's
+            // PRELOGIN (capture started just after it) it is recognised by content: VERSION (0x00)
+            // MUST be its first option, and 0x00 starts no token.
+            const bool before_login = !server_prelogin_seen && !login7_seen && !login7_encrypted;
             const bool prelogin_response =
-                h.type == 0x12 || (client_prelogin_seen && !server_prelogin_seen && !login7_seen &&
-                                   !login7_encrypted);
+                h.type == 0x12 ||
+                (before_login && (client_prelogin_seen || (!first.empty() && first[0] == 0x00)));
             s.kind = prelogin_response ? MsgKind::Buffered : MsgKind::Tokens;
             msg_saw_error = false;
         }

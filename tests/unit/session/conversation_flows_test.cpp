@@ -230,7 +230,7 @@ TEST(ConversationFlows, FullEncryptionReportsEncryptedNotGuessed) {
     };
     const Outcome r = play(steps);
     EXPECT_TRUE(has(r.facts, "encryption mode=full")) << dump(r);
-    EXPECT_TRUE(has(r.facts, "c2s@") && has(r.facts, "encrypted data 400")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "f=5 t=5000 encrypted data 400")) << dump(r);
     EXPECT_TRUE(has(r.facts, "encrypted data 200")) << dump(r);
     EXPECT_FALSE(has(r.facts, "login7 ")) << dump(r);
     ASSERT_EQ(r.logins.size(), 1u);
@@ -522,6 +522,27 @@ TEST(ConversationFlows, ImpossibleLengthIsATypedErrorThenResync) {
     EXPECT_TRUE(has(r.facts, "c2s@0 f=1 t=1000 problem malformed bad-length")) << dump(r);
     EXPECT_TRUE(has(r.facts, "resync skipped=8")) << dump(r);
     EXPECT_TRUE(has(r.facts, "sql_batch \"select 2\"")) << dump(r);
+}
+
+TEST(ConversationFlows, TlsAlertAndPreloginResponseWithoutTheRequest) {
+    // The client rejects the server certificate: a clear fatal alert 2/42 (bad_certificate)
+    // tunnelled in a 0x12 packet [RFC 5246 7.2].
+    const Outcome r = play({
+        {C::ClientToServer, prelogin_msg(tds::encrypt::kOn)},
+        {C::ServerToClient, prelogin_resp(tds::encrypt::kOn)},
+        {C::ClientToServer,
+         testing::packet(0x12, 0x01,
+                         testing::tls_record(0x16, testing::client_hello("sqla", {}, false)))},
+        {C::ServerToClient,
+         testing::packet(0x12, 0x01,
+                         testing::tls_record(0x16, testing::server_hello(0xc02f, false)))},
+        {C::ClientToServer, testing::packet(0x12, 0x01, testing::tls_record(0x15, {0x02, 42}))},
+    });
+    EXPECT_TRUE(has(r.facts, "f=5 t=5000 tls_alert 2/42")) << dump(r);
+    // A capture that starts after the client's PRELOGIN: the response is still recognised.
+    const Outcome late = play({{C::ServerToClient, prelogin_resp(tds::encrypt::kNotSup)}});
+    EXPECT_TRUE(has(late.facts, "s2c@0 f=1 t=1000 prelogin version=15.0.4306")) << dump(late);
+    EXPECT_FALSE(has(late.facts, "problem")) << dump(late);
 }
 
 }  // namespace

@@ -56,6 +56,10 @@ struct FactRecorder : session::ConversationCallbacks {
     void on_encrypted(const session::FactContext& c, const char* what, std::size_t n) override {
         add(c, std::string("encrypted ") + what + " " + std::to_string(n));
     }
+    void on_tls_alert(const session::FactContext& c, std::uint8_t level,
+                      std::uint8_t desc) override {
+        add(c, "tls_alert " + std::to_string(level) + "/" + std::to_string(desc));
+    }
     void on_login7(const session::FactContext& c, const tds::Login7& l) override {
         add(c, "login7 " + tds::to_string(l));
     }

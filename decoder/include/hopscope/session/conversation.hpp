@@ -138,6 +138,10 @@ class ConversationCallbacks {
     /// A protected TLS record of `length` bytes. `what`: "login7" (the first LOGIN7 packet in
     /// login-only mode), "handshake" (Finished etc.), "data".
     virtual void on_encrypted(const FactContext&, const char* /*what*/, std::size_t /*length*/) {}
+    /// A clear TLS alert (before ChangeCipherSpec), e.g. 2/42 bad_certificate: why a TLS
+    /// handshake failed. Level 1 warning, 2 fatal [RFC 5246 7.2].
+    virtual void on_tls_alert(const FactContext&, std::uint8_t /*level*/,
+                              std::uint8_t /*description*/) {}
     virtual void on_login7(const FactContext&, const tds::Login7&) {}
     /// An authentication blob, in order of appearance. The bytes are valid during the call only.
     virtual void on_auth_blob(const FactContext&, AuthBlobSource, Bytes /*blob*/) {}
