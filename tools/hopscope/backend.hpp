@@ -1,8 +1,8 @@
 // What the capture commands (analyze, live) feed: a StreamSink that also reports at the end.
 //
-// The CLI builds exactly one Backend through make_backend(); today that is FlowSummary (counts
-// connections and bytes per flow), and plugging in the decoding pipeline (a Conversation per TDS
-// flow, the Kerberos decoder, the analyzer, JSON events) is a change to make_backend() only.
+// The CLI builds exactly one Backend through make_backend(): the decoding pipeline (a
+// Conversation per TDS flow, the Kerberos decoder, the analyzer, JSON events and the console
+// view), or with `flows_only` the FlowSummary that only counts connections and bytes per flow.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,7 @@ struct BackendOptions {
     bool quiet = false;         ///< no summary on stdout (JSON and errors only)
     std::FILE* json = nullptr;  ///< JSON lines destination, or nullptr
     std::FILE* text = stdout;   ///< human-readable output
+    bool flows_only = false;    ///< list flows without decoding them (FlowSummary)
 };
 
 class Backend : public StreamSink {
@@ -32,6 +33,10 @@ class Backend : public StreamSink {
     [[nodiscard]] virtual bool has_error_findings() const = 0;
 };
 
-std::unique_ptr<Backend> make_backend(const BackendOptions& options);
+std::unique_ptr<Backend> make_flow_summary_backend(const BackendOptions& options);
+std::unique_ptr<Backend> make_analysis_backend(const BackendOptions& options);
+inline std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
+    return options.flows_only ? make_flow_summary_backend(options) : make_analysis_backend(options);
+}
 
 }  // namespace hopscope::cli

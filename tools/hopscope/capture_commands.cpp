@@ -49,7 +49,11 @@ void add_common(CLI::App* cmd, CaptureCommands::Common& c) {
                     "write events as JSON lines to PATH, or to standard output with '-' (the "
                     "summary then goes to standard error)");
     cmd->add_flag("-q,--quiet", c.quiet, "print no summary, only errors (and --json output)");
-    cmd->add_flag("-v,--verbose", c.verbose, "print one line per connection as it ends");
+    cmd->add_flag("-v,--verbose", c.verbose,
+                  "also print every login, KDC exchange and server error as it is decoded");
+    cmd->add_flag("--flows", c.flows_only,
+                  "only list the TDS and Kerberos connections found (bytes, gaps), without "
+                  "decoding them");
     cmd->add_flag("--fail-on-findings", c.fail_on_findings,
                   "exit with status 1 when a finding of severity 'error' was reported");
 }
@@ -94,6 +98,7 @@ BackendOptions backend_options(const CaptureCommands::Common& c, const Outputs& 
     if (!c.tds_ports.empty()) b.tds_ports = c.tds_ports;
     if (!c.kerberos_ports.empty()) b.kerberos_ports = c.kerberos_ports;
     b.verbose = c.verbose;
+    b.flows_only = c.flows_only;
     b.quiet = c.quiet;
     b.json = out.json;
     b.text = out.text;

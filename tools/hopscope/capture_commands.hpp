@@ -19,6 +19,7 @@ struct CaptureCommands {
         std::vector<std::uint16_t> kerberos_ports;
         bool no_heuristic = false;
         bool all_flows = false;
+        bool flows_only = false;
         std::string json;
         bool quiet = false;
         bool verbose = false;

@@ -1,4 +1,4 @@
-// FlowSummary: the interim backend. Counts what the capture front-end hands on - TDS
+// FlowSummary: the `--flows` backend (no decoding). Counts what the capture front-end hands on - TDS
 // connections, Kerberos TCP connections and UDP datagrams, bytes and gaps per direction - and
 // prints a summary (and JSON lines with --json). No payload byte is ever printed.
 #include <map>
@@ -157,7 +157,7 @@ class FlowSummary final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
+std::unique_ptr<Backend> make_flow_summary_backend(const BackendOptions& options) {
     return std::make_unique<FlowSummary>(options);
 }
 

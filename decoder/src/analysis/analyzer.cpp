@@ -79,7 +79,7 @@ std::string frames_filter(const std::vector<EvidenceRef>& ev) {
     std::string out = "frame.number in {";
     bool first = true;
     for (auto n : frames) {
-        if (!first) out += ' ';
+        if (!first) out += ", ";
         out += std::to_string(n);
         first = false;
     }

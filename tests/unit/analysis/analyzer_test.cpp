@@ -99,7 +99,7 @@ TEST(Analyzer, NtlmFirstHopIsTheCauseOfTheAnonymousSecondHop) {
     EXPECT_NE(f->remedy.find("setspn -S MSSQLSvc/sqla.lab.test:1433 LAB\\"), std::string::npos)
         << f->remedy;
     ASSERT_EQ(f->hops.size(), 2u);
-    EXPECT_EQ(f->display_filter, "frame.number in {13 33}");
+    EXPECT_EQ(f->display_filter, "frame.number in {13, 33}");
     auto chains = a.chain_summary();
     ASSERT_EQ(chains.size(), 1u);
     EXPECT_EQ(chains[0].first_auth, AuthKind::Ntlm);

@@ -1,0 +1,110 @@
+// AnalysisBackend: the decoding pipeline behind `analyze` and `live`. Byte streams go through
+// pipeline::Pipeline (TDS conversations, Kerberos, the analyzer); events come out as JSON lines
+// (--json) and on the console: findings as soon as they are decided, logins and KDC exchanges
+// with --verbose, and the chains/hops view at the end.
+#include <unistd.h>
+
+#include "backend.hpp"
+#include "hopscope/pipeline/pipeline.hpp"
+#include "hopscope/report/console.hpp"
+#include "hopscope/report/json_events.hpp"
+
+namespace hopscope::cli {
+namespace {
+
+class AnalysisBackend final : public Backend, private pipeline::EventSink {
+  public:
+    explicit AnalysisBackend(BackendOptions o)
+        : o_(std::move(o)),
+          pipeline_(*this, make_options(o_)),
+          console_(o_.text ? o_.text : stdout, o_.text && isatty(fileno(o_.text)) != 0),
+          json_(o_.json) {}
+
+    void on_open(const FlowKey& f, Timestamp ts, bool hs) override { pipeline_.on_open(f, ts, hs); }
+    void on_data(const FlowKey& f, Direction d, Timestamp ts, Bytes b, Evidence ev) override {
+        pipeline_.on_data(f, d, ts, b, ev);
+    }
+    void on_gap(const FlowKey& f, Direction d, Timestamp ts, std::uint64_t n) override {
+        pipeline_.on_gap(f, d, ts, n);
+    }
+    void on_close(const FlowKey& f, Timestamp ts, CloseReason why) override {
+        pipeline_.on_close(f, ts, why);
+    }
+    void on_datagram(const FlowKey& f, Direction d, Timestamp ts, Bytes b, Evidence ev) override {
+        pipeline_.on_datagram(f, d, ts, b, ev);
+    }
+
+    void finish(Timestamp end, const captures::AssemblerStats& s) override {
+        pipeline_.finish(end);
+        const pipeline::Counters& c = pipeline_.counters();
+        if (o_.text && !o_.quiet) {
+            console_.summary(pipeline_.analyzer());
+            std::fprintf(o_.text,
+                         "%llu frames, %llu TDS connections, %llu logins, %llu KDC messages, "
+                         "%llu server errors; %llu gaps (%llu bytes missing), %llu decode "
+                         "problems\n",
+                         u(s.frames), u(c.tds_connections), u(c.logins), u(c.kerberos_messages),
+                         u(c.server_errors), u(s.gaps), u(s.gap_bytes), u(c.decode_problems));
+        }
+        if (o_.json) {
+            nlohmann::ordered_json counters;
+            counters["frames"] = s.frames;
+            counters["damaged_frames"] = s.bad_frames;
+            counters["tds_connections"] = c.tds_connections;
+            counters["kerberos_flows"] = c.kerberos_flows;
+            counters["logins"] = c.logins;
+            counters["kerberos_messages"] = c.kerberos_messages;
+            counters["server_errors"] = c.server_errors;
+            counters["decode_problems"] = c.decode_problems;
+            counters["resyncs"] = c.resyncs;
+            counters["gaps"] = s.gaps;
+            counters["gap_bytes"] = s.gap_bytes;
+            counters["encrypted_records"] = c.encrypted_records;
+            counters["retransmitted_bytes"] = s.retransmitted_bytes;
+            json_.write(report::summary_json(end, pipeline_.analyzer(), counters));
+        }
+    }
+
+    [[nodiscard]] bool has_error_findings() const override { return error_findings_ > 0; }
+
+  private:
+    static pipeline::Pipeline::Options make_options(const BackendOptions& o) {
+        pipeline::Pipeline::Options p;
+        p.kerberos_ports = o.kerberos_ports;
+        return p;
+    }
+    static unsigned long long u(std::uint64_t v) { return static_cast<unsigned long long>(v); }
+    bool text() const { return o_.text && !o_.quiet; }
+
+    void on_login(const analysis::LoginEvent& e) override {
+        if (o_.json) json_.write(report::to_json(e));
+        if (text() && o_.verbose) console_.login(e, pipeline_.analyzer());
+    }
+    void on_kerberos(const analysis::KerberosEvent& e) override {
+        if (o_.json) json_.write(report::to_json(e));
+        if (text() && o_.verbose) console_.kerberos(e);
+    }
+    void on_server_error(const analysis::ServerErrorEvent& e) override {
+        if (o_.json) json_.write(report::to_json(e));
+        if (text() && o_.verbose) console_.server_error(e);
+    }
+    void on_finding(const analysis::Finding& f) override {
+        if (f.severity == analysis::Severity::Error) ++error_findings_;
+        if (o_.json) json_.write(report::to_json(f));
+        if (text()) console_.finding(f);
+    }
+
+    BackendOptions o_;
+    pipeline::Pipeline pipeline_;
+    report::ConsoleRenderer console_;
+    report::JsonLinesWriter json_;
+    std::uint64_t error_findings_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_analysis_backend(const BackendOptions& options) {
+    return std::make_unique<AnalysisBackend>(options);
+}
+
+}  // namespace hopscope::cli
