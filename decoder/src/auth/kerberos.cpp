@@ -1,6 +1,7 @@
 #include "hopscope/auth/kerberos.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "hopscope/auth/der.hpp"
 
@@ -253,6 +254,53 @@ DecodeError parse_ap_rep(const Tlv& app, ApRep& out) {
     return {};
 }
 
+DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out);
+
+/// Best-effort view of KRB-ERROR e-data: METHOD-DATA (SEQUENCE OF PA-DATA) or MS-KILE
+/// KERB-ERROR-DATA ::= SEQUENCE { data-type [1] INTEGER, data-value [2] OCTET STRING OPTIONAL },
+/// whose KERB_ERR_TYPE_EXTENDED (3) value is KERB-EXT-ERROR { status, reserved, flags } (LE).
+void read_e_data(Bytes data, std::size_t base, unsigned depth, KrbError& out) {
+    Reader r(data, base, depth, der::LengthRule::BerDefinite);
+    Tlv seq;
+    if (r.next(seq) || !r.at_end() || !seq.is_universal(der::tag::Sequence) || !seq.constructed) {
+        return;
+    }
+    Reader items;
+    if (Reader::enter(seq, items)) return;
+    Tlv first;
+    if (!items.peek(first)) return;
+    if (first.is_universal(der::tag::Sequence)) {
+        std::vector<PaData> pas;
+        if (parse_padata(seq, false, pas)) return;
+        for (const auto& p : pas)
+            out.e_data_padata.push_back(p.type);
+        return;
+    }
+    FieldReader f;
+    if (FieldReader::open(seq, f)) return;
+    std::optional<std::int32_t> type;
+    Bytes value;
+    for (;;) {
+        bool more = false;
+        std::uint32_t n = 0;
+        Tlv v;
+        if (f.next(more, n, v)) return;
+        if (!more) break;
+        if (n == 1) {
+            std::int32_t t = 0;
+            if (der::as_int32(v, t)) return;
+            type = t;
+        } else if (n == 2) {
+            if (der::as_octet_string(v, value)) return;
+        } else {
+            return;
+        }
+    }
+    if (!type) return;
+    out.e_data_type = type;
+    if (*type == 3 && value.size() >= 4) out.ext_status = load_u32le(value.data());
+}
+
 DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 30, seq)) return e;
@@ -326,6 +374,7 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
                 Bytes d;
                 if (auto e = der::as_octet_string(v, d)) return e;
                 out.e_data_len = d.size();
+                read_e_data(d, v.offset + v.header, v.depth + 1, out);
                 break;
             }
             default:
@@ -1260,6 +1309,14 @@ std::string to_string(const KerberosMessage& m) {
         s += " stime=" + e->stime;
         if (e->e_text) s += " e-text=" + *e->e_text;
         if (e->e_data_len) s += " e-data=" + std::to_string(e->e_data_len) + "B";
+        for (std::int32_t t : e->e_data_padata) {
+            s += std::string(" e-data-pa=") + pa_type_name(t) + "(" + std::to_string(t) + ")";
+        }
+        if (e->ext_status) {
+            char buf[16];
+            std::snprintf(buf, sizeof buf, "0x%08x", *e->ext_status);
+            s += std::string(" ntstatus=") + buf;
+        }
     } else if (const auto* c = std::get_if<KrbCred>(&m.body)) {
         for (const auto& t : c->tickets)
             s += " ticket=" + ticket(t);

@@ -174,6 +174,16 @@ def krb_fields(layer):
                 out.append(("sname", principal(first(el, "kerberos.sname_element"))))
             if "kerberos.e_text" in el:
                 out.append(("e_text", first(el, "kerberos.e_text")))
+            ed = first(el, "kerberos.e_data_tree")
+            if isinstance(ed, dict):
+                if "kerberos.PA_DATA_element" in ed:  # METHOD-DATA (RFC 4120 5.9.1)
+                    out.append(("e_data.padata", ",".join(
+                        first(p, "kerberos.padata_type") for p in elements(ed, "kerberos.PA_DATA_element"))))
+                elif "kerberos.padata_type" in ed:  # KERB-ERROR-DATA (MS-KILE 2.2.1)
+                    out.append(("e_data.type", first(ed, "kerberos.padata_type")))
+                    vt = first(first(ed, "kerberos.padata_type_tree") or {}, "kerberos.padata_value_tree")
+                    if isinstance(vt, dict) and "kerberos.smb.nt_status" in vt:
+                        out.append(("e_data.status", first(vt, "kerberos.smb.nt_status")))
         break
     return out
 

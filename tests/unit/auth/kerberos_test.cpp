@@ -176,6 +176,37 @@ TEST(Kerberos, KrbErrorFieldsAndNames) {
     EXPECT_EQ(krb_error_name(999), "KRB_ERR_999");
 }
 
+TEST(Kerberos, KrbErrorEData) {
+    // MS-KILE §2.2.1-2.2.2: KERB-ERROR-DATA { data-type [1], data-value [2] }; type 3 carries
+    // KERB-EXT-ERROR { NTSTATUS, reserved, flags } little-endian.
+    auto with_e_data = [](const Buf& e_data) {
+        return tlv(0x7e,
+                   seq({ctx(0, integer(5)), ctx(1, integer(30)), ctx(4, ktime("20190205033849Z")),
+                        ctx(5, integer(0)), ctx(6, integer(13)), ctx(9, gstring("LAB.TEST")),
+                        ctx(12, tlv(0x04, e_data))}));
+    };
+    const Buf ext = seq(
+        {ctx(1, integer(3)), ctx(2, tlv(0x04, {0xbb, 0x00, 0x00, 0xc0, 0, 0, 0, 0, 3, 0, 0, 0}))});
+    auto e = std::get<KrbError>(parse(with_e_data(ext)).body);
+    EXPECT_EQ(e.e_data_type, 3);
+    EXPECT_EQ(e.ext_status, 0xc00000bbu);  // STATUS_NOT_SUPPORTED
+    EXPECT_NE(to_string(parse(with_e_data(ext))).find("ntstatus=0xc00000bb"), std::string::npos);
+
+    e = std::get<KrbError>(parse(with_e_data(seq({ctx(1, integer(2))}))).body);
+    EXPECT_EQ(e.e_data_type, 2);  // KERB_AP_ERR_TYPE_SKEW_RECOVERY
+    EXPECT_FALSE(e.ext_status);
+
+    // RFC 4120 §5.9.1 METHOD-DATA.
+    e = std::get<KrbError>(parse(with_e_data(seq({pa(19, seq({})), pa(2, {})}))).body);
+    EXPECT_EQ(e.e_data_padata, (std::vector<std::int32_t>{19, 2}));
+
+    // e-data is opaque: an unreadable one is kept by length, the KRB-ERROR still decodes.
+    e = std::get<KrbError>(parse(with_e_data({0x30, 0x05, 0x01})).body);
+    EXPECT_EQ(e.e_data_len, 3u);
+    EXPECT_TRUE(e.e_data_padata.empty());
+    EXPECT_FALSE(e.e_data_type);
+}
+
 TEST(Kerberos, GssTokenForms) {
     // RFC 4121 §4.1: 60 len 06 09 <krb5 OID> TOK_ID(2, big-endian) message; the 0x60 framing is
     // optional on replies, and impacket sends a bare AP-REQ.

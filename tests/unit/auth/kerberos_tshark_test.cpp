@@ -3,6 +3,7 @@
 // extracted once by tests/data/auth/extract.py into krb_tshark.txt).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "fixtures.hpp"
@@ -86,6 +87,9 @@ Fields ours(const KerberosMessage& m, bool tcp) {
         f.emplace_back("realm", e->realm);
         if (e->sname) f.emplace_back("sname", e->sname->str());
         if (e->e_text) f.emplace_back("e_text", *e->e_text);
+        if (!e->e_data_padata.empty()) f.emplace_back("e_data.padata", join(e->e_data_padata));
+        if (e->e_data_type) f.emplace_back("e_data.type", std::to_string(*e->e_data_type));
+        if (e->ext_status) f.emplace_back("e_data.status", test::hex32(*e->ext_status));
     }
     return f;
 }
@@ -127,7 +131,16 @@ TEST(KerberosTshark, EveryPublicMessageMatchesTshark) {
             ASSERT_FALSE(err) << r.where() << ": " << err.detail << " at " << err.offset;
             m = tok.message;
         }
-        EXPECT_TRUE(test::same_fields(r.fields, ours(m, tcp))) << r.where();
+        Fields mine = ours(m, tcp);
+        // tshark 4.0 decodes KRB-ERROR e-data only in some cases (not MIT's METHOD-DATA with
+        // PA-FX-FAST, not a KERB-ERROR-DATA without data-value); compare e-data where it did.
+        const bool tshark_e_data =
+            std::any_of(r.fields.begin(), r.fields.end(),
+                        [](const auto& kv) { return kv.first.rfind("e_data.", 0) == 0; });
+        if (!tshark_e_data) {
+            std::erase_if(mine, [](const auto& kv) { return kv.first.rfind("e_data.", 0) == 0; });
+        }
+        EXPECT_TRUE(test::same_fields(r.fields, mine)) << r.where();
         ++by_type[m.msg_type];
     }
     for (std::int32_t t : {10, 11, 12, 13, 14, 15, 30})

@@ -133,6 +133,13 @@ struct KrbError {
     std::optional<PrincipalName> sname;  ///< MIT sends KRB-ERRORs without it
     std::optional<std::string> e_text;
     std::size_t e_data_len = 0;
+    // e-data is an opaque OCTET STRING (RFC 4120 §5.9.1); when it holds one of the two usual
+    // structures it is decoded below, otherwise these stay empty (never an error).
+    std::vector<std::int32_t> e_data_padata;  ///< METHOD-DATA: PA-DATA types the KDC offers
+    std::optional<std::int32_t> e_data_type;  ///< KERB-ERROR-DATA data-type (MS-KILE §2.2.1)
+    /// KERB-EXT-ERROR status (MS-KILE §2.2.2, data-type 3): the NTSTATUS behind the code, e.g.
+    /// 0xC00000BB STATUS_NOT_SUPPORTED with KDC_ERR_BADOPTION when delegation is refused.
+    std::optional<std::uint32_t> ext_status;
 };
 
 /// PA-FOR-USER (MS-SFU §2.2.1): the user a service asks a ticket to itself for (S4U2Self).
