@@ -977,6 +977,15 @@ std::string kdc_options_to_string(std::uint32_t o) {
                           {Validate, "validate"}});
 }
 
+std::string pac_options_to_string(std::uint32_t o) {
+    using namespace pac_option;
+    return flag_names(
+        o, {{Claims, "claims"},
+            {BranchAware, "branch-aware"},
+            {ForwardToFullDc, "forward-to-full-dc"},
+            {ResourceBasedConstrainedDelegation, "resource-based-constrained-delegation"}});
+}
+
 std::string ap_options_to_string(std::uint32_t o) {
     return flag_names(o, {{ap_option::UseSessionKey, "use-session-key"},
                           {ap_option::MutualRequired, "mutual-required"}});
@@ -1288,7 +1297,8 @@ std::string to_string(const KerberosMessage& m) {
                 s += "[user " + (p.s4u_x509_user->cname ? p.s4u_x509_user->cname->str() : "") +
                      "@" + p.s4u_x509_user->crealm + "]";
             }
-            if (p.pac_options) s += "[flags " + std::to_string(*p.pac_options >> 28) + "]";
+            if (p.pac_options) s += "[" + pac_options_to_string(*p.pac_options) + "]";
+            if (p.include_pac) s += *p.include_pac ? "[include-pac]" : "[no-pac]";
         }
         for (const auto& t : q->additional_tickets)
             s += " additional-ticket=" + ticket(t);

@@ -112,6 +112,7 @@ TEST(Kerberos, S4U2ProxyWithAdditionalTicketAndPacOptions) {
     const PaData* po = q.find_padata(pa_type::PacOptions);
     ASSERT_TRUE(po && po->pac_options);
     EXPECT_EQ(*po->pac_options, pac_option::ResourceBasedConstrainedDelegation);
+    EXPECT_EQ(pac_options_to_string(*po->pac_options), "resource-based-constrained-delegation");
     ASSERT_EQ(q.additional_tickets.size(), 1u);
     EXPECT_EQ(q.additional_tickets[0].sname.str(), "MSSQLSvc/sqla.lab.test:1433");
     EXPECT_EQ(q.additional_tickets[0].enc_part.kvno, 2u);

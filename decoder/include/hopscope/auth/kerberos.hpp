@@ -82,6 +82,7 @@ inline constexpr std::uint32_t BranchAware = 0x40000000u;
 inline constexpr std::uint32_t ForwardToFullDc = 0x20000000u;
 inline constexpr std::uint32_t ResourceBasedConstrainedDelegation = 0x10000000u;
 }  // namespace pac_option
+std::string pac_options_to_string(std::uint32_t options);
 
 /// Encryption type name ("aes256-cts-hmac-sha1-96", "rc4-hmac"...) or the number.
 std::string etype_name(std::int32_t etype);
