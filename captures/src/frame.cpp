@@ -1,5 +1,7 @@
 #include "hopscope/captures/frame.hpp"
 
+#include <cstring>
+
 namespace hopscope::captures {
 namespace {
 
@@ -69,6 +71,18 @@ FrameError by_ethertype(std::uint16_t type, ByteReader r, Bytes& l3) {
         }
     }
     return FrameError::BadHeader;
+}
+
+// Inline address setters: the out-of-line IpAddress factories return through memory byte by
+// byte, which costs a store-forwarding stall per address on the per-packet path.
+inline void set_v4(IpAddress& a, const std::uint8_t* p) {
+    a.bytes = {};
+    std::memcpy(a.bytes.data(), p, 4);
+    a.v6 = false;
+}
+inline void set_v6(IpAddress& a, const std::uint8_t* p) {
+    std::memcpy(a.bytes.data(), p, 16);
+    a.v6 = true;
 }
 
 FrameError by_address_family(std::uint32_t af, Bytes rest, Bytes& l3) {
@@ -224,8 +238,8 @@ FrameError parse_ip(Bytes l3, IpPacket& out) {
         out.fragment = out.more_fragments || out.frag_offset != 0;
         out.frag_id = load_u16be(&l3[4]);
         out.protocol = l3[9];
-        out.src = IpAddress::v4_from_bytes(&l3[12]);
-        out.dst = IpAddress::v4_from_bytes(&l3[16]);
+        set_v4(out.src, &l3[12]);
+        set_v4(out.dst, &l3[16]);
         out.wire_payload_len = static_cast<std::uint32_t>(total - ihl);
         const std::size_t end = total < l3.size() ? total : l3.size();  // drops Ethernet padding
         out.payload = l3.subspan(ihl, end - ihl);
@@ -235,8 +249,8 @@ FrameError parse_ip(Bytes l3, IpPacket& out) {
     if (l3.size() < 40) return FrameError::Truncated;
     std::size_t plen = load_u16be(&l3[4]);
     if (plen == 0) plen = l3.size() - 40;  // jumbogram or TSO: as captured
-    out.src = IpAddress::v6_from_bytes(&l3[8]);
-    out.dst = IpAddress::v6_from_bytes(&l3[24]);
+    set_v6(out.src, &l3[8]);
+    set_v6(out.dst, &l3[24]);
     const std::size_t end = 40 + plen < l3.size() ? 40 + plen : l3.size();
     ByteReader r(l3.subspan(0, end));
     r.skip(40);
