@@ -467,7 +467,7 @@ struct Conversation::Impl {
             const bool prelogin_response =
                 h.type == 0x12 ||
                 (before_login && (client_prelogin_seen || (!first.empty() && first[0] == 0x00)));
-            s.kind = prelogin_response ? MsgKind::Buffered : MsgKind::Tokens;
+            s.kind = (prelogin_response || h.type == 0x11) ? MsgKind::Buffered : MsgKind::Tokens;
             msg_saw_error = false;
         }
     }
@@ -559,6 +559,8 @@ struct Conversation::Impl {
                                         tds::packet_type_name(s.msg_type));
                     break;
             }
+        } else if (s.msg_type == 0x11) {
+            auth_blob(c, AuthBlobSource::SspiPacket, m);  // non-standard, see packet.cpp
         } else if (s.kind == MsgKind::Buffered) {
             server_prelogin(c, m);
         } else {

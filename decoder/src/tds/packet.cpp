@@ -71,7 +71,9 @@ bool is_known_packet_type(std::uint8_t type) {
 bool packet_type_valid_for(std::uint8_t type, Direction dir) {
     if (!is_known_packet_type(type)) return false;
     if (type == 0x12) return true;
-    if (dir == Direction::ServerToClient) return type == 0x04;
+    // 0x11 from the server is not in MS-TDS (servers answer SSPI with the 0xED token), but some
+    // generated traffic has it; it is accepted so such streams stay in sync.
+    if (dir == Direction::ServerToClient) return type == 0x04 || type == 0x11;
     return type != 0x04;
 }
 

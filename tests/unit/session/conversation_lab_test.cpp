@@ -147,5 +147,55 @@ TEST(ConversationLab, SqlPasswordsOfTheLabNeverAppear) {
     EXPECT_EQ(d->all[0]->rec->logins[0].password_length, 7u) << "S3cret! has 7 characters";
 }
 
+// Public captures that are not SQL Server 7+ (tests/data/public/MANIFEST.md): they must be
+// reported for what they are, never crash, and stay chunking-invariant.
+TEST(ConversationPublic, LegacyAndSyntheticTdsCaptures) {
+    const std::string dir = std::string(HOPSCOPE_TEST_DATA_DIR) + "/public/";
+    // FreeTDS fisql TDS 4.2 login (packet type 2, 572 bytes in two packets per tshark) to a
+    // non-standard emulator whose reply has packet type 0.
+    auto d = testing::replay_capture(dir + "tds42_login_fisql_client_to_tdspsql_emulator.pcap");
+    ASSERT_EQ(d->all.size(), 1u);
+    auto has = [](const std::vector<std::string>& facts, const std::string& needle) {
+        return std::any_of(facts.begin(), facts.end(), [&](const std::string& f) {
+            return f.find(needle) != std::string::npos;
+        });
+    };
+    EXPECT_TRUE(has(d->all[0]->rec->facts, "c2s@0 f=4 t=1441537433181050 other 2 572 pre-TDS7"));
+    EXPECT_TRUE(has(d->all[0]->rec->facts, "problem malformed desync byte 0 starts no TDS packet"));
+    EXPECT_TRUE(d->all[0]->rec->logins.empty());
+    // Sybase TDS 5.0 (port 3106): a TDS4/5 login packet without EOM, then packet type 0x0F
+    // (not MS-TDS): a desync problem, and the Sybase token stream is reported as malformed.
+    d = testing::replay_capture(dir + "tds5_sybase_login_query_arkime.pcap", false, 3106);
+    ASSERT_EQ(d->all.size(), 1u);
+    EXPECT_TRUE(has(d->all[0]->rec->facts,
+                    "c2s@512 f=5 t=1465335293232618 problem malformed "
+                    "desync byte 15 starts no TDS packet"));
+    EXPECT_TRUE(d->all[0]->rec->logins.empty());
+    // Arkime's SYNTHETIC NTLM capture (stream 13, IPv6): TDS 7.4 LOGIN7 with a 53-byte NTLM
+    // NEGOTIATE, the CHALLENGE in a server 0x11 packet (72 bytes; not what servers send, but
+    // tolerated), AUTHENTICATE in a client 0x11 packet (186 bytes; tshark: User TDSDOM\mona).
+    d = testing::replay_capture(dir + "SYNTHETIC_ntlm_multi_protocol_incl_tds7_sspi_arkime.pcap");
+    ASSERT_EQ(d->all.size(), 1u);
+    const auto& f = d->all[0]->rec->facts;
+    EXPECT_TRUE(has(f, "c2s@0 f=210 t=1700000007818000 auth_blob login7 53"));
+    EXPECT_TRUE(has(f, "s2c@0 f=212 t=1700000007830000 auth_blob sspi-packet 72"));
+    EXPECT_TRUE(has(f, "c2s@155 f=214 t=1700000007842000 auth_blob sspi-packet 186"));
+    EXPECT_FALSE(has(f, "problem"));
+    ASSERT_EQ(d->all[0]->rec->blobs.size(), 3u);
+    const auto& auth = d->all[0]->rec->blobs[2].second;
+    EXPECT_EQ(std::string(auth.begin(), auth.begin() + 7), "NTLMSSP");
+    for (const char* name : {"tds42_login_fisql_client_to_tdspsql_emulator.pcap",
+                             "tds5_sybase_login_query_arkime.pcap",
+                             "SYNTHETIC_ntlm_multi_protocol_incl_tds7_sspi_arkime.pcap"}) {
+        const std::uint16_t port = std::string(name).rfind("tds5", 0) == 0 ? 3106 : 1433;
+        const auto a = testing::replay_capture(dir + name, false, port);
+        const auto b = testing::replay_capture(dir + name, true, port);
+        ASSERT_EQ(a->all.size(), b->all.size());
+        for (std::size_t i = 0; i < a->all.size(); ++i) {
+            EXPECT_EQ(a->all[i]->rec->facts, b->all[i]->rec->facts) << name;
+        }
+    }
+}
+
 }  // namespace
 }  // namespace hopscope::session

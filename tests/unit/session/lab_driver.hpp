@@ -24,9 +24,10 @@ struct LabDriver : StreamSink {
     std::vector<std::unique_ptr<LabConnection>> all;  ///< in opening order
     std::map<FlowKey, LabConnection*> open;
     bool bytewise = false;
+    std::uint16_t port = 1433;
 
     void on_open(const FlowKey& flow, Timestamp, bool handshake_seen) override {
-        if (flow.server.port != 1433) return;
+        if (flow.server.port != port) return;
         auto c = std::make_unique<LabConnection>();
         c->flow = flow;
         c->rec = std::make_unique<FactRecorder>();
@@ -62,10 +63,14 @@ struct LabDriver : StreamSink {
     void on_datagram(const FlowKey&, Direction, Timestamp, Bytes, Evidence) override {}
 };
 
-inline std::unique_ptr<LabDriver> replay_capture(const std::string& path, bool bytewise = false) {
+inline std::unique_ptr<LabDriver> replay_capture(const std::string& path, bool bytewise = false,
+                                                 std::uint16_t port = 1433) {
     auto d = std::make_unique<LabDriver>();
     d->bytewise = bytewise;
-    captures::StreamAssembler assembler(*d);
+    d->port = port;
+    captures::AssemblerConfig config;
+    config.filter.tds_ports = {port};
+    captures::StreamAssembler assembler(*d, config);
     (void)captures::read_captures({path}, assembler);
     return d;
 }

@@ -43,7 +43,8 @@ enum class PacketType : std::uint8_t {
 const char* packet_type_name(std::uint8_t type);
 [[nodiscard]] bool is_known_packet_type(std::uint8_t type);
 /// Whether `type` may be sent in direction `dir` (0x04 server to client; 0x12 both ways, because
-/// the server tunnels its TLS handshake in PRELOGIN packets; everything else client to server).
+/// the server tunnels its TLS handshake in PRELOGIN packets; 0x11 both ways, tolerated from the
+/// server; everything else client to server).
 [[nodiscard]] bool packet_type_valid_for(std::uint8_t type, Direction dir);
 
 /// Status bits [MS-TDS 2.2.3.1.2].
