@@ -172,16 +172,18 @@ DecodeError parse_authenticate(ByteReader r, NtlmAuthenticate& out) {
         out.response_kind = NtlmResponseKind::None;
     } else if (nt.len == 24) {
         out.response_kind = NtlmResponseKind::V1;
-    } else if (nt.len > 24 + 16) {
+    } else if (nt.len >= 16 + 28) {
+        // NTProofStr(16) + NTLMv2_CLIENT_CHALLENGE (28 fixed bytes + AV pairs). A blob that does
+        // not decode is kept as an error beside the message: user, domain and host stay readable.
         out.response_kind = NtlmResponseKind::V2;
-        if (auto e = parse_v2_blob(nt_bytes.subspan(16), nt.offset + 16, out)) return e;
+        out.v2_blob_error = parse_v2_blob(nt_bytes.subspan(16), nt.offset + 16, out);
     } else if (nt.len == 16 && whole.size() - nt.offset >= 16 + 28 &&
                whole.data()[nt.offset + 16] == 1 && whole.data()[nt.offset + 17] == 1) {
         // tedious: Len covers only NTProofStr; the blob follows up to the end of the message.
         out.response_kind = NtlmResponseKind::V2;
         out.blob_past_nt_len = true;
         const std::size_t at = nt.offset + 16;
-        if (auto e = parse_v2_blob(whole.data().subspan(at), at, out)) return e;
+        out.v2_blob_error = parse_v2_blob(whole.data().subspan(at), at, out);
     } else {
         out.response_kind = NtlmResponseKind::Other;
     }
@@ -422,6 +424,7 @@ std::string to_string(const NtlmMessage& m) {
         if (a->blob_past_nt_len) s += " blob_past_nt_len";
         if (a->v2_timestamp) s += " v2_timestamp=" + std::to_string(*a->v2_timestamp);
         if (a->v2_av_pairs) s += " v2_av=" + render(*a->v2_av_pairs);
+        if (a->v2_blob_error) s += " v2_blob_error=" + a->v2_blob_error.detail;
     }
     return s;
 }

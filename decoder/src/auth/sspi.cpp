@@ -40,8 +40,16 @@ void decode_mech_token(Bytes tok, std::size_t offset, SspiInfo& s) {
         }
         s.inner_mech_oid = g.mech;
         if (g.mech.mech == Mech::Ntlmssp) {
-            decode_mech_token(g.inner, offset + g.inner_offset, s);
+            // Only one level: a GSS-framed NTLMSSP message, never nested framings.
+            s.mechanism = SspiMechanism::Ntlm;
             s.inner_gss_wrapped = true;
+            NtlmMessage m;
+            if (auto e = parse_ntlm(g.inner, m)) {
+                s.error = shift(std::move(e));
+                s.error.offset += g.inner_offset;
+                return;
+            }
+            s.ntlm = std::move(m);
             return;
         }
         if (!is_kerberos(g.mech.mech)) {

@@ -82,6 +82,11 @@ Buf ntlmv2_response(const Buf& av_pairs) {
     return r;
 }
 
+std::string auth_user(const NtlmMessage& m) {
+    const auto* a = std::get_if<NtlmAuthenticate>(&m.msg);
+    return a ? a->user : "<not an AUTHENTICATE>";
+}
+
 NtlmAuthenticate parse_auth(const Buf& m) {
     NtlmMessage msg;
     const auto e = parse_ntlm(Bytes(m), msg);
@@ -188,6 +193,42 @@ TEST(Ntlm, TediousShortNtLenWithBlobToTheEnd) {
     EXPECT_EQ(a.response_kind, NtlmResponseKind::V2);
     ASSERT_TRUE(a.v2_av_pairs);
     EXPECT_EQ(a.v2_av_pairs->dns_computer, "vm");
+}
+
+TEST(Ntlm, UnreadableV2BlobKeepsTheNames) {
+    AuthBuilder b;
+    b.user = utf16("alice");
+    b.nt = ntlmv2_response(Buf{});
+    b.nt[16] = 0x02;  // RespType must be 1 (MS-NLMP §2.2.2.7)
+    const auto a = parse_auth(b.build());
+    EXPECT_EQ(a.user, "alice");
+    EXPECT_EQ(a.response_kind, NtlmResponseKind::V2);
+    EXPECT_EQ(a.v2_blob_error.code, Code::BadValue);
+    EXPECT_FALSE(a.v2_av_pairs);
+
+    b.nt.assign(30, 0x42);  // longer than NTLMv1, too short for NTLMv2
+    const auto o = parse_auth(b.build());
+    EXPECT_EQ(o.response_kind, NtlmResponseKind::Other);
+    EXPECT_FALSE(o.v2_blob_error);
+}
+
+TEST(Ntlm, GssFramedNtlmIsOneLevelOnly) {
+    const Buf oid{0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x0a};
+    AuthBuilder b;
+    b.user = utf16("alice");
+    const SspiInfo one = classify_sspi(Bytes(test::tlv(0x60, test::cat({oid, b.build()}))));
+    EXPECT_FALSE(one.error);
+    EXPECT_EQ(one.wrapper, SspiWrapper::Gss);
+    EXPECT_TRUE(one.inner_gss_wrapped);
+    ASSERT_TRUE(one.ntlm);
+    EXPECT_EQ(auth_user(*one.ntlm), "alice");
+    // Deeply nested framings must neither recurse nor be accepted.
+    Buf nested = b.build();
+    for (int i = 0; i < 2000; ++i)
+        nested = test::tlv(0x60, test::cat({oid, nested}));
+    const SspiInfo deep = classify_sspi(Bytes(nested));
+    EXPECT_EQ(deep.mechanism, SspiMechanism::Ntlm);
+    EXPECT_TRUE(deep.error);
 }
 
 TEST(Ntlm, AnonymousFromTheFields) {

@@ -104,7 +104,7 @@ enum class NtlmResponseKind : std::uint8_t {
     None,   ///< NtChallengeResponse empty
     V1,     ///< 24 bytes (NTLMv1 / NTLM2 session response)
     V2,     ///< longer than 24: NTProofStr + NTLMv2_CLIENT_CHALLENGE blob
-    Other,  ///< any other length
+    Other,  ///< any other length (25..43 bytes: too short for NTLMv2)
 };
 const char* to_string(NtlmResponseKind k);
 
@@ -125,6 +125,8 @@ struct NtlmAuthenticate {
     bool blob_past_nt_len = false;  ///< NTLMv2 blob found after a 16-byte NtChallengeResponse
     std::optional<std::uint64_t> v2_timestamp;  ///< NTLMv2 blob TimeStamp (FILETIME)
     std::optional<AvPairs> v2_av_pairs;         ///< AV pairs from the NTLMv2 blob
+    /// Why the NTLMv2 blob could not be read (Code::None when it was, or there is none).
+    DecodeError v2_blob_error;
     /// MIC presence as the client declares it (MsvAvFlags 0x2 in the NTLMv2 blob).
     [[nodiscard]] bool mic_flagged() const {
         return v2_av_pairs && v2_av_pairs->flags && (*v2_av_pairs->flags & 0x2) != 0;
