@@ -1,0 +1,22 @@
+# End-to-end checks of the hopscope command line (exit codes, messages naming the file), run by
+# ctest. Included from tools/CMakeLists.txt when tests are built.
+enable_testing()  # the top level enables testing only after adding tools/
+set(_pub ${PROJECT_SOURCE_DIR}/tests/data/public)
+set(_cli $<TARGET_FILE:hopscope>)
+function(hopscope_cli_test name script)
+    add_test(NAME cli_${name} COMMAND sh -c "${script}")
+    set_tests_properties(cli_${name} PROPERTIES LABELS cli)
+endfunction()
+
+hopscope_cli_test(help
+    "out=$(${_cli} --help) && echo \"$out\" | grep -q analyze && echo \"$out\" | grep -q live")
+hopscope_cli_test(analyze_summary
+    "out=$(${_cli} analyze --flows --no-progress ${_pub}/tds7_sqlauth_login_prelogin_loginack_arkime.pcap ${_pub}/krb_error52_response_too_big_ndpi.pcap) && echo \"$out\" | grep -q 'TDS connections  *1 ' && echo \"$out\" | grep -q '2 UDP datagrams'")
+hopscope_cli_test(analyze_json_stdout
+    "${_cli} analyze --flows -q --json - ${_pub}/tds7_sqlauth_login_prelogin_loginack_arkime.pcap | grep -q '\"event\":\"capture_summary\"'")
+hopscope_cli_test(analyze_missing_file_exits_2
+    "out=$(${_cli} analyze /nonexistent/x.pcap 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q '/nonexistent/x.pcap: cannot open'")
+hopscope_cli_test(analyze_truncated_exits_2_with_offset
+    "t=$(mktemp) && head -c 1500 ${_pub}/tds7_sqlauth_login_prelogin_loginack_arkime.pcap > $t && out=$(${_cli} analyze --flows $t 2>&1); rc=$?; rm -f $t; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'byte offset 1244' && echo \"$out\" | grep -q 'TDS connections  *1 '")
+hopscope_cli_test(usage_error_exits_2
+    "${_cli} analyze >/dev/null 2>&1; [ $? -eq 2 ]")
