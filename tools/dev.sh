@@ -2,7 +2,7 @@
 # hopscope developer entry point: installs what the project needs from Debian's packages, builds,
 # and runs the demo or the tests.
 #
-#   tools/dev.sh demo    set up, build, and analyze a bundled capture
+#   tools/dev.sh demo    set up, build, and analyze a bundled capture (DEMO_CAPTURE=... for another)
 #   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
 #   tools/dev.sh deps    only install the packages
 #
@@ -67,10 +67,15 @@ deps)
     ;;
 demo)
     install_pkgs "${BUILD_PKGS[@]}"
-    configure_build "$BUILD_ROOT/release" -DCMAKE_BUILD_TYPE=Release -DHOPSCOPE_TESTS=OFF
+    cmake -S "$here" -B "$BUILD_ROOT/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+        -DHOPSCOPE_TESTS=OFF >/dev/null
+    cmake --build "$BUILD_ROOT/release" -j "$JOBS" --target hopscope
     bin="$BUILD_ROOT/release/tools/hopscope"
-    echo "== $bin --help"
-    "$bin" --help
+    # The classic broken double hop, recorded in the lab: C logs in to SQL Server A with NTLM, a
+    # linked-server query on A reaches B as NT AUTHORITY\ANONYMOUS LOGON, B refuses with 18456.
+    demo_capture=${DEMO_CAPTURE:-captures/lab/5-double-hop-ntlm-anonymous.pcap}
+    echo "== $bin analyze $demo_capture"
+    "$bin" analyze "$demo_capture"
     ;;
 test)
     install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}"

@@ -110,6 +110,14 @@ std::string key_of(const LoginEvent& l) {
 
 constexpr const char* kAccountPlaceholder = "<SQL Server service account>";
 
+/// The host part of an SPN to register: the name itself when fully qualified, otherwise a
+/// placeholder that says so (an SPN on a short name or an address does not match what clients
+/// that resolve the FQDN ask for).
+std::string spn_host_for(const std::string& name) {
+    if (name.find('.') != std::string::npos && !looks_like_ip(name)) return name;
+    return "<FQDN of " + name + ">";
+}
+
 }  // namespace
 
 Analyzer::Analyzer(FindingSink& sink) : Analyzer(sink, Options{}) {}
@@ -320,7 +328,7 @@ void Analyzer::add_server_error(const ServerErrorEvent& e) {
         f.remedy = "The client reached " + middle +
                    " with NTLM, which cannot be delegated. Make the first hop use Kerberos: "
                    "register the SPN (setspn -S MSSQLSvc/" +
-                   middle + ":" + std::to_string(e.flow.server.port) + " " +
+                   spn_host_for(middle) + ":" + std::to_string(e.flow.server.port) + " " +
                    (first->domain.empty() ? std::string("DOMAIN") : first->domain) + "\\" +
                    kAccountPlaceholder +
                    "), connect with the fully qualified name, and trust the service account for "
@@ -549,7 +557,7 @@ void Analyzer::chain_rules(const Recent& inbound, const Recent& outbound) {
                     " with NTLM, which cannot be delegated, so " + a + " reached " + b + " as " +
                     (identity(out).empty() ? std::string("nobody") : identity(out));
         f.remedy = "Make the client use Kerberos to " + a +
-                   ": register its SPN (setspn -S MSSQLSvc/" + a + ":" +
+                   ": register its SPN (setspn -S MSSQLSvc/" + spn_host_for(a) + ":" +
                    std::to_string(in.flow.server.port) + " " + realm + "\\" + kAccountPlaceholder +
                    "), connect with that fully qualified name, and trust the service account for "
                    "delegation to MSSQLSvc/" +
@@ -738,7 +746,8 @@ void Analyzer::finish() {
                         "session would reach them as ANONYMOUS LOGON";
             f.hops.push_back(describe(l, "C->A"));
             f.evidence.push_back(ref(l, "NTLM login to a middle server"));
-            f.remedy = "Register MSSQLSvc/" + a + ":" + std::to_string(l.flow.server.port) +
+            f.remedy = "Register MSSQLSvc/" + spn_host_for(a) + ":" +
+                       std::to_string(l.flow.server.port) +
                        " on its service account and connect by fully qualified name so Kerberos "
                        "is used.";
             emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));

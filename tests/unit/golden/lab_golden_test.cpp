@@ -121,7 +121,8 @@ TEST(LabGolden, NtlmDoubleHopNamesTheCauseAndTheFix) {
     ASSERT_NE(f, nullptr);
     EXPECT_NE(f->summary.find("LAB\\alice reached sqla"), std::string::npos) << f->summary;
     EXPECT_NE(f->summary.find("NT AUTHORITY\\ANONYMOUS LOGON"), std::string::npos);
-    EXPECT_NE(f->remedy.find("setspn -S MSSQLSvc/sqla"), std::string::npos) << f->remedy;
+    EXPECT_NE(f->remedy.find("setspn -S MSSQLSvc/<FQDN of sqla>:1433 LAB\\"), std::string::npos)
+        << f->remedy;
     EXPECT_NE(f->remedy.find("MSSQLSvc/sqlb.lab.test:1433"), std::string::npos) << f->remedy;
     ASSERT_EQ(f->evidence.size(), 2u);
     EXPECT_NE(f->evidence[0].frame, 0u);
