@@ -1,6 +1,8 @@
 #include "conn.hpp"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -197,7 +199,8 @@ std::string Conn::alpn() const {
     return p ? std::string(reinterpret_cast<const char*>(p), len) : std::string();
 }
 
-int tcp_connect(const std::string& host, const std::string& port, std::string* why) {
+int tcp_connect(const std::string& host, const std::string& port, std::string* why,
+                const std::string& source) {
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* res = nullptr;
@@ -209,6 +212,16 @@ int tcp_connect(const std::string& host, const std::string& port, std::string* w
     for (auto* ai = res; ai; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
         if (fd < 0) continue;
+        if (!source.empty() && ai->ai_family == AF_INET) {
+            sockaddr_in src{};
+            src.sin_family = AF_INET;
+            if (inet_pton(AF_INET, source.c_str(), &src.sin_addr) != 1 ||
+                bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+                close(fd);
+                fd = -1;
+                continue;
+            }
+        }
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
         close(fd);
         fd = -1;

@@ -59,7 +59,9 @@ class Conn {
     bool tls_read_ = false, tls_write_ = false, tls_one_packet_ = false;
 };
 
-/// TCP connect to host:port (resolved with getaddrinfo, so nss_wrapper applies). -1 on failure.
-int tcp_connect(const std::string& host, const std::string& port, std::string* why);
+/// TCP connect to host:port (resolved with getaddrinfo, so nss_wrapper applies), from the IPv4
+/// address `source` when it is not empty. -1 on failure.
+int tcp_connect(const std::string& host, const std::string& port, std::string* why,
+                const std::string& source = "");
 
 }  // namespace hopscope::lab

@@ -104,7 +104,9 @@ LinkedResult run_linked(const std::string& name, const Linked& target,
                         const std::string& deleg_ccache, const std::string& sql) {
     LinkedResult res;
     std::string why;
-    const int fd = tcp_connect(target.host, target.port, &why);
+    // from the address this server listens on, as a separate host would (A also hosts SQLC)
+    const int fd = tcp_connect(target.host, target.port, &why,
+                               g_cfg.listen_addr == "0.0.0.0" ? "" : g_cfg.listen_addr);
     if (fd < 0) {
         res.failure = why;
         return res;
