@@ -13,7 +13,8 @@ Kinds: ntlm (an NTLMSSP message), krb (a Kerberos message: bare DER, or over TCP
 record mark when `transport tcp`), gss (a GSS-API/SPNEGO security blob as carried by SMB, LDAP,
 HTTP...). Principal names are their components joined with '/'; lists are comma-separated; flags
 are 0x-prefixed hex; empty NTLM strings are written as the empty string (tshark shows "NULL").
-Identical token bytes are kept once, and at most PER_KIND records per capture and message type.
+Identical token bytes are kept once (PER_KIND can cap records per capture and message type; it is
+set high so that every distinct message is checked).
 
 With `--s4u PCAP` the S4U2Self / S4U2Proxy requests written by make_s4u.py (impacket's encoder)
 go to s4u_krb_tshark.txt. With `--lab DIR` the same is done for the lab captures in DIR (lab_*_tshark.txt), and the SSPI
@@ -28,7 +29,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLIC = os.path.normpath(os.path.join(HERE, "..", "public"))
-PER_KIND = 4
+PER_KIND = 1000000
 
 
 def hook(pairs):
