@@ -216,8 +216,9 @@ struct StreamAssembler::Impl {
     std::bitset<65536> tds_ports;
     std::bitset<65536> krb_ports;
     Timestamp last_ts{};
-    std::uint32_t lru_head = kNil;  ///< most recently used
-    std::uint32_t lru_tail = kNil;  ///< least recently used
+    std::size_t buffered_total = 0;  ///< out-of-order bytes held over all connections
+    std::uint32_t lru_head = kNil;   ///< most recently used
+    std::uint32_t lru_tail = kNil;   ///< least recently used
 
     // ---- LRU ----------------------------------------------------------------------------------
     void unlink(std::uint32_t idx) {
@@ -276,6 +277,7 @@ struct StreamAssembler::Impl {
                         it->second.frame);
             }
             D.ooo_bytes -= it->second.bytes.size();
+            buffered_total -= it->second.bytes.size();
             D.ooo.erase(it);
         }
     }
@@ -307,6 +309,7 @@ struct StreamAssembler::Impl {
                 s.bytes.assign(from, from + (piece_end - cur));
                 s.frame = frame;
                 D.ooo_bytes += s.bytes.size();
+                buffered_total += s.bytes.size();
                 D.ooo.emplace(cur, std::move(s));
             }
             if (it == D.ooo.end()) break;
@@ -336,8 +339,9 @@ struct StreamAssembler::Impl {
         }
         ++st.out_of_order_segments;
         if (!payload.empty()) buffer(D, static_cast<std::uint64_t>(rel), payload, frame);
-        if (D.ooo_bytes > cfg.max_buffered_per_direction ||
-            D.ooo.size() > cfg.max_segments_per_direction) {
+        if (!D.ooo.empty() && (D.ooo_bytes > cfg.max_buffered_per_direction ||
+                               D.ooo.size() > cfg.max_segments_per_direction ||
+                               buffered_total > cfg.max_buffered_total)) {
             // Give up on the hole: declare it and go on with what was buffered.
             const std::uint64_t first = D.ooo.begin()->first;
             gap(f, d, ts, first - D.offset);
@@ -366,9 +370,15 @@ struct StreamAssembler::Impl {
             f.open = false;
         }
         f.closed = true;
-        f.dir[0].ooo.clear();
-        f.dir[1].ooo.clear();
-        f.dir[0].ooo_bytes = f.dir[1].ooo_bytes = 0;
+        drop_buffers(f);
+    }
+
+    void drop_buffers(Flow& f) {
+        for (Dir& D : f.dir) {
+            buffered_total -= D.ooo_bytes;
+            D.ooo_bytes = 0;
+            D.ooo.clear();
+        }
     }
 
     void open_flow(Flow& f) {
@@ -523,8 +533,7 @@ struct StreamAssembler::Impl {
                                             is_tls_client_hello_with_tds8_alpn(seg.payload));
                 if (!tds) {
                     f.cls = FlowClass::Dropped;
-                    f.dir[0].ooo.clear();
-                    f.dir[1].ooo.clear();
+                    drop_buffers(f);
                     ++st.dropped_packets;
                     return;
                 }

@@ -114,6 +114,26 @@ TEST(Assembler, OutOfOrderBufferCapDeclaresGap) {
     EXPECT_EQ(h.sink.conns[0].bytes[0].size(), 100u);
 }
 
+TEST(Assembler, BufferCapOverAllConnections) {
+    AssemblerConfig cfg;
+    cfg.max_buffered_total = 100;
+    Harness h(cfg);
+    // Three connections each hold 40 out-of-order bytes behind a lost first segment: the third
+    // takes the total over 100, and that connection gives up its hole.
+    for (std::uint16_t port = 1; port <= 3; ++port) {
+        h.ip(tcp4(kC, port, kS, 1433, 0, 0, SYN));
+        h.ip(tcp4(kC, port, kS, 1433, 11, 1, ACK, Buf(40, 'x')));
+    }
+    ASSERT_EQ(h.sink.conns.size(), 3u);
+    EXPECT_EQ(h.sink.conns[0].gaps[0], 0u);
+    EXPECT_EQ(h.sink.conns[1].gaps[0], 0u);
+    EXPECT_EQ(h.sink.conns[2].gaps[0], 10u);
+    EXPECT_EQ(h.sink.conns[2].bytes[0].size(), 40u);
+    h.done();
+    for (const auto& c : h.sink.conns)
+        EXPECT_EQ(c.bytes[0].size(), 40u);
+}
+
 TEST(Assembler, SnaplenCutSegmentBecomesGap) {
     Harness h;
     h.ip(tcp4(kC, 50005, kS, 1433, 0, 0, SYN));

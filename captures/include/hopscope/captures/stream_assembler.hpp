@@ -31,6 +31,7 @@ struct AssemblerConfig {
     std::int64_t idle_timeout_us = 600'000'000;  ///< capture time without a packet -> Timeout
     std::size_t max_buffered_per_direction = 4u << 20;  ///< out-of-order bytes before a gap
     std::size_t max_segments_per_direction = 16384;     ///< out-of-order segments before a gap
+    std::size_t max_buffered_total = 256u << 20;        ///< out-of-order bytes over all connections
     DefragLimits defrag;
 };
 
