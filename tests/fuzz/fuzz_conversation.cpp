@@ -49,8 +49,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
         off[ctl & 1] += len;
         i += len;
-        // Two partial packets, two capped messages, two partial TLS records.
-        if (conv.buffered_bytes() > 2 * 65535 + 2 * o.max_message + 2 * (5 + 18432)) {
+        // Per direction: a partial unit, a capped message, a partial TLS record, and for MARS
+        // up to 16 sessions' partial packets plus one shared message budget.
+        if (conv.buffered_bytes() >
+            2 * (65551 + o.max_message + (5 + 18432) + 16 * 65535 + o.max_message)) {
             __builtin_trap();
         }
     }

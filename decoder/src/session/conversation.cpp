@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "hopscope/tds/packet.hpp"
 
@@ -10,6 +11,7 @@ namespace {
 
 constexpr std::size_t kMaxTlsRecord = tls::kRecordHeaderSize + tls::kMaxRecordBody;
 constexpr std::size_t kKeepCapacity = 64 * 1024;
+constexpr std::size_t kMaxSmpSessions = 16;
 
 }  // namespace
 
@@ -95,6 +97,54 @@ struct Conversation::Impl {
 
     struct Side;
 
+    /// One TDS message stream: the connection itself, or one MARS session (SMP SID).
+    struct Channel {
+        bool in_msg = false;
+        std::uint8_t msg_type = 0;
+        MsgKind kind = MsgKind::Counted;
+        std::uint64_t msg_offset = 0;
+        std::vector<std::uint8_t> msg;
+        std::size_t msg_len = 0;
+        bool msg_overflow = false;
+        bool msg_ignore = false;
+        tds::TokenStreamParser* tokens = nullptr;  ///< server side only
+        std::unique_ptr<tds::TokenStreamParser> own_tokens;
+    };
+
+    struct SmpSession;
+
+    struct SmpAdapter : tds::FramerSink {
+        Impl* impl = nullptr;
+        Side* side = nullptr;
+        SmpSession* session = nullptr;
+        void on_unit(const tds::FramedUnit& u) override {
+            if (u.kind == tds::FramedUnit::Kind::TdsPacket) {
+                impl->packet(*side, session->ch, u, side->unit_offset);
+            } else {
+                impl->problem(impl->ctx(*side, side->unit_offset), DecodeError::Code::BadValue,
+                              "TLS or SMP inside an SMP session");
+            }
+        }
+        void on_skipped(std::uint64_t, std::uint64_t n) override {
+            impl->cb.on_resync(impl->ctx(*side, side->unit_offset), n);
+        }
+        void on_framing_error(std::uint64_t, const DecodeError& e) override {
+            impl->cb.on_problem(impl->ctx(*side, side->unit_offset), DecodeStatus::Malformed, e);
+            impl->abort_message(session->ch);
+        }
+    };
+
+    struct SmpSession {
+        SmpSession(Impl* impl, Side* side, Direction d) : framer(sink, d, true) {
+            sink.impl = impl;
+            sink.side = side;
+            sink.session = this;
+        }
+        Channel ch;
+        SmpAdapter sink;
+        tds::PacketFramer framer;
+    };
+
     struct FramerAdapter : tds::FramerSink {
         Impl* impl = nullptr;
         Side* side = nullptr;
@@ -171,15 +221,8 @@ struct Conversation::Impl {
         std::uint64_t unit_offset = 0;  ///< framer offset of the unit being handled
         bool encrypted_in_feed = false;
 
-        // Message being assembled.
-        bool in_msg = false;
-        std::uint8_t msg_type = 0;
-        MsgKind kind = MsgKind::Counted;
-        std::uint64_t msg_offset = 0;
-        std::vector<std::uint8_t> msg;
-        std::size_t msg_len = 0;
-        bool msg_overflow = false;
-        bool msg_ignore = false;
+        Channel main;                                              ///< TDS messages outside MARS
+        std::map<std::uint16_t, std::unique_ptr<SmpSession>> smp;  ///< MARS sessions by SID
 
         // TLS records tunnelled in TDS packets, possibly split across packets.
         std::vector<std::uint8_t> tls_pending;
@@ -193,6 +236,7 @@ struct Conversation::Impl {
           s2c(this, Direction::ServerToClient, o.handshake_seen),
           tokens(tsink) {
         tsink.impl = this;
+        s2c.main.tokens = &tokens;
     }
 
     ConversationCallbacks& cb;
@@ -362,17 +406,17 @@ struct Conversation::Impl {
 
     // ---- framing ---------------------------------------------------------------------------
 
-    void abort_message(Side& s) {
-        if (s.in_msg && s.kind == MsgKind::Tokens) tokens.reset_message();
-        s.in_msg = false;
-        s.msg.clear();
-        if (s.msg.capacity() > kKeepCapacity) std::vector<std::uint8_t>().swap(s.msg);
-        s.msg_len = 0;
+    void abort_message(Channel& ch) {
+        if (ch.in_msg && ch.kind == MsgKind::Tokens && ch.tokens) ch.tokens->reset_message();
+        ch.in_msg = false;
+        ch.msg.clear();
+        if (ch.msg.capacity() > kKeepCapacity) std::vector<std::uint8_t>().swap(ch.msg);
+        ch.msg_len = 0;
     }
 
     void framing_error(Side& s, std::uint64_t off, const DecodeError& e) {
         cb.on_problem(ctx(s, off), DecodeStatus::Malformed, e);
-        abort_message(s);
+        abort_message(s.main);
         s.tls_pending.clear();
         s.observer.reset();
     }
@@ -381,8 +425,10 @@ struct Conversation::Impl {
         s.unit_offset = u.offset;
         if (u.kind == tds::FramedUnit::Kind::TlsRecord) {
             raw_tls(s, u);
+        } else if (u.kind == tds::FramedUnit::Kind::Smp) {
+            smp_packet(s, u);
         } else {
-            packet(s, u);
+            packet(s, s.main, u, u.offset);
         }
     }
 
@@ -407,56 +453,99 @@ struct Conversation::Impl {
 
     bool is_login7_continuation() const { return login7_encrypted && !login7_seen; }
 
-    void packet(Side& s, const tds::FramedUnit& u) {
+    static std::size_t smp_buffered(const Side& s) {
+        std::size_t n = 0;
+        for (const auto& [sid, session] : s.smp)
+            n += session->ch.msg.size();
+        return n;
+    }
+
+    void smp_packet(Side& s, const tds::FramedUnit& u) {
+        tds_seen = true;
+        tds::SmpHeader h;
+        (void)tds::parse_smp_header(u.bytes, h);  // checked by the framer
+        auto it = s.smp.find(h.sid);
+        if (it == s.smp.end()) {
+            if (h.flags == tds::smp::kFin || h.flags == tds::smp::kAck) return;
+            if (s.smp.size() >= kMaxSmpSessions) {
+                problem(ctx(s, u.offset), DecodeError::Code::TooLarge,
+                        "more than " + std::to_string(kMaxSmpSessions) + " MARS sessions");
+                return;
+            }
+            auto session = std::make_unique<SmpSession>(this, &s, s.dir);
+            if (s.dir == Direction::ServerToClient) {
+                session->ch.own_tokens = std::make_unique<tds::TokenStreamParser>(tsink);
+                if (tds::is_known_tds_version(tds_version)) {
+                    session->ch.own_tokens->set_tds_version(tds_version);
+                }
+                session->ch.tokens = session->ch.own_tokens.get();
+            }
+            it = s.smp.emplace(h.sid, std::move(session)).first;
+        }
+        if (h.flags == tds::smp::kData) {
+            it->second->framer.feed(u.payload());
+        } else if (h.flags == tds::smp::kFin) {
+            it->second->framer.finish();
+            if (it->second->ch.in_msg) {
+                problem(ctx(s, u.offset), DecodeError::Code::Truncated,
+                        "MARS session closed inside a message");
+            }
+            s.smp.erase(it);
+        }
+    }
+
+    void packet(Side& s, Channel& ch, const tds::FramedUnit& u, std::uint64_t ev_off) {
         const tds::PacketHeader& h = u.header;
         const Bytes payload = u.payload();
         tds_seen = true;
         // TLS handshake tunnelled in TDS packets (by content, MS-TDS 3.2.5.3).
-        if (!s.in_msg && (h.type == 0x12 || (h.type == 0x04 && c2s.client_hello_seen))) {
+        if (&ch == &s.main && !ch.in_msg &&
+            (h.type == 0x12 || (h.type == 0x04 && c2s.client_hello_seen))) {
             if (!s.tls_pending.empty() || tds::looks_like_tls(payload)) {
-                tls_tunnelled(s, payload, u.offset);
+                tls_tunnelled(s, payload, ev_off);
                 return;
             }
         }
         if (h.type == 0x06 && s.dir == Direction::ClientToServer) {
-            cb.on_attention(ctx(s, u.offset));
+            cb.on_attention(ctx(s, ev_off));
             return;
         }
-        if (s.in_msg && h.type != s.msg_type) {
-            problem(ctx(s, s.msg_offset), DecodeError::Code::Truncated,
-                    std::string("message of type ") + tds::packet_type_name(s.msg_type) +
+        if (ch.in_msg && h.type != ch.msg_type) {
+            problem(ctx(s, ch.msg_offset), DecodeError::Code::Truncated,
+                    std::string("message of type ") + tds::packet_type_name(ch.msg_type) +
                         " cut short by a packet of type " + tds::packet_type_name(h.type));
-            abort_message(s);
+            abort_message(ch);
         }
-        if (!s.in_msg) start_message(s, h, u.offset, payload);
-        append_packet(s, h, payload, u.offset);
-        if (h.eom()) end_message(s);
+        if (!ch.in_msg) start_message(s, ch, h, ev_off, payload);
+        append_packet(s, ch, h, payload, ev_off);
+        if (h.eom()) end_message(s, ch);
     }
 
-    void start_message(Side& s, const tds::PacketHeader& h, std::uint64_t off, Bytes first) {
-        s.in_msg = true;
-        s.msg_type = h.type;
-        s.msg_offset = off;
-        s.msg.clear();
-        s.msg_len = 0;
-        s.msg_overflow = false;
-        s.msg_ignore = false;
-        s.kind = MsgKind::Counted;
+    void start_message(Side& s, Channel& ch, const tds::PacketHeader& h, std::uint64_t off,
+                       Bytes first) {
+        ch.in_msg = true;
+        ch.msg_type = h.type;
+        ch.msg_offset = off;
+        ch.msg.clear();
+        ch.msg_len = 0;
+        ch.msg_overflow = false;
+        ch.msg_ignore = false;
+        ch.kind = MsgKind::Counted;
         if (s.dir == Direction::ClientToServer) {
             switch (h.type) {
                 case 0x12:
                 case 0x11:
-                    s.kind = MsgKind::Buffered;
+                    ch.kind = MsgKind::Buffered;
                     break;
                 case 0x10:
-                    s.kind = is_login7_continuation() ? MsgKind::Counted : MsgKind::Buffered;
+                    ch.kind = is_login7_continuation() ? MsgKind::Counted : MsgKind::Buffered;
                     break;
                 case 0x01:
                 case 0x03:
-                    s.kind = MsgKind::Prefix;
+                    ch.kind = MsgKind::Prefix;
                     break;
                 default:
-                    s.kind = MsgKind::Counted;
+                    ch.kind = MsgKind::Counted;
                     break;
             }
         } else {
@@ -467,42 +556,46 @@ struct Conversation::Impl {
             const bool prelogin_response =
                 h.type == 0x12 ||
                 (before_login && (client_prelogin_seen || (!first.empty() && first[0] == 0x00)));
-            s.kind = (prelogin_response || h.type == 0x11) ? MsgKind::Buffered : MsgKind::Tokens;
+            ch.kind = (prelogin_response || h.type == 0x11) ? MsgKind::Buffered : MsgKind::Tokens;
             msg_saw_error = false;
         }
     }
 
-    void append_packet(Side& s, const tds::PacketHeader& h, Bytes payload, std::uint64_t off) {
-        s.msg_len += payload.size();
-        if (h.ignore()) s.msg_ignore = true;
-        switch (s.kind) {
+    void append_packet(Side& s, Channel& ch, const tds::PacketHeader& h, Bytes payload,
+                       std::uint64_t off) {
+        ch.msg_len += payload.size();
+        if (h.ignore()) ch.msg_ignore = true;
+        switch (ch.kind) {
             case MsgKind::Buffered:
-                if (s.msg_overflow) break;
-                if (s.msg.size() + payload.size() > opt.max_message) {
-                    s.msg_overflow = true;
-                    problem(ctx(s, s.msg_offset), DecodeError::Code::TooLarge,
-                            std::string(tds::packet_type_name(s.msg_type)) +
+                if (ch.msg_overflow) break;
+                // MARS sessions share one budget per direction.
+                if (ch.msg.size() + payload.size() > opt.max_message ||
+                    (&ch != &s.main && smp_buffered(s) + payload.size() > opt.max_message)) {
+                    ch.msg_overflow = true;
+                    problem(ctx(s, ch.msg_offset), DecodeError::Code::TooLarge,
+                            std::string(tds::packet_type_name(ch.msg_type)) +
                                 " message larger than the limit of " +
                                 std::to_string(opt.max_message) + " bytes");
-                    s.msg.clear();
-                    std::vector<std::uint8_t>().swap(s.msg);
+                    ch.msg.clear();
+                    std::vector<std::uint8_t>().swap(ch.msg);
                     break;
                 }
-                s.msg.insert(s.msg.end(), payload.begin(), payload.end());
+                ch.msg.insert(ch.msg.end(), payload.begin(), payload.end());
                 break;
             case MsgKind::Prefix: {
                 const std::size_t room =
-                    opt.request_prefix > s.msg.size() ? opt.request_prefix - s.msg.size() : 0;
+                    opt.request_prefix > ch.msg.size() ? opt.request_prefix - ch.msg.size() : 0;
                 const std::size_t n = std::min(room, payload.size());
-                s.msg.insert(s.msg.end(), payload.begin(),
-                             payload.begin() + static_cast<std::ptrdiff_t>(n));
+                ch.msg.insert(ch.msg.end(), payload.begin(),
+                              payload.begin() + static_cast<std::ptrdiff_t>(n));
                 break;
             }
             case MsgKind::Tokens: {
+                if (!ch.tokens) break;
                 token_ctx = ctx(s, off);
-                const DecodeStatus st = tokens.feed(payload, h.eom());
+                const DecodeStatus st = ch.tokens->feed(payload, h.eom());
                 if (st == DecodeStatus::Malformed) {
-                    cb.on_problem(token_ctx, DecodeStatus::Malformed, tokens.last_error());
+                    cb.on_problem(token_ctx, DecodeStatus::Malformed, ch.tokens->last_error());
                 }
                 break;
             }
@@ -511,23 +604,23 @@ struct Conversation::Impl {
         }
     }
 
-    void end_message(Side& s) {
-        const FactContext c = ctx(s, s.msg_offset);
-        const Bytes m(s.msg);
-        if (s.msg_ignore) {
-            cb.on_other_message(c, s.msg_type, s.msg_len, "ignored (status IGNORE)");
-        } else if (s.msg_overflow) {
+    void end_message(Side& s, Channel& ch) {
+        const FactContext c = ctx(s, ch.msg_offset);
+        const Bytes m(ch.msg);
+        if (ch.msg_ignore) {
+            cb.on_other_message(c, ch.msg_type, ch.msg_len, "ignored (status IGNORE)");
+        } else if (ch.msg_overflow) {
             // reported when it happened
         } else if (s.dir == Direction::ClientToServer) {
-            switch (s.msg_type) {
+            switch (ch.msg_type) {
                 case 0x12:
                     client_prelogin(c, m);
                     break;
                 case 0x10:
-                    if (s.kind == MsgKind::Buffered) {
+                    if (ch.kind == MsgKind::Buffered) {
                         handle_login7(c, m);
                     } else {
-                        cb.on_other_message(c, s.msg_type, s.msg_len,
+                        cb.on_other_message(c, ch.msg_type, ch.msg_len,
                                             "LOGIN7 continuation; the first packet was encrypted");
                     }
                     break;
@@ -536,40 +629,40 @@ struct Conversation::Impl {
                     break;
                 case 0x01: {
                     tds::SqlBatch b = tds::parse_sql_batch(m, tds_version, opt.request_limits);
-                    if (s.msg_len > m.size()) b.truncated = true;
+                    if (ch.msg_len > m.size()) b.truncated = true;
                     cb.on_sql_batch(c, b);
                     break;
                 }
                 case 0x03: {
                     tds::RpcRequest r = tds::parse_rpc(m, tds_version, opt.request_limits);
-                    if (s.msg_len > m.size()) r.truncated = true;
+                    if (ch.msg_len > m.size()) r.truncated = true;
                     cb.on_rpc(c, r);
                     break;
                 }
                 case 0x08:
                     begin_login(c);
-                    cb.on_other_message(c, s.msg_type, s.msg_len,
+                    cb.on_other_message(c, ch.msg_type, ch.msg_len,
                                         "federated authentication token (length only)");
                     break;
                 case 0x02:
-                    cb.on_other_message(c, s.msg_type, s.msg_len, "pre-TDS7 login (not decoded)");
+                    cb.on_other_message(c, ch.msg_type, ch.msg_len, "pre-TDS7 login (not decoded)");
                     break;
                 default:
-                    cb.on_other_message(c, s.msg_type, s.msg_len,
-                                        tds::packet_type_name(s.msg_type));
+                    cb.on_other_message(c, ch.msg_type, ch.msg_len,
+                                        tds::packet_type_name(ch.msg_type));
                     break;
             }
-        } else if (s.msg_type == 0x11) {
+        } else if (ch.msg_type == 0x11) {
             auth_blob(c, AuthBlobSource::SspiPacket, m);  // non-standard, see packet.cpp
-        } else if (s.kind == MsgKind::Buffered) {
+        } else if (ch.kind == MsgKind::Buffered) {
             server_prelogin(c, m);
         } else {
             after_server_message(c);
         }
-        s.in_msg = false;
-        s.msg.clear();
-        if (s.msg.capacity() > kKeepCapacity) std::vector<std::uint8_t>().swap(s.msg);
-        s.msg_len = 0;
+        ch.in_msg = false;
+        ch.msg.clear();
+        if (ch.msg.capacity() > kKeepCapacity) std::vector<std::uint8_t>().swap(ch.msg);
+        ch.msg_len = 0;
     }
 
     // ---- messages --------------------------------------------------------------------------
@@ -623,7 +716,12 @@ struct Conversation::Impl {
         }
         login7_seen = true;
         tds_version = l.tds_version;
-        if (tds::is_known_tds_version(l.tds_version)) tokens.set_tds_version(l.tds_version);
+        if (tds::is_known_tds_version(l.tds_version)) {
+            tokens.set_tds_version(l.tds_version);
+            for (auto& [sid, session] : s2c.smp) {
+                if (session->ch.tokens) session->ch.tokens->set_tds_version(l.tds_version);
+            }
+        }
         r.login7_seen = true;
         r.user = l.user;
         r.host = l.host;
@@ -668,7 +766,7 @@ struct Conversation::Impl {
         s.framer.feed(data);
         if (s.encrypted_in_feed) return DecodeStatus::Encrypted;
         if (!s.framer.synced() && s.framer.buffered() == 0) return DecodeStatus::NotTds;
-        if (s.framer.buffered() > 0 || s.in_msg) return DecodeStatus::NeedMore;
+        if (s.framer.buffered() > 0 || s.main.in_msg) return DecodeStatus::NeedMore;
         return DecodeStatus::Consumed;
     }
 
@@ -676,11 +774,12 @@ struct Conversation::Impl {
         Side& s = side(d);
         s.ts = ts;
         cb.on_gap(ctx(s, s.framer.offset()), length);
-        if (s.in_msg) {
-            problem(ctx(s, s.msg_offset), DecodeError::Code::Truncated,
-                    std::string(tds::packet_type_name(s.msg_type)) + " message cut by a gap");
+        if (s.main.in_msg) {
+            problem(ctx(s, s.main.msg_offset), DecodeError::Code::Truncated,
+                    std::string(tds::packet_type_name(s.main.msg_type)) + " message cut by a gap");
         }
-        abort_message(s);
+        abort_message(s.main);
+        s.smp.clear();  // MARS sessions cannot be followed across missing bytes
         s.tls_pending.clear();
         s.observer.reset();
         s.framer.gap(length);
@@ -691,12 +790,20 @@ struct Conversation::Impl {
         for (Side* s : {&c2s, &s2c}) {
             s->ts = ts;
             s->framer.finish();
-            if (s->in_msg) {
-                problem(ctx(*s, s->msg_offset), DecodeError::Code::Truncated,
-                        std::string(tds::packet_type_name(s->msg_type)) +
+            if (s->main.in_msg) {
+                problem(ctx(*s, s->main.msg_offset), DecodeError::Code::Truncated,
+                        std::string(tds::packet_type_name(s->main.msg_type)) +
                             " message cut by the end of the connection");
-                abort_message(*s);
+                abort_message(s->main);
             }
+            for (auto& [sid, session] : s->smp) {
+                if (session->ch.in_msg) {
+                    problem(ctx(*s, s->framer.offset()), DecodeError::Code::Truncated,
+                            "MARS session " + std::to_string(sid) +
+                                " cut by the end of the connection");
+                }
+            }
+            s->smp.clear();
         }
         if (login) {
             std::string why = "connection closed before the login finished";
@@ -708,8 +815,14 @@ struct Conversation::Impl {
     }
 
     std::size_t buffered_bytes() const {
-        return c2s.framer.buffered() + s2c.framer.buffered() + c2s.msg.size() + s2c.msg.size() +
-               c2s.tls_pending.size() + s2c.tls_pending.size();
+        std::size_t n = c2s.framer.buffered() + s2c.framer.buffered() + c2s.main.msg.size() +
+                        s2c.main.msg.size() + c2s.tls_pending.size() + s2c.tls_pending.size();
+        for (const Side* sd : {&c2s, &s2c}) {
+            for (const auto& [sid, session] : sd->smp) {
+                n += session->framer.buffered() + session->ch.msg.size();
+            }
+        }
+        return n;
     }
 };
 

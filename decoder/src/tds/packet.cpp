@@ -103,6 +103,22 @@ bool plausible_header(const PacketHeader& h, Direction dir) {
     return true;
 }
 
+bool parse_smp_header(Bytes data, SmpHeader& out) {
+    if (data.size() < smp::kHeaderSize || data[0] != smp::kSmid) return false;
+    out.flags = data[1];
+    out.sid = load_u16le(&data[2]);
+    out.length = load_u32le(&data[4]);
+    out.seqnum = load_u32le(&data[8]);
+    out.window = load_u32le(&data[12]);
+    switch (out.flags) {
+        case smp::kSyn:
+        case smp::kAck:
+        case smp::kFin: return out.length == smp::kHeaderSize;
+        case smp::kData: return out.length > smp::kHeaderSize && out.length <= smp::kMaxLength;
+        default: return false;
+    }
+}
+
 PacketFramer::PacketFramer(FramerSink& sink, Direction dir, bool synced)
     : sink_(sink), dir_(dir), synced_(synced) {}
 
@@ -164,6 +180,13 @@ PacketFramer::Candidate PacketFramer::candidate_at(std::size_t pos, std::size_t&
         unit_len = kTlsHeader + len;
         return Candidate::Yes;
     }
+    if (b0 == smp::kSmid) {
+        if (avail < smp::kHeaderSize) return Candidate::Yes;
+        SmpHeader sh;
+        if (!parse_smp_header(Bytes(&buf_[pos], smp::kHeaderSize), sh)) return Candidate::No;
+        unit_len = sh.length;
+        return Candidate::Yes;
+    }
     if (!packet_type_valid_for(b0, dir_)) return Candidate::No;
     if (avail < kHeaderSize) return Candidate::Yes;
     PacketHeader h;
@@ -202,6 +225,14 @@ std::size_t PacketFramer::emit_synced(std::size_t pos) {
         }
         len = kTlsHeader + body;
         u.kind = FramedUnit::Kind::TlsRecord;
+    } else if (b0 == smp::kSmid) {
+        if (avail < smp::kHeaderSize) return 0;
+        SmpHeader sh;
+        if (!parse_smp_header(Bytes(&buf_[pos], smp::kHeaderSize), sh)) {
+            return lose(make_error(DecodeError::Code::BadValue, 0, "implausible SMP header"));
+        }
+        len = sh.length;
+        u.kind = FramedUnit::Kind::Smp;
     } else {
         // Decided on the first byte alone, so the error does not depend on how many bytes
         // have arrived.

@@ -115,6 +115,15 @@ def main():
         data = open(os.path.join(HERE, 'tls', name), 'rb').read()
         write('tls', name.replace('.', '_'), data)
         write('tds_packet', 'tls_' + name.replace('.', '_'), bytes([2 | (1 if 's2c' in name else 0)]) + data)
+    # MARS: MC-SMP 4.3 sample (DATA SID 5 with a SQL batch) between a SYN and a FIN.
+    data = bytes.fromhex('5308050060000000010000000400000001010050000001001600000012000000'
+                         '0200000000000000000001000000530045005400200051005500' +
+                         '4f00540045004400' + '5f00490044004500' + '4e00540049004600' +
+                         '4900450052002000' + '4f0046004600')
+    syn = bytes.fromhex('53010500100000000000000004000000')
+    fin = bytes.fromhex('53040500100000000200000004000000')
+    write('conversation', 'mars_mc_smp_4_3',
+          b''.join(b'\x00' + struct.pack('>H', len(x)) + x for x in (syn, data, fin)))
     c = open(os.path.join(HERE, 'tls', 'tls13.c2s'), 'rb').read()
     s = open(os.path.join(HERE, 'tls', 'tls13.s2c'), 'rb').read()
     write('conversation', 'strict_tls13', b'\x00' + struct.pack('>H', len(c)) + c +

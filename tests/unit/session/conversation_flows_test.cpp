@@ -545,5 +545,88 @@ TEST(ConversationFlows, TlsAlertAndPreloginResponseWithoutTheRequest) {
     EXPECT_FALSE(has(late.facts, "problem")) << dump(late);
 }
 
+Buf smp(std::uint8_t flags, std::uint16_t sid, const Buf& data, std::uint32_t seq = 1) {
+    // MC-SMP 2.2.1: SMID 0x53, FLAGS, SID, LENGTH (header included), SEQNUM, WNDW; little-endian.
+    Buf b{0x53, flags};
+    testing::put16le(b, sid);
+    testing::put32le(b, static_cast<std::uint32_t>(16 + data.size()));
+    testing::put32le(b, seq);
+    testing::put32le(b, 4);
+    testing::append(b, data);
+    return b;
+}
+
+TEST(ConversationFlows, MarsSpecSampleFirstCommandInASession) {
+    // MC-SMP 4.3 "First Command in a Session": DATA, SID 5, LENGTH 0x60, SEQNUM 1, WNDW 4, carrying
+    // a SQL batch "SET QUOTED_IDENTIFIER OFF" (TDS 7.2 ALL_HEADERS).
+    const Buf b = testing::from_hex(
+        "53 08 05 00 60 00 00 00 01 00 00 00 04 00 00 00"
+        "01 01 00 50 00 00 01 00 16 00 00 00 12 00 00 00 02 00 00 00 00 00 00 00 00 00 01 00 00 00"
+        "53 00 45 00 54 00 20 00 51 00 55 00 4F 00 54 00 45 00 44 00 5F 00 49 00 44 00 45 00 4E 00"
+        "54 00 49 00 46 00 49 00 45 00 52 00 20 00 4F 00 46 00 46 00");
+    ASSERT_EQ(b.size(), 0x60u);
+    const Outcome r = play({{C::ClientToServer, b}});
+    EXPECT_TRUE(has(r.facts, "c2s@0 f=1 t=1000 sql_batch \"SET QUOTED_IDENTIFIER OFF\""))
+        << dump(r);
+    EXPECT_FALSE(has(r.facts, "problem")) << dump(r);
+    const Outcome late = play({{C::ClientToServer, b}}, false, [] {
+        Conversation::Options o;
+        o.handshake_seen = false;
+        return o;
+    }());
+    EXPECT_TRUE(has(late.facts, "sql_batch \"SET QUOTED_IDENTIFIER OFF\"")) << dump(late);
+}
+
+// SQL batch payload for TDS 7.2+: ALL_HEADERS with a transaction descriptor header [MS-TDS
+// 2.2.5.3], then the UCS-2 text.
+Buf batch72(const std::string& text) {
+    Buf b = testing::from_hex("16000000 12000000 0200 0000000000000000 01000000");
+    testing::append(b, testing::ucs2(text));
+    return b;
+}
+
+TEST(ConversationFlows, MarsLoginAndInterleavedSessions) {
+    // PRELOGIN with MARS on, then SMP: LOGIN7 on session 0 split over two DATA packets (a TDS
+    // packet straddles them), the login response on session 0, then two sessions whose batches
+    // interleave (session 0's batch is two TDS packets with session 1's batch in between).
+    testing::Login7Spec l;
+    l.user = "app";
+    l.password = "x";
+    const Buf login = testing::packet(0x10, 0x01, testing::login7(l));
+    Buf resp = testing::loginack("Microsoft SQL Server", 0x74000004, 16, 0, 4218);
+    testing::append(resp, testing::done(0));
+    const Buf b0 = testing::message(0x01, batch72("select 'first half and second half'"), 30);
+    const std::size_t first_packet = 8 + 30;
+    const std::vector<Step> steps{
+        {C::ClientToServer, prelogin_msg(tds::encrypt::kNotSup)},
+        {C::ServerToClient, prelogin_resp(tds::encrypt::kNotSup)},
+        {C::ClientToServer, smp(0x01, 0, {})},
+        {C::ClientToServer, smp(0x08, 0, Buf(login.begin(), login.begin() + 50), 1)},
+        {C::ClientToServer, smp(0x08, 0, Buf(login.begin() + 50, login.end()), 2)},
+        {C::ServerToClient, smp(0x08, 0, testing::packet(0x04, 0x01, resp), 1)},
+        {C::ClientToServer, smp(0x01, 1, {})},
+        {C::ClientToServer,
+         smp(0x08, 0, Buf(b0.begin(), b0.begin() + static_cast<std::ptrdiff_t>(first_packet)), 3)},
+        {C::ClientToServer,
+         smp(0x08, 1, testing::packet(0x01, 0x01, batch72("select 'other session'")), 1)},
+        {C::ClientToServer,
+         smp(0x08, 0, Buf(b0.begin() + static_cast<std::ptrdiff_t>(first_packet), b0.end()), 4)},
+        {C::ServerToClient, smp(0x02, 0, {}, 2)},
+        {C::ClientToServer, smp(0x04, 1, {}, 2)},
+    };
+    const Outcome r = play(steps);
+    EXPECT_FALSE(has(r.facts, "problem")) << dump(r);
+    EXPECT_FALSE(has(r.facts, "resync")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "f=5 t=5000 login7 tds=7.4")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "f=6 t=6000 loginack Microsoft SQL Server 16.0.4218")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "f=9 t=9000 sql_batch \"select 'other session'\"")) << dump(r);
+    EXPECT_TRUE(has(r.facts, "f=10 t=10000 sql_batch \"select 'first half and second half'\""))
+        << dump(r);
+    ASSERT_EQ(r.logins.size(), 1u);
+    EXPECT_EQ(r.logins[0].outcome, LoginOutcome::Success);
+    EXPECT_EQ(r.logins[0].user, "app");
+    EXPECT_EQ(r.facts, play(steps, true).facts);
+}
+
 }  // namespace
 }  // namespace hopscope::session

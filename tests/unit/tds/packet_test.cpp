@@ -166,5 +166,42 @@ TEST(PacketFramer, TruncatedStreamEndIsReported) {
     EXPECT_EQ(log, want);
 }
 
+TEST(PacketFramer, MarsSmpPacketsAreUnits) {
+    // MC-SMP 2.2.1 / 4.3: SYN (16 bytes), then DATA SID 5 LENGTH 0x60 carrying a TDS packet.
+    Buf b = testing::from_hex("53 01 05 00 10 00 00 00 00 00 00 00 04 00 00 00");
+    Buf data = testing::from_hex("53 08 05 00 60 00 00 00 01 00 00 00 04 00 00 00");
+    testing::append(data, testing::packet(0x01, 0x01, Buf(72, 0)));
+    testing::append(b, data);
+    const std::vector<std::string> want{"smp@0 len=16", "smp@16 len=96"};
+    struct SmpLog : Recorder {
+        void on_unit(const FramedUnit& u) override {
+            if (u.kind == FramedUnit::Kind::Smp) {
+                log.push_back("smp@" + std::to_string(u.offset) +
+                              " len=" + std::to_string(u.bytes.size()));
+            } else {
+                Recorder::on_unit(u);
+            }
+        }
+    };
+    for (bool synced : {true, false}) {
+        SmpLog r;
+        PacketFramer f(r, Direction::ClientToServer, synced);
+        f.feed(b);
+        f.finish();
+        EXPECT_EQ(r.log, want);
+    }
+    SmpHeader h;
+    ASSERT_TRUE(parse_smp_header(data, h));
+    EXPECT_EQ(h.flags, smp::kData);
+    EXPECT_EQ(h.sid, 5);
+    EXPECT_EQ(h.length, 0x60u);
+    EXPECT_EQ(h.window, 4u);
+    data[4] = 0x0F;  // LENGTH below the header
+    EXPECT_FALSE(parse_smp_header(data, h));
+    data[4] = 0x60;
+    data[1] = 0x09;  // two flags
+    EXPECT_FALSE(parse_smp_header(data, h));
+}
+
 }  // namespace
 }  // namespace hopscope::tds

@@ -8,7 +8,9 @@
 // byte of each unit says which of the two follows.
 //
 // PacketFramer splits one direction into such units: whole TDS packets (at most 65535 bytes, the
-// largest value the 16-bit Length can hold), whole TLS records (at most 5 + 18432 bytes), and
+// largest value the 16-bit Length can hold), whole TLS records (at most 5 + 18432 bytes), whole
+// MARS SMP packets (first byte 0x53, at most 16 + 65535 bytes; their DATA payload is a TDS stream
+// of its own, framed again by the session layer), and
 // runs of bytes it had to skip to find its way back after garbage, a gap or a capture that started
 // mid-connection. It never buffers more than one unit plus one look-ahead header.
 #pragma once
@@ -84,16 +86,42 @@ DecodeStatus parse_header(Bytes data, PacketHeader& out, DecodeError& err);
 /// only known status bits, IGNORE only together with EOM, Length >= 8, Window 0.
 [[nodiscard]] bool plausible_header(const PacketHeader& h, Direction dir);
 
+/// MARS session multiplexing (SMP) header [MC-SMP 2.2.1]: SMID 0x53, FLAGS, SID (LE), LENGTH (LE,
+/// header included), SEQNUM (LE), WNDW (LE). DATA packets carry the TDS byte stream of session SID.
+namespace smp {
+inline constexpr std::uint8_t kSmid = 0x53;
+inline constexpr std::size_t kHeaderSize = 16;
+inline constexpr std::uint8_t kSyn = 0x01;
+inline constexpr std::uint8_t kAck = 0x02;
+inline constexpr std::uint8_t kFin = 0x04;
+inline constexpr std::uint8_t kData = 0x08;
+inline constexpr std::size_t kMaxLength = kHeaderSize + 65535;
+}  // namespace smp
+
+struct SmpHeader {
+    std::uint8_t flags = 0;
+    std::uint16_t sid = 0;
+    std::uint32_t length = 0;
+    std::uint32_t seqnum = 0;
+    std::uint32_t window = 0;
+};
+
+/// Reads a 16-byte SMP header; false unless it is plausible: SMID 0x53, exactly one known flag,
+/// LENGTH 16 for SYN/ACK/FIN and 17..16+65535 for DATA.
+bool parse_smp_header(Bytes data, SmpHeader& out);
+
 /// One unit found by the framer.
 struct FramedUnit {
-    enum class Kind : std::uint8_t { TdsPacket, TlsRecord };
+    enum class Kind : std::uint8_t { TdsPacket, TlsRecord, Smp };
     Kind kind = Kind::TdsPacket;
     PacketHeader header;       ///< TdsPacket only
     Bytes bytes;               ///< the whole unit (header included); valid during the callback
     std::uint64_t offset = 0;  ///< offset of bytes[0] in this direction (gaps counted)
 
     [[nodiscard]] Bytes payload() const {
-        return kind == Kind::TdsPacket ? bytes.subspan(kHeaderSize) : bytes;
+        if (kind == Kind::TdsPacket) return bytes.subspan(kHeaderSize);
+        if (kind == Kind::Smp) return bytes.subspan(smp::kHeaderSize);
+        return bytes;
     }
 };
 
