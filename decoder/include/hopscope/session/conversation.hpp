@@ -13,6 +13,9 @@
 //     then raw TLS records. Login-only mode (both ENCRYPT_OFF): the first LOGIN7 packet is raw TLS,
 //     then clear TDS resumes. Full mode: everything after the handshake is reported Encrypted.
 //     TDS 8.0 strict: the stream starts with a TLS ClientHello; everything is Encrypted;
+//   * MARS [MC-SMP]: SMP packets (0x53) are framed too; each session's DATA is its own TDS
+//     stream (own message assembly and token parser; at most 16 sessions per direction, one
+//     shared message budget);
 //   * after garbage, a gap, or a capture that starts mid-connection, the framer resynchronises
 //     and reports the bytes it skipped.
 //
