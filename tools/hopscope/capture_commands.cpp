@@ -154,7 +154,9 @@ int run_live(const CaptureCommands::Live& l) {
         std::fprintf(stderr, "hopscope: %s\n", err.c_str());
         return kExitBadInput;
     }
-    auto backend = make_backend(backend_options(l, out));
+    BackendOptions bo = backend_options(l, out);
+    bo.verbose = true;  // live shows every login and KDC exchange as it happens
+    auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(l));
     if (!l.quiet)
         std::fprintf(stderr, "hopscope: capturing on %s (filter: %s); Ctrl-C to stop\n",
@@ -193,8 +195,9 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
 
     c.live_cmd = app.add_subcommand(
         "live",
-        "Capture on a network interface until Ctrl-C, then print the summary and the "
-        "packet drop counters (needs root or CAP_NET_RAW)");
+        "Capture on a network interface: print every login, KDC exchange and finding as it "
+        "happens; on Ctrl-C the chains, hops and packet drop counters (needs root or "
+        "CAP_NET_RAW)");
     c.live_cmd->add_option("-i,--interface", c.live.interface, "interface to capture on, e.g. eth0")
         ->required();
     c.live_cmd->add_option("-f,--filter", c.live.filter,
