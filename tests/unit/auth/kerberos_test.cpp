@@ -299,6 +299,19 @@ TEST(Kerberos, NoCipherBytesInRenderedOutput) {
     EXPECT_GT(checked, 20);
 }
 
+TEST(Kerberos, KrbCredTickets) {
+    // RFC 4120 §5.8.1: KRB-CRED (what a delegating client puts in the 0x8003 checksum).
+    const Buf tgt = ticket("LAB.TEST", principal(2, {"krbtgt", "LAB.TEST"}));
+    const Buf cred = tlv(0x76, seq({ctx(0, integer(5)), ctx(1, integer(22)), ctx(2, tlv(0x30, tgt)),
+                                    ctx(3, enc_data(0, -1, 40))}));
+    const auto m = parse(cred);
+    ASSERT_EQ(m.msg_type, krb_msg::Cred);
+    const auto& c = std::get<KrbCred>(m.body);
+    ASSERT_EQ(c.tickets.size(), 1u);
+    EXPECT_EQ(c.tickets[0].sname.str(), "krbtgt/LAB.TEST");
+    EXPECT_EQ(c.enc_part.cipher_len, 40u);
+}
+
 TEST(KrbTcpFramer, SplitsAndJoinsRecords) {
     // RFC 4120 §7.2.2: each message is preceded by its 4-byte big-endian length.
     const Buf a = krb_error(25, true), b = krb_error(7, false);

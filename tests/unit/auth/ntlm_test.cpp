@@ -231,6 +231,22 @@ TEST(Ntlm, GssFramedNtlmIsOneLevelOnly) {
     EXPECT_TRUE(deep.error);
 }
 
+TEST(Ntlm, OemStringsWithoutUnicodeFlag) {
+    // MS-NLMP §2.2.1.3: without NTLMSSP_NEGOTIATE_UNICODE the names are OEM (8-bit) strings.
+    AuthBuilder b;
+    b.flags = ntlm_flag::Oem | ntlm_flag::Ntlm;
+    b.domain = test::str("LAB");
+    b.user = {'j', 0xfc, 'r', 'g'};  // "jürg" in Latin-1
+    b.ws = test::str("WS01");
+    b.lm.assign(24, 0x21);
+    b.nt.assign(24, 0x22);
+    const auto a = parse_auth(b.build());
+    EXPECT_EQ(a.domain, "LAB");
+    EXPECT_EQ(a.user, "j\xc3\xbcrg");
+    EXPECT_EQ(a.workstation, "WS01");
+    EXPECT_EQ(a.response_kind, NtlmResponseKind::V1);
+}
+
 TEST(Ntlm, AnonymousFromTheFields) {
     // MS-NLMP §3.3.2: anonymous = empty user, empty NT response, LM empty or Z(1).
     AuthBuilder b;
