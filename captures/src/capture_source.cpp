@@ -169,8 +169,15 @@ ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler&
         prog.file_index = file_index;
         prog.file = file_index < paths.size() ? &paths[file_index] : nullptr;
         prog.bytes_read = 0;
-        for (const auto& s : sources)
-            prog.bytes_read += s.file->bytes_read();
+        prog.file_bytes_read = prog.file_bytes_total = 0;
+        for (const auto& s : sources) {
+            const std::uint64_t n = s.file->bytes_read();
+            prog.bytes_read += n;
+            if (s.pkt.file_index == file_index) {
+                prog.file_bytes_read = n;
+                prog.file_bytes_total = s.file->bytes_total();
+            }
+        }
         prog.frames = result.frames;
         prog.done = done;
         options.progress(prog);

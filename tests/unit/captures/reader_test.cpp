@@ -185,6 +185,8 @@ TEST(Reader, ProgressReachesTheFileSize) {
     EXPECT_TRUE(seen.back().done);
     EXPECT_EQ(seen.back().bytes_total, std::filesystem::file_size(path));
     EXPECT_EQ(seen.back().bytes_read, seen.back().bytes_total);
+    EXPECT_EQ(seen.back().file_bytes_read, seen.back().bytes_total);
+    EXPECT_EQ(seen.back().file_bytes_total, seen.back().bytes_total);
     EXPECT_EQ(seen.back().frames, 13u);
 }
 

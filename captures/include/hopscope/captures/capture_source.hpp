@@ -79,8 +79,10 @@ class CaptureFile {
 struct ReadProgress {
     std::size_t file_index = 0;
     const std::string* file = nullptr;
-    std::uint64_t bytes_read = 0;   ///< over all files
-    std::uint64_t bytes_total = 0;  ///< over all files, 0 when any size is unknown
+    std::uint64_t bytes_read = 0;        ///< over all files
+    std::uint64_t bytes_total = 0;       ///< over all files, 0 when any size is unknown
+    std::uint64_t file_bytes_read = 0;   ///< of the file the last frame came from
+    std::uint64_t file_bytes_total = 0;  ///< its size, 0 when unknown
     std::uint64_t frames = 0;
     bool done = false;  ///< the final call
 };
