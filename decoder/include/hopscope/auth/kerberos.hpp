@@ -220,7 +220,8 @@ struct KerberosMessage {
     std::variant<KdcReq, KdcRep, ApReq, ApRep, KrbError, KrbCred, KrbTgtReq, KrbTgtRep> body;
 };
 
-/// Decodes one DER-encoded Kerberos message (tag 6a..7e).
+/// Decodes one DER-encoded Kerberos message (tag 6a..7e). Over UDP (port 88) each datagram is
+/// exactly one message (RFC 4120 §7.2.1): pass the payload here. Over TCP use KrbTcpFramer.
 DecodeError parse_kerberos(Bytes data, KerberosMessage& out);
 /// True if the first byte is an application tag of a message handled by parse_kerberos.
 bool looks_like_kerberos(Bytes data);
