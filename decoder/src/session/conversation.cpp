@@ -9,7 +9,6 @@
 namespace hopscope::session {
 namespace {
 
-constexpr std::size_t kMaxTlsRecord = tls::kRecordHeaderSize + tls::kMaxRecordBody;
 constexpr std::size_t kKeepCapacity = 64 * 1024;
 constexpr std::size_t kMaxSmpSessions = 16;
 
@@ -385,23 +384,23 @@ struct Conversation::Impl {
     void tls_tunnelled(Side& s, Bytes payload, std::uint64_t off) {
         s.unit_offset = off;
         s.tls_pending.insert(s.tls_pending.end(), payload.begin(), payload.end());
-        while (s.tls_pending.size() >= tls::kRecordHeaderSize) {
+        std::size_t pos = 0;  // records consumed so far; erased once at the end
+        while (s.tls_pending.size() - pos >= tls::kRecordHeaderSize) {
+            const Bytes rest = Bytes(s.tls_pending).subspan(pos);
             tls::RecordHeader h;
             DecodeError err;
-            if (tls::parse_record_header(s.tls_pending, h, err) != DecodeStatus::Consumed) {
+            if (tls::parse_record_header(rest, h, err) != DecodeStatus::Consumed) {
                 cb.on_problem(ctx(s, off), DecodeStatus::Malformed, err);
                 s.tls_pending.clear();
                 return;
             }
             const std::size_t need = tls::kRecordHeaderSize + h.length;
-            if (s.tls_pending.size() < need) break;
-            tls_record(s, Bytes(s.tls_pending.data(), need));
-            s.tls_pending.erase(s.tls_pending.begin(),
-                                s.tls_pending.begin() + static_cast<std::ptrdiff_t>(need));
+            if (rest.size() < need) break;
+            tls_record(s, rest.first(need));
+            pos += need;
         }
-        if (s.tls_pending.size() > kMaxTlsRecord) {  // cannot happen after the header check
-            s.tls_pending.clear();
-        }
+        s.tls_pending.erase(s.tls_pending.begin(),
+                            s.tls_pending.begin() + static_cast<std::ptrdiff_t>(pos));
     }
 
     // ---- framing ---------------------------------------------------------------------------

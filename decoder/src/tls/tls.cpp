@@ -228,6 +228,7 @@ DecodeStatus HandshakeObserver::on_record(Bytes record) {
         return DecodeStatus::Malformed;
     }
     const Bytes body = record.subspan(kRecordHeaderSize);
+    record_version_ = h.version;
     switch (h.type) {
         case content_type::kChangeCipherSpec:
             cipher_active_ = true;
@@ -259,6 +260,7 @@ void HandshakeObserver::handshake_bytes(Bytes body) {
     std::size_t i = 0;
     while (i < body.size()) {
         if (hs_header_.size() < 4) {
+            if (hs_header_.empty()) hs_record_version_ = record_version_;
             hs_header_.push_back(body[i++]);
             if (hs_header_.size() == 4) {
                 hs_len_ = (std::uint32_t{hs_header_[1]} << 16) |
@@ -286,6 +288,7 @@ void HandshakeObserver::handshake_bytes(Bytes body) {
             if (t == handshake_type::kClientHello && hs_keep_) {
                 ClientHello ch;
                 if (parse_client_hello(hs_body_, ch, err) == DecodeStatus::Consumed) {
+                    ch.record_version = hs_record_version_;
                     sink_.on_client_hello(ch);
                 } else {
                     sink_.on_error(err);
@@ -293,6 +296,7 @@ void HandshakeObserver::handshake_bytes(Bytes body) {
             } else if (t == handshake_type::kServerHello && hs_keep_) {
                 ServerHello sh;
                 if (parse_server_hello(hs_body_, sh, err) == DecodeStatus::Consumed) {
+                    sh.record_version = hs_record_version_;
                     sink_.on_server_hello(sh);
                 } else {
                     sink_.on_error(err);

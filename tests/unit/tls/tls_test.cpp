@@ -76,6 +76,7 @@ TEST(Tls, OpenSsl13ClientHelloMatchesTshark) {
     const Seen s = observe(load("tls13.c2s"));
     ASSERT_EQ(s.ch.size(), 1u);
     const ClientHello& h = s.ch[0];
+    EXPECT_EQ(h.record_version, 0x0301) << "tshark: first record version 0x0301";
     EXPECT_EQ(h.legacy_version, 0x0303);
     EXPECT_EQ(h.sni, "sqlb.lab.test");
     EXPECT_EQ(h.alpn, std::vector<std::string>{"tds/8.0"});
@@ -93,6 +94,7 @@ TEST(Tls, OpenSsl13ServerHelloSelectsVersionByExtension) {
     const Seen s = observe(load("tls13.s2c"));
     ASSERT_EQ(s.sh.size(), 1u);
     EXPECT_EQ(s.sh[0].legacy_version, 0x0303);
+    EXPECT_EQ(s.sh[0].record_version, 0x0303);
     EXPECT_EQ(s.sh[0].selected_version, 0x0304);
     EXPECT_EQ(s.sh[0].version(), 0x0304);
     EXPECT_EQ(s.sh[0].cipher_suite, 0x1302);

@@ -50,6 +50,7 @@ struct RecordHeader {
 DecodeStatus parse_record_header(Bytes data, RecordHeader& out, DecodeError& err);
 
 struct ClientHello {
+    std::uint16_t record_version = 0;  ///< version of the record that started it (0 if unknown)
     std::uint16_t legacy_version = 0;  ///< client_version field (0x0303 in TLS 1.3)
     std::size_t cipher_suite_count = 0;
     std::string sni;                                ///< server_name host_name, "" if absent
@@ -60,6 +61,7 @@ struct ClientHello {
 };
 
 struct ServerHello {
+    std::uint16_t record_version = 0;  ///< version of the record that started it (0 if unknown)
     std::uint16_t legacy_version = 0;
     std::uint16_t cipher_suite = 0;
     std::optional<std::uint16_t> selected_version;  ///< supported_versions (TLS 1.3)
@@ -117,6 +119,8 @@ class HandshakeObserver {
     std::uint32_t hs_len_ = 0;
     std::uint32_t hs_seen_ = 0;
     bool hs_keep_ = false;
+    std::uint16_t record_version_ = 0;     ///< of the current record
+    std::uint16_t hs_record_version_ = 0;  ///< of the record where the message started
 };
 
 }  // namespace hopscope::tls
