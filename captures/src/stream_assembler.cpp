@@ -30,52 +30,55 @@ constexpr std::uint32_t kNil = 0xFFFFFFFFu;
 constexpr std::uint8_t kTcp = 6;
 constexpr std::uint8_t kUdp = 17;
 
+/// Both endpoints as four 64-bit words (address bytes in memory order) plus ports: compared and
+/// hashed word-wise, which is what the per-packet lookup spends its time on.
 struct CanonKey {
-    std::array<std::uint8_t, 16> a{};
-    std::array<std::uint8_t, 16> b{};
-    std::uint16_t pa = 0;
-    std::uint16_t pb = 0;
+    std::uint64_t w[4] = {};  ///< side a address (2 words), side b address (2 words)
+    std::uint32_t ports = 0;  ///< side a port << 16 | side b port
     std::uint8_t proto = 0;
     std::uint8_t v6 = 0;
-    bool operator==(const CanonKey&) const = default;
+    bool operator==(const CanonKey& o) const {
+        return ((w[0] ^ o.w[0]) | (w[1] ^ o.w[1]) | (w[2] ^ o.w[2]) | (w[3] ^ o.w[3])) == 0 &&
+               ports == o.ports && proto == o.proto && v6 == o.v6;
+    }
 };
 
 std::uint64_t hash_key(const CanonKey& k) {
-    std::uint64_t w[4];
-    std::memcpy(&w[0], k.a.data(), 8);
-    std::memcpy(&w[1], k.a.data() + 8, 8);
-    std::memcpy(&w[2], k.b.data(), 8);
-    std::memcpy(&w[3], k.b.data() + 8, 8);
-    std::uint64_t h = (static_cast<std::uint64_t>(k.pa) << 32) ^
-                      (static_cast<std::uint64_t>(k.pb) << 16) ^ (k.proto << 8) ^ k.v6;
-    for (std::uint64_t x : w) {
-        h ^= x;
-        h *= 0x9E3779B97F4A7C15ULL;
-        h ^= h >> 29;
-    }
-    h *= 0xBF58476D1CE4E5B9ULL;
+    // Independent multiplies (no serial chain), then a final avalanche.
+    std::uint64_t h =
+        k.w[0] * 0x9E3779B97F4A7C15ULL ^ k.w[1] * 0xC2B2AE3D27D4EB4FULL ^
+        k.w[2] * 0x165667B19E3779F9ULL ^ k.w[3] * 0xD6E8FEB86659FD93ULL ^
+        (static_cast<std::uint64_t>(k.ports) << 16 | k.proto << 8 | k.v6) * 0xFF51AFD7ED558CCDULL;
     h ^= h >> 32;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 29;
     return h;
 }
 
 /// Canonical key for a packet; returns 0 when the sender is side `a`, 1 when it is side `b`.
+/// The order of the sides is arbitrary but the same for both directions.
 int make_key(const IpAddress& src, std::uint16_t sport, const IpAddress& dst, std::uint16_t dport,
              std::uint8_t proto, CanonKey& k) {
-    const int c = std::memcmp(src.bytes.data(), dst.bytes.data(), 16);
-    const bool src_first = c < 0 || (c == 0 && sport <= dport);
+    std::uint64_t s[2], d[2];
+    std::memcpy(s, src.bytes.data(), 16);
+    std::memcpy(d, dst.bytes.data(), 16);
+    const bool src_first =
+        s[0] < d[0] || (s[0] == d[0] && (s[1] < d[1] || (s[1] == d[1] && sport <= dport)));
     k.proto = proto;
     k.v6 = src.v6 ? 1 : 0;
     if (src_first) {
-        k.a = src.bytes;
-        k.b = dst.bytes;
-        k.pa = sport;
-        k.pb = dport;
+        k.w[0] = s[0];
+        k.w[1] = s[1];
+        k.w[2] = d[0];
+        k.w[3] = d[1];
+        k.ports = static_cast<std::uint32_t>(sport) << 16 | dport;
         return 0;
     }
-    k.a = dst.bytes;
-    k.b = src.bytes;
-    k.pa = dport;
-    k.pb = sport;
+    k.w[0] = d[0];
+    k.w[1] = d[1];
+    k.w[2] = s[0];
+    k.w[3] = s[1];
+    k.ports = static_cast<std::uint32_t>(dport) << 16 | sport;
     return 1;
 }
 
@@ -216,6 +219,8 @@ struct StreamAssembler::Impl {
     std::bitset<65536> tds_ports;
     std::bitset<65536> krb_ports;
     Timestamp last_ts{};
+    std::int64_t next_expiry_check = 0;
+    std::int64_t last_expiry_check = 0;
     std::size_t buffered_total = 0;  ///< out-of-order bytes held over all connections
     std::uint32_t lru_head = kNil;   ///< most recently used
     std::uint32_t lru_tail = kNil;   ///< least recently used
@@ -421,6 +426,15 @@ struct StreamAssembler::Impl {
         f.fk.server = sender_is_client ? r : s;
     }
 
+    /// Closes idle connections. Runs at most once per second of capture time (so the timeout has
+    /// a resolution of one second), not on every packet.
+    void maybe_expire(Timestamp now) {
+        if (now.micros < next_expiry_check && now.micros >= last_expiry_check) return;
+        last_expiry_check = now.micros;
+        next_expiry_check = now.micros + 1'000'000;
+        expire(now);
+        if (defrag.pending() > 0) defrag.expire(now);
+    }
     void expire(Timestamp now) {
         while (lru_tail != kNil) {
             Flow& f = table.at(lru_tail);
@@ -607,7 +621,6 @@ struct StreamAssembler::Impl {
             return;
         }
         if (ip.fragment) {
-            if (defrag.pending() > 0) defrag.expire(ts);
             Bytes whole;
             if (!defrag.add(ip, ts, whole)) return;
             ip.payload = whole;
@@ -641,7 +654,7 @@ void StreamAssembler::on_frame(int linktype, Timestamp ts, Bytes frame, std::uin
     Impl& m = *impl_;
     ++m.st.frames;
     if (m.last_ts < ts) m.last_ts = ts;
-    m.expire(ts);
+    m.maybe_expire(ts);
     Bytes l3;
     const FrameError e = strip_link(linktype, frame, l3);
     if (e == FrameError::NotIp) {
@@ -659,7 +672,7 @@ void StreamAssembler::on_ip(Timestamp ts, Bytes l3, std::uint64_t frame_no) {
     Impl& m = *impl_;
     ++m.st.frames;
     if (m.last_ts < ts) m.last_ts = ts;
-    m.expire(ts);
+    m.maybe_expire(ts);
     m.ip_packet(ts, l3, frame_no);
 }
 
