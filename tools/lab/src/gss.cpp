@@ -2,7 +2,10 @@
 
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include <krb5/krb5.h>
 
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 namespace hopscope::lab {
@@ -52,6 +55,33 @@ Buffer take(gss_buffer_desc& b) {
     return out;
 }
 
+/// True when a delegated credential is MIT's S4U2Proxy ("impersonator") credential: stored in a
+/// memory ccache it carries the "proxy_impersonator" configuration entry.
+bool is_proxy(gss_cred_id_t cred) {
+    const std::string name =
+        "MEMORY:probe" + std::to_string(reinterpret_cast<std::uintptr_t>(cred));
+    gss_key_value_element_desc el{"ccache", name.c_str()};
+    gss_key_value_set_desc store{1, &el};
+    OM_uint32 minor = 0;
+    if (GSS_ERROR(gss_store_cred_into(&minor, cred, GSS_C_INITIATE, GSS_C_NO_OID, 1, 0, &store,
+                                      nullptr, nullptr)))
+        return false;
+    krb5_context kc = nullptr;
+    if (krb5_init_context(&kc) != 0) return false;
+    bool proxy = false;
+    krb5_ccache cc = nullptr;
+    if (krb5_cc_resolve(kc, name.c_str(), &cc) == 0) {
+        krb5_data d{};
+        if (krb5_cc_get_config(kc, cc, nullptr, "proxy_impersonator", &d) == 0) {
+            proxy = true;
+            krb5_free_data_contents(kc, &d);
+        }
+        krb5_cc_destroy(kc, cc);
+    }
+    krb5_free_context(kc);
+    return proxy;
+}
+
 }  // namespace
 
 std::string gss_error(OM_uint32 major, OM_uint32 minor, gss_OID mech) {
@@ -69,6 +99,29 @@ Acceptor::~Acceptor() {
     OM_uint32 minor = 0;
     if (ctx_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &ctx_, GSS_C_NO_BUFFER);
     if (deleg_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &deleg_);
+    if (cred_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &cred_);
+}
+
+bool Acceptor::use_initiating_credential(std::string* err) {
+    const char* kt = std::getenv("KRB5_KTNAME");
+    if (!kt) {
+        if (err) *err = "KRB5_KTNAME is not set";
+        return false;
+    }
+    // the service's own TGT comes from its keytab ("client_keytab") into a private memory ccache
+    const std::string cc = "MEMORY:s4u" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+    gss_key_value_element_desc els[] = {
+        {"keytab", kt}, {"client_keytab", kt}, {"ccache", cc.c_str()}};
+    gss_key_value_set_desc store{3, els};
+    gss_OID_set_desc mechs{1, const_cast<gss_OID>(gss_mech_krb5)};
+    OM_uint32 minor = 0;
+    const OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, &mechs,
+                                                  GSS_C_BOTH, &store, &cred_, nullptr, nullptr);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "acquire_cred_from(BOTH): " + gss_error(major, minor, gss_mech_krb5);
+        return false;
+    }
+    return true;
 }
 
 AcceptResult Acceptor::step(const Buffer& token) {
@@ -80,8 +133,8 @@ AcceptResult Acceptor::step(const Buffer& token) {
     gss_OID mech = GSS_C_NO_OID;
     gss_cred_id_t deleg = GSS_C_NO_CREDENTIAL;
     const OM_uint32 major =
-        gss_accept_sec_context(&minor, &ctx_, GSS_C_NO_CREDENTIAL, &in, GSS_C_NO_CHANNEL_BINDINGS,
-                               &src, &mech, &out, &flags, nullptr, &deleg);
+        gss_accept_sec_context(&minor, &ctx_, cred_, &in, GSS_C_NO_CHANNEL_BINDINGS, &src, &mech,
+                               &out, &flags, nullptr, &deleg);
     res.output = take(out);
     res.mech = mech_name(mech);
     if (GSS_ERROR(major)) {
@@ -100,6 +153,12 @@ AcceptResult Acceptor::step(const Buffer& token) {
                 res.initiator.pop_back();
         }
         res.delegated = (flags & GSS_C_DELEG_FLAG) != 0 && deleg != GSS_C_NO_CREDENTIAL;
+        // With an initiating acceptor credential MIT also reports "delegated" for the S4U2Proxy
+        // credential it derives itself; only a forwarded TGT is real delegation.
+        if (deleg != GSS_C_NO_CREDENTIAL && cred_ != GSS_C_NO_CREDENTIAL && is_proxy(deleg)) {
+            res.delegated = false;
+            proxy_ = deleg;
+        }
     }
     if (src != GSS_C_NO_NAME) gss_release_name(&minor, &src);
     if (deleg != GSS_C_NO_CREDENTIAL) {
@@ -129,7 +188,7 @@ bool Acceptor::store_delegated(const std::string& ccache, std::string* err) {
 Initiator::~Initiator() {
     OM_uint32 minor = 0;
     if (ctx_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &ctx_, GSS_C_NO_BUFFER);
-    if (cred_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &cred_);
+    if (cred_ != GSS_C_NO_CREDENTIAL && !borrowed_) gss_release_cred(&minor, &cred_);
     if (target_ != GSS_C_NO_NAME) gss_release_name(&minor, &target_);
 }
 
@@ -180,6 +239,22 @@ bool Initiator::start(const InitiatorOptions& o, std::string* err) {
         &target_);
     if (GSS_ERROR(major)) {
         if (err) *err = "import_name(target): " + gss_error(major, minor, GSS_C_NO_OID);
+        return false;
+    }
+    return true;
+}
+
+bool Initiator::start(gss_cred_id_t borrowed, const std::string& spn, std::string* err) {
+    req_flags_ = GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_INTEG_FLAG |
+                 GSS_C_CONF_FLAG;
+    mech_ = const_cast<gss_OID>(gss_mech_krb5);
+    cred_ = borrowed;
+    borrowed_ = true;
+    OM_uint32 minor = 0;
+    gss_buffer_desc nb{spn.size(), const_cast<char*>(spn.data())};
+    const OM_uint32 major = gss_import_name(&minor, &nb, GSS_KRB5_NT_PRINCIPAL_NAME, &target_);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "import_name: " + gss_error(major, minor, gss_mech_krb5);
         return false;
     }
     return true;

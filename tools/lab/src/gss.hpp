@@ -29,13 +29,22 @@ class Acceptor {
     Acceptor(const Acceptor&) = delete;
     Acceptor& operator=(const Acceptor&) = delete;
     ~Acceptor();
+    /// Accept with a credential that can also initiate (keytab + the service's own TGT from it),
+    /// as a service set up for constrained delegation: then a client that did not delegate
+    /// still leaves an S4U2Proxy credential (see proxy_credential()).
+    bool use_initiating_credential(std::string* err);
     AcceptResult step(const Buffer& token);
+    /// After Complete without delegation: the S4U2Proxy credential MIT derives from the client's
+    /// (forwardable) service ticket, or GSS_C_NO_CREDENTIAL. Owned by the Acceptor.
+    [[nodiscard]] gss_cred_id_t proxy_credential() const { return proxy_; }
     /// gss_store_cred_into the delegated credential as ccache `ccache` (e.g. "FILE:/x/deleg.cc").
     bool store_delegated(const std::string& ccache, std::string* err);
 
   private:
     gss_ctx_id_t ctx_ = GSS_C_NO_CONTEXT;
     gss_cred_id_t deleg_ = GSS_C_NO_CREDENTIAL;
+    gss_cred_id_t cred_ = GSS_C_NO_CREDENTIAL;
+    gss_cred_id_t proxy_ = GSS_C_NO_CREDENTIAL;
 };
 
 /// How an initiator frames its tokens.
@@ -63,6 +72,8 @@ class Initiator {
     ~Initiator();
     /// Kerberos initiator from credential cache `ccache` towards principal `spn`.
     bool start(const std::string& ccache, const std::string& spn, std::string* err);
+    /// Kerberos initiator with a credential borrowed from an Acceptor (S4U2Proxy).
+    bool start(gss_cred_id_t borrowed, const std::string& spn, std::string* err);
     /// Any of the InitMech framings; the SPN is MSSQLSvc/<host>:<port>.
     bool start(const InitiatorOptions& o, std::string* err);
     GssState step(const Buffer* input, Buffer& output, std::string* err);
@@ -76,6 +87,7 @@ class Initiator {
     gss_OID mech_ = GSS_C_NO_OID;
     OM_uint32 req_flags_ = 0;
     OM_uint32 ret_flags_ = 0;
+    bool borrowed_ = false;
 };
 
 std::string gss_error(OM_uint32 major, OM_uint32 minor, gss_OID mech);

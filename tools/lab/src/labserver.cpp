@@ -45,6 +45,7 @@ struct Config {
     std::map<std::string, Linked> linked;  // upper-case name -> target
     bool sql2000 = false;
     bool interop_fixes = true;
+    bool constrained = false;  // accept with an initiating credential: S4U2Proxy to linked servers
 };
 
 Config g_cfg;
@@ -95,13 +96,15 @@ struct LinkedResult {
     bool ok = false;
     std::string auth;  // kerberos | ntlm-anonymous
     std::vector<ServerMessage> errors;
-    std::string failure;  // local reason (connect, GSS) when there is no remote message
+    std::string failure;            // local reason (connect, GSS) when there is no remote message
+    std::string s4u2proxy_failure;  // constrained delegation refused before the NTLM fallback
     std::vector<std::string> columns;
     std::vector<std::vector<std::string>> rows;
 };
 
 LinkedResult run_linked(const std::string& name, const Linked& target,
-                        const std::string& deleg_ccache, const std::string& sql) {
+                        const std::string& deleg_ccache, gss_cred_id_t proxy,
+                        const std::string& sql) {
     LinkedResult res;
     std::string why;
     // from the address this server listens on, as a separate host would (A also hosts SQLC)
@@ -129,6 +132,18 @@ LinkedResult run_linked(const std::string& name, const Linked& target,
             krb->step(nullptr, lr.sspi, &why) == GssState::Failed) {
             res.failure = "Kerberos to " + spn + " failed: " + why;
             return res;
+        }
+    } else if (proxy != GSS_C_NO_CREDENTIAL) {
+        // constrained delegation: the KDC is asked for a ticket to B on the caller's behalf
+        res.auth = "kerberos-s4u2proxy";
+        krb = std::make_unique<Initiator>();
+        if (!krb->start(proxy, spn, &why) ||
+            krb->step(nullptr, lr.sspi, &why) == GssState::Failed) {
+            // as Negotiate does on Windows: no Kerberos ticket, so NTLM - with no user to offer
+            res.s4u2proxy_failure = why;
+            krb.reset();
+            res.auth = "ntlm-anonymous";
+            lr.sspi = ntlm::build_anonymous_negotiate();
         }
     } else {
         res.auth = "ntlm-anonymous";
@@ -213,6 +228,8 @@ class Session {
     bool login();
     bool sql_login(const Login7Info& li);
     bool integrated_login(const Login7Info& li);
+    void linked_attempt(const std::string& name, const Linked& target, const std::string& inner,
+                        gss_cred_id_t proxy, LinkedResult& r);
     void login_ok(const Login7Info& li, const Buffer* final_token);
     void login_failed(std::uint32_t number, const std::string& text, const Buffer* token);
     void batch(const std::string& sql);
@@ -224,6 +241,7 @@ class Session {
     bool old_tds_ = false;
     std::string user_;
     std::string deleg_ccache_;
+    Acceptor acc_;  // lives as long as the session: it owns an S4U2Proxy credential
     nlohmann::json ev_;
 };
 
@@ -345,7 +363,7 @@ bool Session::login() {
 }
 
 bool Session::integrated_login(const Login7Info& li) {
-    Acceptor acc;
+    Acceptor& acc = acc_;
     Buffer token = li.sspi;
     const auto kind = gssframe::classify(token);
     std::string fixes;
@@ -366,6 +384,10 @@ bool Session::integrated_login(const Login7Info& li) {
                 fixes += "re-wrapped SPNEGO(bare AP-REQ) as a krb5 token; ";
             }
         }
+    }
+    if (g_cfg.constrained && (kind == gssframe::Kind::RawKrb5 || kind == gssframe::Kind::Spnego)) {
+        std::string why;
+        if (!acc.use_initiating_credential(&why)) log_line("constrained delegation: " + why);
     }
     std::optional<ntlm::AuthenticateInfo> auth3;
     for (int leg = 0; leg < 6; ++leg) {
@@ -399,6 +421,7 @@ bool Session::integrated_login(const Login7Info& li) {
             ev_["principal"] = r.initiator;
             ev_["user"] = user_;
             ev_["delegation"] = r.delegated ? "yes" : "no";
+            if (acc.proxy_credential() != GSS_C_NO_CREDENTIAL) ev_["s4u2proxy_credential"] = true;
             if (r.delegated) {
                 const std::string cc = "FILE:" + g_cfg.run_dir + "/deleg-" + g_cfg.name + "-" +
                                        std::to_string(getpid()) + ".ccache";
@@ -556,6 +579,22 @@ void Session::batch(const std::string& sql) {
     conn_.send(pkt::Reply, tw.bytes());
 }
 
+void Session::linked_attempt(const std::string& name, const Linked& target,
+                             const std::string& inner, gss_cred_id_t proxy, LinkedResult& r) {
+    r = run_linked(name, target, deleg_ccache_, proxy, inner);
+    nlohmann::json ev{{"event", "linked"},
+                      {"linked_server", name},
+                      {"caller", user_},
+                      {"auth", r.auth},
+                      {"outcome", r.ok ? "success" : "failure"},
+                      {"delegated_credential", !deleg_ccache_.empty()}};
+    if (!r.failure.empty()) ev["failure"] = r.failure;
+    if (!r.s4u2proxy_failure.empty()) ev["s4u2proxy_failure"] = r.s4u2proxy_failure;
+    if (!r.errors.empty()) ev["remote_error"] = r.errors.front().number;
+    emit(ev);
+    if (!r.failure.empty()) log_line("linked server " + name + ": " + r.failure);
+}
+
 void Session::linked_query(const std::string& name, const std::string& inner) {
     TokenWriter tw(old_tds_);
     auto it = g_cfg.linked.find(name);
@@ -568,23 +607,14 @@ void Session::linked_query(const std::string& name, const std::string& inner) {
         conn_.send(pkt::Reply, tw.bytes());
         return;
     }
-    LinkedResult r = run_linked(name, it->second, deleg_ccache_, inner);
-    nlohmann::json ev{{"event", "linked"},
-                      {"linked_server", name},
-                      {"caller", user_},
-                      {"auth", r.auth},
-                      {"outcome", r.ok ? "success" : "failure"},
-                      {"delegated_credential", !deleg_ccache_.empty()}};
-    if (!r.failure.empty()) ev["failure"] = r.failure;
-    if (!r.errors.empty()) ev["remote_error"] = r.errors.front().number;
-    emit(ev);
+    LinkedResult r;
+    linked_attempt(name, it->second, inner, acc_.proxy_credential(), r);
     if (r.ok) {
         tw.result(r.columns, r.rows);
         tw.done(kDoneCount, 0xC1, r.rows.size());
     } else {
         for (const auto& e : r.errors)
             tw.error(e.number, e.state, e.cls, e.text, name);
-        if (!r.failure.empty()) log_line("linked server " + name + ": " + r.failure);
         tw.error(7303, 1, 16,
                  "Cannot initialize the data source object of OLE DB provider \"MSOLEDBSQL\" for "
                  "linked server \"" +
@@ -602,7 +632,7 @@ void usage() {
         "usage: hopscope-labserver --listen ADDR:PORT --name NAME [--encryption "
         "notsup|off|on|strict]\n"
         "         [--tls-cert PEM --tls-key PEM] [--logins FILE] [--events FILE] [--run-dir DIR]\n"
-        "         [--linked NAME=HOST:PORT]... [--sql2000] [--no-interop-fixes]\n"
+        "         [--linked NAME=HOST:PORT]... [--constrained] [--sql2000] [--no-interop-fixes]\n"
         "Kerberos: KRB5_KTNAME selects the keytab; NTLM: NTLM_USER_FILE (gss-ntlmssp).\n"
         "The logins file has one 'name:password' line per SQL login.\n");
 }
@@ -642,6 +672,8 @@ bool parse_args(int argc, char** argv) {
                 Linked{v.substr(eq + 1, c - eq - 1), v.substr(c + 1)};
         } else if (a == "--sql2000") {
             g_cfg.sql2000 = true;
+        } else if (a == "--constrained") {
+            g_cfg.constrained = true;
         } else if (a == "--no-interop-fixes") {
             g_cfg.interop_fixes = false;
         } else {
