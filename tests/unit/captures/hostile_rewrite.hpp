@@ -312,4 +312,50 @@ inline std::size_t fragment_v4(PcapData& d, std::size_t piece) {
     return datagrams;
 }
 
+/// IPv6 counterpart (RFC 8200 4.5): inserts a fragment header into every IPv6 TCP/UDP packet with
+/// more than 16 bytes of payload and splits it into `piece`-byte fragments (a multiple of 8).
+inline std::size_t fragment_v6(PcapData& d, std::size_t piece) {
+    std::vector<Record> out;
+    std::size_t datagrams = 0;
+    std::uint32_t id = 0x10000;
+    for (auto& r : d.records) {
+        const Layout L = layout(r);
+        const std::size_t body = L.l3 + 40;
+        if (!L.ok || !L.v6 || !L.whole || (L.proto != 6 && L.proto != 17) || L.ip_end < body + 17) {
+            out.push_back(r);
+            continue;
+        }
+        ++id;
+        std::vector<Record> frags;
+        for (std::size_t at = body; at < L.ip_end; at += piece) {
+            const std::size_t n = std::min(piece, L.ip_end - at);
+            const bool more = at + n < L.ip_end;
+            Record p;
+            p.ts_us = r.ts_us;
+            p.bytes.assign(r.bytes.begin(), r.bytes.begin() + static_cast<std::ptrdiff_t>(body));
+            p.bytes[L.l3 + 6] = 44;  // next header: fragment
+            const std::size_t off = at - body;
+            const std::uint8_t fh[8] = {L.proto,
+                                        0,
+                                        static_cast<std::uint8_t>(off >> 8),
+                                        static_cast<std::uint8_t>((off & 0xF8) | (more ? 1 : 0)),
+                                        static_cast<std::uint8_t>(id >> 24),
+                                        static_cast<std::uint8_t>(id >> 16),
+                                        static_cast<std::uint8_t>(id >> 8),
+                                        static_cast<std::uint8_t>(id)};
+            p.bytes.insert(p.bytes.end(), fh, fh + 8);
+            p.bytes.insert(p.bytes.end(), r.bytes.begin() + static_cast<std::ptrdiff_t>(at),
+                           r.bytes.begin() + static_cast<std::ptrdiff_t>(at + n));
+            set16(&p.bytes[L.l3 + 4], 8 + n);
+            p.wire_len = static_cast<std::uint32_t>(p.bytes.size());
+            frags.push_back(std::move(p));
+        }
+        if (datagrams++ % 2) std::reverse(frags.begin(), frags.end());
+        for (auto& f : frags)
+            out.push_back(std::move(f));
+    }
+    d.records = std::move(out);
+    return datagrams;
+}
+
 }  // namespace hopscope::captures::testing

@@ -141,6 +141,12 @@ TEST(Hostile, Ipv4Fragments) {
     EXPECT_GT(n, 1000u);
 }
 
+TEST(Hostile, Ipv6Fragments) {
+    std::size_t n = 0;
+    check_rewrite("frag6", [&](PcapData& d) { n += fragment_v6(d, 64); });
+    EXPECT_GT(n, 50u) << "two public captures carry IPv6 TCP";
+}
+
 TEST(Hostile, Ipv4FragmentsOfTinyPieces) {
     check_rewrite("frag8", [](PcapData& d) { fragment_v4(d, 8); });
 }
