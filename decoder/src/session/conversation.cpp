@@ -292,6 +292,7 @@ struct Conversation::Impl {
             r.auth = AuthKind::FedAuth;
         } else if (r.login7_seen && (r.integrated_security || !r.auth_blobs.empty())) {
             r.auth = AuthKind::Integrated;
+            if (r.auth_blobs.empty()) r.auth_detail = "fIntSecurity set but no SSPI data";
         } else if (r.login7_seen && !r.user.empty()) {
             r.auth = AuthKind::Sql;
         } else if (r.login7_seen) {
