@@ -20,3 +20,7 @@ hopscope_cli_test(analyze_truncated_exits_2_with_offset
     "t=$(mktemp) && head -c 1500 ${_pub}/tds7_sqlauth_login_prelogin_loginack_arkime.pcap > $t && out=$(${_cli} analyze --flows $t 2>&1); rc=$?; rm -f $t; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'byte offset 1244' && echo \"$out\" | grep -q 'TDS connections  *1 '")
 hopscope_cli_test(usage_error_exits_2
     "${_cli} analyze >/dev/null 2>&1; [ $? -eq 2 ]")
+hopscope_cli_test(analyze_stdin_pipe
+    "out=$(cat ${_pub}/krb_error52_response_too_big_ndpi.pcap | ${_cli} analyze --flows -) && echo \"$out\" | grep -q '2 UDP datagrams'")
+hopscope_cli_test(live_bad_interface_exits_2
+    "out=$(${_cli} live -i no-such-if0 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'interface no-such-if0'")
