@@ -227,9 +227,10 @@ bool LiveCapture::open(const LiveOptions& o, std::string& error) {
     pcap_set_tstamp_precision(handle_, PCAP_TSTAMP_PRECISION_MICRO);
     const int rc = pcap_activate(handle_);
     if (rc < 0) {
-        error = where + pcap_statustostr(rc);
         const char* detail = pcap_geterr(handle_);
-        if (detail != nullptr && *detail != '\0') error += std::string(" (") + detail + ")";
+        error = where + ((detail != nullptr && *detail != '\0') ? detail : pcap_statustostr(rc));
+        if (rc == PCAP_ERROR_PERM_DENIED)
+            error += " (capturing needs root or the CAP_NET_RAW capability)";
         pcap_close(handle_);
         handle_ = nullptr;
         return false;
