@@ -263,8 +263,8 @@ TEST(ConversationFlows, StrictTlsFromTheFirstByte) {
 }
 
 TEST(ConversationFlows, ImpacketBigEndianVersionAndMultiPacketLogin7) {
-    // impacket writes TDSVersion big-endian (0x71000001 as 71 00 00 01); a Kerberos-sized SSPI
-    // blob makes LOGIN7 span three 512-byte packets.
+    // TDSVersion written big-endian (0x71000001 as 71 00 00 01, see Login7.BigEndianTdsVersion);
+    // a Kerberos-sized SSPI blob makes LOGIN7 span three 512-byte packets.
     testing::Login7Spec l;
     l.tds_version_wire = 0x01000071;
     l.flags2 = 0x83;

@@ -17,6 +17,7 @@ struct FactRecorder : session::ConversationCallbacks {
     std::vector<std::string> facts;
     std::vector<session::LoginRecord> logins;
     std::vector<std::pair<session::AuthBlobSource, Buf>> blobs;
+    std::vector<std::uint64_t> blob_frames;  ///< frame of each blob
 
     std::string where(const session::FactContext& c) const {
         std::string s = std::string(to_string(c.dir)) + "@" + std::to_string(c.ev.stream_offset);
@@ -66,6 +67,7 @@ struct FactRecorder : session::ConversationCallbacks {
     void on_auth_blob(const session::FactContext& c, session::AuthBlobSource src,
                       Bytes b) override {
         blobs.emplace_back(src, Buf(b.begin(), b.end()));
+        blob_frames.push_back(c.ev.frame);
         add(c,
             std::string("auth_blob ") + session::to_string(src) + " " + std::to_string(b.size()));
     }
