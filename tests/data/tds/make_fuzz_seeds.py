@@ -8,7 +8,9 @@ handshakes (tls/), the MS-TDS 4.1 PRELOGIN sample, and hand-built LOGIN7s (MS-TD
 with SSPI, FeatureExt/FEDAUTH and a big-endian TDSVersion.
 """
 import os
+import shutil
 import struct
+import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, '..', '..', 'fuzz', 'corpus')
@@ -128,6 +130,23 @@ def main():
     s = open(os.path.join(HERE, 'tls', 'tls13.s2c'), 'rb').read()
     write('conversation', 'strict_tls13', b'\x00' + struct.pack('>H', len(c)) + c +
           b'\x01' + struct.pack('>H', len(s)) + s)
+
+    # The frozen lab captures (lab/), one seed per TDS connection; needs tshark.
+    if shutil.which('tshark'):
+        for name in ('1-ntlm-single-hop', '2-kerberos-single-hop', '12a-ntlm-tls-login-only'):
+            out = subprocess.run(['tshark', '-r', os.path.join(HERE, 'lab', name + '.pcap'),
+                                  '-Y', 'tcp.port==1433 && tcp.len>0', '-T', 'fields',
+                                  '-e', 'tcp.stream', '-e', 'tcp.srcport', '-e', 'tcp.payload'],
+                                 capture_output=True, text=True, check=True).stdout
+            conns = {}
+            for line in out.splitlines():
+                stream, port, hexs = line.split('\t')
+                data = bytes.fromhex(hexs)
+                ctl = 1 if port == '1433' else 0
+                conns.setdefault(stream, b'')
+                conns[stream] += bytes([ctl]) + struct.pack('>H', len(data)) + data
+            for stream, blob in sorted(conns.items())[:2]:
+                write('conversation', 'lab_%s_%s' % (name.split('-')[0], stream), blob)
 
 
 if __name__ == '__main__':
