@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -228,6 +229,11 @@ int tcp_connect(const std::string& host, const std::string& port, std::string* w
     }
     freeaddrinfo(res);
     if (fd < 0 && why) *why = "cannot connect to " + host + ":" + port;
+    if (fd >= 0) {  // a silent server must not hang the caller
+        const timeval limit{30, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+    }
     return fd;
 }
 

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -745,6 +746,10 @@ int serve() {
         if (pid == 0) {
             close(ls);
             g_conn_id = id;
+            // a silent peer must not keep this process forever: 60 s per read or write
+            const timeval limit{60, 0};
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
             char ip[INET_ADDRSTRLEN] = "";
             inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
             {
