@@ -496,6 +496,53 @@ struct TokenStreamParser::Impl {
         skip_nulls(r);
     }
 
+    /// Fast path for the values of a row that lie wholly in `r`: a fixed-length value, or a
+    /// BYTELEN/USHORTLEN one whose length passes step_value's checks, is stepped over here
+    /// without a round trip through the unit state machine per value. Anything else (a value cut
+    /// by the end of the bytes, a bad length, TEXT, sql_variant, PLP, a RETURNVALUE) is left to
+    /// step_value, which reports it exactly as before.
+    void walk_whole_values(ByteReader& r) {
+        if (token == 0xAC) return;
+        const std::vector<Column>& cols = *walk;
+        bool moved = false;
+        while (col < cols.size()) {
+            const TypeInfo& ti = cols[col].info;
+            const Bytes rest = r.rest();
+            std::size_t n = 0;
+            switch (ti.kind) {
+                case ValueKind::Fixed:
+                    n = ti.max_length;
+                    break;
+                case ValueKind::ByteLen:
+                    if (rest.empty() || !valid_bytelen_value(ti, rest[0])) return;
+                    n = std::size_t{1} + rest[0];
+                    break;
+                case ValueKind::UShortLen: {
+                    if (rest.size() < 2) return;
+                    const std::size_t len = rest[0] | (std::size_t{rest[1]} << 8);
+                    if (len == 0xFFFF) {
+                        n = 2;
+                    } else if (len > ti.max_length) {
+                        return;
+                    } else {
+                        n = 2 + len;
+                    }
+                    break;
+                }
+                default:
+                    return;
+            }
+            if (rest.size() < n) return;
+            r.skip(n);
+            if (!moved) need = 0;
+            moved = true;
+            ++col;
+            while (col < cols.size() && column_is_null(col))
+                ++col;
+        }
+        end_walk(r);
+    }
+
     Unit step_value(ByteReader& r) {
         const std::size_t start = r.position();
         const TypeInfo& ti = (*walk)[col].info;
@@ -767,6 +814,10 @@ struct TokenStreamParser::Impl {
             if (phase == Phase::ValueEnd) {
                 value_done(r);
                 continue;
+            }
+            if (phase == Phase::Value) {
+                walk_whole_values(r);
+                if (phase != Phase::Value) continue;  // the row ended
             }
             if (r.empty()) return Unit::Ok;
             const std::size_t start = r.position();
