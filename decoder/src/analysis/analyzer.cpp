@@ -389,8 +389,10 @@ void Analyzer::per_login_rules(const Recent& r) {
         }
         emit(std::move(f), key);
     }
-    const bool specific_krb =
-        l.kerberos_error == 37 || l.kerberos_error == 41 || l.kerberos_error == 44;
+    // 31 BAD_INTEGRITY (MIT) / 41 MODIFIED (Windows): the ticket was encrypted with another
+    // key; 44 BADKEYVER: the service has another key version; 37 SKEW.
+    const bool specific_krb = l.kerberos_error == 31 || l.kerberos_error == 37 ||
+                              l.kerberos_error == 41 || l.kerberos_error == 44;
     if (l.error && !specific_krb && (l.error->number == 18452 || null_text(l.error->message))) {
         Finding f;
         f.ts = l.ts;
@@ -415,15 +417,17 @@ void Analyzer::per_login_rules(const Recent& r) {
         f.name = skew ? "clock-skew" : "spn-wrong-account";
         f.severity = Severity::Error;
         std::string spn = spn_for(l);
-        f.summary =
-            skew ? server +
-                       " rejected the Kerberos ticket: KRB_AP_ERR_SKEW (clocks more "
-                       "than 5 minutes apart)"
-                 : server + " could not decrypt the Kerberos ticket for " +
-                       (spn.empty() ? std::string("its SPN") : spn) + " (" +
-                       (l.kerberos_error == 44 ? "KRB_AP_ERR_BADKEYVER" : "KRB_AP_ERR_MODIFIED") +
-                       "): the SPN belongs to another account, or the service's key changed "
-                       "since its keytab was made";
+        f.summary = skew
+                        ? server +
+                              " rejected the Kerberos ticket: KRB_AP_ERR_SKEW (clocks more "
+                              "than 5 minutes apart)"
+                        : server + " could not decrypt the Kerberos ticket for " +
+                              (spn.empty() ? std::string("its SPN") : spn) + " (" +
+                              (l.kerberos_error == 44   ? "KRB_AP_ERR_BADKEYVER"
+                               : l.kerberos_error == 31 ? "KRB_AP_ERR_BAD_INTEGRITY"
+                                                        : "KRB_AP_ERR_MODIFIED") +
+                              "): the SPN belongs to another account, or the service's key changed "
+                              "since its keytab was made";
         f.hops.push_back(describe(l, "hop"));
         f.evidence.push_back(
             ref(l, skew ? "KRB-ERROR 37 in the SSPI reply" : "KRB-ERROR 41 in the SSPI reply"));
@@ -593,8 +597,22 @@ void Analyzer::chain_rules(const Recent& inbound, const Recent& outbound) {
         const KerberosEvent* refused = nullptr;
         for (const auto* k : kdc_for(in.flow.client.addr, in.started.micros ? in.started : in.ts))
             if (k->has_option("forwarded") && k->error_code != 0) refused = k;
+        // The middle server's own KDC traffic: a refused S4U2Proxy request (constrained
+        // delegation) names the cause even when the client rightly sent no forwarded TGT.
+        const KerberosEvent* s4u = nullptr;
+        for (const auto* k :
+             kdc_for(out.flow.client.addr, out.started.micros ? out.started : out.ts))
+            if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
         Tristate deleg = delegation_requested(in);
-        if (refused) {
+        if (s4u && !refused) {
+            why = a + "'s constrained delegation (S4U2Proxy) to " + s4u->sname + " was refused (" +
+                  s4u->error_name + ")";
+            f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name));
+            f.remedy = "Allow " + a + "'s service account to delegate to " + s4u->sname +
+                       " (msDS-AllowedToDelegateTo, 'Trust this user for delegation to specified "
+                       "services only'), or configure resource-based constrained delegation on "
+                       "the back-end's account; check the user is not sensitive.";
+        } else if (refused) {
             why = "the KDC refused to forward the user's TGT (" + refused->error_name +
                   "): the account is 'sensitive and cannot be delegated' or its TGT is not "
                   "forwardable";

@@ -48,6 +48,7 @@ const std::vector<Scenario> kScenarios{
     {"7-sensitive-user", {"HS001", "HS003", "HS011", "HS012"}},
     {"8-spn-missing", {"HS020"}},
     {"9-stale-keytab", {"HS021"}},
+    {"9b-spn-wrong-account", {"HS021"}},
     {"10-clock-skew", {"HS022"}},
     {"11-sql2000-null", {"HS001", "HS002", "HS003", "HS010"}},
     {"12a-ntlm-tls-login-only", {}},
@@ -58,7 +59,19 @@ const std::vector<Scenario> kScenarios{
     {"12f-double-hop-ntlm-tls-full", {"HS001", "HS090"}},
     {"13-spnego-delegation-policy", {"HS001", "HS003", "HS010", "HS011", "HS050"}},
     {"14-tds8-strict-ntlm-double-hop", {"HS001", "HS090"}},
+    {"15-constrained-delegation-refused", {"HS001", "HS003", "HS011", "HS023"}},
 };
+
+TEST(LabGolden, EveryLabCaptureHasExpectations) {
+    std::set<std::string> listed;
+    for (const auto& s : kScenarios)
+        listed.insert(s.file);
+    for (const auto& entry : fs::directory_iterator(std::string(HOPSCOPE_CAPTURES_DIR) + "/lab")) {
+        if (entry.path().extension() != ".pcap") continue;
+        EXPECT_TRUE(listed.count(entry.path().stem().string()))
+            << entry.path() << " is not checked by the golden tests";
+    }
+}
 
 std::string ip_of(const Endpoint& e) {
     return to_string(e.addr);
