@@ -113,9 +113,12 @@ bool parse_smp_header(Bytes data, SmpHeader& out) {
     switch (out.flags) {
         case smp::kSyn:
         case smp::kAck:
-        case smp::kFin: return out.length == smp::kHeaderSize;
-        case smp::kData: return out.length > smp::kHeaderSize && out.length <= smp::kMaxLength;
-        default: return false;
+        case smp::kFin:
+            return out.length == smp::kHeaderSize;
+        case smp::kData:
+            return out.length > smp::kHeaderSize && out.length <= smp::kMaxLength;
+        default:
+            return false;
     }
 }
 
