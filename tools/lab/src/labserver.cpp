@@ -61,7 +61,9 @@ void emit(nlohmann::json ev) {
     ev["server"] = g_cfg.name;
     ev["conn"] = g_conn_id;
     if (g_cfg.events_file.empty()) return;
-    const std::string line = ev.dump() + "\n";
+    // peer-controlled text (names, GSSAPI messages quoting ticket fields) may not be UTF-8
+    const std::string line =
+        ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (FILE* f = std::fopen(g_cfg.events_file.c_str(), "a")) {
         std::fwrite(line.data(), 1, line.size(), f);  // one write per line: atomic with O_APPEND
         std::fclose(f);
