@@ -226,6 +226,7 @@ struct Conversation::Impl {
         // TLS records tunnelled in TDS packets, possibly split across packets.
         std::vector<std::uint8_t> tls_pending;
         bool client_hello_seen = false;
+        bool any_unit = false;  ///< a TDS packet, TLS record or SMP packet was found
     };
 
     Impl(ConversationCallbacks& c, Options o)
@@ -423,6 +424,7 @@ struct Conversation::Impl {
 
     void on_unit(Side& s, const tds::FramedUnit& u) {
         s.unit_offset = u.offset;
+        s.any_unit = true;
         if (u.kind == tds::FramedUnit::Kind::TlsRecord) {
             raw_tls(s, u);
         } else if (u.kind == tds::FramedUnit::Kind::Smp) {
@@ -790,6 +792,12 @@ struct Conversation::Impl {
         for (Side* s : {&c2s, &s2c}) {
             s->ts = ts;
             s->framer.finish();
+            if (!s->any_unit && s->framer.offset() > 0) {
+                cb.on_problem(ctx(*s, 0), DecodeStatus::NotTds,
+                              make_error(DecodeError::Code::Desync, 0,
+                                         std::to_string(s->framer.offset()) +
+                                             " bytes without a TDS packet or TLS record"));
+            }
             if (s->main.in_msg) {
                 problem(ctx(*s, s->main.msg_offset), DecodeError::Code::Truncated,
                         std::string(tds::packet_type_name(s->main.msg_type)) +

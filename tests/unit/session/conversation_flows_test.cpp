@@ -411,6 +411,11 @@ TEST(ConversationFlows, GarbageIsReportedNeverCrashes) {
     const Outcome r = play({{C::ClientToServer, junk}, {C::ServerToClient, junk}});
     EXPECT_TRUE(has(r.facts, "resync")) << dump(r);
     EXPECT_TRUE(r.logins.empty());
+    // HTTP on the TDS port: nothing frames; at the end the direction is reported as not TDS.
+    const std::string http = "GET / HTTP/1.1\r\nHost: sqla\r\n\r\n";
+    const Outcome h = play({{C::ClientToServer, Buf(http.begin(), http.end())}});
+    EXPECT_TRUE(has(h.facts, "c2s@0 f=1 t=2000 problem not-tds desync 30 bytes without a TDS"))
+        << dump(h);
 }
 
 Buf load_tls(const std::string& name) {
