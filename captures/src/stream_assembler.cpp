@@ -527,12 +527,14 @@ struct StreamAssembler::Impl {
         }
         std::uint32_t data_seq = seg.seq;
         if (syn) {
-            if (!D.syn) {
+            // A SYN fixes the start of the stream only if nothing was seen of it yet: a late or
+            // forged SYN(+ACK) never moves a direction that already delivered bytes.
+            if (!D.started) {
                 D.base = seg.seq + 1;
                 D.offset = 0;
                 D.started = true;
-                D.syn = true;
             }
+            D.syn = true;
             data_seq = seg.seq + 1;
         }
         if (ack) ack_gap(f, 1 - d, ts, seg.ack);

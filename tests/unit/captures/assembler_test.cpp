@@ -161,6 +161,18 @@ TEST(Assembler, RstClosesAndSynReopens) {
     EXPECT_EQ(h.sink.conns[1].bytes[0], "y");
 }
 
+// Found by fuzz_packet: a SYN+ACK after data must not restart the stream offsets.
+TEST(Assembler, LateSynAckDoesNotRewindTheStream) {
+    Harness h;
+    h.ip(tcp4(kC, 50008, kS, 1433, 100, 1, ACK, text("first")));
+    h.ip(tcp4(kC, 50008, kS, 1433, 500, 1, SYN | ACK));
+    h.ip(tcp4(kC, 50008, kS, 1433, 105, 1, ACK, text("second")));
+    h.ip(tcp4(kC, 50008, kS, 1433, 501, 1, ACK, text("stray")));  // far ahead: buffered, then gap
+    h.done();
+    ASSERT_EQ(h.sink.conns.size(), 1u);  // the sink checks that offsets never go back
+    EXPECT_EQ(h.sink.conns[0].bytes[0].substr(0, 11), "firstsecond");
+}
+
 TEST(Assembler, MidstreamClientIsOffTheServerPort) {
     Harness h;
     // The server speaks first in this capture; no handshake seen.
