@@ -128,6 +128,7 @@ SspiInfo classify_sspi(Bytes blob) {
         s.spnego_gss_wrapped = t.gss_wrapped;
         if (t.kind == SpnegoToken::Kind::Init) {
             s.mechs_offered = t.init.mech_types;
+            s.req_flags = t.init.req_flags;
             s.has_mech_list_mic = t.init.has_mech_list_mic;
             if (!t.init.mech_types.empty()) s.mechanism = from_oid(t.init.mech_types.front());
             if (t.init.has_mech_token) {
@@ -169,6 +170,7 @@ std::string to_string(const SspiInfo& s) {
         }
         out += ']';
     }
+    if (s.req_flags) out += " reqFlags=" + context_flags_to_string(*s.req_flags);
     if (s.neg_state) out += std::string(" negState=") + to_string(*s.neg_state);
     if (s.supported_mech) {
         out += " supportedMech=" + (s.supported_mech->mech == Mech::Unknown

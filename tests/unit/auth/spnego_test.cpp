@@ -96,6 +96,9 @@ TEST(Spnego, ReqFlagsAreReadWhenPresent) {
     ASSERT_FALSE(parse_spnego(Bytes(ctx(0, tlv(0x30, body))), t));
     ASSERT_TRUE(t.init.req_flags);
     EXPECT_EQ(context_flags_to_string(*t.init.req_flags), "deleg|mutual");
+    const SspiInfo s = classify_sspi(Bytes(ctx(0, tlv(0x30, body))));
+    EXPECT_EQ(s.req_flags, context_flag::Deleg | context_flag::Mutual);
+    EXPECT_NE(to_string(s).find("reqFlags=deleg|mutual"), std::string::npos) << to_string(s);
 }
 
 TEST(Spnego, ServerRepliesNegTokenResp) {

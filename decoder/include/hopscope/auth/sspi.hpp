@@ -40,7 +40,8 @@ struct SspiInfo {
     // SPNEGO layer (wrapper == Spnego)
     std::optional<SpnegoToken::Kind> spnego_kind;
     bool spnego_gss_wrapped = false;
-    std::vector<Oid> mechs_offered;  ///< NegTokenInit mechTypes, in preference order
+    std::vector<Oid> mechs_offered;          ///< NegTokenInit mechTypes, in preference order
+    std::optional<std::uint32_t> req_flags;  ///< NegTokenInit reqFlags (rarely sent; deleg bit)
     std::optional<Oid> supported_mech;
     std::optional<NegState> neg_state;
     bool has_mech_list_mic = false;
