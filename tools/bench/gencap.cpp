@@ -421,11 +421,12 @@ enum : std::uint8_t { kFin = 0x01, kSyn = 0x02, kPsh = 0x08, kAck = 0x10 };
 
 class Emitter {
   public:
-    Emitter(PcapWriter& w, Rng& rng, std::uint64_t start_us) : w_(w), rng_(rng), now_(start_us) {}
+    Emitter(PcapWriter& w, Rng& rng, std::uint64_t start_us, std::uint64_t max_gap_us)
+        : w_(w), rng_(rng), now_(start_us), max_gap_us_(max_gap_us) {}
 
     void segment(const Endpoint& from, const Endpoint& to, std::uint8_t flags,
                  std::string_view payload) {
-        now_ += rng_.range(1, 120);
+        now_ += rng_.range(1, max_gap_us_);
         frame_.clear();
         // Ethernet: locally administered MACs derived from the IPs.
         mac(frame_, to.ip);
@@ -482,6 +483,7 @@ class Emitter {
     PcapWriter& w_;
     Rng& rng_;
     std::uint64_t now_;
+    std::uint64_t max_gap_us_;
     std::uint32_t ip_id_ = 1;
     Buf frame_;
 };
@@ -562,12 +564,13 @@ struct Totals {
 
 class Generator {
   public:
-    Generator(std::uint64_t seed, std::uint64_t target, unsigned concurrency, PcapWriter& w)
+    Generator(std::uint64_t seed, std::uint64_t target, unsigned concurrency,
+              std::uint64_t max_gap_us, PcapWriter& w)
         : rng_(seed),
           target_(target),
           concurrency_(concurrency),
           w_(w),
-          emit_(w, rng_, 1'793'613'600ULL * 1'000'000ULL) {}  // 2026-11-02 10:00 UTC
+          emit_(w, rng_, 1'793'613'600ULL * 1'000'000ULL, max_gap_us) {}  // 2026-11-02 10:00 UTC
 
     void run() {
         std::vector<std::unique_ptr<Connection>> active;
@@ -728,8 +731,11 @@ bool parse_size(const char* s, std::uint64_t& out) {
 int usage() {
     std::fputs(
         "usage: hopscope-gencap --size N[K|M|G] --out FILE [--seed N] [--concurrency N]\n"
+        "                       [--max-gap-us N]\n"
         "Writes a deterministic TDS-heavy classic pcap of about N bytes ('-' = stdout) and\n"
-        "prints what it contains as key=value pairs on stderr.\n",
+        "prints what it contains as key=value pairs on stderr. --concurrency: connections\n"
+        "open at once (24); --max-gap-us: packets are 1..N microseconds apart (120, i.e.\n"
+        "about 16 MB/s of traffic; larger values spread the same traffic over more time).\n",
         stderr);
     return 2;
 }
@@ -741,6 +747,7 @@ int main(int argc, char** argv) {
     using namespace hopscope::bench;
     std::uint64_t size = 0, seed = 1;
     unsigned concurrency = 24;
+    std::uint64_t max_gap_us = 120;
     std::string out;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -751,6 +758,9 @@ int main(int argc, char** argv) {
             out = argv[++i];
         } else if (a == "--seed" && has) {
             seed = std::strtoull(argv[++i], nullptr, 10);
+        } else if (a == "--max-gap-us" && has) {
+            max_gap_us = std::strtoull(argv[++i], nullptr, 10);
+            if (max_gap_us == 0) return usage();
         } else if (a == "--concurrency" && has) {
             concurrency = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
             if (concurrency == 0) return usage();
@@ -764,7 +774,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "hopscope-gencap: %s: %s\n", out.c_str(), std::strerror(errno));
         return 1;
     }
-    Generator g(seed, size, concurrency, w);
+    Generator g(seed, size, concurrency, max_gap_us, w);
     g.run();
     if (!w.close()) {
         std::fprintf(stderr, "hopscope-gencap: %s: write failed\n", out.c_str());
