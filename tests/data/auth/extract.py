@@ -17,7 +17,7 @@ Identical token bytes are kept once (PER_KIND can cap records per capture and me
 set high so that every distinct message is checked).
 
 With `--s4u PCAP` the S4U2Self / S4U2Proxy requests written by make_s4u.py (impacket's encoder)
-go to s4u_krb_tshark.txt. With `--lab DIR` the same is done for the lab captures in DIR (lab_*_tshark.txt), and the SSPI
+go to s4u_krb_tshark.txt. With `--lab-more DIR SCENARIO...` the same goes to lab2_*.txt for the named scenarios. With `--lab DIR` the same is done for the lab captures in DIR (lab_*_tshark.txt), and the SSPI
 blobs exactly as TDS carried them (LOGIN7 SSPI, SSPI message 0x11, SSPI token 0xED) are written
 to lab_sspi.txt by lab_sspi.py.
 """
@@ -381,6 +381,14 @@ def main():
         # S4U requests encoded by impacket's classes (make_s4u.py), decoded by tshark.
         recs = collect([sys.argv[2]])
         write({"krb": recs["krb"]}, "s4u_", "TGS-REQs built by make_s4u.py (impacket encoder)")
+    elif len(sys.argv) >= 4 and sys.argv[1] == "--lab-more":
+        # Later lab scenarios committed in captures/lab/ (e.g. 9b 13 15 16), kept apart so that
+        # the first lab fixtures (and the frame numbers lab_sspi_test.cpp names) stay as they are.
+        files = sorted(f for sc in sys.argv[3:]
+                       for f in glob.glob(os.path.join(sys.argv[2], sc + "-*.pcap")))
+        write(collect(files), "lab2_", "captures/lab scenarios " + " ".join(sys.argv[3:]))
+        import lab_sspi
+        lab_sspi.write(files, os.path.join(HERE, "lab2_sspi.txt"))
     elif len(sys.argv) == 3 and sys.argv[1] == "--lab":
         # Lab captures (tools/lab/run with LAB_SAVE=1, or lab-run/results/): real FreeTDS,
         # impacket and MIT Kerberos traffic; TLS scenarios (12*) carry no clear tokens.

@@ -99,6 +99,9 @@ TEST(KerberosTshark, EveryPublicMessageMatchesTshark) {
     const auto lab = test::load_records("lab_krb_tshark.txt");  // tools/lab/run captures
     ASSERT_GE(lab.size(), 20u);
     recs.insert(recs.end(), lab.begin(), lab.end());
+    const auto lab2 = test::load_records("lab2_krb_tshark.txt");  // captures/lab 9b 13 15 16
+    ASSERT_FALSE(lab2.empty());
+    recs.insert(recs.end(), lab2.begin(), lab2.end());
     // S4U2Self / S4U2Proxy requests encoded with impacket's classes (tests/data/auth/make_s4u.py).
     const auto s4u = test::load_records("s4u_krb_tshark.txt");
     ASSERT_EQ(s4u.size(), 2u);

@@ -63,6 +63,9 @@ TEST(NtlmTshark, EveryPublicMessageMatchesTshark) {
     const auto lab = test::load_records("lab_ntlm_tshark.txt");  // tools/lab/run captures
     ASSERT_GE(lab.size(), 5u);
     recs.insert(recs.end(), lab.begin(), lab.end());
+    const auto lab2 = test::load_records("lab2_ntlm_tshark.txt");  // captures/lab 9b 13 15 16
+    ASSERT_FALSE(lab2.empty());
+    recs.insert(recs.end(), lab2.begin(), lab2.end());
     ASSERT_GE(recs.size(), 50u) << "fixture missing or truncated";
     int types[4] = {0, 0, 0, 0};
     for (const auto& r : recs) {

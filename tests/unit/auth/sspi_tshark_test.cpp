@@ -45,6 +45,9 @@ TEST(SspiTshark, EveryPublicSpnegoBlobMatchesTshark) {
     const auto lab = test::load_records("lab_gss_tshark.txt");  // tools/lab/run captures
     ASSERT_GE(lab.size(), 1u);
     recs.insert(recs.end(), lab.begin(), lab.end());
+    const auto lab2 = test::load_records("lab2_gss_tshark.txt");  // captures/lab 9b 13 15 16
+    ASSERT_FALSE(lab2.empty());
+    recs.insert(recs.end(), lab2.begin(), lab2.end());
     ASSERT_GE(recs.size(), 40u) << "fixture missing or truncated";
     std::map<std::string, int> mechs;
     for (const auto& r : recs) {
