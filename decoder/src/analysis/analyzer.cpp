@@ -183,10 +183,21 @@ std::string Analyzer::spn_for(const LoginEvent& l) const {
 Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
     if (l.delegation != Tristate::Unknown) return l.delegation;
     if (!saw_kdc_) return Tristate::Unknown;
-    auto ks = kdc_for(l.flow.client.addr, l.started.micros ? l.started : l.ts);
+    const Timestamp at = l.started.micros ? l.started : l.ts;
+    auto ks = kdc_for(l.flow.client.addr, at);
     if (ks.empty()) return Tristate::Unknown;
+    // A client fetches a forwarded TGT for each context it delegates on, between its PRELOGIN
+    // and its LOGIN7: a request made before this client's previous login was answered belonged
+    // to that login, not to this one.
+    Timestamp previous{};
+    for (const auto& r : logins_) {
+        const Timestamp done = r.login.ts;
+        if (r.login.flow.client.addr == l.flow.client.addr && done < at && done > previous)
+            previous = done;
+    }
     for (const auto* k : ks)
-        if (k->request == "TGS-REQ" && k->has_option("forwarded") && k->error_code == 0)
+        if (k->request == "TGS-REQ" && k->has_option("forwarded") && k->error_code == 0 &&
+            k->ts > previous)
             return Tristate::Yes;
     return Tristate::No;
 }
@@ -647,6 +658,22 @@ void Analyzer::chain_rules(const Recent& inbound, const Recent& outbound) {
         f.summary = "Double hop with Kerberos but no delegation: " + a + " reached " + b + " as " +
                     (identity(out).empty() ? std::string("nobody") : identity(out)) + " because " +
                     why;
+        emit(std::move(f), dedup);
+        return;
+    }
+    if (in.auth == AuthKind::Unknown && !second_failed && out.auth == AuthKind::Kerberos) {
+        f.rule = "HS050";
+        f.name = "healthy-double-hop";
+        f.severity = Severity::Info;
+        f.summary = a + " reached " + b + " with Kerberos on behalf of a client of " + a +
+                    " whose own login is not visible (" +
+                    (in.auth_detail.empty() ? std::string("encrypted login") : in.auth_detail) +
+                    ")";
+        f.missing =
+            "The first hop's authentication is encrypted; the client's port-88 traffic "
+            "(TGS-REQ for MSSQLSvc/" +
+            a + ", forwarded TGT) shows how it authenticated.";
+        f.remedy = "Nothing to do.";
         emit(std::move(f), dedup);
         return;
     }

@@ -54,7 +54,7 @@ const std::vector<Scenario> kScenarios{
     {"12a-ntlm-tls-login-only", {}},
     {"12b-ntlm-tls-full", {"HS090"}},
     {"12c-double-hop-delegation-tls-login-only", {"HS050"}},
-    {"12d-double-hop-delegation-tls-full", {}},
+    {"12d-double-hop-delegation-tls-full", {"HS050"}},
     {"12e-double-hop-ntlm-tls-login-only", {"HS001", "HS003", "HS010"}},
     {"12f-double-hop-ntlm-tls-full", {"HS001", "HS090"}},
     {"13-spnego-delegation-policy", {"HS001", "HS003", "HS010", "HS011", "HS050"}},
@@ -158,6 +158,27 @@ TEST(LabGolden, KerberosLoginsGetSpnDelegationAndUserFromPort88) {
     EXPECT_EQ(first.delegation, analysis::Tristate::Yes);
     EXPECT_EQ(first.user, "alice");
     EXPECT_EQ(first.domain, "LAB.TEST");
+}
+
+TEST(LabGolden, DelegationIsTiedToTheLoginThatAskedForIt) {
+    // Scenario 13: the same client delegates to sqla (trusted for delegation) and, a fraction of
+    // a second later, does not delegate to sqlc (not trusted): the forwarded-TGT request
+    // belongs to the first login only.
+    Collected c;
+    run_pipeline({lab("13-spnego-delegation-policy.pcap")}, c);
+    int seen = 0;
+    for (const auto& l : c.logins) {
+        if (l.auth != AuthKind::Kerberos || ip_of(l.flow.client) != "10.77.0.2") continue;
+        if (ip_of(l.flow.server) == "10.77.0.3") {
+            EXPECT_EQ(l.delegation, analysis::Tristate::Yes);
+            ++seen;
+        }
+        if (ip_of(l.flow.server) == "10.77.0.5") {
+            EXPECT_EQ(l.delegation, analysis::Tristate::No);
+            ++seen;
+        }
+    }
+    EXPECT_EQ(seen, 2);
 }
 
 /// Writes the packets of `src` for which `keep(ip_src, ip_dst, sport, dport)` holds to `dst`.
