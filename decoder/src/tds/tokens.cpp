@@ -500,47 +500,61 @@ struct TokenStreamParser::Impl {
     /// BYTELEN/USHORTLEN one whose length passes step_value's checks, is stepped over here
     /// without a round trip through the unit state machine per value. Anything else (a value cut
     /// by the end of the bytes, a bad length, TEXT, sql_variant, PLP, a RETURNVALUE) is left to
-    /// step_value, which reports it exactly as before.
+    /// step_value, which reports it exactly as before. A ROW that follows a ROW is begun here
+    /// too, as step_token would begin it.
     void walk_whole_values(ByteReader& r) {
         if (token == 0xAC) return;
-        const std::vector<Column>& cols = *walk;
-        bool moved = false;
-        while (col < cols.size()) {
-            const TypeInfo& ti = cols[col].info;
-            const Bytes rest = r.rest();
-            std::size_t n = 0;
-            switch (ti.kind) {
-                case ValueKind::Fixed:
-                    n = ti.max_length;
-                    break;
-                case ValueKind::ByteLen:
-                    if (rest.empty() || !valid_bytelen_value(ti, rest[0])) return;
-                    n = std::size_t{1} + rest[0];
-                    break;
-                case ValueKind::UShortLen: {
-                    if (rest.size() < 2) return;
-                    const std::size_t len = rest[0] | (std::size_t{rest[1]} << 8);
-                    if (len == 0xFFFF) {
-                        n = 2;
-                    } else if (len > ti.max_length) {
-                        return;
-                    } else {
-                        n = 2 + len;
+        for (;;) {
+            const std::vector<Column>& cols = *walk;
+            while (col < cols.size()) {
+                const TypeInfo& ti = cols[col].info;
+                const Bytes rest = r.rest();
+                std::size_t n = 0;
+                switch (ti.kind) {
+                    case ValueKind::Fixed:
+                        n = ti.max_length;
+                        break;
+                    case ValueKind::ByteLen:
+                        if (rest.empty() || !valid_bytelen_value(ti, rest[0])) return;
+                        n = std::size_t{1} + rest[0];
+                        break;
+                    case ValueKind::UShortLen: {
+                        if (rest.size() < 2) return;
+                        const std::size_t len = rest[0] | (std::size_t{rest[1]} << 8);
+                        if (len == 0xFFFF) {
+                            n = 2;
+                        } else if (len > ti.max_length) {
+                            return;
+                        } else {
+                            n = 2 + len;
+                        }
+                        break;
                     }
-                    break;
+                    default:
+                        return;
                 }
-                default:
-                    return;
-            }
-            if (rest.size() < n) return;
-            r.skip(n);
-            if (!moved) need = 0;
-            moved = true;
-            ++col;
-            while (col < cols.size() && column_is_null(col))
+                if (rest.size() < n) return;
+                r.skip(n);
+                need = 0;
                 ++col;
+                while (col < cols.size() && column_is_null(col))
+                    ++col;
+            }
+            end_walk(r);
+            // Another ROW (0xD1) with the current COLMETADATA: begin it as begin_walk does.
+            const Bytes next = r.rest();
+            if (token != 0xD1 || !have_columns || columns.empty() || next.empty() ||
+                next[0] != 0xD1) {
+                return;
+            }
+            token_start = base + r.position();
+            r.skip(1);
+            need = 0;
+            walk = &columns;
+            col = 0;
+            null_bitmap.clear();
+            phase = Phase::Value;
         }
-        end_walk(r);
     }
 
     Unit step_value(ByteReader& r) {
