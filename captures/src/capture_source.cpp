@@ -13,6 +13,7 @@ namespace {
 
 constexpr std::uint32_t kPcapMagicUs = 0xA1B2C3D4;
 constexpr std::uint32_t kPcapMagicNs = 0xA1B23C4D;
+constexpr std::size_t kIoBuffer = 1 << 20;
 
 Timestamp to_ts(const pcap_pkthdr& h) {
     return Timestamp{static_cast<std::int64_t>(h.ts.tv_sec) * 1'000'000 +
@@ -41,15 +42,38 @@ std::unique_ptr<CaptureFile> CaptureFile::open(const std::string& path, CaptureE
             return nullptr;
         }
     }
-    return open_stream(fp, path, err);
+    // libpcap reads each record with fread through the FILE's buffer (4 KiB by default): a
+    // larger one saves most of the stdio and read(2) overhead. Must be set before any I/O.
+    // Standard input gets a buffer that lives as long as the process, set on its first use only.
+    std::unique_ptr<char[]> iobuf;
+    if (fp == stdin) {
+        static bool stdin_buffered = false;
+        static std::unique_ptr<char[]> stdin_buf;
+        if (!stdin_buffered) {
+            stdin_buffered = true;
+            stdin_buf = std::make_unique<char[]>(kIoBuffer);
+            std::setvbuf(fp, stdin_buf.get(), _IOFBF, kIoBuffer);
+        }
+    } else {
+        iobuf = std::make_unique<char[]>(kIoBuffer);
+        if (std::setvbuf(fp, iobuf.get(), _IOFBF, kIoBuffer) != 0) iobuf.reset();
+    }
+    return open_impl(fp, path, err, std::move(iobuf));
 }
 
 std::unique_ptr<CaptureFile> CaptureFile::open_stream(std::FILE* fp, const std::string& name,
                                                       CaptureError& err) {
+    return open_impl(fp, name, err, nullptr);
+}
+
+std::unique_ptr<CaptureFile> CaptureFile::open_impl(std::FILE* fp, const std::string& name,
+                                                    CaptureError& err,
+                                                    std::unique_ptr<char[]> iobuf) {
     err = CaptureError{};
     err.file = name;
     std::unique_ptr<CaptureFile> cf(new CaptureFile());
     cf->path_ = name;
+    cf->iobuf_ = std::move(iobuf);
     char errbuf[PCAP_ERRBUF_SIZE] = {};
     struct stat sb {};
     const int fd = fileno(fp);

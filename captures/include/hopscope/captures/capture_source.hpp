@@ -74,6 +74,10 @@ class CaptureFile {
     std::uint64_t total_ = 0;
     std::uint64_t frames_ = 0;
     CaptureError error_;
+    std::unique_ptr<char[]> iobuf_;  ///< stdio buffer of the FILE; outlives it (see ~CaptureFile)
+
+    static std::unique_ptr<CaptureFile> open_impl(std::FILE* fp, const std::string& name,
+                                                  CaptureError& err, std::unique_ptr<char[]> iobuf);
 };
 
 struct ReadProgress {
