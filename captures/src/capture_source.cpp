@@ -2,6 +2,7 @@
 
 #include <pcap/pcap.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 
 #include <cstdio>
 #include <cstring>
@@ -299,6 +300,13 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
     while (!stop_.load()) {
         const int rc = pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx));
         if (rc == PCAP_ERROR_BREAK) break;
+        if (rc == 0) {
+            // A quiet read timeout: let the wall clock (what live timestamps are) age idle flows.
+            timeval tv{};
+            gettimeofday(&tv, nullptr);
+            assembler.advance_time(
+                Timestamp{static_cast<std::int64_t>(tv.tv_sec) * 1'000'000 + tv.tv_usec});
+        }
         if (rc < 0) {
             error = std::string("capture failed: ") + pcap_geterr(handle_);
             assembler.finish(ctx.last);

@@ -678,6 +678,12 @@ void StreamAssembler::on_ip(Timestamp ts, Bytes l3, std::uint64_t frame_no) {
     m.ip_packet(ts, l3, frame_no);
 }
 
+void StreamAssembler::advance_time(Timestamp now) {
+    Impl& m = *impl_;
+    if (now < m.last_ts) return;  // never behind the frames already seen
+    m.maybe_expire(now);
+}
+
 void StreamAssembler::finish(Timestamp ts) {
     Impl& m = *impl_;
     while (m.lru_tail != kNil) {

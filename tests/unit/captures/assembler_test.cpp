@@ -206,6 +206,20 @@ TEST(Assembler, IdleTimeoutAndEviction) {
     EXPECT_LE(h.a.open_flows(), 2u);
 }
 
+TEST(Assembler, AdvanceTimeExpiresIdleConnectionsWithoutFrames) {
+    AssemblerConfig cfg;
+    cfg.idle_timeout_us = 60'000'000;
+    Harness h(cfg);
+    h.ip(tcp4(kC, 7, kS, 1433, 0, 0, SYN));
+    h.a.advance_time(Timestamp{h.t + 30'000'000});
+    EXPECT_FALSE(h.sink.conns[0].closed);
+    h.a.advance_time(Timestamp{h.t - 5});  // behind the last frame: ignored
+    EXPECT_FALSE(h.sink.conns[0].closed);
+    h.a.advance_time(Timestamp{h.t + 61'000'000});
+    EXPECT_TRUE(h.sink.conns[0].closed);
+    EXPECT_EQ(h.sink.conns[0].why, CloseReason::Timeout);
+}
+
 TEST(Assembler, BoundedFlowTableUnderManyConnections) {
     AssemblerConfig cfg;
     cfg.max_connections = 100;

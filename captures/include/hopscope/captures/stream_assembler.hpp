@@ -65,6 +65,8 @@ class StreamAssembler {
     void on_frame(int linktype, Timestamp ts, Bytes frame, std::uint64_t frame_no);
     /// One IP packet (for front-ends without a link layer).
     void on_ip(Timestamp ts, Bytes l3, std::uint64_t frame_no);
+    /// Lets time pass without a frame (live capture on a quiet link): idle connections time out.
+    void advance_time(Timestamp now);
     /// Closes every open connection (CloseReason::EndOfInput), flushing buffered data with gaps.
     void finish(Timestamp ts);
 
