@@ -1,6 +1,7 @@
 #include "hopscope/pipeline/pipeline.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <unordered_map>
@@ -14,6 +15,20 @@
 
 namespace hopscope::pipeline {
 namespace {
+
+/// FlowKey equality for the per-packet flow lookup: the same as FlowKey's defaulted ==, with the
+/// 16-byte address compares as fixed-size memcmp calls the compiler inlines (the defaulted one
+/// went through a libc memcmp call per address).
+struct FlowKeyEq {
+    static bool same(const IpAddress& a, const IpAddress& b) noexcept {
+        return a.v6 == b.v6 && std::memcmp(a.bytes.data(), b.bytes.data(), 16) == 0;
+    }
+    bool operator()(const FlowKey& a, const FlowKey& b) const noexcept {
+        return a.client.port == b.client.port && a.server.port == b.server.port &&
+               a.transport == b.transport && same(a.client.addr, b.client.addr) &&
+               same(a.server.addr, b.server.addr);
+    }
+};
 
 using analysis::AuthKind;
 using analysis::EncryptionMode;
@@ -153,8 +168,8 @@ struct Pipeline::Impl : analysis::FindingSink {
     Options options;
     analysis::Analyzer analyzer;
     Counters counters;
-    std::unordered_map<FlowKey, std::unique_ptr<TdsFlow>, FlowKeyHash> tds_flows;
-    std::unordered_map<FlowKey, std::unique_ptr<KdcFlow>, FlowKeyHash> kdc_flows;
+    std::unordered_map<FlowKey, std::unique_ptr<TdsFlow>, FlowKeyHash, FlowKeyEq> tds_flows;
+    std::unordered_map<FlowKey, std::unique_ptr<KdcFlow>, FlowKeyHash, FlowKeyEq> kdc_flows;
 };
 
 struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
