@@ -632,12 +632,14 @@ struct Conversation::Impl {
                 case 0x01: {
                     tds::SqlBatch b = tds::parse_sql_batch(m, tds_version, opt.request_limits);
                     if (ch.msg_len > m.size()) b.truncated = true;
+                    infer_version(b.status, b.headers);
                     cb.on_sql_batch(c, b);
                     break;
                 }
                 case 0x03: {
                     tds::RpcRequest r = tds::parse_rpc(m, tds_version, opt.request_limits);
                     if (ch.msg_len > m.size()) r.truncated = true;
+                    infer_version(r.status, r.headers);
                     cb.on_rpc(c, r);
                     break;
                 }
@@ -707,6 +709,22 @@ struct Conversation::Impl {
         }
     }
 
+    void set_token_version(std::uint32_t v) {
+        tokens.set_tds_version(v);
+        for (auto& [sid, session] : s2c.smp) {
+            if (session->ch.tokens) session->ch.tokens->set_tds_version(v);
+        }
+    }
+
+    /// A capture that started after the login does not say which TDS version is spoken. A
+    /// request without ALL_HEADERS (mandatory from TDS 7.2 on) means 7.0/7.1, whose DONE tokens
+    /// carry 4-byte row counts: tell the token parser, or every DONE would look truncated.
+    void infer_version(DecodeStatus status, const tds::AllHeaders& headers) {
+        if (tds_version != 0 || status != DecodeStatus::Consumed || headers.present) return;
+        tds_version = tds::tds_version::k71;
+        set_token_version(tds_version);
+    }
+
     void handle_login7(const FactContext& c, Bytes m) {
         tds::Login7 l;
         Bytes sspi;
@@ -718,12 +736,7 @@ struct Conversation::Impl {
         }
         login7_seen = true;
         tds_version = l.tds_version;
-        if (tds::is_known_tds_version(l.tds_version)) {
-            tokens.set_tds_version(l.tds_version);
-            for (auto& [sid, session] : s2c.smp) {
-                if (session->ch.tokens) session->ch.tokens->set_tds_version(l.tds_version);
-            }
-        }
+        if (tds::is_known_tds_version(l.tds_version)) set_token_version(l.tds_version);
         r.login7_seen = true;
         r.user = l.user;
         r.host = l.host;

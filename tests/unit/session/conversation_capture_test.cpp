@@ -129,6 +129,18 @@ TEST(ConversationCapture, MidstreamBatchesAndRpcs) {
     EXPECT_FALSE(has(f5, "resync"));
 }
 
+TEST(ConversationCapture, MidstreamTds71DoneTokensAreNotTruncated) {
+    // Frame 6 (tshark: "Malformed") is a 9-byte DONE of a TDS 7.0/7.1 connection: its batches
+    // carry no ALL_HEADERS, so the row counts are 4 bytes. Every stream must decode cleanly.
+    int streams_with_facts = 0;
+    for (int stream = 0; stream < 12; ++stream) {
+        const auto f = run(kMidstream, stream, false, true, false);
+        if (!f.empty()) ++streams_with_facts;
+        for (const auto& fact : f) EXPECT_EQ(fact.find("problem"), std::string::npos) << fact;
+    }
+    EXPECT_GE(streams_with_facts, 6);
+}
+
 TEST(ConversationCapture, LateStartMidPacketResyncs) {
     // Drop the first 7 bytes of stream 4's client side: the batch packet (190 bytes) is lost,
     // the framer skips 183 bytes and picks up the RPC at offset 190 (183 after the cut).
