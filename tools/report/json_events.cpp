@@ -48,6 +48,7 @@ ordered_json to_json(const LoginEvent& e) {
     j["sspi_visible"] = e.sspi_visible;
     j["delegation"] = to_string(e.delegation);
     j["server_name"] = e.server_name;
+    j["server_aliases"] = e.server_aliases;
     j["host_name"] = e.host_name;
     j["app_name"] = e.app_name;
     j["library"] = e.library;

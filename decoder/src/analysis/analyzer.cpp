@@ -253,6 +253,7 @@ void Analyzer::enrich(LoginEvent& l) const {
 void Analyzer::add_login(const LoginEvent& l) {
     prune(l.ts);
     if (!l.server_name.empty()) learn_name(l.flow.server.addr, l.server_name);
+    for (const auto& alias : l.server_aliases) learn_name(l.flow.server.addr, alias);
     if (std::string h = spn_host(l.spn); !h.empty()) learn_name(l.flow.server.addr, h);
 
     HopSummary& h = hops_[key_of(l)];

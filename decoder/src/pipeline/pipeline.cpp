@@ -103,6 +103,7 @@ struct AuthFold {
     std::string etype;
     std::int32_t krb_error = 0;
     std::optional<auth::NtlmAuthenticate> ntlm_auth;
+    std::string server_dns_name;  ///< NTLM CHALLENGE MsvAvDnsComputerName
 };
 
 void fold(AuthFold& f, const auth::SspiInfo& info) {
@@ -135,6 +136,8 @@ void fold(AuthFold& f, const auth::SspiInfo& info) {
     }
     if (info.ntlm) {
         if (const auto* a = std::get_if<auth::NtlmAuthenticate>(&info.ntlm->msg)) f.ntlm_auth = *a;
+        if (const auto* ch = std::get_if<auth::NtlmChallenge>(&info.ntlm->msg))
+            if (ch->target_info.dns_computer) f.server_dns_name = *ch->target_info.dns_computer;
     }
 }
 
@@ -232,6 +235,8 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         l.encryption_downgraded = r.encryption_downgraded;
         l.tls_version = tls_name(r.tls_version);
         l.server_name = r.server_name;
+        if (!r.tls_sni.empty()) l.server_aliases.push_back(r.tls_sni);
+        if (!attempt.server_dns_name.empty()) l.server_aliases.push_back(attempt.server_dns_name);
         l.host_name = r.host;
         l.app_name = r.app;
         l.library = r.library;

@@ -66,7 +66,10 @@ struct LoginEvent {
     bool sspi_visible = false;                ///< the SSPI exchange (or part of it) was readable
     Tristate delegation = Tristate::Unknown;  ///< client delegated its TGT (Kerberos only)
     std::string server_name;                  ///< LOGIN7 ServerName (what the client typed)
-    std::string host_name;                    ///< LOGIN7 HostName
+    /// Other names of the server seen on the wire: TLS SNI, the NTLM CHALLENGE's DNS computer
+    /// name.
+    std::vector<std::string> server_aliases;
+    std::string host_name;  ///< LOGIN7 HostName
     std::string app_name;
     std::string library;
     std::string tds_version;             ///< e.g. "7.4"
