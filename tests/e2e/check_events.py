@@ -10,7 +10,9 @@ For every events file (e.g. live=... and analyze=...):
     must be reported as auth "unknown", outcome "incomplete" (the mapping of
     tests/unit/golden/lab_golden_test.cpp); any other login that is not "incomplete" is unexpected;
   * the file must end with a `summary` event.
-With two or more files, their rule sets must also agree with each other. Prints one line per
+With two or more files, their rule sets must also agree with each other, and so must their events
+one by one, but for the time stamps (two capture sockets stamp the same packet a few microseconds
+apart) and the order of the lines. Prints one line per
 problem naming the scenario and the events file, expected vs got; exit status 1 on any problem.
 """
 import json
@@ -67,6 +69,36 @@ def matches(w, ev):
         if got != w['error']:
             return False
     return True
+
+
+def untimed(ev):
+    """The event without its time stamps ('ts', 'started', also inside evidence), as a string."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ('ts', 'started')}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+    return json.dumps(strip(ev), sort_keys=True)
+
+
+def compare_events(scenario, streams):
+    """Problems when the streams do not hold the same events (time stamps and order aside)."""
+    problems = []
+    (la, a), *rest = streams.items()
+    ua = sorted(untimed(e) for e in a)
+    for lb, b in rest:
+        ub = sorted(untimed(e) for e in b)
+        if ua == ub:
+            continue
+        only_a = [e for e in ua if e not in ub]
+        only_b = [e for e in ub if e not in ua]
+        problems.append(f'scenario {scenario}: {la} and {lb} events differ ({len(a)} vs {len(b)} '
+                        f'events; {len(only_a)} only in {la}, {len(only_b)} only in {lb})')
+        for label, only in ((la, only_a), (lb, only_b)):
+            for e in only[:3]:
+                problems.append(f'scenario {scenario}: only in {label}: {e[:400]}')
+    return problems
 
 
 def brief(ev):
@@ -127,14 +159,18 @@ def main(argv):
     scenario = expect.get('scenario', files[0])
     problems = []
     rule_sets = {}
+    streams = {}
     for spec in files[1:]:
         label, path = spec.split('=', 1)
-        rules, p = check(scenario, label, expect, load(path), skip)
+        streams[label] = load(path)
+        rules, p = check(scenario, label, expect, streams[label], skip)
         rule_sets[label] = rules
         problems += p
     if len({tuple(r) for r in rule_sets.values()}) > 1:
         problems.append(f'scenario {scenario}: the event files disagree: '
                         + ', '.join(f'{k} {v}' for k, v in rule_sets.items()))
+    if len(streams) > 1:
+        problems += compare_events(scenario, streams)
     for p in problems:
         print(f'   FAIL: {p}')
     return 1 if problems else 0
