@@ -238,5 +238,66 @@ TEST(Analyzer, SpnWithIpAddressWillNotMatch) {
     EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS024"}));
 }
 
+TEST(Analyzer, Rc4TicketIsFlagged) {
+    Collect out;
+    Analyzer a(out);
+    LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+    l.spn = "MSSQLSvc/sqla.lab.test:1433";
+    l.kerberos_etype = "rc4-hmac";
+    a.add_login(l);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS041"}));
+}
+
+TEST(Analyzer, NtlmToAHostSeenAsMiddleServerLaterIsWarnedAtTheEnd) {
+    Collect out;
+    Analyzer a(out);
+    // A Kerberos chain makes sqla a known middle server...
+    a.add_kerberos(tgs(0, "krbtgt/LAB.TEST", {"forwardable", "forwarded"}));
+    a.add_login(c_to_a(1, AuthKind::Kerberos));
+    LoginEvent ok = login(tcp(kA, 40000, kB, 1433), 2, AuthKind::Kerberos, Outcome::Success);
+    a.add_login(ok);
+    // ...and a later NTLM session to it, with no linked-server query, is a double hop waiting to
+    // fail. A closed connection ends the window for chaining.
+    a.connection_closed(tcp(kC, 50000, kA, 1433), Timestamp{3 * kSec});
+    LoginEvent ntlm = c_to_a(30 * 60, AuthKind::Ntlm);
+    ntlm.flow.client.port = 50001;
+    ntlm.ntlm_version = 2;
+    a.add_login(ntlm);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS030", "HS050"}));
+}
+
+TEST(Analyzer, KdcErrorsNameTheirCause) {
+    Collect out;
+    Analyzer a(out);
+    KerberosEvent s4u = tgs(0, "MSSQLSvc/sqlb.lab.test:1433", {"forwardable", "cname-in-addl-tkt"},
+                            13, "KDC_ERR_BADOPTION");
+    s4u.flow = tcp(kA, 52000, kKdc, 88);
+    s4u.client = "";
+    a.add_kerberos(s4u);
+    a.add_kerberos(tgs(1, "krbtgt/LAB.TEST", {}, 37, "KRB_AP_ERR_SKEW"));
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS022", "HS023"}));
+    EXPECT_NE(out.get("HS023")->remedy.find("msDS-AllowedToDelegateTo"), std::string::npos);
+}
+
+TEST(Analyzer, ServerRejectingTheTicketIsAWrongAccountSpnNotANullLogin) {
+    Collect out;
+    Analyzer a(out);
+    LoginEvent l = login(tcp(kC, 50000, kA, 1433), 1, AuthKind::Kerberos, Outcome::Failure);
+    l.spn = "MSSQLSvc/sqla.lab.test:1433";
+    l.kerberos_error = 41;
+    l.error = ServerError{18452, 1, 14,
+                          "Login failed. The login is from an untrusted domain and cannot be used "
+                          "with Windows authentication.",
+                          "SQLA"};
+    a.add_login(l);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS021"}));
+    EXPECT_NE(out.get("HS021")->remedy.find("setspn -Q MSSQLSvc/sqla.lab.test:1433"),
+              std::string::npos);
+}
+
 }  // namespace
 }  // namespace hopscope::analysis
