@@ -37,6 +37,7 @@ using analysis::LoginEvent;
 using analysis::Outcome;
 
 constexpr std::size_t kMaxStatement = 512;
+constexpr std::size_t kMaxPendingKdcRequests = 64;
 
 EncryptionMode map_mode(tds::EncryptionMode m) {
     switch (m) {
@@ -361,6 +362,11 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         }
         for (const auto& t : req->additional_tickets)
             k.additional_ticket_snames.push_back(t.sname.str());
+        // Bounded: a flow of requests that are never answered reports the oldest unanswered.
+        if (f.pending.size() >= kMaxPendingKdcRequests) {
+            emit_kerberos(std::move(f.pending.front()));
+            f.pending.pop_front();
+        }
         f.pending.push_back(std::move(k));
         return;
     }
