@@ -313,6 +313,21 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
             return false;
         }
     }
+    // Stopped (Ctrl-C): the kernel may already hold packets that were not handed over yet - the
+    // last replies of a connection that just ended. Read what it had accepted by now, without
+    // blocking and within a bounded time, so that they are not silently lost.
+    pcap_stat ps{};
+    char errbuf[PCAP_ERRBUF_SIZE] = {};
+    if (pcap_stats(handle_, &ps) == 0 && pcap_setnonblock(handle_, 1, errbuf) == 0) {
+        timeval start{}, now{};
+        gettimeofday(&start, nullptr);
+        while (frames_.load() < ps.ps_recv) {
+            if (pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx)) <= 0) break;
+            gettimeofday(&now, nullptr);
+            if ((now.tv_sec - start.tv_sec) * 1'000'000 + (now.tv_usec - start.tv_usec) > 1'000'000)
+                break;
+        }
+    }
     assembler.finish(ctx.last);
     return true;
 }
