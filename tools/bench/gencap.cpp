@@ -565,10 +565,11 @@ struct Totals {
 class Generator {
   public:
     Generator(std::uint64_t seed, std::uint64_t target, unsigned concurrency,
-              std::uint64_t max_gap_us, PcapWriter& w)
+              std::uint64_t max_gap_us, unsigned max_batches, PcapWriter& w)
         : rng_(seed),
           target_(target),
           concurrency_(concurrency),
+          max_batches_(max_batches),
           w_(w),
           emit_(w, rng_, 1'793'613'600ULL * 1'000'000ULL, max_gap_us) {}  // 2026-11-02 10:00 UTC
 
@@ -652,7 +653,8 @@ class Generator {
             ++t_.kerberos_logins;
             replay(m, kKerberosLogin, std::size(kKerberosLogin));
         }
-        const unsigned batches = static_cast<unsigned>(rng_.range(1, 6));
+        const unsigned batches =
+            max_batches_ ? static_cast<unsigned>(rng_.range(1, max_batches_)) : 0;
         for (unsigned i = 0; i < batches; ++i) {
             ++t_.batches;
             const unsigned what = static_cast<unsigned>(rng_.range(0, 99));
@@ -690,6 +692,7 @@ class Generator {
     Rng rng_;
     std::uint64_t target_;
     unsigned concurrency_;
+    unsigned max_batches_;
     PcapWriter& w_;
     Emitter emit_;
     Totals t_;
@@ -731,11 +734,12 @@ bool parse_size(const char* s, std::uint64_t& out) {
 int usage() {
     std::fputs(
         "usage: hopscope-gencap --size N[K|M|G] --out FILE [--seed N] [--concurrency N]\n"
-        "                       [--max-gap-us N]\n"
+        "                       [--max-gap-us N] [--max-batches N]\n"
         "Writes a deterministic TDS-heavy classic pcap of about N bytes ('-' = stdout) and\n"
         "prints what it contains as key=value pairs on stderr. --concurrency: connections\n"
         "open at once (24); --max-gap-us: packets are 1..N microseconds apart (120, i.e.\n"
-        "about 16 MB/s of traffic; larger values spread the same traffic over more time).\n",
+        "about 16 MB/s of traffic; larger values spread the same traffic over more time);\n"
+        "--max-batches: SQL batches per connection are 1..N (6); 0 = logins only.\n",
         stderr);
     return 2;
 }
@@ -748,6 +752,7 @@ int main(int argc, char** argv) {
     std::uint64_t size = 0, seed = 1;
     unsigned concurrency = 24;
     std::uint64_t max_gap_us = 120;
+    unsigned max_batches = 6;
     std::string out;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -758,6 +763,8 @@ int main(int argc, char** argv) {
             out = argv[++i];
         } else if (a == "--seed" && has) {
             seed = std::strtoull(argv[++i], nullptr, 10);
+        } else if (a == "--max-batches" && has) {
+            max_batches = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
         } else if (a == "--max-gap-us" && has) {
             max_gap_us = std::strtoull(argv[++i], nullptr, 10);
             if (max_gap_us == 0) return usage();
@@ -774,7 +781,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "hopscope-gencap: %s: %s\n", out.c_str(), std::strerror(errno));
         return 1;
     }
-    Generator g(seed, size, concurrency, max_gap_us, w);
+    Generator g(seed, size, concurrency, max_gap_us, max_batches, w);
     g.run();
     if (!w.close()) {
         std::fprintf(stderr, "hopscope-gencap: %s: write failed\n", out.c_str());
