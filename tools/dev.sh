@@ -24,6 +24,8 @@ FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 # Real peers used by the tests: tshark only as a reference in generators, never by the product.
 LAB_PKGS=(krb5-kdc krb5-admin-server krb5-user gss-ntlmssp freetds-bin python3-impacket
           python3-gssapi tcpdump iproute2 libnss-wrapper faketime openssl nodejs)
+# The benchmark (tools/bench/analyze-vs-tshark): /usr/bin/time for peak RSS, tshark to compare.
+BENCH_PKGS=(time tshark)
 
 install_pkgs() {
     local missing=()
@@ -63,7 +65,7 @@ configure_build() {  # dir, extra cmake args...
 cmd=${1:-}
 case "$cmd" in
 deps)
-    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}"
+    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}" "${BENCH_PKGS[@]}"
     ;;
 demo)
     install_pkgs "${BUILD_PKGS[@]}"
