@@ -1,0 +1,6 @@
+# End-to-end checks of hopscope on the lab captures (tests/e2e/README.md). Included from
+# tests/CMakeLists.txt when the hopscope binary is built.
+add_test(NAME e2e_analyze_lab_captures
+         COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/analyze_lab_captures.sh $<TARGET_FILE:hopscope>
+                 ${PROJECT_SOURCE_DIR}/captures/lab)
+set_tests_properties(e2e_analyze_lab_captures PROPERTIES LABELS e2e)
