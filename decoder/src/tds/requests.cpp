@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "hopscope/common/text.hpp"
+#include "hopscope/tds/wire_text.hpp"
 
 namespace hopscope::tds {
 namespace {
@@ -217,11 +218,8 @@ DecodeStatus skip_tvp(ByteReader& r, TypeInfo& ti, DecodeError& err, std::size_t
     std::uint8_t t = 0;
     std::uint16_t count = 0;
     Bytes db, schema, name;
-    auto bvar = [&](Bytes& out) {
-        std::uint8_t n = 0;
-        return r.u8(n) && r.bytes(std::size_t{n} * 2, out);
-    };
-    if (!r.u8(t) || !bvar(db) || !bvar(schema) || !bvar(name) || !r.u16le(count)) {
+    if (!r.u8(t) || !read_b_varchar(r, db) || !read_b_varchar(r, schema) ||
+        !read_b_varchar(r, name) || !r.u16le(count)) {
         return DecodeStatus::NeedMore;
     }
     ti = TypeInfo{};
@@ -245,7 +243,7 @@ DecodeStatus skip_tvp(ByteReader& r, TypeInfo& ti, DecodeError& err, std::size_t
         const DecodeStatus st = parse_type_info(r, TypeContext::Rpc, cols[i], err);
         if (st != DecodeStatus::Consumed) return st;  // a nested TVP is Unsupported too
         Bytes col_name;
-        if (!bvar(col_name)) return DecodeStatus::NeedMore;
+        if (!read_b_varchar(r, col_name)) return DecodeStatus::NeedMore;
         defaulted[i] = (flags & 0x0200) != 0;
     }
     for (;;) {  // optional metadata tokens, then TVP_END_TOKEN
@@ -514,10 +512,9 @@ RpcRequest parse_rpc(Bytes payload, std::uint32_t tds_version, RequestLimits lim
             }
             RpcParam p;
             const std::size_t pstart = r.position();
-            std::uint8_t nlen = 0;
             Bytes nb;
             DecodeError err;
-            if (!r.u8(nlen) || !r.bytes(std::size_t{nlen} * 2, nb) || !r.u8(p.status_flags)) {
+            if (!read_b_varchar(r, nb) || !r.u8(p.status_flags)) {
                 out.truncated = true;
                 break;
             }

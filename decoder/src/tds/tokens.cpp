@@ -11,27 +11,12 @@
 #include <map>
 
 #include "hopscope/common/text.hpp"
+#include "hopscope/tds/wire_text.hpp"
 
 namespace hopscope::tds {
 namespace {
 
 using Code = DecodeError::Code;
-
-bool read_b_varchar(ByteReader& r, std::string& out) {
-    std::uint8_t n = 0;
-    Bytes b;
-    if (!r.u8(n) || !r.bytes(std::size_t{n} * 2, b)) return false;
-    out = utf16le_to_utf8(b);
-    return true;
-}
-
-bool read_us_varchar(ByteReader& r, std::string& out) {
-    std::uint16_t n = 0;
-    Bytes b;
-    if (!r.u16le(n) || !r.bytes(std::size_t{n} * 2, b)) return false;
-    out = utf16le_to_utf8(b);
-    return true;
-}
 
 bool read_b_varbyte_hex(ByteReader& r, std::string& out) {
     std::uint8_t n = 0;

@@ -3,6 +3,7 @@
 #include "hopscope/tds/types.hpp"
 
 #include "hopscope/common/text.hpp"
+#include "hopscope/tds/wire_text.hpp"
 
 namespace hopscope::tds {
 namespace {
@@ -12,24 +13,6 @@ using Code = DecodeError::Code;
 DecodeStatus bad(DecodeError& err, Code code, std::size_t off, const char* what) {
     err = make_error(code, off, what);
     return DecodeStatus::Malformed;
-}
-
-// B_VARCHAR: BYTE character count, UCS-2LE.
-bool read_b_varchar(ByteReader& r, std::string& out) {
-    std::uint8_t n = 0;
-    Bytes b;
-    if (!r.u8(n) || !r.bytes(std::size_t{n} * 2, b)) return false;
-    out = utf16le_to_utf8(b);
-    return true;
-}
-
-// US_VARCHAR: USHORT character count, UCS-2LE.
-bool read_us_varchar(ByteReader& r, std::string& out) {
-    std::uint16_t n = 0;
-    Bytes b;
-    if (!r.u16le(n) || !r.bytes(std::size_t{n} * 2, b)) return false;
-    out = utf16le_to_utf8(b);
-    return true;
 }
 
 void join(std::string& out, const std::string& part) {
