@@ -156,11 +156,22 @@ std::string Analyzer::describe(const LoginEvent& l, const char* role) const {
     return s + ")";
 }
 
+Analyzer::Recent* Analyzer::recent(std::uint64_t seq) {
+    if (seq < base_seq_ || seq - base_seq_ >= logins_.size()) return nullptr;
+    return &logins_[seq - base_seq_];
+}
+
+const Analyzer::Recent* Analyzer::recent(std::uint64_t seq) const {
+    if (seq < base_seq_ || seq - base_seq_ >= logins_.size()) return nullptr;
+    return &logins_[seq - base_seq_];
+}
+
 std::vector<const KerberosEvent*> Analyzer::kdc_for(const IpAddress& client,
                                                     Timestamp before) const {
     std::vector<const KerberosEvent*> out;
-    for (const auto& k : kdc_) {
-        if (k.flow.client.addr != client) continue;
+    auto it = kdc_.find(client);
+    if (it == kdc_.end()) return out;
+    for (const auto& k : it->second) {
         if (k.ts.micros > before.micros + 2'000'000) continue;  // small slack for clock order
         if (before.micros - k.ts.micros > opts_.kerberos_window_us) continue;
         out.push_back(&k);
@@ -190,10 +201,15 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
     // and its LOGIN7: a request made before this client's previous login was answered belonged
     // to that login, not to this one.
     Timestamp previous{};
-    for (const auto& r : logins_) {
-        const Timestamp done = r.login.ts;
-        if (r.login.flow.client.addr == l.flow.client.addr && done < at && done > previous)
-            previous = done;
+    if (auto it = by_client_.find(l.flow.client.addr); it != by_client_.end()) {
+        for (auto seq = it->second.rbegin(); seq != it->second.rend(); ++seq) {
+            const Recent* r = recent(*seq);
+            if (r == nullptr) break;  // older ones are gone too
+            if (r->login.ts < at) {
+                previous = r->login.ts;  // newest first: the latest login done before this one
+                break;
+            }
+        }
     }
     for (const auto* k : ks)
         if (k->request == "TGS-REQ" && k->has_option("forwarded") && k->error_code == 0 &&
@@ -205,9 +221,16 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
 const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out, bool allow_unseen) const {
     const Recent* best = nullptr;
     const Timestamp start = out.started.micros ? out.started : out.ts;
-    for (const auto& r : logins_) {
+    auto idx = by_server_.find(out.flow.client.addr);
+    if (idx == by_server_.end()) return nullptr;
+    for (auto seq = idx->second.rbegin(); seq != idx->second.rend(); ++seq) {
+        const Recent* rp = recent(*seq);
+        if (rp == nullptr) break;
+        const Recent& r = *rp;
         const LoginEvent& in = r.login;
-        if (in.flow.server.addr != out.flow.client.addr) continue;
+        // Newest first, in the order logins were reported: once past the chaining window only
+        // logins whose outcome was hidden (reported at their close, so later) can still match.
+        if (!allow_unseen && start.micros - in.ts.micros > opts_.chain_window_us) break;
         if (in.flow.client.addr == out.flow.server.addr) continue;
         if (in.outcome == Outcome::Success) {
             if (in.ts > start) continue;
@@ -253,7 +276,8 @@ void Analyzer::enrich(LoginEvent& l) const {
 void Analyzer::add_login(const LoginEvent& l) {
     prune(l.ts);
     if (!l.server_name.empty()) learn_name(l.flow.server.addr, l.server_name);
-    for (const auto& alias : l.server_aliases) learn_name(l.flow.server.addr, alias);
+    for (const auto& alias : l.server_aliases)
+        learn_name(l.flow.server.addr, alias);
     if (std::string h = spn_host(l.spn); !h.empty()) learn_name(l.flow.server.addr, h);
 
     HopSummary& h = hops_[key_of(l)];
@@ -268,6 +292,11 @@ void Analyzer::add_login(const LoginEvent& l) {
     const Recent* in = find_inbound(l, false);
     logins_.push_back(Recent{l, {}, false});
     Recent& r = logins_.back();
+    const std::uint64_t seq = base_seq_ + logins_.size() - 1;
+    by_server_[l.flow.server.addr].push_back(seq);
+    by_client_[l.flow.client.addr].push_back(seq);
+    by_flow_[l.flow].push_back(seq);
+    if (++adds_since_sweep_ >= 4096) sweep();
     if (in) {
         middle_servers_.insert(l.flow.client.addr);
         const_cast<Recent*>(in)->chained = true;
@@ -285,13 +314,17 @@ void Analyzer::add_kerberos(const KerberosEvent& k) {
         // login time (spn_for) rather than guessed here.
         (void)h;
     }
-    kdc_.push_back(k);
-    kdc_rules(kdc_.back());
+    auto& mine = kdc_[k.flow.client.addr];
+    mine.push_back(k);
+    while (mine.size() > opts_.max_recent ||
+           k.ts.micros - mine.front().ts.micros > 2 * opts_.kerberos_window_us)
+        mine.pop_front();
+    if (++adds_since_sweep_ >= 4096) sweep();
+    kdc_rules(mine.back());
 }
 
 void Analyzer::add_server_error(const ServerErrorEvent& e) {
     prune(e.ts);
-    errors_.push_back(e);
     const ServerError& err = e.error;
     const bool login_error =
         login_failed_text(err) || err.number == 7399 || err.number == 7303 || err.number == 7416;
@@ -311,19 +344,21 @@ void Analyzer::add_server_error(const ServerErrorEvent& e) {
                     "ERROR " + std::to_string(err.number) + " on an established session"});
     // The login on the same connection tells how C authenticated to A.
     const LoginEvent* first = nullptr;
-    for (const auto& r : logins_)
-        if (r.login.flow == e.flow) first = &r.login;
+    if (auto it = by_flow_.find(e.flow); it != by_flow_.end())
+        for (auto seq : it->second)
+            if (const Recent* r = recent(seq)) first = &r->login;
     if (first) {
         f.hops.push_back(describe(*first, "C->A"));
         f.evidence.push_back(ref(*first, "C's login to A"));
     }
     // The failed outbound login from A, if this capture has A's segment too.
     const LoginEvent* second = nullptr;
-    for (const auto& r : logins_) {
-        const LoginEvent& o = r.login;
-        if (o.flow.client.addr != e.flow.server.addr || o.outcome == Outcome::Success) continue;
-        if (o.ts > e.ts || e.ts.micros - o.ts.micros > opts_.chain_window_us) continue;
-        second = &o;
+    if (auto it = by_client_.find(e.flow.server.addr); it != by_client_.end()) {
+        for (auto seq = it->second.rbegin(); seq != it->second.rend() && !second; ++seq) {
+            const Recent* r = recent(*seq);
+            if (r == nullptr || e.ts.micros - r->login.ts.micros > opts_.chain_window_us) break;
+            if (r->login.outcome != Outcome::Success && r->login.ts <= e.ts) second = &r->login;
+        }
     }
     if (second) {
         f.hops.push_back(describe(*second, "A->B"));
@@ -363,8 +398,11 @@ void Analyzer::add_server_error(const ServerErrorEvent& e) {
 }
 
 void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
-    for (auto& r : logins_)
-        if (r.login.flow == flow && r.closed.micros == 0) r.closed = ts;
+    auto it = by_flow_.find(flow);
+    if (it == by_flow_.end()) return;
+    for (auto seq : it->second)
+        if (Recent* r = recent(seq); r && r->closed.micros == 0) r->closed = ts;
+    by_flow_.erase(it);  // a reused 4-tuple starts a new connection
 }
 
 void Analyzer::per_login_rules(const Recent& r) {
@@ -822,13 +860,40 @@ void Analyzer::prune(Timestamp now) {
     const std::int64_t horizon =
         now.micros - 2 * std::max(opts_.chain_window_us, opts_.kerberos_window_us);
     while (!logins_.empty() &&
-           (logins_.size() > opts_.max_recent || logins_.front().login.ts.micros < horizon))
+           (logins_.size() > opts_.max_recent || logins_.front().login.ts.micros < horizon)) {
         logins_.pop_front();
-    while (!kdc_.empty() && (kdc_.size() > opts_.max_recent || kdc_.front().ts.micros < horizon))
-        kdc_.pop_front();
-    while (!errors_.empty() &&
-           (errors_.size() > opts_.max_recent || errors_.front().ts.micros < horizon))
-        errors_.pop_front();
+        ++base_seq_;
+    }
+}
+
+void Analyzer::sweep() {
+    adds_since_sweep_ = 0;
+    auto drop_stale = [this](SeqIndex& idx) {
+        for (auto it = idx.begin(); it != idx.end();) {
+            while (!it->second.empty() && it->second.front() < base_seq_)
+                it->second.pop_front();
+            it = it->second.empty() ? idx.erase(it) : std::next(it);
+        }
+    };
+    drop_stale(by_server_);
+    drop_stale(by_client_);
+    for (auto it = by_flow_.begin(); it != by_flow_.end();) {
+        auto& v = it->second;
+        v.erase(
+            std::remove_if(v.begin(), v.end(), [this](std::uint64_t s) { return s < base_seq_; }),
+            v.end());
+        it = v.empty() ? by_flow_.erase(it) : std::next(it);
+    }
+    // KDC exchanges of hosts that have gone quiet.
+    std::int64_t newest = 0;
+    for (const auto& [addr, q] : kdc_)
+        if (!q.empty()) newest = std::max(newest, q.back().ts.micros);
+    for (auto it = kdc_.begin(); it != kdc_.end();) {
+        auto& q = it->second;
+        while (!q.empty() && newest - q.front().ts.micros > 2 * opts_.kerberos_window_us)
+            q.pop_front();
+        it = q.empty() ? kdc_.erase(it) : std::next(it);
+    }
 }
 
 std::vector<HopSummary> Analyzer::hop_summary() const {

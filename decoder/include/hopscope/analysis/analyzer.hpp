@@ -105,9 +105,22 @@ class Analyzer {
 
     FindingSink& sink_;
     Options opts_;
+    using SeqIndex = std::map<IpAddress, std::deque<std::uint64_t>>;
+    Recent* recent(std::uint64_t seq);
+    const Recent* recent(std::uint64_t seq) const;
+    void sweep();
+
+    // Recent logins, oldest first: logins_[i] has sequence number base_seq_ + i. The indexes
+    // hold sequence numbers so that each correlation looks only at the logins of one host or
+    // connection (a scan of every recent login per login made a large capture quadratic);
+    // numbers below base_seq_ are stale and skipped, and dropped by sweep().
     std::deque<Recent> logins_;
-    std::deque<KerberosEvent> kdc_;
-    std::deque<ServerErrorEvent> errors_;
+    std::uint64_t base_seq_ = 0;
+    SeqIndex by_server_;  ///< logins by server address
+    SeqIndex by_client_;  ///< logins by client address
+    std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
+    std::map<IpAddress, std::deque<KerberosEvent>> kdc_;  ///< KDC exchanges by client address
+    std::uint64_t adds_since_sweep_ = 0;
     std::set<std::string> emitted_keys_;
     std::map<IpAddress, std::map<std::string, int>> names_;
     std::set<IpAddress> middle_servers_;  ///< hosts seen making outbound TDS logins
