@@ -120,6 +120,18 @@ DecodeError explicit_inner(const Tlv& wrapper, Tlv& inner) {
     return {};
 }
 
+DecodeError FieldReader::next(Tlv& wrapper, Tlv& inner) {
+    if (auto e = r_.next(wrapper)) return e;
+    if (wrapper.cls != TagClass::Context || !wrapper.constructed) {
+        return make_error(Code::BadTag, wrapper.offset, "expected a context tag");
+    }
+    if (static_cast<std::int64_t>(wrapper.number) <= last_) {
+        return make_error(Code::BadTag, wrapper.offset, "fields out of order");
+    }
+    last_ = wrapper.number;
+    return explicit_inner(wrapper, inner);
+}
+
 DecodeError as_integer(const Tlv& t, std::int64_t& out) {
     if (auto e = universal_primitive(t, tag::Integer, "INTEGER")) return e;
     return twos_complement(t, out);

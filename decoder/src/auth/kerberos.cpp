@@ -15,37 +15,31 @@ using der::Tlv;
 
 constexpr std::size_t kMaxList = 256;  // names, etypes, padata, tickets
 
-/// Iterates the EXPLICIT [n] fields of a SEQUENCE, enforcing increasing tag order.
-class FieldReader {
-  public:
-    static DecodeError open(const Tlv& seq, FieldReader& out) {
-        if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
-            return make_error(Code::BadTag, seq.offset, "expected SEQUENCE");
-        }
-        out.last_ = -1;
-        return Reader::enter(seq, out.r_);
+/// Walks the EXPLICIT [n] fields of a SEQUENCE in increasing tag order, calling
+/// `fn(n, inner)` (returning DecodeError) for each. `seen` gets bit n of every field `fn`
+/// accepted (bit 31 for any n over 31), for the caller's check of required fields.
+template <typename Fn>
+DecodeError walk_sequence(const Tlv& seq, unsigned& seen, Fn&& fn) {
+    if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
+        return make_error(Code::BadTag, seq.offset, "expected SEQUENCE");
     }
-    /// `more` is false at the end of the SEQUENCE.
-    DecodeError next(bool& more, std::uint32_t& number, Tlv& inner) {
-        more = !r_.at_end();
-        if (!more) return {};
-        Tlv w;
-        if (auto e = r_.next(w)) return e;
-        if (w.cls != TagClass::Context || !w.constructed) {
-            return make_error(Code::BadTag, w.offset, "expected a context tag");
-        }
-        if (static_cast<std::int64_t>(w.number) <= last_) {
-            return make_error(Code::BadTag, w.offset, "fields out of order");
-        }
-        last_ = w.number;
-        number = w.number;
-        return der::explicit_inner(w, inner);
-    }
+    seen = 0;
+    return der::for_each_field(seq, [&](const Tlv& wrapper, const Tlv& inner) -> DecodeError {
+        if (auto e = fn(wrapper.number, inner)) return e;
+        seen |= 1u << std::min<std::uint32_t>(wrapper.number, 31);
+        return {};
+    });
+}
 
-  private:
-    Reader r_;
-    std::int64_t last_ = -1;
-};
+/// SEQUENCE OF: `fn(item)` for each element; `not_sequence` is the error detail when `t` is not
+/// a SEQUENCE.
+template <typename Fn>
+DecodeError walk_sequence_of(const Tlv& t, const char* not_sequence, Fn&& fn) {
+    if (!t.is_universal(der::tag::Sequence) || !t.constructed) {
+        return make_error(Code::BadTag, t.offset, not_sequence);
+    }
+    return der::for_each_element(t, fn);
+}
 
 DecodeError missing(const Tlv& t, const char* what) {
     return make_error(Code::BadValue, t.offset, std::string("missing ") + what);
@@ -60,52 +54,36 @@ DecodeError app_sequence(const Tlv& app, std::uint32_t n, Tlv& seq) {
 }
 
 DecodeError parse_principal(const Tlv& seq, PrincipalName& out) {
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         if (n == 0) {
             if (auto e = der::as_int32(v, out.name_type)) return e;
         } else if (n == 1) {
-            if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
-                return make_error(Code::BadTag, v.offset, "name-string is not a SEQUENCE");
-            }
-            Reader r;
-            if (auto e = Reader::enter(v, r)) return e;
-            while (!r.at_end()) {
-                Tlv s;
-                if (auto e = r.next(s)) return e;
+            auto component = [&](const Tlv& s) -> DecodeError {
                 std::string str;
                 if (auto e = der::as_string(s, str)) return e;
                 if (out.components.size() >= kMaxList) {
                     return make_error(Code::TooLarge, s.offset, "too many name components");
                 }
                 out.components.push_back(std::move(str));
+                return {};
+            };
+            if (auto e = walk_sequence_of(v, "name-string is not a SEQUENCE", component)) {
+                return e;
             }
         } else {
             return make_error(Code::BadTag, v.offset, "unknown PrincipalName field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if (seen != 3) return missing(seq, "PrincipalName field");
     return {};
 }
 
 DecodeError parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 if (auto e = der::as_int32(v, out.etype)) return e;
@@ -125,8 +103,9 @@ DecodeError parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown EncryptedData field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if ((seen & 5) != 5) return missing(seq, "EncryptedData field");
     return {};
 }
@@ -139,15 +118,8 @@ DecodeError parse_ticket(const Tlv& app, TicketInfo& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 1, seq)) return e;
     out.size = app.total();
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 if (auto e = der::as_int32(v, out.tkt_vno)) return e;
@@ -164,10 +136,24 @@ DecodeError parse_ticket(const Tlv& app, TicketInfo& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown Ticket field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if (seen != 15) return missing(app, "Ticket field");
     return {};
+}
+
+/// SEQUENCE OF Ticket (KDC-REQ-BODY additional-tickets, KRB-CRED tickets), at most kMaxList.
+DecodeError parse_tickets(const Tlv& t, const char* not_sequence, std::vector<TicketInfo>& out) {
+    auto ticket = [&](const Tlv& item) -> DecodeError {
+        TicketInfo ti;
+        if (auto e = parse_ticket(item, ti)) return e;
+        if (out.size() >= kMaxList)
+            return make_error(Code::TooLarge, item.offset, "too many tickets");
+        out.push_back(std::move(ti));
+        return {};
+    };
+    return walk_sequence_of(t, not_sequence, ticket);
 }
 
 DecodeError check_pvno_type(const Tlv& pvno_v, const Tlv& type_v, std::int32_t want) {
@@ -183,16 +169,9 @@ DecodeError parse_ap_req(const Tlv& app, ApReq& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 14, seq)) return e;
     out.size = app.total();
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
     Tlv pvno;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 pvno = v;
@@ -215,8 +194,9 @@ DecodeError parse_ap_req(const Tlv& app, ApReq& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown AP-REQ field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if (seen != 31) return missing(app, "AP-REQ field");
     return {};
 }
@@ -224,16 +204,9 @@ DecodeError parse_ap_req(const Tlv& app, ApReq& out) {
 DecodeError parse_ap_rep(const Tlv& app, ApRep& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 15, seq)) return e;
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
     Tlv pvno;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 pvno = v;
@@ -248,8 +221,9 @@ DecodeError parse_ap_rep(const Tlv& app, ApRep& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown AP-REP field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if (seen != 7) return missing(app, "AP-REP field");
     return {};
 }
@@ -276,26 +250,20 @@ void read_e_data(Bytes data, std::size_t base, unsigned depth, KrbError& out) {
             out.e_data_padata.push_back(p.type);
         return;
     }
-    FieldReader f;
-    if (FieldReader::open(seq, f)) return;
     std::optional<std::int32_t> type;
     Bytes value;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (f.next(more, n, v)) return;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         if (n == 1) {
             std::int32_t t = 0;
-            if (der::as_int32(v, t)) return;
+            if (auto e = der::as_int32(v, t)) return e;
             type = t;
-        } else if (n == 2) {
-            if (der::as_octet_string(v, value)) return;
-        } else {
-            return;
+            return {};
         }
-    }
+        if (n == 2) return der::as_octet_string(v, value);
+        return make_error(Code::BadTag, v.offset, "unknown KERB-ERROR-DATA field");
+    };
+    unsigned seen = 0;
+    if (walk_sequence(seq, seen, field)) return;  // neither form: nothing to report
     if (!type) return;
     out.e_data_type = type;
     if (*type == 3 && value.size() >= 4) out.ext_status = load_u32le(value.data());
@@ -304,16 +272,9 @@ void read_e_data(Bytes data, std::size_t base, unsigned depth, KrbError& out) {
 DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 30, seq)) return e;
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
     Tlv pvno;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 pvno = v;
@@ -380,8 +341,9 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KRB-ERROR field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     // Required: pvno, msg-type, stime, susec, error-code, realm (sname is omitted by some KDCs).
     constexpr unsigned kRequired =
         (1u << 0) | (1u << 1) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 9);
@@ -395,15 +357,8 @@ DecodeError parse_pa_for_user(Bytes value, std::size_t base, PaForUser& out) {
     Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
     if (auto e = r.next(seq)) return e;
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 if (auto e = parse_principal(v, out.user_name)) return e;
@@ -419,30 +374,36 @@ DecodeError parse_pa_for_user(Bytes value, std::size_t base, PaForUser& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown PA-FOR-USER field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if ((seen & 3) != 3) return missing(seq, "PA-FOR-USER field");
     return {};
 }
 
-DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& out) {
+/// A PA-DATA value that is a SEQUENCE whose first field must be [0]: that field's inner TLV in
+/// `first`; missing(`what`) when the SEQUENCE is empty or starts with another field.
+DecodeError pa_value_field0(Bytes value, std::size_t base, const char* what, Tlv& first) {
     Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
     if (auto e = r.next(seq)) return e;
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
-    bool more = false;
-    std::uint32_t n = 0;
+    if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
+        return make_error(Code::BadTag, seq.offset, "expected SEQUENCE");
+    }
+    der::FieldReader f;
+    if (auto e = der::FieldReader::enter(seq, f)) return e;
+    if (f.at_end()) return missing(seq, what);
+    Tlv wrapper;
+    if (auto e = f.next(wrapper, first)) return e;
+    if (wrapper.number != 0) return missing(seq, what);
+    return {};
+}
+
+DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& out) {
     Tlv user_id;
-    if (auto e = f.next(more, n, user_id)) return e;
-    if (!more || n != 0) return missing(seq, "user-id");
-    FieldReader u;
-    if (auto e = FieldReader::open(user_id, u)) return e;
+    if (auto e = pa_value_field0(value, base, "user-id", user_id)) return e;
     unsigned seen = 0;
-    for (;;) {
-        Tlv v;
-        if (auto e = u.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 break;  // nonce
@@ -468,64 +429,35 @@ DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& ou
             default:
                 break;  // extensible
         }
-        seen |= 1u << std::min<std::uint32_t>(n, 31);
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(user_id, seen, field)) return e;
     if ((seen & 4) == 0) return missing(user_id, "S4UUserID crealm");
     return {};
 }
 
 DecodeError parse_pac_options(Bytes value, std::size_t base, std::uint32_t& out) {
-    Reader r(value, base, 1, der::LengthRule::BerDefinite);
-    Tlv seq;
-    if (auto e = r.next(seq)) return e;
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
-    bool more = false;
-    std::uint32_t n = 0;
     Tlv v;
-    if (auto e = f.next(more, n, v)) return e;
-    if (!more || n != 0) return missing(seq, "PA-PAC-OPTIONS flags");
+    if (auto e = pa_value_field0(value, base, "PA-PAC-OPTIONS flags", v)) return e;
     std::size_t bits = 0;
     return der::as_bit_string(v, out, bits);
 }
 
 DecodeError parse_pac_request(Bytes value, std::size_t base, bool& out) {
-    Reader r(value, base, 1, der::LengthRule::BerDefinite);
-    Tlv seq;
-    if (auto e = r.next(seq)) return e;
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
-    bool more = false;
-    std::uint32_t n = 0;
     Tlv v;
-    if (auto e = f.next(more, n, v)) return e;
-    if (!more || n != 0) return missing(seq, "include-pac");
+    if (auto e = pa_value_field0(value, base, "include-pac", v)) return e;
     return der::as_boolean(v, out);
 }
 
 /// `decode_values`: only in KDC requests are the PA values of interest decoded.
 DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out) {
-    if (!seq_of.is_universal(der::tag::Sequence) || !seq_of.constructed) {
-        return make_error(Code::BadTag, seq_of.offset, "padata is not a SEQUENCE OF");
-    }
-    Reader r;
-    if (auto e = Reader::enter(seq_of, r)) return e;
-    while (!r.at_end()) {
-        Tlv item;
-        if (auto e = r.next(item)) return e;
+    auto element = [&](const Tlv& item) -> DecodeError {
         if (out.size() >= kMaxList) return make_error(Code::TooLarge, item.offset, "padata");
-        FieldReader f;
-        if (auto e = FieldReader::open(item, f)) return e;
         PaData pa;
         Bytes value;
         std::size_t value_at = 0;
         unsigned seen = 0;
-        for (;;) {
-            bool more = false;
-            std::uint32_t n = 0;
-            Tlv v;
-            if (auto e = f.next(more, n, v)) return e;
-            if (!more) break;
+        auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
             // RFC 4120 §5.2.7: padata-type is [1], padata-value [2] ([0] is unused).
             if (n == 1) {
                 if (auto e = der::as_int32(v, pa.type)) return e;
@@ -535,8 +467,9 @@ DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaDa
             } else {
                 return make_error(Code::BadTag, v.offset, "unknown PA-DATA field");
             }
-            seen |= 1u << n;
-        }
+            return {};
+        };
+        if (auto e = walk_sequence(item, seen, field)) return e;
         if (seen != 6) return missing(item, "PA-DATA field");
         pa.length = value.size();
         if (decode_values) {
@@ -579,20 +512,14 @@ DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaDa
             }
         }
         out.push_back(std::move(pa));
-    }
-    return {};
+        return {};
+    };
+    return walk_sequence_of(seq_of, "padata is not a SEQUENCE OF", element);
 }
 
 DecodeError parse_req_body(const Tlv& seq, KdcReq& out) {
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0: {
                 std::size_t bits = 0;
@@ -633,59 +560,41 @@ DecodeError parse_req_body(const Tlv& seq, KdcReq& out) {
                 if (auto e = der::as_uint32(v, out.nonce)) return e;
                 break;
             case 8: {
-                if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
-                    return make_error(Code::BadTag, v.offset, "etype is not a SEQUENCE OF");
-                }
-                Reader r;
-                if (auto e = Reader::enter(v, r)) return e;
-                while (!r.at_end()) {
-                    Tlv t;
-                    if (auto e = r.next(t)) return e;
+                auto etype = [&](const Tlv& t) -> DecodeError {
                     std::int32_t et = 0;
                     if (auto e = der::as_int32(t, et)) return e;
                     if (out.etypes.size() >= kMaxList) {
                         return make_error(Code::TooLarge, t.offset, "too many etypes");
                     }
                     out.etypes.push_back(et);
-                }
+                    return {};
+                };
+                if (auto e = walk_sequence_of(v, "etype is not a SEQUENCE OF", etype)) return e;
                 break;
             }
             case 9: {
-                Reader r;
-                if (auto e = Reader::enter(v, r)) return e;
-                while (!r.at_end()) {
-                    Tlv a;
-                    if (auto e = r.next(a)) return e;
+                auto address = [&](const Tlv&) -> DecodeError {
                     ++out.address_count;
-                }
+                    return {};
+                };
+                if (auto e = der::for_each_element(v, address)) return e;
                 break;
             }
             case 10:
                 out.has_enc_authorization_data = true;
                 break;
             case 11: {
-                if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
-                    return make_error(Code::BadTag, v.offset, "additional-tickets");
-                }
-                Reader r;
-                if (auto e = Reader::enter(v, r)) return e;
-                while (!r.at_end()) {
-                    Tlv t;
-                    if (auto e = r.next(t)) return e;
-                    TicketInfo ti;
-                    if (auto e = parse_ticket(t, ti)) return e;
-                    if (out.additional_tickets.size() >= kMaxList) {
-                        return make_error(Code::TooLarge, t.offset, "too many tickets");
-                    }
-                    out.additional_tickets.push_back(std::move(ti));
+                if (auto e = parse_tickets(v, "additional-tickets", out.additional_tickets)) {
+                    return e;
                 }
                 break;
             }
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KDC-REQ-BODY field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     // Required: kdc-options, realm, till, nonce, etype (RFC 4120 §5.4.1).
     constexpr unsigned kRequired = (1u << 0) | (1u << 2) | (1u << 5) | (1u << 7) | (1u << 8);
     if ((seen & kRequired) != kRequired) return missing(seq, "KDC-REQ-BODY field");
@@ -696,16 +605,9 @@ DecodeError parse_kdc_req(const Tlv& app, KdcReq& out) {
     Tlv seq;
     if (auto e = app_sequence(app, app.number, seq)) return e;
     out.msg_type = static_cast<std::int32_t>(app.number);
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
     Tlv pvno;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         // RFC 4120 §5.4.1: KDC-REQ fields start at [1].
         switch (n) {
             case 1:
@@ -724,8 +626,9 @@ DecodeError parse_kdc_req(const Tlv& app, KdcReq& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KDC-REQ field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if ((seen & 0x16) != 0x16) return missing(app, "KDC-REQ field");
     return {};
 }
@@ -734,16 +637,9 @@ DecodeError parse_kdc_rep(const Tlv& app, KdcRep& out) {
     Tlv seq;
     if (auto e = app_sequence(app, app.number, seq)) return e;
     out.msg_type = static_cast<std::int32_t>(app.number);
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
     Tlv pvno;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 pvno = v;
@@ -770,8 +666,9 @@ DecodeError parse_kdc_rep(const Tlv& app, KdcRep& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KDC-REP field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if ((seen & 0x7b) != 0x7b) return missing(app, "KDC-REP field");
     return {};
 }
@@ -779,16 +676,9 @@ DecodeError parse_kdc_rep(const Tlv& app, KdcRep& out) {
 DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 22, seq)) return e;
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
     Tlv pvno;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
             case 0:
                 pvno = v;
@@ -798,21 +688,8 @@ DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
                 if (auto e = check_pvno_type(pvno, v, krb_msg::Cred)) return e;
                 break;
             case 2: {
-                if (!v.is_universal(der::tag::Sequence) || !v.constructed) {
-                    return make_error(Code::BadTag, v.offset, "tickets is not a SEQUENCE OF");
-                }
-                Reader r;
-                if (auto e = Reader::enter(v, r)) return e;
-                while (!r.at_end()) {
-                    Tlv t;
-                    if (auto e = r.next(t)) return e;
-                    TicketInfo ti;
-                    if (auto e = parse_ticket(t, ti)) return e;
-                    if (out.tickets.size() >= kMaxList) {
-                        return make_error(Code::TooLarge, t.offset, "too many tickets");
-                    }
-                    out.tickets.push_back(std::move(ti));
-                }
+                if (auto e = parse_tickets(v, "tickets is not a SEQUENCE OF", out.tickets))
+                    return e;
                 break;
             }
             case 3:
@@ -821,25 +698,19 @@ DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KRB-CRED field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if (seen != 15) return missing(app, "KRB-CRED field");
     return {};
 }
 
 DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& out) {
-    FieldReader f;
-    if (auto e = FieldReader::open(seq, f)) return e;
     unsigned seen = 0;
     Tlv pvno;
     KrbTgtReq req;
     KrbTgtRep rep;
-    for (;;) {
-        bool more = false;
-        std::uint32_t n = 0;
-        Tlv v;
-        if (auto e = f.next(more, n, v)) return e;
-        if (!more) break;
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         if (n == 0) {
             pvno = v;
         } else if (n == 1) {
@@ -858,8 +729,9 @@ DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& ou
         } else {
             return make_error(Code::BadTag, v.offset, "unknown TGT-REQ/REP field");
         }
-        seen |= 1u << n;
-    }
+        return {};
+    };
+    if (auto e = walk_sequence(seq, seen, field)) return e;
     if ((seen & 3) != 3 || (want == krb_msg::TgtRep && !(seen & 4))) {
         return missing(seq, "TGT-REQ/REP field");
     }

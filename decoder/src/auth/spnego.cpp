@@ -10,44 +10,21 @@ using der::Reader;
 using der::TagClass;
 using der::Tlv;
 
-// Context-tagged fields of a SEQUENCE must come in increasing tag order (X.680 SEQUENCE rules);
-// each [n] wraps exactly one TLV.
-DecodeError next_field(Reader& r, int& last, Tlv& wrapper, Tlv& inner) {
-    if (auto e = r.next(wrapper)) return e;
-    if (wrapper.cls != TagClass::Context || !wrapper.constructed) {
-        return make_error(Code::BadTag, wrapper.offset, "expected a context tag");
-    }
-    if (static_cast<int>(wrapper.number) <= last) {
-        return make_error(Code::BadTag, wrapper.offset, "fields out of order");
-    }
-    last = static_cast<int>(wrapper.number);
-    return der::explicit_inner(wrapper, inner);
-}
-
 DecodeError parse_mech_list(const Tlv& seq, std::vector<Oid>& out) {
     if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
         return make_error(Code::BadTag, seq.offset, "MechTypeList is not a SEQUENCE");
     }
-    Reader r;
-    if (auto e = Reader::enter(seq, r)) return e;
-    while (!r.at_end()) {
-        Tlv t;
-        if (auto e = r.next(t)) return e;
+    return der::for_each_element(seq, [&](const Tlv& t) -> DecodeError {
         Bytes c;
         if (auto e = der::as_oid(t, c)) return e;
         if (out.size() >= 64) return make_error(Code::TooLarge, t.offset, "too many mechs");
         out.push_back(make_oid(c));
-    }
-    return {};
+        return {};
+    });
 }
 
 DecodeError parse_init(const Tlv& seq, NegTokenInit& out) {
-    Reader r;
-    if (auto e = Reader::enter(seq, r)) return e;
-    int last = -1;
-    while (!r.at_end()) {
-        Tlv w, v;
-        if (auto e = next_field(r, last, w, v)) return e;
+    return der::for_each_field(seq, [&](const Tlv& w, const Tlv& v) -> DecodeError {
         switch (w.number) {
             case 0:
                 if (auto e = parse_mech_list(v, out.mech_types)) return e;
@@ -69,18 +46,15 @@ DecodeError parse_init(const Tlv& seq, NegTokenInit& out) {
                     // MS-SPNG 2.2.1 NegTokenInit2: negHints ::= SEQUENCE { hintName [0]
                     // GeneralString OPTIONAL, hintAddress [1] OCTET STRING OPTIONAL }.
                     out.is_init2 = true;
-                    Reader h;
-                    if (auto e = Reader::enter(v, h)) return e;
-                    int hl = -1;
-                    while (!h.at_end()) {
-                        Tlv hw, hv;
-                        if (auto e = next_field(h, hl, hw, hv)) return e;
+                    auto hint = [&](const Tlv& hw, const Tlv& hv) -> DecodeError {
                         if (hw.number == 0) {
                             std::string s;
                             if (auto e = der::as_string(hv, s)) return e;
                             out.hint_name = std::move(s);
                         }
-                    }
+                        return {};
+                    };
+                    if (auto e = der::for_each_field(v, hint)) return e;
                 } else {
                     Bytes mic;
                     if (auto e = der::as_octet_string(v, mic)) return e;
@@ -101,17 +75,12 @@ DecodeError parse_init(const Tlv& seq, NegTokenInit& out) {
             default:
                 return make_error(Code::BadTag, w.offset, "unknown NegTokenInit field");
         }
-    }
-    return {};
+        return {};
+    });
 }
 
 DecodeError parse_resp(const Tlv& seq, NegTokenResp& out) {
-    Reader r;
-    if (auto e = Reader::enter(seq, r)) return e;
-    int last = -1;
-    while (!r.at_end()) {
-        Tlv w, v;
-        if (auto e = next_field(r, last, w, v)) return e;
+    return der::for_each_field(seq, [&](const Tlv& w, const Tlv& v) -> DecodeError {
         switch (w.number) {
             case 0: {
                 std::int64_t s = 0;
@@ -141,8 +110,8 @@ DecodeError parse_resp(const Tlv& seq, NegTokenResp& out) {
             default:
                 return make_error(Code::BadTag, w.offset, "unknown NegTokenResp field");
         }
-    }
-    return {};
+        return {};
+    });
 }
 
 }  // namespace

@@ -100,6 +100,54 @@ class Reader {
 /// Kerberos and SPNEGO), returning the inner TLV.
 DecodeError explicit_inner(const Tlv& wrapper, Tlv& inner);
 
+/// Reads the EXPLICIT context-tagged fields [n] of a SEQUENCE's contents: each must be a
+/// constructed context tag wrapping exactly one TLV, in strictly increasing tag order (X.680
+/// §25: the components of a SEQUENCE come in the order of their definition).
+class FieldReader {
+  public:
+    /// A reader over the contents of constructed `t` (no check of its own tag).
+    static DecodeError enter(const Tlv& t, FieldReader& out) {
+        out.last_ = -1;
+        return Reader::enter(t, out.r_);
+    }
+    [[nodiscard]] bool at_end() const { return r_.at_end(); }
+    /// Reads the next field: its [n] `wrapper` and the `inner` TLV it wraps.
+    DecodeError next(Tlv& wrapper, Tlv& inner);
+
+  private:
+    Reader r_;
+    std::int64_t last_ = -1;
+};
+
+/// Calls `fn(wrapper, inner)` (returning DecodeError) for each EXPLICIT [n] field of constructed
+/// `t`, in order; stops at the first error, from the fields or from `fn`.
+template <typename Fn>
+DecodeError for_each_field(const Tlv& t, Fn&& fn) {
+    FieldReader f;
+    if (auto e = FieldReader::enter(t, f)) return e;
+    while (!f.at_end()) {
+        Tlv wrapper, inner;
+        if (auto e = f.next(wrapper, inner)) return e;
+        if (auto e = fn(wrapper, inner)) return e;
+    }
+    return {};
+}
+
+/// Calls `fn(item)` (returning DecodeError) for each TLV inside constructed `t` (the elements
+/// of a SEQUENCE OF); stops at the first error, from the reader or from `fn`. Size caps are the
+/// caller's: `fn` sees every element before anything is kept.
+template <typename Fn>
+DecodeError for_each_element(const Tlv& t, Fn&& fn) {
+    Reader r;
+    if (auto e = Reader::enter(t, r)) return e;
+    while (!r.at_end()) {
+        Tlv item;
+        if (auto e = r.next(item)) return e;
+        if (auto e = fn(item)) return e;
+    }
+    return {};
+}
+
 // Typed value helpers. Each checks the universal tag of `t` and the DER rules for the type.
 DecodeError as_integer(const Tlv& t, std::int64_t& out);     ///< X.690 §8.3, up to 8 octets
 DecodeError as_int32(const Tlv& t, std::int32_t& out);       ///< Kerberos Int32
