@@ -276,6 +276,26 @@ DecodeStatus skip_tvp(ByteReader& r, TypeInfo& ti, DecodeError& err, std::size_t
     }
 }
 
+/// The optional ALL_HEADERS of a SQLBatch or RPC request into `out.headers`; false when the
+/// request ends there (`out` is then marked truncated, or malformed with the reason).
+template <typename Request>
+bool take_headers(ByteReader& r, std::uint32_t tds_version, Request& out) {
+    std::string why;
+    switch (maybe_headers(r, tds_version, out.headers, why)) {
+        case HeadersResult::Ok:
+        case HeadersResult::Absent:
+            break;
+        case HeadersResult::Truncated:
+            out.truncated = true;
+            return false;
+        case HeadersResult::Bad:
+            out.status = DecodeStatus::Malformed;
+            out.error = make_error(Code::BadLength, 0, why);
+            return false;
+    }
+    return true;
+}
+
 std::string text_to_utf8(const std::vector<std::uint8_t>& raw, bool unicode) {
     const Bytes b(raw.data(), raw.size());
     return unicode ? utf16le_to_utf8(b) : latin1_to_utf8(b);
@@ -416,19 +436,7 @@ std::string mask_sql_secrets(std::string s) {
 SqlBatch parse_sql_batch(Bytes payload, std::uint32_t tds_version, RequestLimits limits) {
     SqlBatch out;
     ByteReader r(payload);
-    std::string why;
-    switch (maybe_headers(r, tds_version, out.headers, why)) {
-        case HeadersResult::Ok:
-        case HeadersResult::Absent:
-            break;
-        case HeadersResult::Truncated:
-            out.truncated = true;
-            return out;
-        case HeadersResult::Bad:
-            out.status = DecodeStatus::Malformed;
-            out.error = make_error(Code::BadLength, 0, why);
-            return out;
-    }
+    if (!take_headers(r, tds_version, out)) return out;
     Bytes text = r.rest();
     out.text_chars = text.size() / 2;
     if (text.size() % 2) out.truncated = true;
@@ -441,19 +449,7 @@ SqlBatch parse_sql_batch(Bytes payload, std::uint32_t tds_version, RequestLimits
 RpcRequest parse_rpc(Bytes payload, std::uint32_t tds_version, RequestLimits limits) {
     RpcRequest out;
     ByteReader r(payload);
-    std::string why;
-    switch (maybe_headers(r, tds_version, out.headers, why)) {
-        case HeadersResult::Ok:
-        case HeadersResult::Absent:
-            break;
-        case HeadersResult::Truncated:
-            out.truncated = true;
-            return out;
-        case HeadersResult::Bad:
-            out.status = DecodeStatus::Malformed;
-            out.error = make_error(Code::BadLength, 0, why);
-            return out;
-    }
+    if (!take_headers(r, tds_version, out)) return out;
     const bool pre72 = tds_version != 0 && is_pre72(tds_version);
     auto malformed = [&](Code c, std::size_t off, std::string detail) {
         out.status = DecodeStatus::Malformed;
