@@ -10,6 +10,16 @@ using der::Reader;
 using der::TagClass;
 using der::Tlv;
 
+/// mechListMIC (RFC 4178 §4.2.1, §4.2.2): only its presence and length are kept.
+template <typename Token>
+DecodeError take_mic(const Tlv& v, Token& out) {
+    Bytes mic;
+    if (auto e = der::as_octet_string(v, mic)) return e;
+    out.has_mech_list_mic = true;
+    out.mech_list_mic_len = mic.size();
+    return {};
+}
+
 DecodeError parse_mech_list(const Tlv& seq, std::vector<Oid>& out) {
     if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
         return make_error(Code::BadTag, seq.offset, "MechTypeList is not a SEQUENCE");
@@ -56,20 +66,14 @@ DecodeError parse_init(const Tlv& seq, NegTokenInit& out) {
                     };
                     if (auto e = der::for_each_field(v, hint)) return e;
                 } else {
-                    Bytes mic;
-                    if (auto e = der::as_octet_string(v, mic)) return e;
-                    out.has_mech_list_mic = true;
-                    out.mech_list_mic_len = mic.size();
+                    if (auto e = take_mic(v, out)) return e;
                 }
                 break;
             case 4: {
                 if (!out.is_init2) {
                     return make_error(Code::BadTag, w.offset, "[4] outside NegTokenInit2");
                 }
-                Bytes mic;
-                if (auto e = der::as_octet_string(v, mic)) return e;
-                out.has_mech_list_mic = true;
-                out.mech_list_mic_len = mic.size();
+                if (auto e = take_mic(v, out)) return e;
                 break;
             }
             default:
@@ -101,10 +105,7 @@ DecodeError parse_resp(const Tlv& seq, NegTokenResp& out) {
                 out.response_token_offset = v.offset + v.header;
                 break;
             case 3: {
-                Bytes mic;
-                if (auto e = der::as_octet_string(v, mic)) return e;
-                out.has_mech_list_mic = true;
-                out.mech_list_mic_len = mic.size();
+                if (auto e = take_mic(v, out)) return e;
                 break;
             }
             default:
