@@ -165,21 +165,34 @@ DecodeError check_pvno_type(const Tlv& pvno_v, const Tlv& type_v, std::int32_t w
     return {};
 }
 
+/// Walks a Kerberos message SEQUENCE that opens with pvno [first] and msg-type [first + 1]
+/// (KDC-REQ, KDC-REP, AP-REQ, AP-REP, KRB-CRED, KRB-ERROR in RFC 4120 §5.4 to §5.9, and the
+/// user-to-user TGT-REQUEST/REPLY): those two are checked here (pvno 5, msg-type `want`, pvno
+/// first), every other field goes to `fn(n, inner)`.
+template <typename Fn>
+DecodeError walk_message(const Tlv& seq, std::uint32_t first, std::int32_t want, unsigned& seen,
+                         Fn&& fn) {
+    Tlv pvno;
+    return walk_sequence(seq, seen, [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+        if (n == first) {
+            pvno = v;
+            return {};
+        }
+        if (n == first + 1) {
+            if (!(seen & (1u << first))) return missing(v, "pvno");
+            return check_pvno_type(pvno, v, want);
+        }
+        return fn(n, v);
+    });
+}
+
 DecodeError parse_ap_req(const Tlv& app, ApReq& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 14, seq)) return e;
     out.size = app.total();
     unsigned seen = 0;
-    Tlv pvno;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
-            case 0:
-                pvno = v;
-                break;
-            case 1:
-                if (!(seen & 1)) return missing(v, "pvno");
-                if (auto e = check_pvno_type(pvno, v, krb_msg::ApReq)) return e;
-                break;
             case 2: {
                 std::size_t bits = 0;
                 if (auto e = der::as_bit_string(v, out.ap_options, bits)) return e;
@@ -196,7 +209,7 @@ DecodeError parse_ap_req(const Tlv& app, ApReq& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::ApReq, seen, field)) return e;
     if (seen != 31) return missing(app, "AP-REQ field");
     return {};
 }
@@ -205,16 +218,8 @@ DecodeError parse_ap_rep(const Tlv& app, ApRep& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 15, seq)) return e;
     unsigned seen = 0;
-    Tlv pvno;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
-            case 0:
-                pvno = v;
-                break;
-            case 1:
-                if (!(seen & 1)) return missing(v, "pvno");
-                if (auto e = check_pvno_type(pvno, v, krb_msg::ApRep)) return e;
-                break;
             case 2:
                 if (auto e = parse_enc_data(v, out.enc_part)) return e;
                 break;
@@ -223,7 +228,7 @@ DecodeError parse_ap_rep(const Tlv& app, ApRep& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::ApRep, seen, field)) return e;
     if (seen != 7) return missing(app, "AP-REP field");
     return {};
 }
@@ -273,16 +278,8 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 30, seq)) return e;
     unsigned seen = 0;
-    Tlv pvno;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
-            case 0:
-                pvno = v;
-                break;
-            case 1:
-                if (!(seen & 1)) return missing(v, "pvno");
-                if (auto e = check_pvno_type(pvno, v, krb_msg::Error)) return e;
-                break;
             case 2: {
                 std::string t;
                 if (auto e = der::as_kerberos_time(v, t)) return e;
@@ -343,7 +340,7 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::Error, seen, field)) return e;
     // Required: pvno, msg-type, stime, susec, error-code, realm (sname is omitted by some KDCs).
     constexpr unsigned kRequired =
         (1u << 0) | (1u << 1) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 9);
@@ -606,17 +603,9 @@ DecodeError parse_kdc_req(const Tlv& app, KdcReq& out) {
     if (auto e = app_sequence(app, app.number, seq)) return e;
     out.msg_type = static_cast<std::int32_t>(app.number);
     unsigned seen = 0;
-    Tlv pvno;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         // RFC 4120 §5.4.1: KDC-REQ fields start at [1].
         switch (n) {
-            case 1:
-                pvno = v;
-                break;
-            case 2:
-                if (!(seen & 2)) return missing(v, "pvno");
-                if (auto e = check_pvno_type(pvno, v, out.msg_type)) return e;
-                break;
             case 3:
                 if (auto e = parse_padata(v, true, out.padata)) return e;
                 break;
@@ -628,7 +617,7 @@ DecodeError parse_kdc_req(const Tlv& app, KdcReq& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_message(seq, 1, out.msg_type, seen, field)) return e;
     if ((seen & 0x16) != 0x16) return missing(app, "KDC-REQ field");
     return {};
 }
@@ -638,16 +627,8 @@ DecodeError parse_kdc_rep(const Tlv& app, KdcRep& out) {
     if (auto e = app_sequence(app, app.number, seq)) return e;
     out.msg_type = static_cast<std::int32_t>(app.number);
     unsigned seen = 0;
-    Tlv pvno;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
-            case 0:
-                pvno = v;
-                break;
-            case 1:
-                if (!(seen & 1)) return missing(v, "pvno");
-                if (auto e = check_pvno_type(pvno, v, out.msg_type)) return e;
-                break;
             case 2:
                 if (auto e = parse_padata(v, false, out.padata)) return e;
                 break;
@@ -668,7 +649,7 @@ DecodeError parse_kdc_rep(const Tlv& app, KdcRep& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, out.msg_type, seen, field)) return e;
     if ((seen & 0x7b) != 0x7b) return missing(app, "KDC-REP field");
     return {};
 }
@@ -677,16 +658,8 @@ DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
     Tlv seq;
     if (auto e = app_sequence(app, 22, seq)) return e;
     unsigned seen = 0;
-    Tlv pvno;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
-            case 0:
-                pvno = v;
-                break;
-            case 1:
-                if (!(seen & 1)) return missing(v, "pvno");
-                if (auto e = check_pvno_type(pvno, v, krb_msg::Cred)) return e;
-                break;
             case 2: {
                 if (auto e = parse_tickets(v, "tickets is not a SEQUENCE OF", out.tickets))
                     return e;
@@ -700,23 +673,17 @@ DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::Cred, seen, field)) return e;
     if (seen != 15) return missing(app, "KRB-CRED field");
     return {};
 }
 
 DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& out) {
     unsigned seen = 0;
-    Tlv pvno;
     KrbTgtReq req;
     KrbTgtRep rep;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
-        if (n == 0) {
-            pvno = v;
-        } else if (n == 1) {
-            if (!(seen & 1)) return missing(v, "pvno");
-            if (auto e = check_pvno_type(pvno, v, want)) return e;
-        } else if (want == krb_msg::TgtReq && n == 2) {
+        if (want == krb_msg::TgtReq && n == 2) {
             PrincipalName p;
             if (auto e = parse_principal(v, p)) return e;
             req.server_name = std::move(p);
@@ -731,7 +698,7 @@ DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& ou
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, want, seen, field)) return e;
     if ((seen & 3) != 3 || (want == krb_msg::TgtRep && !(seen & 4))) {
         return missing(seq, "TGT-REQ/REP field");
     }
