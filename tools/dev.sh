@@ -80,16 +80,21 @@ demo)
     "$bin" analyze "$demo_capture"
     ;;
 test)
-    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}"
+    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}" time
     echo "== build: gcc, -Werror, ASan+UBSan"
     configure_build "$BUILD_ROOT/asan" -DCMAKE_BUILD_TYPE=Debug -DHOPSCOPE_WERROR=ON \
-        -DHOPSCOPE_SANITIZE=ON
+        -DHOPSCOPE_SANITIZE=ON -DHOPSCOPE_BENCH=ON
     echo "== unit, golden and fuzz-replay tests"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir "$BUILD_ROOT/asan" --output-on-failure -j "$JOBS"
-    echo "== build: clang-14 libFuzzer targets"
+    echo "== generated capture: hopscope finds exactly what the generator wrote (ASan build)"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
+        --bin-dir "$BUILD_ROOT/asan" | grep -E '^check |^hopscope:'
+    echo "== build: clang-14, -Werror, libFuzzer instrumentation (everything; fuzz targets run below)"
     CXX=clang++-14 CC=clang-14 configure_build "$BUILD_ROOT/fuzz" -DCMAKE_BUILD_TYPE=Debug \
-        -DHOPSCOPE_FUZZ=ON -DHOPSCOPE_WERROR=ON -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=OFF
+        -DHOPSCOPE_FUZZ=ON -DHOPSCOPE_WERROR=ON -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=ON \
+        -DHOPSCOPE_BENCH=ON
     echo "== fuzz smoke: ${FUZZ_SECONDS}s per target"
     fuzz_ran=0
     for f in "$BUILD_ROOT"/fuzz/tests/fuzz_*; do

@@ -205,8 +205,9 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
                            "IP fragments)");
     c.live_cmd->add_option("--snaplen", c.live.snaplen, "bytes to keep per packet (default 262144)")
         ->check(CLI::Range(64, 262144));
-    c.live_cmd->add_flag("--promiscuous", c.live.promiscuous,
-                         "put the interface in promiscuous mode (to see other hosts' traffic)");
+    c.live_cmd->add_flag("--promiscuous,!--no-promiscuous", c.live.promiscuous,
+                         "promiscuous mode, to see other hosts' traffic on a SPAN port or bridge "
+                         "(default, as tcpdump); --no-promiscuous sees only this host's");
     add_common(c.live_cmd, c.live);
 }
 

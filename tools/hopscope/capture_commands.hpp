@@ -33,7 +33,7 @@ struct CaptureCommands {
         std::string interface;
         std::string filter;
         int snaplen = 262144;
-        bool promiscuous = false;
+        bool promiscuous = true;
     } live;
     CLI::App* analyze_cmd = nullptr;
     CLI::App* live_cmd = nullptr;
