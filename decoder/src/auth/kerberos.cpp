@@ -53,6 +53,15 @@ DecodeError app_sequence(const Tlv& app, std::uint32_t n, Tlv& seq) {
     return der::explicit_inner(app, seq);
 }
 
+/// An OPTIONAL field: `parse(v, value)` into a fresh value, kept in `out` only on success.
+template <typename T, typename Parse>
+DecodeError parse_optional(const Tlv& v, std::optional<T>& out, Parse&& parse) {
+    T value{};
+    if (auto e = parse(v, value)) return e;
+    out = std::move(value);
+    return {};
+}
+
 DecodeError parse_principal(const Tlv& seq, PrincipalName& out) {
     unsigned seen = 0;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
@@ -88,12 +97,9 @@ DecodeError parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
             case 0:
                 if (auto e = der::as_int32(v, out.etype)) return e;
                 break;
-            case 1: {
-                std::uint32_t k = 0;
-                if (auto e = der::as_uint32(v, k)) return e;
-                out.kvno = k;
+            case 1:
+                if (auto e = parse_optional(v, out.kvno, der::as_uint32)) return e;
                 break;
-            }
             case 2: {
                 Bytes c;
                 if (auto e = der::as_octet_string(v, c)) return e;
@@ -280,18 +286,12 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
     unsigned seen = 0;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         switch (n) {
-            case 2: {
-                std::string t;
-                if (auto e = der::as_kerberos_time(v, t)) return e;
-                out.ctime = std::move(t);
+            case 2:
+                if (auto e = parse_optional(v, out.ctime, der::as_kerberos_time)) return e;
                 break;
-            }
-            case 3: {
-                std::int32_t u = 0;
-                if (auto e = der::as_int32(v, u)) return e;
-                out.cusec = u;
+            case 3:
+                if (auto e = parse_optional(v, out.cusec, der::as_int32)) return e;
                 break;
-            }
             case 4:
                 if (auto e = der::as_kerberos_time(v, out.stime)) return e;
                 break;
@@ -301,33 +301,21 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
             case 6:
                 if (auto e = der::as_int32(v, out.error_code)) return e;
                 break;
-            case 7: {
-                std::string s;
-                if (auto e = parse_string_field(v, s)) return e;
-                out.crealm = std::move(s);
+            case 7:
+                if (auto e = parse_optional(v, out.crealm, parse_string_field)) return e;
                 break;
-            }
-            case 8: {
-                PrincipalName p;
-                if (auto e = parse_principal(v, p)) return e;
-                out.cname = std::move(p);
+            case 8:
+                if (auto e = parse_optional(v, out.cname, parse_principal)) return e;
                 break;
-            }
             case 9:
                 if (auto e = parse_string_field(v, out.realm)) return e;
                 break;
-            case 10: {
-                PrincipalName p;
-                if (auto e = parse_principal(v, p)) return e;
-                out.sname = std::move(p);
+            case 10:
+                if (auto e = parse_optional(v, out.sname, parse_principal)) return e;
                 break;
-            }
-            case 11: {
-                std::string s;
-                if (auto e = parse_string_field(v, s)) return e;
-                out.e_text = std::move(s);
+            case 11:
+                if (auto e = parse_optional(v, out.e_text, parse_string_field)) return e;
                 break;
-            }
             case 12: {
                 Bytes d;
                 if (auto e = der::as_octet_string(v, d)) return e;
@@ -404,12 +392,9 @@ DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& ou
         switch (n) {
             case 0:
                 break;  // nonce
-            case 1: {
-                PrincipalName p;
-                if (auto e = parse_principal(v, p)) return e;
-                out.cname = std::move(p);
+            case 1:
+                if (auto e = parse_optional(v, out.cname, parse_principal)) return e;
                 break;
-            }
             case 2:
                 if (auto e = parse_string_field(v, out.crealm)) return e;
                 break;
@@ -523,36 +508,24 @@ DecodeError parse_req_body(const Tlv& seq, KdcReq& out) {
                 if (auto e = der::as_bit_string(v, out.kdc_options, bits)) return e;
                 break;
             }
-            case 1: {
-                PrincipalName p;
-                if (auto e = parse_principal(v, p)) return e;
-                out.cname = std::move(p);
+            case 1:
+                if (auto e = parse_optional(v, out.cname, parse_principal)) return e;
                 break;
-            }
             case 2:
                 if (auto e = parse_string_field(v, out.realm)) return e;
                 break;
-            case 3: {
-                PrincipalName p;
-                if (auto e = parse_principal(v, p)) return e;
-                out.sname = std::move(p);
+            case 3:
+                if (auto e = parse_optional(v, out.sname, parse_principal)) return e;
                 break;
-            }
-            case 4: {
-                std::string t;
-                if (auto e = der::as_kerberos_time(v, t)) return e;
-                out.from = std::move(t);
+            case 4:
+                if (auto e = parse_optional(v, out.from, der::as_kerberos_time)) return e;
                 break;
-            }
             case 5:
                 if (auto e = der::as_kerberos_time(v, out.till)) return e;
                 break;
-            case 6: {
-                std::string t;
-                if (auto e = der::as_kerberos_time(v, t)) return e;
-                out.rtime = std::move(t);
+            case 6:
+                if (auto e = parse_optional(v, out.rtime, der::as_kerberos_time)) return e;
                 break;
-            }
             case 7:
                 if (auto e = der::as_uint32(v, out.nonce)) return e;
                 break;
@@ -684,13 +657,9 @@ DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& ou
     KrbTgtRep rep;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
         if (want == krb_msg::TgtReq && n == 2) {
-            PrincipalName p;
-            if (auto e = parse_principal(v, p)) return e;
-            req.server_name = std::move(p);
+            if (auto e = parse_optional(v, req.server_name, parse_principal)) return e;
         } else if (want == krb_msg::TgtReq && n == 3) {
-            std::string r;
-            if (auto e = parse_string_field(v, r)) return e;
-            req.realm = std::move(r);
+            if (auto e = parse_optional(v, req.realm, parse_string_field)) return e;
         } else if (want == krb_msg::TgtRep && n == 2) {
             if (auto e = parse_ticket(v, rep.ticket)) return e;
         } else {
