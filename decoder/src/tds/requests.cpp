@@ -6,17 +6,13 @@
 #include <cctype>
 
 #include "hopscope/common/text.hpp"
+#include "hopscope/tds/login7.hpp"
 #include "hopscope/tds/wire_text.hpp"
 
 namespace hopscope::tds {
 namespace {
 
 using Code = DecodeError::Code;
-
-bool is_pre72(std::uint32_t v) {
-    const std::uint32_t hi = v >> 24;
-    return hi == 0x70 || hi == 0x71 || v == 0x07000000 || v == 0x07010000;
-}
 
 enum class HeadersResult { Ok, Absent, Truncated, Bad };
 

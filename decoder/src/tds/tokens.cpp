@@ -11,6 +11,7 @@
 #include <map>
 
 #include "hopscope/common/text.hpp"
+#include "hopscope/tds/login7.hpp"
 #include "hopscope/tds/wire_text.hpp"
 
 namespace hopscope::tds {
@@ -24,13 +25,6 @@ bool read_b_varbyte_hex(ByteReader& r, std::string& out) {
     if (!r.u8(n) || !r.bytes(n, b)) return false;
     out = to_hex(b);
     return true;
-}
-
-// TDS 7.0 and 7.1 (LOGINACK reports 0x07000000 / 0x07010000, LOGIN7 0x70000000 / 0x71000000 /
-// 0x71000001) use 4-byte DONE row counts, USHORT UserType and USHORT error line numbers.
-bool is_pre72(std::uint32_t v) {
-    const std::uint32_t hi = v >> 24;
-    return hi == 0x70 || hi == 0x71 || v == 0x07000000 || v == 0x07010000;
 }
 
 enum class Unit : std::uint8_t { Ok, More, Bad };

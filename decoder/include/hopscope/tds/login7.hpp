@@ -30,6 +30,13 @@ inline constexpr std::uint32_t k80 = 0x08000000;
 }  // namespace tds_version
 
 [[nodiscard]] bool is_known_tds_version(std::uint32_t v);
+/// TDS 7.0 and 7.1 (LOGINACK reports 0x07000000 / 0x07010000, LOGIN7 0x70000000 / 0x71000000 /
+/// 0x71000001) use 4-byte DONE row counts, USHORT UserType and USHORT error line numbers, and
+/// send no ALL_HEADERS.
+[[nodiscard]] inline bool is_pre72(std::uint32_t v) {
+    const std::uint32_t hi = v >> 24;
+    return hi == 0x70 || hi == 0x71 || v == 0x07000000 || v == 0x07010000;
+}
 /// "7.0", "7.1", "7.1 rev1", "7.2", "7.3A", "7.3B", "7.4", "8.0"; "unknown (0x...)" otherwise.
 std::string tds_version_name(std::uint32_t v);
 /// The SQL Server generation that introduced it: "SQL Server 2000", ...; "" when unknown.
