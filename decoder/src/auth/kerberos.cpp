@@ -680,6 +680,15 @@ DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& ou
     return {};
 }
 
+/// One message body: `parse(app, m)` into a fresh value, kept in `out.body` only on success.
+template <typename T>
+DecodeError parse_body(const Tlv& app, KerberosMessage& out, DecodeError (*parse)(const Tlv&, T&)) {
+    T m;
+    if (auto e = parse(app, m)) return e;
+    out.body = std::move(m);
+    return {};
+}
+
 DecodeError parse_message_tlv(const Tlv& app, KerberosMessage& out) {
     if (app.cls != TagClass::Application || !app.constructed) {
         return make_error(Code::BadTag, app.offset, "not a Kerberos message");
@@ -687,43 +696,19 @@ DecodeError parse_message_tlv(const Tlv& app, KerberosMessage& out) {
     out.msg_type = static_cast<std::int32_t>(app.number);
     switch (app.number) {
         case krb_msg::AsReq:
-        case krb_msg::TgsReq: {
-            KdcReq m;
-            if (auto e = parse_kdc_req(app, m)) return e;
-            out.body = std::move(m);
-            return {};
-        }
+        case krb_msg::TgsReq:
+            return parse_body(app, out, parse_kdc_req);
         case krb_msg::AsRep:
-        case krb_msg::TgsRep: {
-            KdcRep m;
-            if (auto e = parse_kdc_rep(app, m)) return e;
-            out.body = std::move(m);
-            return {};
-        }
-        case krb_msg::ApReq: {
-            ApReq m;
-            if (auto e = parse_ap_req(app, m)) return e;
-            out.body = std::move(m);
-            return {};
-        }
-        case krb_msg::ApRep: {
-            ApRep m;
-            if (auto e = parse_ap_rep(app, m)) return e;
-            out.body = std::move(m);
-            return {};
-        }
-        case krb_msg::Error: {
-            KrbError m;
-            if (auto e = parse_krb_error(app, m)) return e;
-            out.body = std::move(m);
-            return {};
-        }
-        case krb_msg::Cred: {
-            KrbCred m;
-            if (auto e = parse_krb_cred(app, m)) return e;
-            out.body = std::move(m);
-            return {};
-        }
+        case krb_msg::TgsRep:
+            return parse_body(app, out, parse_kdc_rep);
+        case krb_msg::ApReq:
+            return parse_body(app, out, parse_ap_req);
+        case krb_msg::ApRep:
+            return parse_body(app, out, parse_ap_rep);
+        case krb_msg::Error:
+            return parse_body(app, out, parse_krb_error);
+        case krb_msg::Cred:
+            return parse_body(app, out, parse_krb_cred);
         default:
             return make_error(Code::Unsupported, app.offset, "unhandled Kerberos message");
     }
