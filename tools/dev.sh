@@ -81,6 +81,9 @@ demo)
     ;;
 test)
     install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}" time
+    # The lab's tedious client comes from the npm registry: Debian's nodejs has no npm of its own
+    # (NodeSource's has; installing Debian's npm over it would conflict).
+    command -v npm >/dev/null || install_pkgs npm
     echo "== build: gcc, -Werror, ASan+UBSan"
     configure_build "$BUILD_ROOT/asan" -DCMAKE_BUILD_TYPE=Debug -DHOPSCOPE_WERROR=ON \
         -DHOPSCOPE_SANITIZE=ON -DHOPSCOPE_BENCH=ON
