@@ -89,7 +89,10 @@ test)
         -DHOPSCOPE_SANITIZE=ON -DHOPSCOPE_BENCH=ON
     echo "== unit, golden and fuzz-replay tests"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest --test-dir "$BUILD_ROOT/asan" --output-on-failure -j "$JOBS"
+        ctest --test-dir "$BUILD_ROOT/asan" --output-on-failure -j "$JOBS" |
+        tee "$BUILD_ROOT/ctest.log"
+    ctest_passed=$(sed -n 's/.*tests passed, 0 tests failed out of \([0-9]*\).*/\1/p' \
+        "$BUILD_ROOT/ctest.log" | tail -n 1)
     echo "== generated capture: hopscope finds exactly what the generator wrote (ASan build)"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
@@ -117,7 +120,13 @@ test)
         fuzz_ran=$((fuzz_ran + 1))
     done
     echo "== fuzz smoke: $fuzz_ran targets ok"
-    run_lab
+    run_lab | tee "$BUILD_ROOT/lab.log"
+    lab_ran=$(sed -n 's/^== \([0-9]*\)\/[0-9]* scenarios passed.*/\1/p' "$BUILD_ROOT/lab.log" |
+        tail -n 1)
+    lab_ran=${lab_ran:-0}
+    # Everything above stops at the first failure (set -e), so reaching here means none failed.
+    echo "ctest ${ctest_passed:-0}, fuzz targets $fuzz_ran, lab scenarios $lab_ran"
+    echo "total: $((${ctest_passed:-0} + fuzz_ran + lab_ran)) passed, 0 failed"
     ;;
 *)
     sed -n '2,12p' "$0"
