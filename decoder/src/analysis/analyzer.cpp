@@ -309,18 +309,13 @@ void Analyzer::add_login(const LoginEvent& l) {
 void Analyzer::add_kerberos(const KerberosEvent& k) {
     prune(k.ts);
     saw_kdc_ = true;
-    if (std::string h = spn_host(k.sname); !h.empty()) {
-        // The client asked for MSSQLSvc/h: the server it then connects to is likely h; learned at
-        // login time (spn_for) rather than guessed here.
-        (void)h;
-    }
     auto& mine = kdc_[k.flow.client.addr];
     mine.push_back(k);
     while (mine.size() > opts_.max_recent ||
            k.ts.micros - mine.front().ts.micros > 2 * opts_.kerberos_window_us)
         mine.pop_front();
-    if (++adds_since_sweep_ >= 4096) sweep();
     kdc_rules(mine.back());
+    if (++adds_since_sweep_ >= 4096) sweep();  // may drop `mine`: last
 }
 
 void Analyzer::add_server_error(const ServerErrorEvent& e) {
