@@ -1,5 +1,5 @@
-// FlowSummary: the `--flows` backend (no decoding). Counts what the capture front-end hands on - TDS
-// connections, Kerberos TCP connections and UDP datagrams, bytes and gaps per direction - and
+// FlowSummary: the `--flows` backend (no decoding). Counts what the capture front-end hands on -
+// TDS connections, Kerberos TCP connections and UDP datagrams, bytes and gaps per direction - and
 // prints a summary (and JSON lines with --json). No payload byte is ever printed.
 #include <map>
 #include <nlohmann/json.hpp>

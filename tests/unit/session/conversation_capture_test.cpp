@@ -136,7 +136,8 @@ TEST(ConversationCapture, MidstreamTds71DoneTokensAreNotTruncated) {
     for (int stream = 0; stream < 12; ++stream) {
         const auto f = run(kMidstream, stream, false, true, false);
         if (!f.empty()) ++streams_with_facts;
-        for (const auto& fact : f) EXPECT_EQ(fact.find("problem"), std::string::npos) << fact;
+        for (const auto& fact : f)
+            EXPECT_EQ(fact.find("problem"), std::string::npos) << fact;
     }
     EXPECT_GE(streams_with_facts, 6);
 }
