@@ -553,7 +553,10 @@ void Session::batch(const std::string& sql) {
             return linked_query(upper(trim(sql.substr(at + 4))), sql.substr(q1 + 1, q2 - q1 - 1));
     }
     for (const auto& [name, target] : g_cfg.linked) {
-        const std::string needle = " " + lower(name) + ".";
+        // Appended, not " " + lower(name) + ".": gcc 12 -O3 warns falsely (-Wrestrict) there.
+        std::string needle = " ";
+        needle += lower(name);
+        needle += '.';
         if (auto p = l.find(needle); p != std::string::npos && l.rfind("select", 0) == 0) {
             std::string inner = sql;
             inner.erase(p + 1, needle.size() - 1);
