@@ -183,6 +183,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
     static session::Conversation::Options make_options(bool handshake_seen) {
         session::Conversation::Options o;
         o.handshake_seen = handshake_seen;
+        o.row_events = false;  // no rule looks at single rows
         return o;
     }
 

@@ -236,6 +236,7 @@ struct Conversation::Impl {
           s2c(this, Direction::ServerToClient, o.handshake_seen),
           tokens(tsink) {
         tsink.impl = this;
+        tokens.set_row_events(o.row_events);
         s2c.main.tokens = &tokens;
     }
 
@@ -477,6 +478,7 @@ struct Conversation::Impl {
             auto session = std::make_unique<SmpSession>(this, &s, s.dir);
             if (s.dir == Direction::ServerToClient) {
                 session->ch.own_tokens = std::make_unique<tds::TokenStreamParser>(tsink);
+                session->ch.own_tokens->set_row_events(opt.row_events);
                 if (tds::is_known_tds_version(tds_version)) {
                     session->ch.own_tokens->set_tds_version(tds_version);
                 }

@@ -64,6 +64,7 @@ struct TokenStreamParser::Impl {
     std::size_t col = 0;
     std::uint64_t plp_total = 0;
     std::uint64_t plp_sum = 0;
+    bool row_events = true;  ///< ROW/NBCROW reach sink.on_row and sink.on_token
 
     Impl(TokenSink& s, Limits l) : sink(s), limits(l) {}
 
@@ -328,6 +329,7 @@ struct TokenStreamParser::Impl {
         }
         columns = std::move(cols);
         have_columns = true;
+        plan_steps();
         sink.on_col_metadata(columns);
         emit_token(0x81, start, r.position());
         return Unit::Ok;
@@ -462,10 +464,10 @@ struct TokenStreamParser::Impl {
             sink.on_return_value(rv);
         } else if (token == 0xD3) {
             sink.on_alt_row(alt_id);
-        } else {
+        } else if (row_events) {
             sink.on_row();
         }
-        sink.on_token(token, size);
+        if (row_events || (token != 0xD1 && token != 0xD2)) sink.on_token(token, size);
         walk = nullptr;
     }
 
@@ -475,64 +477,204 @@ struct TokenStreamParser::Impl {
         skip_nulls(r);
     }
 
-    /// Fast path for the values of a row that lie wholly in `r`: a fixed-length value, or a
-    /// BYTELEN/USHORTLEN one whose length passes step_value's checks, is stepped over here
-    /// without a round trip through the unit state machine per value. Anything else (a value cut
-    /// by the end of the bytes, a bad length, TEXT, sql_variant, PLP, a RETURNVALUE) is left to
-    /// step_value, which reports it exactly as before. A ROW that follows a ROW is begun here
-    /// too, as step_token would begin it.
-    void walk_whole_values(ByteReader& r) {
-        if (token == 0xAC) return;
-        for (;;) {
-            const std::vector<Column>& cols = *walk;
-            while (col < cols.size()) {
-                const TypeInfo& ti = cols[col].info;
-                const Bytes rest = r.rest();
-                std::size_t n = 0;
-                switch (ti.kind) {
-                    case ValueKind::Fixed:
-                        n = ti.max_length;
-                        break;
-                    case ValueKind::ByteLen:
-                        if (rest.empty() || !valid_bytelen_value(ti, rest[0])) return;
-                        n = std::size_t{1} + rest[0];
-                        break;
-                    case ValueKind::UShortLen: {
-                        if (rest.size() < 2) return;
-                        const std::size_t len = rest[0] | (std::size_t{rest[1]} << 8);
-                        if (len == 0xFFFF) {
-                            n = 2;
-                        } else if (len > ti.max_length) {
-                            return;
-                        } else {
-                            n = 2 + len;
-                        }
-                        break;
+    /// How the fast path below steps over the values of the current COLMETADATA, worked out
+    /// once per COLMETADATA so that a row costs no per-value type dispatch or out-of-line length
+    /// check. A step is `pre` bytes of fixed-length columns, then one value (Fixed: `arg`
+    /// bytes; ByteLen, UShortLen: a length prefix checked as step_value checks it; Slow: left
+    /// to step_value: TEXT, sql_variant, PLP) and covers columns [first, next).
+    struct Step {
+        enum class Op : std::uint8_t { Fixed, ByteLen, UShortLen, Slow };
+        Op op = Op::Slow;
+        std::uint32_t mask = 0;  ///< ByteLen: bit n set = length n (< 32) is valid
+        std::uint32_t arg = 0;   ///< Fixed: size; ByteLen: lengths 32..arg valid; UShortLen: max
+        std::uint32_t pre = 0;   ///< bytes of the fixed-length columns before the value
+        std::uint16_t first = 0;
+        std::uint16_t next = 0;
+    };
+    std::vector<Step> col_steps;  ///< one per column, pre = 0: NBCROW and rows resumed midway
+    std::vector<Step> row_steps;  ///< ROW: runs of fixed-length columns folded into one step
+
+    static constexpr std::size_t kStop = ~std::size_t{0};
+
+    /// Bytes of the value (after s.pre) at `p`, or kStop: not wholly in [p, p + avail) or a
+    /// length step_value would refuse (it then reports it).
+    static std::size_t value_size(const Step& s, const std::uint8_t* p, std::size_t avail) {
+        switch (s.op) {
+            case Step::Op::Fixed:
+                return s.arg <= avail ? s.arg : kStop;
+            case Step::Op::ByteLen: {
+                if (avail == 0) return kStop;
+                const std::uint32_t len = *p;
+                if (len < 32 ? ((s.mask >> len) & 1) == 0 : len > s.arg) return kStop;
+                return len < avail ? std::size_t{1} + len : kStop;
+            }
+            case Step::Op::UShortLen: {
+                if (avail < 2) return kStop;
+                const std::uint32_t len = p[0] | (std::uint32_t{p[1]} << 8);
+                if (len == 0xFFFF) return 2;
+                if (len > s.arg) return kStop;
+                return std::size_t{2} + len <= avail ? std::size_t{2} + len : kStop;
+            }
+            case Step::Op::Slow:
+                break;
+        }
+        return kStop;
+    }
+
+    void plan_steps() {
+        col_steps.clear();
+        row_steps.clear();
+        col_steps.reserve(columns.size());
+        std::uint32_t pre = 0;
+        std::uint16_t first = 0;
+        for (std::size_t i = 0; i < columns.size(); ++i) {
+            const TypeInfo& ti = columns[i].info;
+            Step s;
+            s.first = static_cast<std::uint16_t>(i);
+            s.next = static_cast<std::uint16_t>(i + 1);
+            switch (ti.kind) {
+                case ValueKind::Fixed:
+                    s.op = Step::Op::Fixed;
+                    s.arg = ti.max_length;
+                    break;
+                case ValueKind::ByteLen:
+                    // Exactly valid_bytelen_value: below 32 from the function itself; from 32 up
+                    // only the "length <= maximum" types accept anything, and then up to it.
+                    s.op = Step::Op::ByteLen;
+                    for (std::uint32_t n = 0; n < 32; ++n) {
+                        if (valid_bytelen_value(ti, n)) s.mask |= std::uint32_t{1} << n;
                     }
-                    default:
-                        return;
-                }
-                if (rest.size() < n) return;
-                r.skip(n);
+                    s.arg = valid_bytelen_value(ti, 32)
+                                ? std::min<std::uint32_t>(ti.max_length, 255)
+                                : 31;
+                    break;
+                case ValueKind::UShortLen:
+                    s.op = Step::Op::UShortLen;
+                    s.arg = ti.max_length;
+                    break;
+                default:
+                    break;
+            }
+            col_steps.push_back(s);
+            if (s.op == Step::Op::Fixed) {
+                pre += s.arg;  // at most 65535 columns of at most 16 bytes: no overflow
+                continue;
+            }
+            Step folded = s;
+            folded.pre = pre;
+            folded.first = first;
+            row_steps.push_back(folded);
+            pre = 0;
+            first = s.next;
+        }
+        if (first < columns.size()) {  // trailing fixed-length columns
+            Step tail;
+            tail.op = Step::Op::Fixed;
+            tail.pre = pre;
+            tail.first = first;
+            tail.next = static_cast<std::uint16_t>(columns.size());
+            row_steps.push_back(tail);
+        }
+    }
+
+    /// Fast path for the values of a ROW/NBCROW that lie wholly in `r`: each value whose length
+    /// passes step_value's checks is stepped over here, on raw pointers, without a round trip
+    /// through the unit state machine per value. Anything else (a value cut by the end of the
+    /// bytes, a bad length, TEXT, sql_variant, PLP, an ALTROW or RETURNVALUE) is left to
+    /// step_value, which reports it exactly as before. A ROW or NBCROW that follows is begun
+    /// here too, as step_token would begin it. With row events off (set_row_events) a row costs
+    /// no virtual call: the rows are walked only to find where the next token starts.
+    void walk_whole_values(ByteReader& r) {
+        if (walk != &columns || col_steps.size() != columns.size()) return;
+        const std::uint8_t* const begin = r.data().data();
+        const std::uint8_t* const end = begin + r.size();
+        const std::uint8_t* p = begin + r.position();
+        const std::size_t ncols = col_steps.size();
+        std::size_t c = col;
+        bool moved = false;
+        // Where the walk stopped: the position and column step_value goes on from.
+        auto stop = [&] {
+            if (moved) {
+                r.seek(static_cast<std::size_t>(p - begin));
                 need = 0;
-                ++col;
-                while (col < cols.size() && column_is_null(col))
-                    ++col;
             }
-            end_walk(r);
-            // Another ROW (0xD1) with the current COLMETADATA: begin it as begin_walk does.
-            const Bytes next = r.rest();
-            if (token != 0xD1 || !have_columns || columns.empty() || next.empty() ||
-                next[0] != 0xD1) {
-                return;
+            col = c;
+        };
+        // The rest of a row begun elsewhere, or of an NBCROW: column by column.
+        auto by_column = [&] {
+            const bool nbc = token == 0xD2;
+            while (c < ncols) {
+                const std::size_t n =
+                    value_size(col_steps[c], p, static_cast<std::size_t>(end - p));
+                if (n == kStop) return false;
+                p += n;
+                moved = true;
+                ++c;
+                if (nbc) {
+                    while (c < ncols && column_is_null(c))
+                        ++c;
+                }
             }
-            token_start = base + r.position();
-            r.skip(1);
+            return true;
+        };
+        if (!by_column()) return stop();
+        for (;;) {
+            // The row is complete.
+            r.seek(static_cast<std::size_t>(p - begin));
+            col = c;
             need = 0;
+            end_walk(r);
+            moved = false;
+            // A run of ROW tokens: whole steps (fixed-length runs folded in), the parser's
+            // state kept in locals and written back only where the run ends. A step that does
+            // not fit is left whole to step_value, from its first column.
+            while (p != end && *p == 0xD1) {
+                const std::uint8_t* q = p + 1;
+                for (const Step& s : row_steps) {
+                    const std::size_t avail = static_cast<std::size_t>(end - q);
+                    const std::size_t n =
+                        avail < s.pre ? kStop : value_size(s, q + s.pre, avail - s.pre);
+                    if (n == kStop) {
+                        token = 0xD1;
+                        token_start = base + static_cast<std::size_t>(p - begin);
+                        walk = &columns;
+                        phase = Phase::Value;
+                        null_bitmap.clear();
+                        r.seek(static_cast<std::size_t>(q - begin));
+                        need = 0;
+                        col = s.first;
+                        return;
+                    }
+                    q += s.pre + n;
+                }
+                if (row_events) {
+                    sink.on_row();
+                    sink.on_token(0xD1, static_cast<std::size_t>(q - p));
+                }
+                p = q;
+                moved = true;
+            }
+            if (moved) {
+                r.seek(static_cast<std::size_t>(p - begin));
+                need = 0;
+                moved = false;
+            }
+            // An NBCROW: begin it as begin_walk does, then column by column.
+            if (p == end || *p != 0xD2) return;
+            const std::size_t bitmap = (ncols + 7) / 8;
+            if (static_cast<std::size_t>(end - p) < 1 + bitmap) return;
+            token = 0xD2;
+            token_start = base + static_cast<std::size_t>(p - begin);
+            ++p;
+            moved = true;
             walk = &columns;
-            col = 0;
-            null_bitmap.clear();
             phase = Phase::Value;
+            c = 0;
+            null_bitmap.assign(p, p + bitmap);
+            p += bitmap;
+            while (c < ncols && column_is_null(c))
+                ++c;
+            if (!by_column()) return stop();
         }
     }
 
@@ -994,6 +1136,10 @@ TokenStreamParser::~TokenStreamParser() = default;
 
 void TokenStreamParser::set_tds_version(std::uint32_t version) {
     impl_->version = version;
+}
+
+void TokenStreamParser::set_row_events(bool on) {
+    impl_->row_events = on;
 }
 
 DecodeStatus TokenStreamParser::feed(Bytes payload, bool end_of_message) {

@@ -271,6 +271,180 @@ TEST(Rows, ChunkingInvarianceOneByteAtATimeAndOthers) {
     }
 }
 
+// Columns whose values are all stepped over by the walker's row fast path (fixed, BYTELEN,
+// USHORTLEN), and a result of many ROW and NBCROW tokens back to back over them.
+std::vector<Col> fast_path_types() {
+    std::vector<Col> keep;
+    for (const Col& c : all_types()) {
+        const std::uint8_t t = c.type_info[0];
+        const bool slow = t == 0x23 || t == 0x63 || t == 0x22 || t == 0x62 || t == 0xF1 ||
+                          t == 0xF0 ||
+                          (c.type_info.size() >= 3 && c.type_info[1] == 0xFF &&
+                           c.type_info[2] == 0xFF);  // TEXT, variant, XML, UDT, max
+        if (!slow) keep.push_back(c);
+    }
+    return keep;
+}
+
+Buf many_rows_message() {
+    const auto cols = fast_path_types();
+    B b;
+    b.raw(colmetadata(cols));
+    for (std::size_t i = 0; i < 40; ++i) {
+        if (i % 3 == 2) {
+            std::vector<bool> nulls(cols.size());
+            for (std::size_t k = 0; k < cols.size(); ++k)
+                nulls[k] = (k + i) % 3 == 0 || i % 9 == 8;  // every 9th row: all NULL
+            b.raw(nbcrow(cols, nulls));
+        } else {
+            b.raw(row(cols));
+        }
+    }
+    return b.raw(error_token(208, "Invalid object name 'x'.")).raw(done(0xFD, 0x0012, 40)).b;
+}
+
+TEST(Rows, FastPathTypesAreWalkedByIt) {
+    // The list above must keep the columns the fast path handles and nothing else.
+    const auto cols = fast_path_types();
+    ASSERT_GE(cols.size(), 20u);
+    Recorder rec;
+    TokenStreamParser p(rec);
+    ASSERT_EQ(feed_all(p, many_rows_message()), DecodeStatus::Consumed) << p.last_error().detail;
+    ASSERT_EQ(rec.metas.size(), 1u);
+    for (const Column& c : rec.metas[0]) {
+        EXPECT_TRUE(c.info.kind == ValueKind::Fixed || c.info.kind == ValueKind::ByteLen ||
+                    c.info.kind == ValueKind::UShortLen)
+            << c.name;
+    }
+    EXPECT_EQ(rec.rows, 40u);
+    ASSERT_EQ(rec.messages.size(), 1u);
+    EXPECT_EQ(rec.messages[0].number, 208);
+}
+
+TEST(Rows, RowEventsOffReportsEverythingElseAtAnyChunking) {
+    for (const Buf& m : {result_message(), many_rows_message()}) {
+        Recorder whole;
+        {
+            TokenStreamParser p(whole);
+            ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
+        }
+        std::vector<std::string> expected;
+        std::size_t row_tokens = 0;
+        for (const std::string& line : whole.log) {
+            if (line == "row" || line.rfind("token 209 ", 0) == 0 ||
+                line.rfind("token 210 ", 0) == 0) {
+                row_tokens += line != "row";
+                continue;
+            }
+            expected.push_back(line);
+        }
+        ASSERT_GE(row_tokens, 3u);
+        for (std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7},
+                              std::size_t{13}, std::size_t{64}, std::size_t{511}, m.size()}) {
+            Recorder rec;
+            TokenStreamParser p(rec);
+            p.set_row_events(false);
+            bool bad = false;
+            EXPECT_EQ(feed_chunked(p, m, n, &bad), DecodeStatus::Consumed) << n;
+            EXPECT_FALSE(bad);
+            EXPECT_EQ(rec.rows, 0u);
+            EXPECT_EQ(rec.log, expected) << "chunk " << n;
+        }
+    }
+}
+
+TEST(Rows, RowEventsOffStillFindsABadValueAtTheSameOffset) {
+    // A NVARCHAR(50) value claiming 0x0100 bytes in row 30: the same error either way.
+    Buf m = many_rows_message();
+    const auto cols = fast_path_types();
+    std::size_t nv = 0;
+    for (std::size_t k = 0; k < cols.size(); ++k)
+        if (cols[k].name == "nvarchar50") nv = k;
+    ASSERT_GT(nv, 0u);
+    // Row 30 is a ROW (30 % 3 == 0): it starts after COLMETADATA and rows 0..29 as
+    // many_rows_message builds them; its nvarchar value after the token byte and the values
+    // before it.
+    std::size_t off = colmetadata(cols).size();
+    for (std::size_t i = 0; i < 30; ++i) {
+        if (i % 3 == 2) {
+            std::vector<bool> nulls(cols.size());
+            for (std::size_t k = 0; k < cols.size(); ++k)
+                nulls[k] = (k + i) % 3 == 0 || i % 9 == 8;
+            off += nbcrow(cols, nulls).size();
+        } else {
+            off += row(cols).size();
+        }
+    }
+    std::size_t value_at = off + 1;
+    for (std::size_t k = 0; k < nv; ++k)
+        value_at += cols[k].value.size();
+    ASSERT_EQ(m[off], 0xD1);
+    ASSERT_EQ(m[value_at], 4);  // the USHORT length of "aaaa" as built
+    m[value_at] = 0x00;
+    m[value_at + 1] = 0x01;  // 256 > 100 bytes: impossible
+    for (bool events : {true, false}) {
+        for (std::size_t n : {std::size_t{1}, std::size_t{5}, std::size_t{300}, m.size()}) {
+            Recorder rec;
+            TokenStreamParser p(rec);
+            p.set_row_events(events);
+            bool bad = false;
+            feed_chunked(p, m, n, &bad);
+            EXPECT_TRUE(bad) << events << " " << n;
+            EXPECT_EQ(p.last_error().code, DecodeError::Code::BadLength) << events << " " << n;
+            EXPECT_EQ(p.last_error().offset, value_at) << events << " " << n;
+            EXPECT_EQ(rec.rows, events ? 30u : 0u) << n;
+            EXPECT_TRUE(rec.messages.empty());  // the rest of the message is dropped
+        }
+    }
+}
+
+TEST(Rows, FastPathAcceptsExactlyTheLengthsTheTypeAllows) {
+    // Every BYTELEN length 0..255 against valid_bytelen_value, through the fast path (whole
+    // message) and byte by byte, with row events on and off.
+    const std::vector<Buf> infos = {{0x26, 4},       {0x26, 8},   {0x68, 1},  {0x6D, 8},
+                                    {0x6E, 4},       {0x6F, 8},   {0x24, 16}, {0x6A, 17, 38, 10},
+                                    {0x6C, 5, 9, 2}, {0x28},      {0x29, 7},  {0x29, 0},
+                                    {0x2A, 3},       {0x2B, 0},   {0x2B, 7},  {0x27, 20},
+                                    {0x27, 40},      {0x25, 255}, {0x2D, 31}};
+    for (const Buf& ti : infos) {
+        const Buf meta = B().u8(0x81).u16(1).u32(0).u16(0x0009).raw(ti).bvarchar("c").b;
+        Recorder meta_rec;
+        TokenStreamParser mp(meta_rec);
+        ASSERT_EQ(feed_all(mp, B().raw(meta).raw(done(0xFD, 0x10, 0)).b), DecodeStatus::Consumed)
+            << int(ti[0]) << " " << mp.last_error().detail;
+        ASSERT_EQ(meta_rec.metas.size(), 1u);
+        const TypeInfo info = meta_rec.metas[0][0].info;
+        ASSERT_EQ(info.kind, ValueKind::ByteLen);
+        for (std::uint32_t len = 0; len < 256; ++len) {
+            const Buf m = B().raw(meta)
+                              .u8(0xD1)
+                              .u8(static_cast<std::uint8_t>(len))
+                              .raw(Buf(len, 0x11))
+                              .u8(0xD1)
+                              .u8(0)
+                              .raw(done(0xFD, 0x10, 2))
+                              .b;
+            const bool valid = valid_bytelen_value(info, len);
+            for (bool events : {true, false}) {
+                for (std::size_t n : {m.size(), std::size_t{1}}) {
+                    Recorder rec;
+                    TokenStreamParser p(rec);
+                    p.set_row_events(events);
+                    bool bad = false;
+                    feed_chunked(p, m, n, &bad);
+                    EXPECT_EQ(bad, !valid) << "type " << int(ti[0]) << " max " << info.max_length
+                                           << " len " << len << " chunk " << n;
+                    if (!valid) {
+                        EXPECT_EQ(p.last_error().code, DecodeError::Code::BadLength);
+                    } else {
+                        ASSERT_EQ(rec.dones.size(), 1u);
+                    }
+                }
+            }
+        }
+    }
+}
+
 TEST(Rows, TruncationAtEveryOffsetNeverCrashes) {
     const Buf m = result_message();
     Recorder whole;

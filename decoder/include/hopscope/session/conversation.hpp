@@ -188,6 +188,9 @@ class Conversation {
         std::size_t request_prefix = 64 << 10;  ///< bytes kept of a SQL batch / RPC message
         bool handshake_seen = true;             ///< false: the capture started mid-connection
         tds::RequestLimits request_limits{};
+        /// ROW/NBCROW tokens reach on_row and on_token. Off for callbacks that ignore them: the
+        /// rows of large result sets are then stepped over without a call per row.
+        bool row_events = true;
     };
 
     explicit Conversation(ConversationCallbacks& cb);

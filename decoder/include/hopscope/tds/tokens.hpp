@@ -152,6 +152,11 @@ class TokenStreamParser {
     /// 4-byte DONE row counts, 7.2+ 8-byte. Defaults to 7.4. LOGINACK updates it automatically.
     void set_tds_version(std::uint32_t version);
 
+    /// Whether ROW and NBCROW tokens reach TokenSink::on_row and on_token (the default). A sink
+    /// that ignores them turns this off: rows are still walked and checked (an ERROR or DONE can
+    /// follow them), but cost no virtual call each. Other tokens are reported either way.
+    void set_row_events(bool on);
+
     /// Feeds the next payload bytes. `end_of_message` is true for the payload of the packet with
     /// EOM set: a token left incomplete then is a decode error, and state resets for the next
     /// message (COLMETADATA excepted). Returns Consumed, NeedMore (token incomplete, more will
