@@ -7,6 +7,7 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <thread>
 
 #include "capture_test_util.hpp"
@@ -215,6 +216,514 @@ TEST(Reader, StdinDash) {
     ASSERT_EQ(a.conns.size(), 1u);
     EXPECT_EQ(a.conns[0].bytes[0], b.conns[0].bytes[0]);
     EXPECT_EQ(a.conns[0].bytes[1], b.conns[0].bytes[1]);
+}
+
+// ---- classic pcap read from a mapping of the file, against libpcap
+// ------------------------------- CaptureFile::open reads the records of a classic pcap itself
+// (from a mapping of the file); open_stream reads the same file through libpcap. Both must give the
+// same frames, the same end, the same error text, offset and count.
+
+struct RawRecord {
+    std::uint32_t sec = 0;
+    std::uint32_t frac = 0;  // micro- or nanoseconds
+    std::uint32_t caplen = 0;
+    std::uint32_t len = 0;
+    std::vector<std::uint8_t> data;  // written as is (its size may differ from caplen)
+};
+
+struct RawPcap {
+    std::uint32_t magic = 0xA1B2C3D4;
+    bool big_endian = false;
+    std::uint16_t major = 2;
+    std::uint16_t minor = 4;
+    std::uint32_t snaplen = 262144;
+    std::uint32_t linktype = 1;
+    std::vector<RawRecord> records;
+};
+
+std::vector<std::uint8_t> raw_bytes(const RawPcap& p) {
+    std::vector<std::uint8_t> v;
+    auto u32 = [&](std::uint32_t x) {
+        for (int i = 0; i < 4; ++i)
+            v.push_back(static_cast<std::uint8_t>(p.big_endian ? x >> (24 - 8 * i) : x >> (8 * i)));
+    };
+    auto u16 = [&](std::uint16_t x) {
+        for (int i = 0; i < 2; ++i)
+            v.push_back(static_cast<std::uint8_t>(p.big_endian ? x >> (8 - 8 * i) : x >> (8 * i)));
+    };
+    u32(p.magic);
+    u16(p.major);
+    u16(p.minor);
+    u32(0);
+    u32(0);
+    u32(p.snaplen);
+    u32(p.linktype);
+    for (const auto& r : p.records) {
+        u32(r.sec);
+        u32(r.frac);
+        u32(r.caplen);
+        u32(r.len);
+        v.insert(v.end(), r.data.begin(), r.data.end());
+    }
+    return v;
+}
+
+// The records of a capture read by libpcap, as raw records (microseconds, or nanoseconds with
+// `extra_ns` added below the microsecond).
+RawPcap raw_from(const PcapData& d, bool nanos = false, std::uint32_t extra_ns = 0) {
+    RawPcap p;
+    p.magic = nanos ? 0xA1B23C4D : 0xA1B2C3D4;
+    p.linktype = static_cast<std::uint32_t>(d.linktype);
+    for (const auto& r : d.records) {
+        RawRecord rr;
+        rr.sec = static_cast<std::uint32_t>(r.ts_us / 1000000);
+        const auto us = static_cast<std::uint32_t>(r.ts_us % 1000000);
+        rr.frac = nanos ? us * 1000 + extra_ns : us;
+        rr.caplen = static_cast<std::uint32_t>(r.bytes.size());
+        rr.len = r.wire_len;
+        rr.data = r.bytes;
+        p.records.push_back(std::move(rr));
+    }
+    return p;
+}
+
+struct Frame {
+    std::int64_t ts = 0;
+    std::uint32_t wire_len = 0;
+    int linktype = 0;
+    std::uint64_t file_frame = 0;
+    std::vector<std::uint8_t> bytes;
+    std::uint64_t bytes_read = 0;  // CaptureFile::bytes_read() after this frame
+    bool operator==(const Frame&) const = default;
+};
+
+void PrintTo(const Frame& f, std::ostream* os) {
+    *os << "{ts " << f.ts << ", wire_len " << f.wire_len << ", linktype " << f.linktype
+        << ", file_frame " << f.file_frame << ", " << f.bytes.size() << " bytes, bytes_read "
+        << f.bytes_read << "}";
+}
+
+struct ReadAll {
+    bool opened = false;
+    bool mapped = false;
+    std::vector<Frame> frames;
+    int rc = 0;
+    CaptureError error;
+    std::uint64_t bytes_read = 0;  // at the end
+};
+
+ReadAll drain(CaptureFile& f) {
+    ReadAll out;
+    out.opened = true;
+    out.mapped = f.mapped();
+    PacketView v;
+    while ((out.rc = f.next(v)) == 1) {
+        Frame fr;
+        fr.ts = v.ts.micros;
+        fr.wire_len = v.wire_len;
+        fr.linktype = v.linktype;
+        fr.file_frame = v.file_frame;
+        fr.bytes.assign(v.data.begin(), v.data.end());
+        fr.bytes_read = f.bytes_read();
+        out.frames.push_back(std::move(fr));
+    }
+    if (out.rc < 0) out.error = f.error();
+    out.bytes_read = f.bytes_read();
+    return out;
+}
+
+ReadAll read_mapped(const std::string& path) {
+    CaptureError err;
+    auto f = CaptureFile::open(path, err);
+    if (!f) {
+        ReadAll r;
+        r.error = err;
+        return r;
+    }
+    return drain(*f);
+}
+
+ReadAll read_libpcap(const std::string& path) {
+    std::FILE* fp = std::fopen(path.c_str(), "rb");
+    EXPECT_NE(fp, nullptr) << path;
+    CaptureError err;
+    auto f = CaptureFile::open_stream(fp, path, err);
+    if (!f) {
+        ReadAll r;
+        r.error = err;
+        return r;
+    }
+    EXPECT_FALSE(f->mapped());
+    return drain(*f);
+}
+
+// Compares what the two readers gave; `offsets` also compares bytes_read() and the error offset
+// (libpcap's path cannot see how long a record cut to the snapshot length was).
+void expect_same(const ReadAll& m, const ReadAll& l, const std::string& what, bool offsets = true) {
+    ASSERT_EQ(m.opened, l.opened) << what;
+    ASSERT_EQ(m.frames.size(), l.frames.size()) << what;
+    for (std::size_t i = 0; i < m.frames.size(); ++i) {
+        Frame a = m.frames[i], b = l.frames[i];
+        if (!offsets) a.bytes_read = b.bytes_read = 0;
+        EXPECT_EQ(a, b) << what << " frame " << i + 1;
+        if (a != b) break;
+    }
+    EXPECT_EQ(m.rc, l.rc) << what;
+    EXPECT_EQ(m.error.message, l.error.message) << what;
+    EXPECT_EQ(m.error.frames_read, l.error.frames_read) << what;
+    EXPECT_EQ(m.error.file, l.error.file) << what;
+    if (offsets) {
+        EXPECT_EQ(m.error.offset, l.error.offset) << what;
+        EXPECT_EQ(m.bytes_read, l.bytes_read) << what;
+    }
+}
+
+/// Sets the mapping window for the files opened in its scope.
+class MapWindow {
+  public:
+    explicit MapWindow(std::size_t bytes) { CaptureFile::set_map_window_for_testing(bytes); }
+    ~MapWindow() { CaptureFile::set_map_window_for_testing(0); }
+    MapWindow(const MapWindow&) = delete;
+    MapWindow& operator=(const MapWindow&) = delete;
+};
+
+std::vector<std::string> classic_captures() {
+    std::vector<std::string> out;
+    for (const std::string& dir : {public_dir(), std::string(HOPSCOPE_CAPTURES_DIR) + "/lab"}) {
+        for (const auto& e : std::filesystem::directory_iterator(dir)) {
+            const auto b = file_bytes(e.path().string());  // by content: some .pcap are pcapng
+            if (b.size() >= 4 && load_u32le(b.data()) == 0xA1B2C3D4)
+                out.push_back(e.path().string());
+        }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+TEST(MappedReader, SameFramesAsLibpcapOnEveryCapture) {
+    const auto paths = classic_captures();
+    ASSERT_GT(paths.size(), 40u);
+    std::size_t mapped = 0, cut = 0;
+    for (const auto& path : paths) {
+        const ReadAll m = read_mapped(path);
+        const ReadAll l = read_libpcap(path);
+        ASSERT_TRUE(m.opened) << m.error.to_string();
+        // Records longer than the file's snapshot length (one public capture has one): cut to it,
+        // and libpcap's path then counts only the bytes delivered in its offsets.
+        const auto bytes = file_bytes(path);
+        const auto ends = record_ends(bytes);
+        bool has_cut = false;
+        for (std::size_t i = 0; i < ends.size(); ++i)
+            has_cut |= load_u32le(&bytes[(i ? ends[i - 1] : 24) + 8]) > load_u32le(&bytes[16]);
+        cut += has_cut ? 1 : 0;
+        expect_same(m, l, path, !has_cut);
+        EXPECT_EQ(m.rc, 0) << m.error.to_string();
+        ASSERT_EQ(m.frames.size(), ends.size()) << path;
+        for (std::size_t i = 0; i < ends.size(); ++i)
+            EXPECT_EQ(m.frames[i].bytes_read, ends[i]) << path << " frame " << i + 1;
+        EXPECT_EQ(m.bytes_read, bytes.size()) << path;
+        mapped += m.mapped ? 1 : 0;
+    }
+    // Every one of them is a standard little-endian 2.4 file: all are read from the mapping.
+    EXPECT_EQ(mapped, paths.size());
+    EXPECT_GE(cut, 1u);
+}
+
+TEST(MappedReader, SameFramesWithSmallWindowsAndRecordsCrossingThem) {
+    // One page per window: most records cross a window end, big ones are larger than a window.
+    const auto paths = classic_captures();
+    std::vector<ReadAll> whole_window;
+    for (const auto& path : paths)
+        whole_window.push_back(read_mapped(path));
+    MapWindow w(1);
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        const ReadAll m = read_mapped(paths[i]);
+        EXPECT_TRUE(m.mapped);
+        expect_same(m, whole_window[i], paths[i]);
+    }
+}
+
+TEST(MappedReader, BigEndianFile) {
+    const PcapData d = load_pcap(public_dir() + "/" + kTds7);
+    RawPcap p = raw_from(d);
+    p.big_endian = true;
+    TempFile f("be.pcap", raw_bytes(p));
+    const ReadAll m = read_mapped(f.path());
+    EXPECT_TRUE(m.mapped);
+    expect_same(m, read_libpcap(f.path()), "big-endian");
+    ASSERT_EQ(m.frames.size(), d.records.size());
+    for (std::size_t i = 0; i < d.records.size(); ++i) {
+        EXPECT_EQ(m.frames[i].ts, d.records[i].ts_us);
+        EXPECT_EQ(m.frames[i].bytes, d.records[i].bytes);
+        EXPECT_EQ(m.frames[i].wire_len, d.records[i].wire_len);
+    }
+}
+
+TEST(MappedReader, NanosecondFileTruncatedToMicroseconds) {
+    const PcapData d = load_pcap(public_dir() + "/krb_ntlm_ldap_aduser_zeek.pcap");
+    for (const bool big : {false, true}) {
+        RawPcap p = raw_from(d, true, 999);
+        p.big_endian = big;
+        // Fields libpcap reads as signed 32-bit values.
+        p.records.push_back({0xFFFFFFFF, 0xFFFFFFF0, 1, 1, {0x45}});
+        p.records.push_back({0x80000000, 0x80000000, 1, 60, {0x45}});
+        p.records.push_back({5, 999999999, 1, 1, {0x45}});
+        TempFile f("ns.pcap", raw_bytes(p));
+        const ReadAll m = read_mapped(f.path());
+        EXPECT_TRUE(m.mapped);
+        expect_same(m, read_libpcap(f.path()), big ? "ns big-endian" : "ns");
+        ASSERT_EQ(m.frames.size(), d.records.size() + 3);
+        for (std::size_t i = 0; i < d.records.size(); ++i)
+            EXPECT_EQ(m.frames[i].ts, d.records[i].ts_us) << i;
+        EXPECT_EQ(m.frames[d.records.size() + 2].ts, 5'999'999);
+    }
+}
+
+TEST(MappedReader, RecordLongerThanTheSnapshotLengthIsCut) {
+    RawPcap p;
+    p.snaplen = 100;
+    std::vector<std::uint8_t> big(150);
+    for (std::size_t i = 0; i < big.size(); ++i)
+        big[i] = static_cast<std::uint8_t>(i);
+    p.records.push_back({1, 1, 150, 1500, big});
+    p.records.push_back({1, 2, 3, 3, {7, 8, 9}});
+    TempFile f("snap.pcap", raw_bytes(p));
+    const ReadAll m = read_mapped(f.path());
+    EXPECT_TRUE(m.mapped);
+    // libpcap's path cuts the record too, but its offsets count only the bytes it delivered.
+    expect_same(m, read_libpcap(f.path()), "caplen > snaplen", false);
+    ASSERT_EQ(m.frames.size(), 2u);
+    EXPECT_EQ(m.frames[0].bytes, std::vector<std::uint8_t>(big.begin(), big.begin() + 100));
+    EXPECT_EQ(m.frames[0].wire_len, 1500u);
+    EXPECT_EQ(m.frames[0].bytes_read, 24u + 16 + 150);
+    EXPECT_EQ(m.frames[1].bytes, (std::vector<std::uint8_t>{7, 8, 9}));
+    EXPECT_EQ(m.rc, 0);
+    EXPECT_EQ(m.bytes_read, std::filesystem::file_size(f.path()));
+
+    // Beyond the largest snapshot length libpcap accepts for the link type: an error there.
+    for (const std::uint32_t snaplen : {100u, 0u, 262144u, 300000u}) {
+        p.snaplen = snaplen;
+        p.records.push_back({1, 3, 262145, 262145, std::vector<std::uint8_t>(262145)});
+        TempFile g("huge.pcap", raw_bytes(p));
+        p.records.pop_back();
+        const ReadAll h = read_mapped(g.path());
+        expect_same(h, read_libpcap(g.path()), "caplen 262145", false);
+        EXPECT_EQ(h.rc, -1);
+        EXPECT_EQ(h.frames.size(), 2u);
+        ASSERT_TRUE(h.error.offset.has_value());
+        EXPECT_EQ(*h.error.offset, 24u + 16 + 150 + 16 + 3);
+        EXPECT_NE(h.error.message.find("invalid packet capture length 262145"), std::string::npos)
+            << h.error.message;
+    }
+}
+
+TEST(MappedReader, TruncatedRecordHeaderAndData) {
+    RawPcap p = raw_from(load_pcap(public_dir() + "/" + kTds7));
+    p.snaplen = 200;  // some records are longer: cut ones are truncated too
+    const auto bytes = raw_bytes(p);
+    std::vector<std::size_t> starts{24};
+    for (const auto& r : p.records)
+        starts.push_back(starts.back() + 16 + r.data.size());
+    ASSERT_EQ(starts.back(), bytes.size());
+    for (std::size_t cut = 24; cut <= bytes.size(); ++cut) {
+        TempFile f("cut.pcap",
+                   std::vector<std::uint8_t>(bytes.begin(),
+                                             bytes.begin() + static_cast<std::ptrdiff_t>(cut)));
+        const ReadAll m = read_mapped(f.path());
+        ASSERT_TRUE(m.mapped);
+        const std::string what = "cut at " + std::to_string(cut);
+        expect_same(m, read_libpcap(f.path()), what, false);
+        const auto whole = static_cast<std::size_t>(
+            std::upper_bound(starts.begin(), starts.end(), cut) - starts.begin() - 1);
+        EXPECT_EQ(m.frames.size(), whole) << what;
+        if (starts[whole] == cut) {
+            EXPECT_EQ(m.rc, 0) << what;
+            EXPECT_EQ(m.bytes_read, cut) << what;
+            continue;
+        }
+        ASSERT_EQ(m.rc, -1) << what;
+        ASSERT_TRUE(m.error.offset.has_value()) << what;
+        EXPECT_EQ(*m.error.offset, starts[whole]) << what;
+        EXPECT_EQ(m.error.frames_read, whole) << what;
+        EXPECT_EQ(m.bytes_read, starts[whole]) << what;
+        const std::string in_header =
+            "damaged capture: truncated dump file; tried to read 16 "
+            "header bytes, only got " +
+            std::to_string(cut - starts[whole]);
+        if (cut - starts[whole] < 16)
+            EXPECT_EQ(m.error.message, in_header) << what;
+        else
+            EXPECT_NE(m.error.message.find("damaged capture: truncated dump file; tried to read "),
+                      std::string::npos)
+                << what << ": " << m.error.message;
+    }
+}
+
+TEST(MappedReader, NoRecordsAfterTheHeader) {
+    RawPcap p;
+    TempFile f("empty.pcap", raw_bytes(p));
+    const ReadAll m = read_mapped(f.path());
+    EXPECT_TRUE(m.mapped);
+    expect_same(m, read_libpcap(f.path()), "empty");
+    EXPECT_EQ(m.rc, 0);
+    EXPECT_TRUE(m.frames.empty());
+    EXPECT_EQ(m.bytes_read, 24u);
+}
+
+TEST(MappedReader, OtherFormatsAndInputsStayOnLibpcap) {
+    const PcapData d = load_pcap(public_dir() + "/" + kTds7);
+    RawPcap p = raw_from(d);
+    p.minor = 3;  // 2.3: caplen and len may be swapped, libpcap's business
+    TempFile v23("v23.pcap", raw_bytes(p));
+    const ReadAll m = read_mapped(v23.path());
+    EXPECT_FALSE(m.mapped);
+    EXPECT_EQ(m.frames.size(), d.records.size());
+    p.minor = 4;
+    p.magic = 0xA1B2CD34;  // Kuznetzov's modified format
+    TempFile kuz("kuz.pcap", raw_bytes(p));
+    EXPECT_FALSE(read_mapped(kuz.path()).mapped);
+    EXPECT_FALSE(read_mapped(public_dir() + "/ntlm_dcerpc_bind_zeek.pcapng").mapped);
+
+    CaptureError err;
+    const std::string path = public_dir() + "/" + kTds7;
+    ASSERT_NE(std::freopen(path.c_str(), "rb", stdin), nullptr);
+    auto in = CaptureFile::open("-", err);
+    ASSERT_TRUE(in) << err.to_string();
+    EXPECT_FALSE(in->mapped());
+    const ReadAll s = drain(*in);
+    expect_same(read_mapped(path), s, "stdin");
+}
+
+// Records of 1..max_len bytes with deterministic contents and increasing timestamps.
+RawPcap generated(std::size_t count, std::size_t max_len, std::uint32_t seed) {
+    std::mt19937 rng(seed);
+    RawPcap p;
+    for (std::size_t i = 0; i < count; ++i) {
+        RawRecord r;
+        const std::size_t n = 1 + rng() % max_len;
+        r.data.resize(n);
+        for (auto& b : r.data)
+            b = static_cast<std::uint8_t>(rng());
+        r.sec = 1'700'000'000 + static_cast<std::uint32_t>(i / 1000);
+        r.frac = static_cast<std::uint32_t>(i % 1000) * 1000;
+        r.caplen = static_cast<std::uint32_t>(n);
+        r.len = r.caplen + static_cast<std::uint32_t>(rng() % 3);
+        p.records.push_back(std::move(r));
+    }
+    return p;
+}
+
+TEST(MappedReader, FileLargerThanTheDefaultWindow) {
+    // The default window is 32 MiB; ~40 MiB of records of up to 64 KiB.
+    const RawPcap p = generated(1300, 65536, 7);
+    const auto bytes = raw_bytes(p);
+    ASSERT_GT(bytes.size(), std::size_t{36} << 20);
+    TempFile f("big.pcap", bytes);
+    const ReadAll m = read_mapped(f.path());
+    EXPECT_TRUE(m.mapped);
+    expect_same(m, read_libpcap(f.path()), "40 MiB");
+    ASSERT_EQ(m.frames.size(), p.records.size());
+    EXPECT_EQ(m.bytes_read, bytes.size());
+    for (std::size_t i = 0; i < p.records.size(); ++i)
+        ASSERT_EQ(m.frames[i].bytes, p.records[i].data) << i;
+}
+
+TEST(MappedReader, FileGrowingOrShrinkingWhileRead) {
+    MapWindow w(4096);
+    const RawPcap p = generated(8000, 600, 3);  // ~2.5 MB
+    const auto bytes = raw_bytes(p);
+    std::vector<std::size_t> starts{24};
+    for (const auto& r : p.records)
+        starts.push_back(starts.back() + 16 + r.data.size());
+    {
+        // Appended after opening: read up to the size at open.
+        TempFile f("grow.pcap", bytes);
+        CaptureError err;
+        auto c = CaptureFile::open(f.path(), err);
+        ASSERT_TRUE(c);
+        std::FILE* app = std::fopen(f.path().c_str(), "ab");
+        ASSERT_NE(app, nullptr);
+        std::fwrite(bytes.data() + 24, 1, bytes.size() - 24, app);
+        std::fclose(app);
+        const ReadAll m = drain(*c);
+        EXPECT_EQ(m.rc, 0);
+        EXPECT_EQ(m.frames.size(), p.records.size());
+        EXPECT_EQ(m.bytes_read, bytes.size());
+    }
+    {
+        // Cut short while being read: the pages beyond the new end are not touched; reading goes
+        // on through libpcap, which finds the file truncated. (Past the first MiB, which libpcap's
+        // stdio buffer still holds from reading the file header.)
+        TempFile f("shrink.pcap", bytes);
+        CaptureError err;
+        auto c = CaptureFile::open(f.path(), err);
+        ASSERT_TRUE(c);
+        PacketView v;
+        std::size_t before = 0;
+        while (c->bytes_read() < (std::size_t{3} << 19)) {
+            ASSERT_EQ(c->next(v), 1);
+            ASSERT_TRUE(std::equal(v.data.begin(), v.data.end(), p.records[before].data.begin(),
+                                   p.records[before].data.end()));
+            ++before;
+        }
+        EXPECT_TRUE(c->mapped());
+        // Beyond the window in use (records are shorter than a page).
+        const std::size_t cut = (c->bytes_read() + 4095) / 4096 * 4096 + 4096 + 100;
+        ASSERT_LT(cut, bytes.size());
+        ASSERT_EQ(::truncate(f.path().c_str(), static_cast<off_t>(cut)), 0);
+        ReadAll m = drain(*c);
+        EXPECT_FALSE(c->mapped());
+        const auto whole = static_cast<std::size_t>(
+            std::upper_bound(starts.begin(), starts.end(), cut) - starts.begin() - 1);
+        EXPECT_EQ(m.rc, -1);
+        ASSERT_EQ(m.frames.size() + before, whole);
+        for (std::size_t i = 0; i < m.frames.size(); ++i)
+            EXPECT_EQ(m.frames[i].bytes, p.records[before + i].data) << i;
+        ASSERT_TRUE(m.error.offset.has_value());
+        EXPECT_EQ(*m.error.offset, starts[whole]);
+        EXPECT_EQ(m.error.frames_read, whole);
+        EXPECT_NE(m.error.message.find("truncated"), std::string::npos) << m.error.message;
+    }
+}
+
+TEST(MappedReader, DamagedFilesGiveTheSameResultAsLibpcap) {
+    // Random damage to a small capture: record header fields, truncation, snapshot lengths.
+    const RawPcap base = raw_from(load_pcap(public_dir() + "/" + kTds7));
+    std::mt19937 rng(11);
+    MapWindow w(4096);
+    for (int iter = 0; iter < 300; ++iter) {
+        RawPcap p = base;
+        p.big_endian = rng() % 2;
+        p.magic = rng() % 2 ? 0xA1B2C3D4 : 0xA1B23C4D;
+        const std::uint32_t snaps[] = {0, 60, 200, 262144, 262145, 0xFFFFFFFF};
+        p.snaplen = snaps[rng() % 6];
+        for (auto& r : p.records) {
+            switch (rng() % 8) {
+                case 0:
+                    r.caplen = static_cast<std::uint32_t>(rng() % 400);
+                    break;
+                case 1:
+                    r.caplen = rng();
+                    break;
+                case 2:
+                    r.frac = rng();
+                    break;
+                case 3:
+                    r.sec = rng();
+                    break;
+                default:
+                    break;
+            }
+        }
+        auto bytes = raw_bytes(p);
+        if (rng() % 2) bytes.resize(24 + rng() % (bytes.size() - 23));
+        TempFile f("damaged.pcap", bytes);
+        const ReadAll m = read_mapped(f.path());
+        EXPECT_TRUE(m.mapped);
+        const bool cut = p.snaplen != 0 && p.snaplen < 262144;
+        expect_same(m, read_libpcap(f.path()), "iteration " + std::to_string(iter), !cut);
+        if (::testing::Test::HasFailure()) break;
+    }
 }
 
 // ---- live ---------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ struct CaptureError {
 };
 
 /// One capture file (or stdin). Timestamps are read with microsecond precision.
+///
+/// A regular file in the classic pcap format (version 2.4, micro- or nanosecond magic, either
+/// byte order) opened with open() is read from a sliding read-only mapping of the file instead
+/// of through libpcap's stdio reads; frames, errors and offsets are the same (see the .cpp).
 class CaptureFile {
   public:
     /// Opens `path` ("-" = stdin). Returns nullptr and fills `err` on failure (unreadable file,
@@ -63,6 +67,12 @@ class CaptureFile {
     /// File size, 0 when unknown (stdin, pipes).
     [[nodiscard]] std::uint64_t bytes_total() const { return total_; }
     [[nodiscard]] const CaptureError& error() const { return error_; }
+    /// True while records are read from the mapping of the file rather than through libpcap.
+    [[nodiscard]] bool mapped() const { return mapped_; }
+
+    /// Size of the mapping window for files opened from now on (tests use small ones to cross
+    /// window ends often); rounded up to whole pages, 0 restores the default.
+    static void set_map_window_for_testing(std::size_t bytes);
 
   private:
     CaptureFile() = default;
@@ -76,8 +86,27 @@ class CaptureFile {
     CaptureError error_;
     std::unique_ptr<char[]> iobuf_;  ///< stdio buffer of the FILE; outlives it (see ~CaptureFile)
 
+    // Classic pcap read from a window of the file mapped read-only (mapped_ = true).
+    bool mapped_ = false;
+    bool big_endian_ = false;    ///< the file's byte order
+    bool swapped_ = false;       ///< not the host's byte order
+    bool nanos_ = false;         ///< nanosecond timestamps (scaled down to microseconds)
+    std::uint32_t snaplen_ = 0;  ///< the header's snapshot length as libpcap adjusted it
+    int fd_ = -1;                ///< the FILE's descriptor (closed with it)
+    std::size_t window_ = 0;     ///< bytes per mapping
+    const std::uint8_t* map_ = nullptr;
+    std::uint64_t map_off_ = 0;  ///< file offset of map_[0] (page-aligned)
+    std::size_t map_len_ = 0;
+    std::uint64_t prefetched_ = 0;  ///< file offset up to which the CPU was asked to prefetch
+
+    int next_mapped(PacketView& out);
+    const std::uint8_t* map_range(std::uint64_t off, std::size_t n);
+    void unmap();
+    int fail(std::uint64_t offset, std::string message);
+
     static std::unique_ptr<CaptureFile> open_impl(std::FILE* fp, const std::string& name,
-                                                  CaptureError& err, std::unique_ptr<char[]> iobuf);
+                                                  CaptureError& err, std::unique_ptr<char[]> iobuf,
+                                                  bool may_map);
 };
 
 struct ReadProgress {
