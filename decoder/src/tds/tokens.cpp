@@ -493,6 +493,10 @@ struct TokenStreamParser::Impl {
     };
     std::vector<Step> col_steps;  ///< one per column, pre = 0: NBCROW and rows resumed midway
     std::vector<Step> row_steps;  ///< ROW: runs of fixed-length columns folded into one step
+    /// The most bytes a ROW's values can take (token byte not counted), or kStop when a column
+    /// is Slow. A ROW with at least this many bytes after its token byte is walked without
+    /// bounds checks (unchecked_row).
+    std::size_t row_worst = 0;
 
     static constexpr std::size_t kStop = ~std::size_t{0};
 
@@ -575,6 +579,59 @@ struct TokenStreamParser::Impl {
             tail.next = static_cast<std::uint16_t>(columns.size());
             row_steps.push_back(tail);
         }
+        row_worst = 0;
+        for (const Step& st : row_steps) {
+            std::size_t most = 0;
+            switch (st.op) {
+                case Step::Op::Fixed:
+                    most = st.arg;
+                    break;
+                case Step::Op::ByteLen:
+                    most = 1 + 255;
+                    break;
+                case Step::Op::UShortLen:
+                    most = 2 + std::size_t{st.arg};
+                    break;
+                case Step::Op::Slow:
+                    row_worst = kStop;
+                    return;
+            }
+            row_worst += st.pre + most;  // at most 65535 columns of at most 65537 bytes
+        }
+    }
+
+    /// A ROW's values from `q`, which has at least row_worst bytes after it: the same checks as
+    /// value_size but no bounds checks. Returns the end of the row, or nullptr on a length
+    /// step_value would refuse (the row is then walked again with the checks, which stop there).
+    const std::uint8_t* unchecked_row(const std::uint8_t* q) const {
+        for (const Step& s : row_steps) {
+            q += s.pre;
+            switch (s.op) {
+                case Step::Op::Fixed:
+                    q += s.arg;
+                    break;
+                case Step::Op::ByteLen: {
+                    const std::uint32_t len = *q;
+                    if (len < 32 ? ((s.mask >> len) & 1) == 0 : len > s.arg) return nullptr;
+                    q += 1 + len;
+                    break;
+                }
+                case Step::Op::UShortLen: {
+                    const std::uint32_t len = q[0] | (std::uint32_t{q[1]} << 8);
+                    if (len == 0xFFFF) {
+                        q += 2;
+                    } else if (len > s.arg) {
+                        return nullptr;
+                    } else {
+                        q += 2 + len;
+                    }
+                    break;
+                }
+                case Step::Op::Slow:
+                    return nullptr;
+            }
+        }
+        return q;
     }
 
     /// Fast path for the values of a ROW/NBCROW that lie wholly in `r`: each value whose length
@@ -629,6 +686,17 @@ struct TokenStreamParser::Impl {
             // state kept in locals and written back only where the run ends. A step that does
             // not fit is left whole to step_value, from its first column.
             while (p != end && *p == 0xD1) {
+                if (static_cast<std::size_t>(end - p) > row_worst) {
+                    if (const std::uint8_t* q = unchecked_row(p + 1)) {
+                        if (row_events) {
+                            sink.on_row();
+                            sink.on_token(0xD1, static_cast<std::size_t>(q - p));
+                        }
+                        p = q;
+                        moved = true;
+                        continue;
+                    }
+                }
                 const std::uint8_t* q = p + 1;
                 for (const Step& s : row_steps) {
                     const std::size_t avail = static_cast<std::size_t>(end - q);

@@ -399,8 +399,8 @@ TEST(Rows, RowEventsOffStillFindsABadValueAtTheSameOffset) {
 }
 
 TEST(Rows, FastPathAcceptsExactlyTheLengthsTheTypeAllows) {
-    // Every BYTELEN length 0..255 against valid_bytelen_value, through the fast path (whole
-    // message) and byte by byte, with row events on and off.
+    // Every BYTELEN length 0..255 against valid_bytelen_value, through each way the fast path
+    // walks a row (whole message) and byte by byte, with row events on and off.
     const std::vector<Buf> infos = {{0x26, 4},       {0x26, 8},   {0x68, 1},  {0x6D, 8},
                                     {0x6E, 4},       {0x6F, 8},   {0x24, 16}, {0x6A, 17, 38, 10},
                                     {0x6C, 5, 9, 2}, {0x28},      {0x29, 7},  {0x29, 0},
@@ -416,28 +416,88 @@ TEST(Rows, FastPathAcceptsExactlyTheLengthsTheTypeAllows) {
         const TypeInfo info = meta_rec.metas[0][0].info;
         ASSERT_EQ(info.kind, ValueKind::ByteLen);
         for (std::uint32_t len = 0; len < 256; ++len) {
-            const Buf m = B().raw(meta)
-                              .u8(0xD1)
-                              .u8(static_cast<std::uint8_t>(len))
-                              .raw(Buf(len, 0x11))
-                              .u8(0xD1)
-                              .u8(0)
-                              .raw(done(0xFD, 0x10, 2))
+            const Buf value = B().u8(static_cast<std::uint8_t>(len)).raw(Buf(len, 0x11)).b;
+            // The row under test first (walked column by column), after a ROW near the end
+            // of the bytes (walked with bounds checks), and after a ROW far from the end
+            // (walked without them).
+            for (int layout = 0; layout < 3; ++layout) {
+                B b;
+                b.raw(meta);
+                if (layout > 0) b.u8(0xD1).u8(0);
+                const std::size_t value_at = b.b.size() + 1;
+                b.u8(0xD1).raw(value);
+                for (int i = 0; i < (layout == 2 ? 300 : 1); ++i)
+                    b.u8(0xD1).u8(0);
+                const Buf m = b.raw(done(0xFD, 0x10, 2)).b;
+                const bool valid = valid_bytelen_value(info, len);
+                for (bool events : {true, false}) {
+                    for (std::size_t n : {m.size(), std::size_t{1}}) {
+                        Recorder rec;
+                        TokenStreamParser p(rec);
+                        p.set_row_events(events);
+                        bool bad = false;
+                        feed_chunked(p, m, n, &bad);
+                        EXPECT_EQ(bad, !valid)
+                            << "type " << int(ti[0]) << " max " << info.max_length << " len " << len
+                            << " layout " << layout << " chunk " << n;
+                        if (!valid) {
+                            EXPECT_EQ(p.last_error().code, DecodeError::Code::BadLength);
+                            EXPECT_EQ(p.last_error().offset, value_at);
+                        } else {
+                            ASSERT_EQ(rec.dones.size(), 1u);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+TEST(Rows, FastPathUShortLengthsInEveryWayARowIsWalked) {
+    // NVARCHAR(50) (100 bytes) after an INT4: NULL (0xFFFF) and 0..100 accepted, 101..0xFFFE
+    // refused at the length, whichever way the row is walked.
+    const Buf meta = B().u8(0x81)
+                         .u16(2)
+                         .u32(0)
+                         .u16(0x0009)
+                         .u8(0x38)
+                         .bvarchar("i")
+                         .u32(0)
+                         .u16(0x0009)
+                         .u8(0xE7)
+                         .u16(100)
+                         .raw(kCollation)
+                         .bvarchar("s")
+                         .b;
+    const Buf ok_row = B().u8(0xD1).u32(7).u16(2).u16('x').b;
+    for (std::uint32_t len : {0u, 1u, 99u, 100u, 101u, 102u, 4000u, 0xFFFEu, 0xFFFFu}) {
+        const bool valid = len <= 100 || len == 0xFFFF;
+        const Buf value = B().u16(static_cast<std::uint16_t>(len))
+                              .raw(Buf(len == 0xFFFF ? 0 : std::min<std::uint32_t>(len, 200), 0x41))
                               .b;
-            const bool valid = valid_bytelen_value(info, len);
+        for (int layout = 0; layout < 3; ++layout) {
+            B b;
+            b.raw(meta);
+            if (layout > 0) b.raw(ok_row);
+            const std::size_t value_at = b.b.size() + 1 + 4;
+            b.u8(0xD1).u32(9).raw(value);
+            for (int i = 0; i < (layout == 2 ? 200 : 1); ++i)
+                b.raw(ok_row);
+            const Buf m = b.raw(done(0xFD, 0x10, 3)).b;
             for (bool events : {true, false}) {
-                for (std::size_t n : {m.size(), std::size_t{1}}) {
+                for (std::size_t n : {m.size(), std::size_t{1}, std::size_t{7}}) {
                     Recorder rec;
                     TokenStreamParser p(rec);
                     p.set_row_events(events);
                     bool bad = false;
                     feed_chunked(p, m, n, &bad);
-                    EXPECT_EQ(bad, !valid) << "type " << int(ti[0]) << " max " << info.max_length
-                                           << " len " << len << " chunk " << n;
+                    EXPECT_EQ(bad, !valid) << len << " layout " << layout << " chunk " << n;
                     if (!valid) {
                         EXPECT_EQ(p.last_error().code, DecodeError::Code::BadLength);
+                        EXPECT_EQ(p.last_error().offset, value_at) << len << " " << layout;
                     } else {
                         ASSERT_EQ(rec.dones.size(), 1u);
+                        EXPECT_EQ(rec.rows, events ? (layout == 2 ? 202u : layout + 2u) : 0u);
                     }
                 }
             }
