@@ -6,7 +6,8 @@
 // a 1 GB capture (kernel copy into stdio ~18 %, fread ~7 % of the profile). Measured on a 1 GB
 // hopscope-gencap capture, Release, page cache warm: `hopscope analyze` took 0.73 s CPU at best
 // (median 0.77-0.95 s, 0.15 s of it system time) through libpcap and 0.56-0.60 s at best (median
-// 0.70 s, 0.03 s system) from the mapping; peak RSS 11 -> 43 MiB (the window), 52 MiB on 4 GB.
+// 0.70 s, 0.03 s system) from the mapping. Peak RSS: 18 MiB on 1 GB, 27 MiB on 4 GB (the window
+// and the analyzer's state; docs/performance.md).
 // The reading follows libpcap 1.10's sf-pcap.c record by record, with its messages: a record
 // longer than the header's snapshot length is cut to it (beyond 262144 bytes it is an error), a
 // short record header or short data at the end is "truncated dump file", a file ending on a
@@ -38,8 +39,10 @@ constexpr std::size_t kIoBuffer = 1 << 20;
 constexpr std::size_t kFileHeader = 24;
 constexpr std::size_t kRecordHeader = 16;
 /// Bytes of a classic pcap file mapped at a time. Large enough that remapping (and prefaulting
-/// the window, MAP_POPULATE) costs little per byte, small enough to keep the resident size low.
-constexpr std::size_t kMapWindow = std::size_t{32} << 20;
+/// the window, MAP_POPULATE) costs little per byte, small enough to keep the resident size low:
+/// 8 MiB read a 1 GB file as fast as 32 MiB did (same best and median CPU time over 15 runs) with
+/// 24 MiB less RSS.
+constexpr std::size_t kMapWindow = std::size_t{8} << 20;
 /// How far past the record handed on the CPU is asked to fetch the mapping into its caches. The
 /// bytes are first touched by the code the frame goes to, and fresh page-cache pages are in no
 /// CPU cache (libpcap's copy used to bring them in); this cut ~10 % of the CPU time on 1 GB.
