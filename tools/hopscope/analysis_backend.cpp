@@ -18,7 +18,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
         : o_(std::move(o)),
           pipeline_(*this, make_options(o_)),
           console_(o_.text ? o_.text : stdout, o_.text && isatty(fileno(o_.text)) != 0),
-          json_(o_.json) {}
+          json_(o_.json, o_.json_flush_each) {}
 
     void on_open(const FlowKey& f, Timestamp ts, bool hs) override { pipeline_.on_open(f, ts, hs); }
     void on_data(const FlowKey& f, Direction d, Timestamp ts, Bytes b, Evidence ev) override {
@@ -77,20 +77,20 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     bool text() const { return o_.text && !o_.quiet; }
 
     void on_login(const analysis::LoginEvent& e) override {
-        if (o_.json) json_.write(report::to_json(e));
+        if (o_.json) json_.write(e);
         if (text() && o_.verbose) console_.login(e, pipeline_.analyzer());
     }
     void on_kerberos(const analysis::KerberosEvent& e) override {
-        if (o_.json) json_.write(report::to_json(e));
+        if (o_.json) json_.write(e);
         if (text() && o_.verbose) console_.kerberos(e);
     }
     void on_server_error(const analysis::ServerErrorEvent& e) override {
-        if (o_.json) json_.write(report::to_json(e));
+        if (o_.json) json_.write(e);
         if (text() && o_.verbose) console_.server_error(e);
     }
     void on_finding(const analysis::Finding& f) override {
         if (f.severity == analysis::Severity::Error) ++error_findings_;
-        if (o_.json) json_.write(report::to_json(f));
+        if (o_.json) json_.write(f);
         if (text()) console_.finding(f);
     }
 

@@ -21,8 +21,11 @@ struct BackendOptions {
     bool verbose = false;       ///< one line per connection as it closes
     bool quiet = false;         ///< no summary on stdout (JSON and errors only)
     std::FILE* json = nullptr;  ///< JSON lines destination, or nullptr
-    std::FILE* text = stdout;   ///< human-readable output
-    bool flows_only = false;    ///< list flows without decoding them (FlowSummary)
+    /// Flush the JSON stream after every event (live; pipes and terminals). Off when `analyze`
+    /// writes to a regular file, which is read when the run is over: no system call per event.
+    bool json_flush_each = true;
+    std::FILE* text = stdout;  ///< human-readable output
+    bool flows_only = false;   ///< list flows without decoding them (FlowSummary)
 };
 
 class Backend : public StreamSink {

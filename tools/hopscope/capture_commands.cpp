@@ -1,5 +1,6 @@
 #include "capture_commands.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -72,6 +73,7 @@ struct Outputs {
     std::FILE* json = nullptr;
     std::FILE* text = stdout;
     bool owns_json = false;
+    bool json_is_file = false;  ///< a regular file (not a pipe, terminal or device)
     ~Outputs() {
         if (owns_json && json) std::fclose(json);
     }
@@ -90,6 +92,8 @@ bool open_outputs(const CaptureCommands::Common& c, Outputs& out) {
         return false;
     }
     out.owns_json = true;
+    struct stat sb {};
+    out.json_is_file = fstat(fileno(out.json), &sb) == 0 && S_ISREG(sb.st_mode);
     return true;
 }
 
@@ -108,7 +112,9 @@ BackendOptions backend_options(const CaptureCommands::Common& c, const Outputs& 
 int run_analyze(const CaptureCommands::Analyze& a) {
     Outputs out;
     if (!open_outputs(a, out)) return kExitBadInput;
-    auto backend = make_backend(backend_options(a, out));
+    BackendOptions bo = backend_options(a, out);
+    bo.json_flush_each = !out.json_is_file;
+    auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(a));
     ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
     captures::ReadOptions ro;

@@ -57,6 +57,71 @@ TEST(JsonEvents, FindingHasRuleSeverityEvidenceAndRemedy) {
     EXPECT_FALSE(j.contains("missing"));
 }
 
+// json_line writes by hand what nlohmann's compact dump would write: parsing a line and
+// dumping it again must give the same bytes, for strings with every kind of escape, non-ASCII
+// UTF-8 and invalid UTF-8, in every event type.
+TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
+    const std::vector<std::string> tricky = {"",
+                                             "plain",
+                                             "quote \" backslash \\ slash /",
+                                             "controls \b\f\n\r\t \x01\x1f end",
+                                             std::string("nul \0 inside", 12),
+                                             "del \x7f",
+                                             "utf8 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91",
+                                             "invalid \xff\xfe and \xc3 cut",
+                                             "overlong \xc0\xaf surrogate \xed\xa0\x80"};
+    const auto redump = [](const std::string& line) {
+        return nlohmann::ordered_json::parse(line).dump(-1, ' ', false,
+                                                        nlohmann::json::error_handler_t::replace);
+    };
+    for (const std::string& t : tricky) {
+        LoginEvent l;
+        l.user = t;
+        l.domain = t;
+        l.server_aliases = {t, "b"};
+        l.ntlm_version = 2;
+        l.kerberos_etype = t;
+        l.kerberos_error = -1765328378;
+        l.first_frame = ~std::uint64_t{0};
+        l.error = ServerError{-5, 255, 0, t, t};
+        const std::string a = json_line(l);
+        EXPECT_EQ(redump(a), a) << t;
+
+        KerberosEvent k;
+        k.client = t;
+        k.kdc_options = {t};
+        k.etypes = {};
+        k.padata = {"PA-FOR-USER", t};
+        k.s4u_user = t;
+        k.additional_ticket_snames = {t};
+        k.error_code = 7;
+        k.error_text = t;
+        const std::string b = json_line(k);
+        EXPECT_EQ(redump(b), b) << t;
+
+        ServerErrorEvent e;
+        e.error.message = t;
+        e.statement = t;
+        const std::string c = json_line(e);
+        EXPECT_EQ(redump(c), c) << t;
+
+        Finding f;
+        f.summary = t;
+        f.hops = {t};
+        f.evidence = {EvidenceRef{FlowKey{}, 13, 5, Timestamp{}, t},
+                      EvidenceRef{FlowKey{}, 0, 0, Timestamp{}, ""}};
+        f.missing = t;
+        const std::string d = json_line(f);
+        EXPECT_EQ(redump(d), d) << t;
+    }
+    // Escapes as nlohmann writes them, and invalid UTF-8 replaced, not dropped.
+    ServerErrorEvent e;
+    e.statement = "a\x01\"\\\n";
+    EXPECT_NE(json_line(e).find(R"("statement":"a\u0001\"\\\n")"), std::string::npos);
+    e.statement = "x\xffy";
+    EXPECT_NE(json_line(e).find("\"statement\":\"x\xef\xbf\xbdy\""), std::string::npos);
+}
+
 TEST(JsonEvents, InvalidUtf8FromTheWireDoesNotThrow) {
     ServerErrorEvent e;
     e.error.message = std::string("bad \xff\xfe utf8");

@@ -11,6 +11,13 @@
 
 namespace hopscope::report {
 
+/// One event as a line of JSON (no newline), as nlohmann's compact dump of to_json() prints it.
+std::string json_line(const analysis::LoginEvent& e);
+std::string json_line(const analysis::KerberosEvent& e);
+std::string json_line(const analysis::ServerErrorEvent& e);
+std::string json_line(const analysis::Finding& e);
+
+/// The same events as JSON values (parsed from json_line), for callers that inspect them.
 nlohmann::ordered_json to_json(const analysis::LoginEvent& e);
 nlohmann::ordered_json to_json(const analysis::KerberosEvent& e);
 nlohmann::ordered_json to_json(const analysis::ServerErrorEvent& e);
@@ -19,15 +26,23 @@ nlohmann::ordered_json to_json(const analysis::Finding& e);
 nlohmann::ordered_json summary_json(Timestamp ts, const analysis::Analyzer& a,
                                     const nlohmann::ordered_json& counters);
 
-/// Writes one JSON document per line to a stdio stream and flushes each line (so `tail -f` and
-/// pipes into jq see events as they happen).
+/// Writes one JSON document per line to a stdio stream. By default each line is flushed (so
+/// `tail -f` and pipes into jq see events as they happen); a file read only at the end can be
+/// written without a system call per event.
 class JsonLinesWriter {
   public:
-    explicit JsonLinesWriter(std::FILE* out) : out_(out) {}
+    explicit JsonLinesWriter(std::FILE* out, bool flush_each_line = true)
+        : out_(out), flush_each_line_(flush_each_line) {}
     void write(const nlohmann::ordered_json& j);
+    template <typename Event>
+    void write(const Event& e) {
+        write_line(json_line(e));
+    }
+    void write_line(std::string line);
 
   private:
     std::FILE* out_;
+    bool flush_each_line_;
 };
 
 }  // namespace hopscope::report
