@@ -235,10 +235,14 @@ std::string oid_to_dotted(Bytes c) {
         if (first) {
             // X.690 §8.19.4: the first subidentifier packs the first two arcs.
             const std::uint64_t a = arc < 40 ? 0 : (arc < 80 ? 1 : 2);
-            out += std::to_string(a) + "." + std::to_string(arc - a * 40);
+            out += std::to_string(a);
+            out += '.';
+            out += std::to_string(arc - a * 40);
             first = false;
         } else {
-            out += "." + std::to_string(arc);
+            // Appended piecewise: '"." + to_string()' trips gcc 12's -O3 -Wrestrict false positive.
+            out += '.';
+            out += std::to_string(arc);
         }
         arc = 0;
     }
