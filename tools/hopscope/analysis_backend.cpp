@@ -39,12 +39,19 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
         const pipeline::Counters& c = pipeline_.counters();
         if (o_.text && !o_.quiet) {
             console_.summary(pipeline_.analyzer());
-            std::fprintf(o_.text,
-                         "%llu frames, %llu TDS connections, %llu logins, %llu KDC messages, "
-                         "%llu server errors; %llu gaps (%llu bytes missing), %llu decode "
-                         "problems\n",
-                         u(s.frames), u(c.tds_connections), u(c.logins), u(c.kerberos_messages),
-                         u(c.server_errors), u(s.gaps), u(s.gap_bytes), u(c.decode_problems));
+            if (o_.proxy)
+                std::fprintf(o_.text,
+                             "%llu TDS connections, %llu logins, %llu server errors; %llu gaps, "
+                             "%llu decode problems\n",
+                             u(c.tds_connections), u(c.logins), u(c.server_errors), u(c.gaps),
+                             u(c.decode_problems));
+            else
+                std::fprintf(o_.text,
+                             "%llu frames, %llu TDS connections, %llu logins, %llu KDC messages, "
+                             "%llu server errors; %llu gaps (%llu bytes missing), %llu decode "
+                             "problems\n",
+                             u(s.frames), u(c.tds_connections), u(c.logins), u(c.kerberos_messages),
+                             u(c.server_errors), u(s.gaps), u(s.gap_bytes), u(c.decode_problems));
         }
         if (o_.json) {
             nlohmann::ordered_json counters;
@@ -79,6 +86,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     void on_login(const analysis::LoginEvent& e) override {
         if (o_.json) json_.write(e);
         if (text() && o_.verbose) console_.login(e, pipeline_.analyzer());
+        if (o_.login_hook) o_.login_hook(e);
     }
     void on_kerberos(const analysis::KerberosEvent& e) override {
         if (o_.json) json_.write(e);
@@ -92,6 +100,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
         if (f.severity == analysis::Severity::Error) ++error_findings_;
         if (o_.json) json_.write(f);
         if (text()) console_.finding(f);
+        if (o_.finding_hook) o_.finding_hook(f);
     }
 
     BackendOptions o_;

@@ -7,9 +7,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "hopscope/analysis/events.hpp"
 #include "hopscope/captures/stream_assembler.hpp"
 #include "hopscope/common/stream_events.hpp"
 
@@ -26,6 +28,10 @@ struct BackendOptions {
     bool json_flush_each = true;
     std::FILE* text = stdout;  ///< human-readable output
     bool flows_only = false;   ///< list flows without decoding them (FlowSummary)
+    bool proxy = false;        ///< fed by the inline proxy: no frames, summary without them
+    /// Called for every login and finding after it was written (the proxy's metrics).
+    std::function<void(const analysis::LoginEvent&)> login_hook;
+    std::function<void(const analysis::Finding&)> finding_hook;
 };
 
 class Backend : public StreamSink {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "capture_commands.hpp"
+#include "proxy_command.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -17,6 +18,8 @@ int main(int argc, char** argv) {
 
     hopscope::cli::CaptureCommands captures;
     hopscope::cli::add_capture_commands(app, captures);
+    hopscope::cli::ProxyCommand proxy;
+    hopscope::cli::add_proxy_command(app, proxy);
 
     try {
         app.parse(argc, argv);
@@ -26,7 +29,9 @@ int main(int argc, char** argv) {
         app.exit(e);
         return hopscope::cli::kExitBadInput;
     }
-    const int rc = hopscope::cli::run_capture_command(captures);
+    int rc = hopscope::cli::run_capture_command(captures);
+    if (rc >= 0) return rc;
+    rc = hopscope::cli::run_proxy_command(proxy);
     if (rc >= 0) return rc;
     std::fputs(app.help().c_str(), stdout);
     return hopscope::cli::kExitOk;

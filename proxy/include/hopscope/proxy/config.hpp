@@ -1,0 +1,63 @@
+// What the proxy is told to do, parsed and checked before a socket is opened.
+//
+// A route is one listener and where its connections go: a fixed upstream (explicit mode, the
+// clients name the proxy) or, transparent, the address each redirected connection was meant for
+// (iptables/nftables REDIRECT or DNAT: SO_ORIGINAL_DST; TPROXY: the accepted socket's own
+// address). The proxy never connects anywhere else: not to an address a client names in its
+// bytes, not back to one of its own listeners.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hopscope/common/flow.hpp"
+
+namespace hopscope::proxy {
+
+/// "host:port", "a.b.c.d:port" or "[v6]:port" as the user wrote it; `host` without brackets.
+struct HostPort {
+    std::string host;
+    std::uint16_t port = 0;
+    [[nodiscard]] std::string str() const;
+};
+
+/// Parses HOST:PORT ([v6]:port for IPv6 literals). Port 1..65535. nullopt and `err` on failure.
+std::optional<HostPort> parse_host_port(const std::string& text, std::string& err);
+
+enum class RouteMode : std::uint8_t {
+    Explicit,     ///< clients connect to the listener; every connection goes to `upstream`
+    Transparent,  ///< redirected connections go to their original destination
+};
+
+struct Route {
+    HostPort listen;
+    RouteMode mode = RouteMode::Explicit;
+    HostPort upstream;  ///< Explicit only
+    /// Transparent only: set IP_TRANSPARENT on the listener so that TPROXY'd connections are
+    /// accepted; the original destination is then the accepted socket's local address.
+    bool tproxy = false;
+};
+
+struct ProxyOptions {
+    std::vector<Route> routes;
+    unsigned threads = 0;  ///< I/O threads; 0 = one per core
+    std::size_t max_connections = 10000;
+    std::chrono::milliseconds connect_timeout{5000};
+    std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  ///< 0 = none
+    /// Bytes read at once per direction, and so the most a direction holds while its reader is
+    /// slow (backpressure: nothing more is read until this much has been written).
+    std::size_t buffer_size = 64 * 1024;
+    /// Bytes of forwarded data waiting for the analysis thread, over all connections; past it
+    /// the tap drops and reports a gap for that connection (forwarding does not wait).
+    std::size_t tap_queue_bytes = 64 * 1024 * 1024;
+};
+
+/// Checks a complete set of options: at least one route, unique listen addresses, explicit
+/// routes with an upstream, transparent ones without, sane sizes. Empty string when valid.
+std::string validate(const ProxyOptions& options);
+
+}  // namespace hopscope::proxy

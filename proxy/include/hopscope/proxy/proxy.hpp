@@ -1,0 +1,85 @@
+// The inline proxy: listeners, forwarding, and the tap that feeds the analysis thread.
+//
+//   client --> [listener] --> Connection: two pumps, client->upstream and upstream->client
+//                                   |  (a copy of what each pump forwarded)
+//                                   v
+//                                  Tap --> analysis thread --> StreamSink (the pipeline),
+//                                                              Recorder, tick once a second
+//
+// I/O threads each run their own io_context; a connection lives on one of them from accept to
+// close, so its two pumps never race and the forwarding path takes no lock. The listeners accept
+// on the first context and hand each socket to the next context in turn.
+//
+// Forwarding never waits for analysis (fail-open): the tap copies and queues; when the queue is
+// full the copy is dropped and the decoder is told about the gap. What the decoder thinks never
+// changes, delays or closes a connection.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hopscope/common/stream_events.hpp"
+#include "hopscope/proxy/config.hpp"
+#include "hopscope/proxy/tap.hpp"
+
+namespace hopscope::proxy {
+
+class Metrics;
+class Recorder;
+
+/// What the analysis thread calls. Every pointer may be null; all calls come from that thread.
+struct AnalysisHooks {
+    StreamSink* sink = nullptr;
+    Recorder* recorder = nullptr;
+    bool record_upstream_leg = false;
+    /// Once a second of wall-clock time (rules that wait for time to pass).
+    std::function<void(Timestamp)> tick;
+    /// After each batch of tap items, and at least four times a second (flush or reopen
+    /// outputs).
+    std::function<void()> after_batch;
+    /// When the proxy stops, after the last item: end of input for the pipeline.
+    std::function<void(Timestamp)> finish;
+};
+
+struct ProxyStats {
+    std::uint64_t connections_open = 0;
+    std::uint64_t connections_total = 0;
+    std::uint64_t connections_refused = 0;
+    std::uint64_t upstream_connect_failures = 0;
+    std::uint64_t tapped_connections = 0;
+    TapStats tap;
+};
+
+class Proxy {
+  public:
+    Proxy(ProxyOptions options, AnalysisHooks hooks, Metrics* metrics = nullptr);
+    ~Proxy();
+    Proxy(const Proxy&) = delete;
+    Proxy& operator=(const Proxy&) = delete;
+
+    /// Resolves upstreams, binds every listener and starts the threads. False with `err` (which
+    /// listener or upstream, and why) when any of it fails; nothing is left running then.
+    bool start(std::string& err);
+    /// The listeners' bound addresses, in route order (port 0 in the options = chosen here).
+    [[nodiscard]] std::vector<Endpoint> listen_endpoints() const;
+    /// Stops accepting; open connections go on.
+    void stop_accepting();
+    /// Waits until no connection is open or `grace` has passed, closes what is left, lets the
+    /// analysis thread finish every queued item, calls hooks.finish, and joins all threads.
+    void shutdown(std::chrono::milliseconds grace);
+    [[nodiscard]] ProxyStats stats() const;
+
+    struct Impl;  ///< defined in proxy.cpp (connections reach it)
+
+  private:
+    std::unique_ptr<Impl> impl_;
+};
+
+/// The current time as the decoder's Timestamp (wall clock, microseconds).
+Timestamp now();
+
+}  // namespace hopscope::proxy

@@ -1,0 +1,771 @@
+#include "hopscope/proxy/proxy.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "hopscope/captures/flow_filter.hpp"
+#include "hopscope/proxy/metrics.hpp"
+#include "hopscope/proxy/recorder.hpp"
+
+namespace hopscope::proxy {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+Timestamp now() {
+    const auto t = std::chrono::system_clock::now().time_since_epoch();
+    return Timestamp{std::chrono::duration_cast<std::chrono::microseconds>(t).count()};
+}
+
+namespace {
+
+// Linux netfilter: the destination a NATed (REDIRECT/DNAT) connection had before translation.
+// <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h> define both as 80; their
+// headers do not compile cleanly as C++, so the values are restated here.
+constexpr int kSoOriginalDst = 80;
+constexpr int kIp6tSoOriginalDst = 80;
+
+Endpoint to_endpoint(const tcp::endpoint& e) {
+    Endpoint out;
+    out.port = e.port();
+    const auto a = e.address();
+    if (a.is_v4()) {
+        const auto b = a.to_v4().to_bytes();
+        out.addr = IpAddress::v4_from_bytes(b.data());
+    } else if (a.to_v6().is_v4_mapped()) {
+        const auto b = asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_bytes();
+        out.addr = IpAddress::v4_from_bytes(b.data());
+    } else {
+        const auto b = a.to_v6().to_bytes();
+        out.addr = IpAddress::v6_from_bytes(b.data());
+    }
+    return out;
+}
+
+std::optional<tcp::endpoint> from_sockaddr(const sockaddr_storage& ss) {
+    if (ss.ss_family == AF_INET) {
+        const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+        return tcp::endpoint(asio::ip::address_v4(ntohl(sin->sin_addr.s_addr)),
+                             ntohs(sin->sin_port));
+    }
+    if (ss.ss_family == AF_INET6) {
+        const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+        asio::ip::address_v6::bytes_type b;
+        std::memcpy(b.data(), &sin6->sin6_addr, b.size());
+        return tcp::endpoint(asio::ip::address_v6(b, sin6->sin6_scope_id), ntohs(sin6->sin6_port));
+    }
+    return std::nullopt;
+}
+
+/// SO_ORIGINAL_DST of an accepted socket, when netfilter translated its destination.
+std::optional<tcp::endpoint> original_destination(tcp::socket& s) {
+    error_code ec;
+    const auto local = s.local_endpoint(ec);
+    if (ec) return std::nullopt;
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    const bool v6 = local.address().is_v6() && !local.address().to_v6().is_v4_mapped();
+    const int rc = v6 ? getsockopt(s.native_handle(), SOL_IPV6, kIp6tSoOriginalDst, &ss, &len)
+                      : getsockopt(s.native_handle(), SOL_IP, kSoOriginalDst, &ss, &len);
+    if (rc != 0) return std::nullopt;
+    return from_sockaddr(ss);
+}
+
+/// Fixed-size forwarding buffers, reused on one I/O thread. A direction holds one only while
+/// bytes flow through it, so an idle connection holds none.
+class BufferPool {
+  public:
+    explicit BufferPool(std::size_t size) : size_(size) {}
+    ~BufferPool() {
+        for (auto* b : free_)
+            delete[] b;
+    }
+    BufferPool(const BufferPool&) = delete;
+    BufferPool& operator=(const BufferPool&) = delete;
+    std::uint8_t* get() {
+        if (free_.empty()) return new std::uint8_t[size_];
+        auto* b = free_.back();
+        free_.pop_back();
+        return b;
+    }
+    void put(std::uint8_t* b) {
+        if (free_.size() < kKeep)
+            free_.push_back(b);
+        else
+            delete[] b;
+    }
+    [[nodiscard]] std::size_t size() const { return size_; }
+
+  private:
+    static constexpr std::size_t kKeep = 64;
+    std::size_t size_;
+    std::vector<std::uint8_t*> free_;
+};
+
+class Connection;
+
+struct Worker {
+    explicit Worker(std::size_t buffer_size) : pool(buffer_size) {}
+    asio::io_context io{1};
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+    std::thread thread;
+    BufferPool pool;
+    std::unordered_set<std::shared_ptr<Connection>> conns;  ///< touched on this thread only
+};
+
+struct Listener {
+    Route route;
+    std::unique_ptr<tcp::acceptor> acceptor;
+    std::unique_ptr<asio::steady_timer> retry;  ///< pause after EMFILE/ENFILE
+    std::vector<tcp::endpoint> upstream;        ///< explicit: resolved at start
+    tcp::endpoint bound;
+};
+
+}  // namespace
+
+struct Proxy::Impl {
+    Impl(ProxyOptions o, AnalysisHooks h, Metrics* m)
+        : opt(std::move(o)), hooks(std::move(h)), metrics(m), tap(opt.tap_queue_bytes) {}
+
+    ProxyOptions opt;
+    AnalysisHooks hooks;
+    Metrics* metrics;
+    Tap tap;
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<Listener> listeners;
+    std::thread analysis;
+    std::size_t next_worker = 0;  ///< acceptor thread only
+    std::atomic<bool> accepting{false};
+    std::atomic<std::uint64_t> next_id{1};
+    std::atomic<std::uint64_t> open{0};
+    std::atomic<std::uint64_t> total{0};
+    std::atomic<std::uint64_t> refused{0};
+    std::atomic<std::uint64_t> connect_failures{0};
+    std::atomic<std::uint64_t> tapped{0};
+    bool started = false;
+    bool stopped = false;
+    std::unordered_map<std::uint64_t, FlowKey> upstream_legs_;  ///< analysis thread only
+
+    bool start(std::string& err);
+    void accept(Listener& l);
+    void analysis_loop();
+    void dispatch(TapItem& item);
+    void stop_accepting();
+    void shutdown(std::chrono::milliseconds grace);
+};
+
+namespace {
+
+/// One proxied connection: the client's socket, the upstream's, and a pump each way.
+class Connection : public std::enable_shared_from_this<Connection> {
+  public:
+    Connection(Proxy::Impl& px, Worker& w, tcp::socket client, const Listener& l)
+        : px_(px),
+          w_(w),
+          client_(std::move(client)),
+          upstream_(w.io),
+          timer_(w.io),
+          listener_(l),
+          id_(px.next_id.fetch_add(1, std::memory_order_relaxed)) {
+        pumps_[0].from = &client_;
+        pumps_[0].to = &upstream_;
+        pumps_[1].from = &upstream_;
+        pumps_[1].to = &client_;
+    }
+
+    ~Connection() {
+        for (auto& p : pumps_)
+            release(p);
+    }
+
+    void start() {
+        w_.conns.insert(shared_from_this());
+        error_code ec;
+        const auto peer = client_.remote_endpoint(ec);
+        if (ec) {
+            finish(CloseReason::Rst, "client gone before it could be served");
+            return;
+        }
+        flow_.client = to_endpoint(peer);
+        std::vector<tcp::endpoint> targets;
+        if (listener_.route.mode == RouteMode::Explicit) {
+            targets = listener_.upstream;
+        } else if (auto t = transparent_target()) {
+            targets.push_back(*t);
+        } else {
+            return;  // refused and logged
+        }
+        timer_.expires_after(px_.opt.connect_timeout);
+        timer_.async_wait([self = shared_from_this()](const error_code& e) {
+            if (e || self->closed_ || self->connected_) return;
+            self->upstream_.close();  // aborts the connect
+            self->timed_out_ = true;
+        });
+        asio::async_connect(
+            upstream_, targets,
+            [self = shared_from_this()](const error_code& e, const tcp::endpoint& at) {
+                self->on_connected(e, at);
+            });
+    }
+
+    /// Closes both sockets; `why` goes to the decoder. Safe to call more than once.
+    void finish(CloseReason why, const char* note = nullptr) {
+        if (closed_) return;
+        closed_ = true;
+        error_code ec;
+        timer_.cancel();
+        if (why == CloseReason::Rst) {
+            // Tell both peers the stream broke rather than ended (SO_LINGER 0: RST on close).
+            client_.set_option(tcp::socket::linger(true, 0), ec);
+            upstream_.set_option(tcp::socket::linger(true, 0), ec);
+        }
+        client_.close(ec);
+        upstream_.close(ec);
+        for (auto& p : pumps_)
+            release(p);
+        if (tap_ == TapState::On) {
+            TapItem item;
+            item.kind = TapItem::Kind::Close;
+            item.connection = id_;
+            item.flow = flow_;
+            item.ts = now();
+            item.why = why;
+            px_.tap.push_control(std::move(item));
+        }
+        px_.open.fetch_sub(1, std::memory_order_relaxed);
+        if (px_.metrics) px_.metrics->connections_open.fetch_sub(1, std::memory_order_relaxed);
+        if (note)
+            spdlog::debug("conn {} {} -> {}: closed: {} ({} / {} bytes)", id_,
+                          to_string(flow_.client), to_string(flow_.server), note, pumps_[0].offset,
+                          pumps_[1].offset);
+        // Last: may drop the registry's reference (handlers in flight hold their own).
+        w_.conns.erase(shared_from_this());
+    }
+
+  private:
+    enum class TapState : std::uint8_t { Undecided, On, Off };
+    struct Pump {
+        tcp::socket* from = nullptr;
+        tcp::socket* to = nullptr;
+        std::uint8_t* buf = nullptr;
+        bool done = false;  ///< end of stream read and passed on
+        std::uint64_t offset = 0;
+        std::uint64_t pending_gap = 0;
+    };
+
+    void release(Pump& p) {
+        if (p.buf) w_.pool.put(p.buf);
+        p.buf = nullptr;
+    }
+
+    std::optional<tcp::endpoint> transparent_target() {
+        error_code ec;
+        const auto local = client_.local_endpoint(ec);
+        std::optional<tcp::endpoint> target = original_destination(client_);
+        if (!target && listener_.route.tproxy && !ec) target = local;  // TPROXY keeps it as is
+        // A connection made straight to the proxy's port was not redirected: forwarding it to
+        // "its destination" would loop into the proxy itself.
+        const bool loops = target && (*target == local || *target == listener_.bound);
+        if (!target || loops) {
+            spdlog::warn(
+                "conn {} from {}: refused: {} (transparent listener {}; see docs/proxy.md)", id_,
+                to_string(flow_.client),
+                !target ? "no original destination (connection was not redirected to the proxy)"
+                        : "addressed to the proxy itself, not redirected",
+                listener_.route.listen.str());
+            finish(CloseReason::Rst);
+            return std::nullopt;
+        }
+        return target;
+    }
+
+    void on_connected(const error_code& e, const tcp::endpoint& at) {
+        if (closed_) return;
+        if (e) {
+            px_.connect_failures.fetch_add(1, std::memory_order_relaxed);
+            if (px_.metrics)
+                px_.metrics->upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+            spdlog::warn("conn {} from {}: cannot connect to the upstream {}: {}", id_,
+                         to_string(flow_.client), describe_targets(),
+                         timed_out_ ? "timed out" : e.message());
+            finish(CloseReason::Rst);
+            return;
+        }
+        connected_ = true;
+        flow_.server = to_endpoint(at);
+        error_code ec;
+        const auto local = upstream_.local_endpoint(ec);
+        if (!ec) proxy_local_ = to_endpoint(local);
+        for (tcp::socket* s : {&client_, &upstream_}) {
+            // Segments go on as they come, as between the peers themselves: no Nagle delay on
+            // TDS's request/response turns.
+            s->set_option(tcp::no_delay(true), ec);
+            s->non_blocking(true, ec);
+        }
+        spdlog::debug("conn {} {} -> {}: open", id_, to_string(flow_.client),
+                      to_string(flow_.server));
+        last_ = Clock::now();
+        arm_idle_timer(px_.opt.idle_timeout);
+        read(0);
+        read(1);
+    }
+
+    std::string describe_targets() const {
+        if (listener_.route.mode == RouteMode::Explicit) return listener_.route.upstream.str();
+        error_code ec;
+        const auto ep = upstream_.remote_endpoint(ec);
+        return ec ? std::string("(original destination)") : to_string(to_endpoint(ep));
+    }
+
+    void arm_idle_timer(std::chrono::milliseconds after) {
+        if (px_.opt.idle_timeout.count() == 0) return;
+        timer_.expires_after(after);
+        timer_.async_wait([self = shared_from_this()](const error_code& e) {
+            if (e || self->closed_) return;
+            const auto idle =
+                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - self->last_);
+            if (idle >= self->px_.opt.idle_timeout) {
+                self->finish(CloseReason::Timeout, "idle timeout");
+                return;
+            }
+            self->arm_idle_timer(self->px_.opt.idle_timeout - idle);
+        });
+    }
+
+    /// One turn of a pump: read what is there (without waiting), or wait until there is some.
+    void read(int d) {
+        Pump& p = pumps_[d];
+        if (closed_ || p.done) return;
+        if (!p.buf) p.buf = w_.pool.get();
+        error_code ec;
+        const std::size_t n = p.from->read_some(asio::buffer(p.buf, w_.pool.size()), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            release(p);  // nothing in flight: an idle direction holds no buffer
+            p.from->async_wait(tcp::socket::wait_read,
+                               [self = shared_from_this(), d](const error_code& e) {
+                                   if (self->closed_) return;
+                                   if (e) {
+                                       self->finish(CloseReason::Rst, "wait failed");
+                                       return;
+                                   }
+                                   self->read(d);
+                               });
+            return;
+        }
+        if (ec == asio::error::eof) {
+            end_of_stream(d);
+            return;
+        }
+        if (ec) {
+            finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
+            return;
+        }
+        last_ = Clock::now();
+        tap(d, p.buf, n);
+        if (px_.metrics)
+            (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
+                .fetch_add(n, std::memory_order_relaxed);
+        p.offset += n;
+        asio::async_write(*p.to, asio::buffer(p.buf, n),
+                          [self = shared_from_this(), d](const error_code& e, std::size_t) {
+                              if (self->closed_) return;
+                              if (e) {
+                                  self->finish(CloseReason::Rst, d == 0 ? "upstream gone on write"
+                                                                        : "client gone on write");
+                                  return;
+                              }
+                              self->read(d);
+                          });
+    }
+
+    /// FIN from one side: pass it on (half-close), let the other direction go on.
+    void end_of_stream(int d) {
+        Pump& p = pumps_[d];
+        p.done = true;
+        release(p);
+        error_code ec;
+        p.to->shutdown(tcp::socket::shutdown_send, ec);
+        if (pumps_[1 - d].done) finish(CloseReason::Fin, "closed by both sides");
+    }
+
+    /// Hands a copy of forwarded bytes to the analysis thread. The connection is tapped once its
+    /// first client bytes look like the start of TDS; a server that speaks first, or other first
+    /// bytes, mean it is not TDS, and it is forwarded without copies from then on.
+    void tap(int d, const std::uint8_t* data, std::size_t n) {
+        if (tap_ == TapState::Off) return;
+        const Direction dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
+        const Timestamp ts = now();
+        if (tap_ == TapState::Undecided) {
+            if (d == 1) {
+                tap_ = TapState::Off;
+                return;
+            }
+            const std::size_t before = head_len_;
+            const std::size_t take = std::min(n, sizeof head_ - head_len_);
+            std::memcpy(head_ + head_len_, data, take);
+            head_len_ += take;
+            if (head_len_ < 8) return;  // a TDS packet header is 8 bytes
+            const Bytes first = before == 0 ? Bytes(data, n) : Bytes(head_, head_len_);
+            if (!captures::looks_like_tds_client_start(first) &&
+                !captures::is_tls_client_hello_with_tds8_alpn(first)) {
+                tap_ = TapState::Off;
+                spdlog::debug("conn {}: not TDS, forwarded without decoding", id_);
+                return;
+            }
+            tap_ = TapState::On;
+            px_.tapped.fetch_add(1, std::memory_order_relaxed);
+            TapItem open;
+            open.kind = TapItem::Kind::Open;
+            open.connection = id_;
+            open.flow = flow_;
+            open.proxy_local = proxy_local_;
+            open.ts = ts;
+            px_.tap.push_control(std::move(open));
+            if (before > 0) push(dir, ts, head_, before, 0);
+        }
+        push(dir, ts, data, n, pumps_[d].offset);
+    }
+
+    void push(Direction dir, Timestamp ts, const std::uint8_t* data, std::size_t n,
+              std::uint64_t offset) {
+        Pump& p = pumps_[static_cast<int>(dir)];
+        if (px_.tap.push_data(id_, flow_, dir, ts, offset, p.pending_gap, data, n)) {
+            p.pending_gap = 0;
+            return;
+        }
+        if (p.pending_gap == 0 && px_.metrics)
+            px_.metrics->tap_gaps.fetch_add(1, std::memory_order_relaxed);
+        if (px_.metrics) px_.metrics->tap_gap_bytes.fetch_add(n, std::memory_order_relaxed);
+        p.pending_gap += n;
+    }
+
+    Proxy::Impl& px_;
+    Worker& w_;
+    tcp::socket client_;
+    tcp::socket upstream_;
+    asio::steady_timer timer_;
+    const Listener& listener_;
+    const std::uint64_t id_;
+    FlowKey flow_;
+    Endpoint proxy_local_;
+    Pump pumps_[2];
+    bool connected_ = false;
+    bool timed_out_ = false;
+    bool closed_ = false;
+    Clock::time_point last_;
+    TapState tap_ = TapState::Undecided;
+    std::uint8_t head_[16]{};
+    std::size_t head_len_ = 0;
+};
+
+std::optional<tcp::endpoint> resolve_one(const HostPort& hp, std::string& err) {
+    asio::io_context io;
+    tcp::resolver r(io);
+    error_code ec;
+    const auto results =
+        r.resolve(hp.host, std::to_string(hp.port), tcp::resolver::numeric_service, ec);
+    if (ec || results.empty()) {
+        err = hp.str() + ": cannot resolve: " + (ec ? ec.message() : "no address");
+        return std::nullopt;
+    }
+    return results.begin()->endpoint();
+}
+
+}  // namespace
+
+bool Proxy::Impl::start(std::string& err) {
+    if (std::string v = validate(opt); !v.empty()) {
+        err = v;
+        return false;
+    }
+    unsigned n = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; ++i)
+        workers.push_back(std::make_unique<Worker>(opt.buffer_size));
+    listeners.reserve(opt.routes.size());  // connections keep references to their listener
+    for (const auto& route : opt.routes) {
+        Listener l;
+        l.route = route;
+        if (route.mode == RouteMode::Explicit) {
+            asio::io_context io;
+            tcp::resolver r(io);
+            error_code ec;
+            const auto results = r.resolve(route.upstream.host, std::to_string(route.upstream.port),
+                                           tcp::resolver::numeric_service, ec);
+            if (ec || results.empty()) {
+                err = "upstream " + route.upstream.str() +
+                      ": cannot resolve: " + (ec ? ec.message() : "no address");
+                return false;
+            }
+            for (const auto& e : results)
+                l.upstream.push_back(e.endpoint());
+        }
+        auto at = resolve_one(route.listen, err);
+        if (!at) {
+            err = "listen " + err;
+            return false;
+        }
+        l.acceptor = std::make_unique<tcp::acceptor>(workers[0]->io);
+        l.retry = std::make_unique<asio::steady_timer>(workers[0]->io);
+        error_code ec;
+        l.acceptor->open(at->protocol(), ec);
+        if (!ec) l.acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+        if (!ec && route.tproxy) {
+            const int one = 1;
+            const bool v6 = at->address().is_v6();
+            // IP_TRANSPARENT (19) / IPV6_TRANSPARENT (75): accept connections TPROXY hands us
+            // for addresses that are not ours. Needs CAP_NET_ADMIN.
+            if (setsockopt(l.acceptor->native_handle(), v6 ? IPPROTO_IPV6 : IPPROTO_IP,
+                           v6 ? 75 : 19, &one, sizeof one) != 0)
+                ec.assign(errno, boost::system::system_category());
+        }
+        if (!ec) l.acceptor->bind(*at, ec);
+        if (!ec) l.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            err = "listen " + route.listen.str() + ": " + ec.message();
+            if (ec == asio::error::access_denied)
+                err +=
+                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE; transparent "
+                    "TPROXY needs CAP_NET_ADMIN)";
+            return false;
+        }
+        l.bound = l.acceptor->local_endpoint(ec);
+        listeners.push_back(std::move(l));
+    }
+    accepting = true;
+    for (auto& l : listeners)
+        accept(l);
+    for (auto& w : workers) {
+        w->guard.emplace(w->io.get_executor());
+        Worker* wp = w.get();
+        wp->thread = std::thread([wp] {
+            for (;;) {
+                try {
+                    wp->io.run();
+                    return;
+                } catch (const std::exception& e) {
+                    // A handler threw (allocation failure): log, keep serving the others.
+                    spdlog::error("I/O thread: {}", e.what());
+                }
+            }
+        });
+    }
+    analysis = std::thread([this] { analysis_loop(); });
+    started = true;
+    return true;
+}
+
+void Proxy::Impl::accept(Listener& l) {
+    Worker& target = *workers[next_worker++ % workers.size()];
+    l.acceptor->async_accept(target.io, [this, &l, &target](const error_code& ec, tcp::socket s) {
+        if (!accepting || ec == asio::error::operation_aborted) return;
+        if (ec) {
+            const bool no_fds =
+                ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOMEM;
+            spdlog::warn("listener {}: accept failed: {}{}", l.route.listen.str(), ec.message(),
+                         no_fds ? " (pausing 100 ms; raise the open-files limit, ulimit -n)" : "");
+            if (no_fds) {
+                l.retry->expires_after(std::chrono::milliseconds(100));
+                l.retry->async_wait([this, &l](const error_code& e) {
+                    if (!e) accept(l);
+                });
+            } else {
+                accept(l);
+            }
+            return;
+        }
+        if (open.load(std::memory_order_relaxed) >= opt.max_connections) {
+            refused.fetch_add(1, std::memory_order_relaxed);
+            if (metrics) metrics->connections_refused.fetch_add(1, std::memory_order_relaxed);
+            error_code ignored;
+            s.set_option(tcp::socket::linger(true, 0), ignored);
+            s.close(ignored);
+            spdlog::warn("listener {}: connection refused: --max-connections {} reached",
+                         l.route.listen.str(), opt.max_connections);
+            accept(l);
+            return;
+        }
+        open.fetch_add(1, std::memory_order_relaxed);
+        total.fetch_add(1, std::memory_order_relaxed);
+        if (metrics) {
+            metrics->connections_open.fetch_add(1, std::memory_order_relaxed);
+            metrics->connections_total.fetch_add(1, std::memory_order_relaxed);
+        }
+        asio::post(target.io, [this, &target, &l, sock = std::move(s)]() mutable {
+            std::make_shared<Connection>(*this, target, std::move(sock), l)->start();
+        });
+        accept(l);
+    });
+}
+
+void Proxy::Impl::dispatch(TapItem& item) {
+    StreamSink* sink = hooks.sink;
+    Recorder* rec = hooks.recorder;
+    const FlowKey upstream_leg{item.proxy_local, item.flow.server, Transport::Tcp};
+    switch (item.kind) {
+        case TapItem::Kind::Open:
+            if (rec) {
+                rec->open_connection(Leg::Client, item.flow, item.ts);
+                if (hooks.record_upstream_leg)
+                    rec->open_connection(Leg::Upstream, upstream_leg, item.ts);
+            }
+            upstream_legs_[item.connection] = upstream_leg;
+            if (sink) sink->on_open(item.flow, item.ts, true);
+            return;
+        case TapItem::Kind::Data: {
+            Evidence ev;
+            ev.stream_offset = item.offset;
+            if (item.gap_before > 0) {
+                if (rec) rec->gap(Leg::Client, item.flow, item.dir, item.gap_before);
+                if (sink) sink->on_gap(item.flow, item.dir, item.ts, item.gap_before);
+            }
+            if (rec) {
+                ev.frame = rec->data(Leg::Client, item.flow, item.dir, item.ts, Bytes(item.bytes));
+                if (hooks.record_upstream_leg) {
+                    const auto it = upstream_legs_.find(item.connection);
+                    if (it != upstream_legs_.end())
+                        rec->data(Leg::Upstream, it->second, item.dir, item.ts, Bytes(item.bytes));
+                }
+            }
+            if (sink) sink->on_data(item.flow, item.dir, item.ts, Bytes(item.bytes), ev);
+            return;
+        }
+        case TapItem::Kind::Close:
+            if (rec) {
+                const bool reset = item.why == CloseReason::Rst;
+                rec->close_connection(Leg::Client, item.flow, item.ts, reset);
+                const auto it = upstream_legs_.find(item.connection);
+                if (hooks.record_upstream_leg && it != upstream_legs_.end())
+                    rec->close_connection(Leg::Upstream, it->second, item.ts, reset);
+            }
+            upstream_legs_.erase(item.connection);
+            if (sink) sink->on_close(item.flow, item.ts, item.why);
+            return;
+    }
+}
+
+void Proxy::Impl::analysis_loop() {
+    std::vector<TapItem> batch;
+    auto next_tick = Clock::now() + std::chrono::seconds(1);
+    for (;;) {
+        const bool more = tap.drain(batch, std::chrono::milliseconds(250));
+        for (auto& item : batch)
+            dispatch(item);
+        if (Clock::now() >= next_tick) {
+            next_tick = Clock::now() + std::chrono::seconds(1);
+            if (hooks.tick) hooks.tick(now());
+        }
+        if (hooks.after_batch) hooks.after_batch();
+        if (!more) break;
+    }
+    if (hooks.finish) hooks.finish(now());
+}
+
+void Proxy::Impl::stop_accepting() {
+    if (!accepting.exchange(false)) return;
+    if (workers.empty()) return;
+    std::promise<void> done;
+    auto f = done.get_future();
+    asio::post(workers[0]->io, [this, &done] {
+        for (auto& l : listeners) {
+            error_code ec;
+            l.acceptor->close(ec);
+            l.retry->cancel();
+        }
+        done.set_value();
+    });
+    f.wait();
+}
+
+void Proxy::Impl::shutdown(std::chrono::milliseconds grace) {
+    if (!started || stopped) return;
+    stopped = true;
+    stop_accepting();
+    const auto until = Clock::now() + grace;
+    while (open.load() > 0 && Clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const auto left = open.load();
+    if (left > 0)
+        spdlog::info("closing {} connection{} still open after the grace period", left,
+                     left == 1 ? "" : "s");
+    for (auto& w : workers) {
+        Worker* wp = w.get();
+        asio::post(wp->io, [wp] {
+            const auto conns = wp->conns;  // finish() erases from the set
+            for (const auto& c : conns)
+                c->finish(CloseReason::EndOfInput, "proxy stopping");
+        });
+        wp->guard.reset();
+    }
+    for (auto& w : workers)
+        if (w->thread.joinable()) w->thread.join();
+    tap.close();
+    if (analysis.joinable()) analysis.join();
+}
+
+Proxy::Proxy(ProxyOptions options, AnalysisHooks hooks, Metrics* metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(hooks), metrics)) {}
+
+Proxy::~Proxy() {
+    shutdown(std::chrono::milliseconds(0));
+}
+
+bool Proxy::start(std::string& err) {
+    if (impl_->started) {
+        err = "already started";
+        return false;
+    }
+    if (impl_->start(err)) return true;
+    // Nothing was started: threads only start after every listener is bound.
+    impl_->accepting = false;
+    impl_->listeners.clear();
+    impl_->workers.clear();
+    return false;
+}
+
+std::vector<Endpoint> Proxy::listen_endpoints() const {
+    std::vector<Endpoint> out;
+    for (const auto& l : impl_->listeners)
+        out.push_back(to_endpoint(l.bound));
+    return out;
+}
+
+void Proxy::stop_accepting() {
+    impl_->stop_accepting();
+}
+
+void Proxy::shutdown(std::chrono::milliseconds grace) {
+    impl_->shutdown(grace);
+}
+
+ProxyStats Proxy::stats() const {
+    ProxyStats s;
+    s.connections_open = impl_->open.load();
+    s.connections_total = impl_->total.load();
+    s.connections_refused = impl_->refused.load();
+    s.upstream_connect_failures = impl_->connect_failures.load();
+    s.tapped_connections = impl_->tapped.load();
+    s.tap = impl_->tap.stats();
+    return s;
+}
+
+}  // namespace hopscope::proxy

@@ -1,0 +1,409 @@
+#include "proxy_command.hpp"
+
+#include <signal.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/dist_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "backend.hpp"
+#include "capture_commands.hpp"
+#include "hopscope/proxy/config.hpp"
+#include "hopscope/proxy/metrics.hpp"
+#include "hopscope/proxy/proxy.hpp"
+#include "hopscope/proxy/recorder.hpp"
+
+namespace hopscope::cli {
+namespace {
+
+using std::chrono::milliseconds;
+
+milliseconds to_ms(double seconds) {
+    return milliseconds(static_cast<std::int64_t>(seconds * 1000.0));
+}
+
+/// Operational logs: stderr, or a file (optionally rotated by size) that SIGHUP reopens, so
+/// that logrotate can move it. The file sink sits inside a dist_sink, whose own lock makes the
+/// swap safe while I/O threads log.
+class LogSetup {
+  public:
+    bool init(const ProxyCommand& c, std::string& err) {
+        const auto level = spdlog::level::from_str(c.log_level);
+        if (level == spdlog::level::off && c.log_level != "off") {
+            err = "--log-level: one of trace, debug, info, warn, error, critical, off";
+            return false;
+        }
+        c_ = &c;
+        dist_ = std::make_shared<spdlog::sinks::dist_sink_mt>();
+        if (!open_sink(err)) return false;
+        auto logger = std::make_shared<spdlog::logger>("hopscope", dist_);
+        logger->set_level(level);
+        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
+        logger->flush_on(spdlog::level::info);
+        spdlog::set_default_logger(logger);
+        return true;
+    }
+    void reopen() {
+        if (!c_ || c_->log_file.empty()) return;
+        std::string err;
+        if (!open_sink(err)) spdlog::error("cannot reopen the log file: {}", err);
+    }
+
+  private:
+    bool open_sink(std::string& err) {
+        spdlog::sink_ptr sink;
+        try {
+            if (c_->log_file.empty())
+                sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+            else if (c_->log_max_bytes > 0)
+                sink = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+                    c_->log_file, c_->log_max_bytes, c_->log_keep);
+            else
+                sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(c_->log_file);
+        } catch (const spdlog::spdlog_ex& e) {
+            err = c_->log_file + ": " + e.what();
+            return false;
+        }
+        dist_->set_sinks({sink});
+        return true;
+    }
+    const ProxyCommand* c_ = nullptr;
+    std::shared_ptr<spdlog::sinks::dist_sink_mt> dist_;
+};
+
+bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& err) {
+    if (c.transparent) {
+        if (!c.upstream.empty()) {
+            err =
+                "--transparent forwards each connection to its original destination: give "
+                "no --upstream";
+            return false;
+        }
+    } else if (c.upstream.size() != c.listen.size()) {
+        err = "give one --upstream for each --listen (" + std::to_string(c.listen.size()) +
+              " --listen, " + std::to_string(c.upstream.size()) + " --upstream), or --transparent";
+        return false;
+    }
+    if (c.tproxy && !c.transparent) {
+        err = "--tproxy goes with --transparent";
+        return false;
+    }
+    for (std::size_t i = 0; i < c.listen.size(); ++i) {
+        proxy::Route r;
+        auto l = proxy::parse_host_port(c.listen[i], err);
+        if (!l) {
+            err = "--listen " + err;
+            return false;
+        }
+        r.listen = *l;
+        if (c.transparent) {
+            r.mode = proxy::RouteMode::Transparent;
+            r.tproxy = c.tproxy;
+        } else {
+            auto u = proxy::parse_host_port(c.upstream[i], err);
+            if (!u) {
+                err = "--upstream " + err;
+                return false;
+            }
+            r.upstream = *u;
+        }
+        o.routes.push_back(r);
+    }
+    o.threads = c.threads;
+    o.max_connections = c.max_connections;
+    o.connect_timeout = to_ms(c.connect_timeout_s);
+    o.idle_timeout = to_ms(c.idle_timeout_s);
+    o.buffer_size = c.buffer_size;
+    o.tap_queue_bytes = c.tap_queue_bytes;
+    err = proxy::validate(o);
+    return err.empty();
+}
+
+/// The JSON destination: standard output ('-') or a file that SIGHUP reopens (append).
+struct JsonOut {
+    std::FILE* f = nullptr;
+    bool owned = false;
+    ~JsonOut() {
+        if (owned && f) std::fclose(f);
+    }
+};
+
+}  // namespace
+
+void add_proxy_command(CLI::App& app, ProxyCommand& c) {
+    c.cmd = app.add_subcommand(
+        "proxy",
+        "Run inline between a client and SQL Server (and between SQL Server and its linked "
+        "server): forward every byte unchanged and report each login and broken delegation as "
+        "it happens. Deployment and Kerberos: docs/proxy.md");
+    CLI::App* p = c.cmd;
+    p->set_config("--config", "",
+                  "read options from a TOML file: one 'option = value' per line, without the "
+                  "dashes (listen = [\"0.0.0.0:15433\"], upstream = [\"sqla.corp.example:1433\"]); "
+                  "the command line wins");
+    p->add_option("-l,--listen", c.listen,
+                  "ADDR:PORT to accept clients on ([::]:PORT for IPv6); repeat for several "
+                  "listeners, each paired with the --upstream in the same position")
+        ->required();
+    p->add_option("-u,--upstream", c.upstream,
+                  "HOST:PORT of the SQL Server the matching --listen forwards to (explicit "
+                  "mode: clients connect to the proxy; integrated logins then ask for the "
+                  "proxy's SPN, see docs/proxy.md)");
+    p->add_flag(
+        "--transparent", c.transparent,
+        "forward each connection to the destination it had before an iptables/nftables "
+        "REDIRECT or DNAT sent it to the proxy (SO_ORIGINAL_DST): clients keep the server's "
+        "name, so Kerberos keeps working. No --upstream");
+    p->add_flag("--tproxy", c.tproxy,
+                "with --transparent: accept TPROXY'd connections (IP_TRANSPARENT; needs "
+                "CAP_NET_ADMIN); the original destination is the connection's local address");
+    p->add_option("--threads", c.threads, "I/O threads (default: one per core)")
+        ->check(CLI::Range(0, 1024));
+    p->add_option("--max-connections", c.max_connections,
+                  "connections open at once; more are refused (reset) and counted (default "
+                  "10000)")
+        ->check(CLI::PositiveNumber);
+    p->add_option("--connect-timeout", c.connect_timeout_s,
+                  "seconds to wait for the upstream to accept (default 5)")
+        ->check(CLI::Range(0.001, 3600.0));
+    p->add_option("--idle-timeout", c.idle_timeout_s,
+                  "close a connection after this many seconds without a byte either way; 0 = "
+                  "never (default 3600)")
+        ->check(CLI::Range(0.0, 1e7));
+    p->add_option("--grace", c.grace_s,
+                  "on SIGTERM/SIGINT, seconds to let open connections finish before closing "
+                  "them (default 10; a second signal stops at once)")
+        ->check(CLI::Range(0.0, 86400.0));
+    p->add_option("--buffer-size", c.buffer_size,
+                  "bytes read at once per direction, and the most a direction holds when its "
+                  "reader is slow (default 65536)")
+        ->check(CLI::Range(4096, 16 << 20));
+    p->add_option("--tap-queue-bytes", c.tap_queue_bytes,
+                  "forwarded bytes waiting for the decoder, all connections together; past it "
+                  "the decoder skips (a gap is reported) and forwarding goes on (default 64 MiB)")
+        ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 34));
+    p->add_option("--json", c.json,
+                  "write events as JSON lines to PATH (appended; SIGHUP reopens it), or to "
+                  "standard output with '-'; flushed per event");
+    p->add_flag("-q,--quiet", c.quiet, "print no logins or summary, only findings' JSON and logs");
+    p->add_option("--log-file", c.log_file,
+                  "operational log to PATH instead of standard error (SIGHUP reopens it)");
+    p->add_option("--log-level", c.log_level,
+                  "trace, debug (every connection), info (default), warn, error, off");
+    p->add_option("--log-max-bytes", c.log_max_bytes,
+                  "rotate the --log-file at this size, keeping --log-keep files (default: no "
+                  "rotation by the proxy; use logrotate and SIGHUP)");
+    p->add_option("--log-keep", c.log_keep, "rotated log files kept (default 5)");
+    p->add_option("--record", c.record,
+                  "write what the proxy decoded as pcapng (synthetic TCP/IP with the real "
+                  "addresses) for hopscope analyze and Wireshark; SIGHUP reopens it");
+    p->add_option("--record-max-bytes", c.record_max_bytes,
+                  "rotate the recording at this size (FILE.1 ... FILE.N; default: no limit)");
+    p->add_option("--record-keep", c.record_keep, "rotated recordings kept (default 4)");
+    p->add_flag("--record-upstream-leg", c.record_upstream_leg,
+                "also record the proxy-to-upstream leg as a second interface (its bytes are "
+                "the same as the client leg's; analyze then sees each login twice)");
+    p->add_option("--metrics", c.metrics,
+                  "serve Prometheus metrics on ADDR:PORT at /metrics (off by default)");
+    p->add_flag("--metrics-any-address", c.metrics_any_address,
+                "allow --metrics on an address other than loopback");
+}
+
+int run_proxy_command(const ProxyCommand& c) {
+    if (!c.cmd || !c.cmd->parsed()) return -1;
+    LogSetup logs;
+    std::string err;
+    if (!logs.init(c, err)) {
+        std::fprintf(stderr, "hopscope proxy: %s\n", err.c_str());
+        return kExitBadInput;
+    }
+    proxy::ProxyOptions po;
+    if (!build_options(c, po, err)) {
+        std::fprintf(stderr, "hopscope proxy: %s\n", err.c_str());
+        return kExitBadInput;
+    }
+
+    // Outputs.
+    JsonOut json;
+    std::FILE* text = stdout;
+    if (c.json == "-") {
+        json.f = stdout;
+        text = stderr;
+    } else if (!c.json.empty()) {
+        json.f = std::fopen(c.json.c_str(), "a");
+        if (!json.f) {
+            std::fprintf(stderr, "hopscope proxy: %s: cannot write the JSON output\n",
+                         c.json.c_str());
+            return kExitBadInput;
+        }
+        json.owned = true;
+    }
+    std::unique_ptr<proxy::Recorder> recorder;
+    if (!c.record.empty()) {
+        proxy::RecorderOptions ro;
+        ro.path = c.record;
+        ro.max_bytes = c.record_max_bytes;
+        ro.keep = c.record_keep;
+        recorder = proxy::Recorder::open(ro, err);
+        if (!recorder) {
+            std::fprintf(stderr, "hopscope proxy: --record %s\n", err.c_str());
+            return kExitBadInput;
+        }
+    }
+    proxy::Metrics metrics;
+    std::optional<boost::asio::ip::tcp::endpoint> metrics_at;
+    if (!c.metrics.empty()) {
+        auto hp = proxy::parse_host_port(c.metrics, err);
+        boost::system::error_code ec;
+        const auto addr =
+            hp ? boost::asio::ip::make_address(hp->host, ec) : boost::asio::ip::address();
+        if (!hp || ec) {
+            std::fprintf(
+                stderr, "hopscope proxy: --metrics %s\n",
+                hp ? ("'" + c.metrics + "': the address must be numeric").c_str() : err.c_str());
+            return kExitBadInput;
+        }
+        if (!addr.is_loopback() && !c.metrics_any_address) {
+            std::fprintf(stderr,
+                         "hopscope proxy: --metrics %s is not a loopback address; add "
+                         "--metrics-any-address to serve metrics beyond this host\n",
+                         c.metrics.c_str());
+            return kExitBadInput;
+        }
+        metrics_at = boost::asio::ip::tcp::endpoint(addr, hp->port);
+    }
+
+    BackendOptions bo;
+    bo.verbose = true;  // like live: every login as it happens
+    bo.quiet = c.quiet;
+    bo.json = json.f;
+    bo.text = text;
+    bo.proxy = true;
+    bo.login_hook = [&metrics](const analysis::LoginEvent& e) {
+        metrics.count_login(analysis::to_string(e.auth), analysis::to_string(e.outcome));
+    };
+    bo.finding_hook = [&metrics](const analysis::Finding& f) {
+        metrics.count_finding(f.rule, analysis::to_string(f.severity));
+    };
+    auto backend = make_analysis_backend(bo);
+
+    // SIGHUP asks the analysis thread (which owns the JSON stream and the recorder) to reopen.
+    std::atomic<bool> reopen{false};
+    proxy::AnalysisHooks hooks;
+    hooks.sink = backend.get();
+    hooks.recorder = recorder.get();
+    hooks.record_upstream_leg = c.record_upstream_leg;
+    hooks.after_batch = [&] {
+        if (!reopen.exchange(false)) return;
+        if (json.owned && !std::freopen(c.json.c_str(), "a", json.f))
+            spdlog::error("{}: cannot reopen the JSON output", c.json);
+        if (recorder) {
+            std::string e;
+            if (!recorder->reopen(e)) spdlog::error("--record: cannot reopen: {}", e);
+        }
+        if (recorder) recorder->flush();
+    };
+    hooks.finish = [&](Timestamp ts) {
+        backend->finish(ts, captures::AssemblerStats{});
+        if (recorder) recorder->flush();
+    };
+
+    // Signals are taken by this thread alone (sigtimedwait); every thread started from here on
+    // inherits the blocked mask.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    proxy::Proxy px(po, hooks, &metrics);
+    if (!px.start(err)) {
+        std::fprintf(stderr, "hopscope proxy: %s\n", err.c_str());
+        return kExitBadInput;
+    }
+    boost::asio::io_context metrics_io;
+    std::unique_ptr<proxy::MetricsServer> metrics_server;
+    std::thread metrics_thread;
+    if (metrics_at) {
+        try {
+            metrics_server =
+                std::make_unique<proxy::MetricsServer>(metrics_io, *metrics_at, metrics);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "hopscope proxy: --metrics %s: %s\n", c.metrics.c_str(), e.what());
+            px.shutdown(milliseconds(0));
+            return kExitBadInput;
+        }
+        metrics_thread = std::thread([&metrics_io] { metrics_io.run(); });
+    }
+    const auto eps = px.listen_endpoints();
+    for (std::size_t i = 0; i < eps.size(); ++i) {
+        const auto& r = po.routes[i];
+        spdlog::info("listening on {} -> {}", to_string(eps[i]),
+                     r.mode == proxy::RouteMode::Transparent
+                         ? std::string("original destination (transparent)")
+                         : r.upstream.str());
+    }
+    if (metrics_server) spdlog::info("metrics on http://{}/metrics", c.metrics);
+
+    // Run until SIGINT/SIGTERM; then stop accepting and give open connections --grace.
+    std::optional<std::chrono::steady_clock::time_point> stop_by;
+    for (;;) {
+        timespec wait{0, 100 * 1000 * 1000};
+        const int sig = sigtimedwait(&sigs, nullptr, &wait);
+        if (sig == SIGHUP) {
+            spdlog::info("SIGHUP: reopening the log, JSON and recording files");
+            logs.reopen();
+            reopen = true;
+            continue;
+        }
+        if (sig == SIGINT || sig == SIGTERM) {
+            if (stop_by) {
+                spdlog::info("second signal: stopping now");
+                break;
+            }
+            px.stop_accepting();
+            stop_by = std::chrono::steady_clock::now() + to_ms(c.grace_s);
+            const auto open = px.stats().connections_open;
+            spdlog::info("stopping: no new connections; {} open, waiting up to {} s", open,
+                         c.grace_s);
+        }
+        if (stop_by &&
+            (px.stats().connections_open == 0 || std::chrono::steady_clock::now() >= *stop_by))
+            break;
+    }
+    px.shutdown(milliseconds(0));
+    if (metrics_server) metrics_server->stop();
+    metrics_io.stop();
+    if (metrics_thread.joinable()) metrics_thread.join();
+    const proxy::ProxyStats st = px.stats();
+    std::fprintf(text,
+                 "proxied %llu connections (%llu decoded as TDS); refused %llu; upstream "
+                 "connect failures %llu; decoder skipped %llu bytes in %llu chunks (tap queue "
+                 "full)\n",
+                 static_cast<unsigned long long>(st.connections_total),
+                 static_cast<unsigned long long>(st.tapped_connections),
+                 static_cast<unsigned long long>(st.connections_refused),
+                 static_cast<unsigned long long>(st.upstream_connect_failures),
+                 static_cast<unsigned long long>(st.tap.dropped_bytes),
+                 static_cast<unsigned long long>(st.tap.dropped_chunks));
+    if (recorder && !recorder->error().empty())
+        std::fprintf(stderr, "hopscope proxy: --record: %s\n", recorder->error().c_str());
+    std::fflush(text);
+    return kExitOk;
+}
+
+}  // namespace hopscope::cli

@@ -1,0 +1,43 @@
+// The `hopscope proxy` subcommand: the inline mode (see docs/proxy.md).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hopscope::cli {
+
+struct ProxyCommand {
+    std::vector<std::string> listen;
+    std::vector<std::string> upstream;
+    bool transparent = false;
+    bool tproxy = false;
+    unsigned threads = 0;
+    std::size_t max_connections = 10000;
+    double connect_timeout_s = 5;
+    double idle_timeout_s = 3600;
+    double grace_s = 10;
+    std::size_t buffer_size = 64 * 1024;
+    std::size_t tap_queue_bytes = 64 * 1024 * 1024;
+    std::string json;
+    bool quiet = false;
+    std::string log_file;
+    std::string log_level = "info";
+    std::uint64_t log_max_bytes = 0;
+    unsigned log_keep = 5;
+    std::string record;
+    std::uint64_t record_max_bytes = 0;
+    unsigned record_keep = 4;
+    bool record_upstream_leg = false;
+    std::string metrics;
+    bool metrics_any_address = false;
+    CLI::App* cmd = nullptr;
+};
+
+void add_proxy_command(CLI::App& app, ProxyCommand& c);
+
+/// Runs `proxy` when it was selected; its exit code, or -1 when it was not.
+int run_proxy_command(const ProxyCommand& c);
+
+}  // namespace hopscope::cli
