@@ -244,6 +244,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
         for (auto& p : pumps_)
             release(p);
         if (tap_ == TapState::On) {
+            // Bytes the decoder missed at the very end: say so before the close.
+            for (int d = 0; d < 2; ++d) {
+                if (pumps_[d].pending_gap == 0) continue;
+                TapItem gap;
+                gap.kind = TapItem::Kind::Data;
+                gap.connection = id_;
+                gap.flow = flow_;
+                gap.dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
+                gap.ts = now();
+                gap.offset = pumps_[d].offset;
+                gap.gap_before = pumps_[d].pending_gap;
+                pumps_[d].pending_gap = 0;
+                px_.tap.push_control(std::move(gap));
+            }
             TapItem item;
             item.kind = TapItem::Kind::Close;
             item.connection = id_;
@@ -638,6 +652,7 @@ void Proxy::Impl::dispatch(TapItem& item) {
                 if (rec) rec->gap(Leg::Client, item.flow, item.dir, item.gap_before);
                 if (sink) sink->on_gap(item.flow, item.dir, item.ts, item.gap_before);
             }
+            if (item.bytes.empty()) return;  // only a gap (at the end of a connection)
             if (rec) {
                 ev.frame = rec->data(Leg::Client, item.flow, item.dir, item.ts, Bytes(item.bytes));
                 if (hooks.record_upstream_leg) {
