@@ -5,29 +5,28 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-
 namespace hopscope::proxy {
 
 class Metrics {
   public:
     // Connections.
-    std::atomic<std::uint64_t> connections_open{0};      ///< gauge
-    std::atomic<std::uint64_t> connections_total{0};     ///< accepted and forwarded
-    std::atomic<std::uint64_t> connections_refused{0};   ///< over --max-connections
+    std::atomic<std::uint64_t> connections_open{0};     ///< gauge
+    std::atomic<std::uint64_t> connections_total{0};    ///< accepted and forwarded
+    std::atomic<std::uint64_t> connections_refused{0};  ///< over --max-connections
     std::atomic<std::uint64_t> upstream_connect_failures{0};
     std::atomic<std::uint64_t> bytes_client_to_server{0};
     std::atomic<std::uint64_t> bytes_server_to_client{0};
     // Analysis.
     std::atomic<std::uint64_t> decode_problems{0};
-    std::atomic<std::uint64_t> tap_gaps{0};       ///< times the tap dropped bytes
+    std::atomic<std::uint64_t> tap_gaps{0};  ///< times the tap dropped bytes
     std::atomic<std::uint64_t> tap_gap_bytes{0};
 
     /// Labelled counters: hopscope_logins_total{auth="ntlm",outcome="failure"}.
