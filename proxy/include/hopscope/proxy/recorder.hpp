@@ -24,9 +24,9 @@ namespace hopscope::proxy {
 enum class Leg : std::uint8_t { Client = 0, Upstream = 1 };
 
 struct RecorderOptions {
-    std::string path;            ///< FILE.pcapng
-    std::uint64_t max_bytes = 0; ///< rotate when the file would grow past this; 0 = never
-    unsigned keep = 4;           ///< rotated files kept (FILE.1 newest ... FILE.<keep>)
+    std::string path;             ///< FILE.pcapng
+    std::uint64_t max_bytes = 0;  ///< rotate when the file would grow past this; 0 = never
+    unsigned keep = 4;            ///< rotated files kept (FILE.1 newest ... FILE.<keep>)
 };
 
 class Recorder {
@@ -53,6 +53,7 @@ class Recorder {
     virtual void flush() = 0;
     /// Write errors so far (disk full ...): recording stops, the proxy goes on.
     [[nodiscard]] virtual const std::string& error() const = 0;
+    /// Frames written since open(), over all files.
     [[nodiscard]] virtual std::uint64_t frames_written() const = 0;
 };
 
