@@ -649,7 +649,12 @@ void Proxy::Impl::dispatch(TapItem& item) {
             Evidence ev;
             ev.stream_offset = item.offset;
             if (item.gap_before > 0) {
-                if (rec) rec->gap(Leg::Client, item.flow, item.dir, item.gap_before);
+                if (rec) {
+                    rec->gap(Leg::Client, item.flow, item.dir, item.gap_before);
+                    const auto it = upstream_legs_.find(item.connection);
+                    if (hooks.record_upstream_leg && it != upstream_legs_.end())
+                        rec->gap(Leg::Upstream, it->second, item.dir, item.gap_before);
+                }
                 if (sink) sink->on_gap(item.flow, item.dir, item.ts, item.gap_before);
             }
             if (item.bytes.empty()) return;  // only a gap (at the end of a connection)

@@ -1,7 +1,10 @@
 // hopscope command line: one binary, one subcommand per mode. Each mode registers its subcommand
 // and runs it; exit codes are 0 ok, 1 findings (with --fail-on-findings), 2 bad usage or input.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "capture_commands.hpp"
 #include "proxy_command.hpp"
@@ -21,8 +24,30 @@ int main(int argc, char** argv) {
     hopscope::cli::ProxyCommand proxy;
     hopscope::cli::add_proxy_command(app, proxy);
 
+    // CLI11 2.1 reads a configuration file only through a top-level option, before the
+    // subcommand: `hopscope proxy ... --config FILE` is taken as `hopscope --config FILE proxy
+    // ...`.
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (std::size_t i = 1; i < args.size(); ++i) {
+        if (args[0] != "proxy") break;
+        if (args[i] == "--config" && i + 1 < args.size()) {
+            const std::string file = args[i + 1];
+            args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                       args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+            args.insert(args.begin(), {"--config", file});
+            break;
+        }
+        if (args[i].rfind("--config=", 0) == 0) {
+            const std::string opt = args[i];
+            args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+            args.insert(args.begin(), opt);
+            break;
+        }
+    }
+    std::reverse(args.begin(), args.end());  // CLI11 takes a vector in reverse order
+
     try {
-        app.parse(argc, argv);
+        app.parse(args);
     } catch (const CLI::Success& e) {
         return app.exit(e);  // --help, --version
     } catch (const CLI::ParseError& e) {

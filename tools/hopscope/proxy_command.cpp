@@ -149,10 +149,20 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
         "server): forward every byte unchanged and report each login and broken delegation as "
         "it happens. Deployment and Kerberos: docs/proxy.md");
     CLI::App* p = c.cmd;
-    p->set_config("--config", "",
-                  "read options from a TOML file: one 'option = value' per line, without the "
-                  "dashes (listen = [\"0.0.0.0:15433\"], upstream = [\"sqla.corp.example:1433\"]); "
-                  "the command line wins");
+    // CLI11 2.1 reads a configuration file only through an option of the top-level app;
+    // main() moves `--config FILE` given after `proxy` in front of it.
+    app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error
+    app.set_config("--config", "",
+                   "read options from a TOML file (hopscope proxy --config FILE; see "
+                   "docs/proxy.md)");
+    p->footer(
+        "Every option can also come from a TOML file: hopscope proxy --config FILE, with a "
+        "[proxy] section of 'option = value' lines without the dashes, e.g. listen = "
+        "[\"0.0.0.0:15433\"], "
+        "upstream = [\"sqla.corp.example:1433\"], idle-timeout = 600. Options given on the "
+        "command line override the file. Example: docs/hopscope-proxy.toml.\n"
+        "Signals: SIGTERM/SIGINT stop accepting and let connections finish for --grace "
+        "seconds; SIGHUP reopens the log, JSON and recording files.");
     p->add_option("-l,--listen", c.listen,
                   "ADDR:PORT to accept clients on ([::]:PORT for IPv6); repeat for several "
                   "listeners, each paired with the --upstream in the same position")
