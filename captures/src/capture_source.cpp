@@ -15,6 +15,8 @@
 // resident size does not grow with the file.
 #include "hopscope/captures/capture_source.hpp"
 
+#include <cstdint>
+
 #include <fcntl.h>
 #include <pcap/pcap.h>
 #include <sys/mman.h>
@@ -27,6 +29,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "hopscope/captures/frame.hpp"
 
@@ -62,8 +65,13 @@ std::size_t page_size() {
 }
 
 Timestamp to_ts(const pcap_pkthdr& h) {
-    return Timestamp{static_cast<std::int64_t>(h.ts.tv_sec) * 1'000'000 +
-                     static_cast<std::int64_t>(h.ts.tv_usec)};
+    // A hostile pcapng timestamp can put tv_sec beyond what microseconds since 1970 hold in 64
+    // bits; such times are clamped rather than overflowed.
+    constexpr std::int64_t kMaxSeconds = INT64_MAX / 1'000'000 - 1;
+    const std::int64_t sec = static_cast<std::int64_t>(h.ts.tv_sec);
+    if (sec > kMaxSeconds) return Timestamp{kMaxSeconds * 1'000'000};
+    if (sec < -kMaxSeconds) return Timestamp{-kMaxSeconds * 1'000'000};
+    return Timestamp{sec * 1'000'000 + static_cast<std::int64_t>(h.ts.tv_usec)};
 }
 
 }  // namespace
@@ -396,6 +404,7 @@ ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler&
     };
 
     Timestamp last{};
+    std::int64_t next_time = std::numeric_limits<std::int64_t>::min();  // of options.on_time
     const std::uint64_t every = options.progress_every ? options.progress_every : 4096;
     for (;;) {
         if (options.stop && options.stop->load(std::memory_order_relaxed)) break;
@@ -407,6 +416,10 @@ ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler&
         best->pkt.frame = ++result.frames;
         last = best->pkt.ts;
         assembler.on_frame(best->pkt.linktype, best->pkt.ts, best->pkt.data, best->pkt.frame);
+        if (options.on_time && last.micros >= next_time) {
+            options.on_time(last);
+            next_time = last.micros + 1'000'000;
+        }
         const std::size_t fi = best->pkt.file_index;
         advance(*best);
         if (result.frames % every == 0) report(fi, false);
@@ -426,6 +439,7 @@ LiveCapture::~LiveCapture() {
 bool LiveCapture::open(const LiveOptions& o, std::string& error) {
     char errbuf[PCAP_ERRBUF_SIZE] = {};
     const std::string where = "interface " + o.interface + ": ";
+    on_time_ = o.on_time;
     handle_ = pcap_create(o.interface.c_str(), errbuf);
     if (handle_ == nullptr) {
         error = where + errbuf;
@@ -478,11 +492,18 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
         int lt;
         std::atomic<std::uint64_t>* frames;
         Timestamp last;
-    } ctx{&assembler, linktype_, &frames_, Timestamp{}};
+        const std::function<void(Timestamp)>* on_time;
+        std::int64_t next_time;
+    } ctx{&assembler, linktype_, &frames_, Timestamp{}, &on_time_,
+          std::numeric_limits<std::int64_t>::min()};
     auto cb = [](u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
         auto* c = reinterpret_cast<Ctx*>(user);
         c->last = to_ts(*h);
         c->a->on_frame(c->lt, c->last, Bytes(bytes, h->caplen), c->frames->fetch_add(1) + 1);
+        if (*c->on_time && c->last.micros >= c->next_time) {
+            (*c->on_time)(c->last);
+            c->next_time = c->last.micros + 1'000'000;
+        }
     };
     while (!stop_.load()) {
         const int rc = pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx));
@@ -491,8 +512,9 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
             // A quiet read timeout: let the wall clock (what live timestamps are) age idle flows.
             timeval tv{};
             gettimeofday(&tv, nullptr);
-            assembler.advance_time(
-                Timestamp{static_cast<std::int64_t>(tv.tv_sec) * 1'000'000 + tv.tv_usec});
+            const Timestamp now{static_cast<std::int64_t>(tv.tv_sec) * 1'000'000 + tv.tv_usec};
+            assembler.advance_time(now);
+            if (on_time_) on_time_(Timestamp{now.micros - 1'000'000});
         }
         if (rc < 0) {
             error = std::string("capture failed: ") + pcap_geterr(handle_);
