@@ -15,8 +15,6 @@
 // resident size does not grow with the file.
 #include "hopscope/captures/capture_source.hpp"
 
-#include <cstdint>
-
 #include <fcntl.h>
 #include <pcap/pcap.h>
 #include <sys/mman.h>
@@ -27,6 +25,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
