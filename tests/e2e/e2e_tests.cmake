@@ -4,3 +4,9 @@ add_test(NAME e2e_analyze_lab_captures
          COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/analyze_lab_captures.sh $<TARGET_FILE:hopscope>
                  ${PROJECT_SOURCE_DIR}/captures/lab)
 set_tests_properties(e2e_analyze_lab_captures PROPERTIES LABELS e2e)
+
+# The inline proxy: every lab capture's TDS connections replayed through `hopscope proxy`.
+add_test(NAME e2e_proxy_replay_lab_captures
+         COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/proxy_replay_lab.sh $<TARGET_FILE:hopscope>
+                 ${PROJECT_SOURCE_DIR}/captures/lab)
+set_tests_properties(e2e_proxy_replay_lab_captures PROPERTIES LABELS e2e TIMEOUT 600)
