@@ -24,3 +24,15 @@ hopscope_cli_test(analyze_stdin_pipe
     "out=$(cat ${_pub}/krb_error52_response_too_big_ndpi.pcap | ${_cli} analyze --flows -) && echo \"$out\" | grep -q '2 UDP datagrams'")
 hopscope_cli_test(live_bad_interface_exits_2
     "out=$(${_cli} live -i no-such-if0 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'interface no-such-if0'")
+
+# The proxy: options from the documented example file, the command line overriding it.
+hopscope_cli_test(proxy_example_config
+    "t=$(mktemp -d) && timeout -s TERM 3 ${_cli} proxy --config ${PROJECT_SOURCE_DIR}/docs/hopscope-proxy.toml --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --json $t/e.jsonl --log-file $t/log >$t/out 2>&1; grep -q 'listening on 127.0.0.1:[0-9]* -> 127.0.0.1:9' $t/log && grep -q '\"event\":\"summary\"' $t/e.jsonl && grep -q 'proxied 0 connections' $t/out; rc=$?; rm -rf $t; exit $rc")
+hopscope_cli_test(proxy_bad_config_exits_2
+    "t=$(mktemp) && printf '[proxy]\\nlisten = [\"127.0.0.1:0\"]\\nupstreem = [\"x:1\"]\\n' > $t && out=$(${_cli} proxy --config $t 2>&1); rc=$?; rm -f $t; [ $rc -eq 2 ] && echo \"$out\" | grep -q upstreem")
+hopscope_cli_test(proxy_unpaired_listen_exits_2
+    "out=$(${_cli} proxy --listen 127.0.0.1:0 --listen 127.0.0.1:0 --upstream a:1 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'one --upstream for each --listen'")
+hopscope_cli_test(proxy_bad_endpoint_exits_2
+    "out=$(${_cli} proxy --listen fd00::1:1433 --upstream a:1 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'brackets'")
+hopscope_cli_test(proxy_metrics_not_loopback_exits_2
+    "out=$(${_cli} proxy --listen 127.0.0.1:0 --upstream a:1 --metrics 0.0.0.0:9433 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'metrics-any-address'")
