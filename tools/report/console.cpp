@@ -70,7 +70,11 @@ void ConsoleRenderer::finding(const Finding& f) {
         std::fprintf(out_, "  hop:      %s\n", h.c_str());
     for (const auto& e : f.evidence) {
         std::fprintf(out_, "  evidence: %s", e.what.c_str());
-        if (e.frame) std::fprintf(out_, " (frame %llu)", static_cast<unsigned long long>(e.frame));
+        if (e.at.frame)
+            std::fprintf(out_, " (frame %llu)", static_cast<unsigned long long>(e.at.frame));
+        else if (e.flow.transport == Transport::Tcp)
+            std::fprintf(out_, " (%s offset %llu)", to_string(e.at.direction),
+                         static_cast<unsigned long long>(e.at.stream_offset));
         std::fputc('\n', out_);
     }
     if (!f.display_filter.empty())

@@ -146,6 +146,15 @@ void error_object(Writer& w, std::string_view key, const ServerError& e) {
         .close();
 }
 
+/// The one evidence shape of every event (docs/events.md, "Positions"): `frame` when from a
+/// capture, `stream_offset` on TCP (0 is the first byte), `direction` relative to `flow`.
+void position_object(Writer& w, std::string_view key, const Position& p, const FlowKey& flow) {
+    w.open(key);
+    if (p.frame) w.unum("frame", p.frame);
+    if (flow.transport == Transport::Tcp) w.unum("stream_offset", p.stream_offset);
+    w.str("direction", to_string(p.direction)).close();
+}
+
 }  // namespace
 
 std::string json_line(const LoginEvent& e) {
@@ -176,7 +185,8 @@ std::string json_line(const LoginEvent& e) {
     if (e.ntlm_version) w.num("ntlm_version", e.ntlm_version);
     if (!e.kerberos_etype.empty()) w.str("kerberos_etype", e.kerberos_etype);
     if (e.kerberos_error) w.num("kerberos_error", e.kerberos_error);
-    w.open("frames").unum("first", e.first_frame).unum("last", e.last_frame).close();
+    position_object(w, "first_at", e.first_at, e.flow);
+    position_object(w, "last_at", e.last_at, e.flow);
     if (e.error) error_object(w, "error", *e.error);
     w.close();
     return std::move(w.out);
@@ -206,7 +216,8 @@ std::string json_line(const KerberosEvent& e) {
             .str("text", e.error_text)
             .close();
     }
-    w.open("frames").unum("request", e.frame).unum("reply", e.reply_frame).close();
+    if (!e.request.empty()) position_object(w, "request_at", e.request_at, e.flow);
+    if (!e.reply.empty()) position_object(w, "reply_at", e.reply_at, e.flow);
     w.close();
     return std::move(w.out);
 }
@@ -217,7 +228,9 @@ std::string json_line(const ServerErrorEvent& e) {
         .str("client", to_string(e.flow.client))
         .str("server", to_string(e.flow.server));
     error_object(w, "error", e.error);
-    w.str("statement", e.statement).unum("frame", e.frame).close();
+    w.str("statement", e.statement);
+    position_object(w, "at", e.at, e.flow);
+    w.close();
     return std::move(w.out);
 }
 
@@ -232,11 +245,12 @@ std::string json_line(const Finding& f) {
         .open_array("evidence");
     for (const auto& e : f.evidence) {
         w.open().str("client", to_string(e.flow.client)).str("server", to_string(e.flow.server));
-        if (e.frame) w.unum("frame", e.frame);
-        if (e.stream_offset) w.unum("stream_offset", e.stream_offset);
+        position_object(w, "at", e.at, e.flow);
         w.str("ts", to_rfc3339(e.ts)).str("what", e.what).close();
     }
-    w.close().str("display_filter", f.display_filter).str("remedy", f.remedy);
+    w.close();
+    if (!f.display_filter.empty()) w.str("display_filter", f.display_filter);
+    w.str("remedy", f.remedy);
     if (!f.missing.empty()) w.str("missing", f.missing);
     w.close();
     return std::move(w.out);

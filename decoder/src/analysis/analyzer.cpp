@@ -50,32 +50,13 @@ bool null_text(const std::string& s) {
     return icontains(s, "'(null)'");
 }
 
-std::string ip_filter(const IpAddress& a) {
-    return std::string(a.v6 ? "ipv6.addr==" : "ip.addr==") + to_string(a);
-}
-
-std::string flow_filter(const FlowKey& f) {
-    const char* proto = f.transport == Transport::Udp ? "udp" : "tcp";
-    return "(" + ip_filter(f.client.addr) + " && " + ip_filter(f.server.addr) + " && " + proto +
-           ".port==" + std::to_string(f.client.port) + " && " + proto +
-           ".port==" + std::to_string(f.server.port) + ")";
-}
-
+/// The frames of the evidence as a Wireshark filter; empty when the evidence has no frame numbers
+/// (the proxy's: its stream offsets point at the bytes instead).
 std::string frames_filter(const std::vector<EvidenceRef>& ev) {
     std::set<std::uint64_t> frames;
     for (const auto& e : ev)
-        if (e.frame) frames.insert(e.frame);
-    if (frames.empty()) {
-        std::string out;
-        std::set<std::string> seen;
-        for (const auto& e : ev) {
-            std::string f = flow_filter(e.flow);
-            if (!seen.insert(f).second) continue;
-            if (!out.empty()) out += " || ";
-            out += f;
-        }
-        return out;
-    }
+        if (e.at.frame) frames.insert(e.at.frame);
+    if (frames.empty()) return {};
     std::string out = "frame.number in {";
     bool first = true;
     for (auto n : frames) {
@@ -86,13 +67,20 @@ std::string frames_filter(const std::vector<EvidenceRef>& ev) {
     return out + "}";
 }
 
-EvidenceRef ref(const LoginEvent& l, std::string what) {
-    return EvidenceRef{l.flow, l.last_frame ? l.last_frame : l.first_frame, 0, l.ts,
-                       std::move(what)};
+bool known(const Position& p) {
+    return p.frame != 0 || p.stream_offset != 0;
 }
 
+/// A login is shown by the server's message that decided it (the first message of the attempt
+/// when that is all there is).
+EvidenceRef ref(const LoginEvent& l, std::string what) {
+    return EvidenceRef{l.flow, known(l.last_at) || !known(l.first_at) ? l.last_at : l.first_at,
+                       l.ts, std::move(what)};
+}
+
+/// A KDC exchange is shown by its answer, or by its request when no answer was seen.
 EvidenceRef ref(const KerberosEvent& k, std::string what) {
-    return EvidenceRef{k.flow, k.reply_frame ? k.reply_frame : k.frame, 0, k.ts, std::move(what)};
+    return EvidenceRef{k.flow, k.reply.empty() ? k.request_at : k.reply_at, k.ts, std::move(what)};
 }
 
 std::string identity(const LoginEvent& l) {
@@ -334,9 +322,8 @@ void Analyzer::add_server_error(const ServerErrorEvent& e) {
     f.summary = "Middle server " + middle + " passed on a login error raised by a linked server (" +
                 std::to_string(err.number) + ": " + err.message + ")";
     if (!e.statement.empty()) f.summary += " while running: " + e.statement;
-    f.evidence.push_back(
-        EvidenceRef{e.flow, e.frame, 0, e.ts,
-                    "ERROR " + std::to_string(err.number) + " on an established session"});
+    f.evidence.push_back(EvidenceRef{
+        e.flow, e.at, e.ts, "ERROR " + std::to_string(err.number) + " on an established session"});
     // The login on the same connection tells how C authenticated to A.
     const LoginEvent* first = nullptr;
     if (auto it = by_flow_.find(e.flow); it != by_flow_.end())

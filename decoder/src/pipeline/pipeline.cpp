@@ -213,7 +213,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         analysis::ServerErrorEvent e;
         e.ts = ctx.ts;
         e.flow = key;
-        e.frame = ctx.ev.frame;
+        e.at = analysis::position(ctx.ev, ctx.dir);
         e.error = analysis::ServerError{m.number, m.state, m.severity, m.text, m.server};
         e.statement = statement;
         ++impl.counters.server_errors;
@@ -235,8 +235,8 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         l.ts = r.ended;
         l.started = r.started;
         l.flow = key;
-        l.first_frame = r.first_evidence.frame;
-        l.last_frame = r.last_evidence.frame;
+        l.first_at = analysis::position(r.first_evidence, r.first_dir);
+        l.last_at = analysis::position(r.last_evidence, r.last_dir);
         l.outcome = map_outcome(r.outcome);
         l.encryption = map_mode(r.encryption);
         l.encryption_downgraded = r.encryption_downgraded;
@@ -318,6 +318,8 @@ struct Pipeline::Impl::KdcFlow {
     explicit KdcFlow(const FlowKey& k) : key(k) {}
     FlowKey key;
     auth::KrbTcpFramer framers[2];
+    /// Per direction: stream offset of the record the framer is assembling (or of the next one).
+    std::uint64_t record_offset[2] = {0, 0};
     std::deque<KerberosEvent> pending;  ///< requests waiting for their answer
 };
 
@@ -359,7 +361,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         k.ts = ts;
         k.flow = f.key;
         if (dir == Direction::ServerToClient) std::swap(k.flow.client, k.flow.server);
-        k.frame = ev.frame;
+        k.request_at = analysis::position(ev, Direction::ClientToServer);
         k.request = auth::krb_msg_type_name(req->msg_type);
         if (req->cname) k.client = req->cname->str() + "@" + req->realm;
         if (req->sname) k.sname = req->sname->str();
@@ -390,9 +392,8 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         k.ts = ts;
         k.flow = f.key;
         if (dir == Direction::ClientToServer) std::swap(k.flow.client, k.flow.server);
-        k.frame = ev.frame;
     }
-    k.reply_frame = ev.frame;
+    k.reply_at = analysis::position(ev, Direction::ServerToClient);
     k.reply = auth::krb_msg_type_name(m.msg_type);
     if (const auto* rep = std::get_if<auth::KdcRep>(&m.body)) {
         if (k.client.empty()) k.client = rep->cname.str() + "@" + rep->crealm;
@@ -426,12 +427,19 @@ void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes d
     if (impl_->is_kerberos(flow)) {
         auto& f = impl_->kdc(flow);
         std::vector<std::vector<std::uint8_t>> records;
-        auto& framer = f.framers[static_cast<int>(dir)];
+        const int d = static_cast<int>(dir);
+        auto& framer = f.framers[d];
+        // Each record's evidence is the offset of its length prefix: where these bytes start
+        // when no record is partly held, then one record after the other.
+        if (framer.buffered() == 0) f.record_offset[d] = ev.stream_offset;
         const bool was_failed = framer.failed();
         framer.feed(data, records);
         if (!was_failed && framer.failed()) ++impl_->counters.decode_problems;
-        for (const auto& r : records)
-            impl_->kerberos_message(f, dir, ts, Bytes(r), ev);
+        for (const auto& r : records) {
+            const Evidence at{ev.frame, f.record_offset[d]};
+            f.record_offset[d] += 4 + r.size();
+            impl_->kerberos_message(f, dir, ts, Bytes(r), at);
+        }
         return;
     }
     impl_->tds(flow, true).conv.feed(dir, ts, data, ev);

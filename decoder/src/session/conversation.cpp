@@ -277,6 +277,7 @@ struct Conversation::Impl {
             login.emplace();
             login->started = c.ts;
             login->first_evidence = c.ev;
+            login->first_dir = c.dir;
             login->encryption = mode;
         }
         return *login;
@@ -289,6 +290,7 @@ struct Conversation::Impl {
         r.outcome_detail = std::move(detail);
         r.ended = c.ts;
         r.last_evidence = c.ev;
+        r.last_dir = c.dir;
         r.encryption = mode;
         if (r.login7_seen && r.fed_auth) {
             r.auth = AuthKind::FedAuth;

@@ -40,8 +40,8 @@ LoginEvent login(FlowKey flow, std::int64_t t, AuthKind auth, Outcome outcome) {
     l.flow = flow;
     l.started = Timestamp{t * kSec};
     l.ts = Timestamp{t * kSec + 1000};
-    l.first_frame = static_cast<std::uint64_t>(t) * 10;
-    l.last_frame = l.first_frame + 3;
+    l.first_at.frame = static_cast<std::uint64_t>(t) * 10;
+    l.last_at = Position{l.first_at.frame + 3, 200, Direction::ServerToClient};
     l.auth = auth;
     l.outcome = outcome;
     l.encryption = EncryptionMode::None;
@@ -71,7 +71,8 @@ KerberosEvent tgs(std::int64_t t, const std::string& sname, std::vector<std::str
     KerberosEvent k;
     k.flow = tcp(kC, 51000, kKdc, 88);
     k.ts = Timestamp{t * kSec};
-    k.frame = static_cast<std::uint64_t>(t);
+    k.request_at.frame = static_cast<std::uint64_t>(t);
+    k.reply_at = Position{k.request_at.frame + 1, 0, Direction::ServerToClient};
     k.request = "TGS-REQ";
     k.reply = err ? "KRB-ERROR" : "TGS-REP";
     k.sname = sname;
@@ -176,7 +177,7 @@ TEST(Analyzer, RelayedErrorOnEstablishedSessionNamesMiddleServerAndQuery) {
     ServerErrorEvent e;
     e.flow = tcp(kC, 50000, kA, 1433);
     e.ts = Timestamp{5 * kSec};
-    e.frame = 55;
+    e.at = Position{55, 900, Direction::ServerToClient};
     e.error =
         ServerError{18456, 1, 14, "Login failed for user 'NT AUTHORITY\\ANONYMOUS LOGON'.", "SQLB"};
     e.statement = "select * from SQLB.master.dbo.sysdatabases";

@@ -138,7 +138,7 @@ TEST(LabGolden, NtlmDoubleHopNamesTheCauseAndTheFix) {
         << f->remedy;
     EXPECT_NE(f->remedy.find("MSSQLSvc/sqlb.lab.test:1433"), std::string::npos) << f->remedy;
     ASSERT_EQ(f->evidence.size(), 2u);
-    EXPECT_NE(f->evidence[0].frame, 0u);
+    EXPECT_NE(f->evidence[0].at.frame, 0u);
     EXPECT_EQ(f->display_filter.rfind("frame.number in {", 0), 0u);
     // The relayed error names the query that drew it.
     bool relayed = false;

@@ -43,7 +43,8 @@ TEST(JsonEvents, FindingHasRuleSeverityEvidenceAndRemedy) {
     f.severity = Severity::Error;
     f.summary = "s";
     f.hops = {"C->A", "A->B"};
-    f.evidence.push_back(EvidenceRef{FlowKey{}, 13, 0, Timestamp{}, "C's login"});
+    f.evidence.push_back(EvidenceRef{FlowKey{}, Position{13, 0, Direction::ServerToClient},
+                                     Timestamp{}, "C's login"});
     f.display_filter = "frame.number in {13}";
     f.remedy = "r";
     auto j = to_json(f);
@@ -51,7 +52,9 @@ TEST(JsonEvents, FindingHasRuleSeverityEvidenceAndRemedy) {
     EXPECT_EQ(j["rule"], "HS010");
     EXPECT_EQ(j["severity"], "error");
     EXPECT_EQ(j["hops"].size(), 2u);
-    EXPECT_EQ(j["evidence"][0]["frame"], 13);
+    EXPECT_EQ(j["evidence"][0]["at"]["frame"], 13);
+    EXPECT_EQ(j["evidence"][0]["at"]["stream_offset"], 0) << "0 is the first byte, not unknown";
+    EXPECT_EQ(j["evidence"][0]["at"]["direction"], "s2c");
     EXPECT_EQ(j["display_filter"], "frame.number in {13}");
     EXPECT_EQ(j["remedy"], "r");
     EXPECT_FALSE(j.contains("missing"));
@@ -82,7 +85,8 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
         l.ntlm_version = 2;
         l.kerberos_etype = t;
         l.kerberos_error = -1765328378;
-        l.first_frame = ~std::uint64_t{0};
+        l.first_at.frame = ~std::uint64_t{0};
+        l.last_at.stream_offset = ~std::uint64_t{0};
         l.error = ServerError{-5, 255, 0, t, t};
         const std::string a = json_line(l);
         EXPECT_EQ(redump(a), a) << t;
@@ -108,8 +112,8 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
         Finding f;
         f.summary = t;
         f.hops = {t};
-        f.evidence = {EvidenceRef{FlowKey{}, 13, 5, Timestamp{}, t},
-                      EvidenceRef{FlowKey{}, 0, 0, Timestamp{}, ""}};
+        f.evidence = {EvidenceRef{FlowKey{}, Position{13, 5}, Timestamp{}, t},
+                      EvidenceRef{FlowKey{}, Position{}, Timestamp{}, ""}};
         f.missing = t;
         const std::string d = json_line(f);
         EXPECT_EQ(redump(d), d) << t;

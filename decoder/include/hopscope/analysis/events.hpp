@@ -11,10 +11,11 @@
 #include <vector>
 
 #include "hopscope/common/flow.hpp"
+#include "hopscope/common/stream_events.hpp"
 
 namespace hopscope::analysis {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 enum class AuthKind : std::uint8_t { Sql, Ntlm, Kerberos, FedAuth, Unknown };
 enum class Outcome : std::uint8_t { Success, Failure, Incomplete };
@@ -29,11 +30,25 @@ const char* to_string(EncryptionMode m);
 const char* to_string(Severity s);
 const char* to_string(Tristate t);
 
-/// A pointer back to the bytes: capture frame numbers (1-based) or proxy stream offsets.
+/// Where the bytes behind an event are: the front-end's Evidence of the message that carried
+/// it, and the direction of the connection its stream offset counts in. A pcap gives both the
+/// frame and the offset, the proxy only the offset.
+struct Position {
+    std::uint64_t frame = 0;  ///< capture frame (1-based, as Wireshark counts); 0: not a capture
+    /// Offset of the first byte of the TDS message or packet (Kerberos: of the record) in
+    /// `direction` of the connection; 0 is the first byte. Meaningless for UDP.
+    std::uint64_t stream_offset = 0;
+    Direction direction = Direction::ClientToServer;
+};
+
+inline Position position(const Evidence& ev, Direction dir) {
+    return Position{ev.frame, ev.stream_offset, dir};
+}
+
+/// A pointer back to the bytes of a finding's evidence; `at.direction` is relative to `flow`.
 struct EvidenceRef {
     FlowKey flow;
-    std::uint64_t frame = 0;          ///< 0 when not from a capture
-    std::uint64_t stream_offset = 0;  ///< for the proxy
+    Position at;
     Timestamp ts;
     std::string what;  ///< e.g. "NTLM AUTHENTICATE with empty user"
 };
@@ -51,8 +66,8 @@ struct LoginEvent {
     Timestamp ts;       ///< when the outcome was known (or the connection ended)
     Timestamp started;  ///< PRELOGIN / LOGIN7 time
     FlowKey flow;
-    std::uint64_t first_frame = 0;
-    std::uint64_t last_frame = 0;
+    Position first_at;  ///< the first message of the attempt (PRELOGIN, LOGIN7, ...)
+    Position last_at;   ///< the server's message that decided the outcome (or the end seen)
     AuthKind auth = AuthKind::Unknown;
     std::string auth_detail;  ///< e.g. "ntlmv2", "spnego/kerberos", or why unknown
     Outcome outcome = Outcome::Incomplete;
@@ -83,9 +98,9 @@ struct LoginEvent {
 /// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.
 struct KerberosEvent {
     Timestamp ts;
-    FlowKey flow;             ///< client = the host asking the KDC
-    std::uint64_t frame = 0;  ///< request frame (or the reply's when the request was not seen)
-    std::uint64_t reply_frame = 0;
+    FlowKey flow;         ///< client = the host asking the KDC
+    Position request_at;  ///< the request, when seen (`request` not empty)
+    Position reply_at;    ///< the answer, when seen (`reply` not empty)
     std::string request;  ///< "AS-REQ" / "TGS-REQ" / "" when only a reply was seen
     std::string reply;    ///< "AS-REP" / "TGS-REP" / "KRB-ERROR" / "" when none seen
     std::string client;   ///< cname@crealm when visible
@@ -108,7 +123,7 @@ struct KerberosEvent {
 struct ServerErrorEvent {
     Timestamp ts;
     FlowKey flow;
-    std::uint64_t frame = 0;
+    Position at;  ///< the server packet that carried the ERROR token
     ServerError error;
     std::string statement;  ///< the client's last SQL batch / RPC text before the error (capped)
 };
@@ -122,9 +137,11 @@ struct Finding {
     std::string summary;            ///< one line
     std::vector<std::string> hops;  ///< "C 10.77.0.2:50000 -> A 10.77.0.3:1433 (ntlm)" ...
     std::vector<EvidenceRef> evidence;
-    std::string display_filter;  ///< a Wireshark display filter that shows the evidence
-    std::string remedy;          ///< what to do, with the real names filled in
-    std::string missing;         ///< what evidence is missing and how to capture it (may be empty)
+    /// A Wireshark display filter that shows the evidence; empty when it has no frame numbers
+    /// (proxy).
+    std::string display_filter;
+    std::string remedy;   ///< what to do, with the real names filled in
+    std::string missing;  ///< what evidence is missing and how to capture it (may be empty)
 };
 
 }  // namespace hopscope::analysis

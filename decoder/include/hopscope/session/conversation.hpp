@@ -86,6 +86,8 @@ struct LoginRecord {
     Timestamp ended;
     Evidence first_evidence;  ///< the first unit of the attempt (PRELOGIN, LOGIN7, ...)
     Evidence last_evidence;   ///< the unit that decided the outcome
+    Direction first_dir = Direction::ClientToServer;  ///< where first_evidence was seen
+    Direction last_dir = Direction::ServerToClient;   ///< where last_evidence was seen
 
     LoginOutcome outcome = LoginOutcome::Incomplete;
     std::string outcome_detail;  ///< why Incomplete: "connection closed", "encrypted", ...

@@ -1,0 +1,202 @@
+// The evidence of events and findings when the front-end gives stream offsets only, as the inline
+// proxy does (Evidence{frame 0, stream_offset}): a lab capture replayed with its frame numbers
+// zeroed must point at the same bytes as the capture itself, each position naming the first byte
+// of the TDS packet or Kerberos record that carried it.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "hopscope/captures/capture_source.hpp"
+#include "hopscope/captures/stream_assembler.hpp"
+#include "hopscope/pipeline/pipeline.hpp"
+#include "hopscope/report/json_events.hpp"
+
+namespace hopscope::analysis {
+namespace {
+
+struct Events : pipeline::EventSink {
+    std::vector<LoginEvent> logins;
+    std::vector<KerberosEvent> kerberos;
+    std::vector<ServerErrorEvent> errors;
+    std::vector<Finding> findings;
+    void on_login(const LoginEvent& e) override { logins.push_back(e); }
+    void on_kerberos(const KerberosEvent& e) override { kerberos.push_back(e); }
+    void on_server_error(const ServerErrorEvent& e) override { errors.push_back(e); }
+    void on_finding(const Finding& f) override { findings.push_back(f); }
+    [[nodiscard]] const Finding* get(const std::string& rule) const {
+        for (const auto& f : findings)
+            if (f.rule == rule) return &f;
+        return nullptr;
+    }
+};
+
+/// Between the capture front-end and the pipeline: keeps every connection's bytes per direction
+/// (to look at what a position points at) and, with `drop_frames`, hands on Evidence{0, offset}
+/// as the proxy does.
+struct Tap : StreamSink {
+    struct Stream {
+        bool started = false;
+        std::uint64_t origin = 0;
+        std::vector<std::uint8_t> bytes;  ///< from `origin` on; gaps filled with zeros
+    };
+    pipeline::Pipeline& next;
+    bool drop_frames;
+    std::map<FlowKey, std::array<Stream, 2>> streams;
+
+    Tap(pipeline::Pipeline& p, bool drop) : next(p), drop_frames(drop) {}
+
+    Evidence pass(Evidence ev) const { return drop_frames ? Evidence{0, ev.stream_offset} : ev; }
+    void on_open(const FlowKey& flow, Timestamp ts, bool handshake_seen) override {
+        next.on_open(flow, ts, handshake_seen);
+    }
+    void on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes data,
+                 Evidence ev) override {
+        Stream& s = streams[flow][static_cast<int>(dir)];
+        if (!s.started) {
+            s.started = true;
+            s.origin = ev.stream_offset;
+        }
+        s.bytes.resize(ev.stream_offset - s.origin);
+        s.bytes.insert(s.bytes.end(), data.begin(), data.end());
+        next.on_data(flow, dir, ts, data, pass(ev));
+    }
+    void on_gap(const FlowKey& flow, Direction dir, Timestamp ts, std::uint64_t length) override {
+        next.on_gap(flow, dir, ts, length);
+    }
+    void on_close(const FlowKey& flow, Timestamp ts, CloseReason why) override {
+        next.on_close(flow, ts, why);
+    }
+    void on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Bytes payload,
+                     Evidence ev) override {
+        next.on_datagram(flow, dir, ts, payload, pass(ev));
+    }
+
+    /// The byte at `p` of the connection `flow` (either way round: a KDC exchange's flow names the
+    /// asking host as client), or -1 when the stream has no such byte.
+    [[nodiscard]] int byte_at(const FlowKey& flow, const Position& p) const {
+        Direction dir = p.direction;
+        auto it = streams.find(flow);
+        if (it == streams.end()) {
+            it = streams.find(FlowKey{flow.server, flow.client, flow.transport});
+            dir = reverse(dir);
+        }
+        if (it == streams.end()) return -1;
+        const Stream& s = it->second[static_cast<int>(dir)];
+        if (p.stream_offset < s.origin || p.stream_offset - s.origin >= s.bytes.size()) return -1;
+        return s.bytes[p.stream_offset - s.origin];
+    }
+};
+
+struct Run {
+    Events events;
+    std::unique_ptr<pipeline::Pipeline> pipeline;
+    std::unique_ptr<Tap> tap;
+};
+
+std::unique_ptr<Run> replay(const std::string& name, bool drop_frames) {
+    auto r = std::make_unique<Run>();
+    r->pipeline = std::make_unique<pipeline::Pipeline>(r->events);
+    r->tap = std::make_unique<Tap>(*r->pipeline, drop_frames);
+    captures::StreamAssembler assembler(*r->tap);
+    const auto read =
+        captures::read_captures({std::string(HOPSCOPE_CAPTURES_DIR) + "/lab/" + name}, assembler);
+    EXPECT_TRUE(read.ok()) << name;
+    r->pipeline->finish(Timestamp{});
+    return r;
+}
+
+void expect_same_offset(const Position& with_frames, const Position& offsets_only,
+                        const std::string& what) {
+    EXPECT_EQ(offsets_only.frame, 0u) << what;
+    EXPECT_EQ(offsets_only.stream_offset, with_frames.stream_offset) << what;
+    EXPECT_EQ(offsets_only.direction, with_frames.direction) << what;
+}
+
+bool is_tds_packet_type(int b) {
+    return b == 0x12 || b == 0x10 || b == 0x11 || b == 0x04 || b == 0x16 /* TLS from byte 0 */;
+}
+
+TEST(PipelineEvidence, OffsetsAloneLocateEveryEventAndFinding) {
+    // 5: NTLM double hop (logins, relayed errors, chain findings); 8: Kerberos over TCP with a
+    // KRB-ERROR; 12c: login-only TLS with Kerberos and delegation.
+    for (const char* name : {"5-double-hop-ntlm-anonymous.pcap", "8-spn-missing.pcap",
+                             "12c-double-hop-delegation-tls-login-only.pcap"}) {
+        SCOPED_TRACE(name);
+        auto pcap = replay(name, false);
+        auto proxy = replay(name, true);
+        const Events& a = pcap->events;
+        const Events& b = proxy->events;
+        ASSERT_FALSE(a.logins.empty());
+        ASSERT_EQ(a.logins.size(), b.logins.size());
+        ASSERT_EQ(a.kerberos.size(), b.kerberos.size());
+        ASSERT_EQ(a.errors.size(), b.errors.size());
+        ASSERT_EQ(a.findings.size(), b.findings.size());
+
+        for (std::size_t i = 0; i < a.logins.size(); ++i) {
+            const LoginEvent& l = a.logins[i];
+            EXPECT_NE(l.first_at.frame, 0u);
+            EXPECT_NE(l.last_at.frame, 0u);
+            expect_same_offset(l.first_at, b.logins[i].first_at, "login first");
+            expect_same_offset(l.last_at, b.logins[i].last_at, "login last");
+            EXPECT_TRUE(is_tds_packet_type(pcap->tap->byte_at(l.flow, l.first_at)))
+                << to_string(l.flow.client) << " first at " << l.first_at.stream_offset;
+            if (l.outcome != Outcome::Incomplete) {
+                EXPECT_EQ(l.last_at.direction, Direction::ServerToClient);
+                EXPECT_EQ(pcap->tap->byte_at(l.flow, l.last_at), 0x04)
+                    << "the server's answer starts at " << l.last_at.stream_offset;
+            }
+        }
+        for (std::size_t i = 0; i < a.errors.size(); ++i) {
+            const ServerErrorEvent& e = a.errors[i];
+            expect_same_offset(e.at, b.errors[i].at, "server error");
+            EXPECT_EQ(e.at.direction, Direction::ServerToClient);
+            EXPECT_EQ(pcap->tap->byte_at(e.flow, e.at), 0x04);
+        }
+        for (std::size_t i = 0; i < a.kerberos.size(); ++i) {
+            const KerberosEvent& k = a.kerberos[i];
+            ASSERT_EQ(k.flow.transport, Transport::Tcp);
+            if (!k.request.empty()) {
+                expect_same_offset(k.request_at, b.kerberos[i].request_at, "KDC request");
+                // After the 4-byte record mark: [APPLICATION 10] AS-REQ or [12] TGS-REQ.
+                Position tag = k.request_at;
+                tag.stream_offset += 4;
+                const int t = pcap->tap->byte_at(k.flow, tag);
+                EXPECT_TRUE(t == 0x6a || t == 0x6c) << k.request << " " << t;
+                EXPECT_EQ(pcap->tap->byte_at(k.flow, k.request_at), 0) << "record mark";
+            }
+            if (!k.reply.empty()) {
+                expect_same_offset(k.reply_at, b.kerberos[i].reply_at, "KDC reply");
+                Position tag = k.reply_at;
+                tag.stream_offset += 4;
+                const int t = pcap->tap->byte_at(k.flow, tag);
+                EXPECT_TRUE(t == 0x6b || t == 0x6d || t == 0x7e) << k.reply << " " << t;
+            }
+        }
+        for (std::size_t i = 0; i < a.findings.size(); ++i) {
+            const Finding& f = a.findings[i];
+            const Finding& g = b.findings[i];
+            EXPECT_EQ(f.rule, g.rule);
+            EXPECT_EQ(f.display_filter.rfind("frame.number in {", 0), 0u) << f.display_filter;
+            EXPECT_EQ(g.display_filter, "") << "no frames, no Wireshark filter";
+            ASSERT_EQ(f.evidence.size(), g.evidence.size());
+            for (std::size_t j = 0; j < f.evidence.size(); ++j) {
+                EXPECT_NE(f.evidence[j].at.frame, 0u);
+                expect_same_offset(f.evidence[j].at, g.evidence[j].at, f.rule + " evidence");
+                EXPECT_NE(pcap->tap->byte_at(f.evidence[j].flow, f.evidence[j].at), -1)
+                    << f.rule << " evidence " << j << " points past the bytes";
+            }
+            // JSON: the position without a frame, the offset kept.
+            const auto j = report::to_json(g);
+            EXPECT_FALSE(j.contains("display_filter"));
+            ASSERT_FALSE(j["evidence"].empty());
+            EXPECT_FALSE(j["evidence"][0]["at"].contains("frame"));
+            EXPECT_EQ(j["evidence"][0]["at"]["stream_offset"], g.evidence[0].at.stream_offset);
+        }
+    }
+}
+
+}  // namespace
+}  // namespace hopscope::analysis
