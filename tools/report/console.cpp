@@ -39,6 +39,7 @@ void ConsoleRenderer::login(const LoginEvent& e, const Analyzer& a) {
                  c(oc), to_string(e.outcome), c(kReset), who.c_str());
     if (!e.spn.empty()) std::fprintf(out_, " spn=%s", e.spn.c_str());
     std::fprintf(out_, " enc=%s", to_string(e.encryption));
+    if (!e.routing.empty()) std::fprintf(out_, " routing=%s", e.routing.c_str());
     if (e.error)
         std::fprintf(out_, " error=%d/%u \"%s\"", e.error->number, e.error->state,
                      e.error->message.c_str());

@@ -185,6 +185,7 @@ std::string json_line(const LoginEvent& e) {
     if (e.ntlm_version) w.num("ntlm_version", e.ntlm_version);
     if (!e.kerberos_etype.empty()) w.str("kerberos_etype", e.kerberos_etype);
     if (e.kerberos_error) w.num("kerberos_error", e.kerberos_error);
+    if (!e.routing.empty()) w.str("routing", e.routing);
     position_object(w, "first_at", e.first_at, e.flow);
     position_object(w, "last_at", e.last_at, e.flow);
     if (e.error) error_object(w, "error", *e.error);

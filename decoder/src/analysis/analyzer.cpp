@@ -106,6 +106,19 @@ std::string spn_host_for(const std::string& name) {
     return "<FQDN of " + name + ">";
 }
 
+/// Whether `host` is one of the names by which clients reach the proxy.
+bool names_proxy(const Analyzer::ProxyView& proxy, const std::string& host) {
+    return !host.empty() && std::find(proxy.proxy_names.begin(), proxy.proxy_names.end(),
+                                      lower(host)) != proxy.proxy_names.end();
+}
+
+/// The host a client typed into LOGIN7 ServerName ("tcp:host\\instance,port"), lower-case.
+std::string named_host(const std::string& server_name) {
+    std::string s = lower(server_name);
+    if (s.rfind("tcp:", 0) == 0) s.erase(0, 4);
+    return s.substr(0, s.find_first_of("\\,"));
+}
+
 }  // namespace
 
 Analyzer::Analyzer(FindingSink& sink) : Analyzer(sink, Options{}) {}
@@ -120,7 +133,10 @@ void Analyzer::emit(Finding f, const std::string& dedup_key) {
 
 void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
     std::string name = raw.substr(0, raw.find_first_of("\\,"));  // drop instance / port
+    if (lower(name).rfind("tcp:", 0) == 0) name.erase(0, 4);
     if (name.empty() || looks_like_ip(name)) return;
+    // The proxy's names, typed by clients of an explicit listener, are not the upstream's.
+    if (names_proxy(opts_.proxy, name)) return;
     // Fully qualified names are the ones Kerberos needs: rank them first.
     names_[a][lower(name)] += name.find('.') != std::string::npos ? 1000 : 1;
 }
@@ -551,6 +567,90 @@ void Analyzer::per_login_rules(const Recent& r) {
                 "MSSQLSvc/<fqdn>:1433), not an IP address, alias or short name.";
             emit(std::move(f), spn);
         }
+    }
+    proxy_rules(l);
+}
+
+void Analyzer::proxy_rules(const LoginEvent& l) {
+    const ProxyView& proxy = opts_.proxy;
+    const auto is_proxy = [&proxy](const std::string& host) { return names_proxy(proxy, host); };
+    const std::string server = host_name(l.flow.server.addr);
+    const bool through_explicit =
+        std::find(proxy.explicit_upstreams.begin(), proxy.explicit_upstreams.end(),
+                  l.flow.server) != proxy.explicit_upstreams.end();
+    if (through_explicit && (l.auth == AuthKind::Kerberos || l.auth == AuthKind::Ntlm ||
+                             (l.auth == AuthKind::Unknown && l.user.empty()))) {
+        // What shows that the client asked for the proxy rather than the server: the SPN of its
+        // ticket (or the NTLM target), its TGS-REQ for an MSSQLSvc SPN of a proxy name, or, with
+        // NTLM, the server name it typed.
+        const KerberosEvent* kdc = nullptr;
+        for (const auto* k : kdc_for(l.flow.client.addr, l.started.micros ? l.started : l.ts))
+            if (k->request == "TGS-REQ" && is_proxy(spn_host(k->sname))) kdc = k;
+        const bool spn_names_proxy = is_proxy(spn_host(l.spn));
+        const bool ntlm_names_proxy =
+            l.auth == AuthKind::Ntlm && is_proxy(named_host(l.server_name));
+        // A Kerberos login that worked with the proxy's SPN (registered on the server's account)
+        // is left alone.
+        const bool kerberos_worked = l.auth == AuthKind::Kerberos && l.kerberos_error == 0 &&
+                                     l.outcome == Outcome::Success &&
+                                     (kdc == nullptr || kdc->error_code == 0);
+        if ((spn_names_proxy || kdc != nullptr || ntlm_names_proxy) && !kerberos_worked) {
+            const std::string spn = spn_names_proxy ? l.spn : kdc ? kdc->sname : std::string();
+            Finding f;
+            f.ts = l.ts;
+            f.rule = "HS060";
+            f.name = "proxy-in-the-way";
+            f.severity = Severity::Error;
+            f.summary = "The proxy itself is the cause: " + host_name(l.flow.client.addr) +
+                        " reached " + server + " through the proxy's explicit listener but " +
+                        (spn.empty() ? "named the proxy ('" + l.server_name + "')"
+                                     : "asked for the proxy's SPN " + spn) +
+                        ", not " + server + "'s";
+            if (kdc && kdc->error_code == 7)
+                f.summary +=
+                    ": the KDC does not know that SPN (KDC_ERR_S_PRINCIPAL_UNKNOWN), so "
+                    "Kerberos fails or falls back to NTLM, which breaks delegation";
+            else if (l.auth == AuthKind::Ntlm)
+                f.summary += ", so it used NTLM, which cannot be delegated";
+            else
+                f.summary += ": a ticket for the proxy's name is no use to " + server +
+                             ", so Kerberos fails and delegation with it";
+            f.hops.push_back(describe(l, "hop"));
+            f.evidence.push_back(ref(l, "login through the explicit listener"));
+            if (kdc)
+                f.evidence.push_back(
+                    ref(*kdc,
+                        "TGS-REQ for " + kdc->sname +
+                            (kdc->error_name.empty() ? std::string() : " -> " + kdc->error_name)));
+            f.remedy =
+                "Deploy the proxy transparently (iptables REDIRECT or TPROXY, 'hopscope "
+                "proxy --transparent'), or alias " +
+                server +
+                "'s name to the proxy in DNS or hosts files, so clients keep asking for "
+                "MSSQLSvc/" +
+                spn_host_for(server) + ":" + std::to_string(l.flow.server.port) +
+                "; see docs/proxy.md.";
+            emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
+        }
+    }
+    if (proxy.active && !l.routing.empty() &&
+        !is_proxy(l.routing.substr(0, l.routing.rfind(':')))) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS061";
+        f.name = "routing-around-proxy";
+        f.severity = Severity::Warning;
+        f.summary = server + " routed " + host_name(l.flow.client.addr) + " to " + l.routing +
+                    " (ENVCHANGE routing): the client will reconnect to " + l.routing +
+                    " directly, around the proxy, which will not see that login";
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, "login answer with ENVCHANGE routing to " + l.routing));
+        f.remedy = "Put " + l.routing +
+                   " behind the proxy as well (another listener or upstream), or change the "
+                   "redirection so clients stay on the proxied endpoint: the availability "
+                   "group's read-only routing URLs, or the gateway's connection policy (Proxy "
+                   "instead of Redirect).";
+        emit(std::move(f), to_string(l.flow.server) + ">" + l.routing);
     }
 }
 

@@ -250,6 +250,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         if (r.tds_version) l.tds_version = tds::tds_version_name(r.tds_version);
         l.workstation = r.host;
         l.sspi_visible = attempt.decoded;
+        l.routing = r.routing_server;
 
         switch (r.auth) {
             case session::AuthKind::Sql:

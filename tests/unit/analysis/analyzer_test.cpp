@@ -300,5 +300,145 @@ TEST(Analyzer, ServerRejectingTheTicketIsAWrongAccountSpnNotANullLogin) {
               std::string::npos);
 }
 
+// ---- the inline proxy ---------------------------------------------------------------------
+// An explicit-mode listener on sqlproxy (10.77.0.9) forwards to A; the flow's server is A.
+
+Analyzer::Options explicit_proxy_to_a() {
+    Analyzer::Options o;
+    o.proxy.explicit_upstreams = {Endpoint{IpAddress::v4_from(kA), 1433}};
+    o.proxy.proxy_names = {"sqlproxy", "sqlproxy.lab.test", "10.77.0.9"};
+    o.proxy.active = true;
+    return o;
+}
+
+TEST(AnalyzerProxy, NtlmLoginNamingTheProxyThroughAnExplicitListener) {
+    Collect out;
+    Analyzer a(out, explicit_proxy_to_a());
+    LoginEvent l = c_to_a(1, AuthKind::Ntlm);
+    l.server_name = "tcp:SQLPROXY,1433";
+    l.server_aliases = {"sqla.lab.test"};  // the upstream's NTLM CHALLENGE
+    l.ntlm_version = 2;
+    a.add_login(l);
+    a.finish();
+    EXPECT_EQ(a.host_name(IpAddress::v4_from(kA)), "sqla.lab.test")
+        << "the proxy's name is not A's";
+    ASSERT_EQ(out.rules(), (std::vector<std::string>{"HS060"}));
+    const Finding* f = out.get("HS060");
+    EXPECT_EQ(f->name, "proxy-in-the-way");
+    EXPECT_EQ(f->severity, Severity::Error);
+    EXPECT_NE(f->summary.find("proxy itself"), std::string::npos) << f->summary;
+    EXPECT_NE(f->summary.find("NTLM"), std::string::npos) << f->summary;
+    EXPECT_NE(f->remedy.find("--transparent"), std::string::npos) << f->remedy;
+    EXPECT_NE(f->remedy.find("MSSQLSvc/sqla.lab.test:1433"), std::string::npos) << f->remedy;
+    EXPECT_NE(f->remedy.find("docs/proxy.md"), std::string::npos);
+    ASSERT_EQ(f->evidence.size(), 1u);
+    EXPECT_EQ(f->evidence[0].at.frame, l.last_at.frame);
+}
+
+TEST(AnalyzerProxy, UnknownProxySpnAtTheKdcThenNtlm) {
+    Collect out;
+    Analyzer a(out, explicit_proxy_to_a());
+    a.add_kerberos(tgs(0, "MSSQLSvc/sqlproxy.lab.test:1433", {"forwardable"}, 7,
+                       "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+    LoginEvent l = c_to_a(1, AuthKind::Ntlm);
+    l.server_name = "";  // not visible (login-only TLS)
+    a.add_login(l);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS020", "HS060"}));
+    const Finding* f = out.get("HS060");
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("MSSQLSvc/sqlproxy.lab.test:1433"), std::string::npos) << f->summary;
+    EXPECT_NE(f->summary.find("KDC_ERR_S_PRINCIPAL_UNKNOWN"), std::string::npos) << f->summary;
+    ASSERT_EQ(f->evidence.size(), 2u) << "the login and the KDC exchange";
+    EXPECT_EQ(f->evidence[1].at.direction, Direction::ServerToClient) << "the KRB-ERROR";
+}
+
+TEST(AnalyzerProxy, KerberosTicketForTheProxyName) {
+    Collect out;
+    Analyzer a(out, explicit_proxy_to_a());
+    LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+    l.outcome = Outcome::Failure;
+    l.spn = "MSSQLSvc/sqlproxy.lab.test:1433";
+    l.kerberos_error = 41;
+    a.add_login(l);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS021", "HS060"}));
+}
+
+TEST(AnalyzerProxy, NoProxyFindingWhenTheClientAskedForTheServer) {
+    for (int variant = 0; variant < 5; ++variant) {
+        SCOPED_TRACE(variant);
+        Collect out;
+        Analyzer::Options o = explicit_proxy_to_a();
+        LoginEvent l = c_to_a(1, AuthKind::Ntlm);
+        l.server_name = "sqlproxy.lab.test";
+        switch (variant) {
+            case 0:  // transparent: no explicit listener in front of A
+                o.proxy.explicit_upstreams.clear();
+                break;
+            case 1:  // the server's name is aliased to the proxy: the client names the server
+                l.server_name = "sqla.lab.test";
+                break;
+            case 2:  // Kerberos for the server's own SPN
+                l = c_to_a(1, AuthKind::Kerberos);
+                l.server_name = "sqla.lab.test";
+                l.spn = "MSSQLSvc/sqla.lab.test:1433";
+                break;
+            case 3:  // SQL authentication has no SPN to get wrong
+                l = login(tcp(kC, 50000, kA, 1433), 1, AuthKind::Sql, Outcome::Success);
+                l.server_name = "sqlproxy";
+                l.user = "app";
+                l.encryption = EncryptionMode::LoginOnly;
+                break;
+            case 4:  // the proxy's SPN registered on the server's account: Kerberos works
+                l = c_to_a(1, AuthKind::Kerberos);
+                l.spn = "MSSQLSvc/sqlproxy.lab.test:1433";
+                break;
+        }
+        Analyzer a(out, o);
+        a.add_login(l);
+        a.finish();
+        EXPECT_EQ(out.get("HS060"), nullptr);
+    }
+}
+
+TEST(AnalyzerProxy, RoutingTokenSendsTheClientAroundTheProxy) {
+    Collect out;
+    Analyzer a(out, explicit_proxy_to_a());
+    LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+    l.spn = "MSSQLSvc/sqla.lab.test:1433";
+    l.routing = "replica2.lab.test:14333";
+    a.add_login(l);
+    a.finish();
+    ASSERT_EQ(out.rules(), (std::vector<std::string>{"HS061"}));
+    const Finding* f = out.get("HS061");
+    EXPECT_EQ(f->name, "routing-around-proxy");
+    EXPECT_EQ(f->severity, Severity::Warning);
+    EXPECT_NE(f->summary.find("replica2.lab.test:14333"), std::string::npos) << f->summary;
+    EXPECT_NE(f->summary.find("around the proxy"), std::string::npos) << f->summary;
+    EXPECT_NE(f->remedy.find("replica2.lab.test:14333 behind the proxy"), std::string::npos);
+}
+
+TEST(AnalyzerProxy, RoutingIsNoProxyMatterOutsideTheProxyOrBackToIt) {
+    {
+        Collect out;
+        Analyzer a(out);  // analyze / live
+        LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+        l.routing = "replica2.lab.test:14333";
+        a.add_login(l);
+        a.finish();
+        EXPECT_EQ(out.get("HS061"), nullptr);
+    }
+    {
+        Collect out;
+        Analyzer a(out, explicit_proxy_to_a());
+        LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+        l.routing = "SQLPROXY.lab.test:1433";  // routed to the proxy: still through it
+        a.add_login(l);
+        a.finish();
+        EXPECT_EQ(out.get("HS061"), nullptr);
+    }
+}
+
 }  // namespace
 }  // namespace hopscope::analysis

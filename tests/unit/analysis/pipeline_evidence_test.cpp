@@ -1,7 +1,8 @@
 // The evidence of events and findings when the front-end gives stream offsets only, as the inline
 // proxy does (Evidence{frame 0, stream_offset}): a lab capture replayed with its frame numbers
 // zeroed must point at the same bytes as the capture itself, each position naming the first byte
-// of the TDS packet or Kerberos record that carried it.
+// of the TDS packet or Kerberos record that carried it. And the ENVCHANGE routing token of a
+// login answer reaches the login event.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../session/builders.hpp"
 #include "hopscope/captures/capture_source.hpp"
 #include "hopscope/captures/stream_assembler.hpp"
 #include "hopscope/pipeline/pipeline.hpp"
@@ -16,6 +18,8 @@
 
 namespace hopscope::analysis {
 namespace {
+
+using testing::Buf;
 
 struct Events : pipeline::EventSink {
     std::vector<LoginEvent> logins;
@@ -196,6 +200,115 @@ TEST(PipelineEvidence, OffsetsAloneLocateEveryEventAndFinding) {
             EXPECT_EQ(j["evidence"][0]["at"]["stream_offset"], g.evidence[0].at.stream_offset);
         }
     }
+}
+
+// ---- a hand-built login answered with ENVCHANGE routing -------------------------------------
+
+Buf prelogin_msg(std::uint8_t type) {
+    return testing::packet(type, 0x01,
+                           testing::prelogin({{0x00, testing::from_hex("10000fa00000")},
+                                              {0x01, {0x02}},  // ENCRYPT_NOT_SUP
+                                              {0x04, {0x00}}}));
+}
+
+/// ENVCHANGE (0xE3) type 20, routing [MS-TDS 2.2.7.9], written out field by field.
+Buf routing_envchange(const std::string& server, std::uint16_t port) {
+    Buf value{0x00};  // Protocol: 0 = TCP
+    testing::put16le(value, port);
+    testing::put16le(value, static_cast<std::uint32_t>(server.size()));  // US_VARCHAR: chars
+    testing::append(value, testing::ucs2(server));
+    Buf body{20};                                                      // Type
+    testing::put16le(body, static_cast<std::uint32_t>(value.size()));  // RoutingDataValueLength
+    testing::append(body, value);
+    testing::put16le(body, 0);  // OldValue: none
+    Buf token{0xE3};
+    testing::put16le(token, static_cast<std::uint32_t>(body.size()));
+    testing::append(token, body);
+    return token;
+}
+
+struct Synthetic {
+    Events events;
+    Buf c2s, s2c;
+    std::size_t login7_at = 0, answer_at = 0;  ///< offsets of the messages in their direction
+};
+
+/// A SQL-auth login to 10.77.0.3:1433 whose LOGINACK carries a routing token, fed to a pipeline in
+/// 5-byte chunks with stream offsets only; each direction's offsets start at `base`.
+void play_routed_login(Synthetic& s, const pipeline::Pipeline::Options& options,
+                       std::uint64_t base) {
+    testing::Login7Spec spec;
+    spec.user = "app";
+    spec.password = "not-shown";
+    spec.server = "sqlproxy";
+    s.c2s = prelogin_msg(0x12);
+    s.login7_at = s.c2s.size();
+    testing::append(s.c2s, testing::packet(0x10, 0x01, testing::login7(spec)));
+    s.s2c = prelogin_msg(0x04);
+    s.answer_at = s.s2c.size();
+    Buf answer = testing::loginack("Microsoft SQL Server", 0x74000004, 16, 0, 1000);
+    testing::append(answer, routing_envchange("replica2.lab.test", 14333));
+    testing::append(answer, testing::done(0));
+    testing::append(s.s2c, testing::packet(0x04, 0x01, answer));
+
+    pipeline::Pipeline p(s.events, options);
+    const FlowKey flow{Endpoint{IpAddress::v4_from(0x0a4d0002), 50123},
+                       Endpoint{IpAddress::v4_from(0x0a4d0003), 1433}, Transport::Tcp};
+    p.on_open(flow, Timestamp{1000}, true);
+    const auto feed = [&](Direction dir, const Buf& bytes, std::size_t from, std::size_t to) {
+        for (std::size_t i = from; i < to; i += 5) {
+            const std::size_t n = std::min<std::size_t>(5, to - i);
+            p.on_data(flow, dir, Timestamp{static_cast<std::int64_t>(2000 + i)},
+                      Bytes(bytes.data() + i, n), Evidence{0, base + i});
+        }
+    };
+    feed(Direction::ClientToServer, s.c2s, 0, s.login7_at);
+    feed(Direction::ServerToClient, s.s2c, 0, s.answer_at);
+    feed(Direction::ClientToServer, s.c2s, s.login7_at, s.c2s.size());
+    feed(Direction::ServerToClient, s.s2c, s.answer_at, s.s2c.size());
+    p.on_close(flow, Timestamp{9000}, CloseReason::Fin);
+    p.finish(Timestamp{9000});
+}
+
+TEST(PipelineEvidence, RoutingTokenAndOffsetsOfAHandBuiltLogin) {
+    Synthetic s;
+    play_routed_login(s, {}, 5000);
+    ASSERT_EQ(s.events.logins.size(), 1u);
+    const LoginEvent& l = s.events.logins[0];
+    EXPECT_EQ(l.outcome, Outcome::Success);
+    EXPECT_EQ(l.routing, "replica2.lab.test:14333");
+    EXPECT_EQ(l.first_at.frame, 0u);
+    EXPECT_EQ(l.first_at.stream_offset, 5000u) << "the PRELOGIN";
+    EXPECT_EQ(l.first_at.direction, Direction::ClientToServer);
+    EXPECT_EQ(l.last_at.stream_offset, 5000u + s.answer_at) << "the LOGINACK message";
+    EXPECT_EQ(l.last_at.direction, Direction::ServerToClient);
+    EXPECT_EQ(s.events.get("HS061"), nullptr) << "not from the proxy";
+
+    const auto j = report::to_json(l);
+    EXPECT_EQ(j["routing"], "replica2.lab.test:14333");
+    EXPECT_FALSE(j["first_at"].contains("frame"));
+    EXPECT_EQ(j["first_at"]["stream_offset"], 5000);
+    EXPECT_EQ(j["first_at"]["direction"], "c2s");
+    EXPECT_EQ(j["last_at"]["stream_offset"], 5000 + s.answer_at);
+    EXPECT_EQ(j["last_at"]["direction"], "s2c");
+    EXPECT_EQ(j.dump().find("not-shown"), std::string::npos);
+}
+
+TEST(PipelineEvidence, RoutingAroundTheProxyIsFoundWithItsOffset) {
+    pipeline::Pipeline::Options o;
+    o.analyzer.proxy.active = true;
+    o.analyzer.proxy.proxy_names = {"sqlproxy", "10.77.0.9"};
+    Synthetic s;
+    play_routed_login(s, o, 0);
+    const Finding* f = s.events.get("HS061");
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("replica2.lab.test:14333"), std::string::npos) << f->summary;
+    EXPECT_TRUE(f->display_filter.empty());
+    ASSERT_EQ(f->evidence.size(), 1u);
+    EXPECT_EQ(f->evidence[0].at.frame, 0u);
+    EXPECT_EQ(f->evidence[0].at.stream_offset, s.answer_at);
+    EXPECT_EQ(f->evidence[0].at.direction, Direction::ServerToClient);
+    EXPECT_EQ(s.s2c[s.answer_at], 0x04);
 }
 
 }  // namespace

@@ -87,6 +87,7 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
         l.kerberos_error = -1765328378;
         l.first_at.frame = ~std::uint64_t{0};
         l.last_at.stream_offset = ~std::uint64_t{0};
+        l.routing = t;
         l.error = ServerError{-5, 255, 0, t, t};
         const std::string a = json_line(l);
         EXPECT_EQ(redump(a), a) << t;

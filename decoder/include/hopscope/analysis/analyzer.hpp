@@ -51,6 +51,18 @@ struct ChainSummary {
 
 class Analyzer {
   public:
+    /// The inline proxy in front of some servers, as its front-end describes it (analyze and
+    /// live leave it empty).
+    struct ProxyView {
+        /// Upstreams reached through an explicit-mode listener (clients connect to the proxy's
+        /// own address or name): the flow's server endpoint is the upstream.
+        std::vector<Endpoint> explicit_upstreams;
+        /// Names and addresses by which clients may reach the proxy host (listen addresses,
+        /// host name, FQDN), lower-case.
+        std::vector<std::string> proxy_names;
+        bool active = false;  ///< the events come from the inline proxy
+    };
+
     struct Options {
         /// How long after a login to A an outbound login from A still counts as caused by it
         /// (when the inbound connection's end is not known).
@@ -60,6 +72,7 @@ class Analyzer {
         /// Whether port-88 traffic was captured at all (set by the front-end when it saw any, or
         /// assumed after the first KerberosEvent).
         std::size_t max_recent = 100'000;  ///< cap on remembered logins / KDC exchanges
+        ProxyView proxy;
     };
 
     explicit Analyzer(FindingSink& sink);
@@ -93,6 +106,7 @@ class Analyzer {
 
     void emit(Finding f, const std::string& dedup_key);
     void per_login_rules(const Recent& r);
+    void proxy_rules(const LoginEvent& l);
     void chain_rules(const Recent& inbound, const Recent& outbound);
     void kdc_rules(const KerberosEvent& k);
     const Recent* find_inbound(const LoginEvent& outbound, bool allow_unseen) const;

@@ -92,6 +92,8 @@ struct LoginEvent {
     int ntlm_version = 0;                ///< 1 or 2 when NTLM
     std::int32_t kerberos_error = 0;     ///< KRB-ERROR code the server returned in SSPI (0 = none)
     bool encryption_downgraded = false;  ///< client asked for encryption, got less
+    /// ENVCHANGE routing (type 20) in the server's answer: "host:port" the client is sent to.
+    std::string routing;
     std::optional<ServerError> error;
 };
 
