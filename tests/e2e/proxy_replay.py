@@ -199,6 +199,20 @@ def replay(steps, servers, problems):
         ls.close()
 
 
+def fetch_metrics(port):
+    """GET /metrics from the proxy's Prometheus endpoint."""
+    with socket.create_connection(('127.0.0.1', port), 5) as s:
+        s.sendall(b'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n')
+        data = b''
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b'\r\n\r\n')
+    return body.decode() if head.startswith(b'HTTP/1.1 200') else ''
+
+
 def comparable(events, keep_frames):
     """Login, KDC, server-error and finding events as strings, in a sorted list."""
     def strip(x):
@@ -250,8 +264,13 @@ def main(argv):
     for p in (events_path, record_path, log_path):
         if os.path.exists(p):
             os.unlink(p)
+    probe = socket.socket()
+    probe.bind(('127.0.0.1', 0))
+    metrics_port = probe.getsockname()[1]
+    probe.close()
     cmd = [hs, 'proxy', '--threads', '2', '--json', events_path, '--record', record_path,
-           '--log-file', log_path, '--log-level', 'debug', '--grace', '5']
+           '--log-file', log_path, '--log-level', 'debug', '--grace', '5',
+           '--metrics', f'127.0.0.1:{metrics_port}']
     for ip in server_ips:
         cmd += ['--listen', f'{listen_addr(ip)}:{TDS_PORT}',
                 '--upstream', f'{loop_addr(ip)}:{TDS_PORT}']
@@ -272,6 +291,7 @@ def main(argv):
             return 1
         replay(steps, servers, problems)
         time.sleep(0.2)
+        metrics = fetch_metrics(metrics_port)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -303,6 +323,13 @@ def main(argv):
         if not probe:
             problems.append(f'{scenario}: the comparison did not notice a missing event')
     logins = sum(1 for e in proxy_events if e.get('event') == 'login')
+    counted = sum(int(float(line.rsplit(' ', 1)[1])) for line in metrics.splitlines()
+                  if line.startswith('hopscope_logins_total{'))
+    if counted != logins:
+        problems.append(f'{scenario}: /metrics counts {counted} logins, the events {logins}')
+    tds_conns = sum(1 for s in steps if s[0] == 'open')
+    if f'hopscope_proxy_connections_total {tds_conns}' not in metrics:
+        problems.append(f'{scenario}: /metrics does not count {tds_conns} connections')
     if logins == 0:
         problems.append(f'{scenario}: the proxy reported no login')
 

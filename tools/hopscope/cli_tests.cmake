@@ -36,3 +36,5 @@ hopscope_cli_test(proxy_bad_endpoint_exits_2
     "out=$(${_cli} proxy --listen fd00::1:1433 --upstream a:1 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'brackets'")
 hopscope_cli_test(proxy_metrics_not_loopback_exits_2
     "out=$(${_cli} proxy --listen 127.0.0.1:0 --upstream a:1 --metrics 0.0.0.0:9433 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'metrics-any-address'")
+hopscope_cli_test(proxy_sighup_reopens_files
+    "t=$(mktemp -d) && { ${_cli} proxy --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --json $t/e.jsonl --log-file $t/log >$t/out 2>&1 & pid=$!; } && sleep 1 && mv $t/e.jsonl $t/e.1 && mv $t/log $t/log.1 && kill -HUP $pid && sleep 1 && kill -TERM $pid && wait $pid; grep -q 'SIGHUP' $t/log && grep -q '\"event\":\"summary\"' $t/e.jsonl && ! grep -q summary $t/e.1; rc=$?; rm -rf $t; exit $rc")

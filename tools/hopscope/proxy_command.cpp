@@ -1,6 +1,7 @@
 #include "proxy_command.hpp"
 
 #include <signal.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/dist_sink.h>
 #include <spdlog/sinks/rotating_file_sink.h>
@@ -50,7 +51,6 @@ class LogSetup {
         if (!open_sink(err)) return false;
         auto logger = std::make_shared<spdlog::logger>("hopscope", dist_);
         logger->set_level(level);
-        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
         logger->flush_on(spdlog::level::info);
         spdlog::set_default_logger(logger);
         return true;
@@ -76,6 +76,9 @@ class LogSetup {
             err = c_->log_file + ": " + e.what();
             return false;
         }
+        // A sink added later does not inherit the logger's pattern: give each its own.
+        sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
+            "%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc));
         dist_->set_sinks({sink});
         return true;
     }
@@ -375,8 +378,8 @@ int run_proxy_command(const ProxyCommand& c) {
         timespec wait{0, 100 * 1000 * 1000};
         const int sig = sigtimedwait(&sigs, nullptr, &wait);
         if (sig == SIGHUP) {
-            spdlog::info("SIGHUP: reopening the log, JSON and recording files");
             logs.reopen();
+            spdlog::info("SIGHUP: reopened the log; the JSON and recording files follow");
             reopen = true;
             continue;
         }
