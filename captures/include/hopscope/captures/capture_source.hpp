@@ -124,6 +124,9 @@ struct ReadOptions {
     std::function<void(const ReadProgress&)> progress;  ///< called every `progress_every` frames
     std::uint64_t progress_every = 4096;
     const std::atomic<bool>* stop = nullptr;  ///< checked between frames (Ctrl-C)
+    /// Called with the capture time after a frame at least a second after the previous call:
+    /// lets the consumer's time-driven work run (Backend::tick).
+    std::function<void(Timestamp)> on_time;
 };
 
 struct ReadResult {
@@ -146,6 +149,11 @@ struct LiveOptions {
     bool immediate = true;        ///< deliver packets as they arrive (no buffering delay)
     int buffer_bytes = 16 << 20;  ///< kernel ring buffer
     int timeout_ms = 200;
+    /// Called with the capture time after a frame at least a second after the previous call, and
+    /// with the wall clock (less a second, so that no packet stamped before it is still on its
+    /// way) after a read timeout that brought no packet: lets the consumer's time-driven work run
+    /// on a quiet link too (Backend::tick).
+    std::function<void(Timestamp)> on_time;
 };
 
 struct LiveStats {
@@ -177,6 +185,7 @@ class LiveCapture {
     int linktype_ = 0;
     std::atomic<std::uint64_t> frames_{0};  ///< read by stats() from other threads
     std::atomic<bool> stop_{false};
+    std::function<void(Timestamp)> on_time_;
 };
 
 }  // namespace hopscope::captures
