@@ -1,9 +1,11 @@
 #include "hopscope/proxy/proxy.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -165,6 +167,14 @@ struct Proxy::Impl {
     bool started = false;
     bool stopped = false;
     std::unordered_map<std::uint64_t, FlowKey> upstream_legs_;  ///< analysis thread only
+    /// Which connection a flow (client address and port, upstream) belongs to now. A client
+    /// may reuse its port as soon as its previous connection is closed, and the two
+    /// connections may live on different I/O threads, so the new one's open can reach the
+    /// queue before the old one's close. The newer connection wins; the older one is closed
+    /// for the decoder at that point and its late items are dropped.
+    std::unordered_map<FlowKey, std::uint64_t, FlowKeyHash> owner_;
+    void close_for_decoder(const FlowKey& flow, std::uint64_t connection, Timestamp ts,
+                           CloseReason why);
 
     bool start(std::string& err);
     void accept(Listener& l);
@@ -194,8 +204,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     ~Connection() {
-        for (auto& p : pumps_)
+        for (auto& p : pumps_) {
             release(p);
+            close_pipe(p);
+        }
     }
 
     void start() {
@@ -241,8 +253,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         }
         client_.close(ec);
         upstream_.close(ec);
-        for (auto& p : pumps_)
+        for (auto& p : pumps_) {
             release(p);
+            close_pipe(p);
+        }
         if (tap_ == TapState::On) {
             // Bytes the decoder missed at the very end: say so before the close.
             for (int d = 0; d < 2; ++d) {
@@ -285,6 +299,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         bool done = false;  ///< end of stream read and passed on
         std::uint64_t offset = 0;
         std::uint64_t pending_gap = 0;
+        int pipe[2] = {-1, -1};      ///< splice path: read end, write end
+        std::size_t pipe_bytes = 0;  ///< spliced in, not yet out
     };
 
     void release(Pump& p) {
@@ -370,6 +386,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void read(int d) {
         Pump& p = pumps_[d];
         if (closed_ || p.done) return;
+        if (tap_ == TapState::Off && px_.opt.splice) {
+            splice_pump(d);
+            return;
+        }
         if (!p.buf) p.buf = w_.pool.get();
         error_code ec;
         const std::size_t n = p.from->read_some(asio::buffer(p.buf, w_.pool.size()), ec);
@@ -410,6 +430,88 @@ class Connection : public std::enable_shared_from_this<Connection> {
                               }
                               self->read(d);
                           });
+    }
+
+    /// The same turn for a connection that is not decoded: splice(2) moves the bytes from one
+    /// socket to the other through a pipe, without copying them into the process. The pipe is
+    /// made on first use and closed when the direction goes idle, so an idle connection holds no
+    /// descriptors beyond its sockets.
+    void splice_pump(int d) {
+        Pump& p = pumps_[d];
+        constexpr int kTurns = 16;  // then let the thread's other connections run
+        for (int turn = 0; turn < kTurns; ++turn) {
+            if (p.pipe_bytes == 0) {
+                if (p.pipe[0] < 0 && pipe2(p.pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+                    p.pipe[0] = p.pipe[1] = -1;
+                    finish(CloseReason::Rst, "no pipe for splice");
+                    return;
+                }
+                const ssize_t n = ::splice(p.from->native_handle(), nullptr, p.pipe[1], nullptr,
+                                           px_.opt.buffer_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    close_pipe(p);
+                    p.from->async_wait(tcp::socket::wait_read,
+                                       [self = shared_from_this(), d](const error_code& e) {
+                                           if (self->closed_) return;
+                                           if (e) {
+                                               self->finish(CloseReason::Rst, "wait failed");
+                                               return;
+                                           }
+                                           self->splice_pump(d);
+                                       });
+                    return;
+                }
+                if (n == 0) {
+                    close_pipe(p);
+                    end_of_stream(d);
+                    return;
+                }
+                if (n < 0) {
+                    finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
+                    return;
+                }
+                last_ = Clock::now();
+                p.pipe_bytes = static_cast<std::size_t>(n);
+                p.offset += static_cast<std::uint64_t>(n);
+                if (px_.metrics)
+                    (d == 0 ? px_.metrics->bytes_client_to_server
+                            : px_.metrics->bytes_server_to_client)
+                        .fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+            }
+            while (p.pipe_bytes > 0) {
+                const ssize_t m = ::splice(p.pipe[0], nullptr, p.to->native_handle(), nullptr,
+                                           p.pipe_bytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    p.to->async_wait(tcp::socket::wait_write,
+                                     [self = shared_from_this(), d](const error_code& e) {
+                                         if (self->closed_) return;
+                                         if (e) {
+                                             self->finish(CloseReason::Rst, "wait failed");
+                                             return;
+                                         }
+                                         self->splice_pump(d);
+                                     });
+                    return;
+                }
+                if (m <= 0) {
+                    finish(CloseReason::Rst,
+                           d == 0 ? "upstream gone on write" : "client gone on write");
+                    return;
+                }
+                p.pipe_bytes -= static_cast<std::size_t>(m);
+            }
+        }
+        asio::post(w_.io, [self = shared_from_this(), d] {
+            if (!self->closed_) self->splice_pump(d);
+        });
+    }
+
+    static void close_pipe(Pump& p) {
+        for (int& fd : p.pipe) {
+            if (fd >= 0) ::close(fd);
+            fd = -1;
+        }
+        p.pipe_bytes = 0;
     }
 
     /// FIN from one side: pass it on (half-close), let the other direction go on.
@@ -631,12 +733,38 @@ void Proxy::Impl::accept(Listener& l) {
     });
 }
 
+void Proxy::Impl::close_for_decoder(const FlowKey& flow, std::uint64_t connection, Timestamp ts,
+                                    CloseReason why) {
+    if (Recorder* rec = hooks.recorder) {
+        const bool reset = why == CloseReason::Rst;
+        rec->close_connection(Leg::Client, flow, ts, reset);
+        const auto it = upstream_legs_.find(connection);
+        if (hooks.record_upstream_leg && it != upstream_legs_.end())
+            rec->close_connection(Leg::Upstream, it->second, ts, reset);
+    }
+    upstream_legs_.erase(connection);
+    if (hooks.sink) hooks.sink->on_close(flow, ts, why);
+}
+
 void Proxy::Impl::dispatch(TapItem& item) {
     StreamSink* sink = hooks.sink;
     Recorder* rec = hooks.recorder;
     const FlowKey upstream_leg{item.proxy_local, item.flow.server, Transport::Tcp};
+    if (item.kind != TapItem::Kind::Open) {
+        const auto it = owner_.find(item.flow);
+        if (it == owner_.end() || it->second != item.connection) return;  // superseded
+        if (item.kind == TapItem::Kind::Close) {
+            owner_.erase(it);
+            close_for_decoder(item.flow, item.connection, item.ts, item.why);
+            return;
+        }
+    } else if (auto it = owner_.find(item.flow); it != owner_.end()) {
+        close_for_decoder(item.flow, it->second, item.ts, CloseReason::Fin);
+        owner_.erase(it);
+    }
     switch (item.kind) {
         case TapItem::Kind::Open:
+            owner_[item.flow] = item.connection;
             if (rec) {
                 rec->open_connection(Leg::Client, item.flow, item.ts);
                 if (hooks.record_upstream_leg)
@@ -669,16 +797,7 @@ void Proxy::Impl::dispatch(TapItem& item) {
             if (sink) sink->on_data(item.flow, item.dir, item.ts, Bytes(item.bytes), ev);
             return;
         }
-        case TapItem::Kind::Close:
-            if (rec) {
-                const bool reset = item.why == CloseReason::Rst;
-                rec->close_connection(Leg::Client, item.flow, item.ts, reset);
-                const auto it = upstream_legs_.find(item.connection);
-                if (hooks.record_upstream_leg && it != upstream_legs_.end())
-                    rec->close_connection(Leg::Upstream, it->second, item.ts, reset);
-            }
-            upstream_legs_.erase(item.connection);
-            if (sink) sink->on_close(item.flow, item.ts, item.why);
+        case TapItem::Kind::Close:  // handled above
             return;
     }
 }

@@ -130,6 +130,7 @@ bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& e
     o.idle_timeout = to_ms(c.idle_timeout_s);
     o.buffer_size = c.buffer_size;
     o.tap_queue_bytes = c.tap_queue_bytes;
+    o.splice = c.splice;
     err = proxy::validate(o);
     return err.empty();
 }
@@ -207,6 +208,9 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
                   "forwarded bytes waiting for the decoder, all connections together; past it "
                   "the decoder skips (a gap is reported) and forwarding goes on (default 64 MiB)")
         ->check(CLI::Range(std::size_t{4096}, std::size_t{1} << 34));
+    p->add_flag("--splice", c.splice,
+                "forward connections that are not TDS with splice(2), without copying their "
+                "bytes through the process (see docs/performance.md for when it pays)");
     p->add_option("--json", c.json,
                   "write events as JSON lines to PATH (appended; SIGHUP reopens it), or to "
                   "standard output with '-'; flushed per event");

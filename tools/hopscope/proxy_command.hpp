@@ -13,6 +13,7 @@ struct ProxyCommand {
     std::vector<std::string> upstream;
     bool transparent = false;
     bool tproxy = false;
+    bool splice = false;
     unsigned threads = 0;
     std::size_t max_connections = 10000;
     double connect_timeout_s = 5;

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "hopscope/pipeline/pipeline.hpp"
@@ -207,14 +208,18 @@ class Upstream {
 
 // --- what the tap hands on ---------------------------------------------------------------------
 
+/// Every connection the decoder was told about, in order. A client may reuse its address and
+/// port for a new connection, so a flow key opened again starts a new entry.
 class RecordingSink final : public StreamSink {
   public:
     struct Flow {
+        FlowKey key;
         int opens = 0;
         Bytes8 data[2];
         std::uint64_t gaps[2] = {0, 0};
         std::uint64_t next_offset[2] = {0, 0};
         bool offsets_ok = true;
+        bool data_after_close = false;
         int closes = 0;
         CloseReason why = CloseReason::Fin;
     };
@@ -222,33 +227,53 @@ class RecordingSink final : public StreamSink {
 
     void on_open(const FlowKey& f, Timestamp, bool) override {
         std::lock_guard l(mu);
-        flows[f].opens++;
+        if (auto it = current.find(f); it != current.end() && flows[it->second].closes == 0)
+            ++unclosed_reopens;  // the proxy must close the old one for the decoder first
+        current[f] = flows.size();
+        flows.push_back(Flow{});
+        flows.back().key = f;
+        flows.back().opens = 1;
     }
     void on_data(const FlowKey& f, Direction d, Timestamp, Bytes b, Evidence ev) override {
         if (delay_per_chunk.count()) std::this_thread::sleep_for(delay_per_chunk);
         std::lock_guard l(mu);
-        auto& fl = flows[f];
+        Flow& fl = at(f);
         const int i = static_cast<int>(d);
         if (ev.stream_offset != fl.next_offset[i]) fl.offsets_ok = false;
+        if (fl.closes) fl.data_after_close = true;
         fl.data[i].insert(fl.data[i].end(), b.begin(), b.end());
         fl.next_offset[i] = ev.stream_offset + b.size();
     }
     void on_gap(const FlowKey& f, Direction d, Timestamp, std::uint64_t n) override {
         std::lock_guard l(mu);
-        auto& fl = flows[f];
+        Flow& fl = at(f);
         const int i = static_cast<int>(d);
         fl.gaps[i] += n;
         fl.next_offset[i] += n;
     }
     void on_close(const FlowKey& f, Timestamp, CloseReason why) override {
         std::lock_guard l(mu);
-        flows[f].closes++;
-        flows[f].why = why;
+        Flow& fl = at(f);
+        fl.closes++;
+        fl.why = why;
     }
     void on_datagram(const FlowKey&, Direction, Timestamp, Bytes, Evidence) override {}
 
     std::mutex mu;
-    std::map<FlowKey, Flow> flows;
+    std::vector<Flow> flows;
+    std::map<FlowKey, std::size_t> current;
+    int unclosed_reopens = 0;
+    Flow stray;  ///< events for a flow never opened land here (and fail the tests)
+
+  private:
+    Flow& at(const FlowKey& f) {
+        const auto it = current.find(f);
+        if (it == current.end()) {
+            stray.opens = -1;
+            return stray;
+        }
+        return flows[it->second];
+    }
 };
 
 ProxyOptions one_route(std::uint16_t upstream_port, const char* listen = "127.0.0.1:0",
@@ -358,17 +383,21 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit
 
 // --- forwarding --------------------------------------------------------------------------------
 
-class ProxyForwarding : public ::testing::TestWithParam<bool> {};
+/// (TDS-looking first bytes, splice for the connections that are not decoded)
+class ProxyForwarding : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 
 TEST_P(ProxyForwarding, EveryByteInOrderBothWaysWithHalfCloseEachWay) {
-    const bool tds = GetParam();
+    const bool tds = std::get<0>(GetParam());
+    const bool splice = std::get<1>(GetParam());
     EchoBook book;
     Upstream up([&](int fd) { serve(fd, book); });
     ASSERT_TRUE(up.ok());
     RecordingSink sink;
     AnalysisHooks hooks;
     hooks.sink = &sink;
-    Proxy px(one_route(up.port()), hooks);
+    ProxyOptions opts = one_route(up.port());
+    opts.splice = splice;
+    Proxy px(opts, hooks);
     std::string err;
     ASSERT_TRUE(px.start(err)) << err;
     const Endpoint at = px.listen_endpoints().at(0);
@@ -427,13 +456,16 @@ TEST_P(ProxyForwarding, EveryByteInOrderBothWaysWithHalfCloseEachWay) {
     }
     EXPECT_EQ(st.tapped_connections, 1003u);
     ASSERT_EQ(sink.flows.size(), 1003u);
+    EXPECT_EQ(sink.unclosed_reopens, 0);
+    EXPECT_EQ(sink.stray.opens, 0);
     std::map<std::uint64_t, const RecordingSink::Flow*> by_seed;
-    for (const auto& [key, f] : sink.flows) {
+    for (const auto& f : sink.flows) {
         EXPECT_EQ(f.opens, 1);
         EXPECT_EQ(f.closes, 1);
+        EXPECT_FALSE(f.data_after_close);
         EXPECT_TRUE(f.offsets_ok);
         EXPECT_EQ(f.gaps[0] + f.gaps[1], 0u);
-        EXPECT_EQ(key.server.port, up.port());
+        EXPECT_EQ(f.key.server.port, up.port());
         std::uint64_t s = 0;
         if (f.data[0].size() >= kControl) std::memcpy(&s, f.data[0].data() + 16, 8);
         by_seed[s] = &f;
@@ -446,8 +478,12 @@ TEST_P(ProxyForwarding, EveryByteInOrderBothWaysWithHalfCloseEachWay) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(TdsAndOther, ProxyForwarding, ::testing::Values(false, true),
-                         [](const auto& p) { return p.param ? "Tds" : "NotTds"; });
+INSTANTIATE_TEST_SUITE_P(TdsAndOther, ProxyForwarding,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const auto& p) {
+                             return std::string(std::get<0>(p.param) ? "Tds" : "NotTds") +
+                                    (std::get<1>(p.param) ? "Splice" : "Copy");
+                         });
 
 TEST(Proxy, Ipv6ListenerAndUpstream) {
     EchoBook book;
@@ -472,8 +508,8 @@ TEST(Proxy, Ipv6ListenerAndUpstream) {
     EXPECT_TRUE(book.received[77] == Bytes8(r.sent.begin() + kControl, r.sent.end()));
     std::lock_guard sl(sink.mu);
     ASSERT_EQ(sink.flows.size(), 1u);
-    EXPECT_TRUE(sink.flows.begin()->first.client.addr.v6);
-    EXPECT_TRUE(sink.flows.begin()->first.server.addr.v6);
+    EXPECT_TRUE(sink.flows.front().key.client.addr.v6);
+    EXPECT_TRUE(sink.flows.front().key.server.addr.v6);
 }
 
 // --- faults ------------------------------------------------------------------------------------
@@ -527,7 +563,7 @@ TEST(ProxyFaults, UpstreamResetMidStreamResetsTheClient) {
     px.shutdown(0ms);
     std::lock_guard l(sink.mu);
     ASSERT_EQ(sink.flows.size(), 1u);
-    EXPECT_EQ(sink.flows.begin()->second.why, CloseReason::Rst);
+    EXPECT_EQ(sink.flows.front().why, CloseReason::Rst);
 }
 
 TEST(ProxyFaults, ClientVanishingResetsTheUpstreamAndFreesTheConnection) {
@@ -718,8 +754,8 @@ TEST(ProxyFaults, ShutdownClosesWhatIsLeftAfterTheGraceAndTellsTheDecoder) {
     EXPECT_TRUE(finished);
     std::lock_guard l(sink.mu);
     ASSERT_EQ(sink.flows.size(), 1u);
-    EXPECT_EQ(sink.flows.begin()->second.closes, 1);
-    EXPECT_EQ(sink.flows.begin()->second.why, CloseReason::EndOfInput);
+    EXPECT_EQ(sink.flows.front().closes, 1);
+    EXPECT_EQ(sink.flows.front().why, CloseReason::EndOfInput);
 }
 
 // --- the tap -----------------------------------------------------------------------------------
@@ -756,7 +792,7 @@ TEST(ProxyTap, SlowDecoderGetsGapsWhileForwardingGoesOnAtFullSpeed) {
     EXPECT_LE(st.tap.peak_bytes, o.tap_queue_bytes);
     std::lock_guard l(sink.mu);
     ASSERT_EQ(sink.flows.size(), 1u);
-    const auto& f = sink.flows.begin()->second;
+    const auto& f = sink.flows.front();
     // What the decoder got plus what it was told it missed is the whole stream, in order.
     EXPECT_TRUE(f.offsets_ok);
     EXPECT_EQ(f.data[0].size() + f.gaps[0], r.sent.size());

@@ -54,6 +54,9 @@ struct ProxyOptions {
     /// Bytes of forwarded data waiting for the analysis thread, over all connections; past it
     /// the tap drops and reports a gap for that connection (forwarding does not wait).
     std::size_t tap_queue_bytes = 64 * 1024 * 1024;
+    /// Forward connections that are not decoded with splice(2) (kernel to kernel, no copy into
+    /// the process) instead of read/write through a buffer.
+    bool splice = false;
 };
 
 /// Checks a complete set of options: at least one route, unique listen addresses, explicit
