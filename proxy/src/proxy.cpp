@@ -39,14 +39,6 @@ Timestamp now() {
     return Timestamp{std::chrono::duration_cast<std::chrono::microseconds>(t).count()};
 }
 
-namespace {
-
-// Linux netfilter: the destination a NATed (REDIRECT/DNAT) connection had before translation.
-// <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h> define both as 80; their
-// headers do not compile cleanly as C++, so the values are restated here.
-constexpr int kSoOriginalDst = 80;
-constexpr int kIp6tSoOriginalDst = 80;
-
 Endpoint to_endpoint(const tcp::endpoint& e) {
     Endpoint out;
     out.port = e.port();
@@ -63,6 +55,14 @@ Endpoint to_endpoint(const tcp::endpoint& e) {
     }
     return out;
 }
+
+namespace {
+
+// Linux netfilter: the destination a NATed (REDIRECT/DNAT) connection had before translation.
+// <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h> define both as 80; their
+// headers do not compile cleanly as C++, so the values are restated here.
+constexpr int kSoOriginalDst = 80;
+constexpr int kIp6tSoOriginalDst = 80;
 
 std::optional<tcp::endpoint> from_sockaddr(const sockaddr_storage& ss) {
     if (ss.ss_family == AF_INET) {

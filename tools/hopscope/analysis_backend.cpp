@@ -78,6 +78,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     static pipeline::Pipeline::Options make_options(const BackendOptions& o) {
         pipeline::Pipeline::Options p;
         p.kerberos_ports = o.kerberos_ports;
+        p.analyzer.proxy = o.proxy_view;
         return p;
     }
     static unsigned long long u(std::uint64_t v) { return static_cast<unsigned long long>(v); }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "hopscope/analysis/analyzer.hpp"
 #include "hopscope/analysis/events.hpp"
 #include "hopscope/captures/stream_assembler.hpp"
 #include "hopscope/common/stream_events.hpp"
@@ -29,6 +30,8 @@ struct BackendOptions {
     std::FILE* text = stdout;  ///< human-readable output
     bool flows_only = false;   ///< list flows without decoding them (FlowSummary)
     bool proxy = false;        ///< fed by the inline proxy: no frames, summary without them
+    /// The proxy's listeners and names, for the rules on the proxy itself (HS060, HS061).
+    analysis::Analyzer::ProxyView proxy_view;
     /// Called for every login and finding after it was written (the proxy's metrics).
     std::function<void(const analysis::LoginEvent&)> login_hook;
     std::function<void(const analysis::Finding&)> finding_hook;

@@ -1,5 +1,8 @@
 #include "proxy_command.hpp"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netdb.h>
 #include <signal.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -12,11 +15,13 @@
 
 #include <atomic>
 #include <boost/asio/io_context.hpp>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "backend.hpp"
@@ -135,6 +140,91 @@ bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& e
     return err.empty();
 }
 
+/// What the analyzer needs to tell when the proxy itself is in the way (HS060): the explicit
+/// routes' upstream addresses, and every name and address a client could use for this host.
+analysis::Analyzer::ProxyView proxy_view(const proxy::ProxyOptions& o,
+                                         const std::vector<std::string>& extra_names) {
+    analysis::Analyzer::ProxyView v;
+    v.active = true;
+    std::set<std::string> names;
+    auto add = [&names](std::string n) {
+        for (auto& ch : n)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        while (!n.empty() && n.back() == '.')
+            n.pop_back();
+        if (!n.empty()) names.insert(n);
+        if (const auto dot = n.find('.');
+            dot != std::string::npos && !std::isdigit(static_cast<unsigned char>(n[0])))
+            names.insert(n.substr(0, dot));  // the short name too
+    };
+    bool wildcard = false;
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::resolver resolver(io);
+    for (const auto& r : o.routes) {
+        if (r.mode != proxy::RouteMode::Explicit) continue;
+        boost::system::error_code ec;
+        for (const auto& e : resolver.resolve(r.upstream.host, std::to_string(r.upstream.port),
+                                              boost::asio::ip::tcp::resolver::numeric_service, ec))
+            v.explicit_upstreams.push_back(proxy::to_endpoint(e.endpoint()));
+        const auto a = boost::asio::ip::make_address(r.listen.host, ec);
+        if (!ec && a.is_unspecified())
+            wildcard = true;
+        else
+            add(r.listen.host);
+    }
+    if (v.explicit_upstreams.empty()) return v;  // transparent only: clients use real names
+    std::vector<std::string> addresses;
+    if (wildcard) {
+        ifaddrs* ifs = nullptr;
+        if (getifaddrs(&ifs) == 0) {
+            for (ifaddrs* i = ifs; i; i = i->ifa_next) {
+                if (!i->ifa_addr) continue;
+                const int fam = i->ifa_addr->sa_family;
+                if (fam != AF_INET && fam != AF_INET6) continue;
+                char buf[INET6_ADDRSTRLEN] = {};
+                const void* src =
+                    fam == AF_INET
+                        ? static_cast<const void*>(
+                              &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr)
+                        : static_cast<const void*>(
+                              &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+                if (inet_ntop(fam, src, buf, sizeof buf)) addresses.push_back(buf);
+            }
+            freeifaddrs(ifs);
+        }
+    }
+    for (const auto& r : o.routes)
+        if (r.mode == proxy::RouteMode::Explicit) addresses.push_back(r.listen.host);
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) == 0) {
+        add(host);
+        addrinfo hints{};
+        hints.ai_flags = AI_CANONNAME;
+        addrinfo* res = nullptr;
+        if (getaddrinfo(host, nullptr, &hints, &res) == 0) {
+            if (res && res->ai_canonname) add(res->ai_canonname);
+            freeaddrinfo(res);
+        }
+    }
+    for (const auto& a : addresses) {
+        add(a);
+        // The names the address resolves back to (DNS PTR or hosts file), as clients may use.
+        addrinfo hints{};
+        hints.ai_flags = AI_NUMERICHOST;
+        addrinfo* res = nullptr;
+        if (getaddrinfo(a.c_str(), nullptr, &hints, &res) != 0) continue;
+        char name[NI_MAXHOST] = {};
+        if (getnameinfo(res->ai_addr, res->ai_addrlen, name, sizeof name, nullptr, 0,
+                        NI_NAMEREQD) == 0)
+            add(name);
+        freeaddrinfo(res);
+    }
+    for (const auto& n : extra_names)
+        add(n);
+    v.proxy_names.assign(names.begin(), names.end());
+    return v;
+}
+
 /// The JSON destination: standard output ('-') or a file that SIGHUP reopens (append).
 struct JsonOut {
     std::FILE* f = nullptr;
@@ -211,6 +301,11 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
     p->add_flag("--splice", c.splice,
                 "forward connections that are not TDS with splice(2), without copying their "
                 "bytes through the process (see docs/performance.md for when it pays)");
+    p->add_option("--name", c.names,
+                  "another name clients may use for this proxy host (a DNS alias); the host "
+                  "name, its canonical name and the names of its addresses are known already. "
+                  "A login through an explicit listener that names the proxy is reported "
+                  "(HS060): its Kerberos ticket cannot be for the real server");
     p->add_option("--json", c.json,
                   "write events as JSON lines to PATH (appended; SIGHUP reopens it), or to "
                   "standard output with '-'; flushed per event");
@@ -308,6 +403,16 @@ int run_proxy_command(const ProxyCommand& c) {
     bo.json = json.f;
     bo.text = text;
     bo.proxy = true;
+    bo.proxy_view = proxy_view(po, c.names);
+    if (!bo.proxy_view.explicit_upstreams.empty()) {
+        std::string list;
+        for (const auto& n : bo.proxy_view.proxy_names)
+            list += (list.empty() ? "" : ", ") + n;
+        spdlog::debug(
+            "names of this proxy (a login naming one through an explicit listener is "
+            "HS060): {}",
+            list);
+    }
     bo.login_hook = [&metrics](const analysis::LoginEvent& e) {
         metrics.count_login(analysis::to_string(e.auth), analysis::to_string(e.outcome));
     };

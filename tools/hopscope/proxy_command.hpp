@@ -14,6 +14,7 @@ struct ProxyCommand {
     bool transparent = false;
     bool tproxy = false;
     bool splice = false;
+    std::vector<std::string> names;  ///< --name: other names clients may use for the proxy
     unsigned threads = 0;
     std::size_t max_connections = 10000;
     double connect_timeout_s = 5;

@@ -15,6 +15,7 @@
 // changes, delays or closes a connection.
 #pragma once
 
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -81,5 +82,8 @@ class Proxy {
 
 /// The current time as the decoder's Timestamp (wall clock, microseconds).
 Timestamp now();
+
+/// An Asio endpoint as the decoder's Endpoint (IPv4-mapped IPv6 as IPv4).
+Endpoint to_endpoint(const boost::asio::ip::tcp::endpoint& e);
 
 }  // namespace hopscope::proxy
