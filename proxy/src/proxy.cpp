@@ -331,13 +331,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     void on_connected(const error_code& e, const tcp::endpoint& at) {
         if (closed_) return;
-        if (e) {
+        // A connect to several addresses goes on with the next after the timer aborted one;
+        // the timeout covers them all.
+        if (e || timed_out_) {
             px_.connect_failures.fetch_add(1, std::memory_order_relaxed);
             if (px_.metrics)
                 px_.metrics->upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
             spdlog::warn("conn {} from {}: cannot connect to the upstream {}: {}", id_,
                          to_string(flow_.client), describe_targets(),
-                         timed_out_ ? "timed out" : e.message());
+                         timed_out_ ? "timed out (--connect-timeout)" : e.message());
             finish(CloseReason::Rst);
             return;
         }

@@ -532,6 +532,44 @@ TEST(ProxyFaults, UpstreamRefusingClosesTheClientAndCounts) {
     px.shutdown(0ms);
 }
 
+TEST(ProxyFaults, UpstreamThatNeverAnswersTimesOut) {
+    // A listener whose accept queue is full drops further SYNs: a connect to it hangs.
+    std::uint16_t port = 0;
+    const int full = listen_on(false, port);
+    ASSERT_EQ(listen(full, 0), 0);
+    std::vector<int> fillers;
+    for (int i = 0; i < 4; ++i) {
+        const int f = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(port);
+        (void)!connect(f, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        fillers.push_back(f);
+    }
+    std::this_thread::sleep_for(100ms);
+    ProxyOptions o = one_route(port);
+    o.connect_timeout = 300ms;
+    Proxy px(o, AnalysisHooks{});
+    std::string err;
+    ASSERT_TRUE(px.start(err)) << err;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int fd = connect_to(px.listen_endpoints().at(0));
+    ASSERT_GE(fd, 0);
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 5000), 1) << "the client was not closed after the connect timeout";
+    const auto waited = std::chrono::steady_clock::now() - t0;
+    std::uint8_t b;
+    EXPECT_LE(recv(fd, &b, 1, 0), 0);
+    EXPECT_GE(waited, 250ms);
+    EXPECT_TRUE(wait_for([&] { return px.stats().upstream_connect_failures == 1; }));
+    close(fd);
+    px.shutdown(0ms);
+    for (int f : fillers)
+        close(f);
+    close(full);
+}
+
 TEST(ProxyFaults, UpstreamResetMidStreamResetsTheClient) {
     Upstream up([](int fd) {
         std::uint8_t buf[100];
