@@ -5,7 +5,8 @@
 //            (COLMETADATA, ROW tokens, DONE) in the negotiated packet size. A connection whose
 //            first byte is not a TDS client packet type is echoed instead (for bare TCP loads).
 //   bulk     logs in with a packet size and reads one large result set: MB/s.
-//   latency  logs in, then request/response exchanges of fixed wire sizes: percentiles.
+//   latency  logs in, then request/response exchanges of fixed wire sizes: percentiles; with a
+//            baseline connection (direct to the server), alternating exchanges on both.
 //   conns    connections per second from a few worker threads: bare TCP (connect, 64-byte echo,
 //            close) or a full TDS login (PRELOGIN, LOGIN7, LOGINACK) per connection.
 //   idle     opens N connections (each logged in, or one echo), then reads the resident memory of
@@ -948,62 +949,107 @@ double percentile(const std::vector<double>& sorted, double p) {
     return sorted[std::min(i, sorted.size() - 1)];
 }
 
+/// A logged-in connection for request/response timing.
+struct Exchanger {
+    int fd = -1;
+    std::unique_ptr<Reader> rd;
+    std::vector<double> us;
+    Buffer payload;
+
+    bool open(const ClientOptions& o, const Endpoint& to, const char* what) {
+        fd = connect_to(to, o.timeout_s);
+        if (fd < 0) {
+            std::fprintf(stderr, "hopscope-proxybench latency: connect to %s: %s\n", what,
+                         std::strerror(errno));
+            return false;
+        }
+        rd = std::make_unique<Reader>(fd);
+        std::string err;
+        if (!tds_login(fd, *rd, 4096, err)) {
+            std::fprintf(stderr, "hopscope-proxybench latency: login to %s: %s\n", what,
+                         err.c_str());
+            return false;
+        }
+        return true;
+    }
+    /// One timed exchange; false on error or a reply of the wrong size.
+    bool exchange(const Buffer& req, std::size_t response, bool keep) {
+        const std::uint64_t got0 = rd->received();
+        std::uint8_t type = 0;
+        const auto s = Clock::now();
+        if (!write_all(fd, req) || !rd->message(type, payload)) return false;
+        const double d = std::chrono::duration<double, std::micro>(Clock::now() - s).count();
+        if (rd->received() - got0 != response) {
+            std::fprintf(stderr, "hopscope-proxybench latency: reply of %llu bytes, not %zu\n",
+                         static_cast<unsigned long long>(rd->received() - got0), response);
+            return false;
+        }
+        if (keep) us.push_back(d);
+        return true;
+    }
+    ~Exchanger() {
+        if (fd >= 0) close(fd);
+    }
+};
+
 int cmd_latency(Args& a) {
     auto o = client_options(a, "latency");
+    const std::string baseline_arg = a.str("baseline");
     const std::uint64_t count = a.num("count", 20000);
     const std::uint64_t warmup = a.num("warmup", 500);
     const std::size_t request = a.num("request", 1024);
     const std::size_t response = a.num("response", 4096);
     const double limit = a.real("time-limit", 30);
-    if (!o || bad_options(a, "latency") || count == 0 || request < 64 || request > 65536 ||
-        response < 64 || response > 65536)
-        return 2;
-    const int fd = connect_to(o->to, o->timeout_s);
-    if (fd < 0) {
-        std::fprintf(stderr, "hopscope-proxybench latency: connect: %s\n", std::strerror(errno));
-        return 1;
-    }
-    Reader rd(fd);
     std::string err;
-    if (!tds_login(fd, rd, 4096, err)) {
-        std::fprintf(stderr, "hopscope-proxybench latency: login: %s\n", err.c_str());
-        close(fd);
-        return 1;
+    std::optional<Endpoint> baseline;
+    if (!baseline_arg.empty()) {
+        baseline = parse_endpoint(baseline_arg, err);
+        if (!baseline) {
+            std::fprintf(stderr, "hopscope-proxybench latency: %s\n", err.c_str());
+            return 2;
+        }
     }
+    if (!o || bad_options(a, "latency") || count == 0 || count > 10000000 || request < 64 ||
+        request > 65536 || response < 64 || response > 65536)
+        return 2;
+    // With --baseline, every exchange on --to is followed by one on the baseline connection, so
+    // both see the same moments of a busy machine; their difference is the time the path to
+    // --to adds.
+    Exchanger to, base;
+    if (!to.open(*o, o->to, "--to") || (baseline && !base.open(*o, *baseline, "--baseline")))
+        return 1;
     const Buffer req = build_batch("reply " + std::to_string(response), request, 4096);
-    std::vector<double> us;
-    us.reserve(count);
+    to.us.reserve(count);
+    if (baseline) base.us.reserve(count);
     const auto t0 = Clock::now();
-    std::uint8_t type = 0;
-    Buffer payload;
     bool ok = true;
     for (std::uint64_t i = 0; i < warmup + count && seconds_since(t0) < limit; ++i) {
-        const std::uint64_t got0 = rd.received();
-        const auto s = Clock::now();
-        if (!write_all(fd, req) || !rd.message(type, payload)) {
+        const bool keep = i >= warmup;
+        if (!to.exchange(req, response, keep) ||
+            (baseline && !base.exchange(req, response, keep))) {
             ok = false;
             break;
         }
-        const double d = std::chrono::duration<double, std::micro>(Clock::now() - s).count();
-        if (rd.received() - got0 != response) {
-            std::fprintf(stderr, "hopscope-proxybench latency: reply of %llu bytes, not %zu\n",
-                         static_cast<unsigned long long>(rd.received() - got0), response);
-            ok = false;
-            break;
-        }
-        if (i >= warmup) us.push_back(d);
     }
-    close(fd);
-    std::sort(us.begin(), us.end());
-    double sum = 0;
-    for (double d : us)
-        sum += d;
-    std::printf(
-        "count=%zu request=%zu response=%zu p50_us=%.1f p90_us=%.1f p99_us=%.1f mean_us=%.1f "
-        "ok=%d\n",
-        us.size(), request, response, percentile(us, 50), percentile(us, 90), percentile(us, 99),
-        us.empty() ? 0.0 : sum / static_cast<double>(us.size()), ok ? 1 : 0);
-    return ok && !us.empty() ? 0 : 1;
+    const auto summary = [](std::vector<double>& us, const char* prefix) {
+        std::sort(us.begin(), us.end());
+        double sum = 0;
+        for (double d : us)
+            sum += d;
+        std::printf(" %sp50_us=%.1f %sp90_us=%.1f %sp99_us=%.1f %smean_us=%.1f", prefix,
+                    percentile(us, 50), prefix, percentile(us, 90), prefix, percentile(us, 99),
+                    prefix, us.empty() ? 0.0 : sum / static_cast<double>(us.size()));
+    };
+    std::printf("count=%zu request=%zu response=%zu", to.us.size(), request, response);
+    summary(to.us, "");
+    if (baseline) {
+        summary(base.us, "base_");
+        std::printf(" added_p50_us=%.1f added_p99_us=%.1f",
+                    percentile(to.us, 50) - percentile(base.us, 50),
+                    percentile(to.us, 99) - percentile(base.us, 99));
+    }
+    std::printf(" ok=%d\n", ok ? 1 : 0);
+    return ok && !to.us.empty() ? 0 : 1;
 }
 
 /// One short connection: bare TCP (64 bytes out, the same 64 back) or a TDS login.
@@ -1239,8 +1285,8 @@ int usage() {
         "usage: hopscope-proxybench COMMAND --option value ...   (loopback addresses only)\n"
         "  serve   --listen ADDR:PORT [--threads N] [--time-limit S]\n"
         "  bulk    --to ADDR:PORT [--mb N] [--packet-size N] [--batches N] [--time-limit S]\n"
-        "  latency --to ADDR:PORT [--count N] [--warmup N] [--request BYTES] [--response BYTES]\n"
-        "          [--time-limit S]\n"
+        "  latency --to ADDR:PORT [--baseline ADDR:PORT] [--count N] [--warmup N]\n"
+        "          [--request BYTES] [--response BYTES] [--time-limit S]\n"
         "  conns   --to ADDR:PORT [--mode tcp|tds] [--workers N] [--seconds S] [--max N]\n"
         "  idle    --to ADDR:PORT --pid PID[,PID...] [--count N] [--mode tds|tcp] [--warm N]\n"
         "          [--settle S] [--time-limit S]\n"
