@@ -112,6 +112,15 @@ bool names_proxy(const Analyzer::ProxyView& proxy, const std::string& host) {
                                       lower(host)) != proxy.proxy_names.end();
 }
 
+/// `t` + `d` microseconds, saturated: timestamps come from captures and can be anything.
+std::int64_t later(std::int64_t t, std::int64_t d) {
+    std::int64_t r = 0;
+    if (__builtin_add_overflow(t, d, &r))
+        return d > 0 ? std::numeric_limits<std::int64_t>::max()
+                     : std::numeric_limits<std::int64_t>::min();
+    return r;
+}
+
 /// The host a client typed into LOGIN7 ServerName ("tcp:host\\instance,port"), lower-case.
 std::string named_host(const std::string& server_name) {
     std::string s = lower(server_name);
@@ -125,7 +134,26 @@ Analyzer::Analyzer(FindingSink& sink) : Analyzer(sink, Options{}) {}
 Analyzer::Analyzer(FindingSink& sink, Options opts) : sink_(sink), opts_(opts) {}
 
 void Analyzer::emit(Finding f, const std::string& dedup_key) {
-    if (!emitted_keys_.insert(f.rule + "|" + dedup_key).second) return;
+    // A verdict already reported stays quiet while its evidence keeps recurring within the
+    // de-duplication window. Measured on the evidence's own time (not the clock), so that the
+    // answer does not depend on when a late verdict runs.
+    const std::int64_t at = f.ts.micros;
+    auto [mark, fresh] = dedup_.try_emplace(f.rule + "|" + dedup_key);
+    if (!fresh) {
+        const bool repeat = at <= later(mark->second.last, opts_.dedup_window_us);
+        if (at > mark->second.last) {
+            dedup_by_time_.erase({mark->second.last, mark->second.serial});
+            mark->second.last = at;
+            dedup_by_time_.emplace(std::pair{at, mark->second.serial}, &mark->first);
+        }
+        if (repeat) return;
+    } else {
+        mark->second = DedupMark{at, dedup_serial_++};
+        dedup_by_time_.emplace(std::pair{at, mark->second.serial}, &mark->first);
+        wake_us_ = std::min(wake_us_, later(at, opts_.dedup_window_us + horizon_us() + 1));
+        if (dedup_.size() > opts_.max_dedup_keys)
+            drop_dedup(std::numeric_limits<std::int64_t>::min());
+    }
     if (f.display_filter.empty()) f.display_filter = frames_filter(f.evidence);
     ++emitted_;
     sink_.on_finding(f);
@@ -137,8 +165,25 @@ void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
     if (name.empty() || looks_like_ip(name)) return;
     // The proxy's names, typed by clients of an explicit listener, are not the upstream's.
     if (names_proxy(opts_.proxy, name)) return;
+    // Bounded: new addresses once max_hosts have names, and new names of an address once it
+    // has a handful, are not learned (names come from LOGIN7: whatever the clients typed).
+    constexpr std::size_t kMaxNamesPerHost = 16;
+    auto host = names_.find(a);
+    if (host == names_.end()) {
+        if (names_.size() >= opts_.max_hosts) return;
+        host = names_.try_emplace(a).first;
+    }
+    auto entry = host->second.find(lower(name));
+    if (entry == host->second.end()) {
+        if (host->second.size() >= kMaxNamesPerHost) return;
+        entry = host->second.try_emplace(lower(name), 0).first;
+    }
     // Fully qualified names are the ones Kerberos needs: rank them first.
-    names_[a][lower(name)] += name.find('.') != std::string::npos ? 1000 : 1;
+    entry->second += name.find('.') != std::string::npos ? 1000 : 1;
+}
+
+void Analyzer::mark_middle(const IpAddress& a) {
+    if (middle_servers_.size() < opts_.max_hosts) middle_servers_.insert(a);
 }
 
 std::string Analyzer::host_name(const IpAddress& a) const {
@@ -278,20 +323,28 @@ void Analyzer::enrich(LoginEvent& l) const {
 }
 
 void Analyzer::add_login(const LoginEvent& l) {
-    prune(l.ts);
+    tick(l.ts);
+    forget();  // the cap on logins: before `in` below is looked up
     if (!l.server_name.empty()) learn_name(l.flow.server.addr, l.server_name);
     for (const auto& alias : l.server_aliases)
         learn_name(l.flow.server.addr, alias);
     if (std::string h = spn_host(l.spn); !h.empty()) learn_name(l.flow.server.addr, h);
 
-    HopSummary& h = hops_[key_of(l)];
-    h.client = l.flow.client.addr;
-    h.server = l.flow.server;
-    h.auth = l.auth;
-    h.outcome = l.outcome;
-    h.anonymous = l.anonymous;
-    h.user = identity(l);
-    ++h.count;
+    auto row = hops_.find(key_of(l));
+    if (row == hops_.end() && hops_.size() < opts_.max_summary_rows)
+        row = hops_.try_emplace(key_of(l)).first;
+    if (row != hops_.end()) {
+        HopSummary& h = row->second;
+        h.client = l.flow.client.addr;
+        h.server = l.flow.server;
+        h.auth = l.auth;
+        h.outcome = l.outcome;
+        h.anonymous = l.anonymous;
+        h.user = identity(l);
+        ++h.count;
+    } else {
+        ++summary_overflow_;
+    }
 
     const Recent* in = find_inbound(l, false);
     logins_.push_back(Recent{l, {}, false});
@@ -301,8 +354,9 @@ void Analyzer::add_login(const LoginEvent& l) {
     by_client_[l.flow.client.addr].push_back(seq);
     by_flow_[l.flow].push_back(seq);
     if (++adds_since_sweep_ >= 4096) sweep();
+    wake_us_ = std::min(wake_us_, later(l.ts.micros, opts_.chain_window_us));  // its late link
     if (in) {
-        middle_servers_.insert(l.flow.client.addr);
+        mark_middle(l.flow.client.addr);
         const_cast<Recent*>(in)->chained = true;
         r.chained = true;
     }
@@ -311,19 +365,19 @@ void Analyzer::add_login(const LoginEvent& l) {
 }
 
 void Analyzer::add_kerberos(const KerberosEvent& k) {
-    prune(k.ts);
+    tick(k.ts);
+    forget();  // the cap on KDC exchanges
     saw_kdc_ = true;
     auto& mine = kdc_[k.flow.client.addr];
     mine.push_back(k);
-    while (mine.size() > opts_.max_recent ||
-           k.ts.micros - mine.front().ts.micros > 2 * opts_.kerberos_window_us)
-        mine.pop_front();
+    kdc_order_.emplace_back(k.flow.client.addr, k.ts.micros);
+    wake_us_ = std::min(wake_us_, later(k.ts.micros, horizon_us() + 1));
     kdc_rules(mine.back());
-    if (++adds_since_sweep_ >= 4096) sweep();  // may drop `mine`: last
+    if (++adds_since_sweep_ >= 4096) sweep();
 }
 
 void Analyzer::add_server_error(const ServerErrorEvent& e) {
-    prune(e.ts);
+    tick(e.ts);
     const ServerError& err = e.error;
     const bool login_error =
         login_failed_text(err) || err.number == 7399 || err.number == 7303 || err.number == 7416;
@@ -396,6 +450,7 @@ void Analyzer::add_server_error(const ServerErrorEvent& e) {
 }
 
 void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
+    tick(ts);
     auto it = by_flow_.find(flow);
     if (it == by_flow_.end()) return;
     for (auto seq : it->second)
@@ -660,20 +715,28 @@ void Analyzer::chain_rules(const Recent& inbound, const Recent& outbound) {
     const std::string a = host_name(in.flow.server.addr);
     const std::string b = host_name(out.flow.server.addr);
 
-    ChainSummary& c =
-        chains_[to_string(in.flow.client.addr) + ">" + to_string(in.flow.server) + ">" +
-                to_string(out.flow.server) + "/" + to_string(in.auth) + "/" + to_string(out.auth) +
-                "/" + to_string(out.outcome) + (out.anonymous ? "/anon" : "")];
-    c.client = in.flow.client.addr;
-    c.middle = in.flow.server;
-    c.backend = out.flow.server;
-    c.first_auth = in.auth;
-    c.second_auth = out.auth;
-    c.second_outcome = out.outcome;
-    c.second_anonymous = out.anonymous;
-    c.user = identity(in);
-    c.second_user = identity(out);
-    ++c.count;
+    const std::string row_key = to_string(in.flow.client.addr) + ">" + to_string(in.flow.server) +
+                                ">" + to_string(out.flow.server) + "/" + to_string(in.auth) + "/" +
+                                to_string(out.auth) + "/" + to_string(out.outcome) +
+                                (out.anonymous ? "/anon" : "");
+    auto row = chains_.find(row_key);
+    if (row == chains_.end() && chains_.size() < opts_.max_summary_rows)
+        row = chains_.try_emplace(row_key).first;
+    if (row != chains_.end()) {
+        ChainSummary& c = row->second;
+        c.client = in.flow.client.addr;
+        c.middle = in.flow.server;
+        c.backend = out.flow.server;
+        c.first_auth = in.auth;
+        c.second_auth = out.auth;
+        c.second_outcome = out.outcome;
+        c.second_anonymous = out.anonymous;
+        c.user = identity(in);
+        c.second_user = identity(out);
+        ++c.count;
+    } else {
+        ++summary_overflow_;
+    }
 
     const bool second_failed = out.anonymous || out.outcome == Outcome::Failure ||
                                (out.error && anonymous_text(out.error->message));
@@ -887,65 +950,195 @@ void Analyzer::kdc_rules(const KerberosEvent& k) {
 }
 
 void Analyzer::finish() {
+    // End of input: the late verdicts still waiting for their window run now, in the order their
+    // windows would have ended.
+    settle(std::numeric_limits<std::int64_t>::max(), 0);
+}
+
+void Analyzer::late_link(Recent& r) {
     // Logins whose outcome was hidden by TLS are reported when their connection ends, after the
-    // outbound logins they caused: link those now.
-    for (auto& r : logins_) {
-        if (r.chained) continue;
-        if (const Recent* in = find_inbound(r.login, true)) {
-            middle_servers_.insert(r.login.flow.client.addr);
-            const_cast<Recent*>(in)->chained = true;
-            r.chained = true;
-            chain_rules(*in, r);
-        }
+    // outbound logins they caused: once an outbound login's chaining window has passed, link it
+    // to such a login if one was open when it started.
+    if (r.chained) return;
+    if (const Recent* in = find_inbound(r.login, true)) {
+        mark_middle(r.login.flow.client.addr);
+        const_cast<Recent*>(in)->chained = true;
+        r.chained = true;
+        chain_rules(*in, r);
     }
-    for (const auto& r : logins_) {
-        const LoginEvent& l = r.login;
-        if (l.auth == AuthKind::Ntlm && !r.chained && middle_servers_.count(l.flow.server.addr)) {
-            Finding f;
-            f.ts = l.ts;
-            f.rule = "HS030";
-            f.name = "ntlm-to-middle-server";
-            f.severity = Severity::Warning;
-            const std::string a = host_name(l.flow.server.addr);
-            f.summary = identity(l) + " logged in with NTLM to " + a +
-                        ", which also logs in to linked servers: a linked-server query on this "
-                        "session would reach them as ANONYMOUS LOGON";
-            f.hops.push_back(describe(l, "C->A"));
-            f.evidence.push_back(ref(l, "NTLM login to a middle server"));
-            f.remedy = "Register MSSQLSvc/" + spn_host_for(a) + ":" +
-                       std::to_string(l.flow.server.port) +
-                       " on its service account and connect by fully qualified name so Kerberos "
-                       "is used.";
-            emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
+}
+
+void Analyzer::late_verdicts(const Recent& r) {
+    // Two chaining windows after the login: whether its server has been seen acting as a middle
+    // server, and whether any port-88 traffic has been seen, is known by then.
+    const LoginEvent& l = r.login;
+    if (l.auth == AuthKind::Ntlm && !r.chained && middle_servers_.count(l.flow.server.addr)) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS030";
+        f.name = "ntlm-to-middle-server";
+        f.severity = Severity::Warning;
+        const std::string a = host_name(l.flow.server.addr);
+        f.summary = identity(l) + " logged in with NTLM to " + a +
+                    ", which also logs in to linked servers: a linked-server query on this "
+                    "session would reach them as ANONYMOUS LOGON";
+        f.hops.push_back(describe(l, "C->A"));
+        f.evidence.push_back(ref(l, "NTLM login to a middle server"));
+        f.remedy = "Register MSSQLSvc/" + spn_host_for(a) + ":" +
+                   std::to_string(l.flow.server.port) +
+                   " on its service account and connect by fully qualified name so Kerberos "
+                   "is used.";
+        emit(std::move(f), to_string(l.flow.client.addr) + ">" + to_string(l.flow.server));
+    }
+    if (l.auth == AuthKind::Unknown && !saw_kdc_ && integrated(l) && !r.chained) {
+        Finding f;
+        f.ts = l.ts;
+        f.rule = "HS090";
+        f.name = "missing-evidence";
+        f.severity = Severity::Info;
+        f.summary = "The authentication of logins to " + host_name(l.flow.server.addr) +
+                    " is not visible (" +
+                    (l.auth_detail.empty() ? std::string("encrypted") : l.auth_detail) + ")";
+        f.hops.push_back(describe(l, "hop"));
+        f.evidence.push_back(ref(l, "login without visible authentication"));
+        f.missing =
+            "Capture port 88 as well (the client's TGS-REQ names the SPN and shows "
+            "delegation), or use 'hopscope proxy' with TLS termination.";
+        f.remedy = "None until the evidence is there.";
+        emit(std::move(f), to_string(l.flow.server));
+    }
+}
+
+void Analyzer::advance(Timestamp now) {
+    if (now_ < now) now_ = now;
+    settle(now_.micros, 0);
+    forget();
+    rewake();
+}
+
+std::int64_t Analyzer::horizon_us() const {
+    // How long logins and KDC exchanges are kept: the late verdicts of a login run two chaining
+    // windows after it, and a KDC exchange is looked for up to a Kerberos window before a login.
+    return 2 * std::max(opts_.chain_window_us, opts_.kerberos_window_us);
+}
+
+std::array<std::int64_t, 4> Analyzer::due() const {
+    // When the next step of each kind falls due: a late link, late verdicts, forgetting the
+    // oldest login, forgetting the oldest KDC exchange. kNever only when there is none, so that
+    // finish() runs every step, whatever the timestamps.
+    constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+    std::array<std::int64_t, 4> at{kNever, kNever, kNever, kNever};
+    if (link_next_ < base_seq_ + logins_.size())
+        at[0] =
+            std::min(kNever - 1, later(recent(link_next_)->login.ts.micros, opts_.chain_window_us));
+    if (verdict_next_ < link_next_)
+        at[1] = std::min(kNever - 1,
+                         later(recent(verdict_next_)->login.ts.micros, 2 * opts_.chain_window_us));
+    if (!logins_.empty())
+        at[2] = std::min(kNever - 1, later(logins_.front().login.ts.micros, horizon_us() + 1));
+    if (!kdc_order_.empty())
+        at[3] = std::min(kNever - 1, later(kdc_order_.front().second, horizon_us() + 1));
+    return at;
+}
+
+void Analyzer::settle(std::int64_t now, std::uint64_t through) {
+    // What happens at a time of its own, in the order of those times: the two late steps of each
+    // login, and forgetting a login or a KDC exchange past its horizon (so a late verdict sees the
+    // same logins and exchanges however often tick is called). The late steps of the logins below
+    // `through` run whatever the time: those logins are about to be forgotten (cap).
+    for (;;) {
+        const std::array<std::int64_t, 4> at = due();
+        if (verdict_next_ < through) {
+            if (at[0] <= at[1])
+                late_link(*recent(link_next_++));
+            else
+                late_verdicts(*recent(verdict_next_++));
+            continue;
         }
-        if (l.auth == AuthKind::Unknown && !saw_kdc_ && integrated(l) && !r.chained) {
-            Finding f;
-            f.ts = l.ts;
-            f.rule = "HS090";
-            f.name = "missing-evidence";
-            f.severity = Severity::Info;
-            f.summary = "The authentication of logins to " + host_name(l.flow.server.addr) +
-                        " is not visible (" +
-                        (l.auth_detail.empty() ? std::string("encrypted") : l.auth_detail) + ")";
-            f.hops.push_back(describe(l, "hop"));
-            f.evidence.push_back(ref(l, "login without visible authentication"));
-            f.missing =
-                "Capture port 88 as well (the client's TGS-REQ names the SPN and shows "
-                "delegation), or use 'hopscope proxy' with TLS termination.";
-            f.remedy = "None until the evidence is there.";
-            emit(std::move(f), to_string(l.flow.server));
+        const auto first = std::min_element(at.begin(), at.end());  // ties: in that order
+        if (*first > now || *first == std::numeric_limits<std::int64_t>::max()) return;
+        switch (first - at.begin()) {
+            case 0:
+                late_link(*recent(link_next_++));
+                break;
+            case 1:
+                late_verdicts(*recent(verdict_next_++));
+                break;
+            case 2:
+                drop_login(now);
+                break;
+            default:
+                drop_kdc();
+                break;
         }
     }
 }
 
-void Analyzer::prune(Timestamp now) {
-    const std::int64_t horizon =
-        now.micros - 2 * std::max(opts_.chain_window_us, opts_.kerberos_window_us);
-    while (!logins_.empty() &&
-           (logins_.size() > opts_.max_recent || logins_.front().login.ts.micros < horizon)) {
-        logins_.pop_front();
-        ++base_seq_;
+void Analyzer::drop_login(std::int64_t now) {
+    // Its late verdicts run first (only the cap takes a login before they are due).
+    if (verdict_next_ <= base_seq_) settle(now, base_seq_ + 1);
+    logins_.pop_front();
+    ++base_seq_;
+}
+
+void Analyzer::drop_kdc() {
+    auto mine = kdc_.find(kdc_order_.front().first);
+    mine->second.pop_front();
+    if (mine->second.empty()) kdc_.erase(mine);
+    kdc_order_.pop_front();
+}
+
+void Analyzer::forget() {
+    // The caps on logins and KDC exchanges (those past their horizon went in settle()).
+    while (logins_.size() > opts_.max_recent)
+        drop_login(now_.micros);
+    while (kdc_order_.size() > opts_.max_recent)
+        drop_kdc();
+    // A de-duplication key is quiet one window after its latest evidence; it is kept a horizon
+    // longer, as evidence (KDC exchanges, late verdicts) reaches emit() up to that much behind the
+    // clock.
+    drop_dedup(later(now_.micros, -opts_.dedup_window_us - horizon_us()));
+}
+
+void Analyzer::drop_dedup(std::int64_t older_than) {
+    while (!dedup_by_time_.empty() && (dedup_by_time_.begin()->first.first < older_than ||
+                                       dedup_.size() > opts_.max_dedup_keys)) {
+        const auto oldest = dedup_by_time_.begin();
+        dedup_.erase(dedup_.find(*oldest->second));
+        dedup_by_time_.erase(oldest);
     }
+}
+
+void Analyzer::rewake() {
+    // The earliest time at which tick() has something to do.
+    const std::array<std::int64_t, 4> at = due();
+    std::int64_t wake = *std::min_element(at.begin(), at.end());
+    if (!dedup_by_time_.empty())
+        wake = std::min(wake, later(dedup_by_time_.begin()->first.first,
+                                    opts_.dedup_window_us + horizon_us() + 1));
+    wake_us_ = wake;
+}
+
+Analyzer::Stats Analyzer::stats() const {
+    Stats s;
+    s.recent_logins = logins_.size();
+    for (const auto& [addr, q] : kdc_)
+        s.kdc_exchanges += q.size();
+    for (const auto* idx : {&by_server_, &by_client_})
+        for (const auto& [addr, seqs] : *idx)
+            s.index_entries += seqs.size();
+    for (const auto& [flow, seqs] : by_flow_)
+        s.index_entries += seqs.size();
+    s.pending_logins = static_cast<std::size_t>(base_seq_ + logins_.size() - verdict_next_);
+    s.dedup_keys = dedup_.size();
+    s.named_hosts = names_.size();
+    for (const auto& [addr, names] : names_)
+        s.host_names += names.size();
+    s.middle_servers = middle_servers_.size();
+    s.hop_rows = hops_.size();
+    s.chain_rows = chains_.size();
+    s.summary_overflow = summary_overflow_;
+    return s;
 }
 
 void Analyzer::sweep() {
@@ -965,16 +1158,6 @@ void Analyzer::sweep() {
             std::remove_if(v.begin(), v.end(), [this](std::uint64_t s) { return s < base_seq_; }),
             v.end());
         it = v.empty() ? by_flow_.erase(it) : std::next(it);
-    }
-    // KDC exchanges of hosts that have gone quiet.
-    std::int64_t newest = 0;
-    for (const auto& [addr, q] : kdc_)
-        if (!q.empty()) newest = std::max(newest, q.back().ts.micros);
-    for (auto it = kdc_.begin(); it != kdc_.end();) {
-        auto& q = it->second;
-        while (!q.empty() && newest - q.front().ts.micros > 2 * opts_.kerberos_window_us)
-            q.pop_front();
-        it = q.empty() ? kdc_.erase(it) : std::next(it);
     }
 }
 

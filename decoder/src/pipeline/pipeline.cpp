@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <list>
 #include <optional>
 #include <unordered_map>
 
@@ -168,6 +169,10 @@ struct Pipeline::Impl : analysis::FindingSink {
     void kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, Bytes msg, Evidence ev);
     void emit_kerberos(KerberosEvent ev);
 
+    void advance(Timestamp ts);
+    bool idle(const KdcFlow& f, Timestamp now) const;
+    void expire_udp_kdc(Timestamp now);
+
     EventSink& sink;
     Options options;
     analysis::Analyzer analyzer;
@@ -179,6 +184,10 @@ struct Pipeline::Impl : analysis::FindingSink {
     FlowKey last_key{};
     TdsFlow* last_tds = nullptr;
     std::unordered_map<FlowKey, std::unique_ptr<KdcFlow>, FlowKeyHash, FlowKeyEq> kdc_flows;
+    Timestamp clock{};  ///< the latest time of a stream event or a tick
+    /// The UDP Kerberos flows, least recently used first. UDP has no close: a flow is dropped
+    /// once idle (a TCP one ends with its connection, which the front-end closes).
+    std::list<KdcFlow*> udp_kdc;
 };
 
 struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
@@ -322,7 +331,27 @@ struct Pipeline::Impl::KdcFlow {
     /// Per direction: stream offset of the record the framer is assembling (or of the next one).
     std::uint64_t record_offset[2] = {0, 0};
     std::deque<KerberosEvent> pending;  ///< requests waiting for their answer
+    Timestamp last{};                   ///< UDP: time of the latest datagram
+    std::list<KdcFlow*>::iterator lru;  ///< UDP: its place in udp_kdc
 };
+
+/// A UDP Kerberos flow without a datagram for longer than options.kdc_udp_idle_us (timestamps
+/// come from captures and can be anything: no overflow).
+inline bool Pipeline::Impl::idle(const KdcFlow& f, Timestamp now) const {
+    std::int64_t until = 0;
+    return !__builtin_add_overflow(f.last.micros, options.kdc_udp_idle_us, &until) &&
+           now.micros > until;
+}
+
+/// Moves the clock to `ts` (every stream event, and ticks): UDP Kerberos flows idle for longer
+/// than options.kdc_udp_idle_us are dropped, and the analyzer runs what has fallen due. A
+/// comparison or two when nothing is due.
+inline void Pipeline::Impl::advance(Timestamp ts) {
+    if (!(clock < ts)) return;
+    clock = ts;
+    if (!udp_kdc.empty() && idle(*udp_kdc.front(), ts)) expire_udp_kdc(ts);
+    analyzer.tick(ts);
+}
 
 Pipeline::Impl::TdsFlow& Pipeline::Impl::tds(const FlowKey& k, bool handshake_seen) {
     if (last_tds != nullptr && FlowKeyEq{}(last_key, k)) return *last_tds;
@@ -341,7 +370,20 @@ Pipeline::Impl::KdcFlow& Pipeline::Impl::kdc(const FlowKey& k) {
     auto it = kdc_flows.find(k);
     if (it != kdc_flows.end()) return *it->second;
     ++counters.kerberos_flows;
-    return *kdc_flows.emplace(k, std::make_unique<KdcFlow>(k)).first->second;
+    KdcFlow& f = *kdc_flows.emplace(k, std::make_unique<KdcFlow>(k)).first->second;
+    if (k.transport == Transport::Udp) f.lru = udp_kdc.insert(udp_kdc.end(), &f);
+    return f;
+}
+
+void Pipeline::Impl::expire_udp_kdc(Timestamp now) {
+    // Its unanswered requests are reported, as when a TCP connection to the KDC ends.
+    while (!udp_kdc.empty() && idle(*udp_kdc.front(), now)) {
+        std::unique_ptr<KdcFlow> f = std::move(kdc_flows.find(udp_kdc.front()->key)->second);
+        kdc_flows.erase(f->key);
+        udp_kdc.pop_front();
+        for (auto& k : f->pending)
+            emit_kerberos(std::move(k));
+    }
 }
 
 void Pipeline::Impl::emit_kerberos(KerberosEvent ev) {
@@ -417,7 +459,8 @@ Pipeline::Pipeline(EventSink& sink, Options options)
     : impl_(std::make_unique<Impl>(sink, std::move(options))) {}
 Pipeline::~Pipeline() = default;
 
-void Pipeline::on_open(const FlowKey& flow, Timestamp, bool handshake_seen) {
+void Pipeline::on_open(const FlowKey& flow, Timestamp ts, bool handshake_seen) {
+    impl_->advance(ts);
     if (impl_->is_kerberos(flow))
         impl_->kdc(flow);
     else
@@ -425,6 +468,7 @@ void Pipeline::on_open(const FlowKey& flow, Timestamp, bool handshake_seen) {
 }
 
 void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes data, Evidence ev) {
+    impl_->advance(ts);
     if (impl_->is_kerberos(flow)) {
         auto& f = impl_->kdc(flow);
         std::vector<std::vector<std::uint8_t>> records;
@@ -447,11 +491,13 @@ void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes d
 }
 
 void Pipeline::on_gap(const FlowKey& flow, Direction dir, Timestamp ts, std::uint64_t length) {
+    impl_->advance(ts);
     if (impl_->is_kerberos(flow)) return;  // the framer desyncs by itself on bad lengths
     impl_->tds(flow, true).conv.gap(dir, ts, length);
 }
 
 void Pipeline::on_close(const FlowKey& flow, Timestamp ts, CloseReason) {
+    impl_->advance(ts);
     if (auto it = impl_->tds_flows.find(flow); it != impl_->tds_flows.end()) {
         it->second->conv.close(ts);
         if (impl_->last_tds == it->second.get()) impl_->last_tds = nullptr;
@@ -460,6 +506,7 @@ void Pipeline::on_close(const FlowKey& flow, Timestamp ts, CloseReason) {
         return;
     }
     if (auto it = impl_->kdc_flows.find(flow); it != impl_->kdc_flows.end()) {
+        if (flow.transport == Transport::Udp) impl_->udp_kdc.erase(it->second->lru);
         for (auto& k : it->second->pending)
             impl_->emit_kerberos(std::move(k));
         impl_->kdc_flows.erase(it);
@@ -468,8 +515,18 @@ void Pipeline::on_close(const FlowKey& flow, Timestamp ts, CloseReason) {
 
 void Pipeline::on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Bytes payload,
                            Evidence ev) {
+    impl_->advance(ts);
     if (!impl_->is_kerberos(flow)) return;
-    impl_->kerberos_message(impl_->kdc(flow), dir, ts, payload, ev);
+    auto& f = impl_->kdc(flow);
+    if (flow.transport == Transport::Udp) {
+        f.last = ts;
+        impl_->udp_kdc.splice(impl_->udp_kdc.end(), impl_->udp_kdc, f.lru);
+    }
+    impl_->kerberos_message(f, dir, ts, payload, ev);
+}
+
+void Pipeline::tick(Timestamp now) {
+    impl_->advance(now);
 }
 
 void Pipeline::finish(Timestamp ts) {
@@ -489,6 +546,9 @@ const analysis::Analyzer& Pipeline::analyzer() const {
 }
 const Counters& Pipeline::counters() const {
     return impl_->counters;
+}
+std::size_t Pipeline::open_flows() const {
+    return impl_->tds_flows.size() + impl_->kdc_flows.size();
 }
 
 }  // namespace hopscope::pipeline

@@ -7,11 +7,14 @@
 // its memory does not grow with the size of a capture.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hopscope/analysis/events.hpp"
@@ -69,6 +72,14 @@ class Analyzer {
         std::int64_t chain_window_us = 10LL * 60 * 1'000'000;
         /// How far before a login the client's KDC exchanges are looked for.
         std::int64_t kerberos_window_us = 10LL * 60 * 1'000'000;
+        /// How long a reported verdict keeps its repeats (same rule and key) quiet after its
+        /// evidence last recurred: a repeat after a longer pause is reported again.
+        std::int64_t dedup_window_us = 20LL * 60 * 1'000'000;
+        /// Hard caps behind the time windows: de-duplication keys; rows of the hop summary and
+        /// of the chain summary (each); addresses with learned names, and middle servers.
+        std::size_t max_dedup_keys = 100'000;
+        std::size_t max_summary_rows = 65'536;
+        std::size_t max_hosts = 65'536;
         /// Whether port-88 traffic was captured at all (set by the front-end when it saw any, or
         /// assumed after the first KerberosEvent).
         std::size_t max_recent = 100'000;  ///< cap on remembered logins / KDC exchanges
@@ -87,9 +98,33 @@ class Analyzer {
     void add_kerberos(const KerberosEvent& krb);
     void add_server_error(const ServerErrorEvent& err);
     void connection_closed(const FlowKey& flow, Timestamp ts);
-    /// End of input: rules that need the whole picture (missing evidence, middle servers seen only
-    /// later) run now.
+    /// Lets time pass without an event (the front-end calls it now and then; every event moves
+    /// the same clock): the verdicts that wait for a window (an outbound login whose inbound
+    /// login is reported late, a middle server seen later, missing evidence) run once their
+    /// window has passed, and what has aged out of every window is forgotten. Cheap when nothing
+    /// is due. The verdicts do not depend on how often it is called.
+    void tick(Timestamp now) {
+        if (now.micros >= wake_us_) advance(now);
+    }
+    /// End of input: the verdicts still waiting for their window run now.
     void finish();
+
+    /// What the analyzer holds. Every figure is bounded by the time windows and the caps of
+    /// Options, not by the length of the run.
+    struct Stats {
+        std::size_t recent_logins = 0;   ///< logins kept for correlation
+        std::size_t kdc_exchanges = 0;   ///< KDC exchanges kept for correlation
+        std::size_t index_entries = 0;   ///< entries of the per-host and per-flow login indexes
+        std::size_t pending_logins = 0;  ///< logins whose late verdicts have not run yet
+        std::size_t dedup_keys = 0;
+        std::size_t named_hosts = 0;  ///< addresses with learned names
+        std::size_t host_names = 0;   ///< names, over all addresses
+        std::size_t middle_servers = 0;
+        std::size_t hop_rows = 0;
+        std::size_t chain_rows = 0;
+        std::uint64_t summary_overflow = 0;  ///< logins and chains not counted: summary full
+    };
+    [[nodiscard]] Stats stats() const;
 
     [[nodiscard]] std::vector<HopSummary> hop_summary() const;
     [[nodiscard]] std::vector<ChainSummary> chain_summary() const;
@@ -115,7 +150,18 @@ class Analyzer {
     std::string spn_for(const LoginEvent& l) const;
     std::string describe(const LoginEvent& l, const char* role) const;
     void learn_name(const IpAddress& a, const std::string& name);
-    void prune(Timestamp now);
+    void mark_middle(const IpAddress& a);
+    void advance(Timestamp now);
+    void settle(std::int64_t now, std::uint64_t through);
+    void late_link(Recent& r);
+    void late_verdicts(const Recent& r);
+    [[nodiscard]] std::array<std::int64_t, 4> due() const;
+    void drop_login(std::int64_t now);
+    void drop_kdc();
+    void forget();
+    void drop_dedup(std::int64_t older_than);
+    void rewake();
+    [[nodiscard]] std::int64_t horizon_us() const;
 
     FindingSink& sink_;
     Options opts_;
@@ -134,12 +180,34 @@ class Analyzer {
     SeqIndex by_client_;  ///< logins by client address
     std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
     std::map<IpAddress, std::deque<KerberosEvent>> kdc_;  ///< KDC exchanges by client address
+    /// The client and time of every kept KDC exchange, oldest first.
+    std::deque<std::pair<IpAddress, std::int64_t>> kdc_order_;
     std::uint64_t adds_since_sweep_ = 0;
-    std::set<std::string> emitted_keys_;
-    std::map<IpAddress, std::map<std::string, int>> names_;
+
+    // The clock: the latest time of an event or a tick. Before wake_us_ a tick has nothing to do.
+    Timestamp now_{};
+    std::int64_t wake_us_ = std::numeric_limits<std::int64_t>::min();
+    // The late verdicts of each login run in two steps, in the order of their deadlines: the
+    // link to an inbound login reported after it (chain_window after the login), then the
+    // verdicts on the login alone (twice that). Logins below these sequence numbers are done.
+    std::uint64_t link_next_ = 0;
+    std::uint64_t verdict_next_ = 0;
+
+    // De-duplication: rule|key -> time of its latest evidence and a serial number, and the keys
+    // by that time (oldest first) so that the old ones can be dropped.
+    struct DedupMark {
+        std::int64_t last = 0;
+        std::uint64_t serial = 0;
+    };
+    std::map<std::string, DedupMark> dedup_;
+    std::map<std::pair<std::int64_t, std::uint64_t>, const std::string*> dedup_by_time_;
+    std::uint64_t dedup_serial_ = 0;
+
+    std::map<IpAddress, std::map<std::string, std::int64_t>> names_;
     std::set<IpAddress> middle_servers_;  ///< hosts seen making outbound TDS logins
     std::map<std::string, HopSummary> hops_;
     std::map<std::string, ChainSummary> chains_;
+    std::uint64_t summary_overflow_ = 0;
     std::uint64_t emitted_ = 0;
     bool saw_kdc_ = false;
 };

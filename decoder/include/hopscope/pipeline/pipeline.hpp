@@ -47,6 +47,9 @@ class Pipeline final : public StreamSink {
     struct Options {
         std::vector<std::uint16_t> kerberos_ports{88};
         analysis::Analyzer::Options analyzer{};
+        /// A UDP Kerberos flow without a datagram for this long is dropped and its unanswered
+        /// requests reported (a TCP one ends when the front-end closes its connection).
+        std::int64_t kdc_udp_idle_us = 60'000'000;
     };
 
     explicit Pipeline(EventSink& sink);
@@ -63,12 +66,19 @@ class Pipeline final : public StreamSink {
     void on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Bytes payload,
                      Evidence ev) override;
 
+    /// Lets time pass without a stream event: the front-end calls it now and then (live on a
+    /// quiet link with the wall clock, the proxy once a second). The timestamps of the stream
+    /// events move the same clock, so verdicts that wait for a window (Analyzer::tick) come out
+    /// once it has passed, and what has aged out is forgotten, however often tick is called.
+    void tick(Timestamp now);
     /// End of input: closes every open connection (pending logins become incomplete), reports
     /// unanswered KDC requests, and runs the analyzer's end-of-run rules.
     void finish(Timestamp ts);
 
     [[nodiscard]] const analysis::Analyzer& analyzer() const;
     [[nodiscard]] const Counters& counters() const;
+    /// TDS connections and Kerberos flows held now.
+    [[nodiscard]] std::size_t open_flows() const;
 
   private:
     struct Impl;

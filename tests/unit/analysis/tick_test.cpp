@@ -1,0 +1,291 @@
+// Time-driven verdicts: Analyzer::tick / Pipeline::tick run the verdicts that wait for a window
+// once it has passed (not only at finish()), the answer does not depend on how often tick is
+// called, repeats are quiet only within the de-duplication window, and idle UDP Kerberos flows
+// are let go.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../auth/fixtures.hpp"
+#include "hopscope/analysis/analyzer.hpp"
+#include "hopscope/pipeline/pipeline.hpp"
+#include "synthetic_traffic.hpp"
+
+namespace hopscope::analysis {
+namespace {
+
+using synthetic::kSec;
+constexpr std::int64_t kT0 = synthetic::kEpoch;
+constexpr std::int64_t kWindow = Analyzer::Options{}.chain_window_us;
+const IpAddress kC = IpAddress::v4_from(0x0a4d0002);
+const IpAddress kA = IpAddress::v4_from(0x0a4d0003);
+const IpAddress kB = IpAddress::v4_from(0x0a4d0004);
+
+struct Collect : FindingSink {
+    std::vector<Finding> all;
+    void on_finding(const Finding& f) override { all.push_back(f); }
+    [[nodiscard]] std::size_t count(const std::string& rule) const {
+        return static_cast<std::size_t>(std::count_if(
+            all.begin(), all.end(), [&rule](const Finding& f) { return f.rule == rule; }));
+    }
+};
+
+FlowKey tcp(const IpAddress& c, std::uint16_t cport, const IpAddress& s) {
+    return FlowKey{Endpoint{c, cport}, Endpoint{s, 1433}, Transport::Tcp};
+}
+
+LoginEvent login(const FlowKey& flow, std::int64_t started, std::int64_t ended, AuthKind auth,
+                 Outcome outcome) {
+    LoginEvent l;
+    l.flow = flow;
+    l.started = Timestamp{started};
+    l.ts = Timestamp{ended};
+    l.auth = auth;
+    l.outcome = outcome;
+    l.encryption = EncryptionMode::LoginOnly;
+    return l;
+}
+
+/// C's login to A is hidden by TLS and reported when its connection ends, after A's Kerberos
+/// login to B that it caused: the chain can only be linked once the outbound login's chaining
+/// window has passed.
+void hidden_double_hop(Analyzer& a) {
+    LoginEvent out = login(tcp(kA, 40000, kB), kT0 + 1 * kSec, kT0 + 1 * kSec + 50'000,
+                           AuthKind::Kerberos, Outcome::Success);
+    out.server_name = "sqlb.lab.test";
+    out.user = "alice";
+    out.domain = "LAB.TEST";
+    a.add_login(out);
+    a.connection_closed(out.flow, Timestamp{kT0 + 2 * kSec});
+    LoginEvent in =
+        login(tcp(kC, 50000, kA), kT0, kT0 + 3 * kSec, AuthKind::Unknown, Outcome::Incomplete);
+    in.auth_detail = "strict tls";
+    in.encryption = EncryptionMode::Strict;
+    a.add_login(in);
+    a.connection_closed(in.flow, Timestamp{kT0 + 3 * kSec});
+}
+
+TEST(AnalyzerTick, LateChainComesOutWhenItsWindowHasPassed) {
+    Collect sink;
+    Analyzer a(sink);
+    hidden_double_hop(a);
+    const std::int64_t due = kT0 + 1 * kSec + 50'000 + kWindow;
+    a.tick(Timestamp{due - 1});
+    EXPECT_EQ(sink.count("HS050"), 0u);
+    EXPECT_TRUE(a.chain_summary().empty());
+    a.tick(Timestamp{due});
+    ASSERT_EQ(sink.count("HS050"), 1u) << "tick did not run the late link";
+    EXPECT_NE(sink.all[0].summary.find("whose own login is not visible"), std::string::npos)
+        << sink.all[0].summary;
+    EXPECT_EQ(a.chain_summary().size(), 1u);
+    a.finish();
+    EXPECT_EQ(sink.all.size(), 1u) << "finish() repeated a verdict tick had given";
+}
+
+TEST(AnalyzerTick, FinishStillDecidesWhatNoTickHasReached) {
+    Collect sink;
+    Analyzer a(sink);
+    hidden_double_hop(a);
+    a.tick(Timestamp{kT0 + 60 * kSec});
+    EXPECT_EQ(sink.all.size(), 0u);
+    a.finish();
+    EXPECT_EQ(sink.count("HS050"), 1u);
+}
+
+TEST(AnalyzerTick, NtlmToMiddleServerComesOutTwoWindowsAfterTheLogin) {
+    Collect sink;
+    Analyzer a(sink);
+    // C2 logs in to A with NTLM and runs no linked-server query; later A proves to be a middle
+    // server (C's Kerberos login to A, then A's login to B).
+    const IpAddress c2 = IpAddress::v4_from(0x0a4d0012);
+    LoginEvent ntlm =
+        login(tcp(c2, 50001, kA), kT0, kT0 + 50'000, AuthKind::Ntlm, Outcome::Success);
+    ntlm.user = "bob";
+    ntlm.domain = "LAB";
+    ntlm.server_name = "sqla.lab.test";
+    a.add_login(ntlm);
+    LoginEvent in = login(tcp(kC, 50002, kA), kT0 + 100 * kSec, kT0 + 100 * kSec + 50'000,
+                          AuthKind::Kerberos, Outcome::Success);
+    in.user = "alice";
+    in.domain = "LAB.TEST";
+    a.add_login(in);
+    LoginEvent out = login(tcp(kA, 40001, kB), kT0 + 101 * kSec, kT0 + 101 * kSec + 50'000,
+                           AuthKind::Kerberos, Outcome::Success);
+    out.user = "alice";
+    out.domain = "LAB.TEST";
+    a.add_login(out);
+    ASSERT_EQ(sink.count("HS050"), 1u);  // decided at once: both logins were seen
+
+    a.tick(Timestamp{kT0 + 50'000 + 2 * kWindow - 1});
+    EXPECT_EQ(sink.count("HS030"), 0u);
+    a.tick(Timestamp{kT0 + 50'000 + 2 * kWindow});
+    EXPECT_EQ(sink.count("HS030"), 1u) << "tick did not run the late verdicts";
+    const std::size_t before = sink.all.size();
+    a.finish();
+    EXPECT_EQ(sink.all.size(), before);
+}
+
+TEST(AnalyzerTick, MissingEvidenceComesOutTwoWindowsAfterTheLogin) {
+    Collect sink;
+    Analyzer a(sink);
+    LoginEvent l =
+        login(tcp(kC, 50000, kA), kT0, kT0 + 2 * kSec, AuthKind::Unknown, Outcome::Incomplete);
+    l.auth_detail = "strict tls";
+    a.add_login(l);
+    a.tick(Timestamp{kT0 + 2 * kSec + 2 * kWindow - 1});
+    EXPECT_EQ(sink.count("HS090"), 0u);
+    a.tick(Timestamp{kT0 + 2 * kSec + 2 * kWindow});
+    EXPECT_EQ(sink.count("HS090"), 1u);
+}
+
+TEST(AnalyzerTick, RepeatsAreQuietOnlyWithinTheDedupWindow) {
+    Collect sink;
+    Analyzer a(sink);
+    const std::int64_t dedup = Analyzer::Options{}.dedup_window_us;
+    const std::int64_t minute = 60 * kSec;
+    auto sql_login = [&a](std::int64_t at, std::uint16_t port) {
+        LoginEvent l = login(tcp(kC, port, kA), at, at + 10'000, AuthKind::Sql, Outcome::Success);
+        l.user = "app";
+        l.encryption = EncryptionMode::None;
+        a.add_login(l);
+    };
+    // Every 10 minutes for two hours: one verdict, the evidence keeps recurring.
+    std::uint16_t port = 50000;
+    std::int64_t t = kT0;
+    for (; t <= kT0 + 120 * minute; t += 10 * minute)
+        sql_login(t, port++);
+    EXPECT_EQ(sink.count("HS042"), 1u);
+    // Then a pause longer than the window: reported again.
+    t += dedup + minute;
+    sql_login(t, port++);
+    EXPECT_EQ(sink.count("HS042"), 2u);
+    // And a pause just within it: quiet.
+    t += dedup - minute;
+    sql_login(t, port++);
+    EXPECT_EQ(sink.count("HS042"), 2u);
+    a.tick(Timestamp{t + 10 * 60 * minute});
+    EXPECT_EQ(a.stats().dedup_keys, 0u) << "old de-duplication keys were not dropped";
+    EXPECT_EQ(a.stats().recent_logins, 0u);
+}
+
+/// Every finding as text, without the order they came in.
+std::vector<std::string> signatures(const std::vector<Finding>& all) {
+    std::vector<std::string> out;
+    for (const auto& f : all) {
+        std::string s = f.rule + " " + std::to_string(f.ts.micros) + " " + f.summary;
+        for (const auto& h : f.hops)
+            s += " | " + h;
+        for (const auto& e : f.evidence)
+            s += " | " + e.what + "@" + std::to_string(e.ts.micros);
+        out.push_back(s + " | " + f.remedy + " | " + f.missing);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+TEST(AnalyzerTick, VerdictsDoNotDependOnHowOftenTickIsCalled) {
+    // Short windows, so that a few simulated hours hold many late verdicts and expired
+    // de-duplication keys.
+    Analyzer::Options o;
+    o.chain_window_us = 60 * kSec;
+    o.kerberos_window_us = 60 * kSec;
+    o.dedup_window_us = 120 * kSec;
+    constexpr int kHours = 3;
+    constexpr std::uint64_t kLogins = 3000;
+    const std::vector<std::int64_t> periods = {1 * kSec, 97 * kSec, 0};  // 0: never
+    std::vector<std::vector<std::string>> results;
+    for (const std::int64_t period : periods) {
+        Collect sink;
+        Analyzer a(sink, o);
+        synthetic::Trace trace(kLogins, kHours);
+        std::int64_t next_tick = synthetic::kEpoch;
+        for (std::int64_t t = synthetic::kEpoch; t <= trace.end(); t += kSec) {
+            trace.run_until(t, [&a](const synthetic::Fact& f) { synthetic::feed(a, f); });
+            if (period != 0 && t >= next_tick) {
+                a.tick(Timestamp{t});
+                next_tick = t + period;
+            }
+        }
+        if (period == kSec) {
+            // Ticked every second: the late verdicts came out during the run.
+            EXPECT_GT(sink.count("HS050"), 0u);
+            EXPECT_GT(sink.count("HS030"), 0u);
+        }
+        a.finish();
+        results.push_back(signatures(sink.all));
+    }
+    ASSERT_FALSE(results[0].empty());
+    EXPECT_EQ(results[0], results[1]) << "ticks every 97 s changed the verdicts";
+    EXPECT_EQ(results[0], results[2]) << "no ticks at all changed the verdicts";
+}
+
+TEST(AnalyzerTick, CapsHoldWhateverTheTraffic) {
+    Analyzer::Options o;
+    o.max_recent = 300;
+    o.max_dedup_keys = 100;
+    o.max_summary_rows = 40;
+    o.max_hosts = 30;
+    Collect sink;
+    Analyzer a(sink, o);
+    synthetic::Trace trace(6'000, 1);
+    for (std::int64_t t = synthetic::kEpoch; t <= trace.end(); t += kSec) {
+        trace.run_until(t, [&a](const synthetic::Fact& f) { synthetic::feed(a, f); });
+        a.tick(Timestamp{t});
+        if ((t - synthetic::kEpoch) % (10 * kSec) != 0) continue;
+        const Analyzer::Stats s = a.stats();
+        ASSERT_LE(s.recent_logins, o.max_recent + 1);
+        ASSERT_LE(s.kdc_exchanges, o.max_recent + 1);
+        ASSERT_LE(s.dedup_keys, o.max_dedup_keys);
+        ASSERT_LE(s.hop_rows, o.max_summary_rows);
+        ASSERT_LE(s.chain_rows, o.max_summary_rows);
+        ASSERT_LE(s.named_hosts, o.max_hosts);
+        ASSERT_LE(s.middle_servers, o.max_hosts);
+    }
+    a.finish();
+    EXPECT_GT(a.stats().summary_overflow, 0u);
+}
+
+// ---- Pipeline ------------------------------------------------------------------------------
+
+struct KerberosSink : pipeline::EventSink {
+    std::vector<KerberosEvent> kdc;
+    void on_kerberos(const KerberosEvent& k) override { kdc.push_back(k); }
+};
+
+TEST(PipelineTick, IdleUdpKerberosFlowsAreLetGo) {
+    // An AS-REQ as sent over TCP (after its 4-byte record mark), sent here in UDP datagrams that
+    // are never answered, each from its own port as clients do.
+    std::vector<std::uint8_t> as_req;
+    for (const auto& r : auth::test::load_records("krb_tshark.txt"))
+        if (r.get("transport") == "tcp" && r.get("msg_type") == "10") {
+            as_req.assign(r.bytes.begin() + 4, r.bytes.end());
+            break;
+        }
+    ASSERT_FALSE(as_req.empty());
+    KerberosSink sink;
+    pipeline::Pipeline p(sink);
+    const IpAddress client = IpAddress::v4_from(0x0a090002), kdc = IpAddress::v4_from(0x0a090001);
+    for (std::uint16_t i = 0; i < 100; ++i) {
+        const FlowKey flow{Endpoint{client, static_cast<std::uint16_t>(40000 + i)},
+                           Endpoint{kdc, 88}, Transport::Udp};
+        p.on_datagram(flow, Direction::ClientToServer, Timestamp{kT0 + i * 100'000}, Bytes(as_req),
+                      Evidence{i + 1u, 0});
+    }
+    EXPECT_EQ(p.open_flows(), 100u);
+    EXPECT_TRUE(sink.kdc.empty());
+    p.tick(Timestamp{kT0 + 30 * kSec});
+    EXPECT_EQ(p.open_flows(), 100u);
+    p.tick(Timestamp{kT0 + 10 * kSec + pipeline::Pipeline::Options{}.kdc_udp_idle_us + 1});
+    EXPECT_EQ(p.open_flows(), 0u);
+    ASSERT_EQ(sink.kdc.size(), 100u) << "unanswered requests of expired flows not reported";
+    EXPECT_EQ(sink.kdc[0].request, "AS-REQ");
+    EXPECT_EQ(sink.kdc[0].reply, "");
+    p.finish(Timestamp{kT0 + 200 * kSec});
+    EXPECT_EQ(sink.kdc.size(), 100u);
+}
+
+}  // namespace
+}  // namespace hopscope::analysis
