@@ -493,8 +493,8 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
         Timestamp last;
         const std::function<void(Timestamp)>* on_time;
         std::int64_t next_time;
-    } ctx{&assembler, linktype_, &frames_, Timestamp{}, &on_time_,
-          std::numeric_limits<std::int64_t>::min()};
+    } ctx{&assembler,  linktype_, &frames_,
+          Timestamp{}, &on_time_, std::numeric_limits<std::int64_t>::min()};
     auto cb = [](u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
         auto* c = reinterpret_cast<Ctx*>(user);
         c->last = to_ts(*h);

@@ -33,6 +33,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     void on_datagram(const FlowKey& f, Direction d, Timestamp ts, Bytes b, Evidence ev) override {
         pipeline_.on_datagram(f, d, ts, b, ev);
     }
+    void tick(Timestamp now) override { pipeline_.tick(now); }
 
     void finish(Timestamp end, const captures::AssemblerStats& s) override {
         pipeline_.finish(end);

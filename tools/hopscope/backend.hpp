@@ -39,6 +39,10 @@ struct BackendOptions {
 
 class Backend : public StreamSink {
   public:
+    /// Lets time pass (capture time now and then, and the wall clock while a live link is quiet):
+    /// verdicts that wait for a window come out once it has passed. Stream events move the same
+    /// clock; this one only adds the time in between. No-op for backends without timers.
+    virtual void tick(Timestamp /*now*/) {}
     /// After the front-end has closed every flow: print the summary, write the JSON summary.
     virtual void finish(Timestamp end, const captures::AssemblerStats& capture) = 0;
     /// True when a finding of severity "error" was reported (for --fail-on-findings).

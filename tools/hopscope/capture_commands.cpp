@@ -120,6 +120,7 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     captures::ReadOptions ro;
     ro.progress = [&bar](const captures::ReadProgress& p) { bar.update(p); };
     ro.stop = &g_stop;
+    ro.on_time = [&backend](Timestamp t) { backend->tick(t); };
     install_interrupt_handler();
     const captures::ReadResult r = captures::read_captures(a.files, assembler, ro);
     bar.clear();
@@ -154,15 +155,16 @@ int run_live(const CaptureCommands::Live& l) {
         lo.filter =
             "tcp or " + krb + " or (ip and ip[6:2] & 0x1fff != 0) or (ip6 and ip6[6] == 44)";
     }
+    BackendOptions bo = backend_options(l, out);
+    bo.verbose = true;  // live shows every login and KDC exchange as it happens
+    auto backend = make_backend(bo);
+    lo.on_time = [&backend](Timestamp t) { backend->tick(t); };
     captures::LiveCapture cap;
     std::string err;
     if (!cap.open(lo, err)) {
         std::fprintf(stderr, "hopscope: %s\n", err.c_str());
         return kExitBadInput;
     }
-    BackendOptions bo = backend_options(l, out);
-    bo.verbose = true;  // live shows every login and KDC exchange as it happens
-    auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(l));
     if (!l.quiet)
         std::fprintf(stderr, "hopscope: capturing on %s (filter: %s); Ctrl-C to stop\n",
