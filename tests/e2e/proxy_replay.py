@@ -5,7 +5,7 @@
 
 Every TDS connection of the capture (server port 1433) is played again over loopback, in the
 capture's order: a client socket bound to the captured client's address and port (10.77.0.X is
-played as 127.77.0.X) connects to a proxy listener; the proxy connects to a stand-in server
+played as a 127.x.0.X address of its own) connects to a proxy listener; the proxy connects to a stand-in server
 listening on the captured server's address; each captured segment is sent by the side that sent
 it and must arrive unchanged on the other side before the next one is sent; FIN and RST are
 played as shutdown and reset. One proxy process carries every hop, as in a deployment where one
@@ -39,15 +39,20 @@ TDS_PORT = 1433
 PASSWORDS = ('Passw0rd', 'S3cret!')
 
 
+# Every lab host gets its own loopback address 127.NET.0.X (10.77.0.X), and the proxy's
+# listener for it 127.NET.200.X. NET differs from one run to the next, so that two runs at once
+# (two build trees) do not take each other's addresses.
+NET = 16 + os.getpid() % 200
+
+
 def loop_addr(lab_ip):
-    """10.77.0.X -> 127.77.0.X: every lab host gets its own loopback address."""
     a = lab_ip.split('.')
-    return '127.77.%s.%s' % (a[2], a[3])
+    return '127.%d.%s.%s' % (NET, a[2], a[3])
 
 
 def listen_addr(lab_ip):
     a = lab_ip.split('.')
-    return '127.77.200.%s' % a[3]
+    return '127.%d.200.%s' % (NET, a[3])
 
 
 def read_pcap(path):
@@ -304,7 +309,7 @@ def main(argv):
 
     with open(events_path) as f:
         raw = f.read()
-    proxy_events = [json.loads(line.replace('127.77.', '10.77.'))
+    proxy_events = [json.loads(line.replace('127.%d.' % NET, '10.77.'))
                     for line in raw.splitlines() if line.strip()]
     if not proxy_events or proxy_events[-1].get('event') != 'summary':
         problems.append(f'{scenario}: the proxy\'s events do not end with a summary')

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Every committed lab capture replayed through `hopscope proxy` (proxy_replay.py): byte-exact
 # forwarding, the proxy's events equal analyze's, the recording's equal the proxy's, no secret
-# in any output. No root needed (loopback addresses 127.77.x.y).
+# in any output. No root needed (loopback addresses 127.N.x.y).
 #   proxy_replay_lab.sh HOPSCOPE CAPTURES_LAB_DIR
 set -u
 hs=$1 dir=$2

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <cctype>
@@ -195,14 +196,25 @@ analysis::Analyzer::ProxyView proxy_view(const proxy::ProxyOptions& o,
     }
     for (const auto& r : o.routes)
         if (r.mode == proxy::RouteMode::Explicit) addresses.push_back(r.listen.host);
+    // The host's own name (and canonical name) reaches an explicit listener only when the
+    // listener takes every address, or the name resolves to the listener's address.
     char host[256] = {};
     if (gethostname(host, sizeof host - 1) == 0) {
-        add(host);
         addrinfo hints{};
         hints.ai_flags = AI_CANONNAME;
         addrinfo* res = nullptr;
         if (getaddrinfo(host, nullptr, &hints, &res) == 0) {
-            if (res && res->ai_canonname) add(res->ai_canonname);
+            bool reaches = wildcard;
+            for (addrinfo* r = res; r && !reaches; r = r->ai_next) {
+                char buf[NI_MAXHOST] = {};
+                if (getnameinfo(r->ai_addr, r->ai_addrlen, buf, sizeof buf, nullptr, 0,
+                                NI_NUMERICHOST) == 0)
+                    reaches = std::find(addresses.begin(), addresses.end(), buf) != addresses.end();
+            }
+            if (reaches) {
+                add(host);
+                if (res && res->ai_canonname) add(res->ai_canonname);
+            }
             freeaddrinfo(res);
         }
     }
@@ -437,6 +449,7 @@ int run_proxy_command(const ProxyCommand& c) {
         }
         if (recorder) recorder->flush();
     };
+    hooks.tick = [&](Timestamp ts) { backend->tick(ts); };
     hooks.finish = [&](Timestamp ts) {
         backend->finish(ts, captures::AssemblerStats{});
         if (recorder) recorder->flush();
