@@ -878,6 +878,25 @@ TEST(ProxyTap, HostileBytesThroughTheRealDecoderNeitherBreakNorChangeForwarding)
     EXPECT_GT(pipe.counters().decode_problems, 0u);  // the bytes were garbage, and were read
 }
 
+TEST(ProxyTap, TheAnalysisThreadTicksOnceASecondWhenNothingHappens) {
+    std::atomic<int> ticks{0};
+    std::atomic<std::int64_t> last{0};
+    AnalysisHooks hooks;
+    hooks.tick = [&](Timestamp ts) {
+        ++ticks;
+        last = ts.micros;
+    };
+    Proxy px(one_route(9), hooks);
+    std::string err;
+    ASSERT_TRUE(px.start(err)) << err;
+    const Timestamp before = now();
+    std::this_thread::sleep_for(2300ms);
+    px.shutdown(0ms);
+    EXPECT_GE(ticks.load(), 2);
+    EXPECT_LE(ticks.load(), 3);
+    EXPECT_GT(last.load(), before.micros);  // wall-clock time
+}
+
 // --- configuration -----------------------------------------------------------------------------
 
 TEST(ProxyConfig, HostPort) {
