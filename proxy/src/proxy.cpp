@@ -808,7 +808,10 @@ void Proxy::Impl::analysis_loop() {
     std::vector<TapItem> batch;
     auto next_tick = Clock::now() + std::chrono::seconds(1);
     for (;;) {
-        const bool more = tap.drain(batch, std::chrono::milliseconds(250));
+        // After a batch, nap 2 ms to gather the next; when idle, sleep until an item comes.
+        const bool busy = !batch.empty();
+        const bool more = busy ? tap.drain(batch, std::chrono::milliseconds(2), true)
+                               : tap.drain(batch, std::chrono::milliseconds(250));
         for (auto& item : batch)
             dispatch(item);
         if (Clock::now() >= next_tick) {

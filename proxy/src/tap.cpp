@@ -6,8 +6,9 @@ namespace hopscope::proxy {
 
 void Tap::notify_locked(std::unique_lock<std::mutex>& lock) {
     // Only a consumer that is asleep needs the (system-call) wake-up; a busy one finds the item
-    // on its next drain.
-    const bool wake = waiting_;
+    // on its next drain, a napping one when its nap ends or the queue fills up.
+    const bool wake =
+        mode_ == Mode::Sleeping || (mode_ == Mode::Napping && stats_.queued_bytes >= wake_bytes());
     lock.unlock();
     if (wake) cv_.notify_one();
 }
