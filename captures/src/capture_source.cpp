@@ -439,6 +439,7 @@ bool LiveCapture::open(const LiveOptions& o, std::string& error) {
     char errbuf[PCAP_ERRBUF_SIZE] = {};
     const std::string where = "interface " + o.interface + ": ";
     on_time_ = o.on_time;
+    timeout_ms_ = o.timeout_ms;
     handle_ = pcap_create(o.interface.c_str(), errbuf);
     if (handle_ == nullptr) {
         error = where + errbuf;
@@ -522,18 +523,40 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
         }
     }
     // Stopped (Ctrl-C): the kernel may already hold packets that were not handed over yet - the
-    // last replies of a connection that just ended. Read what it had accepted by now, without
-    // blocking and within a bounded time, so that they are not silently lost.
+    // last replies of a connection that just ended. The counters are frozen here, at the stop,
+    // and what the kernel had accepted by then is read, without blocking and within a bounded
+    // time, so that it is not silently lost. A read that finds nothing is not the end (without
+    // immediate mode a packet waits in a ring block until the block's timer expires), so the
+    // loop waits for it, bounded, instead of giving up. Packets arriving after the stop may
+    // still be read here; they are decoded but not counted as captured.
     pcap_stat ps{};
     char errbuf[PCAP_ERRBUF_SIZE] = {};
-    if (pcap_stats(handle_, &ps) == 0 && pcap_setnonblock(handle_, 1, errbuf) == 0) {
-        timeval start{}, now{};
-        gettimeofday(&start, nullptr);
-        while (frames_.load() < ps.ps_recv) {
-            if (pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx)) <= 0) break;
-            gettimeofday(&now, nullptr);
-            if ((now.tv_sec - start.tv_sec) * 1'000'000 + (now.tv_usec - start.tv_usec) > 1'000'000)
-                break;
+    if (pcap_stats(handle_, &ps) == 0) {
+        LiveStats frozen;
+        frozen.received = ps.ps_recv;
+        frozen.dropped = ps.ps_drop;
+        frozen.if_dropped = ps.ps_ifdrop;
+        {
+            const std::lock_guard<std::mutex> lock(stats_mutex_);
+            frozen_ = frozen;
+        }
+        // On Linux ps_recv also counts the packets the kernel dropped.
+        const std::uint64_t accepted =
+            ps.ps_recv >= ps.ps_drop ? std::uint64_t{ps.ps_recv} - ps.ps_drop : 0;
+        if (pcap_setnonblock(handle_, 1, errbuf) == 0) {
+            timeval start{}, now{};
+            gettimeofday(&start, nullptr);
+            const std::int64_t budget_us =
+                std::max<std::int64_t>(1'000'000, std::int64_t{timeout_ms_} * 2'000);
+            while (frames_.load() < accepted) {
+                const int rc = pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx));
+                if (rc < 0) break;
+                gettimeofday(&now, nullptr);
+                if ((now.tv_sec - start.tv_sec) * 1'000'000 + (now.tv_usec - start.tv_usec) >
+                    budget_us)
+                    break;
+                if (rc == 0) usleep(2'000);
+            }
         }
     }
     assembler.finish(ctx.last);
@@ -547,6 +570,14 @@ void LiveCapture::stop() {
 
 LiveStats LiveCapture::stats() const {
     LiveStats s;
+    {
+        const std::lock_guard<std::mutex> lock(stats_mutex_);
+        if (frozen_) {
+            s = *frozen_;
+            s.frames = frames_.load();
+            return s;
+        }
+    }
     s.frames = frames_.load();
     pcap_stat ps{};
     if (handle_ != nullptr && pcap_stats(handle_, &ps) == 0) {

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -177,6 +178,9 @@ class LiveCapture {
     bool open(const LiveOptions& options, std::string& error);
     bool run(StreamAssembler& assembler, std::string& error);
     void stop();
+    /// While running: the kernel's counters now. After run() returned because of stop(): the
+    /// counters as they were at the stop (packets arriving later are neither read nor counted),
+    /// with every packet accepted by then handed to the assembler.
     [[nodiscard]] LiveStats stats() const;
     [[nodiscard]] int linktype() const { return linktype_; }
 
@@ -186,6 +190,9 @@ class LiveCapture {
     std::atomic<std::uint64_t> frames_{0};  ///< read by stats() from other threads
     std::atomic<bool> stop_{false};
     std::function<void(Timestamp)> on_time_;
+    int timeout_ms_ = 0;
+    mutable std::mutex stats_mutex_;
+    std::optional<LiveStats> frozen_;  ///< the counters at the stop
 };
 
 }  // namespace hopscope::captures
