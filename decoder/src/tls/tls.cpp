@@ -146,9 +146,11 @@ DecodeStatus parse_client_hello(Bytes body, ClientHello& out, DecodeError& err) 
     std::uint16_t cs_len = 0;
     std::uint8_t comp_len = 0;
     Bytes skip;
-    if (!r.u16be(out.legacy_version) || !r.skip(32)) {
+    Bytes random;
+    if (!r.u16be(out.legacy_version) || !r.bytes(32, random)) {
         return truncated(r.position(), "ClientHello cut in version/random", err);
     }
+    std::copy(random.begin(), random.end(), out.random.begin());
     if (!r.u8(sid_len) || !r.skip(sid_len)) {
         return truncated(r.position(), "ClientHello cut in session id", err);
     }
@@ -187,6 +189,7 @@ DecodeStatus parse_server_hello(Bytes body, ServerHello& out, DecodeError& err) 
     if (!r.u16be(out.legacy_version) || !r.bytes(32, random)) {
         return truncated(r.position(), "ServerHello cut in version/random", err);
     }
+    std::copy(random.begin(), random.end(), out.random.begin());
     out.hello_retry_request = std::equal(random.begin(), random.end(), std::begin(kHrrRandom));
     if (!r.u8(sid_len) || !r.skip(sid_len) || !r.u16be(out.cipher_suite) || !r.u8(comp)) {
         return truncated(r.position(), "ServerHello cut", err);

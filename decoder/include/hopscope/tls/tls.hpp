@@ -1,8 +1,10 @@
 // TLS record layer and the clear parts of the handshake [RFC 5246, RFC 8446], as seen by a
 // passive observer: record types and versions, ClientHello (SNI, ALPN, supported_versions) and
-// ServerHello (version, cipher suite, selected version). Pure: no crypto, no decryption.
+// ServerHello (version, cipher suite, selected version, randoms). Pure: no crypto here; the
+// decryption with a key log is in keylog.hpp and decrypt.hpp.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -49,9 +51,13 @@ struct RecordHeader {
 /// or a body longer than 2^14 + 2048.
 DecodeStatus parse_record_header(Bytes data, RecordHeader& out, DecodeError& err);
 
+/// The 32-byte random of a hello. The client's names its session in a key log.
+using Random = std::array<std::uint8_t, 32>;
+
 struct ClientHello {
     std::uint16_t record_version = 0;  ///< version of the record that started it (0 if unknown)
     std::uint16_t legacy_version = 0;  ///< client_version field (0x0303 in TLS 1.3)
+    Random random{};
     std::size_t cipher_suite_count = 0;
     std::string sni;                                ///< server_name host_name, "" if absent
     std::vector<std::string> alpn;                  ///< protocol names in offer order
@@ -63,6 +69,7 @@ struct ClientHello {
 struct ServerHello {
     std::uint16_t record_version = 0;  ///< version of the record that started it (0 if unknown)
     std::uint16_t legacy_version = 0;
+    Random random{};
     std::uint16_t cipher_suite = 0;
     std::optional<std::uint16_t> selected_version;  ///< supported_versions (TLS 1.3)
     std::string alpn;                               ///< selected protocol, "" if absent
