@@ -53,6 +53,10 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
                              "problems\n",
                              u(s.frames), u(c.tds_connections), u(c.logins), u(c.kerberos_messages),
                              u(c.server_errors), u(s.gaps), u(s.gap_bytes), u(c.decode_problems));
+            if (o_.tls_keys)
+                std::fprintf(o_.text,
+                             "TLS records: %llu decrypted with the key log, %llu left encrypted\n",
+                             u(c.decrypted_records), u(c.encrypted_records));
         }
         if (o_.json) {
             nlohmann::ordered_json counters;
@@ -68,6 +72,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
             counters["gaps"] = s.gaps;
             counters["gap_bytes"] = s.gap_bytes;
             counters["encrypted_records"] = c.encrypted_records;
+            counters["decrypted_records"] = c.decrypted_records;
             counters["retransmitted_bytes"] = s.retransmitted_bytes;
             json_.write(report::summary_json(end, pipeline_.analyzer(), counters));
         }
@@ -80,6 +85,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
         pipeline::Pipeline::Options p;
         p.kerberos_ports = o.kerberos_ports;
         p.analyzer.proxy = o.proxy_view;
+        p.tls_keys = o.tls_keys;
         return p;
     }
     static unsigned long long u(std::uint64_t v) { return static_cast<unsigned long long>(v); }

@@ -15,6 +15,7 @@
 #include "hopscope/analysis/events.hpp"
 #include "hopscope/captures/stream_assembler.hpp"
 #include "hopscope/common/stream_events.hpp"
+#include "hopscope/tls/keylog.hpp"
 
 namespace hopscope::cli {
 
@@ -35,6 +36,8 @@ struct BackendOptions {
     /// Called for every login and finding after it was written (the proxy's metrics).
     std::function<void(const analysis::LoginEvent&)> login_hook;
     std::function<void(const analysis::Finding&)> finding_hook;
+    /// Secrets for the TLS inside TDS (analyze --tls-keylog); must outlive the backend.
+    const tls::KeySource* tls_keys = nullptr;
 };
 
 class Backend : public StreamSink {

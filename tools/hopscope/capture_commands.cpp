@@ -6,6 +6,8 @@
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "backend.hpp"
@@ -109,11 +111,48 @@ BackendOptions backend_options(const CaptureCommands::Common& c, const Outputs& 
     return b;
 }
 
+/// Reads every --tls-keylog file into `log`; false (each bad line named as FILE:LINE, never
+/// with its secret) when a file cannot be read or has bad lines.
+bool load_keylogs(const std::vector<std::string>& files, tls::KeyLog& log) {
+    bool ok = true;
+    for (const auto& path : files) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) {
+            std::fprintf(stderr, "hopscope: %s: cannot read the TLS key log\n", path.c_str());
+            ok = false;
+            continue;
+        }
+        const std::string text((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+        const std::size_t before = log.sessions();
+        const auto errors = log.add_text(text);
+        constexpr std::size_t kShown = 10;
+        for (std::size_t i = 0; i < errors.size() && i < kShown; ++i) {
+            std::fprintf(stderr, "hopscope: %s:%zu: %s\n", path.c_str(), errors[i].line,
+                         errors[i].message.c_str());
+        }
+        if (errors.size() > kShown) {
+            std::fprintf(stderr, "hopscope: %s: %zu more bad lines\n", path.c_str(),
+                         errors.size() - kShown);
+        }
+        if (!errors.empty()) ok = false;
+        if (errors.empty() && log.sessions() == before) {
+            std::fprintf(stderr,
+                         "hopscope: %s: no TLS 1.2 or 1.3 session secrets in this key log\n",
+                         path.c_str());
+        }
+    }
+    return ok;
+}
+
 int run_analyze(const CaptureCommands::Analyze& a) {
+    tls::KeyLog keylog;
+    if (!load_keylogs(a.tls_keylogs, keylog)) return kExitBadInput;
     Outputs out;
     if (!open_outputs(a, out)) return kExitBadInput;
     BackendOptions bo = backend_options(a, out);
     bo.json_flush_each = !out.json_is_file;
+    if (!a.tls_keylogs.empty()) bo.tls_keys = &keylog;
     auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(a));
     ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
@@ -200,6 +239,13 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
     add_common(c.analyze_cmd, c.analyze);
     c.analyze_cmd->add_flag("--no-progress", c.analyze.no_progress,
                             "do not draw the progress bar (drawn only when stderr is a terminal)");
+    c.analyze_cmd->add_option(
+        "--tls-keylog", c.analyze.tls_keylogs,
+        "TLS secrets in the NSS key log format (SSLKEYLOGFILE; node --tls-keylog; OpenSSL's "
+        "keylog callback): decrypt the TLS 1.2/1.3 inside TDS (login-only, full and strict "
+        "encryption; AES-GCM and ChaCha20-Poly1305 suites) and classify those logins as if "
+        "clear. Repeat for several files. A login whose keys are missing stays 'unknown' with "
+        "that reason. A bad line stops the run (exit 2), named by file and line, never printed");
 
     c.live_cmd = app.add_subcommand(
         "live",

@@ -28,6 +28,7 @@ struct CaptureCommands {
     struct Analyze : Common {
         std::vector<std::string> files;
         bool no_progress = false;
+        std::vector<std::string> tls_keylogs;  ///< NSS key log files (--tls-keylog)
     } analyze;
     struct Live : Common {
         std::string interface;

@@ -192,11 +192,13 @@ struct Pipeline::Impl : analysis::FindingSink {
 
 struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
     TdsFlow(Impl& p, const FlowKey& k, bool handshake_seen)
-        : impl(p), key(k), conv(*this, make_options(handshake_seen)) {}
+        : impl(p), key(k), conv(*this, make_options(handshake_seen, p.options.tls_keys)) {}
 
-    static session::Conversation::Options make_options(bool handshake_seen) {
+    static session::Conversation::Options make_options(bool handshake_seen,
+                                                       const tls::KeySource* keys) {
         session::Conversation::Options o;
         o.handshake_seen = handshake_seen;
+        o.tls_keys = keys;
         o.row_events = false;  // no rule looks at single rows
         return o;
     }
@@ -237,6 +239,9 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
     void on_gap(const session::FactContext&, std::uint64_t) override { ++impl.counters.gaps; }
     void on_encrypted(const session::FactContext&, const char*, std::size_t) override {
         ++impl.counters.encrypted_records;
+    }
+    void on_decrypted(const session::FactContext&, const char*, std::size_t) override {
+        ++impl.counters.decrypted_records;
     }
 
     void on_login(const session::LoginRecord& r) override {
@@ -488,6 +493,13 @@ void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes d
         return;
     }
     impl_->tds(flow, true).conv.feed(dir, ts, data, ev);
+}
+
+void Pipeline::on_tls_plaintext(const FlowKey& flow, Direction dir, Timestamp ts, Bytes plaintext,
+                                Evidence ev) {
+    impl_->advance(ts);
+    if (impl_->is_kerberos(flow)) return;
+    impl_->tds(flow, true).conv.feed_plaintext(dir, ts, plaintext, ev);
 }
 
 void Pipeline::on_gap(const FlowKey& flow, Direction dir, Timestamp ts, std::uint64_t length) {

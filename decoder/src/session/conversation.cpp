@@ -2,15 +2,19 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <deque>
 #include <map>
 
 #include "hopscope/tds/packet.hpp"
+#include "hopscope/tls/decrypt.hpp"
 
 namespace hopscope::session {
 namespace {
 
 constexpr std::size_t kKeepCapacity = 64 * 1024;
 constexpr std::size_t kMaxSmpSessions = 16;
+/// Decrypted records remembered per direction to place the TDS packets of their plaintext.
+constexpr std::size_t kMaxPlainMarks = 256;
 
 }  // namespace
 
@@ -74,6 +78,8 @@ std::string to_string(const LoginRecord& r) {
              std::to_string(r.password_length) + ")";
     }
     if (r.login7_encrypted) s += " login7=encrypted";
+    if (r.tls_decrypted) s += " tls=decrypted";
+    if (!r.tls_not_decrypted.empty()) s += " tls_not_decrypted=(" + r.tls_not_decrypted + ")";
     for (const auto& b : r.auth_blobs) {
         s += std::string(" blob=") + hopscope::to_string(b.dir) + "/" + to_string(b.source) + "/" +
              std::to_string(b.length);
@@ -161,6 +167,9 @@ struct Conversation::Impl {
         Side* side = nullptr;
         void on_client_hello(const tls::ClientHello& ch) override { impl->client_hello(*side, ch); }
         void on_server_hello(const tls::ServerHello& sh) override { impl->server_hello(*side, sh); }
+        void on_change_cipher_spec() override {
+            if (impl->dec) impl->dec->change_cipher_spec(side->dir);
+        }
         void on_encrypted_record(std::uint8_t type, std::size_t len) override {
             impl->encrypted_record(*side, type, len);
         }
@@ -199,19 +208,42 @@ struct Conversation::Impl {
         }
     };
 
+    /// The TDS stream inside TLS (decrypted records, or the front-end's plaintext).
+    struct PlainAdapter : tds::FramerSink {
+        Impl* impl = nullptr;
+        Side* side = nullptr;
+        void on_unit(const tds::FramedUnit& u) override { impl->plain_unit(*side, u); }
+        void on_skipped(std::uint64_t off, std::uint64_t n) override {
+            impl->cb.on_resync(impl->ctx(*side, impl->plain_origin(*side, off)), n);
+        }
+        void on_framing_error(std::uint64_t off, const DecodeError& e) override {
+            impl->cb.on_problem(impl->ctx(*side, impl->plain_origin(*side, off)),
+                                DecodeStatus::Malformed, e);
+            impl->abort_message(side->main);
+        }
+    };
+
     struct Side {
         Side(Impl* impl, Direction d, bool synced)
-            : dir(d), framer(fsink, d, synced), observer(osink) {
+            : dir(d), framer(fsink, d, synced), observer(osink), plain(psink, d, true) {
             fsink.impl = impl;
             fsink.side = this;
             osink.impl = impl;
             osink.side = this;
+            psink.impl = impl;
+            psink.side = this;
         }
         Direction dir;
         FramerAdapter fsink;
         tds::PacketFramer framer;
         ObserverAdapter osink;
         tls::HandshakeObserver observer;
+        PlainAdapter psink;
+        tds::PacketFramer plain;  ///< TDS inside TLS
+        /// (plaintext offset, framer offset of the record that carried it), oldest first.
+        std::deque<std::pair<std::uint64_t, std::uint64_t>> plain_marks;
+        bool in_plaintext = false;  ///< units being handled come from inside TLS
+        bool raw_record = false;    ///< the TLS record being handled is not inside a PRELOGIN
 
         bool origin_set = false;
         std::uint64_t origin = 0;
@@ -238,6 +270,7 @@ struct Conversation::Impl {
         tsink.impl = this;
         tokens.set_row_events(o.row_events);
         s2c.main.tokens = &tokens;
+        if (o.tls_keys) dec = std::make_unique<tls::SessionDecrypter>(*o.tls_keys);
     }
 
     ConversationCallbacks& cb;
@@ -247,6 +280,7 @@ struct Conversation::Impl {
     TokenAdapter tsink;
     tds::TokenStreamParser tokens;
     FactContext token_ctx;
+    std::unique_ptr<tls::SessionDecrypter> dec;  ///< with Options::tls_keys
 
     tds::EncryptionMode mode = tds::EncryptionMode::Unknown;
     std::optional<std::uint8_t> client_enc;
@@ -307,11 +341,12 @@ struct Conversation::Impl {
             r.auth_detail = r.login7_encrypted ? "LOGIN7 encrypted; SSPI exchange seen"
                                                : "LOGIN7 not seen; SSPI exchange seen";
         } else if (r.login7_encrypted) {
-            r.auth_detail = "LOGIN7 encrypted (login-only TLS)";
+            r.auth_detail = "LOGIN7 encrypted (login-only TLS)" + not_decrypted_note(r);
         } else if (mode == tds::EncryptionMode::Full) {
-            r.auth_detail = "LOGIN7 encrypted (TLS for the whole connection)";
+            r.auth_detail =
+                "LOGIN7 encrypted (TLS for the whole connection)" + not_decrypted_note(r);
         } else if (mode == tds::EncryptionMode::Strict) {
-            r.auth_detail = "strict TLS (TDS 8.0)";
+            r.auth_detail = "strict TLS (TDS 8.0)" + not_decrypted_note(r);
         } else if (client_prelogin_seen) {
             r.auth_detail = "no LOGIN7 sent";
         } else {
@@ -319,6 +354,14 @@ struct Conversation::Impl {
         }
         cb.on_login(r);
         login.reset();
+    }
+
+    /// "; not decrypted: why" when a key log was given but did not open this TLS.
+    std::string not_decrypted_note(LoginRecord& r) const {
+        if (!dec) return "";
+        r.tls_not_decrypted =
+            dec->why_not().empty() ? std::string("the LOGIN7 was not decrypted") : dec->why_not();
+        return "; not decrypted: " + r.tls_not_decrypted;
     }
 
     void auth_blob(const FactContext& c, AuthBlobSource src, Bytes blob) {
@@ -356,6 +399,7 @@ struct Conversation::Impl {
 
     void client_hello(Side& s, const tls::ClientHello& ch) {
         s.client_hello_seen = true;
+        if (dec) dec->client_hello(ch);
         const FactContext c = ctx(s, s.unit_offset);
         LoginRecord& r = begin_login(c);
         r.tls_sni = ch.sni;
@@ -365,6 +409,7 @@ struct Conversation::Impl {
 
     void server_hello(Side& s, const tls::ServerHello& sh) {
         const FactContext c = ctx(s, s.unit_offset);
+        if (dec) dec->server_hello(sh);
         begin_login(c).tls_version = sh.version();
         cb.on_tls_server_hello(c, sh);
     }
@@ -376,7 +421,8 @@ struct Conversation::Impl {
         if (type != tls::content_type::kApplicationData) {
             what = "handshake";
         } else if (s.dir == Direction::ClientToServer && mode == tds::EncryptionMode::LoginOnly &&
-                   !login7_seen && !login7_encrypted) {
+                   s.raw_record && !login7_seen && !login7_encrypted) {
+            // (a TLS 1.3 Finished is application data too, but it travels in a PRELOGIN packet)
             what = "login7";
             login7_encrypted = true;
             begin_login(c).login7_encrypted = true;
@@ -384,7 +430,82 @@ struct Conversation::Impl {
         cb.on_encrypted(c, what, len);
     }
 
-    void tls_record(Side& s, Bytes rec) { (void)s.observer.on_record(rec); }
+    void tls_record(Side& s, Bytes rec) {
+        if (dec && !rec.empty() && dec->protects(s.dir, rec[0])) {
+            const FactContext c = ctx(s, s.unit_offset);
+            tls::OpenedRecord o;
+            DecodeError err;
+            if (dec->open(s.dir, rec, o, err) == DecodeStatus::Consumed) {
+                opened(s, c, o);
+                return;
+            }
+            cb.on_problem(c, DecodeStatus::Malformed, err);
+            // and from here on the record is shown as encrypted, as without keys
+        }
+        (void)s.observer.on_record(rec);
+    }
+
+    void opened(Side& s, const FactContext& c, const tls::OpenedRecord& o) {
+        switch (o.type) {
+            case tls::content_type::kApplicationData: {
+                const bool login7 = s.dir == Direction::ClientToServer &&
+                                    mode == tds::EncryptionMode::LoginOnly && !login7_seen;
+                cb.on_decrypted(c, login7 ? "login7" : "data", o.plaintext.size());
+                plaintext(s, o.plaintext, s.unit_offset);
+                break;
+            }
+            case tls::content_type::kHandshake:
+                cb.on_decrypted(c, "handshake", o.plaintext.size());
+                break;
+            case tls::content_type::kAlert:
+                cb.on_decrypted(c, "alert", o.plaintext.size());
+                if (o.plaintext.size() == 2) cb.on_tls_alert(c, o.plaintext[0], o.plaintext[1]);
+                break;
+            default:
+                problem(c, DecodeError::Code::BadValue,
+                        "decrypted TLS record of content type " + std::to_string(o.type));
+                break;
+        }
+    }
+
+    /// TDS bytes that travelled inside TLS in direction s, carried by the record (or chunk) at
+    /// framer offset `outer_off`.
+    void plaintext(Side& s, Bytes bytes, std::uint64_t outer_off) {
+        if (login) login->tls_decrypted = true;
+        if (bytes.empty()) return;
+        s.plain_marks.emplace_back(s.plain.offset(), outer_off);
+        if (s.plain_marks.size() > kMaxPlainMarks) s.plain_marks.pop_front();
+        s.in_plaintext = true;
+        s.plain.feed(bytes);
+        s.in_plaintext = false;
+        // Marks before the unit now being assembled are no longer needed.
+        const std::uint64_t keep_from = s.plain.offset() - s.plain.buffered();
+        while (s.plain_marks.size() > 1 && s.plain_marks[1].first <= keep_from)
+            s.plain_marks.pop_front();
+    }
+
+    /// Framer offset (outside TLS) of the record that carried plaintext offset `off`.
+    std::uint64_t plain_origin(const Side& s, std::uint64_t off) const {
+        std::uint64_t at = s.unit_offset;
+        for (const auto& [plain_off, outer] : s.plain_marks) {
+            if (plain_off > off) break;
+            at = outer;
+        }
+        return at;
+    }
+
+    void plain_unit(Side& s, const tds::FramedUnit& u) {
+        const std::uint64_t at = plain_origin(s, u.offset);
+        s.unit_offset = at;
+        s.any_unit = true;
+        if (u.kind == tds::FramedUnit::Kind::TdsPacket) {
+            packet(s, s.main, u, at);
+        } else if (u.kind == tds::FramedUnit::Kind::Smp) {
+            smp_packet(s, u, at);
+        } else {
+            problem(ctx(s, at), DecodeError::Code::BadValue, "TLS record inside decrypted TLS");
+        }
+    }
 
     void tls_tunnelled(Side& s, Bytes payload, std::uint64_t off) {
         s.unit_offset = off;
@@ -431,7 +552,7 @@ struct Conversation::Impl {
         if (u.kind == tds::FramedUnit::Kind::TlsRecord) {
             raw_tls(s, u);
         } else if (u.kind == tds::FramedUnit::Kind::Smp) {
-            smp_packet(s, u);
+            smp_packet(s, u, u.offset);
         } else {
             packet(s, s.main, u, u.offset);
         }
@@ -453,7 +574,9 @@ struct Conversation::Impl {
             begin_login(c).encryption = mode;
             cb.on_encryption(c, n);
         }
+        s.raw_record = true;
         tls_record(s, u.bytes);
+        s.raw_record = false;
     }
 
     bool is_login7_continuation() const { return login7_encrypted && !login7_seen; }
@@ -465,7 +588,7 @@ struct Conversation::Impl {
         return n;
     }
 
-    void smp_packet(Side& s, const tds::FramedUnit& u) {
+    void smp_packet(Side& s, const tds::FramedUnit& u, std::uint64_t ev_off) {
         tds_seen = true;
         tds::SmpHeader h;
         (void)tds::parse_smp_header(u.bytes, h);  // checked by the framer
@@ -473,7 +596,7 @@ struct Conversation::Impl {
         if (it == s.smp.end()) {
             if (h.flags == tds::smp::kFin || h.flags == tds::smp::kAck) return;
             if (s.smp.size() >= kMaxSmpSessions) {
-                problem(ctx(s, u.offset), DecodeError::Code::TooLarge,
+                problem(ctx(s, ev_off), DecodeError::Code::TooLarge,
                         "more than " + std::to_string(kMaxSmpSessions) + " MARS sessions");
                 return;
             }
@@ -493,7 +616,7 @@ struct Conversation::Impl {
         } else if (h.flags == tds::smp::kFin) {
             it->second->framer.finish();
             if (it->second->ch.in_msg) {
-                problem(ctx(s, u.offset), DecodeError::Code::Truncated,
+                problem(ctx(s, ev_off), DecodeError::Code::Truncated,
                         "MARS session closed inside a message");
             }
             s.smp.erase(it);
@@ -505,7 +628,7 @@ struct Conversation::Impl {
         const Bytes payload = u.payload();
         tds_seen = true;
         // TLS handshake tunnelled in TDS packets (by content, MS-TDS 3.2.5.3).
-        if (&ch == &s.main && !ch.in_msg &&
+        if (&ch == &s.main && !ch.in_msg && !s.in_plaintext &&
             (h.type == 0x12 || (h.type == 0x04 && c2s.client_hello_seen))) {
             if (!s.tls_pending.empty() || tds::looks_like_tls(payload)) {
                 tls_tunnelled(s, payload, ev_off);
@@ -703,7 +826,8 @@ struct Conversation::Impl {
         if (pl.version) r.server_version = pl.version->to_string();
         r.fed_auth_required = pl.fed_auth_required.value_or(0) == 1;
         cb.on_prelogin(c, pl);
-        if (client_enc && pl.encryption) {
+        // In TDS 8.0 strict mode the PRELOGIN travels inside TLS and its ENCRYPTION is moot.
+        if (client_enc && pl.encryption && mode != tds::EncryptionMode::Strict) {
             const tds::EncryptionNegotiation n =
                 tds::negotiate_encryption(*client_enc, *pl.encryption);
             mode = n.mode;
@@ -789,6 +913,22 @@ struct Conversation::Impl {
         return DecodeStatus::Consumed;
     }
 
+    DecodeStatus feed_plaintext(Direction d, Timestamp ts, Bytes data, Evidence ev) {
+        Side& s = side(d);
+        if (!s.origin_set) {
+            s.origin_set = true;
+            const std::uint64_t done = s.framer.offset();
+            s.origin = ev.stream_offset >= done ? ev.stream_offset - done : 0;
+        }
+        s.ts = ts;
+        s.frame = ev.frame;
+        const std::uint64_t at = ev.stream_offset >= s.origin ? ev.stream_offset - s.origin : 0;
+        s.unit_offset = at;
+        plaintext(s, data, at);
+        if (s.plain.buffered() > 0 || s.main.in_msg) return DecodeStatus::NeedMore;
+        return DecodeStatus::Consumed;
+    }
+
     void gap(Direction d, Timestamp ts, std::uint64_t length) {
         Side& s = side(d);
         s.ts = ts;
@@ -801,6 +941,8 @@ struct Conversation::Impl {
         s.smp.clear();  // MARS sessions cannot be followed across missing bytes
         s.tls_pending.clear();
         s.observer.reset();
+        if (dec) dec->gap(d);
+        s.plain.finish();
         s.framer.gap(length);
         if (login) login->gap_seen = true;
     }
@@ -809,6 +951,7 @@ struct Conversation::Impl {
         for (Side* s : {&c2s, &s2c}) {
             s->ts = ts;
             s->framer.finish();
+            s->plain.finish();
             if (!s->any_unit && s->framer.offset() > 0) {
                 cb.on_problem(ctx(*s, 0), DecodeStatus::NotTds,
                               make_error(DecodeError::Code::Desync, 0,
@@ -841,7 +984,8 @@ struct Conversation::Impl {
 
     std::size_t buffered_bytes() const {
         std::size_t n = c2s.framer.buffered() + s2c.framer.buffered() + c2s.main.msg.size() +
-                        s2c.main.msg.size() + c2s.tls_pending.size() + s2c.tls_pending.size();
+                        s2c.main.msg.size() + c2s.tls_pending.size() + s2c.tls_pending.size() +
+                        c2s.plain.buffered() + s2c.plain.buffered();
         for (const Side* sd : {&c2s, &s2c}) {
             for (const auto& [sid, session] : sd->smp) {
                 n += session->framer.buffered() + session->ch.msg.size();
@@ -858,6 +1002,10 @@ Conversation::~Conversation() = default;
 
 DecodeStatus Conversation::feed(Direction dir, Timestamp ts, Bytes data, Evidence ev) {
     return impl_->feed(dir, ts, data, ev);
+}
+DecodeStatus Conversation::feed_plaintext(Direction dir, Timestamp ts, Bytes plaintext,
+                                          Evidence ev) {
+    return impl_->feed_plaintext(dir, ts, plaintext, ev);
 }
 void Conversation::gap(Direction dir, Timestamp ts, std::uint64_t length) {
     impl_->gap(dir, ts, length);

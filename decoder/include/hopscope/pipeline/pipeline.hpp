@@ -18,6 +18,7 @@
 #include "hopscope/analysis/analyzer.hpp"
 #include "hopscope/analysis/events.hpp"
 #include "hopscope/common/stream_events.hpp"
+#include "hopscope/tls/keylog.hpp"
 
 namespace hopscope::pipeline {
 
@@ -39,7 +40,8 @@ struct Counters {
     std::uint64_t decode_problems = 0;  ///< malformed units (TDS, SSPI, Kerberos)
     std::uint64_t resyncs = 0;
     std::uint64_t gaps = 0;
-    std::uint64_t encrypted_records = 0;
+    std::uint64_t encrypted_records = 0;  ///< TLS records left opaque
+    std::uint64_t decrypted_records = 0;  ///< TLS records opened with the key log
 };
 
 class Pipeline final : public StreamSink {
@@ -50,6 +52,9 @@ class Pipeline final : public StreamSink {
         /// A UDP Kerberos flow without a datagram for this long is dropped and its unanswered
         /// requests reported (a TCP one ends when the front-end closes its connection).
         std::int64_t kdc_udp_idle_us = 60'000'000;
+        /// Secrets for the TLS inside TDS (session::Conversation::Options::tls_keys); must
+        /// outlive the pipeline. nullptr: TLS stays opaque.
+        const tls::KeySource* tls_keys = nullptr;
     };
 
     explicit Pipeline(EventSink& sink);
@@ -65,6 +70,11 @@ class Pipeline final : public StreamSink {
     void on_close(const FlowKey& flow, Timestamp ts, CloseReason why) override;
     void on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Bytes payload,
                      Evidence ev) override;
+    /// A front-end that terminates TLS itself: the plaintext of the TLS application data of a
+    /// TDS connection (session::Conversation::feed_plaintext). The clear bytes of the same
+    /// connection (PRELOGIN, handshake) still come through on_data.
+    void on_tls_plaintext(const FlowKey& flow, Direction dir, Timestamp ts, Bytes plaintext,
+                          Evidence ev);
 
     /// Lets time pass without a stream event: the front-end calls it now and then (live on a
     /// quiet link with the wall clock, the proxy once a second). The timestamps of the stream

@@ -13,6 +13,9 @@
 //     then raw TLS records. Login-only mode (both ENCRYPT_OFF): the first LOGIN7 packet is raw TLS,
 //     then clear TDS resumes. Full mode: everything after the handshake is reported Encrypted.
 //     TDS 8.0 strict: the stream starts with a TLS ClientHello; everything is Encrypted;
+//   * with Options::tls_keys (a key log), those TLS records are opened (tls/decrypt.hpp) and the
+//     TDS inside goes through the same decoding as clear TDS, in each of the three modes; a
+//     front-end that terminates TLS itself hands the plaintext to feed_plaintext instead;
 //   * MARS [MC-SMP]: SMP packets (0x53) are framed too; each session's DATA is its own TDS
 //     stream (own message assembly and token parser; at most 16 sessions per direction, one
 //     shared message budget);
@@ -21,7 +24,8 @@
 //
 // Memory per connection: one partial packet per direction (<= 64 KiB), one buffered message per
 // direction (<= Options::max_message; SQL batches and RPCs keep only a prefix, results stream
-// through the token parser), one partial TLS record per direction, TLS hello reassembly.
+// through the token parser), one partial TLS record per direction, TLS hello reassembly; with
+// decryption also one record of plaintext and one partial TDS packet of it per direction.
 //
 // Secrets: no fact and no LoginRecord holds a password. Authentication blobs (which may contain
 // NTLM responses or Kerberos cipher text) are handed to on_auth_blob as opaque bytes for the
@@ -42,6 +46,7 @@
 #include "hopscope/tds/prelogin.hpp"
 #include "hopscope/tds/requests.hpp"
 #include "hopscope/tds/tokens.hpp"
+#include "hopscope/tls/keylog.hpp"
 #include "hopscope/tls/tls.hpp"
 
 namespace hopscope::session {
@@ -103,6 +108,12 @@ struct LoginRecord {
     std::uint16_t tls_version = 0;      ///< from the ServerHello, 0 if no TLS seen
     std::string tls_sni;
     std::vector<std::string> tls_alpn;
+    /// TDS of this attempt was read inside TLS: records opened with the key log, or plaintext
+    /// handed over by the front-end (Conversation::feed_plaintext).
+    bool tls_decrypted = false;
+    /// Keys were given but this attempt's TLS could not be opened: why (no key for the session,
+    /// unsupported cipher suite, a record that failed authentication, ...). "" otherwise.
+    std::string tls_not_decrypted;
 
     // LOGIN7 (no password: presence and length only).
     bool login7_seen = false;       ///< LOGIN7 decoded
@@ -143,6 +154,9 @@ class ConversationCallbacks {
     /// A protected TLS record of `length` bytes. `what`: "login7" (the first LOGIN7 packet in
     /// login-only mode), "handshake" (Finished etc.), "data".
     virtual void on_encrypted(const FactContext&, const char* /*what*/, std::size_t /*length*/) {}
+    /// A protected TLS record opened with the key log: `what` as for on_encrypted, or "alert";
+    /// `length` is the plaintext's. Its TDS content follows through the other callbacks.
+    virtual void on_decrypted(const FactContext&, const char* /*what*/, std::size_t /*length*/) {}
     /// A clear TLS alert (before ChangeCipherSpec), e.g. 2/42 bad_certificate: why a TLS
     /// handshake failed. Level 1 warning, 2 fatal [RFC 5246 7.2].
     virtual void on_tls_alert(const FactContext&, std::uint8_t /*level*/,
@@ -193,6 +207,10 @@ class Conversation {
         /// ROW/NBCROW tokens reach on_row and on_token. Off for callbacks that ignore them: the
         /// rows of large result sets are then stepped over without a call per row.
         bool row_events = true;
+        /// Secrets for opening the TLS inside TDS (a key log, or the front-end's own). Looked
+        /// up when the ServerHello is seen; must outlive the conversation. nullptr: TLS stays
+        /// opaque.
+        const tls::KeySource* tls_keys = nullptr;
     };
 
     explicit Conversation(ConversationCallbacks& cb);
@@ -205,6 +223,11 @@ class Conversation {
     /// application data) or NotTds (nothing in the bytes could be framed). Malformed units are
     /// reported through on_problem; feeding continues.
     DecodeStatus feed(Direction dir, Timestamp ts, Bytes data, Evidence ev);
+    /// For a front-end that terminates TLS itself: `plaintext` is what TLS application data
+    /// records of `dir` carried, in order (a TDS byte stream), decoded exactly like records this
+    /// conversation opened with a key log. The front-end feeds the clear bytes (PRELOGIN, the
+    /// handshake) through feed() and not the protected records. `ev` is that of the records.
+    DecodeStatus feed_plaintext(Direction dir, Timestamp ts, Bytes plaintext, Evidence ev);
     void gap(Direction dir, Timestamp ts, std::uint64_t length);
     /// End of the connection: flushes both directions and reports a pending login attempt.
     void close(Timestamp ts);
