@@ -25,6 +25,14 @@ hopscope_cli_test(analyze_stdin_pipe
 hopscope_cli_test(live_bad_interface_exits_2
     "out=$(${_cli} live -i no-such-if0 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'interface no-such-if0'")
 
+# --tls-keylog: the lab's full-TLS NTLM login is read; a bad key log line stops the run (exit 2)
+# named by file and line, without the secret.
+set(_lab ${PROJECT_SOURCE_DIR}/captures/lab)
+hopscope_cli_test(analyze_tls_keylog_decrypts
+    "out=$(${_cli} analyze -q --json - --tls-keylog ${_lab}/12b-ntlm-tls-full.keylog ${_lab}/12b-ntlm-tls-full.pcap) && echo \"$out\" | grep -q '\"auth\":\"ntlm\"' && ! echo \"$out\" | grep -q '\"auth\":\"unknown\"' && echo \"$out\" | grep -q '\"decrypted_records\":[1-9]'")
+hopscope_cli_test(analyze_tls_keylog_bad_line_exits_2
+    "t=$(mktemp) && printf 'CLIENT_RANDOM %s 0badc0ffee5ec7e7\\n' $(printf 'a%.0s' $(seq 64)) > $t && out=$(${_cli} analyze --tls-keylog $t ${_lab}/12b-ntlm-tls-full.pcap 2>&1); rc=$?; rm -f $t; [ $rc -eq 2 ] && echo \"$out\" | grep -q \"$t:1: CLIENT_RANDOM\" && ! echo \"$out\" | grep -q 0badc0ffee")
+
 # The proxy: options from the documented example file, the command line overriding it.
 hopscope_cli_test(proxy_example_config
     "t=$(mktemp -d) && timeout -s TERM 3 ${_cli} proxy --config ${PROJECT_SOURCE_DIR}/docs/hopscope-proxy.toml --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --json $t/e.jsonl --log-file $t/log >$t/out 2>&1; grep -q 'listening on 127.0.0.1:[0-9]* -> 127.0.0.1:9' $t/log && grep -q '\"event\":\"summary\"' $t/e.jsonl && grep -q 'proxied 0 connections' $t/out; rc=$?; rm -rf $t; exit $rc")

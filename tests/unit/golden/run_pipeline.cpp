@@ -13,8 +13,11 @@ std::vector<std::string> Collected::rules() const {
     return r;
 }
 
-captures::ReadResult run_pipeline(const std::vector<std::string>& paths, Collected& out) {
-    pipeline::Pipeline p(out);
+captures::ReadResult run_pipeline(const std::vector<std::string>& paths, Collected& out,
+                                  const tls::KeySource* tls_keys) {
+    pipeline::Pipeline::Options o;
+    o.tls_keys = tls_keys;
+    pipeline::Pipeline p(out, o);
     captures::StreamAssembler assembler(p);
     captures::ReadResult r = captures::read_captures(paths, assembler);
     p.finish(Timestamp{});

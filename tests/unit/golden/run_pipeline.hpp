@@ -41,6 +41,8 @@ struct Collected : pipeline::EventSink {
 
 /// Reads `paths` (merged in time order) through a fresh pipeline into `out`.
 /// Returns the read result (errors name the file and offset).
-captures::ReadResult run_pipeline(const std::vector<std::string>& paths, Collected& out);
+/// With `tls_keys`, the TLS inside TDS is decrypted with those secrets.
+captures::ReadResult run_pipeline(const std::vector<std::string>& paths, Collected& out,
+                                  const tls::KeySource* tls_keys = nullptr);
 
 }  // namespace hopscope::golden

@@ -7,6 +7,7 @@
 // is what a real SQL Server does when delegation is broken. Every login is written as one JSON line
 // to the events file; passwords and security tokens are never written anywhere (lengths only).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
@@ -42,6 +43,7 @@ struct Config {
     std::string name = "SQLA";
     std::string encryption = "notsup";  // notsup | off | on
     std::string cert, key;
+    std::string keylog_file;  // NSS key log of every TLS session (for hopscope and tshark)
     std::string logins_file, events_file, run_dir = ".";
     std::map<std::string, Linked> linked;  // upper-case name -> target
     bool sql2000 = false;
@@ -637,7 +639,9 @@ void usage() {
         stderr,
         "usage: hopscope-labserver --listen ADDR:PORT --name NAME [--encryption "
         "notsup|off|on|strict]\n"
-        "         [--tls-cert PEM --tls-key PEM] [--logins FILE] [--events FILE] [--run-dir DIR]\n"
+        "         [--tls-cert PEM --tls-key PEM [--tls-keylog FILE]] [--logins FILE] [--events "
+        "FILE]\n"
+        "         [--run-dir DIR]\n"
         "         [--linked NAME=HOST:PORT]... [--constrained] [--sql2000] [--no-interop-fixes]\n"
         "Kerberos: KRB5_KTNAME selects the keytab; NTLM: NTLM_USER_FILE (gss-ntlmssp).\n"
         "The logins file has one 'name:password' line per SQL login.\n");
@@ -664,6 +668,8 @@ bool parse_args(int argc, char** argv) {
             g_cfg.cert = val();
         } else if (a == "--tls-key") {
             g_cfg.key = val();
+        } else if (a == "--tls-keylog") {
+            g_cfg.keylog_file = val();
         } else if (a == "--logins") {
             g_cfg.logins_file = val();
         } else if (a == "--events") {
@@ -700,6 +706,17 @@ int select_tds8_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
+// Appends one key log line (OpenSSL gives it without the newline). Forked connection handlers
+// share the file: one write() per line with O_APPEND keeps the lines whole.
+void write_keylog_line(const SSL*, const char* line) {
+    const int fd = open(g_cfg.keylog_file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return;
+    std::string l(line);
+    l += '\n';
+    (void)!write(fd, l.data(), l.size());
+    close(fd);
+}
+
 int serve() {
     if (!g_cfg.logins_file.empty()) {
         std::ifstream in(g_cfg.logins_file);
@@ -723,6 +740,7 @@ int serve() {
             std::fprintf(stderr, "cannot load --tls-cert/--tls-key\n");
             return 2;
         }
+        if (!g_cfg.keylog_file.empty()) SSL_CTX_set_keylog_callback(tls, write_keylog_line);
     }
     const int ls = socket(AF_INET, SOCK_STREAM, 0);
     const int one = 1;
