@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "hopscope/analysis/events.hpp"
+#include "hopscope/analysis/rules.hpp"
 
 namespace hopscope::analysis {
 
@@ -52,19 +53,11 @@ struct ChainSummary {
     std::uint64_t count = 0;
 };
 
-class Analyzer {
+/// Correlates the facts and runs the rules of the catalogue (rules.hpp) on them.
+class Analyzer : private Lookups {
   public:
-    /// The inline proxy in front of some servers, as its front-end describes it (analyze and
-    /// live leave it empty).
-    struct ProxyView {
-        /// Upstreams reached through an explicit-mode listener (clients connect to the proxy's
-        /// own address or name): the flow's server endpoint is the upstream.
-        std::vector<Endpoint> explicit_upstreams;
-        /// Names and addresses by which clients may reach the proxy host (listen addresses,
-        /// host name, FQDN), lower-case.
-        std::vector<std::string> proxy_names;
-        bool active = false;  ///< the events come from the inline proxy
-    };
+    /// The inline proxy in front of some servers (rules.hpp).
+    using ProxyView = analysis::ProxyView;
 
     struct Options {
         /// How long after a login to A an outbound login from A still counts as caused by it
@@ -80,8 +73,6 @@ class Analyzer {
         std::size_t max_dedup_keys = 100'000;
         std::size_t max_summary_rows = 65'536;
         std::size_t max_hosts = 65'536;
-        /// Whether port-88 traffic was captured at all (set by the front-end when it saw any, or
-        /// assumed after the first KerberosEvent).
         std::size_t max_recent = 100'000;  ///< cap on remembered logins / KDC exchanges
         ProxyView proxy;
     };
@@ -129,8 +120,9 @@ class Analyzer {
     [[nodiscard]] std::vector<HopSummary> hop_summary() const;
     [[nodiscard]] std::vector<ChainSummary> chain_summary() const;
     [[nodiscard]] std::uint64_t findings_emitted() const { return emitted_; }
-    /// Names learned for an address (LOGIN7 server names, SPN hosts), best first.
-    [[nodiscard]] std::string host_name(const IpAddress& a) const;
+    /// The best name learned for an address (LOGIN7 server names, SPN hosts; fully qualified
+    /// names first), or its text form.
+    [[nodiscard]] std::string host_name(const IpAddress& a) const override;
 
   private:
     struct Recent {
@@ -139,16 +131,19 @@ class Analyzer {
         bool chained = false;
     };
 
-    void emit(Finding f, const std::string& dedup_key);
+    void emit(std::optional<Verdict> v);
     void per_login_rules(const Recent& r);
-    void proxy_rules(const LoginEvent& l);
-    void chain_rules(const Recent& inbound, const Recent& outbound);
-    void kdc_rules(const KerberosEvent& k);
+    /// A chain C -> A -> B was found: its summary row and its verdict.
+    void on_chain(const Recent& inbound, const Recent& outbound);
     const Recent* find_inbound(const LoginEvent& outbound, bool allow_unseen) const;
     std::vector<const KerberosEvent*> kdc_for(const IpAddress& client, Timestamp before) const;
-    Tristate delegation_requested(const LoginEvent& l) const;
-    std::string spn_for(const LoginEvent& l) const;
-    std::string describe(const LoginEvent& l, const char* role) const;
+    // Lookups, for the rules.
+    [[nodiscard]] std::string spn_for(const LoginEvent& l) const override;
+    [[nodiscard]] std::vector<const KerberosEvent*> kdc_before(const LoginEvent& l) const override;
+    [[nodiscard]] Tristate delegation_requested(const LoginEvent& l) const override;
+    [[nodiscard]] const LoginEvent* login_on(const FlowKey& flow) const override;
+    [[nodiscard]] const LoginEvent* failed_login_from(const IpAddress& client,
+                                                      Timestamp at) const override;
     void learn_name(const IpAddress& a, const std::string& name);
     void mark_middle(const IpAddress& a);
     void advance(Timestamp now);

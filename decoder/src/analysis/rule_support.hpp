@@ -1,0 +1,112 @@
+// Small helpers shared by the analyzer and the rules (decoder/src/analysis only): text, SPNs,
+// how a login is named in a finding, and where its evidence is.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "hopscope/analysis/rules.hpp"
+
+namespace hopscope::analysis::detail {
+
+inline std::string lower(std::string s) {
+    for (char& c : s)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+inline bool icontains(const std::string& hay, const std::string& needle) {
+    return lower(hay).find(lower(needle)) != std::string::npos;
+}
+
+inline bool istarts_with(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() &&
+           std::equal(prefix.begin(), prefix.end(), s.begin(), [](char a, char b) {
+               return std::tolower(static_cast<unsigned char>(a)) ==
+                      std::tolower(static_cast<unsigned char>(b));
+           });
+}
+
+/// A Windows-integrated login: NTLM, Kerberos, or an encrypted login that named no SQL user.
+inline bool integrated(const LoginEvent& l) {
+    return l.auth == AuthKind::Ntlm || l.auth == AuthKind::Kerberos ||
+           (l.auth == AuthKind::Unknown && l.user.empty());
+}
+
+inline bool looks_like_ip(const std::string& host) {
+    if (host.empty()) return false;
+    if (host.find(':') != std::string::npos) return true;  // IPv6 literal
+    return std::all_of(host.begin(), host.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
+    });
+}
+
+/// "MSSQLSvc/host:port@REALM" -> "host:port" (brackets of an IPv6 literal kept); empty when not
+/// an MSSQLSvc SPN.
+inline std::string spn_instance(const std::string& spn) {
+    if (!istarts_with(spn, kMssqlSvcPrefix)) return {};
+    std::string rest = spn.substr(kMssqlSvcPrefix.size());
+    return rest.substr(0, rest.find('@'));
+}
+
+/// "MSSQLSvc/host:port@REALM" -> host (empty when not an MSSQLSvc SPN).
+inline std::string spn_host(const std::string& spn) {
+    const std::string rest = spn_instance(spn);
+    if (!rest.empty() && rest.front() == '[') return rest.substr(1, rest.find(']') - 1);
+    return rest.substr(0, rest.find(':'));
+}
+
+/// How a login names its user in a finding.
+inline std::string identity(const LoginEvent& l) {
+    if (l.anonymous) return "NT AUTHORITY\\ANONYMOUS LOGON";
+    if (l.user.empty()) return "";
+    if (!l.domain.empty() && l.auth == AuthKind::Ntlm) return l.domain + "\\" + l.user;
+    if (!l.domain.empty() && l.auth == AuthKind::Kerberos) return l.user + "@" + l.domain;
+    return l.user;
+}
+
+/// Client host, server, auth and outcome of a login: a row of the hop summary, and what makes a
+/// verdict on a login the same verdict again.
+inline std::string hop_key(const LoginEvent& l) {
+    return to_string(l.flow.client.addr) + ">" + to_string(l.flow.server) + "/" +
+           to_string(l.auth) + "/" + to_string(l.outcome) + (l.anonymous ? "/anon" : "");
+}
+
+/// The time a login started (when it was reported, if its start is not known).
+inline Timestamp start_of(const LoginEvent& l) {
+    return l.started.micros ? l.started : l.ts;
+}
+
+/// The host a client typed into LOGIN7 ServerName ("tcp:host\\instance,port"), lower-case.
+inline std::string named_host(const std::string& server_name) {
+    std::string s = lower(server_name);
+    if (s.rfind("tcp:", 0) == 0) s.erase(0, 4);
+    return s.substr(0, s.find_first_of("\\,"));
+}
+
+/// Whether `host` is one of the names by which clients reach the proxy.
+inline bool names_proxy(const ProxyView& proxy, const std::string& host) {
+    return !host.empty() && std::find(proxy.proxy_names.begin(), proxy.proxy_names.end(),
+                                      lower(host)) != proxy.proxy_names.end();
+}
+
+inline bool known(const Position& p) {
+    return p.frame != 0 || p.stream_offset != 0;
+}
+
+/// A login is shown by the server's message that decided it (the first message of the attempt
+/// when that is all there is).
+inline EvidenceRef ref(const LoginEvent& l, std::string what) {
+    return EvidenceRef{l.flow, known(l.last_at) || !known(l.first_at) ? l.last_at : l.first_at,
+                       l.ts, std::move(what)};
+}
+
+/// A KDC exchange is shown by its answer, or by its request when no answer was seen.
+inline EvidenceRef ref(const KerberosEvent& k, std::string what) {
+    return EvidenceRef{k.flow, k.reply.empty() ? k.request_at : k.reply_at, k.ts, std::move(what)};
+}
+
+}  // namespace hopscope::analysis::detail

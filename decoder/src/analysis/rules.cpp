@@ -1,0 +1,861 @@
+// Every rule: its catalogue entry next to the function that decides it. Remedies are built by the
+// helpers of `remedy` below, so that the same advice reads the same wherever it is given.
+#include "hopscope/analysis/rules.hpp"
+
+#include <array>
+#include <set>
+#include <utility>
+
+#include "rule_support.hpp"
+
+namespace hopscope::analysis {
+namespace {
+
+using namespace detail;  // NOLINT(google-build-using-namespace): this file's own helpers
+
+/// A finding of rule `r`, stamped with the time of its evidence.
+Finding finding(const RuleInfo& r, Timestamp ts) {
+    Finding f;
+    f.ts = ts;
+    f.rule = std::string(r.id);
+    f.name = std::string(r.name);
+    f.severity = r.severity;
+    return f;
+}
+
+std::string port_text(std::uint16_t port) {
+    return std::to_string(port);
+}
+
+/// "role client -> server:port (auth, identity, outcome error)" for the hops of a finding.
+std::string describe(const Lookups& look, const LoginEvent& l, const char* role) {
+    std::string s = std::string(role) + " " + look.host_name(l.flow.client.addr) + " -> " +
+                    look.host_name(l.flow.server.addr) + ":" + port_text(l.flow.server.port) +
+                    " (" + to_string(l.auth);
+    std::string id = identity(l);
+    if (!id.empty()) s += ", " + id;
+    s += ", " + std::string(to_string(l.outcome));
+    if (l.error) s += " " + std::to_string(l.error->number);
+    return s + ")";
+}
+
+/// Client host and server: what makes a verdict on a client's use of a server the same again.
+std::string client_server_key(const FlowKey& flow) {
+    return to_string(flow.client.addr) + ">" + to_string(flow.server);
+}
+
+bool anonymous_text(const std::string& s) {
+    return icontains(s, "ANONYMOUS LOGON");
+}
+bool null_text(const std::string& s) {
+    return icontains(s, "'(null)'");
+}
+
+/// The server could not use the client's Kerberos ticket: wrong key, old key, or clock skew.
+bool ticket_rejected(std::int32_t krb) {
+    return krb == krb_error::kBadIntegrity || krb == krb_error::kSkew ||
+           krb == krb_error::kModified || krb == krb_error::kBadKeyVersion;
+}
+
+/// How a rejected ticket's error is named (31 BAD_INTEGRITY is MIT's word for Windows' 41
+/// MODIFIED: the ticket was encrypted with another key; 44: the service has another key version).
+const char* wrong_key_name(std::int32_t krb) {
+    switch (krb) {
+        case krb_error::kBadKeyVersion:
+            return "KRB_AP_ERR_BADKEYVER";
+        case krb_error::kBadIntegrity:
+            return "KRB_AP_ERR_BAD_INTEGRITY";
+        default:
+            return "KRB_AP_ERR_MODIFIED";
+    }
+}
+
+bool login_failed_text(const ServerError& e) {
+    return e.number == sql_error::kLoginFailed || e.number == sql_error::kUntrustedLogin ||
+           icontains(e.message, "login failed");
+}
+
+/// The second hop did not carry the user: anonymous, refused, or an error naming ANONYMOUS.
+bool second_hop_failed(const LoginEvent& out) {
+    return out.anonymous || out.outcome == Outcome::Failure ||
+           (out.error && anonymous_text(out.error->message));
+}
+
+/// C, A and B of a chain: what makes a verdict on it the same again.
+std::string chain_key(const ChainFacts& c) {
+    return to_string(c.in.flow.client.addr) + ">" + to_string(c.in.flow.server) + ">" +
+           to_string(c.out.flow.server);
+}
+
+/// A chain finding shows both hops and both logins.
+Finding chain_finding(const RuleInfo& r, const ChainFacts& c) {
+    Finding f = finding(r, c.out.ts);
+    f.hops = {describe(c.look, c.in, "C->A"), describe(c.look, c.out, "A->B")};
+    f.evidence = {ref(c.in, "C's login to A"), ref(c.out, "A's login to B")};
+    return f;
+}
+
+std::string or_nobody(const std::string& who) {
+    return who.empty() ? std::string("nobody") : who;
+}
+
+// ---- remedies -------------------------------------------------------------------------------
+namespace remedy {
+
+constexpr const char* kAccountPlaceholder = "<SQL Server service account>";
+
+/// A domain or realm to put in a command, or a placeholder when unknown.
+std::string realm_or_placeholder(const std::string& realm) {
+    return realm.empty() ? std::string("DOMAIN") : realm;
+}
+
+/// The host part of an SPN to register: the name itself when fully qualified, otherwise a
+/// placeholder that says so (an SPN on a short name or an address does not match what clients
+/// that resolve the FQDN ask for).
+std::string spn_host_for(const std::string& name) {
+    if (name.find('.') != std::string::npos && !looks_like_ip(name)) return name;
+    return "<FQDN of " + name + ">";
+}
+
+/// "MSSQLSvc/host:port", as named.
+std::string mssql_spn(const std::string& host, std::uint16_t port) {
+    return std::string(kMssqlSvcPrefix) + host + ":" + port_text(port);
+}
+
+/// "MSSQLSvc/<fqdn>:port" for a server known by `host`: the SPN that should be registered.
+std::string spn_to_register(const std::string& host, std::uint16_t port) {
+    return mssql_spn(spn_host_for(host), port);
+}
+
+/// The command that registers `spn` on the SQL Server service account of `realm`.
+std::string register_spn(const std::string& spn, const std::string& realm) {
+    return "setspn -S " + spn + " " + realm_or_placeholder(realm) + "\\" + kAccountPlaceholder;
+}
+
+std::string register_spn(const std::string& host, std::uint16_t port, const std::string& realm) {
+    return register_spn(spn_to_register(host, port), realm);
+}
+
+/// Why a KDC refuses to forward a TGT.
+constexpr const char* kSensitiveOrNotForwardable =
+    "the account is 'sensitive and cannot be delegated' or its TGT is not forwardable";
+
+/// The first half of the advice for a user whose TGT may not be forwarded.
+std::string clear_sensitive(const std::string& who) {
+    return "Clear 'Account is sensitive and cannot be delegated' for " + who +
+           " (and remove it from Protected Users)";
+}
+
+std::string sync_clocks() {
+    return "Synchronise the clocks of client, server and domain controllers (w32tm /resync; check "
+           "the NTP source).";
+}
+
+/// The SPN was found on the wrong account (or the service's key changed).
+std::string move_spn(const std::string& spn) {
+    return "Find the account that owns the SPN (setspn -Q " +
+           (spn.empty() ? std::string("MSSQLSvc/<host>:<port>") : spn) +
+           "), remove it there (setspn -D) and register it on the SQL Server service account "
+           "(setspn -S); re-export keytabs after a password change.";
+}
+
+std::string connect_by_fqdn() {
+    return "Connect with the server's fully qualified DNS name and TCP port (SPN "
+           "MSSQLSvc/<fqdn>:1433), not an IP address, alias or short name.";
+}
+
+}  // namespace remedy
+
+// ---- HS001 ----------------------------------------------------------------------------------
+constexpr RuleInfo kAnonymousLogon{
+    "HS001", "anonymous-logon", Severity::Error,
+    "a login as NT AUTHORITY\\ANONYMOUS LOGON (NTLM fields or the error text)"};
+
+std::optional<Verdict> anonymous_logon(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (!l.anonymous && !(l.error && anonymous_text(l.error->message))) return std::nullopt;
+    const std::string client = x.look.host_name(l.flow.client.addr);
+    Finding f = finding(kAnonymousLogon, l.ts);
+    f.summary = client + " logged in to " + x.look.host_name(l.flow.server.addr) +
+                " as NT AUTHORITY\\ANONYMOUS LOGON" +
+                (l.error ? " and was refused (" + std::to_string(l.error->number) + ")" : "");
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, l.anonymous ? "NTLM AUTHENTICATE with empty user and responses"
+                                            : "ERROR naming ANONYMOUS LOGON"));
+    if (x.from_middle_server) {
+        f.remedy =
+            "An anonymous Windows login is what a middle server sends when it holds the "
+            "caller's identity only as an NTLM or non-delegable token. Fix the hop into " +
+            client +
+            ": Kerberos with delegation (SPNs registered, service account trusted for "
+            "delegation, user not marked sensitive).";
+    } else {
+        f.remedy = "The client sent no identity (empty user and responses). If " + client +
+                   " is itself a SQL Server running a linked-server query, the hop into it "
+                   "lost the caller's identity: capture that hop too. Otherwise check the "
+                   "client's credentials.";
+    }
+    return Verdict{std::move(f), hop_key(l)};
+}
+
+// ---- HS002 ----------------------------------------------------------------------------------
+constexpr RuleInfo kNullLogin{"HS002", "null-login-18452", Severity::Error,
+                              "error 18452 or '(null)' (SQL Server 2000 wording)"};
+
+std::optional<Verdict> null_login(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    // A rejected Kerberos ticket also ends in 18452: HS021/HS022 name that cause.
+    if (!l.error || ticket_rejected(l.kerberos_error)) return std::nullopt;
+    if (l.error->number != sql_error::kUntrustedLogin && !null_text(l.error->message))
+        return std::nullopt;
+    Finding f = finding(kNullLogin, l.ts);
+    f.summary = x.look.host_name(l.flow.server.addr) +
+                " refused a Windows login with no usable identity ('(null)', " +
+                std::to_string(l.error->number) + "): " + l.error->message;
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "ERROR 18452 / '(null)'"));
+    f.remedy =
+        "SQL Server 2000-style symptom of a lost identity on a double hop, or a SQL "
+        "login against a Windows-only server. For a linked server: use Kerberos with "
+        "delegation on the first hop.";
+    return Verdict{std::move(f), hop_key(l)};
+}
+
+// ---- HS003 ----------------------------------------------------------------------------------
+constexpr RuleInfo kRelayedLoginError{
+    "HS003", "linked-server-login-error-relayed", Severity::Error,
+    "a login error (18456/18452/7399/7303/7416) on an established session: raised by a linked "
+    "server, passed on by the middle server"};
+
+std::optional<Verdict> relayed_login_error(const ServerErrorFacts& x) {
+    const ServerErrorEvent& e = x.err;
+    const ServerError& err = e.error;
+    const bool login_error = login_failed_text(err) || err.number == sql_error::kProviderError ||
+                             err.number == sql_error::kCannotInitDataSource ||
+                             err.number == sql_error::kNoLoginMapping;
+    if (!login_error) return std::nullopt;
+    // The login on the same connection tells how C authenticated to A; the failed outbound
+    // login from A, if this input has A's segment too, shows the second hop.
+    const LoginEvent* first = x.look.login_on(e.flow);
+    const LoginEvent* second = x.look.failed_login_from(e.flow.server.addr, e.ts);
+    Finding f = finding(kRelayedLoginError, e.ts);
+    const std::string middle = x.look.host_name(e.flow.server.addr);
+    f.summary = "Middle server " + middle + " passed on a login error raised by a linked server (" +
+                std::to_string(err.number) + ": " + err.message + ")";
+    if (!e.statement.empty()) f.summary += " while running: " + e.statement;
+    f.evidence.push_back(EvidenceRef{
+        e.flow, e.at, e.ts, "ERROR " + std::to_string(err.number) + " on an established session"});
+    if (first) {
+        f.hops.push_back(describe(x.look, *first, "C->A"));
+        f.evidence.push_back(ref(*first, "C's login to A"));
+    }
+    if (second) {
+        f.hops.push_back(describe(x.look, *second, "A->B"));
+        f.evidence.push_back(ref(*second, "A's failed login to the linked server"));
+    }
+    const bool anon = anonymous_text(err.message) || (second && second->anonymous);
+    if (anon) {
+        f.summary += "; the linked server saw NT AUTHORITY\\ANONYMOUS LOGON: " + middle +
+                     " could not pass the caller's Windows identity on";
+    } else if (null_text(err.message) || err.number == sql_error::kUntrustedLogin) {
+        f.summary += "; the linked server got no usable Windows identity ('(null)', 18452)";
+    }
+    if (first && first->auth == AuthKind::Ntlm) {
+        f.remedy = "The client reached " + middle +
+                   " with NTLM, which cannot be delegated. Make the first hop use Kerberos: "
+                   "register the SPN (" +
+                   remedy::register_spn(middle, e.flow.server.port, first->domain) +
+                   "), connect with the fully qualified name, and trust the service account for "
+                   "delegation to the linked server.";
+    } else {
+        f.remedy = "Follow the identity hop by hop: C must log in to " + middle +
+                   " with Kerberos and a delegable ticket, " + middle +
+                   "'s service account must be trusted for delegation (or constrained to the "
+                   "linked server's MSSQLSvc SPN), the user must not be 'sensitive and cannot be "
+                   "delegated', and both SQL Servers need their MSSQLSvc SPNs.";
+    }
+    if (!second)
+        f.missing = "The connection from " + middle +
+                    " to the linked server is not in this input; capture on " + middle +
+                    " (TDS and port 88) to see which hop lost the identity.";
+    // One verdict per failing statement: SQL Server sends the linked server's 18456 and its own
+    // 7303/7399 for the same attempt.
+    return Verdict{std::move(f),
+                   to_string(e.flow.client) + ">" + to_string(e.flow.server) + "#" + e.statement};
+}
+
+// ---- HS010 ----------------------------------------------------------------------------------
+constexpr RuleInfo kNtlmFirstHop{"HS010", "ntlm-first-hop", Severity::Error,
+                                 "chain C→A→B whose first hop used NTLM"};
+
+std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
+    if (c.in.auth != AuthKind::Ntlm || !integrated(c.out)) return std::nullopt;
+    const std::string a = c.look.host_name(c.in.flow.server.addr);
+    const std::string b = c.look.host_name(c.out.flow.server.addr);
+    Finding f = chain_finding(kNtlmFirstHop, c);
+    f.summary = "Double hop with NTLM on the first hop: " + identity(c.in) + " reached " + a +
+                " with NTLM, which cannot be delegated, so " + a + " reached " + b + " as " +
+                or_nobody(identity(c.out));
+    f.remedy = "Make the client use Kerberos to " + a + ": register its SPN (" +
+               remedy::register_spn(a, c.in.flow.server.port, c.in.domain) +
+               "), connect with that fully qualified name, and trust the service account for "
+               "delegation to " +
+               remedy::mssql_spn(b, c.out.flow.server.port) + ".";
+    for (const auto* k : c.look.kdc_before(c.in))
+        if (k->error_code == krb_error::kSPrincipalUnknown && !spn_host(k->sname).empty()) {
+            f.summary += " (the KDC did not know " + k->sname + ")";
+            f.evidence.push_back(ref(*k, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+        }
+    return Verdict{std::move(f), chain_key(c)};
+}
+
+// ---- HS011 ----------------------------------------------------------------------------------
+constexpr RuleInfo kKerberosWithoutDelegation{
+    "HS011", "kerberos-without-delegation", Severity::Error,
+    "chain with Kerberos on the first hop but no usable delegated credential (client did not "
+    "ask, KDC refused, or not visible)"};
+
+std::optional<Verdict> kerberos_without_delegation(const ChainFacts& c) {
+    const LoginEvent& in = c.in;
+    const LoginEvent& out = c.out;
+    // A second hop that worked, or did not use NTLM, is no sign of a lost identity.
+    if (in.auth != AuthKind::Kerberos || (!second_hop_failed(out) && out.auth != AuthKind::Ntlm))
+        return std::nullopt;
+    const std::string a = c.look.host_name(in.flow.server.addr);
+    const std::string b = c.look.host_name(out.flow.server.addr);
+    Finding f = chain_finding(kKerberosWithoutDelegation, c);
+    std::string why;
+    const KerberosEvent* refused = nullptr;
+    for (const auto* k : c.look.kdc_before(in))
+        if (k->has_option("forwarded") && k->error_code != 0) refused = k;
+    // The middle server's own KDC traffic: a refused S4U2Proxy request (constrained
+    // delegation) names the cause even when the client rightly sent no forwarded TGT.
+    const KerberosEvent* s4u = nullptr;
+    for (const auto* k : c.look.kdc_before(out))
+        if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
+    const Tristate deleg = c.look.delegation_requested(in);
+    if (s4u && !refused) {
+        why = a + "'s constrained delegation (S4U2Proxy) to " + s4u->sname + " was refused (" +
+              s4u->error_name + ")";
+        f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name));
+        f.remedy = "Allow " + a + "'s service account to delegate to " + s4u->sname +
+                   " (msDS-AllowedToDelegateTo, 'Trust this user for delegation to specified "
+                   "services only'), or configure resource-based constrained delegation on "
+                   "the back-end's account; check the user is not sensitive.";
+    } else if (refused) {
+        why = "the KDC refused to forward the user's TGT (" + refused->error_name +
+              "): " + remedy::kSensitiveOrNotForwardable;
+        f.evidence.push_back(ref(*refused, "TGS-REQ forwarded -> " + refused->error_name));
+        f.remedy =
+            remedy::clear_sensitive(in.user.empty() ? std::string("the user") : identity(in)) +
+            ", or use a login mapping on the linked server.";
+    } else if (deleg == Tristate::No) {
+        why = "the client did not ask for a forwarded TGT, so the ticket it sent to " + a +
+              " carried no delegable credential";
+        f.remedy = "Trust " + a +
+                   "'s service account for delegation (unconstrained, or "
+                   "constrained to " +
+                   remedy::mssql_spn(b, out.flow.server.port) +
+                   "); Windows clients then delegate automatically (ok-as-delegate). For "
+                   "MIT/FreeTDS clients enable delegation ('enable gssapi delegation = yes', "
+                   "kinit -f).";
+    } else if (deleg == Tristate::Yes) {
+        why = "the client obtained a forwarded TGT, yet " + a + " did not use it";
+        f.remedy = "Check that " + a +
+                   " runs under the account that owns its SPN and that "
+                   "the account is trusted for delegation to " +
+                   remedy::mssql_spn(b, out.flow.server.port) + ".";
+    } else {
+        why = "whether the client delegated cannot be seen without its port-88 traffic";
+        f.remedy = "Check delegation settings of " + a + "'s service account and the user.";
+        f.missing = "No Kerberos (port 88) traffic from " + c.look.host_name(in.flow.client.addr) +
+                    " was captured: capture on the client's segment including port 88 to see "
+                    "whether it asked for a forwarded TGT.";
+    }
+    f.summary = "Double hop with Kerberos but no delegation: " + a + " reached " + b + " as " +
+                or_nobody(identity(out)) + " because " + why;
+    return Verdict{std::move(f), chain_key(c)};
+}
+
+// ---- HS012 ----------------------------------------------------------------------------------
+constexpr RuleInfo kForwardedTgtRefused{
+    "HS012", "forwarded-tgt-refused", Severity::Error,
+    "TGS-REQ forwarded answered with KDC_ERR_BADOPTION (sensitive user / non-forwardable TGT)"};
+
+/// The client principal of a KDC exchange, or its host's name.
+std::string kdc_client(const KdcFacts& x) {
+    return x.krb.client.empty() ? x.look.host_name(x.krb.flow.client.addr) : x.krb.client;
+}
+
+/// A KDC error is shown by the exchange that drew it.
+Finding kdc_error_finding(const RuleInfo& r, const KerberosEvent& k) {
+    Finding f = finding(r, k.ts);
+    f.evidence.push_back(ref(k, k.request + " -> " + k.error_name));
+    return f;
+}
+
+std::optional<Verdict> forwarded_tgt_refused(const KdcFacts& x) {
+    const KerberosEvent& k = x.krb;
+    // A refused S4U2Proxy request that also asks for a forwardable ticket is HS023's.
+    if (k.error_code != krb_error::kBadOption || !k.has_option("forwarded") ||
+        k.has_option("cname-in-addl-tkt"))
+        return std::nullopt;
+    const std::string client = kdc_client(x);
+    Finding f = kdc_error_finding(kForwardedTgtRefused, k);
+    f.summary = "The KDC refused to forward " + client +
+                "'s TGT (KDC_ERR_BADOPTION): " + remedy::kSensitiveOrNotForwardable;
+    f.remedy = remedy::clear_sensitive(client) + " if it must reach linked servers.";
+    return Verdict{std::move(f), client};
+}
+
+// ---- HS020 ----------------------------------------------------------------------------------
+constexpr RuleInfo kSpnMissing{"HS020", "spn-missing", Severity::Error,
+                               "KDC_ERR_S_PRINCIPAL_UNKNOWN for an MSSQLSvc/… SPN"};
+
+std::optional<Verdict> spn_missing(const KdcFacts& x) {
+    const KerberosEvent& k = x.krb;
+    if (k.error_code != krb_error::kSPrincipalUnknown || spn_host(k.sname).empty())
+        return std::nullopt;
+    Finding f = kdc_error_finding(kSpnMissing, k);
+    f.summary = "SPN " + k.sname + " is not registered (KDC_ERR_S_PRINCIPAL_UNKNOWN for " +
+                kdc_client(x) + "): the client cannot use Kerberos to that SQL Server";
+    f.remedy = remedy::register_spn(k.sname.substr(0, k.sname.find('@')), k.realm);
+    return Verdict{std::move(f), k.sname};
+}
+
+// ---- HS021 ----------------------------------------------------------------------------------
+constexpr RuleInfo kSpnWrongAccount{
+    "HS021", "spn-wrong-account", Severity::Error,
+    "the server could not decrypt the ticket: KRB_AP_ERR_MODIFIED (41, Windows), "
+    "KRB_AP_ERR_BAD_INTEGRITY (31, MIT) or KRB_AP_ERR_BADKEYVER (44) in its SSPI reply, or "
+    "KRB_AP_ERR_MODIFIED from the KDC: the ticket was encrypted with another account's key or an "
+    "older one"};
+
+std::optional<Verdict> spn_wrong_account(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (!ticket_rejected(l.kerberos_error) || l.kerberos_error == krb_error::kSkew)
+        return std::nullopt;
+    const std::string spn = x.look.spn_for(l);
+    Finding f = finding(kSpnWrongAccount, l.ts);
+    f.summary =
+        x.look.host_name(l.flow.server.addr) + " could not decrypt the Kerberos ticket for " +
+        (spn.empty() ? std::string("its SPN") : spn) + " (" + wrong_key_name(l.kerberos_error) +
+        "): the SPN belongs to another account, or the service's key changed since its "
+        "keytab was made";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(
+        ref(l, "KRB-ERROR " + std::to_string(l.kerberos_error) + " in the SSPI reply"));
+    f.remedy = remedy::move_spn(spn);
+    return Verdict{std::move(f), hop_key(l) + "#k" + std::to_string(l.kerberos_error)};
+}
+
+std::optional<Verdict> spn_wrong_account(const KdcFacts& x) {
+    const KerberosEvent& k = x.krb;
+    if (k.error_code != krb_error::kModified) return std::nullopt;
+    Finding f = kdc_error_finding(kSpnWrongAccount, k);
+    f.summary = "KRB_AP_ERR_MODIFIED for " + k.sname +
+                ": the ticket was encrypted for another account's key";
+    f.remedy = remedy::move_spn(k.sname);
+    return Verdict{std::move(f), k.sname};
+}
+
+// ---- HS022 ----------------------------------------------------------------------------------
+constexpr RuleInfo kClockSkew{"HS022", "clock-skew", Severity::Error,
+                              "KRB_AP_ERR_SKEW, in the server's SSPI reply or from the KDC"};
+
+std::optional<Verdict> clock_skew(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (l.kerberos_error != krb_error::kSkew) return std::nullopt;
+    Finding f = finding(kClockSkew, l.ts);
+    f.summary = x.look.host_name(l.flow.server.addr) +
+                " rejected the Kerberos ticket: KRB_AP_ERR_SKEW (clocks more than 5 minutes "
+                "apart)";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(
+        ref(l, "KRB-ERROR " + std::to_string(l.kerberos_error) + " in the SSPI reply"));
+    f.remedy = remedy::sync_clocks();
+    return Verdict{std::move(f), hop_key(l) + "#k" + std::to_string(l.kerberos_error)};
+}
+
+std::optional<Verdict> clock_skew(const KdcFacts& x) {
+    const KerberosEvent& k = x.krb;
+    if (k.error_code != krb_error::kSkew) return std::nullopt;
+    const std::string client = kdc_client(x);
+    Finding f = kdc_error_finding(kClockSkew, k);
+    f.summary = "KRB_AP_ERR_SKEW for " + client + ": clocks differ by more than 5 minutes";
+    f.remedy = remedy::sync_clocks();
+    return Verdict{std::move(f), client};
+}
+
+// ---- HS023 ----------------------------------------------------------------------------------
+constexpr RuleInfo kConstrainedDelegationRefused{"HS023", "constrained-delegation-refused",
+                                                 Severity::Error,
+                                                 "S4U2Proxy (cname-in-addl-tkt) refused"};
+
+std::optional<Verdict> constrained_delegation_refused(const KdcFacts& x) {
+    const KerberosEvent& k = x.krb;
+    if (k.error_code != krb_error::kBadOption || !k.has_option("cname-in-addl-tkt"))
+        return std::nullopt;
+    const std::string client = kdc_client(x);
+    Finding f = kdc_error_finding(kConstrainedDelegationRefused, k);
+    f.summary = "Constrained delegation (S4U2Proxy) to " + k.sname + " was refused for " + client +
+                " (KDC_ERR_BADOPTION)";
+    f.remedy = "Add " + k.sname +
+               " to msDS-AllowedToDelegateTo of the middle server's service account (or "
+               "configure resource-based constrained delegation on the back-end's account), "
+               "and check the user is not sensitive.";
+    return Verdict{std::move(f), k.sname + "#" + client};
+}
+
+// ---- HS024 ----------------------------------------------------------------------------------
+constexpr RuleInfo kSpnForm{"HS024", "spn-form", Severity::Warning,
+                            "SPN with an IP address, a short name or no port"};
+
+std::optional<Verdict> spn_form(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (l.auth != AuthKind::Kerberos || !spn_form_wrong(l.spn)) return std::nullopt;
+    Finding f = finding(kSpnForm, l.ts);
+    f.summary = "SPN " + l.spn + " will not match a registered MSSQLSvc/<fqdn>:<port> SPN";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "SPN requested by the client"));
+    f.remedy = remedy::connect_by_fqdn();
+    return Verdict{std::move(f), l.spn};
+}
+
+std::optional<Verdict> spn_form(const KdcFacts& x) {
+    const KerberosEvent& k = x.krb;
+    if (k.error_code != 0 || !spn_form_wrong(k.sname)) return std::nullopt;
+    Finding f = finding(kSpnForm, k.ts);
+    f.summary = "Client " + x.look.host_name(k.flow.client.addr) + " asked for SPN " + k.sname +
+                ", which will not match MSSQLSvc/<fqdn>:<port>";
+    f.evidence.push_back(ref(k, "TGS-REQ sname"));
+    f.remedy = remedy::connect_by_fqdn();
+    return Verdict{std::move(f), k.sname};
+}
+
+// ---- HS030 ----------------------------------------------------------------------------------
+constexpr RuleInfo kNtlmToMiddleServer{"HS030", "ntlm-to-middle-server", Severity::Warning,
+                                       "NTLM login to a host that also logs in to linked servers"};
+
+std::optional<Verdict> ntlm_to_middle_server(const LateFacts& x) {
+    const LoginEvent& l = x.login;
+    if (l.auth != AuthKind::Ntlm || x.chained || !x.server_is_middle) return std::nullopt;
+    Finding f = finding(kNtlmToMiddleServer, l.ts);
+    const std::string a = x.look.host_name(l.flow.server.addr);
+    f.summary = identity(l) + " logged in with NTLM to " + a +
+                ", which also logs in to linked servers: a linked-server query on this "
+                "session would reach them as ANONYMOUS LOGON";
+    f.hops.push_back(describe(x.look, l, "C->A"));
+    f.evidence.push_back(ref(l, "NTLM login to a middle server"));
+    f.remedy = "Register " + remedy::spn_to_register(a, l.flow.server.port) +
+               " on its service account and connect by fully qualified name so Kerberos "
+               "is used.";
+    return Verdict{std::move(f), client_server_key(l.flow)};
+}
+
+// ---- HS040 ----------------------------------------------------------------------------------
+constexpr RuleInfo kNtlmV1{"HS040", "ntlmv1", Severity::Warning, "NTLMv1 in use"};
+
+std::optional<Verdict> ntlmv1(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (l.auth != AuthKind::Ntlm || l.ntlm_version != 1) return std::nullopt;
+    Finding f = finding(kNtlmV1, l.ts);
+    f.summary = x.look.host_name(l.flow.client.addr) + " used NTLMv1 to " +
+                x.look.host_name(l.flow.server.addr);
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "NTLM AUTHENTICATE with a 24-byte NT response"));
+    f.remedy =
+        "NTLMv1 is crackable: set 'Network security: LAN Manager authentication "
+        "level' to 'Send NTLMv2 response only. Refuse LM & NTLM'.";
+    return Verdict{std::move(f), client_server_key(l.flow)};
+}
+
+// ---- HS041 ----------------------------------------------------------------------------------
+constexpr RuleInfo kKerberosRc4{"HS041", "kerberos-rc4", Severity::Warning,
+                                "RC4-HMAC Kerberos ticket"};
+
+std::optional<Verdict> kerberos_rc4(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (!icontains(l.kerberos_etype, "rc4")) return std::nullopt;
+    Finding f = finding(kKerberosRc4, l.ts);
+    f.summary = "Kerberos ticket for " + x.look.host_name(l.flow.server.addr) + " uses RC4-HMAC";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "AP-REQ ticket enctype " + l.kerberos_etype));
+    f.remedy =
+        "Enable AES on the service account (msDS-SupportedEncryptionTypes) and reset "
+        "its password so AES keys exist.";
+    return Verdict{std::move(f), to_string(l.flow.server)};
+}
+
+// ---- HS042 ----------------------------------------------------------------------------------
+constexpr RuleInfo kSqlAuthUnencrypted{"HS042", "sql-auth-unencrypted", Severity::Warning,
+                                       "SQL authentication without TLS"};
+
+std::optional<Verdict> sql_auth_unencrypted(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (l.auth != AuthKind::Sql || l.encryption != EncryptionMode::None) return std::nullopt;
+    Finding f = finding(kSqlAuthUnencrypted, l.ts);
+    f.summary = "SQL login '" + l.user + "' to " + x.look.host_name(l.flow.server.addr) +
+                " crossed the network without TLS: its password is only obfuscated";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "clear LOGIN7 with SQL authentication"));
+    f.remedy =
+        "Require encryption (client Encrypt=true / server Force Encryption) or use "
+        "Windows authentication.";
+    return Verdict{std::move(f), client_server_key(l.flow)};
+}
+
+// ---- HS043 ----------------------------------------------------------------------------------
+constexpr RuleInfo kEncryptionDowngraded{"HS043", "encryption-downgraded", Severity::Warning,
+                                         "the client asked for encryption and got less"};
+
+std::optional<Verdict> encryption_downgraded(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (!l.encryption_downgraded) return std::nullopt;
+    Finding f = finding(kEncryptionDowngraded, l.ts);
+    f.summary = "The client asked " + x.look.host_name(l.flow.server.addr) +
+                " for encryption and got " + to_string(l.encryption);
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "PRELOGIN ENCRYPTION request vs answer"));
+    f.remedy =
+        "Install a certificate on the server and enable encryption; make clients "
+        "require it (Encrypt=true) so a downgrade fails instead of passing.";
+    return Verdict{std::move(f), client_server_key(l.flow)};
+}
+
+// ---- HS050 ----------------------------------------------------------------------------------
+constexpr RuleInfo kHealthyDoubleHop{"HS050", "healthy-double-hop", Severity::Info,
+                                     "Kerberos on both hops, the back-end saw the user"};
+
+std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
+    const LoginEvent& in = c.in;
+    const LoginEvent& out = c.out;
+    if (out.auth != AuthKind::Kerberos || second_hop_failed(out)) return std::nullopt;
+    if (in.auth != AuthKind::Kerberos && in.auth != AuthKind::Unknown) return std::nullopt;
+    const std::string a = c.look.host_name(in.flow.server.addr);
+    const std::string b = c.look.host_name(out.flow.server.addr);
+    Finding f = chain_finding(kHealthyDoubleHop, c);
+    if (in.auth == AuthKind::Kerberos) {
+        const std::string who =
+            identity(in).empty() ? c.look.host_name(in.flow.client.addr) : identity(in);
+        f.summary = "Healthy double hop: " + who + " -> " + a + " -> " + b +
+                    " with Kerberos on both hops" +
+                    (out.user.empty() ? std::string() : " (" + b + " saw " + identity(out) + ")");
+    } else {
+        // The first hop is hidden (TLS): the second hop shows a delegated Kerberos login.
+        f.summary = a + " reached " + b + " with Kerberos on behalf of a client of " + a +
+                    " whose own login is not visible (" +
+                    (in.auth_detail.empty() ? std::string("encrypted login") : in.auth_detail) +
+                    ")";
+        f.missing =
+            "The first hop's authentication is encrypted; the client's port-88 traffic "
+            "(TGS-REQ for MSSQLSvc/" +
+            a + ", forwarded TGT) shows how it authenticated.";
+    }
+    f.remedy = "Nothing to do.";
+    return Verdict{std::move(f), chain_key(c)};
+}
+
+// ---- HS060 ----------------------------------------------------------------------------------
+constexpr RuleInfo kProxyInTheWay{
+    "HS060", "proxy-in-the-way", Severity::Error,
+    "a login through an explicit-mode listener of the proxy in which the client asked for the "
+    "proxy instead of the server (details below)"};
+
+std::optional<Verdict> proxy_in_the_way(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    const ProxyView& proxy = x.proxy;
+    const auto is_proxy = [&proxy](const std::string& host) { return names_proxy(proxy, host); };
+    const bool through_explicit =
+        std::find(proxy.explicit_upstreams.begin(), proxy.explicit_upstreams.end(),
+                  l.flow.server) != proxy.explicit_upstreams.end();
+    if (!through_explicit || !integrated(l)) return std::nullopt;
+    // What shows that the client asked for the proxy rather than the server: the SPN of its
+    // ticket (or the NTLM target), its TGS-REQ for an MSSQLSvc SPN of a proxy name, or, with
+    // NTLM, the server name it typed.
+    const KerberosEvent* kdc = nullptr;
+    for (const auto* k : x.look.kdc_before(l))
+        if (k->request == "TGS-REQ" && is_proxy(spn_host(k->sname))) kdc = k;
+    const bool spn_names_proxy = is_proxy(spn_host(l.spn));
+    const bool ntlm_names_proxy = l.auth == AuthKind::Ntlm && is_proxy(named_host(l.server_name));
+    // A Kerberos login that worked with the proxy's SPN (registered on the server's account)
+    // is left alone.
+    const bool kerberos_worked = l.auth == AuthKind::Kerberos && l.kerberos_error == 0 &&
+                                 l.outcome == Outcome::Success &&
+                                 (kdc == nullptr || kdc->error_code == 0);
+    if ((!spn_names_proxy && kdc == nullptr && !ntlm_names_proxy) || kerberos_worked)
+        return std::nullopt;
+    const std::string server = x.look.host_name(l.flow.server.addr);
+    const std::string spn = spn_names_proxy ? l.spn : kdc ? kdc->sname : std::string();
+    Finding f = finding(kProxyInTheWay, l.ts);
+    f.summary = "The proxy itself is the cause: " + x.look.host_name(l.flow.client.addr) +
+                " reached " + server + " through the proxy's explicit listener but " +
+                (spn.empty() ? "named the proxy ('" + l.server_name + "')"
+                             : "asked for the proxy's SPN " + spn) +
+                ", not " + server + "'s";
+    if (kdc && kdc->error_code == krb_error::kSPrincipalUnknown)
+        f.summary +=
+            ": the KDC does not know that SPN (KDC_ERR_S_PRINCIPAL_UNKNOWN), so "
+            "Kerberos fails or falls back to NTLM, which breaks delegation";
+    else if (l.auth == AuthKind::Ntlm)
+        f.summary += ", so it used NTLM, which cannot be delegated";
+    else
+        f.summary += ": a ticket for the proxy's name is no use to " + server +
+                     ", so Kerberos fails and delegation with it";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "login through the explicit listener"));
+    if (kdc)
+        f.evidence.push_back(
+            ref(*kdc, "TGS-REQ for " + kdc->sname +
+                          (kdc->error_name.empty() ? std::string() : " -> " + kdc->error_name)));
+    f.remedy =
+        "Deploy the proxy transparently (iptables REDIRECT or TPROXY, 'hopscope "
+        "proxy --transparent'), or alias " +
+        server + "'s name to the proxy in DNS or hosts files, so clients keep asking for " +
+        remedy::spn_to_register(server, l.flow.server.port) + "; see docs/proxy.md.";
+    return Verdict{std::move(f), client_server_key(l.flow)};
+}
+
+// ---- HS061 ----------------------------------------------------------------------------------
+constexpr RuleInfo kRoutingAroundProxy{
+    "HS061", "routing-around-proxy", Severity::Warning,
+    "only from proxy: a login answered with an ENVCHANGE routing token to a host:port that is not "
+    "the proxy: the client reconnects there directly, around the proxy"};
+
+std::optional<Verdict> routing_around_proxy(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (!x.proxy.active || l.routing.empty() ||
+        names_proxy(x.proxy, l.routing.substr(0, l.routing.rfind(':'))))
+        return std::nullopt;
+    Finding f = finding(kRoutingAroundProxy, l.ts);
+    f.summary = x.look.host_name(l.flow.server.addr) + " routed " +
+                x.look.host_name(l.flow.client.addr) + " to " + l.routing +
+                " (ENVCHANGE routing): the client will reconnect to " + l.routing +
+                " directly, around the proxy, which will not see that login";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "login answer with ENVCHANGE routing to " + l.routing));
+    f.remedy = "Put " + l.routing +
+               " behind the proxy as well (another listener or upstream), or change the "
+               "redirection so clients stay on the proxied endpoint: the availability "
+               "group's read-only routing URLs, or the gateway's connection policy (Proxy "
+               "instead of Redirect).";
+    return Verdict{std::move(f), to_string(l.flow.server) + ">" + l.routing};
+}
+
+// ---- HS090 ----------------------------------------------------------------------------------
+constexpr RuleInfo kMissingEvidence{
+    "HS090", "missing-evidence", Severity::Info,
+    "the authentication is not visible (encrypted, no port-88 traffic): what to capture"};
+
+/// On a chain: the second hop lost the identity, the first is hidden.
+std::optional<Verdict> missing_evidence(const ChainFacts& c) {
+    const LoginEvent& in = c.in;
+    if (in.auth != AuthKind::Unknown || !second_hop_failed(c.out)) return std::nullopt;
+    const std::string a = c.look.host_name(in.flow.server.addr);
+    const std::string b = c.look.host_name(c.out.flow.server.addr);
+    Finding f = chain_finding(kMissingEvidence, c);
+    f.summary = "The identity was lost between " + a + " and " + b +
+                ", but how the client authenticated to " + a + " is not visible (" +
+                (in.auth_detail.empty() ? std::string("encrypted login") : in.auth_detail) + ")";
+    f.missing = "Capture port 88 on the client's segment (the TGS-REQ for MSSQLSvc/" + a +
+                " shows whether Kerberos was used and delegation requested), or run "
+                "'hopscope proxy' with TLS termination in front of " +
+                a + ".";
+    f.remedy = "See the anonymous-logon finding for " + b + ".";
+    return Verdict{std::move(f), chain_key(c)};
+}
+
+/// On a login alone, when no port-88 traffic has been seen by two windows after it.
+std::optional<Verdict> missing_evidence(const LateFacts& x) {
+    const LoginEvent& l = x.login;
+    if (l.auth != AuthKind::Unknown || x.saw_kdc || !integrated(l) || x.chained)
+        return std::nullopt;
+    Finding f = finding(kMissingEvidence, l.ts);
+    f.summary = "The authentication of logins to " + x.look.host_name(l.flow.server.addr) +
+                " is not visible (" +
+                (l.auth_detail.empty() ? std::string("encrypted") : l.auth_detail) + ")";
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "login without visible authentication"));
+    f.missing =
+        "Capture port 88 as well (the client's TGS-REQ names the SPN and shows "
+        "delegation), or use 'hopscope proxy' with TLS termination.";
+    f.remedy = "None until the evidence is there.";
+    return Verdict{std::move(f), to_string(l.flow.server)};
+}
+
+// ---- the catalogue and the order of each occasion -------------------------------------------
+constexpr std::array kCatalogue{
+    kAnonymousLogon,
+    kNullLogin,
+    kRelayedLoginError,
+    kNtlmFirstHop,
+    kKerberosWithoutDelegation,
+    kForwardedTgtRefused,
+    kSpnMissing,
+    kSpnWrongAccount,
+    kClockSkew,
+    kConstrainedDelegationRefused,
+    kSpnForm,
+    kNtlmToMiddleServer,
+    kNtlmV1,
+    kKerberosRc4,
+    kSqlAuthUnencrypted,
+    kEncryptionDowngraded,
+    kHealthyDoubleHop,
+    kProxyInTheWay,
+    kRoutingAroundProxy,
+    kMissingEvidence,
+};
+
+constexpr std::array<LoginRule, 11> kLoginRules{
+    anonymous_logon, null_login,       spn_wrong_account,    clock_skew,
+    ntlmv1,          kerberos_rc4,     sql_auth_unencrypted, encryption_downgraded,
+    spn_form,        proxy_in_the_way, routing_around_proxy,
+};
+constexpr std::array<LateRule, 2> kLateRules{ntlm_to_middle_server, missing_evidence};
+// A KDC exchange draws at most one of these: an answer without error can only have a wrong SPN
+// form, an error names one cause.
+constexpr std::array<KdcRule, 6> kKdcRules{
+    spn_form,   spn_missing,      constrained_delegation_refused, forwarded_tgt_refused,
+    clock_skew, spn_wrong_account};
+constexpr std::array<ServerErrorRule, 1> kServerErrorRules{relayed_login_error};
+constexpr std::array<ChainRule, 4> kChainRules{ntlm_first_hop, healthy_double_hop,
+                                               kerberos_without_delegation, missing_evidence};
+
+}  // namespace
+
+std::span<const RuleInfo> rule_catalogue() {
+    return kCatalogue;
+}
+
+const RuleInfo* find_rule(std::string_view id) {
+    for (const auto& r : kCatalogue)
+        if (r.id == id) return &r;
+    return nullptr;
+}
+
+std::span<const LoginRule> login_rules() {
+    return kLoginRules;
+}
+std::span<const LateRule> late_rules() {
+    return kLateRules;
+}
+std::span<const KdcRule> kdc_rules() {
+    return kKdcRules;
+}
+std::span<const ServerErrorRule> server_error_rules() {
+    return kServerErrorRules;
+}
+std::span<const ChainRule> chain_rules() {
+    return kChainRules;
+}
+
+bool spn_form_wrong(const std::string& spn) {
+    const std::string host = spn_host(spn);
+    if (host.empty()) return false;
+    const std::string instance = spn_instance(spn);  // "host:port", "[v6]:port", "[v6]", ...
+    const bool no_port = instance.find(':') == std::string::npos || instance.back() == ']';
+    return looks_like_ip(host) || host.find('.') == std::string::npos || no_port;
+}
+
+}  // namespace hopscope::analysis
