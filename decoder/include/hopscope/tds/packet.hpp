@@ -159,6 +159,9 @@ class PacketFramer {
     Candidate candidate_at(std::size_t pos, std::size_t& unit_len) const;
     void process(bool at_end);
     std::size_t emit_synced(std::size_t pos);
+    /// One unit at the start of `in` (stream offset `offset`): its length once it is whole, 0
+    /// when more bytes are needed, kLost when the framing broke there.
+    std::size_t emit_at(Bytes in, std::uint64_t offset);
     void drop_front(std::size_t n);
 
     FramerSink& sink_;
