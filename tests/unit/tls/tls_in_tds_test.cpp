@@ -62,7 +62,9 @@ Buf login7_message() {
 }
 
 /// A whole connection in `mode`, TLS `version`, and the client's key log.
-std::vector<Chunk> connection(Mode mode, int version, std::string& keylog) {
+/// `split`: the handshake flights travel in PRELOGIN packets of at most that many bytes (records
+/// cut across packets).
+std::vector<Chunk> connection(Mode mode, int version, std::string& keylog, std::size_t split = 0) {
     testing::TlsPairConfig cfg;
     cfg.version = version;
     if (mode == Mode::Strict) cfg.alpn = {"tds/8.0"};
@@ -78,8 +80,9 @@ std::vector<Chunk> connection(Mode mode, int version, std::string& keylog) {
         for (auto& f : pair.flights) {
             Chunk c{f.dir, f.bytes, app, app ? plain : Buf{}};
             if (!app && mode != Mode::Strict) {
-                c.bytes =
-                    testing::packet(f.dir == Dir::ClientToServer ? 0x12 : 0x04, 0x01, f.bytes);
+                const std::uint8_t type = f.dir == Dir::ClientToServer ? 0x12 : 0x04;
+                c.bytes = split ? testing::message(type, f.bytes, split)
+                                : testing::packet(type, 0x01, f.bytes);
             }
             out.push_back(std::move(c));
         }
@@ -224,7 +227,27 @@ INSTANTIATE_TEST_SUITE_P(
                       ModeCase{Mode::Strict, TLS1_2_VERSION, "strict_12"}),
     [](const ::testing::TestParamInfo<ModeCase>& i) { return i.param.name; });
 
-TEST(TlsInTdsHostile, DamagedRecordsAreTypedErrorsAndMemoryStaysBounded) {
+TEST(TlsInTdsHostile, RecordsSplitAcrossPreloginPacketsAndReads) {
+    for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+        std::string keylog;
+        const auto chunks = connection(Mode::Full, version, keylog, 37);
+        tls::KeyLog log;
+        ASSERT_TRUE(log.add_text(keylog).empty());
+        std::vector<Chunk> halves;
+        for (const auto& c : chunks) {
+            const auto mid = c.bytes.begin() + static_cast<std::ptrdiff_t>(c.bytes.size() / 2);
+            halves.push_back({c.dir, Buf(c.bytes.begin(), mid), false, {}});
+            halves.push_back({c.dir, Buf(mid, c.bytes.end()), false, {}});
+        }
+        const Rec r = run(halves, &log);
+        EXPECT_TRUE(r.problems.empty()) << r.problems.front().detail;
+        ASSERT_EQ(r.logins.size(), 1u);
+        EXPECT_EQ(r.logins[0].auth, AuthKind::Sql) << to_string(r.logins[0]);
+        EXPECT_EQ(r.logins[0].outcome, LoginOutcome::Success);
+    }
+}
+
+TEST(TlsInTdsHostile, DamagedRecordsAreTypedErrors) {
     std::string keylog;
     auto chunks = connection(Mode::Full, TLS1_3_VERSION, keylog);
     tls::KeyLog log;
