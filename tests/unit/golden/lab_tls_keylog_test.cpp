@@ -113,6 +113,30 @@ TEST(LabTlsKeylog, EveryTlsLoginIsReadAsIfClear) {
     }
 }
 
+TEST(LabTlsKeylog, TheClientsOwnKeyLogGivesTheSameLogins) {
+    // <id>.client.keylog: what FreeTDS (GnuTLS, SSLKEYLOGFILE) and tedious (node --tls-keylog)
+    // wrote themselves; impacket (pyOpenSSL) writes none. Every login it decrypts is the very
+    // login the server's key log gives.
+    for (const auto& s : kTlsScenarios) {
+        SCOPED_TRACE(s.file);
+        tls::KeyLog client;
+        ASSERT_TRUE(client.add_text(slurp(lab(s.file + ".client.keylog"))).empty());
+        const tls::KeyLog server = load_keylog(s.file);
+        Collected a;
+        Collected b;
+        ASSERT_TRUE(run_pipeline({lab(s.file + ".pcap")}, a, &client).ok());
+        ASSERT_TRUE(run_pipeline({lab(s.file + ".pcap")}, b, &server).ok());
+        ASSERT_EQ(a.logins.size(), b.logins.size());
+        int decrypted = 0;
+        for (std::size_t i = 0; i < a.logins.size(); ++i) {
+            if (a.logins[i].library.empty()) continue;  // LOGIN7 not read: not the client's
+            ++decrypted;
+            EXPECT_EQ(report::to_json(a.logins[i]).dump(), report::to_json(b.logins[i]).dump());
+        }
+        EXPECT_GT(decrypted, 0);
+    }
+}
+
 TEST(LabTlsKeylog, AKeyLogWithoutTheSessionsSaysSo) {
     // The key log of another run: the right format, none of these sessions.
     const tls::KeyLog other = load_keylog("12b-ntlm-tls-full");
