@@ -93,41 +93,44 @@ std::optional<tcp::endpoint> original_destination(tcp::socket& s) {
     return from_sockaddr(ss);
 }
 
-/// Fixed-size forwarding buffers, reused on one I/O thread. A direction holds one only while
-/// bytes flow through it, so an idle connection holds none.
+/// Forwarding buffers of one I/O thread: blocks this thread alone holds, reused without a lock.
+/// A direction holds one only while bytes flow through it, so an idle connection holds none. A
+/// block also held by the tap goes back to the shared pool when the analysis thread is done.
 class BufferPool {
   public:
-    explicit BufferPool(std::size_t size) : size_(size) {}
+    explicit BufferPool(BlockPool& shared) : shared_(shared) {}
     ~BufferPool() {
-        for (auto* b : free_)
-            delete[] b;
+        for (Block* b : free_)
+            BlockPool::unref(b);
     }
     BufferPool(const BufferPool&) = delete;
     BufferPool& operator=(const BufferPool&) = delete;
-    std::uint8_t* get() {
-        if (free_.empty()) return new std::uint8_t[size_];
-        auto* b = free_.back();
+    Block* get() {
+        if (free_.empty()) return shared_.get();
+        Block* b = free_.back();
         free_.pop_back();
         return b;
     }
-    void put(std::uint8_t* b) {
-        if (free_.size() < kKeep)
+    void put(Block* b) {
+        if (exclusive(b) && free_.size() < kKeep)
             free_.push_back(b);
         else
-            delete[] b;
+            BlockPool::unref(b);
     }
-    [[nodiscard]] std::size_t size() const { return size_; }
+    /// Whether only this thread holds `b` (the tap is done with it, or never had it).
+    static bool exclusive(Block* b) { return b->refs.load(std::memory_order_acquire) == 1; }
+    [[nodiscard]] std::size_t size() const { return shared_.size(); }
 
   private:
     static constexpr std::size_t kKeep = 64;
-    std::size_t size_;
-    std::vector<std::uint8_t*> free_;
+    BlockPool& shared_;
+    std::vector<Block*> free_;
 };
 
 class Connection;
 
 struct Worker {
-    explicit Worker(std::size_t buffer_size) : pool(buffer_size) {}
+    explicit Worker(BlockPool& blocks) : pool(blocks) {}
     asio::io_context io{1};
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
     std::thread thread;
@@ -147,11 +150,20 @@ struct Listener {
 
 struct Proxy::Impl {
     Impl(ProxyOptions o, AnalysisHooks h, Metrics* m)
-        : opt(std::move(o)), hooks(std::move(h)), metrics(m), tap(opt.tap_queue_bytes) {}
+        : opt(std::move(o)),
+          hooks(std::move(h)),
+          metrics(m),
+          blocks(opt.buffer_size,
+                 std::min<std::size_t>(
+                     opt.tap_queue_bytes / std::max<std::size_t>(opt.buffer_size, 1), 256) +
+                     64),
+          tap(opt.tap_queue_bytes) {}
 
     ProxyOptions opt;
     AnalysisHooks hooks;
     Metrics* metrics;
+    /// Forwarding buffers, shared with the tap; declared before everything that holds them.
+    BlockPool blocks;
     Tap tap;
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<Listener> listeners;
@@ -295,7 +307,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     struct Pump {
         tcp::socket* from = nullptr;
         tcp::socket* to = nullptr;
-        std::uint8_t* buf = nullptr;
+        Block* buf = nullptr;
         bool done = false;  ///< end of stream read and passed on
         std::uint64_t offset = 0;
         std::uint64_t pending_gap = 0;
@@ -392,9 +404,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
             splice_pump(d);
             return;
         }
+        if (p.buf && !BufferPool::exclusive(p.buf)) release(p);  // the tap still reads it
         if (!p.buf) p.buf = w_.pool.get();
         error_code ec;
-        const std::size_t n = p.from->read_some(asio::buffer(p.buf, w_.pool.size()), ec);
+        const std::size_t n = p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             release(p);  // nothing in flight: an idle direction holds no buffer
             p.from->async_wait(tcp::socket::wait_read,
@@ -422,7 +435,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
                 .fetch_add(n, std::memory_order_relaxed);
         p.offset += n;
-        asio::async_write(*p.to, asio::buffer(p.buf, n),
+        asio::async_write(*p.to, asio::buffer(p.buf->data(), n),
                           [self = shared_from_this(), d](const error_code& e, std::size_t) {
                               if (self->closed_) return;
                               if (e) {
@@ -529,8 +542,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     /// Hands a copy of forwarded bytes to the analysis thread. The connection is tapped once its
     /// first client bytes look like the start of TDS; a server that speaks first, or other first
     /// bytes, mean it is not TDS, and it is forwarded without copies from then on.
-    void tap(int d, const std::uint8_t* data, std::size_t n) {
+    void tap(int d, Block* block, std::size_t n) {
         if (tap_ == TapState::Off) return;
+        const std::uint8_t* data = block->data();
         const Direction dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
         const Timestamp ts = now();
         if (tap_ == TapState::Undecided) {
@@ -561,13 +575,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
             px_.tap.push_control(std::move(open));
             if (before > 0) push(dir, ts, head_, before, 0);
         }
-        push(dir, ts, data, n, pumps_[d].offset);
+        // A large chunk is shared with the tap rather than copied (see Block); a small one is
+        // copied, so that it does not hold a whole block in the queue.
+        push(dir, ts, data, n, pumps_[d].offset, n >= w_.pool.size() / 4 ? block : nullptr);
     }
 
     void push(Direction dir, Timestamp ts, const std::uint8_t* data, std::size_t n,
-              std::uint64_t offset) {
+              std::uint64_t offset, Block* block = nullptr) {
         Pump& p = pumps_[static_cast<int>(dir)];
-        if (px_.tap.push_data(id_, flow_, dir, ts, offset, p.pending_gap, data, n)) {
+        if (px_.tap.push_data(id_, flow_, dir, ts, offset, p.pending_gap, data, n, block)) {
             p.pending_gap = 0;
             return;
         }
@@ -618,7 +634,7 @@ bool Proxy::Impl::start(std::string& err) {
     }
     unsigned n = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i)
-        workers.push_back(std::make_unique<Worker>(opt.buffer_size));
+        workers.push_back(std::make_unique<Worker>(blocks));
     listeners.reserve(opt.routes.size());  // connections keep references to their listener
     for (const auto& route : opt.routes) {
         Listener l;
@@ -789,14 +805,14 @@ void Proxy::Impl::dispatch(TapItem& item) {
             }
             if (item.bytes.empty()) return;  // only a gap (at the end of a connection)
             if (rec) {
-                ev.frame = rec->data(Leg::Client, item.flow, item.dir, item.ts, Bytes(item.bytes));
+                ev.frame = rec->data(Leg::Client, item.flow, item.dir, item.ts, item.bytes.view());
                 if (hooks.record_upstream_leg) {
                     const auto it = upstream_legs_.find(item.connection);
                     if (it != upstream_legs_.end())
-                        rec->data(Leg::Upstream, it->second, item.dir, item.ts, Bytes(item.bytes));
+                        rec->data(Leg::Upstream, it->second, item.dir, item.ts, item.bytes.view());
                 }
             }
-            if (sink) sink->on_data(item.flow, item.dir, item.ts, Bytes(item.bytes), ev);
+            if (sink) sink->on_data(item.flow, item.dir, item.ts, item.bytes.view(), ev);
             return;
         }
         case TapItem::Kind::Close:  // handled above

@@ -839,6 +839,45 @@ TEST(ProxyTap, SlowDecoderGetsGapsWhileForwardingGoesOnAtFullSpeed) {
     EXPECT_EQ(f.closes, 1);
 }
 
+TEST(ProxyTap, LargeChunksSharedWithALaggingDecoderAreNotOverwritten) {
+    // Large chunks reach the decoder in the very buffer they were forwarded from. While the
+    // decoder lags, the forwarding side must read the next bytes into another buffer: what the
+    // decoder gets is exactly what was forwarded, with no gap (the queue is large enough).
+    EchoBook book;
+    Upstream up([&](int fd) { serve(fd, book); });
+    RecordingSink sink;
+    sink.delay_per_chunk = 1ms;
+    AnalysisHooks hooks;
+    hooks.sink = &sink;
+    ProxyOptions o = one_route(up.port());
+    o.tap_queue_bytes = 512u << 20;
+    Proxy px(o, hooks);
+    std::string err;
+    ASSERT_TRUE(px.start(err)) << err;
+    const ClientRun r =
+        client_run(px.listen_endpoints().at(0), true, 22, 6u << 20, 6u << 20, Simultaneous);
+    ASSERT_TRUE(wait_for(
+        [&] {
+            std::lock_guard l(book.mu);
+            return book.received.count(22) > 0;
+        },
+        30s));
+    ASSERT_TRUE(wait_for([&] { return px.stats().connections_open == 0; }));
+    px.shutdown(30s);
+    EXPECT_FALSE(r.got.reset);
+    EXPECT_TRUE(r.got.received == r.expected);
+    const ProxyStats st = px.stats();
+    EXPECT_GT(st.tap.shared_chunks, 10u);
+    EXPECT_EQ(st.tap.dropped_bytes, 0u);
+    std::lock_guard l(sink.mu);
+    ASSERT_EQ(sink.flows.size(), 1u);
+    const auto& f = sink.flows.front();
+    EXPECT_TRUE(f.offsets_ok);
+    EXPECT_EQ(f.gaps[0] + f.gaps[1], 0u);
+    EXPECT_TRUE(f.data[0] == r.sent) << first_difference(f.data[0], r.sent);
+    EXPECT_TRUE(f.data[1] == r.expected) << first_difference(f.data[1], r.expected);
+}
+
 TEST(ProxyTap, HostileBytesThroughTheRealDecoderNeitherBreakNorChangeForwarding) {
     EchoBook book;
     Upstream up([&](int fd) { serve(fd, book); });

@@ -10,17 +10,114 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "hopscope/common/flow.hpp"
 #include "hopscope/common/stream_events.hpp"
 
 namespace hopscope::proxy {
+
+class BlockPool;
+
+/// A forwarding buffer that an I/O thread and the analysis thread can hold at once: the I/O
+/// thread writes its bytes to the other side while the analysis thread decodes them, so large
+/// chunks reach the tap without a copy (copying each chunk into a fresh allocation freed on
+/// another thread cost the forwarding thread a fifth of its time in memmove and page faults,
+/// by perf, on large result sets). Hand-written because the pool is per size and the count is
+/// the only shared state: no library type gives both without an allocation per chunk.
+struct Block {
+    std::atomic<std::uint32_t> refs{1};
+    BlockPool* pool = nullptr;
+    std::uint8_t* data() { return reinterpret_cast<std::uint8_t*>(this) + kHeader; }
+    static constexpr std::size_t kHeader = 64;  ///< keeps data() cache-line aligned
+};
+static_assert(sizeof(Block) <= Block::kHeader);
+
+/// Blocks of one size, shared by every thread: a block whose last reference goes away comes
+/// back here. Keeps at most `keep` free blocks; the rest are freed.
+class BlockPool {
+  public:
+    BlockPool(std::size_t size, std::size_t keep) : size_(size), keep_(keep) {}
+    ~BlockPool();
+    BlockPool(const BlockPool&) = delete;
+    BlockPool& operator=(const BlockPool&) = delete;
+
+    /// A block with one reference.
+    Block* get();
+    [[nodiscard]] std::size_t size() const { return size_; }
+    static void ref(Block* b) { b->refs.fetch_add(1, std::memory_order_relaxed); }
+    /// Drops one reference; the last one returns the block to its pool.
+    static void unref(Block* b) {
+        if (b->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) b->pool->put(b);
+    }
+
+  private:
+    void put(Block* b);
+    const std::size_t size_;
+    const std::size_t keep_;
+    std::mutex mu_;
+    std::vector<Block*> free_;
+};
+
+/// The bytes of a data item: a small chunk copied into the item, or a large one still in the
+/// forwarding block it was read into (one reference held).
+class TapBytes {
+  public:
+    TapBytes() = default;
+    TapBytes(const std::uint8_t* data, std::size_t size) : copy_(data, data + size) {}
+    /// Takes one more reference on `block`, which holds [data, data + size).
+    TapBytes(Block* block, const std::uint8_t* data, std::size_t size)
+        : block_(block), data_(data), size_(size) {
+        BlockPool::ref(block);
+    }
+    TapBytes(TapBytes&& o) noexcept
+        : copy_(std::move(o.copy_)),
+          block_(std::exchange(o.block_, nullptr)),
+          data_(o.data_),
+          size_(std::exchange(o.size_, 0)) {}
+    TapBytes& operator=(TapBytes&& o) noexcept {
+        if (this != &o) {
+            reset();
+            copy_ = std::move(o.copy_);
+            block_ = std::exchange(o.block_, nullptr);
+            data_ = o.data_;
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+    TapBytes(const TapBytes&) = delete;
+    TapBytes& operator=(const TapBytes&) = delete;
+    ~TapBytes() { reset(); }
+
+    [[nodiscard]] Bytes view() const {
+        return block_ != nullptr ? Bytes(data_, size_) : Bytes(copy_);
+    }
+    [[nodiscard]] std::size_t size() const { return block_ != nullptr ? size_ : copy_.size(); }
+    [[nodiscard]] bool empty() const { return size() == 0; }
+    /// What the item costs the queue's budget: a block counts whole.
+    [[nodiscard]] std::size_t charge() const {
+        return block_ != nullptr ? block_->pool->size() : copy_.size();
+    }
+
+  private:
+    void reset() {
+        if (block_ != nullptr) BlockPool::unref(block_);
+        block_ = nullptr;
+        size_ = 0;
+        copy_.clear();
+    }
+    std::vector<std::uint8_t> copy_;
+    Block* block_ = nullptr;
+    const std::uint8_t* data_ = nullptr;
+    std::size_t size_ = 0;
+};
 
 struct TapItem {
     enum class Kind : std::uint8_t { Open, Data, Close };
@@ -33,7 +130,7 @@ struct TapItem {
     std::uint64_t offset = 0;      ///< Data: stream offset of bytes[0] in `dir`
     std::uint64_t gap_before = 0;  ///< Data: bytes of `dir` dropped just before this chunk
     CloseReason why = CloseReason::Fin;
-    std::vector<std::uint8_t> bytes;
+    TapBytes bytes;
 };
 
 struct TapStats {
@@ -41,6 +138,7 @@ struct TapStats {
     std::uint64_t peak_bytes = 0;
     std::uint64_t dropped_chunks = 0;
     std::uint64_t dropped_bytes = 0;
+    std::uint64_t shared_chunks = 0;  ///< queued without a copy (see Block)
 };
 
 class Tap {
@@ -49,9 +147,11 @@ class Tap {
 
     /// Producer side (any thread). False when the chunk did not fit: the caller adds its length
     /// to the direction's pending gap and passes the total with the next chunk.
+    /// With a `block` (holding `data`), the item shares it instead of copying; it costs the
+    /// budget the whole block.
     bool push_data(std::uint64_t connection, const FlowKey& flow, Direction dir, Timestamp ts,
                    std::uint64_t offset, std::uint64_t gap_before, const std::uint8_t* data,
-                   std::size_t size);
+                   std::size_t size, Block* block = nullptr);
     void push_control(TapItem item);
 
     /// Consumer side: moves every queued item into `out` (cleared first), waiting up to `wait`
@@ -74,7 +174,7 @@ class Tap {
         if (q_.empty()) return !closed_;
         std::uint64_t bytes = 0;
         for (auto& item : q_) {
-            bytes += item.bytes.size();
+            bytes += item.bytes.charge();
             out.push_back(std::move(item));
         }
         q_.clear();
