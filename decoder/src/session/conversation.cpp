@@ -410,6 +410,10 @@ struct Conversation::Impl {
     void server_hello(Side& s, const tls::ServerHello& sh) {
         const FactContext c = ctx(s, s.unit_offset);
         if (dec) dec->server_hello(sh);
+        if (sh.version() == 0x0304) {
+            c2s.observer.set_tls13();  // the client's compatibility CCS changes nothing
+            s2c.observer.set_tls13();
+        }
         begin_login(c).tls_version = sh.version();
         cb.on_tls_server_hello(c, sh);
     }

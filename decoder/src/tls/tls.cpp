@@ -234,8 +234,10 @@ DecodeStatus HandshakeObserver::on_record(Bytes record) {
     record_version_ = h.version;
     switch (h.type) {
         case content_type::kChangeCipherSpec:
-            cipher_active_ = true;
-            reset();
+            if (!tls13_) {
+                cipher_active_ = true;
+                reset();
+            }
             sink_.on_change_cipher_spec();
             break;
         case content_type::kAlert:
@@ -300,6 +302,7 @@ void HandshakeObserver::handshake_bytes(Bytes body) {
                 ServerHello sh;
                 if (parse_server_hello(hs_body_, sh, err) == DecodeStatus::Consumed) {
                     sh.record_version = hs_record_version_;
+                    if (sh.version() == 0x0304) tls13_ = true;
                     sink_.on_server_hello(sh);
                 } else {
                     sink_.on_error(err);

@@ -315,6 +315,49 @@ INSTANTIATE_TEST_SUITE_P(
         return n;
     });
 
+TEST(RealSessionsShapes, HelloRetryRequestThenTheRealServerHello) {
+    testing::TlsPairConfig cfg;
+    cfg.client_groups = "X25519:P-256";  // key share for X25519 only
+    cfg.server_groups = "P-256";         // so the server asks again
+    testing::TlsPair pair(cfg);
+    pair.handshake();
+    pair.send(Direction::ClientToServer, counting(500));
+    pair.send(Direction::ServerToClient, counting(700));
+    KeyLog log;
+    ASSERT_TRUE(log.add_text(pair.keylog).empty());
+    Follow f(log);
+    for (const auto& fl : pair.flights)
+        f.feed(fl);
+    EXPECT_EQ(f.dec.why_not(), "");
+    EXPECT_EQ(f.app[0], counting(500));
+    EXPECT_EQ(f.app[1], counting(700));
+}
+
+TEST(RealSessionsShapes, ResumedSessionsAreFollowed) {
+    for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+        SCOPED_TRACE(version);
+        testing::TlsPairConfig cfg;
+        cfg.version = version;
+        testing::TlsPair pair(cfg);
+        pair.handshake();
+        pair.send(Direction::ClientToServer, counting(10));
+        pair.send(Direction::ServerToClient, counting(10));  // the client reads its tickets
+        pair.resume();
+        pair.handshake();
+        ASSERT_TRUE(pair.reused());
+        pair.send(Direction::ClientToServer, counting(300));
+        pair.send(Direction::ServerToClient, counting(400));
+        KeyLog log;
+        ASSERT_TRUE(log.add_text(pair.keylog).empty());
+        Follow f(log);
+        for (const auto& fl : pair.flights)
+            f.feed(fl);
+        EXPECT_EQ(f.dec.why_not(), "");
+        EXPECT_EQ(f.app[0], counting(300));
+        EXPECT_EQ(f.app[1], counting(400));
+    }
+}
+
 TEST(RealSessionsLimits, CbcSuiteIsRefusedWithItsName) {
     testing::TlsPairConfig cfg;
     cfg.version = TLS1_2_VERSION;

@@ -64,9 +64,14 @@ Buf login7_message() {
 /// A whole connection in `mode`, TLS `version`, and the client's key log.
 /// `split`: the handshake flights travel in PRELOGIN packets of at most that many bytes (records
 /// cut across packets).
-std::vector<Chunk> connection(Mode mode, int version, std::string& keylog, std::size_t split = 0) {
+std::vector<Chunk> connection(Mode mode, int version, std::string& keylog, std::size_t split = 0,
+                              bool hello_retry = false) {
     testing::TlsPairConfig cfg;
     cfg.version = version;
+    if (hello_retry) {
+        cfg.client_groups = "X25519:P-256";  // key share for X25519 only,
+        cfg.server_groups = "P-256";         // which the server refuses: HelloRetryRequest
+    }
     if (mode == Mode::Strict) cfg.alpn = {"tds/8.0"};
     testing::TlsPair pair(cfg);
     std::vector<Chunk> out;
@@ -244,6 +249,21 @@ TEST(TlsInTdsHostile, RecordsSplitAcrossPreloginPacketsAndReads) {
         ASSERT_EQ(r.logins.size(), 1u);
         EXPECT_EQ(r.logins[0].auth, AuthKind::Sql) << to_string(r.logins[0]);
         EXPECT_EQ(r.logins[0].outcome, LoginOutcome::Success);
+    }
+}
+
+TEST(TlsInTdsShapes, HelloRetryRequestInEveryMode) {
+    for (Mode m : {Mode::LoginOnly, Mode::Full, Mode::Strict}) {
+        std::string keylog;
+        const auto chunks = connection(m, TLS1_3_VERSION, keylog, 0, true);
+        tls::KeyLog log;
+        ASSERT_TRUE(log.add_text(keylog).empty());
+        const Rec r = run(chunks, &log);
+        EXPECT_TRUE(r.problems.empty()) << r.problems.front().detail;
+        ASSERT_EQ(r.logins.size(), 1u);
+        EXPECT_EQ(r.logins[0].auth, AuthKind::Sql) << to_string(r.logins[0]);
+        EXPECT_EQ(r.logins[0].outcome, LoginOutcome::Success);
+        EXPECT_EQ(r.logins[0].tls_version, 0x0304);
     }
 }
 

@@ -27,6 +27,8 @@ struct TlsPairConfig {
     std::string cipher_list;        ///< TLS 1.2 (OpenSSL names), "" = default
     std::string ciphersuites;       ///< TLS 1.3, "" = default
     std::vector<std::string> alpn;  ///< offered by the client; the server picks the first
+    std::string client_groups;      ///< e.g. "X25519:P-256" (key share for the first only)
+    std::string server_groups;      ///< a server without the client's first group: HRR
 };
 
 class TlsPair {
@@ -42,6 +44,8 @@ class TlsPair {
             if (!cfg.ciphersuites.empty()) SSL_CTX_set_ciphersuites(c, cfg.ciphersuites.c_str());
             SSL_CTX_set_security_level(c, 0);
         }
+        if (!cfg.client_groups.empty()) SSL_CTX_set1_groups_list(cctx_, cfg.client_groups.c_str());
+        if (!cfg.server_groups.empty()) SSL_CTX_set1_groups_list(sctx_, cfg.server_groups.c_str());
         SSL_CTX_use_certificate(sctx_, cert_);
         SSL_CTX_use_PrivateKey(sctx_, key_);
         SSL_CTX_set_ex_data(cctx_, 0, this);
@@ -67,17 +71,24 @@ class TlsPair {
                 },
                 nullptr);
         }
-        c_ = SSL_new(cctx_);
-        s_ = SSL_new(sctx_);
-        SSL_set_tlsext_host_name(c_, "sqla.lab.test");
-        for (SSL* x : {c_, s_}) {
-            BIO* r = BIO_new(BIO_s_mem());
-            BIO* w = BIO_new(BIO_s_mem());
-            SSL_set_bio(x, r, w);
-        }
-        SSL_set_connect_state(c_);
-        SSL_set_accept_state(s_);
+        connect();
     }
+
+    /// A new connection that resumes the last one's session (flights and key log start over).
+    void resume() {
+        SSL_SESSION* sess = SSL_get1_session(c_);
+        // a connection freed without a shutdown takes its session out of the cache
+        SSL_set_shutdown(c_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_set_shutdown(s_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(c_);
+        SSL_free(s_);
+        connect();
+        SSL_set_session(c_, sess);
+        SSL_SESSION_free(sess);
+        flights.clear();
+        keylog.clear();
+    }
+    [[nodiscard]] bool reused() const { return SSL_session_reused(c_) == 1; }
 
     ~TlsPair() {
         SSL_free(c_);
@@ -130,6 +141,19 @@ class TlsPair {
     std::string keylog;
 
   private:
+    void connect() {
+        c_ = SSL_new(cctx_);
+        s_ = SSL_new(sctx_);
+        SSL_set_tlsext_host_name(c_, "sqla.lab.test");
+        for (SSL* x : {c_, s_}) {
+            BIO* r = BIO_new(BIO_s_mem());
+            BIO* w = BIO_new(BIO_s_mem());
+            SSL_set_bio(x, r, w);
+        }
+        SSL_set_connect_state(c_);
+        SSL_set_accept_state(s_);
+    }
+
     void shuttle(Direction dir) {
         SSL* from = dir == Direction::ClientToServer ? c_ : s_;
         SSL* to = dir == Direction::ClientToServer ? s_ : c_;

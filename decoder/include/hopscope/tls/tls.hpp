@@ -113,13 +113,19 @@ class HandshakeObserver {
     void reset();
 
     [[nodiscard]] bool cipher_active() const { return cipher_active_; }
+    /// The session is TLS 1.3 (a ServerHello or HelloRetryRequest said so): ChangeCipherSpec is
+    /// then only the middlebox-compatibility record [RFC 8446 D.4] and changes nothing. Set by
+    /// the observer itself when its direction carries that ServerHello, and by its owner for the
+    /// client's direction.
+    void set_tls13() { tls13_ = true; }
 
   private:
     void handshake_bytes(Bytes body);
 
     ObserverSink& sink_;
     std::size_t max_handshake_;
-    bool cipher_active_ = false;  ///< ChangeCipherSpec seen in this direction
+    bool cipher_active_ = false;  ///< ChangeCipherSpec seen in this direction (TLS <= 1.2)
+    bool tls13_ = false;
     // Current handshake message being reassembled.
     std::vector<std::uint8_t> hs_header_;  ///< up to 4 bytes
     std::vector<std::uint8_t> hs_body_;
