@@ -239,13 +239,16 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
     add_common(c.analyze_cmd, c.analyze);
     c.analyze_cmd->add_flag("--no-progress", c.analyze.no_progress,
                             "do not draw the progress bar (drawn only when stderr is a terminal)");
-    c.analyze_cmd->add_option(
-        "--tls-keylog", c.analyze.tls_keylogs,
-        "TLS secrets in the NSS key log format (SSLKEYLOGFILE; node --tls-keylog; OpenSSL's "
-        "keylog callback): decrypt the TLS 1.2/1.3 inside TDS (login-only, full and strict "
-        "encryption; AES-GCM and ChaCha20-Poly1305 suites) and classify those logins as if "
-        "clear. Repeat for several files. A login whose keys are missing stays 'unknown' with "
-        "that reason. A bad line stops the run (exit 2), named by file and line, never printed");
+    c.analyze_cmd
+        ->add_option(
+            "--tls-keylog", c.analyze.tls_keylogs,
+            "TLS secrets in the NSS key log format (SSLKEYLOGFILE; node --tls-keylog; OpenSSL's "
+            "keylog callback): decrypt the TLS 1.2/1.3 inside TDS (login-only, full and strict "
+            "encryption; AES-GCM and ChaCha20-Poly1305 suites) and classify those logins as if "
+            "clear. Repeat for several files. A login whose keys are missing stays 'unknown' with "
+            "that reason. A bad line stops the run (exit 2), named by file and line, never printed")
+        ->type_name("KEYLOG")
+        ->allow_extra_args(false);  // one file per --tls-keylog: the captures follow
 
     c.live_cmd = app.add_subcommand(
         "live",
