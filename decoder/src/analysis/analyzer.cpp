@@ -182,39 +182,113 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
     return Tristate::No;
 }
 
-const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out, bool allow_unseen) const {
-    const Recent* best = nullptr;
+namespace {
+/// A login whose outcome could not be seen (TLS for the whole connection): it is reported when
+/// its connection ends, after the outbound logins it caused.
+bool hidden_outcome(const LoginEvent& l) {
+    return l.outcome == Outcome::Incomplete && l.auth == AuthKind::Unknown;
+}
+/// Reports from the I/O threads of a proxy may be a little out of time order: how far back a
+/// scan in report order goes past the first login that is too old.
+constexpr std::int64_t kReportDisorderUs = 1'000'000;
+}  // namespace
+
+bool Analyzer::better_inbound(std::uint64_t seq, std::uint64_t than) const {
+    // The latest start wins; between equal starts, the later report.
+    if (than == kNoLogin) return true;
+    const Recent* a = recent(seq);
+    const Recent* b = recent(than);
+    if (b == nullptr) return a != nullptr;
+    if (a == nullptr) return false;
+    if (a->login.started.micros != b->login.started.micros)
+        return a->login.started.micros > b->login.started.micros;
+    return seq > than;
+}
+
+const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out) const {
+    // A successful login to the outbound login's client, made before the outbound one started
+    // (within the chaining window), on a connection still open at that time.
     const Timestamp start = start_of(out);
-    auto idx = by_server_.find(out.flow.client.addr);
-    if (idx == by_server_.end()) return nullptr;
-    for (auto seq = idx->second.rbegin(); seq != idx->second.rend(); ++seq) {
-        const Recent* rp = recent(*seq);
-        if (rp == nullptr) break;
-        const Recent& r = *rp;
-        const LoginEvent& in = r.login;
-        // Newest first, in the order logins were reported: once past the chaining window only
-        // logins whose outcome was hidden (reported at their close, so later) can still match.
-        if (!allow_unseen && start.micros - in.ts.micros > opts_.chain_window_us) break;
-        if (in.flow.client.addr == out.flow.server.addr) continue;
-        if (in.outcome == Outcome::Success) {
-            if (in.ts > start) continue;
-            if (r.closed.micros != 0 ? start > r.closed
-                                     : start.micros - in.ts.micros > opts_.chain_window_us)
-                continue;
-        } else if (allow_unseen && in.outcome == Outcome::Incomplete &&
-                   in.auth == AuthKind::Unknown) {
-            // A login whose outcome could not be seen (TLS for the whole connection): it is
-            // reported when its connection ends, after the outbound logins it caused. It counts
-            // when its connection was open at the time.
-            if (in.started > start) continue;
-            if (r.closed.micros != 0 && start > r.closed) continue;
-            if (r.closed.micros == 0 && in.ts < start) continue;
-        } else {
-            continue;
-        }
-        if (best == nullptr || in.started > best->login.started) best = &r;
+    auto idx = inbound_.find(out.flow.client.addr);
+    if (idx == inbound_.end()) return nullptr;
+    std::uint64_t best = kNoLogin;
+    auto consider = [&](std::uint64_t seq) {
+        const Recent* r = recent(seq);
+        if (r == nullptr) return;
+        const LoginEvent& in = r->login;
+        if (in.flow.client.addr == out.flow.server.addr) return;
+        if (in.ts > start || start.micros - in.ts.micros > opts_.chain_window_us) return;
+        if (r->closed.micros != 0 && start > r->closed) return;
+        if (better_inbound(seq, best)) best = seq;
+    };
+    const Inbound& ib = idx->second;
+    for (const std::uint64_t seq : ib.open)
+        consider(seq);
+    for (auto it = ib.closed.rbegin(); it != ib.closed.rend() && it->second >= start.micros; ++it)
+        consider(it->first);
+    return best == kNoLogin ? nullptr : recent(best);
+}
+
+namespace {
+/// Whether a login with a hidden outcome (`in`, ending at `end`) was open when `out` started.
+bool hidden_was_open(const LoginEvent& in, std::int64_t end, const LoginEvent& out,
+                     Timestamp out_start) {
+    return in.flow.client.addr != out.flow.server.addr && in.started <= out_start &&
+           end >= out_start.micros;
+}
+std::int64_t hidden_end(const LoginEvent& in, Timestamp closed) {
+    return closed.micros != 0 ? closed.micros : in.ts.micros;
+}
+}  // namespace
+
+void Analyzer::index_inbound(std::uint64_t seq) {
+    Recent& r = *recent(seq);
+    if (r.login.outcome == Outcome::Success) {
+        inbound_[r.login.flow.server.addr].open.push_back(seq);
+    } else if (hidden_outcome(r.login)) {
+        const std::int64_t end = hidden_end(r.login, r.closed);
+        auto& q = inbound_[r.login.flow.server.addr].hidden;
+        q.emplace_back(seq, q.empty() ? end : std::max(end, q.back().second));
+        offer_hidden(seq, end);
     }
-    return best;
+}
+
+void Analyzer::inbound_closed(std::uint64_t seq) {
+    Recent& r = *recent(seq);
+    if (r.login.outcome == Outcome::Success) {
+        auto idx = inbound_.find(r.login.flow.server.addr);
+        if (idx == inbound_.end()) return;
+        auto& open = idx->second.open;
+        const auto it = std::find(open.begin(), open.end(), seq);
+        if (it == open.end()) return;
+        open.erase(it);
+        auto& q = idx->second.closed;
+        q.emplace_back(seq,
+                       q.empty() ? r.closed.micros : std::max(r.closed.micros, q.back().second));
+    } else if (hidden_outcome(r.login)) {
+        // Its end is now its close: it may have been open when later outbound logins started.
+        auto& q = inbound_[r.login.flow.server.addr].hidden;
+        q.emplace_back(seq,
+                       q.empty() ? r.closed.micros : std::max(r.closed.micros, q.back().second));
+        offer_hidden(seq, r.closed.micros);
+    }
+}
+
+void Analyzer::offer_hidden(std::uint64_t seq, std::int64_t end) {
+    const LoginEvent& in = recent(seq)->login;
+    auto idx = by_client_.find(in.flow.server.addr);
+    if (idx == by_client_.end()) return;
+    // The outbound logins of its server, newest first, back to those that started before it
+    // (allowing for reports slightly out of order); those whose late link ran are done.
+    for (auto it = idx->second.rbegin(); it != idx->second.rend(); ++it) {
+        if (*it < link_next_) break;
+        Recent* o = recent(*it);
+        if (o == nullptr) break;
+        if (o->login.ts.micros < in.started.micros - kReportDisorderUs) break;
+        if (hidden_was_open(in, end, o->login, start_of(o->login)) &&
+            better_inbound(seq, o->hidden_in))
+            o->hidden_in = seq;
+    }
 }
 
 void Analyzer::enrich(LoginEvent& l) const {
@@ -261,12 +335,27 @@ void Analyzer::add_login(const LoginEvent& l) {
         ++summary_overflow_;
     }
 
-    const Recent* in = find_inbound(l, false);
+    const Recent* in = find_inbound(l);
     logins_.push_back(Recent{l, {}, false});
     Recent& r = logins_.back();
     const std::uint64_t seq = base_seq_ + logins_.size() - 1;
-    by_server_[l.flow.server.addr].push_back(seq);
+    // Logins with a hidden outcome already reported that were open when this one started: the
+    // candidates of its late link so far (offer_hidden adds those reported later).
+    if (!in) {
+        if (auto idx = inbound_.find(l.flow.client.addr); idx != inbound_.end()) {
+            const Timestamp start = start_of(l);
+            const auto& q = idx->second.hidden;
+            for (auto it = q.rbegin(); it != q.rend() && it->second >= start.micros; ++it) {
+                const Recent* h = recent(it->first);
+                if (h != nullptr &&
+                    hidden_was_open(h->login, hidden_end(h->login, h->closed), l, start) &&
+                    better_inbound(it->first, r.hidden_in))
+                    r.hidden_in = it->first;
+            }
+        }
+    }
     by_client_[l.flow.client.addr].push_back(seq);
+    index_inbound(seq);
     by_flow_[l.flow].push_back(seq);
     if (++adds_since_sweep_ >= kSweepEvery) sweep();
     wake_us_ = std::min(wake_us_, later(l.ts.micros, opts_.chain_window_us));  // its late link
@@ -324,7 +413,10 @@ void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
     auto it = by_flow_.find(flow);
     if (it == by_flow_.end()) return;
     for (auto seq : it->second)
-        if (Recent* r = recent(seq); r && r->closed.micros == 0) r->closed = ts;
+        if (Recent* r = recent(seq); r && r->closed.micros == 0) {
+            r->closed = ts;
+            inbound_closed(seq);
+        }
     by_flow_.erase(it);  // a reused 4-tuple starts a new connection
 }
 
@@ -380,10 +472,12 @@ void Analyzer::late_link(Recent& r) {
     // Logins whose outcome was hidden by TLS are reported when their connection ends, after the
     // outbound logins they caused: once an outbound login's chaining window has passed, link it
     // to such a login if one was open when it started.
-    if (r.chained) return;
-    if (const Recent* in = find_inbound(r.login, true)) {
+    // A successful inbound login that qualifies was found when the login was reported; only one
+    // with a hidden outcome can have come since (offered to it by offer_hidden).
+    if (r.chained || r.hidden_in == kNoLogin) return;
+    if (Recent* in = recent(r.hidden_in)) {
         mark_middle(r.login.flow.client.addr);
-        const_cast<Recent*>(in)->chained = true;
+        in->chained = true;
         r.chained = true;
         on_chain(*in, r);
     }
@@ -513,9 +607,10 @@ Analyzer::Stats Analyzer::stats() const {
     s.recent_logins = logins_.size();
     for (const auto& [addr, q] : kdc_)
         s.kdc_exchanges += q.size();
-    for (const auto* idx : {&by_server_, &by_client_})
-        for (const auto& [addr, seqs] : *idx)
-            s.index_entries += seqs.size();
+    for (const auto& [addr, seqs] : by_client_)
+        s.index_entries += seqs.size();
+    for (const auto& [addr, ib] : inbound_)
+        s.index_entries += ib.open.size() + ib.closed.size() + ib.hidden.size();
     for (const auto& [flow, seqs] : by_flow_)
         s.index_entries += seqs.size();
     s.pending_logins = static_cast<std::size_t>(base_seq_ + logins_.size() - verdict_next_);
@@ -539,8 +634,16 @@ void Analyzer::sweep() {
             it = it->second.empty() ? idx.erase(it) : std::next(it);
         }
     };
-    drop_stale(by_server_);
     drop_stale(by_client_);
+    for (auto it = inbound_.begin(); it != inbound_.end();) {
+        Inbound& ib = it->second;
+        std::erase_if(ib.open, [this](std::uint64_t s) { return s < base_seq_; });
+        for (auto* q : {&ib.closed, &ib.hidden})
+            while (!q->empty() && q->front().first < base_seq_)
+                q->pop_front();
+        const bool empty = ib.open.empty() && ib.closed.empty() && ib.hidden.empty();
+        it = empty ? inbound_.erase(it) : std::next(it);
+    }
     for (auto it = by_flow_.begin(); it != by_flow_.end();) {
         auto& v = it->second;
         v.erase(

@@ -107,6 +107,60 @@ TEST(Analyzer, NtlmFirstHopIsTheCauseOfTheAnonymousSecondHop) {
     EXPECT_TRUE(chains[0].second_anonymous);
 }
 
+TEST(Analyzer, BusyMiddleServerChainsTheConnectionOpenAtTheOutboundStart) {
+    // Thousands of short connections to A from other clients, each closed before the outbound
+    // login starts, one still open from C, and one that opened after it: the outbound login
+    // belongs to C's.
+    Collect out;
+    Analyzer a(out);
+    LoginEvent in = c_to_a(1, AuthKind::Ntlm);
+    in.ntlm_version = 2;
+    a.add_login(in);
+    for (std::uint32_t i = 0; i < 5000; ++i) {
+        LoginEvent other =
+            login(tcp(0x0a4e0000 + i, 50000, kA, 1433), 2, AuthKind::Ntlm, Outcome::Success);
+        other.started = Timestamp{2 * kSec + i * 100};
+        other.ts = Timestamp{2 * kSec + i * 100 + 50};
+        other.user = "other" + std::to_string(i);
+        a.add_login(other);
+        a.connection_closed(other.flow, Timestamp{2 * kSec + i * 100 + 80});
+    }
+    a.add_login(anonymous_a_to_b(3));
+    LoginEvent later = login(tcp(0x0a4f0001, 50001, kA, 1433), 4, AuthKind::Ntlm, Outcome::Success);
+    a.add_login(later);
+    a.finish();
+    auto chains = a.chain_summary();
+    ASSERT_EQ(chains.size(), 1u);
+    EXPECT_EQ(chains[0].client, IpAddress::v4_from(kC));
+    EXPECT_EQ(chains[0].user, "LAB\\alice");
+}
+
+TEST(Analyzer, HiddenOutcomeReportedAtItsCloseChainsTheOutboundLoginsItWasOpenFor) {
+    // A login under TLS from start to end is reported when its connection closes, after the
+    // outbound login it caused; the one that closed before the outbound login started does not
+    // count, the one open through it does, whichever order they are reported in.
+    Collect out;
+    Analyzer a(out);
+    auto hidden = [](std::uint32_t client, std::int64_t start_s, std::int64_t end_s) {
+        LoginEvent l =
+            login(tcp(client, 50000, kA, 1433), start_s, AuthKind::Unknown, Outcome::Incomplete);
+        l.ts = Timestamp{end_s * kSec};
+        return l;
+    };
+    const LoginEvent early = hidden(0x0a4e0001, 1, 2);  // closed before the outbound login
+    a.add_login(early);
+    a.connection_closed(early.flow, Timestamp{2 * kSec});
+    a.add_login(anonymous_a_to_b(3));
+    const LoginEvent open = hidden(kC, 1, 5);  // open from 1 s to 5 s
+    a.add_login(open);
+    a.connection_closed(open.flow, Timestamp{5 * kSec});
+    a.finish();
+    auto chains = a.chain_summary();
+    ASSERT_EQ(chains.size(), 1u);
+    EXPECT_EQ(chains[0].client, IpAddress::v4_from(kC));
+    EXPECT_EQ(chains[0].first_auth, AuthKind::Unknown);
+}
+
 TEST(Analyzer, HealthyKerberosDoubleHopGivesOnlyTheInfoVerdict) {
     Collect out;
     Analyzer a(out);

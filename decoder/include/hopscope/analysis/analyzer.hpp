@@ -125,17 +125,42 @@ class Analyzer : private Lookups {
     [[nodiscard]] std::string host_name(const IpAddress& a) const override;
 
   private:
+    static constexpr std::uint64_t kNoLogin = std::numeric_limits<std::uint64_t>::max();
     struct Recent {
         LoginEvent login;
         Timestamp closed{};  ///< 0 when still open / unknown
         bool chained = false;
+        /// For an outbound login: the best inbound login with a hidden outcome (see
+        /// Inbound::hidden) seen so far that was open when it started; its late link uses it.
+        std::uint64_t hidden_in = kNoLogin;
     };
+
+    /// The inbound logins of one server that may start a chain, indexed so that finding the one
+    /// an outbound login belongs to costs the connections open around its start, not every login
+    /// of the chaining window (a middle server's busy inbound side made that quadratic).
+    struct Inbound {
+        /// Successful logins whose connection has not been seen closing, in report order.
+        std::vector<std::uint64_t> open;
+        /// Successful logins whose connection closed, in closing order, each with the latest
+        /// closing time so far: scanning back from the newest stops once that is before the
+        /// outbound login's start.
+        std::deque<std::pair<std::uint64_t, std::int64_t>> closed;
+        /// Logins with a hidden outcome (TLS all along, reported when their connection ends),
+        /// with the latest end time so far, like `closed`.
+        std::deque<std::pair<std::uint64_t, std::int64_t>> hidden;
+    };
+    void index_inbound(std::uint64_t seq);
+    void inbound_closed(std::uint64_t seq);
+    /// A login with a hidden outcome: offered to the outbound logins of its server that started
+    /// while it was open and whose late link has not run yet.
+    void offer_hidden(std::uint64_t seq, std::int64_t end);
+    [[nodiscard]] bool better_inbound(std::uint64_t seq, std::uint64_t than) const;
 
     void emit(std::optional<Verdict> v);
     void per_login_rules(const Recent& r);
     /// A chain C -> A -> B was found: its summary row and its verdict.
     void on_chain(const Recent& inbound, const Recent& outbound);
-    const Recent* find_inbound(const LoginEvent& outbound, bool allow_unseen) const;
+    const Recent* find_inbound(const LoginEvent& outbound) const;
     std::vector<const KerberosEvent*> kdc_for(const IpAddress& client, Timestamp before) const;
     // Lookups, for the rules.
     [[nodiscard]] std::string spn_for(const LoginEvent& l) const override;
@@ -171,8 +196,8 @@ class Analyzer : private Lookups {
     // numbers below base_seq_ are stale and skipped, and dropped by sweep().
     std::deque<Recent> logins_;
     std::uint64_t base_seq_ = 0;
-    SeqIndex by_server_;  ///< logins by server address
-    SeqIndex by_client_;  ///< logins by client address
+    SeqIndex by_client_;                    ///< logins by client address
+    std::map<IpAddress, Inbound> inbound_;  ///< chain candidates by server address
     std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
     std::map<IpAddress, std::deque<KerberosEvent>> kdc_;  ///< KDC exchanges by client address
     /// The client and time of every kept KDC exchange, oldest first.
