@@ -348,6 +348,32 @@ def main(argv):
     diff('proxy', comparable(proxy_raw, True), 'recording', comparable(rec_events, True),
          problems, scenario)
 
+    # A TLS scenario's key log (the lab server's) decrypts the proxy's recording as it does the
+    # original capture: every login read, the same logins as analyze of the capture with it.
+    keylog = pcap[:-len('.pcap')] + '.keylog'
+    if os.path.exists(keylog):
+        def logins_with_keys(path):
+            # Like the proxy, without the capture's KDC traffic (port 9 is never used).
+            r = subprocess.run([hs, 'analyze', '-q', '--kerberos-port', '9', '--json', '-',
+                                '--tls-keylog', keylog, path], capture_output=True, text=True)
+            if r.returncode != 0:
+                problems.append(f'{scenario}: analyze --tls-keylog {path} exited {r.returncode}: '
+                                f'{r.stderr}')
+            evs = [json.loads(line.replace('127.%d.' % NET, '10.77.'))
+                   for line in r.stdout.splitlines() if line.strip()]
+            return [e for e in evs if e.get('event') == 'login']
+        from_rec = logins_with_keys(record_path)
+        from_cap = logins_with_keys(pcap)
+        unknown = [e for e in from_rec if e.get('auth') == 'unknown']
+        if not from_rec or unknown:
+            problems.append(f'{scenario}: the recording decrypted with the key log still has '
+                            f'{len(unknown)} unknown logins of {len(from_rec)}')
+        diff('recording+keylog', comparable(from_rec, False), 'capture+keylog',
+             comparable(from_cap, False), problems, scenario)
+        decrypted = len(from_rec) - len(unknown)
+    else:
+        decrypted = None
+
     for path in (events_path, out_path, log_path):
         text = open(path, errors='replace').read()
         for pw in PASSWORDS:
@@ -356,7 +382,9 @@ def main(argv):
     for p in problems:
         print('FAIL: ' + p)
     if not problems:
-        print(f'ok: {scenario}: {len(steps)} steps, {logins} logins, proxy = analyze = recording')
+        print(f'ok: {scenario}: {len(steps)} steps, {logins} logins, proxy = analyze = recording'
+              + ('' if decrypted is None else
+                 f'; {decrypted} logins read in the recording with the key log'))
     return 1 if problems else 0
 
 

@@ -758,9 +758,9 @@ std::optional<Verdict> missing_evidence(const ChainFacts& c) {
                 ", but how the client authenticated to " + a + " is not visible (" +
                 (in.auth_detail.empty() ? std::string("encrypted login") : in.auth_detail) + ")";
     f.missing = "Capture port 88 on the client's segment (the TGS-REQ for MSSQLSvc/" + a +
-                " shows whether Kerberos was used and delegation requested), or run "
-                "'hopscope proxy' with TLS termination in front of " +
-                a + ".";
+                " shows whether Kerberos was used and delegation requested), or the TLS key log of "
+                "the client or of " +
+                a + " for 'hopscope analyze --tls-keylog FILE'.";
     f.remedy = "See the anonymous-logon finding for " + b + ".";
     return Verdict{std::move(f), chain_key(c)};
 }
@@ -778,7 +778,8 @@ std::optional<Verdict> missing_evidence(const LateFacts& x) {
     f.evidence.push_back(ref(l, "login without visible authentication"));
     f.missing =
         "Capture port 88 as well (the client's TGS-REQ names the SPN and shows "
-        "delegation), or use 'hopscope proxy' with TLS termination.";
+        "delegation), or decrypt the logins with a TLS key log of the client or the server "
+        "('hopscope analyze --tls-keylog FILE').";
     f.remedy = "None until the evidence is there.";
     return Verdict{std::move(f), to_string(l.flow.server)};
 }
