@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <deque>
 #include <map>
+#include <vector>
 
 #include "hopscope/tds/packet.hpp"
 #include "hopscope/tls/decrypt.hpp"
@@ -241,7 +241,9 @@ struct Conversation::Impl {
         PlainAdapter psink;
         tds::PacketFramer plain;  ///< TDS inside TLS
         /// (plaintext offset, framer offset of the record that carried it), oldest first.
-        std::deque<std::pair<std::uint64_t, std::uint64_t>> plain_marks;
+        /// A vector, not a deque: an empty std::deque allocates about 600 bytes, on every
+        /// connection, TLS or not (+1.2 KiB per idle proxied connection, measured).
+        std::vector<std::pair<std::uint64_t, std::uint64_t>> plain_marks;
         bool in_plaintext = false;  ///< units being handled come from inside TLS
         bool raw_record = false;    ///< the TLS record being handled is not inside a PRELOGIN
 
@@ -478,14 +480,17 @@ struct Conversation::Impl {
         if (login) login->tls_decrypted = true;
         if (bytes.empty()) return;
         s.plain_marks.emplace_back(s.plain.offset(), outer_off);
-        if (s.plain_marks.size() > kMaxPlainMarks) s.plain_marks.pop_front();
+        if (s.plain_marks.size() > kMaxPlainMarks) s.plain_marks.erase(s.plain_marks.begin());
         s.in_plaintext = true;
         s.plain.feed(bytes);
         s.in_plaintext = false;
         // Marks before the unit now being assembled are no longer needed.
         const std::uint64_t keep_from = s.plain.offset() - s.plain.buffered();
-        while (s.plain_marks.size() > 1 && s.plain_marks[1].first <= keep_from)
-            s.plain_marks.pop_front();
+        std::size_t drop = 0;
+        while (drop + 1 < s.plain_marks.size() && s.plain_marks[drop + 1].first <= keep_from)
+            ++drop;
+        s.plain_marks.erase(s.plain_marks.begin(),
+                            s.plain_marks.begin() + static_cast<std::ptrdiff_t>(drop));
     }
 
     /// Framer offset (outside TLS) of the record that carried plaintext offset `off`.
