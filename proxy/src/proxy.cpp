@@ -627,11 +627,31 @@ std::optional<tcp::endpoint> resolve_one(const HostPort& hp, std::string& err) {
 
 }  // namespace
 
+bool resolve_upstreams(ProxyOptions& options, std::string& err) {
+    for (auto& route : options.routes) {
+        if (route.mode != RouteMode::Explicit || !route.upstream_addresses.empty()) continue;
+        asio::io_context io;
+        tcp::resolver r(io);
+        error_code ec;
+        const auto results = r.resolve(route.upstream.host, std::to_string(route.upstream.port),
+                                       tcp::resolver::numeric_service, ec);
+        if (ec || results.empty()) {
+            err = "upstream " + route.upstream.str() +
+                  ": cannot resolve: " + (ec ? ec.message() : "no address");
+            return false;
+        }
+        for (const auto& e : results)
+            route.upstream_addresses.push_back(e.endpoint().address().to_string());
+    }
+    return true;
+}
+
 bool Proxy::Impl::start(std::string& err) {
     if (std::string v = validate(opt); !v.empty()) {
         err = v;
         return false;
     }
+    if (!resolve_upstreams(opt, err)) return false;
     unsigned n = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i)
         workers.push_back(std::make_unique<Worker>(blocks));
@@ -640,18 +660,15 @@ bool Proxy::Impl::start(std::string& err) {
         Listener l;
         l.route = route;
         if (route.mode == RouteMode::Explicit) {
-            asio::io_context io;
-            tcp::resolver r(io);
-            error_code ec;
-            const auto results = r.resolve(route.upstream.host, std::to_string(route.upstream.port),
-                                           tcp::resolver::numeric_service, ec);
-            if (ec || results.empty()) {
-                err = "upstream " + route.upstream.str() +
-                      ": cannot resolve: " + (ec ? ec.message() : "no address");
-                return false;
+            for (const auto& a : route.upstream_addresses) {
+                error_code ec;
+                const auto addr = asio::ip::make_address(a, ec);
+                if (ec) {
+                    err = "upstream " + route.upstream.str() + ": bad address " + a;
+                    return false;
+                }
+                l.upstream.emplace_back(addr, route.upstream.port);
             }
-            for (const auto& e : results)
-                l.upstream.push_back(e.endpoint());
         }
         auto at = resolve_one(route.listen, err);
         if (!at) {

@@ -159,14 +159,13 @@ analysis::Analyzer::ProxyView proxy_view(const proxy::ProxyOptions& o,
             names.insert(n.substr(0, dot));  // the short name too
     };
     bool wildcard = false;
-    boost::asio::io_context io;
-    boost::asio::ip::tcp::resolver resolver(io);
     for (const auto& r : o.routes) {
         if (r.mode != proxy::RouteMode::Explicit) continue;
         boost::system::error_code ec;
-        for (const auto& e : resolver.resolve(r.upstream.host, std::to_string(r.upstream.port),
-                                              boost::asio::ip::tcp::resolver::numeric_service, ec))
-            v.explicit_upstreams.push_back(proxy::to_endpoint(e.endpoint()));
+        for (const auto& s : r.upstream_addresses)  // resolved once, for the proxy too
+            if (const auto a = boost::asio::ip::make_address(s, ec); !ec)
+                v.explicit_upstreams.push_back(
+                    proxy::to_endpoint(boost::asio::ip::tcp::endpoint(a, r.upstream.port)));
         const auto a = boost::asio::ip::make_address(r.listen.host, ec);
         if (!ec && a.is_unspecified())
             wildcard = true;
@@ -415,6 +414,10 @@ int run_proxy_command(const ProxyCommand& c) {
     bo.json = json.f;
     bo.text = text;
     bo.proxy = true;
+    if (!proxy::resolve_upstreams(po, err)) {
+        std::fprintf(stderr, "hopscope proxy: %s\n", err.c_str());
+        return kExitBadInput;
+    }
     bo.proxy_view = proxy_view(po, c.names);
     if (!bo.proxy_view.explicit_upstreams.empty()) {
         std::string list;

@@ -37,6 +37,9 @@ struct Route {
     HostPort listen;
     RouteMode mode = RouteMode::Explicit;
     HostPort upstream;  ///< Explicit only
+    /// Explicit: the upstream's addresses (numeric), resolved once by resolve_upstreams() or
+    /// by Proxy::start(), so that the proxy connects where the analysis thinks it does.
+    std::vector<std::string> upstream_addresses;
     /// Transparent only: set IP_TRANSPARENT on the listener so that TPROXY'd connections are
     /// accepted; the original destination is then the accepted socket's local address.
     bool tproxy = false;

@@ -86,4 +86,8 @@ Timestamp now();
 /// An Asio endpoint as the decoder's Endpoint (IPv4-mapped IPv6 as IPv4).
 Endpoint to_endpoint(const boost::asio::ip::tcp::endpoint& e);
 
+/// Resolves the upstream of every explicit route that has no addresses yet (DNS or hosts file,
+/// once). False with a message naming the upstream when a name does not resolve.
+bool resolve_upstreams(ProxyOptions& options, std::string& err);
+
 }  // namespace hopscope::proxy
