@@ -13,22 +13,44 @@
 // short record header or short data at the end is "truncated dump file", a file ending on a
 // record boundary ends cleanly. Only the window being read is mapped (kMapWindow), so the
 // resident size does not grow with the file.
+//
+// A file cut shorter while it is mapped (log rotation, `tcpdump -C`, a user's `truncate`): the
+// kernel then takes the pages past the new end out of the mapping, and touching one raises
+// SIGBUS. The reader guards against that without fstat per record and without longjmp:
+// - every mapping is registered in a small table (g_maps) read by a SIGBUS handler installed on
+//   the first mapping; a fault inside a registered mapping replaces the mapping from the faulting
+//   page to the end of the window with anonymous zero pages (mmap MAP_FIXED), marks the mapping
+//   as cut and returns, so the access completes (reading zeros) instead of killing the process.
+//   A fault anywhere else goes to the handler that was there before (or the default action).
+// - before a record is handed on, the reader touches the first page after the record's last
+//   byte (at the window's last page it asks fstat instead). A cut at or before
+//   that page faults there and is seen before the record leaves, so no handed-on record depends
+//   on bytes past the new end (a cut inside the record's last page does not fault on that page,
+//   hence the page after it). Once a cut is seen the size is read again (fstat) and the file
+//   ends there as a damaged file does: an error naming the file, the new size and the offset of
+//   the first record past it, every record before it delivered.
+// - the only inexact case: a cut landing while a record already handed on is being decoded
+//   (between the check and the decoder's reads) makes the rest of that frame read as zeros (the
+//   decoder takes any bytes); the next read then reports the cut.
 #include "hopscope/captures/capture_source.hpp"
 
 #include <fcntl.h>
 #include <pcap/pcap.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <mutex>
 
 #include "hopscope/captures/frame.hpp"
 
@@ -61,6 +83,94 @@ std::size_t page_size() {
         return v > 0 ? static_cast<std::size_t>(v) : std::size_t{4096};
     }();
     return size;
+}
+
+// ---- SIGBUS guard for mapped windows (see the top of the file)
+
+/// One mapped window: [base, base + len), and the page-aligned offset into it from which the
+/// SIGBUS handler replaced it with zeros (kNotCut: never). Lock-free atomics only: the handler
+/// reads and writes them.
+struct MapSlot {
+    static constexpr std::uintptr_t kNotCut = ~std::uintptr_t{0};
+    std::atomic<std::uintptr_t> base{0};
+    std::atomic<std::size_t> len{0};
+    std::atomic<std::uintptr_t> cut_at{kNotCut};
+};
+/// Windows mapped at the same time (one per open mapped file); a file that finds no free slot is
+/// read through libpcap instead.
+constexpr std::size_t kMapSlots = 256;
+std::array<MapSlot, kMapSlots> g_maps;
+std::size_t g_page = 4096;  // set before the handler is installed
+struct sigaction g_previous_sigbus {};
+
+void on_sigbus(int sig, siginfo_t* info, void* uctx) {
+    const int saved_errno = errno;
+    const auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+    for (MapSlot& m : g_maps) {
+        const std::uintptr_t base = m.base.load(std::memory_order_relaxed);
+        const std::size_t len = m.len.load(std::memory_order_relaxed);
+        if (base == 0 || addr < base || addr - base >= len) continue;
+        const std::uintptr_t page = addr & ~static_cast<std::uintptr_t>(g_page - 1);
+        const std::size_t span = (base + len - page + g_page - 1) & ~(g_page - 1);
+        void* p = mmap(reinterpret_cast<void*>(page), span, PROT_READ,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (p == MAP_FAILED) break;  // cannot repair: as if it were not ours
+        std::uintptr_t expected = MapSlot::kNotCut;
+        const std::uintptr_t at = page - base;
+        while (at < expected && !m.cut_at.compare_exchange_weak(expected, at)) {
+        }
+        errno = saved_errno;
+        return;
+    }
+    // Not a fault in a mapped capture window: what would have happened without this handler.
+    if ((g_previous_sigbus.sa_flags & SA_SIGINFO) != 0 && g_previous_sigbus.sa_sigaction) {
+        errno = saved_errno;
+        g_previous_sigbus.sa_sigaction(sig, info, uctx);
+        return;
+    }
+    if (g_previous_sigbus.sa_handler != SIG_DFL && g_previous_sigbus.sa_handler != SIG_IGN) {
+        errno = saved_errno;
+        g_previous_sigbus.sa_handler(sig);
+        return;
+    }
+    // Default action: restore it and return; the faulting access runs again and ends the process.
+    signal(SIGBUS, SIG_DFL);
+    errno = saved_errno;
+}
+
+void install_sigbus_guard() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const long v = sysconf(_SC_PAGESIZE);
+        g_page = v > 0 ? static_cast<std::size_t>(v) : std::size_t{4096};
+        struct sigaction sa {};
+        sa.sa_sigaction = on_sigbus;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &g_previous_sigbus);
+    });
+}
+
+/// A free slot for a new window, or -1.
+int claim_slot(const std::uint8_t* base, std::size_t len) {
+    for (std::size_t i = 0; i < kMapSlots; ++i) {
+        std::uintptr_t expected = 0;
+        // Claimed with a placeholder base of 1 (no mapping starts there), then filled in.
+        // (len is 0 while a slot is free, so the handler matches nothing until len is stored.)
+        if (g_maps[i].base.compare_exchange_strong(expected, 1)) {
+            g_maps[i].cut_at.store(MapSlot::kNotCut);
+            g_maps[i].base.store(reinterpret_cast<std::uintptr_t>(base));
+            g_maps[i].len.store(len);
+            return static_cast<int>(i);
+        }
+    }
+    return -1;
+}
+
+void release_slot(int slot) {
+    if (slot < 0) return;
+    g_maps[static_cast<std::size_t>(slot)].len.store(0);
+    g_maps[static_cast<std::size_t>(slot)].base.store(0);
 }
 
 Timestamp to_ts(const pcap_pkthdr& h) {
@@ -138,6 +248,7 @@ std::unique_ptr<CaptureFile> CaptureFile::open_impl(std::FILE* fp, const std::st
     bool map_it = false;
     if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
         cf->total_ = static_cast<std::uint64_t>(sb.st_size);
+        cf->opened_size_ = cf->total_;
         // Peek at the header so that offsets in pcap files can be exact (own accounting), and to
         // see whether the records can be read from a mapping: a standard version 2.4 header at
         // the start of the file (2.3 and older, Kuznetzov's and other variants stay on libpcap).
@@ -195,6 +306,8 @@ CaptureFile::~CaptureFile() {
 }
 
 void CaptureFile::unmap() {
+    release_slot(slot_);  // before munmap: the addresses may be reused by any mapping after it
+    slot_ = -1;
     if (map_ != nullptr) munmap(const_cast<std::uint8_t*>(map_), map_len_);
     map_ = nullptr;
     map_off_ = 0;
@@ -202,32 +315,78 @@ void CaptureFile::unmap() {
 }
 
 // Maps the window holding [off, off + n) (within the file size taken at open). Returns nullptr
-// when that is not possible: the mapping failed (e.g. ENOMEM), or the file is now shorter than
-// the window, whose pages could then not be read (SIGBUS). That check is made at each remap only:
-// a file cut short while a window of it is being read can still end the process with SIGBUS.
+// when that is not possible: the file is now shorter than off + n (total_ and shrunk_ then say
+// so), the mapping failed (e.g. ENOMEM), or no slot of the SIGBUS guard is free. The window
+// covers only what the file holds now, so its pages can be read unless the file is cut again
+// while they are (see intact()).
 const std::uint8_t* CaptureFile::map_range(std::uint64_t off, std::size_t n) {
     if (off >= map_off_ && off + n <= map_off_ + map_len_) return map_ + (off - map_off_);
     unmap();
+    struct stat sb {};
+    if (fstat(fd_, &sb) != 0) return nullptr;
+    if (static_cast<std::uint64_t>(sb.st_size) < total_) {
+        total_ = static_cast<std::uint64_t>(sb.st_size);  // the file shrank while being read
+        shrunk_ = true;
+    }
+    if (off + n > total_) {
+        errno = ENODATA;
+        return nullptr;
+    }
     const std::uint64_t start = off & ~static_cast<std::uint64_t>(page_size() - 1);
     const std::uint64_t len =
         std::min<std::uint64_t>(std::max<std::uint64_t>(window_, off + n - start), total_ - start);
-    struct stat sb {};
-    if (fstat(fd_, &sb) != 0) return nullptr;
-    if (static_cast<std::uint64_t>(sb.st_size) < start + len) {
-        errno = ENODATA;  // the file shrank while being read
-        return nullptr;
-    }
+    install_sigbus_guard();
     void* p = mmap(nullptr, static_cast<std::size_t>(len), PROT_READ, MAP_PRIVATE | MAP_POPULATE,
                    fd_, static_cast<off_t>(start));
     if (p == MAP_FAILED) return nullptr;
+    slot_ = claim_slot(static_cast<const std::uint8_t*>(p), static_cast<std::size_t>(len));
+    if (slot_ < 0) {
+        munmap(p, static_cast<std::size_t>(len));
+        errno = EMFILE;
+        return nullptr;
+    }
     map_ = static_cast<const std::uint8_t*>(p);
     map_off_ = start;
     map_len_ = static_cast<std::size_t>(len);
+    handled_cut_ = MapSlot::kNotCut;
     // Have the kernel read the next window ahead while this one is being worked on.
     if (start + len < total_)
         (void)posix_fadvise(fd_, static_cast<off_t>(start + len), static_cast<off_t>(window_),
                             POSIX_FADV_WILLNEED);
     return map_ + (off - start);
+}
+
+// True when the file still holds every byte before `end` (end > map_off_), as far as the mapping
+// shows: the first page after `end - 1` is touched (for every record: a cut inside a page already
+// touched makes no fault there, its bytes past the new end just read as zeros, so only the next
+// page tells; the load hits the CPU cache); at the window's last page, or once the SIGBUS handler
+// has marked the window as cut, fstat says. A cut makes total_ the new size (and no more than
+// where the window was replaced by zeros) and sets shrunk_.
+bool CaptureFile::intact(std::uint64_t end) {
+    const MapSlot& m = g_maps[static_cast<std::size_t>(slot_)];
+    const std::uint64_t window_end = map_off_ + map_len_;
+    const std::uint64_t page = page_size();
+    const std::uint64_t next_page = (end + page - 1) / page * page;
+    if (handled_cut_ == MapSlot::kNotCut && next_page < window_end) {
+        (void)*static_cast<const volatile std::uint8_t*>(map_ + (next_page - map_off_));
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        if (m.cut_at.load(std::memory_order_relaxed) == MapSlot::kNotCut) return true;
+    }
+    struct stat sb {};
+    std::uint64_t size = fstat(fd_, &sb) == 0 ? static_cast<std::uint64_t>(sb.st_size) : 0;
+    handled_cut_ = m.cut_at.load(std::memory_order_relaxed);
+    if (handled_cut_ != MapSlot::kNotCut) size = std::min(size, map_off_ + handled_cut_);
+    if (size < total_) {
+        total_ = size;
+        shrunk_ = true;
+    }
+    return end <= total_;
+}
+
+int CaptureFile::fail_cut(std::uint64_t offset) {
+    return fail(offset, "the file was cut to " + std::to_string(total_) +
+                            " bytes while being read (it had " + std::to_string(opened_size_) +
+                            " when opened)");
 }
 
 int CaptureFile::fail(std::uint64_t offset, std::string message) {
@@ -240,14 +399,17 @@ int CaptureFile::fail(std::uint64_t offset, std::string message) {
 
 int CaptureFile::next_mapped(PacketView& out) {
     const std::uint64_t off = accounted_;  // where this record starts
-    if (off >= total_) return 0;
+    if (off >= total_) return shrunk_ ? fail_cut(off) : 0;
     const std::uint64_t left = total_ - off;
     if (left < kRecordHeader)
-        return fail(off, "truncated dump file; tried to read 16 header bytes, only got " +
-                             std::to_string(left));
+        return shrunk_ ? fail_cut(off)
+                       : fail(off, "truncated dump file; tried to read 16 header bytes, only got " +
+                                       std::to_string(left));
     const std::uint8_t* rec = map_range(off, kRecordHeader);
+    if (rec == nullptr && shrunk_ && off + kRecordHeader > total_) return fail_cut(off);
     std::uint32_t sec = 0, frac = 0, caplen = 0, len = 0;
     if (rec != nullptr) {
+        if (!intact(off + kRecordHeader)) return fail_cut(off);
         const auto u32 = [be = big_endian_](const std::uint8_t* p) {
             return be ? load_u32be(p) : load_u32le(p);
         };
@@ -262,16 +424,21 @@ int CaptureFile::next_mapped(PacketView& out) {
                                       : ", bigger than maximum of " + std::to_string(kMaxSnaplen)));
         // Like libpcap: a record longer than the snapshot length is cut to it (its data is read
         // up to the snapshot length, then up to caplen); the file offset moves by caplen.
-        const std::uint64_t avail = left - kRecordHeader;
+        const std::uint64_t avail = total_ - off - kRecordHeader;  // total_: as intact() left it
         if (avail < caplen) {
+            if (shrunk_) return fail_cut(off);
             const std::uint32_t tried = caplen > snaplen_ && avail < snaplen_ ? snaplen_ : caplen;
             return fail(off, "truncated dump file; tried to read " + std::to_string(tried) +
                                  " captured bytes, only got " + std::to_string(avail));
         }
         const std::uint32_t keep = std::min(caplen, snaplen_);
-        if (off + kRecordHeader + keep > map_off_ + map_len_)
+        if (off + kRecordHeader + keep > map_off_ + map_len_) {
             rec = map_range(off, kRecordHeader + keep);
+            if (rec == nullptr && shrunk_ && off + kRecordHeader + keep > total_)
+                return fail_cut(off);
+        }
         if (rec != nullptr) {
+            if (!intact(off + kRecordHeader + caplen)) return fail_cut(off);
             ++frames_;
             accounted_ = off + kRecordHeader + caplen;
             // As libpcap 1.10 reads them: signed 32-bit fields in a file of the host's byte

@@ -99,11 +99,18 @@ class CaptureFile {
     std::uint64_t map_off_ = 0;  ///< file offset of map_[0] (page-aligned)
     std::size_t map_len_ = 0;
     std::uint64_t prefetched_ = 0;  ///< file offset up to which the CPU was asked to prefetch
+    // The file cut shorter while it is read (see the .cpp: SIGBUS guard).
+    std::uint64_t opened_size_ = 0;  ///< total_ as it was at open
+    bool shrunk_ = false;            ///< the file was found shorter than at open; total_ is now
+    int slot_ = -1;                  ///< the window's entry in the SIGBUS guard's table
+    std::uintptr_t handled_cut_ = ~std::uintptr_t{0};  ///< the guard's mark last looked at
 
     int next_mapped(PacketView& out);
     const std::uint8_t* map_range(std::uint64_t off, std::size_t n);
     void unmap();
     int fail(std::uint64_t offset, std::string message);
+    bool intact(std::uint64_t end);
+    int fail_cut(std::uint64_t offset);
 
     static std::unique_ptr<CaptureFile> open_impl(std::FILE* fp, const std::string& name,
                                                   CaptureError& err, std::unique_ptr<char[]> iobuf,
