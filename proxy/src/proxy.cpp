@@ -396,6 +396,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
         });
     }
 
+    /// Waits until `sock` is ready, then runs `next(d)`; a failed wait resets the connection.
+    void wait_then(tcp::socket& sock, tcp::socket::wait_type what, int d,
+                   void (Connection::*next)(int)) {
+        sock.async_wait(what, [self = shared_from_this(), d, next](const error_code& e) {
+            if (self->closed_) return;
+            if (e) {
+                self->finish(CloseReason::Rst, "wait failed");
+                return;
+            }
+            ((*self).*next)(d);
+        });
+    }
+
     /// One turn of a pump: read what is there (without waiting), or wait until there is some.
     void read(int d) {
         Pump& p = pumps_[d];
@@ -410,15 +423,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         const std::size_t n = p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             release(p);  // nothing in flight: an idle direction holds no buffer
-            p.from->async_wait(tcp::socket::wait_read,
-                               [self = shared_from_this(), d](const error_code& e) {
-                                   if (self->closed_) return;
-                                   if (e) {
-                                       self->finish(CloseReason::Rst, "wait failed");
-                                       return;
-                                   }
-                                   self->read(d);
-                               });
+            wait_then(*p.from, tcp::socket::wait_read, d, &Connection::read);
             return;
         }
         if (ec == asio::error::eof) {
@@ -465,15 +470,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                            px_.opt.buffer_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
                     close_pipe(p);
-                    p.from->async_wait(tcp::socket::wait_read,
-                                       [self = shared_from_this(), d](const error_code& e) {
-                                           if (self->closed_) return;
-                                           if (e) {
-                                               self->finish(CloseReason::Rst, "wait failed");
-                                               return;
-                                           }
-                                           self->splice_pump(d);
-                                       });
+                    wait_then(*p.from, tcp::socket::wait_read, d, &Connection::splice_pump);
                     return;
                 }
                 if (n == 0) {
@@ -497,15 +494,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 const ssize_t m = ::splice(p.pipe[0], nullptr, p.to->native_handle(), nullptr,
                                            p.pipe_bytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
-                    p.to->async_wait(tcp::socket::wait_write,
-                                     [self = shared_from_this(), d](const error_code& e) {
-                                         if (self->closed_) return;
-                                         if (e) {
-                                             self->finish(CloseReason::Rst, "wait failed");
-                                             return;
-                                         }
-                                         self->splice_pump(d);
-                                     });
+                    wait_then(*p.to, tcp::socket::wait_write, d, &Connection::splice_pump);
                     return;
                 }
                 if (m <= 0) {
