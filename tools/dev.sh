@@ -4,6 +4,7 @@
 #
 #   tools/dev.sh demo    set up, build, and analyze a bundled capture (DEMO_CAPTURE=... for another)
 #   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
+#   tools/dev.sh fuzz [SECONDS]  fuzzing campaign: every target SECONDS (default 600), two at a time
 #   tools/dev.sh deps    only install the packages
 #
 # Environment: JOBS (parallel build jobs, default: nproc), FUZZ_SECONDS (per fuzz target, default 20),
@@ -62,6 +63,35 @@ configure_build() {  # dir, extra cmake args...
     cmake --build "$dir" -j "$JOBS"
 }
 
+# Per fuzz target: executions per second below which the smoke run fails, dictionaries and
+# libFuzzer options, from tests/fuzz/targets (see docs/testing.md for the measurements).
+fuzz_field() {  # target, field number (2 floor, 3 dicts, 4- options)
+    awk -v t="$1" -v f="$2" '$1 == t { if (f == 4) { $1 = $2 = $3 = ""; print } else print $f }' \
+        "$here/tests/fuzz/targets"
+}
+fuzz_args() {  # target, dictionary file to write: prints the target's libFuzzer arguments
+    local t=$1 dict=$2 d
+    : >"$dict"
+    for d in $(fuzz_field "$t" 3 | tr , ' '); do
+        [ "$d" = - ] || cat "$here/tests/fuzz/dict/$d.dict" >>"$dict"
+    done
+    [ -s "$dict" ] && printf -- '-dict=%s ' "$dict"
+    fuzz_field "$t" 4
+}
+fuzz_build() {  # [only the fuzz targets]
+    local flags=(-DCMAKE_BUILD_TYPE=Debug -DHOPSCOPE_FUZZ=ON -DHOPSCOPE_WERROR=ON
+                 -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=ON -DHOPSCOPE_BENCH=ON)
+    if [ "${1:-}" = only-targets ]; then
+        CXX=clang++-14 CC=clang-14 cmake -S "$here" -B "$BUILD_ROOT/fuzz" -G Ninja "${flags[@]}" \
+            >/dev/null
+        cmake --build "$BUILD_ROOT/fuzz" -j "$JOBS" --target $(ls "$here"/tests/fuzz/fuzz_*.cpp |
+            sed 's|.*/||; s|\.cpp$||')
+    else
+        CXX=clang++-14 CC=clang-14 configure_build "$BUILD_ROOT/fuzz" "${flags[@]}"
+    fi
+}
+fuzz_execs() { sed -n 's/^stat::number_of_executed_units: *//p' "$1" | tail -n 1; }
+
 cmd=${1:-}
 case "$cmd" in
 deps)
@@ -98,25 +128,36 @@ test)
         "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
         --bin-dir "$BUILD_ROOT/asan" | grep -E '^check |^hopscope:'
     echo "== build: clang-14, -Werror, libFuzzer instrumentation (everything; fuzz targets run below)"
-    CXX=clang++-14 CC=clang-14 configure_build "$BUILD_ROOT/fuzz" -DCMAKE_BUILD_TYPE=Debug \
-        -DHOPSCOPE_FUZZ=ON -DHOPSCOPE_WERROR=ON -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=ON \
-        -DHOPSCOPE_BENCH=ON
-    echo "== fuzz smoke: ${FUZZ_SECONDS}s per target"
+    fuzz_build
+    echo "== fuzz smoke: ${FUZZ_SECONDS}s per target (options and floors: tests/fuzz/targets)"
     fuzz_ran=0
     for f in "$BUILD_ROOT"/fuzz/tests/fuzz_*; do
         [ -x "$f" ] || continue
         name=$(basename "$f")
         short=${name#fuzz_}
+        floor=$(fuzz_field "$short" 2)
+        if [ -z "$floor" ]; then
+            echo "fuzz target $name has no line in tests/fuzz/targets" >&2
+            exit 1
+        fi
         work=$(mktemp -d)
         cp -r "$here/tests/fuzz/corpus/$short/." "$work/" 2>/dev/null || true
-        "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 \
-            "$work" >"$work.log" 2>&1 || {
+        # shellcheck disable=SC2046 # the options are words
+        "$f" $(fuzz_args "$short" "$work.dict") -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+            -timeout=10 -print_final_stats=1 "$work" >"$work.log" 2>&1 || {
             tail -n 60 "$work.log"
             echo "fuzz target $name failed" >&2
             exit 1
         }
-        echo "  $name: $(grep -c . "$work.log" >/dev/null; ls "$work" | wc -l) corpus files, ok"
-        rm -rf "$work" "$work.log"
+        execs=$(fuzz_execs "$work.log")
+        if [ "${execs:-0}" -lt $((floor * FUZZ_SECONDS)) ]; then
+            tail -n 20 "$work.log"
+            echo "fuzz target $name: ${execs:-0} executions in ${FUZZ_SECONDS}s, below the floor" \
+                "of $floor/s (tests/fuzz/targets)" >&2
+            exit 1
+        fi
+        echo "  $name: $execs executions (floor $((floor * FUZZ_SECONDS))), $(ls "$work" | wc -l) corpus files, ok"
+        rm -rf "$work" "$work.log" "$work.dict"
         fuzz_ran=$((fuzz_ran + 1))
     done
     echo "== fuzz smoke: $fuzz_ran targets ok"
@@ -128,8 +169,66 @@ test)
     echo "ctest ${ctest_passed:-0}, fuzz targets $fuzz_ran, lab scenarios $lab_ran"
     echo "total: $((${ctest_passed:-0} + fuzz_ran + lab_ran)) passed, 0 failed"
     ;;
+fuzz)
+    # A campaign: every target for SECONDS, two at a time, from the committed corpus plus what
+    # earlier campaigns kept ($BUILD_ROOT/fuzz-campaign/<target>); new inputs are minimised into
+    # tests/fuzz/corpus/<target>/ (-merge=1: only inputs that add coverage), crashes are kept as
+    # $BUILD_ROOT/fuzz-campaign/crashes/<target>-crash-... reproducers.
+    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}"
+    seconds=${2:-600}
+    fuzz_build only-targets
+    camp="$BUILD_ROOT/fuzz-campaign"
+    mkdir -p "$camp/crashes"
+    echo "== fuzz campaign: ${seconds}s per target, two at a time (logs: $camp/<target>.log)"
+    run_one() {  # target
+        local t=$1 f="$BUILD_ROOT/fuzz/tests/fuzz_$1" rc=0
+        mkdir -p "$camp/$t"
+        # shellcheck disable=SC2046
+        "$f" $(fuzz_args "$t" "$camp/$t.dict") -max_total_time="$seconds" -rss_limit_mb=2048 \
+            -timeout=10 -print_final_stats=1 -artifact_prefix="$camp/crashes/$t-" \
+            "$camp/$t" "$here/tests/fuzz/corpus/$t" >"$camp/$t.log" 2>&1 || rc=$?
+        echo "$rc" >"$camp/$t.rc"
+    }
+    targets=()
+    for f in "$BUILD_ROOT"/fuzz/tests/fuzz_*; do
+        [ -x "$f" ] && targets+=("$(basename "$f" | sed 's/^fuzz_//')")
+    done
+    running=0
+    for t in "${targets[@]}"; do
+        if [ "$running" -ge 2 ]; then
+            wait -n || true
+            running=$((running - 1))
+        fi
+        run_one "$t" &
+        running=$((running + 1))
+    done
+    wait || true
+    echo "== minimising new inputs into tests/fuzz/corpus/ (-merge=1)"
+    crashes=0
+    printf '  %-14s %12s %8s %s\n' target executions exec/s "new corpus files / result"
+    for t in "${targets[@]}"; do
+        before=$(ls "$here/tests/fuzz/corpus/$t" 2>/dev/null | wc -l)
+        mkdir -p "$here/tests/fuzz/corpus/$t"
+        # shellcheck disable=SC2046
+        "$BUILD_ROOT/fuzz/tests/fuzz_$t" -merge=1 -rss_limit_mb=2048 -timeout=10 \
+            "$here/tests/fuzz/corpus/$t" "$camp/$t" >"$camp/$t.merge.log" 2>&1 ||
+            echo "  $t: merge failed, see $camp/$t.merge.log"
+        after=$(ls "$here/tests/fuzz/corpus/$t" | wc -l)
+        execs=$(fuzz_execs "$camp/$t.log")
+        result="+$((after - before))"
+        if [ "$(cat "$camp/$t.rc")" != 0 ]; then
+            crashes=$((crashes + 1))
+            repro=$(sed -n 's/.*Test unit written to \(.*\)/\1/p' "$camp/$t.log" | tail -n 1)
+            result="$result, FAILED: $(grep -m1 -E 'ERROR|runtime error|Timeout|out-of-memory' \
+                "$camp/$t.log" || echo "exit $(cat "$camp/$t.rc")"); reproducer: ${repro:-see $camp/$t.log}"
+        fi
+        printf '  %-14s %12s %8s %s\n' "$t" "${execs:-?}" "$((${execs:-0} / seconds))" "$result"
+    done
+    echo "== fuzz campaign: ${#targets[@]} targets, $crashes failed"
+    [ "$crashes" -eq 0 ]
+    ;;
 *)
-    sed -n '2,12p' "$0"
+    sed -n '2,13p' "$0"
     exit 2
     ;;
 esac
