@@ -323,11 +323,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::optional<tcp::endpoint> transparent_target() {
         error_code ec;
         const auto local = client_.local_endpoint(ec);
-        std::optional<tcp::endpoint> target = original_destination(client_);
-        if (!target && listener_.route.tproxy && !ec) target = local;  // TPROXY keeps it as is
-        // A connection made straight to the proxy's port was not redirected: forwarding it to
-        // "its destination" would loop into the proxy itself.
-        const bool loops = target && (*target == local || *target == listener_.bound);
+        std::optional<tcp::endpoint> target;
+        bool loops = false;
+        if (listener_.route.tproxy) {
+            // TPROXY keeps the original destination as the connection's local address (conntrack
+            // may report the same as SO_ORIGINAL_DST). A connection made straight to the proxy
+            // has the listener's port there instead.
+            if (!ec) target = local;
+            loops = target && local.port() == listener_.bound.port();
+        } else {
+            // REDIRECT/DNAT: the destination before the rewrite. A connection made straight to
+            // the proxy's port was not redirected: forwarding it to "its destination" would loop
+            // into the proxy itself.
+            target = original_destination(client_);
+            loops = target && (*target == local || *target == listener_.bound);
+        }
         if (!target || loops) {
             spdlog::warn(
                 "conn {} from {}: refused: {} (transparent listener {}; see docs/proxy.md)", id_,

@@ -10,3 +10,13 @@ add_test(NAME e2e_proxy_replay_lab_captures
          COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/proxy_replay_lab.sh $<TARGET_FILE:hopscope>
                  ${PROJECT_SOURCE_DIR}/captures/lab)
 set_tests_properties(e2e_proxy_replay_lab_captures PROPERTIES LABELS e2e TIMEOUT 600)
+
+# The proxy on a real TPROXY path (namespaces, iptables TPROXY, FreeTDS, the lab server):
+# skipped (77) without root or TPROXY.
+if(TARGET hopscope-labserver)
+    add_test(NAME e2e_proxy_tproxy_path
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/tproxy_path.sh $<TARGET_FILE:hopscope>
+                     $<TARGET_FILE:hopscope-labserver>)
+    set_tests_properties(e2e_proxy_tproxy_path
+                         PROPERTIES LABELS e2e TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endif()
