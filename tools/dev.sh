@@ -172,8 +172,9 @@ test)
 fuzz)
     # A campaign: every target for SECONDS, two at a time, from the committed corpus plus what
     # earlier campaigns kept ($BUILD_ROOT/fuzz-campaign/<target>); new inputs are minimised into
-    # tests/fuzz/corpus/<target>/ (-merge=1: only inputs that add coverage), crashes are kept as
-    # $BUILD_ROOT/fuzz-campaign/crashes/<target>-crash-... reproducers.
+    # tests/fuzz/corpus/<target>/ (-merge=1 -use_counters=0: only inputs that reach new edges;
+    # counting hit-count buckets too, a 75 s campaign kept 4.7k files, 7.8 MB, instead of 1.3k,
+    # 1.9 MB); crashes are kept as $BUILD_ROOT/fuzz-campaign/crashes/<target>-crash-... reproducers.
     install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}"
     seconds=${2:-600}
     fuzz_build only-targets
@@ -203,14 +204,14 @@ fuzz)
         running=$((running + 1))
     done
     wait || true
-    echo "== minimising new inputs into tests/fuzz/corpus/ (-merge=1)"
+    echo "== minimising new inputs into tests/fuzz/corpus/ (-merge=1 -use_counters=0)"
     crashes=0
     printf '  %-14s %12s %8s %s\n' target executions exec/s "new corpus files / result"
     for t in "${targets[@]}"; do
         before=$(ls "$here/tests/fuzz/corpus/$t" 2>/dev/null | wc -l)
         mkdir -p "$here/tests/fuzz/corpus/$t"
         # shellcheck disable=SC2046
-        "$BUILD_ROOT/fuzz/tests/fuzz_$t" -merge=1 -rss_limit_mb=2048 -timeout=10 \
+        "$BUILD_ROOT/fuzz/tests/fuzz_$t" -merge=1 -use_counters=0 -rss_limit_mb=2048 -timeout=10 \
             "$here/tests/fuzz/corpus/$t" "$camp/$t" >"$camp/$t.merge.log" 2>&1 ||
             echo "  $t: merge failed, see $camp/$t.merge.log"
         after=$(ls "$here/tests/fuzz/corpus/$t" | wc -l)
