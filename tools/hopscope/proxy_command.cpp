@@ -429,7 +429,7 @@ int run_proxy_command(const ProxyCommand& c) {
             list);
     }
     bo.login_hook = [&metrics](const analysis::LoginEvent& e) {
-        metrics.count_login(analysis::to_string(e.auth), analysis::to_string(e.outcome));
+        metrics.count_login(hopscope::to_string(e.auth), analysis::to_string(e.outcome));
     };
     bo.finding_hook = [&metrics](const analysis::Finding& f) {
         metrics.count_finding(f.rule, analysis::to_string(f.severity));

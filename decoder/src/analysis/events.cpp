@@ -4,22 +4,6 @@
 
 namespace hopscope::analysis {
 
-const char* to_string(AuthKind k) {
-    switch (k) {
-        case AuthKind::Sql:
-            return "sql";
-        case AuthKind::Ntlm:
-            return "ntlm";
-        case AuthKind::Kerberos:
-            return "kerberos";
-        case AuthKind::FedAuth:
-            return "fedauth";
-        case AuthKind::Unknown:
-            return "unknown";
-    }
-    return "unknown";
-}
-
 const char* to_string(Outcome o) {
     switch (o) {
         case Outcome::Success:
@@ -30,22 +14,6 @@ const char* to_string(Outcome o) {
             return "incomplete";
     }
     return "incomplete";
-}
-
-const char* to_string(EncryptionMode m) {
-    switch (m) {
-        case EncryptionMode::None:
-            return "none";
-        case EncryptionMode::LoginOnly:
-            return "login-only";
-        case EncryptionMode::Full:
-            return "full";
-        case EncryptionMode::Strict:
-            return "strict";
-        case EncryptionMode::Unknown:
-            return "unknown";
-    }
-    return "unknown";
 }
 
 const char* to_string(Severity s) {

@@ -31,30 +31,12 @@ struct FlowKeyEq {
     }
 };
 
-using analysis::AuthKind;
-using analysis::EncryptionMode;
 using analysis::KerberosEvent;
 using analysis::LoginEvent;
 using analysis::Outcome;
 
 constexpr std::size_t kMaxStatement = 512;
 constexpr std::size_t kMaxPendingKdcRequests = 64;
-
-EncryptionMode map_mode(tds::EncryptionMode m) {
-    switch (m) {
-        case tds::EncryptionMode::None:
-            return EncryptionMode::None;
-        case tds::EncryptionMode::LoginOnly:
-            return EncryptionMode::LoginOnly;
-        case tds::EncryptionMode::Full:
-            return EncryptionMode::Full;
-        case tds::EncryptionMode::Strict:
-            return EncryptionMode::Strict;
-        case tds::EncryptionMode::Unknown:
-            return EncryptionMode::Unknown;
-    }
-    return EncryptionMode::Unknown;
-}
 
 Outcome map_outcome(session::LoginOutcome o) {
     switch (o) {
@@ -252,7 +234,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         l.first_at = analysis::position(r.first_evidence, r.first_dir);
         l.last_at = analysis::position(r.last_evidence, r.last_dir);
         l.outcome = map_outcome(r.outcome);
-        l.encryption = map_mode(r.encryption);
+        l.encryption = r.encryption;
         l.encryption_downgraded = r.encryption_downgraded;
         l.tls_version = tls_name(r.tls_version);
         l.server_name = r.server_name;
@@ -267,16 +249,18 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         l.routing = r.routing_server;
 
         switch (r.auth) {
-            case session::AuthKind::Sql:
+            case AuthKind::Sql:
                 l.auth = AuthKind::Sql;
                 l.user = r.user;
                 break;
-            case session::AuthKind::FedAuth:
+            case AuthKind::FedAuth:
                 l.auth = AuthKind::FedAuth;
                 l.auth_detail = "fedauth";
                 break;
-            case session::AuthKind::Integrated:
-            case session::AuthKind::Unknown:
+            case AuthKind::Integrated:
+            case AuthKind::Unknown:
+            case AuthKind::Ntlm:      // not said by TDS alone
+            case AuthKind::Kerberos:  // not said by TDS alone
                 if (attempt.kerberos) {
                     l.auth = AuthKind::Kerberos;
                     l.auth_detail = attempt.wrapper + "/kerberos";
@@ -286,7 +270,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
                 } else {
                     l.auth = AuthKind::Unknown;
                     l.auth_detail =
-                        r.auth == session::AuthKind::Integrated
+                        r.auth == AuthKind::Integrated
                             ? (attempt.negoex ? "negoex" : "integrated, SSPI not decodable")
                             : r.auth_detail;
                 }

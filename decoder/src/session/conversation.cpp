@@ -42,20 +42,6 @@ const char* to_string(LoginOutcome o) {
     return "?";
 }
 
-const char* to_string(AuthKind k) {
-    switch (k) {
-        case AuthKind::Unknown:
-            return "unknown";
-        case AuthKind::Sql:
-            return "sql";
-        case AuthKind::Integrated:
-            return "integrated";
-        case AuthKind::FedAuth:
-            return "fedauth";
-    }
-    return "?";
-}
-
 std::string to_string(const LoginRecord& r) {
     std::string s = std::string("outcome=") + to_string(r.outcome);
     if (!r.outcome_detail.empty()) s += "(" + r.outcome_detail + ")";
@@ -391,7 +377,7 @@ struct Conversation::Impl {
     }
 
     void env_change(const tds::EnvChange& e) {
-        if (e.type == 20 && login) {
+        if (e.type == tds::envchange::kRouting && login) {
             login->routing_server = e.routing_server + ":" + std::to_string(e.routing_port);
         }
         cb.on_env_change(token_ctx, e);
@@ -635,16 +621,18 @@ struct Conversation::Impl {
     void packet(Side& s, Channel& ch, const tds::FramedUnit& u, std::uint64_t ev_off) {
         const tds::PacketHeader& h = u.header;
         const Bytes payload = u.payload();
+        const tds::PacketType type = tds::packet_type(h.type);
         tds_seen = true;
         // TLS handshake tunnelled in TDS packets (by content, MS-TDS 3.2.5.3).
         if (&ch == &s.main && !ch.in_msg && !s.in_plaintext &&
-            (h.type == 0x12 || (h.type == 0x04 && c2s.client_hello_seen))) {
+            (type == tds::PacketType::Prelogin ||
+             (type == tds::PacketType::TabularResult && c2s.client_hello_seen))) {
             if (!s.tls_pending.empty() || tds::looks_like_tls(payload)) {
                 tls_tunnelled(s, payload, ev_off);
                 return;
             }
         }
-        if (h.type == 0x06 && s.dir == Direction::ClientToServer) {
+        if (type == tds::PacketType::Attention && s.dir == Direction::ClientToServer) {
             cb.on_attention(ctx(s, ev_off));
             return;
         }
@@ -670,16 +658,16 @@ struct Conversation::Impl {
         ch.msg_ignore = false;
         ch.kind = MsgKind::Counted;
         if (s.dir == Direction::ClientToServer) {
-            switch (h.type) {
-                case 0x12:
-                case 0x11:
+            switch (tds::packet_type(h.type)) {
+                case tds::PacketType::Prelogin:
+                case tds::PacketType::Sspi:
                     ch.kind = MsgKind::Buffered;
                     break;
-                case 0x10:
+                case tds::PacketType::Login7:
                     ch.kind = is_login7_continuation() ? MsgKind::Counted : MsgKind::Buffered;
                     break;
-                case 0x01:
-                case 0x03:
+                case tds::PacketType::SqlBatch:
+                case tds::PacketType::Rpc:
                     ch.kind = MsgKind::Prefix;
                     break;
                 default:
@@ -692,9 +680,11 @@ struct Conversation::Impl {
             // MUST be its first option, and 0x00 starts no token.
             const bool before_login = !server_prelogin_seen && !login7_seen && !login7_encrypted;
             const bool prelogin_response =
-                h.type == 0x12 ||
+                tds::packet_type(h.type) == tds::PacketType::Prelogin ||
                 (before_login && (client_prelogin_seen || (!first.empty() && first[0] == 0x00)));
-            ch.kind = (prelogin_response || h.type == 0x11) ? MsgKind::Buffered : MsgKind::Tokens;
+            ch.kind = (prelogin_response || tds::packet_type(h.type) == tds::PacketType::Sspi)
+                          ? MsgKind::Buffered
+                          : MsgKind::Tokens;
             msg_saw_error = false;
         }
     }
@@ -750,11 +740,11 @@ struct Conversation::Impl {
         } else if (ch.msg_overflow) {
             // reported when it happened
         } else if (s.dir == Direction::ClientToServer) {
-            switch (ch.msg_type) {
-                case 0x12:
+            switch (tds::packet_type(ch.msg_type)) {
+                case tds::PacketType::Prelogin:
                     client_prelogin(c, m);
                     break;
-                case 0x10:
+                case tds::PacketType::Login7:
                     if (ch.kind == MsgKind::Buffered) {
                         handle_login7(c, m);
                     } else {
@@ -762,29 +752,29 @@ struct Conversation::Impl {
                                             "LOGIN7 continuation; the first packet was encrypted");
                     }
                     break;
-                case 0x11:
+                case tds::PacketType::Sspi:
                     auth_blob(c, AuthBlobSource::SspiPacket, m);
                     break;
-                case 0x01: {
+                case tds::PacketType::SqlBatch: {
                     tds::SqlBatch b = tds::parse_sql_batch(m, tds_version, opt.request_limits);
                     if (ch.msg_len > m.size()) b.truncated = true;
                     infer_version(b.status, b.headers);
                     cb.on_sql_batch(c, b);
                     break;
                 }
-                case 0x03: {
+                case tds::PacketType::Rpc: {
                     tds::RpcRequest r = tds::parse_rpc(m, tds_version, opt.request_limits);
                     if (ch.msg_len > m.size()) r.truncated = true;
                     infer_version(r.status, r.headers);
                     cb.on_rpc(c, r);
                     break;
                 }
-                case 0x08:
+                case tds::PacketType::FedAuthToken:
                     begin_login(c);
                     cb.on_other_message(c, ch.msg_type, ch.msg_len,
                                         "federated authentication token (length only)");
                     break;
-                case 0x02:
+                case tds::PacketType::PreTds7Login:
                     cb.on_other_message(c, ch.msg_type, ch.msg_len, "pre-TDS7 login (not decoded)");
                     break;
                 default:
@@ -792,7 +782,7 @@ struct Conversation::Impl {
                                         tds::packet_type_name(ch.msg_type));
                     break;
             }
-        } else if (ch.msg_type == 0x11) {
+        } else if (tds::packet_type(ch.msg_type) == tds::PacketType::Sspi) {
             auth_blob(c, AuthBlobSource::SspiPacket, m);  // non-standard, see packet.cpp
         } else if (ch.kind == MsgKind::Buffered) {
             server_prelogin(c, m);

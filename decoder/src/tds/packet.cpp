@@ -2,15 +2,17 @@
 
 #include <algorithm>
 
+#include "hopscope/tls/tls.hpp"
+
 namespace hopscope::tds {
 namespace {
 
 // TLS record layer [RFC 8446 5.1, RFC 5246 6.2]: ContentType, ProtocolVersion, uint16 length.
-constexpr std::size_t kTlsHeader = 5;
-constexpr std::size_t kTlsMaxBody = 16384 + 2048;  // TLSCiphertext limit (TLS 1.2)
+constexpr std::size_t kTlsHeader = tls::kRecordHeaderSize;
+constexpr std::size_t kTlsMaxBody = tls::kMaxRecordBody;
 
 bool is_tls_content_type(std::uint8_t b) {
-    return b >= 0x14 && b <= 0x17;
+    return b >= tls::content_type::kChangeCipherSpec && b <= tls::content_type::kApplicationData;
 }
 
 // Feed in slices so that one huge chunk never makes the buffer larger than a slice plus a unit.
@@ -21,28 +23,28 @@ constexpr std::size_t kLost = static_cast<std::size_t>(-1);
 }  // namespace
 
 const char* packet_type_name(std::uint8_t type) {
-    switch (type) {
-        case 0x01:
+    switch (packet_type(type)) {
+        case PacketType::SqlBatch:
             return "SQL batch";
-        case 0x02:
+        case PacketType::PreTds7Login:
             return "pre-TDS7 login";
-        case 0x03:
+        case PacketType::Rpc:
             return "RPC";
-        case 0x04:
+        case PacketType::TabularResult:
             return "tabular result";
-        case 0x06:
+        case PacketType::Attention:
             return "attention";
-        case 0x07:
+        case PacketType::BulkLoad:
             return "bulk load";
-        case 0x08:
+        case PacketType::FedAuthToken:
             return "federated authentication token";
-        case 0x0E:
+        case PacketType::TransactionManager:
             return "transaction manager request";
-        case 0x10:
+        case PacketType::Login7:
             return "LOGIN7";
-        case 0x11:
+        case PacketType::Sspi:
             return "SSPI";
-        case 0x12:
+        case PacketType::Prelogin:
             return "PRELOGIN";
         default:
             return "unknown";
@@ -50,18 +52,18 @@ const char* packet_type_name(std::uint8_t type) {
 }
 
 bool is_known_packet_type(std::uint8_t type) {
-    switch (type) {
-        case 0x01:
-        case 0x02:
-        case 0x03:
-        case 0x04:
-        case 0x06:
-        case 0x07:
-        case 0x08:
-        case 0x0E:
-        case 0x10:
-        case 0x11:
-        case 0x12:
+    switch (packet_type(type)) {
+        case PacketType::SqlBatch:
+        case PacketType::PreTds7Login:
+        case PacketType::Rpc:
+        case PacketType::TabularResult:
+        case PacketType::Attention:
+        case PacketType::BulkLoad:
+        case PacketType::FedAuthToken:
+        case PacketType::TransactionManager:
+        case PacketType::Login7:
+        case PacketType::Sspi:
+        case PacketType::Prelogin:
             return true;
         default:
             return false;
@@ -70,11 +72,14 @@ bool is_known_packet_type(std::uint8_t type) {
 
 bool packet_type_valid_for(std::uint8_t type, Direction dir) {
     if (!is_known_packet_type(type)) return false;
-    if (type == 0x12) return true;
+    const PacketType t = packet_type(type);
+    if (t == PacketType::Prelogin) return true;
     // 0x11 from the server is not in MS-TDS (servers answer SSPI with the 0xED token), but some
     // generated traffic has it; it is accepted so such streams stay in sync.
-    if (dir == Direction::ServerToClient) return type == 0x04 || type == 0x11;
-    return type != 0x04;
+    if (dir == Direction::ServerToClient) {
+        return t == PacketType::TabularResult || t == PacketType::Sspi;
+    }
+    return t != PacketType::TabularResult;
 }
 
 DecodeStatus parse_header(Bytes data, PacketHeader& out, DecodeError& err) {
@@ -99,7 +104,7 @@ bool plausible_header(const PacketHeader& h, Direction dir) {
     if (h.ignore() && !h.eom()) return false;
     if (h.length < kHeaderSize || h.window != 0) return false;
     // Attention is a bare header [MS-TDS 2.2.1.7].
-    if (h.type == 0x06 && h.length != kHeaderSize) return false;
+    if (packet_type(h.type) == PacketType::Attention && h.length != kHeaderSize) return false;
     return true;
 }
 

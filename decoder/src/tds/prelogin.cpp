@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "hopscope/common/text.hpp"
+#include "hopscope/tls/tls.hpp"
 
 namespace hopscope::tds {
 namespace {
@@ -48,7 +49,8 @@ std::string PreloginVersion::to_string() const {
 }
 
 bool looks_like_tls(Bytes payload) {
-    return payload.size() >= 2 && payload[0] >= 0x14 && payload[0] <= 0x17 && payload[1] == 0x03;
+    return payload.size() >= 2 && payload[0] >= tls::content_type::kChangeCipherSpec &&
+           payload[0] <= tls::content_type::kApplicationData && payload[1] == 0x03;
 }
 
 DecodeStatus parse_prelogin(Bytes payload, Prelogin& out, DecodeError& err) {

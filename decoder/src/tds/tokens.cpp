@@ -145,35 +145,37 @@ struct TokenStreamParser::Impl {
         if (!r.u8(e.type)) return fail(Code::Truncated, pos, "ENVCHANGE: empty");
         bool ok = true;
         switch (e.type) {
-            case 1:
-            case 2:
-            case 3:
-            case 4:
-            case 5:
-            case 6:
-            case 13:
-            case 19:
+            case envchange::kDatabase:
+            case envchange::kLanguage:
+            case envchange::kCharset:
+            case envchange::kPacketSize:
+            case envchange::kUnicodeLcid:
+            case envchange::kUnicodeComparisonFlags:
+            case envchange::kMirroringPartner:
+            case envchange::kUserInstanceName:
                 ok = read_b_varchar(r, e.new_value) && read_b_varchar(r, e.old_value);
                 break;
-            case 7:
-            case 8:
-            case 9:
-            case 10:
-            case 11:
-            case 12:
-            case 16:
-            case 17:
-            case 18:
+            case envchange::kCollation:
+            case envchange::kBeginTransaction:
+            case envchange::kCommitTransaction:
+            case envchange::kRollbackTransaction:
+            case envchange::kEnlistDtcTransaction:
+            case envchange::kDefectTransaction:
+            case envchange::kTransactionManagerAddress:
+            case envchange::kTransactionEnded:
+            case envchange::kResetConnectionAck:
                 ok = read_b_varbyte_hex(r, e.new_value) && read_b_varbyte_hex(r, e.old_value);
                 break;
-            case 15: {  // promote transaction: L_VARBYTE new value, 0x00 old value
+            case envchange::kPromoteTransaction: {  // promote transaction: L_VARBYTE new value,
+                                                    // 0x00 old value
                 std::uint32_t n = 0;
                 Bytes b;
                 ok = r.u32le(n) && r.bytes(n, b);
                 if (ok) e.new_value = to_hex(b);
                 break;
             }
-            case 20: {  // routing [MS-TDS 2.2.7.9]: USHORT length, protocol, port, US_VARCHAR
+            case envchange::kRouting: {  // routing [MS-TDS 2.2.7.9]: USHORT length, protocol, port,
+                                         // US_VARCHAR
                 std::uint16_t n = 0;
                 Bytes b;
                 ok = r.u16le(n) && r.bytes(n, b);
@@ -1154,43 +1156,43 @@ const char* token_name(std::uint8_t token) {
 
 const char* env_change_name(std::uint8_t type) {
     switch (type) {
-        case 1:
+        case envchange::kDatabase:
             return "database";
-        case 2:
+        case envchange::kLanguage:
             return "language";
-        case 3:
+        case envchange::kCharset:
             return "charset";
-        case 4:
+        case envchange::kPacketSize:
             return "packet-size";
-        case 5:
+        case envchange::kUnicodeLcid:
             return "unicode-lcid";
-        case 6:
+        case envchange::kUnicodeComparisonFlags:
             return "unicode-comparison-flags";
-        case 7:
+        case envchange::kCollation:
             return "collation";
-        case 8:
+        case envchange::kBeginTransaction:
             return "begin-transaction";
-        case 9:
+        case envchange::kCommitTransaction:
             return "commit-transaction";
-        case 10:
+        case envchange::kRollbackTransaction:
             return "rollback-transaction";
-        case 11:
+        case envchange::kEnlistDtcTransaction:
             return "enlist-dtc-transaction";
-        case 12:
+        case envchange::kDefectTransaction:
             return "defect-transaction";
-        case 13:
+        case envchange::kMirroringPartner:
             return "mirroring-partner";
-        case 15:
+        case envchange::kPromoteTransaction:
             return "promote-transaction";
-        case 16:
+        case envchange::kTransactionManagerAddress:
             return "transaction-manager-address";
-        case 17:
+        case envchange::kTransactionEnded:
             return "transaction-ended";
-        case 18:
+        case envchange::kResetConnectionAck:
             return "reset-connection-ack";
-        case 19:
+        case envchange::kUserInstanceName:
             return "user-instance-name";
-        case 20:
+        case envchange::kRouting:
             return "routing";
         default:
             return "unknown";

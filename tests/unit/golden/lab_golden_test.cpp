@@ -20,7 +20,6 @@ namespace hopscope::golden {
 namespace {
 
 namespace fs = std::filesystem;
-using analysis::AuthKind;
 using analysis::EncryptionMode;
 using analysis::Outcome;
 

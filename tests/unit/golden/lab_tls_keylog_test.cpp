@@ -19,8 +19,6 @@
 namespace hopscope::golden {
 namespace {
 
-using analysis::AuthKind;
-
 std::string lab(const std::string& name) {
     return std::string(HOPSCOPE_CAPTURES_DIR) + "/lab/" + name;
 }

@@ -10,23 +10,23 @@
 #include <string>
 #include <vector>
 
+#include "hopscope/common/auth_kind.hpp"
 #include "hopscope/common/flow.hpp"
 #include "hopscope/common/stream_events.hpp"
+#include "hopscope/tds/prelogin.hpp"
 
 namespace hopscope::analysis {
 
 inline constexpr int kSchemaVersion = 2;
 
-enum class AuthKind : std::uint8_t { Sql, Ntlm, Kerberos, FedAuth, Unknown };
+/// What PRELOGIN decided (hopscope/tds/prelogin.hpp); AuthKind is hopscope/common/auth_kind.hpp.
+using tds::EncryptionMode;
 enum class Outcome : std::uint8_t { Success, Failure, Incomplete };
-enum class EncryptionMode : std::uint8_t { None, LoginOnly, Full, Strict, Unknown };
 enum class Severity : std::uint8_t { Info, Warning, Error };
 /// Whether a Kerberos client asked to delegate (forwarded TGT); Unknown when not observable.
 enum class Tristate : std::uint8_t { Unknown, No, Yes };
 
-const char* to_string(AuthKind k);
 const char* to_string(Outcome o);
-const char* to_string(EncryptionMode m);
 const char* to_string(Severity s);
 const char* to_string(Tristate t);
 

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "hopscope/common/auth_kind.hpp"
 #include "hopscope/common/byte_reader.hpp"
 #include "hopscope/common/decode.hpp"
 #include "hopscope/common/flow.hpp"
@@ -77,11 +78,6 @@ struct AuthBlobInfo {
 
 enum class LoginOutcome : std::uint8_t { Success, Failure, Incomplete };
 const char* to_string(LoginOutcome o);
-
-/// What TDS alone says about the authentication. Integrated is refined into NTLM/Kerberos by
-/// the authentication layer from the blobs (on_auth_blob, in order).
-enum class AuthKind : std::uint8_t { Unknown, Sql, Integrated, FedAuth };
-const char* to_string(AuthKind k);
 
 /// One login attempt, reported once through on_login when its outcome is known (LOGINACK ->
 /// Success; ERROR without LOGINACK at the end of the server's message -> Failure; close, gap or

@@ -41,6 +41,12 @@ enum class PacketType : std::uint8_t {
     Prelogin = 0x12,
 };
 
+/// The packet type a header's Type byte names (any byte converts; unknown ones match no
+/// enumerator).
+[[nodiscard]] constexpr PacketType packet_type(std::uint8_t type) {
+    return static_cast<PacketType>(type);
+}
+
 /// Human name of a packet type byte ("SQL batch", "LOGIN7", ...); "unknown" otherwise.
 const char* packet_type_name(std::uint8_t type);
 [[nodiscard]] bool is_known_packet_type(std::uint8_t type);

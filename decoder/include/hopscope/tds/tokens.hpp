@@ -53,12 +53,35 @@ struct ServerMessage {
     std::uint32_t line = 0;
 };
 
+/// ENVCHANGE types [MS-TDS 2.2.7.9].
+namespace envchange {
+inline constexpr std::uint8_t kDatabase = 1;
+inline constexpr std::uint8_t kLanguage = 2;
+inline constexpr std::uint8_t kCharset = 3;
+inline constexpr std::uint8_t kPacketSize = 4;
+inline constexpr std::uint8_t kUnicodeLcid = 5;
+inline constexpr std::uint8_t kUnicodeComparisonFlags = 6;
+inline constexpr std::uint8_t kCollation = 7;
+inline constexpr std::uint8_t kBeginTransaction = 8;
+inline constexpr std::uint8_t kCommitTransaction = 9;
+inline constexpr std::uint8_t kRollbackTransaction = 10;
+inline constexpr std::uint8_t kEnlistDtcTransaction = 11;
+inline constexpr std::uint8_t kDefectTransaction = 12;
+inline constexpr std::uint8_t kMirroringPartner = 13;
+inline constexpr std::uint8_t kPromoteTransaction = 15;
+inline constexpr std::uint8_t kTransactionManagerAddress = 16;
+inline constexpr std::uint8_t kTransactionEnded = 17;
+inline constexpr std::uint8_t kResetConnectionAck = 18;
+inline constexpr std::uint8_t kUserInstanceName = 19;
+inline constexpr std::uint8_t kRouting = 20;
+}  // namespace envchange
+
 /// ENVCHANGE 0xE3. Text values are UTF-8; binary values (collation, transaction ids) are hex.
 struct EnvChange {
     std::uint8_t type = 0;
     std::string new_value;
     std::string old_value;
-    // Routing (type 20) only:
+    // Routing (envchange::kRouting) only:
     std::uint8_t routing_protocol = 0;
     std::uint16_t routing_port = 0;
     std::string routing_server;
