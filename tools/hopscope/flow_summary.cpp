@@ -6,9 +6,12 @@
 #include <string>
 
 #include "backend.hpp"
+#include "hopscope/report/time.hpp"
 
 namespace hopscope::cli {
 namespace {
+
+using report::to_rfc3339;
 
 const char* close_reason(CloseReason r) {
     switch (r) {

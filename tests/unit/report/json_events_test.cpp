@@ -7,6 +7,11 @@ namespace {
 
 using namespace hopscope::analysis;
 
+TEST(Time, Rfc3339InUtcWithMicroseconds) {
+    EXPECT_EQ(to_rfc3339(Timestamp{1'164'995'541'720'529}), "2006-12-01T17:52:21.720529Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{-1}), "1969-12-31T23:59:59.999999Z");
+}
+
 TEST(JsonEvents, LoginCarriesTheDocumentedNames) {
     LoginEvent l;
     l.ts = Timestamp{1'164'995'541'720'529};

@@ -18,9 +18,6 @@ struct Timestamp {
     auto operator<=>(const Timestamp&) const = default;
 };
 
-/// RFC 3339 with microseconds, e.g. 2026-11-26T15:00:05.123456Z.
-std::string to_rfc3339(Timestamp t);
-
 /// An IPv4 or IPv6 address (IPv4 stored as ::ffff:a.b.c.d is NOT used; `v6` says which).
 struct IpAddress {
     std::array<std::uint8_t, 16> bytes{};

@@ -6,6 +6,7 @@
 
 #include "hopscope/analysis/analyzer.hpp"
 #include "hopscope/analysis/events.hpp"
+#include "hopscope/report/time.hpp"
 
 namespace hopscope::report {
 
