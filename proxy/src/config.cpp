@@ -71,6 +71,18 @@ std::string validate(const ProxyOptions& o) {
         return "--tap-queue-bytes must be at least --buffer-size";
     if (o.connect_timeout.count() <= 0) return "--connect-timeout must be positive";
     if (o.idle_timeout.count() < 0) return "--idle-timeout must not be negative";
+    const TlsOptions& t = o.tls;
+    if (!t.terminate) {
+        if (!t.cert_file.empty() || !t.key_file.empty())
+            return "--tls-cert/--tls-key need --tls-terminate";
+        if (!t.upstream_ca.empty() || t.upstream_verify)
+            return "--upstream-ca/--upstream-verify need --tls-terminate (without it the proxy "
+                   "does not speak TLS to the upstream)";
+        if (!t.keylog_file.empty())
+            return "--tls-keylog needs --tls-terminate (without it the proxy holds no TLS "
+                   "secrets; have the client write a key log and use analyze --tls-keylog)";
+    }
+    if (t.cert_file.empty() != t.key_file.empty()) return "--tls-cert and --tls-key go together";
     return {};
 }
 

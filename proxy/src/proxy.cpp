@@ -26,6 +26,7 @@
 #include "hopscope/captures/flow_filter.hpp"
 #include "hopscope/proxy/metrics.hpp"
 #include "hopscope/proxy/recorder.hpp"
+#include "hopscope/proxy/tls_terminate.hpp"
 
 namespace hopscope::proxy {
 
@@ -165,6 +166,8 @@ struct Proxy::Impl {
     /// Forwarding buffers, shared with the tap; declared before everything that holds them.
     BlockPool blocks;
     Tap tap;
+    /// --tls-terminate: the contexts every terminated connection uses.
+    std::unique_ptr<TlsContexts> tls;
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<Listener> listeners;
     std::thread analysis;
@@ -178,7 +181,13 @@ struct Proxy::Impl {
     std::atomic<std::uint64_t> tapped{0};
     bool started = false;
     bool stopped = false;
-    std::unordered_map<std::uint64_t, FlowKey> upstream_legs_;  ///< analysis thread only
+    /// What the analysis thread keeps of an open connection.
+    struct Tapped {
+        FlowKey upstream_leg;
+        bool terminated = false;
+        std::uint64_t last_opaque_frame[2] = {0, 0};  ///< recording frame of the last record
+    };
+    std::unordered_map<std::uint64_t, Tapped> tapped_;  ///< analysis thread only
     /// Which connection a flow (client address and port, upstream) belongs to now. A client
     /// may reuse its port as soon as its previous connection is closed, and the two
     /// connections may live on different I/O threads, so the new one's open can reach the
@@ -380,6 +389,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
                       to_string(flow_.server));
         last_ = Clock::now();
         arm_idle_timer(px_.opt.idle_timeout);
+        if (px_.tls) {
+            tls_start();
+            return;
+        }
         read(0);
         read(1);
     }
@@ -542,8 +555,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     /// first client bytes look like the start of TDS; a server that speaks first, or other first
     /// bytes, mean it is not TDS, and it is forwarded without copies from then on.
     void tap(int d, Block* block, std::size_t n) {
+        // A large chunk is shared with the tap rather than copied (see Block); a small one is
+        // copied, so that it does not hold a whole block in the queue.
+        tap_bytes(d, block->data(), n, pumps_[d].offset, n >= w_.pool.size() / 4 ? block : nullptr,
+                  TapItem::Role::Wire);
+    }
+
+    void tap_bytes(int d, const std::uint8_t* data, std::size_t n, std::uint64_t offset,
+                   Block* block, TapItem::Role role) {
         if (tap_ == TapState::Off) return;
-        const std::uint8_t* data = block->data();
         const Direction dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
         const Timestamp ts = now();
         if (tap_ == TapState::Undecided) {
@@ -571,25 +591,173 @@ class Connection : public std::enable_shared_from_this<Connection> {
             open.flow = flow_;
             open.proxy_local = proxy_local_;
             open.ts = ts;
+            open.terminated = term_ != nullptr;
             px_.tap.push_control(std::move(open));
             if (before > 0) push(dir, ts, head_, before, 0);
         }
-        // A large chunk is shared with the tap rather than copied (see Block); a small one is
-        // copied, so that it does not hold a whole block in the queue.
-        push(dir, ts, data, n, pumps_[d].offset, n >= w_.pool.size() / 4 ? block : nullptr);
+        push(dir, ts, data, n, offset, block, role);
     }
 
     void push(Direction dir, Timestamp ts, const std::uint8_t* data, std::size_t n,
-              std::uint64_t offset, Block* block = nullptr) {
-        Pump& p = pumps_[static_cast<int>(dir)];
-        if (px_.tap.push_data(id_, flow_, dir, ts, offset, p.pending_gap, data, n, block)) {
-            p.pending_gap = 0;
+              std::uint64_t offset, Block* block = nullptr,
+              TapItem::Role role = TapItem::Role::Wire) {
+        const int d = static_cast<int>(dir);
+        std::uint64_t& gap =
+            role == TapItem::Role::Upstream ? upstream_gap_[d] : pumps_[d].pending_gap;
+        if (px_.tap.push_data(id_, flow_, dir, ts, offset, gap, data, n, block, role)) {
+            gap = 0;
             return;
         }
-        if (p.pending_gap == 0 && px_.metrics)
-            px_.metrics->tap_gaps.fetch_add(1, std::memory_order_relaxed);
+        if (gap == 0 && px_.metrics) px_.metrics->tap_gaps.fetch_add(1, std::memory_order_relaxed);
         if (px_.metrics) px_.metrics->tap_gap_bytes.fetch_add(n, std::memory_order_relaxed);
-        p.pending_gap += n;
+        gap += n;
+    }
+
+    // -- --tls-terminate -------------------------------------------------------------------
+    //
+    // The terminator (tls_terminate.hpp) decides what goes to which side; these pumps read a
+    // socket, feed it, and write what it queued. Each socket has one write in flight at a time;
+    // a direction reads again once the socket it feeds has taken the last write (backpressure,
+    // as the plain pumps).
+
+    /// What the terminator saw, to the tap: the client leg as the decoder reads it, the
+    /// plaintext, the upstream leg and the session secrets for the recording.
+    struct TermTap final : TlsTerminator::Observer {
+        explicit TermTap(Connection& conn) : c(conn) {}
+        Connection& c;
+        void client_leg(Direction dir, Bytes wire, bool clear) override {
+            const int d = static_cast<int>(dir);
+            c.tap_bytes(d, wire.data(), wire.size(), c.leg_offset_[d], nullptr,
+                        clear ? TapItem::Role::Wire : TapItem::Role::Opaque);
+            c.leg_offset_[d] += wire.size();
+        }
+        void plaintext(Direction dir, Bytes plain, std::uint64_t wire_offset) override {
+            c.tap_bytes(static_cast<int>(dir), plain.data(), plain.size(), wire_offset, nullptr,
+                        TapItem::Role::Plain);
+        }
+        void upstream_leg(Direction dir, Bytes wire) override {
+            const int d = static_cast<int>(dir);
+            if (c.px_.hooks.recorder && c.px_.hooks.record_upstream_leg)
+                c.tap_bytes(d, wire.data(), wire.size(), c.upstream_offset_[d], nullptr,
+                            TapItem::Role::Upstream);
+            c.upstream_offset_[d] += wire.size();
+        }
+        void secret(std::string_view line) override {
+            if (!c.px_.hooks.recorder || c.tap_ != TapState::On) return;
+            TapItem item;
+            item.kind = TapItem::Kind::Secret;
+            item.connection = c.id_;
+            item.flow = c.flow_;
+            item.ts = now();
+            item.bytes = TapBytes(reinterpret_cast<const std::uint8_t*>(line.data()), line.size());
+            c.px_.tap.push_control(std::move(item));
+        }
+    };
+
+    void tls_start() {
+        const std::string name =
+            listener_.route.mode == RouteMode::Explicit ? listener_.route.upstream.host : "";
+        term_tap_ = std::make_unique<TermTap>(*this);
+        term_ = std::make_unique<TlsTerminator>(*px_.tls, name, *term_tap_);
+        tls_read(0);
+        tls_read(1);
+    }
+
+    /// Socket that direction `d` writes to: 0 the upstream (client -> upstream), 1 the client.
+    tcp::socket& sock(int s) { return s == 0 ? upstream_ : client_; }
+
+    void tls_read(int d) {
+        Pump& p = pumps_[d];
+        constexpr int kTurns = 16;  // then let the thread's other connections run
+        for (int turn = 0; turn < kTurns; ++turn) {
+            if (closed_ || p.done) return;
+            if (writing_[d]) {
+                paused_[d] = true;  // tls_wrote() goes on
+                return;
+            }
+            if (!p.buf) p.buf = w_.pool.get();
+            error_code ec;
+            const std::size_t n =
+                p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                release(p);
+                wait_then(*p.from, tcp::socket::wait_read, d, &Connection::tls_read);
+                return;
+            }
+            if (ec == asio::error::eof) {
+                p.done = true;
+                release(p);
+                d == 0 ? term_->client_closed() : term_->upstream_closed();
+                shut_[d] = true;  // FIN on the other side once what it is owed is written
+                tls_flush();
+                return;
+            }
+            if (ec) {
+                finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
+                return;
+            }
+            last_ = Clock::now();
+            if (px_.metrics)
+                (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
+                    .fetch_add(n, std::memory_order_relaxed);
+            p.offset += n;
+            const Bytes in(p.buf->data(), n);
+            const bool ok = d == 0 ? term_->from_client(in) : term_->from_upstream(in);
+            if (!ok) {
+                spdlog::warn("conn {} {} -> {}: TLS: {}; connection closed", id_,
+                             to_string(flow_.client), to_string(flow_.server), term_->error());
+                finish(CloseReason::Rst, "TLS error");
+                return;
+            }
+            tls_flush();
+        }
+        asio::post(w_.io, [self = shared_from_this(), d] {
+            if (!self->closed_) self->tls_read(d);
+        });
+    }
+
+    /// Starts a write of what the terminator queued for each socket, unless one is in flight;
+    /// passes on a FIN once a side's queue is empty; ends the connection when both sides are
+    /// done and everything is written.
+    void tls_flush() {
+        for (int s = 0; s < 2; ++s) {
+            auto& out = s == 0 ? term_->to_upstream() : term_->to_client();
+            if (writing_[s]) continue;
+            if (!out.empty()) {
+                wbuf_[s].clear();
+                std::swap(wbuf_[s], out);
+                writing_[s] = true;
+                asio::async_write(sock(s), asio::buffer(wbuf_[s]),
+                                  [self = shared_from_this(), s](const error_code& e, std::size_t) {
+                                      if (self->closed_) return;
+                                      if (e) {
+                                          self->finish(CloseReason::Rst,
+                                                       s == 0 ? "upstream gone on write"
+                                                              : "client gone on write");
+                                          return;
+                                      }
+                                      self->tls_wrote(s);
+                                  });
+            } else if (shut_[s] && !shut_sent_[s]) {
+                // The direction that feeds socket s has ended: half-close it.
+                shut_sent_[s] = true;
+                error_code ec;
+                sock(s).shutdown(tcp::socket::shutdown_send, ec);
+            }
+        }
+        if (pumps_[0].done && pumps_[1].done && !writing_[0] && !writing_[1])
+            finish(CloseReason::Fin, "closed by both sides");
+    }
+
+    void tls_wrote(int s) {
+        writing_[s] = false;
+        tls_flush();
+        if (closed_) return;
+        // Direction s feeds socket s (0: client -> upstream, 1: upstream -> client).
+        if (paused_[s]) {
+            paused_[s] = false;
+            tls_read(s);
+        }
     }
 
     Proxy::Impl& px_;
@@ -609,6 +777,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
     TapState tap_ = TapState::Undecided;
     std::uint8_t head_[16]{};
     std::size_t head_len_ = 0;
+    std::uint64_t upstream_gap_[2] = {0, 0};
+    // --tls-terminate only
+    std::unique_ptr<TermTap> term_tap_;
+    std::unique_ptr<TlsTerminator> term_;
+    std::uint64_t leg_offset_[2] = {0, 0};       ///< client leg, per direction
+    std::uint64_t upstream_offset_[2] = {0, 0};  ///< upstream leg, per direction
+    std::vector<std::uint8_t> wbuf_[2];          ///< in flight to the upstream [0] / client [1]
+    bool writing_[2] = {false, false};
+    bool paused_[2] = {false, false};
+    bool shut_[2] = {false, false};  ///< FIN owed to the upstream [0] / client [1]
+    bool shut_sent_[2] = {false, false};
 };
 
 std::optional<tcp::endpoint> resolve_one(const HostPort& hp, std::string& err) {
@@ -651,6 +830,15 @@ bool Proxy::Impl::start(std::string& err) {
         return false;
     }
     if (!resolve_upstreams(opt, err)) return false;
+    if (opt.tls.terminate) {
+        std::vector<std::string> names;
+        for (const auto& r : opt.routes)
+            if (r.mode == RouteMode::Explicit &&
+                std::find(names.begin(), names.end(), r.upstream.host) == names.end())
+                names.push_back(r.upstream.host);
+        tls = TlsContexts::make(opt.tls, names, err);
+        if (!tls) return false;
+    }
     unsigned n = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i)
         workers.push_back(std::make_unique<Worker>(blocks));
@@ -772,18 +960,17 @@ void Proxy::Impl::close_for_decoder(const FlowKey& flow, std::uint64_t connectio
     if (Recorder* rec = hooks.recorder) {
         const bool reset = why == CloseReason::Rst;
         rec->close_connection(Leg::Client, flow, ts, reset);
-        const auto it = upstream_legs_.find(connection);
-        if (hooks.record_upstream_leg && it != upstream_legs_.end())
-            rec->close_connection(Leg::Upstream, it->second, ts, reset);
+        const auto it = tapped_.find(connection);
+        if (hooks.record_upstream_leg && it != tapped_.end())
+            rec->close_connection(Leg::Upstream, it->second.upstream_leg, ts, reset);
     }
-    upstream_legs_.erase(connection);
+    tapped_.erase(connection);
     if (hooks.sink) hooks.sink->on_close(flow, ts, why);
 }
 
 void Proxy::Impl::dispatch(TapItem& item) {
     StreamSink* sink = hooks.sink;
     Recorder* rec = hooks.recorder;
-    const FlowKey upstream_leg{item.proxy_local, item.flow.server, Transport::Tcp};
     if (item.kind != TapItem::Kind::Open) {
         const auto it = owner_.find(item.flow);
         if (it == owner_.end() || it->second != item.connection) return;  // superseded
@@ -797,41 +984,69 @@ void Proxy::Impl::dispatch(TapItem& item) {
         owner_.erase(it);
     }
     switch (item.kind) {
-        case TapItem::Kind::Open:
+        case TapItem::Kind::Open: {
             owner_[item.flow] = item.connection;
+            Tapped& t = tapped_[item.connection];
+            t.upstream_leg = FlowKey{item.proxy_local, item.flow.server, Transport::Tcp};
+            t.terminated = item.terminated;
             if (rec) {
                 rec->open_connection(Leg::Client, item.flow, item.ts);
                 if (hooks.record_upstream_leg)
-                    rec->open_connection(Leg::Upstream, upstream_leg, item.ts);
+                    rec->open_connection(Leg::Upstream, t.upstream_leg, item.ts);
             }
-            upstream_legs_[item.connection] = upstream_leg;
             if (sink) sink->on_open(item.flow, item.ts, true);
             return;
-        case TapItem::Kind::Data: {
-            Evidence ev;
-            ev.stream_offset = item.offset;
-            if (item.gap_before > 0) {
-                if (rec) {
-                    rec->gap(Leg::Client, item.flow, item.dir, item.gap_before);
-                    const auto it = upstream_legs_.find(item.connection);
-                    if (hooks.record_upstream_leg && it != upstream_legs_.end())
-                        rec->gap(Leg::Upstream, it->second, item.dir, item.gap_before);
-                }
-                if (sink) sink->on_gap(item.flow, item.dir, item.ts, item.gap_before);
-            }
-            if (item.bytes.empty()) return;  // only a gap (at the end of a connection)
-            if (rec) {
-                ev.frame = rec->data(Leg::Client, item.flow, item.dir, item.ts, item.bytes.view());
-                if (hooks.record_upstream_leg) {
-                    const auto it = upstream_legs_.find(item.connection);
-                    if (it != upstream_legs_.end())
-                        rec->data(Leg::Upstream, it->second, item.dir, item.ts, item.bytes.view());
-                }
-            }
-            if (sink) sink->on_data(item.flow, item.dir, item.ts, item.bytes.view(), ev);
-            return;
         }
+        case TapItem::Kind::Secret:
+            if (rec) rec->secret(item.bytes.view());
+            return;
+        case TapItem::Kind::Data:
+            break;
         case TapItem::Kind::Close:  // handled above
+            return;
+    }
+    const auto it = tapped_.find(item.connection);
+    if (it == tapped_.end()) return;
+    Tapped& t = it->second;
+    const int d = static_cast<int>(item.dir);
+    // A pass-through connection's upstream leg carries the client leg's bytes; a terminated
+    // one's has its own (Role::Upstream).
+    const bool mirror = hooks.record_upstream_leg && !t.terminated;
+    Evidence ev;
+    ev.stream_offset = item.offset;
+    if (item.gap_before > 0) {
+        if (rec) {
+            const Leg leg = item.role == TapItem::Role::Upstream ? Leg::Upstream : Leg::Client;
+            if (leg == Leg::Client || hooks.record_upstream_leg)
+                rec->gap(leg, leg == Leg::Client ? item.flow : t.upstream_leg, item.dir,
+                         item.gap_before);
+            if (mirror) rec->gap(Leg::Upstream, t.upstream_leg, item.dir, item.gap_before);
+        }
+        if (sink && item.role != TapItem::Role::Upstream)
+            sink->on_gap(item.flow, item.dir, item.ts, item.gap_before);
+    }
+    if (item.bytes.empty()) return;  // only a gap (at the end of a connection)
+    const Bytes bytes = item.bytes.view();
+    switch (item.role) {
+        case TapItem::Role::Wire:
+            if (rec) {
+                ev.frame = rec->data(Leg::Client, item.flow, item.dir, item.ts, bytes);
+                if (mirror) rec->data(Leg::Upstream, t.upstream_leg, item.dir, item.ts, bytes);
+            }
+            if (sink) sink->on_data(item.flow, item.dir, item.ts, bytes, ev);
+            return;
+        case TapItem::Role::Opaque:
+            if (rec)
+                t.last_opaque_frame[d] =
+                    rec->data(Leg::Client, item.flow, item.dir, item.ts, bytes);
+            return;
+        case TapItem::Role::Plain:
+            ev.frame = t.last_opaque_frame[d];
+            if (sink) sink->on_tls_plaintext(item.flow, item.dir, item.ts, bytes, ev);
+            return;
+        case TapItem::Role::Upstream:
+            if (rec && hooks.record_upstream_leg)
+                rec->data(Leg::Upstream, t.upstream_leg, item.dir, item.ts, bytes);
             return;
     }
 }
@@ -931,6 +1146,10 @@ void Proxy::stop_accepting() {
 
 void Proxy::shutdown(std::chrono::milliseconds grace) {
     impl_->shutdown(grace);
+}
+
+const TlsContexts* Proxy::tls() const {
+    return impl_->tls.get();
 }
 
 ProxyStats Proxy::stats() const {

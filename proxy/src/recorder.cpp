@@ -55,6 +55,8 @@ constexpr std::size_t kIoBuffer = 1 << 20;
 constexpr std::uint32_t kBlockShb = 0x0A0D0D0A;
 constexpr std::uint32_t kBlockIdb = 0x00000001;
 constexpr std::uint32_t kBlockEpb = 0x00000006;
+constexpr std::uint32_t kBlockDsb = 0x0000000A;          ///< Decryption Secrets Block
+constexpr std::uint32_t kSecretsTlsKeyLog = 0x544c534b;  ///< "TLSK": NSS key log lines
 
 namespace flag {
 constexpr unsigned Fin = 0x01;
@@ -219,6 +221,24 @@ class PcapngRecorder final : public Recorder {
             segment(leg, flow, c, reverse(dir), flag::Ack, ts, {});
         s.gap_pending = false;
         return stopped() ? 0 : first;
+    }
+
+    void secret(Bytes line) override {
+        if (stopped() || line.empty()) return;
+        const std::size_t len = line.size() + 1;  // with its newline
+        const std::size_t padded = (len + 3) & ~std::size_t{3};
+        const std::size_t block_len = 16 + padded + 4;
+        std::uint8_t head[16];
+        set_le32(head, kBlockDsb);
+        set_le32(head + 4, static_cast<std::uint32_t>(block_len));
+        set_le32(head + 8, kSecretsTlsKeyLog);
+        set_le32(head + 12, static_cast<std::uint32_t>(len));
+        static constexpr std::uint8_t kTail[4] = {'\n', 0, 0, 0};
+        std::uint8_t trailer[4];
+        set_le32(trailer, static_cast<std::uint32_t>(block_len));
+        if (!write_raw(head, sizeof head) || !write_raw(line.data(), line.size()) ||
+            !write_raw(kTail, 1 + padded - len) || !write_raw(trailer, 4))
+            return;
     }
 
     void gap(Leg leg, const FlowKey& flow, Direction dir, std::uint64_t length) override {

@@ -16,7 +16,7 @@ void Tap::notify_locked(std::unique_lock<std::mutex>& lock) {
 
 bool Tap::push_data(std::uint64_t connection, const FlowKey& flow, Direction dir, Timestamp ts,
                     std::uint64_t offset, std::uint64_t gap_before, const std::uint8_t* data,
-                    std::size_t size, Block* block) {
+                    std::size_t size, Block* block, TapItem::Role role) {
     const std::size_t charge = block != nullptr ? block->pool->size() : size;
     {
         std::lock_guard lock(mu_);
@@ -33,6 +33,7 @@ bool Tap::push_data(std::uint64_t connection, const FlowKey& flow, Direction dir
     // item in.
     TapItem item;
     item.kind = TapItem::Kind::Data;
+    item.role = role;
     item.connection = connection;
     item.flow = flow;
     item.dir = dir;

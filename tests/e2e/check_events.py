@@ -2,6 +2,7 @@
 """Checks hopscope's JSON-lines events against a lab scenario's expectations.
 
     check_events.py EXPECT.json LABEL=EVENTS.jsonl [LABEL=EVENTS.jsonl ...] [--skip-programs a,b]
+                    [--decrypted]
 
 For every events file (e.g. live=... and analyze=...):
   * the set of finding rules must equal the scenario's `expected_findings`;
@@ -10,6 +11,9 @@ For every events file (e.g. live=... and analyze=...):
     must be reported as auth "unknown", outcome "incomplete" (the mapping of
     tests/unit/golden/lab_golden_test.cpp); any other login that is not "incomplete" is unexpected;
   * the file must end with a `summary` event.
+With --decrypted, the events come from a run that read inside TLS (a key log, or the proxy
+terminating TLS): full and strict logins are expected as they are, and the findings are the
+scenario's `expected_findings_decrypted` (those of its clear-text counterpart) where it has them.
 With two or more files, their rule sets must also agree with each other, and so must their events
 one by one, but for the time stamps (two capture sockets stamp the same packet a few microseconds
 apart) and the order of the lines. Prints one line per
@@ -43,10 +47,13 @@ def load(path):
     return events
 
 
+DECRYPTED = False  # --decrypted
+
+
 def want_login(x):
     """The login hopscope must report for one expected login (golden test mapping)."""
     tls = x.get('encryption', x.get('tls', ''))
-    hidden = tls in ('full', 'strict')
+    hidden = tls in ('full', 'strict') and not DECRYPTED
     outcome = {'ok': 'success', 'failed': 'failure'}.get(x['outcome'], x['outcome'])
     return {
         'client': ROLE_IP[x['client']], 'server': ROLE_IP[x['server']],
@@ -111,7 +118,10 @@ def check(scenario, label, expect, events, skip):
     problems = []
     where = f'scenario {scenario}, {label}'
     rules = sorted({e['rule'] for e in events if e.get('event') == 'finding'})
-    want_rules = sorted(set(expect.get('expected_findings', [])))
+    want_rules = expect.get('expected_findings', [])
+    if DECRYPTED:
+        want_rules = expect.get('expected_findings_decrypted', want_rules)
+    want_rules = sorted(set(want_rules))
     if rules != want_rules:
         problems.append(f'{where}: findings {rules}, expected {want_rules}')
     logins = [e for e in events if e.get('event') == 'login']
@@ -142,12 +152,15 @@ def check(scenario, label, expect, events, skip):
 
 
 def main(argv):
+    global DECRYPTED
     skip = set()
     files = []
     args = list(argv[1:])
     while args:
         a = args.pop(0)
-        if a == '--skip-programs':
+        if a == '--decrypted':
+            DECRYPTED = True
+        elif a == '--skip-programs':
             skip = {p for p in (args.pop(0) if args else '').split(',') if p}
         else:
             files.append(a)

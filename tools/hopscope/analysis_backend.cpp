@@ -24,6 +24,10 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     void on_data(const FlowKey& f, Direction d, Timestamp ts, Bytes b, Evidence ev) override {
         pipeline_.on_data(f, d, ts, b, ev);
     }
+    void on_tls_plaintext(const FlowKey& f, Direction d, Timestamp ts, Bytes b,
+                          Evidence ev) override {
+        pipeline_.on_tls_plaintext(f, d, ts, b, ev);
+    }
     void on_gap(const FlowKey& f, Direction d, Timestamp ts, std::uint64_t n) override {
         pipeline_.on_gap(f, d, ts, n);
     }

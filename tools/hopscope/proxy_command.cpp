@@ -31,6 +31,7 @@
 #include "hopscope/proxy/metrics.hpp"
 #include "hopscope/proxy/proxy.hpp"
 #include "hopscope/proxy/recorder.hpp"
+#include "hopscope/proxy/tls_terminate.hpp"
 
 namespace hopscope::cli {
 namespace {
@@ -137,6 +138,12 @@ bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& e
     o.buffer_size = c.buffer_size;
     o.tap_queue_bytes = c.tap_queue_bytes;
     o.splice = c.splice;
+    o.tls.terminate = c.tls_terminate;
+    o.tls.cert_file = c.tls_cert;
+    o.tls.key_file = c.tls_key;
+    o.tls.upstream_ca = c.upstream_ca;
+    o.tls.upstream_verify = c.upstream_verify;
+    o.tls.keylog_file = c.tls_keylog;
     err = proxy::validate(o);
     return err.empty();
 }
@@ -331,13 +338,35 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
     p->add_option("--log-keep", c.log_keep, "rotated log files kept (default 5)");
     p->add_option("--record", c.record,
                   "write what the proxy decoded as pcapng (synthetic TCP/IP with the real "
-                  "addresses) for hopscope analyze and Wireshark; SIGHUP reopens it");
+                  "addresses) for hopscope analyze and Wireshark; SIGHUP reopens it. With "
+                  "--tls-terminate it also holds the TLS secrets of the terminated connections, "
+                  "so both read the TDS inside");
     p->add_option("--record-max-bytes", c.record_max_bytes,
                   "rotate the recording at this size (FILE.1 ... FILE.N; default: no limit)");
     p->add_option("--record-keep", c.record_keep, "rotated recordings kept (default 4)");
     p->add_flag("--record-upstream-leg", c.record_upstream_leg,
                 "also record the proxy-to-upstream leg as a second interface (its bytes are "
-                "the same as the client leg's; analyze then sees each login twice)");
+                "the same as the client leg's unless TLS is terminated; analyze then sees each "
+                "login twice)");
+    p->add_flag("--tls-terminate", c.tls_terminate,
+                "be the TLS server for clients and a TLS client to the upstream, to read the "
+                "logins inside TLS (login-only, full and TDS 8.0 strict; each leg negotiates what "
+                "its peer asked for). Breaks logins bound to the TLS channel (Extended "
+                "Protection): those are reported (HS091). Without it TLS passes untouched and "
+                "such logins are 'unknown'");
+    p->add_option("--tls-cert", c.tls_cert,
+                  "PEM certificate (chain) shown to clients (default: a self-signed one made at "
+                  "start for the upstreams' names; its fingerprint is logged)");
+    p->add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert");
+    p->add_option("--upstream-ca", c.upstream_ca,
+                  "PEM CA bundle the upstream's certificate must chain to (turns on "
+                  "--upstream-verify)");
+    p->add_flag("--upstream-verify", c.upstream_verify,
+                "verify the upstream's certificate and name (system CAs unless --upstream-ca); "
+                "a connection that fails is closed and logged");
+    p->add_option("--tls-keylog", c.tls_keylog,
+                  "append the TLS secrets of both legs to PATH in the NSS key log format "
+                  "(Wireshark, tshark, hopscope analyze --tls-keylog); mode 0600: a secret");
     p->add_option("--metrics", c.metrics,
                   "serve Prometheus metrics on ADDR:PORT at /metrics (off by default)");
     p->add_flag("--metrics-any-address", c.metrics_any_address,
@@ -496,6 +525,16 @@ int run_proxy_command(const ProxyCommand& c) {
                          : r.upstream.str());
     }
     if (metrics_server) spdlog::info("metrics on http://{}/metrics", c.metrics);
+    if (const proxy::TlsContexts* tls = px.tls()) {
+        spdlog::info("TLS terminated: clients see {} (SHA-256 {}); upstream certificates {}",
+                     tls->subject(), tls->fingerprint(),
+                     tls->verify_upstream() ? "verified" : "not verified (--upstream-verify)");
+        if (tls->self_signed())
+            spdlog::warn(
+                "the certificate is self-signed, made at start: clients must trust it or "
+                "connect with TrustServerCertificate=yes (FreeTDS: no 'ca file'); give "
+                "--tls-cert/--tls-key for one they trust");
+    }
 
     // Run until SIGINT/SIGTERM; then stop accepting and give open connections --grace.
     std::optional<std::chrono::steady_clock::time_point> stop_by;

@@ -34,6 +34,12 @@ struct ProxyCommand {
     bool record_upstream_leg = false;
     std::string metrics;
     bool metrics_any_address = false;
+    bool tls_terminate = false;
+    std::string tls_cert;
+    std::string tls_key;
+    std::string upstream_ca;
+    bool upstream_verify = false;
+    std::string tls_keylog;
     CLI::App* cmd = nullptr;
 };
 

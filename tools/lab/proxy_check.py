@@ -9,7 +9,7 @@
         comparison of live and analyze in check_events.py); with --proxy-view, also frame
         numbers, display filters and capture counters aside (as for 'proxy' below).
     proxy_check.py proxy EXPECT.json PROXY.jsonl TDS.jsonl [WIRE.jsonl] [--section proxy]
-                   [--skip-programs a,b]
+                   [--skip-programs a,b] [--decrypted]
         the proxy's events (PROXY) against:
           * TDS: `hopscope analyze` of the same bytes, i.e. the bridge capture cut down to the TCP
             port 1433 packets of the client legs (those that do not involve the proxy's address).
@@ -20,7 +20,9 @@
           * EXPECT: every expected login (client/server role pair, auth, outcome, anonymous,
             error), no other login that is not incomplete, a summary at the end. The findings
             are those of TDS (checked above), and with --section the EXPECT file's
-            `<section>.expected_findings` too.
+            `<section>.expected_findings` too. --decrypted: the proxy terminated TLS (and TDS
+            was decrypted with its key log): full and strict logins are expected as they are
+            (check_events.py --decrypted).
           * WIRE (optional): `hopscope analyze` of the whole client side (port 88 too). The
             findings the proxy lacks or adds relative to it are printed as a note: the proxy
             forwards and decodes TDS only, so the rules that need the KDC's answers (HS012,
@@ -46,6 +48,8 @@ def args_and_skip(argv):
         a = args.pop(0)
         if a == '--skip-programs':
             skip = {p for p in (args.pop(0) if args else '').split(',') if p}
+        elif a == '--decrypted':
+            check_events.DECRYPTED = True
         elif a == '--section':
             rest.append(('section', args.pop(0) if args else ''))
         else:

@@ -36,6 +36,11 @@ class StreamSink {
     /// One UDP datagram (payload only). `flow.client` is the sender of the first datagram.
     virtual void on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Bytes payload,
                              Evidence ev) = 0;
+    /// A front-end that terminates TLS itself (the proxy with --tls-terminate): what the TLS
+    /// application data of a TDS connection carried, in order. The clear bytes of the same
+    /// connection (PRELOGIN, the handshake) come through on_data. Ignored by default.
+    virtual void on_tls_plaintext(const FlowKey& /*flow*/, Direction /*dir*/, Timestamp /*ts*/,
+                                  Bytes /*plaintext*/, Evidence /*ev*/) {}
 };
 
 }  // namespace hopscope

@@ -74,7 +74,7 @@ class Pipeline final : public StreamSink {
     /// TDS connection (session::Conversation::feed_plaintext). The clear bytes of the same
     /// connection (PRELOGIN, handshake) still come through on_data.
     void on_tls_plaintext(const FlowKey& flow, Direction dir, Timestamp ts, Bytes plaintext,
-                          Evidence ev);
+                          Evidence ev) override;
 
     /// Lets time pass without a stream event: the front-end calls it now and then (live on a
     /// quiet link with the wall clock, the proxy once a second). The timestamps of the stream

@@ -45,6 +45,16 @@ struct Route {
     bool tproxy = false;
 };
 
+/// --tls-terminate and its companions (tls_terminate.hpp).
+struct TlsOptions {
+    bool terminate = false;
+    std::string cert_file;         ///< PEM certificate (chain) shown to clients; empty: self-signed
+    std::string key_file;          ///< PEM private key of cert_file
+    std::string upstream_ca;       ///< PEM bundle the upstream's certificate must chain to
+    bool upstream_verify = false;  ///< verify the upstream (always on with upstream_ca)
+    std::string keylog_file;       ///< NSS key log of both legs' sessions (Wireshark, tshark)
+};
+
 struct ProxyOptions {
     std::vector<Route> routes;
     unsigned threads = 0;  ///< I/O threads; 0 = one per core
@@ -60,6 +70,7 @@ struct ProxyOptions {
     /// Forward connections that are not decoded with splice(2) (kernel to kernel, no copy into
     /// the process) instead of read/write through a buffer.
     bool splice = false;
+    TlsOptions tls;
 };
 
 /// Checks a complete set of options: at least one route, unique listen addresses, explicit

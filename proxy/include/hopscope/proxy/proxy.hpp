@@ -31,6 +31,7 @@ namespace hopscope::proxy {
 
 class Metrics;
 class Recorder;
+class TlsContexts;
 
 /// What the analysis thread calls. Every pointer may be null; all calls come from that thread.
 struct AnalysisHooks {
@@ -73,6 +74,8 @@ class Proxy {
     /// analysis thread finish every queued item, calls hooks.finish, and joins all threads.
     void shutdown(std::chrono::milliseconds grace);
     [[nodiscard]] ProxyStats stats() const;
+    /// With --tls-terminate, after start(): the certificate shown to clients and the rest.
+    [[nodiscard]] const TlsContexts* tls() const;
 
     struct Impl;  ///< defined in proxy.cpp (connections reach it)
 

@@ -120,8 +120,19 @@ class TapBytes {
 };
 
 struct TapItem {
-    enum class Kind : std::uint8_t { Open, Data, Close };
+    /// Secret: one NSS key log line of a terminated connection (`bytes`), for the recording.
+    enum class Kind : std::uint8_t { Open, Data, Close, Secret };
+    /// What a Data item's bytes are. A pass-through connection has only Wire items; a connection
+    /// whose TLS the proxy terminates has all four.
+    enum class Role : std::uint8_t {
+        Wire,      ///< client-leg bytes a decoder reads as they are (TDS, the TLS handshake)
+        Opaque,    ///< client-leg TLS records of application data (recorded, not decoded)
+        Plain,     ///< what those records carried (decoded, not recorded)
+        Upstream,  ///< upstream-leg bytes of a terminated connection (recorded only)
+    };
     Kind kind = Kind::Data;
+    Role role = Role::Wire;
+    bool terminated = false;       ///< Open: the proxy terminates this connection's TLS
     std::uint64_t connection = 0;  ///< the proxy's connection number (logs, recorder)
     FlowKey flow;                  ///< client = the real client, server = the upstream
     Endpoint proxy_local;          ///< Open: the proxy's address on the upstream leg
@@ -151,7 +162,8 @@ class Tap {
     /// budget the whole block.
     bool push_data(std::uint64_t connection, const FlowKey& flow, Direction dir, Timestamp ts,
                    std::uint64_t offset, std::uint64_t gap_before, const std::uint8_t* data,
-                   std::size_t size, Block* block = nullptr);
+                   std::size_t size, Block* block = nullptr,
+                   TapItem::Role role = TapItem::Role::Wire);
     void push_control(TapItem item);
 
     /// Consumer side: moves every queued item into `out` (cleared first), waiting up to `wait`
