@@ -77,7 +77,7 @@ std::string to_string(const Endpoint& e) {
 
 std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {
     // Word-wise multiply-xorshift over the fields: the pipeline looks a flow up for every
-    // packet, and a byte-at-a-time hash over the 38 key bytes was a visible part of that.
+    // packet, and a byte-at-a-time hash over the 38 key bytes shows in its profile.
     std::uint64_t h = 0x9E3779B97F4A7C15ULL;
     auto mix = [&h](std::uint64_t v) {
         h = (h ^ v) * 0xBF58476D1CE4E5B9ULL;

@@ -19,7 +19,7 @@ namespace {
 
 /// FlowKey equality for the per-packet flow lookup: the same as FlowKey's defaulted ==, with the
 /// 16-byte address compares as fixed-size memcmp calls the compiler inlines (the defaulted one
-/// went through a libc memcmp call per address).
+/// calls libc's memcmp for each address).
 struct FlowKeyEq {
     static bool same(const IpAddress& a, const IpAddress& b) noexcept {
         return a.v6 == b.v6 && std::memcmp(a.bytes.data(), b.bytes.data(), 16) == 0;

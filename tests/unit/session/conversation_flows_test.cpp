@@ -1,5 +1,5 @@
-// Conversation over hand-built flows: every encryption mode, integrated logins, the traps of
-// shared/protocol.md (BE TDSVersion, SSPI as raw 0x11 payload, login-only TLS), memory caps and
+// Conversation over hand-built flows: every encryption mode, integrated logins, the protocol's
+// traps (big-endian TDSVersion, SSPI as raw 0x11 payload, login-only TLS), memory caps and
 // secrets. Byte layouts: MS-TDS 2.2.3.1 / 2.2.6.4 / 2.2.6.5 / 2.2.7, RFC 5246/8446.
 #include <gtest/gtest.h>
 
@@ -489,7 +489,7 @@ TEST(ConversationFlows, RealOpenSsl12TunnelledInPreloginLoginOnly) {
 
 TEST(ConversationFlows, LoginOnlyLogin7ContinuationAndIgnoredMessage) {
     // A LOGIN7 bigger than one packet in login-only mode: the first packet travels as TLS, the
-    // rest in clear 0x10 packets (shared/protocol.md 2.2). The continuation cannot be decoded and
+    // rest in clear 0x10 packets (MS-TDS 2.2.6.5). The continuation cannot be decoded and
     // is reported as such. Then a batch with the IGNORE bit is reported as ignored.
     Buf resp = testing::loginack("Microsoft SQL Server", 0x74000004, 16, 0, 4218);
     testing::append(resp, testing::done(0));

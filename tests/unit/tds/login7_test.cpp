@@ -81,8 +81,8 @@ TEST(Login7, NeverDecodesPasswords) {
 
 TEST(Login7, BigEndianTdsVersionFromImpacket) {
     // A client that writes the TDSVersion constant big-endian (bytes 71 00 00 01): the LE read
-    // gives 0x01000071, byte-swapped it is the known 0x71000001. (shared/protocol.md warns about
-    // impacket here; the lab's impacket 0.10 packs its pre-swapped constant with '>L', so its bytes
+    // gives 0x01000071, byte-swapped it is the known 0x71000001. (Older impacket releases wrote
+    // it so; the lab's impacket 0.10 packs its pre-swapped constant with '>L', so its bytes
     // 00 00 00 71 read correctly as 0x71000000 - tests/data/tds/lab/1-ntlm-single-hop.tshark.tsv.)
     testing::Login7Spec s;
     s.tds_version_wire = 0x01000071;

@@ -60,8 +60,9 @@ class Analyzer : private Lookups {
     using ProxyView = analysis::ProxyView;
 
     struct Options {
-        /// How long after a login to A an outbound login from A still counts as caused by it
-        /// (when the inbound connection's end is not known).
+        /// How long after a login to A an outbound login from A can still be caused by it (the
+        /// inbound connection must also be open when the outbound login starts, if its end is
+        /// known).
         std::int64_t chain_window_us = 10LL * 60 * 1'000'000;
         /// How far before a login the client's KDC exchanges are looked for.
         std::int64_t kerberos_window_us = 10LL * 60 * 1'000'000;

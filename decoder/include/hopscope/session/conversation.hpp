@@ -7,7 +7,7 @@
 // depend on the chunking: each fact carries the time and frame of the chunk that completed its
 // unit, and the stream offset where its TDS packet (or TLS record) starts.
 //
-// What is followed (MS-TDS 2.2.6.5, 3.2.5.3; shared/protocol.md section 2):
+// What is followed (MS-TDS 2.2.6.5, 3.2.5.3):
 //   * clear TDS; the PRELOGIN ENCRYPTION bytes of both sides decide the mode;
 //   * TLS handshake records tunnelled in PRELOGIN packets (recognised by content, both ways),
 //     then raw TLS records. Login-only mode (both ENCRYPT_OFF): the first LOGIN7 packet is raw TLS,
