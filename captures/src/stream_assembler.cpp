@@ -97,6 +97,16 @@ struct Dir {
     std::map<std::uint64_t, Segment> ooo;  ///< out-of-order bytes by stream offset, disjoint
     std::size_t ooo_bytes = 0;
 
+    /// Makes `seq` stream offset 0, unless the stream has started already: a late or forged
+    /// SYN(+ACK), or a segment from before the first one seen, never moves a direction that
+    /// already delivered bytes.
+    void anchor(std::uint32_t seq) {
+        if (started) return;
+        base = seq;
+        offset = 0;
+        started = true;
+    }
+
     [[nodiscard]] std::uint32_t next_seq() const {
         return base + static_cast<std::uint32_t>(offset);
     }
@@ -451,119 +461,105 @@ struct StreamAssembler::Impl {
         CanonKey k;
         const int side = make_key(ip.src, seg.sport, ip.dst, seg.dport, kTcp, k);
         const std::uint64_t h = hash_key(k);
-        const bool syn = (seg.flags & tcp_flag::Syn) != 0;
-        const bool ack = (seg.flags & tcp_flag::Ack) != 0;
-        const bool has_data = seg.wire_payload > 0;
         std::uint32_t idx = table.find(k, h);
-
-        if (idx != kNil) {
-            Flow& f = table.at(idx);
-            const bool sender_client = (side == 0) == f.a_is_client;
-            const bool fresh_syn = syn && !ack;
-            bool restart = false;
-            if (f.closed || f.cls == FlowClass::Dropped) {
-                restart = fresh_syn;
-            } else if (fresh_syn) {
-                const Dir& c = f.dir[sender_client ? 0 : 1];
-                restart = !sender_client || !c.syn || c.base != seg.seq + 1;
-            }
-            if (restart) {
-                close_flow(f, ts, CloseReason::Timeout);  // superseded by a new connection
-                remove(idx);
-                idx = kNil;
-            } else if (f.closed) {
-                touch(idx);
-                f.last_ts = ts;
-                ++st.dropped_packets;
-                return;
-            }
-        }
-
+        if (idx != kNil && !tcp_known(idx, side, seg, ts)) return;
         if (idx == kNil) {
-            const FlowClass cls = classify(seg.sport, seg.dport, false);
-            if (cls == FlowClass::Dropped) {
-                ++st.dropped_packets;
-                return;
-            }
-            // A connection starts with a SYN or with data; a lone ACK/FIN/RST starts nothing.
-            if (!syn && !has_data) {
-                ++st.dropped_packets;
-                return;
-            }
-            bool sender_client;
-            if (syn) {
-                sender_client = !ack;
-            } else if (cls == FlowClass::Tds || cls == FlowClass::Kerberos) {
-                sender_client = server_port(seg.dport) ? true : !server_port(seg.sport);
-                if (server_port(seg.dport) && server_port(seg.sport))
-                    sender_client = seg.sport > seg.dport;
-            } else if (cls == FlowClass::Undecided) {
-                sender_client = true;  // the sender of a recognised first payload
-            } else {
-                sender_client = seg.sport > seg.dport;
-            }
-            idx = create(k, h, ts);
-            Flow& f = table.at(idx);
-            f.cls = cls;
-            f.handshake = syn;
-            orient(f, side, sender_client, ip.src, seg.sport, ip.dst, seg.dport, Transport::Tcp);
-            if (cls != FlowClass::Undecided) open_flow(f);
+            idx = tcp_open(k, h, side, ip, seg, ts);
+            if (idx == kNil) return;
         } else {
             touch(idx);
         }
-
         Flow& f = table.at(idx);
         f.last_ts = ts;
         if (f.cls == FlowClass::Dropped) {
             ++st.dropped_packets;
             return;
         }
-        const int d = ((side == 0) == f.a_is_client) ? 0 : 1;
-        Dir& D = f.dir[d];
+        tcp_segment(f, ((side == 0) == f.a_is_client) ? 0 : 1, seg, ts, frame);
+    }
 
+    /// A segment of a connection in the table: false when it is dropped (the connection was
+    /// closed); `idx` becomes kNil when a fresh SYN starts a new connection in its place.
+    bool tcp_known(std::uint32_t& idx, int side, const TcpSegment& seg, Timestamp ts) {
+        Flow& f = table.at(idx);
+        const bool sender_client = (side == 0) == f.a_is_client;
+        const bool fresh_syn = (seg.flags & tcp_flag::Syn) != 0 && (seg.flags & tcp_flag::Ack) == 0;
+        bool restart = false;
+        if (f.closed || f.cls == FlowClass::Dropped) {
+            restart = fresh_syn;
+        } else if (fresh_syn) {
+            const Dir& c = f.dir[sender_client ? 0 : 1];
+            restart = !sender_client || !c.syn || c.base != seg.seq + 1;
+        }
+        if (restart) {
+            close_flow(f, ts, CloseReason::Timeout);  // superseded by a new connection
+            remove(idx);
+            idx = kNil;
+        } else if (f.closed) {
+            touch(idx);
+            f.last_ts = ts;
+            ++st.dropped_packets;
+            return false;
+        }
+        return true;
+    }
+
+    /// A new connection from its first segment, oriented by the SYN or by the ports; kNil (and
+    /// the segment dropped) when its ports are not followed or the segment cannot start one.
+    std::uint32_t tcp_open(const CanonKey& k, std::uint64_t h, int side, const IpPacket& ip,
+                           const TcpSegment& seg, Timestamp ts) {
+        const bool syn = (seg.flags & tcp_flag::Syn) != 0;
+        const bool ack = (seg.flags & tcp_flag::Ack) != 0;
+        const FlowClass cls = classify(seg.sport, seg.dport, false);
+        // A connection starts with a SYN or with data; a lone ACK/FIN/RST starts nothing.
+        if (cls == FlowClass::Dropped || (!syn && seg.wire_payload == 0)) {
+            ++st.dropped_packets;
+            return kNil;
+        }
+        bool sender_client;
+        if (syn) {
+            sender_client = !ack;
+        } else if (cls == FlowClass::Tds || cls == FlowClass::Kerberos) {
+            sender_client = server_port(seg.dport) ? true : !server_port(seg.sport);
+            if (server_port(seg.dport) && server_port(seg.sport))
+                sender_client = seg.sport > seg.dport;
+        } else if (cls == FlowClass::Undecided) {
+            sender_client = true;  // the sender of a recognised first payload
+        } else {
+            sender_client = seg.sport > seg.dport;
+        }
+        const std::uint32_t idx = create(k, h, ts);
+        Flow& f = table.at(idx);
+        f.cls = cls;
+        f.handshake = syn;
+        orient(f, side, sender_client, ip.src, seg.sport, ip.dst, seg.dport, Transport::Tcp);
+        if (cls != FlowClass::Undecided) open_flow(f);
+        return idx;
+    }
+
+    /// A segment in direction `d` of a followed connection: SYN, ACK (gaps the peer cannot have
+    /// skipped), data, FIN and RST.
+    void tcp_segment(Flow& f, int d, const TcpSegment& seg, Timestamp ts, std::uint64_t frame) {
+        Dir& D = f.dir[d];
         if (seg.flags & tcp_flag::Rst) {
             close_flow(f, ts, CloseReason::Rst);
             return;
         }
         std::uint32_t data_seq = seg.seq;
-        if (syn) {
-            // A SYN fixes the start of the stream only if nothing was seen of it yet: a late or
-            // forged SYN(+ACK) never moves a direction that already delivered bytes.
-            if (!D.started) {
-                D.base = seg.seq + 1;
-                D.offset = 0;
-                D.started = true;
-            }
+        if (seg.flags & tcp_flag::Syn) {
+            D.anchor(seg.seq + 1);
             D.syn = true;
             data_seq = seg.seq + 1;
         }
-        if (ack) ack_gap(f, 1 - d, ts, seg.ack);
-        if (has_data) {
-            if (!D.started) {
-                D.base = data_seq;
-                D.offset = 0;
-                D.started = true;
-            }
-            if (f.cls == FlowClass::Undecided) {
-                const bool tds = d == 0 && (looks_like_tds_client_start(seg.payload) ||
-                                            is_tls_client_hello_with_tds8_alpn(seg.payload));
-                if (!tds) {
-                    f.cls = FlowClass::Dropped;
-                    drop_buffers(f);
-                    ++st.dropped_packets;
-                    return;
-                }
-                f.cls = FlowClass::Tds;
-                open_flow(f);
-            }
+        if (seg.flags & tcp_flag::Ack) ack_gap(f, 1 - d, ts, seg.ack);
+        if (seg.wire_payload > 0) {
+            D.anchor(data_seq);
+            if (f.cls == FlowClass::Undecided && !decide_by_first_payload(f, d, seg.payload))
+                return;
             tcp_data(f, d, ts, data_seq, seg.payload, seg.wire_payload, frame);
         }
         if (seg.flags & tcp_flag::Fin) {
-            if (!D.started) {
-                D.base = data_seq;
-                D.offset = 0;
-                D.started = true;
-            }
+            D.anchor(data_seq);
             if (!D.fin) {
                 D.fin = true;
                 const std::int64_t fo = D.rel(data_seq) + seg.wire_payload;
@@ -574,6 +570,22 @@ struct StreamAssembler::Impl {
             f.dir[1].offset >= f.dir[1].fin_offset) {
             close_flow(f, ts, CloseReason::Fin);
         }
+    }
+
+    /// A connection on no known port is TDS when its client's first payload starts TDS (or a TDS
+    /// 8.0 ClientHello); otherwise it is dropped (false).
+    bool decide_by_first_payload(Flow& f, int d, Bytes payload) {
+        const bool tds = d == 0 && (looks_like_tds_client_start(payload) ||
+                                    is_tls_client_hello_with_tds8_alpn(payload));
+        if (!tds) {
+            f.cls = FlowClass::Dropped;
+            drop_buffers(f);
+            ++st.dropped_packets;
+            return false;
+        }
+        f.cls = FlowClass::Tds;
+        open_flow(f);
+        return true;
     }
 
     // ---- UDP ----------------------------------------------------------------------------------
