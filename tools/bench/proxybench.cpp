@@ -12,6 +12,11 @@
 //   idle     opens N connections (each logged in, or one echo), then reads the resident memory of
 //            the given processes (and their children) from /proc: KiB per connection.
 //   scrape   GET /metrics from a Prometheus endpoint and sum the samples of one metric.
+//   tls-serve  the same TDS server over TLS only, a thread per connection: TDS 7.x with full
+//            encryption (PRELOGIN ENCRYPT_ON, the handshake inside PRELOGIN packets, then TLS
+//            records) or TLS from the first byte (TDS 8.0 strict, plain TLS to a proxy).
+//   tls-load connections logged in over TLS, then result sets read on all of them at once for
+//            a fixed time: MB/s of TDS after the login phase.
 //
 // Loopback only: every address given must be in 127.0.0.0/8 or ::1. Every load is bounded in
 // count and in time. Results are printed as one line of key=value pairs.
@@ -23,6 +28,9 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1280,6 +1288,523 @@ int cmd_scrape(Args& a) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// TLS: the server and the load of the TLS throughput measurement. Both ends pin TLS 1.2 and one
+// cipher suite (--ciphers), so a proxy in between negotiates the same on both of its legs.
+//
+//   tds7    TDS 7.x with full encryption: a clear PRELOGIN exchange (ENCRYPTION ON both ways),
+//           the TLS handshake inside PRELOGIN (0x12) packets, then raw TLS records carrying
+//           everything else (LOGIN7, the batch, the result set).
+//   strict  TLS from the first byte (TDS 8.0 strict: ALPN tds/8.0 offered, PRELOGIN inside TLS),
+//           which is also plain TLS for a proxy that knows nothing of TDS (haproxy `ssl`).
+
+constexpr const char* kDefaultCiphers = "ECDHE-RSA-AES128-GCM-SHA256";
+
+std::string ssl_errors() {
+    std::string s;
+    while (const unsigned long e = ERR_get_error()) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        if (!s.empty()) s += "; ";
+        s += buf;
+    }
+    return s.empty() ? std::string("no detail from OpenSSL") : s;
+}
+
+int select_tds8(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
+    static const unsigned char kTds8[] = {7, 't', 'd', 's', '/', '8', '.', '0'};
+    unsigned char* sel = nullptr;
+    if (SSL_select_next_proto(&sel, outlen, kTds8, sizeof kTds8, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/// A TLS 1.2 context with one cipher list; the server's with its certificate and key.
+SSL_CTX* tls_context(bool server, const std::string& ciphers, const std::string& cert,
+                     const std::string& key, std::string& err) {
+    SSL_CTX* c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    if (!c) {
+        err = ssl_errors();
+        return nullptr;
+    }
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    bool ok = SSL_CTX_set_cipher_list(c, ciphers.c_str()) == 1;
+    if (!ok) err = "--ciphers " + ciphers + ": " + ssl_errors();
+    if (ok && server) {
+        ok = SSL_CTX_use_certificate_chain_file(c, cert.c_str()) == 1 &&
+             SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) == 1 &&
+             SSL_CTX_check_private_key(c) == 1;
+        if (!ok) err = "--cert " + cert + " / --key " + key + ": " + ssl_errors();
+        SSL_CTX_set_alpn_select_cb(c, select_tds8, nullptr);
+    }
+    if (ok && !server) SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
+    if (!ok) {
+        SSL_CTX_free(c);
+        return nullptr;
+    }
+    return c;
+}
+
+bool read_exact(int fd, std::uint8_t* p, std::size_t n) {
+    while (n > 0) {
+        const ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        p += r;
+        n -= static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
+/// One clear TDS message read straight from the socket, packet by packet (never a byte more:
+/// what follows it may be TLS).
+bool raw_message(int fd, std::uint8_t& type, Buffer& payload) {
+    payload.clear();
+    for (int packets = 0; packets < 256; ++packets) {
+        std::uint8_t h[8];
+        if (!read_exact(fd, h, 8)) return false;
+        const std::size_t len = be16(h + 2);
+        if (len < 8) return false;
+        if (packets == 0) type = h[0];
+        const std::size_t at = payload.size();
+        payload.resize(at + len - 8);
+        if (!read_exact(fd, payload.data() + at, len - 8)) return false;
+        if (h[1] & 0x01) return true;
+    }
+    return false;
+}
+
+/// A blocking TLS connection (the socket's timeouts apply).
+class TlsLink {
+  public:
+    explicit TlsLink(int fd) : fd_(fd) {}
+    ~TlsLink() {
+        SSL_free(ssl_);
+        if (fd_ >= 0) close(fd_);
+    }
+    TlsLink(const TlsLink&) = delete;
+    TlsLink& operator=(const TlsLink&) = delete;
+
+    /// TLS from the first byte (strict; the client offers ALPN tds/8.0).
+    bool handshake_direct(SSL_CTX* ctx, bool server, std::string& err) {
+        ssl_ = SSL_new(ctx);
+        if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) return fail(err, "SSL_new");
+        if (!server) {
+            static const unsigned char kTds8[] = {7, 't', 'd', 's', '/', '8', '.', '0'};
+            SSL_set_alpn_protos(ssl_, kTds8, sizeof kTds8);
+        }
+        ERR_clear_error();
+        if ((server ? SSL_accept(ssl_) : SSL_connect(ssl_)) != 1)
+            return fail(err, "TLS handshake: " + ssl_errors());
+        return true;
+    }
+
+    /// TDS 7.x: the handshake's flights travel in PRELOGIN packets (end-of-message on the last
+    /// packet of each); afterwards the session reads and writes the socket directly.
+    bool handshake_wrapped(SSL_CTX* ctx, bool server, std::string& err) {
+        ssl_ = SSL_new(ctx);
+        BIO* rbio = BIO_new(BIO_s_mem());
+        BIO* wbio = BIO_new(BIO_s_mem());
+        if (!ssl_ || !rbio || !wbio) {
+            BIO_free(rbio);
+            BIO_free(wbio);
+            return fail(err, "SSL_new");
+        }
+        SSL_set_bio(ssl_, rbio, wbio);
+        if (server)
+            SSL_set_accept_state(ssl_);
+        else
+            SSL_set_connect_state(ssl_);
+        for (int round = 0; round < 16; ++round) {
+            ERR_clear_error();
+            const int rc = SSL_do_handshake(ssl_);
+            const int e = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, rc);
+            if (const std::size_t n = BIO_ctrl_pending(wbio); n > 0) {
+                Buffer flight(n);
+                if (BIO_read(wbio, flight.data(), static_cast<int>(n)) != static_cast<int>(n))
+                    return fail(err, "BIO_read");
+                if (!write_all(fd_, lab::frame_packets(lab::pkt::Prelogin, flight, 4096)))
+                    return fail(err, "the peer closed during the TLS handshake");
+            }
+            if (e == SSL_ERROR_NONE) {
+                if (BIO_ctrl_pending(rbio) != 0)
+                    return fail(err, "TLS bytes after the peer's last handshake flight");
+                // From here on the session reads and writes the socket itself.
+                if (SSL_set_fd(ssl_, fd_) != 1) return fail(err, "SSL_set_fd");
+                return true;
+            }
+            if (e != SSL_ERROR_WANT_READ) return fail(err, "TLS handshake: " + ssl_errors());
+            std::uint8_t type = 0;
+            Buffer in;
+            if (!raw_message(fd_, type, in))
+                return fail(err, "the peer closed during the TLS handshake");
+            if (type != lab::pkt::Prelogin && (server || type != lab::pkt::Reply))
+                return fail(err, "a packet other than PRELOGIN during the TLS handshake");
+            if (BIO_write(rbio, in.data(), static_cast<int>(in.size())) !=
+                static_cast<int>(in.size()))
+                return fail(err, "BIO_write");
+        }
+        return fail(err, "the TLS handshake did not finish");
+    }
+
+    bool write(const std::uint8_t* p, std::size_t n) {
+        while (n > 0) {
+            const int w = SSL_write(ssl_, p, static_cast<int>(std::min<std::size_t>(n, 1 << 20)));
+            if (w <= 0) return false;
+            p += w;
+            n -= static_cast<std::size_t>(w);
+        }
+        return true;
+    }
+    bool write(const Buffer& b) { return write(b.data(), b.size()); }
+    /// Up to n bytes of plaintext; <= 0 on close, error or timeout.
+    int read(std::uint8_t* p, std::size_t n) {
+        return SSL_read(ssl_, p, static_cast<int>(std::min<std::size_t>(n, 1 << 30)));
+    }
+    bool read_exact(std::uint8_t* p, std::size_t n) {
+        while (n > 0) {
+            const int r = read(p, n);
+            if (r <= 0) return false;
+            p += r;
+            n -= static_cast<std::size_t>(r);
+        }
+        return true;
+    }
+    /// One whole TDS message inside TLS.
+    bool message(std::uint8_t& type, Buffer& payload) {
+        payload.clear();
+        for (int packets = 0; packets < 4096; ++packets) {
+            std::uint8_t h[8];
+            if (!read_exact(h, 8)) return false;
+            const std::size_t len = be16(h + 2);
+            if (len < 8 || payload.size() + len > (1u << 22)) return false;
+            if (packets == 0) type = h[0];
+            const std::size_t at = payload.size();
+            payload.resize(at + len - 8);
+            if (!read_exact(payload.data() + at, len - 8)) return false;
+            if (h[1] & 0x01) return true;
+        }
+        return false;
+    }
+    /// "TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256"
+    [[nodiscard]] std::string session() const {
+        return ssl_ ? std::string(SSL_get_version(ssl_)) + " " + SSL_get_cipher_name(ssl_) : "";
+    }
+    [[nodiscard]] int fd() const { return fd_; }
+
+  private:
+    static bool fail(std::string& err, std::string why) {
+        err = std::move(why);
+        return false;
+    }
+    int fd_;
+    SSL* ssl_ = nullptr;
+};
+
+/// tls-serve: one connection's life on its own thread.
+void tls_serve_connection(int fd, SSL_CTX* ctx, std::atomic<unsigned>& live) {
+    struct Done {
+        std::atomic<unsigned>& n;
+        ~Done() { n.fetch_sub(1); }
+    } done{live};
+    timeval tv{};
+    tv.tv_sec = 30;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    set_nodelay(fd);
+    TlsLink link(fd);
+    std::string err;
+    std::uint8_t first = 0;
+    if (recv(fd, &first, 1, MSG_PEEK) != 1) return;
+    if (first == 0x16) {  // a TLS handshake record: strict
+        if (!link.handshake_direct(ctx, true, err)) return;
+        std::uint8_t type = 0;
+        Buffer pre;
+        if (!link.message(type, pre) || type != lab::pkt::Prelogin || !lab::parse_prelogin(pre))
+            return;
+        if (!link.write(lab::frame_packets(lab::pkt::Reply,
+                                           lab::build_prelogin_response(lab::enc::On), 4096)))
+            return;
+    } else {
+        std::uint8_t type = 0;
+        Buffer pre;
+        if (!raw_message(fd, type, pre) || type != lab::pkt::Prelogin) return;
+        const auto pi = lab::parse_prelogin(pre);
+        if (!pi || !pi->encryption ||
+            (*pi->encryption != lab::enc::On && *pi->encryption != lab::enc::Req))
+            return;  // this server speaks TLS only
+        if (!write_all(fd, lab::frame_packets(lab::pkt::Reply,
+                                              lab::build_prelogin_response(lab::enc::On), 4096)))
+            return;
+        if (!link.handshake_wrapped(ctx, true, err)) return;
+    }
+    {
+        // What was negotiated, one line per connection (the benchmark reports them).
+        const std::string s = link.session();
+        const auto sp = s.find(' ');
+        std::printf("connection mode=%s tls=%s cipher=%s\n", first == 0x16 ? "strict" : "tds7",
+                    s.substr(0, sp).c_str(), sp == std::string::npos ? "-" : s.c_str() + sp + 1);
+        std::fflush(stdout);
+    }
+    std::uint8_t type = 0;
+    Buffer msg;
+    if (!link.message(type, msg) || type != lab::pkt::Login7) return;
+    std::string why;
+    const auto li = lab::parse_login7(msg, nullptr, &why);
+    if (!li) return;
+    const std::size_t packet_size = std::clamp<std::size_t>(li->packet_size, 512, kMaxPacket);
+    if (!link.write(login_reply(static_cast<std::uint32_t>(packet_size)))) return;
+    Buffer out;
+    while (!g_stop.load() && link.message(type, msg) && type == lab::pkt::SqlBatch) {
+        const auto sql = lab::parse_sql_batch(msg, false);
+        if (!sql) return;
+        std::istringstream words(*sql);
+        std::string verb;
+        std::uint64_t n = 1;
+        words >> verb >> n;
+        ResultStream stream(verb == "bytes" ? n : 1, packet_size);
+        while (!stream.finished() && !g_stop.load()) {
+            out.clear();
+            stream.fill(out, 256 * 1024);
+            if (!link.write(out)) return;
+        }
+    }
+}
+
+int cmd_tls_serve(Args& a) {
+    std::string err;
+    const auto ep = parse_endpoint(a.str("listen"), err);
+    const std::string cert = a.str("cert");
+    const std::string key = a.str("key");
+    const std::string ciphers = a.str("ciphers", kDefaultCiphers);
+    const double limit = a.real("time-limit", 7200);
+    const auto max_conns = static_cast<unsigned>(a.num("max-connections", 256));
+    if (!a.unknown().empty() || !ep || cert.empty() || key.empty()) {
+        std::fprintf(stderr, "hopscope-proxybench tls-serve: %s\n",
+                     !ep ? err.c_str()
+                         : (cert.empty() || key.empty() ? std::string("--cert and --key needed")
+                                                        : "bad option " + a.unknown())
+                               .c_str());
+        return 2;
+    }
+    std::signal(SIGTERM, on_signal);
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGPIPE, SIG_IGN);
+    SSL_CTX* ctx = tls_context(true, ciphers, cert, key, err);
+    if (!ctx) {
+        std::fprintf(stderr, "hopscope-proxybench tls-serve: %s\n", err.c_str());
+        return 1;
+    }
+    const int lfd = socket(ep->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int one = 1;
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(lfd, sa(*ep), ep->len) != 0 || listen(lfd, 1024) != 0) {
+        std::fprintf(stderr, "hopscope-proxybench tls-serve: cannot listen: %s\n",
+                     std::strerror(errno));
+        return 1;
+    }
+    (void)ResultSet::get();
+    std::atomic<unsigned> live{0};
+    const auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<long>(limit * 1000));
+    while (!g_stop.load() && Clock::now() < deadline) {
+        pollfd p{lfd, POLLIN, 0};
+        if (poll(&p, 1, 200) <= 0) continue;
+        const int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        if (live.load() >= max_conns) {
+            close(fd);
+            continue;
+        }
+        live.fetch_add(1);
+        std::thread(tls_serve_connection, fd, ctx, std::ref(live)).detach();
+    }
+    close(lfd);
+    // Connections end when their clients go; give them a moment, then leave (the detached
+    // threads end with the process).
+    for (int i = 0; i < 20 && live.load() > 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::_Exit(0);
+}
+
+/// tls-load: one client connection, logged in over TLS.
+struct TlsClient {
+    std::unique_ptr<TlsLink> link;
+    std::string err;
+
+    bool open(const Endpoint& to, int timeout_s, SSL_CTX* ctx, bool strict,
+              std::uint32_t packet_size) {
+        const int fd = connect_to(to, timeout_s);
+        if (fd < 0) {
+            err = std::string("connect: ") + std::strerror(errno);
+            return false;
+        }
+        link = std::make_unique<TlsLink>(fd);
+        const Buffer pre =
+            lab::frame_packets(lab::pkt::Prelogin, lab::build_prelogin_request(lab::enc::On), 4096);
+        std::uint8_t type = 0;
+        Buffer payload;
+        if (strict) {
+            if (!link->handshake_direct(ctx, false, err)) return false;
+            if (!link->write(pre) || !link->message(type, payload) || type != lab::pkt::Reply) {
+                err = "PRELOGIN response";
+                return false;
+            }
+        } else {
+            if (!write_all(fd, pre) || !raw_message(fd, type, payload) || type != lab::pkt::Reply) {
+                err = "PRELOGIN response";
+                return false;
+            }
+            const auto pi = lab::parse_prelogin(payload);
+            if (!pi || !pi->encryption || *pi->encryption != lab::enc::On) {
+                err = "the server did not answer ENCRYPT_ON";
+                return false;
+            }
+            if (!link->handshake_wrapped(ctx, false, err)) return false;
+        }
+        if (!link->write(lab::frame_packets(
+                lab::pkt::Login7, build_sql_login7(packet_size, "bench", "bench-pw"), 4096)) ||
+            !link->message(type, payload) || type != lab::pkt::Reply) {
+            err = "login response";
+            return false;
+        }
+        const auto reply = lab::parse_reply(payload, &err);
+        if (!reply || !reply->loginack) {
+            if (err.empty()) err = "no LOGINACK";
+            return false;
+        }
+        return true;
+    }
+
+    /// Reads result sets (asking for the next at each DONE) until the deadline: TDS bytes read.
+    std::uint64_t stream(Clock::time_point deadline, std::uint32_t packet_size, bool& ok) {
+        const Buffer req = build_batch("bytes 1000000000000", 0, packet_size);
+        std::vector<std::uint8_t> buf(64 * 1024);
+        std::uint64_t bytes = 0;
+        std::uint8_t h[8];
+        std::size_t have = 0, left = 0;
+        bool eom = true;
+        ok = true;
+        while (Clock::now() < deadline) {
+            if (eom && left == 0 && have == 0) {
+                if (!link->write(req)) {
+                    err = "send the batch";
+                    ok = false;
+                    return bytes;
+                }
+                eom = false;
+            }
+            const int r = link->read(buf.data(), buf.size());
+            if (r <= 0) {
+                err = "read: " + ssl_errors();
+                ok = false;
+                return bytes;
+            }
+            bytes += static_cast<std::uint64_t>(r);
+            // Follow the packets: type REPLY, their lengths, the end-of-message bit.
+            for (std::size_t at = 0, n = static_cast<std::size_t>(r); at < n;) {
+                if (left > 0) {
+                    const std::size_t k = std::min(left, n - at);
+                    left -= k;
+                    at += k;
+                    continue;
+                }
+                while (have < 8 && at < n)
+                    h[have++] = buf[at++];
+                if (have < 8) break;
+                have = 0;
+                const std::size_t len = be16(h + 2);
+                if (h[0] != lab::pkt::Reply || len < 8) {
+                    err = "not a TDS reply packet";
+                    ok = false;
+                    return bytes;
+                }
+                left = len - 8;
+                eom = (h[1] & 0x01) != 0;
+            }
+        }
+        return bytes;
+    }
+};
+
+int cmd_tls_load(Args& a) {
+    auto o = client_options(a, "tls-load");
+    const std::string mode = a.str("mode", "tds7");
+    const std::string ciphers = a.str("ciphers", kDefaultCiphers);
+    const auto conns = static_cast<unsigned>(a.num("connections", 4));
+    const double secs = a.real("seconds", 4);
+    const auto packet_size = static_cast<std::uint32_t>(a.num("packet-size", 4096));
+    if (!o || bad_options(a, "tls-load") || (mode != "tds7" && mode != "strict") || conns == 0 ||
+        conns > 256 || secs <= 0 || secs > 600 || packet_size < 512 || packet_size > kMaxPacket)
+        return 2;
+    std::string err;
+    SSL_CTX* ctx = tls_context(false, ciphers, "", "", err);
+    if (!ctx) {
+        std::fprintf(stderr, "hopscope-proxybench tls-load: %s\n", err.c_str());
+        return 1;
+    }
+    const bool strict = mode == "strict";
+    // Every connection logs in first; the measured time starts when all have.
+    std::vector<TlsClient> clients(conns);
+    std::atomic<unsigned> ready{0};
+    std::atomic<bool> go{false};
+    Clock::time_point deadline{};
+    std::vector<std::uint64_t> bytes(conns, 0);
+    std::vector<char> oks(conns, 0);
+    const auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (unsigned i = 0; i < conns; ++i) {
+        ts.emplace_back([&, i] {
+            TlsClient& c = clients[i];
+            const bool opened = c.open(o->to, o->timeout_s, ctx, strict, packet_size);
+            ready.fetch_add(1);
+            while (!go.load())
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+            if (!opened) return;
+            bool ok = false;
+            bytes[i] = c.stream(deadline, packet_size, ok);
+            oks[i] = ok ? 1 : 0;
+        });
+    }
+    while (ready.load() < conns)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    const double login_s = seconds_since(t0);
+    const auto t1 = Clock::now();
+    deadline = t1 + std::chrono::milliseconds(static_cast<long>(secs * 1000));
+    go.store(true);
+    for (auto& t : ts)
+        t.join();
+    const double s = seconds_since(t1);
+    std::uint64_t total = 0;
+    unsigned good = 0;
+    std::string first_err, session;
+    for (unsigned i = 0; i < conns; ++i) {
+        total += bytes[i];
+        good += oks[i] ? 1 : 0;
+        if (!oks[i] && first_err.empty()) first_err = clients[i].err;
+        if (session.empty() && clients[i].link) session = clients[i].link->session();
+    }
+    const auto sp = session.find(' ');
+    std::printf(
+        "mode=%s connections=%u ok_connections=%u login_s=%.3f seconds=%.3f bytes=%llu "
+        "mb_per_s=%.1f tls=%s cipher=%s ok=%d\n",
+        mode.c_str(), conns, good, login_s, s, static_cast<unsigned long long>(total),
+        static_cast<double>(total) / 1e6 / s,
+        sp == std::string::npos ? "-" : session.substr(0, sp).c_str(),
+        sp == std::string::npos ? "-" : session.substr(sp + 1).c_str(), good == conns ? 1 : 0);
+    if (!first_err.empty())
+        std::fprintf(stderr, "hopscope-proxybench tls-load: first failure: %s\n",
+                     first_err.c_str());
+    for (auto& c : clients)
+        c.link.reset();
+    SSL_CTX_free(ctx);
+    return good == conns ? 0 : 1;
+}
+
 int usage() {
     std::fputs(
         "usage: hopscope-proxybench COMMAND --option value ...   (loopback addresses only)\n"
@@ -1291,6 +1816,9 @@ int usage() {
         "  idle    --to ADDR:PORT --pid PID[,PID...] [--count N] [--mode tds|tcp] [--warm N]\n"
         "          [--settle S] [--time-limit S]\n"
         "  scrape  --to ADDR:PORT --metric NAME\n"
+        "  tls-serve --listen ADDR:PORT --cert PEM --key PEM [--ciphers LIST] [--time-limit S]\n"
+        "  tls-load  --to ADDR:PORT [--mode tds7|strict] [--connections N] [--seconds S]\n"
+        "            [--packet-size N] [--ciphers LIST]\n"
         "Clients also take --io-timeout S (per socket operation, default 10).\n",
         stderr);
     return 2;
@@ -1305,11 +1833,13 @@ int main(int argc, char** argv) {
     const std::string cmd = argv[1];
     Args a(argc, argv, 2);
     if (cmd == "serve") return cmd_serve(a);
+    if (cmd == "tls-serve") return cmd_tls_serve(a);
     std::signal(SIGPIPE, SIG_IGN);
     if (cmd == "bulk") return cmd_bulk(a);
     if (cmd == "latency") return cmd_latency(a);
     if (cmd == "conns") return cmd_conns(a);
     if (cmd == "idle") return cmd_idle(a);
     if (cmd == "scrape") return cmd_scrape(a);
+    if (cmd == "tls-load") return cmd_tls_load(a);
     return usage();
 }
