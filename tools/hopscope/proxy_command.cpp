@@ -352,7 +352,7 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
                 "be the TLS server for clients and a TLS client to the upstream, to read the "
                 "logins inside TLS (login-only, full and TDS 8.0 strict; each leg negotiates what "
                 "its peer asked for). Breaks logins bound to the TLS channel (Extended "
-                "Protection): those are reported (HS091). Without it TLS passes untouched and "
+                "Protection): those are reported (HS062). Without it TLS passes untouched and "
                 "such logins are 'unknown'");
     p->add_option("--tls-cert", c.tls_cert,
                   "PEM certificate (chain) shown to clients (default: a self-signed one made at "
@@ -448,6 +448,7 @@ int run_proxy_command(const ProxyCommand& c) {
         return kExitBadInput;
     }
     bo.proxy_view = proxy_view(po, c.names);
+    bo.proxy_view.terminates_tls = po.tls.terminate;
     if (!bo.proxy_view.explicit_upstreams.empty()) {
         std::string list;
         for (const auto& n : bo.proxy_view.proxy_names)

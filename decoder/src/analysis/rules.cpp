@@ -742,6 +742,40 @@ std::optional<Verdict> routing_around_proxy(const LoginFacts& x) {
     return Verdict{std::move(f), to_string(l.flow.server) + ">" + l.routing};
 }
 
+// ---- HS062 ----------------------------------------------------------------------------------
+constexpr RuleInfo kChannelBindingIntercepted{
+    "HS062", "channel-binding-intercepted", Severity::Warning,
+    "only from proxy --tls-terminate: an NTLM login bound to its TLS channel (Extended "
+    "Protection) read by terminating TLS: the server sees the proxy's channel, not the client's "
+    "(error when the login failed)"};
+
+std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    if (!x.proxy.active || !x.proxy.terminates_tls || !l.tls_decrypted ||
+        !l.ntlm_channel_bindings)
+        return std::nullopt;
+    const std::string server = x.look.host_name(l.flow.server.addr);
+    const bool failed = l.outcome == Outcome::Failure;
+    Finding f = finding(kChannelBindingIntercepted, l.ts);
+    if (failed) f.severity = Severity::Error;
+    f.summary = "The proxy terminating TLS is in the way of this login: " +
+                x.look.host_name(l.flow.client.addr) +
+                " bound its NTLM login to its TLS channel (channel bindings, Extended "
+                "Protection), but " +
+                server + " sees the proxy's TLS session, whose binding differs" +
+                (failed ? std::string(": a server that enforces Extended Protection refuses it, "
+                                      "as it did here")
+                        : std::string(": it passed only because " + server +
+                                      " does not enforce Extended Protection"));
+    f.hops.push_back(describe(x.look, l, "hop"));
+    f.evidence.push_back(ref(l, "NTLM AUTHENTICATE with channel bindings"));
+    f.remedy = "Let this server's connections pass through without --tls-terminate (a second "
+               "listener or proxy without it), and read its logins offline with a key log of "
+               "the client or the server ('hopscope analyze --tls-keylog FILE'); interception "
+               "cannot keep a channel binding valid.";
+    return Verdict{std::move(f), client_server_key(l.flow)};
+}
+
 // ---- HS090 ----------------------------------------------------------------------------------
 constexpr RuleInfo kMissingEvidence{
     "HS090", "missing-evidence", Severity::Info,
@@ -805,13 +839,14 @@ constexpr std::array kCatalogue{
     kHealthyDoubleHop,
     kProxyInTheWay,
     kRoutingAroundProxy,
+    kChannelBindingIntercepted,
     kMissingEvidence,
 };
 
-constexpr std::array<LoginRule, 11> kLoginRules{
+constexpr std::array<LoginRule, 12> kLoginRules{
     anonymous_logon, null_login,       spn_wrong_account,    clock_skew,
     ntlmv1,          kerberos_rc4,     sql_auth_unencrypted, encryption_downgraded,
-    spn_form,        proxy_in_the_way, routing_around_proxy,
+    spn_form,        proxy_in_the_way, routing_around_proxy, channel_binding_intercepted,
 };
 constexpr std::array<LateRule, 2> kLateRules{ntlm_to_middle_server, missing_evidence};
 // A KDC exchange draws at most one of these: an answer without error can only have a wrong SPN

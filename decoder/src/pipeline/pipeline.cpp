@@ -293,7 +293,10 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
                                                                              : 0;
             if (l.ntlm_version) l.auth_detail += "v" + std::to_string(l.ntlm_version);
             if (a.v2_av_pairs && a.v2_av_pairs->target_name) l.spn = *a.v2_av_pairs->target_name;
+            l.ntlm_channel_bindings =
+                a.v2_av_pairs && a.v2_av_pairs->channel_bindings == auth::ChannelBindings::Present;
         }
+        l.tls_decrypted = r.tls_decrypted;
         if (r.error)
             l.error = analysis::ServerError{r.error->number, r.error->state, r.error->severity,
                                             r.error->text, r.error->server};

@@ -496,3 +496,64 @@ TEST(AnalyzerProxy, RoutingIsNoProxyMatterOutsideTheProxyOrBackToIt) {
 
 }  // namespace
 }  // namespace hopscope::analysis
+
+namespace hopscope::analysis {
+namespace {
+
+Analyzer::Options terminating_proxy() {
+    Analyzer::Options o;
+    o.proxy.active = true;
+    o.proxy.terminates_tls = true;
+    return o;
+}
+
+LoginEvent bound_ntlm_login(Outcome outcome) {
+    LoginEvent l = c_to_a(1, AuthKind::Ntlm);
+    l.outcome = outcome;
+    l.domain = "LAB";
+    l.encryption = EncryptionMode::Full;
+    l.tls_decrypted = true;
+    l.ntlm_channel_bindings = true;
+    return l;
+}
+
+TEST(AnalyzerProxy, ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported) {
+    for (const Outcome outcome : {Outcome::Success, Outcome::Failure}) {
+        Collect out;
+        Analyzer a(out, terminating_proxy());
+        a.add_login(bound_ntlm_login(outcome));
+        a.finish();
+        const Finding* f = out.get("HS062");
+        ASSERT_NE(f, nullptr) << to_string(outcome);
+        EXPECT_EQ(f->name, "channel-binding-intercepted");
+        EXPECT_EQ(f->severity,
+                  outcome == Outcome::Failure ? Severity::Error : Severity::Warning);
+        EXPECT_NE(f->summary.find("Extended Protection"), std::string::npos) << f->summary;
+        EXPECT_NE(f->remedy.find("without --tls-terminate"), std::string::npos) << f->remedy;
+    }
+}
+
+TEST(AnalyzerProxy, ChannelBindingsAreNoMatterWithoutTermination) {
+    struct Case {
+        bool active, terminates, decrypted, bound;
+    };
+    for (const Case c : {Case{false, false, true, true},  // analyze with a key log
+                         Case{true, false, false, true},  // pass-through proxy
+                         Case{true, true, false, true},   // not read inside TLS
+                         Case{true, true, true, false}}) {  // no bindings
+        Analyzer::Options o;
+        o.proxy.active = c.active;
+        o.proxy.terminates_tls = c.terminates;
+        Collect out;
+        Analyzer a(out, o);
+        LoginEvent l = bound_ntlm_login(Outcome::Success);
+        l.tls_decrypted = c.decrypted;
+        l.ntlm_channel_bindings = c.bound;
+        a.add_login(l);
+        a.finish();
+        EXPECT_EQ(out.get("HS062"), nullptr);
+    }
+}
+
+}  // namespace
+}  // namespace hopscope::analysis

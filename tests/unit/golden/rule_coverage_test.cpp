@@ -37,6 +37,10 @@ const std::map<std::string, std::string> kNotInCaptures{
      "a proxy rule, and the lab has no server that routes (availability group, gateway); "
      "tests/unit/analysis: AnalyzerProxy.RoutingTokenSendsTheClientAroundTheProxy, "
      "PipelineEvidence.RoutingAroundTheProxyIsFoundWithItsOffset"},
+    {"HS062",
+     "a rule of the TLS-terminating proxy, and no lab client sends NTLM channel bindings; "
+     "tests/unit/analysis: AnalyzerProxy.ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported, "
+     "AnalyzerProxy.ChannelBindingsAreNoMatterWithoutTermination"},
 };
 
 /// Scenarios where the identity reaches every server it should.

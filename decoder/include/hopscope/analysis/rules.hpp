@@ -69,6 +69,9 @@ struct ProxyView {
     /// name, FQDN), lower-case.
     std::vector<std::string> proxy_names;
     bool active = false;  ///< the events come from the inline proxy
+    /// The proxy terminates TLS (--tls-terminate): a login it read inside TLS went through two
+    /// TLS sessions, the client's and the proxy's own to the server.
+    bool terminates_tls = false;
 };
 
 /// What a rule may ask of the analyzer's indexes. Looked up only by the rules that need it.
