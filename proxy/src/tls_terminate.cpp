@@ -673,8 +673,8 @@ struct TlsTerminator::Impl {
                     !prelogin_packet(0, in, n, eom))
                     return go_passthrough();  // not a PRELOGIN: nothing to terminate
                 if (n == 0) return true;
+                consume_client(n, true);  // the client leg first: the tap opens on it
                 emit_up(in.first(n));
-                consume_client(n, true);
                 if (eom) prelogin_done[0] = true;
                 continue;
             }
@@ -682,8 +682,11 @@ struct TlsTerminator::Impl {
                 std::size_t n = 0;
                 if (!handshake_unit(1, in, n)) return false;
                 if (n == 0) return true;
+                // The step first: the session secret it may log (TLS 1.2: on the client's key
+                // exchange) then reaches a recording before the bytes it opens.
+                const bool stepped = step(1);
                 consume_client(n, true);
-                if (!step(1)) return false;
+                if (!stepped) return false;
                 continue;
             }
             if (t.mode_ == Mode::LoginOnly && c2s_clear) {
