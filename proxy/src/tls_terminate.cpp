@@ -601,9 +601,7 @@ struct TlsTerminator::Impl {
     /// A whole PRELOGIN message of one side: its ENCRYPTION byte, or nullopt.
     std::optional<std::uint8_t> encryption_of(int side) {
         tds::Prelogin p;
-        DecodeError err;
-        if (tds::parse_prelogin(Bytes(prelogin[side]), p, err) != DecodeStatus::Consumed)
-            return std::nullopt;
+        if (!tds::parse_prelogin(Bytes(prelogin[side]), p).ok()) return std::nullopt;
         return p.encryption;
     }
 

@@ -6,9 +6,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     hopscope::tds::Login7 l;
     hopscope::Bytes sspi;
-    hopscope::DecodeError err;
-    if (hopscope::tds::parse_login7(hopscope::Bytes(data, size), l, sspi, err) ==
-        hopscope::DecodeStatus::Consumed) {
+    if (hopscope::tds::parse_login7(hopscope::Bytes(data, size), l, sspi).ok()) {
         if (!sspi.empty() && (sspi.data() < data || sspi.data() + sspi.size() > data + size)) {
             __builtin_trap();
         }

@@ -5,9 +5,9 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     hopscope::tds::Prelogin p;
-    hopscope::DecodeError err;
-    const auto st = hopscope::tds::parse_prelogin(hopscope::Bytes(data, size), p, err);
-    if (st == hopscope::DecodeStatus::Consumed && p.encryption) {
+    const hopscope::DecodeResult res =
+        hopscope::tds::parse_prelogin(hopscope::Bytes(data, size), p);
+    if (res.ok() && p.encryption) {
         const auto n = hopscope::tds::negotiate_encryption(*p.encryption, size ? data[0] : 0);
         (void)hopscope::tds::to_string(n.mode);
         (void)hopscope::tds::encryption_value_name(*p.encryption);

@@ -13,9 +13,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     limits.max_text_chars = (data[0] & 4) ? 8 : 4096;
     limits.max_params = (data[0] & 8) ? 2 : 256;
     const hopscope::Bytes payload(data + 1, size - 1);
-    const auto batch = hopscope::tds::parse_sql_batch(payload, version, limits);
+    hopscope::tds::SqlBatch batch;
+    (void)hopscope::tds::parse_sql_batch(payload, version, batch, limits).ok();
     if (batch.text.size() > limits.max_text_chars * 3 + 64) __builtin_trap();
-    const auto rpc = hopscope::tds::parse_rpc(payload, version, limits);
+    hopscope::tds::RpcRequest rpc;
+    (void)hopscope::tds::parse_rpc(payload, version, rpc, limits).ok();
     for (const auto& call : rpc.calls) {
         if (call.params.size() > limits.max_params) __builtin_trap();
         if (call.statement.size() > limits.max_text_chars * 3 + 64) __builtin_trap();

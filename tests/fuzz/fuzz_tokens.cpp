@@ -70,10 +70,11 @@ Outcome run(std::uint32_t version, Bytes msg, std::uint32_t seed, bool chunked,
             if (want < n) n = want;
         }
         const bool eom = pos + n >= msg.size();
-        st = p.feed(msg.subspan(pos, n), eom);
+        const hopscope::DecodeResult res = p.feed(msg.subspan(pos, n), eom);
+        st = res.status();
         if (st == DecodeStatus::Malformed) {
             o.malformed = true;
-            o.code = p.last_error().code;
+            o.code = res.error().code;
         }
         pos += n;
     } while (pos < msg.size());

@@ -191,11 +191,13 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         fold(attempt, info);
     }
 
-    void on_sql_batch(const session::FactContext&, const tds::SqlBatch& b) override {
+    void on_sql_batch(const session::FactContext&, const tds::SqlBatch& b,
+                      const DecodeResult&) override {
         statement = cap(b.text);
     }
 
-    void on_rpc(const session::FactContext&, const tds::RpcRequest& r) override {
+    void on_rpc(const session::FactContext&, const tds::RpcRequest& r,
+                const DecodeResult&) override {
         if (r.calls.empty()) return;
         const auto& c = r.calls.front();
         statement = cap(c.statement.empty() ? "exec " + c.proc_name : c.statement);

@@ -238,7 +238,6 @@ struct Conversation::Impl {
         Timestamp ts;
         std::uint64_t frame = 0;
         std::uint64_t unit_offset = 0;  ///< framer offset of the unit being handled
-        bool encrypted_in_feed = false;
 
         Channel main;                                              ///< TDS messages outside MARS
         std::map<std::uint16_t, std::unique_ptr<SmpSession>> smp;  ///< MARS sessions by SID
@@ -408,7 +407,6 @@ struct Conversation::Impl {
 
     void encrypted_record(Side& s, std::uint8_t type, std::size_t len) {
         const FactContext c = ctx(s, s.unit_offset);
-        s.encrypted_in_feed = true;
         const char* what = "data";
         if (type != tls::content_type::kApplicationData) {
             what = "handshake";
@@ -426,15 +424,15 @@ struct Conversation::Impl {
         if (dec && !rec.empty() && dec->protects(s.dir, rec[0])) {
             const FactContext c = ctx(s, s.unit_offset);
             tls::OpenedRecord o;
-            DecodeError err;
-            if (dec->open(s.dir, rec, o, err) == DecodeStatus::Consumed) {
+            const DecodeResult res = dec->open(s.dir, rec, o);
+            if (res.ok()) {
                 opened(s, c, o);
                 return;
             }
-            cb.on_problem(c, DecodeStatus::Malformed, err);
+            cb.on_problem(c, DecodeStatus::Malformed, res.error());
             // and from here on the record is shown as encrypted, as without keys
         }
-        (void)s.observer.on_record(rec);
+        s.observer.on_record(rec);
     }
 
     void opened(Side& s, const FactContext& c, const tls::OpenedRecord& o) {
@@ -509,9 +507,8 @@ struct Conversation::Impl {
         while (s.tls_pending.size() - pos >= tls::kRecordHeaderSize) {
             const Bytes rest = Bytes(s.tls_pending).subspan(pos);
             tls::RecordHeader h;
-            DecodeError err;
-            if (tls::parse_record_header(rest, h, err) != DecodeStatus::Consumed) {
-                cb.on_problem(ctx(s, off), DecodeStatus::Malformed, err);
+            if (const DecodeResult res = tls::parse_record_header(rest, h); !res.ok()) {
+                cb.on_problem(ctx(s, off), DecodeStatus::Malformed, res.error());
                 s.tls_pending.clear();
                 return;
             }
@@ -586,7 +583,7 @@ struct Conversation::Impl {
     void smp_packet(Side& s, const tds::FramedUnit& u, std::uint64_t ev_off) {
         tds_seen = true;
         tds::SmpHeader h;
-        (void)tds::parse_smp_header(u.bytes, h);  // checked by the framer
+        if (!tds::parse_smp_header(u.bytes, h).ok()) return;  // checked by the framer
         auto it = s.smp.find(h.sid);
         if (it == s.smp.end()) {
             if (h.flags == tds::smp::kFin || h.flags == tds::smp::kAck) return;
@@ -721,9 +718,9 @@ struct Conversation::Impl {
             case MsgKind::Tokens: {
                 if (!ch.tokens) break;
                 token_ctx = ctx(s, off);
-                const DecodeStatus st = ch.tokens->feed(payload, h.eom());
-                if (st == DecodeStatus::Malformed) {
-                    cb.on_problem(token_ctx, DecodeStatus::Malformed, ch.tokens->last_error());
+                const DecodeResult res = ch.tokens->feed(payload, h.eom());
+                if (res.status() == DecodeStatus::Malformed) {
+                    cb.on_problem(token_ctx, DecodeStatus::Malformed, res.error());
                 }
                 break;
             }
@@ -756,17 +753,20 @@ struct Conversation::Impl {
                     auth_blob(c, AuthBlobSource::SspiPacket, m);
                     break;
                 case tds::PacketType::SqlBatch: {
-                    tds::SqlBatch b = tds::parse_sql_batch(m, tds_version, opt.request_limits);
+                    tds::SqlBatch b;
+                    const DecodeResult res =
+                        tds::parse_sql_batch(m, tds_version, b, opt.request_limits);
                     if (ch.msg_len > m.size()) b.truncated = true;
-                    infer_version(b.status, b.headers);
-                    cb.on_sql_batch(c, b);
+                    infer_version(res, b.headers);
+                    cb.on_sql_batch(c, b, res);
                     break;
                 }
                 case tds::PacketType::Rpc: {
-                    tds::RpcRequest r = tds::parse_rpc(m, tds_version, opt.request_limits);
+                    tds::RpcRequest r;
+                    const DecodeResult res = tds::parse_rpc(m, tds_version, r, opt.request_limits);
                     if (ch.msg_len > m.size()) r.truncated = true;
-                    infer_version(r.status, r.headers);
-                    cb.on_rpc(c, r);
+                    infer_version(res, r.headers);
+                    cb.on_rpc(c, r, res);
                     break;
                 }
                 case tds::PacketType::FedAuthToken:
@@ -799,9 +799,8 @@ struct Conversation::Impl {
 
     void client_prelogin(const FactContext& c, Bytes m) {
         tds::Prelogin pl;
-        DecodeError err;
-        if (tds::parse_prelogin(m, pl, err) != DecodeStatus::Consumed) {
-            cb.on_problem(c, DecodeStatus::Malformed, err);
+        if (const DecodeResult res = tds::parse_prelogin(m, pl); !res.ok()) {
+            cb.on_problem(c, DecodeStatus::Malformed, res.error());
             return;
         }
         client_prelogin_seen = true;
@@ -814,9 +813,8 @@ struct Conversation::Impl {
 
     void server_prelogin(const FactContext& c, Bytes m) {
         tds::Prelogin pl;
-        DecodeError err;
-        if (tds::parse_prelogin(m, pl, err) != DecodeStatus::Consumed) {
-            cb.on_problem(c, DecodeStatus::Malformed, err);
+        if (const DecodeResult res = tds::parse_prelogin(m, pl); !res.ok()) {
+            cb.on_problem(c, DecodeStatus::Malformed, res.error());
             return;
         }
         server_prelogin_seen = true;
@@ -846,8 +844,8 @@ struct Conversation::Impl {
     /// A capture that started after the login does not say which TDS version is spoken. A
     /// request without ALL_HEADERS (mandatory from TDS 7.2 on) means 7.0/7.1, whose DONE tokens
     /// carry 4-byte row counts: tell the token parser, or every DONE would look truncated.
-    void infer_version(DecodeStatus status, const tds::AllHeaders& headers) {
-        if (tds_version != 0 || status != DecodeStatus::Consumed || headers.present) return;
+    void infer_version(const DecodeResult& parsed, const tds::AllHeaders& headers) {
+        if (tds_version != 0 || !parsed.ok() || headers.present) return;
         tds_version = tds::tds_version::k71;
         set_token_version(tds_version);
     }
@@ -855,10 +853,9 @@ struct Conversation::Impl {
     void handle_login7(const FactContext& c, Bytes m) {
         tds::Login7 l;
         Bytes sspi;
-        DecodeError err;
         LoginRecord& r = begin_login(c);
-        if (tds::parse_login7(m, l, sspi, err) != DecodeStatus::Consumed) {
-            cb.on_problem(c, DecodeStatus::Malformed, err);
+        if (const DecodeResult res = tds::parse_login7(m, l, sspi); !res.ok()) {
+            cb.on_problem(c, DecodeStatus::Malformed, res.error());
             return;
         }
         login7_seen = true;
@@ -895,7 +892,7 @@ struct Conversation::Impl {
 
     // ---- entry points ----------------------------------------------------------------------
 
-    DecodeStatus feed(Direction d, Timestamp ts, Bytes data, Evidence ev) {
+    void feed(Direction d, Timestamp ts, Bytes data, Evidence ev) {
         Side& s = side(d);
         if (!s.origin_set) {
             s.origin_set = true;
@@ -904,15 +901,10 @@ struct Conversation::Impl {
         }
         s.ts = ts;
         s.frame = ev.frame;
-        s.encrypted_in_feed = false;
         s.framer.feed(data);
-        if (s.encrypted_in_feed) return DecodeStatus::Encrypted;
-        if (!s.framer.synced() && s.framer.buffered() == 0) return DecodeStatus::NotTds;
-        if (s.framer.buffered() > 0 || s.main.in_msg) return DecodeStatus::NeedMore;
-        return DecodeStatus::Consumed;
     }
 
-    DecodeStatus feed_plaintext(Direction d, Timestamp ts, Bytes data, Evidence ev) {
+    void feed_plaintext(Direction d, Timestamp ts, Bytes data, Evidence ev) {
         Side& s = side(d);
         if (!s.origin_set) {
             s.origin_set = true;
@@ -924,8 +916,6 @@ struct Conversation::Impl {
         const std::uint64_t at = ev.stream_offset >= s.origin ? ev.stream_offset - s.origin : 0;
         s.unit_offset = at;
         plaintext(s, data, at);
-        if (s.plain.buffered() > 0 || s.main.in_msg) return DecodeStatus::NeedMore;
-        return DecodeStatus::Consumed;
     }
 
     void gap(Direction d, Timestamp ts, std::uint64_t length) {
@@ -999,12 +989,11 @@ Conversation::Conversation(ConversationCallbacks& cb, Options options)
     : impl_(std::make_unique<Impl>(cb, options)) {}
 Conversation::~Conversation() = default;
 
-DecodeStatus Conversation::feed(Direction dir, Timestamp ts, Bytes data, Evidence ev) {
-    return impl_->feed(dir, ts, data, ev);
+void Conversation::feed(Direction dir, Timestamp ts, Bytes data, Evidence ev) {
+    impl_->feed(dir, ts, data, ev);
 }
-DecodeStatus Conversation::feed_plaintext(Direction dir, Timestamp ts, Bytes plaintext,
-                                          Evidence ev) {
-    return impl_->feed_plaintext(dir, ts, plaintext, ev);
+void Conversation::feed_plaintext(Direction dir, Timestamp ts, Bytes plaintext, Evidence ev) {
+    impl_->feed_plaintext(dir, ts, plaintext, ev);
 }
 void Conversation::gap(Direction dir, Timestamp ts, std::uint64_t length) {
     impl_->gap(dir, ts, length);

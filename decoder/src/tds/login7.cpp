@@ -21,60 +21,51 @@ bool read_ol(ByteReader& r, OffsetLength& ol) {
 }
 
 // A UCS-2 field: `ol.length` characters at `ol.offset`.
-bool read_text(const ByteReader& all, const OffsetLength& ol, const char* name, std::string& out,
-               DecodeError& err) {
+DecodeResult read_text(const ByteReader& all, const OffsetLength& ol, const char* name,
+                       std::string& out) {
     if (ol.length == 0) {
         out.clear();
-        return true;
+        return {};
     }
     auto sub = all.sub(ol.offset, static_cast<std::size_t>(ol.length) * 2);
     if (!sub) {
-        err = make_error(DecodeError::Code::Truncated, ol.offset,
-                         std::string("LOGIN7 ") + name + " lies outside the message");
-        return false;
+        return make_error(DecodeError::Code::Truncated, ol.offset,
+                          std::string("LOGIN7 ") + name + " lies outside the message");
     }
     out = utf16le_to_utf8(sub->data());
-    return true;
+    return {};
 }
 
-bool check_range(const ByteReader& all, std::size_t off, std::size_t len, const char* name,
-                 DecodeError& err) {
-    if (len == 0) return true;
-    if (!all.sub(off, len)) {
-        err = make_error(DecodeError::Code::Truncated, off,
-                         std::string("LOGIN7 ") + name + " lies outside the message");
-        return false;
-    }
-    return true;
+DecodeResult check_range(const ByteReader& all, std::size_t off, std::size_t len,
+                         const char* name) {
+    if (len == 0 || all.sub(off, len)) return {};
+    return make_error(DecodeError::Code::Truncated, off,
+                      std::string("LOGIN7 ") + name + " lies outside the message");
 }
 
-DecodeStatus parse_features(const ByteReader& all, std::size_t off, Login7& out, DecodeError& err) {
+DecodeResult parse_features(const ByteReader& all, std::size_t off, Login7& out) {
     auto sub = all.sub(off, all.size() - std::min(off, all.size()));
     if (!sub || off > all.size()) {
-        err = make_error(DecodeError::Code::Truncated, off, "LOGIN7 FeatureExt offset past end");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::Truncated, off, "LOGIN7 FeatureExt offset past end");
     }
     ByteReader r = *sub;
     for (;;) {
         std::uint8_t id = 0;
         if (!r.u8(id)) {
-            err = make_error(DecodeError::Code::Truncated, off + r.position(),
-                             "LOGIN7 FeatureExt not terminated by 0xFF");
-            return DecodeStatus::Malformed;
+            return make_error(DecodeError::Code::Truncated, off + r.position(),
+                              "LOGIN7 FeatureExt not terminated by 0xFF");
         }
-        if (id == feature::kTerminator) return DecodeStatus::Consumed;
+        if (id == feature::kTerminator) return {};
         FeatureExtEntry e;
         e.id = id;
         Bytes data;
         if (!r.u32le(e.length) || !r.bytes(e.length, data)) {
-            err = make_error(DecodeError::Code::Truncated, off + r.position(),
-                             std::string("LOGIN7 feature ") + feature_name(id) + " cut");
-            return DecodeStatus::Malformed;
+            return make_error(DecodeError::Code::Truncated, off + r.position(),
+                              std::string("LOGIN7 feature ") + feature_name(id) + " cut");
         }
         if (out.features.size() >= kMaxFeatures) {
-            err = make_error(DecodeError::Code::TooLarge, off + r.position(),
-                             "too many LOGIN7 features");
-            return DecodeStatus::Malformed;
+            return make_error(DecodeError::Code::TooLarge, off + r.position(),
+                              "too many LOGIN7 features");
         }
         out.features.push_back(e);
         if (id == feature::kFedAuth && !data.empty()) {
@@ -207,24 +198,21 @@ std::string Login7::client_id_string() const {
     return buf;
 }
 
-DecodeStatus parse_login7(Bytes payload, Login7& out, Bytes& sspi, DecodeError& err) {
+DecodeResult parse_login7(Bytes payload, Login7& out, Bytes& sspi) {
     out = Login7{};
     sspi = {};
     ByteReader r(payload);
     if (!r.u32le(out.length)) {
-        err = make_error(DecodeError::Code::Truncated, 0, "LOGIN7 shorter than its length field");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::Truncated, 0, "LOGIN7 shorter than its length field");
     }
     if (out.length < kFixed71) {
-        err = make_error(DecodeError::Code::BadLength, 0,
-                         "LOGIN7 length " + std::to_string(out.length) + " < 86");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadLength, 0,
+                          "LOGIN7 length " + std::to_string(out.length) + " < 86");
     }
     if (out.length > payload.size()) {
-        err = make_error(DecodeError::Code::Truncated, 0,
-                         "LOGIN7 length " + std::to_string(out.length) + " exceeds the message (" +
-                             std::to_string(payload.size()) + " bytes)");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::Truncated, 0,
+                          "LOGIN7 length " + std::to_string(out.length) + " exceeds the message (" +
+                              std::to_string(payload.size()) + " bytes)");
     }
     // Everything is relative to the start and must lie inside Length.
     const ByteReader all(payload.first(out.length));
@@ -272,23 +260,25 @@ DecodeStatus parse_login7(Bytes payload, Login7& out, Bytes& sspi, DecodeError& 
         (void)r.u32le(out.sspi_long);
     }
 
-    if (!read_text(all, out.host_name, "HostName", out.host, err) ||
-        !read_text(all, out.user_name, "UserName", out.user, err) ||
-        !read_text(all, out.app_name, "AppName", out.app, err) ||
-        !read_text(all, out.server_name, "ServerName", out.server, err) ||
-        !read_text(all, out.library_name, "CltIntName", out.library, err) ||
-        !read_text(all, out.language, "Language", out.lang, err) ||
-        !read_text(all, out.database, "Database", out.db, err) ||
-        !read_text(all, out.attach_db_file, "AtchDBFile", out.attach_db, err)) {
-        return DecodeStatus::Malformed;
+    DecodeResult res;
+    auto text = [&](const OffsetLength& ol, const char* name, std::string& to) {
+        res = read_text(all, ol, name, to);
+        return res.ok();
+    };
+    if (!text(out.host_name, "HostName", out.host) || !text(out.user_name, "UserName", out.user) ||
+        !text(out.app_name, "AppName", out.app) ||
+        !text(out.server_name, "ServerName", out.server) ||
+        !text(out.library_name, "CltIntName", out.library) ||
+        !text(out.language, "Language", out.lang) || !text(out.database, "Database", out.db) ||
+        !text(out.attach_db_file, "AtchDBFile", out.attach_db)) {
+        return res;
     }
     // Secrets: only check that they lie inside the message, never decode them.
-    if (!check_range(all, out.password.offset, std::size_t{out.password.length} * 2, "Password",
-                     err) ||
-        !check_range(all, out.change_password.offset, std::size_t{out.change_password.length} * 2,
-                     "ChangePassword", err)) {
-        return DecodeStatus::Malformed;
-    }
+    res = check_range(all, out.password.offset, std::size_t{out.password.length} * 2, "Password");
+    if (!res.ok()) return res;
+    res = check_range(all, out.change_password.offset, std::size_t{out.change_password.length} * 2,
+                      "ChangePassword");
+    if (!res.ok()) return res;
     out.password_present = out.password.length > 0;
     out.password_length = out.password.length;
     out.change_password_present = out.change_password.length > 0;
@@ -299,10 +289,9 @@ DecodeStatus parse_login7(Bytes payload, Login7& out, Bytes& sspi, DecodeError& 
     if (sspi_len > 0) {
         auto sub = all.sub(out.sspi.offset, sspi_len);
         if (!sub) {
-            err = make_error(DecodeError::Code::Truncated, out.sspi.offset,
-                             "LOGIN7 SSPI blob (" + std::to_string(sspi_len) +
-                                 " bytes) lies outside the message");
-            return DecodeStatus::Malformed;
+            return make_error(DecodeError::Code::Truncated, out.sspi.offset,
+                              "LOGIN7 SSPI blob (" + std::to_string(sspi_len) +
+                                  " bytes) lies outside the message");
         }
         sspi = sub->data();
     }
@@ -313,15 +302,12 @@ DecodeStatus parse_login7(Bytes payload, Login7& out, Bytes& sspi, DecodeError& 
         auto p = all.sub(out.extension.offset, 4);
         std::uint32_t fe = 0;
         if (!p || out.extension.length < 4 || !p->u32le(fe)) {
-            err = make_error(DecodeError::Code::Truncated, out.extension.offset,
-                             "LOGIN7 extension pointer lies outside the message");
-            return DecodeStatus::Malformed;
+            return make_error(DecodeError::Code::Truncated, out.extension.offset,
+                              "LOGIN7 extension pointer lies outside the message");
         }
-        if (parse_features(all, fe, out, err) != DecodeStatus::Consumed) {
-            return DecodeStatus::Malformed;
-        }
+        if (auto r2 = parse_features(all, fe, out); !r2.ok()) return r2;
     }
-    return DecodeStatus::Consumed;
+    return {};
 }
 
 std::string to_string(const Login7& l) {

@@ -82,8 +82,8 @@ bool packet_type_valid_for(std::uint8_t type, Direction dir) {
     return t != PacketType::TabularResult;
 }
 
-DecodeStatus parse_header(Bytes data, PacketHeader& out, DecodeError& err) {
-    if (data.size() < kHeaderSize) return DecodeStatus::NeedMore;
+DecodeResult parse_header(Bytes data, PacketHeader& out) {
+    if (data.size() < kHeaderSize) return DecodeResult::need_more();
     out.type = data[0];
     out.status = data[1];
     out.length = load_u16be(&data[2]);
@@ -91,11 +91,10 @@ DecodeStatus parse_header(Bytes data, PacketHeader& out, DecodeError& err) {
     out.packet_id = data[6];
     out.window = data[7];
     if (out.length < kHeaderSize) {
-        err = make_error(DecodeError::Code::BadLength, 2,
-                         "TDS packet length " + std::to_string(out.length) + " < 8");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadLength, 2,
+                          "TDS packet length " + std::to_string(out.length) + " < 8");
     }
-    return DecodeStatus::Consumed;
+    return {};
 }
 
 bool plausible_header(const PacketHeader& h, Direction dir) {
@@ -108,8 +107,11 @@ bool plausible_header(const PacketHeader& h, Direction dir) {
     return true;
 }
 
-bool parse_smp_header(Bytes data, SmpHeader& out) {
-    if (data.size() < smp::kHeaderSize || data[0] != smp::kSmid) return false;
+DecodeResult parse_smp_header(Bytes data, SmpHeader& out) {
+    if (data.size() < smp::kHeaderSize) return DecodeResult::need_more();
+    const DecodeError implausible =
+        make_error(DecodeError::Code::BadValue, 0, "implausible SMP header");
+    if (data[0] != smp::kSmid) return implausible;
     out.flags = data[1];
     out.sid = load_u16le(&data[2]);
     out.length = load_u32le(&data[4]);
@@ -119,11 +121,13 @@ bool parse_smp_header(Bytes data, SmpHeader& out) {
         case smp::kSyn:
         case smp::kAck:
         case smp::kFin:
-            return out.length == smp::kHeaderSize;
+            if (out.length == smp::kHeaderSize) return {};
+            return implausible;
         case smp::kData:
-            return out.length > smp::kHeaderSize && out.length <= smp::kMaxLength;
+            if (out.length > smp::kHeaderSize && out.length <= smp::kMaxLength) return {};
+            return implausible;
         default:
-            return false;
+            return implausible;
     }
 }
 
@@ -201,16 +205,14 @@ PacketFramer::Candidate PacketFramer::candidate_at(std::size_t pos, std::size_t&
     if (b0 == smp::kSmid) {
         if (avail < smp::kHeaderSize) return Candidate::Yes;
         SmpHeader sh;
-        if (!parse_smp_header(Bytes(&buf_[pos], smp::kHeaderSize), sh)) return Candidate::No;
+        if (!parse_smp_header(Bytes(&buf_[pos], smp::kHeaderSize), sh).ok()) return Candidate::No;
         unit_len = sh.length;
         return Candidate::Yes;
     }
     if (!packet_type_valid_for(b0, dir_)) return Candidate::No;
     if (avail < kHeaderSize) return Candidate::Yes;
     PacketHeader h;
-    DecodeError err;
-    if (parse_header(Bytes(&buf_[pos], kHeaderSize), h, err) != DecodeStatus::Consumed ||
-        !plausible_header(h, dir_)) {
+    if (!parse_header(Bytes(&buf_[pos], kHeaderSize), h).ok() || !plausible_header(h, dir_)) {
         return Candidate::No;
     }
     unit_len = h.length;
@@ -250,9 +252,8 @@ std::size_t PacketFramer::emit_at(Bytes in, std::uint64_t offset) {
     } else if (b0 == smp::kSmid) {
         if (avail < smp::kHeaderSize) return 0;
         SmpHeader sh;
-        if (!parse_smp_header(Bytes(in.data(), smp::kHeaderSize), sh)) {
-            return lose(make_error(DecodeError::Code::BadValue, 0, "implausible SMP header"));
-        }
+        const DecodeResult r = parse_smp_header(Bytes(in.data(), smp::kHeaderSize), sh);
+        if (!r.ok()) return lose(r.error());
         len = sh.length;
         u.kind = FramedUnit::Kind::Smp;
     } else {
@@ -263,11 +264,10 @@ std::size_t PacketFramer::emit_at(Bytes in, std::uint64_t offset) {
                                    "byte " + std::to_string(b0) + " starts no TDS packet"));
         }
         if (avail < kHeaderSize) return 0;
-        DecodeError err;
-        const DecodeStatus st = parse_header(Bytes(in.data(), kHeaderSize), u.header, err);
-        if (st != DecodeStatus::Consumed || !plausible_header(u.header, dir_)) {
-            if (!err) err = make_error(DecodeError::Code::Desync, 0, "implausible TDS header");
-            return lose(err);
+        const DecodeResult r = parse_header(Bytes(in.data(), kHeaderSize), u.header);
+        if (!r.ok()) return lose(r.error());
+        if (!plausible_header(u.header, dir_)) {
+            return lose(make_error(DecodeError::Code::Desync, 0, "implausible TDS header"));
         }
         len = u.header.length;
     }

@@ -53,133 +53,140 @@ bool looks_like_tls(Bytes payload) {
            payload[0] <= tls::content_type::kApplicationData && payload[1] == 0x03;
 }
 
-DecodeStatus parse_prelogin(Bytes payload, Prelogin& out, DecodeError& err) {
-    out = Prelogin{};
-    ByteReader r(payload);
-    bool terminated = false;
-    while (!terminated) {
+namespace {
+
+/// The option table: entries up to the 0xFF terminator, at most kMaxOptions of them.
+DecodeResult read_option_table(ByteReader& r, std::vector<PreloginOption>& options) {
+    for (;;) {
         std::uint8_t token = 0;
         if (!r.u8(token)) {
-            err = bad(DecodeError::Code::Truncated, r.position(),
-                      "PRELOGIN option table not terminated by 0xFF");
-            return DecodeStatus::Malformed;
+            return bad(DecodeError::Code::Truncated, r.position(),
+                       "PRELOGIN option table not terminated by 0xFF");
         }
-        if (token == prelogin_option::kTerminator) {
-            terminated = true;
-            break;
-        }
+        if (token == prelogin_option::kTerminator) return {};
         PreloginOption opt;
         opt.token = token;
         if (!r.u16be(opt.offset) || !r.u16be(opt.length)) {
-            err = bad(DecodeError::Code::Truncated, r.position(), "PRELOGIN option entry cut");
-            return DecodeStatus::Malformed;
+            return bad(DecodeError::Code::Truncated, r.position(), "PRELOGIN option entry cut");
         }
-        if (out.options.size() >= kMaxOptions) {
-            err = bad(DecodeError::Code::TooLarge, r.position(), "too many PRELOGIN options");
-            return DecodeStatus::Malformed;
+        if (options.size() >= kMaxOptions) {
+            return bad(DecodeError::Code::TooLarge, r.position(), "too many PRELOGIN options");
         }
-        out.options.push_back(opt);
+        options.push_back(opt);
     }
-    const std::size_t table_end = r.position();
+}
 
+/// A fixed-size option must have exactly its size.
+DecodeResult expect_length(const PreloginOption& opt, std::size_t n, const char* what) {
+    if (opt.length != n) return bad(DecodeError::Code::BadLength, opt.offset, what);
+    return {};
+}
+
+/// The data `d` of one non-empty option, already checked to lie inside the payload.
+DecodeResult read_option(const PreloginOption& opt, ByteReader d, Prelogin& out) {
+    switch (opt.token) {
+        case prelogin_option::kVersion: {
+            if (auto r = expect_length(opt, 6, "PRELOGIN VERSION must be 6 bytes"); !r.ok())
+                return r;
+            PreloginVersion v;
+            (void)d.u8(v.major);
+            (void)d.u8(v.minor);
+            (void)d.u16be(v.build);
+            (void)d.u16be(v.sub_build);
+            out.version = v;
+            break;
+        }
+        case prelogin_option::kEncryption: {
+            if (auto r = expect_length(opt, 1, "PRELOGIN ENCRYPTION must be 1 byte"); !r.ok())
+                return r;
+            std::uint8_t e = 0;
+            (void)d.u8(e);
+            out.encryption = e;
+            break;
+        }
+        case prelogin_option::kInstOpt: {
+            Bytes b = d.rest();
+            std::size_t n = 0;
+            while (n < b.size() && b[n] != 0)
+                ++n;
+            out.instance = latin1_to_utf8(b.first(n));
+            break;
+        }
+        case prelogin_option::kThreadId: {
+            if (auto r = expect_length(opt, 4, "PRELOGIN THREADID must be 4 bytes"); !r.ok())
+                return r;
+            std::uint32_t t = 0;
+            (void)d.u32be(t);
+            out.thread_id = t;
+            break;
+        }
+        case prelogin_option::kMars: {
+            if (auto r = expect_length(opt, 1, "PRELOGIN MARS must be 1 byte"); !r.ok()) return r;
+            std::uint8_t m = 0;
+            (void)d.u8(m);
+            out.mars = m;
+            break;
+        }
+        case prelogin_option::kTraceId: {
+            // 16 + 16 + 4 (TDS 7.4); older revisions sent 16 + 16 + 4 too, anything else is
+            // odd.
+            if (auto r = expect_length(opt, 36, "PRELOGIN TRACEID must be 36 bytes"); !r.ok())
+                return r;
+            TraceId t;
+            Bytes b;
+            (void)d.bytes(16, b);
+            std::copy(b.begin(), b.end(), t.connection_id.begin());
+            (void)d.bytes(16, b);
+            std::copy(b.begin(), b.end(), t.activity_id.begin());
+            (void)d.u32le(t.activity_sequence);
+            out.trace_id = t;
+            break;
+        }
+        case prelogin_option::kFedAuthRequired: {
+            if (auto r = expect_length(opt, 1, "PRELOGIN FEDAUTHREQUIRED must be 1 byte"); !r.ok())
+                return r;
+            std::uint8_t f = 0;
+            (void)d.u8(f);
+            out.fed_auth_required = f;
+            break;
+        }
+        case prelogin_option::kNonceOpt: {
+            if (auto r = expect_length(opt, 32, "PRELOGIN NONCEOPT must be 32 bytes"); !r.ok())
+                return r;
+            std::array<std::uint8_t, 32> n{};
+            Bytes b;
+            (void)d.bytes(32, b);
+            std::copy(b.begin(), b.end(), n.begin());
+            out.nonce = n;
+            break;
+        }
+        default:
+            break;  // unknown option: kept in the table, data ignored
+    }
+    return {};
+}
+
+}  // namespace
+
+DecodeResult parse_prelogin(Bytes payload, Prelogin& out) {
+    out = Prelogin{};
+    ByteReader r(payload);
+    if (auto res = read_option_table(r, out.options); !res.ok()) return res;
+    const std::size_t table_end = r.position();
     for (const PreloginOption& opt : out.options) {
         auto sub = r.sub(opt.offset, opt.length);
         if (!sub) {
-            err = bad(DecodeError::Code::Truncated, opt.offset,
-                      "PRELOGIN option data outside the payload");
-            return DecodeStatus::Malformed;
+            return bad(DecodeError::Code::Truncated, opt.offset,
+                       "PRELOGIN option data outside the payload");
         }
         if (opt.length > 0 && opt.offset < table_end) {
-            err = bad(DecodeError::Code::BadValue, opt.offset,
-                      "PRELOGIN option data overlaps the option table");
-            return DecodeStatus::Malformed;
+            return bad(DecodeError::Code::BadValue, opt.offset,
+                       "PRELOGIN option data overlaps the option table");
         }
-        ByteReader d = *sub;
         if (opt.length == 0) continue;  // present but empty: nothing to read
-        auto need = [&](std::size_t n, const char* what) {
-            if (opt.length != n) {
-                err = bad(DecodeError::Code::BadLength, opt.offset, what);
-                return false;
-            }
-            return true;
-        };
-        switch (opt.token) {
-            case prelogin_option::kVersion: {
-                if (!need(6, "PRELOGIN VERSION must be 6 bytes")) return DecodeStatus::Malformed;
-                PreloginVersion v;
-                (void)d.u8(v.major);
-                (void)d.u8(v.minor);
-                (void)d.u16be(v.build);
-                (void)d.u16be(v.sub_build);
-                out.version = v;
-                break;
-            }
-            case prelogin_option::kEncryption: {
-                if (!need(1, "PRELOGIN ENCRYPTION must be 1 byte")) return DecodeStatus::Malformed;
-                std::uint8_t e = 0;
-                (void)d.u8(e);
-                out.encryption = e;
-                break;
-            }
-            case prelogin_option::kInstOpt: {
-                Bytes b = d.rest();
-                std::size_t n = 0;
-                while (n < b.size() && b[n] != 0)
-                    ++n;
-                out.instance = latin1_to_utf8(b.first(n));
-                break;
-            }
-            case prelogin_option::kThreadId: {
-                if (!need(4, "PRELOGIN THREADID must be 4 bytes")) return DecodeStatus::Malformed;
-                std::uint32_t t = 0;
-                (void)d.u32be(t);
-                out.thread_id = t;
-                break;
-            }
-            case prelogin_option::kMars: {
-                if (!need(1, "PRELOGIN MARS must be 1 byte")) return DecodeStatus::Malformed;
-                std::uint8_t m = 0;
-                (void)d.u8(m);
-                out.mars = m;
-                break;
-            }
-            case prelogin_option::kTraceId: {
-                // 16 + 16 + 4 (TDS 7.4); older revisions sent 16 + 16 + 4 too, anything else is
-                // odd.
-                if (!need(36, "PRELOGIN TRACEID must be 36 bytes")) return DecodeStatus::Malformed;
-                TraceId t;
-                Bytes b;
-                (void)d.bytes(16, b);
-                std::copy(b.begin(), b.end(), t.connection_id.begin());
-                (void)d.bytes(16, b);
-                std::copy(b.begin(), b.end(), t.activity_id.begin());
-                (void)d.u32le(t.activity_sequence);
-                out.trace_id = t;
-                break;
-            }
-            case prelogin_option::kFedAuthRequired: {
-                if (!need(1, "PRELOGIN FEDAUTHREQUIRED must be 1 byte")) {
-                    return DecodeStatus::Malformed;
-                }
-                std::uint8_t f = 0;
-                (void)d.u8(f);
-                out.fed_auth_required = f;
-                break;
-            }
-            case prelogin_option::kNonceOpt: {
-                if (!need(32, "PRELOGIN NONCEOPT must be 32 bytes")) return DecodeStatus::Malformed;
-                std::array<std::uint8_t, 32> n{};
-                Bytes b;
-                (void)d.bytes(32, b);
-                std::copy(b.begin(), b.end(), n.begin());
-                out.nonce = n;
-                break;
-            }
-            default:
-                break;  // unknown option: kept in the table, data ignored
-        }
+        if (auto res = read_option(opt, *sub, out); !res.ok()) return res;
     }
-    return DecodeStatus::Consumed;
+    return {};
 }
 
 const char* to_string(EncryptionMode m) {

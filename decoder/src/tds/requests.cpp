@@ -143,8 +143,8 @@ bool is_unicode(const TypeInfo& t) {
 }
 
 /// Reads a character value (any framing), keeping at most `cap_bytes` bytes of it.
-DecodeStatus read_text_value(ByteReader& r, const TypeInfo& ti, std::size_t cap_bytes,
-                             std::vector<std::uint8_t>& out, bool& cut, DecodeError& err) {
+DecodeResult read_text_value(ByteReader& r, const TypeInfo& ti, std::size_t cap_bytes,
+                             std::vector<std::uint8_t>& out, bool& cut) {
     auto take = [&](Bytes b) {
         const std::size_t room = cap_bytes > out.size() ? cap_bytes - out.size() : 0;
         const std::size_t n = std::min(room, b.size());
@@ -156,51 +156,50 @@ DecodeStatus read_text_value(ByteReader& r, const TypeInfo& ti, std::size_t cap_
         case ValueKind::UShortLen: {
             std::uint16_t len = 0;
             Bytes b;
-            if (!r.u16le(len)) return DecodeStatus::NeedMore;
-            if (len == 0xFFFF) return DecodeStatus::Consumed;
+            if (!r.u16le(len)) return DecodeResult::need_more();
+            if (len == 0xFFFF) return {};
             if (len > ti.max_length) {
-                err = make_error(Code::BadLength, start, "value longer than its declared maximum");
-                return DecodeStatus::Malformed;
+                return make_error(Code::BadLength, start, "value longer than its declared maximum");
             }
             if (!r.bytes(len, b)) {
                 take(r.rest());
-                return DecodeStatus::NeedMore;
+                return DecodeResult::need_more();
             }
             take(b);
-            return DecodeStatus::Consumed;
+            return {};
         }
         case ValueKind::LongLen: {
             std::uint8_t ptr = 0;
             std::uint32_t len = 0;
             Bytes b;
-            if (!r.u8(ptr)) return DecodeStatus::NeedMore;
-            if (ptr == 0) return DecodeStatus::Consumed;
-            if (!r.skip(std::size_t{ptr} + 8) || !r.u32le(len)) return DecodeStatus::NeedMore;
+            if (!r.u8(ptr)) return DecodeResult::need_more();
+            if (ptr == 0) return {};
+            if (!r.skip(std::size_t{ptr} + 8) || !r.u32le(len)) return DecodeResult::need_more();
             if (!r.bytes(len, b)) {
                 take(r.rest());
-                return DecodeStatus::NeedMore;
+                return DecodeResult::need_more();
             }
             take(b);
-            return DecodeStatus::Consumed;
+            return {};
         }
         case ValueKind::Plp: {
             std::uint64_t total = 0;
-            if (!r.u64le(total)) return DecodeStatus::NeedMore;
-            if (total == 0xFFFFFFFFFFFFFFFFULL) return DecodeStatus::Consumed;
+            if (!r.u64le(total)) return DecodeResult::need_more();
+            if (total == 0xFFFFFFFFFFFFFFFFULL) return {};
             for (;;) {
                 std::uint32_t chunk = 0;
                 Bytes b;
-                if (!r.u32le(chunk)) return DecodeStatus::NeedMore;
-                if (chunk == 0) return DecodeStatus::Consumed;
+                if (!r.u32le(chunk)) return DecodeResult::need_more();
+                if (chunk == 0) return {};
                 if (!r.bytes(chunk, b)) {
                     take(r.rest());
-                    return DecodeStatus::NeedMore;
+                    return DecodeResult::need_more();
                 }
                 take(b);
             }
         }
         default:
-            return skip_value(r, ti, err);
+            return skip_value(r, ti);
     }
 }
 
@@ -209,14 +208,14 @@ DecodeStatus read_text_value(ByteReader& r, const TypeInfo& ti, std::size_t cap_
 // per column UserType ULONG, Flags USHORT, TYPE_INFO, ColName B_VARCHAR), optional
 // TVP_ORDER_UNIQUE (0x10) and TVP_COLUMN_ORDERING (0x11), TVP_END_TOKEN 0x00; then rows:
 // {TVP_ROW_TOKEN 0x01, a value per column (none for columns flagged fDefault 0x0200)}*, 0x00.
-DecodeStatus skip_tvp(ByteReader& r, TypeInfo& ti, DecodeError& err, std::size_t& rows) {
+DecodeResult skip_tvp(ByteReader& r, TypeInfo& ti, std::size_t& rows) {
     const std::size_t start = r.position();
     std::uint8_t t = 0;
     std::uint16_t count = 0;
     Bytes db, schema, name;
     if (!r.u8(t) || !read_b_varchar(r, db) || !read_b_varchar(r, schema) ||
         !read_b_varchar(r, name) || !r.u16le(count)) {
-        return DecodeStatus::NeedMore;
+        return DecodeResult::need_more();
     }
     ti = TypeInfo{};
     ti.type = 0xF3;
@@ -227,55 +226,52 @@ DecodeStatus skip_tvp(ByteReader& r, TypeInfo& ti, DecodeError& err, std::size_t
     }
     if (count == 0xFFFF) count = 0;  // TVP_NULL_TOKEN
     if (count > 1024) {
-        err = make_error(Code::BadLength, start, "TVP: more than 1024 columns");
-        return DecodeStatus::Malformed;
+        return make_error(Code::BadLength, start, "TVP: more than 1024 columns");
     }
     std::vector<TypeInfo> cols(count);
     std::vector<bool> defaulted(count);
     for (std::uint16_t i = 0; i < count; ++i) {
         std::uint32_t user_type = 0;
         std::uint16_t flags = 0;
-        if (!r.u32le(user_type) || !r.u16le(flags)) return DecodeStatus::NeedMore;
-        const DecodeStatus st = parse_type_info(r, TypeContext::Rpc, cols[i], err);
-        if (st != DecodeStatus::Consumed) return st;  // a nested TVP is Unsupported too
+        if (!r.u32le(user_type) || !r.u16le(flags)) return DecodeResult::need_more();
+        const DecodeResult st = parse_type_info(r, TypeContext::Rpc, cols[i]);
+        if (!st.ok()) return st;  // a nested TVP is Unsupported too
         Bytes col_name;
-        if (!read_b_varchar(r, col_name)) return DecodeStatus::NeedMore;
+        if (!read_b_varchar(r, col_name)) return DecodeResult::need_more();
         defaulted[i] = (flags & 0x0200) != 0;
     }
     for (;;) {  // optional metadata tokens, then TVP_END_TOKEN
         std::uint8_t tok = 0;
         std::uint16_t n = 0;
-        if (!r.u8(tok)) return DecodeStatus::NeedMore;
+        if (!r.u8(tok)) return DecodeResult::need_more();
         if (tok == 0x00) break;
         if (tok != 0x10 && tok != 0x11) {
-            err = make_error(Code::BadValue, r.position() - 1, "TVP: unknown metadata token");
-            return DecodeStatus::Malformed;
+            return make_error(Code::BadValue, r.position() - 1, "TVP: unknown metadata token");
         }
         if (!r.u16le(n) || !r.skip(std::size_t{n} * (tok == 0x10 ? 3 : 2))) {
-            return DecodeStatus::NeedMore;
+            return DecodeResult::need_more();
         }
     }
     for (;;) {  // rows
         std::uint8_t tok = 0;
-        if (!r.u8(tok)) return DecodeStatus::NeedMore;
-        if (tok == 0x00) return DecodeStatus::Consumed;
+        if (!r.u8(tok)) return DecodeResult::need_more();
+        if (tok == 0x00) return {};
         if (tok != 0x01) {
-            err = make_error(Code::BadValue, r.position() - 1, "TVP: expected a row or the end");
-            return DecodeStatus::Malformed;
+            return make_error(Code::BadValue, r.position() - 1, "TVP: expected a row or the end");
         }
         for (std::uint16_t i = 0; i < count; ++i) {
             if (defaulted[i]) continue;
-            const DecodeStatus st = skip_value(r, cols[i], err);
-            if (st != DecodeStatus::Consumed) return st;
+            const DecodeResult st = skip_value(r, cols[i]);
+            if (!st.ok()) return st;
         }
         ++rows;
     }
 }
 
-/// The optional ALL_HEADERS of a SQLBatch or RPC request into `out.headers`; false when the
-/// request ends there (`out` is then marked truncated, or malformed with the reason).
+/// The optional ALL_HEADERS of a SQLBatch or RPC request into `out.headers`. False when the
+/// request ends there: `out` is then marked truncated, or `res` is Malformed with the reason.
 template <typename Request>
-bool take_headers(ByteReader& r, std::uint32_t tds_version, Request& out) {
+bool take_headers(ByteReader& r, std::uint32_t tds_version, Request& out, DecodeResult& res) {
     std::string why;
     switch (maybe_headers(r, tds_version, out.headers, why)) {
         case HeadersResult::Ok:
@@ -285,8 +281,7 @@ bool take_headers(ByteReader& r, std::uint32_t tds_version, Request& out) {
             out.truncated = true;
             return false;
         case HeadersResult::Bad:
-            out.status = DecodeStatus::Malformed;
-            out.error = make_error(Code::BadLength, 0, why);
+            res = make_error(Code::BadLength, 0, why);
             return false;
     }
     return true;
@@ -429,68 +424,157 @@ std::string mask_sql_secrets(std::string s) {
     return s;
 }
 
-SqlBatch parse_sql_batch(Bytes payload, std::uint32_t tds_version, RequestLimits limits) {
-    SqlBatch out;
+DecodeResult parse_sql_batch(Bytes payload, std::uint32_t tds_version, SqlBatch& out,
+                             RequestLimits limits) {
+    out = SqlBatch{};
     ByteReader r(payload);
-    if (!take_headers(r, tds_version, out)) return out;
+    DecodeResult res;
+    if (!take_headers(r, tds_version, out, res)) return res;
     Bytes text = r.rest();
     out.text_chars = text.size() / 2;
     if (text.size() % 2) out.truncated = true;
     const std::size_t keep = std::min(out.text_chars, limits.max_text_chars);
     if (keep < out.text_chars) out.truncated = true;
     out.text = mask_sql_secrets(utf16le_to_utf8(text.first(keep * 2)));
-    return out;
+    return {};
 }
 
-RpcRequest parse_rpc(Bytes payload, std::uint32_t tds_version, RequestLimits limits) {
-    RpcRequest out;
+namespace {
+
+/// NameLenProcID, then ProcName or a well-known ProcID, then OptionFlags. When the payload ends
+/// inside them `out.truncated` is set, and a call whose name was read is kept in `out.calls`.
+DecodeResult read_call_header(ByteReader& r, RpcCall& call, RpcRequest& out) {
+    const std::size_t call_start = r.position();
+    std::uint16_t name_len = 0;
+    if (!r.u16le(name_len)) {
+        out.truncated = true;
+        return {};
+    }
+    if (name_len == 0xFFFF) {
+        if (!r.u16le(call.proc_id)) {
+            out.truncated = true;
+            return {};
+        }
+        call.proc_name = well_known_proc_name(call.proc_id);
+        if (call.proc_name.empty()) {
+            return make_error(Code::BadValue, call_start, "RPC: unknown ProcID");
+        }
+    } else {
+        if (name_len == 0 || name_len > 1046) {
+            return make_error(Code::BadLength, call_start, "RPC: bad procedure name length");
+        }
+        Bytes name;
+        if (!r.bytes(std::size_t{name_len} * 2, name)) {
+            call.proc_name = utf16le_to_utf8(r.rest().first(r.remaining() & ~std::size_t{1}));
+            out.calls.push_back(std::move(call));
+            out.truncated = true;
+            return {};
+        }
+        call.proc_name = utf16le_to_utf8(name);
+    }
+    if (!r.u16le(call.option_flags)) {
+        out.calls.push_back(std::move(call));
+        out.truncated = true;
+    }
+    return {};
+}
+
+/// Counts a parameter and describes it while the call has room.
+void add_param(RpcCall& call, RpcParam&& p, const RequestLimits& limits) {
+    ++call.param_count;
+    if (call.params.size() < limits.max_params) call.params.push_back(std::move(p));
+}
+
+/// The value of parameter `p` (its TYPE_INFO read): skipped, or kept as the call's statement
+/// when it is the SQL text parameter of sp_executesql & co.
+DecodeResult read_param_value(ByteReader& r, RpcCall& call, RpcParam&& p, int stmt_index,
+                              const RequestLimits& limits, RpcRequest& out) {
+    DecodeResult vs;
+    const bool is_stmt = static_cast<int>(call.param_count) == stmt_index && is_text_type(p.type);
+    bool null = false;
+    if (is_stmt) {
+        std::vector<std::uint8_t> raw;
+        bool cut = false;
+        const std::size_t unit = is_unicode(p.type) ? 2 : 1;
+        vs = read_text_value(r, p.type, limits.max_text_chars * unit, raw, cut);
+        if (vs.status() == DecodeStatus::NeedMore) cut = true;
+        if (raw.size() % unit) raw.pop_back();
+        call.statement = mask_sql_secrets(text_to_utf8(raw, unit == 2));
+        call.statement_truncated = cut;
+    } else {
+        vs = skip_value(r, p.type, &null);
+    }
+    p.is_null = null;
+    add_param(call, std::move(p), limits);
+    if (vs.status() == DecodeStatus::NeedMore) {
+        out.truncated = true;
+        return {};
+    }
+    return vs;
+}
+
+/// One parameter: name, status flags, TYPE_INFO, value. When it cannot be walked to its end
+/// `out.truncated` is set (and `out.stopped` when the reason is a parameter of a kind that
+/// cannot be walked); Malformed when its bytes break the protocol.
+DecodeResult read_param(ByteReader& r, RpcCall& call, int stmt_index, const RequestLimits& limits,
+                        RpcRequest& out) {
+    RpcParam p;
+    const std::size_t pstart = r.position();
+    Bytes nb;
+    if (!read_b_varchar(r, nb) || !r.u8(p.status_flags)) {
+        out.truncated = true;
+        return {};
+    }
+    p.name = utf16le_to_utf8(nb);
+    if (p.status_flags & 0x08) {  // encrypted parameter (Always Encrypted)
+        out.stopped = make_error(Code::Unsupported, pstart, "RPC: encrypted parameter");
+        out.truncated = true;
+        return {};
+    }
+    if (r.peek() == std::uint8_t{0xF3}) {  // table-valued parameter
+        std::size_t rows = 0;
+        const DecodeResult tv = skip_tvp(r, p.type, rows);
+        add_param(call, std::move(p), limits);
+        if (tv.ok()) return {};
+        if (tv.status() == DecodeStatus::NeedMore || tv.error().code == Code::Unsupported) {
+            if (tv.status() != DecodeStatus::NeedMore) out.stopped = tv.error();
+            out.truncated = true;
+            return {};
+        }
+        return tv;
+    }
+    const DecodeResult ts = parse_type_info(r, TypeContext::Rpc, p.type);
+    if (ts.status() == DecodeStatus::NeedMore) {
+        out.truncated = true;
+        return {};
+    }
+    if (!ts.ok()) {
+        if (ts.error().code != Code::Unsupported) return ts;
+        add_param(call, std::move(p), limits);  // TVP: describe what came before it
+        out.stopped = ts.error();
+        out.truncated = true;
+        return {};
+    }
+    return read_param_value(r, call, std::move(p), stmt_index, limits, out);
+}
+
+}  // namespace
+
+DecodeResult parse_rpc(Bytes payload, std::uint32_t tds_version, RpcRequest& out,
+                       RequestLimits limits) {
+    out = RpcRequest{};
     ByteReader r(payload);
-    if (!take_headers(r, tds_version, out)) return out;
+    DecodeResult res;
+    if (!take_headers(r, tds_version, out, res)) return res;
     const bool pre72 = tds_version != 0 && is_pre72(tds_version);
-    auto malformed = [&](Code c, std::size_t off, std::string detail) {
-        out.status = DecodeStatus::Malformed;
-        out.error = make_error(c, off, std::move(detail));
-        return out;
-    };
     while (!r.empty()) {
         if (out.calls.size() >= limits.max_calls) {
             out.truncated = true;
-            return out;
+            return {};
         }
         RpcCall call;
-        const std::size_t call_start = r.position();
-        std::uint16_t name_len = 0;
-        if (!r.u16le(name_len)) {
-            out.truncated = true;
-            return out;
-        }
-        if (name_len == 0xFFFF) {
-            if (!r.u16le(call.proc_id)) {
-                out.truncated = true;
-                return out;
-            }
-            call.proc_name = well_known_proc_name(call.proc_id);
-            if (call.proc_name.empty()) {
-                return malformed(Code::BadValue, call_start, "RPC: unknown ProcID");
-            }
-        } else {
-            if (name_len == 0 || name_len > 1046) {
-                return malformed(Code::BadLength, call_start, "RPC: bad procedure name length");
-            }
-            Bytes name;
-            if (!r.bytes(std::size_t{name_len} * 2, name)) {
-                call.proc_name = utf16le_to_utf8(r.rest().first(r.remaining() & ~std::size_t{1}));
-                out.calls.push_back(std::move(call));
-                out.truncated = true;
-                return out;
-            }
-            call.proc_name = utf16le_to_utf8(name);
-        }
-        if (!r.u16le(call.option_flags)) {
-            out.calls.push_back(std::move(call));
-            out.truncated = true;
-            return out;
-        }
+        res = read_call_header(r, call, out);
+        if (!res.ok() || out.truncated) return res;
         const int stmt_index = statement_param(call.proc_id, call.proc_name);
         bool next_call = false;
         while (!r.empty()) {
@@ -502,83 +586,17 @@ RpcRequest parse_rpc(Bytes payload, std::uint32_t tds_version, RequestLimits lim
                 next_call = true;
                 break;
             }
-            RpcParam p;
-            const std::size_t pstart = r.position();
-            Bytes nb;
-            DecodeError err;
-            if (!read_b_varchar(r, nb) || !r.u8(p.status_flags)) {
-                out.truncated = true;
-                break;
-            }
-            p.name = utf16le_to_utf8(nb);
-            if (p.status_flags & 0x08) {  // encrypted parameter (Always Encrypted)
-                out.error = make_error(Code::Unsupported, pstart, "RPC: encrypted parameter");
-                out.truncated = true;
-                break;
-            }
-            if (r.peek() == std::uint8_t{0xF3}) {  // table-valued parameter
-                std::size_t rows = 0;
-                const DecodeStatus tv = skip_tvp(r, p.type, err, rows);
-                ++call.param_count;
-                if (call.params.size() < limits.max_params) call.params.push_back(p);
-                if (tv == DecodeStatus::Consumed) continue;
-                if (tv == DecodeStatus::NeedMore || err.code == Code::Unsupported) {
-                    if (tv != DecodeStatus::NeedMore) out.error = err;
-                    out.truncated = true;
-                    break;
-                }
+            res = read_param(r, call, stmt_index, limits, out);
+            if (!res.ok()) {
                 out.calls.push_back(std::move(call));
-                return malformed(err.code, err.offset, err.detail);
+                return res;
             }
-            const DecodeStatus ts = parse_type_info(r, TypeContext::Rpc, p.type, err);
-            if (ts == DecodeStatus::NeedMore) {
-                out.truncated = true;
-                break;
-            }
-            if (ts != DecodeStatus::Consumed) {
-                if (err.code == Code::Unsupported) {  // TVP: describe what came before it
-                    ++call.param_count;
-                    if (call.params.size() < limits.max_params) call.params.push_back(p);
-                    out.error = err;
-                    out.truncated = true;
-                    break;
-                }
-                out.calls.push_back(std::move(call));
-                return malformed(err.code, err.offset, err.detail);
-            }
-            DecodeStatus vs;
-            const bool is_stmt =
-                static_cast<int>(call.param_count) == stmt_index && is_text_type(p.type);
-            bool null = false;
-            if (is_stmt) {
-                std::vector<std::uint8_t> raw;
-                bool cut = false;
-                const std::size_t unit = is_unicode(p.type) ? 2 : 1;
-                vs = read_text_value(r, p.type, limits.max_text_chars * unit, raw, cut, err);
-                if (vs == DecodeStatus::NeedMore) cut = true;
-                if (raw.size() % unit) raw.pop_back();
-                call.statement = mask_sql_secrets(text_to_utf8(raw, unit == 2));
-                call.statement_truncated = cut;
-            } else {
-                vs = skip_value(r, p.type, err, &null);
-            }
-            p.is_null = null;
-            ++call.param_count;
-            if (call.params.size() < limits.max_params) call.params.push_back(std::move(p));
-            if (vs == DecodeStatus::NeedMore) {
-                out.truncated = true;
-                break;
-            }
-            if (vs != DecodeStatus::Consumed) {
-                out.calls.push_back(std::move(call));
-                return malformed(err.code, err.offset, err.detail);
-            }
+            if (out.truncated) break;
         }
         out.calls.push_back(std::move(call));
-        if (out.truncated) return out;
-        if (!next_call) break;
+        if (out.truncated || !next_call) return {};
     }
-    return out;
+    return {};
 }
 
 }  // namespace hopscope::tds

@@ -237,11 +237,10 @@ struct TokenStreamParser::Impl {
             return fail(Code::Unsupported, start,
                         "encrypted column but column encryption was not negotiated (or not seen)");
         }
-        DecodeError te;
-        const DecodeStatus st = parse_type_info(r, TypeContext::Metadata, c.info, te);
-        if (st == DecodeStatus::NeedMore) return Unit::More;
-        if (st != DecodeStatus::Consumed) {
-            error = te;
+        const DecodeResult st = parse_type_info(r, TypeContext::Metadata, c.info);
+        if (st.status() == DecodeStatus::NeedMore) return Unit::More;
+        if (!st.ok()) {
+            error = st.error();
             error.offset += base;
             return Unit::Bad;
         }
@@ -271,10 +270,10 @@ struct TokenStreamParser::Impl {
             std::uint8_t algo = 0, algo_type = 0, norm = 0;
             TypeInfo base_type;
             if (!r.u16le(ordinal) || !r.u32le(base_user_type)) return Unit::More;
-            const DecodeStatus bs = parse_type_info(r, TypeContext::Metadata, base_type, te);
-            if (bs == DecodeStatus::NeedMore) return Unit::More;
-            if (bs != DecodeStatus::Consumed) {
-                error = te;
+            const DecodeResult bs = parse_type_info(r, TypeContext::Metadata, base_type);
+            if (bs.status() == DecodeStatus::NeedMore) return Unit::More;
+            if (!bs.ok()) {
+                error = bs.error();
                 error.offset += base;
                 return Unit::Bad;
             }
@@ -795,11 +794,10 @@ struct TokenStreamParser::Impl {
                 break;
             }
             case ValueKind::Variant: {
-                DecodeError e;
                 bool null = false;
-                const DecodeStatus st = skip_value(r, ti, e, &null);
-                if (st == DecodeStatus::NeedMore) return more(4 + 8009);
-                if (st != DecodeStatus::Consumed) return fail(e.code, start, e.detail);
+                const DecodeResult st = skip_value(r, ti, &null);
+                if (st.status() == DecodeStatus::NeedMore) return more(4 + 8009);
+                if (!st.ok()) return fail(st.error().code, start, st.error().detail);
                 if (token == 0xAC) rv.is_null = null;
                 break;
             }
@@ -1051,26 +1049,26 @@ struct TokenStreamParser::Impl {
 
     bool in_unit() const { return !buf.empty() || skip > 0 || phase != Phase::Token; }
 
-    DecodeStatus malformed(bool eom) {
+    DecodeResult malformed(bool eom) {
         if (eom) {
             end_message();
         } else {
             end_message();
             discarding = true;
         }
-        return DecodeStatus::Malformed;
+        return error;
     }
 
-    DecodeStatus feed(Bytes in, bool eom) {
+    DecodeResult feed(Bytes in, bool eom) {
         if (discarding) {
             if (eom) end_message();
-            return DecodeStatus::Consumed;
+            return {};
         }
         Bytes work = in;
         if (!buf.empty()) {
             if (!eom && buf.size() + in.size() < need) {
                 buf.insert(buf.end(), in.begin(), in.end());
-                return DecodeStatus::NeedMore;
+                return DecodeResult::need_more();
             }
             buf.insert(buf.end(), in.begin(), in.end());
             work = Bytes(buf.data(), buf.size());
@@ -1085,7 +1083,7 @@ struct TokenStreamParser::Impl {
                 return malformed(true);
             }
             end_message();
-            return DecodeStatus::Consumed;
+            return {};
         }
         if (rest.size() > limits.max_pending) {
             error = make_error(Code::TooLarge, base + r.position(),
@@ -1097,7 +1095,8 @@ struct TokenStreamParser::Impl {
             std::vector<std::uint8_t> keep(rest.begin(), rest.end());
             buf.swap(keep);
         }
-        return in_unit() ? DecodeStatus::NeedMore : DecodeStatus::Consumed;
+        if (in_unit()) return DecodeResult::need_more();
+        return {};
     }
 };
 
@@ -1212,16 +1211,12 @@ void TokenStreamParser::set_row_events(bool on) {
     impl_->row_events = on;
 }
 
-DecodeStatus TokenStreamParser::feed(Bytes payload, bool end_of_message) {
+DecodeResult TokenStreamParser::feed(Bytes payload, bool end_of_message) {
     return impl_->feed(payload, end_of_message);
 }
 
 void TokenStreamParser::reset_message() {
     impl_->end_message();
-}
-
-const DecodeError& TokenStreamParser::last_error() const {
-    return impl_->error;
 }
 
 }  // namespace hopscope::tds

@@ -10,9 +10,8 @@ namespace {
 
 using Code = DecodeError::Code;
 
-DecodeStatus bad(DecodeError& err, Code code, std::size_t off, const char* what) {
-    err = make_error(code, off, what);
-    return DecodeStatus::Malformed;
+DecodeResult bad(Code code, std::size_t off, const char* what) {
+    return make_error(code, off, what);
 }
 
 void join(std::string& out, const std::string& part) {
@@ -178,17 +177,17 @@ bool valid_bytelen_value(const TypeInfo& ti, std::uint32_t len) {
     }
 }
 
-DecodeStatus parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out, DecodeError& err) {
+DecodeResult parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out) {
     out = TypeInfo{};
     const std::size_t start = r.position();
     std::uint8_t t = 0;
-    if (!r.u8(t)) return DecodeStatus::NeedMore;
+    if (!r.u8(t)) return DecodeResult::need_more();
     out.type = t;
     const int fs = fixed_size(t);
     if (fs >= 0) {
         out.kind = ValueKind::Fixed;
         out.max_length = static_cast<std::uint32_t>(fs);
-        return DecodeStatus::Consumed;
+        return {};
     }
     switch (t) {
         // BYTELEN types: TYPE_VARLEN is a BYTE.
@@ -207,7 +206,7 @@ DecodeStatus parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out, Deco
         case 0x6A:    // DECIMALNTYPE
         case 0x6C: {  // NUMERICNTYPE
             std::uint8_t len = 0;
-            if (!r.u8(len)) return DecodeStatus::NeedMore;
+            if (!r.u8(len)) return DecodeResult::need_more();
             out.kind = ValueKind::ByteLen;
             out.max_length = len;
             bool ok = true;
@@ -235,28 +234,27 @@ DecodeStatus parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out, Deco
                 default:
                     break;
             }
-            if (!ok) return bad(err, Code::BadLength, start, "TYPE_INFO: impossible length");
+            if (!ok) return bad(Code::BadLength, start, "TYPE_INFO: impossible length");
             if (t == 0x37 || t == 0x3F || t == 0x6A || t == 0x6C) {
-                if (!r.u8(out.precision) || !r.u8(out.scale)) return DecodeStatus::NeedMore;
+                if (!r.u8(out.precision) || !r.u8(out.scale)) return DecodeResult::need_more();
                 if (out.precision < 1 || out.precision > 38 || out.scale > out.precision) {
-                    return bad(err, Code::BadValue, start,
-                               "TYPE_INFO: bad decimal precision/scale");
+                    return bad(Code::BadValue, start, "TYPE_INFO: bad decimal precision/scale");
                 }
             }
-            return DecodeStatus::Consumed;
+            return {};
         }
         case 0x28:  // DATENTYPE: no TYPE_VARLEN
             out.kind = ValueKind::ByteLen;
             out.max_length = 3;
-            return DecodeStatus::Consumed;
+            return {};
         case 0x29:  // TIMENTYPE
         case 0x2A:  // DATETIME2NTYPE
         case 0x2B:  // DATETIMEOFFSETNTYPE: SCALE only
-            if (!r.u8(out.scale)) return DecodeStatus::NeedMore;
-            if (out.scale > 7) return bad(err, Code::BadValue, start, "TYPE_INFO: scale > 7");
+            if (!r.u8(out.scale)) return DecodeResult::need_more();
+            if (out.scale > 7) return bad(Code::BadValue, start, "TYPE_INFO: scale > 7");
             out.kind = ValueKind::ByteLen;
             out.max_length = time_bytes(out.scale) + (t == 0x2A ? 3 : t == 0x2B ? 5 : 0);
-            return DecodeStatus::Consumed;
+            return {};
         // USHORTLEN types.
         case 0xA5:    // BIGVARBINARYTYPE
         case 0xA7:    // BIGVARCHRTYPE
@@ -265,69 +263,68 @@ DecodeStatus parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out, Deco
         case 0xE7:    // NVARCHARTYPE
         case 0xEF: {  // NCHARTYPE
             std::uint16_t len = 0;
-            if (!r.u16le(len)) return DecodeStatus::NeedMore;
+            if (!r.u16le(len)) return DecodeResult::need_more();
             out.max_length = len;
             if (len == 0xFFFF) {
                 if (t == 0xAD || t == 0xAF || t == 0xEF) {
-                    return bad(err, Code::BadLength, start, "TYPE_INFO: fixed char/binary of max");
+                    return bad(Code::BadLength, start, "TYPE_INFO: fixed char/binary of max");
                 }
                 out.kind = ValueKind::Plp;
             } else {
-                if (len > 8000) return bad(err, Code::BadLength, start, "TYPE_INFO: length > 8000");
+                if (len > 8000) return bad(Code::BadLength, start, "TYPE_INFO: length > 8000");
                 out.kind = ValueKind::UShortLen;
             }
             if (t == 0xA7 || t == 0xAF || t == 0xE7 || t == 0xEF) {
                 Bytes c;
-                if (!r.bytes(5, c)) return DecodeStatus::NeedMore;
+                if (!r.bytes(5, c)) return DecodeResult::need_more();
                 out.has_collation = true;
                 for (std::size_t i = 0; i < 5; ++i)
                     out.collation[i] = c[i];
             }
-            return DecodeStatus::Consumed;
+            return {};
         }
         // LONGLEN types.
         case 0x22:    // IMAGETYPE
         case 0x23:    // TEXTTYPE
         case 0x63: {  // NTEXTTYPE
             std::uint32_t len = 0;
-            if (!r.u32le(len)) return DecodeStatus::NeedMore;
+            if (!r.u32le(len)) return DecodeResult::need_more();
             out.kind = ValueKind::LongLen;
             out.max_length = len;
             if (t != 0x22) {
                 Bytes c;
-                if (!r.bytes(5, c)) return DecodeStatus::NeedMore;
+                if (!r.bytes(5, c)) return DecodeResult::need_more();
                 out.has_collation = true;
                 for (std::size_t i = 0; i < 5; ++i)
                     out.collation[i] = c[i];
             }
-            return DecodeStatus::Consumed;
+            return {};
         }
         case 0x62: {  // SSVARIANTTYPE
             std::uint32_t len = 0;
-            if (!r.u32le(len)) return DecodeStatus::NeedMore;
+            if (!r.u32le(len)) return DecodeResult::need_more();
             out.kind = ValueKind::Variant;
             out.max_length = len;
-            if (len > 8009)
-                return bad(err, Code::BadLength, start, "TYPE_INFO: sql_variant > 8009");
-            return DecodeStatus::Consumed;
+            if (len > 8009) return bad(Code::BadLength, start, "TYPE_INFO: sql_variant > 8009");
+            return {};
         }
         case 0xF1: {  // XMLTYPE: XML_INFO
             std::uint8_t schema_present = 0;
-            if (!r.u8(schema_present)) return DecodeStatus::NeedMore;
+            if (!r.u8(schema_present)) return DecodeResult::need_more();
             out.kind = ValueKind::Plp;
             out.max_length = 0xFFFF;
-            if (schema_present > 1) return bad(err, Code::BadValue, start, "XML_INFO: bad flag");
+            if (schema_present > 1) return bad(Code::BadValue, start, "XML_INFO: bad flag");
             if (schema_present) {
                 std::string db, owner, coll;
                 if (!read_b_varchar(r, db) || !read_b_varchar(r, owner) ||
                     !read_us_varchar(r, coll)) {
-                    return DecodeStatus::NeedMore;
+                    return DecodeResult::need_more();
                 }
                 join(out.xml_schema, db);
                 join(out.xml_schema, owner);
                 join(out.xml_schema, coll);
             }
-            return DecodeStatus::Consumed;
+            return {};
         }
         case 0xF0: {  // UDTTYPE: UDT_INFO
             out.kind = ValueKind::Plp;
@@ -335,24 +332,24 @@ DecodeStatus parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out, Deco
             std::string db, schema, name;
             if (ctx == TypeContext::Metadata) {
                 std::uint16_t max_size = 0;
-                if (!r.u16le(max_size)) return DecodeStatus::NeedMore;
+                if (!r.u16le(max_size)) return DecodeResult::need_more();
                 out.max_length = max_size;
             }
             if (!read_b_varchar(r, db) || !read_b_varchar(r, schema) || !read_b_varchar(r, name)) {
-                return DecodeStatus::NeedMore;
+                return DecodeResult::need_more();
             }
             join(out.udt_name, db);
             join(out.udt_name, schema);
             join(out.udt_name, name);
             if (ctx == TypeContext::Metadata && !read_us_varchar(r, out.udt_assembly)) {
-                return DecodeStatus::NeedMore;
+                return DecodeResult::need_more();
             }
-            return DecodeStatus::Consumed;
+            return {};
         }
         case 0xF3:
-            return bad(err, Code::Unsupported, start, "TYPE_INFO: table-valued parameter");
+            return bad(Code::Unsupported, start, "TYPE_INFO: table-valued parameter");
         default:
-            return bad(err, Code::BadValue, start, "TYPE_INFO: unknown data type");
+            return bad(Code::BadValue, start, "TYPE_INFO: unknown data type");
     }
 }
 
@@ -396,73 +393,74 @@ int variant_prop_bytes(std::uint8_t base) {
 
 }  // namespace
 
-DecodeStatus skip_value(ByteReader& r, const TypeInfo& ti, DecodeError& err, bool* is_null) {
+DecodeResult skip_value(ByteReader& r, const TypeInfo& ti, bool* is_null) {
     const std::size_t start = r.position();
     bool null = false;
     switch (ti.kind) {
         case ValueKind::Fixed:
-            if (!r.skip(ti.max_length)) return DecodeStatus::NeedMore;
+            if (!r.skip(ti.max_length)) return DecodeResult::need_more();
             null = ti.type == 0x1F;
             break;
         case ValueKind::ByteLen: {
             std::uint8_t len = 0;
-            if (!r.u8(len)) return DecodeStatus::NeedMore;
+            if (!r.u8(len)) return DecodeResult::need_more();
             if (!valid_bytelen_value(ti, len)) {
-                return bad(err, Code::BadLength, start, "value: impossible length for its type");
+                return bad(Code::BadLength, start, "value: impossible length for its type");
             }
-            if (!r.skip(len)) return DecodeStatus::NeedMore;
+            if (!r.skip(len)) return DecodeResult::need_more();
             null = len == 0;
             break;
         }
         case ValueKind::UShortLen: {
             std::uint16_t len = 0;
-            if (!r.u16le(len)) return DecodeStatus::NeedMore;
+            if (!r.u16le(len)) return DecodeResult::need_more();
             if (len == 0xFFFF) {
                 null = true;
                 break;
             }
             if (len > ti.max_length) {
-                return bad(err, Code::BadLength, start, "value: longer than the column maximum");
+                return bad(Code::BadLength, start, "value: longer than the column maximum");
             }
-            if (!r.skip(len)) return DecodeStatus::NeedMore;
+            if (!r.skip(len)) return DecodeResult::need_more();
             break;
         }
         case ValueKind::LongLen: {
             std::uint8_t ptr_len = 0;
-            if (!r.u8(ptr_len)) return DecodeStatus::NeedMore;
+            if (!r.u8(ptr_len)) return DecodeResult::need_more();
             if (ptr_len == 0) {
                 null = true;
                 break;
             }
             std::uint32_t len = 0;
-            if (!r.skip(std::size_t{ptr_len} + 8) || !r.u32le(len)) return DecodeStatus::NeedMore;
-            if (len > 0x7FFFFFFF) return bad(err, Code::BadLength, start, "value: TEXT > 2 GB");
-            if (!r.skip(len)) return DecodeStatus::NeedMore;
+            if (!r.skip(std::size_t{ptr_len} + 8) || !r.u32le(len))
+                return DecodeResult::need_more();
+            if (len > 0x7FFFFFFF) return bad(Code::BadLength, start, "value: TEXT > 2 GB");
+            if (!r.skip(len)) return DecodeResult::need_more();
             break;
         }
         case ValueKind::Variant: {
             std::uint32_t len = 0;
-            if (!r.u32le(len)) return DecodeStatus::NeedMore;
+            if (!r.u32le(len)) return DecodeResult::need_more();
             if (len == 0) {
                 null = true;
                 break;
             }
             if (len > ti.max_length || len < 2) {
-                return bad(err, Code::BadLength, start, "sql_variant: bad length");
+                return bad(Code::BadLength, start, "sql_variant: bad length");
             }
             std::uint8_t base = 0, props = 0;
-            if (!r.u8(base) || !r.u8(props)) return DecodeStatus::NeedMore;
+            if (!r.u8(base) || !r.u8(props)) return DecodeResult::need_more();
             const int expect = variant_prop_bytes(base);
-            if (expect < 0) return bad(err, Code::BadValue, start, "sql_variant: bad base type");
+            if (expect < 0) return bad(Code::BadValue, start, "sql_variant: bad base type");
             if (props != expect || std::uint32_t{props} + 2 > len) {
-                return bad(err, Code::BadLength, start, "sql_variant: bad property length");
+                return bad(Code::BadLength, start, "sql_variant: bad property length");
             }
-            if (!r.skip(len - 2)) return DecodeStatus::NeedMore;
+            if (!r.skip(len - 2)) return DecodeResult::need_more();
             break;
         }
         case ValueKind::Plp: {
             std::uint64_t total = 0;
-            if (!r.u64le(total)) return DecodeStatus::NeedMore;
+            if (!r.u64le(total)) return DecodeResult::need_more();
             if (total == 0xFFFFFFFFFFFFFFFFULL) {
                 null = true;
                 break;
@@ -470,22 +468,22 @@ DecodeStatus skip_value(ByteReader& r, const TypeInfo& ti, DecodeError& err, boo
             std::uint64_t sum = 0;
             for (;;) {
                 std::uint32_t chunk = 0;
-                if (!r.u32le(chunk)) return DecodeStatus::NeedMore;
+                if (!r.u32le(chunk)) return DecodeResult::need_more();
                 if (chunk == 0) break;
                 sum += chunk;
                 if (total != 0xFFFFFFFFFFFFFFFEULL && sum > total) {
-                    return bad(err, Code::BadLength, start, "PLP: chunks exceed the total length");
+                    return bad(Code::BadLength, start, "PLP: chunks exceed the total length");
                 }
-                if (!r.skip(chunk)) return DecodeStatus::NeedMore;
+                if (!r.skip(chunk)) return DecodeResult::need_more();
             }
             if (total != 0xFFFFFFFFFFFFFFFEULL && sum != total) {
-                return bad(err, Code::BadLength, start, "PLP: chunks do not add up to the total");
+                return bad(Code::BadLength, start, "PLP: chunks do not add up to the total");
             }
             break;
         }
     }
     if (is_null) *is_null = null;
-    return DecodeStatus::Consumed;
+    return {};
 }
 
 }  // namespace hopscope::tds

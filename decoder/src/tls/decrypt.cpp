@@ -183,23 +183,20 @@ bool RecordDecrypter::init_tls13(const CipherSuite& cs, Bytes traffic_secret) {
     return ok;
 }
 
-DecodeStatus RecordDecrypter::open(Bytes record, std::vector<std::uint8_t>& plain,
-                                   std::uint8_t& type, DecodeError& err) {
+DecodeResult RecordDecrypter::open(Bytes record, std::vector<std::uint8_t>& plain,
+                                   std::uint8_t& type) {
     if (!ready_) {
-        err = make_error(DecodeError::Code::Unsupported, 0, "no keys for this TLS record");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::Unsupported, 0, "no keys for this TLS record");
     }
     if (record.size() < kRecordHeaderSize) {
-        err = make_error(DecodeError::Code::Truncated, 0, "TLS record shorter than its header");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::Truncated, 0, "TLS record shorter than its header");
     }
     const Bytes body = record.subspan(kRecordHeaderSize);
     const bool explicit_nonce = !tls13_ && aead_ != Aead::ChaCha20Poly1305;
     const std::size_t overhead = kTagSize + (explicit_nonce ? 8 : 0);
     if (body.size() < overhead + (tls13_ ? 1 : 0)) {
-        err = make_error(DecodeError::Code::BadLength, kRecordHeaderSize,
-                         "protected TLS record too short for its cipher");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadLength, kRecordHeaderSize,
+                          "protected TLS record too short for its cipher");
     }
     std::uint8_t nonce[12];
     std::uint8_t seqbytes[8];
@@ -242,28 +239,26 @@ DecodeStatus RecordDecrypter::open(Bytes record, std::vector<std::uint8_t>& plai
         EVP_DecryptFinal_ex(ctx_->c, plain.data() + outl, &fin) == 1;
     if (!ok) {
         plain.clear();
-        err = make_error(DecodeError::Code::BadValue, kRecordHeaderSize,
-                         "TLS record failed authentication (wrong key, or the record or its "
-                         "sequence number is not the one expected)");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadValue, kRecordHeaderSize,
+                          "TLS record failed authentication (wrong key, or the record or its "
+                          "sequence number is not the one expected)");
     }
     plain.resize(static_cast<std::size_t>(outl + fin));
     ++seq_;
     if (!tls13_) {
         type = record[0];
-        return DecodeStatus::Consumed;
+        return {};
     }
     // TLSInnerPlaintext: content, content type, zero padding [RFC 8446 5.2].
     while (!plain.empty() && plain.back() == 0)
         plain.pop_back();
     if (plain.empty()) {
-        err = make_error(DecodeError::Code::BadValue, kRecordHeaderSize,
-                         "TLS 1.3 record without an inner content type");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadValue, kRecordHeaderSize,
+                          "TLS 1.3 record without an inner content type");
     }
     type = plain.back();
     plain.pop_back();
-    return DecodeStatus::Consumed;
+    return {};
 }
 
 // ---- SessionDecrypter --------------------------------------------------------------------------
@@ -435,18 +430,16 @@ void SessionDecrypter::handshake_bytes(Dir& d, Direction dir, Bytes b) {
     (void)dir;
 }
 
-DecodeStatus SessionDecrypter::open(Direction dir, Bytes record, OpenedRecord& out,
-                                    DecodeError& err) {
+DecodeResult SessionDecrypter::open(Direction dir, Bytes record, OpenedRecord& out) {
     Dir& d = *dirs_[dir == Direction::ClientToServer ? 0 : 1];
     if (d.state != Dir::State::Active) {
-        err = make_error(DecodeError::Code::Unsupported, 0, "TLS record not decrypted");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::Unsupported, 0, "TLS record not decrypted");
     }
     std::uint8_t type = 0;
-    if (d.rec.open(record, d.plain, type, err) != DecodeStatus::Consumed) {
+    if (DecodeResult res = d.rec.open(record, d.plain, type); !res.ok()) {
         stop(d, "a TLS record failed authentication (" + std::string(to_string(dir)) +
                     "; wrong key in the key log, or a damaged capture)");
-        return DecodeStatus::Malformed;
+        return res;
     }
     opened_any_ = true;
     out.type = type;
@@ -458,7 +451,7 @@ DecodeStatus SessionDecrypter::open(Direction dir, Bytes record, OpenedRecord& o
             switch_to_traffic(d, dir);
         }
     }
-    return DecodeStatus::Consumed;
+    return {};
 }
 
 }  // namespace hopscope::tls

@@ -13,9 +13,8 @@ constexpr std::uint8_t kHrrRandom[32] = {
     0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91,
     0xC2, 0xA2, 0x11, 0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C};
 
-DecodeStatus truncated(std::size_t off, const char* what, DecodeError& err) {
-    err = make_error(DecodeError::Code::Truncated, off, what);
-    return DecodeStatus::Malformed;
+DecodeResult truncated(std::size_t off, const char* what) {
+    return make_error(DecodeError::Code::Truncated, off, what);
 }
 
 // ServerNameList [RFC 6066 3]: list length, then {type, uint16 length, name}.
@@ -109,24 +108,21 @@ bool looks_like_record(Bytes b) {
     return b.size() >= 2 && b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 0x03;
 }
 
-DecodeStatus parse_record_header(Bytes data, RecordHeader& out, DecodeError& err) {
-    if (data.size() < kRecordHeaderSize) return DecodeStatus::NeedMore;
+DecodeResult parse_record_header(Bytes data, RecordHeader& out) {
+    if (data.size() < kRecordHeaderSize) return DecodeResult::need_more();
     out.type = data[0];
     out.version = load_u16be(&data[1]);
     out.length = load_u16be(&data[3]);
     if (out.type < 0x14 || out.type > 0x17) {
-        err = make_error(DecodeError::Code::BadValue, 0, "unknown TLS content type");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadValue, 0, "unknown TLS content type");
     }
     if ((out.version >> 8) != 0x03) {
-        err = make_error(DecodeError::Code::BadValue, 1, "TLS record major version is not 3");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadValue, 1, "TLS record major version is not 3");
     }
     if (out.length > kMaxRecordBody) {
-        err = make_error(DecodeError::Code::BadLength, 3, "TLS record longer than 2^14+2048");
-        return DecodeStatus::Malformed;
+        return make_error(DecodeError::Code::BadLength, 3, "TLS record longer than 2^14+2048");
     }
-    return DecodeStatus::Consumed;
+    return {};
 }
 
 std::uint16_t ClientHello::max_version() const {
@@ -139,7 +135,7 @@ std::uint16_t ClientHello::max_version() const {
     return v;
 }
 
-DecodeStatus parse_client_hello(Bytes body, ClientHello& out, DecodeError& err) {
+DecodeResult parse_client_hello(Bytes body, ClientHello& out) {
     out = ClientHello{};
     ByteReader r(body);
     std::uint8_t sid_len = 0;
@@ -148,18 +144,18 @@ DecodeStatus parse_client_hello(Bytes body, ClientHello& out, DecodeError& err) 
     Bytes skip;
     Bytes random;
     if (!r.u16be(out.legacy_version) || !r.bytes(32, random)) {
-        return truncated(r.position(), "ClientHello cut in version/random", err);
+        return truncated(r.position(), "ClientHello cut in version/random");
     }
     std::copy(random.begin(), random.end(), out.random.begin());
     if (!r.u8(sid_len) || !r.skip(sid_len)) {
-        return truncated(r.position(), "ClientHello cut in session id", err);
+        return truncated(r.position(), "ClientHello cut in session id");
     }
     if (!r.u16be(cs_len) || !r.bytes(cs_len, skip)) {
-        return truncated(r.position(), "ClientHello cut in cipher suites", err);
+        return truncated(r.position(), "ClientHello cut in cipher suites");
     }
     out.cipher_suite_count = cs_len / 2;
     if (!r.u8(comp_len) || !r.skip(comp_len)) {
-        return truncated(r.position(), "ClientHello cut in compression methods", err);
+        return truncated(r.position(), "ClientHello cut in compression methods");
     }
     const bool ok = walk_extensions(r, [&](std::uint16_t type, Bytes data) {
         if (type == 0) {  // server_name
@@ -176,23 +172,23 @@ DecodeStatus parse_client_hello(Bytes body, ClientHello& out, DecodeError& err) 
             }
         }
     });
-    if (!ok) return truncated(r.position(), "ClientHello extensions cut", err);
-    return DecodeStatus::Consumed;
+    if (!ok) return truncated(r.position(), "ClientHello extensions cut");
+    return {};
 }
 
-DecodeStatus parse_server_hello(Bytes body, ServerHello& out, DecodeError& err) {
+DecodeResult parse_server_hello(Bytes body, ServerHello& out) {
     out = ServerHello{};
     ByteReader r(body);
     Bytes random;
     std::uint8_t sid_len = 0;
     std::uint8_t comp = 0;
     if (!r.u16be(out.legacy_version) || !r.bytes(32, random)) {
-        return truncated(r.position(), "ServerHello cut in version/random", err);
+        return truncated(r.position(), "ServerHello cut in version/random");
     }
     std::copy(random.begin(), random.end(), out.random.begin());
     out.hello_retry_request = std::equal(random.begin(), random.end(), std::begin(kHrrRandom));
     if (!r.u8(sid_len) || !r.skip(sid_len) || !r.u16be(out.cipher_suite) || !r.u8(comp)) {
-        return truncated(r.position(), "ServerHello cut", err);
+        return truncated(r.position(), "ServerHello cut");
     }
     const bool ok = walk_extensions(r, [&](std::uint16_t type, Bytes data) {
         if (type == 43 && data.size() == 2) {
@@ -203,8 +199,8 @@ DecodeStatus parse_server_hello(Bytes body, ServerHello& out, DecodeError& err) 
             if (!names.empty()) out.alpn = names.front();
         }
     });
-    if (!ok) return truncated(r.position(), "ServerHello extensions cut", err);
-    return DecodeStatus::Consumed;
+    if (!ok) return truncated(r.position(), "ServerHello extensions cut");
+    return {};
 }
 
 HandshakeObserver::HandshakeObserver(ObserverSink& sink, std::size_t max_handshake)
@@ -218,17 +214,21 @@ void HandshakeObserver::reset() {
     hs_keep_ = false;
 }
 
-DecodeStatus HandshakeObserver::on_record(Bytes record) {
+void HandshakeObserver::on_record(Bytes record) {
     RecordHeader h;
-    DecodeError err;
-    const DecodeStatus st = parse_record_header(record, h, err);
-    if (st == DecodeStatus::NeedMore) {
-        err = make_error(DecodeError::Code::Truncated, 0, "TLS record shorter than its header");
+    const DecodeResult res = parse_record_header(record, h);
+    if (res.status() == DecodeStatus::NeedMore) {
+        sink_.on_error(
+            make_error(DecodeError::Code::Truncated, 0, "TLS record shorter than its header"));
+        return;
     }
-    if (st != DecodeStatus::Consumed || record.size() != kRecordHeaderSize + h.length) {
-        if (!err) err = make_error(DecodeError::Code::BadLength, 3, "TLS record length mismatch");
-        sink_.on_error(err);
-        return DecodeStatus::Malformed;
+    if (!res.ok()) {
+        sink_.on_error(res.error());
+        return;
+    }
+    if (record.size() != kRecordHeaderSize + h.length) {
+        sink_.on_error(make_error(DecodeError::Code::BadLength, 3, "TLS record length mismatch"));
+        return;
     }
     const Bytes body = record.subspan(kRecordHeaderSize);
     record_version_ = h.version;
@@ -258,7 +258,6 @@ DecodeStatus HandshakeObserver::on_record(Bytes record) {
             sink_.on_encrypted_record(h.type, body.size());
             break;
     }
-    return DecodeStatus::Consumed;
 }
 
 void HandshakeObserver::handshake_bytes(Bytes body) {
@@ -289,23 +288,22 @@ void HandshakeObserver::handshake_bytes(Bytes body) {
         i += take;
         if (hs_seen_ == hs_len_) {
             const std::uint8_t t = hs_header_[0];
-            DecodeError err;
             if (t == handshake_type::kClientHello && hs_keep_) {
                 ClientHello ch;
-                if (parse_client_hello(hs_body_, ch, err) == DecodeStatus::Consumed) {
+                if (const DecodeResult res = parse_client_hello(hs_body_, ch); res.ok()) {
                     ch.record_version = hs_record_version_;
                     sink_.on_client_hello(ch);
                 } else {
-                    sink_.on_error(err);
+                    sink_.on_error(res.error());
                 }
             } else if (t == handshake_type::kServerHello && hs_keep_) {
                 ServerHello sh;
-                if (parse_server_hello(hs_body_, sh, err) == DecodeStatus::Consumed) {
+                if (const DecodeResult res = parse_server_hello(hs_body_, sh); res.ok()) {
                     sh.record_version = hs_record_version_;
                     if (sh.version() == 0x0304) tls13_ = true;
                     sink_.on_server_hello(sh);
                 } else {
-                    sink_.on_error(err);
+                    sink_.on_error(res.error());
                 }
             } else {
                 sink_.on_handshake_message(t, hs_len_);

@@ -100,17 +100,19 @@ struct FactRecorder : session::ConversationCallbacks {
     void on_return_status(const session::FactContext& c, std::int32_t v) override {
         add(c, "return_status " + std::to_string(v));
     }
-    void on_sql_batch(const session::FactContext& c, const tds::SqlBatch& b) override {
+    void on_sql_batch(const session::FactContext& c, const tds::SqlBatch& b,
+                      const DecodeResult& res) override {
         add(c, "sql_batch \"" + b.text + "\"" + (b.truncated ? " truncated" : "") +
-                   (b.status == DecodeStatus::Malformed ? " malformed" : ""));
+                   (res.status() == DecodeStatus::Malformed ? " malformed" : ""));
     }
-    void on_rpc(const session::FactContext& c, const tds::RpcRequest& r) override {
+    void on_rpc(const session::FactContext& c, const tds::RpcRequest& r,
+                const DecodeResult& res) override {
         std::string s = "rpc";
         for (const auto& call : r.calls) {
             s += " " + call.proc_name + "(" + std::to_string(call.param_count) + ")";
         }
         if (r.truncated) s += " truncated";
-        if (r.status == DecodeStatus::Malformed) s += " malformed";
+        if (res.status() == DecodeStatus::Malformed) s += " malformed";
         add(c, s);
     }
     void on_attention(const session::FactContext& c) override { add(c, "attention"); }

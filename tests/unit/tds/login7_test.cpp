@@ -26,8 +26,9 @@ TEST(Login7, RealSql2000LoginMatchesTshark) {
     ASSERT_EQ(p.size(), 226u);
     Login7 l;
     Bytes sspi;
-    DecodeError err;
-    ASSERT_EQ(parse_login7(p, l, sspi, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = parse_login7(p, l, sspi)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
     // tshark: Total Packet Length 226, TDS version 0x71000001, Client PID 1712, Option Flags 1
     // 0xe0, Option Flags 2 0x03, Collation 0x00000809, offsets 86.., names as below.
     EXPECT_EQ(l.length, 226u);
@@ -63,8 +64,9 @@ TEST(Login7, NeverDecodesPasswords) {
     const Buf p = testing::login7(s);
     Login7 l;
     Bytes sspi;
-    DecodeError err;
-    ASSERT_EQ(parse_login7(p, l, sspi, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = parse_login7(p, l, sspi)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
     EXPECT_EQ(l.password_length, 13u);
     EXPECT_TRUE(l.change_password_present);
     EXPECT_EQ(l.change_password_length, 11u);
@@ -89,8 +91,8 @@ TEST(Login7, BigEndianTdsVersionFromImpacket) {
     s.user = "u";
     Login7 l;
     Bytes sspi;
-    DecodeError err;
-    ASSERT_EQ(parse_login7(testing::login7(s), l, sspi, err), DecodeStatus::Consumed);
+    DecodeResult res;
+    ASSERT_EQ((res = parse_login7(testing::login7(s), l, sspi)).status(), DecodeStatus::Consumed);
     EXPECT_EQ(l.tds_version, 0x71000001u);
     EXPECT_EQ(l.tds_version_wire, 0x01000071u);
     EXPECT_TRUE(l.tds_version_big_endian);
@@ -102,11 +104,11 @@ TEST(Login7, SpecVersionBytes) {
     s.tds_version_wire = 0x72090002;
     Login7 l;
     Bytes sspi;
-    DecodeError err;
+    DecodeResult res;
     const Buf p = testing::login7(s);
     EXPECT_EQ(p[4], 0x02);
     EXPECT_EQ(p[7], 0x72);
-    ASSERT_EQ(parse_login7(p, l, sspi, err), DecodeStatus::Consumed);
+    ASSERT_EQ((res = parse_login7(p, l, sspi)).status(), DecodeStatus::Consumed);
     EXPECT_EQ(tds_version_name(l.tds_version), "7.2");
     EXPECT_STREQ(tds_version_product(l.tds_version), "SQL Server 2005");
     EXPECT_EQ(tds_version_name(0x08000000), "8.0");
@@ -121,9 +123,9 @@ TEST(Login7, FreeTdsRawKerberosTokenAsSspi) {
     s.sspi = testing::from_hex("6082001006092a864886f71201020201006e0a0102030405060708090a");
     Login7 l;
     Bytes sspi;
-    DecodeError err;
+    DecodeResult res;
     const Buf p = testing::login7(s);
-    ASSERT_EQ(parse_login7(p, l, sspi, err), DecodeStatus::Consumed);
+    ASSERT_EQ((res = parse_login7(p, l, sspi)).status(), DecodeStatus::Consumed);
     EXPECT_TRUE(l.integrated_security());
     EXPECT_EQ(l.user, "");
     ASSERT_EQ(sspi.size(), s.sspi.size());
@@ -139,8 +141,9 @@ TEST(Login7, SspiLongForBlobsOf64KAndMore) {
     s.sspi_long = true;
     Login7 l;
     Bytes sspi;
-    DecodeError err;
-    ASSERT_EQ(parse_login7(testing::login7(s), l, sspi, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = parse_login7(testing::login7(s), l, sspi)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
     EXPECT_EQ(l.sspi.length, 0xFFFF);
     EXPECT_EQ(l.sspi_long, 70000u);
     EXPECT_EQ(sspi.size(), 70000u);
@@ -153,8 +156,9 @@ TEST(Login7, FeatureExtWithFedAuth) {
     s.feature_ext = testing::from_hex("02 02000000 05 02   0a 01000000 01");
     Login7 l;
     Bytes sspi;
-    DecodeError err;
-    ASSERT_EQ(parse_login7(testing::login7(s), l, sspi, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = parse_login7(testing::login7(s), l, sspi)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
     ASSERT_EQ(l.features.size(), 2u);
     EXPECT_EQ(l.features[0].id, feature::kFedAuth);
     EXPECT_EQ(l.features[1].id, feature::kUtf8Support);
@@ -164,7 +168,8 @@ TEST(Login7, FeatureExtWithFedAuth) {
     EXPECT_EQ(l.fed_auth->workflow, 0x02);
     // SecurityToken library: token length only.
     s.feature_ext = testing::from_hex("02 0b000000 02 06000000 414243444546");
-    ASSERT_EQ(parse_login7(testing::login7(s), l, sspi, err), DecodeStatus::Consumed) << err.detail;
+    ASSERT_EQ((res = parse_login7(testing::login7(s), l, sspi)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
     ASSERT_TRUE(l.fed_auth);
     EXPECT_EQ(l.fed_auth->library, 0x01);
     EXPECT_FALSE(l.fed_auth->echo);
@@ -178,32 +183,34 @@ TEST(Login7, HostileOffsetsAndLengthsAreTypedErrors) {
     Buf p = testing::login7(s);
     Login7 l;
     Bytes sspi;
-    DecodeError err;
+    DecodeResult res;
     // Length field larger than the message.
     Buf q = p;
     q[0] = 0xFF;
     q[1] = 0xFF;
-    EXPECT_EQ(parse_login7(q, l, sspi, err), DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::Truncated);
+    EXPECT_EQ((res = parse_login7(q, l, sspi)).status(), DecodeStatus::Malformed);
+    EXPECT_EQ(res.error().code, DecodeError::Code::Truncated);
     // Length field below the fixed part.
     q = p;
     q[0] = 10;
     q[1] = 0;
-    EXPECT_EQ(parse_login7(q, l, sspi, err), DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::BadLength);
+    EXPECT_EQ((res = parse_login7(q, l, sspi)).status(), DecodeStatus::Malformed);
+    EXPECT_EQ(res.error().code, DecodeError::Code::BadLength);
     // cchUserName pointing past the end.
     q = p;
     q[42] = 0xFF;
-    EXPECT_EQ(parse_login7(q, l, sspi, err), DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::Truncated);
+    EXPECT_EQ((res = parse_login7(q, l, sspi)).status(), DecodeStatus::Malformed);
+    EXPECT_EQ(res.error().code, DecodeError::Code::Truncated);
     // cbSSPI past the end.
     q = p;
     q[80] = 0x00;
     q[81] = 0x10;
-    EXPECT_EQ(parse_login7(q, l, sspi, err), DecodeStatus::Malformed);
+    EXPECT_EQ((res = parse_login7(q, l, sspi)).status(), DecodeStatus::Malformed);
     // Every truncation of a valid LOGIN7 is rejected, never read past.
     for (std::size_t n = 0; n < p.size(); ++n) {
-        EXPECT_EQ(parse_login7(Bytes(p.data(), n), l, sspi, err), DecodeStatus::Malformed) << n;
+        EXPECT_EQ((res = parse_login7(Bytes(p.data(), n), l, sspi)).status(),
+                  DecodeStatus::Malformed)
+            << n;
     }
 }
 

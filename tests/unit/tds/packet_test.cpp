@@ -62,8 +62,7 @@ TEST(PacketHeader, ParsesBigEndianLengthAndStatus) {
     // tshark: Type 18, Status 0x01, Length 52, Channel 0, Packet Number 0, Window 0.
     const Buf b = testing::from_hex("1201003400000000");
     PacketHeader h;
-    DecodeError err;
-    ASSERT_EQ(parse_header(b, h, err), DecodeStatus::Consumed);
+    ASSERT_TRUE(parse_header(b, h).ok());
     EXPECT_EQ(h.type, 0x12);
     EXPECT_TRUE(h.eom());
     EXPECT_EQ(h.length, 52);
@@ -77,10 +76,10 @@ TEST(PacketHeader, ParsesBigEndianLengthAndStatus) {
 TEST(PacketHeader, LengthBelowHeaderIsATypedError) {
     const Buf b = testing::from_hex("0401000700000100");
     PacketHeader h;
-    DecodeError err;
-    EXPECT_EQ(parse_header(b, h, err), DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::BadLength);
-    EXPECT_EQ(parse_header(Bytes(b.data(), 7), h, err), DecodeStatus::NeedMore);
+    const DecodeResult r = parse_header(b, h);
+    EXPECT_EQ(r.status(), DecodeStatus::Malformed);
+    EXPECT_EQ(r.error().code, DecodeError::Code::BadLength);
+    EXPECT_EQ(parse_header(Bytes(b.data(), 7), h).status(), DecodeStatus::NeedMore);
 }
 
 TEST(PacketFramer, SplitsTheRealLoginStream) {
@@ -191,16 +190,17 @@ TEST(PacketFramer, MarsSmpPacketsAreUnits) {
         EXPECT_EQ(r.log, want);
     }
     SmpHeader h;
-    ASSERT_TRUE(parse_smp_header(data, h));
+    ASSERT_TRUE(parse_smp_header(data, h).ok());
     EXPECT_EQ(h.flags, smp::kData);
     EXPECT_EQ(h.sid, 5);
     EXPECT_EQ(h.length, 0x60u);
     EXPECT_EQ(h.window, 4u);
     data[4] = 0x0F;  // LENGTH below the header
-    EXPECT_FALSE(parse_smp_header(data, h));
+    EXPECT_EQ(parse_smp_header(data, h).error().code, DecodeError::Code::BadValue);
     data[4] = 0x60;
     data[1] = 0x09;  // two flags
-    EXPECT_FALSE(parse_smp_header(data, h));
+    EXPECT_FALSE(parse_smp_header(data, h).ok());
+    EXPECT_EQ(parse_smp_header(Bytes(data.data(), 15), h).status(), DecodeStatus::NeedMore);
 }
 
 }  // namespace

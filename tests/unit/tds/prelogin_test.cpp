@@ -16,8 +16,9 @@ TEST(Prelogin, MsTdsSample41) {
         "12 01 00 2F 00 00 01 00 00 00 1A 00 06 01 00 20 00 01 02 00 21 00 01 03 00 22 00 04 04 "
         "00 26 00 01 FF 09 00 00 00 00 00 01 00 B8 0D 00 00 01");
     Prelogin pl;
-    DecodeError err;
-    ASSERT_EQ(parse_prelogin(Bytes(p).subspan(8), pl, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = parse_prelogin(Bytes(p).subspan(8), pl)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
     ASSERT_EQ(pl.options.size(), 5u);
     EXPECT_EQ(pl.options[0].offset, 0x1A);
     ASSERT_TRUE(pl.version);
@@ -37,9 +38,9 @@ TEST(Prelogin, RealSql2000ExchangeMatchesTshark) {
         "000015000601001b000102001c000c0300280004ff080001550000004d5353514c53657276657200d8030000");
     const Buf s = testing::from_hex("000015000601001b000102001c000103001d0000ff080007f700000200");
     Prelogin pc, ps;
-    DecodeError err;
-    ASSERT_EQ(parse_prelogin(c, pc, err), DecodeStatus::Consumed) << err.detail;
-    ASSERT_EQ(parse_prelogin(s, ps, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = parse_prelogin(c, pc)).status(), DecodeStatus::Consumed) << res.error().detail;
+    ASSERT_EQ((res = parse_prelogin(s, ps)).status(), DecodeStatus::Consumed) << res.error().detail;
     EXPECT_EQ(pc.version->to_string(), "8.0.341");
     EXPECT_EQ(pc.encryption, encrypt::kOff);
     EXPECT_EQ(pc.instance, "MSSQLServer");
@@ -67,8 +68,8 @@ TEST(Prelogin, AllOptionsIncludingTraceIdFedAuthAndNonce) {
                                      {0x07, Buf(32, 0xAB)},
                                      {0x42, {1, 2, 3}}});
     Prelogin pl;
-    DecodeError err;
-    ASSERT_EQ(parse_prelogin(p, pl, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = parse_prelogin(p, pl)).status(), DecodeStatus::Consumed) << res.error().detail;
     EXPECT_EQ(pl.options.size(), 9u);
     EXPECT_EQ(pl.version->build, 0x1234);
     EXPECT_EQ(pl.version->sub_build, 1);
@@ -87,20 +88,21 @@ TEST(Prelogin, AllOptionsIncludingTraceIdFedAuthAndNonce) {
 
 TEST(Prelogin, MalformedTablesAreTypedErrors) {
     Prelogin pl;
-    DecodeError err;
+    DecodeResult res;
     // No terminator.
-    EXPECT_EQ(parse_prelogin(testing::from_hex("0000050001"), pl, err), DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::Truncated);
+    EXPECT_EQ((res = parse_prelogin(testing::from_hex("0000050001"), pl)).status(),
+              DecodeStatus::Malformed);
+    EXPECT_EQ(res.error().code, DecodeError::Code::Truncated);
     // Option pointing past the end.
-    EXPECT_EQ(parse_prelogin(testing::from_hex("010010 0001 ff"), pl, err),
+    EXPECT_EQ((res = parse_prelogin(testing::from_hex("010010 0001 ff"), pl)).status(),
               DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::Truncated);
+    EXPECT_EQ(res.error().code, DecodeError::Code::Truncated);
     // ENCRYPTION with length 2.
-    EXPECT_EQ(parse_prelogin(testing::from_hex("010006 0002 ff 0000"), pl, err),
+    EXPECT_EQ((res = parse_prelogin(testing::from_hex("010006 0002 ff 0000"), pl)).status(),
               DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::BadLength);
+    EXPECT_EQ(res.error().code, DecodeError::Code::BadLength);
     // Empty payload.
-    EXPECT_EQ(parse_prelogin({}, pl, err), DecodeStatus::Malformed);
+    EXPECT_EQ((res = parse_prelogin({}, pl)).status(), DecodeStatus::Malformed);
 }
 
 TEST(Prelogin, EncryptionNegotiationTable) {

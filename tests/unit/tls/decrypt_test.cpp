@@ -76,22 +76,25 @@ TEST(Rfc8448, RecordsOpenUnderTheirTrafficSecrets) {
     ASSERT_TRUE(hs.init_tls13(*cs, from_hex(kClientHsSecret)));
     std::vector<std::uint8_t> plain;
     std::uint8_t type = 0;
-    DecodeError err;
-    ASSERT_EQ(hs.open(from_hex(kClientFinishedRecord), plain, type, err), DecodeStatus::Consumed)
-        << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = hs.open(from_hex(kClientFinishedRecord), plain, type)).status(),
+              DecodeStatus::Consumed)
+        << res.error().detail;
     EXPECT_EQ(type, content_type::kHandshake);
     EXPECT_EQ(plain, from_hex(kClientFinished));
 
     RecordDecrypter ap;
     ASSERT_TRUE(ap.init_tls13(*cs, from_hex(kClientApSecret)));
-    ASSERT_EQ(ap.open(from_hex(kClientAppRecord), plain, type, err), DecodeStatus::Consumed);
+    ASSERT_EQ((res = ap.open(from_hex(kClientAppRecord), plain, type)).status(),
+              DecodeStatus::Consumed);
     EXPECT_EQ(type, content_type::kApplicationData);
     EXPECT_EQ(plain, counting(50));
     EXPECT_EQ(ap.sequence(), 1u);
 
     // A second open of the same record uses sequence number 1: authentication fails.
-    EXPECT_EQ(ap.open(from_hex(kClientAppRecord), plain, type, err), DecodeStatus::Malformed);
-    EXPECT_NE(err.detail.find("failed authentication"), std::string::npos);
+    EXPECT_EQ((res = ap.open(from_hex(kClientAppRecord), plain, type)).status(),
+              DecodeStatus::Malformed);
+    EXPECT_NE(res.error().detail.find("failed authentication"), std::string::npos);
 }
 
 TEST(Rfc8448, TamperedOrShortRecordsAreTypedErrors) {
@@ -102,16 +105,16 @@ TEST(Rfc8448, TamperedOrShortRecordsAreTypedErrors) {
     ASSERT_TRUE(ap.init_tls13(*cs, from_hex(kClientApSecret)));
     std::vector<std::uint8_t> plain;
     std::uint8_t type = 0;
-    DecodeError err;
-    EXPECT_EQ(ap.open(rec, plain, type, err), DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::BadValue);
+    DecodeResult res;
+    EXPECT_EQ((res = ap.open(rec, plain, type)).status(), DecodeStatus::Malformed);
+    EXPECT_EQ(res.error().code, DecodeError::Code::BadValue);
     EXPECT_TRUE(plain.empty());
     for (std::size_t n : {0u, 4u, 5u, 20u}) {
         Buf cut(rec.begin(), rec.begin() + static_cast<std::ptrdiff_t>(n));
-        EXPECT_EQ(ap.open(cut, plain, type, err), DecodeStatus::Malformed) << n;
+        EXPECT_EQ((res = ap.open(cut, plain, type)).status(), DecodeStatus::Malformed) << n;
     }
     RecordDecrypter none;
-    EXPECT_EQ(none.open(rec, plain, type, err), DecodeStatus::Malformed);
+    EXPECT_EQ((res = none.open(rec, plain, type)).status(), DecodeStatus::Malformed);
 }
 
 TEST(Rfc8448, SessionFollowsTheClientFromHandshakeToApplicationKeys) {
@@ -137,13 +140,14 @@ TEST(Rfc8448, SessionFollowsTheClientFromHandshakeToApplicationKeys) {
     EXPECT_FALSE(dec.protects(Direction::ClientToServer, content_type::kChangeCipherSpec));
     ASSERT_TRUE(dec.protects(Direction::ClientToServer, content_type::kApplicationData));
     OpenedRecord o;
-    DecodeError err;
-    ASSERT_EQ(dec.open(Direction::ClientToServer, from_hex(kClientFinishedRecord), o, err),
-              DecodeStatus::Consumed);
+    DecodeResult res;
+    ASSERT_EQ(
+        (res = dec.open(Direction::ClientToServer, from_hex(kClientFinishedRecord), o)).status(),
+        DecodeStatus::Consumed);
     EXPECT_EQ(o.type, content_type::kHandshake);
-    ASSERT_EQ(dec.open(Direction::ClientToServer, from_hex(kClientAppRecord), o, err),
+    ASSERT_EQ((res = dec.open(Direction::ClientToServer, from_hex(kClientAppRecord), o)).status(),
               DecodeStatus::Consumed)
-        << err.detail;
+        << res.error().detail;
     EXPECT_EQ(o.type, content_type::kApplicationData);
     EXPECT_EQ(Buf(o.plaintext.begin(), o.plaintext.end()), counting(50));
     EXPECT_EQ(dec.why_not(), "");
@@ -238,8 +242,8 @@ struct Follow : ObserverSink {
             const Bytes rec(p.data(), n);
             if (dec.protects(f.dir, rec[0])) {
                 OpenedRecord o;
-                DecodeError err;
-                if (dec.open(f.dir, rec, o, err) == DecodeStatus::Consumed) {
+                DecodeResult res;
+                if ((res = dec.open(f.dir, rec, o)).status() == DecodeStatus::Consumed) {
                     if (o.type == content_type::kApplicationData)
                         app[d].insert(app[d].end(), o.plaintext.begin(), o.plaintext.end());
                 } else {

@@ -143,24 +143,25 @@ TEST(Tls, HandshakeMessagesSplitAcrossRecords) {
 
 TEST(Tls, HostileRecordsAndHellosAreTypedErrors) {
     RecordHeader h;
-    DecodeError err;
-    EXPECT_EQ(parse_record_header(testing::from_hex("1603014801"), h, err),
+    DecodeResult res;
+    EXPECT_EQ((res = parse_record_header(testing::from_hex("1603014801"), h)).status(),
               DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::BadLength);
-    EXPECT_EQ(parse_record_header(testing::from_hex("1802010001"), h, err),
+    EXPECT_EQ(res.error().code, DecodeError::Code::BadLength);
+    EXPECT_EQ((res = parse_record_header(testing::from_hex("1802010001"), h)).status(),
               DecodeStatus::Malformed);
-    EXPECT_EQ(parse_record_header(testing::from_hex("1603"), h, err), DecodeStatus::NeedMore);
+    EXPECT_EQ((res = parse_record_header(testing::from_hex("1603"), h)).status(),
+              DecodeStatus::NeedMore);
     // Every truncation of the real ClientHello body is rejected or parsed, never over-read.
     const Buf c2s = load("tls13.c2s");
     const std::size_t len = load_u16be(&c2s[3]);
     const Bytes body = Bytes(c2s).subspan(9, len - 4);
     ClientHello ch;
     for (std::size_t n = 0; n < body.size(); ++n) {
-        const DecodeStatus st = parse_client_hello(body.first(n), ch, err);
+        const DecodeStatus st = (res = parse_client_hello(body.first(n), ch)).status();
         EXPECT_TRUE(st == DecodeStatus::Malformed || st == DecodeStatus::Consumed) << n;
     }
-    EXPECT_EQ(parse_client_hello(body.first(20), ch, err), DecodeStatus::Malformed);
-    EXPECT_EQ(err.code, DecodeError::Code::Truncated);
+    EXPECT_EQ((res = parse_client_hello(body.first(20), ch)).status(), DecodeStatus::Malformed);
+    EXPECT_EQ(res.error().code, DecodeError::Code::Truncated);
     EXPECT_TRUE(looks_like_record(testing::from_hex("170303")));
     EXPECT_FALSE(looks_like_record(testing::from_hex("1201")));
 }

@@ -67,7 +67,7 @@ Buf encrypted_result() {
 
 TEST(Features, AlwaysEncryptedColumnMetadata) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     ASSERT_EQ(feed_all(p, feature_ack(0x04, {0x01})), DecodeStatus::Consumed);
     ASSERT_EQ(feed_all(p, encrypted_result()), DecodeStatus::Consumed) << p.last_error().detail;
     ASSERT_EQ(rec.metas.size(), 1u);
@@ -83,7 +83,7 @@ TEST(Features, AlwaysEncryptedColumnMetadata) {
 
 TEST(Features, EncryptedColumnWithoutNegotiationIsUnsupported) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     // Without the FEATUREEXTACK the CekTable is taken for column data: the message is refused.
     EXPECT_EQ(feed_all(p, encrypted_result()), DecodeStatus::Malformed);
     EXPECT_TRUE(rec.metas.empty());
@@ -125,7 +125,7 @@ Buf classified_result() {
 
 TEST(Features, DataClassificationVersion2) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     ASSERT_EQ(feed_all(p, feature_ack(0x09, {0x02, 0x01})), DecodeStatus::Consumed);
     const Buf m = classified_result();
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed) << p.last_error().detail;
@@ -137,11 +137,11 @@ TEST(Features, DataClassificationVersion2) {
     EXPECT_TRUE(seen);
     // Byte at a time gives the same tokens.
     Recorder one;
-    TokenStreamParser q(one);
+    Parser q(one);
     ASSERT_EQ(feed_all(q, feature_ack(0x09, {0x02, 0x01})), DecodeStatus::Consumed);
     one.log.clear();
     rec.log.clear();
-    TokenStreamParser r2(rec);
+    Parser r2(rec);
     ASSERT_EQ(feed_all(r2, feature_ack(0x09, {0x02, 0x01})), DecodeStatus::Consumed);
     rec.log.clear();
     ASSERT_EQ(feed_all(r2, m), DecodeStatus::Consumed);
@@ -151,7 +151,7 @@ TEST(Features, DataClassificationVersion2) {
 
 TEST(Features, DataClassificationWithoutNegotiationIsUnsupported) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     EXPECT_EQ(feed_all(p, classified_result()), DecodeStatus::Malformed);
     EXPECT_EQ(p.last_error().code, DecodeError::Code::Unsupported);
     EXPECT_TRUE(rec.dones.empty());
@@ -161,7 +161,7 @@ TEST(Features, DataClassificationWithoutNegotiationIsUnsupported) {
 // (nonce, signature) are walked over; only lengths and names reach the sink.
 TEST(Features, ValuesNeverReachTheSink) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     const Buf secret = B().ucs2("TOPSECRET").b;
     Buf m = B().u8(0xAE)
                 .u8(0x02)

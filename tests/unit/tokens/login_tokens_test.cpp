@@ -43,7 +43,7 @@ Buf done(std::uint8_t tok, std::uint16_t status, std::uint16_t cmd, std::uint64_
 
 TEST(LoginTokens, LoginAckSpecVector) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().raw(login_ack_74()).raw(done(0xFD, 0, 0, 0)).b;
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
     ASSERT_EQ(rec.acks.size(), 1u);
@@ -62,7 +62,7 @@ TEST(LoginTokens, LoginAckSpecVector) {
 
 TEST(LoginTokens, ErrorAnonymousLogonThenDoneError) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().raw(error_18456()).raw(done(0xFD, 0x0002, 0, 0)).b;
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
     ASSERT_EQ(rec.messages.size(), 1u);
@@ -82,7 +82,7 @@ TEST(LoginTokens, ErrorAnonymousLogonThenDoneError) {
 
 TEST(LoginTokens, InfoToken) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf body = B().u32(5701).u8(2).u8(0).usvarchar("x").bvarchar("S").bvarchar("P").u32(7).b;
     Buf m = B().token16(0xAB, body).b;
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
@@ -97,7 +97,7 @@ TEST(LoginTokens, InfoToken) {
 // OldValue = 0x0000.
 TEST(LoginTokens, EnvChangeRouting) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf route = B().u8(0).u16(1433).usvarchar("replica.contoso.com").b;
     Buf body = B().u8(20).u16(route.size()).raw(route).u16(0).b;
     Buf m = B().token16(0xE3, body).raw(done(0xFD, 0, 0, 0)).b;
@@ -111,7 +111,7 @@ TEST(LoginTokens, EnvChangeRouting) {
 
 TEST(LoginTokens, EnvChangeRoutingInnerLengthMismatchIsMalformed) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf route = B().u8(0).u16(1433).usvarchar("abc").b;
     Buf body = B().u8(20).u16(route.size() + 5).raw(route).u16(0).b;  // length lies
     Buf m = B().token16(0xE3, body).b;
@@ -124,7 +124,7 @@ TEST(LoginTokens, EnvChangeRoutingInnerLengthMismatchIsMalformed) {
 // collation: B_VARBYTE (5 bytes) new, empty old; type 8 begin transaction: B_VARBYTE new.
 TEST(LoginTokens, EnvChangePacketSizeCollationTransaction) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().token16(0xE3, B().u8(4).bvarchar("8000").bvarchar("4096").b)
                 .token16(0xE3, B().u8(7).u8(5).raw(hex("0904d00034")).u8(0).b)
                 .token16(0xE3, B().u8(8).u8(8).raw(hex("0100000000000000")).u8(0).b)
@@ -144,7 +144,7 @@ TEST(LoginTokens, EnvChangePacketSizeCollationTransaction) {
 // [MS-TDS 2.2.7.22] SSPI: SSPIBuffer US_VARBYTE. Here an SPNEGO negTokenResp accept-completed.
 TEST(LoginTokens, SspiBlob) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf blob = hex("a1 07 30 05 a0 03 0a 01 00");
     Buf m = B().token16(0xED, blob).b;
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
@@ -155,7 +155,7 @@ TEST(LoginTokens, SspiBlob) {
 // [MS-TDS 2.2.7.11] FEATUREEXTACK: {FeatureId BYTE, FeatureAckDataLen DWORD, data}* 0xFF.
 TEST(LoginTokens, FeatureExtAck) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().u8(0xAE)
                 .u8(0x02)
                 .u32(64)
@@ -180,7 +180,7 @@ TEST(LoginTokens, FeatureExtAck) {
 // CountOfInfoIDs), then the UCS-2 data.
 TEST(LoginTokens, FedAuthInfo) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf sts = B().ucs2("https://login.example/").b;
     Buf spn = B().ucs2("https://db.example/").b;
     const std::uint32_t data_off = 4 + 2 * 9;
@@ -203,7 +203,7 @@ TEST(LoginTokens, FedAuthInfo) {
 
 TEST(LoginTokens, FedAuthInfoOffsetOutsideTokenIsMalformed) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf body = B().u32(1).u8(0x01).u32(10).u32(200).raw(Buf(10, 0)).b;
     Buf m = B().u8(0xEE).u32(body.size()).raw(body).b;
     EXPECT_EQ(feed_all(p, m), DecodeStatus::Malformed);
@@ -212,7 +212,7 @@ TEST(LoginTokens, FedAuthInfoOffsetOutsideTokenIsMalformed) {
 
 TEST(LoginTokens, DoneProcAndDoneInProc) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().raw(done(0xFF, 0x0011, 0xC1, 5))
                 .raw(done(0xFE, 0x0000, 0xE0, 0))
                 .raw(done(0xFD, 0x0020, 0, 0))
@@ -230,7 +230,7 @@ TEST(LoginTokens, DoneProcAndDoneInProc) {
 // TDS 7.0/7.1: DoneRowCount is a LONG [MS-TDS 2.2.7.6].
 TEST(LoginTokens, DoneRowCount4BytesBefore72) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     p.set_tds_version(0x71000001);
     Buf m = B().u8(0xFD).u16(0x10).u16(0xC1).u32(3).u8(0xFD).u16(0).u16(0).u32(0).b;
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
@@ -243,7 +243,7 @@ TEST(LoginTokens, DoneRowCount4BytesBefore72) {
 // tds7_sqlauth_login_prelogin_loginack_arkime.pcap; values as shown by tshark.
 TEST(LoginTokens, RealSql2000LoginResponse) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = load("arkime_f7_login_response.bin");
     ASSERT_EQ(m.size(), 377u);
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed) << p.last_error().detail;
@@ -280,12 +280,12 @@ TEST(LoginTokens, ChunkingInvarianceOnRealLoginResponse) {
     const Buf m = load("arkime_f7_login_response.bin");
     Recorder whole;
     {
-        TokenStreamParser p(whole);
+        Parser p(whole);
         ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
     }
     for (std::size_t n = 1; n <= m.size(); ++n) {
         Recorder rec;
-        TokenStreamParser p(rec);
+        Parser p(rec);
         bool bad = false;
         EXPECT_EQ(feed_chunked(p, m, n, &bad), DecodeStatus::Consumed) << n;
         EXPECT_FALSE(bad) << n;
@@ -300,14 +300,14 @@ TEST(LoginTokens, TruncationAtEveryOffset) {
         Buf prefix(m.begin(), m.begin() + cut);
         {
             Recorder rec;
-            TokenStreamParser p(rec);
+            Parser p(rec);
             const auto st = p.feed(Bytes(prefix.data(), prefix.size()), false);
             const bool boundary = cut == 0 || cut == b1 || cut == b2;
             EXPECT_EQ(st, boundary ? DecodeStatus::Consumed : DecodeStatus::NeedMore) << cut;
         }
         {
             Recorder rec;
-            TokenStreamParser p(rec);
+            Parser p(rec);
             const auto st = p.feed(Bytes(prefix.data(), prefix.size()), true);
             const bool boundary = cut == 0 || cut == b1 || cut == b2;
             EXPECT_EQ(st, boundary ? DecodeStatus::Consumed : DecodeStatus::Malformed) << cut;
@@ -320,7 +320,7 @@ TEST(LoginTokens, TruncationAtEveryOffset) {
 
 TEST(LoginTokens, MalformedSkipsRestOfMessageThenRecovers) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf bad_ack = B().token16(0xAD, B().u8(1).u32be(0x74000004).u8(50).b).b;  // name runs out
     Buf m1 = B().raw(bad_ack).raw(done(0xFD, 0, 0, 0)).b;
     EXPECT_EQ(p.feed(Bytes(m1.data(), m1.size()), false), DecodeStatus::Malformed);
@@ -336,7 +336,7 @@ TEST(LoginTokens, MalformedSkipsRestOfMessageThenRecovers) {
 
 TEST(LoginTokens, PendingLimitIsEnforced) {
     Recorder rec;
-    TokenStreamParser p(rec, TokenStreamParser::Limits{64});
+    Parser p(rec, TokenStreamParser::Limits{64});
     Buf m = B().token16(0xED, Buf(500, 0x4E)).b;
     EXPECT_EQ(p.feed(Bytes(m.data(), 100), false), DecodeStatus::Malformed);
     EXPECT_EQ(p.last_error().code, DecodeError::Code::TooLarge);
@@ -350,7 +350,7 @@ TEST(LoginTokens, PendingLimitIsEnforced) {
 // without a known layout are reported with their type and skipped by the token length.
 TEST(LoginTokens, EnvChangePromoteAndUnknownType) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().token16(0xE3, B().u8(15).u32(3).raw(hex("aabbcc")).u8(0).b)
                 .token16(0xE3, B().u8(99).raw(hex("0102030405")).b)
                 .raw(done(0xFD, 0, 0, 0))
@@ -369,7 +369,7 @@ TEST(LoginTokens, EnvChangePromoteAndUnknownType) {
 
 TEST(LoginTokens, ResetMessageDropsThePartialToken) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     const Buf m = error_18456();
     EXPECT_EQ(p.feed(Bytes(m.data(), 10), false), DecodeStatus::NeedMore);
     p.reset_message();  // e.g. a gap in the capture

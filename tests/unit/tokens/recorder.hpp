@@ -134,14 +134,30 @@ inline Buf load(const std::string& name) {
     return Buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+/// TokenStreamParser as the tests drive it: feed() answers the status, and the error of the
+/// last Malformed result stays readable as last_error().
+class Parser : public TokenStreamParser {
+  public:
+    using TokenStreamParser::TokenStreamParser;
+    DecodeStatus feed(Bytes payload, bool end_of_message) {
+        const DecodeResult res = TokenStreamParser::feed(payload, end_of_message);
+        if (res.status() == DecodeStatus::Malformed) error_ = res.error();
+        return res.status();
+    }
+    [[nodiscard]] const DecodeError& last_error() const { return error_; }
+
+  private:
+    DecodeError error_;
+};
+
 /// Feeds a whole message at once.
-inline DecodeStatus feed_all(TokenStreamParser& p, const Buf& m) {
+inline DecodeStatus feed_all(Parser& p, const Buf& m) {
     return p.feed(Bytes(m.data(), m.size()), true);
 }
 
 /// Feeds a message in chunks of `n` bytes (the last one with EOM); returns the last status and
 /// whether any chunk returned Malformed.
-inline DecodeStatus feed_chunked(TokenStreamParser& p, const Buf& m, std::size_t n,
+inline DecodeStatus feed_chunked(Parser& p, const Buf& m, std::size_t n,
                                  bool* saw_malformed = nullptr) {
     DecodeStatus last = DecodeStatus::Consumed;
     if (m.empty()) return p.feed(Bytes(), true);

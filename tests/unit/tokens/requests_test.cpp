@@ -10,6 +10,29 @@
 namespace hopscope::tds::test {
 namespace {
 
+/// A request as the tests look at it: what the parser read, and how its parse ended.
+template <typename Request>
+struct Parsed : Request {
+    DecodeStatus status = DecodeStatus::Consumed;
+    DecodeError error;
+};
+
+Parsed<SqlBatch> batch(Bytes payload, std::uint32_t version, RequestLimits limits = {}) {
+    Parsed<SqlBatch> b;
+    const DecodeResult res = parse_sql_batch(payload, version, b, limits);
+    b.status = res.status();
+    b.error = res.error();
+    return b;
+}
+
+Parsed<RpcRequest> rpc(Bytes payload, std::uint32_t version, RequestLimits limits = {}) {
+    Parsed<RpcRequest> r;
+    const DecodeResult res = parse_rpc(payload, version, r, limits);
+    r.status = res.status();
+    r.error = res.error();
+    return r;
+}
+
 Bytes span(const Buf& b) {
     return Bytes(b.data(), b.size());
 }
@@ -22,7 +45,7 @@ Buf all_headers(std::uint64_t td = 0) {
 
 TEST(SqlBatch, RealTds71BatchHasNoAllHeaders) {
     const Buf m = load("arkime_f8_sql_batch.bin");
-    const auto b = parse_sql_batch(span(m), 0x71000001);
+    const auto b = batch(span(m), 0x71000001);
     EXPECT_EQ(b.status, DecodeStatus::Consumed);
     EXPECT_FALSE(b.headers.present);
     EXPECT_FALSE(b.truncated);
@@ -34,7 +57,7 @@ TEST(SqlBatch, RealTds71BatchHasNoAllHeaders) {
 TEST(SqlBatch, RealBatchWithAllHeadersVersionKnownAndUnknown) {
     const Buf m = load("ndpi_f1_sql_batch.bin");
     for (std::uint32_t v : {0x74000004u, 0u}) {
-        const auto b = parse_sql_batch(span(m), v);
+        const auto b = batch(span(m), v);
         EXPECT_EQ(b.status, DecodeStatus::Consumed);
         EXPECT_TRUE(b.headers.present);
         EXPECT_EQ(b.headers.total_length, 22u);
@@ -51,27 +74,27 @@ TEST(SqlBatch, RealBatchWithAllHeadersVersionKnownAndUnknown) {
 // speaks TDS 7.0/7.1 - and the server's answer (frame 6) has a 4-byte DONE row count.
 TEST(SqlBatch, MidstreamDetectsMissingAllHeaders) {
     const Buf m = load("ndpi_f5_sql_batch.bin");
-    const auto b = parse_sql_batch(span(m), 0);
+    const auto b = batch(span(m), 0);
     EXPECT_FALSE(b.headers.present);
     EXPECT_EQ(b.text, "COMMIT TRANSACTION");
     // Declared 7.4, the same bytes break the ALL_HEADERS rule: reported, not guessed.
-    const auto strict = parse_sql_batch(span(m), 0x74000004);
+    const auto strict = batch(span(m), 0x74000004);
     EXPECT_EQ(strict.status, DecodeStatus::Malformed);
 }
 
 TEST(SqlBatch, TextIsCappedAndPrefixIsTruncated) {
     Buf m = B().raw(all_headers()).ucs2("SELECT 1234567890").b;
-    const auto capped = parse_sql_batch(span(m), 0x74000004, RequestLimits{6, 256, 64});
+    const auto capped = batch(span(m), 0x74000004, RequestLimits{6, 256, 64});
     EXPECT_EQ(capped.text, "SELECT");
     EXPECT_TRUE(capped.truncated);
     EXPECT_EQ(capped.text_chars, 17u);
     Buf prefix(m.begin(), m.begin() + 22 + 7);  // odd: cut inside a character
-    const auto p = parse_sql_batch(span(prefix), 0x74000004);
+    const auto p = batch(span(prefix), 0x74000004);
     EXPECT_EQ(p.status, DecodeStatus::Consumed);
     EXPECT_TRUE(p.truncated);
     EXPECT_EQ(p.text, "SEL");
     Buf hdr_prefix(m.begin(), m.begin() + 10);
-    const auto h = parse_sql_batch(span(hdr_prefix), 0x74000004);
+    const auto h = batch(span(hdr_prefix), 0x74000004);
     EXPECT_EQ(h.status, DecodeStatus::Consumed);
     EXPECT_TRUE(h.truncated);
 }
@@ -79,7 +102,7 @@ TEST(SqlBatch, TextIsCappedAndPrefixIsTruncated) {
 TEST(SqlBatch, BadAllHeadersIsMalformed) {
     // HeaderLength 30 does not fit TotalLength 22.
     Buf m = B().u32(22).u32(30).u16(2).u64(0).u32(1).ucs2("x").b;
-    const auto b = parse_sql_batch(span(m), 0x74000004);
+    const auto b = batch(span(m), 0x74000004);
     EXPECT_EQ(b.status, DecodeStatus::Malformed);
     EXPECT_EQ(b.error.code, DecodeError::Code::BadLength);
 }
@@ -88,7 +111,7 @@ TEST(SqlBatch, PasswordsAreMasked) {
     Buf m = B().raw(all_headers())
                 .ucs2("CREATE LOGIN bob WITH PASSWORD = 'S3cr''et!', CHECK_POLICY=OFF")
                 .b;
-    const auto b = parse_sql_batch(span(m), 0x74000004);
+    const auto b = batch(span(m), 0x74000004);
     EXPECT_EQ(b.text, "CREATE LOGIN bob WITH PASSWORD = '***', CHECK_POLICY=OFF");
     EXPECT_EQ(b.text.find("S3cr"), std::string::npos);
 }
@@ -110,7 +133,7 @@ TEST(SqlBatch, LinkedServerLoginSecretsAreMasked) {
 
 TEST(Rpc, RealSpPrepexecByProcId) {
     const Buf m = load("ndpi_f3_rpc.bin");
-    const auto r = parse_rpc(span(m), 0x74000004);
+    const auto r = rpc(span(m), 0x74000004);
     ASSERT_EQ(r.status, DecodeStatus::Consumed);
     EXPECT_TRUE(r.headers.present);
     EXPECT_FALSE(r.truncated);
@@ -132,7 +155,7 @@ TEST(Rpc, RealSpPrepexecByProcId) {
 
 TEST(Rpc, RealSpExecutesqlByNameWithoutAllHeaders) {
     const Buf m = load("ndpi_f8_rpc.bin");
-    const auto r = parse_rpc(span(m), 0);
+    const auto r = rpc(span(m), 0);
     ASSERT_EQ(r.status, DecodeStatus::Consumed);
     EXPECT_FALSE(r.headers.present);
     ASSERT_EQ(r.calls.size(), 1u);
@@ -148,7 +171,7 @@ TEST(Rpc, RealSpExecutesqlByNameWithoutAllHeaders) {
     EXPECT_EQ(c.statement.rfind("SELECT TOP 88 [dbo].[MyExampleTable].[ID], ", 0), 0u);
     // A bounded prefix of the same message: the call is described as far as it goes.
     Buf prefix(m.begin(), m.begin() + 200);
-    const auto p = parse_rpc(span(prefix), 0);
+    const auto p = rpc(span(prefix), 0);
     EXPECT_EQ(p.status, DecodeStatus::Consumed);
     EXPECT_TRUE(p.truncated);
     ASSERT_EQ(p.calls.size(), 1u);
@@ -159,7 +182,7 @@ TEST(Rpc, RealSpExecutesqlByNameWithoutAllHeaders) {
 
 TEST(Rpc, RealBatchedSpExecuteSeparatedByBatchFlag) {
     const Buf m = load("ndpi_f15_rpc.bin");
-    const auto r = parse_rpc(span(m), 0x74000004);
+    const auto r = rpc(span(m), 0x74000004);
     ASSERT_EQ(r.status, DecodeStatus::Consumed);
     ASSERT_EQ(r.calls.size(), 2u);
     for (const auto& c : r.calls) {
@@ -171,7 +194,7 @@ TEST(Rpc, RealBatchedSpExecuteSeparatedByBatchFlag) {
 
 TEST(Rpc, RealNamedProcsAndParameterNames) {
     {
-        const auto r = parse_rpc(span(load("ndpi_f7_rpc.bin")), 0);
+        const auto r = rpc(span(load("ndpi_f7_rpc.bin")), 0);
         ASSERT_EQ(r.calls.size(), 1u);
         EXPECT_EQ(r.calls[0].proc_name, "p_GetBogusData");
         ASSERT_EQ(r.calls[0].params.size(), 3u);
@@ -181,14 +204,14 @@ TEST(Rpc, RealNamedProcsAndParameterNames) {
         EXPECT_TRUE(r.calls[0].statement.empty());
     }
     {
-        const auto r = parse_rpc(span(load("ndpi_f34_rpc.bin")), 0);
+        const auto r = rpc(span(load("ndpi_f34_rpc.bin")), 0);
         ASSERT_EQ(r.calls.size(), 1u);
         EXPECT_EQ(r.calls[0].proc_name, "p_GetMyExampleTableRowCount");
         EXPECT_EQ(r.calls[0].param_count, 0u);
     }
     {
         // GUID, NULLTYPE, NVARCHAR(0), BIGVARCHAR, INTN, INTN, BIGVARBINARY, INTN.
-        const auto r = parse_rpc(span(load("ndpi_f35_rpc.bin")), 0);
+        const auto r = rpc(span(load("ndpi_f35_rpc.bin")), 0);
         ASSERT_EQ(r.status, DecodeStatus::Consumed);
         ASSERT_EQ(r.calls.size(), 1u);
         EXPECT_EQ(r.calls[0].proc_name, "proc_GetMyExampleTableSampleMetaData");
@@ -198,14 +221,14 @@ TEST(Rpc, RealNamedProcsAndParameterNames) {
             EXPECT_EQ(r.calls[0].params[i].type.type, types[i]) << i;
     }
     {
-        const auto r = parse_rpc(span(load("ndpi_f37_rpc.bin")), 0);
+        const auto r = rpc(span(load("ndpi_f37_rpc.bin")), 0);
         ASSERT_EQ(r.status, DecodeStatus::Consumed);
         ASSERT_EQ(r.calls.size(), 1u);
         EXPECT_EQ(r.calls[0].proc_name, "proc_FetchMyExampleData");
         EXPECT_EQ(r.calls[0].param_count, 20u);
     }
     {
-        const auto r = parse_rpc(span(load("ndpi_f38_rpc.bin")), 0);
+        const auto r = rpc(span(load("ndpi_f38_rpc.bin")), 0);
         ASSERT_EQ(r.calls.size(), 1u);
         EXPECT_EQ(r.calls[0].proc_name, "dbo.proc_GetMySampleDataItems");
         ASSERT_EQ(r.calls[0].params.size(), 6u);
@@ -216,7 +239,7 @@ TEST(Rpc, RealNamedProcsAndParameterNames) {
 // Frames 31+32: a two-packet RPC whose first parameter is nvarchar(max) sent as PLP.
 TEST(Rpc, RealTwoPacketRpcWithPlpParameter) {
     const Buf m = load("ndpi_f31_f32_rpc.bin");
-    const auto r = parse_rpc(span(m), 0x74000004);
+    const auto r = rpc(span(m), 0x74000004);
     ASSERT_EQ(r.status, DecodeStatus::Consumed) << r.error.detail;
     EXPECT_FALSE(r.truncated);
     ASSERT_EQ(r.calls.size(), 1u);
@@ -227,7 +250,7 @@ TEST(Rpc, RealTwoPacketRpcWithPlpParameter) {
     EXPECT_EQ(r.calls[0].params[1].name, "@Operation");
     // Only the first packet (a prefix): the PLP value runs out, nothing fails.
     Buf first(m.begin(), m.begin() + 7992);
-    const auto p = parse_rpc(span(first), 0x74000004);
+    const auto p = rpc(span(first), 0x74000004);
     EXPECT_EQ(p.status, DecodeStatus::Consumed);
     EXPECT_TRUE(p.truncated);
     ASSERT_EQ(p.calls.size(), 1u);
@@ -248,7 +271,7 @@ TEST(Rpc, StatementOfSpExecutesqlIsMasked) {
                 .u16(stmt.size())
                 .raw(stmt)
                 .b;
-    const auto r = parse_rpc(span(m), 0x74000004);
+    const auto r = rpc(span(m), 0x74000004);
     ASSERT_EQ(r.calls.size(), 1u);
     EXPECT_EQ(r.calls[0].proc_name, "sp_executesql");
     EXPECT_EQ(r.calls[0].statement, "ALTER LOGIN sa WITH PASSWORD = '***'");
@@ -277,7 +300,7 @@ Buf tvp_rpc(bool with_rows) {
 TEST(Rpc, TableValuedParameter) {
     for (bool rows : {true, false}) {
         const Buf m = tvp_rpc(rows);
-        const auto r = parse_rpc(span(m), 0x74000004);
+        const auto r = rpc(span(m), 0x74000004);
         ASSERT_EQ(r.status, DecodeStatus::Consumed) << r.error.detail;
         EXPECT_FALSE(r.truncated);
         ASSERT_EQ(r.calls.size(), 1u);
@@ -288,22 +311,22 @@ TEST(Rpc, TableValuedParameter) {
         EXPECT_EQ(r.calls[0].params[0].type.udt_name, "dbo.IdList");
         EXPECT_EQ(r.calls[0].params[1].name, "@n");
         for (std::size_t cut = 0; cut < m.size(); ++cut) {
-            const auto p = parse_rpc(Bytes(m.data(), cut), 0x74000004);
+            const auto p = rpc(Bytes(m.data(), cut), 0x74000004);
             EXPECT_EQ(p.status, DecodeStatus::Consumed) << cut;
         }
     }
     Buf bad = tvp_rpc(true);
     bad[bad.size() - 18] = 0x07;  // the second TVP_ROW_TOKEN becomes garbage
-    const auto r = parse_rpc(span(bad), 0x74000004);
+    const auto r = rpc(span(bad), 0x74000004);
     EXPECT_EQ(r.status, DecodeStatus::Malformed);
     EXPECT_EQ(r.error.code, DecodeError::Code::BadValue);
 }
 
 TEST(Rpc, UnknownProcIdAndBadTypeAreMalformed) {
     Buf m = B().raw(all_headers()).u16(0xFFFF).u16(99).u16(0).b;
-    EXPECT_EQ(parse_rpc(span(m), 0x74000004).status, DecodeStatus::Malformed);
+    EXPECT_EQ(rpc(span(m), 0x74000004).status, DecodeStatus::Malformed);
     Buf t = B().raw(all_headers()).u16(0xFFFF).u16(12).u16(0).u8(0).u8(0).u8(0x99).b;
-    const auto r = parse_rpc(span(t), 0x74000004);
+    const auto r = rpc(span(t), 0x74000004);
     EXPECT_EQ(r.status, DecodeStatus::Malformed);
     EXPECT_EQ(r.error.code, DecodeError::Code::BadValue);
 }
@@ -312,9 +335,9 @@ TEST(Rpc, EveryPrefixOfRealRpcsIsHandled) {
     for (const char* f :
          {"ndpi_f3_rpc.bin", "ndpi_f8_rpc.bin", "ndpi_f37_rpc.bin", "ndpi_f15_rpc.bin"}) {
         const Buf m = load(f);
-        const auto whole = parse_rpc(span(m), 0x74000004);
+        const auto whole = rpc(span(m), 0x74000004);
         for (std::size_t cut = 0; cut < m.size(); ++cut) {
-            const auto r = parse_rpc(Bytes(m.data(), cut), 0x74000004);
+            const auto r = rpc(Bytes(m.data(), cut), 0x74000004);
             // A prefix is never an error when the whole message is fine.
             if (whole.status == DecodeStatus::Consumed) {
                 EXPECT_EQ(r.status, DecodeStatus::Consumed) << f << " cut " << cut;

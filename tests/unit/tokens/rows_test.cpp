@@ -187,7 +187,7 @@ Buf result_message() {
 
 TEST(Rows, EveryDataTypeMetadata) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     const auto cols = all_types();
     const Buf m = result_message();
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed) << p.last_error().detail;
@@ -232,7 +232,7 @@ TEST(Rows, EveryDataTypeMetadata) {
 
 TEST(Rows, EveryDataTypeValuesAndErrorAfterRows) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     const auto cols = all_types();
     const Buf m = result_message();
     ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed) << p.last_error().detail;
@@ -258,12 +258,12 @@ TEST(Rows, ChunkingInvarianceOneByteAtATimeAndOthers) {
     const Buf m = result_message();
     Recorder whole;
     {
-        TokenStreamParser p(whole);
+        Parser p(whole);
         ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
     }
     for (std::size_t n : {1, 2, 3, 5, 7, 13, 64, 511, 512, 4096}) {
         Recorder rec;
-        TokenStreamParser p(rec);
+        Parser p(rec);
         bool bad = false;
         EXPECT_EQ(feed_chunked(p, m, n, &bad), DecodeStatus::Consumed) << n;
         EXPECT_FALSE(bad);
@@ -308,7 +308,7 @@ TEST(Rows, FastPathTypesAreWalkedByIt) {
     const auto cols = fast_path_types();
     ASSERT_GE(cols.size(), 20u);
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     ASSERT_EQ(feed_all(p, many_rows_message()), DecodeStatus::Consumed) << p.last_error().detail;
     ASSERT_EQ(rec.metas.size(), 1u);
     for (const Column& c : rec.metas[0]) {
@@ -325,7 +325,7 @@ TEST(Rows, RowEventsOffReportsEverythingElseAtAnyChunking) {
     for (const Buf& m : {result_message(), many_rows_message()}) {
         Recorder whole;
         {
-            TokenStreamParser p(whole);
+            Parser p(whole);
             ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
         }
         std::vector<std::string> expected;
@@ -342,7 +342,7 @@ TEST(Rows, RowEventsOffReportsEverythingElseAtAnyChunking) {
         for (std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{7},
                               std::size_t{13}, std::size_t{64}, std::size_t{511}, m.size()}) {
             Recorder rec;
-            TokenStreamParser p(rec);
+            Parser p(rec);
             p.set_row_events(false);
             bool bad = false;
             EXPECT_EQ(feed_chunked(p, m, n, &bad), DecodeStatus::Consumed) << n;
@@ -385,7 +385,7 @@ TEST(Rows, RowEventsOffStillFindsABadValueAtTheSameOffset) {
     for (bool events : {true, false}) {
         for (std::size_t n : {std::size_t{1}, std::size_t{5}, std::size_t{300}, m.size()}) {
             Recorder rec;
-            TokenStreamParser p(rec);
+            Parser p(rec);
             p.set_row_events(events);
             bool bad = false;
             feed_chunked(p, m, n, &bad);
@@ -409,7 +409,7 @@ TEST(Rows, FastPathAcceptsExactlyTheLengthsTheTypeAllows) {
     for (const Buf& ti : infos) {
         const Buf meta = B().u8(0x81).u16(1).u32(0).u16(0x0009).raw(ti).bvarchar("c").b;
         Recorder meta_rec;
-        TokenStreamParser mp(meta_rec);
+        Parser mp(meta_rec);
         ASSERT_EQ(feed_all(mp, B().raw(meta).raw(done(0xFD, 0x10, 0)).b), DecodeStatus::Consumed)
             << int(ti[0]) << " " << mp.last_error().detail;
         ASSERT_EQ(meta_rec.metas.size(), 1u);
@@ -433,7 +433,7 @@ TEST(Rows, FastPathAcceptsExactlyTheLengthsTheTypeAllows) {
                 for (bool events : {true, false}) {
                     for (std::size_t n : {m.size(), std::size_t{1}}) {
                         Recorder rec;
-                        TokenStreamParser p(rec);
+                        Parser p(rec);
                         p.set_row_events(events);
                         bool bad = false;
                         feed_chunked(p, m, n, &bad);
@@ -487,7 +487,7 @@ TEST(Rows, FastPathUShortLengthsInEveryWayARowIsWalked) {
             for (bool events : {true, false}) {
                 for (std::size_t n : {m.size(), std::size_t{1}, std::size_t{7}}) {
                     Recorder rec;
-                    TokenStreamParser p(rec);
+                    Parser p(rec);
                     p.set_row_events(events);
                     bool bad = false;
                     feed_chunked(p, m, n, &bad);
@@ -509,7 +509,7 @@ TEST(Rows, TruncationAtEveryOffsetNeverCrashes) {
     const Buf m = result_message();
     Recorder whole;
     {
-        TokenStreamParser p(whole);
+        Parser p(whole);
         ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
     }
     std::vector<std::size_t> boundaries{0};
@@ -519,12 +519,12 @@ TEST(Rows, TruncationAtEveryOffsetNeverCrashes) {
         const bool at_boundary =
             std::find(boundaries.begin(), boundaries.end(), cut) != boundaries.end();
         Recorder a;
-        TokenStreamParser pa(a);
+        Parser pa(a);
         EXPECT_EQ(pa.feed(Bytes(m.data(), cut), false),
                   at_boundary ? DecodeStatus::Consumed : DecodeStatus::NeedMore)
             << cut;
         Recorder b;
-        TokenStreamParser pb(b);
+        Parser pb(b);
         const auto st = pb.feed(Bytes(m.data(), cut), true);
         EXPECT_EQ(st, at_boundary ? DecodeStatus::Consumed : DecodeStatus::Malformed) << cut;
         if (!at_boundary) {
@@ -535,7 +535,7 @@ TEST(Rows, TruncationAtEveryOffsetNeverCrashes) {
 
 TEST(Rows, MetadataIsKeptAcrossMessagesAndNoMetaDataKeepsIt) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     const auto cols = all_types();
     ASSERT_EQ(feed_all(p, B().raw(colmetadata(cols)).raw(done(0xFD, 0x10, 0)).b),
               DecodeStatus::Consumed);
@@ -548,7 +548,7 @@ TEST(Rows, MetadataIsKeptAcrossMessagesAndNoMetaDataKeepsIt) {
 
 TEST(Rows, RowWithoutMetadataIsUnsupportedAndSkipsTheMessage) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().u8(0xD1).u8(4).u32(1).raw(done(0xFD, 0x10, 1)).b;
     EXPECT_EQ(feed_all(p, m), DecodeStatus::Malformed);
     EXPECT_EQ(p.last_error().code, DecodeError::Code::Unsupported);
@@ -572,7 +572,7 @@ TEST(Rows, ImpossibleValueLengthsAreMalformed) {
     };
     for (std::size_t i = 0; i < cases.size(); ++i) {
         Recorder rec;
-        TokenStreamParser p(rec);
+        Parser p(rec);
         Buf m = B().u8(0x81)
                     .u16(1)
                     .u32(0)
@@ -593,7 +593,7 @@ TEST(Rows, BadTypeInfoIsMalformed) {
          {Buf{0x26, 3}, Buf{0x6A, 17, 39, 0}, Buf{0x6A, 17, 10, 11}, Buf{0x29, 8}, Buf{0x99},
           B().u8(0xAF).u16(0xFFFF).raw(kCollation).b, B().u8(0xE7).u16(9000).raw(kCollation).b}) {
         Recorder rec;
-        TokenStreamParser p(rec);
+        Parser p(rec);
         Buf m = B().u8(0x81).u16(1).u32(0).u16(0).raw(ti).bvarchar("c").b;
         EXPECT_EQ(feed_all(p, m), DecodeStatus::Malformed);
         EXPECT_TRUE(rec.metas.empty());
@@ -604,7 +604,7 @@ TEST(Rows, BadTypeInfoIsMalformed) {
 // are counted off, never buffered. ERROR after that row is still seen.
 TEST(Rows, HugePlpValueIsSkippedAsItStreams) {
     Recorder rec;
-    TokenStreamParser p(rec, TokenStreamParser::Limits{1024});
+    Parser p(rec, TokenStreamParser::Limits{1024});
     const std::uint32_t chunk = 1 << 20;
     const int chunks = 32;
     Buf head = B().u8(0x81)
@@ -644,7 +644,7 @@ TEST(Rows, HugePlpValueIsSkippedAsItStreams) {
 
 TEST(Rows, HugeTextValueIsSkippedAsItStreams) {
     Recorder rec;
-    TokenStreamParser p(rec, TokenStreamParser::Limits{1024});
+    Parser p(rec, TokenStreamParser::Limits{1024});
     const std::uint32_t size = 8 << 20;
     Buf head = B().u8(0x81)
                    .u16(1)
@@ -678,7 +678,7 @@ TEST(Rows, HugeTextValueIsSkippedAsItStreams) {
 // TYPE_INFO, Value.
 TEST(Rows, ReturnValueAndReturnStatus) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().u8(0xAC)
                 .u16(1)
                 .bvarchar("@out")
@@ -722,7 +722,7 @@ TEST(Rows, ReturnValueAndReturnStatus) {
 // UserType, Flags, TYPE_INFO, ColName. [MS-TDS 2.2.7.2] ALTROW: Id, then the values.
 TEST(Rows, AltMetadataAndAltRow) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     const auto cols = all_types();
     Buf m = B().raw(colmetadata(cols))
                 .raw(row(cols))
@@ -756,7 +756,7 @@ TEST(Rows, AltMetadataAndAltRow) {
 // SESSIONSTATE 0xE4 (DWORD length): walked over by their lengths [MS-TDS 2.2.7].
 TEST(Rows, LengthDelimitedTokensAreSkipped) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().token16(0xA4, B().u8(1).usvarchar("t").b)
                 .token16(0xA5, hex("010100"))
                 .token16(0xA9, hex("0100"))
@@ -779,7 +779,7 @@ TEST(Rows, LengthDelimitedTokensAreSkipped) {
 // 0x30 fixed (bits 2-3: 1/2/4/8 bytes), 0x20 USHORT length, 0x00 variable count (cannot skip).
 TEST(Rows, UnknownTokensFollowTheLengthClassRule) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     Buf m = B().u8(0x50)   // 01 01 0000: zero length
                 .u8(0x3C)  // 0011 1100: fixed 8
                 .u64(1)
@@ -806,7 +806,7 @@ TEST(Rows, UnknownTokensFollowTheLengthClassRule) {
 // (NumParts came with TDS 7.2) [MS-TDS 2.2.7.4].
 TEST(Rows, Tds71TextColumnTableName) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     p.set_tds_version(0x71000001);
     Buf m = B().u8(0x81)
                 .u16(1)
@@ -842,7 +842,7 @@ TEST(Rows, Tds71TextColumnTableName) {
 // values as shown by tshark.
 TEST(RealResponses, MidstreamConnectionResponses) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     for (const char* f : {"ndpi_f10_response.bin", "ndpi_f12_response.bin", "ndpi_f14_response.bin",
                           "ndpi_f16_response.bin", "ndpi_f19_response.bin", "ndpi_f22_response.bin",
                           "ndpi_f25_response.bin"}) {
@@ -872,7 +872,7 @@ TEST(RealResponses, MidstreamConnectionResponses) {
 
 TEST(RealResponses, ResultWithNcharAndIntColumns) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     ASSERT_EQ(feed_all(p, load("ndpi_f2_response.bin")), DecodeStatus::Consumed);
     ASSERT_EQ(feed_all(p, load("ndpi_f4_response.bin")), DecodeStatus::Consumed);
     ASSERT_EQ(rec.metas.size(), 1u);
@@ -901,7 +901,7 @@ TEST(RealResponses, Tds71DoneThatTsharkCallsMalformed) {
     ASSERT_EQ(m.size(), 9u);
     {
         Recorder rec;
-        TokenStreamParser p(rec);
+        Parser p(rec);
         p.set_tds_version(0x71000000);
         ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
         ASSERT_EQ(rec.dones.size(), 1u);
@@ -910,7 +910,7 @@ TEST(RealResponses, Tds71DoneThatTsharkCallsMalformed) {
     }
     {
         Recorder rec;
-        TokenStreamParser p(rec);  // assumed 7.4, like tshark: the DONE is 4 bytes short
+        Parser p(rec);  // assumed 7.4, like tshark: the DONE is 4 bytes short
         EXPECT_EQ(feed_all(p, m), DecodeStatus::Malformed);
         EXPECT_EQ(p.last_error().code, DecodeError::Code::Truncated);
     }
@@ -918,7 +918,7 @@ TEST(RealResponses, Tds71DoneThatTsharkCallsMalformed) {
 
 TEST(RealResponses, Tds71ResultAfterLogin) {
     Recorder rec;
-    TokenStreamParser p(rec);
+    Parser p(rec);
     ASSERT_EQ(feed_all(p, load("arkime_f7_login_response.bin")), DecodeStatus::Consumed);
     ASSERT_EQ(feed_all(p, load("arkime_f9_result.bin")), DecodeStatus::Consumed)
         << p.last_error().detail;
@@ -939,12 +939,12 @@ TEST(RealResponses, ChunkingInvarianceOnRealResults) {
         const Buf m = load(f);
         Recorder whole;
         {
-            TokenStreamParser p(whole);
+            Parser p(whole);
             ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
         }
         for (std::size_t n = 1; n < m.size(); n += (n < 40 ? 1 : 37)) {
             Recorder rec;
-            TokenStreamParser p(rec);
+            Parser p(rec);
             EXPECT_EQ(feed_chunked(p, m, n), DecodeStatus::Consumed);
             EXPECT_EQ(rec.log, whole.log) << f << " chunk " << n;
         }

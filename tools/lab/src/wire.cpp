@@ -165,8 +165,7 @@ Buffer frame_packets(std::uint8_t type, const Buffer& payload, std::size_t packe
 // ---------------------------------------------------------------- PRELOGIN
 std::optional<PreloginInfo> parse_prelogin(Bytes payload) {
     tds::Prelogin p;
-    DecodeError err;
-    if (tds::parse_prelogin(payload, p, err) != DecodeStatus::Consumed) return std::nullopt;
+    if (!tds::parse_prelogin(payload, p).ok()) return std::nullopt;
     PreloginInfo info;
     info.encryption = p.encryption;
     info.has_fedauth = p.fed_auth_required.has_value();
@@ -215,9 +214,8 @@ Buffer build_prelogin_request(std::uint8_t encryption) {
 std::optional<Login7Info> parse_login7(Bytes payload, SecretString* password, std::string* why) {
     tds::Login7 l;
     Bytes sspi;
-    DecodeError err;
-    if (tds::parse_login7(payload, l, sspi, err) != DecodeStatus::Consumed) {
-        if (why) *why = err.detail.empty() ? "malformed LOGIN7" : err.detail;
+    if (const DecodeResult res = tds::parse_login7(payload, l, sspi); !res.ok()) {
+        if (why) *why = res.error().detail.empty() ? "malformed LOGIN7" : res.error().detail;
         return std::nullopt;
     }
     Login7Info li;

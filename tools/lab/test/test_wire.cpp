@@ -61,9 +61,10 @@ TEST(LabFraming, SplitsAtThePacketSizeWithEomOnTheLastPacket) {
 TEST(LabPrelogin, ServerAnswerHasExactlyTheFourOptionsImpacketReads) {
     for (std::uint8_t e : {enc::NotSup, enc::Off, enc::On, enc::Req}) {
         tds::Prelogin p;
-        DecodeError err;
-        ASSERT_EQ(tds::parse_prelogin(build_prelogin_response(e), p, err), DecodeStatus::Consumed)
-            << err.detail;
+        DecodeResult res;
+        ASSERT_EQ((res = tds::parse_prelogin(build_prelogin_response(e), p)).status(),
+                  DecodeStatus::Consumed)
+            << res.error().detail;
         ASSERT_EQ(p.options.size(), 4u);
         EXPECT_EQ(p.options[0].token, 0x00);  // VERSION first [MS-TDS 2.2.6.5]
         EXPECT_EQ(p.options[1].token, 0x01);
@@ -79,8 +80,8 @@ TEST(LabPrelogin, ServerAnswerHasExactlyTheFourOptionsImpacketReads) {
 
 TEST(LabPrelogin, ProviderRequestReadsBackWithTheDecoder) {
     tds::Prelogin p;
-    DecodeError err;
-    ASSERT_EQ(tds::parse_prelogin(build_prelogin_request(enc::NotSup), p, err),
+    DecodeResult res;
+    ASSERT_EQ((res = tds::parse_prelogin(build_prelogin_request(enc::NotSup), p)).status(),
               DecodeStatus::Consumed);
     EXPECT_EQ(p.encryption, enc::NotSup);
     EXPECT_EQ(p.instance, "MSSQLServer");
@@ -107,8 +108,8 @@ TEST(LabLogin7, SqlLoginPasswordIsCheckedButNeverPartOfTheResult) {
     ASSERT_TRUE(li2);
     tds::Login7 l;
     Bytes sspi;
-    DecodeError err;
-    ASSERT_EQ(tds::parse_login7(raw, l, sspi, err), DecodeStatus::Consumed);
+    DecodeResult res;
+    ASSERT_EQ((res = tds::parse_login7(raw, l, sspi)).status(), DecodeStatus::Consumed);
     EXPECT_EQ(tds::to_string(l).find("S3cret"), std::string::npos);
     pw.wipe();
     EXPECT_EQ(pw.size(), 0u);
@@ -145,8 +146,9 @@ TEST(LabLogin7, ProviderLoginReadsBackWithTheDecoderAndMatchesTheCapture) {
     const Buffer b = build_login7(q);
     tds::Login7 l;
     Bytes sspi;
-    DecodeError err;
-    ASSERT_EQ(tds::parse_login7(b, l, sspi, err), DecodeStatus::Consumed) << err.detail;
+    DecodeResult res;
+    ASSERT_EQ((res = tds::parse_login7(b, l, sspi)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
     EXPECT_EQ(l.tds_version, tds::tds_version::k74);
     EXPECT_TRUE(l.integrated_security());
     EXPECT_EQ(l.host, "SQLA");
@@ -295,7 +297,7 @@ TEST(LabTokens, AnonymousLoginFailureFromBReadsTheSameInBothParsers) {
     EXPECT_FALSE(r->loginack);
     Collect c;
     tds::TokenStreamParser p(c);
-    ASSERT_EQ(p.feed(reply, true), DecodeStatus::Consumed);
+    ASSERT_EQ(p.feed(reply, true).status(), DecodeStatus::Consumed);
     ASSERT_EQ(c.msgs.size(), 1u);
     EXPECT_TRUE(c.msgs[0].is_error);
     EXPECT_EQ(c.msgs[0].number, 18456);
@@ -321,7 +323,7 @@ TEST(LabTokens, MiddleServerRelays18456Then7303) {
 TEST(LabTokens, SuccessfulLoginReplyReadsWithTheDecoder) {
     Collect c;
     tds::TokenStreamParser p(c);
-    ASSERT_EQ(p.feed(fixture("reply_login_ok_sql"), true), DecodeStatus::Consumed);
+    ASSERT_EQ(p.feed(fixture("reply_login_ok_sql"), true).status(), DecodeStatus::Consumed);
     ASSERT_TRUE(c.ack);
     EXPECT_EQ(c.ack->tds_version, 0x74000004u);  // BE on the wire [MS-TDS 2.2.7.14]
     EXPECT_EQ(c.ack->prog_name, "Microsoft SQL Server");
@@ -345,7 +347,7 @@ TEST(LabTokens, DoneRowCountIsFourBytesForTds71AndEightLater) {
     Collect c;
     tds::TokenStreamParser p(c);
     p.set_tds_version(0x71000001);
-    ASSERT_EQ(p.feed(old.bytes(), true), DecodeStatus::Consumed);
+    ASSERT_EQ(p.feed(old.bytes(), true).status(), DecodeStatus::Consumed);
     ASSERT_EQ(c.dones.size(), 1u);
     EXPECT_EQ(c.dones[0].row_count, 3u);
 }

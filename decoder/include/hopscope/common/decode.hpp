@@ -1,13 +1,18 @@
 // Typed decode results shared by every parser.
 //
-// Parsers never throw on bad input: they return a DecodeStatus, and for Malformed a DecodeError
-// that says what was wrong and where. "Where" is an offset inside the unit being parsed (a TDS
-// message, an SSPI blob, a Kerberos record); the session layer adds the stream offset.
+// One way to fail: every parser (and every step of one) returns a DecodeResult. It is explicit
+// about success - `if (!r.ok())`, or `r.status()` where NeedMore/Encrypted/NotTds matter - and is
+// never read as a bare truth value. A Malformed result carries a DecodeError that says what was
+// wrong and where; "where" is an offset inside the unit being parsed (a TDS message, an SSPI
+// blob, a Kerberos record), the session layer adds the stream offset. Parsers never throw on bad
+// input. What a parser found goes to its out-parameter; callbacks report facts and return
+// nothing.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace hopscope {
 
@@ -42,6 +47,32 @@ struct DecodeError {
 };
 
 const char* to_string(DecodeError::Code c);
+
+/// What a parser returns: ok() (Consumed: the bytes were understood and used), or why not -
+/// status() NeedMore, Encrypted, NotTds or Malformed, and for Malformed error(). No conversion to
+/// bool, and a result may not be dropped silently.
+class [[nodiscard]] DecodeResult {
+  public:
+    DecodeResult() = default;  ///< ok
+    /// Malformed, with what was wrong and where (`return make_error(...)` in a parser).
+    DecodeResult(DecodeError e)  // NOLINT(google-explicit-constructor): a failing return
+        : status_(DecodeStatus::Malformed), error_(std::move(e)) {}
+
+    static DecodeResult need_more() { return DecodeResult(DecodeStatus::NeedMore); }
+    static DecodeResult encrypted() { return DecodeResult(DecodeStatus::Encrypted); }
+    static DecodeResult not_tds() { return DecodeResult(DecodeStatus::NotTds); }
+
+    [[nodiscard]] bool ok() const { return status_ == DecodeStatus::Consumed; }
+    [[nodiscard]] DecodeStatus status() const { return status_; }
+    /// Code None unless Malformed.
+    [[nodiscard]] const DecodeError& error() const { return error_; }
+
+  private:
+    explicit DecodeResult(DecodeStatus s) : status_(s) {}
+
+    DecodeStatus status_ = DecodeStatus::Consumed;
+    DecodeError error_;
+};
 
 inline DecodeError make_error(DecodeError::Code code, std::size_t offset, std::string detail) {
     return DecodeError{code, offset, std::move(detail)};

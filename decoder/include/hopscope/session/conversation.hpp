@@ -174,8 +174,9 @@ class ConversationCallbacks {
     virtual void on_token(const FactContext&, std::uint8_t /*token*/, std::size_t /*size*/) {}
 
     // Client requests.
-    virtual void on_sql_batch(const FactContext&, const tds::SqlBatch&) {}
-    virtual void on_rpc(const FactContext&, const tds::RpcRequest&) {}
+    /// A request and how its parse ended (ok, or Malformed: `batch`/`rpc` hold what was read).
+    virtual void on_sql_batch(const FactContext&, const tds::SqlBatch&, const DecodeResult&) {}
+    virtual void on_rpc(const FactContext&, const tds::RpcRequest&, const DecodeResult&) {}
     virtual void on_attention(const FactContext&) {}
     /// A message that is only counted: bulk load, transaction manager, federated-auth token
     /// (length only: it is a credential), pre-TDS7 login, an ignored message, a LOGIN7
@@ -215,15 +216,14 @@ class Conversation {
     Conversation(const Conversation&) = delete;
     Conversation& operator=(const Conversation&) = delete;
 
-    /// Returns Consumed, NeedMore (a unit is incomplete), Encrypted (the bytes were TLS
-    /// application data) or NotTds (nothing in the bytes could be framed). Malformed units are
-    /// reported through on_problem; feeding continues.
-    DecodeStatus feed(Direction dir, Timestamp ts, Bytes data, Evidence ev);
+    /// What the bytes show goes to the callbacks; malformed units and bytes that carry no TDS are
+    /// reported through on_problem, and feeding continues.
+    void feed(Direction dir, Timestamp ts, Bytes data, Evidence ev);
     /// For a front-end that terminates TLS itself: `plaintext` is what TLS application data
     /// records of `dir` carried, in order (a TDS byte stream), decoded exactly like records this
     /// conversation opened with a key log. The front-end feeds the clear bytes (PRELOGIN, the
     /// handshake) through feed() and not the protected records. `ev` is that of the records.
-    DecodeStatus feed_plaintext(Direction dir, Timestamp ts, Bytes plaintext, Evidence ev);
+    void feed_plaintext(Direction dir, Timestamp ts, Bytes plaintext, Evidence ev);
     void gap(Direction dir, Timestamp ts, std::uint64_t length);
     /// End of the connection: flushes both directions and reports a pending login attempt.
     void close(Timestamp ts);

@@ -156,7 +156,7 @@ struct Login7 {
 /// payload: a field pointing past it is Malformed (Truncated), never read.
 /// SSPI length: cbSSPI, or cbSSPILong when cbSSPI is 0xFFFF and cbSSPILong is larger [MS-TDS
 /// 2.2.6.4]. A blob that does not fit the payload is Malformed.
-DecodeStatus parse_login7(Bytes payload, Login7& out, Bytes& sspi, DecodeError& err);
+DecodeResult parse_login7(Bytes payload, Login7& out, Bytes& sspi);
 
 /// The readable part of a Login7 as "key=value ..." text, for logs and tests. Contains no
 /// password and no SSPI bytes (only their lengths).

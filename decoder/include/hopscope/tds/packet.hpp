@@ -86,7 +86,7 @@ struct PacketHeader {
 /// Reads the 8-byte header. NeedMore when fewer than 8 bytes are given; Malformed (BadLength)
 /// when Length < 8. Any Length in 8..65535 is accepted: the negotiated packet size is a rule for
 /// peers, not something a tracer may rely on.
-DecodeStatus parse_header(Bytes data, PacketHeader& out, DecodeError& err);
+DecodeResult parse_header(Bytes data, PacketHeader& out);
 
 /// A header a real peer could have sent in direction `dir`: known type valid for that direction,
 /// only known status bits, IGNORE only together with EOM, Length >= 8, Window 0.
@@ -112,9 +112,10 @@ struct SmpHeader {
     std::uint32_t window = 0;
 };
 
-/// Reads a 16-byte SMP header; false unless it is plausible: SMID 0x53, exactly one known flag,
-/// LENGTH 16 for SYN/ACK/FIN and 17..16+65535 for DATA.
-bool parse_smp_header(Bytes data, SmpHeader& out);
+/// Reads a 16-byte SMP header. NeedMore below 16 bytes; Malformed (BadValue) unless it is
+/// plausible: SMID 0x53, exactly one known flag, LENGTH 16 for SYN/ACK/FIN and 17..16+65535 for
+/// DATA.
+DecodeResult parse_smp_header(Bytes data, SmpHeader& out);
 
 /// One unit found by the framer.
 struct FramedUnit {

@@ -76,7 +76,7 @@ struct Prelogin {
 /// Parses a PRELOGIN payload (packet header stripped). Malformed when the table is not ended by
 /// 0xFF, an option points outside the payload, or a fixed-size option has the wrong length
 /// (zero-length options are accepted and ignored: SQL Server 2000 answers THREADID with length 0).
-DecodeStatus parse_prelogin(Bytes payload, Prelogin& out, DecodeError& err);
+DecodeResult parse_prelogin(Bytes payload, Prelogin& out);
 
 /// Whether a PRELOGIN-type payload is a TLS record instead (TDS 7.x tunnels the TLS handshake in
 /// PRELOGIN packets): content type 0x14..0x17, then 0x03.

@@ -36,8 +36,6 @@ struct AllHeaders {
 };
 
 struct SqlBatch {
-    DecodeStatus status = DecodeStatus::Consumed;  ///< Consumed or Malformed
-    DecodeError error;
     AllHeaders headers;
     std::string text;            ///< UTF-8, at most max_text_chars UTF-16 units, passwords masked
     std::size_t text_chars = 0;  ///< UTF-16 units present in the payload
@@ -46,8 +44,10 @@ struct SqlBatch {
 
 /// `tds_version`: from LOGIN7/LOGINACK; ALL_HEADERS is expected for 7.2+ (0x72... and later,
 /// and 8.0). Pass 0 when unknown (capture started mid-connection): ALL_HEADERS is then detected
-/// by its shape.
-SqlBatch parse_sql_batch(Bytes payload, std::uint32_t tds_version, RequestLimits limits = {});
+/// by its shape. Ok or Malformed (ALL_HEADERS impossible); a payload that ends early is ok with
+/// `out.truncated`.
+DecodeResult parse_sql_batch(Bytes payload, std::uint32_t tds_version, SqlBatch& out,
+                             RequestLimits limits = {});
 
 struct RpcParam {
     std::string name;               ///< "@name", empty for positional parameters
@@ -67,14 +67,18 @@ struct RpcCall {
 };
 
 struct RpcRequest {
-    DecodeStatus status = DecodeStatus::Consumed;  ///< Consumed or Malformed
-    DecodeError error;
     AllHeaders headers;
     std::vector<RpcCall> calls;  ///< one per RPCReqBatch (batched RPCs separated by 0xFF/0x80)
     bool truncated = false;      ///< the payload ended before the message did
+    /// Why the description stops early although the request is not malformed (code Unsupported:
+    /// an encrypted or table-valued parameter that cannot be walked; `truncated` is set too).
+    DecodeError stopped;
 };
 
-RpcRequest parse_rpc(Bytes payload, std::uint32_t tds_version, RequestLimits limits = {});
+/// Ok or Malformed; `out` keeps the calls read before a failure. A payload that ends early (the
+/// message is only a prefix) is ok with `out.truncated`.
+DecodeResult parse_rpc(Bytes payload, std::uint32_t tds_version, RpcRequest& out,
+                       RequestLimits limits = {});
 
 /// Name of a well-known ProcID [MS-TDS 2.2.6.6] (1 sp_cursor ... 15 sp_unprepare), or "".
 const char* well_known_proc_name(std::uint16_t id);

@@ -183,15 +183,13 @@ class TokenStreamParser {
     /// Feeds the next payload bytes. `end_of_message` is true for the payload of the packet with
     /// EOM set: a token left incomplete then is a decode error, and state resets for the next
     /// message (COLMETADATA excepted). Returns Consumed, NeedMore (token incomplete, more will
-    /// come) or Malformed (see last_error(); the rest of this message is skipped, the next
-    /// message is parsed normally). Malformed is returned once per message: the feeds that
-    /// deliver the skipped rest of it return Consumed.
-    DecodeStatus feed(Bytes payload, bool end_of_message);
+    /// come) or Malformed (with the error; the rest of this message is skipped, the next message
+    /// is parsed normally). Malformed is returned once per message: the feeds that deliver the
+    /// skipped rest of it return Consumed.
+    DecodeResult feed(Bytes payload, bool end_of_message);
 
     /// Forget any partial token (after a gap or resync). COLMETADATA is kept.
     void reset_message();
-
-    [[nodiscard]] const DecodeError& last_error() const;
 
   private:
     struct Impl;

@@ -43,13 +43,12 @@ struct TypeInfo {
 };
 
 /// Reads one TYPE_INFO. Returns Consumed (reader advanced past it), NeedMore (the reader ran out;
-/// its position is then unspecified) or Malformed (err filled; offsets relative to the reader).
-DecodeStatus parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out, DecodeError& err);
+/// its position is then unspecified) or Malformed (offsets relative to the reader).
+DecodeResult parse_type_info(ByteReader& r, TypeContext ctx, TypeInfo& out);
 
 /// Skips one complete value of type `ti` (all of it must be in the reader). NeedMore if the
 /// reader ran out, Malformed on an impossible length. `is_null` says whether it was NULL.
-DecodeStatus skip_value(ByteReader& r, const TypeInfo& ti, DecodeError& err,
-                        bool* is_null = nullptr);
+DecodeResult skip_value(ByteReader& r, const TypeInfo& ti, bool* is_null = nullptr);
 
 /// SQL name of a TDS type byte ("int", "nvarchar", "datetime2", ...); "unknown" if not a type.
 const char* type_name(std::uint8_t type);

@@ -73,8 +73,7 @@ class RecordDecrypter {
     /// Opens one whole record (5-byte header + body). On Consumed `plain` holds the content and
     /// `type` its content type (TLS 1.3: the inner type, padding removed) and the sequence number
     /// advances. Malformed when the record is too short or fails authentication.
-    DecodeStatus open(Bytes record, std::vector<std::uint8_t>& plain, std::uint8_t& type,
-                      DecodeError& err);
+    DecodeResult open(Bytes record, std::vector<std::uint8_t>& plain, std::uint8_t& type);
 
     [[nodiscard]] bool ready() const { return ready_; }
     [[nodiscard]] std::uint64_t sequence() const { return seq_; }
@@ -119,8 +118,8 @@ class SessionDecrypter {
 
     /// Whether a record of `content_type` sent in `dir` is to be opened here.
     [[nodiscard]] bool protects(Direction dir, std::uint8_t content_type) const;
-    /// Opens a record for which `protects` was true. Malformed (with `err`) stops the direction.
-    DecodeStatus open(Direction dir, Bytes record, OpenedRecord& out, DecodeError& err);
+    /// Opens a record for which `protects` was true. Malformed stops the direction.
+    DecodeResult open(Direction dir, Bytes record, OpenedRecord& out);
 
     /// Why the session (some direction of it) is not or no longer decrypted; "" while it is.
     [[nodiscard]] const std::string& why_not() const { return why_not_; }

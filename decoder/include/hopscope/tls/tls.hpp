@@ -49,7 +49,7 @@ struct RecordHeader {
 
 /// NeedMore below 5 bytes; Malformed for an unknown content type, a major version other than 3
 /// or a body longer than 2^14 + 2048.
-DecodeStatus parse_record_header(Bytes data, RecordHeader& out, DecodeError& err);
+DecodeResult parse_record_header(Bytes data, RecordHeader& out);
 
 /// The 32-byte random of a hello. The client's names its session in a key log.
 using Random = std::array<std::uint8_t, 32>;
@@ -80,8 +80,8 @@ struct ServerHello {
 };
 
 /// Bodies of handshake messages (after the 4-byte handshake header).
-DecodeStatus parse_client_hello(Bytes body, ClientHello& out, DecodeError& err);
-DecodeStatus parse_server_hello(Bytes body, ServerHello& out, DecodeError& err);
+DecodeResult parse_client_hello(Bytes body, ClientHello& out);
+DecodeResult parse_server_hello(Bytes body, ServerHello& out);
 
 /// What a HandshakeObserver reports for one direction.
 class ObserverSink {
@@ -97,6 +97,7 @@ class ObserverSink {
     /// A record whose body is protected: application data, or handshake/alert after
     /// ChangeCipherSpec. `type` is the record's content type.
     virtual void on_encrypted_record(std::uint8_t /*type*/, std::size_t /*length*/) {}
+    /// A record or hello that breaks the protocol; following goes on with the next record.
     virtual void on_error(const DecodeError&) {}
 };
 
@@ -107,8 +108,9 @@ class HandshakeObserver {
   public:
     explicit HandshakeObserver(ObserverSink& sink, std::size_t max_handshake = 64 * 1024);
 
-    /// One whole record (5-byte header + body). Returns Consumed or Malformed.
-    DecodeStatus on_record(Bytes record);
+    /// One whole record (5-byte header + body). What it shows, problems included, goes to the
+    /// sink.
+    void on_record(Bytes record);
     /// After a gap: forget partial handshake messages; keep the "encrypted" state.
     void reset();
 
