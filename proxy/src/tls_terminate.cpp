@@ -318,6 +318,10 @@ struct TlsTerminator::Impl {
     std::size_t walk_left = 0;
     bool c2s_clear = false;
     bool s2c_clear = false;
+    /// While a client-leg handshake step runs: what it sends the client, told to the observer
+    /// after the client's bytes that caused it.
+    bool hold_down = false;
+    std::vector<std::vector<std::uint8_t>> held_down;
     std::string sni;
     bool hello_seen = false;  ///< the client's ClientHello was read (servername callback)
     bool tds8_alpn = false;
@@ -342,7 +346,10 @@ struct TlsTerminator::Impl {
     void emit_down(Bytes b, bool clear) {
         if (b.empty()) return;
         t.out_[1].insert(t.out_[1].end(), b.begin(), b.end());
-        t.obs_.client_leg(Direction::ServerToClient, b, clear);
+        if (hold_down)
+            held_down.emplace_back(b.begin(), b.end());  // handshake bytes: clear
+        else
+            t.obs_.client_leg(Direction::ServerToClient, b, clear);
         client_out += b.size();
     }
     void emit(int leg, Bytes b, bool clear) { leg == 0 ? emit_up(b) : emit_down(b, clear); }
@@ -680,10 +687,16 @@ struct TlsTerminator::Impl {
                 std::size_t n = 0;
                 if (!handshake_unit(1, in, n)) return false;
                 if (n == 0) return true;
-                // The step first: the session secret it may log (TLS 1.2: on the client's key
-                // exchange) then reaches a recording before the bytes it opens.
+                // The step first, with what it sends the client held back from the observer: the
+                // session secret it may log (TLS 1.2: on the client's key exchange) then reaches
+                // a recording before the client's bytes that need it, and those before the reply.
+                hold_down = true;
                 const bool stepped = step(1);
+                hold_down = false;
                 consume_client(n, true);
+                for (auto& b : held_down)
+                    t.obs_.client_leg(Direction::ServerToClient, Bytes(b), true);
+                held_down.clear();
                 if (!stepped) return false;
                 continue;
             }

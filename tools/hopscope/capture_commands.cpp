@@ -12,6 +12,7 @@
 
 #include "backend.hpp"
 #include "hopscope/captures/capture_source.hpp"
+#include "hopscope/captures/pcapng_secrets.hpp"
 #include "progress.hpp"
 
 namespace hopscope::cli {
@@ -145,14 +146,41 @@ bool load_keylogs(const std::vector<std::string>& files, tls::KeyLog& log) {
     return ok;
 }
 
+/// Adds the TLS secrets embedded in the pcapng captures (Decryption Secrets Blocks, as
+/// `hopscope proxy --record` and `editcap --inject-secrets` write them) to `log`. True when
+/// any were found.
+bool load_embedded_secrets(const std::vector<std::string>& files, tls::KeyLog& log, bool quiet) {
+    bool any = false;
+    for (const auto& path : files) {
+        if (path == "-") continue;  // standard input is read once, by the packet reader
+        const captures::PcapngSecrets s = captures::read_pcapng_secrets(path);
+        if (s.blocks == 0) continue;
+        const std::size_t before = log.sessions();
+        const auto errors = log.add_text(s.keylog);
+        any = true;
+        if (!quiet)
+            std::fprintf(stderr,
+                         "hopscope: %s: %zu TLS secret%s embedded in the capture (%zu "
+                         "session%s)%s\n",
+                         path.c_str(), s.blocks, s.blocks == 1 ? "" : "s", log.sessions() - before,
+                         log.sessions() - before == 1 ? "" : "s",
+                         s.truncated ? "; more than 64 MiB of them, the rest left out" : "");
+        if (!errors.empty())
+            std::fprintf(stderr, "hopscope: %s: %zu embedded key log line%s not understood\n",
+                         path.c_str(), errors.size(), errors.size() == 1 ? "" : "s");
+    }
+    return any;
+}
+
 int run_analyze(const CaptureCommands::Analyze& a) {
     tls::KeyLog keylog;
     if (!load_keylogs(a.tls_keylogs, keylog)) return kExitBadInput;
+    const bool embedded = load_embedded_secrets(a.files, keylog, a.quiet);
     Outputs out;
     if (!open_outputs(a, out)) return kExitBadInput;
     BackendOptions bo = backend_options(a, out);
     bo.json_flush_each = !out.json_is_file;
-    if (!a.tls_keylogs.empty()) bo.tls_keys = &keylog;
+    if (!a.tls_keylogs.empty() || embedded) bo.tls_keys = &keylog;
     auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(a));
     ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
@@ -246,7 +274,10 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
             "keylog callback): decrypt the TLS 1.2/1.3 inside TDS (login-only, full and strict "
             "encryption; AES-GCM and ChaCha20-Poly1305 suites) and classify those logins as if "
             "clear. Repeat for several files. A login whose keys are missing stays 'unknown' with "
-            "that reason. A bad line stops the run (exit 2), named by file and line, never printed")
+            "that reason. A bad line stops the run (exit 2), named by file and line, never "
+            "printed. "
+            "Secrets embedded in a pcapng capture (Decryption Secrets Blocks: hopscope proxy "
+            "--record with --tls-terminate, editcap --inject-secrets) are used without this")
         ->type_name("KEYLOG")
         ->allow_extra_args(false);  // one file per --tls-keylog: the captures follow
 

@@ -19,6 +19,7 @@
 
 #include "../captures/capture_test_util.hpp"
 #include "hopscope/captures/capture_source.hpp"
+#include "hopscope/captures/pcapng_secrets.hpp"
 #include "hopscope/captures/stream_assembler.hpp"
 
 #ifdef HOPSCOPE_HAVE_REPORT
@@ -289,6 +290,42 @@ TEST(Recorder, StreamsReadBackExactlyWithFramesGapsAndCloses) {
         ASSERT_NE(got, nullptr) << to_string(e.key.client);
         expect_same(e, *got, sink);
     }
+}
+
+TEST(Recorder, TlsSecretsAreDecryptionSecretsBlocksThatAnalyzeReads) {
+    TempDir dir;
+    const std::string path = dir.file("sec.pcapng");
+    std::string err;
+    auto rec = Recorder::open({path, 0, 4}, err);
+    ASSERT_NE(rec, nullptr) << err;
+    const std::string one = "CLIENT_RANDOM 0102 0304";  // lengths 23 and 24: both paddings
+    const std::string two = "CLIENT_RANDOM 0a0b 0c0d0";
+    rec->open_connection(Leg::Client, kClientV4, Timestamp{1'700'000'000'000'000});
+    rec->secret(Bytes(reinterpret_cast<const std::uint8_t*>(one.data()), one.size()));
+    const std::vector<std::uint8_t> payload(100, 0x17);
+    rec->data(Leg::Client, kClientV4, Direction::ClientToServer, Timestamp{1'700'000'000'000'001},
+              payload);
+    rec->secret(Bytes(reinterpret_cast<const std::uint8_t*>(two.data()), two.size()));
+    rec->close_connection(Leg::Client, kClientV4, Timestamp{1'700'000'000'000'002}, false);
+    rec->flush();
+    const std::uint64_t frames = rec->frames_written();
+    rec.reset();
+    const captures::PcapngSecrets s = captures::read_pcapng_secrets(path);
+    EXPECT_EQ(s.blocks, 2u);
+    EXPECT_EQ(s.keylog, one + "\n" + two + "\n");
+    EXPECT_FALSE(s.truncated);
+    // the packets around them still read as before (libpcap skips the blocks)
+    OffsetSink sink;
+    const auto result =
+        captures::testing::read_into(sink, {path}, captures::testing::accept_all_config());
+    ASSERT_TRUE(result.ok()) << result.errors[0].to_string();
+    EXPECT_EQ(result.frames, frames);
+    // a bound on what is kept, and files that are not pcapng
+    EXPECT_TRUE(captures::read_pcapng_secrets(path, 30).truncated);
+    EXPECT_EQ(captures::read_pcapng_secrets(path, 30).blocks, 1u);
+    EXPECT_EQ(captures::read_pcapng_secrets(dir.file("missing.pcapng")).blocks, 0u);
+    std::ofstream(dir.file("text.pcapng")) << "not a capture at all, but long enough";
+    EXPECT_EQ(captures::read_pcapng_secrets(dir.file("text.pcapng")).blocks, 0u);
 }
 
 TEST(Recorder, FileLayoutTimestampsAndInterfaces) {
