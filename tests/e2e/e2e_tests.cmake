@@ -20,3 +20,14 @@ if(TARGET hopscope-labserver)
     set_tests_properties(e2e_proxy_tproxy_path
                          PROPERTIES LABELS e2e TIMEOUT 120 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 endif()
+
+# The proxy terminating TLS between FreeTDS and the lab server on loopback (full and login-only
+# encryption): the login read inside TLS, the recording's embedded secrets read by analyze and
+# tshark. Skipped (77) without tsql.
+if(TARGET hopscope-labserver)
+    add_test(NAME e2e_proxy_tls_terminate
+             COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/proxy_tls_terminate.sh $<TARGET_FILE:hopscope>
+                     $<TARGET_FILE:hopscope-labserver>)
+    set_tests_properties(e2e_proxy_tls_terminate
+                         PROPERTIES LABELS e2e TIMEOUT 120 SKIP_RETURN_CODE 77)
+endif()

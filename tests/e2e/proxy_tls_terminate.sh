@@ -1,0 +1,85 @@
+#!/bin/bash
+# `hopscope proxy --tls-terminate` between FreeTDS's tsql and hopscope-labserver on loopback, for
+# full encryption (the server says ENCRYPT_ON) and login-only encryption (both say OFF), with SQL
+# authentication. Checks: the client's result is the same as without the proxy; the proxy reads
+# the login inside TLS (auth sql, success, user sa, the encryption mode); its key log is mode 0600;
+# its recording (--record, both legs) holds the TLS secrets, so that `hopscope analyze` of it
+# alone gives the same login on each leg, and tshark (when installed) decrypts the LOGIN7 in it
+# without a key log file; no password in any output. Exits 77 (skipped) without tsql or openssl.
+#
+#   proxy_tls_terminate.sh HOPSCOPE LABSERVER
+set -u
+hs=$1 labserver=$2
+for t in tsql openssl python3; do
+    command -v "$t" >/dev/null || { echo "skipped: no $t"; exit 77; }
+done
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+fail=0
+check() {  # description, command...
+    if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fail=1; fi
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+export ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0
+
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
+printf 'sa:S3cret!\n' >"$work/logins"
+chmod 600 "$work/logins"
+
+for mode in full login-only; do
+    enc=on tds_enc=require
+    [ "$mode" = login-only ] && enc=off tds_enc=request
+    sp=$(free_port) pp=$(free_port)
+    d=$work/$mode
+    mkdir -p "$d"
+    "$labserver" --listen "127.0.0.1:$sp" --name SQLT --encryption "$enc" --tls-cert "$work/cert.pem" \
+        --tls-key "$work/key.pem" --logins "$work/logins" --run-dir "$d" >"$d/server.log" 2>&1 &
+    pids+=($!)
+    "$hs" proxy --listen "127.0.0.1:$pp" --upstream "127.0.0.1:$sp" --tls-terminate \
+        --tls-keylog "$d/proxy.keylog" --record "$d/rec.pcapng" --record-upstream-leg \
+        --json "$d/proxy.jsonl" --log-file "$d/proxy.oplog" --grace 1 >"$d/proxy.log" 2>&1 &
+    px=$!
+    pids+=($px)
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$d/proxy.oplog" 2>/dev/null && break
+        sleep 0.05
+    done
+    for via in direct proxy; do
+        port=$sp
+        [ "$via" = proxy ] && port=$pp
+        printf '[global]\n    tds version = 7.4\n[t]\n    host = 127.0.0.1\n    port = %s\n    encryption = %s\n' \
+            "$port" "$tds_enc" >"$d/freetds-$via.conf"
+        printf 'select 1\ngo\nexit\n' | FREETDSCONF="$d/freetds-$via.conf" timeout 20 \
+            tsql -S t -U sa -P 'S3cret!' >"$d/$via.out" 2>&1
+    done
+    kill -INT "$px"
+    wait "$px" 2>/dev/null
+    check "$mode: the client's login and query through the proxy" grep -q '(1 row affected)' "$d/proxy.out"
+    check "$mode: the same output as without the proxy" cmp -s "$d/direct.out" "$d/proxy.out"
+    login='"auth":"sql","auth_detail":"","outcome":"success","user":"sa"'
+    check "$mode: the proxy read the login inside TLS" grep -q "$login" "$d/proxy.jsonl"
+    check "$mode: encryption $mode" grep -q "\"encryption\":\"$mode\"" "$d/proxy.jsonl"
+    check "$mode: the key log is the owner's only" test "$(stat -c %a "$d/proxy.keylog")" = 600
+    check "$mode: the key log has both legs' sessions" test "$(grep -c '^CLIENT_RANDOM ' "$d/proxy.keylog")" = 2
+    "$hs" analyze -q --json "$d/analyze.jsonl" "$d/rec.pcapng" >"$d/analyze.log" 2>&1
+    check "$mode: analyze of the recording alone reads the login on both legs" \
+        test "$(grep -c "$login" "$d/analyze.jsonl")" = 2
+    if command -v tshark >/dev/null; then
+        tshark -r "$d/rec.pcapng" -d "tcp.port==$sp,tds" -x 2>/dev/null >"$d/tshark.txt"
+        check "$mode: tshark decrypts both legs' LOGIN7 with the recording's own secrets" \
+            test "$(grep -A1 '^Decrypted TLS' "$d/tshark.txt" | grep -c '^0000  10 01')" = 2
+    fi
+    if grep -a -l 'S3cret!' "$d/proxy.jsonl" "$d/proxy.log" "$d/proxy.oplog" "$d/analyze.jsonl" \
+        "$d/analyze.log"; then
+        echo "FAIL: $mode: a password in the output above"
+        fail=1
+    fi
+done
+exit $fail
