@@ -627,8 +627,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
         Connection& c;
         void client_leg(Direction dir, Bytes wire, bool clear) override {
             const int d = static_cast<int>(dir);
-            c.tap_bytes(d, wire.data(), wire.size(), c.leg_offset_[d], nullptr,
-                        clear ? TapItem::Role::Wire : TapItem::Role::Opaque);
+            // Records of application data matter only to a recording (their content comes as
+            // plaintext): without one they are not copied to the tap at all (a tenth of the
+            // proxy's time under TLS load went to copying them for nothing, by perf).
+            if (clear || c.px_.hooks.recorder)
+                c.tap_bytes(d, wire.data(), wire.size(), c.leg_offset_[d], nullptr,
+                            clear ? TapItem::Role::Wire : TapItem::Role::Opaque);
             c.leg_offset_[d] += wire.size();
         }
         void plaintext(Direction dir, Bytes plain, std::uint64_t wire_offset) override {

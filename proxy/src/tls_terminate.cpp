@@ -341,18 +341,26 @@ struct TlsTerminator::Impl {
     void emit_up(Bytes b) {
         if (b.empty()) return;
         t.out_[0].insert(t.out_[0].end(), b.begin(), b.end());
-        t.obs_.upstream_leg(Direction::ClientToServer, b);
+        observe(0, b, true);
     }
     void emit_down(Bytes b, bool clear) {
         if (b.empty()) return;
         t.out_[1].insert(t.out_[1].end(), b.begin(), b.end());
+        observe(1, b, clear);
+    }
+    void emit(int leg, Bytes b, bool clear) { leg == 0 ? emit_up(b) : emit_down(b, clear); }
+    /// What emit() tells the observer, for bytes already in the output queue.
+    void observe(int leg, Bytes b, bool clear) {
+        if (leg == 0) {
+            t.obs_.upstream_leg(Direction::ClientToServer, b);
+            return;
+        }
         if (hold_down)
-            held_down.emplace_back(b.begin(), b.end());  // handshake bytes: clear
+            held_down.emplace_back(b.begin(), b.end());
         else
             t.obs_.client_leg(Direction::ServerToClient, b, clear);
         client_out += b.size();
     }
-    void emit(int leg, Bytes b, bool clear) { leg == 0 ? emit_up(b) : emit_down(b, clear); }
 
     /// What a leg's TLS wrote: tunnelled in PRELOGIN packets during a TDS 7.x handshake (the
     /// flight is one message: end-of-message on its last packet), raw otherwise.
@@ -360,14 +368,22 @@ struct TlsTerminator::Impl {
         BIO* w = legs[leg].wbio;
         const std::size_t n = BIO_ctrl_pending(w);
         if (n == 0) return;
+        if (!(handshake && wrapped())) {
+            // Records go straight from the BIO to the output queue (the bulk path: no
+            // intermediate buffer), and the observer sees them there.
+            auto& out = t.out_[leg == 0 ? 0 : 1];
+            const std::size_t old = out.size();
+            out.resize(old + n);
+            const int got = BIO_read(w, out.data() + old, static_cast<int>(n));
+            out.resize(old + static_cast<std::size_t>(std::max(got, 0)));
+            if (got > 0) observe(leg, Bytes(out.data() + old, static_cast<std::size_t>(got)),
+                                 handshake);
+            return;
+        }
         std::vector<std::uint8_t> buf(n);
         const int got = BIO_read(w, buf.data(), static_cast<int>(n));
         if (got <= 0) return;
         buf.resize(static_cast<std::size_t>(got));
-        if (!(handshake && wrapped())) {
-            emit(leg, Bytes(buf), handshake);
-            return;
-        }
         constexpr std::size_t body = kWrapPacket - kTdsHeader;
         std::vector<std::uint8_t> pkts;
         pkts.reserve(buf.size() + (buf.size() / body + 1) * kTdsHeader);
