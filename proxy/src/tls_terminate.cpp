@@ -281,20 +281,46 @@ struct TlsTerminator::Impl {
         BIO* rbio = nullptr;  ///< owned by ssl
         BIO* wbio = nullptr;  ///< owned by ssl
         bool started = false;
-        bool done = false;             ///< handshake finished
-        std::vector<std::uint8_t> in;  ///< [pos, end) not consumed yet
+        bool done = false;  ///< handshake finished
+        // What is not consumed yet: the caller's bytes themselves while a feeding call runs on
+        // them (`ext`: the bulk of a connection is read in place, no copy), else `in`, which
+        // keeps a remainder (a partial packet or record) between calls.
+        std::vector<std::uint8_t> in;
+        Bytes ext;
+        bool use_ext = false;
         std::size_t pos = 0;
-        [[nodiscard]] Bytes avail() const { return Bytes(in.data() + pos, in.size() - pos); }
-        [[nodiscard]] bool empty() const { return pos == in.size(); }
+        [[nodiscard]] Bytes avail() const {
+            return use_ext ? ext.subspan(pos) : Bytes(in.data() + pos, in.size() - pos);
+        }
+        [[nodiscard]] bool empty() const { return avail().empty(); }
         void take(Bytes b) {
             if (pos == in.size()) {
                 in.clear();
                 pos = 0;
-            } else if (pos > 0 && pos >= in.size() / 2) {
+                ext = b;
+                use_ext = true;
+                return;
+            }
+            if (pos > 0 && pos >= in.size() / 2) {
                 in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(pos));
                 pos = 0;
             }
             in.insert(in.end(), b.begin(), b.end());
+        }
+        /// After a feeding call: what is left of the caller's bytes is kept.
+        void keep_rest() {
+            if (!use_ext) return;
+            const Bytes rest = ext.subspan(pos);
+            in.assign(rest.begin(), rest.end());
+            pos = 0;
+            ext = {};
+            use_ext = false;
+        }
+        void clear() {
+            in.clear();
+            ext = {};
+            use_ext = false;
+            pos = 0;
         }
         /// For this leg's peer, waiting for this leg's handshake: {encrypt?, bytes}.
         std::vector<std::pair<bool, std::vector<std::uint8_t>>> held;
@@ -376,8 +402,8 @@ struct TlsTerminator::Impl {
             out.resize(old + n);
             const int got = BIO_read(w, out.data() + old, static_cast<int>(n));
             out.resize(old + static_cast<std::size_t>(std::max(got, 0)));
-            if (got > 0) observe(leg, Bytes(out.data() + old, static_cast<std::size_t>(got)),
-                                 handshake);
+            if (got > 0)
+                observe(leg, Bytes(out.data() + old, static_cast<std::size_t>(got)), handshake);
             return;
         }
         std::vector<std::uint8_t> buf(n);
@@ -606,16 +632,14 @@ struct TlsTerminator::Impl {
             emit_up(c);
         }
         emit_down(up().avail(), true);
-        for (Leg& L : legs) {
-            L.in.clear();
-            L.pos = 0;
-        }
+        for (Leg& L : legs)
+            L.clear();
         return true;
     }
 
     /// Consumes `n` bytes of the client's input, telling the observer what they were.
     void consume_client(std::size_t n, bool clear) {
-        t.obs_.client_leg(Direction::ClientToServer, Bytes(cl().in.data() + cl().pos, n), clear);
+        t.obs_.client_leg(Direction::ClientToServer, cl().avail().first(n), clear);
         client_in += n;
         cl().pos += n;
     }
@@ -863,7 +887,9 @@ bool TlsTerminator::from_client(Bytes in) {
         return true;
     }
     impl_->cl().take(in);
-    return impl_->client_input();
+    const bool ok = impl_->client_input();
+    impl_->cl().keep_rest();
+    return ok;
 }
 
 bool TlsTerminator::from_upstream(Bytes in) {
@@ -874,7 +900,9 @@ bool TlsTerminator::from_upstream(Bytes in) {
         return true;
     }
     impl_->up().take(in);
-    return impl_->upstream_input();
+    const bool ok = impl_->upstream_input();
+    impl_->up().keep_rest();
+    return ok;
 }
 
 void TlsTerminator::client_closed() {
@@ -903,7 +931,7 @@ std::string TlsTerminator::upstream_session() const {
 std::size_t TlsTerminator::buffered() const {
     std::size_t n = out_[0].size() + out_[1].size();
     for (const auto& L : impl_->legs)
-        n += L.in.size() - L.pos + L.held_bytes + (L.rbio ? BIO_ctrl_pending(L.rbio) : 0);
+        n += L.avail().size() + L.held_bytes + (L.rbio ? BIO_ctrl_pending(L.rbio) : 0);
     return n + impl_->prelogin[0].size() + impl_->prelogin[1].size();
 }
 
