@@ -13,7 +13,7 @@ void walk(Reader r, unsigned& budget) {
     while (!r.at_end() && budget > 0) {
         --budget;
         Tlv t;
-        if (r.next(t)) return;
+        if (!r.next(t).ok()) return;
         std::int64_t i = 0;
         std::int32_t i32 = 0;
         std::uint32_t u32 = 0, bits = 0;
@@ -30,11 +30,11 @@ void walk(Reader r, unsigned& budget) {
         (void)as_bit_string(t, bits, nbits);
         (void)as_string(t, s);
         (void)as_kerberos_time(t, s);
-        if (!as_oid(t, bytes)) (void)oid_to_dotted(bytes);
+        if (as_oid(t, bytes).ok()) (void)oid_to_dotted(bytes);
         Tlv inner;
         (void)explicit_inner(t, inner);
         Reader child;
-        if (t.constructed && !Reader::enter(t, child)) walk(child, budget);
+        if (t.constructed && Reader::enter(t, child).ok()) walk(child, budget);
     }
 }
 

@@ -7,7 +7,7 @@ namespace {
 
 using Code = DecodeError::Code;
 
-DecodeError universal_primitive(const Tlv& t, std::uint32_t number, const char* what) {
+DecodeResult universal_primitive(const Tlv& t, std::uint32_t number, const char* what) {
     if (!t.is_universal(number) || t.constructed) {
         return make_error(Code::BadTag, t.offset, std::string("expected ") + what);
     }
@@ -15,7 +15,7 @@ DecodeError universal_primitive(const Tlv& t, std::uint32_t number, const char* 
 }
 
 // Shared two's-complement decoding for INTEGER and ENUMERATED (X.690 §8.3.2: minimal octets).
-DecodeError twos_complement(const Tlv& t, std::int64_t& out) {
+DecodeResult twos_complement(const Tlv& t, std::int64_t& out) {
     const Bytes v = t.value;
     if (v.empty()) return make_error(Code::BadLength, t.offset, "empty integer");
     if (v.size() > 8) return make_error(Code::TooLarge, t.offset, "integer over 64 bits");
@@ -34,10 +34,10 @@ DecodeError twos_complement(const Tlv& t, std::int64_t& out) {
 
 bool Reader::peek(Tlv& out) const {
     Reader copy = *this;
-    return !copy.next(out);
+    return copy.next(out).ok();
 }
 
-DecodeError Reader::next(Tlv& out) {
+DecodeResult Reader::next(Tlv& out) {
     ByteReader r = r_;
     const std::size_t start = base_ + r.position();
     std::uint8_t id = 0;
@@ -95,9 +95,9 @@ DecodeError Reader::next(Tlv& out) {
     return {};
 }
 
-DecodeError Reader::expect(Tlv& out, TagClass cls, std::uint32_t number, bool constructed) {
+DecodeResult Reader::expect(Tlv& out, TagClass cls, std::uint32_t number, bool constructed) {
     Tlv t;
-    if (auto e = next(t)) return e;
+    if (auto e = next(t); !e.ok()) return e;
     if (t.cls != cls || t.number != number || t.constructed != constructed) {
         return make_error(Code::BadTag, t.offset, "unexpected tag");
     }
@@ -105,23 +105,23 @@ DecodeError Reader::expect(Tlv& out, TagClass cls, std::uint32_t number, bool co
     return {};
 }
 
-DecodeError Reader::enter(const Tlv& t, Reader& out) {
+DecodeResult Reader::enter(const Tlv& t, Reader& out) {
     if (!t.constructed) return make_error(Code::BadTag, t.offset, "expected constructed");
     if (t.depth + 1 > kMaxDepth) return make_error(Code::TooDeep, t.offset, "nesting too deep");
     out = Reader(t.value, t.offset + t.header, t.depth + 1, t.rule);
     return {};
 }
 
-DecodeError explicit_inner(const Tlv& wrapper, Tlv& inner) {
+DecodeResult explicit_inner(const Tlv& wrapper, Tlv& inner) {
     Reader r;
-    if (auto e = Reader::enter(wrapper, r)) return e;
-    if (auto e = r.next(inner)) return e;
+    if (auto e = Reader::enter(wrapper, r); !e.ok()) return e;
+    if (auto e = r.next(inner); !e.ok()) return e;
     if (!r.at_end()) return make_error(Code::BadLength, r.offset(), "trailing bytes in tag");
     return {};
 }
 
-DecodeError FieldReader::next(Tlv& wrapper, Tlv& inner) {
-    if (auto e = r_.next(wrapper)) return e;
+DecodeResult FieldReader::next(Tlv& wrapper, Tlv& inner) {
+    if (auto e = r_.next(wrapper); !e.ok()) return e;
     if (wrapper.cls != TagClass::Context || !wrapper.constructed) {
         return make_error(Code::BadTag, wrapper.offset, "expected a context tag");
     }
@@ -132,34 +132,34 @@ DecodeError FieldReader::next(Tlv& wrapper, Tlv& inner) {
     return explicit_inner(wrapper, inner);
 }
 
-DecodeError as_integer(const Tlv& t, std::int64_t& out) {
-    if (auto e = universal_primitive(t, tag::Integer, "INTEGER")) return e;
+DecodeResult as_integer(const Tlv& t, std::int64_t& out) {
+    if (auto e = universal_primitive(t, tag::Integer, "INTEGER"); !e.ok()) return e;
     return twos_complement(t, out);
 }
 
-DecodeError as_int32(const Tlv& t, std::int32_t& out) {
+DecodeResult as_int32(const Tlv& t, std::int32_t& out) {
     std::int64_t v = 0;
-    if (auto e = as_integer(t, v)) return e;
+    if (auto e = as_integer(t, v); !e.ok()) return e;
     if (v < INT32_MIN || v > INT32_MAX) return make_error(Code::BadValue, t.offset, "not Int32");
     out = static_cast<std::int32_t>(v);
     return {};
 }
 
-DecodeError as_uint32(const Tlv& t, std::uint32_t& out) {
+DecodeResult as_uint32(const Tlv& t, std::uint32_t& out) {
     std::int64_t v = 0;
-    if (auto e = as_integer(t, v)) return e;
+    if (auto e = as_integer(t, v); !e.ok()) return e;
     if (v < 0 || v > UINT32_MAX) return make_error(Code::BadValue, t.offset, "not UInt32");
     out = static_cast<std::uint32_t>(v);
     return {};
 }
 
-DecodeError as_enumerated(const Tlv& t, std::int64_t& out) {
-    if (auto e = universal_primitive(t, tag::Enumerated, "ENUMERATED")) return e;
+DecodeResult as_enumerated(const Tlv& t, std::int64_t& out) {
+    if (auto e = universal_primitive(t, tag::Enumerated, "ENUMERATED"); !e.ok()) return e;
     return twos_complement(t, out);
 }
 
-DecodeError as_boolean(const Tlv& t, bool& out) {
-    if (auto e = universal_primitive(t, tag::Boolean, "BOOLEAN")) return e;
+DecodeResult as_boolean(const Tlv& t, bool& out) {
+    if (auto e = universal_primitive(t, tag::Boolean, "BOOLEAN"); !e.ok()) return e;
     if (t.value.size() != 1 || (t.value[0] != 0x00 && t.value[0] != 0xff)) {
         return make_error(Code::BadValue, t.offset, "BOOLEAN must be 00 or FF");
     }
@@ -167,14 +167,14 @@ DecodeError as_boolean(const Tlv& t, bool& out) {
     return {};
 }
 
-DecodeError as_octet_string(const Tlv& t, Bytes& out) {
-    if (auto e = universal_primitive(t, tag::OctetString, "OCTET STRING")) return e;
+DecodeResult as_octet_string(const Tlv& t, Bytes& out) {
+    if (auto e = universal_primitive(t, tag::OctetString, "OCTET STRING"); !e.ok()) return e;
     out = t.value;
     return {};
 }
 
-DecodeError as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_count) {
-    if (auto e = universal_primitive(t, tag::BitString, "BIT STRING")) return e;
+DecodeResult as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_count) {
+    if (auto e = universal_primitive(t, tag::BitString, "BIT STRING"); !e.ok()) return e;
     const Bytes v = t.value;
     if (v.empty()) return make_error(Code::BadLength, t.offset, "empty BIT STRING");
     const std::uint8_t unused = v[0];
@@ -189,7 +189,7 @@ DecodeError as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_co
     return {};
 }
 
-DecodeError as_string(const Tlv& t, std::string& out) {
+DecodeResult as_string(const Tlv& t, std::string& out) {
     if (t.cls != TagClass::Universal || t.constructed ||
         (t.number != tag::GeneralString && t.number != tag::Utf8String &&
          t.number != tag::Ia5String && t.number != tag::PrintableString)) {
@@ -199,8 +199,8 @@ DecodeError as_string(const Tlv& t, std::string& out) {
     return {};
 }
 
-DecodeError as_kerberos_time(const Tlv& t, std::string& out) {
-    if (auto e = universal_primitive(t, tag::GeneralizedTime, "GeneralizedTime")) return e;
+DecodeResult as_kerberos_time(const Tlv& t, std::string& out) {
+    if (auto e = universal_primitive(t, tag::GeneralizedTime, "GeneralizedTime"); !e.ok()) return e;
     const Bytes v = t.value;
     bool ok = v.size() == 15 && v[14] == 'Z';
     for (std::size_t i = 0; ok && i < 14; ++i)
@@ -249,8 +249,8 @@ std::string oid_to_dotted(Bytes c) {
     return out;
 }
 
-DecodeError as_oid(const Tlv& t, Bytes& content) {
-    if (auto e = universal_primitive(t, tag::Oid, "OBJECT IDENTIFIER")) return e;
+DecodeResult as_oid(const Tlv& t, Bytes& content) {
+    if (auto e = universal_primitive(t, tag::Oid, "OBJECT IDENTIFIER"); !e.ok()) return e;
     if (!oid_valid(t.value)) return make_error(Code::BadValue, t.offset, "invalid OID encoding");
     content = t.value;
     return {};

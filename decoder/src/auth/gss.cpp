@@ -44,19 +44,19 @@ Oid make_oid(Bytes content) {
     return o;
 }
 
-DecodeError parse_gss_initial(Bytes data, GssInitialToken& out) {
+DecodeResult parse_gss_initial(Bytes data, GssInitialToken& out) {
     der::Reader r(data, 0, 0, der::LengthRule::BerDefinite);
     der::Tlv app;
-    if (auto e = r.expect(app, der::TagClass::Application, 0, true)) return e;
+    if (auto e = r.expect(app, der::TagClass::Application, 0, true); !e.ok()) return e;
     if (!r.at_end()) {
         return make_error(DecodeError::Code::BadLength, r.offset(), "bytes after the GSS token");
     }
     der::Reader in;
-    if (auto e = der::Reader::enter(app, in)) return e;
+    if (auto e = der::Reader::enter(app, in); !e.ok()) return e;
     der::Tlv oid;
-    if (auto e = in.next(oid)) return e;
+    if (auto e = in.next(oid); !e.ok()) return e;
     Bytes content;
-    if (auto e = der::as_oid(oid, content)) return e;
+    if (auto e = der::as_oid(oid, content); !e.ok()) return e;
     out.mech = make_oid(content);
     out.inner_offset = oid.offset + oid.total();
     out.inner = data.subspan(out.inner_offset, app.offset + app.total() - out.inner_offset);

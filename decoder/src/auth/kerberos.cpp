@@ -16,16 +16,16 @@ using der::Tlv;
 constexpr std::size_t kMaxList = 256;  // names, etypes, padata, tickets
 
 /// Walks the EXPLICIT [n] fields of a SEQUENCE in increasing tag order, calling
-/// `fn(n, inner)` (returning DecodeError) for each. `seen` gets bit n of every field `fn`
+/// `fn(n, inner)` (returning DecodeResult) for each. `seen` gets bit n of every field `fn`
 /// accepted (bit 31 for any n over 31), for the caller's check of required fields.
 template <typename Fn>
-DecodeError walk_sequence(const Tlv& seq, unsigned& seen, Fn&& fn) {
+DecodeResult walk_sequence(const Tlv& seq, unsigned& seen, Fn&& fn) {
     if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
         return make_error(Code::BadTag, seq.offset, "expected SEQUENCE");
     }
     seen = 0;
-    return der::for_each_field(seq, [&](const Tlv& wrapper, const Tlv& inner) -> DecodeError {
-        if (auto e = fn(wrapper.number, inner)) return e;
+    return der::for_each_field(seq, [&](const Tlv& wrapper, const Tlv& inner) -> DecodeResult {
+        if (auto e = fn(wrapper.number, inner); !e.ok()) return e;
         seen |= 1u << std::min<std::uint32_t>(wrapper.number, 31);
         return {};
     });
@@ -34,19 +34,19 @@ DecodeError walk_sequence(const Tlv& seq, unsigned& seen, Fn&& fn) {
 /// SEQUENCE OF: `fn(item)` for each element; `not_sequence` is the error detail when `t` is not
 /// a SEQUENCE.
 template <typename Fn>
-DecodeError walk_sequence_of(const Tlv& t, const char* not_sequence, Fn&& fn) {
+DecodeResult walk_sequence_of(const Tlv& t, const char* not_sequence, Fn&& fn) {
     if (!t.is_universal(der::tag::Sequence) || !t.constructed) {
         return make_error(Code::BadTag, t.offset, not_sequence);
     }
     return der::for_each_element(t, fn);
 }
 
-DecodeError missing(const Tlv& t, const char* what) {
+DecodeResult missing(const Tlv& t, const char* what) {
     return make_error(Code::BadValue, t.offset, std::string("missing ") + what);
 }
 
 /// [APPLICATION n] wrapping a SEQUENCE.
-DecodeError app_sequence(const Tlv& app, std::uint32_t n, Tlv& seq) {
+DecodeResult app_sequence(const Tlv& app, std::uint32_t n, Tlv& seq) {
     if (!app.is_application(n) || !app.constructed) {
         return make_error(Code::BadTag, app.offset, "unexpected application tag");
     }
@@ -55,29 +55,29 @@ DecodeError app_sequence(const Tlv& app, std::uint32_t n, Tlv& seq) {
 
 /// An OPTIONAL field: `parse(v, value)` into a fresh value, kept in `out` only on success.
 template <typename T, typename Parse>
-DecodeError parse_optional(const Tlv& v, std::optional<T>& out, Parse&& parse) {
+DecodeResult parse_optional(const Tlv& v, std::optional<T>& out, Parse&& parse) {
     T value{};
-    if (auto e = parse(v, value)) return e;
+    if (auto e = parse(v, value); !e.ok()) return e;
     out = std::move(value);
     return {};
 }
 
-DecodeError parse_principal(const Tlv& seq, PrincipalName& out) {
+DecodeResult parse_principal(const Tlv& seq, PrincipalName& out) {
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         if (n == 0) {
-            if (auto e = der::as_int32(v, out.name_type)) return e;
+            if (auto e = der::as_int32(v, out.name_type); !e.ok()) return e;
         } else if (n == 1) {
-            auto component = [&](const Tlv& s) -> DecodeError {
+            auto component = [&](const Tlv& s) -> DecodeResult {
                 std::string str;
-                if (auto e = der::as_string(s, str)) return e;
+                if (auto e = der::as_string(s, str); !e.ok()) return e;
                 if (out.components.size() >= kMaxList) {
                     return make_error(Code::TooLarge, s.offset, "too many name components");
                 }
                 out.components.push_back(std::move(str));
                 return {};
             };
-            if (auto e = walk_sequence_of(v, "name-string is not a SEQUENCE", component)) {
+            if (auto e = walk_sequence_of(v, "name-string is not a SEQUENCE", component); !e.ok()) {
                 return e;
             }
         } else {
@@ -85,24 +85,24 @@ DecodeError parse_principal(const Tlv& seq, PrincipalName& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_sequence(seq, seen, field); !e.ok()) return e;
     if (seen != 3) return missing(seq, "PrincipalName field");
     return {};
 }
 
-DecodeError parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
+DecodeResult parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 0:
-                if (auto e = der::as_int32(v, out.etype)) return e;
+                if (auto e = der::as_int32(v, out.etype); !e.ok()) return e;
                 break;
             case 1:
-                if (auto e = parse_optional(v, out.kvno, der::as_uint32)) return e;
+                if (auto e = parse_optional(v, out.kvno, der::as_uint32); !e.ok()) return e;
                 break;
             case 2: {
                 Bytes c;
-                if (auto e = der::as_octet_string(v, c)) return e;
+                if (auto e = der::as_octet_string(v, c); !e.ok()) return e;
                 out.cipher_len = c.size();
                 break;
             }
@@ -111,49 +111,49 @@ DecodeError parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_sequence(seq, seen, field); !e.ok()) return e;
     if ((seen & 5) != 5) return missing(seq, "EncryptedData field");
     return {};
 }
 
-DecodeError parse_string_field(const Tlv& v, std::string& out) {
+DecodeResult parse_string_field(const Tlv& v, std::string& out) {
     return der::as_string(v, out);
 }
 
-DecodeError parse_ticket(const Tlv& app, TicketInfo& out) {
+DecodeResult parse_ticket(const Tlv& app, TicketInfo& out) {
     Tlv seq;
-    if (auto e = app_sequence(app, 1, seq)) return e;
+    if (auto e = app_sequence(app, 1, seq); !e.ok()) return e;
     out.size = app.total();
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 0:
-                if (auto e = der::as_int32(v, out.tkt_vno)) return e;
+                if (auto e = der::as_int32(v, out.tkt_vno); !e.ok()) return e;
                 break;
             case 1:
-                if (auto e = parse_string_field(v, out.realm)) return e;
+                if (auto e = parse_string_field(v, out.realm); !e.ok()) return e;
                 break;
             case 2:
-                if (auto e = parse_principal(v, out.sname)) return e;
+                if (auto e = parse_principal(v, out.sname); !e.ok()) return e;
                 break;
             case 3:
-                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                if (auto e = parse_enc_data(v, out.enc_part); !e.ok()) return e;
                 break;
             default:
                 return make_error(Code::BadTag, v.offset, "unknown Ticket field");
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_sequence(seq, seen, field); !e.ok()) return e;
     if (seen != 15) return missing(app, "Ticket field");
     return {};
 }
 
 /// SEQUENCE OF Ticket (KDC-REQ-BODY additional-tickets, KRB-CRED tickets), at most kMaxList.
-DecodeError parse_tickets(const Tlv& t, const char* not_sequence, std::vector<TicketInfo>& out) {
-    auto ticket = [&](const Tlv& item) -> DecodeError {
+DecodeResult parse_tickets(const Tlv& t, const char* not_sequence, std::vector<TicketInfo>& out) {
+    auto ticket = [&](const Tlv& item) -> DecodeResult {
         TicketInfo ti;
-        if (auto e = parse_ticket(item, ti)) return e;
+        if (auto e = parse_ticket(item, ti); !e.ok()) return e;
         if (out.size() >= kMaxList)
             return make_error(Code::TooLarge, item.offset, "too many tickets");
         out.push_back(std::move(ti));
@@ -162,11 +162,11 @@ DecodeError parse_tickets(const Tlv& t, const char* not_sequence, std::vector<Ti
     return walk_sequence_of(t, not_sequence, ticket);
 }
 
-DecodeError check_pvno_type(const Tlv& pvno_v, const Tlv& type_v, std::int32_t want) {
+DecodeResult check_pvno_type(const Tlv& pvno_v, const Tlv& type_v, std::int32_t want) {
     std::int32_t pvno = 0, type = 0;
-    if (auto e = der::as_int32(pvno_v, pvno)) return e;
+    if (auto e = der::as_int32(pvno_v, pvno); !e.ok()) return e;
     if (pvno != 5) return make_error(Code::BadValue, pvno_v.offset, "pvno is not 5");
-    if (auto e = der::as_int32(type_v, type)) return e;
+    if (auto e = der::as_int32(type_v, type); !e.ok()) return e;
     if (type != want) return make_error(Code::BadValue, type_v.offset, "msg-type mismatch");
     return {};
 }
@@ -176,10 +176,10 @@ DecodeError check_pvno_type(const Tlv& pvno_v, const Tlv& type_v, std::int32_t w
 /// user-to-user TGT-REQUEST/REPLY): those two are checked here (pvno 5, msg-type `want`, pvno
 /// first), every other field goes to `fn(n, inner)`.
 template <typename Fn>
-DecodeError walk_message(const Tlv& seq, std::uint32_t first, std::int32_t want, unsigned& seen,
-                         Fn&& fn) {
+DecodeResult walk_message(const Tlv& seq, std::uint32_t first, std::int32_t want, unsigned& seen,
+                          Fn&& fn) {
     Tlv pvno;
-    return walk_sequence(seq, seen, [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    return walk_sequence(seq, seen, [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         if (n == first) {
             pvno = v;
             return {};
@@ -192,54 +192,54 @@ DecodeError walk_message(const Tlv& seq, std::uint32_t first, std::int32_t want,
     });
 }
 
-DecodeError parse_ap_req(const Tlv& app, ApReq& out) {
+DecodeResult parse_ap_req(const Tlv& app, ApReq& out) {
     Tlv seq;
-    if (auto e = app_sequence(app, 14, seq)) return e;
+    if (auto e = app_sequence(app, 14, seq); !e.ok()) return e;
     out.size = app.total();
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 2: {
                 std::size_t bits = 0;
-                if (auto e = der::as_bit_string(v, out.ap_options, bits)) return e;
+                if (auto e = der::as_bit_string(v, out.ap_options, bits); !e.ok()) return e;
                 break;
             }
             case 3:
-                if (auto e = parse_ticket(v, out.ticket)) return e;
+                if (auto e = parse_ticket(v, out.ticket); !e.ok()) return e;
                 break;
             case 4:
-                if (auto e = parse_enc_data(v, out.authenticator)) return e;
+                if (auto e = parse_enc_data(v, out.authenticator); !e.ok()) return e;
                 break;
             default:
                 return make_error(Code::BadTag, v.offset, "unknown AP-REQ field");
         }
         return {};
     };
-    if (auto e = walk_message(seq, 0, krb_msg::ApReq, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::ApReq, seen, field); !e.ok()) return e;
     if (seen != 31) return missing(app, "AP-REQ field");
     return {};
 }
 
-DecodeError parse_ap_rep(const Tlv& app, ApRep& out) {
+DecodeResult parse_ap_rep(const Tlv& app, ApRep& out) {
     Tlv seq;
-    if (auto e = app_sequence(app, 15, seq)) return e;
+    if (auto e = app_sequence(app, 15, seq); !e.ok()) return e;
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 2:
-                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                if (auto e = parse_enc_data(v, out.enc_part); !e.ok()) return e;
                 break;
             default:
                 return make_error(Code::BadTag, v.offset, "unknown AP-REP field");
         }
         return {};
     };
-    if (auto e = walk_message(seq, 0, krb_msg::ApRep, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::ApRep, seen, field); !e.ok()) return e;
     if (seen != 7) return missing(app, "AP-REP field");
     return {};
 }
 
-DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out);
+DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out);
 
 /// Best-effort view of KRB-ERROR e-data: METHOD-DATA (SEQUENCE OF PA-DATA) or MS-KILE
 /// KERB-ERROR-DATA ::= SEQUENCE { data-type [1] INTEGER, data-value [2] OCTET STRING OPTIONAL },
@@ -247,26 +247,27 @@ DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaDa
 void read_e_data(Bytes data, std::size_t base, unsigned depth, KrbError& out) {
     Reader r(data, base, depth, der::LengthRule::BerDefinite);
     Tlv seq;
-    if (r.next(seq) || !r.at_end() || !seq.is_universal(der::tag::Sequence) || !seq.constructed) {
+    if (!r.next(seq).ok() || !r.at_end() || !seq.is_universal(der::tag::Sequence) ||
+        !seq.constructed) {
         return;
     }
     Reader items;
-    if (Reader::enter(seq, items)) return;
+    if (!Reader::enter(seq, items).ok()) return;
     Tlv first;
     if (!items.peek(first)) return;
     if (first.is_universal(der::tag::Sequence)) {
         std::vector<PaData> pas;
-        if (parse_padata(seq, false, pas)) return;
+        if (!parse_padata(seq, false, pas).ok()) return;
         for (const auto& p : pas)
             out.e_data_padata.push_back(p.type);
         return;
     }
     std::optional<std::int32_t> type;
     Bytes value;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         if (n == 1) {
             std::int32_t t = 0;
-            if (auto e = der::as_int32(v, t)) return e;
+            if (auto e = der::as_int32(v, t); !e.ok()) return e;
             type = t;
             return {};
         }
@@ -274,51 +275,51 @@ void read_e_data(Bytes data, std::size_t base, unsigned depth, KrbError& out) {
         return make_error(Code::BadTag, v.offset, "unknown KERB-ERROR-DATA field");
     };
     unsigned seen = 0;
-    if (walk_sequence(seq, seen, field)) return;  // neither form: nothing to report
+    if (!walk_sequence(seq, seen, field).ok()) return;  // neither form: nothing to report
     if (!type) return;
     out.e_data_type = type;
     if (*type == 3 && value.size() >= 4) out.ext_status = load_u32le(value.data());
 }
 
-DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
+DecodeResult parse_krb_error(const Tlv& app, KrbError& out) {
     Tlv seq;
-    if (auto e = app_sequence(app, 30, seq)) return e;
+    if (auto e = app_sequence(app, 30, seq); !e.ok()) return e;
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 2:
-                if (auto e = parse_optional(v, out.ctime, der::as_kerberos_time)) return e;
+                if (auto e = parse_optional(v, out.ctime, der::as_kerberos_time); !e.ok()) return e;
                 break;
             case 3:
-                if (auto e = parse_optional(v, out.cusec, der::as_int32)) return e;
+                if (auto e = parse_optional(v, out.cusec, der::as_int32); !e.ok()) return e;
                 break;
             case 4:
-                if (auto e = der::as_kerberos_time(v, out.stime)) return e;
+                if (auto e = der::as_kerberos_time(v, out.stime); !e.ok()) return e;
                 break;
             case 5:
-                if (auto e = der::as_int32(v, out.susec)) return e;
+                if (auto e = der::as_int32(v, out.susec); !e.ok()) return e;
                 break;
             case 6:
-                if (auto e = der::as_int32(v, out.error_code)) return e;
+                if (auto e = der::as_int32(v, out.error_code); !e.ok()) return e;
                 break;
             case 7:
-                if (auto e = parse_optional(v, out.crealm, parse_string_field)) return e;
+                if (auto e = parse_optional(v, out.crealm, parse_string_field); !e.ok()) return e;
                 break;
             case 8:
-                if (auto e = parse_optional(v, out.cname, parse_principal)) return e;
+                if (auto e = parse_optional(v, out.cname, parse_principal); !e.ok()) return e;
                 break;
             case 9:
-                if (auto e = parse_string_field(v, out.realm)) return e;
+                if (auto e = parse_string_field(v, out.realm); !e.ok()) return e;
                 break;
             case 10:
-                if (auto e = parse_optional(v, out.sname, parse_principal)) return e;
+                if (auto e = parse_optional(v, out.sname, parse_principal); !e.ok()) return e;
                 break;
             case 11:
-                if (auto e = parse_optional(v, out.e_text, parse_string_field)) return e;
+                if (auto e = parse_optional(v, out.e_text, parse_string_field); !e.ok()) return e;
                 break;
             case 12: {
                 Bytes d;
-                if (auto e = der::as_octet_string(v, d)) return e;
+                if (auto e = der::as_octet_string(v, d); !e.ok()) return e;
                 out.e_data_len = d.size();
                 read_e_data(d, v.offset + v.header, v.depth + 1, out);
                 break;
@@ -328,7 +329,7 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
         }
         return {};
     };
-    if (auto e = walk_message(seq, 0, krb_msg::Error, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::Error, seen, field); !e.ok()) return e;
     // Required: pvno, msg-type, stime, susec, error-code, realm (sname is omitted by some KDCs).
     constexpr unsigned kRequired =
         (1u << 0) | (1u << 1) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 9);
@@ -338,65 +339,65 @@ DecodeError parse_krb_error(const Tlv& app, KrbError& out) {
 
 // --- PA-DATA values -------------------------------------------------------------------------
 
-DecodeError parse_pa_for_user(Bytes value, std::size_t base, PaForUser& out) {
+DecodeResult parse_pa_for_user(Bytes value, std::size_t base, PaForUser& out) {
     Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
-    if (auto e = r.next(seq)) return e;
+    if (auto e = r.next(seq); !e.ok()) return e;
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 0:
-                if (auto e = parse_principal(v, out.user_name)) return e;
+                if (auto e = parse_principal(v, out.user_name); !e.ok()) return e;
                 break;
             case 1:
-                if (auto e = parse_string_field(v, out.user_realm)) return e;
+                if (auto e = parse_string_field(v, out.user_realm); !e.ok()) return e;
                 break;
             case 2:
                 break;  // cksum: keyed checksum, not kept
             case 3:
-                if (auto e = parse_string_field(v, out.auth_package)) return e;
+                if (auto e = parse_string_field(v, out.auth_package); !e.ok()) return e;
                 break;
             default:
                 return make_error(Code::BadTag, v.offset, "unknown PA-FOR-USER field");
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_sequence(seq, seen, field); !e.ok()) return e;
     if ((seen & 3) != 3) return missing(seq, "PA-FOR-USER field");
     return {};
 }
 
 /// A PA-DATA value that is a SEQUENCE whose first field must be [0]: that field's inner TLV in
 /// `first`; missing(`what`) when the SEQUENCE is empty or starts with another field.
-DecodeError pa_value_field0(Bytes value, std::size_t base, const char* what, Tlv& first) {
+DecodeResult pa_value_field0(Bytes value, std::size_t base, const char* what, Tlv& first) {
     Reader r(value, base, 1, der::LengthRule::BerDefinite);
     Tlv seq;
-    if (auto e = r.next(seq)) return e;
+    if (auto e = r.next(seq); !e.ok()) return e;
     if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
         return make_error(Code::BadTag, seq.offset, "expected SEQUENCE");
     }
     der::FieldReader f;
-    if (auto e = der::FieldReader::enter(seq, f)) return e;
+    if (auto e = der::FieldReader::enter(seq, f); !e.ok()) return e;
     if (f.at_end()) return missing(seq, what);
     Tlv wrapper;
-    if (auto e = f.next(wrapper, first)) return e;
+    if (auto e = f.next(wrapper, first); !e.ok()) return e;
     if (wrapper.number != 0) return missing(seq, what);
     return {};
 }
 
-DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& out) {
+DecodeResult parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& out) {
     Tlv user_id;
-    if (auto e = pa_value_field0(value, base, "user-id", user_id)) return e;
+    if (auto e = pa_value_field0(value, base, "user-id", user_id); !e.ok()) return e;
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 0:
                 break;  // nonce
             case 1:
-                if (auto e = parse_optional(v, out.cname, parse_principal)) return e;
+                if (auto e = parse_optional(v, out.cname, parse_principal); !e.ok()) return e;
                 break;
             case 2:
-                if (auto e = parse_string_field(v, out.crealm)) return e;
+                if (auto e = parse_string_field(v, out.crealm); !e.ok()) return e;
                 break;
             case 3:
                 out.has_certificate = true;
@@ -404,7 +405,7 @@ DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& ou
             case 4: {
                 std::uint32_t bits = 0;
                 std::size_t count = 0;
-                if (auto e = der::as_bit_string(v, bits, count)) return e;
+                if (auto e = der::as_bit_string(v, bits, count); !e.ok()) return e;
                 out.options = bits;
                 break;
             }
@@ -413,45 +414,45 @@ DecodeError parse_s4u_x509_user(Bytes value, std::size_t base, PaS4uX509User& ou
         }
         return {};
     };
-    if (auto e = walk_sequence(user_id, seen, field)) return e;
+    if (auto e = walk_sequence(user_id, seen, field); !e.ok()) return e;
     if ((seen & 4) == 0) return missing(user_id, "S4UUserID crealm");
     return {};
 }
 
-DecodeError parse_pac_options(Bytes value, std::size_t base, std::uint32_t& out) {
+DecodeResult parse_pac_options(Bytes value, std::size_t base, std::uint32_t& out) {
     Tlv v;
-    if (auto e = pa_value_field0(value, base, "PA-PAC-OPTIONS flags", v)) return e;
+    if (auto e = pa_value_field0(value, base, "PA-PAC-OPTIONS flags", v); !e.ok()) return e;
     std::size_t bits = 0;
     return der::as_bit_string(v, out, bits);
 }
 
-DecodeError parse_pac_request(Bytes value, std::size_t base, bool& out) {
+DecodeResult parse_pac_request(Bytes value, std::size_t base, bool& out) {
     Tlv v;
-    if (auto e = pa_value_field0(value, base, "include-pac", v)) return e;
+    if (auto e = pa_value_field0(value, base, "include-pac", v); !e.ok()) return e;
     return der::as_boolean(v, out);
 }
 
 /// `decode_values`: only in KDC requests are the PA values of interest decoded.
-DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out) {
-    auto element = [&](const Tlv& item) -> DecodeError {
+DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out) {
+    auto element = [&](const Tlv& item) -> DecodeResult {
         if (out.size() >= kMaxList) return make_error(Code::TooLarge, item.offset, "padata");
         PaData pa;
         Bytes value;
         std::size_t value_at = 0;
         unsigned seen = 0;
-        auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+        auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
             // RFC 4120 §5.2.7: padata-type is [1], padata-value [2] ([0] is unused).
             if (n == 1) {
-                if (auto e = der::as_int32(v, pa.type)) return e;
+                if (auto e = der::as_int32(v, pa.type); !e.ok()) return e;
             } else if (n == 2) {
-                if (auto e = der::as_octet_string(v, value)) return e;
+                if (auto e = der::as_octet_string(v, value); !e.ok()) return e;
                 value_at = v.offset + v.header;
             } else {
                 return make_error(Code::BadTag, v.offset, "unknown PA-DATA field");
             }
             return {};
         };
-        if (auto e = walk_sequence(item, seen, field)) return e;
+        if (auto e = walk_sequence(item, seen, field); !e.ok()) return e;
         if (seen != 6) return missing(item, "PA-DATA field");
         pa.length = value.size();
         if (decode_values) {
@@ -459,33 +460,33 @@ DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaDa
                 case pa_type::TgsReq: {
                     Reader vr(value, value_at, item.depth + 1, item.rule);
                     Tlv app;
-                    if (auto e = vr.next(app)) return e;
+                    if (auto e = vr.next(app); !e.ok()) return e;
                     ApReq ap;
-                    if (auto e = parse_ap_req(app, ap)) return e;
+                    if (auto e = parse_ap_req(app, ap); !e.ok()) return e;
                     pa.tgs_ap_req = std::move(ap);
                     break;
                 }
                 case pa_type::ForUser: {
                     PaForUser u;
-                    if (auto e = parse_pa_for_user(value, value_at, u)) return e;
+                    if (auto e = parse_pa_for_user(value, value_at, u); !e.ok()) return e;
                     pa.for_user = std::move(u);
                     break;
                 }
                 case pa_type::S4uX509User: {
                     PaS4uX509User u;
-                    if (auto e = parse_s4u_x509_user(value, value_at, u)) return e;
+                    if (auto e = parse_s4u_x509_user(value, value_at, u); !e.ok()) return e;
                     pa.s4u_x509_user = std::move(u);
                     break;
                 }
                 case pa_type::PacOptions: {
                     std::uint32_t flags = 0;
-                    if (auto e = parse_pac_options(value, value_at, flags)) return e;
+                    if (auto e = parse_pac_options(value, value_at, flags); !e.ok()) return e;
                     pa.pac_options = flags;
                     break;
                 }
                 case pa_type::PacRequest: {
                     bool inc = false;
-                    if (auto e = parse_pac_request(value, value_at, inc)) return e;
+                    if (auto e = parse_pac_request(value, value_at, inc); !e.ok()) return e;
                     pa.include_pac = inc;
                     break;
                 }
@@ -499,62 +500,64 @@ DecodeError parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaDa
     return walk_sequence_of(seq_of, "padata is not a SEQUENCE OF", element);
 }
 
-DecodeError parse_req_body(const Tlv& seq, KdcReq& out) {
+DecodeResult parse_req_body(const Tlv& seq, KdcReq& out) {
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 0: {
                 std::size_t bits = 0;
-                if (auto e = der::as_bit_string(v, out.kdc_options, bits)) return e;
+                if (auto e = der::as_bit_string(v, out.kdc_options, bits); !e.ok()) return e;
                 break;
             }
             case 1:
-                if (auto e = parse_optional(v, out.cname, parse_principal)) return e;
+                if (auto e = parse_optional(v, out.cname, parse_principal); !e.ok()) return e;
                 break;
             case 2:
-                if (auto e = parse_string_field(v, out.realm)) return e;
+                if (auto e = parse_string_field(v, out.realm); !e.ok()) return e;
                 break;
             case 3:
-                if (auto e = parse_optional(v, out.sname, parse_principal)) return e;
+                if (auto e = parse_optional(v, out.sname, parse_principal); !e.ok()) return e;
                 break;
             case 4:
-                if (auto e = parse_optional(v, out.from, der::as_kerberos_time)) return e;
+                if (auto e = parse_optional(v, out.from, der::as_kerberos_time); !e.ok()) return e;
                 break;
             case 5:
-                if (auto e = der::as_kerberos_time(v, out.till)) return e;
+                if (auto e = der::as_kerberos_time(v, out.till); !e.ok()) return e;
                 break;
             case 6:
-                if (auto e = parse_optional(v, out.rtime, der::as_kerberos_time)) return e;
+                if (auto e = parse_optional(v, out.rtime, der::as_kerberos_time); !e.ok()) return e;
                 break;
             case 7:
-                if (auto e = der::as_uint32(v, out.nonce)) return e;
+                if (auto e = der::as_uint32(v, out.nonce); !e.ok()) return e;
                 break;
             case 8: {
-                auto etype = [&](const Tlv& t) -> DecodeError {
+                auto etype = [&](const Tlv& t) -> DecodeResult {
                     std::int32_t et = 0;
-                    if (auto e = der::as_int32(t, et)) return e;
+                    if (auto e = der::as_int32(t, et); !e.ok()) return e;
                     if (out.etypes.size() >= kMaxList) {
                         return make_error(Code::TooLarge, t.offset, "too many etypes");
                     }
                     out.etypes.push_back(et);
                     return {};
                 };
-                if (auto e = walk_sequence_of(v, "etype is not a SEQUENCE OF", etype)) return e;
+                if (auto e = walk_sequence_of(v, "etype is not a SEQUENCE OF", etype); !e.ok())
+                    return e;
                 break;
             }
             case 9: {
-                auto address = [&](const Tlv&) -> DecodeError {
+                auto address = [&](const Tlv&) -> DecodeResult {
                     ++out.address_count;
                     return {};
                 };
-                if (auto e = der::for_each_element(v, address)) return e;
+                if (auto e = der::for_each_element(v, address); !e.ok()) return e;
                 break;
             }
             case 10:
                 out.has_enc_authorization_data = true;
                 break;
             case 11: {
-                if (auto e = parse_tickets(v, "additional-tickets", out.additional_tickets)) {
+                if (auto e = parse_tickets(v, "additional-tickets", out.additional_tickets);
+                    !e.ok()) {
                     return e;
                 }
                 break;
@@ -564,110 +567,110 @@ DecodeError parse_req_body(const Tlv& seq, KdcReq& out) {
         }
         return {};
     };
-    if (auto e = walk_sequence(seq, seen, field)) return e;
+    if (auto e = walk_sequence(seq, seen, field); !e.ok()) return e;
     // Required: kdc-options, realm, till, nonce, etype (RFC 4120 §5.4.1).
     constexpr unsigned kRequired = (1u << 0) | (1u << 2) | (1u << 5) | (1u << 7) | (1u << 8);
     if ((seen & kRequired) != kRequired) return missing(seq, "KDC-REQ-BODY field");
     return {};
 }
 
-DecodeError parse_kdc_req(const Tlv& app, KdcReq& out) {
+DecodeResult parse_kdc_req(const Tlv& app, KdcReq& out) {
     Tlv seq;
-    if (auto e = app_sequence(app, app.number, seq)) return e;
+    if (auto e = app_sequence(app, app.number, seq); !e.ok()) return e;
     out.msg_type = static_cast<std::int32_t>(app.number);
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         // RFC 4120 §5.4.1: KDC-REQ fields start at [1].
         switch (n) {
             case 3:
-                if (auto e = parse_padata(v, true, out.padata)) return e;
+                if (auto e = parse_padata(v, true, out.padata); !e.ok()) return e;
                 break;
             case 4:
-                if (auto e = parse_req_body(v, out)) return e;
+                if (auto e = parse_req_body(v, out); !e.ok()) return e;
                 break;
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KDC-REQ field");
         }
         return {};
     };
-    if (auto e = walk_message(seq, 1, out.msg_type, seen, field)) return e;
+    if (auto e = walk_message(seq, 1, out.msg_type, seen, field); !e.ok()) return e;
     if ((seen & 0x16) != 0x16) return missing(app, "KDC-REQ field");
     return {};
 }
 
-DecodeError parse_kdc_rep(const Tlv& app, KdcRep& out) {
+DecodeResult parse_kdc_rep(const Tlv& app, KdcRep& out) {
     Tlv seq;
-    if (auto e = app_sequence(app, app.number, seq)) return e;
+    if (auto e = app_sequence(app, app.number, seq); !e.ok()) return e;
     out.msg_type = static_cast<std::int32_t>(app.number);
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 2:
-                if (auto e = parse_padata(v, false, out.padata)) return e;
+                if (auto e = parse_padata(v, false, out.padata); !e.ok()) return e;
                 break;
             case 3:
-                if (auto e = parse_string_field(v, out.crealm)) return e;
+                if (auto e = parse_string_field(v, out.crealm); !e.ok()) return e;
                 break;
             case 4:
-                if (auto e = parse_principal(v, out.cname)) return e;
+                if (auto e = parse_principal(v, out.cname); !e.ok()) return e;
                 break;
             case 5:
-                if (auto e = parse_ticket(v, out.ticket)) return e;
+                if (auto e = parse_ticket(v, out.ticket); !e.ok()) return e;
                 break;
             case 6:
-                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                if (auto e = parse_enc_data(v, out.enc_part); !e.ok()) return e;
                 break;
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KDC-REP field");
         }
         return {};
     };
-    if (auto e = walk_message(seq, 0, out.msg_type, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, out.msg_type, seen, field); !e.ok()) return e;
     if ((seen & 0x7b) != 0x7b) return missing(app, "KDC-REP field");
     return {};
 }
 
-DecodeError parse_krb_cred(const Tlv& app, KrbCred& out) {
+DecodeResult parse_krb_cred(const Tlv& app, KrbCred& out) {
     Tlv seq;
-    if (auto e = app_sequence(app, 22, seq)) return e;
+    if (auto e = app_sequence(app, 22, seq); !e.ok()) return e;
     unsigned seen = 0;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         switch (n) {
             case 2: {
-                if (auto e = parse_tickets(v, "tickets is not a SEQUENCE OF", out.tickets))
+                if (auto e = parse_tickets(v, "tickets is not a SEQUENCE OF", out.tickets); !e.ok())
                     return e;
                 break;
             }
             case 3:
-                if (auto e = parse_enc_data(v, out.enc_part)) return e;
+                if (auto e = parse_enc_data(v, out.enc_part); !e.ok()) return e;
                 break;
             default:
                 return make_error(Code::BadTag, v.offset, "unknown KRB-CRED field");
         }
         return {};
     };
-    if (auto e = walk_message(seq, 0, krb_msg::Cred, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, krb_msg::Cred, seen, field); !e.ok()) return e;
     if (seen != 15) return missing(app, "KRB-CRED field");
     return {};
 }
 
-DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& out) {
+DecodeResult parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& out) {
     unsigned seen = 0;
     KrbTgtReq req;
     KrbTgtRep rep;
-    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeError {
+    auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
         if (want == krb_msg::TgtReq && n == 2) {
-            if (auto e = parse_optional(v, req.server_name, parse_principal)) return e;
+            if (auto e = parse_optional(v, req.server_name, parse_principal); !e.ok()) return e;
         } else if (want == krb_msg::TgtReq && n == 3) {
-            if (auto e = parse_optional(v, req.realm, parse_string_field)) return e;
+            if (auto e = parse_optional(v, req.realm, parse_string_field); !e.ok()) return e;
         } else if (want == krb_msg::TgtRep && n == 2) {
-            if (auto e = parse_ticket(v, rep.ticket)) return e;
+            if (auto e = parse_ticket(v, rep.ticket); !e.ok()) return e;
         } else {
             return make_error(Code::BadTag, v.offset, "unknown TGT-REQ/REP field");
         }
         return {};
     };
-    if (auto e = walk_message(seq, 0, want, seen, field)) return e;
+    if (auto e = walk_message(seq, 0, want, seen, field); !e.ok()) return e;
     if ((seen & 3) != 3 || (want == krb_msg::TgtRep && !(seen & 4))) {
         return missing(seq, "TGT-REQ/REP field");
     }
@@ -682,14 +685,15 @@ DecodeError parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& ou
 
 /// One message body: `parse(app, m)` into a fresh value, kept in `out.body` only on success.
 template <typename T>
-DecodeError parse_body(const Tlv& app, KerberosMessage& out, DecodeError (*parse)(const Tlv&, T&)) {
+DecodeResult parse_body(const Tlv& app, KerberosMessage& out,
+                        DecodeResult (*parse)(const Tlv&, T&)) {
     T m;
-    if (auto e = parse(app, m)) return e;
+    if (auto e = parse(app, m); !e.ok()) return e;
     out.body = std::move(m);
     return {};
 }
 
-DecodeError parse_message_tlv(const Tlv& app, KerberosMessage& out) {
+DecodeResult parse_message_tlv(const Tlv& app, KerberosMessage& out) {
     if (app.cls != TagClass::Application || !app.constructed) {
         return make_error(Code::BadTag, app.offset, "not a Kerberos message");
     }
@@ -975,24 +979,24 @@ bool looks_like_kerberos(Bytes data) {
     }
 }
 
-DecodeError parse_kerberos(Bytes data, KerberosMessage& out) {
+DecodeResult parse_kerberos(Bytes data, KerberosMessage& out) {
     out = KerberosMessage{};
     Reader r(data, 0, 0, der::LengthRule::BerDefinite);
     Tlv app;
-    if (auto e = r.next(app)) return e;
+    if (auto e = r.next(app); !e.ok()) return e;
     if (!r.at_end()) {
         return make_error(Code::BadLength, r.offset(), "bytes after the Kerberos message");
     }
     return parse_message_tlv(app, out);
 }
 
-DecodeError parse_krb5_token(Bytes data, Krb5GssToken& out) {
+DecodeResult parse_krb5_token(Bytes data, Krb5GssToken& out) {
     out = Krb5GssToken{};
     Bytes body = data;
     std::size_t base = 0;
     if (!data.empty() && data[0] == 0x60) {
         GssInitialToken g;
-        if (auto e = parse_gss_initial(data, g)) return e;
+        if (auto e = parse_gss_initial(data, g); !e.ok()) return e;
         if (!is_kerberos(g.mech.mech)) {
             return make_error(Code::BadValue, 0, "GSS token is not Kerberos");
         }
@@ -1010,13 +1014,13 @@ DecodeError parse_krb5_token(Bytes data, Krb5GssToken& out) {
     }
     Reader r(body, base, 0, der::LengthRule::BerDefinite);
     Tlv app;
-    if (auto e = r.next(app)) return e;
+    if (auto e = r.next(app); !e.ok()) return e;
     if (!r.at_end()) return make_error(Code::BadLength, r.offset(), "bytes after the message");
     if (out.tok_id == krb5_tok::TgtReq || out.tok_id == krb5_tok::TgtRep) {
         return parse_tgt_msg(
             app, *out.tok_id == krb5_tok::TgtReq ? krb_msg::TgtReq : krb_msg::TgtRep, out.message);
     }
-    if (auto e = parse_message_tlv(app, out.message)) return e;
+    if (auto e = parse_message_tlv(app, out.message); !e.ok()) return e;
     if (out.tok_id) {
         const std::int32_t want = *out.tok_id == krb5_tok::ApReq   ? krb_msg::ApReq
                                   : *out.tok_id == krb5_tok::ApRep ? krb_msg::ApRep
@@ -1029,8 +1033,8 @@ DecodeError parse_krb5_token(Bytes data, Krb5GssToken& out) {
     return {};
 }
 
-DecodeError KrbTcpFramer::feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out) {
-    if (error_) return error_;
+DecodeResult KrbTcpFramer::feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out) {
+    if (!state_.ok()) return state_;
     while (!data.empty()) {
         if (buf_.size() < 4) {
             const std::size_t take = std::min<std::size_t>(4 - buf_.size(), data.size());
@@ -1039,12 +1043,12 @@ DecodeError KrbTcpFramer::feed(Bytes data, std::vector<std::vector<std::uint8_t>
             if (buf_.size() < 4) break;
             const std::uint32_t mark = load_u32be(buf_.data());
             if (mark & 0x80000000u) {
-                error_ = make_error(Code::Desync, consumed_, "reserved bit set in record mark");
-                return error_;
+                state_ = make_error(Code::Desync, consumed_, "reserved bit set in record mark");
+                return state_;
             }
             if (mark > max_) {
-                error_ = make_error(Code::TooLarge, consumed_, "Kerberos record over the cap");
-                return error_;
+                state_ = make_error(Code::TooLarge, consumed_, "Kerberos record over the cap");
+                return state_;
             }
         }
         const std::size_t want = 4 + load_u32be(buf_.data());

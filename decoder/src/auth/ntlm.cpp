@@ -24,7 +24,7 @@ bool read_fields(ByteReader& r, Fields& f) {
 }
 
 /// The bytes a Fields triple points at; an empty field never fails.
-DecodeError field_bytes(const ByteReader& whole, const Fields& f, std::size_t at, Bytes& out) {
+DecodeResult field_bytes(const ByteReader& whole, const Fields& f, std::size_t at, Bytes& out) {
     out = {};
     if (f.len == 0) return {};
     auto sub = whole.sub(f.offset, f.len);
@@ -64,7 +64,7 @@ bool read_version(ByteReader r, std::size_t at, NtlmVersion& v) {
            r.u8(reserved[1]) && r.u8(reserved[2]) && r.u8(v.ntlm_revision);
 }
 
-DecodeError parse_negotiate(ByteReader r, NtlmNegotiate& out) {
+DecodeResult parse_negotiate(ByteReader r, NtlmNegotiate& out) {
     const ByteReader whole = r;
     if (!r.seek(12) || !r.u32le(out.flags)) {
         return make_error(Code::Truncated, 12, "NEGOTIATE shorter than 16 bytes");
@@ -74,9 +74,9 @@ DecodeError parse_negotiate(ByteReader r, NtlmNegotiate& out) {
     read_fields(r, dom);
     read_fields(r, ws);
     Bytes b;
-    if (auto e = field_bytes(whole, dom, 16, b)) return e;
+    if (auto e = field_bytes(whole, dom, 16, b); !e.ok()) return e;
     if (dom.len) out.domain = text(b, false);
-    if (auto e = field_bytes(whole, ws, 24, b)) return e;
+    if (auto e = field_bytes(whole, ws, 24, b); !e.ok()) return e;
     if (ws.len) out.workstation = text(b, false);
     const std::size_t start = data_start({dom, ws}, whole.size());
     NtlmVersion v;
@@ -86,7 +86,7 @@ DecodeError parse_negotiate(ByteReader r, NtlmNegotiate& out) {
     return {};
 }
 
-DecodeError parse_challenge(ByteReader r, NtlmChallenge& out) {
+DecodeResult parse_challenge(ByteReader r, NtlmChallenge& out) {
     const ByteReader whole = r;
     Fields target;
     if (!r.seek(12) || !read_fields(r, target) || !r.u32le(out.flags) || !r.skip(8)) {
@@ -94,14 +94,14 @@ DecodeError parse_challenge(ByteReader r, NtlmChallenge& out) {
     }
     const bool unicode = (out.flags & ntlm_flag::Unicode) != 0;
     Bytes b;
-    if (auto e = field_bytes(whole, target, 12, b)) return e;
+    if (auto e = field_bytes(whole, target, 12, b); !e.ok()) return e;
     if (target.len) out.target_name = text(b, unicode);
     Fields info;
     if (!r.skip(8) || !read_fields(r, info)) return {};  // no TargetInfo (pre-NTLMv2 servers)
-    if (auto e = field_bytes(whole, info, 40, b)) return e;
+    if (auto e = field_bytes(whole, info, 40, b); !e.ok()) return e;
     if (info.len) {
         out.has_target_info = true;
-        if (auto e = parse_av_pairs(b, info.offset, out.target_info)) return e;
+        if (auto e = parse_av_pairs(b, info.offset, out.target_info); !e.ok()) return e;
     }
     const std::size_t start = data_start({target, info}, whole.size());
     NtlmVersion v;
@@ -113,7 +113,7 @@ DecodeError parse_challenge(ByteReader r, NtlmChallenge& out) {
 
 // NTLMv2_CLIENT_CHALLENGE (MS-NLMP §2.2.2.7): RespType(1)=1 HiRespType(1)=1 Reserved1(2)
 // Reserved2(4) TimeStamp(8) ChallengeFromClient(8) Reserved3(4) AvPairs.
-DecodeError parse_v2_blob(Bytes blob, std::size_t base, NtlmAuthenticate& out) {
+DecodeResult parse_v2_blob(Bytes blob, std::size_t base, NtlmAuthenticate& out) {
     ByteReader r(blob);
     std::uint8_t resp = 0, hi = 0;
     std::uint64_t ts = 0;
@@ -123,12 +123,12 @@ DecodeError parse_v2_blob(Bytes blob, std::size_t base, NtlmAuthenticate& out) {
     if (resp != 1 || hi != 1) return make_error(Code::BadValue, base, "NTLMv2 blob version");
     out.v2_timestamp = ts;
     AvPairs av;
-    if (auto e = parse_av_pairs(r.rest(), base + 28, av)) return e;
+    if (auto e = parse_av_pairs(r.rest(), base + 28, av); !e.ok()) return e;
     out.v2_av_pairs = std::move(av);
     return {};
 }
 
-DecodeError parse_authenticate(ByteReader r, NtlmAuthenticate& out) {
+DecodeResult parse_authenticate(ByteReader r, NtlmAuthenticate& out) {
     const ByteReader whole = r;
     Fields lm, nt, dom, user, ws, key;
     if (!r.seek(12) || !read_fields(r, lm) || !read_fields(r, nt) || !read_fields(r, dom) ||
@@ -138,15 +138,15 @@ DecodeError parse_authenticate(ByteReader r, NtlmAuthenticate& out) {
     }
     const bool unicode = (out.flags & ntlm_flag::Unicode) != 0;
     Bytes b, lm_bytes, nt_bytes;
-    if (auto e = field_bytes(whole, lm, 12, lm_bytes)) return e;
-    if (auto e = field_bytes(whole, nt, 20, nt_bytes)) return e;
-    if (auto e = field_bytes(whole, dom, 28, b)) return e;
+    if (auto e = field_bytes(whole, lm, 12, lm_bytes); !e.ok()) return e;
+    if (auto e = field_bytes(whole, nt, 20, nt_bytes); !e.ok()) return e;
+    if (auto e = field_bytes(whole, dom, 28, b); !e.ok()) return e;
     out.domain = text(b, unicode);
-    if (auto e = field_bytes(whole, user, 36, b)) return e;
+    if (auto e = field_bytes(whole, user, 36, b); !e.ok()) return e;
     out.user = text(b, unicode);
-    if (auto e = field_bytes(whole, ws, 44, b)) return e;
+    if (auto e = field_bytes(whole, ws, 44, b); !e.ok()) return e;
     out.workstation = text(b, unicode);
-    if (auto e = field_bytes(whole, key, 52, b)) return e;
+    if (auto e = field_bytes(whole, key, 52, b); !e.ok()) return e;
     out.lm_response_len = lm.len;
     out.nt_response_len = nt.len;
     out.session_key_len = key.len;
@@ -176,14 +176,14 @@ DecodeError parse_authenticate(ByteReader r, NtlmAuthenticate& out) {
         // NTProofStr(16) + NTLMv2_CLIENT_CHALLENGE (28 fixed bytes + AV pairs). A blob that does
         // not decode is kept as an error beside the message: user, domain and host stay readable.
         out.response_kind = NtlmResponseKind::V2;
-        out.v2_blob_error = parse_v2_blob(nt_bytes.subspan(16), nt.offset + 16, out);
+        out.v2_blob = parse_v2_blob(nt_bytes.subspan(16), nt.offset + 16, out);
     } else if (nt.len == 16 && whole.size() - nt.offset >= 16 + 28 &&
                whole.data()[nt.offset + 16] == 1 && whole.data()[nt.offset + 17] == 1) {
         // tedious: Len covers only NTProofStr; the blob follows up to the end of the message.
         out.response_kind = NtlmResponseKind::V2;
         out.blob_past_nt_len = true;
         const std::size_t at = nt.offset + 16;
-        out.v2_blob_error = parse_v2_blob(whole.data().subspan(at), at, out);
+        out.v2_blob = parse_v2_blob(whole.data().subspan(at), at, out);
     } else {
         out.response_kind = NtlmResponseKind::Other;
     }
@@ -272,7 +272,7 @@ const char* to_string(NtlmResponseKind k) {
     return "?";
 }
 
-DecodeError parse_av_pairs(Bytes data, std::size_t base, AvPairs& out) {
+DecodeResult parse_av_pairs(Bytes data, std::size_t base, AvPairs& out) {
     out = AvPairs{};
     ByteReader r(data);
     while (!r.empty()) {
@@ -337,7 +337,7 @@ bool looks_like_ntlm(Bytes b) {
     return b.size() >= 8 && std::equal(b.begin(), b.begin() + 8, std::begin(kNtlmSignature));
 }
 
-DecodeError parse_ntlm(Bytes data, NtlmMessage& out) {
+DecodeResult parse_ntlm(Bytes data, NtlmMessage& out) {
     out = NtlmMessage{};
     if (!looks_like_ntlm(data)) return make_error(Code::BadValue, 0, "no NTLMSSP signature");
     ByteReader r(data);
@@ -346,19 +346,19 @@ DecodeError parse_ntlm(Bytes data, NtlmMessage& out) {
     switch (out.type) {
         case 1: {
             NtlmNegotiate m;
-            if (auto e = parse_negotiate(ByteReader(data), m)) return e;
+            if (auto e = parse_negotiate(ByteReader(data), m); !e.ok()) return e;
             out.msg = std::move(m);
             return {};
         }
         case 2: {
             NtlmChallenge m;
-            if (auto e = parse_challenge(ByteReader(data), m)) return e;
+            if (auto e = parse_challenge(ByteReader(data), m); !e.ok()) return e;
             out.msg = std::move(m);
             return {};
         }
         case 3: {
             NtlmAuthenticate m;
-            if (auto e = parse_authenticate(ByteReader(data), m)) return e;
+            if (auto e = parse_authenticate(ByteReader(data), m); !e.ok()) return e;
             out.msg = std::move(m);
             return {};
         }
@@ -424,7 +424,7 @@ std::string to_string(const NtlmMessage& m) {
         if (a->blob_past_nt_len) s += " blob_past_nt_len";
         if (a->v2_timestamp) s += " v2_timestamp=" + std::to_string(*a->v2_timestamp);
         if (a->v2_av_pairs) s += " v2_av=" + render(*a->v2_av_pairs);
-        if (a->v2_blob_error) s += " v2_blob_error=" + a->v2_blob_error.detail;
+        if (!a->v2_blob.ok()) s += " v2_blob_error=" + a->v2_blob.error().detail;
     }
     return s;
 }

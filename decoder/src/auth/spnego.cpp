@@ -12,42 +12,42 @@ using der::Tlv;
 
 /// mechListMIC (RFC 4178 §4.2.1, §4.2.2): only its presence and length are kept.
 template <typename Token>
-DecodeError take_mic(const Tlv& v, Token& out) {
+DecodeResult take_mic(const Tlv& v, Token& out) {
     Bytes mic;
-    if (auto e = der::as_octet_string(v, mic)) return e;
+    if (auto e = der::as_octet_string(v, mic); !e.ok()) return e;
     out.has_mech_list_mic = true;
     out.mech_list_mic_len = mic.size();
     return {};
 }
 
-DecodeError parse_mech_list(const Tlv& seq, std::vector<Oid>& out) {
+DecodeResult parse_mech_list(const Tlv& seq, std::vector<Oid>& out) {
     if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
         return make_error(Code::BadTag, seq.offset, "MechTypeList is not a SEQUENCE");
     }
-    return der::for_each_element(seq, [&](const Tlv& t) -> DecodeError {
+    return der::for_each_element(seq, [&](const Tlv& t) -> DecodeResult {
         Bytes c;
-        if (auto e = der::as_oid(t, c)) return e;
+        if (auto e = der::as_oid(t, c); !e.ok()) return e;
         if (out.size() >= 64) return make_error(Code::TooLarge, t.offset, "too many mechs");
         out.push_back(make_oid(c));
         return {};
     });
 }
 
-DecodeError parse_init(const Tlv& seq, NegTokenInit& out) {
-    return der::for_each_field(seq, [&](const Tlv& w, const Tlv& v) -> DecodeError {
+DecodeResult parse_init(const Tlv& seq, NegTokenInit& out) {
+    return der::for_each_field(seq, [&](const Tlv& w, const Tlv& v) -> DecodeResult {
         switch (w.number) {
             case 0:
-                if (auto e = parse_mech_list(v, out.mech_types)) return e;
+                if (auto e = parse_mech_list(v, out.mech_types); !e.ok()) return e;
                 break;
             case 1: {
                 std::uint32_t bits = 0;
                 std::size_t n = 0;
-                if (auto e = der::as_bit_string(v, bits, n)) return e;
+                if (auto e = der::as_bit_string(v, bits, n); !e.ok()) return e;
                 out.req_flags = bits;
                 break;
             }
             case 2:
-                if (auto e = der::as_octet_string(v, out.mech_token)) return e;
+                if (auto e = der::as_octet_string(v, out.mech_token); !e.ok()) return e;
                 out.has_mech_token = true;
                 out.mech_token_offset = v.offset + v.header;
                 break;
@@ -56,24 +56,24 @@ DecodeError parse_init(const Tlv& seq, NegTokenInit& out) {
                     // MS-SPNG 2.2.1 NegTokenInit2: negHints ::= SEQUENCE { hintName [0]
                     // GeneralString OPTIONAL, hintAddress [1] OCTET STRING OPTIONAL }.
                     out.is_init2 = true;
-                    auto hint = [&](const Tlv& hw, const Tlv& hv) -> DecodeError {
+                    auto hint = [&](const Tlv& hw, const Tlv& hv) -> DecodeResult {
                         if (hw.number == 0) {
                             std::string s;
-                            if (auto e = der::as_string(hv, s)) return e;
+                            if (auto e = der::as_string(hv, s); !e.ok()) return e;
                             out.hint_name = std::move(s);
                         }
                         return {};
                     };
-                    if (auto e = der::for_each_field(v, hint)) return e;
+                    if (auto e = der::for_each_field(v, hint); !e.ok()) return e;
                 } else {
-                    if (auto e = take_mic(v, out)) return e;
+                    if (auto e = take_mic(v, out); !e.ok()) return e;
                 }
                 break;
             case 4: {
                 if (!out.is_init2) {
                     return make_error(Code::BadTag, w.offset, "[4] outside NegTokenInit2");
                 }
-                if (auto e = take_mic(v, out)) return e;
+                if (auto e = take_mic(v, out); !e.ok()) return e;
                 break;
             }
             default:
@@ -83,29 +83,29 @@ DecodeError parse_init(const Tlv& seq, NegTokenInit& out) {
     });
 }
 
-DecodeError parse_resp(const Tlv& seq, NegTokenResp& out) {
-    return der::for_each_field(seq, [&](const Tlv& w, const Tlv& v) -> DecodeError {
+DecodeResult parse_resp(const Tlv& seq, NegTokenResp& out) {
+    return der::for_each_field(seq, [&](const Tlv& w, const Tlv& v) -> DecodeResult {
         switch (w.number) {
             case 0: {
                 std::int64_t s = 0;
-                if (auto e = der::as_enumerated(v, s)) return e;
+                if (auto e = der::as_enumerated(v, s); !e.ok()) return e;
                 if (s < 0 || s > 3) return make_error(Code::BadValue, v.offset, "bad negState");
                 out.neg_state = static_cast<NegState>(s);
                 break;
             }
             case 1: {
                 Bytes c;
-                if (auto e = der::as_oid(v, c)) return e;
+                if (auto e = der::as_oid(v, c); !e.ok()) return e;
                 out.supported_mech = make_oid(c);
                 break;
             }
             case 2:
-                if (auto e = der::as_octet_string(v, out.response_token)) return e;
+                if (auto e = der::as_octet_string(v, out.response_token); !e.ok()) return e;
                 out.has_response_token = true;
                 out.response_token_offset = v.offset + v.header;
                 break;
             case 3: {
-                if (auto e = take_mic(v, out)) return e;
+                if (auto e = take_mic(v, out); !e.ok()) return e;
                 break;
             }
             default:
@@ -153,16 +153,16 @@ bool looks_like_spnego(Bytes b) {
     if (b[0] == 0xa0 || b[0] == 0xa1) return true;
     if (b[0] != 0x60) return false;
     GssInitialToken g;
-    return !parse_gss_initial(b, g) && g.mech.mech == Mech::Spnego;
+    return parse_gss_initial(b, g).ok() && g.mech.mech == Mech::Spnego;
 }
 
-DecodeError parse_spnego(Bytes data, SpnegoToken& out) {
+DecodeResult parse_spnego(Bytes data, SpnegoToken& out) {
     out = SpnegoToken{};
     Bytes body = data;
     std::size_t base = 0;
     if (!data.empty() && data[0] == 0x60) {
         GssInitialToken g;
-        if (auto e = parse_gss_initial(data, g)) return e;
+        if (auto e = parse_gss_initial(data, g); !e.ok()) return e;
         if (g.mech.mech != Mech::Spnego) {
             return make_error(Code::BadValue, 0, "GSS token is not SPNEGO");
         }
@@ -172,13 +172,13 @@ DecodeError parse_spnego(Bytes data, SpnegoToken& out) {
     }
     Reader r(body, base, 0, der::LengthRule::BerDefinite);
     Tlv choice;
-    if (auto e = r.next(choice)) return e;
+    if (auto e = r.next(choice); !e.ok()) return e;
     if (!r.at_end()) return make_error(Code::BadLength, r.offset(), "bytes after SPNEGO token");
     if (choice.cls != TagClass::Context || !choice.constructed || choice.number > 1) {
         return make_error(Code::BadTag, choice.offset, "not a NegotiationToken");
     }
     Tlv seq;
-    if (auto e = der::explicit_inner(choice, seq)) return e;
+    if (auto e = der::explicit_inner(choice, seq); !e.ok()) return e;
     if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
         return make_error(Code::BadTag, seq.offset, "NegotiationToken is not a SEQUENCE");
     }

@@ -14,15 +14,16 @@ bool starts_with_krb5_tok_id(Bytes b) {
 void decode_mech_token(Bytes tok, std::size_t offset, SspiInfo& s) {
     s.has_inner_token = true;
     s.inner_token_len = tok.size();
-    auto shift = [offset](DecodeError e) {
-        e.offset += offset;
+    auto shift = [offset](const DecodeResult& r, std::size_t more = 0) {
+        DecodeError e = r.error();
+        e.offset += offset + more;
         return e;
     };
     if (looks_like_ntlm(tok)) {
         s.mechanism = SspiMechanism::Ntlm;
         NtlmMessage m;
-        if (auto e = parse_ntlm(tok, m)) {
-            s.error = shift(std::move(e));
+        if (auto e = parse_ntlm(tok, m); !e.ok()) {
+            s.decoded = shift(e);
             return;
         }
         s.ntlm = std::move(m);
@@ -34,8 +35,8 @@ void decode_mech_token(Bytes tok, std::size_t offset, SspiInfo& s) {
     }
     if (looks_like_gss_initial(tok)) {
         GssInitialToken g;
-        if (auto e = parse_gss_initial(tok, g)) {
-            s.error = shift(std::move(e));
+        if (auto e = parse_gss_initial(tok, g); !e.ok()) {
+            s.decoded = shift(e);
             return;
         }
         s.inner_mech_oid = g.mech;
@@ -44,9 +45,8 @@ void decode_mech_token(Bytes tok, std::size_t offset, SspiInfo& s) {
             s.mechanism = SspiMechanism::Ntlm;
             s.inner_gss_wrapped = true;
             NtlmMessage m;
-            if (auto e = parse_ntlm(g.inner, m)) {
-                s.error = shift(std::move(e));
-                s.error.offset += g.inner_offset;
+            if (auto e = parse_ntlm(g.inner, m); !e.ok()) {
+                s.decoded = shift(e, g.inner_offset);
                 return;
             }
             s.ntlm = std::move(m);
@@ -60,8 +60,8 @@ void decode_mech_token(Bytes tok, std::size_t offset, SspiInfo& s) {
     if (looks_like_gss_initial(tok) || looks_like_kerberos(tok) || starts_with_krb5_tok_id(tok)) {
         s.mechanism = SspiMechanism::Kerberos;
         Krb5GssToken k;
-        if (auto e = parse_krb5_token(tok, k)) {
-            s.error = shift(std::move(e));
+        if (auto e = parse_krb5_token(tok, k); !e.ok()) {
+            s.decoded = shift(e);
             return;
         }
         s.inner_gss_wrapped = k.gss_wrapped;
@@ -69,7 +69,7 @@ void decode_mech_token(Bytes tok, std::size_t offset, SspiInfo& s) {
         s.kerberos = std::move(k.message);
         return;
     }
-    s.error = make_error(Code::Unsupported, offset, "unrecognised mechanism token");
+    s.decoded = make_error(Code::Unsupported, offset, "unrecognised mechanism token");
 }
 
 SspiMechanism from_oid(const Oid& o) {
@@ -110,7 +110,7 @@ const char* to_string(SspiWrapper w) {
 SspiInfo classify_sspi(Bytes blob) {
     SspiInfo s;
     if (blob.empty()) {
-        s.error = make_error(Code::Truncated, 0, "empty SSPI blob");
+        s.decoded = make_error(Code::Truncated, 0, "empty SSPI blob");
         return s;
     }
     if (looks_like_ntlm(blob)) {
@@ -120,8 +120,8 @@ SspiInfo classify_sspi(Bytes blob) {
     if (looks_like_spnego(blob)) {
         s.wrapper = SspiWrapper::Spnego;
         SpnegoToken t;
-        if (auto e = parse_spnego(blob, t)) {
-            s.error = std::move(e);
+        if (auto e = parse_spnego(blob, t); !e.ok()) {
+            s.decoded = std::move(e);
             return s;
         }
         s.spnego_kind = t.kind;
@@ -182,7 +182,7 @@ std::string to_string(const SspiInfo& s) {
     if (s.inner_gss_wrapped) out += " inner-gss";
     if (s.ntlm) out += " | " + to_string(*s.ntlm);
     if (s.kerberos) out += " | " + to_string(*s.kerberos);
-    if (s.error) out += " error=" + s.error.detail;
+    if (!s.decoded.ok()) out += " error=" + s.decoded.error().detail;
     return out;
 }
 

@@ -187,7 +187,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
 
     void on_auth_blob(const session::FactContext&, session::AuthBlobSource, Bytes blob) override {
         auth::SspiInfo info = auth::classify_sspi(blob);
-        if (info.error) ++impl.counters.decode_problems;
+        if (!info.decoded.ok()) ++impl.counters.decode_problems;
         fold(attempt, info);
     }
 
@@ -388,7 +388,7 @@ void Pipeline::Impl::emit_kerberos(KerberosEvent ev) {
 void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, Bytes msg,
                                       Evidence ev) {
     auth::KerberosMessage m;
-    if (auth::parse_kerberos(msg, m)) {
+    if (!auth::parse_kerberos(msg, m).ok()) {
         ++counters.decode_problems;
         return;
     }
@@ -472,8 +472,8 @@ void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes d
         // when no record is partly held, then one record after the other.
         if (framer.buffered() == 0) f.record_offset[d] = ev.stream_offset;
         const bool was_failed = framer.failed();
-        framer.feed(data, records);
-        if (!was_failed && framer.failed()) ++impl_->counters.decode_problems;
+        const DecodeResult res = framer.feed(data, records);
+        if (!was_failed && !res.ok()) ++impl_->counters.decode_problems;
         for (const auto& r : records) {
             const Evidence at{ev.frame, f.record_offset[d]};
             f.record_offset[d] += 4 + r.size();

@@ -15,7 +15,7 @@ using test::Buf;
 using Code = DecodeError::Code;
 
 // Tlv values are views: keep every input alive for the whole test program.
-DecodeError read_one(const Buf& b, Tlv& t, LengthRule rule = LengthRule::Der) {
+DecodeResult read_one(const Buf& b, Tlv& t, LengthRule rule = LengthRule::Der) {
     static std::vector<std::unique_ptr<Buf>> keep;
     keep.push_back(std::make_unique<Buf>(b));
     Reader r(Bytes(*keep.back()), 0, 0, rule);
@@ -24,14 +24,14 @@ DecodeError read_one(const Buf& b, Tlv& t, LengthRule rule = LengthRule::Der) {
 
 TEST(Der, ReadsShortAndLongDefiniteLengths) {
     Tlv t;
-    ASSERT_FALSE(read_one({0x04, 0x02, 0xaa, 0xbb}, t));
+    ASSERT_TRUE(read_one({0x04, 0x02, 0xaa, 0xbb}, t).ok());
     EXPECT_TRUE(t.is_universal(tag::OctetString));
     EXPECT_FALSE(t.constructed);
     EXPECT_EQ(t.value.size(), 2u);
     EXPECT_EQ(t.header, 2u);
     Buf long_form{0x30, 0x81, 0x80};
     long_form.resize(3 + 0x80, 0x00);
-    ASSERT_FALSE(read_one(long_form, t));
+    ASSERT_TRUE(read_one(long_form, t).ok());
     EXPECT_TRUE(t.constructed);
     EXPECT_EQ(t.value.size(), 0x80u);
     EXPECT_EQ(t.header, 3u);
@@ -40,9 +40,10 @@ TEST(Der, ReadsShortAndLongDefiniteLengths) {
 TEST(Der, RejectsIndefiniteLength) {
     // X.690 §10.1: DER uses the definite form only; 0x80 is BER's indefinite form.
     Tlv t;
-    EXPECT_EQ(read_one({0x30, 0x80, 0x04, 0x00, 0x00, 0x00}, t).code, Code::BadLength);
-    EXPECT_EQ(read_one({0x30, 0x80, 0x04, 0x00, 0x00, 0x00}, t, LengthRule::BerDefinite).code,
-              Code::BadLength);
+    EXPECT_EQ(read_one({0x30, 0x80, 0x04, 0x00, 0x00, 0x00}, t).error().code, Code::BadLength);
+    EXPECT_EQ(
+        read_one({0x30, 0x80, 0x04, 0x00, 0x00, 0x00}, t, LengthRule::BerDefinite).error().code,
+        Code::BadLength);
 }
 
 TEST(Der, NonMinimalLengthIsDerErrorButBerDefiniteReadsIt) {
@@ -50,50 +51,51 @@ TEST(Der, NonMinimalLengthIsDerErrorButBerDefiniteReadsIt) {
     const Buf short_in_long{0x04, 0x81, 0x02, 0xaa, 0xbb};
     const Buf padded{0x06, 0x82, 0x00, 0x06, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x02};
     Tlv t;
-    EXPECT_EQ(read_one(short_in_long, t).code, Code::BadLength);
-    EXPECT_EQ(read_one(padded, t).code, Code::BadLength);
-    ASSERT_FALSE(read_one(padded, t, LengthRule::BerDefinite));
+    EXPECT_EQ(read_one(short_in_long, t).error().code, Code::BadLength);
+    EXPECT_EQ(read_one(padded, t).error().code, Code::BadLength);
+    ASSERT_TRUE(read_one(padded, t, LengthRule::BerDefinite).ok());
     EXPECT_EQ(oid_to_dotted(t.value), "1.3.6.1.5.5.2");
-    ASSERT_FALSE(read_one(short_in_long, t, LengthRule::BerDefinite));
+    ASSERT_TRUE(read_one(short_in_long, t, LengthRule::BerDefinite).ok());
     EXPECT_EQ(t.value.size(), 2u);
 }
 
 TEST(Der, RejectsLengthsOverFourOctetsAndTruncation) {
     Tlv t;
-    EXPECT_EQ(read_one({0x04, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00}, t).code, Code::TooLarge);
-    EXPECT_EQ(read_one({0x04, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x00}, t).code, Code::Truncated);
-    EXPECT_EQ(read_one({0x04, 0x05, 0x01, 0x02}, t).code, Code::Truncated);
-    EXPECT_EQ(read_one({0x04}, t).code, Code::Truncated);
-    EXPECT_EQ(read_one({}, t).code, Code::Truncated);
-    EXPECT_EQ(read_one({0x04, 0x82, 0x01}, t).code, Code::Truncated);
+    EXPECT_EQ(read_one({0x04, 0x85, 0x01, 0x00, 0x00, 0x00, 0x00}, t).error().code, Code::TooLarge);
+    EXPECT_EQ(read_one({0x04, 0x84, 0x7f, 0xff, 0xff, 0xff, 0x00}, t).error().code,
+              Code::Truncated);
+    EXPECT_EQ(read_one({0x04, 0x05, 0x01, 0x02}, t).error().code, Code::Truncated);
+    EXPECT_EQ(read_one({0x04}, t).error().code, Code::Truncated);
+    EXPECT_EQ(read_one({}, t).error().code, Code::Truncated);
+    EXPECT_EQ(read_one({0x04, 0x82, 0x01}, t).error().code, Code::Truncated);
 }
 
 TEST(Der, FailedReadLeavesTheReaderWhereItWas) {
     const Buf b{0x04, 0x01, 0xaa, 0x04, 0x05, 0x00};
     Reader r{Bytes(b)};
     Tlv t;
-    ASSERT_FALSE(r.next(t));
+    ASSERT_TRUE(r.next(t).ok());
     EXPECT_EQ(r.offset(), 3u);
-    const DecodeError e = r.next(t);
-    EXPECT_EQ(e.code, Code::Truncated);
-    EXPECT_EQ(e.offset, 3u) << "error offsets are absolute";
+    const DecodeResult e = r.next(t);
+    EXPECT_EQ(e.error().code, Code::Truncated);
+    EXPECT_EQ(e.error().offset, 3u) << "error offsets are absolute";
     EXPECT_EQ(r.offset(), 3u);
 }
 
 TEST(Der, MultiByteTagNumbers) {
     // X.690 §8.1.2.4: high tag number form, base 128, no leading 0x80, only for numbers >= 31.
     Tlv t;
-    ASSERT_FALSE(read_one({0x9f, 0x1f, 0x01, 0x00}, t));
+    ASSERT_TRUE(read_one({0x9f, 0x1f, 0x01, 0x00}, t).ok());
     EXPECT_EQ(t.cls, TagClass::Context);
     EXPECT_EQ(t.number, 31u);
-    ASSERT_FALSE(read_one({0x7f, 0x81, 0x00, 0x00}, t));  // [APPLICATION 128], constructed
+    ASSERT_TRUE(read_one({0x7f, 0x81, 0x00, 0x00}, t).ok());  // [APPLICATION 128], constructed
     EXPECT_EQ(t.cls, TagClass::Application);
     EXPECT_TRUE(t.constructed);
     EXPECT_EQ(t.number, 128u);
-    EXPECT_EQ(read_one({0x1f, 0x1e, 0x00}, t).code, Code::BadTag) << "30 fits the low form";
-    EXPECT_EQ(read_one({0x1f, 0x80, 0x01, 0x00}, t).code, Code::BadTag) << "leading 0x80";
-    EXPECT_EQ(read_one({0x1f, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00}, t).code, Code::BadTag);
-    EXPECT_EQ(read_one({0x1f, 0x81}, t).code, Code::Truncated);
+    EXPECT_EQ(read_one({0x1f, 0x1e, 0x00}, t).error().code, Code::BadTag) << "30 fits the low form";
+    EXPECT_EQ(read_one({0x1f, 0x80, 0x01, 0x00}, t).error().code, Code::BadTag) << "leading 0x80";
+    EXPECT_EQ(read_one({0x1f, 0x81, 0x81, 0x81, 0x81, 0x01, 0x00}, t).error().code, Code::BadTag);
+    EXPECT_EQ(read_one({0x1f, 0x81}, t).error().code, Code::Truncated);
 }
 
 TEST(Der, NestingLimit) {
@@ -102,17 +104,17 @@ TEST(Der, NestingLimit) {
         b = test::tlv(0x30, b);
     Reader r{Bytes(b)};
     Tlv t;
-    ASSERT_FALSE(r.next(t));
-    DecodeError e;
+    ASSERT_TRUE(r.next(t).ok());
+    DecodeResult e;
     int depth = 0;
     while (t.constructed) {
         Reader child;
         e = Reader::enter(t, child);
-        if (e) break;
-        ASSERT_FALSE(child.next(t));
+        if (!e.ok()) break;
+        ASSERT_TRUE(child.next(t).ok());
         ++depth;
     }
-    EXPECT_EQ(e.code, Code::TooDeep);
+    EXPECT_EQ(e.error().code, Code::TooDeep);
     EXPECT_EQ(depth, static_cast<int>(kMaxDepth));
 }
 
@@ -120,31 +122,31 @@ TEST(Der, Integers) {
     // X.690 §8.3: two's complement, minimal octets.
     auto val = [](const Buf& b, std::int64_t& v) {
         Tlv t;
-        if (auto e = read_one(b, t)) return e;
+        if (auto e = read_one(b, t); !e.ok()) return e;
         return as_integer(t, v);
     };
     std::int64_t v = 0;
-    ASSERT_FALSE(val({0x02, 0x01, 0xff}, v));
+    ASSERT_TRUE(val({0x02, 0x01, 0xff}, v).ok());
     EXPECT_EQ(v, -1);
-    ASSERT_FALSE(val({0x02, 0x02, 0x00, 0x80}, v));
+    ASSERT_TRUE(val({0x02, 0x02, 0x00, 0x80}, v).ok());
     EXPECT_EQ(v, 128);
-    ASSERT_FALSE(val({0x02, 0x02, 0xff, 0x7b}, v));  // KRB etype -133
+    ASSERT_TRUE(val({0x02, 0x02, 0xff, 0x7b}, v).ok());  // KRB etype -133
     EXPECT_EQ(v, -133);
-    EXPECT_EQ(val({0x02, 0x02, 0x00, 0x7f}, v).code, Code::BadValue);
-    EXPECT_EQ(val({0x02, 0x02, 0xff, 0x80}, v).code, Code::BadValue);
-    EXPECT_EQ(val({0x02, 0x00}, v).code, Code::BadLength);
-    EXPECT_EQ(val({0x02, 0x09, 1, 2, 3, 4, 5, 6, 7, 8, 9}, v).code, Code::TooLarge);
-    EXPECT_EQ(val({0x0a, 0x01, 0x01}, v).code, Code::BadTag) << "ENUMERATED is not INTEGER";
+    EXPECT_EQ(val({0x02, 0x02, 0x00, 0x7f}, v).error().code, Code::BadValue);
+    EXPECT_EQ(val({0x02, 0x02, 0xff, 0x80}, v).error().code, Code::BadValue);
+    EXPECT_EQ(val({0x02, 0x00}, v).error().code, Code::BadLength);
+    EXPECT_EQ(val({0x02, 0x09, 1, 2, 3, 4, 5, 6, 7, 8, 9}, v).error().code, Code::TooLarge);
+    EXPECT_EQ(val({0x0a, 0x01, 0x01}, v).error().code, Code::BadTag) << "ENUMERATED is not INTEGER";
 
     Tlv t;
-    ASSERT_FALSE(read_one({0x02, 0x05, 0x00, 0xff, 0xff, 0xff, 0xff}, t));
+    ASSERT_TRUE(read_one({0x02, 0x05, 0x00, 0xff, 0xff, 0xff, 0xff}, t).ok());
     std::uint32_t u = 0;
-    ASSERT_FALSE(as_uint32(t, u));
+    ASSERT_TRUE(as_uint32(t, u).ok());
     EXPECT_EQ(u, 0xffffffffu);
     std::int32_t i = 0;
-    EXPECT_EQ(as_int32(t, i).code, Code::BadValue);
-    ASSERT_FALSE(read_one({0x0a, 0x01, 0x03}, t));
-    ASSERT_FALSE(as_enumerated(t, v));
+    EXPECT_EQ(as_int32(t, i).error().code, Code::BadValue);
+    ASSERT_TRUE(read_one({0x0a, 0x01, 0x03}, t).ok());
+    ASSERT_TRUE(as_enumerated(t, v).ok());
     EXPECT_EQ(v, 3);
 }
 
@@ -154,44 +156,44 @@ TEST(Der, BitStringsUseMsbFirstFlagOrder) {
     Tlv t;
     std::uint32_t bits = 0;
     std::size_t n = 0;
-    ASSERT_FALSE(read_one({0x03, 0x05, 0x00, 0x40, 0x81, 0x00, 0x10}, t));
-    ASSERT_FALSE(as_bit_string(t, bits, n));
+    ASSERT_TRUE(read_one({0x03, 0x05, 0x00, 0x40, 0x81, 0x00, 0x10}, t).ok());
+    ASSERT_TRUE(as_bit_string(t, bits, n).ok());
     EXPECT_EQ(bits, 0x40810010u);
     EXPECT_EQ(n, 32u);
-    ASSERT_FALSE(read_one({0x03, 0x02, 0x07, 0x80}, t));  // one meaningful bit: bit 0
-    ASSERT_FALSE(as_bit_string(t, bits, n));
+    ASSERT_TRUE(read_one({0x03, 0x02, 0x07, 0x80}, t).ok());  // one meaningful bit: bit 0
+    ASSERT_TRUE(as_bit_string(t, bits, n).ok());
     EXPECT_EQ(bits, 0x80000000u);
     EXPECT_EQ(n, 1u);
-    ASSERT_FALSE(read_one({0x03, 0x01, 0x01}, t));
-    EXPECT_EQ(as_bit_string(t, bits, n).code, Code::BadValue);
-    ASSERT_FALSE(read_one({0x03, 0x02, 0x08, 0x00}, t));
-    EXPECT_EQ(as_bit_string(t, bits, n).code, Code::BadValue);
-    ASSERT_FALSE(read_one({0x23, 0x00}, t));  // constructed BIT STRING is BER-only
-    EXPECT_EQ(as_bit_string(t, bits, n).code, Code::BadTag);
+    ASSERT_TRUE(read_one({0x03, 0x01, 0x01}, t).ok());
+    EXPECT_EQ(as_bit_string(t, bits, n).error().code, Code::BadValue);
+    ASSERT_TRUE(read_one({0x03, 0x02, 0x08, 0x00}, t).ok());
+    EXPECT_EQ(as_bit_string(t, bits, n).error().code, Code::BadValue);
+    ASSERT_TRUE(read_one({0x23, 0x00}, t).ok());  // constructed BIT STRING is BER-only
+    EXPECT_EQ(as_bit_string(t, bits, n).error().code, Code::BadTag);
 }
 
 TEST(Der, StringsTimesBooleans) {
     Tlv t;
     std::string s;
-    ASSERT_FALSE(read_one(test::gstring("LAB.TEST"), t));
-    ASSERT_FALSE(as_string(t, s));
+    ASSERT_TRUE(read_one(test::gstring("LAB.TEST"), t).ok());
+    ASSERT_TRUE(as_string(t, s).ok());
     EXPECT_EQ(s, "LAB.TEST");
-    ASSERT_FALSE(read_one(test::tlv(0x04, test::str("x")), t));
-    EXPECT_EQ(as_string(t, s).code, Code::BadTag);
+    ASSERT_TRUE(read_one(test::tlv(0x04, test::str("x")), t).ok());
+    EXPECT_EQ(as_string(t, s).error().code, Code::BadTag);
     // RFC 4120 §5.2.3: KerberosTime is GeneralizedTime "YYYYMMDDHHMMSSZ", no fractions.
-    ASSERT_FALSE(read_one(test::tlv(0x18, test::str("20190205033848Z")), t));
-    ASSERT_FALSE(as_kerberos_time(t, s));
+    ASSERT_TRUE(read_one(test::tlv(0x18, test::str("20190205033848Z")), t).ok());
+    ASSERT_TRUE(as_kerberos_time(t, s).ok());
     EXPECT_EQ(s, "20190205033848Z");
-    ASSERT_FALSE(read_one(test::tlv(0x18, test::str("20190205033848.5Z")), t));
-    EXPECT_EQ(as_kerberos_time(t, s).code, Code::BadValue);
-    ASSERT_FALSE(read_one(test::tlv(0x18, test::str("2019020503384xZ")), t));
-    EXPECT_EQ(as_kerberos_time(t, s).code, Code::BadValue);
+    ASSERT_TRUE(read_one(test::tlv(0x18, test::str("20190205033848.5Z")), t).ok());
+    EXPECT_EQ(as_kerberos_time(t, s).error().code, Code::BadValue);
+    ASSERT_TRUE(read_one(test::tlv(0x18, test::str("2019020503384xZ")), t).ok());
+    EXPECT_EQ(as_kerberos_time(t, s).error().code, Code::BadValue);
     bool b = false;
-    ASSERT_FALSE(read_one({0x01, 0x01, 0xff}, t));
-    ASSERT_FALSE(as_boolean(t, b));
+    ASSERT_TRUE(read_one({0x01, 0x01, 0xff}, t).ok());
+    ASSERT_TRUE(as_boolean(t, b).ok());
     EXPECT_TRUE(b);
-    ASSERT_FALSE(read_one({0x01, 0x01, 0x01}, t));  // X.690 §11.1: DER TRUE is FF
-    EXPECT_EQ(as_boolean(t, b).code, Code::BadValue);
+    ASSERT_TRUE(read_one({0x01, 0x01, 0x01}, t).ok());  // X.690 §11.1: DER TRUE is FF
+    EXPECT_EQ(as_boolean(t, b).error().code, Code::BadValue);
 }
 
 TEST(Der, ObjectIdentifiers) {
@@ -231,19 +233,19 @@ TEST(Der, ObjectIdentifiers) {
     EXPECT_EQ(oid_to_dotted(Bytes(Buf{0x2b, 0x80, 0x01})), "") << "non-minimal arc";
     Tlv t;
     Bytes c;
-    ASSERT_FALSE(read_one({0x06, 0x02, 0x2b, 0x86}, t));
-    EXPECT_EQ(as_oid(t, c).code, Code::BadValue);
+    ASSERT_TRUE(read_one({0x06, 0x02, 0x2b, 0x86}, t).ok());
+    EXPECT_EQ(as_oid(t, c).error().code, Code::BadValue);
 }
 
 TEST(Der, ExplicitTagsWrapExactlyOneValue) {
     Tlv w, inner;
-    ASSERT_FALSE(read_one(test::ctx(1, test::integer(5)), w));
-    ASSERT_FALSE(explicit_inner(w, inner));
+    ASSERT_TRUE(read_one(test::ctx(1, test::integer(5)), w).ok());
+    ASSERT_TRUE(explicit_inner(w, inner).ok());
     EXPECT_TRUE(inner.is_universal(tag::Integer));
-    ASSERT_FALSE(read_one(test::ctx(1, test::cat({test::integer(5), test::integer(6)})), w));
-    EXPECT_EQ(explicit_inner(w, inner).code, Code::BadLength);
-    ASSERT_FALSE(read_one({0x81, 0x01, 0x05}, w));  // primitive [1]: IMPLICIT, not EXPLICIT
-    EXPECT_EQ(explicit_inner(w, inner).code, Code::BadTag);
+    ASSERT_TRUE(read_one(test::ctx(1, test::cat({test::integer(5), test::integer(6)})), w).ok());
+    EXPECT_EQ(explicit_inner(w, inner).error().code, Code::BadLength);
+    ASSERT_TRUE(read_one({0x81, 0x01, 0x05}, w).ok());  // primitive [1]: IMPLICIT, not EXPLICIT
+    EXPECT_EQ(explicit_inner(w, inner).error().code, Code::BadTag);
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ KerberosMessage kdc(const std::string& name, const std::string& frame) {
     EXPECT_EQ(r.get("transport"), "tcp");
     const Bytes b = Bytes(r.bytes).subspan(std::min<std::size_t>(4, r.bytes.size()));
     const auto e = parse_kerberos(b, m);
-    EXPECT_FALSE(e) << e.detail;
+    EXPECT_TRUE(e.ok()) << e.error().detail;
     return m;
 }
 
@@ -39,7 +39,7 @@ TEST(Lab2, EveryBlobClassifiesWithoutError) {
     ASSERT_GE(recs.size(), 15u);
     for (const auto& r : recs) {
         const SspiInfo s = classify_sspi(Bytes(r.bytes));
-        EXPECT_FALSE(s.error) << r.where() << ": " << s.error.detail;
+        EXPECT_TRUE(s.decoded.ok()) << r.where() << ": " << s.decoded.error().detail;
         if (s.has_inner_token) {
             EXPECT_TRUE(s.ntlm || s.kerberos) << r.where();
         }
@@ -117,7 +117,7 @@ TEST(Lab2, SpnegoNtlmRoundTrip) {
 
     // The server's last token has no mechanism token at all: nothing to classify, no error.
     const SspiInfo done = classify_sspi(Bytes(blob(pcap, "128").bytes));
-    EXPECT_FALSE(done.error);
+    EXPECT_TRUE(done.decoded.ok());
     EXPECT_EQ(done.neg_state, NegState::AcceptCompleted);
     EXPECT_FALSE(done.has_inner_token);
     EXPECT_EQ(done.mechanism, SspiMechanism::Unknown);

@@ -46,7 +46,8 @@ TEST(LabSspi, EveryBlobClassifiesWithoutError) {
     ASSERT_GE(lab().size(), 20u);
     for (const auto& r : lab()) {
         const SspiInfo s = classify_sspi(Bytes(r.bytes));
-        EXPECT_FALSE(s.error) << r.where() << ": " << s.error.detail << " at " << s.error.offset;
+        EXPECT_TRUE(s.decoded.ok())
+            << r.where() << ": " << s.decoded.error().detail << " at " << s.decoded.error().offset;
         EXPECT_NE(s.mechanism, SspiMechanism::Unknown) << r.where();
         EXPECT_TRUE(s.ntlm || s.kerberos) << r.where();
     }

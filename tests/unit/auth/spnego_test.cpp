@@ -47,7 +47,7 @@ TEST(Spnego, WindowsNegTokenInitWithNtlmFallback) {
     // A Windows client that cannot get a ticket still lists Kerberos but sends NTLM NEGOTIATE.
     const Buf tok = init_token(cat({kMsKrb5, kKrb5, kNegoEx, kNtlm}), ntlm_negotiate());
     SpnegoToken t;
-    ASSERT_FALSE(parse_spnego(Bytes(tok), t));
+    ASSERT_TRUE(parse_spnego(Bytes(tok), t).ok());
     EXPECT_TRUE(t.gss_wrapped);
     ASSERT_EQ(t.kind, SpnegoToken::Kind::Init);
     ASSERT_EQ(t.init.mech_types.size(), 4u);
@@ -57,7 +57,7 @@ TEST(Spnego, WindowsNegTokenInitWithNtlmFallback) {
     EXPECT_EQ(t.init.mech_token.size(), 32u);
 
     const SspiInfo s = classify_sspi(Bytes(tok));
-    EXPECT_FALSE(s.error);
+    EXPECT_TRUE(s.decoded.ok());
     EXPECT_EQ(s.wrapper, SspiWrapper::Spnego);
     EXPECT_EQ(s.mechanism, SspiMechanism::Ntlm) << "the token decides, not the preference";
     EXPECT_EQ(s.mechs_offered.size(), 4u);
@@ -72,7 +72,7 @@ TEST(Spnego, NegTokenInit2WithNegHintsAndMic) {
                           ctx(4, tlv(0x04, Buf(16, 0x11)))});
     const Buf tok = tlv(0x60, cat({kSpnegoOid, ctx(0, tlv(0x30, body))}));
     SpnegoToken t;
-    ASSERT_FALSE(parse_spnego(Bytes(tok), t));
+    ASSERT_TRUE(parse_spnego(Bytes(tok), t).ok());
     EXPECT_TRUE(t.init.is_init2);
     EXPECT_EQ(t.init.hint_name, "not_defined_in_RFC4178@please_ignore");
     EXPECT_TRUE(t.init.has_mech_list_mic);
@@ -82,18 +82,18 @@ TEST(Spnego, NegTokenInit2WithNegHintsAndMic) {
 
     // In a plain NegTokenInit, [3] is mechListMIC (RFC 4178) and [4] does not exist.
     const Buf rfc = ctx(0, tlv(0x30, cat({ctx(0, tlv(0x30, kKrb5)), ctx(3, tlv(0x04, {1, 2}))})));
-    ASSERT_FALSE(parse_spnego(Bytes(rfc), t));
+    ASSERT_TRUE(parse_spnego(Bytes(rfc), t).ok());
     EXPECT_FALSE(t.init.is_init2);
     EXPECT_TRUE(t.init.has_mech_list_mic);
     const Buf bad = ctx(0, tlv(0x30, cat({ctx(0, tlv(0x30, kKrb5)), ctx(4, tlv(0x04, {1}))})));
-    EXPECT_EQ(parse_spnego(Bytes(bad), t).code, Code::BadTag);
+    EXPECT_EQ(parse_spnego(Bytes(bad), t).error().code, Code::BadTag);
 }
 
 TEST(Spnego, ReqFlagsAreReadWhenPresent) {
     // RFC 4178 §4.2.1 ContextFlags: delegFlag(0), mutualFlag(1); MS-SPNG says SHOULD be omitted.
     const Buf body = cat({ctx(0, tlv(0x30, kKrb5)), ctx(1, tlv(0x03, {0x06, 0xc0}))});
     SpnegoToken t;
-    ASSERT_FALSE(parse_spnego(Bytes(ctx(0, tlv(0x30, body))), t));
+    ASSERT_TRUE(parse_spnego(Bytes(ctx(0, tlv(0x30, body))), t).ok());
     ASSERT_TRUE(t.init.req_flags);
     EXPECT_EQ(context_flags_to_string(*t.init.req_flags), "deleg|mutual");
     const SspiInfo s = classify_sspi(Bytes(ctx(0, tlv(0x30, body))));
@@ -106,7 +106,7 @@ TEST(Spnego, ServerRepliesNegTokenResp) {
     const Buf resp = ctx(
         1, seq({ctx(0, tlv(0x0a, {0x01})), ctx(1, kNtlm), ctx(2, tlv(0x04, ntlm_challenge()))}));
     const SspiInfo s = classify_sspi(Bytes(resp));
-    EXPECT_FALSE(s.error) << s.error.detail;
+    EXPECT_TRUE(s.decoded.ok()) << s.decoded.error().detail;
     EXPECT_EQ(s.wrapper, SspiWrapper::Spnego);
     EXPECT_EQ(s.spnego_kind, SpnegoToken::Kind::Resp);
     EXPECT_EQ(s.neg_state, NegState::AcceptIncomplete);
@@ -127,7 +127,7 @@ TEST(Spnego, ServerRepliesNegTokenResp) {
     const Buf reject = ctx(1, seq({ctx(0, tlv(0x0a, {0x02})), ctx(1, kMsKrb5),
                                    ctx(2, tlv(0x04, cat({{0x03, 0x00}, krb_err})))}));
     const SspiInfo r = classify_sspi(Bytes(reject));
-    EXPECT_FALSE(r.error) << r.error.detail;
+    EXPECT_TRUE(r.decoded.ok()) << r.decoded.error().detail;
     EXPECT_EQ(r.neg_state, NegState::Reject);
     EXPECT_EQ(r.mechanism, SspiMechanism::Kerberos);
     EXPECT_EQ(r.krb_tok_id, 0x0300);
@@ -140,36 +140,36 @@ TEST(Spnego, RawTokensWithoutSpnego) {
     const SspiInfo n = classify_sspi(Bytes(ntlm_negotiate()));
     EXPECT_EQ(n.wrapper, SspiWrapper::Raw);
     EXPECT_EQ(n.mechanism, SspiMechanism::Ntlm);
-    EXPECT_FALSE(n.error);
+    EXPECT_TRUE(n.decoded.ok());
 
     const Buf negoex = init_token(cat({kNegoEx, kNtlm}), test::str("NEGOEXTS\x01\x02"));
     const SspiInfo x = classify_sspi(Bytes(negoex));
     EXPECT_EQ(x.mechanism, SspiMechanism::NegoEx);
-    EXPECT_FALSE(x.error);
+    EXPECT_TRUE(x.decoded.ok());
 
     const SspiInfo u = classify_sspi(Bytes(Buf{0x01, 0x02, 0x03}));
     EXPECT_EQ(u.mechanism, SspiMechanism::Unknown);
-    EXPECT_EQ(u.error.code, Code::Unsupported);
-    EXPECT_EQ(classify_sspi(Bytes()).error.code, Code::Truncated);
+    EXPECT_EQ(u.decoded.error().code, Code::Unsupported);
+    EXPECT_EQ(classify_sspi(Bytes()).decoded.error().code, Code::Truncated);
 }
 
 TEST(Spnego, MalformedTokensAreTypedErrors) {
     SpnegoToken t;
     // NegotiationToken CHOICE [2] does not exist.
-    EXPECT_EQ(parse_spnego(Bytes(ctx(2, seq({}))), t).code, Code::BadTag);
+    EXPECT_EQ(parse_spnego(Bytes(ctx(2, seq({}))), t).error().code, Code::BadTag);
     // Fields out of order.
     const Buf ooo = ctx(1, seq({ctx(1, kNtlm), ctx(0, tlv(0x0a, {0x00}))}));
-    EXPECT_EQ(parse_spnego(Bytes(ooo), t).code, Code::BadTag);
+    EXPECT_EQ(parse_spnego(Bytes(ooo), t).error().code, Code::BadTag);
     // negState out of range.
-    EXPECT_EQ(parse_spnego(Bytes(ctx(1, seq({ctx(0, tlv(0x0a, {0x07}))}))), t).code,
+    EXPECT_EQ(parse_spnego(Bytes(ctx(1, seq({ctx(0, tlv(0x0a, {0x07}))}))), t).error().code,
               Code::BadValue);
     // Wrapped with the Kerberos OID instead of SPNEGO's.
     const Buf wrong = tlv(0x60, cat({kKrb5, ctx(0, seq({}))}));
-    EXPECT_EQ(parse_spnego(Bytes(wrong), t).code, Code::BadValue);
+    EXPECT_EQ(parse_spnego(Bytes(wrong), t).error().code, Code::BadValue);
     // Truncated inside.
     Buf cut = init_token(cat({kKrb5}), ntlm_negotiate());
     cut.resize(cut.size() - 5);
-    EXPECT_EQ(parse_spnego(Bytes(cut), t).code, Code::Truncated);
+    EXPECT_EQ(parse_spnego(Bytes(cut), t).error().code, Code::Truncated);
     // A broken inner token is reported by classify_sspi with the outer layer kept.
     Buf bad_inner = ntlm_negotiate();
     bad_inner.resize(12);
@@ -177,8 +177,8 @@ TEST(Spnego, MalformedTokensAreTypedErrors) {
     EXPECT_EQ(s.wrapper, SspiWrapper::Spnego);
     EXPECT_EQ(s.mechanism, SspiMechanism::Ntlm);
     EXPECT_EQ(s.mechs_offered.size(), 1u);
-    EXPECT_EQ(s.error.code, Code::Truncated);
-    EXPECT_GT(s.error.offset, 12u) << "offset points into the whole blob";
+    EXPECT_EQ(s.decoded.error().code, Code::Truncated);
+    EXPECT_GT(s.decoded.error().offset, 12u) << "offset points into the whole blob";
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ using test::Fields;
 Fields ours(Bytes blob, const SspiInfo& s) {
     Fields f;
     SpnegoToken t;
-    if (parse_spnego(blob, t)) return f;
+    if (!parse_spnego(blob, t).ok()) return f;
     f.emplace_back("wrapped", t.gss_wrapped ? "1" : "0");
     if (t.kind == SpnegoToken::Kind::Init) {
         f.emplace_back("spnego", "init");
@@ -52,7 +52,8 @@ TEST(SspiTshark, EveryPublicSpnegoBlobMatchesTshark) {
     std::map<std::string, int> mechs;
     for (const auto& r : recs) {
         const SspiInfo s = classify_sspi(Bytes(r.bytes));
-        ASSERT_FALSE(s.error) << r.where() << ": " << s.error.detail << " at " << s.error.offset;
+        ASSERT_TRUE(s.decoded.ok())
+            << r.where() << ": " << s.decoded.error().detail << " at " << s.decoded.error().offset;
         EXPECT_EQ(s.wrapper, SspiWrapper::Spnego) << r.where();
         EXPECT_TRUE(test::same_fields(r.fields, ours(Bytes(r.bytes), s))) << r.where();
         ++mechs[to_string(s.mechanism)];

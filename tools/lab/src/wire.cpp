@@ -531,7 +531,7 @@ std::uint32_t message_type(Bytes b) {
 
 std::optional<AuthenticateInfo> parse_authenticate(Bytes b) {
     auth::NtlmMessage m;
-    if (auth::parse_ntlm(b, m) || m.type != 3) return std::nullopt;
+    if (!auth::parse_ntlm(b, m).ok() || m.type != 3) return std::nullopt;
     const auto& x = std::get<auth::NtlmAuthenticate>(m.msg);
     AuthenticateInfo a;
     a.domain = x.domain;

@@ -80,14 +80,14 @@ class Reader {
     [[nodiscard]] LengthRule rule() const { return rule_; }
 
     /// Reads the next TLV. On error the reader is left unchanged.
-    DecodeError next(Tlv& out);
+    DecodeResult next(Tlv& out);
     /// Reads the next TLV and checks its class, number and constructed bit.
-    DecodeError expect(Tlv& out, TagClass cls, std::uint32_t number, bool constructed);
+    DecodeResult expect(Tlv& out, TagClass cls, std::uint32_t number, bool constructed);
     /// Decodes the next identifier without consuming anything (false at end / on a bad tag).
     bool peek(Tlv& out) const;
 
     /// A reader over a constructed TLV's contents, one level deeper; TooDeep over kMaxDepth.
-    static DecodeError enter(const Tlv& t, Reader& out);
+    static DecodeResult enter(const Tlv& t, Reader& out);
 
   private:
     ByteReader r_;
@@ -98,7 +98,7 @@ class Reader {
 
 /// Reads a context tag [n] that wraps exactly one inner TLV (EXPLICIT tagging, as used by
 /// Kerberos and SPNEGO), returning the inner TLV.
-DecodeError explicit_inner(const Tlv& wrapper, Tlv& inner);
+DecodeResult explicit_inner(const Tlv& wrapper, Tlv& inner);
 
 /// Reads the EXPLICIT context-tagged fields [n] of a SEQUENCE's contents: each must be a
 /// constructed context tag wrapping exactly one TLV, in strictly increasing tag order (X.680
@@ -106,65 +106,65 @@ DecodeError explicit_inner(const Tlv& wrapper, Tlv& inner);
 class FieldReader {
   public:
     /// A reader over the contents of constructed `t` (no check of its own tag).
-    static DecodeError enter(const Tlv& t, FieldReader& out) {
+    static DecodeResult enter(const Tlv& t, FieldReader& out) {
         out.last_ = -1;
         return Reader::enter(t, out.r_);
     }
     [[nodiscard]] bool at_end() const { return r_.at_end(); }
     /// Reads the next field: its [n] `wrapper` and the `inner` TLV it wraps.
-    DecodeError next(Tlv& wrapper, Tlv& inner);
+    DecodeResult next(Tlv& wrapper, Tlv& inner);
 
   private:
     Reader r_;
     std::int64_t last_ = -1;
 };
 
-/// Calls `fn(wrapper, inner)` (returning DecodeError) for each EXPLICIT [n] field of constructed
+/// Calls `fn(wrapper, inner)` (returning DecodeResult) for each EXPLICIT [n] field of constructed
 /// `t`, in order; stops at the first error, from the fields or from `fn`.
 template <typename Fn>
-DecodeError for_each_field(const Tlv& t, Fn&& fn) {
+DecodeResult for_each_field(const Tlv& t, Fn&& fn) {
     FieldReader f;
-    if (auto e = FieldReader::enter(t, f)) return e;
+    if (auto e = FieldReader::enter(t, f); !e.ok()) return e;
     while (!f.at_end()) {
         Tlv wrapper, inner;
-        if (auto e = f.next(wrapper, inner)) return e;
-        if (auto e = fn(wrapper, inner)) return e;
+        if (auto e = f.next(wrapper, inner); !e.ok()) return e;
+        if (auto e = fn(wrapper, inner); !e.ok()) return e;
     }
     return {};
 }
 
-/// Calls `fn(item)` (returning DecodeError) for each TLV inside constructed `t` (the elements
+/// Calls `fn(item)` (returning DecodeResult) for each TLV inside constructed `t` (the elements
 /// of a SEQUENCE OF); stops at the first error, from the reader or from `fn`. Size caps are the
 /// caller's: `fn` sees every element before anything is kept.
 template <typename Fn>
-DecodeError for_each_element(const Tlv& t, Fn&& fn) {
+DecodeResult for_each_element(const Tlv& t, Fn&& fn) {
     Reader r;
-    if (auto e = Reader::enter(t, r)) return e;
+    if (auto e = Reader::enter(t, r); !e.ok()) return e;
     while (!r.at_end()) {
         Tlv item;
-        if (auto e = r.next(item)) return e;
-        if (auto e = fn(item)) return e;
+        if (auto e = r.next(item); !e.ok()) return e;
+        if (auto e = fn(item); !e.ok()) return e;
     }
     return {};
 }
 
 // Typed value helpers. Each checks the universal tag of `t` and the DER rules for the type.
-DecodeError as_integer(const Tlv& t, std::int64_t& out);     ///< X.690 §8.3, up to 8 octets
-DecodeError as_int32(const Tlv& t, std::int32_t& out);       ///< Kerberos Int32
-DecodeError as_uint32(const Tlv& t, std::uint32_t& out);     ///< Kerberos UInt32
-DecodeError as_enumerated(const Tlv& t, std::int64_t& out);  ///< X.690 §8.4
-DecodeError as_boolean(const Tlv& t, bool& out);             ///< X.690 §11.1 (00 / FF)
-DecodeError as_octet_string(const Tlv& t, Bytes& out);       ///< primitive only (DER)
+DecodeResult as_integer(const Tlv& t, std::int64_t& out);     ///< X.690 §8.3, up to 8 octets
+DecodeResult as_int32(const Tlv& t, std::int32_t& out);       ///< Kerberos Int32
+DecodeResult as_uint32(const Tlv& t, std::uint32_t& out);     ///< Kerberos UInt32
+DecodeResult as_enumerated(const Tlv& t, std::int64_t& out);  ///< X.690 §8.4
+DecodeResult as_boolean(const Tlv& t, bool& out);             ///< X.690 §11.1 (00 / FF)
+DecodeResult as_octet_string(const Tlv& t, Bytes& out);       ///< primitive only (DER)
 /// BIT STRING (X.690 §8.6): `bits` holds up to the first 32 bits, MSB = bit 0 (the Kerberos and
 /// SPNEGO flag convention), `bit_count` the number of meaningful bits.
-DecodeError as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_count);
+DecodeResult as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_count);
 /// GeneralString / KerberosString (RFC 4120 §5.2.1): bytes taken as text (IA5 in practice).
 /// Also accepts UTF8String, IA5String and PrintableString.
-DecodeError as_string(const Tlv& t, std::string& out);
+DecodeResult as_string(const Tlv& t, std::string& out);
 /// KerberosTime (RFC 4120 §5.2.3): GeneralizedTime "YYYYMMDDHHMMSSZ", returned as written.
-DecodeError as_kerberos_time(const Tlv& t, std::string& out);
+DecodeResult as_kerberos_time(const Tlv& t, std::string& out);
 /// OBJECT IDENTIFIER (X.690 §8.19): content octets, validated.
-DecodeError as_oid(const Tlv& t, Bytes& content);
+DecodeResult as_oid(const Tlv& t, Bytes& content);
 
 /// Dotted form of OID content octets, e.g. "1.2.840.113554.1.2.2"; empty if invalid.
 std::string oid_to_dotted(Bytes content);

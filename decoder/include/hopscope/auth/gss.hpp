@@ -49,6 +49,6 @@ inline bool looks_like_gss_initial(Bytes b) {
 }
 
 /// Parses the InitialContextToken framing. Bytes after the 0x60 TLV are an error (BadLength).
-DecodeError parse_gss_initial(Bytes data, GssInitialToken& out);
+DecodeResult parse_gss_initial(Bytes data, GssInitialToken& out);
 
 }  // namespace hopscope::auth

@@ -222,7 +222,7 @@ struct KerberosMessage {
 
 /// Decodes one DER-encoded Kerberos message (tag 6a..7e). Over UDP (port 88) each datagram is
 /// exactly one message (RFC 4120 §7.2.1): pass the payload here. Over TCP use KrbTcpFramer.
-DecodeError parse_kerberos(Bytes data, KerberosMessage& out);
+DecodeResult parse_kerberos(Bytes data, KerberosMessage& out);
 /// True if the first byte is an application tag of a message handled by parse_kerberos.
 bool looks_like_kerberos(Bytes data);
 
@@ -245,7 +245,7 @@ struct Krb5GssToken {
 
 /// Accepts `60 .. OID tok_id msg`, `tok_id msg` and a bare message (impacket's raw AP-REQ).
 /// The token id must agree with the message type.
-DecodeError parse_krb5_token(Bytes data, Krb5GssToken& out);
+DecodeResult parse_krb5_token(Bytes data, Krb5GssToken& out);
 
 /// Kerberos over TCP (RFC 4120 §7.2.2): 4-byte big-endian length, high bit reserved (must be 0).
 /// Records may be split over segments or several may share one; only a partial record is kept.
@@ -256,16 +256,16 @@ class KrbTcpFramer {
 
     /// Consumes `data`, appending each completed record (without its length prefix) to `out`.
     /// After an error the framer stays failed (Desync): later calls return the same error.
-    DecodeError feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out);
+    DecodeResult feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out);
     /// Bytes of an incomplete record currently held.
     [[nodiscard]] std::size_t buffered() const { return buf_.size(); }
-    [[nodiscard]] bool failed() const { return static_cast<bool>(error_); }
+    [[nodiscard]] bool failed() const { return !state_.ok(); }
 
   private:
     std::size_t max_;
     std::vector<std::uint8_t> buf_;
     std::uint64_t consumed_ = 0;
-    DecodeError error_;
+    DecodeResult state_;  ///< ok until the stream breaks, then the error for good
 };
 
 /// One-line rendering; never cipher bytes.

@@ -83,7 +83,7 @@ struct AvPairs {
 };
 
 /// Parses an AV_PAIR list. Stops at MsvAvEOL; a pair running past the end is Truncated.
-DecodeError parse_av_pairs(Bytes data, std::size_t base, AvPairs& out);
+DecodeResult parse_av_pairs(Bytes data, std::size_t base, AvPairs& out);
 
 struct NtlmNegotiate {
     std::uint32_t flags = 0;
@@ -125,8 +125,8 @@ struct NtlmAuthenticate {
     bool blob_past_nt_len = false;  ///< NTLMv2 blob found after a 16-byte NtChallengeResponse
     std::optional<std::uint64_t> v2_timestamp;  ///< NTLMv2 blob TimeStamp (FILETIME)
     std::optional<AvPairs> v2_av_pairs;         ///< AV pairs from the NTLMv2 blob
-    /// Why the NTLMv2 blob could not be read (Code::None when it was, or there is none).
-    DecodeError v2_blob_error;
+    /// Whether the NTLMv2 blob could be read (ok when it was, or there is none).
+    DecodeResult v2_blob;
     /// MIC presence as the client declares it (MsvAvFlags 0x2 in the NTLMv2 blob).
     [[nodiscard]] bool mic_flagged() const {
         return v2_av_pairs && v2_av_pairs->flags && (*v2_av_pairs->flags & 0x2) != 0;
@@ -143,7 +143,7 @@ inline constexpr std::uint8_t kNtlmSignature[8] = {'N', 'T', 'L', 'M', 'S', 'S',
 bool looks_like_ntlm(Bytes b);
 
 /// Parses one NTLM message (the whole buffer is the message; offsets are relative to it).
-DecodeError parse_ntlm(Bytes data, NtlmMessage& out);
+DecodeResult parse_ntlm(Bytes data, NtlmMessage& out);
 
 /// Multi-line-free, one-line rendering: names, flags, lengths. Never response/key bytes.
 std::string to_string(const NtlmMessage& m);

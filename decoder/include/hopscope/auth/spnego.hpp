@@ -73,7 +73,7 @@ struct SpnegoToken {
 bool looks_like_spnego(Bytes b);
 
 /// Parses a NegotiationToken (RFC 4178 §4.2), wrapped (0x60 + 1.3.6.1.5.5.2) or bare.
-DecodeError parse_spnego(Bytes data, SpnegoToken& out);
+DecodeResult parse_spnego(Bytes data, SpnegoToken& out);
 
 /// One-line rendering (lengths only for tokens and MIC).
 std::string to_string(const SpnegoToken& t);

@@ -55,11 +55,12 @@ struct SspiInfo {
     std::optional<NtlmMessage> ntlm;
     std::optional<KerberosMessage> kerberos;
 
-    /// First decoding problem (outer framing or inner token); Code::None when all decoded.
-    DecodeError error;
+    /// How decoding went: ok, or Malformed with the first problem (outer framing or inner
+    /// token; offsets from the start of the blob).
+    DecodeResult decoded;
 };
 
-/// Never fails: problems are reported in `SspiInfo::error`, with what could be read kept.
+/// Never fails: problems are reported in `SspiInfo::decoded`, with what could be read kept.
 SspiInfo classify_sspi(Bytes blob);
 
 /// One-line rendering: names, options, lengths; never response, key or cipher bytes.

@@ -42,8 +42,6 @@ struct DecodeError {
     Code code = Code::None;
     std::size_t offset = 0;  ///< offset inside the unit being parsed
     std::string detail;      ///< short human text, never containing secret bytes
-
-    [[nodiscard]] explicit operator bool() const { return code != Code::None; }
 };
 
 const char* to_string(DecodeError::Code c);
