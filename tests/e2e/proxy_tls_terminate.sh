@@ -5,11 +5,14 @@
 # the login inside TLS (auth sql, success, user sa, the encryption mode); its key log is mode 0600;
 # its recording (--record, both legs) holds the TLS secrets, so that `hopscope analyze` of it
 # alone gives the same login on each leg, and tshark (when installed) decrypts the LOGIN7 in it
-# without a key log file; no password in any output. Exits 77 (skipped) without tsql or openssl.
+# without a key log file; no password in any output. Then tedious (node) with encrypt: true, when
+# tools/lab/node_modules has it, the same way (full encryption). Exits 77 (skipped) without tsql
+# or openssl.
 #
 #   proxy_tls_terminate.sh HOPSCOPE LABSERVER
 set -u
 hs=$1 labserver=$2
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 for t in tsql openssl python3; do
     command -v "$t" >/dev/null || { echo "skipped: no $t"; exit 77; }
 done
@@ -82,4 +85,41 @@ for mode in full login-only; do
         fail=1
     fi
 done
+
+# tedious, TDS 7.x with full encryption (encrypt: true), SQL authentication
+if command -v node >/dev/null && [ -d "$repo/tools/lab/node_modules/tedious" ]; then
+    d=$work/tedious
+    mkdir -p "$d"
+    sp=$(free_port) pp=$(free_port)
+    "$labserver" --listen "127.0.0.1:$sp" --name SQLT --encryption on --tls-cert "$work/cert.pem" \
+        --tls-key "$work/key.pem" --logins "$work/logins" --run-dir "$d" >"$d/server.log" 2>&1 &
+    pids+=($!)
+    "$hs" proxy --listen "127.0.0.1:$pp" --upstream "127.0.0.1:$sp" --tls-terminate \
+        --json "$d/proxy.jsonl" --log-file "$d/proxy.oplog" --grace 1 >"$d/proxy.log" 2>&1 &
+    px=$!
+    pids+=($px)
+    for _ in $(seq 1 100); do
+        grep -q "listening on" "$d/proxy.oplog" 2>/dev/null && break
+        sleep 0.05
+    done
+    for via in direct proxy; do
+        port=$sp
+        [ "$via" = proxy ] && port=$pp
+        TEDIOUS_PORT=$port TEDIOUS_ENCRYPT=1 TEDIOUS_SQL_AUTH=1 timeout 30 node --no-warnings \
+            "$repo/tools/lab/tedious_client.js" 127.0.0.1 - sa 'S3cret!' "select 1" >"$d/$via.out" 2>&1
+    done
+    kill -INT "$px"
+    wait "$px" 2>/dev/null
+    check "tedious: the login and query through the proxy" test "$(cat "$d/proxy.out")" = 1
+    check "tedious: the same output as without the proxy" cmp -s "$d/direct.out" "$d/proxy.out"
+    check "tedious: the proxy read the login inside TLS" \
+        grep -q '"auth":"sql","auth_detail":"","outcome":"success","user":"sa"' "$d/proxy.jsonl"
+    check "tedious: full encryption" grep -q '"encryption":"full"' "$d/proxy.jsonl"
+    if grep -a -l 'S3cret!' "$d/proxy.jsonl" "$d/proxy.log" "$d/proxy.oplog"; then
+        echo "FAIL: tedious: a password in the output above"
+        fail=1
+    fi
+else
+    echo "note: tedious not installed (tools/lab/node_modules): its TLS login not checked"
+fi
 exit $fail
