@@ -135,6 +135,86 @@ bool make_self_signed(SSL_CTX* ctx, const std::vector<std::string>& names, std::
     return ok;
 }
 
+/// The read side of a leg's TLS session. OpenSSL reads the records straight from the bytes being
+/// fed (the caller's buffer); only what it leaves unread (a partial record) is copied, and read
+/// first the next time. A memory BIO would copy every byte in, and zero the buffer it grows.
+struct Source {
+    std::vector<std::uint8_t> own;  ///< left over from earlier feeds
+    std::size_t own_pos = 0;
+    Bytes view;  ///< the current feed: valid until settle()
+    [[nodiscard]] std::size_t pending() const { return own.size() - own_pos + view.size(); }
+    std::size_t read(std::uint8_t* out, std::size_t len) {
+        const std::size_t n = std::min(len, own.size() - own_pos);
+        if (n > 0) std::memcpy(out, own.data() + own_pos, n);
+        own_pos += n;
+        if (own_pos == own.size()) {
+            own.clear();
+            own_pos = 0;
+        }
+        const std::size_t k = std::min(len - n, view.size());
+        if (k > 0) std::memcpy(out + n, view.data(), k);
+        view = view.subspan(k);
+        return n + k;
+    }
+    /// Keeps what is unread of the current feed before its bytes go away.
+    void settle() {
+        if (view.empty()) return;
+        if (own_pos > 0) {
+            own.erase(own.begin(), own.begin() + static_cast<std::ptrdiff_t>(own_pos));
+            own_pos = 0;
+        }
+        own.insert(own.end(), view.begin(), view.end());
+        view = {};
+    }
+};
+
+int source_read(BIO* b, char* out, int len) {
+    BIO_clear_retry_flags(b);
+    auto* src = static_cast<Source*>(BIO_get_data(b));
+    const std::size_t n = src && len > 0 ? src->read(reinterpret_cast<std::uint8_t*>(out),
+                                                     static_cast<std::size_t>(len))
+                                         : 0;
+    if (n == 0) {
+        BIO_set_retry_read(b);  // "want more", not the end of the stream
+        return -1;
+    }
+    return static_cast<int>(n);
+}
+
+int source_write(BIO*, const char*, int) {
+    return -1;
+}
+
+long source_ctrl(BIO* b, int cmd, long, void*) {
+    const auto* src = static_cast<const Source*>(BIO_get_data(b));
+    switch (cmd) {
+        case BIO_CTRL_PENDING:
+            return src ? static_cast<long>(src->pending()) : 0;
+        case BIO_CTRL_FLUSH:
+            return 1;
+        default:
+            return 0;
+    }
+}
+
+int source_create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+BIO_METHOD* source_method() {
+    static BIO_METHOD* method = [] {
+        BIO_METHOD* m =
+            BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hopscope TLS input");
+        BIO_meth_set_read(m, source_read);
+        BIO_meth_set_write(m, source_write);
+        BIO_meth_set_ctrl(m, source_ctrl);
+        BIO_meth_set_create(m, source_create);
+        return m;
+    }();
+    return method;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -282,6 +362,7 @@ struct TlsTerminator::Impl {
         BIO* wbio = nullptr;  ///< owned by ssl
         bool started = false;
         bool done = false;  ///< handshake finished
+        Source src;         ///< what rbio reads
         // What is not consumed yet: the caller's bytes themselves while a feeding call runs on
         // them (`ext`: the bulk of a connection is read in place, no copy), else `in`, which
         // keeps a remainder (a partial packet or record) between calls.
@@ -489,14 +570,14 @@ struct TlsTerminator::Impl {
     bool new_session(int leg) {
         Leg& L = legs[leg];
         L.ssl = SSL_new(leg == 0 ? t.ctx_.client() : t.ctx_.server());
-        L.rbio = BIO_new(BIO_s_mem());
+        L.rbio = BIO_new(source_method());
         L.wbio = BIO_new(BIO_s_mem());
         if (!L.ssl || !L.rbio || !L.wbio) {
             BIO_free(L.rbio);
             BIO_free(L.wbio);
             return fail("out of memory for a TLS session");
         }
-        BIO_set_mem_eof_return(L.rbio, -1);  // empty = "want more", not end of stream
+        if (L.rbio) BIO_set_data(L.rbio, &L.src);
         SSL_set_bio(L.ssl, L.rbio, L.wbio);
         // TLS 1.2 at most inside TDS 7.x, as SQL Server does: a TLS 1.3 client's Finished ends
         // its handshake, and clients (FreeTDS with GnuTLS) then send it raw, not in a PRELOGIN
@@ -686,11 +767,17 @@ struct TlsTerminator::Impl {
         return feed_tls(leg, in.subspan(skip, n - skip));
     }
 
+    /// Hands TLS bytes to a leg's session; they stay the caller's until settle().
     bool feed_tls(int leg, Bytes b) {
-        if (BIO_write(legs[leg].rbio, b.data(), static_cast<int>(b.size())) !=
-            static_cast<int>(b.size()))
-            return fail("out of memory for TLS input");
+        Source& src = legs[leg].src;
+        src.settle();  // an earlier feed of this call, not wholly read
+        src.view = b;
         return true;
+    }
+    /// Before the fed bytes go away (the end of a feeding call): what is unread is copied.
+    void settle() {
+        for (Leg& L : legs)
+            L.src.settle();
     }
 
     bool client_input() {
@@ -888,6 +975,7 @@ bool TlsTerminator::from_client(Bytes in) {
     }
     impl_->cl().take(in);
     const bool ok = impl_->client_input();
+    impl_->settle();
     impl_->cl().keep_rest();
     return ok;
 }
@@ -901,6 +989,7 @@ bool TlsTerminator::from_upstream(Bytes in) {
     }
     impl_->up().take(in);
     const bool ok = impl_->upstream_input();
+    impl_->settle();
     impl_->up().keep_rest();
     return ok;
 }
