@@ -83,6 +83,96 @@ std::string to_string(const LoginRecord& r) {
     return s;
 }
 
+namespace {
+
+/// The login attempt in progress on a connection: opened by its first fact (PRELOGIN, a TLS
+/// hello, LOGIN7, an SSPI blob, ...), grown by the facts that follow, and ended once with its
+/// outcome, when its record is handed to the callbacks.
+class LoginAttempt {
+  public:
+    /// What the connection knows when an attempt ends, for saying how it authenticated.
+    struct Situation {
+        tds::EncryptionMode mode = tds::EncryptionMode::Unknown;
+        bool client_prelogin_seen = false;
+        const tls::SessionDecrypter* decrypter = nullptr;  ///< with a key log
+    };
+
+    /// The attempt in progress, opened by the fact at `c` if there is none.
+    LoginRecord& begin(const FactContext& c, tds::EncryptionMode mode) {
+        if (!rec_) {
+            rec_.emplace();
+            rec_->started = c.ts;
+            rec_->first_evidence = c.ev;
+            rec_->first_dir = c.dir;
+            rec_->encryption = mode;
+        }
+        return *rec_;
+    }
+
+    /// The attempt in progress, or null.
+    [[nodiscard]] LoginRecord* current() { return rec_ ? &*rec_ : nullptr; }
+
+    /// Ends the attempt in progress (if any) with `outcome` at the fact `c` and reports it.
+    void finish(LoginOutcome outcome, const FactContext& c, std::string detail,
+                const Situation& now, ConversationCallbacks& cb) {
+        if (!rec_) return;
+        LoginRecord& r = *rec_;
+        r.outcome = outcome;
+        r.outcome_detail = std::move(detail);
+        r.ended = c.ts;
+        r.last_evidence = c.ev;
+        r.last_dir = c.dir;
+        r.encryption = now.mode;
+        describe_auth(r, now);
+        cb.on_login(r);
+        rec_.reset();
+    }
+
+  private:
+    /// What TDS alone says about the authentication, and why when it cannot tell.
+    static void describe_auth(LoginRecord& r, const Situation& now) {
+        if (r.login7_seen && r.fed_auth) {
+            r.auth = AuthKind::FedAuth;
+        } else if (r.login7_seen && (r.integrated_security || !r.auth_blobs.empty())) {
+            r.auth = AuthKind::Integrated;
+            if (r.auth_blobs.empty()) r.auth_detail = "fIntSecurity set but no SSPI data";
+        } else if (r.login7_seen && !r.user.empty()) {
+            r.auth = AuthKind::Sql;
+        } else if (r.login7_seen) {
+            r.auth = AuthKind::Unknown;
+            r.auth_detail = "LOGIN7 has neither a user name nor SSPI";
+        } else if (!r.auth_blobs.empty()) {
+            r.auth = AuthKind::Integrated;
+            r.auth_detail = r.login7_encrypted ? "LOGIN7 encrypted; SSPI exchange seen"
+                                               : "LOGIN7 not seen; SSPI exchange seen";
+        } else if (r.login7_encrypted) {
+            r.auth_detail = "LOGIN7 encrypted (login-only TLS)" + not_decrypted_note(r, now);
+        } else if (now.mode == tds::EncryptionMode::Full) {
+            r.auth_detail =
+                "LOGIN7 encrypted (TLS for the whole connection)" + not_decrypted_note(r, now);
+        } else if (now.mode == tds::EncryptionMode::Strict) {
+            r.auth_detail = "strict TLS (TDS 8.0)" + not_decrypted_note(r, now);
+        } else if (now.client_prelogin_seen) {
+            r.auth_detail = "no LOGIN7 sent";
+        } else {
+            r.auth_detail = "capture started late (LOGIN7 not seen)";
+        }
+    }
+
+    /// "; not decrypted: why" when a key log was given but did not open this TLS.
+    static std::string not_decrypted_note(LoginRecord& r, const Situation& now) {
+        if (!now.decrypter) return "";
+        r.tls_not_decrypted = now.decrypter->why_not().empty()
+                                  ? std::string("the LOGIN7 was not decrypted")
+                                  : now.decrypter->why_not();
+        return "; not decrypted: " + r.tls_not_decrypted;
+    }
+
+    std::optional<LoginRecord> rec_;
+};
+
+}  // namespace
+
 struct Conversation::Impl {
     enum class MsgKind : std::uint8_t { Buffered, Prefix, Tokens, Counted };
 
@@ -277,7 +367,7 @@ struct Conversation::Impl {
     bool login7_seen = false;
     bool login7_encrypted = false;
     std::uint32_t tds_version = 0;
-    std::optional<LoginRecord> login;
+    LoginAttempt attempt;
     bool msg_saw_error = false;
 
     Side& side(Direction d) { return d == Direction::ClientToServer ? c2s : s2c; }
@@ -293,62 +383,11 @@ struct Conversation::Impl {
 
     // ---- login attempt bookkeeping -------------------------------------------------------
 
-    LoginRecord& begin_login(const FactContext& c) {
-        if (!login) {
-            login.emplace();
-            login->started = c.ts;
-            login->first_evidence = c.ev;
-            login->first_dir = c.dir;
-            login->encryption = mode;
-        }
-        return *login;
-    }
+    LoginRecord& begin_login(const FactContext& c) { return attempt.begin(c, mode); }
 
     void finish_login(LoginOutcome outcome, const FactContext& c, std::string detail) {
-        if (!login) return;
-        LoginRecord& r = *login;
-        r.outcome = outcome;
-        r.outcome_detail = std::move(detail);
-        r.ended = c.ts;
-        r.last_evidence = c.ev;
-        r.last_dir = c.dir;
-        r.encryption = mode;
-        if (r.login7_seen && r.fed_auth) {
-            r.auth = AuthKind::FedAuth;
-        } else if (r.login7_seen && (r.integrated_security || !r.auth_blobs.empty())) {
-            r.auth = AuthKind::Integrated;
-            if (r.auth_blobs.empty()) r.auth_detail = "fIntSecurity set but no SSPI data";
-        } else if (r.login7_seen && !r.user.empty()) {
-            r.auth = AuthKind::Sql;
-        } else if (r.login7_seen) {
-            r.auth = AuthKind::Unknown;
-            r.auth_detail = "LOGIN7 has neither a user name nor SSPI";
-        } else if (!r.auth_blobs.empty()) {
-            r.auth = AuthKind::Integrated;
-            r.auth_detail = r.login7_encrypted ? "LOGIN7 encrypted; SSPI exchange seen"
-                                               : "LOGIN7 not seen; SSPI exchange seen";
-        } else if (r.login7_encrypted) {
-            r.auth_detail = "LOGIN7 encrypted (login-only TLS)" + not_decrypted_note(r);
-        } else if (mode == tds::EncryptionMode::Full) {
-            r.auth_detail =
-                "LOGIN7 encrypted (TLS for the whole connection)" + not_decrypted_note(r);
-        } else if (mode == tds::EncryptionMode::Strict) {
-            r.auth_detail = "strict TLS (TDS 8.0)" + not_decrypted_note(r);
-        } else if (client_prelogin_seen) {
-            r.auth_detail = "no LOGIN7 sent";
-        } else {
-            r.auth_detail = "capture started late (LOGIN7 not seen)";
-        }
-        cb.on_login(r);
-        login.reset();
-    }
-
-    /// "; not decrypted: why" when a key log was given but did not open this TLS.
-    std::string not_decrypted_note(LoginRecord& r) const {
-        if (!dec) return "";
-        r.tls_not_decrypted =
-            dec->why_not().empty() ? std::string("the LOGIN7 was not decrypted") : dec->why_not();
-        return "; not decrypted: " + r.tls_not_decrypted;
+        attempt.finish(outcome, c, std::move(detail),
+                       LoginAttempt::Situation{mode, client_prelogin_seen, dec.get()}, cb);
     }
 
     void auth_blob(const FactContext& c, AuthBlobSource src, Bytes blob) {
@@ -367,7 +406,7 @@ struct Conversation::Impl {
     void server_message(const tds::ServerMessage& m) {
         if (m.is_error) {
             msg_saw_error = true;
-            if (login) {
+            if (LoginRecord* login = attempt.current()) {
                 if (!login->error) login->error = m;
                 ++login->error_count;
             }
@@ -376,6 +415,7 @@ struct Conversation::Impl {
     }
 
     void env_change(const tds::EnvChange& e) {
+        LoginRecord* login = attempt.current();
         if (e.type == tds::envchange::kRouting && login) {
             login->routing_server = e.routing_server + ":" + std::to_string(e.routing_port);
         }
@@ -461,7 +501,7 @@ struct Conversation::Impl {
     /// TDS bytes that travelled inside TLS in direction s, carried by the record (or chunk) at
     /// framer offset `outer_off`.
     void plaintext(Side& s, Bytes bytes, std::uint64_t outer_off) {
-        if (login) login->tls_decrypted = true;
+        if (LoginRecord* login = attempt.current()) login->tls_decrypted = true;
         if (bytes.empty()) return;
         s.plain_marks.emplace_back(s.plain.offset(), outer_off);
         if (s.plain_marks.size() > kMaxPlainMarks) s.plain_marks.erase(s.plain_marks.begin());
@@ -881,6 +921,7 @@ struct Conversation::Impl {
     }
 
     void after_server_message(const FactContext& c) {
+        LoginRecord* login = attempt.current();
         if (!login) return;
         if (login->login_ack) {
             finish_login(LoginOutcome::Success, c, "");
@@ -933,7 +974,7 @@ struct Conversation::Impl {
         if (dec) dec->gap(d);
         s.plain.finish();
         s.framer.gap(length);
-        if (login) login->gap_seen = true;
+        if (LoginRecord* login = attempt.current()) login->gap_seen = true;
     }
 
     void close(Timestamp ts) {
@@ -962,7 +1003,7 @@ struct Conversation::Impl {
             }
             s->smp.clear();
         }
-        if (login) {
+        if (attempt.current()) {
             std::string why = "connection closed before the login finished";
             if (mode == tds::EncryptionMode::Full || mode == tds::EncryptionMode::Strict) {
                 why = "encrypted";
