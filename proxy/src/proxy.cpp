@@ -1002,7 +1002,7 @@ void Proxy::Impl::dispatch(TapItem& item) {
             return;
         }
         case TapItem::Kind::Secret:
-            if (rec) rec->secret(item.bytes.view());
+            if (rec) rec->secret(item.flow, item.bytes.view());
             return;
         case TapItem::Kind::Data:
             break;

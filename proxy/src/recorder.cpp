@@ -57,6 +57,7 @@ constexpr std::uint32_t kBlockIdb = 0x00000001;
 constexpr std::uint32_t kBlockEpb = 0x00000006;
 constexpr std::uint32_t kBlockDsb = 0x0000000A;          ///< Decryption Secrets Block
 constexpr std::uint32_t kSecretsTlsKeyLog = 0x544c534b;  ///< "TLSK": NSS key log lines
+constexpr std::size_t kMaxSecretsPerConn = 16;
 
 namespace flag {
 constexpr unsigned Fin = 0x01;
@@ -177,6 +178,9 @@ struct Side {
 
 struct Conn {
     Side side[2];  ///< by Direction of what the side sends: [0] the client, [1] the server
+    /// TLS secrets of the connection (client leg), written again at the top of a new file
+    /// after a rotation or a reopen, so that what follows there can still be decrypted.
+    std::vector<std::string> secrets;
 };
 
 class PcapngRecorder final : public Recorder {
@@ -223,8 +227,17 @@ class PcapngRecorder final : public Recorder {
         return stopped() ? 0 : first;
     }
 
-    void secret(Bytes line) override {
+    void secret(const FlowKey& flow, Bytes line) override {
         if (stopped() || line.empty()) return;
+        auto it = conns_.find({Leg::Client, flow});
+        // bounded: a connection has two TLS sessions, each a few lines
+        if (it != conns_.end() && it->second.secrets.size() < kMaxSecretsPerConn)
+            it->second.secrets.emplace_back(reinterpret_cast<const char*>(line.data()),
+                                            line.size());
+        write_secret(line);
+    }
+
+    void write_secret(Bytes line) {
         const std::size_t len = line.size() + 1;  // with its newline
         const std::size_t padded = (len + 3) & ~std::size_t{3};
         const std::size_t block_len = 16 + padded + 4;
@@ -329,7 +342,12 @@ class PcapngRecorder final : public Recorder {
         }
         file_frames_ = 0;
         const auto header = file_header();
-        return write_raw(header.data(), header.size());
+        if (!write_raw(header.data(), header.size())) return false;
+        for (const auto& [key, c] : conns_)
+            for (const auto& line : c.secrets)
+                write_secret(
+                    Bytes(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
+        return error_.empty();
     }
 
     void close_file() {

@@ -301,11 +301,11 @@ TEST(Recorder, TlsSecretsAreDecryptionSecretsBlocksThatAnalyzeReads) {
     const std::string one = "CLIENT_RANDOM 0102 0304";  // lengths 23 and 24: both paddings
     const std::string two = "CLIENT_RANDOM 0a0b 0c0d0";
     rec->open_connection(Leg::Client, kClientV4, Timestamp{1'700'000'000'000'000});
-    rec->secret(Bytes(reinterpret_cast<const std::uint8_t*>(one.data()), one.size()));
+    rec->secret(kClientV4, Bytes(reinterpret_cast<const std::uint8_t*>(one.data()), one.size()));
     const std::vector<std::uint8_t> payload(100, 0x17);
     rec->data(Leg::Client, kClientV4, Direction::ClientToServer, Timestamp{1'700'000'000'000'001},
               payload);
-    rec->secret(Bytes(reinterpret_cast<const std::uint8_t*>(two.data()), two.size()));
+    rec->secret(kClientV4, Bytes(reinterpret_cast<const std::uint8_t*>(two.data()), two.size()));
     rec->close_connection(Leg::Client, kClientV4, Timestamp{1'700'000'000'000'002}, false);
     rec->flush();
     const std::uint64_t frames = rec->frames_written();
@@ -447,6 +447,40 @@ TEST(Recorder, TsharkFindsChecksumsAndSequenceNumbersRight) {
                                      " -Y 'tcp.analysis.lost_segment' -T fields -e frame.number");
         EXPECT_EQ(count_lines(lost), 3u) << lost;
     }
+}
+
+TEST(Recorder, EveryFileOfARotationHoldsTheSecretsOfTheOpenConnections) {
+    TempDir dir;
+    const std::string path = dir.file("sec.pcapng");
+    std::string err;
+    auto rec = Recorder::open({path, 60'000, 5}, err);
+    ASSERT_NE(rec, nullptr) << err;
+    const std::string line = "CLIENT_RANDOM 00112233 44556677";
+    std::int64_t t = 1'700'000'000'000'000;
+    rec->open_connection(Leg::Client, kClientV4, Timestamp{t});
+    rec->secret(kClientV4, Bytes(reinterpret_cast<const std::uint8_t*>(line.data()), line.size()));
+    const std::vector<std::uint8_t> chunk(20'000, 0x17);
+    for (int i = 0; i < 6; ++i)  // 120 kB: two rotations at least
+        rec->data(Leg::Client, kClientV4, Direction::ServerToClient, Timestamp{t += 1000}, chunk);
+    rec->close_connection(Leg::Client, kClientV4, Timestamp{t += 1000}, false);
+    // a later connection without TLS: the next file no longer carries the closed one's secret
+    const FlowKey later{kClientV4.client, kClientV4.server, Transport::Tcp};
+    rec->open_connection(Leg::Client, later, Timestamp{t += 1000});
+    for (int i = 0; i < 4; ++i)
+        rec->data(Leg::Client, later, Direction::ServerToClient, Timestamp{t += 1000}, chunk);
+    rec->flush();
+    EXPECT_EQ(rec->error(), "");
+    rec.reset();
+    int with = 0;
+    for (const char* suffix : {".4", ".3", ".2", ".1"}) {
+        if (!fs::exists(path + suffix)) continue;
+        const auto s = captures::read_pcapng_secrets(path + suffix);
+        if (s.blocks == 0) break;  // the files after the connection closed
+        EXPECT_EQ(s.keylog, line + "\n") << suffix;
+        ++with;
+    }
+    EXPECT_GE(with, 3);  // the first file and at least two rotations
+    EXPECT_EQ(captures::read_pcapng_secrets(path).blocks, 0u);
 }
 
 TEST(Recorder, RotationKeepsFilesThatEachOpenAndContinueTheStreams) {

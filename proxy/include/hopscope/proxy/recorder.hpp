@@ -49,10 +49,11 @@ class Recorder {
     virtual void close_connection(Leg leg, const FlowKey& flow, Timestamp ts, bool reset,
                                   Direction from = Direction::ClientToServer) = 0;
     /// One TLS session secret (an NSS key log line, no newline) of a connection whose TLS the
-    /// proxy terminates, as a pcapng Decryption Secrets Block: Wireshark, tshark and
-    /// `hopscope analyze` then read the TDS inside that connection's TLS records. Written before
-    /// the records it opens.
-    virtual void secret(Bytes line) = 0;
+    /// proxy terminates (`flow`: its client leg), as a pcapng Decryption Secrets Block:
+    /// Wireshark, tshark and `hopscope analyze` then read the TDS inside that connection's TLS
+    /// records. Written before the records it opens, and again at the top of each new file
+    /// (rotation, reopen) while the connection is open.
+    virtual void secret(const FlowKey& flow, Bytes line) = 0;
     /// Reopens the file (after logrotate moved it): new section header, connections go on.
     virtual bool reopen(std::string& err) = 0;
     virtual void flush() = 0;
