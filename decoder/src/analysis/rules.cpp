@@ -751,8 +751,7 @@ constexpr RuleInfo kChannelBindingIntercepted{
 
 std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
     const LoginEvent& l = x.login;
-    if (!x.proxy.active || !x.proxy.terminates_tls || !l.tls_decrypted ||
-        !l.ntlm_channel_bindings)
+    if (!x.proxy.active || !x.proxy.terminates_tls || !l.tls_decrypted || !l.ntlm_channel_bindings)
         return std::nullopt;
     const std::string server = x.look.host_name(l.flow.server.addr);
     const bool failed = l.outcome == Outcome::Failure;
@@ -769,10 +768,11 @@ std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
                                       " does not enforce Extended Protection"));
     f.hops.push_back(describe(x.look, l, "hop"));
     f.evidence.push_back(ref(l, "NTLM AUTHENTICATE with channel bindings"));
-    f.remedy = "Let this server's connections pass through without --tls-terminate (a second "
-               "listener or proxy without it), and read its logins offline with a key log of "
-               "the client or the server ('hopscope analyze --tls-keylog FILE'); interception "
-               "cannot keep a channel binding valid.";
+    f.remedy =
+        "Let this server's connections pass through without --tls-terminate (a second "
+        "listener or proxy without it), and read its logins offline with a key log of "
+        "the client or the server ('hopscope analyze --tls-keylog FILE'); interception "
+        "cannot keep a channel binding valid.";
     return Verdict{std::move(f), client_server_key(l.flow)};
 }
 

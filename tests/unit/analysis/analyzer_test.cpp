@@ -526,8 +526,7 @@ TEST(AnalyzerProxy, ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported) {
         const Finding* f = out.get("HS062");
         ASSERT_NE(f, nullptr) << to_string(outcome);
         EXPECT_EQ(f->name, "channel-binding-intercepted");
-        EXPECT_EQ(f->severity,
-                  outcome == Outcome::Failure ? Severity::Error : Severity::Warning);
+        EXPECT_EQ(f->severity, outcome == Outcome::Failure ? Severity::Error : Severity::Warning);
         EXPECT_NE(f->summary.find("Extended Protection"), std::string::npos) << f->summary;
         EXPECT_NE(f->remedy.find("without --tls-terminate"), std::string::npos) << f->remedy;
     }
@@ -537,9 +536,9 @@ TEST(AnalyzerProxy, ChannelBindingsAreNoMatterWithoutTermination) {
     struct Case {
         bool active, terminates, decrypted, bound;
     };
-    for (const Case c : {Case{false, false, true, true},  // analyze with a key log
-                         Case{true, false, false, true},  // pass-through proxy
-                         Case{true, true, false, true},   // not read inside TLS
+    for (const Case c : {Case{false, false, true, true},    // analyze with a key log
+                         Case{true, false, false, true},    // pass-through proxy
+                         Case{true, true, false, true},     // not read inside TLS
                          Case{true, true, true, false}}) {  // no bindings
         Analyzer::Options o;
         o.proxy.active = c.active;

@@ -39,7 +39,8 @@ const std::map<std::string, std::string> kNotInCaptures{
      "PipelineEvidence.RoutingAroundTheProxyIsFoundWithItsOffset"},
     {"HS062",
      "a rule of the TLS-terminating proxy, and no lab client sends NTLM channel bindings; "
-     "tests/unit/analysis: AnalyzerProxy.ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported, "
+     "tests/unit/analysis: "
+     "AnalyzerProxy.ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported, "
      "AnalyzerProxy.ChannelBindingsAreNoMatterWithoutTermination"},
 };
 

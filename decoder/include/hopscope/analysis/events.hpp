@@ -87,13 +87,13 @@ struct LoginEvent {
     std::string host_name;  ///< LOGIN7 HostName
     std::string app_name;
     std::string library;
-    std::string tds_version;             ///< e.g. "7.4"
-    std::string kerberos_etype;          ///< ticket enctype name when seen (rc4-hmac is flagged)
-    int ntlm_version = 0;                ///< 1 or 2 when NTLM
+    std::string tds_version;     ///< e.g. "7.4"
+    std::string kerberos_etype;  ///< ticket enctype name when seen (rc4-hmac is flagged)
+    int ntlm_version = 0;        ///< 1 or 2 when NTLM
     /// The NTLM AUTHENTICATE binds the login to its TLS channel (MsvAvChannelBindings present
     /// and not all zero: Extended Protection).
     bool ntlm_channel_bindings = false;
-    bool tls_decrypted = false;  ///< the login was read inside TLS (key log or terminated)
+    bool tls_decrypted = false;          ///< the login was read inside TLS (key log or terminated)
     std::int32_t kerberos_error = 0;     ///< KRB-ERROR code the server returned in SSPI (0 = none)
     bool encryption_downgraded = false;  ///< client asked for encryption, got less
     /// ENVCHANGE routing (type 20) in the server's answer: "host:port" the client is sent to.
