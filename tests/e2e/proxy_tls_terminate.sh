@@ -36,24 +36,32 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
 printf 'sa:S3cret!\n' >"$work/logins"
 chmod 600 "$work/logins"
 
-for mode in full login-only; do
-    enc=on tds_enc=require
-    [ "$mode" = login-only ] && enc=off tds_enc=request
+# start DIR ENCRYPTION [proxy args...]: the lab server on $sp and the terminating proxy on $pp in
+# front of it (fresh ports); the proxy's pid in $px once it listens
+start() {
+    local dir=$1 encryption=$2
+    shift 2
     sp=$(free_port) pp=$(free_port)
-    d=$work/$mode
-    mkdir -p "$d"
-    "$labserver" --listen "127.0.0.1:$sp" --name SQLT --encryption "$enc" --tls-cert "$work/cert.pem" \
-        --tls-key "$work/key.pem" --logins "$work/logins" --run-dir "$d" >"$d/server.log" 2>&1 &
+    mkdir -p "$dir"
+    "$labserver" --listen "127.0.0.1:$sp" --name SQLT --encryption "$encryption" \
+        --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" --logins "$work/logins" \
+        --run-dir "$dir" >"$dir/server.log" 2>&1 &
     pids+=($!)
-    "$hs" proxy --listen "127.0.0.1:$pp" --upstream "127.0.0.1:$sp" --tls-terminate \
-        --tls-keylog "$d/proxy.keylog" --record "$d/rec.pcapng" --record-upstream-leg \
-        --json "$d/proxy.jsonl" --log-file "$d/proxy.oplog" --grace 1 >"$d/proxy.log" 2>&1 &
+    "$hs" proxy --listen "127.0.0.1:$pp" --upstream "127.0.0.1:$sp" --tls-terminate "$@" \
+        --json "$dir/proxy.jsonl" --log-file "$dir/proxy.oplog" --grace 1 >"$dir/proxy.log" 2>&1 &
     px=$!
     pids+=($px)
     for _ in $(seq 1 100); do
-        grep -q "listening on" "$d/proxy.oplog" 2>/dev/null && break
+        grep -q "listening on" "$dir/proxy.oplog" 2>/dev/null && break
         sleep 0.05
     done
+}
+
+for mode in full login-only; do
+    enc=on tds_enc=require
+    [ "$mode" = login-only ] && enc=off tds_enc=request
+    d=$work/$mode
+    start "$d" "$enc" --tls-keylog "$d/proxy.keylog" --record "$d/rec.pcapng" --record-upstream-leg
     for via in direct proxy; do
         port=$sp
         [ "$via" = proxy ] && port=$pp
@@ -89,19 +97,7 @@ done
 # tedious, TDS 7.x with full encryption (encrypt: true), SQL authentication
 if command -v node >/dev/null && [ -d "$repo/tools/lab/node_modules/tedious" ]; then
     d=$work/tedious
-    mkdir -p "$d"
-    sp=$(free_port) pp=$(free_port)
-    "$labserver" --listen "127.0.0.1:$sp" --name SQLT --encryption on --tls-cert "$work/cert.pem" \
-        --tls-key "$work/key.pem" --logins "$work/logins" --run-dir "$d" >"$d/server.log" 2>&1 &
-    pids+=($!)
-    "$hs" proxy --listen "127.0.0.1:$pp" --upstream "127.0.0.1:$sp" --tls-terminate \
-        --json "$d/proxy.jsonl" --log-file "$d/proxy.oplog" --grace 1 >"$d/proxy.log" 2>&1 &
-    px=$!
-    pids+=($px)
-    for _ in $(seq 1 100); do
-        grep -q "listening on" "$d/proxy.oplog" 2>/dev/null && break
-        sleep 0.05
-    done
+    start "$d" on
     for via in direct proxy; do
         port=$sp
         [ "$via" = proxy ] && port=$pp
