@@ -137,13 +137,26 @@ struct Worker {
     std::thread thread;
     BufferPool pool;
     std::unordered_set<std::shared_ptr<Connection>> conns;  ///< touched on this thread only
+    /// Connect and idle timeouts of all this thread's connections, checked a few times per
+    /// timeout period. A timer per connection cost two timerfd updates per connection (armed
+    /// for the connect, re-armed for idleness) and its handler; the sweep costs neither.
+    asio::steady_timer sweep{io};
+    bool stopping = false;
 };
 
 struct Listener {
     Route route;
-    std::unique_ptr<tcp::acceptor> acceptor;
-    std::unique_ptr<asio::steady_timer> retry;  ///< pause after EMFILE/ENFILE
-    std::vector<tcp::endpoint> upstream;        ///< explicit: resolved at start
+    /// One listening socket per I/O thread on the same address (SO_REUSEPORT): the kernel
+    /// spreads new connections over them, and each thread serves what it accepts, with no
+    /// hand-over (a wake-up of another thread) per connection.
+    struct Acceptor {
+        Worker* worker = nullptr;
+        std::unique_ptr<tcp::acceptor> sock;
+        std::unique_ptr<asio::steady_timer> retry;  ///< pause after EMFILE/ENFILE
+        tcp::endpoint peer;                         ///< of the connection being accepted
+    };
+    std::vector<Acceptor> acceptors;
+    std::vector<tcp::endpoint> upstream;  ///< explicit: resolved at start
     tcp::endpoint bound;
 };
 
@@ -171,7 +184,6 @@ struct Proxy::Impl {
     std::vector<std::unique_ptr<Worker>> workers;
     std::vector<Listener> listeners;
     std::thread analysis;
-    std::size_t next_worker = 0;  ///< acceptor thread only
     std::atomic<bool> accepting{false};
     std::atomic<std::uint64_t> next_id{1};
     std::atomic<std::uint64_t> open{0};
@@ -198,7 +210,9 @@ struct Proxy::Impl {
                            CloseReason why);
 
     bool start(std::string& err);
-    void accept(Listener& l);
+    bool bind_listener(Listener& l, const tcp::endpoint& at, std::string& err);
+    void accept(Listener& l, Listener::Acceptor& a);
+    void sweep(Worker& w);
     void analysis_loop();
     void dispatch(TapItem& item);
     void stop_accepting();
@@ -210,14 +224,15 @@ namespace {
 /// One proxied connection: the client's socket, the upstream's, and a pump each way.
 class Connection : public std::enable_shared_from_this<Connection> {
   public:
-    Connection(Proxy::Impl& px, Worker& w, tcp::socket client, const Listener& l)
+    Connection(Proxy::Impl& px, Worker& w, tcp::socket client, const tcp::endpoint& peer,
+               const Listener& l)
         : px_(px),
           w_(w),
           client_(std::move(client)),
           upstream_(w.io),
-          timer_(w.io),
           listener_(l),
           id_(px.next_id.fetch_add(1, std::memory_order_relaxed)) {
+        flow_.client = to_endpoint(peer);
         pumps_[0].from = &client_;
         pumps_[0].to = &upstream_;
         pumps_[1].from = &upstream_;
@@ -233,32 +248,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     void start() {
         w_.conns.insert(shared_from_this());
-        error_code ec;
-        const auto peer = client_.remote_endpoint(ec);
-        if (ec) {
-            finish(CloseReason::Rst, "client gone before it could be served");
-            return;
-        }
-        flow_.client = to_endpoint(peer);
-        std::vector<tcp::endpoint> targets;
         if (listener_.route.mode == RouteMode::Explicit) {
-            targets = listener_.upstream;
+            targets_ = &listener_.upstream;
         } else if (auto t = transparent_target()) {
-            targets.push_back(*t);
+            original_dst_ = *t;
         } else {
             return;  // refused and logged
         }
-        timer_.expires_after(px_.opt.connect_timeout);
-        timer_.async_wait([self = shared_from_this()](const error_code& e) {
-            if (e || self->closed_ || self->connected_) return;
-            self->upstream_.close();  // aborts the connect
-            self->timed_out_ = true;
-        });
-        asio::async_connect(
-            upstream_, targets,
-            [self = shared_from_this()](const error_code& e, const tcp::endpoint& at) {
-                self->on_connected(e, at);
-            });
+        deadline_ = Clock::now() + px_.opt.connect_timeout;
+        connect_to(0);
+    }
+
+    /// Called by the thread's sweep: ends a connect that took too long, or an idle connection.
+    void check_timeouts(Clock::time_point at) {
+        if (closed_) return;
+        if (!connected_) {
+            if (at < deadline_ || timed_out_) return;
+            timed_out_ = true;
+            error_code ec;
+            upstream_.close(ec);  // aborts the connect: on_connected reports it
+            return;
+        }
+        if (px_.opt.idle_timeout.count() > 0 && at - last_ >= px_.opt.idle_timeout)
+            finish(CloseReason::Timeout, "idle timeout");
     }
 
     /// Closes both sockets; `why` goes to the decoder. Safe to call more than once.
@@ -266,7 +278,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (closed_) return;
         closed_ = true;
         error_code ec;
-        timer_.cancel();
         if (why == CloseReason::Rst) {
             // Tell both peers the stream broke rather than ended (SO_LINGER 0: RST on close).
             client_.set_option(tcp::socket::linger(true, 0), ec);
@@ -383,12 +394,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
             // Segments go on as they come, as between the peers themselves: no Nagle delay on
             // TDS's request/response turns.
             s->set_option(tcp::no_delay(true), ec);
-            s->non_blocking(true, ec);
         }
+        client_.non_blocking(true, ec);  // the upstream socket was made so for its connect
         spdlog::debug("conn {} {} -> {}: open", id_, to_string(flow_.client),
                       to_string(flow_.server));
         last_ = Clock::now();
-        arm_idle_timer(px_.opt.idle_timeout);
         if (px_.tls) {
             tls_start();
             return;
@@ -404,19 +414,55 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return ec ? std::string("(original destination)") : to_string(to_endpoint(ep));
     }
 
-    void arm_idle_timer(std::chrono::milliseconds after) {
-        if (px_.opt.idle_timeout.count() == 0) return;
-        timer_.expires_after(after);
-        timer_.async_wait([self = shared_from_this()](const error_code& e) {
-            if (e || self->closed_) return;
-            const auto idle =
-                std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - self->last_);
-            if (idle >= self->px_.opt.idle_timeout) {
-                self->finish(CloseReason::Timeout, "idle timeout");
-                return;
+    /// Connects to the `i`-th target (the next one after a failure), without waiting: a
+    /// non-blocking connect(2), then one wait for writability and SO_ERROR. Asio's
+    /// async_connect adds a poll(2) and a second FIONBIO per connection to that.
+    void connect_to(std::size_t i) {
+        const tcp::endpoint target = targets_ ? (*targets_)[i] : original_dst_;
+        const bool last = !targets_ || i + 1 >= targets_->size();
+        error_code ec;
+        if (upstream_.is_open()) upstream_.close(ec);
+        upstream_.open(target.protocol(), ec);
+        if (!ec) upstream_.non_blocking(true, ec);
+        if (ec) {
+            on_connected(ec, target);
+            return;
+        }
+        int rc;
+        do {
+            rc = ::connect(upstream_.native_handle(), target.data(),
+                           static_cast<socklen_t>(target.size()));
+        } while (rc != 0 && errno == EINTR);
+        if (rc == 0) {
+            on_connected({}, target);
+            return;
+        }
+        if (errno != EINPROGRESS) {
+            const error_code failed(errno, boost::system::system_category());
+            if (last || timed_out_) {
+                on_connected(failed, target);
+            } else {
+                connect_to(i + 1);
             }
-            self->arm_idle_timer(self->px_.opt.idle_timeout - idle);
-        });
+            return;
+        }
+        upstream_.async_wait(tcp::socket::wait_write,
+                             [self = shared_from_this(), i, last, target](error_code e) {
+                                 if (self->closed_) return;
+                                 if (!e) {
+                                     int err = 0;
+                                     socklen_t len = sizeof err;
+                                     if (getsockopt(self->upstream_.native_handle(), SOL_SOCKET,
+                                                    SO_ERROR, &err, &len) != 0)
+                                         err = errno;
+                                     if (err != 0) e.assign(err, boost::system::system_category());
+                                 }
+                                 if (e && !last && !self->timed_out_) {
+                                     self->connect_to(i + 1);
+                                     return;
+                                 }
+                                 self->on_connected(e, target);
+                             });
     }
 
     /// Waits until `sock` is ready, then runs `next(d)`; a failed wait resets the connection.
@@ -432,38 +478,71 @@ class Connection : public std::enable_shared_from_this<Connection> {
         });
     }
 
-    /// One turn of a pump: read what is there (without waiting), or wait until there is some.
+    /// One turn of a pump: read what is there (without waiting), or wait until there is some;
+    /// then forward it. System calls are what this path costs (a TDS login is a dozen small
+    /// turns), so it makes as few as it can: the bytes go out with a plain non-blocking send, and
+    /// only a send the peer cannot take at once becomes an asynchronous write; a read that did
+    /// not fill the buffer has most likely emptied the socket, so the pump then waits for
+    /// readiness instead of spending a read on EAGAIN.
     void read(int d) {
         Pump& p = pumps_[d];
-        if (closed_ || p.done) return;
-        if (tap_ == TapState::Off && px_.opt.splice) {
-            splice_pump(d);
-            return;
+        constexpr int kTurns = 16;  // full buffers in a row; then let the thread's others run
+        for (int turn = 0; turn < kTurns; ++turn) {
+            if (closed_ || p.done) return;
+            if (tap_ == TapState::Off && px_.opt.splice) {
+                splice_pump(d);
+                return;
+            }
+            if (p.buf && !BufferPool::exclusive(p.buf)) release(p);  // the tap still reads it
+            if (!p.buf) p.buf = w_.pool.get();
+            error_code ec;
+            const std::size_t n =
+                p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                release(p);  // nothing in flight: an idle direction holds no buffer
+                wait_then(*p.from, tcp::socket::wait_read, d, &Connection::read);
+                return;
+            }
+            if (ec == asio::error::eof) {
+                end_of_stream(d);
+                return;
+            }
+            if (ec) {
+                finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
+                return;
+            }
+            last_ = Clock::now();
+            tap(d, p.buf, n);
+            if (px_.metrics)
+                (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
+                    .fetch_add(n, std::memory_order_relaxed);
+            p.offset += n;
+            const std::size_t sent = p.to->write_some(asio::buffer(p.buf->data(), n), ec);
+            if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+                finish(CloseReason::Rst,
+                       d == 0 ? "upstream gone on write" : "client gone on write");
+                return;
+            }
+            if (ec || sent < n) {
+                forward_rest(d, ec ? 0 : sent, n);
+                return;
+            }
+            if (n < w_.pool.size()) {
+                release(p);
+                wait_then(*p.from, tcp::socket::wait_read, d, &Connection::read);
+                return;
+            }
         }
-        if (p.buf && !BufferPool::exclusive(p.buf)) release(p);  // the tap still reads it
-        if (!p.buf) p.buf = w_.pool.get();
-        error_code ec;
-        const std::size_t n = p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
-            release(p);  // nothing in flight: an idle direction holds no buffer
-            wait_then(*p.from, tcp::socket::wait_read, d, &Connection::read);
-            return;
-        }
-        if (ec == asio::error::eof) {
-            end_of_stream(d);
-            return;
-        }
-        if (ec) {
-            finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
-            return;
-        }
-        last_ = Clock::now();
-        tap(d, p.buf, n);
-        if (px_.metrics)
-            (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
-                .fetch_add(n, std::memory_order_relaxed);
-        p.offset += n;
-        asio::async_write(*p.to, asio::buffer(p.buf->data(), n),
+        asio::post(w_.io, [self = shared_from_this(), d] {
+            if (!self->closed_) self->read(d);
+        });
+    }
+
+    /// The part of a chunk the peer could not take at once: written asynchronously (the pump
+    /// reads no more until it is out: backpressure), then the pump goes on.
+    void forward_rest(int d, std::size_t from, std::size_t n) {
+        Pump& p = pumps_[d];
+        asio::async_write(*p.to, asio::buffer(p.buf->data() + from, n - from),
                           [self = shared_from_this(), d](const error_code& e, std::size_t) {
                               if (self->closed_) return;
                               if (e) {
@@ -768,7 +847,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Worker& w_;
     tcp::socket client_;
     tcp::socket upstream_;
-    asio::steady_timer timer_;
+    const std::vector<tcp::endpoint>* targets_ = nullptr;  ///< explicit: the listener's
+    tcp::endpoint original_dst_;                           ///< transparent
+    Clock::time_point deadline_{};                         ///< of the connect
     const Listener& listener_;
     const std::uint64_t id_;
     FlowKey flow_;
@@ -866,38 +947,16 @@ bool Proxy::Impl::start(std::string& err) {
             err = "listen " + err;
             return false;
         }
-        l.acceptor = std::make_unique<tcp::acceptor>(workers[0]->io);
-        l.retry = std::make_unique<asio::steady_timer>(workers[0]->io);
-        error_code ec;
-        l.acceptor->open(at->protocol(), ec);
-        if (!ec) l.acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
-        if (!ec && route.tproxy) {
-            const int one = 1;
-            const bool v6 = at->address().is_v6();
-            // IP_TRANSPARENT (19) / IPV6_TRANSPARENT (75): accept connections TPROXY hands us
-            // for addresses that are not ours. Needs CAP_NET_ADMIN.
-            if (setsockopt(l.acceptor->native_handle(), v6 ? IPPROTO_IPV6 : IPPROTO_IP,
-                           v6 ? 75 : 19, &one, sizeof one) != 0)
-                ec.assign(errno, boost::system::system_category());
-        }
-        if (!ec) l.acceptor->bind(*at, ec);
-        if (!ec) l.acceptor->listen(asio::socket_base::max_listen_connections, ec);
-        if (ec) {
-            err = "listen " + route.listen.str() + ": " + ec.message();
-            if (ec == asio::error::access_denied)
-                err +=
-                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE; transparent "
-                    "TPROXY needs CAP_NET_ADMIN)";
-            return false;
-        }
-        l.bound = l.acceptor->local_endpoint(ec);
+        if (!bind_listener(l, *at, err)) return false;
         listeners.push_back(std::move(l));
     }
     accepting = true;
     for (auto& l : listeners)
-        accept(l);
+        for (auto& a : l.acceptors)
+            accept(l, a);
     for (auto& w : workers) {
         w->guard.emplace(w->io.get_executor());
+        sweep(*w);
         Worker* wp = w.get();
         wp->thread = std::thread([wp] {
             for (;;) {
@@ -916,9 +975,8 @@ bool Proxy::Impl::start(std::string& err) {
     return true;
 }
 
-void Proxy::Impl::accept(Listener& l) {
-    Worker& target = *workers[next_worker++ % workers.size()];
-    l.acceptor->async_accept(target.io, [this, &l, &target](const error_code& ec, tcp::socket s) {
+void Proxy::Impl::accept(Listener& l, Listener::Acceptor& a) {
+    a.sock->async_accept(a.peer, [this, &l, &a](const error_code& ec, tcp::socket s) {
         if (!accepting || ec == asio::error::operation_aborted) return;
         if (ec) {
             const bool no_fds =
@@ -926,12 +984,12 @@ void Proxy::Impl::accept(Listener& l) {
             spdlog::warn("listener {}: accept failed: {}{}", l.route.listen.str(), ec.message(),
                          no_fds ? " (pausing 100 ms; raise the open-files limit, ulimit -n)" : "");
             if (no_fds) {
-                l.retry->expires_after(std::chrono::milliseconds(100));
-                l.retry->async_wait([this, &l](const error_code& e) {
-                    if (!e) accept(l);
+                a.retry->expires_after(std::chrono::milliseconds(100));
+                a.retry->async_wait([this, &l, &a](const error_code& e) {
+                    if (!e) accept(l, a);
                 });
             } else {
-                accept(l);
+                accept(l, a);
             }
             return;
         }
@@ -943,7 +1001,7 @@ void Proxy::Impl::accept(Listener& l) {
             s.close(ignored);
             spdlog::warn("listener {}: connection refused: --max-connections {} reached",
                          l.route.listen.str(), opt.max_connections);
-            accept(l);
+            accept(l, a);
             return;
         }
         open.fetch_add(1, std::memory_order_relaxed);
@@ -952,10 +1010,83 @@ void Proxy::Impl::accept(Listener& l) {
             metrics->connections_open.fetch_add(1, std::memory_order_relaxed);
             metrics->connections_total.fetch_add(1, std::memory_order_relaxed);
         }
-        asio::post(target.io, [this, &target, &l, sock = std::move(s)]() mutable {
-            std::make_shared<Connection>(*this, target, std::move(sock), l)->start();
-        });
-        accept(l);
+        // Accept the next one first: this connection's start may take a while (a connect).
+        const tcp::endpoint peer = a.peer;
+        accept(l, a);
+        std::make_shared<Connection>(*this, *a.worker, std::move(s), peer, l)->start();
+    });
+}
+
+bool Proxy::Impl::bind_listener(Listener& l, const tcp::endpoint& at, std::string& err) {
+    const bool shared = workers.size() > 1;
+    const auto fail = [&](const error_code& ec) {
+        err = "listen " + l.route.listen.str() + ": " + ec.message();
+        if (ec == asio::error::access_denied)
+            err +=
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE; transparent "
+                "TPROXY needs CAP_NET_ADMIN)";
+        if (ec == asio::error::address_in_use) err += " (is another proxy listening there?)";
+        return false;
+    };
+    const auto open_bound = [&](tcp::acceptor& acc, const tcp::endpoint& where, bool reuse_port,
+                                error_code& ec) {
+        acc.open(where.protocol(), ec);
+        if (!ec) acc.set_option(tcp::acceptor::reuse_address(true), ec);
+        const int one = 1;
+        if (!ec && reuse_port &&
+            setsockopt(acc.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+            ec.assign(errno, boost::system::system_category());
+        if (!ec && l.route.tproxy) {
+            const bool v6 = where.address().is_v6();
+            // IP_TRANSPARENT (19) / IPV6_TRANSPARENT (75): accept connections TPROXY hands us
+            // for addresses that are not ours. Needs CAP_NET_ADMIN.
+            if (setsockopt(acc.native_handle(), v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? 75 : 19, &one,
+                           sizeof one) != 0)
+                ec.assign(errno, boost::system::system_category());
+        }
+        if (!ec) acc.bind(where, ec);
+    };
+    error_code ec;
+    tcp::endpoint where = at;
+    if (shared) {
+        // SO_REUSEPORT would let these sockets share the address with another process of the
+        // same user (a second proxy started by mistake) without an error: a plain bind first
+        // says whether the address is free, and fixes the port when 0 was asked for.
+        asio::io_context io;
+        tcp::acceptor probe(io);
+        open_bound(probe, at, false, ec);
+        if (ec) return fail(ec);
+        where = probe.local_endpoint(ec);
+        if (ec) return fail(ec);
+    }
+    for (auto& w : workers) {
+        Listener::Acceptor a;
+        a.worker = w.get();
+        a.sock = std::make_unique<tcp::acceptor>(w->io);
+        a.retry = std::make_unique<asio::steady_timer>(w->io);
+        open_bound(*a.sock, where, shared, ec);
+        if (!ec) a.sock->listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) return fail(ec);
+        l.acceptors.push_back(std::move(a));
+        if (!shared) break;
+    }
+    l.bound = l.acceptors.front().sock->local_endpoint(ec);
+    return true;
+}
+
+void Proxy::Impl::sweep(Worker& w) {
+    // Often enough that a timeout ends within a quarter of its length (and 250 ms).
+    auto period = std::chrono::milliseconds(250);
+    for (const auto t : {opt.connect_timeout, opt.idle_timeout})
+        if (t.count() > 0) period = std::min(period, std::max(t / 4, std::chrono::milliseconds(5)));
+    w.sweep.expires_after(period);
+    w.sweep.async_wait([this, &w](const error_code& e) {
+        if (e || w.stopping) return;
+        const auto at = Clock::now();
+        std::vector<std::shared_ptr<Connection>> all(w.conns.begin(), w.conns.end());
+        for (const auto& c : all)
+            c->check_timeouts(at);
+        sweep(w);
     });
 }
 
@@ -1078,17 +1209,23 @@ void Proxy::Impl::analysis_loop() {
 void Proxy::Impl::stop_accepting() {
     if (!accepting.exchange(false)) return;
     if (workers.empty()) return;
-    std::promise<void> done;
-    auto f = done.get_future();
-    asio::post(workers[0]->io, [this, &done] {
-        for (auto& l : listeners) {
-            error_code ec;
-            l.acceptor->close(ec);
-            l.retry->cancel();
-        }
-        done.set_value();
-    });
-    f.wait();
+    // Each listening socket is closed on the thread that serves it.
+    for (auto& w : workers) {
+        std::promise<void> done;
+        auto f = done.get_future();
+        Worker* wp = w.get();
+        asio::post(wp->io, [this, wp, &done] {
+            for (auto& l : listeners)
+                for (auto& a : l.acceptors) {
+                    if (a.worker != wp) continue;
+                    error_code ec;
+                    a.sock->close(ec);
+                    a.retry->cancel();
+                }
+            done.set_value();
+        });
+        f.wait();
+    }
 }
 
 void Proxy::Impl::shutdown(std::chrono::milliseconds grace) {
@@ -1105,6 +1242,8 @@ void Proxy::Impl::shutdown(std::chrono::milliseconds grace) {
     for (auto& w : workers) {
         Worker* wp = w.get();
         asio::post(wp->io, [wp] {
+            wp->stopping = true;
+            wp->sweep.cancel();
             const auto conns = wp->conns;  // finish() erases from the set
             for (const auto& c : conns)
                 c->finish(CloseReason::EndOfInput, "proxy stopping");

@@ -532,6 +532,30 @@ TEST(ProxyFaults, UpstreamRefusingClosesTheClientAndCounts) {
     px.shutdown(0ms);
 }
 
+TEST(ProxyFaults, AnUpstreamAddressThatRefusesFallsOverToTheNext) {
+    // The upstream's name gave two addresses: nothing listens on the first (127.0.0.2, same
+    // port), the second serves. The connection goes to the second and its bytes flow.
+    Upstream up([](int fd) {
+        std::uint8_t b[4];
+        if (read_exact(fd, b, sizeof b)) (void)!send(fd, b, sizeof b, MSG_NOSIGNAL);
+    });
+    ProxyOptions o = one_route(up.port());
+    o.routes[0].upstream_addresses = {"127.0.0.2", "127.0.0.1"};
+    Proxy px(o, AnalysisHooks{});
+    std::string err;
+    ASSERT_TRUE(px.start(err)) << err;
+    const int fd = connect_to(px.listen_endpoints().at(0));
+    ASSERT_GE(fd, 0);
+    const std::uint8_t ping[4] = {9, 8, 7, 6};
+    ASSERT_EQ(send(fd, ping, sizeof ping, 0), 4);
+    std::uint8_t got[4] = {};
+    ASSERT_TRUE(read_exact(fd, got, sizeof got));
+    EXPECT_EQ(std::memcmp(got, ping, sizeof ping), 0);
+    EXPECT_EQ(px.stats().upstream_connect_failures, 0U);
+    close(fd);
+    px.shutdown(0ms);
+}
+
 TEST(ProxyFaults, UpstreamThatNeverAnswersTimesOut) {
     // A listener whose accept queue is full drops further SYNs: a connect to it hangs.
     std::uint16_t port = 0;
@@ -989,6 +1013,17 @@ TEST(ProxyConfig, StartFailsClearlyAndLeavesNothingRunning) {
     EXPECT_FALSE(px.start(err));
     EXPECT_NE(err.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << err;
     close(busy);
+    // The I/O threads share the listening address (SO_REUSEPORT), but a second proxy on the
+    // same address is still refused, not silently given half of the connections.
+    Proxy first(one_route(1433), AnalysisHooks{});
+    ASSERT_TRUE(first.start(err)) << err;
+    const Endpoint taken = first.listen_endpoints().at(0);
+    ProxyOptions again = one_route(1433);
+    again.routes[0].listen.port = taken.port;
+    Proxy second(again, AnalysisHooks{});
+    EXPECT_FALSE(second.start(err));
+    EXPECT_NE(err.find("in use"), std::string::npos) << err;
+    first.shutdown(0ms);
     ProxyOptions unresolvable = one_route(1433, "127.0.0.1:0", "no-such-host.invalid");
     Proxy px2(unresolvable, AnalysisHooks{});
     EXPECT_FALSE(px2.start(err));
