@@ -94,11 +94,17 @@ void ConsoleRenderer::summary(const Analyzer& a) {
         const char* col = ch.second_anonymous || ch.second_outcome == Outcome::Failure ? kRed
                           : ch.second_outcome == Outcome::Success                      ? kGreen
                                                                                        : kYellow;
-        std::fprintf(out_, "  %s -> %s [%s %s] -> %s %s[%s %s%s]%s  x%llu\n",
-                     to_string(ch.client).c_str(), server_label(a, ch.middle).c_str(),
-                     to_string(ch.first_auth), ch.user.c_str(), server_label(a, ch.backend).c_str(),
-                     c(col), to_string(ch.second_auth), ch.second_user.c_str(),
-                     ch.second_outcome == Outcome::Success ? "" : " FAILED", c(kReset),
+        // "alice@LAB.TEST (10.77.0.2) -> sqla (...) [kerberos] -> sqlb (...) [kerberos as
+        // alice@LAB.TEST]": who started the chain, and as whom each hop logged in.
+        const std::string who =
+            ch.user.empty() ? to_string(ch.client) : ch.user + " (" + to_string(ch.client) + ")";
+        std::string second = to_string(ch.second_auth);
+        if (ch.second_prelogin_only) second += ", no LOGIN7";
+        if (!ch.second_user.empty()) second += " as " + ch.second_user;
+        if (ch.second_outcome != Outcome::Success) second += " FAILED";
+        std::fprintf(out_, "  %s -> %s [%s] -> %s %s[%s]%s  x%llu\n", who.c_str(),
+                     server_label(a, ch.middle).c_str(), to_string(ch.first_auth),
+                     server_label(a, ch.backend).c_str(), c(col), second.c_str(), c(kReset),
                      static_cast<unsigned long long>(ch.count));
     }
     std::fprintf(out_, "\n%sLogins per hop%s\n", c(kBold), c(kReset));

@@ -168,6 +168,7 @@ std::string json_line(const LoginEvent& e) {
         .str("outcome", to_string(e.outcome))
         .str("user", e.user)
         .str("domain", e.domain)
+        .str("user_source", to_string(e.user_source))
         .str("workstation", e.workstation)
         .str("spn", e.spn)
         .boolean("anonymous", e.anonymous)
@@ -294,6 +295,7 @@ ordered_json summary_json(Timestamp ts, const Analyzer& a, const ordered_json& c
                                       {"second_auth", to_string(c.second_auth)},
                                       {"second_outcome", to_string(c.second_outcome)},
                                       {"second_anonymous", c.second_anonymous},
+                                      {"second_prelogin_only", c.second_prelogin_only},
                                       {"user", c.user},
                                       {"second_user", c.second_user},
                                       {"count", c.count}});

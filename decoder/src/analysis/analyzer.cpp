@@ -186,7 +186,7 @@ namespace {
 /// A login whose outcome could not be seen (TLS for the whole connection): it is reported when
 /// its connection ends, after the outbound logins it caused.
 bool hidden_outcome(const LoginEvent& l) {
-    return l.outcome == Outcome::Incomplete && l.auth == AuthKind::Unknown;
+    return l.outcome == Outcome::Incomplete && l.auth == AuthKind::Unknown && !l.prelogin_only;
 }
 /// Reports from the I/O threads of a proxy may be a little out of time order: how far back a
 /// scan in report order goes past the first login that is too old.
@@ -206,8 +206,9 @@ bool Analyzer::better_inbound(std::uint64_t seq, std::uint64_t than) const {
 }
 
 const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out) const {
-    // A successful login to the outbound login's client, made before the outbound one started
-    // (within the chaining window), on a connection still open at that time.
+    // A successful login to the outbound login's client, started before the outbound one started
+    // (within the chaining window), on a connection still open at that time. It may have been
+    // answered after that: a middle server may check the linked server before it answers.
     const Timestamp start = start_of(out);
     auto idx = inbound_.find(out.flow.client.addr);
     if (idx == inbound_.end()) return nullptr;
@@ -217,7 +218,7 @@ const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out) const {
         if (r == nullptr) return;
         const LoginEvent& in = r->login;
         if (in.flow.client.addr == out.flow.server.addr) return;
-        if (in.ts > start || start.micros - in.ts.micros > opts_.chain_window_us) return;
+        if (start_of(in) > start || start.micros - in.ts.micros > opts_.chain_window_us) return;
         if (r->closed.micros != 0 && start > r->closed) return;
         if (better_inbound(seq, best)) best = seq;
     };
@@ -291,6 +292,35 @@ void Analyzer::offer_hidden(std::uint64_t seq, std::int64_t end) {
     }
 }
 
+void Analyzer::link_answered_late(std::uint64_t seq) {
+    // A middle server may log in to the linked server while it is still answering the login that
+    // caused it (checking the linked server first): its outbound logins were then reported
+    // before this one and found no inbound login. They are among the latest logins of its server
+    // as a client: those that started while this login was being answered.
+    const Recent& in = *recent(seq);
+    auto idx = by_client_.find(in.login.flow.server.addr);
+    if (idx == by_client_.end()) return;
+    const Timestamp in_start = start_of(in.login);
+    std::vector<std::uint64_t> found;
+    for (auto it = idx->second.rbegin(); it != idx->second.rend(); ++it) {
+        if (*it < link_next_) break;
+        const Recent* o = recent(*it);
+        if (o == nullptr) break;
+        if (o->login.ts.micros < in_start.micros - kReportDisorderUs) break;
+        const Timestamp o_start = start_of(o->login);
+        if (!o->chained && in_start <= o_start && o_start <= in.login.ts &&
+            o->login.flow.server.addr != in.login.flow.client.addr)
+            found.push_back(*it);
+    }
+    for (auto it = found.rbegin(); it != found.rend(); ++it) {  // in report order
+        Recent& o = *recent(*it);
+        mark_middle(o.login.flow.client.addr);
+        recent(seq)->chained = true;
+        o.chained = true;
+        on_chain(in, o);
+    }
+}
+
 void Analyzer::enrich(LoginEvent& l) const {
     if (l.auth != AuthKind::Kerberos && l.auth != AuthKind::Unknown) return;
     if (l.auth == AuthKind::Unknown && !l.user.empty()) return;  // an encrypted SQL login
@@ -298,17 +328,26 @@ void Analyzer::enrich(LoginEvent& l) const {
     if (l.spn.empty()) l.spn = spn_for(l);
     if (l.auth != AuthKind::Kerberos) return;
     if (l.delegation == Tristate::Unknown) l.delegation = delegation_requested(l);
-    if (l.user.empty()) {
-        std::set<std::string> principals;
-        for (const auto* k : kdc_for(l.flow.client.addr, at))
-            if (k->request == "AS-REQ" && !k->client.empty()) principals.insert(k->client);
-        if (principals.size() == 1) {
-            const std::string& p = *principals.begin();
-            l.user = p.substr(0, p.find('@'));
-            if (l.domain.empty() && p.find('@') != std::string::npos)
-                l.domain = p.substr(p.find('@') + 1);
-        }
+    if (!l.user.empty()) return;
+    // The KDC names the client in clear in its answer: the TGS-REP for this login's SPN to this
+    // client (the latest before the login) carries cname and crealm. Without one, a host that
+    // got a TGT for exactly one principal (AS-REP) in the window.
+    const KerberosEvent* rep = nullptr;
+    const std::string spn = lower(l.spn.substr(0, l.spn.find('@')));
+    std::set<std::string> principals;
+    for (const auto* k : kdc_for(l.flow.client.addr, at)) {
+        if (k->client.empty() || k->error_code != 0) continue;
+        if (k->reply == "TGS-REP" && !spn.empty() &&
+            lower(k->sname.substr(0, k->sname.find('@'))) == spn)
+            rep = k;  // oldest first: the latest wins
+        if (k->reply == "AS-REP") principals.insert(k->client);
     }
+    if (!rep && principals.size() != 1) return;
+    const std::string& p = rep ? rep->client : *principals.begin();
+    const auto at_sign = p.rfind('@');
+    l.user = p.substr(0, at_sign);
+    if (at_sign != std::string::npos) l.domain = p.substr(at_sign + 1);
+    l.user_source = UserSource::KdcReply;
 }
 
 void Analyzer::add_login(const LoginEvent& l) {
@@ -366,6 +405,7 @@ void Analyzer::add_login(const LoginEvent& l) {
     }
     per_login_rules(r);
     if (in) on_chain(*in, r);
+    if (l.outcome == Outcome::Success) link_answered_late(seq);
 }
 
 void Analyzer::add_kerberos(const KerberosEvent& k) {
@@ -433,7 +473,8 @@ void Analyzer::on_chain(const Recent& inbound, const Recent& outbound) {
     const std::string row_key = to_string(in.flow.client.addr) + ">" + to_string(in.flow.server) +
                                 ">" + to_string(out.flow.server) + "/" + to_string(in.auth) + "/" +
                                 to_string(out.auth) + "/" + to_string(out.outcome) +
-                                (out.anonymous ? "/anon" : "");
+                                (out.anonymous ? "/anon" : "") +
+                                (out.prelogin_only ? "/no-login7" : "");
     auto row = chains_.find(row_key);
     if (row == chains_.end() && chains_.size() < opts_.max_summary_rows)
         row = chains_.try_emplace(row_key).first;
@@ -446,6 +487,7 @@ void Analyzer::on_chain(const Recent& inbound, const Recent& outbound) {
         c.second_auth = out.auth;
         c.second_outcome = out.outcome;
         c.second_anonymous = out.anonymous;
+        c.second_prelogin_only = out.prelogin_only;
         c.user = identity(in);
         c.second_user = identity(out);
         ++c.count;

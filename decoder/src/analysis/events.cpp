@@ -40,6 +40,22 @@ const char* to_string(Tristate t) {
     return "unknown";
 }
 
+const char* to_string(UserSource u) {
+    switch (u) {
+        case UserSource::None:
+            return "";
+        case UserSource::Login7:
+            return "login7";
+        case UserSource::Ntlm:
+            return "ntlm";
+        case UserSource::KdcReply:
+            return "kdc-reply";
+        case UserSource::Keytab:
+            return "keytab";
+    }
+    return "";
+}
+
 bool KerberosEvent::has_option(const std::string& name) const {
     return std::find(kdc_options.begin(), kdc_options.end(), name) != kdc_options.end();
 }

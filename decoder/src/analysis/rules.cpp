@@ -31,7 +31,7 @@ std::string port_text(std::uint16_t port) {
 std::string describe(const Lookups& look, const LoginEvent& l, const char* role) {
     std::string s = std::string(role) + " " + look.host_name(l.flow.client.addr) + " -> " +
                     look.host_name(l.flow.server.addr) + ":" + port_text(l.flow.server.port) +
-                    " (" + to_string(l.auth);
+                    " (" + to_string(l.auth) + (l.prelogin_only ? ", no LOGIN7" : "");
     std::string id = identity(l);
     if (!id.empty()) s += ", " + id;
     s += ", " + std::string(to_string(l.outcome));
@@ -75,9 +75,10 @@ bool login_failed_text(const ServerError& e) {
            icontains(e.message, "login failed");
 }
 
-/// The second hop did not carry the user: anonymous, refused, or an error naming ANONYMOUS.
+/// The second hop did not carry the user: anonymous, refused, an error naming ANONYMOUS, or
+/// abandoned after PRELOGIN (no credential to send).
 bool second_hop_failed(const LoginEvent& out) {
-    return out.anonymous || out.outcome == Outcome::Failure ||
+    return out.anonymous || out.outcome == Outcome::Failure || out.prelogin_only ||
            (out.error && anonymous_text(out.error->message));
 }
 
@@ -97,6 +98,17 @@ Finding chain_finding(const RuleInfo& r, const ChainFacts& c) {
 
 std::string or_nobody(const std::string& who) {
     return who.empty() ? std::string("nobody") : who;
+}
+
+/// "alice@LAB.TEST -> sqla -> sqlb as alice@LAB.TEST": who went where, and as whom the last hop
+/// logged in when that is visible (C's host when its user is not).
+std::string chain_path(const ChainFacts& c) {
+    const std::string who =
+        identity(c.in).empty() ? c.look.host_name(c.in.flow.client.addr) : identity(c.in);
+    std::string s = who + " -> " + c.look.host_name(c.in.flow.server.addr) + " -> " +
+                    c.look.host_name(c.out.flow.server.addr);
+    if (c.out.prelogin_only) return s + " without a login";
+    return identity(c.out).empty() ? s : s + " as " + identity(c.out);
 }
 
 // ---- remedies -------------------------------------------------------------------------------
@@ -315,16 +327,21 @@ constexpr RuleInfo kKerberosWithoutDelegation{
     "chain with Kerberos on the first hop but no usable delegated credential (client did not "
     "ask, KDC refused, or not visible)"};
 
-std::optional<Verdict> kerberos_without_delegation(const ChainFacts& c) {
+/// Why the middle server of a chain held no delegable credential of the user, as the KDC
+/// traffic of both hops shows it, with the fix for that cause (HS011, HS013).
+struct DelegationCause {
+    std::string why;
+    std::string remedy;
+    std::string missing;
+    std::vector<EvidenceRef> evidence;
+};
+
+DelegationCause delegation_cause(const ChainFacts& c) {
     const LoginEvent& in = c.in;
     const LoginEvent& out = c.out;
-    // A second hop that worked, or did not use NTLM, is no sign of a lost identity.
-    if (in.auth != AuthKind::Kerberos || (!second_hop_failed(out) && out.auth != AuthKind::Ntlm))
-        return std::nullopt;
     const std::string a = c.look.host_name(in.flow.server.addr);
     const std::string b = c.look.host_name(out.flow.server.addr);
-    Finding f = chain_finding(kKerberosWithoutDelegation, c);
-    std::string why;
+    DelegationCause cause;
     const KerberosEvent* refused = nullptr;
     for (const auto* k : c.look.kdc_before(in))
         if (k->has_option("forwarded") && k->error_code != 0) refused = k;
@@ -335,45 +352,85 @@ std::optional<Verdict> kerberos_without_delegation(const ChainFacts& c) {
         if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
     const Tristate deleg = c.look.delegation_requested(in);
     if (s4u && !refused) {
-        why = a + "'s constrained delegation (S4U2Proxy) to " + s4u->sname + " was refused (" +
-              s4u->error_name + ")";
-        f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name));
-        f.remedy = "Allow " + a + "'s service account to delegate to " + s4u->sname +
-                   " (msDS-AllowedToDelegateTo, 'Trust this user for delegation to specified "
-                   "services only'), or configure resource-based constrained delegation on "
-                   "the back-end's account; check the user is not sensitive.";
+        cause.why = a + "'s constrained delegation (S4U2Proxy) to " + s4u->sname +
+                    " was refused (" + s4u->error_name + ")";
+        cause.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name));
+        cause.remedy = "Allow " + a + "'s service account to delegate to " + s4u->sname +
+                       " (msDS-AllowedToDelegateTo, 'Trust this user for delegation to specified "
+                       "services only'), or configure resource-based constrained delegation on "
+                       "the back-end's account; check the user is not sensitive.";
     } else if (refused) {
-        why = "the KDC refused to forward the user's TGT (" + refused->error_name +
-              "): " + remedy::kSensitiveOrNotForwardable;
-        f.evidence.push_back(ref(*refused, "TGS-REQ forwarded -> " + refused->error_name));
-        f.remedy =
+        cause.why = "the KDC refused to forward the user's TGT (" + refused->error_name +
+                    "): " + remedy::kSensitiveOrNotForwardable;
+        cause.evidence.push_back(ref(*refused, "TGS-REQ forwarded -> " + refused->error_name));
+        cause.remedy =
             remedy::clear_sensitive(in.user.empty() ? std::string("the user") : identity(in)) +
             ", or use a login mapping on the linked server.";
     } else if (deleg == Tristate::No) {
-        why = "the client did not ask for a forwarded TGT, so the ticket it sent to " + a +
-              " carried no delegable credential";
-        f.remedy = "Trust " + a +
-                   "'s service account for delegation (unconstrained, or "
-                   "constrained to " +
-                   remedy::mssql_spn(b, out.flow.server.port) +
-                   "); Windows clients then delegate automatically (ok-as-delegate). For "
-                   "MIT/FreeTDS clients enable delegation ('enable gssapi delegation = yes', "
-                   "kinit -f).";
+        cause.why = "the client did not ask for a forwarded TGT, so the ticket it sent to " + a +
+                    " carried no delegable credential";
+        cause.remedy = "Trust " + a +
+                       "'s service account for delegation (unconstrained, or "
+                       "constrained to " +
+                       remedy::spn_to_register(b, out.flow.server.port) +
+                       "); Windows clients then delegate automatically (ok-as-delegate). For "
+                       "MIT/FreeTDS clients enable delegation ('enable gssapi delegation = yes', "
+                       "kinit -f).";
     } else if (deleg == Tristate::Yes) {
-        why = "the client obtained a forwarded TGT, yet " + a + " did not use it";
-        f.remedy = "Check that " + a +
-                   " runs under the account that owns its SPN and that "
-                   "the account is trusted for delegation to " +
-                   remedy::mssql_spn(b, out.flow.server.port) + ".";
+        cause.why = "the client obtained a forwarded TGT, yet " + a + " did not use it";
+        cause.remedy = "Check that " + a +
+                       " runs under the account that owns its SPN and that "
+                       "the account is trusted for delegation to " +
+                       remedy::spn_to_register(b, out.flow.server.port) + ".";
     } else {
-        why = "whether the client delegated cannot be seen without its port-88 traffic";
-        f.remedy = "Check delegation settings of " + a + "'s service account and the user.";
-        f.missing = "No Kerberos (port 88) traffic from " + c.look.host_name(in.flow.client.addr) +
-                    " was captured: capture on the client's segment including port 88 to see "
-                    "whether it asked for a forwarded TGT.";
+        cause.why = "whether the client delegated cannot be seen without its port-88 traffic";
+        cause.remedy = "Check delegation settings of " + a + "'s service account and the user.";
+        cause.missing = "No Kerberos (port 88) traffic from " +
+                        c.look.host_name(in.flow.client.addr) +
+                        " was captured: capture on the client's segment including port 88 to see "
+                        "whether it asked for a forwarded TGT.";
     }
-    f.summary = "Double hop with Kerberos but no delegation: " + a + " reached " + b + " as " +
-                or_nobody(identity(out)) + " because " + why;
+    return cause;
+}
+
+/// A chain finding that explains the missing delegation: its cause, evidence and fix.
+Finding delegation_finding(const RuleInfo& r, const ChainFacts& c, const std::string& what) {
+    DelegationCause cause = delegation_cause(c);
+    Finding f = chain_finding(r, c);
+    f.summary = what + ": " + chain_path(c) + ", because " + cause.why;
+    f.evidence.insert(f.evidence.end(), cause.evidence.begin(), cause.evidence.end());
+    f.remedy = std::move(cause.remedy);
+    f.missing = std::move(cause.missing);
+    return f;
+}
+
+std::optional<Verdict> kerberos_without_delegation(const ChainFacts& c) {
+    // A second hop that worked, or did not use NTLM, is no sign of a lost identity.
+    if (c.in.auth != AuthKind::Kerberos ||
+        (!second_hop_failed(c.out) && c.out.auth != AuthKind::Ntlm))
+        return std::nullopt;
+    return Verdict{delegation_finding(kKerberosWithoutDelegation, c,
+                                      "Double hop with Kerberos but no delegation"),
+                   chain_key(c)};
+}
+
+// ---- HS013 ----------------------------------------------------------------------------------
+constexpr RuleInfo kNoCredentialForLinkedServer{
+    "HS013", "no-credential-for-linked-server", Severity::Error,
+    "chain with Kerberos on the first hop whose middle server closed its connection to the "
+    "linked server after PRELOGIN, without a LOGIN7: it could not build a credential for it "
+    "('Cannot generate SSPI context')"};
+
+std::optional<Verdict> no_credential_for_linked_server(const ChainFacts& c) {
+    if (c.in.auth != AuthKind::Kerberos || !c.out.prelogin_only) return std::nullopt;
+    const std::string a = c.look.host_name(c.in.flow.server.addr);
+    const std::string b = c.look.host_name(c.out.flow.server.addr);
+    Finding f = delegation_finding(kNoCredentialForLinkedServer, c,
+                                   a + " could not build a credential for " + b +
+                                       " ('Cannot generate SSPI context': it "
+                                       "closed its connection to " +
+                                       b + " after PRELOGIN without sending a LOGIN7)");
+    f.evidence[1].what = "A's connection to B: PRELOGIN, then closed without a LOGIN7";
     return Verdict{std::move(f), chain_key(c)};
 }
 
@@ -636,15 +693,12 @@ std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
     const std::string b = c.look.host_name(out.flow.server.addr);
     Finding f = chain_finding(kHealthyDoubleHop, c);
     if (in.auth == AuthKind::Kerberos) {
-        const std::string who =
-            identity(in).empty() ? c.look.host_name(in.flow.client.addr) : identity(in);
-        f.summary = "Healthy double hop: " + who + " -> " + a + " -> " + b +
-                    " with Kerberos on both hops" +
-                    (out.user.empty() ? std::string() : " (" + b + " saw " + identity(out) + ")");
+        f.summary = "Healthy double hop: " + chain_path(c) + ", Kerberos on both hops";
     } else {
         // The first hop is hidden (TLS): the second hop shows a delegated Kerberos login.
-        f.summary = a + " reached " + b + " with Kerberos on behalf of a client of " + a +
-                    " whose own login is not visible (" +
+        f.summary = a + " reached " + b + " with Kerberos" +
+                    (identity(out).empty() ? std::string() : " as " + identity(out)) +
+                    " on behalf of a client of " + a + " whose own login is not visible (" +
                     (in.auth_detail.empty() ? std::string("encrypted login") : in.auth_detail) +
                     ")";
         f.missing =
@@ -826,6 +880,7 @@ constexpr std::array kCatalogue{
     kNtlmFirstHop,
     kKerberosWithoutDelegation,
     kForwardedTgtRefused,
+    kNoCredentialForLinkedServer,
     kSpnMissing,
     kSpnWrongAccount,
     kClockSkew,
@@ -855,7 +910,8 @@ constexpr std::array<KdcRule, 6> kKdcRules{
     spn_form,   spn_missing,      constrained_delegation_refused, forwarded_tgt_refused,
     clock_skew, spn_wrong_account};
 constexpr std::array<ServerErrorRule, 1> kServerErrorRules{relayed_login_error};
-constexpr std::array<ChainRule, 4> kChainRules{ntlm_first_hop, healthy_double_hop,
+constexpr std::array<ChainRule, 5> kChainRules{ntlm_first_hop, healthy_double_hop,
+                                               no_credential_for_linked_server,
                                                kerberos_without_delegation, missing_evidence};
 
 }  // namespace

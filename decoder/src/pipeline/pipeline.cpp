@@ -254,6 +254,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
             case AuthKind::Sql:
                 l.auth = AuthKind::Sql;
                 l.user = r.user;
+                if (!l.user.empty()) l.user_source = analysis::UserSource::Login7;
                 break;
             case AuthKind::FedAuth:
                 l.auth = AuthKind::FedAuth;
@@ -288,6 +289,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
             const auth::NtlmAuthenticate& a = *attempt.ntlm_auth;
             l.user = a.user;
             l.domain = a.domain;
+            if (!l.user.empty()) l.user_source = analysis::UserSource::Ntlm;
             if (!a.workstation.empty()) l.workstation = a.workstation;
             l.anonymous = a.anonymous;
             l.ntlm_version = a.response_kind == auth::NtlmResponseKind::V1   ? 1
@@ -299,6 +301,12 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
                 a.v2_av_pairs && a.v2_av_pairs->channel_bindings == auth::ChannelBindings::Present;
         }
         l.tls_decrypted = r.tls_decrypted;
+        // PRELOGIN and then nothing: no LOGIN7, no SSPI, no TLS handshake that could hide one.
+        l.prelogin_only = l.auth == AuthKind::Unknown && r.client_encryption.has_value() &&
+                          !r.login7_seen && !r.login7_encrypted && r.auth_blobs.empty() &&
+                          r.tls_version == 0 && r.encryption != tds::EncryptionMode::Full &&
+                          r.encryption != tds::EncryptionMode::Strict &&
+                          l.outcome == Outcome::Incomplete;
         if (r.error)
             l.error = analysis::ServerError{r.error->number, r.error->state, r.error->severity,
                                             r.error->text, r.error->server};

@@ -176,6 +176,85 @@ TEST(Analyzer, HealthyKerberosDoubleHopGivesOnlyTheInfoVerdict) {
     EXPECT_EQ(out.get("HS050")->severity, Severity::Info);
 }
 
+TEST(Analyzer, OutboundLoginAnsweredBeforeTheInboundLoginIsLinkedWhenTheInboundIsReported) {
+    // A logs in to B while it is still answering C's login: A's login is reported first. The
+    // chain is found when C's login is reported, not one window later.
+    Collect out;
+    Analyzer a(out);
+    a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable", "canonicalize"}));
+    a.add_kerberos(tgs(0, "krbtgt/LAB.TEST", {"forwardable", "forwarded"}));
+    LoginEvent in = c_to_a(1, AuthKind::Kerberos);
+    in.ts = Timestamp{3 * kSec};  // LOGINACK after A's login to B
+    LoginEvent b = login(tcp(kA, 40000, kB, 1433), 2, AuthKind::Kerberos, Outcome::Success);
+    b.user = "alice";
+    b.domain = "LAB.TEST";
+    a.add_login(b);
+    EXPECT_TRUE(a.chain_summary().empty());
+    a.add_login(in);
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS050"}));
+    ASSERT_EQ(a.chain_summary().size(), 1u);
+    EXPECT_EQ(a.chain_summary()[0].second_user, "alice@LAB.TEST");
+    // One that started before C's login did is not C's.
+    Collect out2;
+    Analyzer a2(out2);
+    LoginEvent early = b;
+    early.started = Timestamp{kSec / 2};
+    a2.add_login(early);
+    a2.add_login(in);
+    a2.finish();
+    EXPECT_TRUE(a2.chain_summary().empty());
+}
+
+TEST(Analyzer, MiddleServerClosingAfterPreloginWithoutPort88SaysTheCauseIsNotVisible) {
+    Collect out;
+    Analyzer a(out);
+    a.add_login(c_to_a(1, AuthKind::Kerberos));
+    LoginEvent b = login(tcp(kA, 40000, kB, 1433), 2, AuthKind::Unknown, Outcome::Incomplete);
+    b.auth_detail = "no LOGIN7 sent";
+    b.prelogin_only = true;
+    a.add_login(b);
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS013"}));
+    const Finding* f = out.get("HS013");
+    EXPECT_NE(f->summary.find("cannot be seen without its port-88 traffic"), std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->missing.find("port 88"), std::string::npos);
+    ASSERT_EQ(a.chain_summary().size(), 1u);
+    EXPECT_TRUE(a.chain_summary()[0].second_prelogin_only);
+}
+
+TEST(Analyzer, KerberosUserComesFromTheLatestTgsRepForItsSpn) {
+    Collect out;
+    Analyzer a(out);
+    KerberosEvent bob = tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"});
+    bob.client = "bob@LAB.TEST";
+    a.add_kerberos(bob);
+    KerberosEvent alice = tgs(1, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"});
+    alice.client = "alice@OTHER.TEST";
+    a.add_kerberos(alice);
+    KerberosEvent other = tgs(1, "MSSQLSvc/sqlc.lab.test:1433", {"forwardable"});
+    other.client = "carol@LAB.TEST";
+    a.add_kerberos(other);
+    LoginEvent l = login(tcp(kC, 50000, kA, 1433), 2, AuthKind::Kerberos, Outcome::Success);
+    l.spn = "MSSQLSvc/sqla.lab.test:1433";
+    l.domain = "LAB.TEST";  // the ticket's realm
+    a.enrich(l);
+    EXPECT_EQ(l.user, "alice");
+    EXPECT_EQ(l.domain, "OTHER.TEST");
+    EXPECT_EQ(l.user_source, UserSource::KdcReply);
+    // A refused request names nobody; nor does a TGS-REP for another SPN.
+    Collect out2;
+    Analyzer a2(out2);
+    a2.add_kerberos(tgs(1, "MSSQLSvc/sqla.lab.test:1433", {}, 7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+    a2.add_kerberos(other);
+    LoginEvent l2 = l;
+    l2.user.clear();
+    l2.user_source = UserSource::None;
+    a2.enrich(l2);
+    EXPECT_EQ(l2.user, "");
+    EXPECT_EQ(l2.user_source, UserSource::None);
+}
+
 TEST(Analyzer, KerberosWithoutForwardedTgtRequestSaysTheClientDidNotDelegate) {
     Collect out;
     Analyzer a(out);

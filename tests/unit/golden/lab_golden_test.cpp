@@ -42,8 +42,10 @@ const std::vector<Scenario> kScenarios{
     {"2-kerberos-single-hop", {"HS043"}},
     {"3-sql-auth", {"HS042"}},
     {"4-double-hop-delegation", {"HS050"}},
+    {"4x-double-hop-delegation-checked-before-loginack", {"HS050"}},
     {"5-double-hop-ntlm-anonymous", {"HS001", "HS003", "HS010"}},
     {"6-double-hop-no-delegation", {"HS001", "HS003", "HS011"}},
+    {"6x-double-hop-no-delegation-no-login7", {"HS013", "HS043"}},
     {"7-sensitive-user", {"HS001", "HS003", "HS011", "HS012"}},
     {"8-spn-missing", {"HS020"}},
     {"9-stale-keytab", {"HS021"}},
@@ -159,6 +161,96 @@ TEST(LabGolden, KerberosLoginsGetSpnDelegationAndUserFromPort88) {
     EXPECT_EQ(first.domain, "LAB.TEST");
 }
 
+TEST(LabGolden, EveryKerberosLoginWithItsTgsRepInTheCaptureNamesItsUser) {
+    // The KDC's TGS-REP for the login's SPN to the login's client names the user in clear
+    // (cname@crealm): every such login, on either hop, says who it was and where that came from.
+    std::size_t checked = 0;
+    for (const auto& s : kScenarios) {
+        SCOPED_TRACE(s.file);
+        Collected c;
+        ASSERT_TRUE(run_pipeline({lab(s.file + ".pcap")}, c).ok());
+        for (const auto& l : c.logins) {
+            if (l.auth != AuthKind::Kerberos) continue;
+            const analysis::KerberosEvent* rep = nullptr;
+            for (const auto& k : c.kerberos)
+                if (k.reply == "TGS-REP" && k.flow.client.addr == l.flow.client.addr &&
+                    k.sname == l.spn && k.ts <= l.ts)
+                    rep = &k;
+            if (rep == nullptr) continue;
+            SCOPED_TRACE(report::to_json(l).dump());
+            EXPECT_EQ(l.user + "@" + l.domain, rep->client);
+            EXPECT_EQ(l.user_source, analysis::UserSource::KdcReply);
+            EXPECT_EQ(report::to_json(l)["user_source"], "kdc-reply");
+            ++checked;
+        }
+    }
+    // C's logins of scenarios 2, 4, 6, 7, 9, 9b, 10, 13, 15, and A's Kerberos logins to B.
+    EXPECT_GE(checked, 20u);
+}
+
+TEST(LabGolden, TheChainNamesTheUserOnEachHop) {
+    Collected c;
+    run_pipeline({lab("4-double-hop-delegation.pcap")}, c);
+    int to_b = 0;
+    for (const auto& l : c.logins)
+        if (ip_of(l.flow.server) == "10.77.0.4") {
+            EXPECT_EQ(l.user, "alice");
+            EXPECT_EQ(l.domain, "LAB.TEST");
+            ++to_b;
+        }
+    EXPECT_EQ(to_b, 3);
+    const analysis::Finding* f = nullptr;
+    for (const auto& x : c.findings)
+        if (x.rule == "HS050") f = &x;
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("alice@LAB.TEST -> sqla.lab.test -> sqlb.lab.test as alice@LAB.TEST"),
+              std::string::npos)
+        << f->summary;
+    ASSERT_EQ(f->hops.size(), 2u);
+    EXPECT_NE(f->hops[1].find("alice@LAB.TEST"), std::string::npos) << f->hops[1];
+}
+
+TEST(LabGolden, MiddleServerThatGivesUpAfterPreloginBreaksTheChain) {
+    // 6x: A opens a connection to B just after C's Kerberos login without a delegated TGT and
+    // closes it after PRELOGIN: linked into C's chain, with the cause seen on port 88.
+    Collected c;
+    ASSERT_TRUE(run_pipeline({lab("6x-double-hop-no-delegation-no-login7.pcap")}, c).ok());
+    const analysis::Finding* f = nullptr;
+    for (const auto& x : c.findings)
+        if (x.rule == "HS013") f = &x;
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(f->severity, analysis::Severity::Error);
+    EXPECT_NE(f->summary.find("sqla.lab.test could not build a credential for 10.77.0.4"),
+              std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->summary.find("Cannot generate SSPI context"), std::string::npos);
+    EXPECT_NE(f->summary.find("did not ask for a forwarded TGT"), std::string::npos);
+    EXPECT_NE(f->summary.find("alice@LAB.TEST -> sqla.lab.test -> 10.77.0.4"), std::string::npos);
+    EXPECT_NE(f->remedy.find("Trust sqla.lab.test's service account for delegation"),
+              std::string::npos)
+        << f->remedy;
+    // B's name was never on the wire: the SPN to trust says which name to fill in.
+    EXPECT_NE(f->remedy.find("MSSQLSvc/<FQDN of 10.77.0.4>:1433"), std::string::npos);
+    EXPECT_TRUE(f->missing.empty());
+    ASSERT_EQ(f->hops.size(), 2u);
+    EXPECT_NE(f->hops[1].find("no LOGIN7"), std::string::npos) << f->hops[1];
+    EXPECT_EQ(f->display_filter, "frame.number in {39, 50}");
+}
+
+TEST(LabGolden, LinkedServerLoginMadeBeforeTheLoginackIsInTheChain) {
+    // 4x: A logs in to B between C's LOGIN7 and A's LOGINACK to C, so A's login is reported
+    // first; it is still C's chain, and the healthy verdict names both hops.
+    Collected c;
+    ASSERT_TRUE(
+        run_pipeline({lab("4x-double-hop-delegation-checked-before-loginack.pcap")}, c).ok());
+    ASSERT_EQ(c.logins.size(), 2u);
+    EXPECT_EQ(ip_of(c.logins[0].flow.client), "10.77.0.3");  // reported before C's
+    ASSERT_EQ(c.findings.size(), 1u);
+    EXPECT_EQ(c.findings[0].rule, "HS050");
+    EXPECT_NE(c.findings[0].summary.find("as alice@LAB.TEST"), std::string::npos)
+        << c.findings[0].summary;
+}
+
 TEST(LabGolden, DelegationIsTiedToTheLoginThatAskedForIt) {
     // Scenario 13: the same client delegates to sqla (trusted for delegation) and, a fraction of
     // a second later, does not delegate to sqlc (not trusted): the forwarded-TGT request
@@ -243,6 +335,7 @@ TEST(LabGolden, WithoutPort88TheVerdictSaysWhatIsMissing) {
         {"7-sensitive-user", {"HS001", "HS003", "HS011"}},
         {"5-double-hop-ntlm-anonymous", {"HS001", "HS003", "HS010"}},
         {"4-double-hop-delegation", {"HS050"}},
+        {"6x-double-hop-no-delegation-no-login7", {"HS013", "HS043"}},
     };
     for (const auto& [name, rules] : expect) {
         SCOPED_TRACE(name);
@@ -256,8 +349,11 @@ TEST(LabGolden, WithoutPort88TheVerdictSaysWhatIsMissing) {
         EXPECT_TRUE(c.kerberos.empty());
         EXPECT_EQ(c.rules(), rules);
         for (const auto& x : c.findings)
-            if (x.rule == "HS011") {
+            if (x.rule == "HS011" || x.rule == "HS013") {
                 EXPECT_NE(x.missing.find("port 88"), std::string::npos);
+                EXPECT_NE(x.summary.find("cannot be seen without its port-88 traffic"),
+                          std::string::npos)
+                    << x.summary;
             }
     }
     fs::remove_all(dir);

@@ -47,6 +47,7 @@ const std::map<std::string, std::string> kNotInCaptures{
 /// Scenarios where the identity reaches every server it should.
 const std::set<std::string> kHealthy{
     "4-double-hop-delegation",
+    "4x-double-hop-delegation-checked-before-loginack",
     "12a-ntlm-tls-login-only",
     "12c-double-hop-delegation-tls-login-only",
     "12d-double-hop-delegation-tls-full",

@@ -48,8 +48,9 @@ struct ChainSummary {
     AuthKind second_auth = AuthKind::Unknown;
     Outcome second_outcome = Outcome::Incomplete;
     bool second_anonymous = false;
-    std::string user;         ///< identity on the first hop
-    std::string second_user;  ///< identity on the second hop
+    bool second_prelogin_only = false;  ///< A closed after PRELOGIN, without a LOGIN7
+    std::string user;                   ///< identity on the first hop
+    std::string second_user;            ///< identity on the second hop
     std::uint64_t count = 0;
 };
 
@@ -156,6 +157,9 @@ class Analyzer : private Lookups {
     /// while it was open and whose late link has not run yet.
     void offer_hidden(std::uint64_t seq, std::int64_t end);
     [[nodiscard]] bool better_inbound(std::uint64_t seq, std::uint64_t than) const;
+    /// A successful inbound login just reported: links the outbound logins of its server that
+    /// started while it was being answered and were reported before it.
+    void link_answered_late(std::uint64_t seq);
 
     void emit(std::optional<Verdict> v);
     void per_login_rules(const Recent& r);

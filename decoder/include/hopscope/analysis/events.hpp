@@ -25,10 +25,16 @@ enum class Outcome : std::uint8_t { Success, Failure, Incomplete };
 enum class Severity : std::uint8_t { Info, Warning, Error };
 /// Whether a Kerberos client asked to delegate (forwarded TGT); Unknown when not observable.
 enum class Tristate : std::uint8_t { Unknown, No, Yes };
+/// Where a login's `user` and `domain` came from: the LOGIN7 (SQL login), the NTLM
+/// AUTHENTICATE, the KDC's reply to the client (Kerberos: the TGS-REP for the login's SPN, cname
+/// and crealm in clear), or a decrypted ticket (keytab). None while `user` is empty.
+enum class UserSource : std::uint8_t { None, Login7, Ntlm, KdcReply, Keytab };
 
 const char* to_string(Outcome o);
 const char* to_string(Severity s);
 const char* to_string(Tristate t);
+/// "" for None, else "login7", "ntlm", "kdc-reply", "keytab".
+const char* to_string(UserSource u);
 
 /// Where the bytes behind an event are: the front-end's Evidence of the message that carried
 /// it, and the direction of the connection its stream offset counts in. A pcap gives both the
@@ -71,10 +77,11 @@ struct LoginEvent {
     AuthKind auth = AuthKind::Unknown;
     std::string auth_detail;  ///< e.g. "ntlmv2", "spnego/kerberos", or why unknown
     Outcome outcome = Outcome::Incomplete;
-    std::string user;         ///< SQL login, NTLM user, or Kerberos client when known
-    std::string domain;       ///< NTLM domain or Kerberos realm
-    std::string workstation;  ///< NTLM workstation / LOGIN7 host name
-    std::string spn;          ///< Kerberos SPN (AP-REQ sname or matched TGS-REQ) or NTLM target
+    std::string user;    ///< SQL login, NTLM user, or Kerberos client when known
+    std::string domain;  ///< NTLM domain or Kerberos realm (the client's, when known)
+    UserSource user_source = UserSource::None;  ///< where `user` and `domain` came from
+    std::string workstation;                    ///< NTLM workstation / LOGIN7 host name
+    std::string spn;  ///< Kerberos SPN (AP-REQ sname or matched TGS-REQ) or NTLM target
     bool anonymous = false;
     EncryptionMode encryption = EncryptionMode::Unknown;
     std::string tls_version;
@@ -96,6 +103,10 @@ struct LoginEvent {
     bool tls_decrypted = false;          ///< the login was read inside TLS (key log or terminated)
     std::int32_t kerberos_error = 0;     ///< KRB-ERROR code the server returned in SSPI (0 = none)
     bool encryption_downgraded = false;  ///< client asked for encryption, got less
+    /// The client closed the connection after PRELOGIN without sending a LOGIN7 (auth `unknown`,
+    /// auth_detail "no LOGIN7 sent"): it could not build its authentication, e.g. no Kerberos
+    /// ticket for the server ("Cannot generate SSPI context").
+    bool prelogin_only = false;
     /// ENVCHANGE routing (type 20) in the server's answer: "host:port" the client is sent to.
     std::string routing;
     std::optional<ServerError> error;
