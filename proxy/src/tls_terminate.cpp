@@ -215,6 +215,61 @@ BIO_METHOD* source_method() {
     return method;
 }
 
+/// Where a session's TLS output goes: straight into the connection's output queue (the bulk
+/// path: records are written once, where they are sent from; a memory BIO wrote them into its
+/// own growing buffer and they were copied out again), or kept aside (`staging`) while a TDS 7.x
+/// handshake flight is made, to be cut into PRELOGIN packets.
+struct Sink {
+    std::vector<std::uint8_t>* direct = nullptr;
+    std::vector<std::uint8_t> staged;
+    bool staging = false;      ///< inside a TDS 7.x handshake step
+    bool handshaking = false;  ///< inside a handshake step (what is written is not app data)
+    bool pending = false;      ///< `direct` has bytes from `mark` on not yet shown to the observer
+    bool pending_handshake = false;
+    std::size_t mark = 0;
+    void write(const std::uint8_t* p, std::size_t n) {
+        if (staging || direct == nullptr) {
+            staged.insert(staged.end(), p, p + n);
+            return;
+        }
+        if (!pending) {
+            mark = direct->size();
+            pending = true;
+            pending_handshake = handshaking;
+        }
+        direct->insert(direct->end(), p, p + n);
+    }
+};
+
+int sink_write(BIO* b, const char* p, int len) {
+    BIO_clear_retry_flags(b);
+    auto* sink = static_cast<Sink*>(BIO_get_data(b));
+    if (!sink || len < 0) return -1;
+    sink->write(reinterpret_cast<const std::uint8_t*>(p), static_cast<std::size_t>(len));
+    return len;
+}
+
+int sink_read(BIO*, char*, int) {
+    return -1;
+}
+
+long sink_ctrl(BIO*, int cmd, long, void*) {
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+BIO_METHOD* sink_method() {
+    static BIO_METHOD* method = [] {
+        BIO_METHOD* m =
+            BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hopscope TLS output");
+        BIO_meth_set_write(m, sink_write);
+        BIO_meth_set_read(m, sink_read);
+        BIO_meth_set_ctrl(m, sink_ctrl);
+        BIO_meth_set_create(m, source_create);
+        return m;
+    }();
+    return method;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -363,6 +418,7 @@ struct TlsTerminator::Impl {
         bool started = false;
         bool done = false;  ///< handshake finished
         Source src;         ///< what rbio reads
+        Sink sink;          ///< where wbio writes
         // What is not consumed yet: the caller's bytes themselves while a feeding call runs on
         // them (`ext`: the bulk of a connection is read in place, no copy), else `in`, which
         // keeps a remainder (a partial packet or record) between calls.
@@ -447,11 +503,13 @@ struct TlsTerminator::Impl {
 
     void emit_up(Bytes b) {
         if (b.empty()) return;
+        observe_direct(0);  // records written before these bytes are seen first
         t.out_[0].insert(t.out_[0].end(), b.begin(), b.end());
         observe(0, b, true);
     }
     void emit_down(Bytes b, bool clear) {
         if (b.empty()) return;
+        observe_direct(1);
         t.out_[1].insert(t.out_[1].end(), b.begin(), b.end());
         observe(1, b, clear);
     }
@@ -469,28 +527,27 @@ struct TlsTerminator::Impl {
         client_out += b.size();
     }
 
+    /// Shows the observer the records a leg's TLS wrote straight into the output queue.
+    void observe_direct(int leg) {
+        Sink& sink = legs[leg].sink;
+        if (!sink.pending) return;
+        sink.pending = false;
+        const auto& out = t.out_[leg == 0 ? 0 : 1];
+        observe(leg, Bytes(out.data() + sink.mark, out.size() - sink.mark), sink.pending_handshake);
+    }
+
     /// What a leg's TLS wrote: tunnelled in PRELOGIN packets during a TDS 7.x handshake (the
     /// flight is one message: end-of-message on its last packet), raw otherwise.
     void flush(int leg, bool handshake) {
-        BIO* w = legs[leg].wbio;
-        const std::size_t n = BIO_ctrl_pending(w);
-        if (n == 0) return;
+        observe_direct(leg);
+        Sink& sink = legs[leg].sink;
+        if (sink.staged.empty()) return;
+        std::vector<std::uint8_t> buf;
+        buf.swap(sink.staged);
         if (!(handshake && wrapped())) {
-            // Records go straight from the BIO to the output queue (the bulk path: no
-            // intermediate buffer), and the observer sees them there.
-            auto& out = t.out_[leg == 0 ? 0 : 1];
-            const std::size_t old = out.size();
-            out.resize(old + n);
-            const int got = BIO_read(w, out.data() + old, static_cast<int>(n));
-            out.resize(old + static_cast<std::size_t>(std::max(got, 0)));
-            if (got > 0)
-                observe(leg, Bytes(out.data() + old, static_cast<std::size_t>(got)), handshake);
+            emit(leg, Bytes(buf), handshake);
             return;
         }
-        std::vector<std::uint8_t> buf(n);
-        const int got = BIO_read(w, buf.data(), static_cast<int>(n));
-        if (got <= 0) return;
-        buf.resize(static_cast<std::size_t>(got));
         constexpr std::size_t body = kWrapPacket - kTdsHeader;
         std::vector<std::uint8_t> pkts;
         pkts.reserve(buf.size() + (buf.size() / body + 1) * kTdsHeader);
@@ -571,13 +628,15 @@ struct TlsTerminator::Impl {
         Leg& L = legs[leg];
         L.ssl = SSL_new(leg == 0 ? t.ctx_.client() : t.ctx_.server());
         L.rbio = BIO_new(source_method());
-        L.wbio = BIO_new(BIO_s_mem());
+        L.wbio = BIO_new(sink_method());
         if (!L.ssl || !L.rbio || !L.wbio) {
             BIO_free(L.rbio);
             BIO_free(L.wbio);
             return fail("out of memory for a TLS session");
         }
-        if (L.rbio) BIO_set_data(L.rbio, &L.src);
+        BIO_set_data(L.rbio, &L.src);
+        L.sink.direct = &t.out_[leg == 0 ? 0 : 1];
+        BIO_set_data(L.wbio, &L.sink);
         SSL_set_bio(L.ssl, L.rbio, L.wbio);
         // TLS 1.2 at most inside TDS 7.x, as SQL Server does: a TLS 1.3 client's Finished ends
         // its handshake, and clients (FreeTDS with GnuTLS) then send it raw, not in a PRELOGIN
@@ -620,7 +679,10 @@ struct TlsTerminator::Impl {
     bool step(int leg) {
         Leg& L = legs[leg];
         ERR_clear_error();
+        L.sink.staging = wrapped();  // a TDS 7.x flight is cut into PRELOGIN packets
+        L.sink.handshaking = true;
         const int rc = SSL_do_handshake(L.ssl);
+        L.sink.staging = L.sink.handshaking = false;
         const int e = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(L.ssl, rc);
         std::string why = e == SSL_ERROR_NONE || e == SSL_ERROR_WANT_READ ? "" : ssl_errors();
         flush(leg, true);  // an alert too
@@ -1020,7 +1082,8 @@ std::string TlsTerminator::upstream_session() const {
 std::size_t TlsTerminator::buffered() const {
     std::size_t n = out_[0].size() + out_[1].size();
     for (const auto& L : impl_->legs)
-        n += L.avail().size() + L.held_bytes + (L.rbio ? BIO_ctrl_pending(L.rbio) : 0);
+        n += L.avail().size() + L.held_bytes + L.sink.staged.size() +
+             (L.rbio ? BIO_ctrl_pending(L.rbio) : 0);
     return n + impl_->prelogin[0].size() + impl_->prelogin[1].size();
 }
 
