@@ -4,62 +4,21 @@
 #include <cstdio>
 
 #include "hopscope/auth/der.hpp"
+#include "kerberos_der.hpp"
 
 namespace hopscope::auth {
-namespace {
 
-using Code = DecodeError::Code;
-using der::Reader;
-using der::TagClass;
-using der::Tlv;
-
-constexpr std::size_t kMaxList = 256;  // names, etypes, padata, tickets
-
-/// Walks the EXPLICIT [n] fields of a SEQUENCE in increasing tag order, calling
-/// `fn(n, inner)` (returning DecodeResult) for each. `seen` gets bit n of every field `fn`
-/// accepted (bit 31 for any n over 31), for the caller's check of required fields.
-template <typename Fn>
-DecodeResult walk_sequence(const Tlv& seq, unsigned& seen, Fn&& fn) {
-    if (!seq.is_universal(der::tag::Sequence) || !seq.constructed) {
-        return make_error(Code::BadTag, seq.offset, "expected SEQUENCE");
-    }
-    seen = 0;
-    return der::for_each_field(seq, [&](const Tlv& wrapper, const Tlv& inner) -> DecodeResult {
-        if (auto e = fn(wrapper.number, inner); !e.ok()) return e;
-        seen |= 1u << std::min<std::uint32_t>(wrapper.number, 31);
-        return {};
-    });
-}
-
-/// SEQUENCE OF: `fn(item)` for each element; `not_sequence` is the error detail when `t` is not
-/// a SEQUENCE.
-template <typename Fn>
-DecodeResult walk_sequence_of(const Tlv& t, const char* not_sequence, Fn&& fn) {
-    if (!t.is_universal(der::tag::Sequence) || !t.constructed) {
-        return make_error(Code::BadTag, t.offset, not_sequence);
-    }
-    return der::for_each_element(t, fn);
-}
+namespace krb_der {
 
 DecodeResult missing(const Tlv& t, const char* what) {
     return make_error(Code::BadValue, t.offset, std::string("missing ") + what);
 }
 
-/// [APPLICATION n] wrapping a SEQUENCE.
 DecodeResult app_sequence(const Tlv& app, std::uint32_t n, Tlv& seq) {
     if (!app.is_application(n) || !app.constructed) {
         return make_error(Code::BadTag, app.offset, "unexpected application tag");
     }
     return der::explicit_inner(app, seq);
-}
-
-/// An OPTIONAL field: `parse(v, value)` into a fresh value, kept in `out` only on success.
-template <typename T, typename Parse>
-DecodeResult parse_optional(const Tlv& v, std::optional<T>& out, Parse&& parse) {
-    T value{};
-    if (auto e = parse(v, value); !e.ok()) return e;
-    out = std::move(value);
-    return {};
 }
 
 DecodeResult parse_principal(const Tlv& seq, PrincipalName& out) {
@@ -90,6 +49,27 @@ DecodeResult parse_principal(const Tlv& seq, PrincipalName& out) {
     return {};
 }
 
+std::string flag_names(std::uint32_t v,
+                       std::initializer_list<std::pair<std::uint32_t, const char*>> names) {
+    std::string s;
+    for (const auto& [bit, name] : names) {
+        if ((v & bit) == 0) continue;
+        if (!s.empty()) s += '|';
+        s += name;
+    }
+    return s;
+}
+
+}  // namespace krb_der
+
+namespace {
+
+using Code = DecodeError::Code;
+using der::Reader;
+using der::TagClass;
+using der::Tlv;
+using namespace krb_der;
+
 DecodeResult parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
     unsigned seen = 0;
     auto field = [&](std::uint32_t n, const Tlv& v) -> DecodeResult {
@@ -104,6 +84,7 @@ DecodeResult parse_enc_data(const Tlv& seq, EncryptedDataInfo& out) {
                 Bytes c;
                 if (auto e = der::as_octet_string(v, c); !e.ok()) return e;
                 out.cipher_len = c.size();
+                out.cipher = c;
                 break;
             }
             default:
@@ -716,17 +697,6 @@ DecodeResult parse_message_tlv(const Tlv& app, KerberosMessage& out) {
         default:
             return make_error(Code::Unsupported, app.offset, "unhandled Kerberos message");
     }
-}
-
-std::string flag_names(std::uint32_t v,
-                       std::initializer_list<std::pair<std::uint32_t, const char*>> names) {
-    std::string s;
-    for (const auto& [bit, name] : names) {
-        if ((v & bit) == 0) continue;
-        if (!s.empty()) s += '|';
-        s += name;
-    }
-    return s;
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 //
 // Only what travels in the clear is kept: names, realms, options, enctypes, key version numbers,
 // error codes and texts, PA-DATA types and the S4U fields. Cipher text (ticket and authenticator
-// enc-parts, checksums, keys) is reported by length only and never copied.
+// enc-parts, checksums, keys) is reported by length only and never copied; EncryptedDataInfo keeps
+// a view of it for decryption with a keytab (auth/kerberos_keys.hpp) while the input lives.
 #pragma once
 
 #include <cstdint>
@@ -101,6 +102,9 @@ struct EncryptedDataInfo {
     std::int32_t etype = 0;
     std::optional<std::uint32_t> kvno;
     std::size_t cipher_len = 0;
+    /// The cipher text: a view into the parsed input, valid only while that buffer lives (for
+    /// auth::decrypt_ap_req right after parsing). Never rendered, never copied into events.
+    Bytes cipher{};
 };
 
 struct TicketInfo {
