@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "../run_command.hpp"
 #include "hopscope/tls/keylog.hpp"
 #include "run_pipeline.hpp"
 
@@ -178,19 +179,6 @@ TEST(LabTlsKeylog, NoSecretReachesTheEvents) {
     }
 }
 
-/// Runs a command, returns its standard output.
-std::string run(const std::string& cmd) {
-    std::string out;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return out;
-    std::array<char, 4096> buf{};
-    std::size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0)
-        out.append(buf.data(), n);
-    pclose(p);
-    return out;
-}
-
 /// First bytes of every record tshark decrypted from C (10.77.0.2) to port 1433.
 std::vector<std::string> tshark_decrypted_from_client(const std::string& name, bool keys,
                                                       bool strict) {
@@ -198,7 +186,7 @@ std::vector<std::string> tshark_decrypted_from_client(const std::string& name, b
     if (keys) cmd += " -o 'tls.keylog_file:" + lab(name + ".keylog") + "'";
     if (strict) cmd += " -d tcp.port==1433,tls";  // TLS from the first byte: no TDS around it
     cmd += " -Y 'ip.src==10.77.0.2 && tcp.dstport==1433' -x 2>/dev/null";
-    std::istringstream out(run(cmd));
+    std::istringstream out(testing::run_command(cmd));
     std::vector<std::string> firsts;
     std::string line;
     bool next = false;

@@ -1,0 +1,601 @@
+// Decrypting the Kerberos logins of the lab captures with their keytabs (captures/lab/*.keytab,
+// lab-only keys): the ticket, the authenticator's GSS checksum (DELEG) and the forwarded TGT in
+// its KRB-CRED, against what the scenarios did and, when tshark is installed, against tshark
+// decrypting the same frames with the same keytab.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "../run_command.hpp"
+#include "../session/lab_driver.hpp"
+#include "hopscope/auth/kerberos_keys.hpp"
+#include "hopscope/auth/sspi.hpp"
+#include "hopscope/captures/keytab.hpp"
+#include "hopscope/common/text.hpp"
+
+namespace hopscope::auth {
+namespace {
+
+std::string lab(const std::string& name) {
+    return std::string(HOPSCOPE_CAPTURES_DIR) + "/lab/" + name;
+}
+
+std::unique_ptr<captures::Keytab> keytab(const std::string& scenario) {
+    std::string error;
+    auto k = captures::Keytab::load(lab(scenario + ".keytab"), error);
+    EXPECT_TRUE(k) << error;
+    return k;
+}
+
+/// One AP-REQ sent to port 1433 in a capture: the frame that completed its blob and the facts.
+struct Login {
+    std::uint64_t frame = 0;
+    std::string client_ip;
+    ApReq ap;  ///< views into `blob`
+    std::shared_ptr<std::vector<std::uint8_t>> blob;
+    ApReqFacts facts;
+};
+
+std::vector<Login> logins(const std::string& scenario, const KerberosKeys* keys) {
+    auto d = testing::replay_capture(lab(scenario + ".pcap"));
+    std::vector<Login> out;
+    for (const auto& c : d->all) {
+        for (std::size_t i = 0; i < c->rec->blobs.size(); ++i) {
+            Login l;
+            l.blob = std::make_shared<std::vector<std::uint8_t>>(c->rec->blobs[i].second);
+            const SspiInfo s = classify_sspi(Bytes(*l.blob));
+            if (!s.kerberos || !std::holds_alternative<ApReq>(s.kerberos->body)) continue;
+            l.frame = c->rec->blob_frames[i];
+            l.client_ip = to_string(c->flow.client.addr);
+            l.ap = std::get<ApReq>(s.kerberos->body);
+            if (keys) l.facts = decrypt_ap_req(l.ap, *keys);
+            out.push_back(std::move(l));
+        }
+    }
+    return out;
+}
+
+const Login* at_frame(const std::vector<Login>& ls, std::uint64_t frame) {
+    for (const auto& l : ls)
+        if (l.frame == frame) return &l;
+    ADD_FAILURE() << "no AP-REQ completed in frame " << frame;
+    return nullptr;
+}
+
+TEST(KeytabLab, LoadsEveryLabKeytab) {
+    const auto k = keytab("4-double-hop-delegation");
+    ASSERT_TRUE(k);
+    EXPECT_GE(k->size(), 5u);
+    bool sqla = false;
+    for (const auto& d : k->describe())
+        sqla = sqla || d.rfind("MSSQLSvc/sqla.lab.test:1433@LAB.TEST kvno ", 0) == 0;
+    EXPECT_TRUE(sqla);
+}
+
+TEST(KeytabLab, MissingOrEmptyKeytabIsAnError) {
+    std::string error;
+    EXPECT_FALSE(captures::Keytab::load(lab("no-such.keytab"), error));
+    EXPECT_NE(error.find("no-such.keytab"), std::string::npos) << error;
+    error.clear();
+    EXPECT_FALSE(captures::Keytab::load(lab("4-double-hop-delegation.pcap"), error));
+    EXPECT_FALSE(error.empty());
+}
+
+TEST(KeytabLab, DoubleHopWithDelegationCarriesAForwardedTgt) {
+    const auto k = keytab("4-double-hop-delegation");
+    ASSERT_TRUE(k);
+    const auto ls = logins("4-double-hop-delegation", k.get());
+    ASSERT_FALSE(ls.empty());
+    for (const auto& l : ls)
+        EXPECT_TRUE(l.facts.ok()) << l.frame << ": " << to_string(l.facts);
+
+    // C -> A: alice's ticket to sqla, DELEG, a KRB-CRED with her forwarded TGT.
+    const Login* c_a = at_frame(ls, 49);
+    ASSERT_TRUE(c_a);
+    const ApReqFacts& f = c_a->facts;
+    EXPECT_EQ(c_a->client_ip, "10.77.0.2");
+    EXPECT_TRUE(f.ticket_decrypted);
+    EXPECT_EQ(f.client, "alice@LAB.TEST");
+    EXPECT_EQ(f.authtime.size(), 15u);
+    EXPECT_EQ(f.session_etype, 18);
+    EXPECT_TRUE(f.ticket_flags & ticket_flag::Forwardable);
+    EXPECT_FALSE(f.ticket_flags & ticket_flag::Forwarded);
+    EXPECT_TRUE(f.ticket_flags & ticket_flag::OkAsDelegate);
+    EXPECT_EQ(f.checksum_type, kGssChecksumType);
+    EXPECT_TRUE(f.deleg);
+    EXPECT_EQ(f.dlg_opt, 1);
+    EXPECT_TRUE(f.krb_cred);
+    EXPECT_TRUE(f.krb_cred_decrypted);
+    EXPECT_TRUE(f.forwarded_tgt);
+    ASSERT_TRUE(f.forwarded_tgt_flags);
+    EXPECT_TRUE(*f.forwarded_tgt_flags & ticket_flag::Forwarded);
+    EXPECT_TRUE(*f.forwarded_tgt_flags & ticket_flag::Forwardable);
+    EXPECT_EQ(f.forwarded_tgt_client, "alice@LAB.TEST");
+    EXPECT_NE(to_string(f).find("gss-flags=deleg|"), std::string::npos) << to_string(f);
+
+    // A -> B with alice's delegated credential: a forwarded ticket, no further delegation.
+    const Login* a_b = at_frame(ls, 70);
+    ASSERT_TRUE(a_b);
+    EXPECT_EQ(a_b->client_ip, "10.77.0.3");
+    EXPECT_EQ(a_b->facts.client, "alice@LAB.TEST");
+    EXPECT_TRUE(a_b->facts.ticket_flags & ticket_flag::Forwarded);
+    EXPECT_FALSE(a_b->facts.deleg);
+    EXPECT_FALSE(a_b->facts.krb_cred);
+}
+
+TEST(KeytabLab, DoubleHopWithoutDelegationHasNoDelegAndNoKrbCred) {
+    const auto k = keytab("6-double-hop-no-delegation");
+    ASSERT_TRUE(k);
+    const auto ls = logins("6-double-hop-no-delegation", k.get());
+    ASSERT_FALSE(ls.empty());
+    for (const auto& l : ls) {
+        SCOPED_TRACE(l.frame);
+        ASSERT_TRUE(l.facts.ok()) << to_string(l.facts);
+        EXPECT_TRUE(l.facts.ticket_decrypted);
+        EXPECT_TRUE(l.facts.authenticator_decrypted);
+        EXPECT_EQ(l.facts.client, "alice@LAB.TEST");
+        ASSERT_TRUE(l.facts.gss_flags);
+        EXPECT_FALSE(l.facts.deleg);
+        EXPECT_FALSE(l.facts.krb_cred);
+        EXPECT_FALSE(l.facts.forwarded_tgt);
+    }
+}
+
+TEST(KeytabLab, SpnegoClientDelegatesOnlyToOkAsDelegate) {
+    // Scenario 13: GSS_C_DELEG_POLICY_FLAG delegates to sqla (ok-as-delegate), not to sqlc.
+    const auto k = keytab("13-spnego-delegation-policy");
+    ASSERT_TRUE(k);
+    const auto ls = logins("13-spnego-delegation-policy", k.get());
+    int delegated = 0, not_delegated = 0;
+    for (const auto& l : ls) {
+        SCOPED_TRACE(l.frame);
+        ASSERT_TRUE(l.facts.ok()) << to_string(l.facts);
+        if (l.client_ip != "10.77.0.2") continue;
+        const bool ok_as_delegate = l.facts.ticket_flags & ticket_flag::OkAsDelegate;
+        EXPECT_EQ(l.facts.deleg, ok_as_delegate) << to_string(l.facts);
+        EXPECT_EQ(l.facts.forwarded_tgt, ok_as_delegate);
+        ++(ok_as_delegate ? delegated : not_delegated);
+    }
+    EXPECT_GT(delegated, 0);
+    EXPECT_GT(not_delegated, 0);
+}
+
+TEST(KeytabLab, AnotherRunsKeytabIsATypedErrorPerLogin) {
+    const auto k = keytab("6-double-hop-no-delegation");  // other random keys, same names
+    ASSERT_TRUE(k);
+    const auto ls = logins("4-double-hop-delegation", k.get());
+    ASSERT_FALSE(ls.empty());
+    for (const auto& l : ls) {
+        SCOPED_TRACE(l.frame);
+        ASSERT_TRUE(l.facts.problem);
+        EXPECT_EQ(l.facts.problem->step, "ticket");
+        EXPECT_FALSE(l.facts.ticket_decrypted);
+        const std::string text = to_string(*l.facts.problem);
+        if (l.facts.problem->kind == KeytabProblem::Kind::WrongKey) {
+            EXPECT_NE(text.find("decrypt failed (wrong key?) with MSSQLSvc/"), std::string::npos)
+                << text;
+        } else {
+            EXPECT_EQ(l.facts.problem->kind, KeytabProblem::Kind::NoKey) << text;
+            EXPECT_NE(text.find("another kvno"), std::string::npos) << text;
+        }
+    }
+}
+
+TEST(KeytabLab, NoKeyForTheServiceNamesPrincipalKvnoAndEtype) {
+    const auto k = keytab("4-double-hop-delegation");
+    ASSERT_TRUE(k);
+    const auto ls = logins("4-double-hop-delegation", nullptr);
+    const Login* c_a = at_frame(ls, 49);
+    ASSERT_TRUE(c_a);
+    ASSERT_EQ(c_a->ap.ticket.enc_part.kvno, 2u);
+
+    ApReq ap = c_a->ap;
+    ap.ticket.enc_part.etype = 23;  // the lab keytab has aes keys only
+    ApReqFacts f = decrypt_ap_req(ap, *k);
+    ASSERT_TRUE(f.problem);
+    EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::NoKey);
+    EXPECT_EQ(to_string(*f.problem),
+              "keytab: no key for MSSQLSvc/sqla.lab.test:1433@LAB.TEST kvno 2 etype 23 (ticket)");
+
+    ap = c_a->ap;
+    ap.ticket.enc_part.kvno = 3;  // a stale keytab: the principal is there with kvno 2
+    f = decrypt_ap_req(ap, *k);
+    ASSERT_TRUE(f.problem);
+    EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::NoKey);
+    EXPECT_EQ(to_string(*f.problem),
+              "keytab: no key for MSSQLSvc/sqla.lab.test:1433@LAB.TEST kvno 3 etype 18 (the "
+              "keytab has this key with another kvno) (ticket)");
+
+    // A name the keytab does not have: the keys of its other principals with the same enctype
+    // and kvno are tried (an account's keytab holds one key for all its SPNs), and sqla's fits.
+    ap = c_a->ap;
+    ap.ticket.sname.components[1] = "sqla-alias.lab.test:1433";
+    f = decrypt_ap_req(ap, *k);
+    EXPECT_TRUE(f.ok()) << to_string(f);
+    EXPECT_TRUE(f.deleg);
+}
+
+TEST(KeytabLab, DamagedCipherTextIsWrongKeyNotACrash) {
+    const auto k = keytab("4-double-hop-delegation");
+    ASSERT_TRUE(k);
+    const auto ls = logins("4-double-hop-delegation", nullptr);
+    const Login* c_a = at_frame(ls, 49);
+    ASSERT_TRUE(c_a);
+    for (std::size_t cut : {std::size_t{0}, std::size_t{5}, std::size_t{40}}) {
+        ApReq ap = c_a->ap;
+        ap.ticket.enc_part.cipher = ap.ticket.enc_part.cipher.first(cut);
+        const ApReqFacts f = decrypt_ap_req(ap, *k);
+        ASSERT_TRUE(f.problem);
+        EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::WrongKey) << to_string(*f.problem);
+    }
+    std::vector<std::uint8_t> flipped(c_a->ap.authenticator.cipher.begin(),
+                                      c_a->ap.authenticator.cipher.end());
+    flipped[flipped.size() / 2] ^= 1;
+    ApReq ap = c_a->ap;
+    ap.authenticator.cipher = Bytes(flipped);
+    const ApReqFacts f = decrypt_ap_req(ap, *k);
+    EXPECT_TRUE(f.ticket_decrypted);
+    ASSERT_TRUE(f.problem);
+    EXPECT_EQ(f.problem->step, "authenticator");
+    EXPECT_EQ(to_string(*f.problem),
+              "keytab: decrypt failed (wrong key?) with the ticket's session key (authenticator)");
+}
+
+// --- port 88 ----------------------------------------------------------------------------------
+
+/// Every Kerberos message over TCP port 88 in a capture, with the frame that completed it.
+struct KdcMessage {
+    std::uint64_t frame = 0;
+    FlowKey flow;
+    bool from_client = true;
+    std::shared_ptr<std::vector<std::uint8_t>> bytes;
+    KerberosMessage m;  ///< views into `bytes`
+};
+
+struct KdcCollector : StreamSink {
+    std::map<std::pair<FlowKey, int>, KrbTcpFramer> framers;
+    std::vector<KdcMessage> messages;
+    void on_open(const FlowKey&, Timestamp, bool) override {}
+    void on_data(const FlowKey& flow, Direction dir, Timestamp, Bytes data, Evidence ev) override {
+        if (flow.server.port != 88) return;
+        std::vector<std::vector<std::uint8_t>> records;
+        const auto fed = framers[{flow, static_cast<int>(dir)}].feed(data, records);
+        ASSERT_TRUE(fed.ok());
+        for (auto& r : records) {
+            KdcMessage k;
+            k.frame = ev.frame;
+            k.flow = flow;
+            k.from_client = dir == Direction::ClientToServer;
+            k.bytes = std::make_shared<std::vector<std::uint8_t>>(std::move(r));
+            ASSERT_TRUE(parse_kerberos(Bytes(*k.bytes), k.m).ok()) << ev.frame;
+            messages.push_back(std::move(k));
+        }
+    }
+    void on_gap(const FlowKey&, Direction, Timestamp, std::uint64_t) override {}
+    void on_close(const FlowKey&, Timestamp, CloseReason) override {}
+    void on_datagram(const FlowKey&, Direction, Timestamp, Bytes, Evidence) override {}
+};
+
+std::vector<KdcMessage> kdc_messages(const std::string& scenario) {
+    KdcCollector c;
+    captures::StreamAssembler assembler(c, captures::AssemblerConfig{});
+    (void)captures::read_captures({lab(scenario + ".pcap")}, assembler);
+    return std::move(c.messages);
+}
+
+/// The KDC replies of a capture decrypted: AS-REPs with the client's key, TGS-REPs with the
+/// session key (or subkey) of the TGT in their request. By the reply's frame.
+std::map<std::uint64_t, KdcRepFacts> kdc_replies(const std::string& scenario,
+                                                 const KerberosKeys& keys) {
+    std::map<std::uint64_t, KdcRepFacts> out;
+    std::map<FlowKey, std::pair<KeyBlock, std::optional<KeyBlock>>> tgs_keys;  // per connection
+    for (const auto& k : kdc_messages(scenario)) {
+        if (const auto* q = std::get_if<KdcReq>(&k.m.body)) {
+            const PaData* pa = q->find_padata(pa_type::TgsReq);
+            if (!pa || !pa->tgs_ap_req) continue;
+            auto& [session, subkey] = tgs_keys[k.flow];
+            const ApReqFacts f = decrypt_tgs_ap_req(*pa->tgs_ap_req, keys, session, subkey);
+            EXPECT_TRUE(f.ok()) << k.frame << ": " << to_string(f);
+        } else if (const auto* r = std::get_if<KdcRep>(&k.m.body)) {
+            const auto it = tgs_keys.find(k.flow);
+            const bool tgs = r->msg_type == krb_msg::TgsRep && it != tgs_keys.end();
+            out[k.frame] =
+                decrypt_kdc_rep(*r, keys, tgs ? &it->second.first : nullptr,
+                                tgs && it->second.second ? &*it->second.second : nullptr);
+        }
+    }
+    return out;
+}
+
+TEST(KeytabLab, KdcRepliesDecryptWithTheClientKeyUnlessFastArmored) {
+    const auto k = keytab("4-double-hop-delegation");
+    ASSERT_TRUE(k);
+    const auto reps = kdc_replies("4-double-hop-delegation", *k);
+    ASSERT_GE(reps.size(), 5u);
+    // Frame 16: alice's AS-REP (her TGT), with her long-term key.
+    const KdcRepFacts& as_rep = reps.at(16);
+    ASSERT_TRUE(as_rep.decrypted) << to_string(as_rep);
+    EXPECT_EQ(as_rep.server, "krbtgt/LAB.TEST@LAB.TEST");
+    EXPECT_TRUE(as_rep.flags & ticket_flag::Initial);
+    EXPECT_TRUE(as_rep.flags & ticket_flag::Forwardable);
+    EXPECT_EQ(as_rep.session_etype, 18);
+    EXPECT_EQ(as_rep.authtime.size(), 15u);
+    // MIT's client armors its TGS-REQs with the TGT (PA-FX-FAST): those replies say so.
+    for (std::uint64_t frame : {33u, 43u, 65u}) {
+        SCOPED_TRACE(frame);
+        ASSERT_TRUE(reps.at(frame).problem);
+        EXPECT_EQ(reps.at(frame).problem->kind, KeytabProblem::Kind::Unsupported);
+        EXPECT_EQ(to_string(*reps.at(frame).problem),
+                  "keytab: FAST-armored reply (RFC 6113): its enc-part is under a strengthened "
+                  "reply key, not decrypted (kdc-reply)");
+    }
+}
+
+// --- the plaintexts themselves: secrets and fuzz seeds -----------------------------------------
+
+/// The decrypted plaintexts of one AP-REQ, walked by hand with the keytab, and every key in them.
+struct Plaintexts {
+    std::vector<std::uint8_t> ticket, authenticator, krb_cred;
+    std::vector<std::vector<std::uint8_t>> keys;
+    std::vector<std::string> renderings;
+};
+
+std::vector<std::uint8_t> copy(Bytes b) {
+    return {b.begin(), b.end()};
+}
+
+Plaintexts walk(const ApReq& ap, const captures::Keytab& k) {
+    Plaintexts p;
+    SecretBuffer plain;
+    const KeyName who{ap.ticket.sname, ap.ticket.realm, ap.ticket.enc_part.kvno,
+                      ap.ticket.enc_part.etype};
+    EXPECT_EQ(k.decrypt(who, key_usage::Ticket, ap.ticket.enc_part.cipher, plain), KeyStatus::Ok);
+    p.ticket = copy(plain.bytes());
+    EncTicketPart t;
+    EXPECT_TRUE(parse_enc_ticket_part(plain.bytes(), t).ok());
+    p.keys.push_back(copy(t.key.bytes()));
+    p.renderings.push_back(to_string(t));
+    EXPECT_EQ(k.decrypt(t.key, key_usage::ApReqAuthenticator, ap.authenticator.cipher, plain),
+              KeyStatus::Ok);
+    p.authenticator = copy(plain.bytes());
+    Authenticator a;
+    EXPECT_TRUE(parse_authenticator(plain.bytes(), a).ok());
+    p.renderings.push_back(to_string(a));
+    if (a.subkey) p.keys.push_back(copy(a.subkey->bytes()));
+    if (!a.cksum || !a.cksum->gss || a.cksum->gss->deleg.empty()) return p;
+    KerberosMessage m;
+    EXPECT_TRUE(parse_kerberos(a.cksum->gss->deleg, m).ok());
+    const auto& cred = std::get<KrbCred>(m.body);
+    if (cred.enc_part.etype == 0) {
+        p.krb_cred = copy(cred.enc_part.cipher);
+    } else {
+        SecretBuffer c;
+        EXPECT_EQ(k.decrypt(t.key, key_usage::KrbCredEncPart, cred.enc_part.cipher, c),
+                  KeyStatus::Ok);
+        p.krb_cred = copy(c.bytes());
+    }
+    EncKrbCredPart part;
+    EXPECT_TRUE(parse_enc_krb_cred_part(Bytes(p.krb_cred), part).ok());
+    for (const auto& i : part.ticket_info)
+        p.keys.push_back(copy(i.key.bytes()));
+    p.renderings.push_back(to_string(part));
+    return p;
+}
+
+TEST(KeytabLab, NoRenderingHoldsAKey) {
+    for (const char* s : {"4-double-hop-delegation", "13-spnego-delegation-policy"}) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        std::vector<std::string> texts = k->describe();
+        std::vector<std::vector<std::uint8_t>> keys;
+        for (const auto& l : logins(s, k.get())) {
+            Plaintexts p = walk(l.ap, *k);
+            keys.insert(keys.end(), p.keys.begin(), p.keys.end());
+            texts.insert(texts.end(), p.renderings.begin(), p.renderings.end());
+            texts.push_back(to_string(l.facts));
+            ApReq broken = l.ap;  // and the problems' texts
+            broken.authenticator.cipher = broken.authenticator.cipher.first(20);
+            texts.push_back(to_string(decrypt_ap_req(broken, *k)));
+        }
+        for (const auto& [frame, f] : kdc_replies(s, *k))
+            texts.push_back(to_string(f));
+        ASSERT_GE(keys.size(), 6u);
+        for (const auto& key : keys) {
+            ASSERT_GE(key.size(), 16u);
+            const std::string hex = to_hex(Bytes(key).first(6));
+            std::string upper = hex;
+            for (char& c : upper)
+                c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+            const std::string raw(key.begin(), key.begin() + 6);
+            for (const auto& t : texts) {
+                // No key bytes in the failure message either: only whether they were found.
+                EXPECT_TRUE(t.find(hex) == std::string::npos &&
+                            t.find(upper) == std::string::npos && t.find(raw) == std::string::npos)
+                    << "a rendering holds key bytes";
+            }
+        }
+    }
+}
+
+/// Writes the fuzz_kerberos_enc seeds (decrypted lab plaintexts, lab-only keys) when
+/// HOPSCOPE_WRITE_FUZZ_SEEDS names a directory; otherwise does nothing.
+TEST(KeytabLab, FuzzSeedsWrittenOnRequest) {
+    const char* dir = std::getenv("HOPSCOPE_WRITE_FUZZ_SEEDS");
+    if (!dir) GTEST_SKIP() << "set HOPSCOPE_WRITE_FUZZ_SEEDS=tests/fuzz/corpus/kerberos_enc";
+    auto write = [&](const std::string& name, const std::vector<std::uint8_t>& b) {
+        if (b.empty()) return;
+        std::ofstream f(std::string(dir) + "/" + name, std::ios::binary);
+        f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    };
+    for (const char* s : {"4-double-hop-delegation", "13-spnego-delegation-policy"}) {
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        std::set<std::size_t> sizes;  // one seed per distinct shape
+        for (const auto& l : logins(s, k.get())) {
+            const Plaintexts p = walk(l.ap, *k);
+            if (!sizes.insert(p.authenticator.size()).second) continue;
+            const std::string id = std::string(s).substr(0, std::string(s).find('-'));
+            const std::string base = id + "_" + std::to_string(l.frame);
+            write(base + "_ticket", p.ticket);
+            write(base + "_authenticator", p.authenticator);
+            write(base + "_krb_cred", p.krb_cred);
+        }
+        for (const auto& m : kdc_messages(s)) {
+            const auto* r = std::get_if<KdcRep>(&m.m.body);
+            if (!r || r->msg_type != krb_msg::AsRep) continue;
+            SecretBuffer plain;
+            const KeyName who{r->cname, r->crealm, r->enc_part.kvno, r->enc_part.etype};
+            if (k->decrypt(who, key_usage::AsRepEncPart, r->enc_part.cipher, plain) ==
+                KeyStatus::Ok) {
+                write(std::string(s).substr(0, std::string(s).find('-')) + "_" +
+                          std::to_string(m.frame) + "_as_rep",
+                      copy(plain.bytes()));
+            }
+        }
+    }
+}
+
+// --- tshark as the reference --------------------------------------------------------------------
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> out;
+    std::string cur;
+    std::istringstream in(s);
+    while (std::getline(in, cur, sep))
+        out.push_back(cur);
+    if (!s.empty() && s.back() == sep) out.emplace_back();
+    return out;
+}
+
+/// What tshark shows for an AP-REQ frame: DELEG, and the forwardable/forwarded/ok-as-delegate
+/// flags of every decrypted ticket and KrbCredInfo, in the order it met them (the AP-REQ's
+/// ticket first, a KRB-CRED's KrbCredInfo last).
+struct TsharkFrame {
+    std::string deleg;
+    std::vector<std::string> forwardable, forwarded, ok_as_delegate;
+};
+
+std::map<std::uint64_t, TsharkFrame> tshark_ap_reqs(const std::string& scenario) {
+    const std::string cmd =
+        "tshark -n -r '" + lab(scenario + ".pcap") +
+        "' -o kerberos.decrypt:TRUE -o 'kerberos.file:" + lab(scenario + ".keytab") +
+        "' -Y 'tcp.port==1433 && kerberos.msg_type==14' -T fields -E "
+        "separator='|' -e frame.number -e kerberos.gssapi.checksum.flags.deleg "
+        "-e kerberos.TicketFlags.forwardable -e kerberos.TicketFlags.forwarded "
+        "-e kerberos.TicketFlags.ok.as.delegate 2>/dev/null";
+    std::map<std::uint64_t, TsharkFrame> out;
+    std::istringstream lines(testing::run_command(cmd));
+    std::string line;
+    while (std::getline(lines, line)) {
+        const auto f = split(line, '|');
+        if (f.size() != 5) continue;
+        TsharkFrame t;
+        t.deleg = f[1];
+        t.forwardable = split(f[2], ',');
+        t.forwarded = split(f[3], ',');
+        t.ok_as_delegate = split(f[4], ',');
+        out[std::stoull(f[0])] = t;
+    }
+    return out;
+}
+
+std::string bit(std::uint32_t flags, std::uint32_t b) {
+    return (flags & b) ? "1" : "0";
+}
+
+TEST(KeytabLab, DelegationFactsMatchTshark) {
+    if (std::system("tshark -v >/dev/null 2>&1") != 0) {
+        GTEST_SKIP() << "tshark not installed: delegation facts not compared with tshark";
+    }
+    const char* scenarios[] = {
+        "2-kerberos-single-hop",
+        "4-double-hop-delegation",
+        "6-double-hop-no-delegation",
+        "7-sensitive-user",
+        "13-spnego-delegation-policy",
+        "12c-double-hop-delegation-tls-login-only",
+        "15-constrained-delegation-refused",
+    };
+    int compared = 0, with_krb_cred = 0;
+    for (const char* s : scenarios) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        const auto theirs = tshark_ap_reqs(s);
+        for (const auto& l : logins(s, k.get())) {
+            SCOPED_TRACE(l.frame);
+            const auto it = theirs.find(l.frame);
+            if (it == theirs.end()) continue;  // inside TLS (12c): tshark does not read TDS there
+            const TsharkFrame& t = it->second;
+            ASSERT_TRUE(l.facts.ok()) << to_string(l.facts);
+            ASSERT_FALSE(t.forwardable.empty());
+            EXPECT_EQ(t.deleg, l.facts.gss_flags ? bit(*l.facts.gss_flags, gss_flag::Deleg) : "");
+            EXPECT_EQ(t.forwardable.front(), bit(l.facts.ticket_flags, ticket_flag::Forwardable));
+            EXPECT_EQ(t.forwarded.front(), bit(l.facts.ticket_flags, ticket_flag::Forwarded));
+            EXPECT_EQ(t.ok_as_delegate.front(),
+                      bit(l.facts.ticket_flags, ticket_flag::OkAsDelegate));
+            // With a KRB-CRED tshark also shows the forwarded TGT's own ticket and, last, its
+            // KrbCredInfo flags.
+            EXPECT_EQ(t.forwardable.size() > 1, l.facts.krb_cred);
+            if (l.facts.krb_cred) {
+                ASSERT_TRUE(l.facts.forwarded_tgt_flags);
+                const std::uint32_t cf = *l.facts.forwarded_tgt_flags;
+                EXPECT_EQ(t.forwardable.back(), bit(cf, ticket_flag::Forwardable));
+                EXPECT_EQ(t.forwarded.back(), bit(cf, ticket_flag::Forwarded));
+                EXPECT_EQ(t.ok_as_delegate.back(), bit(cf, ticket_flag::OkAsDelegate));
+                ++with_krb_cred;
+            }
+            ++compared;
+        }
+    }
+    EXPECT_GE(compared, 10);
+    EXPECT_GE(with_krb_cred, 2);
+}
+
+TEST(KeytabLab, AsReplyFlagsMatchTshark) {
+    if (std::system("tshark -v >/dev/null 2>&1") != 0) {
+        GTEST_SKIP() << "tshark not installed: KDC reply flags not compared with tshark";
+    }
+    for (const char* s :
+         {"4-double-hop-delegation", "7-sensitive-user", "15-constrained-delegation-refused"}) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        // tshark shows the reply's ticket flags (EncTicketPart, first) and the EncKDCRepPart's.
+        // (TGS-REPs are FAST-armored in the lab: not decrypted here.)
+        const std::string cmd =
+            "tshark -n -r '" + lab(std::string(s) + ".pcap") +
+            "' -o kerberos.decrypt:TRUE -o 'kerberos.file:" + lab(std::string(s) + ".keytab") +
+            "' -Y 'kerberos.msg_type==11' -T fields "
+            "-E separator='|' -e frame.number -e kerberos.TicketFlags.forwardable "
+            "-e kerberos.TicketFlags.forwarded -e "
+            "kerberos.TicketFlags.ok.as.delegate 2>/dev/null";
+        const auto reps = kdc_replies(s, *k);
+        std::istringstream lines(testing::run_command(cmd));
+        std::string line;
+        int compared = 0;
+        while (std::getline(lines, line)) {
+            const auto f = split(line, '|');
+            ASSERT_EQ(f.size(), 4u) << line;
+            const std::uint64_t frame = std::stoull(f[0]);
+            SCOPED_TRACE(frame);
+            ASSERT_TRUE(reps.count(frame));
+            const KdcRepFacts& ours = reps.at(frame);
+            ASSERT_TRUE(ours.decrypted) << to_string(ours);
+            EXPECT_EQ(split(f[1], ',').back(), bit(ours.flags, ticket_flag::Forwardable));
+            EXPECT_EQ(split(f[2], ',').back(), bit(ours.flags, ticket_flag::Forwarded));
+            EXPECT_EQ(split(f[3], ',').back(), bit(ours.flags, ticket_flag::OkAsDelegate));
+            ++compared;
+        }
+        EXPECT_GE(compared, 1);
+    }
+}
+
+}  // namespace
+}  // namespace hopscope::auth
