@@ -290,20 +290,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
             close_pipe(p);
         }
         if (tap_ == TapState::On) {
-            // Bytes the decoder missed at the very end: say so before the close.
-            for (int d = 0; d < 2; ++d) {
-                if (pumps_[d].pending_gap == 0) continue;
-                TapItem gap;
-                gap.kind = TapItem::Kind::Data;
-                gap.connection = id_;
-                gap.flow = flow_;
-                gap.dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
-                gap.ts = now();
-                gap.offset = pumps_[d].offset;
-                gap.gap_before = pumps_[d].pending_gap;
-                pumps_[d].pending_gap = 0;
-                px_.tap.push_control(std::move(gap));
-            }
+            // Bytes the decoder (or, terminated, the upstream leg's recording) missed at the
+            // very end: say so before the close.
+            for (int d = 0; d < 2; ++d)
+                for (const auto role : {TapItem::Role::Wire, TapItem::Role::Upstream}) {
+                    const bool up = role == TapItem::Role::Upstream;
+                    std::uint64_t& missed = up ? upstream_gap_[d] : pumps_[d].pending_gap;
+                    if (missed == 0) continue;
+                    TapItem gap;
+                    gap.kind = TapItem::Kind::Data;
+                    gap.role = role;
+                    gap.connection = id_;
+                    gap.flow = flow_;
+                    gap.dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
+                    gap.ts = now();
+                    gap.offset = up ? upstream_offset_[d] : pumps_[d].offset;
+                    gap.gap_before = missed;
+                    missed = 0;
+                    px_.tap.push_control(std::move(gap));
+                }
             TapItem item;
             item.kind = TapItem::Kind::Close;
             item.connection = id_;
@@ -493,30 +498,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 splice_pump(d);
                 return;
             }
-            if (p.buf && !BufferPool::exclusive(p.buf)) release(p);  // the tap still reads it
-            if (!p.buf) p.buf = w_.pool.get();
-            error_code ec;
-            const std::size_t n =
-                p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                release(p);  // nothing in flight: an idle direction holds no buffer
-                wait_then(*p.from, tcp::socket::wait_read, d, &Connection::read);
-                return;
-            }
-            if (ec == asio::error::eof) {
+            bool eof = false;
+            const std::size_t n = read_now(d, &Connection::read, eof);
+            if (eof) {
                 end_of_stream(d);
                 return;
             }
-            if (ec) {
-                finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
-                return;
-            }
-            last_ = Clock::now();
+            if (n == 0) return;  // waiting, or reset
             tap(d, p.buf, n);
-            if (px_.metrics)
-                (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
-                    .fetch_add(n, std::memory_order_relaxed);
             p.offset += n;
+            error_code ec;
             const std::size_t sent = p.to->write_some(asio::buffer(p.buf->data(), n), ec);
             if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
                 finish(CloseReason::Rst,
@@ -536,6 +527,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
         asio::post(w_.io, [self = shared_from_this(), d] {
             if (!self->closed_) self->read(d);
         });
+    }
+
+    /// The start of a pump's turn, plain or TLS: reads what is there into the pump's buffer,
+    /// without waiting. Returns how many bytes; 0 when there were none (the pump then waits
+    /// for readiness and runs `again`), when the stream ended (`eof`) or was reset (the
+    /// connection is finished).
+    std::size_t read_now(int d, void (Connection::*again)(int), bool& eof) {
+        Pump& p = pumps_[d];
+        if (p.buf && !BufferPool::exclusive(p.buf)) release(p);  // the tap still reads it
+        if (!p.buf) p.buf = w_.pool.get();
+        error_code ec;
+        const std::size_t n = p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            release(p);  // nothing in flight: an idle direction holds no buffer
+            wait_then(*p.from, tcp::socket::wait_read, d, again);
+            return 0;
+        }
+        if (ec == asio::error::eof) {
+            eof = true;
+            return 0;
+        }
+        if (ec) {
+            finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
+            return 0;
+        }
+        last_ = Clock::now();
+        if (px_.metrics)
+            (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
+                .fetch_add(n, std::memory_order_relaxed);
+        return n;
     }
 
     /// The part of a chunk the peer could not take at once: written asynchronously (the pump
@@ -758,16 +779,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 paused_[d] = true;  // tls_wrote() goes on
                 return;
             }
-            if (!p.buf) p.buf = w_.pool.get();
-            error_code ec;
-            const std::size_t n =
-                p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                release(p);
-                wait_then(*p.from, tcp::socket::wait_read, d, &Connection::tls_read);
-                return;
-            }
-            if (ec == asio::error::eof) {
+            bool eof = false;
+            const std::size_t n = read_now(d, &Connection::tls_read, eof);
+            if (eof) {
                 p.done = true;
                 release(p);
                 d == 0 ? term_->client_closed() : term_->upstream_closed();
@@ -775,14 +789,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 tls_flush();
                 return;
             }
-            if (ec) {
-                finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
-                return;
-            }
-            last_ = Clock::now();
-            if (px_.metrics)
-                (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
-                    .fetch_add(n, std::memory_order_relaxed);
+            if (n == 0) return;  // waiting, or reset
             p.offset += n;
             const Bytes in(p.buf->data(), n);
             const bool ok = d == 0 ? term_->from_client(in) : term_->from_upstream(in);
