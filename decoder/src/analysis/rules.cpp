@@ -799,34 +799,58 @@ std::optional<Verdict> routing_around_proxy(const LoginFacts& x) {
 // ---- HS062 ----------------------------------------------------------------------------------
 constexpr RuleInfo kChannelBindingIntercepted{
     "HS062", "channel-binding-intercepted", Severity::Warning,
-    "only from proxy --tls-terminate: an NTLM login bound to its TLS channel (Extended "
+    "only from proxy --tls-terminate: a Windows login bound to its TLS channel (Extended "
     "Protection) read by terminating TLS: the server sees the proxy's channel, not the client's "
-    "(error when the login failed)"};
+    "(an NTLM login with channel bindings; error when the login failed), or a Kerberos login "
+    "refused with 18452 as Extended Protection refuses one (its bindings are inside the "
+    "encrypted authenticator)"};
 
 std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
     const LoginEvent& l = x.login;
-    if (!x.proxy.active || !x.proxy.terminates_tls || !l.tls_decrypted || !l.ntlm_channel_bindings)
-        return std::nullopt;
-    const std::string server = x.look.host_name(l.flow.server.addr);
+    if (!x.proxy.active || !x.proxy.terminates_tls || !l.tls_decrypted) return std::nullopt;
     const bool failed = l.outcome == Outcome::Failure;
+    // The server's side: SQL Server answers a login whose channel binding does not match with
+    // 18452 ("untrusted domain": AcceptSecurityContext failed, SEC_E_BAD_BINDINGS in its log).
+    // For NTLM the client's bindings are in clear; Kerberos carries them inside the encrypted
+    // authenticator, so the refusal is what the wire shows.
+    const bool refused_as_ep = failed && l.auth == AuthKind::Kerberos && l.error &&
+                               l.error->number == sql_error::kUntrustedLogin &&
+                               !ticket_rejected(l.kerberos_error);
+    if (!l.ntlm_channel_bindings && !refused_as_ep) return std::nullopt;
+    const std::string server = x.look.host_name(l.flow.server.addr);
+    const std::string client = x.look.host_name(l.flow.client.addr);
     Finding f = finding(kChannelBindingIntercepted, l.ts);
     if (failed) f.severity = Severity::Error;
-    f.summary = "The proxy terminating TLS is in the way of this login: " +
-                x.look.host_name(l.flow.client.addr) +
-                " bound its NTLM login to its TLS channel (channel bindings, Extended "
-                "Protection), but " +
-                server + " sees the proxy's TLS session, whose binding differs" +
-                (failed ? std::string(": a server that enforces Extended Protection refuses it, "
-                                      "as it did here")
-                        : std::string(": it passed only because " + server +
-                                      " does not enforce Extended Protection"));
     f.hops.push_back(describe(x.look, l, "hop"));
-    f.evidence.push_back(ref(l, "NTLM AUTHENTICATE with channel bindings"));
+    if (l.ntlm_channel_bindings) {
+        f.summary = "The proxy terminating TLS is in the way of this login: " + client +
+                    " bound its NTLM login to its TLS channel (channel bindings, Extended "
+                    "Protection), but " +
+                    server + " sees the proxy's TLS session, whose binding differs" +
+                    (failed ? std::string(": a server that enforces Extended Protection "
+                                          "refuses it, as it did here")
+                            : std::string(": it passed only because " + server +
+                                          " does not enforce Extended Protection"));
+        f.evidence.push_back(ref(l, "NTLM AUTHENTICATE with channel bindings"));
+    } else {
+        f.summary = "The proxy terminating TLS is probably in the way of this login: " + server +
+                    " refused " + client +
+                    "'s Kerberos login with 18452, as a server enforcing Extended Protection "
+                    "refuses a login bound to another TLS channel (the client's bindings are "
+                    "inside its encrypted authenticator, and " +
+                    server + " sees the proxy's TLS session)";
+        f.evidence.push_back(ref(l, "ERROR 18452 to a Kerberos login read by terminating TLS"));
+    }
     f.remedy =
         "Let this server's connections pass through without --tls-terminate (a second "
         "listener or proxy without it), and read its logins offline with a key log of "
         "the client or the server ('hopscope analyze --tls-keylog FILE'); interception "
         "cannot keep a channel binding valid.";
+    if (!l.ntlm_channel_bindings)
+        f.remedy += " To confirm: " + server +
+                    "'s error log shows 'SSPI handshake failed' (17806) with "
+                    "SEC_E_BAD_BINDINGS for this login, and the login passes without the "
+                    "proxy or with Extended Protection set to Off or Allowed.";
     return Verdict{std::move(f), client_server_key(l.flow)};
 }
 

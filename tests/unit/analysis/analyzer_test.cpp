@@ -611,6 +611,44 @@ TEST(AnalyzerProxy, ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported) {
     }
 }
 
+TEST(AnalyzerProxy, KerberosLoginRefusedAsExtendedProtectionDoesThroughTheTerminatingProxy) {
+    // 18452 to a Kerberos login read inside the proxy's TLS: what SQL Server answers when the
+    // authenticator's channel bindings name another channel. Any other refusal, or the same one
+    // without termination, is not this.
+    struct Case {
+        bool terminates;
+        std::int32_t number;
+        std::int32_t kerberos_error;
+        bool expect;
+    };
+    for (const Case c :
+         {Case{true, 18452, 0, true}, Case{true, 18456, 0, false}, Case{false, 18452, 0, false},
+          Case{true, 18452, 37 /* KRB_AP_ERR_SKEW */, false}}) {
+        Analyzer::Options o;
+        o.proxy.active = true;
+        o.proxy.terminates_tls = c.terminates;
+        Collect out;
+        Analyzer a(out, o);
+        LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+        l.outcome = Outcome::Failure;
+        l.encryption = EncryptionMode::Full;
+        l.tls_decrypted = c.terminates;
+        l.kerberos_error = c.kerberos_error;
+        l.error = ServerError{c.number, 1, 14,
+                              "Login failed. The login is from an untrusted "
+                              "domain and cannot be used with Integrated authentication.",
+                              "A"};
+        a.add_login(l);
+        a.finish();
+        const Finding* f = out.get("HS062");
+        ASSERT_EQ(f != nullptr, c.expect) << c.number << " " << c.terminates;
+        if (!f) continue;
+        EXPECT_EQ(f->severity, Severity::Error);
+        EXPECT_NE(f->summary.find("Kerberos login with 18452"), std::string::npos) << f->summary;
+        EXPECT_NE(f->remedy.find("SEC_E_BAD_BINDINGS"), std::string::npos) << f->remedy;
+    }
+}
+
 TEST(AnalyzerProxy, ChannelBindingsAreNoMatterWithoutTermination) {
     struct Case {
         bool active, terminates, decrypted, bound;
