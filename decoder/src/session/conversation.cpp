@@ -7,14 +7,13 @@
 
 #include "hopscope/tds/packet.hpp"
 #include "hopscope/tls/decrypt.hpp"
+#include "tls_tunnel.hpp"
 
 namespace hopscope::session {
 namespace {
 
 constexpr std::size_t kKeepCapacity = 64 * 1024;
 constexpr std::size_t kMaxSmpSessions = 16;
-/// Decrypted records remembered per direction to place the TDS packets of their plaintext.
-constexpr std::size_t kMaxPlainMarks = 256;
 
 }  // namespace
 
@@ -238,23 +237,47 @@ struct Conversation::Impl {
         }
     };
 
-    struct ObserverAdapter : tls::ObserverSink {
+    /// What the TLS inside the connection shows, and the TDS read inside it.
+    struct TunnelAdapter : TlsTunnelSink {
         Impl* impl = nullptr;
-        Side* side = nullptr;
-        void on_client_hello(const tls::ClientHello& ch) override { impl->client_hello(*side, ch); }
-        void on_server_hello(const tls::ServerHello& sh) override { impl->server_hello(*side, sh); }
-        void on_change_cipher_spec() override {
-            if (impl->dec) impl->dec->change_cipher_spec(side->dir);
+        void on_client_hello(Direction d, std::uint64_t at, const tls::ClientHello& ch) override {
+            impl->client_hello(impl->ctx(d, at), ch);
         }
-        void on_encrypted_record(std::uint8_t type, std::size_t len) override {
-            impl->encrypted_record(*side, type, len);
+        void on_server_hello(Direction d, std::uint64_t at, const tls::ServerHello& sh) override {
+            impl->server_hello(impl->ctx(d, at), sh);
         }
-        void on_alert(std::uint8_t level, std::uint8_t description) override {
-            impl->cb.on_tls_alert(impl->ctx(*side, side->unit_offset), level, description);
+        void on_strict(std::uint64_t at) override {
+            impl->strict(impl->ctx(Direction::ClientToServer, at));
         }
-        void on_error(const DecodeError& e) override {
-            impl->cb.on_problem(impl->ctx(*side, side->unit_offset), DecodeStatus::Malformed, e);
+        void on_encrypted(Direction d, std::uint64_t at, TlsPayload what,
+                          std::size_t length) override {
+            impl->encrypted(impl->ctx(d, at), what, length);
         }
+        void on_decrypted(Direction d, std::uint64_t at, TlsPayload what,
+                          std::size_t length) override {
+            impl->cb.on_decrypted(impl->ctx(d, at), to_string(what), length);
+        }
+        void on_alert(Direction d, std::uint64_t at, std::uint8_t level,
+                      std::uint8_t description) override {
+            impl->cb.on_tls_alert(impl->ctx(d, at), level, description);
+        }
+        void on_error(Direction d, std::uint64_t at, const DecodeError& e) override {
+            impl->cb.on_problem(impl->ctx(d, at), DecodeStatus::Malformed, e);
+        }
+        void on_plaintext() override {
+            if (LoginRecord* login = impl->attempt.current()) login->tls_decrypted = true;
+        }
+        void on_tds_unit(Direction d, std::uint64_t at, const tds::FramedUnit& u) override {
+            impl->unit_from_tls(impl->side(d), at, u);
+        }
+        void on_tds_skipped(Direction d, std::uint64_t at, std::uint64_t n) override {
+            impl->cb.on_resync(impl->ctx(d, at), n);
+        }
+        void on_tds_framing_error(Direction d, std::uint64_t at, const DecodeError& e) override {
+            impl->cb.on_problem(impl->ctx(d, at), DecodeStatus::Malformed, e);
+            impl->abort_message(impl->side(d).main);
+        }
+        [[nodiscard]] bool login7_decoded() const override { return impl->login7_seen; }
     };
 
     struct TokenAdapter : tds::TokenSink {
@@ -284,44 +307,14 @@ struct Conversation::Impl {
         }
     };
 
-    /// The TDS stream inside TLS (decrypted records, or the front-end's plaintext).
-    struct PlainAdapter : tds::FramerSink {
-        Impl* impl = nullptr;
-        Side* side = nullptr;
-        void on_unit(const tds::FramedUnit& u) override { impl->plain_unit(*side, u); }
-        void on_skipped(std::uint64_t off, std::uint64_t n) override {
-            impl->cb.on_resync(impl->ctx(*side, impl->plain_origin(*side, off)), n);
-        }
-        void on_framing_error(std::uint64_t off, const DecodeError& e) override {
-            impl->cb.on_problem(impl->ctx(*side, impl->plain_origin(*side, off)),
-                                DecodeStatus::Malformed, e);
-            impl->abort_message(side->main);
-        }
-    };
-
     struct Side {
-        Side(Impl* impl, Direction d, bool synced)
-            : dir(d), framer(fsink, d, synced), observer(osink), plain(psink, d, true) {
+        Side(Impl* impl, Direction d, bool synced) : dir(d), framer(fsink, d, synced) {
             fsink.impl = impl;
             fsink.side = this;
-            osink.impl = impl;
-            osink.side = this;
-            psink.impl = impl;
-            psink.side = this;
         }
         Direction dir;
         FramerAdapter fsink;
         tds::PacketFramer framer;
-        ObserverAdapter osink;
-        tls::HandshakeObserver observer;
-        PlainAdapter psink;
-        tds::PacketFramer plain;  ///< TDS inside TLS
-        /// (plaintext offset, framer offset of the record that carried it), oldest first.
-        /// A vector, not a deque: an empty std::deque allocates about 600 bytes, on every
-        /// connection, TLS or not (+1.2 KiB per idle proxied connection, measured).
-        std::vector<std::pair<std::uint64_t, std::uint64_t>> plain_marks;
-        bool in_plaintext = false;  ///< units being handled come from inside TLS
-        bool raw_record = false;    ///< the TLS record being handled is not inside a PRELOGIN
 
         bool origin_set = false;
         std::uint64_t origin = 0;
@@ -332,9 +325,6 @@ struct Conversation::Impl {
         Channel main;                                              ///< TDS messages outside MARS
         std::map<std::uint16_t, std::unique_ptr<SmpSession>> smp;  ///< MARS sessions by SID
 
-        // TLS records tunnelled in TDS packets, possibly split across packets.
-        std::vector<std::uint8_t> tls_pending;
-        bool client_hello_seen = false;
         bool any_unit = false;  ///< a TDS packet, TLS record or SMP packet was found
     };
 
@@ -343,11 +333,12 @@ struct Conversation::Impl {
           opt(o),
           c2s(this, Direction::ClientToServer, o.handshake_seen),
           s2c(this, Direction::ServerToClient, o.handshake_seen),
-          tokens(tsink) {
+          tokens(tsink),
+          tls(tunnel_sink, o.tls_keys) {
         tsink.impl = this;
+        tunnel_sink.impl = this;
         tokens.set_row_events(o.row_events);
         s2c.main.tokens = &tokens;
-        if (o.tls_keys) dec = std::make_unique<tls::SessionDecrypter>(*o.tls_keys);
     }
 
     ConversationCallbacks& cb;
@@ -357,15 +348,14 @@ struct Conversation::Impl {
     TokenAdapter tsink;
     tds::TokenStreamParser tokens;
     FactContext token_ctx;
-    std::unique_ptr<tls::SessionDecrypter> dec;  ///< with Options::tls_keys
+    TunnelAdapter tunnel_sink;
+    TlsTunnel tls;  ///< the TLS inside the connection, and the encryption mode
 
-    tds::EncryptionMode mode = tds::EncryptionMode::Unknown;
     std::optional<std::uint8_t> client_enc;
     bool client_prelogin_seen = false;
     bool server_prelogin_seen = false;
     bool tds_seen = false;
     bool login7_seen = false;
-    bool login7_encrypted = false;
     std::uint32_t tds_version = 0;
     LoginAttempt attempt;
     bool msg_saw_error = false;
@@ -375,6 +365,9 @@ struct Conversation::Impl {
     FactContext ctx(const Side& s, std::uint64_t framer_offset) const {
         return FactContext{s.dir, s.ts, Evidence{s.frame, s.origin + framer_offset}};
     }
+    FactContext ctx(Direction d, std::uint64_t framer_offset) {
+        return ctx(side(d), framer_offset);
+    }
 
     void problem(const FactContext& c, DecodeError::Code code, std::string detail,
                  std::size_t offset = 0) {
@@ -383,11 +376,12 @@ struct Conversation::Impl {
 
     // ---- login attempt bookkeeping -------------------------------------------------------
 
-    LoginRecord& begin_login(const FactContext& c) { return attempt.begin(c, mode); }
+    LoginRecord& begin_login(const FactContext& c) { return attempt.begin(c, tls.mode()); }
 
     void finish_login(LoginOutcome outcome, const FactContext& c, std::string detail) {
         attempt.finish(outcome, c, std::move(detail),
-                       LoginAttempt::Situation{mode, client_prelogin_seen, dec.get()}, cb);
+                       LoginAttempt::Situation{tls.mode(), client_prelogin_seen, tls.decrypter()},
+                       cb);
     }
 
     void auth_blob(const FactContext& c, AuthBlobSource src, Bytes blob) {
@@ -422,113 +416,35 @@ struct Conversation::Impl {
         cb.on_env_change(token_ctx, e);
     }
 
-    // ---- TLS -------------------------------------------------------------------------------
+    // ---- what the TLS tunnel saw ---------------------------------------------------------
 
-    void client_hello(Side& s, const tls::ClientHello& ch) {
-        s.client_hello_seen = true;
-        if (dec) dec->client_hello(ch);
-        const FactContext c = ctx(s, s.unit_offset);
+    void client_hello(const FactContext& c, const tls::ClientHello& ch) {
         LoginRecord& r = begin_login(c);
         r.tls_sni = ch.sni;
         r.tls_alpn = ch.alpn;
         cb.on_tls_client_hello(c, ch);
     }
 
-    void server_hello(Side& s, const tls::ServerHello& sh) {
-        const FactContext c = ctx(s, s.unit_offset);
-        if (dec) dec->server_hello(sh);
-        if (sh.version() == 0x0304) {
-            c2s.observer.set_tls13();  // the client's compatibility CCS changes nothing
-            s2c.observer.set_tls13();
-        }
+    void server_hello(const FactContext& c, const tls::ServerHello& sh) {
         begin_login(c).tls_version = sh.version();
         cb.on_tls_server_hello(c, sh);
     }
 
-    void encrypted_record(Side& s, std::uint8_t type, std::size_t len) {
-        const FactContext c = ctx(s, s.unit_offset);
-        const char* what = "data";
-        if (type != tls::content_type::kApplicationData) {
-            what = "handshake";
-        } else if (s.dir == Direction::ClientToServer && mode == tds::EncryptionMode::LoginOnly &&
-                   s.raw_record && !login7_seen && !login7_encrypted) {
-            // (a TLS 1.3 Finished is application data too, but it travels in a PRELOGIN packet)
-            what = "login7";
-            login7_encrypted = true;
-            begin_login(c).login7_encrypted = true;
-        }
-        cb.on_encrypted(c, what, len);
+    /// TDS 8.0 strict: the client's stream started with TLS, so the mode is not negotiated.
+    void strict(const FactContext& c) {
+        tds::EncryptionNegotiation n;
+        n.mode = tls.mode();
+        begin_login(c).encryption = n.mode;
+        cb.on_encryption(c, n);
     }
 
-    void tls_record(Side& s, Bytes rec) {
-        if (dec && !rec.empty() && dec->protects(s.dir, rec[0])) {
-            const FactContext c = ctx(s, s.unit_offset);
-            tls::OpenedRecord o;
-            const DecodeResult res = dec->open(s.dir, rec, o);
-            if (res.ok()) {
-                opened(s, c, o);
-                return;
-            }
-            cb.on_problem(c, DecodeStatus::Malformed, res.error());
-            // and from here on the record is shown as encrypted, as without keys
-        }
-        s.observer.on_record(rec);
+    void encrypted(const FactContext& c, TlsPayload what, std::size_t length) {
+        if (what == TlsPayload::Login7) begin_login(c).login7_encrypted = true;
+        cb.on_encrypted(c, to_string(what), length);
     }
 
-    void opened(Side& s, const FactContext& c, const tls::OpenedRecord& o) {
-        switch (o.type) {
-            case tls::content_type::kApplicationData: {
-                const bool login7 = s.dir == Direction::ClientToServer &&
-                                    mode == tds::EncryptionMode::LoginOnly && !login7_seen;
-                cb.on_decrypted(c, login7 ? "login7" : "data", o.plaintext.size());
-                plaintext(s, o.plaintext, s.unit_offset);
-                break;
-            }
-            case tls::content_type::kHandshake:
-                cb.on_decrypted(c, "handshake", o.plaintext.size());
-                break;
-            case tls::content_type::kAlert:
-                cb.on_decrypted(c, "alert", o.plaintext.size());
-                if (o.plaintext.size() == 2) cb.on_tls_alert(c, o.plaintext[0], o.plaintext[1]);
-                break;
-            default:
-                problem(c, DecodeError::Code::BadValue,
-                        "decrypted TLS record of content type " + std::to_string(o.type));
-                break;
-        }
-    }
-
-    /// TDS bytes that travelled inside TLS in direction s, carried by the record (or chunk) at
-    /// framer offset `outer_off`.
-    void plaintext(Side& s, Bytes bytes, std::uint64_t outer_off) {
-        if (LoginRecord* login = attempt.current()) login->tls_decrypted = true;
-        if (bytes.empty()) return;
-        s.plain_marks.emplace_back(s.plain.offset(), outer_off);
-        if (s.plain_marks.size() > kMaxPlainMarks) s.plain_marks.erase(s.plain_marks.begin());
-        s.in_plaintext = true;
-        s.plain.feed(bytes);
-        s.in_plaintext = false;
-        // Marks before the unit now being assembled are no longer needed.
-        const std::uint64_t keep_from = s.plain.offset() - s.plain.buffered();
-        std::size_t drop = 0;
-        while (drop + 1 < s.plain_marks.size() && s.plain_marks[drop + 1].first <= keep_from)
-            ++drop;
-        s.plain_marks.erase(s.plain_marks.begin(),
-                            s.plain_marks.begin() + static_cast<std::ptrdiff_t>(drop));
-    }
-
-    /// Framer offset (outside TLS) of the record that carried plaintext offset `off`.
-    std::uint64_t plain_origin(const Side& s, std::uint64_t off) const {
-        std::uint64_t at = s.unit_offset;
-        for (const auto& [plain_off, outer] : s.plain_marks) {
-            if (plain_off > off) break;
-            at = outer;
-        }
-        return at;
-    }
-
-    void plain_unit(Side& s, const tds::FramedUnit& u) {
-        const std::uint64_t at = plain_origin(s, u.offset);
+    /// A unit of the TDS stream inside TLS, placed at framer offset `at` (outside TLS).
+    void unit_from_tls(Side& s, std::uint64_t at, const tds::FramedUnit& u) {
         s.unit_offset = at;
         s.any_unit = true;
         if (u.kind == tds::FramedUnit::Kind::TdsPacket) {
@@ -538,27 +454,6 @@ struct Conversation::Impl {
         } else {
             problem(ctx(s, at), DecodeError::Code::BadValue, "TLS record inside decrypted TLS");
         }
-    }
-
-    void tls_tunnelled(Side& s, Bytes payload, std::uint64_t off) {
-        s.unit_offset = off;
-        s.tls_pending.insert(s.tls_pending.end(), payload.begin(), payload.end());
-        std::size_t pos = 0;  // records consumed so far; erased once at the end
-        while (s.tls_pending.size() - pos >= tls::kRecordHeaderSize) {
-            const Bytes rest = Bytes(s.tls_pending).subspan(pos);
-            tls::RecordHeader h;
-            if (const DecodeResult res = tls::parse_record_header(rest, h); !res.ok()) {
-                cb.on_problem(ctx(s, off), DecodeStatus::Malformed, res.error());
-                s.tls_pending.clear();
-                return;
-            }
-            const std::size_t need = tls::kRecordHeaderSize + h.length;
-            if (rest.size() < need) break;
-            tls_record(s, rest.first(need));
-            pos += need;
-        }
-        s.tls_pending.erase(s.tls_pending.begin(),
-                            s.tls_pending.begin() + static_cast<std::ptrdiff_t>(pos));
     }
 
     // ---- framing ---------------------------------------------------------------------------
@@ -574,15 +469,14 @@ struct Conversation::Impl {
     void framing_error(Side& s, std::uint64_t off, const DecodeError& e) {
         cb.on_problem(ctx(s, off), DecodeStatus::Malformed, e);
         abort_message(s.main);
-        s.tls_pending.clear();
-        s.observer.reset();
+        tls.framing_lost(s.dir);
     }
 
     void on_unit(Side& s, const tds::FramedUnit& u) {
         s.unit_offset = u.offset;
         s.any_unit = true;
         if (u.kind == tds::FramedUnit::Kind::TlsRecord) {
-            raw_tls(s, u);
+            tls.raw_record(s.dir, u.offset, u.bytes, tds_seen || client_prelogin_seen);
         } else if (u.kind == tds::FramedUnit::Kind::Smp) {
             smp_packet(s, u, u.offset);
         } else {
@@ -590,28 +484,7 @@ struct Conversation::Impl {
         }
     }
 
-    void raw_tls(Side& s, const tds::FramedUnit& u) {
-        const FactContext c = ctx(s, u.offset);
-        if (!s.tls_pending.empty()) {
-            problem(c, DecodeError::Code::Desync,
-                    "raw TLS record while a tunnelled record was incomplete");
-            s.tls_pending.clear();
-        }
-        if (s.dir == Direction::ClientToServer && !tds_seen && !client_prelogin_seen &&
-            mode == tds::EncryptionMode::Unknown && u.bytes[0] == tls::content_type::kHandshake) {
-            // TDS 8.0 strict: TLS from the first byte [MS-TDS 3.3.5.4].
-            mode = tds::EncryptionMode::Strict;
-            tds::EncryptionNegotiation n;
-            n.mode = mode;
-            begin_login(c).encryption = mode;
-            cb.on_encryption(c, n);
-        }
-        s.raw_record = true;
-        tls_record(s, u.bytes);
-        s.raw_record = false;
-    }
-
-    bool is_login7_continuation() const { return login7_encrypted && !login7_seen; }
+    bool is_login7_continuation() const { return tls.login7_encrypted() && !login7_seen; }
 
     static std::size_t smp_buffered(const Side& s) {
         std::size_t n = 0;
@@ -660,14 +533,9 @@ struct Conversation::Impl {
         const Bytes payload = u.payload();
         const tds::PacketType type = tds::packet_type(h.type);
         tds_seen = true;
-        // TLS handshake tunnelled in TDS packets (by content, MS-TDS 3.2.5.3).
-        if (&ch == &s.main && !ch.in_msg && !s.in_plaintext &&
-            (type == tds::PacketType::Prelogin ||
-             (type == tds::PacketType::TabularResult && c2s.client_hello_seen))) {
-            if (!s.tls_pending.empty() || tds::looks_like_tls(payload)) {
-                tls_tunnelled(s, payload, ev_off);
-                return;
-            }
+        if (&ch == &s.main && !ch.in_msg && tls.carries_tls(s.dir, type, payload)) {
+            tls.tunnelled(s.dir, ev_off, payload);
+            return;
         }
         if (type == tds::PacketType::Attention && s.dir == Direction::ClientToServer) {
             cb.on_attention(ctx(s, ev_off));
@@ -715,7 +583,8 @@ struct Conversation::Impl {
             // The answer to PRELOGIN is a 0x04 message in PRELOGIN format. Without the client's
             // PRELOGIN (capture started just after it) it is recognised by content: VERSION (0x00)
             // MUST be its first option, and 0x00 starts no token.
-            const bool before_login = !server_prelogin_seen && !login7_seen && !login7_encrypted;
+            const bool before_login =
+                !server_prelogin_seen && !login7_seen && !tls.login7_encrypted();
             const bool prelogin_response =
                 tds::packet_type(h.type) == tds::PacketType::Prelogin ||
                 (before_login && (client_prelogin_seen || (!first.empty() && first[0] == 0x00)));
@@ -863,14 +732,14 @@ struct Conversation::Impl {
         if (pl.version) r.server_version = pl.version->to_string();
         r.fed_auth_required = pl.fed_auth_required.value_or(0) == 1;
         cb.on_prelogin(c, pl);
-        // In TDS 8.0 strict mode the PRELOGIN travels inside TLS and its ENCRYPTION is moot.
-        if (client_enc && pl.encryption && mode != tds::EncryptionMode::Strict) {
+        if (client_enc && pl.encryption) {
             const tds::EncryptionNegotiation n =
                 tds::negotiate_encryption(*client_enc, *pl.encryption);
-            mode = n.mode;
-            r.encryption = n.mode;
-            r.encryption_downgraded = n.downgraded;
-            cb.on_encryption(c, n);
+            if (tls.negotiated(n.mode)) {
+                r.encryption = n.mode;
+                r.encryption_downgraded = n.downgraded;
+                cb.on_encryption(c, n);
+            }
         }
     }
 
@@ -956,7 +825,7 @@ struct Conversation::Impl {
         s.frame = ev.frame;
         const std::uint64_t at = ev.stream_offset >= s.origin ? ev.stream_offset - s.origin : 0;
         s.unit_offset = at;
-        plaintext(s, data, at);
+        tls.plaintext(d, at, data);
     }
 
     void gap(Direction d, Timestamp ts, std::uint64_t length) {
@@ -969,10 +838,7 @@ struct Conversation::Impl {
         }
         abort_message(s.main);
         s.smp.clear();  // MARS sessions cannot be followed across missing bytes
-        s.tls_pending.clear();
-        s.observer.reset();
-        if (dec) dec->gap(d);
-        s.plain.finish();
+        tls.gap(d, s.unit_offset);
         s.framer.gap(length);
         if (LoginRecord* login = attempt.current()) login->gap_seen = true;
     }
@@ -981,7 +847,7 @@ struct Conversation::Impl {
         for (Side* s : {&c2s, &s2c}) {
             s->ts = ts;
             s->framer.finish();
-            s->plain.finish();
+            tls.finish(s->dir, s->unit_offset);
             if (!s->any_unit && s->framer.offset() > 0) {
                 cb.on_problem(ctx(*s, 0), DecodeStatus::NotTds,
                               make_error(DecodeError::Code::Desync, 0,
@@ -1005,7 +871,8 @@ struct Conversation::Impl {
         }
         if (attempt.current()) {
             std::string why = "connection closed before the login finished";
-            if (mode == tds::EncryptionMode::Full || mode == tds::EncryptionMode::Strict) {
+            if (tls.mode() == tds::EncryptionMode::Full ||
+                tls.mode() == tds::EncryptionMode::Strict) {
                 why = "encrypted";
             }
             finish_login(LoginOutcome::Incomplete, ctx(s2c, s2c.framer.offset()), why);
@@ -1014,8 +881,7 @@ struct Conversation::Impl {
 
     std::size_t buffered_bytes() const {
         std::size_t n = c2s.framer.buffered() + s2c.framer.buffered() + c2s.main.msg.size() +
-                        s2c.main.msg.size() + c2s.tls_pending.size() + s2c.tls_pending.size() +
-                        c2s.plain.buffered() + s2c.plain.buffered();
+                        s2c.main.msg.size() + tls.buffered_bytes();
         for (const Side* sd : {&c2s, &s2c}) {
             for (const auto& [sid, session] : sd->smp) {
                 n += session->framer.buffered() + session->ch.msg.size();
@@ -1043,7 +909,7 @@ void Conversation::close(Timestamp ts) {
     impl_->close(ts);
 }
 tds::EncryptionMode Conversation::encryption() const {
-    return impl_->mode;
+    return impl_->tls.mode();
 }
 std::size_t Conversation::buffered_bytes() const {
     return impl_->buffered_bytes();
