@@ -802,7 +802,9 @@ struct Conversation::Impl {
 
     // ---- entry points ----------------------------------------------------------------------
 
-    void feed(Direction d, Timestamp ts, Bytes data, Evidence ev) {
+    /// The side a chunk arrives on, told the chunk's time and frame. The first chunk also fixes
+    /// the stream offset of the framer's first byte, which places every fact of that side.
+    Side& arriving(Direction d, Timestamp ts, const Evidence& ev) {
         Side& s = side(d);
         if (!s.origin_set) {
             s.origin_set = true;
@@ -811,18 +813,16 @@ struct Conversation::Impl {
         }
         s.ts = ts;
         s.frame = ev.frame;
-        s.framer.feed(data);
+        return s;
+    }
+
+    void feed(Direction d, Timestamp ts, Bytes data, Evidence ev) {
+        arriving(d, ts, ev).framer.feed(data);
     }
 
     void feed_plaintext(Direction d, Timestamp ts, Bytes data, Evidence ev) {
-        Side& s = side(d);
-        if (!s.origin_set) {
-            s.origin_set = true;
-            const std::uint64_t done = s.framer.offset();
-            s.origin = ev.stream_offset >= done ? ev.stream_offset - done : 0;
-        }
-        s.ts = ts;
-        s.frame = ev.frame;
+        Side& s = arriving(d, ts, ev);
+        // The records that carried the plaintext are the unit being handled.
         const std::uint64_t at = ev.stream_offset >= s.origin ? ev.stream_offset - s.origin : 0;
         s.unit_offset = at;
         tls.plaintext(d, at, data);
