@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../tls/test_cert.hpp"
 #include "hopscope/proxy/tls_terminate.hpp"
 
 namespace hopscope::proxy::testing {
@@ -40,24 +41,11 @@ inline Buf packet(std::uint8_t type, const std::string& body) {
     return p;
 }
 
-struct Key {
-    EVP_PKEY* key = EVP_EC_gen("P-256");
-    X509* cert = X509_new();
-    explicit Key(const char* cn) {
-        X509_set_version(cert, 2);
-        ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
-        X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
-        X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-        X509_set_pubkey(cert, key);
-        X509_NAME* n = X509_get_subject_name(cert);
-        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-                                   reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
-        X509_set_issuer_name(cert, n);
-        X509_sign(cert, key, EVP_sha256());
-    }
+struct Key : hopscope::testing::TestCert {
+    explicit Key(const char* cn) : TestCert(cn, 7) {}
     ~Key() {
-        X509_free(cert);
-        EVP_PKEY_free(key);
+        for (const auto& f : files)
+            ::unlink(f.c_str());
     }
     /// The certificate as a PEM file (a CA bundle of one), removed with the object.
     std::string pem_file() {

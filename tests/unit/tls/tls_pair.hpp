@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "hopscope/common/flow.hpp"
+#include "test_cert.hpp"
 
 namespace hopscope::testing {
 
@@ -34,7 +35,6 @@ struct TlsPairConfig {
 class TlsPair {
   public:
     explicit TlsPair(const TlsPairConfig& cfg) {
-        make_cert();
         cctx_ = SSL_CTX_new(TLS_client_method());
         sctx_ = SSL_CTX_new(TLS_server_method());
         for (SSL_CTX* c : {cctx_, sctx_}) {
@@ -46,8 +46,8 @@ class TlsPair {
         }
         if (!cfg.client_groups.empty()) SSL_CTX_set1_groups_list(cctx_, cfg.client_groups.c_str());
         if (!cfg.server_groups.empty()) SSL_CTX_set1_groups_list(sctx_, cfg.server_groups.c_str());
-        SSL_CTX_use_certificate(sctx_, cert_);
-        SSL_CTX_use_PrivateKey(sctx_, key_);
+        SSL_CTX_use_certificate(sctx_, cert_.cert);
+        SSL_CTX_use_PrivateKey(sctx_, cert_.key);
         SSL_CTX_set_ex_data(cctx_, 0, this);
         SSL_CTX_set_keylog_callback(cctx_, [](const SSL* ssl, const char* line) {
             auto* self = static_cast<TlsPair*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), 0));
@@ -95,8 +95,6 @@ class TlsPair {
         SSL_free(s_);
         SSL_CTX_free(cctx_);
         SSL_CTX_free(sctx_);
-        X509_free(cert_);
-        EVP_PKEY_free(key_);
     }
     TlsPair(const TlsPair&) = delete;
     TlsPair& operator=(const TlsPair&) = delete;
@@ -168,24 +166,7 @@ class TlsPair {
         flights.push_back(Flight{dir, std::move(out)});
     }
 
-    void make_cert() {
-        key_ = EVP_EC_gen("P-256");
-        cert_ = X509_new();
-        X509_set_version(cert_, 2);
-        ASN1_INTEGER_set(X509_get_serialNumber(cert_), 1);
-        X509_gmtime_adj(X509_getm_notBefore(cert_), -3600);
-        X509_gmtime_adj(X509_getm_notAfter(cert_), 3600);
-        X509_set_pubkey(cert_, key_);
-        X509_NAME* n = X509_get_subject_name(cert_);
-        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC,
-                                   reinterpret_cast<const unsigned char*>("sqla.lab.test"), -1, -1,
-                                   0);
-        X509_set_issuer_name(cert_, n);
-        X509_sign(cert_, key_, EVP_sha256());
-    }
-
-    EVP_PKEY* key_ = nullptr;
-    X509* cert_ = nullptr;
+    TestCert cert_{"sqla.lab.test"};
     SSL_CTX* cctx_ = nullptr;
     SSL_CTX* sctx_ = nullptr;
     SSL* c_ = nullptr;
