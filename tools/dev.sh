@@ -5,6 +5,7 @@
 #   tools/dev.sh demo    set up, build, and analyze a bundled capture (DEMO_CAPTURE=... for another)
 #   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
 #   tools/dev.sh fuzz [SECONDS]  fuzzing campaign: every target SECONDS (default 600), two at a time
+#   tools/dev.sh coverage  line coverage (clang-14) of the fuzz corpora and of the unit tests
 #   tools/dev.sh deps    only install the packages
 #
 # Environment: JOBS (parallel build jobs, default: nproc), FUZZ_SECONDS (per fuzz target, default 20),
@@ -22,6 +23,8 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config libpcap-dev libboost-de
             libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
             libkrb5-dev)
 FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
+# llvm-profdata-14 and llvm-cov-14 (only recommended by clang-14) for tools/dev.sh coverage.
+COV_PKGS=(llvm-14)
 # Real peers used by the tests: tshark only as a reference in generators, never by the product.
 LAB_PKGS=(krb5-kdc krb5-admin-server krb5-user gss-ntlmssp freetds-bin python3-impacket
           python3-gssapi tcpdump iproute2 iptables libnss-wrapper faketime openssl nodejs)
@@ -95,7 +98,8 @@ fuzz_execs() { sed -n 's/^stat::number_of_executed_units: *//p' "$1" | tail -n 1
 cmd=${1:-}
 case "$cmd" in
 deps)
-    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${LAB_PKGS[@]}" "${BENCH_PKGS[@]}"
+    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${COV_PKGS[@]}" "${LAB_PKGS[@]}" \
+        "${BENCH_PKGS[@]}"
     ;;
 demo)
     install_pkgs "${BUILD_PKGS[@]}"
@@ -228,8 +232,77 @@ fuzz)
     echo "== fuzz campaign: ${#targets[@]} targets, $crashes failed"
     [ "$crashes" -eq 0 ]
     ;;
+coverage)
+    # Clang source-based coverage: one clang-14 build with -fprofile-instr-generate
+    # -fcoverage-mapping and no sanitizers ($BUILD_ROOT/coverage; without HOPSCOPE_FUZZ each fuzz
+    # target is linked with the replay driver, tests/fuzz/replay_main.cpp, which feeds every file
+    # of a directory to the same LLVMFuzzerTestOneInput). Every tests/fuzz/corpus/<target>/ is
+    # replayed through its target, then, separately, the unit tests (ctest -L unit); profiles are
+    # merged per set, and $BUILD_ROOT/coverage/report/ gets, for "corpora", "unit" and "all"
+    # (both), an HTML report (html-<set>/index.html), the llvm-cov report (summary-<set>.txt) and
+    # its JSON summary (summary-<set>.json). Every binary built is an -object of every report, so
+    # that code no run reached counts as missed instead of being left out.
+    install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${COV_PKGS[@]}"
+    cov="$BUILD_ROOT/coverage"
+    echo "== build: clang-14, source-based coverage ($cov)"
+    CXX=clang++-14 CC=clang-14 configure_build "$cov" -DCMAKE_BUILD_TYPE=Debug \
+        -DHOPSCOPE_WERROR=ON -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=ON \
+        "-DCMAKE_CXX_FLAGS=-fprofile-instr-generate -fcoverage-mapping" \
+        -DCMAKE_EXE_LINKER_FLAGS=-fprofile-instr-generate
+    out="$cov/report"
+    rm -rf "$out"
+    mkdir -p "$out/raw/corpora" "$out/raw/unit"
+    echo "== corpora: every tests/fuzz/corpus/<target>/ through its target"
+    for f in "$cov"/tests/fuzz_*; do
+        [ -x "$f" ] || continue
+        t=$(basename "$f" | sed 's/^fuzz_//')
+        LLVM_PROFILE_FILE="$out/raw/corpora/$t-%p.profraw" "$f" "$here/tests/fuzz/corpus/$t" |
+            sed 's/^/  /'
+    done
+    echo "== unit tests (ctest -L unit; the log: $out/unit.log)"
+    # %4m: each test binary's processes merge into 4 files instead of one file per test case.
+    LLVM_PROFILE_FILE="$out/raw/unit/%4m.profraw" ctest --test-dir "$cov" -L unit -j "$JOBS" \
+        >"$out/unit.log" 2>&1 || {
+        tail -n 30 "$out/unit.log"
+        echo "unit tests failed in the coverage build (a failing test still counts its lines)"
+    }
+    tail -n 1 "$out/unit.log" | sed 's/^/  /'
+    llvm-profdata-14 merge -sparse "$out"/raw/corpora/*.profraw -o "$out/corpora.profdata"
+    llvm-profdata-14 merge -sparse "$out"/raw/unit/*.profraw -o "$out/unit.profdata"
+    llvm-profdata-14 merge -sparse "$out/corpora.profdata" "$out/unit.profdata" \
+        -o "$out/all.profdata"
+    objs=()
+    while IFS= read -r f; do
+        [ ${#objs[@]} -eq 0 ] && objs=("$f") || objs+=(-object "$f")
+    done < <(find "$cov" -path "$cov/report" -prune -o -path '*/CMakeFiles' -prune -o -type f \
+        -executable -print | sort | while IFS= read -r f; do
+        head -c 4 "$f" | grep -q ELF && echo "$f"
+    done)
+    # The project's sources only: no system headers, no test code.
+    ignore='^/usr/|/tests/|/_deps/'
+    printf '  %-8s %-14s %s\n' set directory "lines (llvm-cov report, TOTAL)"
+    for set in corpora unit all; do
+        llvm-cov-14 show "${objs[@]}" -instr-profile="$out/$set.profdata" -format=html \
+            -ignore-filename-regex="$ignore" -show-line-counts-or-regions \
+            -output-dir="$out/html-$set" "$here"
+        llvm-cov-14 report "${objs[@]}" -instr-profile="$out/$set.profdata" \
+            -ignore-filename-regex="$ignore" "$here" >"$out/summary-$set.txt"
+        llvm-cov-14 export "${objs[@]}" -instr-profile="$out/$set.profdata" -format=text \
+            -summary-only -ignore-filename-regex="$ignore" "$here" >"$out/summary-$set.json"
+        for dir in decoder/src captures/src decoder captures proxy; do
+            # TOTAL: regions, missed, cover, functions, missed, executed, lines, missed, cover, ...
+            # (llvm-cov's "functions have mismatched data" warning, about inline accessors in
+            # headers compiled differently across binaries, was printed above already)
+            llvm-cov-14 report "${objs[@]}" -instr-profile="$out/$set.profdata" \
+                -ignore-filename-regex="$ignore" "$here/$dir" 2>/dev/null |
+                awk -v s="$set" -v d="$dir" '$1 == "TOTAL" {
+                    printf "  %-8s %-14s %s (%d of %d)\n", s, d, $10, $8 - $9, $8 }'
+        done
+    done | tee "$out/lines.txt"
+    echo "== coverage reports: $out/html-{corpora,unit,all}/index.html, summary-*.txt, lines.txt"
+    ;;
 *)
-    sed -n '2,13p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac
