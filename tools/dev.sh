@@ -266,7 +266,7 @@ coverage)
         tail -n 30 "$out/unit.log"
         echo "unit tests failed in the coverage build (a failing test still counts its lines)"
     }
-    tail -n 1 "$out/unit.log" | sed 's/^/  /'
+    grep -E 'tests passed|tests failed' "$out/unit.log" | tail -n 1 | sed 's/^/  /'
     llvm-profdata-14 merge -sparse "$out"/raw/corpora/*.profraw -o "$out/corpora.profdata"
     llvm-profdata-14 merge -sparse "$out"/raw/unit/*.profraw -o "$out/unit.profdata"
     llvm-profdata-14 merge -sparse "$out/corpora.profdata" "$out/unit.profdata" \
