@@ -90,6 +90,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
         p.kerberos_ports = o.kerberos_ports;
         p.analyzer.proxy = o.proxy_view;
         p.tls_keys = o.tls_keys;
+        p.kerberos_keys = o.kerberos_keys;
         return p;
     }
     static unsigned long long u(std::uint64_t v) { return static_cast<unsigned long long>(v); }

@@ -13,6 +13,7 @@
 
 #include "hopscope/analysis/analyzer.hpp"
 #include "hopscope/analysis/events.hpp"
+#include "hopscope/auth/kerberos_keys.hpp"
 #include "hopscope/captures/stream_assembler.hpp"
 #include "hopscope/common/stream_events.hpp"
 #include "hopscope/tls/keylog.hpp"
@@ -38,6 +39,8 @@ struct BackendOptions {
     std::function<void(const analysis::Finding&)> finding_hook;
     /// Secrets for the TLS inside TDS (analyze --tls-keylog); must outlive the backend.
     const tls::KeySource* tls_keys = nullptr;
+    /// Kerberos service keys (--keytab); must outlive the backend.
+    const auth::KerberosKeys* kerberos_keys = nullptr;
 };
 
 class Backend : public StreamSink {

@@ -13,6 +13,7 @@
 #include "backend.hpp"
 #include "hopscope/captures/capture_source.hpp"
 #include "hopscope/captures/pcapng_secrets.hpp"
+#include "keytabs.hpp"
 #include "progress.hpp"
 
 namespace hopscope::cli {
@@ -55,6 +56,9 @@ void add_common(CLI::App* cmd, CaptureCommands::Common& c) {
     cmd->add_flag("-q,--quiet", c.quiet, "print no summary, only errors (and --json output)");
     cmd->add_flag("-v,--verbose", c.verbose,
                   "also print every login, KDC exchange and server error as it is decoded");
+    cmd->add_option("--keytab", c.keytabs, kKeytabHelp)
+        ->type_name("KEYTAB")
+        ->allow_extra_args(false);  // one file per --keytab: the captures follow
     cmd->add_flag("--flows", c.flows_only,
                   "only list the TDS and Kerberos connections found (bytes, gaps), without "
                   "decoding them");
@@ -175,12 +179,15 @@ bool load_embedded_secrets(const std::vector<std::string>& files, tls::KeyLog& l
 int run_analyze(const CaptureCommands::Analyze& a) {
     tls::KeyLog keylog;
     if (!load_keylogs(a.tls_keylogs, keylog)) return kExitBadInput;
+    KeytabSet keytabs;
+    if (!keytabs.load(a.keytabs, "hopscope")) return kExitBadInput;
     const bool embedded = load_embedded_secrets(a.files, keylog, a.quiet);
     Outputs out;
     if (!open_outputs(a, out)) return kExitBadInput;
     BackendOptions bo = backend_options(a, out);
     bo.json_flush_each = !out.json_is_file;
     if (!a.tls_keylogs.empty() || embedded) bo.tls_keys = &keylog;
+    bo.kerberos_keys = keytabs.keys();
     auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(a));
     ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
@@ -205,6 +212,8 @@ int run_analyze(const CaptureCommands::Analyze& a) {
 }
 
 int run_live(const CaptureCommands::Live& l) {
+    KeytabSet keytabs;
+    if (!keytabs.load(l.keytabs, "hopscope")) return kExitBadInput;
     Outputs out;
     if (!open_outputs(l, out)) return kExitBadInput;
     captures::LiveOptions lo;
@@ -224,6 +233,7 @@ int run_live(const CaptureCommands::Live& l) {
     }
     BackendOptions bo = backend_options(l, out);
     bo.verbose = true;  // live shows every login and KDC exchange as it happens
+    bo.kerberos_keys = keytabs.keys();
     auto backend = make_backend(bo);
     lo.on_time = [&backend](Timestamp t) { backend->tick(t); };
     captures::LiveCapture cap;

@@ -24,6 +24,7 @@ struct CaptureCommands {
         bool quiet = false;
         bool verbose = false;
         bool fail_on_findings = false;
+        std::vector<std::string> keytabs;  ///< Kerberos service keytabs (--keytab)
     };
     struct Analyze : Common {
         std::vector<std::string> files;

@@ -46,3 +46,19 @@ hopscope_cli_test(proxy_metrics_not_loopback_exits_2
     "out=$(${_cli} proxy --listen 127.0.0.1:0 --upstream a:1 --metrics 0.0.0.0:9433 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'metrics-any-address'")
 hopscope_cli_test(proxy_sighup_reopens_files
     "t=$(mktemp -d) && { ${_cli} proxy --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --json $t/e.jsonl --log-file $t/log >$t/out 2>&1 & pid=$!; } && sleep 1 && mv $t/e.jsonl $t/e.1 && mv $t/log $t/log.1 && kill -HUP $pid && sleep 1 && kill -TERM $pid && wait $pid; grep -q 'SIGHUP' $t/log && grep -q '\"event\":\"summary\"' $t/e.jsonl && ! grep -q summary $t/e.1; rc=$?; rm -rf $t; exit $rc")
+
+# --keytab: the lab's double hop without delegation is proved from the decrypted AP-REQ (HS014,
+# delegation_proof in the login event); a missing or invalid keytab stops the run (exit 2) naming
+# the file; no key of the keytab (klist -K shows them) is in the JSON or the console output.
+hopscope_cli_test(analyze_keytab_proves_no_delegation
+    "out=$(${_cli} analyze -q --json - --keytab ${_lab}/6-double-hop-no-delegation.keytab ${_lab}/6-double-hop-no-delegation.pcap) && echo \"$out\" | grep -q '\"delegation_proof\":{\"deleg\":false,\"forwarded_tgt\":false' && echo \"$out\" | grep -q '\"user_source\":\"keytab\"' && echo \"$out\" | grep -q '\"rule\":\"HS014\"'")
+hopscope_cli_test(analyze_keytab_missing_exits_2
+    "out=$(${_cli} analyze --keytab /nonexistent/x.keytab ${_lab}/6-double-hop-no-delegation.pcap 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--keytab /nonexistent/x.keytab'")
+hopscope_cli_test(analyze_keytab_invalid_exits_2
+    "out=$(${_cli} analyze --keytab ${_lab}/6-double-hop-no-delegation.expect.json ${_lab}/6-double-hop-no-delegation.pcap 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--keytab .*6-double-hop-no-delegation.expect.json'")
+hopscope_cli_test(live_keytab_missing_exits_2
+    "out=$(${_cli} live -i lo --keytab /nonexistent/x.keytab 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--keytab /nonexistent/x.keytab'")
+hopscope_cli_test(proxy_keytab_missing_exits_2
+    "out=$(${_cli} proxy --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --keytab /nonexistent/x.keytab 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--keytab /nonexistent/x.keytab'")
+hopscope_cli_test(analyze_keytab_prints_no_key
+    "command -v klist >/dev/null || exit 0; kt=${_lab}/4-double-hop-delegation.keytab; out=$(${_cli} analyze -v --json - --keytab $kt ${_lab}/4-double-hop-delegation.pcap 2>&1) && echo \"$out\" | grep -q kerberos_ticket && echo \"$out\" | grep -q ' ticket=forwardable' && keys=$(klist -k -K $kt | sed -n 's/.*(0x\\([0-9a-f]*\\)).*/\\1/p' | cut -c1-16) && [ -n \"$keys\" ] || exit 1; for k in $keys; do echo \"$out\" | grep -qi $k && exit 1; done; exit 0")

@@ -32,6 +32,7 @@
 #include "hopscope/proxy/proxy.hpp"
 #include "hopscope/proxy/recorder.hpp"
 #include "hopscope/proxy/tls_terminate.hpp"
+#include "keytabs.hpp"
 
 namespace hopscope::cli {
 namespace {
@@ -367,6 +368,7 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
     p->add_option("--tls-keylog", c.tls_keylog,
                   "append the TLS secrets of both legs to PATH in the NSS key log format "
                   "(Wireshark, tshark, hopscope analyze --tls-keylog); mode 0600: a secret");
+    p->add_option("--keytab", c.keytabs, kKeytabHelp)->type_name("KEYTAB");
     p->add_option("--metrics", c.metrics,
                   "serve Prometheus metrics on ADDR:PORT at /metrics (off by default)");
     p->add_flag("--metrics-any-address", c.metrics_any_address,
@@ -386,6 +388,8 @@ int run_proxy_command(const ProxyCommand& c) {
         std::fprintf(stderr, "hopscope proxy: %s\n", err.c_str());
         return kExitBadInput;
     }
+    KeytabSet keytabs;
+    if (!keytabs.load(c.keytabs, "hopscope proxy")) return kExitBadInput;
 
     // Outputs.
     JsonOut json;
@@ -443,6 +447,7 @@ int run_proxy_command(const ProxyCommand& c) {
     bo.json = json.f;
     bo.text = text;
     bo.proxy = true;
+    bo.kerberos_keys = keytabs.keys();
     if (!proxy::resolve_upstreams(po, err)) {
         std::fprintf(stderr, "hopscope proxy: %s\n", err.c_str());
         return kExitBadInput;

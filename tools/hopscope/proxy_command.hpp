@@ -40,6 +40,7 @@ struct ProxyCommand {
     std::string upstream_ca;
     bool upstream_verify = false;
     std::string tls_keylog;
+    std::vector<std::string> keytabs;  ///< Kerberos service keytabs (--keytab)
     CLI::App* cmd = nullptr;
 };
 

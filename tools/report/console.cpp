@@ -40,6 +40,17 @@ void ConsoleRenderer::login(const LoginEvent& e, const Analyzer& a) {
     if (!e.spn.empty()) std::fprintf(out_, " spn=%s", e.spn.c_str());
     std::fprintf(out_, " enc=%s", to_string(e.encryption));
     if (!e.routing.empty()) std::fprintf(out_, " routing=%s", e.routing.c_str());
+    if (e.keytab) {
+        const KeytabFacts& k = *e.keytab;
+        if (k.ticket_decrypted)
+            std::fprintf(out_, " ticket=%s%s%s", k.forwardable ? "forwardable" : "not-forwardable",
+                         k.forwarded ? ",forwarded" : "",
+                         k.ok_as_delegate ? ",ok-as-delegate" : "");
+        if (k.delegation_known())
+            std::fprintf(out_, " deleg=%s forwarded-tgt=%s", k.deleg ? "yes" : "no",
+                         k.forwarded_tgt ? "yes" : "no");
+        if (!k.problem.empty()) std::fprintf(out_, " %s", k.problem.c_str());
+    }
     if (e.error)
         std::fprintf(out_, " error=%d/%u \"%s\"", e.error->number, e.error->state,
                      e.error->message.c_str());

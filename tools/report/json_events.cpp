@@ -155,6 +155,33 @@ void position_object(Writer& w, std::string_view key, const Position& p, const F
     w.str("direction", to_string(p.direction)).close();
 }
 
+/// What the keytab showed of a Kerberos login (docs/events.md, `kerberos_ticket`,
+/// `delegation_proof`, `keytab_problem`): flags, names and times only.
+void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
+    if (k.ticket_decrypted)
+        w.open("kerberos_ticket")
+            .boolean("forwardable", k.forwardable)
+            .boolean("forwarded", k.forwarded)
+            .boolean("ok_as_delegate", k.ok_as_delegate)
+            .str("client", k.client)
+            .str("authtime", k.authtime)
+            .str("enctype", k.enctype)
+            .close();
+    if (k.delegation_known()) {
+        w.open("delegation_proof")
+            .boolean("deleg", k.deleg)
+            .boolean("forwarded_tgt", k.forwarded_tgt);
+        if (k.forwarded_tgt) {
+            w.strings("forwarded_tgt_flags", k.forwarded_tgt_flags);
+            if (!k.forwarded_tgt_client.empty())
+                w.str("forwarded_tgt_client", k.forwarded_tgt_client);
+        }
+        position_object(w, "at", k.ap_req_at, flow);
+        w.close();
+    }
+    if (!k.problem.empty()) w.str("keytab_problem", k.problem);
+}
+
 }  // namespace
 
 std::string json_line(const LoginEvent& e) {
@@ -187,6 +214,7 @@ std::string json_line(const LoginEvent& e) {
     if (!e.kerberos_etype.empty()) w.str("kerberos_etype", e.kerberos_etype);
     if (e.kerberos_error) w.num("kerberos_error", e.kerberos_error);
     if (!e.routing.empty()) w.str("routing", e.routing);
+    if (e.keytab) keytab_objects(w, *e.keytab, e.flow);
     position_object(w, "first_at", e.first_at, e.flow);
     position_object(w, "last_at", e.last_at, e.flow);
     if (e.error) error_object(w, "error", *e.error);

@@ -336,6 +336,92 @@ struct DelegationCause {
     std::vector<EvidenceRef> evidence;
 };
 
+/// The middle server's refused S4U2Proxy request (constrained delegation) before its login to B,
+/// or nullptr.
+const KerberosEvent* refused_s4u2proxy(const ChainFacts& c) {
+    const KerberosEvent* s4u = nullptr;
+    for (const auto* k : c.look.kdc_before(c.out))
+        if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
+    return s4u;
+}
+
+/// " (frame N)", or " (stream offset N)" without frames: where the AP-REQ the keytab read is.
+std::string where(const Position& p) {
+    return p.frame ? " (frame " + std::to_string(p.frame) + ")"
+                   : " (stream offset " + std::to_string(p.stream_offset) + ")";
+}
+
+/// The remedy when A held the user's forwarded TGT and still did not reach B as the user.
+std::string use_forwarded_tgt(const std::string& a, const std::string& b_spn) {
+    return "Look at " + a +
+           ": its SQL Server must run under the account that owns the SPN the ticket was for; "
+           "that account must be trusted for delegation (unconstrained, or with constrained "
+           "delegation to " +
+           b_spn +
+           ", which uses S4U2Proxy instead of the forwarded TGT); and the linked server's login "
+           "mapping must use the login's own credentials ('Be made using the login's current "
+           "security context'), not a fixed or no login.";
+}
+
+/// What the keytab proves of the first hop's delegated credential, when it read the
+/// authenticator of C's AP-REQ to A: whether a forwarded TGT was in it and, when not, why the
+/// ticket shows it was not (HS011, HS013, HS014, HS015).
+std::optional<DelegationCause> keytab_cause(const ChainFacts& c) {
+    if (!c.in.keytab || !c.in.keytab->delegation_known()) return std::nullopt;
+    const KeytabFacts& k = *c.in.keytab;
+    const std::string a = c.look.host_name(c.in.flow.server.addr);
+    const std::string b_spn =
+        remedy::spn_to_register(c.look.host_name(c.out.flow.server.addr), c.out.flow.server.port);
+    const std::string who = c.in.user.empty() ? std::string("the user") : identity(c.in);
+    DelegationCause cause;
+    if (k.forwarded_tgt) {
+        cause.why =
+            "the keytab shows that " + a + " received a forwarded TGT" +
+            (k.forwarded_tgt_client.empty() ? std::string() : " for " + k.forwarded_tgt_client) +
+            where(k.ap_req_at) + ", yet it did not use it";
+        cause.evidence.push_back(EvidenceRef{c.in.flow, k.ap_req_at, c.in.ts,
+                                             "AP-REQ with DELEG and a forwarded TGT (keytab)"});
+        cause.remedy = use_forwarded_tgt(a, b_spn);
+        return cause;
+    }
+    cause.why = "the keytab shows the ticket to " + a + " carried no forwarded TGT" +
+                where(k.ap_req_at) + ": ";
+    std::string what = "AP-REQ without a forwarded TGT (keytab): ";
+    if (k.ticket_decrypted && !k.forwardable) {
+        cause.why += "the ticket is not forwardable, so the KDC would not let " + who +
+                     "'s credential be delegated (" + remedy::kSensitiveOrNotForwardable +
+                     ", or a KDC policy)";
+        what += "ticket not forwardable";
+        cause.remedy = remedy::clear_sensitive(who) +
+                       "; make sure the client's TGT is forwardable (MIT: kinit -f, "
+                       "'forwardable = true'), or use a login mapping on the linked server.";
+    } else if (!k.deleg) {
+        cause.why += "the client did not request delegation (no DELEG in its authenticator)";
+        if (k.ticket_decrypted && !k.ok_as_delegate)
+            cause.why +=
+                "; the ticket is not ok-as-delegate, and Windows (SSPI) clients "
+                "delegate only to services trusted for delegation";
+        what += k.ticket_decrypted ? "forwardable ticket, no DELEG" : "no DELEG";
+        cause.remedy = "Trust " + a +
+                       "'s service account for delegation (unconstrained, or constrained to " +
+                       b_spn +
+                       "); Windows clients then delegate automatically (ok-as-delegate). For "
+                       "MIT/FreeTDS clients enable delegation ('enable gssapi delegation = yes', "
+                       "kinit -f).";
+    } else {
+        cause.why +=
+            "the client set DELEG but sent no TGT with it (its own TGT is not "
+            "forwardable)";
+        what += "DELEG without a TGT";
+        cause.remedy =
+            "Get the client a forwardable TGT (MIT: kinit -f, 'forwardable = true'; "
+            "Windows: " +
+            remedy::clear_sensitive(who) + ").";
+    }
+    cause.evidence.push_back(EvidenceRef{c.in.flow, k.ap_req_at, c.in.ts, std::move(what)});
+    return cause;
+}
+
 DelegationCause delegation_cause(const ChainFacts& c) {
     const LoginEvent& in = c.in;
     const LoginEvent& out = c.out;
@@ -347,11 +433,12 @@ DelegationCause delegation_cause(const ChainFacts& c) {
         if (k->has_option("forwarded") && k->error_code != 0) refused = k;
     // The middle server's own KDC traffic: a refused S4U2Proxy request (constrained
     // delegation) names the cause even when the client rightly sent no forwarded TGT.
-    const KerberosEvent* s4u = nullptr;
-    for (const auto* k : c.look.kdc_before(out))
-        if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
+    const KerberosEvent* s4u = refused_s4u2proxy(c);
     const Tristate deleg = c.look.delegation_requested(in);
-    if (s4u && !refused) {
+    std::optional<DelegationCause> proof = s4u && !refused ? std::nullopt : keytab_cause(c);
+    if (proof) {
+        cause = std::move(*proof);
+    } else if (s4u && !refused) {
         cause.why = a + "'s constrained delegation (S4U2Proxy) to " + s4u->sname +
                     " was refused (" + s4u->error_name + ")";
         cause.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name));
@@ -432,6 +519,37 @@ std::optional<Verdict> no_credential_for_linked_server(const ChainFacts& c) {
                                        b + " after PRELOGIN without sending a LOGIN7)");
     f.evidence[1].what = "A's connection to B: PRELOGIN, then closed without a LOGIN7";
     return Verdict{std::move(f), chain_key(c)};
+}
+
+// ---- HS014 ----------------------------------------------------------------------------------
+constexpr RuleInfo kNoDelegatedTgt{
+    "HS014", "no-delegated-tgt", Severity::Error,
+    "with --keytab: chain whose first hop's decrypted Kerberos authenticator carries no forwarded "
+    "TGT and whose second hop failed, was anonymous or used NTLM; the ticket's flags name why"};
+
+std::optional<Verdict> no_delegated_tgt(const ChainFacts& c) {
+    if (c.in.auth != AuthKind::Kerberos || !c.in.keytab || !c.in.keytab->delegation_known() ||
+        c.in.keytab->forwarded_tgt || refused_s4u2proxy(c) ||
+        (!second_hop_failed(c.out) && c.out.auth != AuthKind::Ntlm))
+        return std::nullopt;
+    return Verdict{delegation_finding(kNoDelegatedTgt, c, "The client sent no delegated TGT"),
+                   chain_key(c)};
+}
+
+// ---- HS015 ----------------------------------------------------------------------------------
+constexpr RuleInfo kForwardedTgtUnused{
+    "HS015", "forwarded-tgt-unused", Severity::Error,
+    "with --keytab: the middle server received the user's forwarded TGT (decrypted KRB-CRED) but "
+    "its login to the linked server failed, was anonymous or used NTLM"};
+
+std::optional<Verdict> forwarded_tgt_unused(const ChainFacts& c) {
+    if (c.in.auth != AuthKind::Kerberos || !c.in.keytab || !c.in.keytab->forwarded_tgt ||
+        (!second_hop_failed(c.out) && c.out.auth != AuthKind::Ntlm))
+        return std::nullopt;
+    const std::string a = c.look.host_name(c.in.flow.server.addr);
+    return Verdict{delegation_finding(kForwardedTgtUnused, c,
+                                      a + " held a delegable credential and did not use it"),
+                   chain_key(c)};
 }
 
 // ---- HS012 ----------------------------------------------------------------------------------
@@ -905,6 +1023,8 @@ constexpr std::array kCatalogue{
     kKerberosWithoutDelegation,
     kForwardedTgtRefused,
     kNoCredentialForLinkedServer,
+    kNoDelegatedTgt,
+    kForwardedTgtUnused,
     kSpnMissing,
     kSpnWrongAccount,
     kClockSkew,
@@ -934,9 +1054,11 @@ constexpr std::array<KdcRule, 6> kKdcRules{
     spn_form,   spn_missing,      constrained_delegation_refused, forwarded_tgt_refused,
     clock_skew, spn_wrong_account};
 constexpr std::array<ServerErrorRule, 1> kServerErrorRules{relayed_login_error};
-constexpr std::array<ChainRule, 5> kChainRules{ntlm_first_hop, healthy_double_hop,
-                                               no_credential_for_linked_server,
-                                               kerberos_without_delegation, missing_evidence};
+// A keytab's proof (HS014, HS015) names a chain before the verdicts that infer it from port 88.
+constexpr std::array<ChainRule, 7> kChainRules{
+    ntlm_first_hop,   healthy_double_hop,   no_credential_for_linked_server,
+    no_delegated_tgt, forwarded_tgt_unused, kerberos_without_delegation,
+    missing_evidence};
 
 }  // namespace
 

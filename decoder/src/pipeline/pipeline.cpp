@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "hopscope/auth/kerberos.hpp"
+#include "hopscope/auth/kerberos_enc.hpp"
 #include "hopscope/auth/ntlm.hpp"
 #include "hopscope/auth/sspi.hpp"
 #include "hopscope/session/conversation.hpp"
@@ -87,7 +88,8 @@ struct AuthFold {
     std::string etype;
     std::int32_t krb_error = 0;
     std::optional<auth::NtlmAuthenticate> ntlm_auth;
-    std::string server_dns_name;  ///< NTLM CHALLENGE MsvAvDnsComputerName
+    std::string server_dns_name;                  ///< NTLM CHALLENGE MsvAvDnsComputerName
+    std::optional<analysis::KeytabFacts> keytab;  ///< the first AP-REQ, decrypted with a keytab
 };
 
 void fold(AuthFold& f, const auth::SspiInfo& info) {
@@ -123,6 +125,37 @@ void fold(AuthFold& f, const auth::SspiInfo& info) {
         if (const auto* ch = std::get_if<auth::NtlmChallenge>(&info.ntlm->msg))
             if (ch->target_info.dns_computer) f.server_dns_name = *ch->target_info.dns_computer;
     }
+}
+
+/// "20261126150005Z" -> "2026-11-26T15:00:05Z"; anything else as it is.
+std::string kerberos_time_text(const std::string& t) {
+    if (t.size() != 15 || t.back() != 'Z') return t;
+    return t.substr(0, 4) + "-" + t.substr(4, 2) + "-" + t.substr(6, 2) + "T" + t.substr(8, 2) +
+           ":" + t.substr(10, 2) + ":" + t.substr(12, 2) + "Z";
+}
+
+/// The facts a login event may show of a decrypted AP-REQ: flags, names, times and enctypes.
+analysis::KeytabFacts keytab_facts(const auth::ApReqFacts& d, analysis::Position at) {
+    analysis::KeytabFacts k;
+    k.ap_req_at = at;
+    k.ticket_decrypted = d.ticket_decrypted;
+    if (d.ticket_decrypted) {
+        k.forwardable = (d.ticket_flags & auth::ticket_flag::Forwardable) != 0;
+        k.forwarded = (d.ticket_flags & auth::ticket_flag::Forwarded) != 0;
+        k.ok_as_delegate = (d.ticket_flags & auth::ticket_flag::OkAsDelegate) != 0;
+        k.client = d.client;
+        k.authtime = kerberos_time_text(d.authtime);
+        k.enctype = auth::etype_name(d.session_etype);
+    }
+    k.authenticator_decrypted = d.authenticator_decrypted;
+    k.deleg = d.deleg;
+    k.krb_cred = d.krb_cred;
+    k.forwarded_tgt = d.forwarded_tgt;
+    if (d.forwarded_tgt_flags)
+        k.forwarded_tgt_flags = split_names(auth::ticket_flags_to_string(*d.forwarded_tgt_flags));
+    k.forwarded_tgt_client = d.forwarded_tgt_client;
+    if (d.problem) k.problem = auth::to_string(*d.problem);
+    return k;
 }
 
 std::string tls_name(std::uint16_t v) {
@@ -185,10 +218,18 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         return o;
     }
 
-    void on_auth_blob(const session::FactContext&, session::AuthBlobSource, Bytes blob) override {
+    void on_auth_blob(const session::FactContext& ctx, session::AuthBlobSource,
+                      Bytes blob) override {
         auth::SspiInfo info = auth::classify_sspi(blob);
         if (!info.decoded.ok()) ++impl.counters.decode_problems;
         fold(attempt, info);
+        // With a keytab: decrypt the attempt's AP-REQ now, while `blob` (which its cipher texts
+        // view) is alive.
+        const auth::KerberosKeys* keys = impl.options.kerberos_keys;
+        if (keys && !attempt.keytab && info.kerberos)
+            if (const auto* ap = std::get_if<auth::ApReq>(&info.kerberos->body))
+                attempt.keytab = keytab_facts(auth::decrypt_ap_req(*ap, *keys),
+                                              analysis::position(ctx.ev, ctx.dir));
     }
 
     void on_sql_batch(const session::FactContext&, const tds::SqlBatch& b,
@@ -284,6 +325,15 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
             l.domain = attempt.realm;
             l.kerberos_etype = attempt.etype;
             l.kerberos_error = attempt.krb_error;
+            l.keytab = std::move(attempt.keytab);
+            // The decrypted ticket names its client: the definitive source of the user.
+            if (l.keytab && !l.keytab->client.empty()) {
+                const std::string& p = l.keytab->client;
+                const auto at_sign = p.rfind('@');
+                l.user = p.substr(0, at_sign);
+                l.domain = at_sign == std::string::npos ? std::string() : p.substr(at_sign + 1);
+                l.user_source = analysis::UserSource::Keytab;
+            }
         }
         if (l.auth == AuthKind::Ntlm && attempt.ntlm_auth) {
             const auth::NtlmAuthenticate& a = *attempt.ntlm_auth;

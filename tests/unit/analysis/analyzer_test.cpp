@@ -292,6 +292,86 @@ TEST(Analyzer, WithoutPort88TheVerdictSaysWhatIsMissing) {
     EXPECT_NE(out.get("HS011")->missing.find("port 88"), std::string::npos);
 }
 
+/// C's login to A with what a keytab read of its AP-REQ (frame 12, offset 8).
+LoginEvent c_to_a_with_keytab(std::int64_t t, bool forwardable, bool deleg, bool tgt) {
+    LoginEvent l = c_to_a(t, AuthKind::Kerberos);
+    KeytabFacts k;
+    k.ap_req_at = Position{12, 8, Direction::ClientToServer};
+    k.ticket_decrypted = true;
+    k.forwardable = forwardable;
+    k.client = "alice@LAB.TEST";
+    k.authenticator_decrypted = true;
+    k.deleg = deleg;
+    k.forwarded_tgt = tgt;
+    if (tgt) k.forwarded_tgt_client = "alice@LAB.TEST";
+    l.keytab = k;
+    return l;
+}
+
+bool has_evidence_at(const Finding& f, std::uint64_t frame, std::uint64_t offset) {
+    return std::any_of(f.evidence.begin(), f.evidence.end(), [&](const EvidenceRef& e) {
+        return e.at.frame == frame && e.at.stream_offset == offset;
+    });
+}
+
+TEST(Analyzer, ForwardedTgtReceivedButUnusedPointsAtTheMiddleServer) {
+    Collect out;
+    Analyzer a(out);
+    a.add_login(c_to_a_with_keytab(1, true, true, true));
+    a.add_login(anonymous_a_to_b(2));
+    a.finish();
+    EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS001", "HS015"}));
+    const Finding* f = out.get("HS015");
+    EXPECT_NE(f->summary.find("received a forwarded TGT for alice@LAB.TEST (frame 12)"),
+              std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->remedy.find("login mapping"), std::string::npos) << f->remedy;
+    EXPECT_NE(f->remedy.find("MSSQLSvc/sqlb.lab.test:1433"), std::string::npos) << f->remedy;
+    EXPECT_TRUE(has_evidence_at(*f, 12, 8));
+    EXPECT_TRUE(f->missing.empty());
+}
+
+TEST(Analyzer, KeytabNamesWhyNoTgtWasDelegated) {
+    struct Case {
+        bool forwardable, deleg;
+        const char* why;
+    };
+    for (const Case& x : {Case{false, false, "the ticket is not forwardable"},
+                          Case{true, false, "did not request delegation"},
+                          Case{true, true, "set DELEG but sent no TGT"}}) {
+        SCOPED_TRACE(x.why);
+        Collect out;
+        Analyzer a(out);
+        a.add_login(c_to_a_with_keytab(1, x.forwardable, x.deleg, false));
+        a.add_login(anonymous_a_to_b(2));
+        a.finish();
+        EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS001", "HS014"}));
+        const Finding* f = out.get("HS014");
+        EXPECT_NE(f->summary.find("carried no forwarded TGT (frame 12): "), std::string::npos)
+            << f->summary;
+        EXPECT_NE(f->summary.find(x.why), std::string::npos) << f->summary;
+        EXPECT_TRUE(has_evidence_at(*f, 12, 8));
+        // No port-88 traffic is needed: the keytab is the evidence.
+        EXPECT_TRUE(f->missing.empty());
+    }
+}
+
+TEST(Analyzer, RefusedS4u2ProxyStaysTheCauseWithAKeytab) {
+    Collect out;
+    Analyzer a(out);
+    a.add_login(c_to_a_with_keytab(1, true, false, false));
+    KerberosEvent s4u = tgs(2, "MSSQLSvc/sqlb.lab.test:1433", {"forwardable", "cname-in-addl-tkt"},
+                            13, "KDC_ERR_BADOPTION");
+    s4u.flow = tcp(kA, 52000, kKdc, 88);
+    a.add_kerberos(s4u);
+    a.add_login(anonymous_a_to_b(3));
+    a.finish();
+    const Finding* f = out.get("HS011");
+    ASSERT_NE(f, nullptr);
+    EXPECT_EQ(out.get("HS014"), nullptr);
+    EXPECT_NE(f->summary.find("constrained delegation"), std::string::npos) << f->summary;
+}
+
 TEST(Analyzer, MissingSpnGivesSetspnWithTheRealName) {
     Collect out;
     Analyzer a(out);

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "../lab_keytab.hpp"
 #include "../run_command.hpp"
 #include "../session/lab_driver.hpp"
 #include "hopscope/auth/kerberos_keys.hpp"
@@ -21,16 +22,8 @@
 namespace hopscope::auth {
 namespace {
 
-std::string lab(const std::string& name) {
-    return std::string(HOPSCOPE_CAPTURES_DIR) + "/lab/" + name;
-}
-
-std::unique_ptr<captures::Keytab> keytab(const std::string& scenario) {
-    std::string error;
-    auto k = captures::Keytab::load(lab(scenario + ".keytab"), error);
-    EXPECT_TRUE(k) << error;
-    return k;
-}
+constexpr auto lab = &testing::lab_file;
+constexpr auto keytab = &testing::lab_keytab;
 
 /// One AP-REQ sent to port 1433 in a capture: the frame that completed its blob and the facts.
 struct Login {

@@ -14,9 +14,11 @@ std::vector<std::string> Collected::rules() const {
 }
 
 captures::ReadResult run_pipeline(const std::vector<std::string>& paths, Collected& out,
-                                  const tls::KeySource* tls_keys) {
+                                  const tls::KeySource* tls_keys,
+                                  const auth::KerberosKeys* kerberos_keys) {
     pipeline::Pipeline::Options o;
     o.tls_keys = tls_keys;
+    o.kerberos_keys = kerberos_keys;
     pipeline::Pipeline p(out, o);
     captures::StreamAssembler assembler(p);
     captures::ReadResult r = captures::read_captures(paths, assembler);

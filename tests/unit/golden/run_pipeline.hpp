@@ -41,8 +41,10 @@ struct Collected : pipeline::EventSink {
 
 /// Reads `paths` (merged in time order) through a fresh pipeline into `out`.
 /// Returns the read result (errors name the file and offset).
-/// With `tls_keys`, the TLS inside TDS is decrypted with those secrets.
+/// With `tls_keys`, the TLS inside TDS is decrypted with those secrets; with `kerberos_keys` (a
+/// keytab), the Kerberos AP-REQs of the logins.
 captures::ReadResult run_pipeline(const std::vector<std::string>& paths, Collected& out,
-                                  const tls::KeySource* tls_keys = nullptr);
+                                  const tls::KeySource* tls_keys = nullptr,
+                                  const auth::KerberosKeys* kerberos_keys = nullptr);
 
 }  // namespace hopscope::golden

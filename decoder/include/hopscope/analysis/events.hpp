@@ -67,6 +67,31 @@ struct ServerError {
     std::string server;  ///< ServerName field of the ERROR token
 };
 
+/// What the service's keytab showed of a Kerberos login's AP-REQ (`--keytab`): names, flags and
+/// times only, never a key, a session key or the KRB-CRED beyond its flags and names.
+struct KeytabFacts {
+    Position ap_req_at;  ///< the message that carried the AP-REQ (frame, stream offset)
+    bool ticket_decrypted = false;
+    bool forwardable = false;     ///< ticket flag: the KDC lets this ticket be forwarded
+    bool forwarded = false;       ///< ticket flag: the ticket was itself forwarded
+    bool ok_as_delegate = false;  ///< ticket flag: the service is trusted for delegation
+    std::string client;           ///< the ticket's cname@crealm
+    std::string authtime;         ///< RFC 3339, e.g. "2026-11-26T15:00:05Z"
+    std::string enctype;          ///< the session key's enctype name
+    bool authenticator_decrypted = false;
+    bool deleg = false;          ///< GSS_C_DELEG_FLAG in the authenticator's checksum
+    bool krb_cred = false;       ///< the checksum carried a KRB-CRED
+    bool forwarded_tgt = false;  ///< that KRB-CRED holds a TGT (krbtgt/REALM) that was read
+    std::vector<std::string> forwarded_tgt_flags;  ///< its flag names, e.g. "forwarded"
+    std::string forwarded_tgt_client;              ///< its pname@prealm, when given
+    /// The step that failed, e.g. "keytab: no key for MSSQLSvc/... kvno 3 etype 18 (ticket)";
+    /// what was read before it stays.
+    std::string problem;
+
+    /// The authenticator was read, so whether the client sent a forwarded TGT is a fact.
+    [[nodiscard]] bool delegation_known() const { return authenticator_decrypted; }
+};
+
 /// One TDS login attempt (event "login").
 struct LoginEvent {
     Timestamp ts;       ///< when the outcome was known (or the connection ended)
@@ -110,6 +135,8 @@ struct LoginEvent {
     /// ENVCHANGE routing (type 20) in the server's answer: "host:port" the client is sent to.
     std::string routing;
     std::optional<ServerError> error;
+    /// Kerberos with a keytab (Pipeline::Options::kerberos_keys): the decrypted AP-REQ's facts.
+    std::optional<KeytabFacts> keytab;
 };
 
 /// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.

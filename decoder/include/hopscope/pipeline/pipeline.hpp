@@ -17,6 +17,7 @@
 
 #include "hopscope/analysis/analyzer.hpp"
 #include "hopscope/analysis/events.hpp"
+#include "hopscope/auth/kerberos_keys.hpp"
 #include "hopscope/common/stream_events.hpp"
 #include "hopscope/tls/keylog.hpp"
 
@@ -55,6 +56,11 @@ class Pipeline final : public StreamSink {
         /// Secrets for the TLS inside TDS (session::Conversation::Options::tls_keys); must
         /// outlive the pipeline. nullptr: TLS stays opaque.
         const tls::KeySource* tls_keys = nullptr;
+        /// Service keys for the Kerberos AP-REQs of TDS logins (a keytab, `--keytab`): each
+        /// ticket, authenticator and forwarded TGT is decrypted and its facts go into the login
+        /// event (LoginEvent::keytab). Must outlive the pipeline and be safe to call from its
+        /// thread. nullptr: tickets stay opaque.
+        const auth::KerberosKeys* kerberos_keys = nullptr;
     };
 
     explicit Pipeline(EventSink& sink);
