@@ -27,7 +27,7 @@ FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 COV_PKGS=(llvm-14)
 # Real peers used by the tests: tshark only as a reference in generators, never by the product.
 LAB_PKGS=(krb5-kdc krb5-admin-server krb5-user gss-ntlmssp freetds-bin python3-impacket
-          python3-gssapi tcpdump iproute2 iptables libnss-wrapper faketime openssl nodejs)
+          python3-gssapi tcpdump tcpreplay iproute2 iptables libnss-wrapper faketime openssl nodejs)
 # The benchmark (tools/bench/analyze-vs-tshark): /usr/bin/time for peak RSS, tshark to compare.
 BENCH_PKGS=(time tshark)
 

@@ -40,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -607,6 +608,8 @@ bool LiveCapture::open(const LiveOptions& o, std::string& error) {
     char errbuf[PCAP_ERRBUF_SIZE] = {};
     const std::string where = "interface " + o.interface + ": ";
     on_time_ = o.on_time;
+    on_drops_ = o.on_drops;
+    drops_every_ms_ = std::max(1, o.drops_every_ms);
     timeout_ms_ = o.timeout_ms;
     handle_ = pcap_create(o.interface.c_str(), errbuf);
     if (handle_ == nullptr) {
@@ -650,6 +653,34 @@ bool LiveCapture::open(const LiveOptions& o, std::string& error) {
     return true;
 }
 
+namespace {
+std::int64_t monotonic_us() {
+    timespec t{};
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return static_cast<std::int64_t>(t.tv_sec) * 1'000'000 + t.tv_nsec / 1000;
+}
+}  // namespace
+
+void LiveCapture::check_drops(bool force) {
+    if (!on_drops_) return;
+    const std::int64_t now_us = monotonic_us();
+    if (!force && now_us < next_drop_check_) return;
+    next_drop_check_ = now_us + std::int64_t{drops_every_ms_} * 1000;
+    pcap_stat ps{};
+    if (pcap_stats(handle_, &ps) != 0) return;
+    LiveStats now;
+    now.received = ps.ps_recv;
+    now.dropped = ps.ps_drop;
+    now.if_dropped = ps.ps_ifdrop;
+    now.frames = frames_.load();
+    now.drop_reports = drop_reports_.load();
+    if (now.dropped > reported_.dropped || now.if_dropped > reported_.if_dropped) {
+        now.drop_reports = drop_reports_.fetch_add(1) + 1;
+        on_drops_(now, reported_);
+    }
+    reported_ = now;
+}
+
 bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
     if (handle_ == nullptr) {
         error = "live capture not open";
@@ -673,9 +704,12 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
             c->next_time = c->last.micros + 1'000'000;
         }
     };
+    next_drop_check_ = monotonic_us() + std::int64_t{drops_every_ms_} * 1000;
     while (!stop_.load()) {
+        // One ring block (or, in immediate mode, what is there) per call.
         const int rc = pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx));
         if (rc == PCAP_ERROR_BREAK) break;
+        check_drops(false);
         if (rc == 0) {
             // A quiet read timeout: let the wall clock (what live timestamps are) age idle flows.
             timeval tv{};
@@ -704,6 +738,14 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
         frozen.received = ps.ps_recv;
         frozen.dropped = ps.ps_drop;
         frozen.if_dropped = ps.ps_ifdrop;
+        if (on_drops_ &&
+            (frozen.dropped > reported_.dropped || frozen.if_dropped > reported_.if_dropped)) {
+            frozen.frames = frames_.load();
+            frozen.drop_reports = drop_reports_.fetch_add(1) + 1;
+            on_drops_(frozen, reported_);
+            reported_ = frozen;
+        }
+        frozen.drop_reports = drop_reports_.load();
         {
             const std::lock_guard<std::mutex> lock(stats_mutex_);
             frozen_ = frozen;
@@ -747,6 +789,7 @@ LiveStats LiveCapture::stats() const {
         }
     }
     s.frames = frames_.load();
+    s.drop_reports = drop_reports_.load();
     pcap_stat ps{};
     if (handle_ != nullptr && pcap_stats(handle_, &ps) == 0) {
         s.received = ps.ps_recv;

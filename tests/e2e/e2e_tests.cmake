@@ -31,3 +31,12 @@ if(TARGET hopscope-labserver)
     set_tests_properties(e2e_proxy_tls_terminate
                          PROPERTIES LABELS e2e TIMEOUT 120 SKIP_RETURN_CODE 77)
 endif()
+
+# `hopscope live` on every lab capture replayed with tcpreplay into a veth pair: its events equal
+# `hopscope analyze`'s on the same packets, with the default capture settings and with
+# --buffer-size 1, and nothing dropped. Skipped (77) without root, tcpreplay or tcpdump.
+add_test(NAME e2e_live_replay
+         COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/live_replay.sh $<TARGET_FILE:hopscope>
+                 ${PROJECT_SOURCE_DIR}/captures/lab)
+set_tests_properties(e2e_live_replay
+                     PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)

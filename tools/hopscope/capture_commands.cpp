@@ -220,6 +220,7 @@ int run_live(const CaptureCommands::Live& l) {
     lo.interface = l.interface;
     lo.snaplen = l.snaplen;
     lo.promiscuous = l.promiscuous;
+    lo.buffer_bytes = l.buffer_size_mib << 20;
     lo.filter = l.filter;
     if (lo.filter.empty()) {
         // Everything the assembler may want: TCP (TDS on any port, Kerberos), UDP Kerberos, and
@@ -236,6 +237,23 @@ int run_live(const CaptureCommands::Live& l) {
     bo.kerberos_keys = keytabs.keys();
     auto backend = make_backend(bo);
     lo.on_time = [&backend](Timestamp t) { backend->tick(t); };
+    // Packet loss is told as it happens (whatever --quiet says): every second in which the
+    // kernel or the interface dropped packets gets one line on standard error.
+    lo.on_drops = [&l](const captures::LiveStats& now, const captures::LiveStats& before) {
+        const std::uint64_t k = now.dropped - before.dropped;
+        const std::uint64_t i =
+            now.if_dropped >= before.if_dropped ? now.if_dropped - before.if_dropped : 0;
+        const std::uint64_t r =
+            now.received >= before.received ? now.received - before.received : 0;
+        std::fprintf(stderr,
+                     "hopscope: %s: dropped %llu of %llu packets in the last second (%llu by "
+                     "the kernel, %llu by the interface; %llu in all); a larger --buffer-size "
+                     "may help\n",
+                     l.interface.c_str(), static_cast<unsigned long long>(k + i),
+                     static_cast<unsigned long long>(r + i), static_cast<unsigned long long>(k),
+                     static_cast<unsigned long long>(i),
+                     static_cast<unsigned long long>(now.dropped + now.if_dropped));
+    };
     captures::LiveCapture cap;
     std::string err;
     if (!cap.open(lo, err)) {
@@ -244,8 +262,10 @@ int run_live(const CaptureCommands::Live& l) {
     }
     captures::StreamAssembler assembler(*backend, assembler_config(l));
     if (!l.quiet)
-        std::fprintf(stderr, "hopscope: capturing on %s (filter: %s); Ctrl-C to stop\n",
-                     l.interface.c_str(), lo.filter.c_str());
+        std::fprintf(stderr,
+                     "hopscope: capturing on %s (filter: %s; kernel buffer %d MiB); Ctrl-C to "
+                     "stop\n",
+                     l.interface.c_str(), lo.filter.c_str(), l.buffer_size_mib);
     g_live.store(&cap);
     install_interrupt_handler();
     const bool ok = cap.run(assembler, err);
@@ -254,10 +274,15 @@ int run_live(const CaptureCommands::Live& l) {
     const captures::LiveStats st = cap.stats();
     std::fprintf(out.text,
                  "captured %llu packets on %s; dropped %llu by the kernel, %llu by the "
-                 "interface\n",
+                 "interface",
                  static_cast<unsigned long long>(st.received), l.interface.c_str(),
                  static_cast<unsigned long long>(st.dropped),
                  static_cast<unsigned long long>(st.if_dropped));
+    if (st.drop_reports > 0)
+        std::fprintf(out.text, " (reported as they happened, %llu time%s)",
+                     static_cast<unsigned long long>(st.drop_reports),
+                     st.drop_reports == 1 ? "" : "s");
+    std::fprintf(out.text, "\n");
     if (!ok) {
         std::fprintf(stderr, "hopscope: %s\n", err.c_str());
         return kExitBadInput;
@@ -306,6 +331,14 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
     c.live_cmd->add_flag("--promiscuous,!--no-promiscuous", c.live.promiscuous,
                          "promiscuous mode, to see other hosts' traffic on a SPAN port or bridge "
                          "(default, as tcpdump); --no-promiscuous sees only this host's");
+    c.live_cmd
+        ->add_option("--buffer-size", c.live.buffer_size_mib,
+                     "kernel capture buffer in MiB, as tcpdump's -B in KiB (default 32). Packets "
+                     "are handed over in blocks, when a block is full or 100 ms after its first "
+                     "packet; drops are reported on standard error as they happen: raise this "
+                     "when they are")
+        ->type_name("MIB")
+        ->check(CLI::Range(1, 2047));
     add_common(c.live_cmd, c.live);
 }
 

@@ -24,6 +24,12 @@ hopscope_cli_test(analyze_stdin_pipe
     "out=$(cat ${_pub}/krb_error52_response_too_big_ndpi.pcap | ${_cli} analyze --flows -) && echo \"$out\" | grep -q '2 UDP datagrams'")
 hopscope_cli_test(live_bad_interface_exits_2
     "out=$(${_cli} live -i no-such-if0 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q 'interface no-such-if0'")
+# --buffer-size: MiB, 1 to 2047; anything else is a usage error naming the option, before any
+# capture is opened.
+hopscope_cli_test(live_bad_buffer_size_exits_2
+    "for v in 0 2048 -1 lots; do out=$(${_cli} live -i no-such-if0 --buffer-size $v 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--buffer-size' && ! echo \"$out\" | grep -q 'interface no-such-if0' || exit 1; done")
+hopscope_cli_test(live_help_buffer_size
+    "${_cli} live --help | grep -q -- '--buffer-size MIB'")
 
 # --tls-keylog: the lab's full-TLS NTLM login is read; a bad key log line stops the run (exit 2)
 # named by file and line, without the secret.

@@ -149,26 +149,38 @@ struct ReadResult {
 ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler& assembler,
                          const ReadOptions& options = {});
 
+struct LiveStats {
+    std::uint64_t received = 0;
+    std::uint64_t dropped = 0;       ///< by the kernel (buffer full)
+    std::uint64_t if_dropped = 0;    ///< by the interface/driver
+    std::uint64_t frames = 0;        ///< frames handed to the assembler
+    std::uint64_t drop_reports = 0;  ///< calls of LiveOptions::on_drops so far
+};
+
 struct LiveOptions {
     std::string interface;
     std::string filter;  ///< BPF, e.g. "tcp port 1433 or port 88"; empty = everything
     int snaplen = 262144;
     bool promiscuous = false;
-    bool immediate = true;        ///< deliver packets as they arrive (no buffering delay)
-    int buffer_bytes = 16 << 20;  ///< kernel ring buffer
-    int timeout_ms = 200;
+    /// Deliver every packet as it arrives: one wake-up per packet (and, on Linux, TPACKET_V2 with
+    /// one snaplen-sized ring slot per packet). Off by default: the kernel fills ring blocks
+    /// (TPACKET_V3) and hands over a block when it is full or `timeout_ms` after its first packet,
+    /// so a busy link costs one wake-up per block and a quiet one delays a packet by at most
+    /// `timeout_ms`.
+    bool immediate = false;
+    int buffer_bytes = 32 << 20;  ///< kernel ring buffer (tcpdump -B; libpcap's default is 2 MiB)
+    int timeout_ms = 100;         ///< the longest a packet waits in a ring block
     /// Called with the capture time after a frame at least a second after the previous call, and
     /// with the wall clock (less a second, so that no packet stamped before it is still on its
     /// way) after a read timeout that brought no packet: lets the consumer's time-driven work run
     /// on a quiet link too (Backend::tick).
     std::function<void(Timestamp)> on_time;
-};
-
-struct LiveStats {
-    std::uint64_t received = 0;
-    std::uint64_t dropped = 0;     ///< by the kernel (buffer full)
-    std::uint64_t if_dropped = 0;  ///< by the interface/driver
-    std::uint64_t frames = 0;      ///< frames handed to the assembler
+    /// Called from run() (between ring blocks, so at least every `timeout_ms` on a quiet link)
+    /// when the kernel's or the interface's drop counter grew since the previous check, which
+    /// was `drops_every_ms` (or a little more) before: the counters now and at that check (zero
+    /// at the first). Also once at the stop, for the last interval.
+    std::function<void(const LiveStats& now, const LiveStats& before)> on_drops;
+    int drops_every_ms = 1000;
 };
 
 /// A live interface. run() blocks until stop() (safe from a signal handler or another thread)
@@ -197,7 +209,13 @@ class LiveCapture {
     std::atomic<std::uint64_t> frames_{0};  ///< read by stats() from other threads
     std::atomic<bool> stop_{false};
     std::function<void(Timestamp)> on_time_;
+    std::function<void(const LiveStats&, const LiveStats&)> on_drops_;
+    int drops_every_ms_ = 1000;
     int timeout_ms_ = 0;
+    LiveStats reported_;                ///< the counters at the last drop check (run()'s thread)
+    std::int64_t next_drop_check_ = 0;  ///< monotonic microseconds
+    std::atomic<std::uint64_t> drop_reports_{0};
+    void check_drops(bool force);
     mutable std::mutex stats_mutex_;
     std::optional<LiveStats> frozen_;  ///< the counters at the stop
 };
