@@ -188,9 +188,6 @@ namespace {
 bool hidden_outcome(const LoginEvent& l) {
     return l.outcome == Outcome::Incomplete && l.auth == AuthKind::Unknown && !l.prelogin_only;
 }
-/// Reports from the I/O threads of a proxy may be a little out of time order: how far back a
-/// scan in report order goes past the first login that is too old.
-constexpr std::int64_t kReportDisorderUs = 1'000'000;
 }  // namespace
 
 bool Analyzer::better_inbound(std::uint64_t seq, std::uint64_t than) const {
@@ -277,43 +274,43 @@ void Analyzer::inbound_closed(std::uint64_t seq) {
 
 void Analyzer::offer_hidden(std::uint64_t seq, std::int64_t end) {
     const LoginEvent& in = recent(seq)->login;
-    auto idx = by_client_.find(in.flow.server.addr);
-    if (idx == by_client_.end()) return;
-    // The outbound logins of its server, newest first, back to those that started before it
-    // (allowing for reports slightly out of order); those whose late link ran are done.
-    for (auto it = idx->second.rbegin(); it != idx->second.rend(); ++it) {
-        if (*it < link_next_) break;
-        Recent* o = recent(*it);
-        if (o == nullptr) break;
-        if (o->login.ts.micros < in.started.micros - kReportDisorderUs) break;
+    // The outbound logins of its server that started while it was open and whose late link has
+    // not run yet: a range of its logins by start time.
+    for (const std::uint64_t s : started_between(in.flow.server.addr, in.started.micros, end)) {
+        Recent* o = recent(s);
         if (hidden_was_open(in, end, o->login, start_of(o->login)) &&
             better_inbound(seq, o->hidden_in))
             o->hidden_in = seq;
     }
 }
 
+std::vector<std::uint64_t> Analyzer::started_between(const IpAddress& client, std::int64_t from,
+                                                     std::int64_t to) const {
+    std::vector<std::uint64_t> out;
+    auto idx = by_client_start_.find(client);
+    if (idx == by_client_start_.end() || to < from) return out;
+    const auto& v = idx->second;
+    for (auto it = std::lower_bound(v.begin(), v.end(), std::pair{from, std::uint64_t{0}});
+         it != v.end() && it->first <= to; ++it)
+        if (it->second >= link_next_ && recent(it->second) != nullptr) out.push_back(it->second);
+    std::sort(out.begin(), out.end());  // report order
+    return out;
+}
+
 void Analyzer::link_answered_late(std::uint64_t seq) {
     // A middle server may log in to the linked server while it is still answering the login that
     // caused it (checking the linked server first): its outbound logins were then reported
-    // before this one and found no inbound login. They are among the latest logins of its server
-    // as a client: those that started while this login was being answered.
+    // before this one and found no inbound login. They are logins of its server as a client
+    // that started while this login was being answered.
     const Recent& in = *recent(seq);
-    auto idx = by_client_.find(in.login.flow.server.addr);
-    if (idx == by_client_.end()) return;
-    const Timestamp in_start = start_of(in.login);
-    std::vector<std::uint64_t> found;
-    for (auto it = idx->second.rbegin(); it != idx->second.rend(); ++it) {
-        if (*it < link_next_) break;
-        const Recent* o = recent(*it);
-        if (o == nullptr) break;
-        if (o->login.ts.micros < in_start.micros - kReportDisorderUs) break;
-        const Timestamp o_start = start_of(o->login);
-        if (!o->chained && in_start <= o_start && o_start <= in.login.ts &&
-            o->login.flow.server.addr != in.login.flow.client.addr)
-            found.push_back(*it);
-    }
-    for (auto it = found.rbegin(); it != found.rend(); ++it) {  // in report order
-        Recent& o = *recent(*it);
+    std::vector<std::uint64_t> found =
+        started_between(in.login.flow.server.addr, start_of(in.login).micros, in.login.ts.micros);
+    std::erase_if(found, [&](std::uint64_t s) {
+        const Recent* o = recent(s);
+        return o->chained || o->login.flow.server.addr == in.login.flow.client.addr;
+    });
+    for (const std::uint64_t s : found) {  // in report order
+        Recent& o = *recent(s);
         mark_middle(o.login.flow.client.addr);
         recent(seq)->chained = true;
         o.chained = true;
@@ -394,6 +391,11 @@ void Analyzer::add_login(const LoginEvent& l) {
         }
     }
     by_client_[l.flow.client.addr].push_back(seq);
+    {
+        auto& v = by_client_start_[l.flow.client.addr];
+        const std::pair<std::int64_t, std::uint64_t> e{start_of(l).micros, seq};
+        v.insert(std::upper_bound(v.begin(), v.end(), e), e);
+    }
     index_inbound(seq);
     by_flow_[l.flow].push_back(seq);
     if (++adds_since_sweep_ >= kSweepEvery) sweep();
@@ -651,6 +653,8 @@ Analyzer::Stats Analyzer::stats() const {
         s.kdc_exchanges += q.size();
     for (const auto& [addr, seqs] : by_client_)
         s.index_entries += seqs.size();
+    for (const auto& [addr, starts] : by_client_start_)
+        s.index_entries += starts.size();
     for (const auto& [addr, ib] : inbound_)
         s.index_entries += ib.open.size() + ib.closed.size() + ib.hidden.size();
     for (const auto& [flow, seqs] : by_flow_)
@@ -677,6 +681,10 @@ void Analyzer::sweep() {
         }
     };
     drop_stale(by_client_);
+    for (auto it = by_client_start_.begin(); it != by_client_start_.end();) {
+        std::erase_if(it->second, [this](const auto& e) { return e.second < base_seq_; });
+        it = it->second.empty() ? by_client_start_.erase(it) : std::next(it);
+    }
     for (auto it = inbound_.begin(); it != inbound_.end();) {
         Inbound& ib = it->second;
         std::erase_if(ib.open, [this](std::uint64_t s) { return s < base_seq_; });

@@ -156,6 +156,11 @@ class Analyzer : private Lookups {
     /// A login with a hidden outcome: offered to the outbound logins of its server that started
     /// while it was open and whose late link has not run yet.
     void offer_hidden(std::uint64_t seq, std::int64_t end);
+    /// The logins of `client` that started in [from, to] and whose late link has not run, in
+    /// report order.
+    [[nodiscard]] std::vector<std::uint64_t> started_between(const IpAddress& client,
+                                                             std::int64_t from,
+                                                             std::int64_t to) const;
     [[nodiscard]] bool better_inbound(std::uint64_t seq, std::uint64_t than) const;
     /// A successful inbound login just reported: links the outbound logins of its server that
     /// started while it was being answered and were reported before it.
@@ -201,7 +206,12 @@ class Analyzer : private Lookups {
     // numbers below base_seq_ are stale and skipped, and dropped by sweep().
     std::deque<Recent> logins_;
     std::uint64_t base_seq_ = 0;
-    SeqIndex by_client_;                    ///< logins by client address
+    SeqIndex by_client_;  ///< logins by client address
+    /// Logins by client address, each as (start time, sequence number) sorted by start: the
+    /// logins a middle server started while one of its inbound logins was being answered are a
+    /// range of it (link_answered_late, offer_hidden), however many logins it made before.
+    /// Reports come nearly in start order, so an insertion lands near the end.
+    std::map<IpAddress, std::vector<std::pair<std::int64_t, std::uint64_t>>> by_client_start_;
     std::map<IpAddress, Inbound> inbound_;  ///< chain candidates by server address
     std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
     std::map<IpAddress, std::deque<KerberosEvent>> kdc_;  ///< KDC exchanges by client address
