@@ -4,6 +4,7 @@
 #include <cstring>
 #include <deque>
 #include <list>
+#include <memory>
 #include <optional>
 #include <unordered_map>
 
@@ -88,8 +89,8 @@ struct AuthFold {
     std::string etype;
     std::int32_t krb_error = 0;
     std::optional<auth::NtlmAuthenticate> ntlm_auth;
-    std::string server_dns_name;                  ///< NTLM CHALLENGE MsvAvDnsComputerName
-    std::optional<analysis::KeytabFacts> keytab;  ///< the first AP-REQ, decrypted with a keytab
+    std::string server_dns_name;                          ///< NTLM CHALLENGE MsvAvDnsComputerName
+    std::shared_ptr<const analysis::KeytabFacts> keytab;  ///< the first AP-REQ, decrypted
 };
 
 void fold(AuthFold& f, const auth::SspiInfo& info) {
@@ -228,8 +229,8 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         const auth::KerberosKeys* keys = impl.options.kerberos_keys;
         if (keys && !attempt.keytab && info.kerberos)
             if (const auto* ap = std::get_if<auth::ApReq>(&info.kerberos->body))
-                attempt.keytab = keytab_facts(auth::decrypt_ap_req(*ap, *keys),
-                                              analysis::position(ctx.ev, ctx.dir));
+                attempt.keytab = std::make_shared<const analysis::KeytabFacts>(keytab_facts(
+                    auth::decrypt_ap_req(*ap, *keys), analysis::position(ctx.ev, ctx.dir)));
     }
 
     void on_sql_batch(const session::FactContext&, const tds::SqlBatch& b,

@@ -304,7 +304,7 @@ LoginEvent c_to_a_with_keytab(std::int64_t t, bool forwardable, bool deleg, bool
     k.deleg = deleg;
     k.forwarded_tgt = tgt;
     if (tgt) k.forwarded_tgt_client = "alice@LAB.TEST";
-    l.keytab = k;
+    l.keytab = std::make_shared<const KeytabFacts>(k);
     return l;
 }
 
