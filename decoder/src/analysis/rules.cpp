@@ -176,6 +176,58 @@ std::string connect_by_fqdn() {
            "MSSQLSvc/<fqdn>:1433), not an IP address, alias or short name.";
 }
 
+/// The middle server's account as AD commands name it: the requester of its S4U2Proxy request
+/// (the KDC's cname), else the server of the evidence ticket when the KDC named it by its
+/// account (AD canonicalizes), else a placeholder for the account of that ticket's SPN.
+std::string s4u_account(const KerberosEvent& s4u) {
+    const std::string evidence =
+        s4u.additional_ticket_snames.empty() ? std::string() : s4u.additional_ticket_snames[0];
+    for (const std::string& p : {s4u.client, evidence}) {
+        const std::string name = p.substr(0, p.find('@'));
+        if (!name.empty() && name.find('/') == std::string::npos) return name;
+    }
+    return "<service account of " +
+           (evidence.empty() ? std::string("the middle server") : evidence) + ">";
+}
+
+/// "Set-ADUser svc" or, for a computer account ("SQLA$"), "Set-ADComputer SQLA"; `verb` Get/Set.
+std::string ad_object(const std::string& verb, const std::string& account) {
+    if (!account.empty() && account.back() == '$')
+        return verb + "-ADComputer " + account.substr(0, account.size() - 1);
+    return verb + "-ADUser " + account;
+}
+
+/// Why AD refuses an S4U2Proxy request of `account` for `target`, as far as the wire shows it
+/// (`forwardable`: the user's ticket is known to be forwardable, from the keytab).
+std::string s4u2proxy_refusal_cause(const std::string& account, const std::string& target,
+                                    const std::string& user, bool forwardable = false) {
+    return target + " is not in " + account +
+           "'s msDS-AllowedToDelegateTo and the back-end's account does not allow " + account +
+           " (resource-based constrained delegation)" +
+           (forwardable ? std::string(" (the keytab shows ") + user +
+                              "'s ticket to the middle server is forwardable)"
+                        : ", or " + user +
+                              "'s ticket to the middle server was not forwardable (a sensitive "
+                              "user, Protected Users)");
+}
+
+/// The fix for a refused S4U2Proxy request: constrained delegation on the middle server's
+/// account, or resource-based on the back-end's; then the user.
+std::string allow_constrained_delegation(const std::string& account, const std::string& target,
+                                         const std::string& user) {
+    const std::string host = spn_host(target);
+    const std::string short_host = host.substr(0, host.find('.'));
+    return "Allow " + account + " to delegate to " + target + ": " + ad_object("Set", account) +
+           " -Add @{'msDS-AllowedToDelegateTo'='" + target +
+           "'} ('Trust this user for delegation to specified services only'), or resource-based "
+           "on the back-end's account: Set-ADUser <account of " +
+           target + "> -PrincipalsAllowedToDelegateToAccount (" + ad_object("Get", account) + ")" +
+           (short_host.empty() ? std::string()
+                               : " (Set-ADComputer " + short_host +
+                                     " when its SQL Server runs as the computer account)") +
+           ". If " + account + " may already delegate there, " + clear_sensitive(user) + ".";
+}
+
 }  // namespace remedy
 
 // ---- HS001 ----------------------------------------------------------------------------------
@@ -296,12 +348,52 @@ std::optional<Verdict> relayed_login_error(const ServerErrorFacts& x) {
                    to_string(e.flow.client) + ">" + to_string(e.flow.server) + "#" + e.statement};
 }
 
+// ---- constrained delegation: the middle server's own KDC traffic ------------------------------
+/// The middle server's granted S4U2Proxy request for the ticket of its login to B (the last one
+/// before it, for that login's SPN when known), or nullptr.
+const KerberosEvent* granted_s4u2proxy(const ChainFacts& c) {
+    const KerberosEvent* s4u = nullptr;
+    for (const auto* k : c.look.kdc_before(c.out))
+        if (k->has_option("cname-in-addl-tkt") && k->error_code == 0 && k->reply == "TGS-REP" &&
+            (c.out.spn.empty() || lower(k->sname) == lower(c.out.spn)))
+            s4u = k;
+    return s4u;
+}
+
+/// The middle server's S4U2Self request before its login to B (PA-FOR-USER or
+/// PA-S4U-X509-USER: a ticket to itself in the user's name, protocol transition), or nullptr.
+const KerberosEvent* s4u2self(const ChainFacts& c) {
+    const KerberosEvent* self = nullptr;
+    for (const auto* k : c.look.kdc_before(c.out))
+        for (const auto& pa : k->padata)
+            if (pa == "PA-FOR-USER" || pa == "PA-S4U-X509-USER") self = k;
+    return self;
+}
+
+/// The middle server's refused S4U2Proxy request (constrained delegation) before its login to B,
+/// or nullptr.
+const KerberosEvent* refused_s4u2proxy(const ChainFacts& c) {
+    const KerberosEvent* s4u = nullptr;
+    for (const auto* k : c.look.kdc_before(c.out))
+        if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
+    return s4u;
+}
+
+/// A second hop that reached B as the user through constrained delegation: Kerberos, not
+/// failed, with the middle server's granted S4U2Proxy request before it.
+bool constrained_hop_worked(const ChainFacts& c) {
+    return c.out.auth == AuthKind::Kerberos && !second_hop_failed(c.out) &&
+           granted_s4u2proxy(c) != nullptr;
+}
+
 // ---- HS010 ----------------------------------------------------------------------------------
 constexpr RuleInfo kNtlmFirstHop{"HS010", "ntlm-first-hop", Severity::Error,
                                  "chain C→A→B whose first hop used NTLM"};
 
 std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
-    if (c.in.auth != AuthKind::Ntlm || !integrated(c.out)) return std::nullopt;
+    // With protocol transition an NTLM first hop can be delegated (HS050).
+    if (c.in.auth != AuthKind::Ntlm || !integrated(c.out) || constrained_hop_worked(c))
+        return std::nullopt;
     const std::string a = c.look.host_name(c.in.flow.server.addr);
     const std::string b = c.look.host_name(c.out.flow.server.addr);
     Finding f = chain_finding(kNtlmFirstHop, c);
@@ -313,6 +405,25 @@ std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
                "), connect with that fully qualified name, and trust the service account for "
                "delegation to " +
                remedy::mssql_spn(b, c.out.flow.server.port) + ".";
+    // The middle server tried protocol transition (S4U2Self) and its S4U2Proxy was refused.
+    const KerberosEvent* self = s4u2self(c);
+    const KerberosEvent* refused = refused_s4u2proxy(c);
+    if (self != nullptr && refused != nullptr) {
+        const std::string account = remedy::s4u_account(*refused);
+        f.summary += "; " + a + " tried protocol transition (S4U2Self for " +
+                     (self->s4u_user.empty() ? std::string("the user") : self->s4u_user) +
+                     "), but its S4U2Proxy request to " + refused->sname + " was refused (" +
+                     refused->error_name + "): an S4U2Self ticket is forwardable only when " +
+                     account + " may use any authentication protocol";
+        f.evidence.push_back(ref(*self, "TGS-REQ PA-FOR-USER (S4U2Self)"));
+        f.evidence.push_back(
+            ref(*refused, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> " + refused->error_name));
+        f.remedy += " Or let " + account + " use protocol transition: Set-ADAccountControl " +
+                    (account.back() == '$' ? account.substr(0, account.size() - 1) : account) +
+                    " -TrustedToAuthForDelegation $true ('Use any authentication protocol'), "
+                    "with " +
+                    refused->sname + " in its msDS-AllowedToDelegateTo.";
+    }
     for (const auto* k : c.look.kdc_before(c.in))
         if (k->error_code == krb_error::kSPrincipalUnknown && !spn_host(k->sname).empty()) {
             f.summary += " (the KDC did not know " + k->sname + ")";
@@ -335,15 +446,6 @@ struct DelegationCause {
     std::string missing;
     std::vector<EvidenceRef> evidence;
 };
-
-/// The middle server's refused S4U2Proxy request (constrained delegation) before its login to B,
-/// or nullptr.
-const KerberosEvent* refused_s4u2proxy(const ChainFacts& c) {
-    const KerberosEvent* s4u = nullptr;
-    for (const auto* k : c.look.kdc_before(c.out))
-        if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
-    return s4u;
-}
 
 /// " (frame N)", or " (stream offset N)" without frames: where the AP-REQ the keytab read is.
 std::string where(const Position& p) {
@@ -439,13 +541,37 @@ DelegationCause delegation_cause(const ChainFacts& c) {
     if (proof) {
         cause = std::move(*proof);
     } else if (s4u && !refused) {
+        const std::string account = remedy::s4u_account(*s4u);
+        const std::string who = in.user.empty() ? std::string("the user") : identity(in);
         cause.why = a + "'s constrained delegation (S4U2Proxy) to " + s4u->sname +
-                    " was refused (" + s4u->error_name + ")";
+                    " was refused (" + s4u->error_name + "): ";
         cause.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name));
-        cause.remedy = "Allow " + a + "'s service account to delegate to " + s4u->sname +
-                       " (msDS-AllowedToDelegateTo, 'Trust this user for delegation to specified "
-                       "services only'), or configure resource-based constrained delegation on "
-                       "the back-end's account; check the user is not sensitive.";
+        // The evidence ticket (the user's ticket to A) must be forwardable: the keytab shows
+        // its flags; without it, a client that did not even ask for a forwardable ticket to A
+        // (MIT clients ask whenever their TGT is forwardable) had none to give.
+        const KerberosEvent* unasked = nullptr;
+        for (const auto* k : c.look.kdc_before(in))
+            if (k->request == "TGS-REQ" && !k->has_option("forwardable") &&
+                lower(k->sname) == lower(c.look.spn_for(in)))
+                unasked = k;
+        const bool keytab_read = in.keytab && in.keytab->ticket_decrypted;
+        if ((keytab_read && !in.keytab->forwardable) || (!keytab_read && unasked)) {
+            cause.why +=
+                who + "'s ticket to " + a + " is not forwardable" +
+                (keytab_read ? " (keytab" + where(in.keytab->ap_req_at) + ")"
+                             : std::string(" (the client did not ask for a forwardable one: its "
+                                           "TGT is not forwardable)")) +
+                ", as for a user marked 'sensitive and cannot be delegated' or in Protected "
+                "Users, and the KDC does not accept it as evidence for S4U2Proxy";
+            if (!keytab_read)
+                cause.evidence.push_back(
+                    ref(*unasked, "TGS-REQ for " + unasked->sname + " without forwardable"));
+            cause.remedy =
+                remedy::clear_sensitive(who) + ", or use a login mapping on the linked server.";
+        } else {
+            cause.why += remedy::s4u2proxy_refusal_cause(account, s4u->sname, who, keytab_read);
+            cause.remedy = remedy::allow_constrained_delegation(account, s4u->sname, who);
+        }
     } else if (refused) {
         cause.why = "the KDC refused to forward the user's TGT (" + refused->error_name +
                     "): " + remedy::kSensitiveOrNotForwardable;
@@ -672,13 +798,12 @@ std::optional<Verdict> constrained_delegation_refused(const KdcFacts& x) {
     if (k.error_code != krb_error::kBadOption || !k.has_option("cname-in-addl-tkt"))
         return std::nullopt;
     const std::string client = kdc_client(x);
+    const std::string account = remedy::s4u_account(k);
     Finding f = kdc_error_finding(kConstrainedDelegationRefused, k);
-    f.summary = "Constrained delegation (S4U2Proxy) to " + k.sname + " was refused for " + client +
-                " (KDC_ERR_BADOPTION)";
-    f.remedy = "Add " + k.sname +
-               " to msDS-AllowedToDelegateTo of the middle server's service account (or "
-               "configure resource-based constrained delegation on the back-end's account), "
-               "and check the user is not sensitive.";
+    f.summary =
+        "Constrained delegation (S4U2Proxy) to " + k.sname + " was refused for " + client +
+        " (KDC_ERR_BADOPTION): " + remedy::s4u2proxy_refusal_cause(account, k.sname, "the user");
+    f.remedy = remedy::allow_constrained_delegation(account, k.sname, "the user");
     return Verdict{std::move(f), k.sname + "#" + client};
 }
 
@@ -799,18 +924,38 @@ std::optional<Verdict> encryption_downgraded(const LoginFacts& x) {
 }
 
 // ---- HS050 ----------------------------------------------------------------------------------
-constexpr RuleInfo kHealthyDoubleHop{"HS050", "healthy-double-hop", Severity::Info,
-                                     "Kerberos on both hops, the back-end saw the user"};
+constexpr RuleInfo kHealthyDoubleHop{
+    "HS050", "healthy-double-hop", Severity::Info,
+    "Kerberos on both hops, the back-end saw the user (with the user's forwarded TGT, or "
+    "through constrained delegation: the middle server's S4U2Proxy request granted)"};
 
 std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
     const LoginEvent& in = c.in;
     const LoginEvent& out = c.out;
     if (out.auth != AuthKind::Kerberos || second_hop_failed(out)) return std::nullopt;
-    if (in.auth != AuthKind::Kerberos && in.auth != AuthKind::Unknown) return std::nullopt;
+    // Constrained delegation: A asked the KDC for its ticket to B in the user's name, with the
+    // user's ticket to A as evidence (no forwarded TGT needed), or, after an NTLM (any) first
+    // hop, with the ticket to itself it got in the user's name (S4U2Self: protocol transition).
+    const KerberosEvent* s4u = in.delegation == Tristate::Yes ? nullptr : granted_s4u2proxy(c);
+    const KerberosEvent* self = s4u != nullptr ? s4u2self(c) : nullptr;
+    const bool transition = self != nullptr && self->error_code == 0 && self->ts <= s4u->ts;
+    if (in.auth != AuthKind::Kerberos && in.auth != AuthKind::Unknown && !transition)
+        return std::nullopt;
     const std::string a = c.look.host_name(in.flow.server.addr);
     const std::string b = c.look.host_name(out.flow.server.addr);
     Finding f = chain_finding(kHealthyDoubleHop, c);
-    if (in.auth == AuthKind::Kerberos) {
+    if (s4u != nullptr && (in.auth == AuthKind::Kerberos || transition)) {
+        f.summary = "Healthy double hop through constrained delegation: " + chain_path(c) +
+                    (in.auth == AuthKind::Kerberos ? std::string(", Kerberos on both hops; ")
+                                                   : ", " + std::string(to_string(in.auth)) +
+                                                         " to " + a + ", then Kerberos; ") +
+                    a + " got its ticket to " + s4u->sname + " in the user's name from the KDC (" +
+                    (transition ? std::string("S4U2Self, then S4U2Proxy: protocol transition")
+                                : std::string("S4U2Proxy")) +
+                    "), without a forwarded TGT";
+        if (transition) f.evidence.push_back(ref(*self, "TGS-REQ PA-FOR-USER (S4U2Self)"));
+        f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> TGS-REP"));
+    } else if (in.auth == AuthKind::Kerberos) {
         f.summary = "Healthy double hop: " + chain_path(c) + ", Kerberos on both hops";
     } else {
         // The first hop is hidden (TLS): the second hop shows a delegated Kerberos login.
