@@ -76,6 +76,41 @@ TEST(TlsTerminator, FullEncryptionCarriesEveryByteAndShowsThePlaintext) {
         EXPECT_EQ(s.rfind("CLIENT_RANDOM ", 0), 0u) << s;
 }
 
+/// The TLS records in `wire` from `from` on: their count (5-byte headers, lengths followed).
+std::size_t count_records(const Buf& wire, std::size_t from) {
+    std::size_t n = 0;
+    while (from + 5 <= wire.size()) {
+        from += 5 + ((std::size_t{wire[from + 3]} << 8) | wire[from + 4]);
+        ++n;
+    }
+    return from == wire.size() ? n : 0;
+}
+
+TEST(TlsTerminator, TheServersSmallRecordsReachTheClientGatheredIntoFullOnes) {
+    End client(false, true), server(true, true);
+    Seen seen;
+    TlsTerminator t(contexts(), "sqla.lab.test", seen);
+    Wire w{client, server, t};
+    connect(w, kOn, kOn);
+    ASSERT_TRUE(w.ok) << t.error();
+    // Eight TDS packets of 4 KiB, one record each, arriving together.
+    Buf answer, records;
+    for (int i = 0; i < 8; ++i) {
+        const Buf p = packet(0x04, std::string(4088, static_cast<char>('a' + i)));
+        answer.insert(answer.end(), p.begin(), p.end());
+        const Buf r = server.write(p);
+        records.insert(records.end(), r.begin(), r.end());
+    }
+    ASSERT_EQ(count_records(records, 0), 8u);
+    const std::size_t before = seen.client_opaque[1].size();
+    w.to_proxy_from_server(records);
+    ASSERT_TRUE(w.ok) << t.error();
+    EXPECT_EQ(client.plain_in, answer);
+    EXPECT_EQ(seen.plain[1], answer);
+    // 32 KiB of plaintext: two full records for the client.
+    EXPECT_EQ(count_records(seen.client_opaque[1], before), 2u);
+}
+
 TEST(TlsTerminator, LoginOnlyProtectsTheFirstPacketThenPassesClearTds) {
     End client(false, true), server(true, true);
     Seen seen;
