@@ -4,7 +4,8 @@
 #
 #   tools/dev.sh demo    set up, build, and analyze a bundled capture (DEMO_CAPTURE=... for another)
 #   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
-#   tools/dev.sh fuzz [SECONDS]  fuzzing campaign: every target SECONDS (default 600), two at a time
+#   tools/dev.sh fuzz [SECONDS [TARGET...]]  fuzzing campaign: every target (or the TARGETs named,
+#                        e.g. pipeline proxy_tap) SECONDS (default 600), two at a time
 #   tools/dev.sh coverage  line coverage (clang-14) of the fuzz corpora and of the unit tests
 #   tools/dev.sh deps    only install the packages
 #
@@ -26,8 +27,11 @@ FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 # llvm-profdata-14 and llvm-cov-14 (only recommended by clang-14) for tools/dev.sh coverage.
 COV_PKGS=(llvm-14)
 # Real peers used by the tests: tshark only as a reference in generators, never by the product.
+# samba, samba-ad-dc, samba-ad-provision, winbind: the Samba AD DC of the lab's Active Directory
+# scenarios (constrained delegation; tools/lab/run skips them without it)
 LAB_PKGS=(krb5-kdc krb5-admin-server krb5-user gss-ntlmssp freetds-bin python3-impacket
-          python3-gssapi tcpdump tcpreplay iproute2 iptables libnss-wrapper faketime openssl nodejs)
+          python3-gssapi tcpdump tcpreplay iproute2 iptables libnss-wrapper faketime openssl nodejs
+          samba samba-ad-dc samba-ad-provision winbind)
 # The benchmark (tools/bench/analyze-vs-tshark): /usr/bin/time for peak RSS, tshark to compare.
 BENCH_PKGS=(time tshark)
 
@@ -81,14 +85,17 @@ fuzz_args() {  # target, dictionary file to write: prints the target's libFuzzer
     [ -s "$dict" ] && printf -- '-dict=%s ' "$dict"
     fuzz_field "$t" 4
 }
-fuzz_build() {  # [only the fuzz targets]
+fuzz_build() {  # [only-targets [TARGET...]]: only the fuzz targets (those named, or all)
     local flags=(-DCMAKE_BUILD_TYPE=Debug -DHOPSCOPE_FUZZ=ON -DHOPSCOPE_WERROR=ON
                  -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=ON -DHOPSCOPE_BENCH=ON)
     if [ "${1:-}" = only-targets ]; then
+        shift
         CXX=clang++-14 CC=clang-14 cmake -S "$here" -B "$BUILD_ROOT/fuzz" -G Ninja "${flags[@]}" \
             >/dev/null
-        cmake --build "$BUILD_ROOT/fuzz" -j "$JOBS" --target $(ls "$here"/tests/fuzz/fuzz_*.cpp |
-            sed 's|.*/||; s|\.cpp$||')
+        # shellcheck disable=SC2046 # one word per target
+        cmake --build "$BUILD_ROOT/fuzz" -j "$JOBS" --target $(if [ $# -gt 0 ]; then
+            printf 'fuzz_%s\n' "$@"; else ls "$here"/tests/fuzz/fuzz_*.cpp |
+            sed 's|.*/||; s|\.cpp$||'; fi)
     else
         CXX=clang++-14 CC=clang-14 configure_build "$BUILD_ROOT/fuzz" "${flags[@]}"
     fi
@@ -179,25 +186,41 @@ fuzz)
     # tests/fuzz/corpus/<target>/ (-merge=1 -use_counters=0: only inputs that reach new edges;
     # counting hit-count buckets too, a 75 s campaign kept 4.7k files, 7.8 MB, instead of 1.3k,
     # 1.9 MB); crashes are kept as $BUILD_ROOT/fuzz-campaign/crashes/<target>-crash-... reproducers.
+    # With TARGETs after SECONDS only those are built and run. CPU seconds per target come from
+    # /usr/bin/time (package time) when it is there: a target paused or starved by other work
+    # shows fewer executions for the same wall time, not fewer CPU seconds.
     install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}"
     seconds=${2:-600}
-    fuzz_build only-targets
+    shift $(($# < 2 ? $# : 2))
+    for t in "$@"; do
+        if [ ! -f "$here/tests/fuzz/fuzz_$t.cpp" ] || [ -z "$(fuzz_field "$t" 2)" ]; then
+            echo "no fuzz target $t (tests/fuzz/fuzz_$t.cpp and its line in tests/fuzz/targets)" >&2
+            exit 2
+        fi
+    done
+    fuzz_build only-targets "$@"
     camp="$BUILD_ROOT/fuzz-campaign"
     mkdir -p "$camp/crashes"
     echo "== fuzz campaign: ${seconds}s per target, two at a time (logs: $camp/<target>.log)"
+    timer=()
+    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f '%U %S')
     run_one() {  # target
         local t=$1 f="$BUILD_ROOT/fuzz/tests/fuzz_$1" rc=0
         mkdir -p "$camp/$t"
+        rm -f "$camp/$t.time"
         # shellcheck disable=SC2046
-        "$f" $(fuzz_args "$t" "$camp/$t.dict") -max_total_time="$seconds" -rss_limit_mb=2048 \
+        ${timer[@]+"${timer[@]}" -o "$camp/$t.time"} \
+            "$f" $(fuzz_args "$t" "$camp/$t.dict") -max_total_time="$seconds" -rss_limit_mb=2048 \
             -timeout=10 -print_final_stats=1 -artifact_prefix="$camp/crashes/$t-" \
             "$camp/$t" "$here/tests/fuzz/corpus/$t" >"$camp/$t.log" 2>&1 || rc=$?
         echo "$rc" >"$camp/$t.rc"
     }
-    targets=()
-    for f in "$BUILD_ROOT"/fuzz/tests/fuzz_*; do
-        [ -x "$f" ] && targets+=("$(basename "$f" | sed 's/^fuzz_//')")
-    done
+    targets=("$@")
+    if [ ${#targets[@]} -eq 0 ]; then
+        for f in "$BUILD_ROOT"/fuzz/tests/fuzz_*; do
+            [ -x "$f" ] && targets+=("$(basename "$f" | sed 's/^fuzz_//')")
+        done
+    fi
     running=0
     for t in "${targets[@]}"; do
         if [ "$running" -ge 2 ]; then
@@ -210,7 +233,8 @@ fuzz)
     wait || true
     echo "== minimising new inputs into tests/fuzz/corpus/ (-merge=1 -use_counters=0)"
     crashes=0
-    printf '  %-14s %12s %8s %s\n' target executions exec/s "new corpus files / result"
+    printf '  %-14s %12s %8s %8s %s\n' target executions exec/s "CPU s" \
+        "new corpus files / result"
     for t in "${targets[@]}"; do
         before=$(ls "$here/tests/fuzz/corpus/$t" 2>/dev/null | wc -l)
         mkdir -p "$here/tests/fuzz/corpus/$t"
@@ -227,7 +251,10 @@ fuzz)
             result="$result, FAILED: $(grep -m1 -E 'ERROR|runtime error|Timeout|out-of-memory' \
                 "$camp/$t.log" || echo "exit $(cat "$camp/$t.rc")"); reproducer: ${repro:-see $camp/$t.log}"
         fi
-        printf '  %-14s %12s %8s %s\n' "$t" "${execs:-?}" "$((${execs:-0} / seconds))" "$result"
+        cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ { printf "%.0f", $1 + $2 }' "$camp/$t.time" \
+            2>/dev/null || true)
+        printf '  %-14s %12s %8s %8s %s\n' "$t" "${execs:-?}" "$((${execs:-0} / seconds))" \
+            "${cpu:--}" "$result"
     done
     echo "== fuzz campaign: ${#targets[@]} targets, $crashes failed"
     [ "$crashes" -eq 0 ]

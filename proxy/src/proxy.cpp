@@ -20,10 +20,8 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-#include <unordered_map>
 #include <unordered_set>
 
-#include "hopscope/captures/flow_filter.hpp"
 #include "hopscope/proxy/metrics.hpp"
 #include "hopscope/proxy/recorder.hpp"
 #include "hopscope/proxy/tls_terminate.hpp"
@@ -167,6 +165,7 @@ struct Proxy::Impl {
         : opt(std::move(o)),
           hooks(std::move(h)),
           metrics(m),
+          dispatcher(hooks.sink, hooks.recorder, hooks.record_upstream_leg),
           blocks(opt.buffer_size,
                  std::min<std::size_t>(
                      opt.tap_queue_bytes / std::max<std::size_t>(opt.buffer_size, 1), 256) +
@@ -176,6 +175,8 @@ struct Proxy::Impl {
     ProxyOptions opt;
     AnalysisHooks hooks;
     Metrics* metrics;
+    /// Tap items to the pipeline and the recording (analysis thread only).
+    TapDispatcher dispatcher;
     /// Forwarding buffers, shared with the tap; declared before everything that holds them.
     BlockPool blocks;
     Tap tap;
@@ -193,28 +194,12 @@ struct Proxy::Impl {
     std::atomic<std::uint64_t> tapped{0};
     bool started = false;
     bool stopped = false;
-    /// What the analysis thread keeps of an open connection.
-    struct Tapped {
-        FlowKey upstream_leg;
-        bool terminated = false;
-        std::uint64_t last_opaque_frame[2] = {0, 0};  ///< recording frame of the last record
-    };
-    std::unordered_map<std::uint64_t, Tapped> tapped_;  ///< analysis thread only
-    /// Which connection a flow (client address and port, upstream) belongs to now. A client
-    /// may reuse its port as soon as its previous connection is closed, and the two
-    /// connections may live on different I/O threads, so the new one's open can reach the
-    /// queue before the old one's close. The newer connection wins; the older one is closed
-    /// for the decoder at that point and its late items are dropped.
-    std::unordered_map<FlowKey, std::uint64_t, FlowKeyHash> owner_;
-    void close_for_decoder(const FlowKey& flow, std::uint64_t connection, Timestamp ts,
-                           CloseReason why);
 
     bool start(std::string& err);
     bool bind_listener(Listener& l, const tcp::endpoint& at, std::string& err);
     void accept(Listener& l, Listener::Acceptor& a);
     void sweep(Worker& w);
     void analysis_loop();
-    void dispatch(TapItem& item);
     void stop_accepting();
     void shutdown(std::chrono::milliseconds grace);
 };
@@ -231,7 +216,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
           client_(std::move(client)),
           upstream_(w.io),
           listener_(l),
-          id_(px.next_id.fetch_add(1, std::memory_order_relaxed)) {
+          id_(px.next_id.fetch_add(1, std::memory_order_relaxed)),
+          tapw_(px.tap, id_) {
         flow_.client = to_endpoint(peer);
         pumps_[0].from = &client_;
         pumps_[0].to = &upstream_;
@@ -289,34 +275,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
             release(p);
             close_pipe(p);
         }
-        if (tap_ == TapState::On) {
-            // Bytes the decoder (or, terminated, the upstream leg's recording) missed at the
-            // very end: say so before the close.
-            for (int d = 0; d < 2; ++d)
-                for (const auto role : {TapItem::Role::Wire, TapItem::Role::Upstream}) {
-                    const bool up = role == TapItem::Role::Upstream;
-                    std::uint64_t& missed = up ? upstream_gap_[d] : pumps_[d].pending_gap;
-                    if (missed == 0) continue;
-                    TapItem gap;
-                    gap.kind = TapItem::Kind::Data;
-                    gap.role = role;
-                    gap.connection = id_;
-                    gap.flow = flow_;
-                    gap.dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
-                    gap.ts = now();
-                    gap.offset = up ? upstream_offset_[d] : pumps_[d].offset;
-                    gap.gap_before = missed;
-                    missed = 0;
-                    px_.tap.push_control(std::move(gap));
-                }
-            TapItem item;
-            item.kind = TapItem::Kind::Close;
-            item.connection = id_;
-            item.flow = flow_;
-            item.ts = now();
-            item.why = why;
-            px_.tap.push_control(std::move(item));
-        }
+        const std::uint64_t wire_end[2] = {pumps_[0].offset, pumps_[1].offset};
+        tapw_.close(now(), why, wire_end, upstream_offset_);
         px_.open.fetch_sub(1, std::memory_order_relaxed);
         if (px_.metrics) px_.metrics->connections_open.fetch_sub(1, std::memory_order_relaxed);
         if (note)
@@ -328,14 +288,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
   private:
-    enum class TapState : std::uint8_t { Undecided, On, Off };
     struct Pump {
         tcp::socket* from = nullptr;
         tcp::socket* to = nullptr;
         Block* buf = nullptr;
         bool done = false;  ///< end of stream read and passed on
         std::uint64_t offset = 0;
-        std::uint64_t pending_gap = 0;
         int pipe[2] = {-1, -1};      ///< splice path: read end, write end
         std::size_t pipe_bytes = 0;  ///< spliced in, not yet out
     };
@@ -395,6 +353,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         error_code ec;
         const auto local = upstream_.local_endpoint(ec);
         if (!ec) proxy_local_ = to_endpoint(local);
+        tapw_.connected(flow_, proxy_local_, px_.tls != nullptr);
         for (tcp::socket* s : {&client_, &upstream_}) {
             // Segments go on as they come, as between the peers themselves: no Nagle delay on
             // TDS's request/response turns.
@@ -494,7 +453,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         constexpr int kTurns = 16;  // full buffers in a row; then let the thread's others run
         for (int turn = 0; turn < kTurns; ++turn) {
             if (closed_ || p.done) return;
-            if (tap_ == TapState::Off && px_.opt.splice) {
+            if (tapw_.state() == TapWriter::State::Off && px_.opt.splice) {
                 splice_pump(d);
                 return;
             }
@@ -663,54 +622,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     void tap_bytes(int d, const std::uint8_t* data, std::size_t n, std::uint64_t offset,
                    Block* block, TapItem::Role role) {
-        if (tap_ == TapState::Off) return;
+        if (tapw_.state() == TapWriter::State::Off) return;
         const Direction dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
-        const Timestamp ts = now();
-        if (tap_ == TapState::Undecided) {
-            if (d == 1) {
-                tap_ = TapState::Off;
-                return;
-            }
-            const std::size_t before = head_len_;
-            const std::size_t take = std::min(n, sizeof head_ - head_len_);
-            std::memcpy(head_ + head_len_, data, take);
-            head_len_ += take;
-            if (head_len_ < 8) return;  // a TDS packet header is 8 bytes
-            const Bytes first = before == 0 ? Bytes(data, n) : Bytes(head_, head_len_);
-            if (!captures::looks_like_tds_client_start(first) &&
-                !captures::is_tls_client_hello_with_tds8_alpn(first)) {
-                tap_ = TapState::Off;
-                spdlog::debug("conn {}: not TDS, forwarded without decoding", id_);
-                return;
-            }
-            tap_ = TapState::On;
-            px_.tapped.fetch_add(1, std::memory_order_relaxed);
-            TapItem open;
-            open.kind = TapItem::Kind::Open;
-            open.connection = id_;
-            open.flow = flow_;
-            open.proxy_local = proxy_local_;
-            open.ts = ts;
-            open.terminated = term_ != nullptr;
-            px_.tap.push_control(std::move(open));
-            if (before > 0) push(dir, ts, head_, before, 0);
+        const auto r = tapw_.data(dir, now(), data, n, offset, block, role);
+        if (r.not_tds && d == 0) spdlog::debug("conn {}: not TDS, forwarded without decoding", id_);
+        if (r.opened) px_.tapped.fetch_add(1, std::memory_order_relaxed);
+        if (r.dropped_bytes > 0 && px_.metrics) {
+            if (r.gap_started) px_.metrics->tap_gaps.fetch_add(1, std::memory_order_relaxed);
+            px_.metrics->tap_gap_bytes.fetch_add(r.dropped_bytes, std::memory_order_relaxed);
         }
-        push(dir, ts, data, n, offset, block, role);
-    }
-
-    void push(Direction dir, Timestamp ts, const std::uint8_t* data, std::size_t n,
-              std::uint64_t offset, Block* block = nullptr,
-              TapItem::Role role = TapItem::Role::Wire) {
-        const int d = static_cast<int>(dir);
-        std::uint64_t& gap =
-            role == TapItem::Role::Upstream ? upstream_gap_[d] : pumps_[d].pending_gap;
-        if (px_.tap.push_data(id_, flow_, dir, ts, offset, gap, data, n, block, role)) {
-            gap = 0;
-            return;
-        }
-        if (gap == 0 && px_.metrics) px_.metrics->tap_gaps.fetch_add(1, std::memory_order_relaxed);
-        if (px_.metrics) px_.metrics->tap_gap_bytes.fetch_add(n, std::memory_order_relaxed);
-        gap += n;
     }
 
     // -- --tls-terminate -------------------------------------------------------------------
@@ -747,14 +667,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             c.upstream_offset_[d] += wire.size();
         }
         void secret(std::string_view line) override {
-            if (!c.px_.hooks.recorder || c.tap_ != TapState::On) return;
-            TapItem item;
-            item.kind = TapItem::Kind::Secret;
-            item.connection = c.id_;
-            item.flow = c.flow_;
-            item.ts = now();
-            item.bytes = TapBytes(reinterpret_cast<const std::uint8_t*>(line.data()), line.size());
-            c.px_.tap.push_control(std::move(item));
+            if (c.px_.hooks.recorder) c.tapw_.secret(now(), line);
         }
     };
 
@@ -866,10 +779,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool timed_out_ = false;
     bool closed_ = false;
     Clock::time_point last_;
-    TapState tap_ = TapState::Undecided;
-    std::uint8_t head_[16]{};
-    std::size_t head_len_ = 0;
-    std::uint64_t upstream_gap_[2] = {0, 0};
+    TapWriter tapw_;  ///< the copies to the analysis thread
     // --tls-terminate only
     std::unique_ptr<TermTap> term_tap_;
     std::unique_ptr<TlsTerminator> term_;
@@ -1097,102 +1007,6 @@ void Proxy::Impl::sweep(Worker& w) {
     });
 }
 
-void Proxy::Impl::close_for_decoder(const FlowKey& flow, std::uint64_t connection, Timestamp ts,
-                                    CloseReason why) {
-    if (Recorder* rec = hooks.recorder) {
-        const bool reset = why == CloseReason::Rst;
-        rec->close_connection(Leg::Client, flow, ts, reset);
-        const auto it = tapped_.find(connection);
-        if (hooks.record_upstream_leg && it != tapped_.end())
-            rec->close_connection(Leg::Upstream, it->second.upstream_leg, ts, reset);
-    }
-    tapped_.erase(connection);
-    if (hooks.sink) hooks.sink->on_close(flow, ts, why);
-}
-
-void Proxy::Impl::dispatch(TapItem& item) {
-    StreamSink* sink = hooks.sink;
-    Recorder* rec = hooks.recorder;
-    if (item.kind != TapItem::Kind::Open) {
-        const auto it = owner_.find(item.flow);
-        if (it == owner_.end() || it->second != item.connection) return;  // superseded
-        if (item.kind == TapItem::Kind::Close) {
-            owner_.erase(it);
-            close_for_decoder(item.flow, item.connection, item.ts, item.why);
-            return;
-        }
-    } else if (auto it = owner_.find(item.flow); it != owner_.end()) {
-        close_for_decoder(item.flow, it->second, item.ts, CloseReason::Fin);
-        owner_.erase(it);
-    }
-    switch (item.kind) {
-        case TapItem::Kind::Open: {
-            owner_[item.flow] = item.connection;
-            Tapped& t = tapped_[item.connection];
-            t.upstream_leg = FlowKey{item.proxy_local, item.flow.server, Transport::Tcp};
-            t.terminated = item.terminated;
-            if (rec) {
-                rec->open_connection(Leg::Client, item.flow, item.ts);
-                if (hooks.record_upstream_leg)
-                    rec->open_connection(Leg::Upstream, t.upstream_leg, item.ts);
-            }
-            if (sink) sink->on_open(item.flow, item.ts, true);
-            return;
-        }
-        case TapItem::Kind::Secret:
-            if (rec) rec->secret(item.flow, item.bytes.view());
-            return;
-        case TapItem::Kind::Data:
-            break;
-        case TapItem::Kind::Close:  // handled above
-            return;
-    }
-    const auto it = tapped_.find(item.connection);
-    if (it == tapped_.end()) return;
-    Tapped& t = it->second;
-    const int d = static_cast<int>(item.dir);
-    // A pass-through connection's upstream leg carries the client leg's bytes; a terminated
-    // one's has its own (Role::Upstream).
-    const bool mirror = hooks.record_upstream_leg && !t.terminated;
-    Evidence ev;
-    ev.stream_offset = item.offset;
-    if (item.gap_before > 0) {
-        if (rec) {
-            const Leg leg = item.role == TapItem::Role::Upstream ? Leg::Upstream : Leg::Client;
-            if (leg == Leg::Client || hooks.record_upstream_leg)
-                rec->gap(leg, leg == Leg::Client ? item.flow : t.upstream_leg, item.dir,
-                         item.gap_before);
-            if (mirror) rec->gap(Leg::Upstream, t.upstream_leg, item.dir, item.gap_before);
-        }
-        if (sink && item.role != TapItem::Role::Upstream)
-            sink->on_gap(item.flow, item.dir, item.ts, item.gap_before);
-    }
-    if (item.bytes.empty()) return;  // only a gap (at the end of a connection)
-    const Bytes bytes = item.bytes.view();
-    switch (item.role) {
-        case TapItem::Role::Wire:
-            if (rec) {
-                ev.frame = rec->data(Leg::Client, item.flow, item.dir, item.ts, bytes);
-                if (mirror) rec->data(Leg::Upstream, t.upstream_leg, item.dir, item.ts, bytes);
-            }
-            if (sink) sink->on_data(item.flow, item.dir, item.ts, bytes, ev);
-            return;
-        case TapItem::Role::Opaque:
-            if (rec)
-                t.last_opaque_frame[d] =
-                    rec->data(Leg::Client, item.flow, item.dir, item.ts, bytes);
-            return;
-        case TapItem::Role::Plain:
-            ev.frame = t.last_opaque_frame[d];
-            if (sink) sink->on_tls_plaintext(item.flow, item.dir, item.ts, bytes, ev);
-            return;
-        case TapItem::Role::Upstream:
-            if (rec && hooks.record_upstream_leg)
-                rec->data(Leg::Upstream, t.upstream_leg, item.dir, item.ts, bytes);
-            return;
-    }
-}
-
 void Proxy::Impl::analysis_loop() {
     std::vector<TapItem> batch;
     auto next_tick = Clock::now() + std::chrono::seconds(1);
@@ -1202,7 +1016,7 @@ void Proxy::Impl::analysis_loop() {
         const bool more = busy ? tap.drain(batch, std::chrono::milliseconds(2), true)
                                : tap.drain(batch, std::chrono::milliseconds(250));
         for (auto& item : batch)
-            dispatch(item);
+            dispatcher.dispatch(item);
         if (Clock::now() >= next_tick) {
             next_tick = Clock::now() + std::chrono::seconds(1);
             if (hooks.tick) hooks.tick(now());

@@ -333,7 +333,9 @@ class PcapngRecorder final : public Recorder {
             fail("cannot open for writing");
             return false;
         }
-        iobuf_ = std::make_unique<char[]>(kIoBuffer);
+        // stdio's buffer: not zeroed first (make_unique would write the whole MiB, and fault
+        // its pages in, for each file opened).
+        iobuf_.reset(new char[kIoBuffer]);
         std::setvbuf(fp_, iobuf_.get(), _IOFBF, kIoBuffer);
         file_bytes_ = 0;
         if (std::fseek(fp_, 0, SEEK_END) == 0) {

@@ -19,11 +19,13 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "backend.hpp"
 #include "capture_commands.hpp"
@@ -95,6 +97,15 @@ class LogSetup {
 };
 
 bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& err) {
+    // CLI11's range checks let "nan" through (every comparison with it is false), and a time
+    // that is not a number has no milliseconds (converting it is undefined).
+    for (const auto& [name, seconds] : {std::pair{"--connect-timeout", c.connect_timeout_s},
+                                        std::pair{"--idle-timeout", c.idle_timeout_s},
+                                        std::pair{"--grace", c.grace_s}})
+        if (!std::isfinite(seconds)) {
+            err = std::string(name) + ": not a number of seconds";
+            return false;
+        }
     if (c.transparent) {
         if (!c.upstream.empty()) {
             err =
@@ -374,6 +385,10 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
                   "serve Prometheus metrics on ADDR:PORT at /metrics (off by default)");
     p->add_flag("--metrics-any-address", c.metrics_any_address,
                 "allow --metrics on an address other than loopback");
+}
+
+bool proxy_options(const ProxyCommand& c, proxy::ProxyOptions& options, std::string& err) {
+    return build_options(c, options, err);
 }
 
 int run_proxy_command(const ProxyCommand& c) {

@@ -6,6 +6,10 @@
 #include <string>
 #include <vector>
 
+namespace hopscope::proxy {
+struct ProxyOptions;
+}
+
 namespace hopscope::cli {
 
 struct ProxyCommand {
@@ -45,6 +49,11 @@ struct ProxyCommand {
 };
 
 void add_proxy_command(CLI::App& app, ProxyCommand& c);
+
+/// The proxy's options from what the command line and the configuration file gave, checked
+/// (proxy::validate and the pairing of --listen and --upstream): false with `err` saying what
+/// is wrong. What run_proxy_command starts from.
+bool proxy_options(const ProxyCommand& c, proxy::ProxyOptions& options, std::string& err);
 
 /// Runs `proxy` when it was selected; its exit code, or -1 when it was not.
 int run_proxy_command(const ProxyCommand& c);

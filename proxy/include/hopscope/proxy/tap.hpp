@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -25,6 +27,7 @@
 namespace hopscope::proxy {
 
 class BlockPool;
+class Recorder;
 
 /// A forwarding buffer that an I/O thread and the analysis thread can hold at once: the I/O
 /// thread writes its bytes to the other side while the analysis thread decodes them, so large
@@ -211,6 +214,95 @@ class Tap {
     Mode mode_ = Mode::Awake;
     bool closed_ = false;
     TapStats stats_;
+};
+
+/// The producer side of one connection's tap, on the connection's I/O thread: whether the
+/// connection is TDS (decided on its first client bytes), the Open item once it is, a copy of
+/// what each direction forwarded, the bytes the queue could not take (carried as the gap of the
+/// next chunk that fits), and at the end the bytes still missing and the Close. It owns no
+/// socket, so the proxy's connections and the tap's fuzz target (tests/fuzz/fuzz_proxy_tap.cpp)
+/// drive the same code.
+class TapWriter {
+  public:
+    enum class State : std::uint8_t { Undecided, On, Off };
+    /// What one call did, for the caller's counters and log.
+    struct Result {
+        bool opened = false;              ///< found to be TDS: the Open item was queued
+        bool not_tds = false;             ///< found not to be TDS: no copies from now on
+        std::uint64_t dropped_bytes = 0;  ///< bytes the queue could not take (now a gap)
+        bool gap_started = false;         ///< the first bytes missing since the last chunk that fit
+    };
+
+    TapWriter(Tap& tap, std::uint64_t connection) : tap_(tap), id_(connection) {}
+
+    /// Once the upstream is connected, before any data: the flow every item carries (client:
+    /// the real client; server: the upstream), the proxy's address on the upstream leg, and
+    /// whether the proxy terminates the connection's TLS (for the Open item).
+    void connected(const FlowKey& flow, const Endpoint& proxy_local, bool terminated);
+    [[nodiscard]] State state() const { return state_; }
+
+    /// A copy of `n` bytes at `offset` of `dir` (of the role's stream). With a `block` holding
+    /// `data` the item shares it instead of copying. Until the connection is decided, client
+    /// bytes are gathered (a TDS packet header is 8 bytes) and the first server bytes mean it
+    /// is not TDS.
+    Result data(Direction dir, Timestamp ts, const std::uint8_t* data, std::size_t n,
+                std::uint64_t offset, Block* block = nullptr,
+                TapItem::Role role = TapItem::Role::Wire);
+    /// One NSS key log line of a terminated connection, for the recording (only once tapped).
+    void secret(Timestamp ts, std::string_view line);
+    /// The connection ended: per direction and leg, the bytes still missing at its end (a gap
+    /// item at `wire_end` / `upstream_end`, the offsets where the streams stopped), then the
+    /// Close. Nothing when the connection was never tapped; nothing more after it.
+    void close(Timestamp ts, CloseReason why, const std::uint64_t wire_end[2],
+               const std::uint64_t upstream_end[2]);
+
+  private:
+    void push(Direction dir, Timestamp ts, const std::uint8_t* data, std::size_t n,
+              std::uint64_t offset, Block* block, TapItem::Role role, Result& r);
+
+    Tap& tap_;
+    const std::uint64_t id_;
+    FlowKey flow_;
+    Endpoint proxy_local_;
+    bool terminated_ = false;
+    bool closed_ = false;
+    State state_ = State::Undecided;
+    std::uint8_t head_[16]{};
+    std::size_t head_len_ = 0;
+    /// Bytes not queued since the last chunk that was: [client leg (decoded), upstream leg][dir]
+    std::uint64_t gap_[2][2] = {{0, 0}, {0, 0}};
+};
+
+/// The consumer side, on the analysis thread: hands each drained item to the decoder (a
+/// StreamSink: the pipeline) and the recording. A flow (client address and port, upstream)
+/// belongs to its newest connection: a client may reuse its port as soon as its previous
+/// connection is closed, and the two connections may live on different I/O threads, so the new
+/// one's Open can reach the queue before the old one's Close. The newer connection wins; the
+/// older one is closed for the decoder at that point and its late items are dropped.
+class TapDispatcher {
+  public:
+    /// Both may be null.
+    TapDispatcher(StreamSink* sink, Recorder* recorder, bool record_upstream_leg)
+        : sink_(sink), recorder_(recorder), record_upstream_leg_(record_upstream_leg) {}
+    void dispatch(TapItem& item);
+    /// Tapped connections open now.
+    [[nodiscard]] std::size_t open_connections() const { return tapped_.size(); }
+
+  private:
+    struct Tapped {
+        FlowKey upstream_leg;
+        bool terminated = false;
+        std::uint64_t last_opaque_frame[2] = {0, 0};  ///< recording frame of the last record
+    };
+    void close_for_decoder(const FlowKey& flow, std::uint64_t connection, Timestamp ts,
+                           CloseReason why);
+
+    StreamSink* sink_;
+    Recorder* recorder_;
+    bool record_upstream_leg_;
+    std::unordered_map<std::uint64_t, Tapped> tapped_;
+    /// Which connection a flow belongs to now.
+    std::unordered_map<FlowKey, std::uint64_t, FlowKeyHash> owner_;
 };
 
 }  // namespace hopscope::proxy
