@@ -61,6 +61,11 @@ const std::vector<Scenario> kScenarios{
     {"13-spnego-delegation-policy", {"HS001", "HS003", "HS010", "HS011", "HS050"}},
     {"14-tds8-strict-ntlm-double-hop", {"HS001", "HS090"}},
     {"15-constrained-delegation-refused", {"HS001", "HS003", "HS011", "HS023"}},
+    {"18-constrained-delegation-allowed", {"HS050"}},
+    {"19-constrained-delegation-not-in-list", {"HS001", "HS003", "HS011", "HS023"}},
+    {"20-protocol-transition", {"HS050"}},
+    {"21-protocol-transition-not-allowed", {"HS001", "HS003", "HS010", "HS023"}},
+    {"22-constrained-delegation-sensitive-user", {"HS001", "HS003", "HS011", "HS023"}},
 };
 
 TEST(LabGolden, EveryLabCaptureHasExpectations) {
@@ -251,6 +256,114 @@ TEST(LabGolden, LinkedServerLoginMadeBeforeTheLoginackIsInTheChain) {
         << c.findings[0].summary;
 }
 
+TEST(LabGolden, ConstrainedDelegationIsAHealthyDoubleHop) {
+    // 18 (Samba AD DC): alice sends no forwarded TGT; SQLA (svc_sqla, allowed to delegate to
+    // B's SPN) gets its ticket to B in her name (S4U2Proxy) and logs in to B as alice.
+    Collected c;
+    ASSERT_TRUE(run_pipeline({lab("18-constrained-delegation-allowed.pcap")}, c).ok());
+    ASSERT_EQ(c.logins.size(), 2u);
+    EXPECT_EQ(c.logins[0].delegation, analysis::Tristate::No);
+    ASSERT_EQ(c.findings.size(), 1u);
+    const analysis::Finding& f = c.findings[0];
+    EXPECT_EQ(f.rule, "HS050");
+    EXPECT_NE(f.summary.find("Healthy double hop through constrained delegation: alice@AD.LAB.TEST "
+                             "-> sqla.ad.lab.test -> sqlb.ad.lab.test as alice@AD.LAB.TEST"),
+              std::string::npos)
+        << f.summary;
+    EXPECT_NE(f.summary.find("got its ticket to MSSQLSvc/sqlb.ad.lab.test:1433 in the user's name "
+                             "from the KDC (S4U2Proxy), without a forwarded TGT"),
+              std::string::npos)
+        << f.summary;
+    // C's login, A's login, and A's S4U2Proxy exchange on port 88.
+    ASSERT_EQ(f.evidence.size(), 3u);
+    EXPECT_EQ(ip_of(f.evidence[2].flow.client), "10.77.0.3");
+    EXPECT_EQ(f.evidence[2].flow.server.port, 88);
+    EXPECT_NE(f.evidence[2].what.find("S4U2Proxy"), std::string::npos);
+    // Scenario 4 (a forwarded TGT) keeps the plain form.
+    Collected fwd;
+    ASSERT_TRUE(run_pipeline({lab("4-double-hop-delegation.pcap")}, fwd).ok());
+    for (const auto& x : fwd.findings)
+        EXPECT_EQ(x.summary.find("constrained"), std::string::npos) << x.summary;
+}
+
+TEST(LabGolden, RefusedConstrainedDelegationNamesTheAccountsAndTheFix) {
+    // 19 (Samba AD DC): B's SPN is not in svc_sqla's msDS-AllowedToDelegateTo; the DC refuses
+    // A's S4U2Proxy request (KDC_ERR_BADOPTION) and A reaches B anonymously.
+    Collected c;
+    ASSERT_TRUE(run_pipeline({lab("19-constrained-delegation-not-in-list.pcap")}, c).ok());
+    const analysis::Finding *kdc = nullptr, *chain = nullptr;
+    for (const auto& x : c.findings) {
+        if (x.rule == "HS023") kdc = &x;
+        if (x.rule == "HS011") chain = &x;
+    }
+    ASSERT_NE(kdc, nullptr);
+    ASSERT_NE(chain, nullptr);
+    for (const analysis::Finding* f : {kdc, chain}) {
+        SCOPED_TRACE(f->rule);
+        EXPECT_NE(f->summary.find("MSSQLSvc/sqlb.ad.lab.test:1433 is not in svc_sqla's "
+                                  "msDS-AllowedToDelegateTo"),
+                  std::string::npos)
+            << f->summary;
+        EXPECT_NE(f->remedy.find("Set-ADUser svc_sqla -Add "
+                                 "@{'msDS-AllowedToDelegateTo'='MSSQLSvc/sqlb.ad.lab.test:1433'}"),
+                  std::string::npos)
+            << f->remedy;
+        EXPECT_NE(f->remedy.find("-PrincipalsAllowedToDelegateToAccount (Get-ADUser svc_sqla)"),
+                  std::string::npos)
+            << f->remedy;
+        EXPECT_NE(f->remedy.find("Set-ADComputer sqlb "), std::string::npos) << f->remedy;
+    }
+    EXPECT_NE(chain->summary.find("or alice@AD.LAB.TEST's ticket to the middle server was not "
+                                  "forwardable"),
+              std::string::npos)
+        << chain->summary;
+    EXPECT_NE(chain->summary.find("alice@AD.LAB.TEST -> sqla.ad.lab.test -> sqlb.ad.lab.test as "
+                                  "NT AUTHORITY\\ANONYMOUS LOGON"),
+              std::string::npos)
+        << chain->summary;
+}
+
+TEST(LabGolden, ProtocolTransitionAndTheSensitiveUserAreNamed) {
+    // 20: NTLM to SQLA, then S4U2Self and S4U2Proxy: a healthy double hop, not an NTLM first hop.
+    Collected pt;
+    ASSERT_TRUE(run_pipeline({lab("20-protocol-transition.pcap")}, pt).ok());
+    ASSERT_EQ(pt.findings.size(), 1u);
+    EXPECT_NE(pt.findings[0].summary.find("S4U2Self, then S4U2Proxy: protocol transition"),
+              std::string::npos)
+        << pt.findings[0].summary;
+    EXPECT_EQ(pt.findings[0].evidence.size(), 4u);
+    // 21: the same without 'use any authentication protocol': the S4U2Proxy request is refused.
+    Collected no_pt;
+    ASSERT_TRUE(run_pipeline({lab("21-protocol-transition-not-allowed.pcap")}, no_pt).ok());
+    const analysis::Finding* f = nullptr;
+    for (const auto& x : no_pt.findings)
+        if (x.rule == "HS010") f = &x;
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("tried protocol transition (S4U2Self for alice@AD.LAB.TEST), but its "
+                              "S4U2Proxy request to MSSQLSvc/sqlb.ad.lab.test:1433 was refused"),
+              std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->remedy.find("Set-ADAccountControl svc_sqla -TrustedToAuthForDelegation $true"),
+              std::string::npos)
+        << f->remedy;
+    // 22: alice is sensitive; her client did not even ask for a forwardable ticket to SQLA.
+    Collected sensitive;
+    ASSERT_TRUE(
+        run_pipeline({lab("22-constrained-delegation-sensitive-user.pcap")}, sensitive).ok());
+    f = nullptr;
+    for (const auto& x : sensitive.findings)
+        if (x.rule == "HS011") f = &x;
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("alice@AD.LAB.TEST's ticket to sqla.ad.lab.test is not forwardable"),
+              std::string::npos)
+        << f->summary;
+    EXPECT_EQ(f->remedy.rfind("Clear 'Account is sensitive and cannot be delegated' for "
+                              "alice@AD.LAB.TEST",
+                              0),
+              0u)
+        << f->remedy;
+}
+
 TEST(LabGolden, DelegationIsTiedToTheLoginThatAskedForIt) {
     // Scenario 13: the same client delegates to sqla (trusted for delegation) and, a fraction of
     // a second later, does not delegate to sqlc (not trusted): the forwarded-TGT request
@@ -336,6 +449,10 @@ TEST(LabGolden, WithoutPort88TheVerdictSaysWhatIsMissing) {
         {"5-double-hop-ntlm-anonymous", {"HS001", "HS003", "HS010"}},
         {"4-double-hop-delegation", {"HS050"}},
         {"6x-double-hop-no-delegation-no-login7", {"HS013", "HS043"}},
+        // Constrained delegation without the middle server's S4U2Proxy exchange: a plain
+        // healthy double hop, and a lost identity whose cause is not visible.
+        {"18-constrained-delegation-allowed", {"HS050"}},
+        {"19-constrained-delegation-not-in-list", {"HS001", "HS003", "HS011"}},
     };
     for (const auto& [name, rules] : expect) {
         SCOPED_TRACE(name);

@@ -57,6 +57,8 @@ const std::set<std::string> kHealthy{
     "12a-ntlm-tls-login-only",
     "12c-double-hop-delegation-tls-login-only",
     "12d-double-hop-delegation-tls-full",
+    "18-constrained-delegation-allowed",
+    "20-protocol-transition",
 };
 
 std::map<std::string, std::set<std::string>> rules_per_capture() {

@@ -99,7 +99,30 @@ Acceptor::~Acceptor() {
     OM_uint32 minor = 0;
     if (ctx_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &ctx_, GSS_C_NO_BUFFER);
     if (deleg_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &deleg_);
+    if (impersonated_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &impersonated_);
     if (cred_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &cred_);
+}
+
+bool Acceptor::impersonate(const std::string& user, std::string* err) {
+    // the service's own credential; an NTLM login did not need it to be accepted
+    if (cred_ == GSS_C_NO_CREDENTIAL && !use_initiating_credential(err)) return false;
+    OM_uint32 minor = 0;
+    gss_buffer_desc nb{user.size(), const_cast<char*>(user.data())};
+    gss_name_t name = GSS_C_NO_NAME;
+    OM_uint32 major = gss_import_name(&minor, &nb, GSS_C_NT_USER_NAME, &name);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "import_name(" + user + "): " + gss_error(major, minor, gss_mech_krb5);
+        return false;
+    }
+    gss_OID_set_desc mechs{1, const_cast<gss_OID>(gss_mech_krb5)};
+    major = gss_acquire_cred_impersonate_name(&minor, cred_, name, GSS_C_INDEFINITE, &mechs,
+                                              GSS_C_INITIATE, &impersonated_, nullptr, nullptr);
+    gss_release_name(&minor, &name);
+    if (GSS_ERROR(major)) {
+        if (err) *err = "S4U2Self for " + user + ": " + gss_error(major, minor, gss_mech_krb5);
+        return false;
+    }
+    return true;
 }
 
 bool Acceptor::use_initiating_credential(std::string* err) {

@@ -35,8 +35,15 @@ class Acceptor {
     bool use_initiating_credential(std::string* err);
     AcceptResult step(const Buffer& token);
     /// After Complete without delegation: the S4U2Proxy credential MIT derives from the client's
-    /// (forwardable) service ticket, or GSS_C_NO_CREDENTIAL. Owned by the Acceptor.
-    [[nodiscard]] gss_cred_id_t proxy_credential() const { return proxy_; }
+    /// (forwardable) service ticket, or the one impersonate() made; GSS_C_NO_CREDENTIAL without.
+    /// Owned by the Acceptor.
+    [[nodiscard]] gss_cred_id_t proxy_credential() const {
+        return proxy_ != GSS_C_NO_CREDENTIAL ? proxy_ : impersonated_;
+    }
+    /// Protocol transition: with the service's own credential (keytab + its TGT), a ticket to
+    /// itself in `user`'s name from the KDC (S4U2Self: gss_acquire_cred_impersonate_name), as
+    /// the evidence for S4U2Proxy to linked servers. `user` without a realm: the default one.
+    bool impersonate(const std::string& user, std::string* err);
     /// gss_store_cred_into the delegated credential as ccache `ccache` (e.g. "FILE:/x/deleg.cc").
     bool store_delegated(const std::string& ccache, std::string* err);
 
@@ -45,6 +52,7 @@ class Acceptor {
     gss_cred_id_t deleg_ = GSS_C_NO_CREDENTIAL;
     gss_cred_id_t cred_ = GSS_C_NO_CREDENTIAL;
     gss_cred_id_t proxy_ = GSS_C_NO_CREDENTIAL;
+    gss_cred_id_t impersonated_ = GSS_C_NO_CREDENTIAL;
 };
 
 /// How an initiator frames its tokens.

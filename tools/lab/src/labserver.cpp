@@ -49,6 +49,9 @@ struct Config {
     bool sql2000 = false;
     bool interop_fixes = true;
     bool constrained = false;  // accept with an initiating credential: S4U2Proxy to linked servers
+    // with --constrained: after an NTLM login, a ticket to this service in the caller's name
+    // (S4U2Self), used for S4U2Proxy to linked servers (protocol transition)
+    bool protocol_transition = false;
 };
 
 Config g_cfg;
@@ -426,6 +429,17 @@ bool Session::integrated_login(const Login7Info& li) {
             ev_["principal"] = r.initiator;
             ev_["user"] = user_;
             ev_["delegation"] = r.delegated ? "yes" : "no";
+            if (g_cfg.protocol_transition && r.mech == "ntlm") {
+                // DOMAIN\user -> user (the default realm's principal): S4U2Self for the caller
+                const std::string who = r.initiator.substr(r.initiator.find('\\') + 1);
+                std::string why;
+                if (acc.impersonate(who, &why)) {
+                    ev_["s4u2self"] = true;
+                } else {
+                    log_line("protocol transition: " + why);
+                    ev_["s4u2self_failure"] = why;
+                }
+            }
             if (acc.proxy_credential() != GSS_C_NO_CREDENTIAL) ev_["s4u2proxy_credential"] = true;
             if (r.delegated) {
                 const std::string cc = "FILE:" + g_cfg.run_dir + "/deleg-" + g_cfg.name + "-" +
@@ -642,7 +656,9 @@ void usage() {
         "         [--tls-cert PEM --tls-key PEM [--tls-keylog FILE]] [--logins FILE] [--events "
         "FILE]\n"
         "         [--run-dir DIR]\n"
-        "         [--linked NAME=HOST:PORT]... [--constrained] [--sql2000] [--no-interop-fixes]\n"
+        "         [--linked NAME=HOST:PORT]... [--constrained [--protocol-transition]] "
+        "[--sql2000]\n"
+        "         [--no-interop-fixes]\n"
         "Kerberos: KRB5_KTNAME selects the keytab; NTLM: NTLM_USER_FILE (gss-ntlmssp).\n"
         "The logins file has one 'name:password' line per SQL login.\n");
 }
@@ -686,6 +702,8 @@ bool parse_args(int argc, char** argv) {
             g_cfg.sql2000 = true;
         } else if (a == "--constrained") {
             g_cfg.constrained = true;
+        } else if (a == "--protocol-transition") {
+            g_cfg.constrained = g_cfg.protocol_transition = true;
         } else if (a == "--no-interop-fixes") {
             g_cfg.interop_fixes = false;
         } else {
