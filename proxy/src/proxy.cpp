@@ -135,6 +135,8 @@ struct Worker {
     std::thread thread;
     BufferPool pool;
     std::unordered_set<std::shared_ptr<Connection>> conns;  ///< touched on this thread only
+    /// Connections this thread serves or is about to (read by the acceptors of every thread).
+    std::atomic<std::size_t> serving{0};
     /// Connect and idle timeouts of all this thread's connections, checked a few times per
     /// timeout period. A timer per connection cost two timerfd updates per connection (armed
     /// for the connect, re-armed for idleness) and its handler; the sweep costs neither.
@@ -192,11 +194,13 @@ struct Proxy::Impl {
     std::atomic<std::uint64_t> refused{0};
     std::atomic<std::uint64_t> connect_failures{0};
     std::atomic<std::uint64_t> tapped{0};
+    std::atomic<std::uint64_t> handed_over{0};  ///< accepted by one thread, served by another
     bool started = false;
     bool stopped = false;
 
     bool start(std::string& err);
     bool bind_listener(Listener& l, const tcp::endpoint& at, std::string& err);
+    struct HandedSocket;
     void accept(Listener& l, Listener::Acceptor& a);
     void sweep(Worker& w);
     void analysis_loop();
@@ -279,6 +283,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         tapw_.close(now(), why, wire_end, upstream_offset_);
         px_.open.fetch_sub(1, std::memory_order_relaxed);
         if (px_.metrics) px_.metrics->connections_open.fetch_sub(1, std::memory_order_relaxed);
+        w_.serving.fetch_sub(1, std::memory_order_relaxed);
         if (note)
             spdlog::debug("conn {} {} -> {}: closed: {} ({} / {} bytes)", id_,
                           to_string(flow_.client), to_string(flow_.server), note, pumps_[0].offset,
@@ -892,6 +897,25 @@ bool Proxy::Impl::start(std::string& err) {
     return true;
 }
 
+/// An accepted socket on its way to another thread: closed, and counted out of the proxy's open
+/// connections and that thread's load, if it never gets there (the proxy stopped first).
+struct Proxy::Impl::HandedSocket {
+    HandedSocket(Impl& p, Worker& w, int f) : px(p), worker(w), fd(f) {}
+    HandedSocket(const HandedSocket&) = delete;
+    HandedSocket& operator=(const HandedSocket&) = delete;
+    ~HandedSocket() {
+        if (arrived) return;
+        if (fd >= 0) ::close(fd);
+        px.open.fetch_sub(1, std::memory_order_relaxed);
+        if (px.metrics) px.metrics->connections_open.fetch_sub(1, std::memory_order_relaxed);
+        worker.serving.fetch_sub(1, std::memory_order_relaxed);
+    }
+    Impl& px;
+    Worker& worker;
+    int fd;
+    bool arrived = false;  ///< a Connection owns the descriptor
+};
+
 void Proxy::Impl::accept(Listener& l, Listener::Acceptor& a) {
     a.sock->async_accept(a.peer, [this, &l, &a](const error_code& ec, tcp::socket s) {
         if (!accepting || ec == asio::error::operation_aborted) return;
@@ -930,7 +954,35 @@ void Proxy::Impl::accept(Listener& l, Listener::Acceptor& a) {
         // Accept the next one first: this connection's start may take a while (a connect).
         const tcp::endpoint peer = a.peer;
         accept(l, a);
-        std::make_shared<Connection>(*this, *a.worker, std::move(s), peer, l)->start();
+        // The kernel spreads connections over the threads' listening sockets by a hash of their
+        // addresses: a few long ones (a linked server's, a bulk load) may all land on one thread
+        // while the other idles. When this thread serves two or more connections more than the
+        // least busy one, that one takes this connection (rare with many short connections).
+        Worker* to = a.worker;
+        for (const auto& w : workers)
+            if (w->serving.load(std::memory_order_relaxed) <
+                to->serving.load(std::memory_order_relaxed))
+                to = w.get();
+        if (to != a.worker && a.worker->serving.load(std::memory_order_relaxed) <
+                                  to->serving.load(std::memory_order_relaxed) + 2)
+            to = a.worker;
+        to->serving.fetch_add(1, std::memory_order_relaxed);
+        if (to == a.worker) {
+            std::make_shared<Connection>(*this, *to, std::move(s), peer, l)->start();
+            return;
+        }
+        handed_over.fetch_add(1, std::memory_order_relaxed);
+        error_code released;
+        auto fd = std::make_shared<HandedSocket>(*this, *to, s.release(released));
+        if (fd->fd < 0) return;  // never seen (a closed socket): counted out by ~HandedSocket
+        asio::post(to->io, [this, fd, peer, &l] {
+            error_code e;
+            tcp::socket mine(fd->worker.io);
+            mine.assign(peer.protocol(), fd->fd, e);
+            if (e) return;  // ~HandedSocket closes it and counts it out
+            fd->arrived = true;
+            std::make_shared<Connection>(*this, fd->worker, std::move(mine), peer, l)->start();
+        });
     });
 }
 
@@ -1123,6 +1175,9 @@ ProxyStats Proxy::stats() const {
     s.connections_refused = impl_->refused.load();
     s.upstream_connect_failures = impl_->connect_failures.load();
     s.tapped_connections = impl_->tapped.load();
+    for (const auto& w : impl_->workers)
+        s.connections_per_thread.push_back(w->serving.load());
+    s.handed_over = impl_->handed_over.load();
     s.tap = impl_->tap.stats();
     return s;
 }

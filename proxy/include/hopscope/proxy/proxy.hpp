@@ -7,8 +7,9 @@
 //                                                              Recorder, tick once a second
 //
 // I/O threads each run their own io_context; a connection lives on one of them from accept to
-// close, so its two pumps never race and the forwarding path takes no lock. The listeners accept
-// on the first context and hand each socket to the next context in turn.
+// close, so its two pumps never race and the forwarding path takes no lock. Each thread accepts
+// on a listening socket of its own per listener (SO_REUSEPORT: the kernel spreads connections);
+// a thread serving two connections more than the least busy one hands a new one to it.
 //
 // Forwarding never waits for analysis (fail-open): the tap copies and queues; when the queue is
 // full the copy is dropped and the decoder is told about the gap. What the decoder thinks never
@@ -53,6 +54,11 @@ struct ProxyStats {
     std::uint64_t connections_refused = 0;
     std::uint64_t upstream_connect_failures = 0;
     std::uint64_t tapped_connections = 0;
+    /// Connections each I/O thread serves now. The kernel spreads new connections over the
+    /// threads' listening sockets; a thread that has two more than the least busy one hands a
+    /// new connection to it (`handed_over` counts those).
+    std::vector<std::uint64_t> connections_per_thread;
+    std::uint64_t handed_over = 0;
     TapStats tap;
 };
 
