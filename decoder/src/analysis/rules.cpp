@@ -386,13 +386,22 @@ bool constrained_hop_worked(const ChainFacts& c) {
            granted_s4u2proxy(c) != nullptr;
 }
 
+/// An NTLM first hop whose second hop reached B with Kerberos while none of the middle server's
+/// port-88 traffic is in the input (the proxy, a capture without it): protocol transition, as
+/// far as can be told.
+bool transition_unseen(const ChainFacts& c) {
+    return c.in.auth == AuthKind::Ntlm && c.out.auth == AuthKind::Kerberos &&
+           !second_hop_failed(c.out) && c.look.kdc_before(c.out).empty();
+}
+
 // ---- HS010 ----------------------------------------------------------------------------------
 constexpr RuleInfo kNtlmFirstHop{"HS010", "ntlm-first-hop", Severity::Error,
                                  "chain C→A→B whose first hop used NTLM"};
 
 std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
     // With protocol transition an NTLM first hop can be delegated (HS050).
-    if (c.in.auth != AuthKind::Ntlm || !integrated(c.out) || constrained_hop_worked(c))
+    if (c.in.auth != AuthKind::Ntlm || !integrated(c.out) || constrained_hop_worked(c) ||
+        transition_unseen(c))
         return std::nullopt;
     const std::string a = c.look.host_name(c.in.flow.server.addr);
     const std::string b = c.look.host_name(c.out.flow.server.addr);
@@ -939,7 +948,8 @@ std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
     const KerberosEvent* s4u = in.delegation == Tristate::Yes ? nullptr : granted_s4u2proxy(c);
     const KerberosEvent* self = s4u != nullptr ? s4u2self(c) : nullptr;
     const bool transition = self != nullptr && self->error_code == 0 && self->ts <= s4u->ts;
-    if (in.auth != AuthKind::Kerberos && in.auth != AuthKind::Unknown && !transition)
+    const bool unseen = transition_unseen(c);
+    if (in.auth != AuthKind::Kerberos && in.auth != AuthKind::Unknown && !transition && !unseen)
         return std::nullopt;
     const std::string a = c.look.host_name(in.flow.server.addr);
     const std::string b = c.look.host_name(out.flow.server.addr);
@@ -955,6 +965,15 @@ std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
                     "), without a forwarded TGT";
         if (transition) f.evidence.push_back(ref(*self, "TGS-REQ PA-FOR-USER (S4U2Self)"));
         f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> TGS-REP"));
+    } else if (unseen) {
+        f.summary = "Healthy double hop: " + chain_path(c) + ", " + to_string(in.auth) + " to " +
+                    a + ", then Kerberos to " + b +
+                    ": the middle server must have used protocol transition (S4U2Self, then "
+                    "S4U2Proxy)";
+        f.missing =
+            "The middle server's port-88 traffic (its S4U2Self and S4U2Proxy requests) "
+            "is not in this input: capture port 88 on " +
+            a + " to see them.";
     } else if (in.auth == AuthKind::Kerberos) {
         f.summary = "Healthy double hop: " + chain_path(c) + ", Kerberos on both hops";
     } else {

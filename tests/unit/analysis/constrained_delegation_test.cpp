@@ -152,6 +152,26 @@ TEST(ConstrainedDelegation, ProtocolTransitionAfterNtlmIsHealthyNotAnNtlmFirstHo
     EXPECT_EQ(f->evidence.size(), 4u);
 }
 
+TEST(ConstrainedDelegation, NtlmThenKerberosWithoutPort88IsProtocolTransitionUnseen) {
+    // What the proxy sees of scenario 20: no KDC traffic, NTLM to A, Kerberos from A to B.
+    Collect out;
+    Analyzer a(out);
+    LoginEvent in = c_to_a(2, AuthKind::Ntlm);
+    in.ntlm_version = 2;
+    a.add_login(in);
+    LoginEvent to_b = a_to_b_as_alice(5);
+    to_b.user.clear();
+    to_b.domain.clear();
+    a.add_login(to_b);
+    a.finish();
+    ASSERT_EQ(out.rules(), (std::vector<std::string>{"HS050"}));
+    const Finding* f = out.get("HS050");
+    EXPECT_NE(f->summary.find("must have used protocol transition"), std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->missing.find("capture port 88 on sqla.ad.lab.test"), std::string::npos)
+        << f->missing;
+}
+
 TEST(ConstrainedDelegation, NtlmFirstHopWithoutProtocolTransitionNamesTheSetting) {
     Collect out;
     Analyzer a(out);
