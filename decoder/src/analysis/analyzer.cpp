@@ -355,9 +355,10 @@ void Analyzer::add_login(const LoginEvent& l) {
         learn_name(l.flow.server.addr, alias);
     if (std::string h = spn_host(l.spn); !h.empty()) learn_name(l.flow.server.addr, h);
 
-    auto row = hops_.find(hop_key(l));
+    std::string key = hop_key(l);
+    auto row = hops_.find(key);
     if (row == hops_.end() && hops_.size() < opts_.max_summary_rows)
-        row = hops_.try_emplace(hop_key(l)).first;
+        row = hops_.try_emplace(std::move(key)).first;
     if (row != hops_.end()) {
         HopSummary& h = row->second;
         h.client = l.flow.client.addr;
@@ -704,9 +705,16 @@ void Analyzer::sweep() {
 }
 
 std::vector<HopSummary> Analyzer::hop_summary() const {
+    std::vector<const std::pair<const std::string, HopSummary>*> rows;
+    rows.reserve(hops_.size());
+    for (const auto& row : hops_)
+        rows.push_back(&row);
+    std::sort(rows.begin(), rows.end(),
+              [](const auto* a, const auto* b) { return a->first < b->first; });
     std::vector<HopSummary> out;
-    for (const auto& [k, v] : hops_)
-        out.push_back(v);
+    out.reserve(rows.size());
+    for (const auto* row : rows)
+        out.push_back(row->second);
     return out;
 }
 
