@@ -63,8 +63,8 @@ TEST(ProxyConfig, TheCommentedExampleGivesTwoExplicitRoutes) {
 }
 
 // CLI11's range checks let "nan" through; converting it to milliseconds was undefined
-// behaviour (UBSan: "nan is outside the range of representable values of type long"). Found
-// by fuzz_proxy_config.
+// behaviour (a float-to-integer conversion out of range). Found while writing
+// fuzz_proxy_config, by reading the option checks; its seed nan-times.toml replays it.
 TEST(ProxyConfig, ATimeThatIsNotANumberIsAnError) {
     int reached = 0;  // cases that CLI11 let through to proxy_options
     for (const char* key : {"connect-timeout", "idle-timeout", "grace"})
