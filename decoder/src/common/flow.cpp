@@ -99,4 +99,13 @@ std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {
     return static_cast<std::size_t>(h ^ (h >> 31));
 }
 
+std::size_t IpAddressHash::operator()(const IpAddress& a) const noexcept {
+    std::uint64_t lo = 0, hi = 0;
+    std::memcpy(&lo, a.bytes.data(), sizeof lo);
+    std::memcpy(&hi, a.bytes.data() + 8, sizeof hi);
+    std::uint64_t h = (lo ^ 0x9E3779B97F4A7C15ULL) * 0xBF58476D1CE4E5B9ULL;
+    h = ((h ^ (h >> 29)) ^ hi ^ std::uint64_t{a.v6}) * 0x94D049BB133111EBULL;
+    return static_cast<std::size_t>(h ^ (h >> 31));
+}
+
 }  // namespace hopscope

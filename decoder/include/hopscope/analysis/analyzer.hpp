@@ -196,7 +196,8 @@ class Analyzer : private Lookups {
 
     FindingSink& sink_;
     Options opts_;
-    using SeqIndex = std::map<IpAddress, std::deque<std::uint64_t>>;
+    // Hash maps by address: looked up for every login, iterated only to prune and count.
+    using SeqIndex = std::unordered_map<IpAddress, std::deque<std::uint64_t>, IpAddressHash>;
     Recent* recent(std::uint64_t seq);
     const Recent* recent(std::uint64_t seq) const;
     void sweep();
@@ -212,8 +213,11 @@ class Analyzer : private Lookups {
     /// logins a middle server started while one of its inbound logins was being answered are a
     /// range of it (link_answered_late, offer_hidden), however many logins it made before.
     /// Reports come nearly in start order, so an insertion lands near the end.
-    std::map<IpAddress, std::vector<std::pair<std::int64_t, std::uint64_t>>> by_client_start_;
-    std::map<IpAddress, Inbound> inbound_;  ///< chain candidates by server address
+    std::unordered_map<IpAddress, std::vector<std::pair<std::int64_t, std::uint64_t>>,
+                       IpAddressHash>
+        by_client_start_;
+    std::unordered_map<IpAddress, Inbound, IpAddressHash>
+        inbound_;  ///< chain candidates by server address
     std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
     std::map<IpAddress, std::deque<KerberosEvent>> kdc_;  ///< KDC exchanges by client address
     /// The client and time of every kept KDC exchange, oldest first.

@@ -63,5 +63,8 @@ inline const char* to_string(Direction d) {
 struct FlowKeyHash {
     std::size_t operator()(const FlowKey& k) const noexcept;
 };
+struct IpAddressHash {
+    std::size_t operator()(const IpAddress& a) const noexcept;
+};
 
 }  // namespace hopscope
