@@ -99,9 +99,9 @@ class LogSetup {
 bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& err) {
     // CLI11's range checks let "nan" through (every comparison with it is false), and a time
     // that is not a number has no milliseconds (converting it is undefined).
-    for (const auto& [name, seconds] : {std::pair{"--connect-timeout", c.connect_timeout_s},
-                                        std::pair{"--idle-timeout", c.idle_timeout_s},
-                                        std::pair{"--grace", c.grace_s}})
+    for (const auto& [name, seconds] :
+         {std::pair{"--connect-timeout", c.connect_timeout_s},
+          std::pair{"--idle-timeout", c.idle_timeout_s}, std::pair{"--grace", c.grace_s}})
         if (!std::isfinite(seconds)) {
             err = std::string(name) + ": not a number of seconds";
             return false;
