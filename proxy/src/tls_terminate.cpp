@@ -202,16 +202,22 @@ int source_create(BIO* b) {
     return 1;
 }
 
+/// A BIO type of this file's: its read, write and control functions (both kinds need no state of
+/// their own beyond the data pointer, so create only marks them initialised).
+BIO_METHOD* make_method(const char* name, int (*read)(BIO*, char*, int),
+                        int (*write)(BIO*, const char*, int),
+                        long (*ctrl)(BIO*, int, long, void*)) {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, name);
+    BIO_meth_set_read(m, read);
+    BIO_meth_set_write(m, write);
+    BIO_meth_set_ctrl(m, ctrl);
+    BIO_meth_set_create(m, source_create);
+    return m;
+}
+
 BIO_METHOD* source_method() {
-    static BIO_METHOD* method = [] {
-        BIO_METHOD* m =
-            BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hopscope TLS input");
-        BIO_meth_set_read(m, source_read);
-        BIO_meth_set_write(m, source_write);
-        BIO_meth_set_ctrl(m, source_ctrl);
-        BIO_meth_set_create(m, source_create);
-        return m;
-    }();
+    static BIO_METHOD* method =
+        make_method("hopscope TLS input", source_read, source_write, source_ctrl);
     return method;
 }
 
@@ -258,15 +264,8 @@ long sink_ctrl(BIO*, int cmd, long, void*) {
 }
 
 BIO_METHOD* sink_method() {
-    static BIO_METHOD* method = [] {
-        BIO_METHOD* m =
-            BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hopscope TLS output");
-        BIO_meth_set_write(m, sink_write);
-        BIO_meth_set_read(m, sink_read);
-        BIO_meth_set_ctrl(m, sink_ctrl);
-        BIO_meth_set_create(m, source_create);
-        return m;
-    }();
+    static BIO_METHOD* method =
+        make_method("hopscope TLS output", sink_read, sink_write, sink_ctrl);
     return method;
 }
 
@@ -719,14 +718,14 @@ struct TlsTerminator::Impl {
             gathered = 0;
             return p.empty() || send(1, p, true);
         };
+        const bool gather = leg == 0 && t.mode_ != Mode::LoginOnly;
         for (;;) {
             ERR_clear_error();
-            const bool gather = leg == 0 && t.mode_ != Mode::LoginOnly;
+            // Without gathering `gathered` stays 0.
             const std::size_t room = gather ? kMaxRecordPlaintext - gathered : plain.size();
-            const int n =
-                SSL_read(L.ssl, plain.data() + (gather ? gathered : 0), static_cast<int>(room));
+            const int n = SSL_read(L.ssl, plain.data() + gathered, static_cast<int>(room));
             if (n > 0) {
-                const Bytes p(plain.data() + (gather ? gathered : 0), static_cast<std::size_t>(n));
+                const Bytes p(plain.data() + gathered, static_cast<std::size_t>(n));
                 if (leg == 1) {
                     t.obs_.plaintext(Direction::ClientToServer, p, record_offset);
                     const bool was_clear = c2s_clear;
