@@ -760,7 +760,10 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
                 std::max<std::int64_t>(1'000'000, std::int64_t{timeout_ms_} * 2'000);
             while (frames_.load() < accepted) {
                 const int rc = pcap_dispatch(handle_, -1, cb, reinterpret_cast<u_char*>(&ctx));
-                if (rc < 0) break;
+                // The stop's pcap_breakloop() stays pending when it came while the loop above was
+                // outside pcap_dispatch; the next read reports it (and clears it) before reading
+                // anything, which is no reason to leave the accepted packets unread.
+                if (rc < 0 && rc != PCAP_ERROR_BREAK) break;
                 gettimeofday(&now, nullptr);
                 if ((now.tv_sec - start.tv_sec) * 1'000'000 + (now.tv_usec - start.tv_usec) >
                     budget_us)
