@@ -610,9 +610,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
         Pump& p = pumps_[d];
         p.done = true;
         release(p);
+        if (pumps_[1 - d].done) {
+            // Both ways ended: closing sends the FIN the shutdown would (the socket's receive
+            // queue is empty, its end of stream was read), one system call fewer per connection.
+            finish(CloseReason::Fin, "closed by both sides");
+            return;
+        }
         error_code ec;
         p.to->shutdown(tcp::socket::shutdown_send, ec);
-        if (pumps_[1 - d].done) finish(CloseReason::Fin, "closed by both sides");
     }
 
     /// Hands a copy of forwarded bytes to the analysis thread. The connection is tapped once its

@@ -1,5 +1,6 @@
 #include "hopscope/common/flow.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -32,9 +33,14 @@ IpAddress IpAddress::v6_from_bytes(const std::uint8_t* p) {
 std::string to_string(const IpAddress& a) {
     char buf[64];
     if (!a.v6) {
-        std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", a.bytes[0], a.bytes[1], a.bytes[2],
-                      a.bytes[3]);
-        return buf;
+        // By hand rather than snprintf: every event names its endpoints, and the proxy's
+        // analysis thread spent a tenth of its time in printf's machinery (perf).
+        char* p = buf;
+        for (int i = 0; i < 4; ++i) {
+            if (i > 0) *p++ = '.';
+            p = std::to_chars(p, buf + sizeof buf, unsigned{a.bytes[i]}).ptr;
+        }
+        return std::string(buf, p);
     }
     // RFC 5952: lower-case hex, longest run (>= 2) of zero groups compressed to "::".
     unsigned g[8];
@@ -63,16 +69,21 @@ std::string to_string(const IpAddress& a) {
             continue;
         }
         if (!out.empty() && out.back() != ':') out += ':';
-        std::snprintf(buf, sizeof buf, "%x", g[i]);
-        out += buf;
+        out.append(buf, std::to_chars(buf, buf + sizeof buf, g[i], 16).ptr);
     }
     return out;
 }
 
 std::string to_string(const Endpoint& e) {
-    std::string host = to_string(e.addr);
-    if (e.addr.v6) host = "[" + host + "]";
-    return host + ":" + std::to_string(e.port);
+    std::string out;
+    out.reserve(e.addr.v6 ? 48 : 21);
+    if (e.addr.v6) out += '[';
+    out += to_string(e.addr);
+    if (e.addr.v6) out += ']';
+    out += ':';
+    char buf[8];
+    out.append(buf, std::to_chars(buf, buf + sizeof buf, unsigned{e.port}).ptr);
+    return out;
 }
 
 std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {

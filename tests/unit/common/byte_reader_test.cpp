@@ -51,6 +51,15 @@ TEST(Flow, FormatsAddressesAndTimes) {
     EXPECT_EQ(to_string(Endpoint{IpAddress::v4_from(0x0a4d0003), 1433}), "10.77.0.3:1433");
     std::uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     EXPECT_EQ(to_string(Endpoint{IpAddress::v6_from_bytes(v6), 88}), "[2001:db8::1]:88");
+    EXPECT_EQ(to_string(Endpoint{IpAddress::v4_from(0), 0}), "0.0.0.0:0");
+    EXPECT_EQ(to_string(Endpoint{IpAddress::v4_from(0xffffffff), 65535}), "255.255.255.255:65535");
+    std::uint8_t all[16];
+    for (int i = 0; i < 16; ++i)
+        all[i] = static_cast<std::uint8_t>(i == 15 ? 0 : 0xab);
+    EXPECT_EQ(to_string(Endpoint{IpAddress::v6_from_bytes(all), 1}),
+              "[abab:abab:abab:abab:abab:abab:abab:ab00]:1");
+    std::uint8_t zero[16] = {};
+    EXPECT_EQ(to_string(IpAddress::v6_from_bytes(zero)), "::");
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace hopscope::report {
 namespace {
 
@@ -10,6 +12,14 @@ using namespace hopscope::analysis;
 TEST(Time, Rfc3339InUtcWithMicroseconds) {
     EXPECT_EQ(to_rfc3339(Timestamp{1'164'995'541'720'529}), "2006-12-01T17:52:21.720529Z");
     EXPECT_EQ(to_rfc3339(Timestamp{-1}), "1969-12-31T23:59:59.999999Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{0}), "1970-01-01T00:00:00.000000Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{951'782'400'000'000}), "2000-02-29T00:00:00.000000Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{4'107'542'399'999'999}), "2100-02-28T23:59:59.999999Z");
+    // A damaged capture's time: clamped to the four-digit years, never garbage or overflow.
+    EXPECT_EQ(to_rfc3339(Timestamp{std::numeric_limits<std::int64_t>::max()}),
+              "9999-12-31T23:59:59.999999Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{std::numeric_limits<std::int64_t>::min()}),
+              "0000-01-01T00:00:00.000000Z");
 }
 
 TEST(JsonEvents, LoginCarriesTheDocumentedNames) {
