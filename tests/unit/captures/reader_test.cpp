@@ -730,27 +730,48 @@ TEST(MappedReader, DamagedFilesGiveTheSameResultAsLibpcap) {
 
 // ---- live ---------------------------------------------------------------------------------------
 
-TEST(Live, LoopbackTcpIsSeenAsAStream) {
-    LiveCapture cap;
-    std::string err;
-    LiveOptions o;
-    o.interface = "lo";
-    // An unprivileged port chosen by the kernel, filtered after we know it.
-    const int srv = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(srv, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(srv, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    socklen_t alen = sizeof addr;
-    ASSERT_EQ(::getsockname(srv, reinterpret_cast<sockaddr*>(&addr), &alen), 0);
-    ASSERT_EQ(::listen(srv, 1), 0);
-    const std::uint16_t port = ntohs(addr.sin_port);
-    o.filter = "tcp port " + std::to_string(port);
-    if (!cap.open(o, err)) {
-        ::close(srv);
-        GTEST_SKIP() << "cannot capture on lo here: " << err;
+// A listener on an unprivileged loopback port chosen by the kernel and a live capture on `lo`
+// filtered on that port (skipped where capturing is not permitted).
+class LiveOnLoopback : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        srv_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        ASSERT_GE(srv_, 0);
+        addr_.sin_family = AF_INET;
+        addr_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::bind(srv_, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_), 0);
+        socklen_t alen = sizeof addr_;
+        ASSERT_EQ(::getsockname(srv_, reinterpret_cast<sockaddr*>(&addr_), &alen), 0);
+        ASSERT_EQ(::listen(srv_, 1), 0);
+        port_ = ntohs(addr_.sin_port);
+        LiveOptions o;
+        o.interface = "lo";
+        o.filter = "tcp port " + std::to_string(port_);
+        std::string err;
+        if (!cap_.open(o, err)) GTEST_SKIP() << "cannot capture on lo here: " << err;
     }
+    void TearDown() override { close_listener(); }
+    void close_listener() {
+        if (srv_ >= 0) ::close(srv_);
+        srv_ = -1;
+    }
+    // A client connection to the listener and the server's end of it.
+    void connect_pair(int& cli, int& acc) {
+        cli = ::socket(AF_INET, SOCK_STREAM, 0);
+        ASSERT_EQ(::connect(cli, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_), 0);
+        acc = ::accept(srv_, nullptr, nullptr);
+        ASSERT_GE(acc, 0);
+    }
+
+    LiveCapture cap_;
+    int srv_ = -1;
+    sockaddr_in addr_{};
+    std::uint16_t port_ = 0;
+};
+
+TEST_F(LiveOnLoopback, TcpIsSeenAsAStream) {
+    LiveCapture& cap = cap_;
+    const std::uint16_t port = port_;
     EXPECT_EQ(cap.linktype(), 1) << "Linux loopback is Ethernet-framed";
 
     RecordingSink sink;
@@ -761,10 +782,8 @@ TEST(Live, LoopbackTcpIsSeenAsAStream) {
         std::string run_err;
         EXPECT_TRUE(cap.run(a, run_err)) << run_err;
     });
-    const int cli = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_EQ(::connect(cli, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    const int acc = ::accept(srv, nullptr, nullptr);
-    ASSERT_GE(acc, 0);
+    int cli = -1, acc = -1;
+    connect_pair(cli, acc);
     ASSERT_EQ(::send(cli, "ping-1433", 9, 0), 9);
     char buf[16];
     ASSERT_EQ(::recv(acc, buf, sizeof buf, 0), 9);
@@ -772,7 +791,7 @@ TEST(Live, LoopbackTcpIsSeenAsAStream) {
     ASSERT_EQ(::recv(cli, buf, sizeof buf, 0), 4);
     ::close(cli);
     ::close(acc);
-    ::close(srv);
+    close_listener();
     // Wait (bounded) until the FIN exchange has been captured, then stop.
     for (int i = 0; i < 200 && cap.stats().frames < 10; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -795,36 +814,16 @@ TEST(Live, LoopbackTcpIsSeenAsAStream) {
 // leaves libpcap's break flag set; the drain at the stop must still read what the kernel had
 // accepted. stop() before run() is that case made certain: the loop never starts and every
 // packet captured so far is in the ring, unread.
-TEST(Live, StopOutsideTheReadStillDrainsWhatTheKernelAccepted) {
-    LiveCapture cap;
-    std::string err;
-    LiveOptions o;
-    o.interface = "lo";
-    const int srv = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_GE(srv, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(srv, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    socklen_t alen = sizeof addr;
-    ASSERT_EQ(::getsockname(srv, reinterpret_cast<sockaddr*>(&addr), &alen), 0);
-    ASSERT_EQ(::listen(srv, 1), 0);
-    const std::uint16_t port = ntohs(addr.sin_port);
-    o.filter = "tcp port " + std::to_string(port);
-    if (!cap.open(o, err)) {
-        ::close(srv);
-        GTEST_SKIP() << "cannot capture on lo here: " << err;
-    }
-    const int cli = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_EQ(::connect(cli, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    const int acc = ::accept(srv, nullptr, nullptr);
-    ASSERT_GE(acc, 0);
+TEST_F(LiveOnLoopback, StopOutsideTheReadStillDrainsWhatTheKernelAccepted) {
+    LiveCapture& cap = cap_;
+    int cli = -1, acc = -1;
+    connect_pair(cli, acc);
     ASSERT_EQ(::send(cli, "ping-1433", 9, 0), 9);
     char buf[16];
     ASSERT_EQ(::recv(acc, buf, sizeof buf, 0), 9);
     ::close(cli);
     ::close(acc);
-    ::close(srv);
+    close_listener();
     // The kernel has counted the packets (handshake, data, ack, FIN exchange) before we stop.
     for (int i = 0; i < 200 && cap.stats().received < 14; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -832,7 +831,7 @@ TEST(Live, StopOutsideTheReadStillDrainsWhatTheKernelAccepted) {
 
     RecordingSink sink;
     AssemblerConfig cfg;
-    cfg.filter.tds_ports = {port};
+    cfg.filter.tds_ports = {port_};
     StreamAssembler a(sink, cfg);
     cap.stop();
     std::string run_err;
