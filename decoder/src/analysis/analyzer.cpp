@@ -48,6 +48,16 @@ std::int64_t later(std::int64_t t, std::int64_t d) {
     return r;
 }
 
+/// `out` passes `in` on: a TCP relay between the client and the server (a port forwarder, an
+/// explicit proxy), not a middle server logging in on its own behalf. A linked server's LOGIN7
+/// names the linked server and the middle server's host; a relayed LOGIN7 is the client's,
+/// unchanged: the name the client typed, its host name and application.
+bool relays(const LoginEvent& in, const LoginEvent& out) {
+    return in.flow.server.addr == out.flow.client.addr && !in.server_name.empty() &&
+           !in.host_name.empty() && in.server_name == out.server_name &&
+           in.host_name == out.host_name && in.app_name == out.app_name;
+}
+
 }  // namespace
 
 Analyzer::Analyzer(FindingSink& sink) : Analyzer(sink, Options{}) {}
@@ -81,10 +91,54 @@ void Analyzer::emit(std::optional<Verdict> v) {
     sink_.on_finding(f);
 }
 
-void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
+namespace {
+/// The host part of a name as typed (instance and port dropped, "tcp:" prefix removed); empty
+/// when there is none or it is an address.
+std::string host_part(const std::string& raw) {
     std::string name = raw.substr(0, raw.find_first_of("\\,"));  // drop instance / port
     if (lower(name).rfind("tcp:", 0) == 0) name.erase(0, 4);
-    if (name.empty() || looks_like_ip(name)) return;
+    if (looks_like_ip(name)) return {};
+    return name;
+}
+/// What a name adds to its address's ranking: fully qualified names are the ones Kerberos needs.
+int name_weight(const std::string& name) {
+    return name.find('.') != std::string::npos ? 1000 : 1;
+}
+}  // namespace
+
+void Analyzer::learn_names(const LoginEvent& l, bool relayed, bool learn) {
+    const IpAddress& a = l.flow.server.addr;
+    const std::string typed = lower(host_part(l.server_name));
+    const std::string spn = spn_host(l.spn);
+    auto apply = [&](const std::string& name) {
+        if (learn)
+            learn_name(a, name);
+        else
+            unlearn_name(a, name);
+    };
+    if (!relayed) {
+        if (!l.server_name.empty()) apply(l.server_name);
+        if (!spn.empty()) apply(spn);
+    }
+    for (const auto& alias : l.server_aliases)
+        if (!relayed || (lower(host_part(alias)) != typed && lower(alias) != lower(spn)))
+            apply(alias);
+}
+
+void Analyzer::unlearn_name(const IpAddress& a, const std::string& raw) {
+    const std::string name = host_part(raw);
+    auto host = names_.find(a);
+    if (name.empty() || host == names_.end()) return;
+    auto entry = host->second.find(lower(name));
+    if (entry == host->second.end()) return;
+    entry->second -= name_weight(name);
+    if (entry->second <= 0) host->second.erase(entry);
+    if (host->second.empty()) names_.erase(host);
+}
+
+void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
+    const std::string name = host_part(raw);
+    if (name.empty()) return;
     // The proxy's names, typed by clients of an explicit listener, are not the upstream's.
     if (names_proxy(opts_.proxy, name)) return;
     // Bounded: new addresses once max_hosts have names, and new names of an address once it
@@ -101,7 +155,7 @@ void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
         entry = host->second.try_emplace(lower(name), 0).first;
     }
     // Fully qualified names are the ones Kerberos needs: rank them first.
-    entry->second += name.find('.') != std::string::npos ? 1000 : 1;
+    entry->second += name_weight(name);
 }
 
 void Analyzer::mark_middle(const IpAddress& a) {
@@ -202,7 +256,7 @@ bool Analyzer::better_inbound(std::uint64_t seq, std::uint64_t than) const {
     return seq > than;
 }
 
-const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out) const {
+const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out, bool* relayed) const {
     // A successful login to the outbound login's client, started before the outbound one started
     // (within the chaining window), on a connection still open at that time. It may have been
     // answered after that: a middle server may check the linked server before it answers.
@@ -217,6 +271,10 @@ const Analyzer::Recent* Analyzer::find_inbound(const LoginEvent& out) const {
         if (in.flow.client.addr == out.flow.server.addr) return;
         if (start_of(in) > start || start.micros - in.ts.micros > opts_.chain_window_us) return;
         if (r->closed.micros != 0 && start > r->closed) return;
+        if (relays(in, out)) {
+            if (relayed != nullptr) *relayed = true;
+            return;
+        }
         if (better_inbound(seq, best)) best = seq;
     };
     const Inbound& ib = idx->second;
@@ -232,7 +290,7 @@ namespace {
 bool hidden_was_open(const LoginEvent& in, std::int64_t end, const LoginEvent& out,
                      Timestamp out_start) {
     return in.flow.client.addr != out.flow.server.addr && in.started <= out_start &&
-           end >= out_start.micros;
+           end >= out_start.micros && !relays(in, out);
 }
 std::int64_t hidden_end(const LoginEvent& in, Timestamp closed) {
     return closed.micros != 0 ? closed.micros : in.ts.micros;
@@ -306,7 +364,17 @@ void Analyzer::link_answered_late(std::uint64_t seq) {
     std::vector<std::uint64_t> found =
         started_between(in.login.flow.server.addr, start_of(in.login).micros, in.login.ts.micros);
     std::erase_if(found, [&](std::uint64_t s) {
-        const Recent* o = recent(s);
+        Recent* o = recent(s);
+        if (relays(in.login, o->login)) {
+            // Reported before the login it passes on: the names it gave its server were the
+            // relay's.
+            if (!o->relay) {
+                learn_names(o->login, false, false);
+                learn_names(o->login, true, true);
+                o->relay = true;
+            }
+            return true;
+        }
         return o->chained || o->login.flow.server.addr == in.login.flow.client.addr;
     });
     for (const std::uint64_t s : found) {  // in report order
@@ -350,10 +418,9 @@ void Analyzer::enrich(LoginEvent& l) const {
 void Analyzer::add_login(const LoginEvent& l) {
     tick(l.ts);
     forget();  // the cap on logins: before `in` below is looked up
-    if (!l.server_name.empty()) learn_name(l.flow.server.addr, l.server_name);
-    for (const auto& alias : l.server_aliases)
-        learn_name(l.flow.server.addr, alias);
-    if (std::string h = spn_host(l.spn); !h.empty()) learn_name(l.flow.server.addr, h);
+    bool relayed = false;
+    const Recent* in = find_inbound(l, &relayed);
+    learn_names(l, relayed, true);
 
     std::string key = hop_key(l);
     auto row = hops_.find(key);
@@ -372,8 +439,7 @@ void Analyzer::add_login(const LoginEvent& l) {
         ++summary_overflow_;
     }
 
-    const Recent* in = find_inbound(l);
-    logins_.push_back(Recent{l, {}, false});
+    logins_.push_back(Recent{l, {}, false, relayed});
     Recent& r = logins_.back();
     const std::uint64_t seq = base_seq_ + logins_.size() - 1;
     // Logins with a hidden outcome already reported that were open when this one started: the

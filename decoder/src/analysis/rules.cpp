@@ -433,9 +433,11 @@ std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
                     "with " +
                     refused->sname + " in its msDS-AllowedToDelegateTo.";
     }
+    std::set<std::string> unknown;  // each SPN named once, however often the client asked
     for (const auto* k : c.look.kdc_before(c.in))
         if (k->error_code == krb_error::kSPrincipalUnknown && !spn_host(k->sname).empty()) {
-            f.summary += " (the KDC did not know " + k->sname + ")";
+            if (unknown.insert(lower(k->sname)).second)
+                f.summary += " (the KDC did not know " + k->sname + ")";
             f.evidence.push_back(ref(*k, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
         }
     return Verdict{std::move(f), chain_key(c)};

@@ -205,6 +205,95 @@ TEST(Analyzer, OutboundLoginAnsweredBeforeTheInboundLoginIsLinkedWhenTheInboundI
     EXPECT_TRUE(a2.chain_summary().empty());
 }
 
+// A TCP relay R (a port forwarder, an explicit proxy) between C and A: C names R, R passes C's
+// LOGIN7 on to A unchanged. R -> A is not a second hop of a chain, and A is not named after R.
+// R's login to A is answered first (A's LOGINACK reaches R before R passes it to C), so it is
+// reported before C's login to R; the other order is checked too.
+constexpr std::uint32_t kR = 0x0a4d0009;
+LoginEvent relayed_ntlm(FlowKey flow, std::int64_t t) {
+    LoginEvent l = login(flow, t, AuthKind::Ntlm, Outcome::Success);
+    l.server_name = "sqlpx.lab.test";
+    l.host_name = "WS01";
+    l.app_name = "client";
+    l.spn = "MSSQLSvc/sqlpx.lab.test";
+    l.server_aliases = {"sqla.lab.test"};  // the NTLM CHALLENGE's name: A's own
+    l.user = "alice";
+    l.domain = "LAB";
+    l.ntlm_version = 2;
+    return l;
+}
+
+TEST(Analyzer, RelayedLoginIsNotASecondHopAndDoesNotNameTheServerAfterTheRelay) {
+    for (const bool relay_first : {true, false}) {
+        SCOPED_TRACE(relay_first ? "relayed login reported first" : "client's login first");
+        Collect out;
+        Analyzer a(out);
+        LoginEvent c_to_r = relayed_ntlm(tcp(kC, 50000, kR, 1433), 1);
+        c_to_r.ts = Timestamp{3 * kSec};
+        LoginEvent r_to_a = relayed_ntlm(tcp(kR, 48000, kA, 1433), 2);
+        if (relay_first) {
+            a.add_login(r_to_a);
+            a.add_login(c_to_r);
+        } else {
+            a.add_login(c_to_r);
+            a.add_login(r_to_a);
+        }
+        // A's own linked-server login, anonymous at B: the chain is R -> A -> B.
+        LoginEvent a_to_b = anonymous_a_to_b(4);
+        a_to_b.host_name = "SQLA";
+        a.add_login(a_to_b);
+        a.finish();
+        EXPECT_EQ(a.host_name(IpAddress::v4_from(kA)), "sqla.lab.test");
+        EXPECT_EQ(a.host_name(IpAddress::v4_from(kR)), "sqlpx.lab.test");
+        const auto chains = a.chain_summary();
+        ASSERT_EQ(chains.size(), 1u) << "the relay made a chain of its own";
+        int hs010 = 0;
+        for (const auto& f : out.all)
+            if (f.rule == "HS010") {
+                ++hs010;
+                EXPECT_EQ(f.summary.find("sqlpx.lab.test reached"), std::string::npos) << f.summary;
+                EXPECT_NE(f.summary.find("sqla.lab.test reached sqlb.lab.test"), std::string::npos)
+                    << f.summary;
+            }
+        EXPECT_EQ(hs010, 1);
+    }
+}
+
+TEST(Analyzer, ALinkedServerLoginIsNotTakenForARelay) {
+    // The same middle server logging in with its own LOGIN7 (its host name, B's name): a hop.
+    Collect out;
+    Analyzer a(out);
+    LoginEvent in = c_to_a(1, AuthKind::Ntlm);
+    in.host_name = "WS01";
+    in.app_name = "client";
+    a.add_login(in);
+    LoginEvent b = anonymous_a_to_b(3);
+    b.host_name = "SQLA";
+    b.app_name = "client";
+    a.add_login(b);
+    a.finish();
+    EXPECT_EQ(a.chain_summary().size(), 1u);
+}
+
+TEST(Analyzer, UnknownSpnIsNamedOnceHoweverOftenTheClientAsked) {
+    Collect out;
+    Analyzer a(out);
+    for (int i = 0; i < 4; ++i)
+        a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"}, 7,
+                           "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+    LoginEvent in = c_to_a(1, AuthKind::Ntlm);
+    in.ntlm_version = 2;
+    a.add_login(in);
+    a.add_login(anonymous_a_to_b(3));
+    a.finish();
+    const Finding* f = out.get("HS010");
+    ASSERT_NE(f, nullptr);
+    const std::string said = "(the KDC did not know MSSQLSvc/sqla.lab.test:1433)";
+    const auto first = f->summary.find(said);
+    ASSERT_NE(first, std::string::npos) << f->summary;
+    EXPECT_EQ(f->summary.find(said, first + 1), std::string::npos) << f->summary;
+}
+
 TEST(Analyzer, MiddleServerClosingAfterPreloginWithoutPort88SaysTheCauseIsNotVisible) {
     Collect out;
     Analyzer a(out);

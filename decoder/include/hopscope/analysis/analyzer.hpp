@@ -133,6 +133,8 @@ class Analyzer : private Lookups {
         LoginEvent login;
         Timestamp closed{};  ///< 0 when still open / unknown
         bool chained = false;
+        /// It passes on a login of its client (relays() in analyzer.cpp): not a hop of a chain.
+        bool relay = false;
         /// For an outbound login: the best inbound login with a hidden outcome (see
         /// Inbound::hidden) seen so far that was open when it started; its late link uses it.
         std::uint64_t hidden_in = kNoLogin;
@@ -171,7 +173,9 @@ class Analyzer : private Lookups {
     void per_login_rules(const Recent& r);
     /// A chain C -> A -> B was found: its summary row and its verdict.
     void on_chain(const Recent& inbound, const Recent& outbound);
-    const Recent* find_inbound(const LoginEvent& outbound) const;
+    /// The inbound login `outbound` belongs to; `relayed` (when given) is set when `outbound`
+    /// passes on an inbound login of its client instead (see relays() in analyzer.cpp).
+    const Recent* find_inbound(const LoginEvent& outbound, bool* relayed = nullptr) const;
     std::vector<const KerberosEvent*> kdc_for(const IpAddress& client, Timestamp before) const;
     // Lookups, for the rules.
     [[nodiscard]] std::string spn_for(const LoginEvent& l) const override;
@@ -181,6 +185,12 @@ class Analyzer : private Lookups {
     [[nodiscard]] const LoginEvent* failed_login_from(const IpAddress& client,
                                                       Timestamp at) const override;
     void learn_name(const IpAddress& a, const std::string& name);
+    /// Takes back what learn_name(a, name) added.
+    void unlearn_name(const IpAddress& a, const std::string& name);
+    /// The names a login gives its server: LOGIN7 ServerName, aliases (TLS SNI, NTLM CHALLENGE
+    /// names), the SPN's host. A relayed login's ServerName and SPN are what its client typed
+    /// for the relay, not names of the server behind it: only its other aliases count.
+    void learn_names(const LoginEvent& l, bool relayed, bool learn);
     void mark_middle(const IpAddress& a);
     void advance(Timestamp now);
     void settle(std::int64_t now, std::uint64_t through);
