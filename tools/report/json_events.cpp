@@ -158,15 +158,19 @@ void position_object(Writer& w, std::string_view key, const Position& p, const F
 /// What the keytab showed of a Kerberos login (docs/events.md, `kerberos_ticket`,
 /// `delegation_proof`, `keytab_problem`): flags, names and times only.
 void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
-    if (k.ticket_decrypted)
+    if (k.ticket_decrypted) {
         w.open("kerberos_ticket")
             .boolean("forwardable", k.forwardable)
             .boolean("forwarded", k.forwarded)
             .boolean("ok_as_delegate", k.ok_as_delegate)
             .str("client", k.client)
             .str("authtime", k.authtime)
-            .str("enctype", k.enctype)
-            .close();
+            .str("enctype", k.enctype);
+        if (!k.s4u2proxy_target.empty() || !k.transited_services.empty())
+            w.str("s4u2proxy_target", k.s4u2proxy_target)
+                .strings("transited_services", k.transited_services);
+        w.close();
+    }
     if (k.delegation_known()) {
         w.open("delegation_proof")
             .boolean("deleg", k.deleg)

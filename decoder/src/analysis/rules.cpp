@@ -967,6 +967,19 @@ std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
                     "), without a forwarded TGT";
         if (transition) f.evidence.push_back(ref(*self, "TGS-REQ PA-FOR-USER (S4U2Self)"));
         f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> TGS-REP"));
+        // With B's keytab the ticket itself says so: the KDC wrote who asked for it into its PAC.
+        if (out.keytab && !out.keytab->transited_services.empty()) {
+            std::string by;
+            for (const auto& t : out.keytab->transited_services)
+                by += (by.empty() ? "" : ", ") + t;
+            f.summary += "; the keytab shows " + b + "'s ticket for " +
+                         or_nobody(out.keytab->client) + " was issued through " + by +
+                         " (PAC S4U_DELEGATION_INFO" +
+                         (out.keytab->s4u2proxy_target.empty()
+                              ? std::string()
+                              : ", target " + out.keytab->s4u2proxy_target) +
+                         ")";
+        }
     } else if (unseen) {
         f.summary = "Healthy double hop: " + chain_path(c) + ", " + to_string(in.auth) + " to " +
                     a + ", then Kerberos to " + b +

@@ -147,6 +147,8 @@ analysis::KeytabFacts keytab_facts(const auth::ApReqFacts& d, analysis::Position
         k.client = d.client;
         k.authtime = kerberos_time_text(d.authtime);
         k.enctype = auth::etype_name(d.session_etype);
+        if (d.s4u2proxy_target) k.s4u2proxy_target = *d.s4u2proxy_target;
+        k.transited_services = d.s4u_transited;
     }
     k.authenticator_decrypted = d.authenticator_decrypted;
     k.deleg = d.deleg;

@@ -551,6 +551,48 @@ TEST(KeytabLab, DelegationFactsMatchTshark) {
     EXPECT_GE(with_krb_cred, 2);
 }
 
+TEST(KeytabLab, S4uDelegationInfoMatchesTshark) {
+    // The PAC's S4U_DELEGATION_INFO of the tickets the AD scenarios' middle server got by
+    // S4U2Proxy (18: constrained delegation, 20: after protocol transition), as tshark's NDR
+    // dissector reads it with the same keytab; and none in the other tickets.
+    if (std::system("tshark -v >/dev/null 2>&1") != 0) {
+        GTEST_SKIP() << "tshark not installed: PAC delegation info not compared with tshark";
+    }
+    int with_info = 0, compared = 0;
+    for (const char* s : {"18-constrained-delegation-allowed", "20-protocol-transition"}) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        std::map<std::uint64_t, std::pair<std::string, std::string>> theirs;
+        std::istringstream lines(testing::run_command(
+            "tshark -n -r '" + lab(std::string(s) + ".pcap") +
+            "' -o kerberos.decrypt:TRUE -o 'kerberos.file:" + lab(std::string(s) + ".keytab") +
+            "' -Y 'tcp.port==1433 && kerberos.msg_type==14' -T fields -E separator='|' "
+            "-e frame.number -e netlogon.s4u2proxytarget -e netlogon.transited_service "
+            "2>/dev/null"));
+        std::string line;
+        while (std::getline(lines, line)) {
+            const auto f = split(line, '|');
+            if (f.size() == 3) theirs[std::stoull(f[0])] = {f[1], f[2]};
+        }
+        for (const auto& l : logins(s, k.get())) {
+            SCOPED_TRACE(l.frame);
+            const auto it = theirs.find(l.frame);
+            ASSERT_NE(it, theirs.end());
+            ASSERT_TRUE(l.facts.ticket_decrypted) << to_string(l.facts);
+            EXPECT_EQ(it->second.first, l.facts.s4u2proxy_target.value_or(""));
+            std::string transited;
+            for (const auto& t : l.facts.s4u_transited)
+                transited += (transited.empty() ? "" : ",") + t;
+            EXPECT_EQ(it->second.second, transited);
+            with_info += l.facts.s4u2proxy_target.has_value();
+            ++compared;
+        }
+    }
+    EXPECT_EQ(with_info, 2);
+    EXPECT_EQ(compared, 3);  // 18: C to A and A to B; 20: A to B (C's login to A is NTLM)
+}
+
 TEST(KeytabLab, AsReplyFlagsMatchTshark) {
     if (std::system("tshark -v >/dev/null 2>&1") != 0) {
         GTEST_SKIP() << "tshark not installed: KDC reply flags not compared with tshark";

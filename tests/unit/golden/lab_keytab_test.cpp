@@ -96,6 +96,40 @@ TEST(LabKeytab, DelegatedDoubleHopShowsDelegAndTheForwardedTgtOnTheFirstHop) {
     EXPECT_TRUE(frame49);
 }
 
+TEST(LabKeytab, ConstrainedDelegationTicketNamesWhoAskedForIt) {
+    // Scenario 18 (AD): B's keytab opens the ticket A got by S4U2Proxy; the KDC wrote into its
+    // PAC (S4U_DELEGATION_INFO) the service asked for and the account that asked.
+    const Collected c =
+        run("18-constrained-delegation-allowed", "18-constrained-delegation-allowed");
+    const LoginEvent* out = kerberos_login_from(c, kA);
+    ASSERT_NE(out, nullptr);
+    ASSERT_TRUE(out->keytab);
+    EXPECT_EQ(out->keytab->client, "alice@AD.LAB.TEST");
+    EXPECT_EQ(out->keytab->s4u2proxy_target, "MSSQLSvc/sqlb.ad.lab.test:1433");
+    EXPECT_EQ(out->keytab->transited_services, std::vector<std::string>{"svc_sqla@AD.LAB.TEST"});
+    // C's own ticket to A came from the KDC directly: no delegation info.
+    const LoginEvent* in = kerberos_login_from(c, kC);
+    ASSERT_NE(in, nullptr);
+    ASSERT_TRUE(in->keytab);
+    EXPECT_TRUE(in->keytab->ticket_decrypted);
+    EXPECT_TRUE(in->keytab->transited_services.empty());
+    EXPECT_EQ(in->keytab->s4u2proxy_target, "");
+    EXPECT_EQ(c.rules(), std::vector<std::string>{"HS050"});
+    const analysis::Finding* f = finding(c, "HS050");
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("was issued through svc_sqla@AD.LAB.TEST (PAC "
+                              "S4U_DELEGATION_INFO, target MSSQLSvc/sqlb.ad.lab.test:1433)"),
+              std::string::npos)
+        << f->summary;
+    bool json = false;
+    for (const auto& line : c.json)
+        json =
+            json || line.find(
+                        "\"s4u2proxy_target\":\"MSSQLSvc/sqlb.ad.lab.test:1433\","
+                        "\"transited_services\":[\"svc_sqla@AD.LAB.TEST\"]") != std::string::npos;
+    EXPECT_TRUE(json);
+}
+
 TEST(LabKeytab, EveryDecryptedLoginNamesItsUserFromTheTicket) {
     for (const char* s : {"4-double-hop-delegation", "6-double-hop-no-delegation",
                           "13-spnego-delegation-policy", "2-kerberos-single-hop"}) {

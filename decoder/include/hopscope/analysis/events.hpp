@@ -79,6 +79,11 @@ struct KeytabFacts {
     std::string client;           ///< the ticket's cname@crealm
     std::string authtime;         ///< RFC 3339, e.g. "2026-11-26T15:00:05Z"
     std::string enctype;          ///< the session key's enctype name
+    /// The PAC's S4U_DELEGATION_INFO (MS-PAC 2.9), present in a ticket the KDC issued through
+    /// constrained delegation (S4U2Proxy): the service it was asked for, and the accounts that
+    /// asked for it on the user's behalf (e.g. "svc_sqla@AD.LAB.TEST").
+    std::string s4u2proxy_target;
+    std::vector<std::string> transited_services;
     bool authenticator_decrypted = false;
     bool deleg = false;          ///< GSS_C_DELEG_FLAG in the authenticator's checksum
     bool krb_cred = false;       ///< the checksum carried a KRB-CRED
