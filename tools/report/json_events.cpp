@@ -175,6 +175,7 @@ void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
         w.open("delegation_proof")
             .boolean("deleg", k.deleg)
             .boolean("forwarded_tgt", k.forwarded_tgt);
+        if (k.channel_bindings) w.boolean("channel_bindings", true);
         if (k.forwarded_tgt) {
             w.strings("forwarded_tgt_flags", k.forwarded_tgt_flags);
             if (!k.forwarded_tgt_client.empty())

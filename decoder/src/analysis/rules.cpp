@@ -1098,9 +1098,9 @@ constexpr RuleInfo kChannelBindingIntercepted{
     "HS062", "channel-binding-intercepted", Severity::Warning,
     "only from proxy --tls-terminate: a Windows login bound to its TLS channel (Extended "
     "Protection) read by terminating TLS: the server sees the proxy's channel, not the client's "
-    "(an NTLM login with channel bindings; error when the login failed), or a Kerberos login "
-    "refused with 18452 as Extended Protection refuses one (its bindings are inside the "
-    "encrypted authenticator)"};
+    "(an NTLM login with channel bindings, or with --keytab a Kerberos login whose authenticator "
+    "carries them; error when the login failed), or a Kerberos login refused with 18452 as "
+    "Extended Protection refuses one (its bindings are inside the encrypted authenticator)"};
 
 std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
     const LoginEvent& l = x.login;
@@ -1113,22 +1113,31 @@ std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
     const bool refused_as_ep = failed && l.auth == AuthKind::Kerberos && l.error &&
                                l.error->number == sql_error::kUntrustedLogin &&
                                !ticket_rejected(l.kerberos_error);
-    if (!l.ntlm_channel_bindings && !refused_as_ep) return std::nullopt;
+    // With the server's keytab the authenticator is read: its GSS checksum's bindings are a fact.
+    const bool kerberos_bound = l.auth == AuthKind::Kerberos && l.keytab &&
+                                l.keytab->authenticator_decrypted && l.keytab->channel_bindings;
+    if (!l.ntlm_channel_bindings && !kerberos_bound && !refused_as_ep) return std::nullopt;
     const std::string server = x.look.host_name(l.flow.server.addr);
     const std::string client = x.look.host_name(l.flow.client.addr);
     Finding f = finding(kChannelBindingIntercepted, l.ts);
     if (failed) f.severity = Severity::Error;
     f.hops.push_back(describe(x.look, l, "hop"));
-    if (l.ntlm_channel_bindings) {
+    if (l.ntlm_channel_bindings || kerberos_bound) {
         f.summary = "The proxy terminating TLS is in the way of this login: " + client +
-                    " bound its NTLM login to its TLS channel (channel bindings, Extended "
-                    "Protection), but " +
-                    server + " sees the proxy's TLS session, whose binding differs" +
+                    " bound its " +
+                    (kerberos_bound ? std::string("Kerberos login to its TLS channel (channel "
+                                                  "bindings in the authenticator's GSS checksum, "
+                                                  "read with the keytab; Extended Protection)")
+                                    : std::string("NTLM login to its TLS channel (channel "
+                                                  "bindings, Extended Protection)")) +
+                    ", but " + server + " sees the proxy's TLS session, whose binding differs" +
                     (failed ? std::string(": a server that enforces Extended Protection "
                                           "refuses it, as it did here")
                             : std::string(": it passed only because " + server +
                                           " does not enforce Extended Protection"));
-        f.evidence.push_back(ref(l, "NTLM AUTHENTICATE with channel bindings"));
+        f.evidence.push_back(ref(l, kerberos_bound
+                                        ? "AP-REQ whose authenticator carries channel bindings"
+                                        : "NTLM AUTHENTICATE with channel bindings"));
     } else {
         f.summary = "The proxy terminating TLS is probably in the way of this login: " + server +
                     " refused " + client +
@@ -1143,7 +1152,7 @@ std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
         "listener or proxy without it), and read its logins offline with a key log of "
         "the client or the server ('hopscope analyze --tls-keylog FILE'); interception "
         "cannot keep a channel binding valid.";
-    if (!l.ntlm_channel_bindings)
+    if (!l.ntlm_channel_bindings && !kerberos_bound)
         f.remedy += " To confirm: " + server +
                     "'s error log shows 'SSPI handshake failed' (17806) with "
                     "SEC_E_BAD_BINDINGS for this login, and the login passes without the "

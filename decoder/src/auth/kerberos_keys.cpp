@@ -162,6 +162,7 @@ ApReqFacts decrypt(const ApReq& ap, const KerberosKeys& keys, std::int32_t authe
     const GssChecksum& g = *auth.cksum->gss;
     f.gss_flags = g.flags;
     f.deleg = (g.flags & gss_flag::Deleg) != 0;
+    f.channel_binding = g.channel_binding;
     f.dlg_opt = g.dlg_opt;
 
     // 3. The KRB-CRED carried with DELEG (its view is into `plain`, still alive here).

@@ -152,6 +152,7 @@ analysis::KeytabFacts keytab_facts(const auth::ApReqFacts& d, analysis::Position
     }
     k.authenticator_decrypted = d.authenticator_decrypted;
     k.deleg = d.deleg;
+    k.channel_bindings = d.channel_binding;
     k.krb_cred = d.krb_cred;
     k.forwarded_tgt = d.forwarded_tgt;
     if (d.forwarded_tgt_flags)

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <memory>
 
 namespace hopscope::analysis {
 namespace {
@@ -777,6 +778,40 @@ TEST(AnalyzerProxy, ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported) {
         EXPECT_EQ(f->severity, outcome == Outcome::Failure ? Severity::Error : Severity::Warning);
         EXPECT_NE(f->summary.find("Extended Protection"), std::string::npos) << f->summary;
         EXPECT_NE(f->remedy.find("without --tls-terminate"), std::string::npos) << f->remedy;
+    }
+}
+
+TEST(AnalyzerProxy, KerberosLoginBoundToItsChannelIsReportedWithTheKeytab) {
+    // The authenticator's GSS checksum, decrypted with the keytab, carries channel bindings: a
+    // fact, whatever the outcome; without them, or without the authenticator, nothing is said.
+    struct Case {
+        bool decrypted, bound;
+        Outcome outcome;
+        bool reported;
+    };
+    for (const Case c :
+         {Case{true, true, Outcome::Success, true}, Case{true, true, Outcome::Failure, true},
+          Case{true, false, Outcome::Success, false}, Case{false, true, Outcome::Success, false}}) {
+        Collect out;
+        Analyzer a(out, terminating_proxy());
+        LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+        l.outcome = c.outcome;
+        l.encryption = EncryptionMode::Full;
+        l.tls_decrypted = true;
+        auto k = std::make_shared<KeytabFacts>();
+        k->ticket_decrypted = true;
+        k->authenticator_decrypted = c.decrypted;
+        k->channel_bindings = c.bound;
+        l.keytab = k;
+        a.add_login(l);
+        a.finish();
+        const Finding* f = out.get("HS062");
+        ASSERT_EQ(f != nullptr, c.reported) << c.decrypted << c.bound;
+        if (!f) continue;
+        EXPECT_EQ(f->severity, c.outcome == Outcome::Failure ? Severity::Error : Severity::Warning);
+        EXPECT_NE(f->summary.find("bound its Kerberos login to its TLS channel"), std::string::npos)
+            << f->summary;
+        EXPECT_EQ(f->remedy.find("To confirm"), std::string::npos) << "a fact needs no check";
     }
 }
 

@@ -246,6 +246,11 @@ TEST(KerberosEnc, GssChecksumFields) {
     EXPECT_EQ(gss_flags_to_string(g.flags), "mutual|replay|sequence|conf|integ");
     EXPECT_FALSE(g.dlg_opt);
     EXPECT_FALSE(g.channel_binding);
+    // Bnd (bytes 4-19, RFC 4121 4.1.1): any non-zero byte is a channel binding.
+    Buf bound = gss_checksum(0x3e, {});
+    bound[19] = 0x01;
+    ASSERT_TRUE(parse_gss_checksum(Bytes(bound), g).ok());
+    EXPECT_TRUE(g.channel_binding);
 
     const Buf cred = krb_cred(0, enc_krb_cred_part());
     ASSERT_TRUE(parse_gss_checksum(Bytes(gss_checksum(0x3f, cred)), g).ok());

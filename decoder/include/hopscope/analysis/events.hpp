@@ -85,7 +85,10 @@ struct KeytabFacts {
     std::string s4u2proxy_target;
     std::vector<std::string> transited_services;
     bool authenticator_decrypted = false;
-    bool deleg = false;          ///< GSS_C_DELEG_FLAG in the authenticator's checksum
+    bool deleg = false;  ///< GSS_C_DELEG_FLAG in the authenticator's checksum
+    /// The checksum's channel bindings are set (Extended Protection): the login is bound to the
+    /// client's TLS channel.
+    bool channel_bindings = false;
     bool krb_cred = false;       ///< the checksum carried a KRB-CRED
     bool forwarded_tgt = false;  ///< that KRB-CRED holds a TGT (krbtgt/REALM) that was read
     std::vector<std::string> forwarded_tgt_flags;  ///< its flag names, e.g. "forwarded"

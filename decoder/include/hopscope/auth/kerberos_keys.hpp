@@ -115,6 +115,9 @@ struct ApReqFacts {
     std::optional<std::int32_t> checksum_type;
     std::optional<std::uint32_t> gss_flags;  ///< the 0x8003 checksum's flags
     bool deleg = false;                      ///< GSS_C_DELEG_FLAG in them
+    /// The checksum's Bnd (channel bindings hash) is not all zero: the client bound the login to
+    /// its TLS channel (Extended Protection).
+    bool channel_binding = false;
     std::optional<std::uint16_t> dlg_opt;
 
     // KRB-CRED in the checksum
