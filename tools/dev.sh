@@ -5,7 +5,7 @@
 #   tools/dev.sh demo    set up, build, and analyze a bundled capture (DEMO_CAPTURE=... for another)
 #   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
 #   tools/dev.sh fuzz [SECONDS [TARGET...]]  fuzzing campaign: every target (or the TARGETs named,
-#                        e.g. pipeline proxy_tap) SECONDS (default 600), two at a time
+#                        e.g. pipeline proxy_tap) for SECONDS of CPU time (default 600), two at a time
 #   tools/dev.sh coverage  line coverage (clang-14) of the fuzz corpora and of the unit tests
 #   tools/dev.sh deps    only install the packages
 #
@@ -181,14 +181,16 @@ test)
     echo "total: $((${ctest_passed:-0} + fuzz_ran + lab_ran)) passed, 0 failed"
     ;;
 fuzz)
-    # A campaign: every target for SECONDS, two at a time, from the committed corpus plus what
-    # earlier campaigns kept ($BUILD_ROOT/fuzz-campaign/<target>); new inputs are minimised into
-    # tests/fuzz/corpus/<target>/ (-merge=1 -use_counters=0: only inputs that reach new edges;
-    # counting hit-count buckets too, a 75 s campaign kept 4.7k files, 7.8 MB, instead of 1.3k,
-    # 1.9 MB); crashes are kept as $BUILD_ROOT/fuzz-campaign/crashes/<target>-crash-... reproducers.
-    # With TARGETs after SECONDS only those are built and run. CPU seconds per target come from
-    # /usr/bin/time (package time) when it is there: a target paused or starved by other work
-    # shows fewer executions for the same wall time, not fewer CPU seconds.
+    # A campaign: every target for SECONDS of CPU time, two at a time, from the committed corpus
+    # plus what earlier campaigns kept ($BUILD_ROOT/fuzz-campaign/<target>); new inputs are
+    # minimised into tests/fuzz/corpus/<target>/ (-merge=1 -use_counters=0: only inputs that
+    # reach new edges; counting hit-count buckets too, a 75 s campaign kept 4.7k files, 7.8 MB,
+    # instead of 1.3k, 1.9 MB); crashes are kept as $BUILD_ROOT/fuzz-campaign/crashes/<target>-
+    # crash-... reproducers. With TARGETs after SECONDS only those are built and run, in that
+    # order. The budget is CPU time, not wall time, so that other work on the machine makes a
+    # campaign longer, not smaller: each fuzzer's user + system time is read from /proc every
+    # second and at SECONDS it gets SIGUSR1, libFuzzer's graceful stop (final statistics, exit
+    # 0); a fuzzer starved of CPU stops anyway after 4 x SECONDS of wall time.
     install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}"
     seconds=${2:-600}
     shift $(($# < 2 ? $# : 2))
@@ -201,19 +203,29 @@ fuzz)
     fuzz_build only-targets "$@"
     camp="$BUILD_ROOT/fuzz-campaign"
     mkdir -p "$camp/crashes"
-    echo "== fuzz campaign: ${seconds}s per target, two at a time (logs: $camp/<target>.log)"
-    timer=()
-    [ -x /usr/bin/time ] && timer=(/usr/bin/time -f '%U %S')
+    echo "== fuzz campaign: ${seconds} CPU seconds per target, two at a time (logs: $camp/<target>.log)"
+    hz=$(getconf CLK_TCK)
     run_one() {  # target
-        local t=$1 f="$BUILD_ROOT/fuzz/tests/fuzz_$1" rc=0
+        local t=$1 f="$BUILD_ROOT/fuzz/tests/fuzz_$1" rc=0 pid ticks=0 now stopped=0 start
         mkdir -p "$camp/$t"
-        rm -f "$camp/$t.time"
+        start=$(date +%s)
         # shellcheck disable=SC2046
-        ${timer[@]+"${timer[@]}" -o "$camp/$t.time"} \
-            "$f" $(fuzz_args "$t" "$camp/$t.dict") -max_total_time="$seconds" -rss_limit_mb=2048 \
+        "$f" $(fuzz_args "$t" "$camp/$t.dict") -max_total_time=$((seconds * 4)) -rss_limit_mb=2048 \
             -timeout=10 -print_final_stats=1 -artifact_prefix="$camp/crashes/$t-" \
-            "$camp/$t" "$here/tests/fuzz/corpus/$t" >"$camp/$t.log" 2>&1 || rc=$?
+            "$camp/$t" "$here/tests/fuzz/corpus/$t" >"$camp/$t.log" 2>&1 &
+        pid=$!
+        while kill -0 "$pid" 2>/dev/null; do
+            # fields 14 and 15 of /proc/PID/stat: user and system time of all its threads, in ticks
+            now=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) && ticks=$now
+            if [ "$stopped" = 0 ] && [ "$ticks" -ge $((seconds * hz)) ]; then
+                kill -USR1 "$pid" 2>/dev/null || true
+                stopped=1
+            fi
+            sleep 1
+        done
+        wait "$pid" || rc=$?
         echo "$rc" >"$camp/$t.rc"
+        echo "$((ticks / hz)) $(($(date +%s) - start))" >"$camp/$t.time"
     }
     targets=("$@")
     if [ ${#targets[@]} -eq 0 ]; then
@@ -233,7 +245,7 @@ fuzz)
     wait || true
     echo "== minimising new inputs into tests/fuzz/corpus/ (-merge=1 -use_counters=0)"
     crashes=0
-    printf '  %-14s %12s %8s %8s %s\n' target executions exec/s "CPU s" \
+    printf '  %-14s %12s %8s %8s %8s %s\n' target executions "CPU s" "wall s" "exec/CPUs" \
         "new corpus files / result"
     for t in "${targets[@]}"; do
         before=$(ls "$here/tests/fuzz/corpus/$t" 2>/dev/null | wc -l)
@@ -251,10 +263,9 @@ fuzz)
             result="$result, FAILED: $(grep -m1 -E 'ERROR|runtime error|Timeout|out-of-memory' \
                 "$camp/$t.log" || echo "exit $(cat "$camp/$t.rc")"); reproducer: ${repro:-see $camp/$t.log}"
         fi
-        cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ { printf "%.0f", $1 + $2 }' "$camp/$t.time" \
-            2>/dev/null || true)
-        printf '  %-14s %12s %8s %8s %s\n' "$t" "${execs:-?}" "$((${execs:-0} / seconds))" \
-            "${cpu:--}" "$result"
+        read -r cpu wall <"$camp/$t.time"
+        printf '  %-14s %12s %8s %8s %8s %s\n' "$t" "${execs:-?}" "$cpu" "$wall" \
+            "$((${execs:-0} / (cpu > 0 ? cpu : 1)))" "$result"
     done
     echo "== fuzz campaign: ${#targets[@]} targets, $crashes failed"
     [ "$crashes" -eq 0 ]
