@@ -468,6 +468,43 @@ class Emitter {
         frame_[tcp_at + 17] = static_cast<char>(tsum & 0xFF);
         w_.record(now_, frame_);
     }
+    /// One UDP datagram (Kerberos over UDP: the message without TCP's 4-byte length).
+    void datagram(const Endpoint& from, const Endpoint& to, std::string_view payload) {
+        now_ += rng_.range(1, max_gap_us_);
+        frame_.clear();
+        mac(frame_, to.ip);
+        mac(frame_, from.ip);
+        be16(frame_, 0x0800);
+        const std::size_t ip_at = frame_.size();
+        const unsigned udp_len = 8 + static_cast<unsigned>(payload.size());
+        u8(frame_, 0x45);
+        u8(frame_, 0);
+        be16(frame_, 20 + udp_len);
+        be16(frame_, ip_id_++ & 0xFFFF);
+        be16(frame_, 0);  // a KDC datagram may be fragmented
+        u8(frame_, 64);
+        u8(frame_, 17);
+        be16(frame_, 0);
+        be32(frame_, from.ip);
+        be32(frame_, to.ip);
+        const std::uint16_t ipsum = fold(sum16(frame_.data() + ip_at, 20, 0));
+        frame_[ip_at + 10] = static_cast<char>(ipsum >> 8);
+        frame_[ip_at + 11] = static_cast<char>(ipsum & 0xFF);
+        const std::size_t udp_at = frame_.size();
+        be16(frame_, from.port);
+        be16(frame_, to.port);
+        be16(frame_, udp_len);
+        be16(frame_, 0);  // checksum, below
+        frame_.append(payload);
+        std::uint32_t acc = 0;
+        acc += from.ip >> 16, acc += from.ip & 0xFFFF, acc += to.ip >> 16, acc += to.ip & 0xFFFF;
+        acc += 17 + udp_len;
+        std::uint16_t usum = fold(sum16(frame_.data() + udp_at, frame_.size() - udp_at, acc));
+        if (usum == 0) usum = 0xFFFF;  // 0 means "no checksum" in UDP
+        frame_[udp_at + 6] = static_cast<char>(usum >> 8);
+        frame_[udp_at + 7] = static_cast<char>(usum & 0xFF);
+        w_.record(now_, frame_);
+    }
     void pause(std::uint64_t us) { now_ += us; }
 
   private:
@@ -490,11 +527,17 @@ class Emitter {
 
 class Connection {
   public:
-    Connection(Endpoint client, Endpoint server, std::vector<Message> msgs)
-        : c_(client), s_(server), msgs_(std::move(msgs)) {}
+    Connection(Endpoint client, Endpoint server, std::vector<Message> msgs, bool udp = false)
+        : c_(client), s_(server), msgs_(std::move(msgs)), udp_(udp) {}
 
     /// Emits the next few packets; false when the connection is closed.
     bool step(Emitter& e, Rng& rng) {
+        if (udp_) {  // one datagram a step, each message without TCP's record marker
+            const Message& m = msgs_[msg_];
+            e.datagram(m.client ? c_ : s_, m.client ? s_ : c_,
+                       std::string_view(m.bytes).substr(std::min<std::size_t>(4, m.bytes.size())));
+            return ++msg_ < msgs_.size();
+        }
         switch (phase_) {
             case 0:
                 e.segment(c_, s_, kSyn, {});
@@ -551,6 +594,7 @@ class Connection {
     int phase_ = 0;
     std::size_t msg_ = 0, off_ = 0;
     unsigned unacked_ = 0;
+    bool udp_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -559,17 +603,18 @@ class Connection {
 struct Totals {
     std::uint64_t tds_connections = 0, logins = 0, sql_logins = 0, ntlm_logins = 0,
                   kerberos_logins = 0, failed_logins = 0, server_errors = 0, anonymous_errors = 0,
-                  kdc_flows = 0, kdc_messages = 0, batches = 0, rows = 0;
+                  kdc_flows = 0, kdc_messages = 0, kdc_udp_messages = 0, batches = 0, rows = 0;
 };
 
 class Generator {
   public:
     Generator(std::uint64_t seed, std::uint64_t target, unsigned concurrency,
-              std::uint64_t max_gap_us, unsigned max_batches, PcapWriter& w)
+              std::uint64_t max_gap_us, unsigned max_batches, bool logins_profile, PcapWriter& w)
         : rng_(seed),
           target_(target),
           concurrency_(concurrency),
           max_batches_(max_batches),
+          logins_profile_(logins_profile),
           w_(w),
           emit_(w, rng_, 1'793'613'600ULL * 1'000'000ULL, max_gap_us) {}  // 2026-11-02 10:00 UTC
 
@@ -600,6 +645,17 @@ class Generator {
         return {kClientNet + 1 + c, port, static_cast<std::uint32_t>(rng_.next())};
     }
 
+    /// The server's last answer of a replayed login replaced by error 18456.
+    void refuse(std::vector<Message>& m, const std::string& text) {
+        while (!m.empty() && !m.back().client)
+            m.pop_back();
+        Buf b;
+        error_token(b, 18456, 1, 14, text, "SQLA");
+        done_token(b, 0x0002, 0, 0);
+        m.push_back({false, tds_message(0x04, b)});
+        ++t_.failed_logins;
+    }
+
     static void replay(std::vector<Message>& m, const TemplateSegment* segs, std::size_t n) {
         for (std::size_t i = 0; i < n; ++i)
             m.push_back({segs[i].client, Buf(segs[i].bytes)});
@@ -607,8 +663,9 @@ class Generator {
 
     std::unique_ptr<Connection> new_connection() {
         std::vector<Message> m;
-        // One KDC conversation for every few SQL connections.
-        if (rng_.chance(15)) {
+        // One KDC conversation for every few SQL connections; the logins profile has a busy KDC
+        // (about as many KDC exchanges as logins), half of them over UDP.
+        if (logins_profile_ ? rng_.chance(50) : rng_.chance(15)) {
             const unsigned k = static_cast<unsigned>(rng_.range(0, 9));
             if (k == 0)
                 replay(m, kKdcPreauthRequired, std::size(kKdcPreauthRequired));
@@ -618,9 +675,11 @@ class Generator {
                 replay(m, kKdcTgsExchange, std::size(kKdcTgsExchange));
             ++t_.kdc_flows;
             t_.kdc_messages += m.size();
+            const bool udp = logins_profile_ && rng_.chance(50);
+            t_.kdc_udp_messages += udp ? m.size() : 0;
             return std::make_unique<Connection>(
                 client_endpoint(), Endpoint{kKdc, 88, static_cast<std::uint32_t>(rng_.next())},
-                std::move(m));
+                std::move(m), udp);
         }
         ++t_.tds_connections;
         ++t_.logins;
@@ -649,9 +708,17 @@ class Generator {
         } else if (kind < 7) {
             ++t_.ntlm_logins;
             replay(m, kNtlmLogin, std::size(kNtlmLogin));
+            if (logins_profile_ && rng_.chance(10)) {  // the NTLM AUTHENTICATE refused
+                refuse(m, "Login failed for user 'LAB\\bob'.");
+                return std::make_unique<Connection>(client_endpoint(), srv, std::move(m));
+            }
         } else {
             ++t_.kerberos_logins;
             replay(m, kKerberosLogin, std::size(kKerberosLogin));
+            if (logins_profile_ && rng_.chance(10)) {  // refused after the AP-REQ (no AP-REP)
+                refuse(m, "Login failed for user 'LAB\\alice'.");
+                return std::make_unique<Connection>(client_endpoint(), srv, std::move(m));
+            }
         }
         const unsigned batches =
             max_batches_ ? static_cast<unsigned>(rng_.range(1, max_batches_)) : 0;
@@ -693,6 +760,7 @@ class Generator {
     std::uint64_t target_;
     unsigned concurrency_;
     unsigned max_batches_;
+    bool logins_profile_;
     PcapWriter& w_;
     Emitter emit_;
     Totals t_;
@@ -734,12 +802,16 @@ bool parse_size(const char* s, std::uint64_t& out) {
 int usage() {
     std::fputs(
         "usage: hopscope-gencap --size N[K|M|G] --out FILE [--seed N] [--concurrency N]\n"
-        "                       [--max-gap-us N] [--max-batches N]\n"
+        "                       [--max-gap-us N] [--max-batches N] [--profile mix|logins]\n"
         "Writes a deterministic TDS-heavy classic pcap of about N bytes ('-' = stdout) and\n"
         "prints what it contains as key=value pairs on stderr. --concurrency: connections\n"
         "open at once (24); --max-gap-us: packets are 1..N microseconds apart (120, i.e.\n"
         "about 16 MB/s of traffic; larger values spread the same traffic over more time);\n"
-        "--max-batches: SQL batches per connection are 1..N (6); 0 = logins only.\n",
+        "--max-batches: SQL batches per connection are 1..N (6); 0 = logins only.\n"
+        "--profile: mix (the default: logins, result sets, a KDC on TCP) or logins (no\n"
+        "batches unless --max-batches says otherwise, a busy KDC on UDP and TCP: about\n"
+        "as many KDC exchanges as logins, half of them in datagrams; a tenth of the NTLM\n"
+        "and Kerberos logins refused with 18456).\n",
         stderr);
     return 2;
 }
@@ -753,6 +825,7 @@ int main(int argc, char** argv) {
     unsigned concurrency = 24;
     std::uint64_t max_gap_us = 120;
     unsigned max_batches = 6;
+    bool batches_given = false, logins_profile = false;
     std::string out;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -765,6 +838,11 @@ int main(int argc, char** argv) {
             seed = std::strtoull(argv[++i], nullptr, 10);
         } else if (a == "--max-batches" && has) {
             max_batches = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+            batches_given = true;
+        } else if (a == "--profile" && has) {
+            const std::string p = argv[++i];
+            if (p != "mix" && p != "logins") return usage();
+            logins_profile = p == "logins";
         } else if (a == "--max-gap-us" && has) {
             max_gap_us = std::strtoull(argv[++i], nullptr, 10);
             if (max_gap_us == 0) return usage();
@@ -781,7 +859,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "hopscope-gencap: %s: %s\n", out.c_str(), std::strerror(errno));
         return 1;
     }
-    Generator g(seed, size, concurrency, max_gap_us, max_batches, w);
+    if (logins_profile && !batches_given) max_batches = 0;
+    Generator g(seed, size, concurrency, max_gap_us, max_batches, logins_profile, w);
     g.run();
     if (!w.close()) {
         std::fprintf(stderr, "hopscope-gencap: %s: write failed\n", out.c_str());
@@ -792,8 +871,8 @@ int main(int argc, char** argv) {
         stderr,
         "bytes=%llu frames=%llu tds_connections=%llu logins=%llu sql_logins=%llu "
         "ntlm_logins=%llu kerberos_logins=%llu failed_logins=%llu server_errors=%llu "
-        "anonymous_errors=%llu kerberos_flows=%llu kerberos_messages=%llu batches=%llu "
-        "rows=%llu\n",
+        "anonymous_errors=%llu kerberos_flows=%llu kerberos_messages=%llu "
+        "kerberos_udp_messages=%llu batches=%llu rows=%llu\n",
         static_cast<unsigned long long>(w.bytes()), static_cast<unsigned long long>(w.frames()),
         static_cast<unsigned long long>(t.tds_connections),
         static_cast<unsigned long long>(t.logins), static_cast<unsigned long long>(t.sql_logins),
@@ -803,7 +882,8 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(t.server_errors),
         static_cast<unsigned long long>(t.anonymous_errors),
         static_cast<unsigned long long>(t.kdc_flows),
-        static_cast<unsigned long long>(t.kdc_messages), static_cast<unsigned long long>(t.batches),
-        static_cast<unsigned long long>(t.rows));
+        static_cast<unsigned long long>(t.kdc_messages),
+        static_cast<unsigned long long>(t.kdc_udp_messages),
+        static_cast<unsigned long long>(t.batches), static_cast<unsigned long long>(t.rows));
     return 0;
 }

@@ -79,15 +79,14 @@ TEST(JsonEvents, FindingHasRuleSeverityEvidenceAndRemedy) {
 // dumping it again must give the same bytes, for strings with every kind of escape, non-ASCII
 // UTF-8 and invalid UTF-8, in every event type.
 TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
-    const std::vector<std::string> tricky = {"",
-                                             "plain",
-                                             "quote \" backslash \\ slash /",
-                                             "controls \b\f\n\r\t \x01\x1f end",
-                                             std::string("nul \0 inside", 12),
-                                             "del \x7f",
-                                             "utf8 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91",
-                                             "invalid \xff\xfe and \xc3 cut",
-                                             "overlong \xc0\xaf surrogate \xed\xa0\x80"};
+    const std::vector<std::string> tricky = {
+        "", "plain", "quote \" backslash \\ slash /", "controls \b\f\n\r\t \x01\x1f end",
+        std::string("nul \0 inside", 12), "del \x7f",
+        "utf8 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", "invalid \xff\xfe and \xc3 cut",
+        "overlong \xc0\xaf surrogate \xed\xa0\x80",
+        // longer than the writer's first buffer, plain
+        // and with an escape at the far end
+        std::string(5000, 'x'), std::string(3000, 'y') + "\"\n"};
     const auto redump = [](const std::string& line) {
         return nlohmann::ordered_json::parse(line).dump(-1, ' ', false,
                                                         nlohmann::json::error_handler_t::replace);
