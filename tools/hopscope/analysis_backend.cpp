@@ -78,7 +78,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
             counters["encrypted_records"] = c.encrypted_records;
             counters["decrypted_records"] = c.decrypted_records;
             counters["retransmitted_bytes"] = s.retransmitted_bytes;
-            json_.write(report::summary_json(end, pipeline_.analyzer(), counters));
+            json_.write_line(report::summary_line(end, pipeline_.analyzer(), counters));
         }
     }
 

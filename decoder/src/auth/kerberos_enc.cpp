@@ -523,8 +523,11 @@ std::string authorization(const AuthorizationInfo& a) {
     std::string s;
     if (!a.pac) return s;
     s += " pac=";
-    for (std::size_t i = 0; i < a.pac->buffer_types.size(); ++i)
-        s += (i ? "," : "") + std::to_string(a.pac->buffer_types[i]);
+    for (std::size_t i = 0; i < a.pac->buffer_types.size(); ++i) {
+        // Appended piece by piece: gcc 12's -Wrestrict misfires at -O3 on "literal" + string.
+        if (i) s += ',';
+        s += std::to_string(a.pac->buffer_types[i]);
+    }
     if (a.pac->s4u2proxy_target) s += " s4u2proxy-target=" + *a.pac->s4u2proxy_target;
     for (const auto& t : a.pac->s4u_transited)
         s += " s4u-transited=" + t;

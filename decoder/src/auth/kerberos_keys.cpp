@@ -171,7 +171,10 @@ ApReqFacts decrypt(const ApReq& ap, const KerberosKeys& keys, std::int32_t authe
 }
 
 std::string problem_suffix(const std::optional<KeytabProblem>& p) {
-    return p ? " " + to_string(*p) : "";
+    if (!p) return {};
+    std::string s = " ";  // not " " + string: gcc 12's -Wrestrict misfires on it at -O3
+    s += to_string(*p);
+    return s;
 }
 
 }  // namespace

@@ -47,6 +47,19 @@ TEST(Text, Utf16ToUtf8HandlesSurrogatesAndOddBytes) {
     EXPECT_EQ(utf16le_to_utf8(Bytes(b)), "A\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbd");
 }
 
+TEST(Text, Utf16ToUtf8AsciiAndItsEdges) {
+    // All ASCII (the fast path), with a NUL kept as the old per-character loop kept it.
+    const std::vector<std::uint8_t> a{'s', 0, 'q', 0, 'l', 0, 0x7f, 0, 0, 0, 'x', 0, 'y'};
+    EXPECT_EQ(utf16le_to_utf8(Bytes(a)), std::string("sql\x7f\0x", 6));
+    EXPECT_EQ(utf16le_to_utf8(Bytes()), "");
+    // A unit above 0x7f at the end, and a unit whose high byte alone is set (U+0141 'Ł' and
+    // U+0041 with a high byte: 0x0141 is not 'A'): both leave the fast path.
+    const std::vector<std::uint8_t> b{'a', 0, 'b', 0, 0x80, 0x00};
+    EXPECT_EQ(utf16le_to_utf8(Bytes(b)), "ab\xc2\x80");
+    const std::vector<std::uint8_t> c{'a', 0, 0x41, 0x01};
+    EXPECT_EQ(utf16le_to_utf8(Bytes(c)), "a\xc5\x81");
+}
+
 TEST(Flow, FormatsAddressesAndTimes) {
     EXPECT_EQ(to_string(Endpoint{IpAddress::v4_from(0x0a4d0003), 1433}), "10.77.0.3:1433");
     std::uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};

@@ -141,6 +141,41 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
     EXPECT_NE(json_line(e).find("\"statement\":\"x\xef\xbf\xbdy\""), std::string::npos);
 }
 
+TEST(JsonEvents, SummaryLineIsNlohmannsDumpWithTheRows) {
+    struct Sink : FindingSink {
+        void on_finding(const Finding&) override {}
+    } sink;
+    Analyzer a(sink);
+    // Two logins from one client to one server (one hop row, count 2) and one with a user name
+    // that needs escaping and one that is not ASCII (nlohmann's path in the writer).
+    for (const std::string user : {"alice", "alice", "b\"o\\b caf\xc3\xa9"}) {
+        LoginEvent l;
+        l.ts = Timestamp{1'000'000 + static_cast<std::int64_t>(user.size())};
+        l.started = l.ts;
+        l.flow = FlowKey{Endpoint{IpAddress::v4_from(0x0a000002), 50000},
+                         Endpoint{IpAddress::v4_from(0x0a000003), 1433}, Transport::Tcp};
+        l.auth = user == "alice" ? AuthKind::Ntlm : AuthKind::Sql;
+        l.outcome = Outcome::Success;
+        l.user = user;
+        a.add_login(l);
+    }
+    a.finish();
+    nlohmann::ordered_json counters;
+    counters["logins"] = 3;
+    const std::string line = summary_line(Timestamp{2'000'000}, a, counters);
+    const auto j = nlohmann::ordered_json::parse(line);
+    EXPECT_EQ(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), line);
+    EXPECT_EQ(j["event"], "summary");
+    ASSERT_EQ(j["hops"].size(), 2u) << line;
+    std::uint64_t total = 0;
+    for (const auto& h : j["hops"])
+        total += h["count"].get<std::uint64_t>();
+    EXPECT_EQ(total, 3u);
+    EXPECT_NE(line.find("b\\\"o\\\\b caf\xc3\xa9"), std::string::npos) << line;
+    EXPECT_EQ(j["counters"]["logins"], 3);
+    EXPECT_EQ(summary_json(Timestamp{2'000'000}, a, counters), j);
+}
+
 TEST(JsonEvents, InvalidUtf8FromTheWireDoesNotThrow) {
     ServerErrorEvent e;
     e.error.message = std::string("bad \xff\xfe utf8");

@@ -23,7 +23,10 @@ nlohmann::ordered_json to_json(const analysis::LoginEvent& e);
 nlohmann::ordered_json to_json(const analysis::KerberosEvent& e);
 nlohmann::ordered_json to_json(const analysis::ServerErrorEvent& e);
 nlohmann::ordered_json to_json(const analysis::Finding& e);
-/// The end-of-run "summary" event: hop and chain aggregates, counters.
+/// The end-of-run "summary" event: hop and chain aggregates, counters. summary_line() is its
+/// line (without the newline), summary_json() the same parsed.
+std::string summary_line(Timestamp ts, const analysis::Analyzer& a,
+                         const nlohmann::ordered_json& counters);
 nlohmann::ordered_json summary_json(Timestamp ts, const analysis::Analyzer& a,
                                     const nlohmann::ordered_json& counters);
 
