@@ -426,30 +426,7 @@ class Emitter {
 
     void segment(const Endpoint& from, const Endpoint& to, std::uint8_t flags,
                  std::string_view payload) {
-        now_ += rng_.range(1, max_gap_us_);
-        frame_.clear();
-        // Ethernet: locally administered MACs derived from the IPs.
-        mac(frame_, to.ip);
-        mac(frame_, from.ip);
-        be16(frame_, 0x0800);
-        // IPv4
-        const std::size_t ip_at = frame_.size();
-        const unsigned total = 20 + 20 + static_cast<unsigned>(payload.size());
-        u8(frame_, 0x45);
-        u8(frame_, 0);
-        be16(frame_, total);
-        be16(frame_, ip_id_++ & 0xFFFF);
-        be16(frame_, 0x4000);  // DF
-        u8(frame_, 64);
-        u8(frame_, 6);
-        be16(frame_, 0);
-        be32(frame_, from.ip);
-        be32(frame_, to.ip);
-        const std::uint16_t ipsum = fold(sum16(frame_.data() + ip_at, 20, 0));
-        frame_[ip_at + 10] = static_cast<char>(ipsum >> 8);
-        frame_[ip_at + 11] = static_cast<char>(ipsum & 0xFF);
-        // TCP
-        const std::size_t tcp_at = frame_.size();
+        const std::size_t tcp_at = begin(from, to, 6, 20 + payload.size(), true);
         be16(frame_, from.port);
         be16(frame_, to.port);
         be32(frame_, from.seq);
@@ -460,54 +437,63 @@ class Emitter {
         be16(frame_, 0);  // checksum, below
         be16(frame_, 0);
         frame_.append(payload);
-        std::uint32_t acc = 0;
-        acc += from.ip >> 16, acc += from.ip & 0xFFFF, acc += to.ip >> 16, acc += to.ip & 0xFFFF;
-        acc += 6 + 20 + static_cast<std::uint32_t>(payload.size());
-        const std::uint16_t tsum = fold(sum16(frame_.data() + tcp_at, frame_.size() - tcp_at, acc));
-        frame_[tcp_at + 16] = static_cast<char>(tsum >> 8);
-        frame_[tcp_at + 17] = static_cast<char>(tsum & 0xFF);
-        w_.record(now_, frame_);
+        finish(from, to, 6, tcp_at);
     }
     /// One UDP datagram (Kerberos over UDP: the message without TCP's 4-byte length).
     void datagram(const Endpoint& from, const Endpoint& to, std::string_view payload) {
+        const unsigned udp_len = 8 + static_cast<unsigned>(payload.size());
+        const std::size_t udp_at = begin(from, to, 17, udp_len, false);
+        be16(frame_, from.port);
+        be16(frame_, to.port);
+        be16(frame_, udp_len);
+        be16(frame_, 0);  // checksum, below
+        frame_.append(payload);
+        finish(from, to, 17, udp_at);
+    }
+    void pause(std::uint64_t us) { now_ += us; }
+
+  private:
+    /// The next packet's time, its Ethernet and IPv4 headers (checksum included) for a
+    /// transport header and payload of `l4_len` bytes: where the transport header starts.
+    std::size_t begin(const Endpoint& from, const Endpoint& to, std::uint8_t proto,
+                      std::size_t l4_len, bool dont_fragment) {
         now_ += rng_.range(1, max_gap_us_);
         frame_.clear();
+        // Ethernet: locally administered MACs derived from the IPs.
         mac(frame_, to.ip);
         mac(frame_, from.ip);
         be16(frame_, 0x0800);
+        // IPv4
         const std::size_t ip_at = frame_.size();
-        const unsigned udp_len = 8 + static_cast<unsigned>(payload.size());
         u8(frame_, 0x45);
         u8(frame_, 0);
-        be16(frame_, 20 + udp_len);
+        be16(frame_, static_cast<unsigned>(20 + l4_len));
         be16(frame_, ip_id_++ & 0xFFFF);
-        be16(frame_, 0);  // a KDC datagram may be fragmented
+        be16(frame_, dont_fragment ? 0x4000 : 0);
         u8(frame_, 64);
-        u8(frame_, 17);
+        u8(frame_, proto);
         be16(frame_, 0);
         be32(frame_, from.ip);
         be32(frame_, to.ip);
         const std::uint16_t ipsum = fold(sum16(frame_.data() + ip_at, 20, 0));
         frame_[ip_at + 10] = static_cast<char>(ipsum >> 8);
         frame_[ip_at + 11] = static_cast<char>(ipsum & 0xFF);
-        const std::size_t udp_at = frame_.size();
-        be16(frame_, from.port);
-        be16(frame_, to.port);
-        be16(frame_, udp_len);
-        be16(frame_, 0);  // checksum, below
-        frame_.append(payload);
+        return frame_.size();
+    }
+    /// The TCP (6) or UDP (17) checksum over the IPv4 pseudo-header and the transport header
+    /// that starts at `l4_at`, then the frame to the file. UDP writes a zero sum as 0xFFFF: 0
+    /// means "no checksum" there.
+    void finish(const Endpoint& from, const Endpoint& to, std::uint8_t proto, std::size_t l4_at) {
+        const std::size_t sum_at = l4_at + (proto == 6 ? 16 : 6);
         std::uint32_t acc = 0;
         acc += from.ip >> 16, acc += from.ip & 0xFFFF, acc += to.ip >> 16, acc += to.ip & 0xFFFF;
-        acc += 17 + udp_len;
-        std::uint16_t usum = fold(sum16(frame_.data() + udp_at, frame_.size() - udp_at, acc));
-        if (usum == 0) usum = 0xFFFF;  // 0 means "no checksum" in UDP
-        frame_[udp_at + 6] = static_cast<char>(usum >> 8);
-        frame_[udp_at + 7] = static_cast<char>(usum & 0xFF);
+        acc += proto + static_cast<std::uint32_t>(frame_.size() - l4_at);
+        std::uint16_t sum = fold(sum16(frame_.data() + l4_at, frame_.size() - l4_at, acc));
+        if (proto == 17 && sum == 0) sum = 0xFFFF;
+        frame_[sum_at] = static_cast<char>(sum >> 8);
+        frame_[sum_at + 1] = static_cast<char>(sum & 0xFF);
         w_.record(now_, frame_);
     }
-    void pause(std::uint64_t us) { now_ += us; }
-
-  private:
     static void be32(Buf& b, std::uint32_t v) {
         be16(b, v >> 16);
         be16(b, v & 0xFFFF);
