@@ -650,6 +650,27 @@ bool LiveCapture::open(const LiveOptions& o, std::string& error) {
             return false;
         }
     }
+    // Between pcap_activate() and pcap_setfilter() the kernel took every packet on the link and
+    // counted it; libpcap filters the ring blocks of that time in user space, so what the filter
+    // refuses is never read. The counters start here, when the filter holds. (A packet of that
+    // time that the filter lets through is read without being counted: frames may exceed
+    // "captured" by the few that can arrive in those microseconds, never fall short of it.)
+    pcap_stat base{};
+    if (pcap_stats(handle_, &base) == 0) {
+        base_[0] = base.ps_recv;
+        base_[1] = base.ps_drop;
+        base_[2] = base.ps_ifdrop;
+    }
+    return true;
+}
+
+bool LiveCapture::counters(LiveStats& out) const {
+    pcap_stat ps{};
+    if (pcap_stats(handle_, &ps) != 0) return false;
+    // libpcap's counters are 32-bit and wrap; the differences are taken modulo 2^32.
+    out.received = static_cast<std::uint32_t>(ps.ps_recv - base_[0]);
+    out.dropped = static_cast<std::uint32_t>(ps.ps_drop - base_[1]);
+    out.if_dropped = static_cast<std::uint32_t>(ps.ps_ifdrop - base_[2]);
     return true;
 }
 
@@ -666,12 +687,8 @@ void LiveCapture::check_drops(bool force) {
     const std::int64_t now_us = monotonic_us();
     if (!force && now_us < next_drop_check_) return;
     next_drop_check_ = now_us + std::int64_t{drops_every_ms_} * 1000;
-    pcap_stat ps{};
-    if (pcap_stats(handle_, &ps) != 0) return;
     LiveStats now;
-    now.received = ps.ps_recv;
-    now.dropped = ps.ps_drop;
-    now.if_dropped = ps.ps_ifdrop;
+    if (!counters(now)) return;
     now.frames = frames_.load();
     now.drop_reports = drop_reports_.load();
     if (now.dropped > reported_.dropped || now.if_dropped > reported_.if_dropped) {
@@ -731,13 +748,8 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
     // immediate mode a packet waits in a ring block until the block's timer expires), so the
     // loop waits for it, bounded, instead of giving up. Packets arriving after the stop may
     // still be read here; they are decoded but not counted as captured.
-    pcap_stat ps{};
     char errbuf[PCAP_ERRBUF_SIZE] = {};
-    if (pcap_stats(handle_, &ps) == 0) {
-        LiveStats frozen;
-        frozen.received = ps.ps_recv;
-        frozen.dropped = ps.ps_drop;
-        frozen.if_dropped = ps.ps_ifdrop;
+    if (LiveStats frozen; counters(frozen)) {
         if (on_drops_ &&
             (frozen.dropped > reported_.dropped || frozen.if_dropped > reported_.if_dropped)) {
             frozen.frames = frames_.load();
@@ -752,7 +764,7 @@ bool LiveCapture::run(StreamAssembler& assembler, std::string& error) {
         }
         // On Linux ps_recv also counts the packets the kernel dropped.
         const std::uint64_t accepted =
-            ps.ps_recv >= ps.ps_drop ? std::uint64_t{ps.ps_recv} - ps.ps_drop : 0;
+            frozen.received >= frozen.dropped ? frozen.received - frozen.dropped : 0;
         if (pcap_setnonblock(handle_, 1, errbuf) == 0) {
             timeval start{}, now{};
             gettimeofday(&start, nullptr);
@@ -793,11 +805,13 @@ LiveStats LiveCapture::stats() const {
     }
     s.frames = frames_.load();
     s.drop_reports = drop_reports_.load();
-    pcap_stat ps{};
-    if (handle_ != nullptr && pcap_stats(handle_, &ps) == 0) {
-        s.received = ps.ps_recv;
-        s.dropped = ps.ps_drop;
-        s.if_dropped = ps.ps_ifdrop;
+    if (handle_ != nullptr) {
+        LiveStats now;
+        if (counters(now)) {
+            s.received = now.received;
+            s.dropped = now.dropped;
+            s.if_dropped = now.if_dropped;
+        }
     }
     return s;
 }

@@ -197,7 +197,7 @@ class LiveCapture {
     bool open(const LiveOptions& options, std::string& error);
     bool run(StreamAssembler& assembler, std::string& error);
     void stop();
-    /// While running: the kernel's counters now. After run() returned because of stop(): the
+    /// While running: the kernel's counters now, counted from when the filter was set. After run() returned because of stop(): the
     /// counters as they were at the stop (packets arriving later are neither read nor counted),
     /// with every packet accepted by then handed to the assembler.
     [[nodiscard]] LiveStats stats() const;
@@ -215,6 +215,11 @@ class LiveCapture {
     LiveStats reported_;                ///< the counters at the last drop check (run()'s thread)
     std::int64_t next_drop_check_ = 0;  ///< monotonic microseconds
     std::atomic<std::uint64_t> drop_reports_{0};
+    /// The kernel's counters (received, dropped, dropped by the interface) when the filter was
+    /// set: where ours start.
+    std::uint32_t base_[3] = {0, 0, 0};
+    /// The kernel's counters since the filter was set (frames not filled in).
+    bool counters(LiveStats& out) const;
     void check_drops(bool force);
     mutable std::mutex stats_mutex_;
     std::optional<LiveStats> frozen_;  ///< the counters at the stop
