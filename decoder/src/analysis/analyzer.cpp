@@ -63,6 +63,15 @@ bool relays(const LoginEvent& in, const LoginEvent& out) {
 Analyzer::Analyzer(FindingSink& sink) : Analyzer(sink, Options{}) {}
 Analyzer::Analyzer(FindingSink& sink, Options opts) : sink_(sink), opts_(opts) {}
 
+bool Analyzer::reported(std::string_view rule, const std::string& key, Timestamp at) const {
+    std::string k;
+    k.reserve(rule.size() + 1 + key.size());
+    k.append(rule).append(1, '|').append(key);
+    const auto mark = dedup_.find(k);
+    // emit()'s test for a repeat
+    return mark != dedup_.end() && at.micros <= later(mark->second.last, opts_.dedup_window_us);
+}
+
 void Analyzer::emit(std::optional<Verdict> v) {
     if (!v) return;
     Finding& f = v->finding;

@@ -23,6 +23,14 @@ Finding finding(const RuleInfo& r, Timestamp ts) {
     return f;
 }
 
+/// The verdict of `r` with `key` when it was reported within the de-duplication window: a rule
+/// returns it bare instead of describing the finding again, which the analyzer would drop.
+std::optional<Verdict> repeated(const Lookups& look, const RuleInfo& r, Timestamp ts,
+                                std::string& key) {
+    if (!look.reported(r.id, key, ts)) return std::nullopt;
+    return Verdict{finding(r, ts), std::move(key)};
+}
+
 std::string port_text(std::uint16_t port) {
     return std::to_string(port);
 }
@@ -870,6 +878,8 @@ constexpr RuleInfo kNtlmV1{"HS040", "ntlmv1", Severity::Warning, "NTLMv1 in use"
 std::optional<Verdict> ntlmv1(const LoginFacts& x) {
     const LoginEvent& l = x.login;
     if (l.auth != AuthKind::Ntlm || l.ntlm_version != 1) return std::nullopt;
+    std::string key = client_server_key(l.flow);
+    if (auto bare = repeated(x.look, kNtlmV1, l.ts, key)) return bare;
     Finding f = finding(kNtlmV1, l.ts);
     f.summary = x.look.host_name(l.flow.client.addr) + " used NTLMv1 to " +
                 x.look.host_name(l.flow.server.addr);
@@ -878,7 +888,7 @@ std::optional<Verdict> ntlmv1(const LoginFacts& x) {
     f.remedy =
         "NTLMv1 is crackable: set 'Network security: LAN Manager authentication "
         "level' to 'Send NTLMv2 response only. Refuse LM & NTLM'.";
-    return Verdict{std::move(f), client_server_key(l.flow)};
+    return Verdict{std::move(f), std::move(key)};
 }
 
 // ---- HS041 ----------------------------------------------------------------------------------
@@ -888,6 +898,8 @@ constexpr RuleInfo kKerberosRc4{"HS041", "kerberos-rc4", Severity::Warning,
 std::optional<Verdict> kerberos_rc4(const LoginFacts& x) {
     const LoginEvent& l = x.login;
     if (!icontains(l.kerberos_etype, "rc4")) return std::nullopt;
+    std::string key = to_string(l.flow.server);
+    if (auto bare = repeated(x.look, kKerberosRc4, l.ts, key)) return bare;
     Finding f = finding(kKerberosRc4, l.ts);
     f.summary = "Kerberos ticket for " + x.look.host_name(l.flow.server.addr) + " uses RC4-HMAC";
     f.hops.push_back(describe(x.look, l, "hop"));
@@ -895,7 +907,7 @@ std::optional<Verdict> kerberos_rc4(const LoginFacts& x) {
     f.remedy =
         "Enable AES on the service account (msDS-SupportedEncryptionTypes) and reset "
         "its password so AES keys exist.";
-    return Verdict{std::move(f), to_string(l.flow.server)};
+    return Verdict{std::move(f), std::move(key)};
 }
 
 // ---- HS042 ----------------------------------------------------------------------------------
@@ -905,6 +917,8 @@ constexpr RuleInfo kSqlAuthUnencrypted{"HS042", "sql-auth-unencrypted", Severity
 std::optional<Verdict> sql_auth_unencrypted(const LoginFacts& x) {
     const LoginEvent& l = x.login;
     if (l.auth != AuthKind::Sql || l.encryption != EncryptionMode::None) return std::nullopt;
+    std::string key = client_server_key(l.flow);
+    if (auto bare = repeated(x.look, kSqlAuthUnencrypted, l.ts, key)) return bare;
     Finding f = finding(kSqlAuthUnencrypted, l.ts);
     f.summary = "SQL login '" + l.user + "' to " + x.look.host_name(l.flow.server.addr) +
                 " crossed the network without TLS: its password is only obfuscated";
@@ -913,7 +927,7 @@ std::optional<Verdict> sql_auth_unencrypted(const LoginFacts& x) {
     f.remedy =
         "Require encryption (client Encrypt=true / server Force Encryption) or use "
         "Windows authentication.";
-    return Verdict{std::move(f), client_server_key(l.flow)};
+    return Verdict{std::move(f), std::move(key)};
 }
 
 // ---- HS043 ----------------------------------------------------------------------------------
@@ -923,6 +937,8 @@ constexpr RuleInfo kEncryptionDowngraded{"HS043", "encryption-downgraded", Sever
 std::optional<Verdict> encryption_downgraded(const LoginFacts& x) {
     const LoginEvent& l = x.login;
     if (!l.encryption_downgraded) return std::nullopt;
+    std::string key = client_server_key(l.flow);
+    if (auto bare = repeated(x.look, kEncryptionDowngraded, l.ts, key)) return bare;
     Finding f = finding(kEncryptionDowngraded, l.ts);
     f.summary = "The client asked " + x.look.host_name(l.flow.server.addr) +
                 " for encryption and got " + to_string(l.encryption);
@@ -931,7 +947,7 @@ std::optional<Verdict> encryption_downgraded(const LoginFacts& x) {
     f.remedy =
         "Install a certificate on the server and enable encryption; make clients "
         "require it (Encrypt=true) so a downgrade fails instead of passing.";
-    return Verdict{std::move(f), client_server_key(l.flow)};
+    return Verdict{std::move(f), std::move(key)};
 }
 
 // ---- HS050 ----------------------------------------------------------------------------------

@@ -184,6 +184,8 @@ class Analyzer : private Lookups {
     [[nodiscard]] const LoginEvent* login_on(const FlowKey& flow) const override;
     [[nodiscard]] const LoginEvent* failed_login_from(const IpAddress& client,
                                                       Timestamp at) const override;
+    [[nodiscard]] bool reported(std::string_view rule, const std::string& key,
+                                Timestamp at) const override;
     void learn_name(const IpAddress& a, const std::string& name);
     /// Takes back what learn_name(a, name) added.
     void unlearn_name(const IpAddress& a, const std::string& name);
@@ -249,7 +251,7 @@ class Analyzer : private Lookups {
         std::int64_t last = 0;
         std::uint64_t serial = 0;
     };
-    std::map<std::string, DedupMark> dedup_;
+    std::map<std::string, DedupMark, std::less<>> dedup_;
     std::map<std::pair<std::int64_t, std::uint64_t>, const std::string*> dedup_by_time_;
     std::uint64_t dedup_serial_ = 0;
 

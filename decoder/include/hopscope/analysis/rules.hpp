@@ -94,6 +94,12 @@ class Lookups {
     /// before `at`, or nullptr.
     [[nodiscard]] virtual const LoginEvent* failed_login_from(const IpAddress& client,
                                                               Timestamp at) const = 0;
+    /// Whether the verdict of `rule` with `key` was reported and its evidence last seen within
+    /// the de-duplication window before `at`: it would stay quiet. A rule that fires on every
+    /// login of a kind asks first and then returns the bare verdict (rule, time and key: enough
+    /// to keep the window open) instead of describing it again.
+    [[nodiscard]] virtual bool reported(std::string_view rule, const std::string& key,
+                                        Timestamp at) const = 0;
 };
 
 /// The facts of one login, as it is reported.
