@@ -64,6 +64,10 @@ hopscope_cli_test(analyze_keytab_invalid_exits_2
     "out=$(${_cli} analyze --keytab ${_lab}/6-double-hop-no-delegation.expect.json ${_lab}/6-double-hop-no-delegation.pcap 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--keytab .*6-double-hop-no-delegation.expect.json'")
 hopscope_cli_test(live_keytab_missing_exits_2
     "out=$(${_cli} live -i lo --keytab /nonexistent/x.keytab 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--keytab /nonexistent/x.keytab'")
+# A JSON path that cannot be reopened (its directory gone): logged, the events go on to the file
+# it was, the proxy stops cleanly.
+hopscope_cli_test(proxy_sighup_failed_reopen_keeps_writing
+    "t=$(mktemp -d) && mkdir $t/d && { ${_cli} proxy --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --json $t/d/e.jsonl --log-file $t/log >$t/out 2>&1 & pid=$!; } && sleep 1 && exec 3<$t/d/e.jsonl && rm -rf $t/d && kill -HUP $pid && sleep 1 && kill -TERM $pid && wait $pid && grep -q 'cannot reopen the JSON output' $t/log && grep -q '\"event\":\"summary\"' /proc/self/fd/3; rc=$?; exec 3<&-; rm -rf $t; exit $rc")
 hopscope_cli_test(proxy_keytab_missing_exits_2
     "out=$(${_cli} proxy --listen 127.0.0.1:0 --upstream 127.0.0.1:9 --keytab /nonexistent/x.keytab 2>&1); rc=$?; [ $rc -eq 2 ] && echo \"$out\" | grep -q -- '--keytab /nonexistent/x.keytab'")
 hopscope_cli_test(analyze_keytab_prints_no_key

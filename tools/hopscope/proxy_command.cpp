@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <set>
@@ -144,6 +145,7 @@ bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& e
         o.routes.push_back(r);
     }
     o.threads = c.threads;
+    o.analysis_nice = c.analysis_nice;
     o.max_connections = c.max_connections;
     o.connect_timeout = to_ms(c.connect_timeout_s);
     o.idle_timeout = to_ms(c.idle_timeout_s);
@@ -255,6 +257,9 @@ analysis::Analyzer::ProxyView proxy_view(const proxy::ProxyOptions& o,
     return v;
 }
 
+/// stdio buffer of the JSON events file.
+constexpr std::size_t kJsonBuffer = std::size_t{1} << 16;
+
 /// The JSON destination: standard output ('-') or a file that SIGHUP reopens (append).
 struct JsonOut {
     std::FILE* f = nullptr;
@@ -305,6 +310,11 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
                 "CAP_NET_ADMIN); the original destination is the connection's local address");
     p->add_option("--threads", c.threads, "I/O threads (default: one per core)")
         ->check(CLI::Range(0, 1024));
+    p->add_option("--analysis-nice", c.analysis_nice,
+                  "scheduling niceness the analysis thread adds to the proxy's (0-19): when the "
+                  "cores are busy, forwarding comes first and the analysis catches up from its "
+                  "queue (--tap-queue-bytes); 0 = as the I/O threads (default 10)")
+        ->check(CLI::Range(0, 19));
     p->add_option("--max-connections", c.max_connections,
                   "connections open at once; more are refused (reset) and counted (default "
                   "10000)")
@@ -421,6 +431,9 @@ int run_proxy_command(const ProxyCommand& c) {
             return kExitBadInput;
         }
         json.owned = true;
+        // A line is some 700 bytes; with stdio's default 4 KiB buffer a busy proxy made a
+        // write(2) every few logins. It is flushed after each batch anyway.
+        std::setvbuf(json.f, nullptr, _IOFBF, kJsonBuffer);
     }
     std::unique_ptr<proxy::Recorder> recorder;
     if (!c.record.empty()) {
@@ -499,8 +512,17 @@ int run_proxy_command(const ProxyCommand& c) {
     hooks.after_batch = [&] {
         if (json.f) std::fflush(json.f);
         if (!reopen.exchange(false)) return;
-        if (json.owned && !std::freopen(c.json.c_str(), "a", json.f))
-            spdlog::error("{}: cannot reopen the JSON output", c.json);
+        // The new file takes the old one's descriptor, so the stream the backend writes to stays
+        // valid; when the path cannot be opened the events go on to the old file.
+        if (json.owned) {
+            std::FILE* fresh = std::fopen(c.json.c_str(), "a");
+            if (fresh == nullptr || ::dup2(fileno(fresh), fileno(json.f)) < 0)
+                spdlog::error(
+                    "{}: cannot reopen the JSON output: {}; still writing to the "
+                    "file it was",
+                    c.json, std::strerror(errno));
+            if (fresh != nullptr) std::fclose(fresh);
+        }
         if (recorder) {
             std::string e;
             if (!recorder->reopen(e)) spdlog::error("--record: cannot reopen: {}", e);
