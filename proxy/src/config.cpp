@@ -64,6 +64,7 @@ std::string validate(const ProxyOptions& o) {
             return "listener " + r.listen.str() + " given twice";
     }
     if (o.threads > 1024) return "--threads: at most 1024";
+    if (o.analysis_nice < 0 || o.analysis_nice > 19) return "--analysis-nice: 0 to 19";
     if (o.max_connections == 0) return "--max-connections must be at least 1";
     if (o.buffer_size < 4096 || o.buffer_size > (16u << 20))
         return "--buffer-size must be between 4096 and 16777216 bytes";

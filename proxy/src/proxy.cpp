@@ -4,7 +4,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <cstring>
 #include <future>
 #include <mutex>
@@ -1065,6 +1068,17 @@ void Proxy::Impl::sweep(Worker& w) {
 }
 
 void Proxy::Impl::analysis_loop() {
+    // The forwarding must not wait for the analysis: under CPU contention the I/O threads run
+    // first and the analysis catches up from the tap's queue (it drops, and reports a gap, only
+    // when that is full). On Linux a thread's niceness is its own (setpriority on its id).
+    if (opt.analysis_nice > 0) {
+        const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+        errno = 0;
+        const int base = ::getpriority(PRIO_PROCESS, tid);
+        if (errno != 0 ||
+            ::setpriority(PRIO_PROCESS, tid, std::min(19, base + opt.analysis_nice)) != 0)
+            spdlog::debug("analysis thread: cannot lower its priority: {}", std::strerror(errno));
+    }
     std::vector<TapItem> batch;
     auto next_tick = Clock::now() + std::chrono::seconds(1);
     for (;;) {

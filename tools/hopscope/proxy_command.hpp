@@ -20,6 +20,7 @@ struct ProxyCommand {
     bool splice = false;
     std::vector<std::string> names;  ///< --name: other names clients may use for the proxy
     unsigned threads = 0;
+    int analysis_nice = 10;
     std::size_t max_connections = 10000;
     double connect_timeout_s = 5;
     double idle_timeout_s = 3600;

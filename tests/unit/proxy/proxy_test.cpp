@@ -8,16 +8,23 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -510,6 +517,52 @@ TEST(Proxy, Ipv6ListenerAndUpstream) {
     ASSERT_EQ(sink.flows.size(), 1u);
     EXPECT_TRUE(sink.flows.front().key.client.addr.v6);
     EXPECT_TRUE(sink.flows.front().key.server.addr.v6);
+}
+
+/// The niceness of each of this process's threads (from /proc/self/task/*/stat, field 19).
+std::vector<int> thread_nice_values() {
+    std::vector<int> out;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream in(t.path() / "stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // after the ")" that ends the command name: state is field 3, nice field 19
+        std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+        std::string field;
+        for (int i = 3; i < 19 && rest >> field; ++i) {
+        }
+        int nice = 0;
+        if (rest >> nice) out.push_back(nice);
+    }
+    return out;
+}
+
+TEST(Proxy, TheAnalysisThreadYieldsToTheForwarding) {
+    EchoBook book;
+    Upstream up([&](int fd) { serve(fd, book); });
+    RecordingSink sink;
+    AnalysisHooks hooks;
+    hooks.sink = &sink;
+    ProxyOptions o = one_route(up.port());
+    o.analysis_nice = 7;
+    errno = 0;
+    const int base = ::getpriority(PRIO_PROCESS, 0);
+    ASSERT_EQ(errno, 0);
+    if (base + 7 > 19) GTEST_SKIP() << "the test runs at niceness " << base;
+    const auto before = thread_nice_values();
+    Proxy px(o, hooks);
+    std::string err;
+    ASSERT_TRUE(px.start(err)) << err;
+    // The analysis thread lowers its own priority as it starts; the I/O threads keep theirs.
+    std::vector<int> now;
+    ASSERT_TRUE(wait_for([&] {
+        now = thread_nice_values();
+        return std::count(now.begin(), now.end(), base + 7) == 1;
+    })) << "no thread at niceness "
+        << base + 7;
+    EXPECT_EQ(std::count(now.begin(), now.end(), base),
+              std::count(before.begin(), before.end(), base) + 2)
+        << "the two I/O threads";
+    px.shutdown(2s);
 }
 
 // --- faults ------------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ struct TlsOptions {
 struct ProxyOptions {
     std::vector<Route> routes;
     unsigned threads = 0;  ///< I/O threads; 0 = one per core
+    /// Niceness the analysis thread adds to the process's (0-19): when the cores are busy the
+    /// forwarding comes first and the analysis catches up from the tap's queue.
+    int analysis_nice = 10;
     std::size_t max_connections = 10000;
     std::chrono::milliseconds connect_timeout{5000};
     std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  ///< 0 = none
