@@ -10,6 +10,7 @@ namespace {
 
 using detail::hop_key;
 using detail::identity;
+using detail::istarts_with;
 using detail::looks_like_ip;
 using detail::lower;
 using detail::names_proxy;
@@ -103,15 +104,15 @@ void Analyzer::emit(std::optional<Verdict> v) {
 namespace {
 /// The host part of a name as typed (instance and port dropped, "tcp:" prefix removed); empty
 /// when there is none or it is an address.
-std::string host_part(const std::string& raw) {
-    std::string name = raw.substr(0, raw.find_first_of("\\,"));  // drop instance / port
-    if (lower(name).rfind("tcp:", 0) == 0) name.erase(0, 4);
+std::string_view host_part(std::string_view raw) {
+    std::string_view name = raw.substr(0, detail::host_end(raw));  // drop instance / port
+    if (istarts_with(name, "tcp:")) name.remove_prefix(4);
     if (looks_like_ip(name)) return {};
     return name;
 }
 /// What a name adds to its address's ranking: fully qualified names are the ones Kerberos needs.
-int name_weight(const std::string& name) {
-    return name.find('.') != std::string::npos ? 1000 : 1;
+int name_weight(std::string_view name) {
+    return name.find('.') != std::string_view::npos ? 1000 : 1;
 }
 }  // namespace
 
@@ -119,6 +120,7 @@ void Analyzer::learn_names(const LoginEvent& l, bool relayed, bool learn) {
     const IpAddress& a = l.flow.server.addr;
     const std::string typed = lower(host_part(l.server_name));
     const std::string spn = spn_host(l.spn);
+    const std::string spn_lower = relayed ? lower(spn) : std::string();
     auto apply = [&](const std::string& name) {
         if (learn)
             learn_name(a, name);
@@ -130,12 +132,12 @@ void Analyzer::learn_names(const LoginEvent& l, bool relayed, bool learn) {
         if (!spn.empty()) apply(spn);
     }
     for (const auto& alias : l.server_aliases)
-        if (!relayed || (lower(host_part(alias)) != typed && lower(alias) != lower(spn)))
+        if (!relayed || (lower(host_part(alias)) != typed && lower(alias) != spn_lower))
             apply(alias);
 }
 
 void Analyzer::unlearn_name(const IpAddress& a, const std::string& raw) {
-    const std::string name = host_part(raw);
+    const std::string_view name = host_part(raw);
     auto host = names_.find(a);
     if (name.empty() || host == names_.end()) return;
     auto entry = host->second.find(lower(name));
@@ -146,7 +148,7 @@ void Analyzer::unlearn_name(const IpAddress& a, const std::string& raw) {
 }
 
 void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
-    const std::string name = host_part(raw);
+    const std::string_view name = host_part(raw);
     if (name.empty()) return;
     // The proxy's names, typed by clients of an explicit listener, are not the upstream's.
     if (names_proxy(opts_.proxy, name)) return;
@@ -158,10 +160,11 @@ void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
         if (names_.size() >= opts_.max_hosts) return;
         host = names_.try_emplace(a).first;
     }
-    auto entry = host->second.find(lower(name));
+    std::string key = lower(name);
+    auto entry = host->second.find(key);
     if (entry == host->second.end()) {
         if (host->second.size() >= kMaxNamesPerHost) return;
-        entry = host->second.try_emplace(lower(name), 0).first;
+        entry = host->second.try_emplace(std::move(key), 0).first;
     }
     // Fully qualified names are the ones Kerberos needs: rank them first.
     entry->second += name_weight(name);

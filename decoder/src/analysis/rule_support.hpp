@@ -12,10 +12,29 @@
 
 namespace hopscope::analysis::detail {
 
+/// ASCII lower case: what std::tolower does in the "C" locale hopscope runs in, without a call
+/// per character (the analyzer lower-cases a few names of every login).
+constexpr char lower_ascii(char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
 inline std::string lower(std::string s) {
     for (char& c : s)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        c = lower_ascii(c);
     return s;
+}
+inline std::string lower(std::string_view s) {
+    return lower(std::string(s));
+}
+inline std::string lower(const char* s) {
+    return lower(std::string(s));
+}
+
+/// Where a ServerName's host ends: at its instance ('\\') or port (','). (string_view's
+/// find_first_of calls memchr on the set for each character.)
+inline std::size_t host_end(std::string_view s) {
+    const auto at = std::find_if(s.begin(), s.end(), [](char c) { return c == '\\' || c == ','; });
+    return static_cast<std::size_t>(at - s.begin());
 }
 
 inline bool icontains(const std::string& hay, const std::string& needle) {
@@ -24,10 +43,8 @@ inline bool icontains(const std::string& hay, const std::string& needle) {
 
 inline bool istarts_with(std::string_view s, std::string_view prefix) {
     return s.size() >= prefix.size() &&
-           std::equal(prefix.begin(), prefix.end(), s.begin(), [](char a, char b) {
-               return std::tolower(static_cast<unsigned char>(a)) ==
-                      std::tolower(static_cast<unsigned char>(b));
-           });
+           std::equal(prefix.begin(), prefix.end(), s.begin(),
+                      [](char a, char b) { return lower_ascii(a) == lower_ascii(b); });
 }
 
 /// A Windows-integrated login: NTLM, Kerberos, or an encrypted login that named no SQL user.
@@ -36,9 +53,9 @@ inline bool integrated(const LoginEvent& l) {
            (l.auth == AuthKind::Unknown && l.user.empty());
 }
 
-inline bool looks_like_ip(const std::string& host) {
+inline bool looks_like_ip(std::string_view host) {
     if (host.empty()) return false;
-    if (host.find(':') != std::string::npos) return true;  // IPv6 literal
+    if (host.find(':') != std::string_view::npos) return true;  // IPv6 literal
     return std::all_of(host.begin(), host.end(), [](char c) {
         return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
     });
@@ -84,13 +101,14 @@ inline Timestamp start_of(const LoginEvent& l) {
 inline std::string named_host(const std::string& server_name) {
     std::string s = lower(server_name);
     if (s.rfind("tcp:", 0) == 0) s.erase(0, 4);
-    return s.substr(0, s.find_first_of("\\,"));
+    return s.substr(0, host_end(s));
 }
 
 /// Whether `host` is one of the names by which clients reach the proxy.
-inline bool names_proxy(const ProxyView& proxy, const std::string& host) {
-    return !host.empty() && std::find(proxy.proxy_names.begin(), proxy.proxy_names.end(),
-                                      lower(host)) != proxy.proxy_names.end();
+inline bool names_proxy(const ProxyView& proxy, std::string_view host) {
+    return !host.empty() && !proxy.proxy_names.empty() &&
+           std::find(proxy.proxy_names.begin(), proxy.proxy_names.end(), lower(host)) !=
+               proxy.proxy_names.end();
 }
 
 inline bool known(const Position& p) {
