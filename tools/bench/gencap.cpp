@@ -356,12 +356,14 @@ class PcapWriter {
         bytes_ = h.size();
         return true;
     }
-    void record(std::uint64_t ts_us, const Buf& frame) {
+    void record(std::uint64_t ts_us, const Buf& frame) { record(ts_us, frame, frame.size()); }
+    /// A frame of which `frame` is the captured part (`orig_len` long on the wire).
+    void record(std::uint64_t ts_us, const Buf& frame, std::size_t orig_len) {
         Buf h;
         le32(h, static_cast<std::uint32_t>(ts_us / 1'000'000));
         le32(h, static_cast<std::uint32_t>(ts_us % 1'000'000));
         le32(h, static_cast<std::uint32_t>(frame.size()));
-        le32(h, static_cast<std::uint32_t>(frame.size()));
+        le32(h, static_cast<std::uint32_t>(orig_len));
         buf_ += h;
         buf_ += frame;
         bytes_ += h.size() + frame.size();
@@ -785,6 +787,158 @@ bool parse_size(const char* s, std::uint64_t& out) {
     return true;
 }
 
+// ---------------------------------------------------------------------------------------------
+// --replicate: real captures (the lab's) repeated with fresh addresses, for a benchmark shape of
+// real traffic. Each copy k (1, 2, ...) maps every IPv4 address a.b.c.d to a.(k>>8).(k&255).d,
+// so that the hosts of one copy keep their roles (a middle server is the client of its linked
+// server in the same copy) and no two copies share a flow; the IPv4, TCP and UDP checksums are
+// adjusted for the new addresses (RFC 1624), so a checksum that was right stays right. The
+// inputs follow each other in time, one copy after another, 1 ms apart.
+
+/// One input frame.
+struct InFrame {
+    std::uint64_t ts_us;
+    std::uint32_t orig_len;
+    Buf bytes;
+};
+
+/// The frames of a classic little-endian Ethernet pcap (microsecond or nanosecond stamps).
+bool read_pcap(const std::string& path, std::vector<InFrame>& out, std::string& err) {
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+    if (!f) {
+        err = path + ": " + std::strerror(errno);
+        return false;
+    }
+    unsigned char h[24];
+    if (std::fread(h, 1, sizeof h, f.get()) != sizeof h) {
+        err = path + ": not a pcap file (short header)";
+        return false;
+    }
+    auto u32 = [](const unsigned char* p) {
+        return static_cast<std::uint32_t>(p[0] | (p[1] << 8) | (p[2] << 16)) |
+               (static_cast<std::uint32_t>(p[3]) << 24);
+    };
+    const std::uint32_t magic = u32(h);
+    if (magic != 0xA1B2C3D4 && magic != 0xA1B23C4D) {
+        err =
+            path + ": not a little-endian classic pcap file (pcapng? convert with editcap -F pcap)";
+        return false;
+    }
+    if (u32(h + 20) != 1) {
+        err = path + ": link type " + std::to_string(u32(h + 20)) + ", not Ethernet";
+        return false;
+    }
+    const bool nanos = magic == 0xA1B23C4D;
+    unsigned char r[16];
+    while (std::fread(r, 1, sizeof r, f.get()) == sizeof r) {
+        InFrame fr;
+        const std::uint32_t frac = u32(r + 4);
+        fr.ts_us = std::uint64_t{u32(r)} * 1'000'000 + (nanos ? frac / 1000 : frac);
+        const std::uint32_t caplen = u32(r + 8);
+        fr.orig_len = u32(r + 12);
+        if (caplen > 262144) {
+            err = path + ": a record of " + std::to_string(caplen) + " bytes";
+            return false;
+        }
+        fr.bytes.resize(caplen);
+        if (std::fread(fr.bytes.data(), 1, caplen, f.get()) != caplen) {
+            err = path + ": truncated record";
+            return false;
+        }
+        out.push_back(std::move(fr));
+    }
+    return true;
+}
+
+/// Adds `delta` (one's complement) to the 16-bit checksum at `p` (RFC 1624: HC' = ~(~HC + ~m +
+/// m')).
+void adjust_checksum(char* p, std::uint32_t old_sum, std::uint32_t new_sum, bool udp) {
+    auto* u = reinterpret_cast<unsigned char*>(p);
+    std::uint32_t hc = (u[0] << 8) | u[1];
+    if (udp && hc == 0) return;  // UDP over IPv4: no checksum
+    std::uint32_t acc = (~hc & 0xFFFF) + (~old_sum & 0xFFFF) + new_sum;
+    while (acc >> 16)
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    std::uint16_t out = static_cast<std::uint16_t>(~acc & 0xFFFF);
+    if (udp && out == 0) out = 0xFFFF;
+    u[0] = static_cast<unsigned char>(out >> 8);
+    u[1] = static_cast<unsigned char>(out & 0xFF);
+}
+
+/// Folds a 32-bit one's-complement sum of the 16-bit words of an address pair.
+std::uint32_t fold_words(const unsigned char* a, std::size_t n) {
+    std::uint32_t acc = 0;
+    for (std::size_t i = 0; i + 1 < n; i += 2)
+        acc += (a[i] << 8) | a[i + 1];
+    while (acc >> 16)
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    return acc;
+}
+
+/// Copy `k` of an Ethernet frame: IPv4 addresses renumbered, checksums adjusted. Frames that
+/// are not IPv4 (ARP, IPv6) are copied as they are.
+void renumber(Buf& frame, unsigned k) {
+    std::size_t off = 14;
+    if (frame.size() < off + 20) return;
+    auto* u = reinterpret_cast<unsigned char*>(frame.data());
+    std::uint16_t type = static_cast<std::uint16_t>((u[12] << 8) | u[13]);
+    if (type == 0x8100 && frame.size() >= 18 + 20) {  // one VLAN tag
+        type = static_cast<std::uint16_t>((u[16] << 8) | u[17]);
+        off = 18;
+    }
+    if (type != 0x0800 || (u[off] >> 4) != 4) return;
+    unsigned char* ip = u + off;
+    const std::size_t ihl = static_cast<std::size_t>(ip[0] & 0x0F) * 4;
+    const std::uint32_t before = fold_words(ip + 12, 8);
+    for (unsigned char* a : {ip + 12, ip + 16}) {
+        a[1] = static_cast<unsigned char>(k >> 8);
+        a[2] = static_cast<unsigned char>(k & 0xFF);
+    }
+    const std::uint32_t after = fold_words(ip + 12, 8);
+    adjust_checksum(reinterpret_cast<char*>(ip + 10), before, after, false);
+    // The transport checksum covers the pseudo-header's addresses: only in the first fragment.
+    const bool first_fragment = ((ip[6] & 0x1F) | ip[7]) == 0;
+    if (!first_fragment || ihl < 20) return;
+    const std::size_t l4 = off + ihl;
+    if (ip[9] == 6 && frame.size() >= l4 + 18)
+        adjust_checksum(frame.data() + l4 + 16, before, after, false);
+    else if (ip[9] == 17 && frame.size() >= l4 + 8)
+        adjust_checksum(frame.data() + l4 + 6, before, after, true);
+}
+
+/// Writes copies of `inputs` until `size` bytes are reached (whole copies only); the number of
+/// copies in `copies`.
+bool replicate(const std::vector<std::string>& inputs, std::uint64_t size, PcapWriter& w,
+               unsigned& copies, std::string& err) {
+    std::vector<std::vector<InFrame>> files;
+    for (const std::string& path : inputs) {
+        files.emplace_back();
+        if (!read_pcap(path, files.back(), err)) return false;
+    }
+    std::uint64_t clock = 1'700'000'000ULL * 1'000'000;  // 2023-11-14, whatever the inputs say
+    copies = 0;
+    while (copies == 0 || w.bytes() < size) {
+        if (++copies > 65535) {
+            err = "more than 65535 copies: give larger inputs or a smaller --size";
+            return false;
+        }
+        for (const auto& frames : files) {
+            if (frames.empty()) continue;
+            const std::uint64_t first = frames.front().ts_us;
+            std::uint64_t last = clock;
+            for (const InFrame& f : frames) {
+                Buf b = f.bytes;
+                renumber(b, copies);
+                // Stamps keep their spacing (never going back: a capture's may, slightly).
+                last = std::max(last, clock + (f.ts_us >= first ? f.ts_us - first : 0));
+                w.record(last, b, f.orig_len);
+            }
+            clock = last + 1000;
+        }
+    }
+    return true;
+}
+
 int usage() {
     std::fputs(
         "usage: hopscope-gencap --size N[K|M|G] --out FILE [--seed N] [--concurrency N]\n"
@@ -797,7 +951,12 @@ int usage() {
         "--profile: mix (the default: logins, result sets, a KDC on TCP) or logins (no\n"
         "batches unless --max-batches says otherwise, a busy KDC on UDP and TCP: about\n"
         "as many KDC exchanges as logins, half of them in datagrams; a tenth of the NTLM\n"
-        "and Kerberos logins refused with 18456).\n",
+        "and Kerberos logins refused with 18456).\n"
+        "\n"
+        "       hopscope-gencap --size N[K|M|G] --out FILE --replicate PCAP [--replicate ...]\n"
+        "Real captures (classic Ethernet pcap, e.g. captures/lab/*.pcap) one after another,\n"
+        "repeated with fresh IPv4 addresses per copy (a.b.c.d -> a.K/256.K%256.d, checksums\n"
+        "adjusted) until N bytes are written (whole copies); prints bytes=, frames=, copies=.\n",
         stderr);
     return 2;
 }
@@ -813,6 +972,7 @@ int main(int argc, char** argv) {
     unsigned max_batches = 6;
     bool batches_given = false, logins_profile = false;
     std::string out;
+    std::vector<std::string> replicas;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         const bool has = i + 1 < argc;
@@ -832,6 +992,8 @@ int main(int argc, char** argv) {
         } else if (a == "--max-gap-us" && has) {
             max_gap_us = std::strtoull(argv[++i], nullptr, 10);
             if (max_gap_us == 0) return usage();
+        } else if (a == "--replicate" && has) {
+            replicas.emplace_back(argv[++i]);
         } else if (a == "--concurrency" && has) {
             concurrency = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
             if (concurrency == 0) return usage();
@@ -844,6 +1006,19 @@ int main(int argc, char** argv) {
     if (!w.open(out)) {
         std::fprintf(stderr, "hopscope-gencap: %s: %s\n", out.c_str(), std::strerror(errno));
         return 1;
+    }
+    if (!replicas.empty()) {
+        unsigned copies = 0;
+        std::string err;
+        const bool ok = replicate(replicas, size, w, copies, err);
+        if (!w.close() || !ok) {
+            std::fprintf(stderr, "hopscope-gencap: %s\n", ok ? "write failed" : err.c_str());
+            return 1;
+        }
+        std::fprintf(stderr, "bytes=%llu frames=%llu copies=%u\n",
+                     static_cast<unsigned long long>(w.bytes()),
+                     static_cast<unsigned long long>(w.frames()), copies);
+        return 0;
     }
     if (logins_profile && !batches_given) max_batches = 0;
     Generator g(seed, size, concurrency, max_gap_us, max_batches, logins_profile, w);
