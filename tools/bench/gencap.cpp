@@ -634,11 +634,11 @@ class Generator {
     }
 
     /// The server's last answer of a replayed login replaced by error 18456.
-    void refuse(std::vector<Message>& m, const std::string& text) {
+    void refuse(std::vector<Message>& m, const std::string& text, const std::string& server) {
         while (!m.empty() && !m.back().client)
             m.pop_back();
         Buf b;
-        error_token(b, 18456, 1, 14, text, "SQLA");
+        error_token(b, 18456, 1, 14, text, server);
         done_token(b, 0x0002, 0, 0);
         m.push_back({false, tds_message(0x04, b)});
         ++t_.failed_logins;
@@ -697,14 +697,14 @@ class Generator {
             ++t_.ntlm_logins;
             replay(m, kNtlmLogin, std::size(kNtlmLogin));
             if (logins_profile_ && rng_.chance(10)) {  // the NTLM AUTHENTICATE refused
-                refuse(m, "Login failed for user 'LAB\\bob'.");
+                refuse(m, "Login failed for user 'LAB\\bob'.", "SQL" + std::to_string(server));
                 return std::make_unique<Connection>(client_endpoint(), srv, std::move(m));
             }
         } else {
             ++t_.kerberos_logins;
             replay(m, kKerberosLogin, std::size(kKerberosLogin));
             if (logins_profile_ && rng_.chance(10)) {  // refused after the AP-REQ (no AP-REP)
-                refuse(m, "Login failed for user 'LAB\\alice'.");
+                refuse(m, "Login failed for user 'LAB\\alice'.", "SQL" + std::to_string(server));
                 return std::make_unique<Connection>(client_endpoint(), srv, std::move(m));
             }
         }
