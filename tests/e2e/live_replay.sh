@@ -49,6 +49,9 @@ for cap in "$lab"/*.pcap; do
     tcpdump -r "$cap" -w "$work/cut.pcap" "$filter" 2>/dev/null
     "$hs" analyze --no-progress -q --json "$work/analyze.jsonl" "$work/cut.pcap" >/dev/null 2>&1
     for opts in "" "--buffer-size 1"; do
+        # Removed first: the wait below must not find the previous run's "capturing on" before
+        # the new process has truncated the file.
+        rm -f "$work/live.err"
         # shellcheck disable=SC2086
         ip netns exec "$ns" "$hs" live -i "$rx" --json "$work/live.jsonl" $opts \
             >"$work/live.out" 2>"$work/live.err" &
