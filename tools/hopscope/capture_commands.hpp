@@ -36,7 +36,7 @@ struct CaptureCommands {
         std::string filter;
         int snaplen = 262144;
         bool promiscuous = true;
-        int buffer_size_mib = 32;  ///< kernel capture buffer (--buffer-size)
+        int buffer_size_mib = 128;  ///< kernel capture buffer (--buffer-size)
     } live;
     CLI::App* analyze_cmd = nullptr;
     CLI::App* live_cmd = nullptr;

@@ -168,8 +168,10 @@ struct LiveOptions {
     /// so a busy link costs one wake-up per block and a quiet one delays a packet by at most
     /// `timeout_ms`.
     bool immediate = false;
-    int buffer_bytes = 32 << 20;  ///< kernel ring buffer (tcpdump -B; libpcap's default is 2 MiB)
-    int timeout_ms = 100;         ///< the longest a packet waits in a ring block
+    /// Kernel ring buffer (tcpdump -B; libpcap's default is 2 MiB): 128 MiB holds a second of a
+    /// login-dense link at a million packets a second (docs/performance.md, "live on a busy link").
+    int buffer_bytes = 128 << 20;
+    int timeout_ms = 100;  ///< the longest a packet waits in a ring block
     /// Called with the capture time after a frame at least a second after the previous call, and
     /// with the wall clock (less a second, so that no packet stamped before it is still on its
     /// way) after a read timeout that brought no packet: lets the consumer's time-driven work run
@@ -197,9 +199,9 @@ class LiveCapture {
     bool open(const LiveOptions& options, std::string& error);
     bool run(StreamAssembler& assembler, std::string& error);
     void stop();
-    /// While running: the kernel's counters now, counted from when the filter was set. After run() returned because of stop(): the
-    /// counters as they were at the stop (packets arriving later are neither read nor counted),
-    /// with every packet accepted by then handed to the assembler.
+    /// While running: the kernel's counters now, counted from when the filter was set. After run()
+    /// returned because of stop(): the counters as they were at the stop (packets arriving later
+    /// are neither read nor counted), with every packet accepted by then handed to the assembler.
     [[nodiscard]] LiveStats stats() const;
     [[nodiscard]] int linktype() const { return linktype_; }
 
