@@ -5,6 +5,7 @@
 // view), or with `flows_only` the FlowSummary that only counts connections and bytes per flow.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -19,6 +20,10 @@
 #include "hopscope/tls/keylog.hpp"
 
 namespace hopscope::cli {
+
+/// stdio buffer of a JSON events file: a line is some 700 bytes, and stdio's default 4 KiB made
+/// a write(2) every few events on login-dense traffic.
+inline constexpr std::size_t kJsonFileBuffer = std::size_t{1} << 16;
 
 struct BackendOptions {
     std::vector<std::uint16_t> tds_ports{1433};

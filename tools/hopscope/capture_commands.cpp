@@ -99,8 +99,7 @@ bool open_outputs(const CaptureCommands::Common& c, Outputs& out) {
         return false;
     }
     out.owns_json = true;
-    // Fewer write(2)s than stdio's default 4 KiB buffer on event-dense captures.
-    std::setvbuf(out.json, nullptr, _IOFBF, std::size_t{1} << 16);
+    std::setvbuf(out.json, nullptr, _IOFBF, kJsonFileBuffer);
     struct stat sb {};
     out.json_is_file = fstat(fileno(out.json), &sb) == 0 && S_ISREG(sb.st_mode);
     return true;

@@ -257,9 +257,6 @@ analysis::Analyzer::ProxyView proxy_view(const proxy::ProxyOptions& o,
     return v;
 }
 
-/// stdio buffer of the JSON events file.
-constexpr std::size_t kJsonBuffer = std::size_t{1} << 16;
-
 /// The JSON destination: standard output ('-') or a file that SIGHUP reopens (append).
 struct JsonOut {
     std::FILE* f = nullptr;
@@ -431,9 +428,8 @@ int run_proxy_command(const ProxyCommand& c) {
             return kExitBadInput;
         }
         json.owned = true;
-        // A line is some 700 bytes; with stdio's default 4 KiB buffer a busy proxy made a
-        // write(2) every few logins. It is flushed after each batch anyway.
-        std::setvbuf(json.f, nullptr, _IOFBF, kJsonBuffer);
+        // flushed after each batch of traffic anyway
+        std::setvbuf(json.f, nullptr, _IOFBF, kJsonFileBuffer);
     }
     std::unique_ptr<proxy::Recorder> recorder;
     if (!c.record.empty()) {
