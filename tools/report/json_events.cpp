@@ -86,8 +86,17 @@ class Writer {
             item(x);
         return close();
     }
+    /// A time as RFC 3339 text, written in place.
+    Writer& time(Key key, Timestamp ts) {
+        name(key);
+        char* p = extend(kRfc3339Size + 2);
+        *p = '"';
+        write_rfc3339(ts, p + 1);
+        p[kRfc3339Size + 1] = '"';
+        return *this;
+    }
     Writer& header(const char* event, Timestamp ts) {
-        return open().num("schema", kSchemaVersion).str("event", event).str("ts", to_rfc3339(ts));
+        return open().num("schema", kSchemaVersion).str("event", event).time("ts", ts);
     }
 
   private:
@@ -268,7 +277,7 @@ void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
 std::string json_line(const LoginEvent& e) {
     Writer w;
     w.header("login", e.ts)
-        .str("started", to_rfc3339(e.started))
+        .time("started", e.started)
         .str("client", to_string(e.flow.client))
         .str("server", to_string(e.flow.server))
         .str("auth", to_string(e.auth))
@@ -357,7 +366,7 @@ std::string json_line(const Finding& f) {
     for (const auto& e : f.evidence) {
         w.open().str("client", to_string(e.flow.client)).str("server", to_string(e.flow.server));
         position_object(w, "at", e.at, e.flow);
-        w.str("ts", to_rfc3339(e.ts)).str("what", e.what).close();
+        w.time("ts", e.ts).str("what", e.what).close();
     }
     w.close();
     if (!f.display_filter.empty()) w.str("display_filter", f.display_filter);

@@ -16,7 +16,7 @@ char* digits(char* p, unsigned v, int width) {
 }
 }  // namespace
 
-std::string to_rfc3339(Timestamp t) {
+void write_rfc3339(Timestamp t, char* out) {
     // Calendar arithmetic and fixed-width digits rather than gmtime_r and snprintf: every event
     // carries a time, and those two (a time-zone lock and printf's machinery) showed in the
     // proxy's analysis thread (perf).
@@ -30,8 +30,7 @@ std::string to_rfc3339(Timestamp t) {
     const year_month_day ymd{day};
     const hh_mm_ss<microseconds> tod{at - day};
     const int y = static_cast<int>(ymd.year());
-    char buf[32];
-    char* p = digits(buf, static_cast<unsigned>(y), 4);
+    char* p = digits(out, static_cast<unsigned>(y), 4);
     *p++ = '-';
     p = digits(p, static_cast<unsigned>(ymd.month()), 2);
     *p++ = '-';
@@ -44,8 +43,13 @@ std::string to_rfc3339(Timestamp t) {
     p = digits(p, static_cast<unsigned>(tod.seconds().count()), 2);
     *p++ = '.';
     p = digits(p, static_cast<unsigned>(tod.subseconds().count()), 6);
-    *p++ = 'Z';
-    return std::string(buf, p);
+    *p = 'Z';
+}
+
+std::string to_rfc3339(Timestamp t) {
+    std::string s(kRfc3339Size, '\0');
+    write_rfc3339(t, s.data());
+    return s;
 }
 
 }  // namespace hopscope::report
