@@ -88,8 +88,14 @@ inline std::string identity(const LoginEvent& l) {
 /// Client host, server, auth and outcome of a login: a row of the hop summary, and what makes a
 /// verdict on a login the same verdict again.
 inline std::string hop_key(const LoginEvent& l) {
-    return to_string(l.flow.client.addr) + ">" + to_string(l.flow.server) + "/" +
-           to_string(l.auth) + "/" + to_string(l.outcome) + (l.anonymous ? "/anon" : "");
+    std::string key;
+    key.reserve(96);
+    append_to(key, l.flow.client.addr);
+    key += '>';
+    append_to(key, l.flow.server);
+    key.append("/").append(to_string(l.auth)).append("/").append(to_string(l.outcome));
+    if (l.anonymous) key += "/anon";
+    return key;
 }
 
 /// The time a login started (when it was reported, if its start is not known).

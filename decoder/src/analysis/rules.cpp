@@ -49,7 +49,12 @@ std::string describe(const Lookups& look, const LoginEvent& l, const char* role)
 
 /// Client host and server: what makes a verdict on a client's use of a server the same again.
 std::string client_server_key(const FlowKey& flow) {
-    return to_string(flow.client.addr) + ">" + to_string(flow.server);
+    std::string key;
+    key.reserve(64);
+    append_to(key, flow.client.addr);
+    key += '>';
+    append_to(key, flow.server);
+    return key;
 }
 
 bool anonymous_text(const std::string& s) {

@@ -31,6 +31,12 @@ IpAddress IpAddress::v6_from_bytes(const std::uint8_t* p) {
 }
 
 std::string to_string(const IpAddress& a) {
+    std::string out;
+    append_to(out, a);
+    return out;
+}
+
+void append_to(std::string& out, const IpAddress& a) {
     char buf[64];
     if (!a.v6) {
         // By hand rather than snprintf: every event names its endpoints, and the proxy's
@@ -38,9 +44,10 @@ std::string to_string(const IpAddress& a) {
         char* p = buf;
         for (int i = 0; i < 4; ++i) {
             if (i > 0) *p++ = '.';
-            p = std::to_chars(p, buf + sizeof buf, unsigned{a.bytes[i]}).ptr;
+            p = std::to_chars(p, p + 3, unsigned{a.bytes[i]}).ptr;  // a byte: 3 digits at most
         }
-        return std::string(buf, p);
+        out.append(buf, p);
+        return;
     }
     // RFC 5952: lower-case hex, longest run (>= 2) of zero groups compressed to "::".
     unsigned g[8];
@@ -61,29 +68,32 @@ std::string to_string(const IpAddress& a) {
         }
         i = j;
     }
-    std::string out;
+    const std::size_t start = out.size();
     for (int i = 0; i < 8; ++i) {
         if (i == best) {
             out += "::";
             i += best_len - 1;
             continue;
         }
-        if (!out.empty() && out.back() != ':') out += ':';
+        if (out.size() > start && out.back() != ':') out += ':';
         out.append(buf, std::to_chars(buf, buf + sizeof buf, g[i], 16).ptr);
     }
-    return out;
 }
 
 std::string to_string(const Endpoint& e) {
     std::string out;
     out.reserve(e.addr.v6 ? 48 : 21);
+    append_to(out, e);
+    return out;
+}
+
+void append_to(std::string& out, const Endpoint& e) {
     if (e.addr.v6) out += '[';
-    out += to_string(e.addr);
+    append_to(out, e.addr);
     if (e.addr.v6) out += ']';
     out += ':';
     char buf[8];
     out.append(buf, std::to_chars(buf, buf + sizeof buf, unsigned{e.port}).ptr);
-    return out;
 }
 
 std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {

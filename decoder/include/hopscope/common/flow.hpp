@@ -30,6 +30,8 @@ struct IpAddress {
 };
 
 std::string to_string(const IpAddress& a);
+/// to_string(a) appended to `out` (keys built of several parts, in one string).
+void append_to(std::string& out, const IpAddress& a);
 
 struct Endpoint {
     IpAddress addr;
@@ -39,6 +41,7 @@ struct Endpoint {
 
 /// "a.b.c.d:port" or "[v6]:port".
 std::string to_string(const Endpoint& e);
+void append_to(std::string& out, const Endpoint& e);
 
 enum class Transport : std::uint8_t { Tcp = 6, Udp = 17 };
 
