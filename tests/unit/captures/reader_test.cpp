@@ -745,11 +745,15 @@ class LiveOnLoopback : public ::testing::Test {
         ASSERT_EQ(::getsockname(srv_, reinterpret_cast<sockaddr*>(&addr_), &alen), 0);
         ASSERT_EQ(::listen(srv_, 1), 0);
         port_ = ntohs(addr_.sin_port);
+        std::string err;
+        if (!open_capture(err)) GTEST_SKIP() << "cannot capture on lo here: " << err;
+    }
+    /// The capture on `lo`, filtered on the listener's port.
+    virtual bool open_capture(std::string& err) {
         LiveOptions o;
         o.interface = "lo";
         o.filter = "tcp port " + std::to_string(port_);
-        std::string err;
-        if (!cap_.open(o, err)) GTEST_SKIP() << "cannot capture on lo here: " << err;
+        return cap_.open(o, err);
     }
     void TearDown() override { close_listener(); }
     void close_listener() {
@@ -762,6 +766,29 @@ class LiveOnLoopback : public ::testing::Test {
         ASSERT_EQ(::connect(cli, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_), 0);
         acc = ::accept(srv_, nullptr, nullptr);
         ASSERT_GE(acc, 0);
+    }
+    /// One connection that sends "ping-1433" and closes; once the kernel has counted its packets
+    /// (handshake, data, ack, FIN exchange), stop() and then run(): every packet captured so far
+    /// is in the ring, unread, and the drain at the stop must read it into `sink`.
+    void ping_then_stop_and_drain(RecordingSink& sink, LiveStats& st) {
+        int cli = -1, acc = -1;
+        connect_pair(cli, acc);
+        ASSERT_EQ(::send(cli, "ping-1433", 9, 0), 9);
+        char buf[16];
+        ASSERT_EQ(::recv(acc, buf, sizeof buf, 0), 9);
+        ::close(cli);
+        ::close(acc);
+        close_listener();
+        for (int i = 0; i < 200 && cap_.stats().received < 14; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        ASSERT_GE(cap_.stats().received, 14u);
+        AssemblerConfig cfg;
+        cfg.filter.tds_ports = {port_};
+        StreamAssembler a(sink, cfg);
+        cap_.stop();
+        std::string run_err;
+        ASSERT_TRUE(cap_.run(a, run_err)) << run_err;
+        st = cap_.stats();
     }
 
     LiveCapture cap_;
@@ -816,28 +843,9 @@ TEST_F(LiveOnLoopback, TcpIsSeenAsAStream) {
 // accepted. stop() before run() is that case made certain: the loop never starts and every
 // packet captured so far is in the ring, unread.
 TEST_F(LiveOnLoopback, StopOutsideTheReadStillDrainsWhatTheKernelAccepted) {
-    LiveCapture& cap = cap_;
-    int cli = -1, acc = -1;
-    connect_pair(cli, acc);
-    ASSERT_EQ(::send(cli, "ping-1433", 9, 0), 9);
-    char buf[16];
-    ASSERT_EQ(::recv(acc, buf, sizeof buf, 0), 9);
-    ::close(cli);
-    ::close(acc);
-    close_listener();
-    // The kernel has counted the packets (handshake, data, ack, FIN exchange) before we stop.
-    for (int i = 0; i < 200 && cap.stats().received < 14; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    ASSERT_GE(cap.stats().received, 14u);
-
     RecordingSink sink;
-    AssemblerConfig cfg;
-    cfg.filter.tds_ports = {port_};
-    StreamAssembler a(sink, cfg);
-    cap.stop();
-    std::string run_err;
-    ASSERT_TRUE(cap.run(a, run_err)) << run_err;
-    const LiveStats st = cap.stats();
+    LiveStats st;
+    ASSERT_NO_FATAL_FAILURE(ping_then_stop_and_drain(sink, st));
     EXPECT_EQ(st.dropped, 0u);
     EXPECT_GE(st.received, 7u);
     // On lo the kernel counts each packet twice (its outgoing and its incoming copy) and libpcap
@@ -852,70 +860,46 @@ TEST_F(LiveOnLoopback, StopOutsideTheReadStillDrainsWhatTheKernelAccepted) {
 // counted by the kernel but never read. Traffic outside the filter runs while the capture opens;
 // "captured" must still count only what was there to be read (else the drain at the stop waits
 // for packets that will never come, and the summary says packets were left unread).
-TEST(LiveCounters, PacketsOutsideTheFilterWhileOpeningAreNotCounted) {
-    const int tx = ::socket(AF_INET, SOCK_DGRAM, 0);
-    ASSERT_GE(tx, 0);
-    sockaddr_in sink{};
-    sink.sin_family = AF_INET;
-    sink.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sink.sin_port = htons(9);  // discard: nobody listens, ICMP replies are fine too
-    std::atomic<bool> go{true};
-    std::atomic<std::uint64_t> sent{0};
-    std::thread noise([&] {
-        while (go.load()) {
-            (void)::sendto(tx, "x", 1, 0, reinterpret_cast<sockaddr*>(&sink), sizeof sink);
-            sent.fetch_add(1);
+class LiveOpenedAmidOtherTraffic : public LiveOnLoopback {
+  protected:
+    bool open_capture(std::string& err) override {
+        const int tx = ::socket(AF_INET, SOCK_DGRAM, 0);
+        if (tx < 0) {
+            err = "no UDP socket";
+            return false;
         }
-    });
-    int srv = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::bind(srv, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    socklen_t alen = sizeof addr;
-    ASSERT_EQ(::getsockname(srv, reinterpret_cast<sockaddr*>(&addr), &alen), 0);
-    ASSERT_EQ(::listen(srv, 1), 0);
-    while (sent.load() < 1000)
-        std::this_thread::yield();
-    LiveCapture cap;
-    LiveOptions o;
-    o.interface = "lo";
-    o.filter = "tcp port " + std::to_string(ntohs(addr.sin_port));
-    std::string err;
-    const bool opened = cap.open(o, err);
-    go.store(false);
-    noise.join();
-    ::close(tx);
-    if (!opened) {
-        ::close(srv);
-        GTEST_SKIP() << "cannot capture on lo here: " << err;
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        to.sin_port = htons(9);  // discard: nobody listens, ICMP replies are fine too
+        std::atomic<bool> go{true};
+        std::atomic<std::uint64_t> sent{0};
+        std::thread noise([&] {
+            while (go.load()) {
+                (void)::sendto(tx, "x", 1, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+                sent.fetch_add(1);
+            }
+        });
+        while (sent.load() < 1000)
+            std::this_thread::yield();
+        const bool opened = LiveOnLoopback::open_capture(err);
+        go.store(false);
+        noise.join();
+        ::close(tx);
+        return opened;
     }
-    const int cli = ::socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT_EQ(::connect(cli, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    const int acc = ::accept(srv, nullptr, nullptr);
-    ASSERT_GE(acc, 0);
-    ASSERT_EQ(::send(cli, "ping-1433", 9, 0), 9);
-    char buf[16];
-    ASSERT_EQ(::recv(acc, buf, sizeof buf, 0), 9);
-    ::close(cli);
-    ::close(acc);
-    ::close(srv);
-    for (int i = 0; i < 200 && cap.stats().received < 14; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    RecordingSink rec;
-    AssemblerConfig cfg;
-    cfg.filter.tds_ports = {ntohs(addr.sin_port)};
-    StreamAssembler a(rec, cfg);
-    cap.stop();
-    std::string run_err;
-    ASSERT_TRUE(cap.run(a, run_err)) << run_err;
-    const LiveStats st = cap.stats();
+};
+
+TEST_F(LiveOpenedAmidOtherTraffic, PacketsOutsideTheFilterWhileOpeningAreNotCounted) {
+    RecordingSink sink;
+    LiveStats st;
+    ASSERT_NO_FATAL_FAILURE(ping_then_stop_and_drain(sink, st));
     EXPECT_EQ(st.dropped, 0u);
     EXPECT_GE(st.frames, 7u);
     // On lo each packet is counted twice (outgoing and incoming) and read once.
     EXPECT_EQ(st.frames * 2, st.received) << "packets counted that the filter refused";
-    ASSERT_EQ(rec.conns.size(), 1u);
-    EXPECT_EQ(rec.conns[0].bytes[0], "ping-1433");
+    ASSERT_EQ(sink.conns.size(), 1u);
+    EXPECT_EQ(sink.conns[0].bytes[0], "ping-1433");
 }
 
 }  // namespace
