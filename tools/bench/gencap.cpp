@@ -400,10 +400,15 @@ std::uint32_t sum16(const char* p, std::size_t n, std::uint32_t acc) {
     if (n & 1) acc += u[n - 1] << 8;
     return acc;
 }
-std::uint16_t fold(std::uint32_t acc) {
+/// A one's-complement sum with its carries added back in: 16 bits.
+std::uint16_t carry(std::uint32_t acc) {
     while (acc >> 16)
         acc = (acc & 0xFFFF) + (acc >> 16);
-    return static_cast<std::uint16_t>(~acc & 0xFFFF);
+    return static_cast<std::uint16_t>(acc);
+}
+/// The Internet checksum of a sum (RFC 1071).
+std::uint16_t fold(std::uint32_t acc) {
+    return static_cast<std::uint16_t>(~carry(acc) & 0xFFFF);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -850,29 +855,16 @@ bool read_pcap(const std::string& path, std::vector<InFrame>& out, std::string& 
     return true;
 }
 
-/// Adds `delta` (one's complement) to the 16-bit checksum at `p` (RFC 1624: HC' = ~(~HC + ~m +
-/// m')).
-void adjust_checksum(char* p, std::uint32_t old_sum, std::uint32_t new_sum, bool udp) {
+/// The 16-bit checksum at `p` updated for covered words whose sum went from `old_sum` to
+/// `new_sum` (RFC 1624: HC' = ~(~HC + ~m + m')).
+void adjust_checksum(char* p, std::uint16_t old_sum, std::uint16_t new_sum, bool udp) {
     auto* u = reinterpret_cast<unsigned char*>(p);
-    std::uint32_t hc = (u[0] << 8) | u[1];
+    const std::uint32_t hc = (u[0] << 8) | u[1];
     if (udp && hc == 0) return;  // UDP over IPv4: no checksum
-    std::uint32_t acc = (~hc & 0xFFFF) + (~old_sum & 0xFFFF) + new_sum;
-    while (acc >> 16)
-        acc = (acc & 0xFFFF) + (acc >> 16);
-    std::uint16_t out = static_cast<std::uint16_t>(~acc & 0xFFFF);
+    std::uint16_t out = fold((~hc & 0xFFFF) + (~std::uint32_t{old_sum} & 0xFFFF) + new_sum);
     if (udp && out == 0) out = 0xFFFF;
     u[0] = static_cast<unsigned char>(out >> 8);
     u[1] = static_cast<unsigned char>(out & 0xFF);
-}
-
-/// Folds a 32-bit one's-complement sum of the 16-bit words of an address pair.
-std::uint32_t fold_words(const unsigned char* a, std::size_t n) {
-    std::uint32_t acc = 0;
-    for (std::size_t i = 0; i + 1 < n; i += 2)
-        acc += (a[i] << 8) | a[i + 1];
-    while (acc >> 16)
-        acc = (acc & 0xFFFF) + (acc >> 16);
-    return acc;
 }
 
 /// Copy `k` of an Ethernet frame: IPv4 addresses renumbered, checksums adjusted. Frames that
@@ -889,12 +881,13 @@ void renumber(Buf& frame, unsigned k) {
     if (type != 0x0800 || (u[off] >> 4) != 4) return;
     unsigned char* ip = u + off;
     const std::size_t ihl = static_cast<std::size_t>(ip[0] & 0x0F) * 4;
-    const std::uint32_t before = fold_words(ip + 12, 8);
+    const char* addrs = reinterpret_cast<const char*>(ip + 12);  // source and destination
+    const std::uint16_t before = carry(sum16(addrs, 8, 0));
     for (unsigned char* a : {ip + 12, ip + 16}) {
         a[1] = static_cast<unsigned char>(k >> 8);
         a[2] = static_cast<unsigned char>(k & 0xFF);
     }
-    const std::uint32_t after = fold_words(ip + 12, 8);
+    const std::uint16_t after = carry(sum16(addrs, 8, 0));
     adjust_checksum(reinterpret_cast<char*>(ip + 10), before, after, false);
     // The transport checksum covers the pseudo-header's addresses: only in the first fragment.
     const bool first_fragment = ((ip[6] & 0x1F) | ip[7]) == 0;
