@@ -26,9 +26,6 @@ inline std::string lower(std::string s) {
 inline std::string lower(std::string_view s) {
     return lower(std::string(s));
 }
-inline std::string lower(const char* s) {
-    return lower(std::string(s));
-}
 
 /// Where a ServerName's host ends: at its instance ('\\') or port (','). (string_view's
 /// find_first_of calls memchr on the set for each character.)
