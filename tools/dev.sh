@@ -28,10 +28,12 @@ FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 COV_PKGS=(llvm-14)
 # Real peers used by the tests: tshark only as a reference in generators, never by the product.
 # samba, samba-ad-dc, samba-ad-provision, winbind: the Samba AD DC of the lab's Active Directory
-# scenarios (constrained delegation; tools/lab/run skips them without it)
+# scenarios (constrained delegation; tools/lab/run skips them without it). mmdebstrap: builds,
+# on first use, the chroot with Samba 4.22 from bookworm-backports of the resource-based
+# constrained delegation scenarios (/var/cache/hopscope-lab/samba-bpo; skipped when it cannot)
 LAB_PKGS=(krb5-kdc krb5-admin-server krb5-user gss-ntlmssp freetds-bin python3-impacket
           python3-gssapi tcpdump tcpreplay iproute2 iptables libnss-wrapper faketime openssl nodejs
-          samba samba-ad-dc samba-ad-provision winbind)
+          samba samba-ad-dc samba-ad-provision winbind mmdebstrap)
 # The benchmark (tools/bench/analyze-vs-tshark): /usr/bin/time for peak RSS, tshark to compare.
 BENCH_PKGS=(time tshark)
 
