@@ -66,6 +66,8 @@ const std::vector<Scenario> kScenarios{
     {"20-protocol-transition", {"HS050"}},
     {"21-protocol-transition-not-allowed", {"HS001", "HS003", "HS010", "HS023"}},
     {"22-constrained-delegation-sensitive-user", {"HS001", "HS003", "HS011", "HS023"}},
+    {"23-rbcd-allowed", {"HS050"}},
+    {"24-rbcd-not-allowed", {"HS001", "HS003", "HS011", "HS023"}},
 };
 
 TEST(LabGolden, EveryLabCaptureHasExpectations) {
@@ -323,6 +325,55 @@ TEST(LabGolden, RefusedConstrainedDelegationNamesTheAccountsAndTheFix) {
         << chain->summary;
 }
 
+TEST(LabGolden, ResourceBasedConstrainedDelegationLooksLikeConstrainedDelegation) {
+    // 23 (Samba 4.22 DC): svc_sqla has no msDS-AllowedToDelegateTo; svc_sqlb's
+    // msDS-AllowedToActOnBehalfOfOtherIdentity names svc_sqla. A's S4U2Proxy request and the
+    // DC's ticket have the form of scenario 18's (the KDC's decision is not on the wire): the same
+    // healthy verdict.
+    Collected c;
+    ASSERT_TRUE(run_pipeline({lab("23-rbcd-allowed.pcap")}, c).ok());
+    ASSERT_EQ(c.findings.size(), 1u);
+    EXPECT_NE(c.findings[0].summary.find("Healthy double hop through constrained delegation: "
+                                         "alice@AD.LAB.TEST -> sqla.ad.lab.test -> "
+                                         "sqlb.ad.lab.test as alice@AD.LAB.TEST"),
+              std::string::npos)
+        << c.findings[0].summary;
+    ASSERT_EQ(c.findings[0].evidence.size(), 3u);
+    EXPECT_NE(c.findings[0].evidence[2].what.find("S4U2Proxy"), std::string::npos);
+}
+
+TEST(LabGolden, RefusedResourceBasedDelegationNamesBothRemedies) {
+    // 24 (Samba 4.22 DC): svc_sqlb allows another account, not svc_sqla. The refusal is a bare
+    // KDC_ERR_BADOPTION (its FAST-armored inner KRB-ERROR has no e-data either), as in scenario
+    // 19: which list the KDC checked cannot be told, so the finding names both remedies.
+    Collected c;
+    ASSERT_TRUE(run_pipeline({lab("24-rbcd-not-allowed.pcap")}, c).ok());
+    const analysis::Finding *kdc = nullptr, *chain = nullptr;
+    for (const auto& x : c.findings) {
+        if (x.rule == "HS023") kdc = &x;
+        if (x.rule == "HS011") chain = &x;
+    }
+    ASSERT_NE(kdc, nullptr);
+    ASSERT_NE(chain, nullptr);
+    for (const analysis::Finding* f : {kdc, chain}) {
+        SCOPED_TRACE(f->rule);
+        EXPECT_NE(f->summary.find("MSSQLSvc/sqlb.ad.lab.test:1433 is not in svc_sqla's "
+                                  "msDS-AllowedToDelegateTo and the back-end's account does not "
+                                  "allow svc_sqla (resource-based constrained delegation)"),
+                  std::string::npos)
+            << f->summary;
+        EXPECT_NE(f->remedy.find("Set-ADUser svc_sqla -Add "
+                                 "@{'msDS-AllowedToDelegateTo'='MSSQLSvc/sqlb.ad.lab.test:1433'}"),
+                  std::string::npos)
+            << f->remedy;
+        // B's account (svc_sqlb) is nowhere on the wire of a refusal: named by its SPN.
+        EXPECT_NE(f->remedy.find("Set-ADUser <account of MSSQLSvc/sqlb.ad.lab.test:1433> "
+                                 "-PrincipalsAllowedToDelegateToAccount (Get-ADUser svc_sqla)"),
+                  std::string::npos)
+            << f->remedy;
+    }
+}
+
 TEST(LabGolden, ProtocolTransitionAndTheSensitiveUserAreNamed) {
     // 20: NTLM to SQLA, then S4U2Self and S4U2Proxy: a healthy double hop, not an NTLM first hop.
     Collected pt;
@@ -453,6 +504,8 @@ TEST(LabGolden, WithoutPort88TheVerdictSaysWhatIsMissing) {
         // healthy double hop, and a lost identity whose cause is not visible.
         {"18-constrained-delegation-allowed", {"HS050"}},
         {"19-constrained-delegation-not-in-list", {"HS001", "HS003", "HS011"}},
+        {"23-rbcd-allowed", {"HS050"}},
+        {"24-rbcd-not-allowed", {"HS001", "HS003", "HS011"}},
     };
     for (const auto& [name, rules] : expect) {
         SCOPED_TRACE(name);

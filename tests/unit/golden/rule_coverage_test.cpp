@@ -59,6 +59,7 @@ const std::set<std::string> kHealthy{
     "12d-double-hop-delegation-tls-full",
     "18-constrained-delegation-allowed",
     "20-protocol-transition",
+    "23-rbcd-allowed",
 };
 
 std::map<std::string, std::set<std::string>> rules_per_capture() {
