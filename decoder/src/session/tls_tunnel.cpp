@@ -68,12 +68,17 @@ TlsTunnel::Side::Side(TlsTunnel* tunnel, Direction d)
 
 // ---- the tunnel ----------------------------------------------------------------------------
 
-TlsTunnel::TlsTunnel(TlsTunnelSink& sink, const tls::KeySource* keys)
-    : sink_(sink), c2s_(this, Direction::ClientToServer), s2c_(this, Direction::ServerToClient) {
+TlsTunnel::TlsTunnel(TlsTunnelSink& sink, const tls::KeySource* keys) : sink_(sink) {
     if (keys) dec_ = std::make_unique<tls::SessionDecrypter>(*keys);
 }
 
 TlsTunnel::~TlsTunnel() = default;
+
+TlsTunnel::Side& TlsTunnel::side(Direction d) {
+    auto& s = sides_[d == Direction::ClientToServer ? 0 : 1];
+    if (!s) s = std::make_unique<Side>(this, d);
+    return *s;
+}
 
 bool TlsTunnel::negotiated(tds::EncryptionMode mode) {
     if (mode_ == tds::EncryptionMode::Strict) return false;
@@ -82,15 +87,16 @@ bool TlsTunnel::negotiated(tds::EncryptionMode mode) {
 }
 
 bool TlsTunnel::carries_tls(Direction d, tds::PacketType type, Bytes payload) const {
-    const Side& s = side(d);
-    if (s.in_plaintext) return false;
+    const Side* s = find(d);
+    if (s && s->in_plaintext) return false;
     // The server's handshake records answer in tabular result packets once the client's
     // hello was seen.
+    const Side* client = find(Direction::ClientToServer);
     if (type != tds::PacketType::Prelogin &&
-        !(type == tds::PacketType::TabularResult && c2s_.client_hello_seen)) {
+        !(type == tds::PacketType::TabularResult && client && client->client_hello_seen)) {
         return false;
     }
-    return !s.pending.empty() || tds::looks_like_tls(payload);
+    return (s && !s->pending.empty()) || tds::looks_like_tls(payload);
 }
 
 void TlsTunnel::tunnelled(Direction d, std::uint64_t at, Bytes payload) {
@@ -141,6 +147,7 @@ void TlsTunnel::plaintext(Direction d, std::uint64_t at, Bytes tds) {
 }
 
 void TlsTunnel::framing_lost(Direction d) {
+    if (!find(d)) return;  // nothing of TLS held
     Side& s = side(d);
     s.pending.clear();
     s.observer.reset();
@@ -153,14 +160,17 @@ void TlsTunnel::gap(Direction d, std::uint64_t at) {
 }
 
 void TlsTunnel::finish(Direction d, std::uint64_t at) {
+    if (!find(d)) return;  // no TDS from inside TLS to end
     Side& s = side(d);
     s.at = at;
     s.plain.finish();
 }
 
 std::size_t TlsTunnel::buffered_bytes() const {
-    return c2s_.pending.size() + s2c_.pending.size() + c2s_.plain.buffered() +
-           s2c_.plain.buffered();
+    std::size_t n = 0;
+    for (const auto& s : sides_)
+        if (s) n += s->pending.size() + s->plain.buffered();
+    return n;
 }
 
 // ---- records -------------------------------------------------------------------------------
@@ -215,8 +225,9 @@ void TlsTunnel::client_hello(Side& s, const tls::ClientHello& ch) {
 void TlsTunnel::server_hello(Side& s, const tls::ServerHello& sh) {
     if (dec_) dec_->server_hello(sh);
     if (sh.version() == 0x0304) {
-        c2s_.observer.set_tls13();  // the client's compatibility CCS changes nothing
-        s2c_.observer.set_tls13();
+        // the client's compatibility CCS changes nothing
+        side(Direction::ClientToServer).observer.set_tls13();
+        side(Direction::ServerToClient).observer.set_tls13();
     }
     sink_.on_server_hello(s.dir, s.at, sh);
 }
