@@ -63,6 +63,18 @@ void ConsoleRenderer::kerberos(const KerberosEvent& e) {
                  e.sname.c_str(), e.reply.c_str());
     if (e.error_code)
         std::fprintf(out_, " %s%s (%d)%s", c(kRed), e.error_name.c_str(), e.error_code, c(kReset));
+    auto ticket = [&](const char* what, const KdcTicketFacts& t) {
+        if (t.decrypted)
+            std::fprintf(out_, " %s=%s%s%s client=%s", what,
+                         t.forwardable ? "forwardable" : "not-forwardable",
+                         t.forwarded ? ",forwarded" : "", t.ok_as_delegate ? ",ok-as-delegate" : "",
+                         t.client.c_str());
+        if (!t.s4u2proxy_target.empty())
+            std::fprintf(out_, " s4u2proxy-target=%s", t.s4u2proxy_target.c_str());
+        if (!t.problem.empty()) std::fprintf(out_, " %s", t.problem.c_str());
+    };
+    if (e.evidence_ticket) ticket("evidence-ticket", *e.evidence_ticket);
+    if (e.reply_ticket) ticket("reply-ticket", *e.reply_ticket);
     std::fputc('\n', out_);
 }
 

@@ -272,6 +272,25 @@ void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
     if (!k.problem.empty()) w.str("keytab_problem", k.problem);
 }
 
+/// A ticket the keytab opened on port 88 (docs/events.md, `evidence_ticket`, `reply_ticket`).
+void kdc_ticket_object(Writer& w, Key key, const KdcTicketFacts& t) {
+    w.open(key).boolean("decrypted", t.decrypted);
+    if (t.decrypted) {
+        w.boolean("forwardable", t.forwardable)
+            .boolean("forwarded", t.forwarded)
+            .boolean("ok_as_delegate", t.ok_as_delegate)
+            .strings("flags", t.flags)
+            .str("client", t.client)
+            .str("authtime", t.authtime)
+            .str("enctype", t.enctype);
+        if (!t.s4u2proxy_target.empty() || !t.transited_services.empty())
+            w.str("s4u2proxy_target", t.s4u2proxy_target)
+                .strings("transited_services", t.transited_services);
+    }
+    if (!t.problem.empty()) w.str("problem", t.problem);
+    w.close();
+}
+
 }  // namespace
 
 std::string json_line(const LoginEvent& e) {
@@ -336,6 +355,9 @@ std::string json_line(const KerberosEvent& e) {
             .str("text", e.error_text)
             .close();
     }
+    if (e.evidence_ticket) kdc_ticket_object(w, "evidence_ticket", *e.evidence_ticket);
+    if (e.reply_ticket) kdc_ticket_object(w, "reply_ticket", *e.reply_ticket);
+    if (e.fast_armored) w.str("fast_armor", "not decrypted");
     if (!e.request.empty()) position_object(w, "request_at", e.request_at, e.flow);
     if (!e.reply.empty()) position_object(w, "reply_at", e.reply_at, e.flow);
     w.close();

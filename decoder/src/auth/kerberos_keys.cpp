@@ -113,25 +113,24 @@ void read_krb_cred(Bytes deleg, const KerberosKeys& keys, const KeyBlock& sessio
     if (info->pname) f.forwarded_tgt_client = info->pname->str() + "@" + info->prealm.value_or("");
 }
 
-ApReqFacts decrypt(const ApReq& ap, const KerberosKeys& keys, std::int32_t authenticator_usage,
-                   KeyBlock& session, std::optional<KeyBlock>& subkey) {
-    ApReqFacts f;
-    // 1. The ticket, with the service's long-term key.
-    const KeyName who{ap.ticket.sname, ap.ticket.realm, ap.ticket.enc_part.kvno,
-                      ap.ticket.enc_part.etype};
+/// A ticket with its service's long-term key; `session` gets its session key when it opened.
+TicketFacts read_ticket(const TicketInfo& t, const KerberosKeys& keys, const std::string& step,
+                        KeyBlock* session) {
+    TicketFacts f;
+    const KeyName who{t.sname, t.realm, t.enc_part.kvno, t.enc_part.etype};
     SecretBuffer plain;
-    if (const KeyStatus s = keys.decrypt(who, key_usage::Ticket, ap.ticket.enc_part.cipher, plain);
-        s != KeyStatus::Ok) {
-        f.problem = key_problem(s, "ticket", key_name(who));
+    f.status = keys.decrypt(who, key_usage::Ticket, t.enc_part.cipher, plain);
+    if (f.status != KeyStatus::Ok) {
+        f.problem = key_problem(f.status, step, key_name(who));
         return f;
     }
     EncTicketPart ticket;
-    if (!parse_step(plain.bytes(), parse_enc_ticket_part, ticket, "ticket", "EncTicketPart",
+    if (!parse_step(plain.bytes(), parse_enc_ticket_part, ticket, step.c_str(), "EncTicketPart",
                     f.problem)) {
         return f;
     }
-    f.ticket_decrypted = true;
-    f.ticket_flags = ticket.flags;
+    f.decrypted = true;
+    f.flags = ticket.flags;
     f.client = ticket.cname.str() + "@" + ticket.crealm;
     f.authtime = ticket.authtime;
     f.session_etype = ticket.key.etype();
@@ -140,7 +139,28 @@ ApReqFacts decrypt(const ApReq& ap, const KerberosKeys& keys, std::int32_t authe
         f.s4u2proxy_target = pac->s4u2proxy_target;
         f.s4u_transited = pac->s4u_transited;
     }
-    session = ticket.key;
+    if (session) *session = ticket.key;
+    return f;
+}
+
+ApReqFacts decrypt(const ApReq& ap, const KerberosKeys& keys, std::int32_t authenticator_usage,
+                   KeyBlock& session, std::optional<KeyBlock>& subkey) {
+    ApReqFacts f;
+    // 1. The ticket, with the service's long-term key.
+    TicketFacts t = read_ticket(ap.ticket, keys, "ticket", &session);
+    if (!t.decrypted) {
+        f.problem = std::move(t.problem);
+        return f;
+    }
+    f.ticket_decrypted = true;
+    f.ticket_flags = t.flags;
+    f.client = std::move(t.client);
+    f.authtime = std::move(t.authtime);
+    f.session_etype = t.session_etype;
+    f.has_pac = t.has_pac;
+    f.s4u2proxy_target = std::move(t.s4u2proxy_target);
+    f.s4u_transited = std::move(t.s4u_transited);
+    SecretBuffer plain;
 
     // 2. The authenticator, with the ticket's session key.
     if (const KeyStatus s =
@@ -232,6 +252,11 @@ std::string to_string(const KeytabProblem& p) {
     return "keytab: " + p.detail + " (" + p.step + ")";
 }
 
+TicketFacts decrypt_ticket(const TicketInfo& ticket, const KerberosKeys& keys,
+                           const std::string& step) {
+    return read_ticket(ticket, keys, step, nullptr);
+}
+
 ApReqFacts decrypt_ap_req(const ApReq& ap, const KerberosKeys& keys) {
     KeyBlock session;
     std::optional<KeyBlock> subkey;
@@ -313,6 +338,21 @@ std::string to_string(const ApReqFacts& f) {
         if (f.forwarded_tgt) s += " forwarded-tgt";
         if (f.forwarded_tgt_flags) s += " flags=" + ticket_flags_to_string(*f.forwarded_tgt_flags);
         if (!f.forwarded_tgt_client.empty()) s += " client=" + f.forwarded_tgt_client;
+    }
+    s += problem_suffix(f.problem);
+    if (!s.empty() && s[0] == ' ') s.erase(0, 1);
+    return s;
+}
+
+std::string to_string(const TicketFacts& f) {
+    std::string s;
+    if (f.decrypted) {
+        s = "ticket client=" + f.client + " flags=" + ticket_flags_to_string(f.flags) +
+            " authtime=" + f.authtime + " session-key=" + etype_name(f.session_etype);
+        if (f.has_pac) s += " pac";
+        if (f.s4u2proxy_target) s += " s4u2proxy-target=" + *f.s4u2proxy_target;
+        for (const auto& t : f.s4u_transited)
+            s += " transited=" + t;
     }
     s += problem_suffix(f.problem);
     if (!s.empty() && s[0] == ' ') s.erase(0, 1);

@@ -165,6 +165,30 @@ analysis::KeytabFacts keytab_facts(const auth::ApReqFacts& d, analysis::Position
     return k;
 }
 
+/// The facts a kerberos event may show of a ticket decrypted on port 88.
+std::shared_ptr<const analysis::KdcTicketFacts> kdc_ticket_facts(const auth::TicketFacts& d) {
+    auto k = std::make_shared<analysis::KdcTicketFacts>();
+    k->decrypted = d.decrypted;
+    if (d.decrypted) {
+        k->forwardable = (d.flags & auth::ticket_flag::Forwardable) != 0;
+        k->forwarded = (d.flags & auth::ticket_flag::Forwarded) != 0;
+        k->ok_as_delegate = (d.flags & auth::ticket_flag::OkAsDelegate) != 0;
+        k->flags = split_names(auth::ticket_flags_to_string(d.flags));
+        k->client = d.client;
+        k->authtime = kerberos_time_text(d.authtime);
+        k->enctype = auth::etype_name(d.session_etype);
+        if (d.s4u2proxy_target) k->s4u2proxy_target = *d.s4u2proxy_target;
+        k->transited_services = d.s4u_transited;
+    }
+    if (d.problem) k->problem = auth::to_string(*d.problem);
+    return k;
+}
+
+bool fast_armored(const std::vector<auth::PaData>& padata) {
+    return std::any_of(padata.begin(), padata.end(),
+                       [](const auth::PaData& p) { return p.type == auth::pa_type::FxFast; });
+}
+
 std::string tls_name(std::uint16_t v) {
     return v ? tls::version_name(v) : std::string();
 }
@@ -477,6 +501,15 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         }
         for (const auto& t : req->additional_tickets)
             k.additional_ticket_snames.push_back(t.sname.str());
+        // With a keytab: S4U2Proxy's evidence ticket (the user's ticket to the requester, in
+        // its service key), outside any FAST armor. Decrypted now, while `msg` lives.
+        if (const auth::KerberosKeys* keys = options.kerberos_keys) {
+            k.fast_armored = fast_armored(req->padata);
+            if ((req->kdc_options & auth::kdc_option::CnameInAddlTkt) != 0 &&
+                !req->additional_tickets.empty())
+                k.evidence_ticket = kdc_ticket_facts(auth::decrypt_ticket(
+                    req->additional_tickets.front(), *keys, "evidence ticket"));
+        }
         // Bounded: a flow of requests that are never answered reports the oldest unanswered.
         if (f.pending.size() >= kMaxPendingKdcRequests) {
             emit_kerberos(std::move(f.pending.front()));
@@ -501,6 +534,12 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         if (k.client.empty()) k.client = rep->cname.str() + "@" + rep->crealm;
         if (k.sname.empty()) k.sname = rep->ticket.sname.str();
         if (k.realm.empty()) k.realm = rep->ticket.realm;
+        // With a keytab that holds the key of the ticket's service: its flags and PAC.
+        if (const auth::KerberosKeys* keys = options.kerberos_keys) {
+            k.fast_armored = k.fast_armored || fast_armored(rep->padata);
+            const auth::TicketFacts t = auth::decrypt_ticket(rep->ticket, *keys, "reply ticket");
+            if (t.status != auth::KeyStatus::NoKey) k.reply_ticket = kdc_ticket_facts(t);
+        }
     } else if (const auto* err = std::get_if<auth::KrbError>(&m.body)) {
         k.error_code = err->error_code;
         k.error_name = auth::krb_error_name(err->error_code);

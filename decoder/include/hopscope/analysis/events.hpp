@@ -101,6 +101,23 @@ struct KeytabFacts {
     [[nodiscard]] bool delegation_known() const { return authenticator_decrypted; }
 };
 
+/// A ticket seen on port 88 that the keytab opened (`--keytab`): the evidence ticket of an
+/// S4U2Proxy request, or the ticket in a KDC reply. Names, flags and times only.
+struct KdcTicketFacts {
+    bool decrypted = false;
+    bool forwardable = false;
+    bool forwarded = false;
+    bool ok_as_delegate = false;
+    std::vector<std::string> flags;  ///< every flag name, e.g. "forwardable", "pre-authent"
+    std::string client;              ///< the ticket's cname@crealm
+    std::string authtime;            ///< RFC 3339
+    std::string enctype;             ///< the session key's enctype name
+    /// The PAC's S4U_DELEGATION_INFO (MS-PAC 2.9), as in KeytabFacts.
+    std::string s4u2proxy_target;
+    std::vector<std::string> transited_services;
+    std::string problem;  ///< e.g. "keytab: no key for svc_sqla@AD.LAB.TEST kvno 2 etype 18 (...)"
+};
+
 /// One TDS login attempt (event "login").
 struct LoginEvent {
     Timestamp ts;       ///< when the outcome was known (or the connection ended)
@@ -169,6 +186,15 @@ struct KerberosEvent {
     std::int32_t error_code = 0;  ///< KRB-ERROR error-code (0 = none)
     std::string error_name;       ///< e.g. "KDC_ERR_S_PRINCIPAL_UNKNOWN"
     std::string error_text;       ///< e-text when present
+    /// With a keytab: the S4U2Proxy request's evidence ticket (its first additional ticket),
+    /// when the request has cname-in-addl-tkt; null without a keytab.
+    std::shared_ptr<const KdcTicketFacts> evidence_ticket;
+    /// With a keytab: the ticket of the AS-REP / TGS-REP, when the keytab holds its service's
+    /// key (null when it has none).
+    std::shared_ptr<const KdcTicketFacts> reply_ticket;
+    /// With a keytab: the request or the reply is FAST-armored (PA-FX-FAST); what is inside the
+    /// armor is not decrypted (the tickets above are outside it).
+    bool fast_armored = false;
 
     [[nodiscard]] bool has_option(const std::string& name) const;
 };

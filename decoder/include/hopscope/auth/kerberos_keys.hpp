@@ -98,6 +98,31 @@ const char* to_string(KeytabProblem::Kind k);
 /// "keytab: <detail> (<step>)".
 std::string to_string(const KeytabProblem& p);
 
+/// What a decrypted ticket (EncTicketPart) says: flags, client, times, the PAC's delegation info.
+/// For a ticket seen on port 88: the evidence ticket of an S4U2Proxy request (its additional
+/// ticket), or the ticket a KDC reply carries.
+struct TicketFacts {
+    bool decrypted = false;
+    /// How the key step went: NoKey when the keytab has no key for the ticket's service (nor
+    /// another of that enctype and kvno that opens it).
+    KeyStatus status = KeyStatus::NoKey;
+    std::uint32_t flags = 0;
+    std::string client;              ///< cname@crealm
+    std::string authtime;            ///< KerberosTime "YYYYMMDDHHMMSSZ"
+    std::int32_t session_etype = 0;  ///< enctype of the session key
+    bool has_pac = false;
+    std::optional<std::string> s4u2proxy_target;  ///< PAC S4U_DELEGATION_INFO
+    std::vector<std::string> s4u_transited;
+    std::optional<KeytabProblem> problem;
+};
+
+/// Decrypts `ticket` (usage 2) with the long-term key of its sname@realm, kvno and enctype, and
+/// reads its EncTicketPart; `step` names the ticket in a problem ("evidence ticket", "reply
+/// ticket"). `ticket.enc_part.cipher` must still view the parsed bytes. Never fails: a step
+/// that cannot be done is `problem`. The session key is not kept.
+TicketFacts decrypt_ticket(const TicketInfo& ticket, const KerberosKeys& keys,
+                           const std::string& step);
+
 /// The delegation facts of one AP-REQ, from its decrypted ticket, authenticator and KRB-CRED.
 struct ApReqFacts {
     // Ticket (EncTicketPart)
@@ -164,5 +189,6 @@ KdcRepFacts decrypt_kdc_rep(const KdcRep& rep, const KerberosKeys& keys,
 /// One-line renderings; names, flags, times, enctypes and problems only.
 std::string to_string(const ApReqFacts& f);
 std::string to_string(const KdcRepFacts& f);
+std::string to_string(const TicketFacts& f);
 
 }  // namespace hopscope::auth
