@@ -124,6 +124,24 @@ std::string chain_path(const ChainFacts& c) {
     return identity(c.out).empty() ? s : s + " as " + identity(c.out);
 }
 
+/// " (frame N)", or " (stream offset N)" without frames: where the message the keytab read is.
+std::string where(const Position& p) {
+    return p.frame ? " (frame " + std::to_string(p.frame) + ")"
+                   : " (stream offset " + std::to_string(p.stream_offset) + ")";
+}
+
+/// The evidence ticket of an S4U2Proxy request as the keytab opened it, or nullptr.
+const KdcTicketFacts* evidence_read(const KerberosEvent& k) {
+    return k.evidence_ticket && k.evidence_ticket->decrypted ? k.evidence_ticket.get() : nullptr;
+}
+
+/// The S4U2Proxy request that carried the evidence ticket the keytab read.
+EvidenceRef evidence_ticket_ref(const KerberosEvent& k, const KdcTicketFacts& t) {
+    return EvidenceRef{k.flow, k.request_at, k.ts,
+                       "S4U2Proxy evidence ticket for " + t.client + ": " +
+                           (t.forwardable ? "forwardable" : "not forwardable") + " (keytab)"};
+}
+
 // ---- remedies -------------------------------------------------------------------------------
 namespace remedy {
 
@@ -211,23 +229,49 @@ std::string ad_object(const std::string& verb, const std::string& account) {
 }
 
 /// Why AD refuses an S4U2Proxy request of `account` for `target`, as far as the wire shows it
-/// (`forwardable`: the user's ticket is known to be forwardable, from the keytab).
+/// (`forwardable`: what the keytab shows that proves the user's ticket forwardable, e.g.
+/// "alice's ticket to the middle server is forwardable"; empty when not known).
 std::string s4u2proxy_refusal_cause(const std::string& account, const std::string& target,
-                                    const std::string& user, bool forwardable = false) {
+                                    const std::string& user, const std::string& forwardable = {}) {
     return target + " is not in " + account +
            "'s msDS-AllowedToDelegateTo and the back-end's account does not allow " + account +
            " (resource-based constrained delegation)" +
-           (forwardable ? std::string(" (the keytab shows ") + user +
-                              "'s ticket to the middle server is forwardable)"
-                        : ", or " + user +
-                              "'s ticket to the middle server was not forwardable (a sensitive "
-                              "user, Protected Users)");
+           (!forwardable.empty() ? " (the keytab shows " + forwardable + ")"
+                                 : ", or " + user +
+                                       "'s ticket to the middle server was not forwardable (a "
+                                       "sensitive user, Protected Users)");
+}
+
+/// Why AD refuses an S4U2Proxy request whose evidence ticket the keytab showed not forwardable
+/// (`at`: the request): classic constrained delegation takes only a forwardable one.
+std::string evidence_not_forwardable(const std::string& account, const std::string& user,
+                                     const Position& at) {
+    return "the keytab shows the evidence ticket for " + user + " (its ticket to " + account +
+           ") was not forwardable" + where(at) + ", and constrained delegation (" + account +
+           "'s msDS-AllowedToDelegateTo) takes only a forwardable one: " + account +
+           " may not use protocol transition (when it got that ticket by S4U2Self), or " + user +
+           " is marked sensitive or is in Protected Users";
+}
+
+/// The fix for a non-forwardable evidence ticket: protocol transition for the middle server's
+/// account, or the user no longer sensitive.
+std::string allow_evidence_ticket(const std::string& account, const std::string& user) {
+    const std::string name =
+        !account.empty() && account.back() == '$' ? account.substr(0, account.size() - 1) : account;
+    return "If " + account +
+           " got the user's ticket by S4U2Self (the user's login to it was not Kerberos), let it "
+           "use protocol transition: Set-ADAccountControl " +
+           name +
+           " -TrustedToAuthForDelegation $true ('Use any authentication protocol'). Otherwise " +
+           clear_sensitive(user) +
+           " and make sure the client's TGT is forwardable; or use a login mapping on the linked "
+           "server.";
 }
 
 /// The fix for a refused S4U2Proxy request: constrained delegation on the middle server's
 /// account, or resource-based on the back-end's; then the user.
 std::string allow_constrained_delegation(const std::string& account, const std::string& target,
-                                         const std::string& user) {
+                                         const std::string& user, bool user_delegable = false) {
     const std::string host = spn_host(target);
     const std::string short_host = host.substr(0, host.find('.'));
     return "Allow " + account + " to delegate to " + target + ": " + ad_object("Set", account) +
@@ -238,7 +282,9 @@ std::string allow_constrained_delegation(const std::string& account, const std::
            (short_host.empty() ? std::string()
                                : " (Set-ADComputer " + short_host +
                                      " when its SQL Server runs as the computer account)") +
-           ". If " + account + " may already delegate there, " + clear_sensitive(user) + ".";
+           (user_delegable ? std::string(".")
+                           : ". If " + account + " may already delegate there, " +
+                                 clear_sensitive(user) + ".");
 }
 
 }  // namespace remedy
@@ -435,11 +481,27 @@ std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
         f.summary += "; " + a + " tried protocol transition (S4U2Self for " +
                      (self->s4u_user.empty() ? std::string("the user") : self->s4u_user) +
                      "), but its S4U2Proxy request to " + refused->sname + " was refused (" +
-                     refused->error_name + "): an S4U2Self ticket is forwardable only when " +
-                     account + " may use any authentication protocol";
+                     refused->error_name + "): ";
+        // With the keytab, the S4U2Self ticket given as evidence shows which check failed.
+        const KdcTicketFacts* ev = evidence_read(*refused);
+        if (!ev) {
+            f.summary += "an S4U2Self ticket is forwardable only when " + account +
+                         " may use any authentication protocol";
+        } else if (!ev->forwardable) {
+            f.summary += "the keytab shows the S4U2Self ticket for " + ev->client +
+                         " it gave as evidence was not forwardable" + where(refused->request_at) +
+                         ": " + account +
+                         " may not use any authentication protocol (or the user is sensitive)";
+        } else {
+            f.summary += remedy::s4u2proxy_refusal_cause(account, refused->sname, ev->client,
+                                                         "the S4U2Self ticket for " + ev->client +
+                                                             " it gave as evidence is forwardable" +
+                                                             where(refused->request_at));
+        }
         f.evidence.push_back(ref(*self, "TGS-REQ PA-FOR-USER (S4U2Self)"));
         f.evidence.push_back(
             ref(*refused, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> " + refused->error_name));
+        if (ev) f.evidence.push_back(evidence_ticket_ref(*refused, *ev));
         f.remedy += " Or let " + account + " use protocol transition: Set-ADAccountControl " +
                     (account.back() == '$' ? account.substr(0, account.size() - 1) : account) +
                     " -TrustedToAuthForDelegation $true ('Use any authentication protocol'), "
@@ -470,12 +532,6 @@ struct DelegationCause {
     std::string missing;
     std::vector<EvidenceRef> evidence;
 };
-
-/// " (frame N)", or " (stream offset N)" without frames: where the AP-REQ the keytab read is.
-std::string where(const Position& p) {
-    return p.frame ? " (frame " + std::to_string(p.frame) + ")"
-                   : " (stream offset " + std::to_string(p.stream_offset) + ")";
-}
 
 /// The remedy when A held the user's forwarded TGT and still did not reach B as the user.
 std::string use_forwarded_tgt(const std::string& a, const std::string& b_spn) {
@@ -578,11 +634,19 @@ DelegationCause delegation_cause(const ChainFacts& c) {
             if (k->request == "TGS-REQ" && !k->has_option("forwardable") &&
                 lower(k->sname) == lower(c.look.spn_for(in)))
                 unasked = k;
-        const bool keytab_read = in.keytab && in.keytab->ticket_decrypted;
-        if ((keytab_read && !in.keytab->forwardable) || (!keytab_read && unasked)) {
+        // The S4U2Proxy request's own evidence ticket, when the keytab opened it, is the fact;
+        // else C's ticket to A as the keytab read it from C's AP-REQ.
+        const KdcTicketFacts* ev = evidence_read(*s4u);
+        const bool keytab_read = ev || (in.keytab && in.keytab->ticket_decrypted);
+        const bool forwardable = ev ? ev->forwardable : keytab_read && in.keytab->forwardable;
+        const std::string shown =
+            ev ? " (keytab: the S4U2Proxy request's evidence ticket" + where(s4u->request_at) + ")"
+               : (keytab_read ? " (keytab" + where(in.keytab->ap_req_at) + ")" : std::string());
+        if (ev) cause.evidence.push_back(evidence_ticket_ref(*s4u, *ev));
+        if ((keytab_read && !forwardable) || (!keytab_read && unasked)) {
             cause.why +=
                 who + "'s ticket to " + a + " is not forwardable" +
-                (keytab_read ? " (keytab" + where(in.keytab->ap_req_at) + ")"
+                (keytab_read ? shown
                              : std::string(" (the client did not ask for a forwardable one: its "
                                            "TGT is not forwardable)")) +
                 ", as for a user marked 'sensitive and cannot be delegated' or in Protected "
@@ -593,8 +657,13 @@ DelegationCause delegation_cause(const ChainFacts& c) {
             cause.remedy =
                 remedy::clear_sensitive(who) + ", or use a login mapping on the linked server.";
         } else {
-            cause.why += remedy::s4u2proxy_refusal_cause(account, s4u->sname, who, keytab_read);
-            cause.remedy = remedy::allow_constrained_delegation(account, s4u->sname, who);
+            cause.why += remedy::s4u2proxy_refusal_cause(
+                account, s4u->sname, who,
+                !keytab_read ? std::string()
+                : ev ? "the evidence ticket for " + who + " is forwardable" + where(s4u->request_at)
+                     : who + "'s ticket to the middle server is forwardable");
+            cause.remedy =
+                remedy::allow_constrained_delegation(account, s4u->sname, who, ev != nullptr);
         }
     } else if (refused) {
         cause.why = "the KDC refused to forward the user's TGT (" + refused->error_name +
@@ -824,10 +893,22 @@ std::optional<Verdict> constrained_delegation_refused(const KdcFacts& x) {
     const std::string client = kdc_client(x);
     const std::string account = remedy::s4u_account(k);
     Finding f = kdc_error_finding(kConstrainedDelegationRefused, k);
-    f.summary =
-        "Constrained delegation (S4U2Proxy) to " + k.sname + " was refused for " + client +
-        " (KDC_ERR_BADOPTION): " + remedy::s4u2proxy_refusal_cause(account, k.sname, "the user");
-    f.remedy = remedy::allow_constrained_delegation(account, k.sname, "the user");
+    f.summary = "Constrained delegation (S4U2Proxy) to " + k.sname + " was refused for " + client +
+                " (KDC_ERR_BADOPTION): ";
+    // With the keytab the evidence ticket's flags say which of AD's checks failed.
+    const KdcTicketFacts* ev = evidence_read(k);
+    const std::string user = ev && !ev->client.empty() ? ev->client : std::string("the user");
+    if (ev && !ev->forwardable) {
+        f.summary += remedy::evidence_not_forwardable(account, user, k.request_at);
+        f.remedy = remedy::allow_evidence_ticket(account, user);
+    } else {
+        f.summary += remedy::s4u2proxy_refusal_cause(
+            account, k.sname, user,
+            ev ? "the evidence ticket for " + user + " is forwardable" + where(k.request_at)
+               : std::string());
+        f.remedy = remedy::allow_constrained_delegation(account, k.sname, user, ev != nullptr);
+    }
+    if (ev) f.evidence.push_back(evidence_ticket_ref(k, *ev));
     return Verdict{std::move(f), k.sname + "#" + client};
 }
 
@@ -988,8 +1069,23 @@ std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
                     "), without a forwarded TGT";
         if (transition) f.evidence.push_back(ref(*self, "TGS-REQ PA-FOR-USER (S4U2Self)"));
         f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> TGS-REP"));
-        // With B's keytab the ticket itself says so: the KDC wrote who asked for it into its PAC.
-        if (out.keytab && !out.keytab->transited_services.empty()) {
+        // With B's keytab the ticket itself says so: the KDC wrote who asked for it into its PAC,
+        // read from A's login to B or, when that is not readable, from the KDC's reply to A.
+        const KdcTicketFacts* granted =
+            s4u->reply_ticket && s4u->reply_ticket->decrypted ? s4u->reply_ticket.get() : nullptr;
+        if ((!out.keytab || out.keytab->transited_services.empty()) && granted &&
+            !granted->s4u2proxy_target.empty()) {
+            std::string by;
+            for (const auto& t : granted->transited_services)
+                by += (by.empty() ? "" : ", ") + t;
+            f.summary += "; the keytab shows the ticket the KDC issued" + where(s4u->reply_at) +
+                         " for " + or_nobody(granted->client) + " names " +
+                         granted->s4u2proxy_target + " as its S4U2Proxy target" +
+                         (by.empty() ? std::string() : ", requested by " + by) +
+                         " (PAC S4U_DELEGATION_INFO)";
+            f.evidence.push_back(EvidenceRef{s4u->flow, s4u->reply_at, s4u->ts,
+                                             "TGS-REP ticket with S4U_DELEGATION_INFO (keytab)"});
+        } else if (out.keytab && !out.keytab->transited_services.empty()) {
             std::string by;
             for (const auto& t : out.keytab->transited_services)
                 by += (by.empty() ? "" : ", ") + t;
