@@ -1,6 +1,7 @@
 // Fuzz target: the decrypted parts of Kerberos messages (EncTicketPart, Authenticator with its
 // GSS checksum, EncKrbCredPart, EncKDCRepPart, the PAC), each parser on the same input, and
-// decrypt_ap_req's steps over an AP-REQ whose "decryption" returns the cipher text as it is.
+// decrypt_ap_req's steps over an AP-REQ whose "decryption" returns the cipher text as it is (and
+// decrypt_kdc_rep's, decrypt_ticket's over a KDC reply's ticket and a TGS-REQ's additional ones).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -50,7 +51,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             (void)to_string(decrypt_ap_req(*ap, keys));
         if (const auto* rep = std::get_if<KdcRep>(&m.body)) {
             (void)to_string(decrypt_kdc_rep(*rep, keys, &t.key, a.subkey ? &*a.subkey : nullptr));
+            (void)to_string(decrypt_ticket(rep->ticket, keys, "reply ticket"));
         }
+        // The port-88 tickets: S4U2Proxy's evidence ticket (an additional ticket).
+        if (const auto* req = std::get_if<KdcReq>(&m.body))
+            for (const auto& extra : req->additional_tickets)
+                (void)to_string(decrypt_ticket(extra, keys, "evidence ticket"));
     }
     return 0;
 }

@@ -329,6 +329,182 @@ TEST(KeytabLab, KdcRepliesDecryptWithTheClientKeyUnlessFastArmored) {
     }
 }
 
+// --- port 88 tickets: S4U2Proxy's evidence ticket, the reply's ticket ---------------------------
+
+/// The AD scenarios' S4U2Proxy request (TGS-REQ with cname-in-addl-tkt) and the KDC's answer.
+struct S4u2Proxy {
+    const KdcMessage* request = nullptr;
+    const KdcMessage* reply = nullptr;  ///< TGS-REP or KRB-ERROR
+};
+
+S4u2Proxy s4u2proxy(const std::vector<KdcMessage>& ms) {
+    S4u2Proxy out;
+    for (const auto& m : ms) {
+        if (const auto* q = std::get_if<KdcReq>(&m.m.body);
+            q && (q->kdc_options & kdc_option::CnameInAddlTkt) != 0) {
+            out.request = &m;
+        } else if (out.request && !m.from_client && m.flow == out.request->flow && !out.reply) {
+            out.reply = &m;
+        }
+    }
+    return out;
+}
+
+const TicketInfo& evidence(const S4u2Proxy& s) {
+    return std::get<KdcReq>(s.request->m.body).additional_tickets.at(0);
+}
+
+TEST(KeytabLab, EvidenceTicketOfS4u2ProxyShowsWhyAdRefusedIt) {
+    // 18/19/23/24: alice's ticket to svc_sqla is forwardable (19 and 24 are refused for the
+    // delegation itself); 21: the S4U2Self ticket of an account without protocol transition and
+    // 22: the ticket of a sensitive user are not.
+    const std::pair<const char*, bool> cases[] = {
+        {"18-constrained-delegation-allowed", true},
+        {"19-constrained-delegation-not-in-list", true},
+        {"21-protocol-transition-not-allowed", false},
+        {"22-constrained-delegation-sensitive-user", false},
+        {"23-rbcd-allowed", true},
+        {"24-rbcd-not-allowed", true},
+    };
+    for (const auto& [s, forwardable] : cases) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        const auto ms = kdc_messages(s);
+        const S4u2Proxy p = s4u2proxy(ms);
+        ASSERT_TRUE(p.request && p.reply);
+        // Samba's KDC names the evidence ticket by the account, not the SPN.
+        EXPECT_EQ(evidence(p).sname.str(), "svc_sqla");
+        const TicketFacts f = decrypt_ticket(evidence(p), *k, "evidence ticket");
+        ASSERT_TRUE(f.decrypted) << to_string(f);
+        EXPECT_FALSE(f.problem);
+        EXPECT_EQ(f.status, KeyStatus::Ok);
+        EXPECT_EQ(f.client, "alice@AD.LAB.TEST");
+        EXPECT_EQ((f.flags & ticket_flag::Forwardable) != 0, forwardable) << to_string(f);
+        EXPECT_TRUE(f.has_pac);
+        EXPECT_FALSE(f.s4u2proxy_target) << "a ticket the user got itself names no proxy target";
+    }
+}
+
+TEST(KeytabLab, ReplyTicketOfAGrantedS4u2ProxyNamesTargetAndRequester) {
+    for (const char* s : {"18-constrained-delegation-allowed", "23-rbcd-allowed"}) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        const auto ms = kdc_messages(s);
+        const S4u2Proxy p = s4u2proxy(ms);
+        ASSERT_TRUE(p.request && p.reply);
+        const auto* rep = std::get_if<KdcRep>(&p.reply->m.body);
+        ASSERT_NE(rep, nullptr);
+        // FAST-armored: the enc-part is not read, the ticket (outside the armor) is.
+        EXPECT_TRUE(decrypt_kdc_rep(*rep, *k).problem);
+        const TicketFacts f = decrypt_ticket(rep->ticket, *k, "reply ticket");
+        ASSERT_TRUE(f.decrypted) << to_string(f);
+        EXPECT_EQ(f.client, "alice@AD.LAB.TEST");
+        EXPECT_TRUE(f.flags & ticket_flag::Forwardable);
+        EXPECT_EQ(f.s4u2proxy_target, "MSSQLSvc/sqlb.ad.lab.test:1433");
+        EXPECT_EQ(f.s4u_transited, std::vector<std::string>{"svc_sqla@AD.LAB.TEST"});
+        EXPECT_NE(to_string(f).find("s4u2proxy-target=MSSQLSvc/sqlb.ad.lab.test:1433"),
+                  std::string::npos)
+            << to_string(f);
+    }
+}
+
+TEST(KeytabLab, EvidenceTicketProblemsAreTypedNotACrash) {
+    const auto ms = kdc_messages("19-constrained-delegation-not-in-list");
+    const S4u2Proxy p = s4u2proxy(ms);
+    ASSERT_TRUE(p.request);
+    const TicketInfo& real = evidence(p);
+    ASSERT_EQ(real.enc_part.kvno, 2u);
+
+    // Another run's keytab (23: the same names and kvno, other random keys): wrong key.
+    const auto other = keytab("23-rbcd-allowed");
+    ASSERT_TRUE(other);
+    TicketFacts f = decrypt_ticket(real, *other, "evidence ticket");
+    EXPECT_FALSE(f.decrypted);
+    ASSERT_TRUE(f.problem);
+    EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::WrongKey);
+    EXPECT_EQ(f.status, KeyStatus::WrongKey);
+    EXPECT_EQ(to_string(*f.problem),
+              "keytab: decrypt failed (wrong key?) with svc_sqla@AD.LAB.TEST kvno 2 etype 18 "
+              "(evidence ticket)");
+
+    const auto k = keytab("19-constrained-delegation-not-in-list");
+    ASSERT_TRUE(k);
+    // A kvno the keytab does not have for that account.
+    TicketInfo t = real;
+    t.enc_part.kvno = 7;
+    f = decrypt_ticket(t, *k, "evidence ticket");
+    ASSERT_TRUE(f.problem);
+    EXPECT_EQ(f.status, KeyStatus::OtherKvno);
+    EXPECT_EQ(to_string(*f.problem),
+              "keytab: no key for svc_sqla@AD.LAB.TEST kvno 7 etype 18 (the keytab has this key "
+              "with another kvno) (evidence ticket)");
+    // An enctype the keytab has no key of (none with kvno 2 and etype 20).
+    t = real;
+    t.enc_part.etype = 20;
+    f = decrypt_ticket(t, *k, "evidence ticket");
+    ASSERT_TRUE(f.problem);
+    EXPECT_EQ(f.status, KeyStatus::NoKey);
+    EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::NoKey);
+    // Truncated or damaged cipher text: the integrity check fails, nothing is read.
+    for (std::size_t cut : {std::size_t{0}, std::size_t{1}, std::size_t{15}, std::size_t{60},
+                            real.enc_part.cipher.size() - 1}) {
+        SCOPED_TRACE(cut);
+        t = real;
+        t.enc_part.cipher = real.enc_part.cipher.first(cut);
+        f = decrypt_ticket(t, *k, "evidence ticket");
+        EXPECT_FALSE(f.decrypted);
+        ASSERT_TRUE(f.problem);
+        EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::WrongKey) << to_string(*f.problem);
+    }
+    std::vector<std::uint8_t> flipped(real.enc_part.cipher.begin(), real.enc_part.cipher.end());
+    flipped[flipped.size() / 3] ^= 0x40;
+    t = real;
+    t.enc_part.cipher = Bytes(flipped);
+    f = decrypt_ticket(t, *k, "evidence ticket");
+    ASSERT_TRUE(f.problem);
+    EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::WrongKey);
+}
+
+/// Keys that "decrypt" to a fixed plaintext: the parser's problems, without crypto.
+struct FixedPlaintext : KerberosKeys {
+    std::vector<std::uint8_t> plain;
+    KeyStatus decrypt(const KeyName&, std::int32_t, Bytes, SecretBuffer& out) const override {
+        std::copy(plain.begin(), plain.end(), out.reset(plain.size()));
+        return KeyStatus::Ok;
+    }
+    KeyStatus decrypt(const KeyBlock&, std::int32_t, Bytes, SecretBuffer& out) const override {
+        std::copy(plain.begin(), plain.end(), out.reset(plain.size()));
+        return KeyStatus::Ok;
+    }
+};
+
+TEST(KeytabLab, EvidenceTicketWhosePlaintextIsCutShortIsMalformed) {
+    const auto ms = kdc_messages("18-constrained-delegation-allowed");
+    const S4u2Proxy p = s4u2proxy(ms);
+    ASSERT_TRUE(p.request);
+    const auto k = keytab("18-constrained-delegation-allowed");
+    ASSERT_TRUE(k);
+    SecretBuffer plain;
+    const TicketInfo& t = evidence(p);
+    ASSERT_EQ(k->decrypt(KeyName{t.sname, t.realm, t.enc_part.kvno, t.enc_part.etype},
+                         key_usage::Ticket, t.enc_part.cipher, plain),
+              KeyStatus::Ok);
+    FixedPlaintext keys;
+    const Bytes whole = plain.bytes();
+    for (std::size_t cut : {std::size_t{0}, std::size_t{3}, whole.size() / 2, whole.size() - 1}) {
+        SCOPED_TRACE(cut);
+        keys.plain.assign(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(cut));
+        const TicketFacts f = decrypt_ticket(t, keys, "evidence ticket");
+        EXPECT_FALSE(f.decrypted);
+        ASSERT_TRUE(f.problem);
+        EXPECT_EQ(f.problem->kind, KeytabProblem::Kind::Malformed) << to_string(*f.problem);
+        EXPECT_EQ(f.problem->step, "evidence ticket");
+    }
+    std::fill(keys.plain.begin(), keys.plain.end(), std::uint8_t{0});
+}
+
 // --- the plaintexts themselves: secrets and fuzz seeds -----------------------------------------
 
 /// The decrypted plaintexts of one AP-REQ, walked by hand with the keytab, and every key in them.
@@ -416,6 +592,42 @@ TEST(KeytabLab, NoRenderingHoldsAKey) {
     }
 }
 
+TEST(KeytabLab, PortEightyEightTicketRenderingsHoldNoSessionKey) {
+    for (const char* s :
+         {"18-constrained-delegation-allowed", "22-constrained-delegation-sensitive-user"}) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        std::vector<std::vector<std::uint8_t>> keys;
+        std::vector<std::string> texts;
+        for (const auto& m : kdc_messages(s)) {
+            std::vector<const TicketInfo*> tickets;
+            if (const auto* q = std::get_if<KdcReq>(&m.m.body))
+                for (const auto& t : q->additional_tickets)
+                    tickets.push_back(&t);
+            if (const auto* r = std::get_if<KdcRep>(&m.m.body)) tickets.push_back(&r->ticket);
+            for (const TicketInfo* t : tickets) {
+                SecretBuffer plain;
+                if (k->decrypt(KeyName{t->sname, t->realm, t->enc_part.kvno, t->enc_part.etype},
+                               key_usage::Ticket, t->enc_part.cipher, plain) != KeyStatus::Ok)
+                    continue;
+                EncTicketPart part;
+                ASSERT_TRUE(parse_enc_ticket_part(plain.bytes(), part).ok());
+                keys.push_back(copy(part.key.bytes()));
+                texts.push_back(to_string(decrypt_ticket(*t, *k, "ticket")));
+            }
+        }
+        ASSERT_GE(keys.size(), 4u);
+        for (const auto& key : keys) {
+            const std::string hex = to_hex(Bytes(key).first(6));
+            const std::string raw(key.begin(), key.begin() + 6);
+            for (const auto& t : texts)
+                EXPECT_TRUE(t.find(hex) == std::string::npos && t.find(raw) == std::string::npos)
+                    << "a rendering holds key bytes";
+        }
+    }
+}
+
 /// Writes the fuzz_kerberos_enc seeds (decrypted lab plaintexts, lab-only keys) when
 /// HOPSCOPE_WRITE_FUZZ_SEEDS names a directory; otherwise does nothing.
 TEST(KeytabLab, FuzzSeedsWrittenOnRequest) {
@@ -426,6 +638,26 @@ TEST(KeytabLab, FuzzSeedsWrittenOnRequest) {
         std::ofstream f(std::string(dir) + "/" + name, std::ios::binary);
         f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
     };
+    // The AD scenarios' S4U2Proxy tickets: the evidence ticket (a PAC without delegation info)
+    // and the granted ticket (a PAC with S4U_DELEGATION_INFO).
+    for (const char* s :
+         {"18-constrained-delegation-allowed", "21-protocol-transition-not-allowed"}) {
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        const auto ms = kdc_messages(s);
+        const S4u2Proxy p = s4u2proxy(ms);
+        ASSERT_TRUE(p.request && p.reply);
+        const std::string id = std::string(s).substr(0, std::string(s).find('-'));
+        auto ticket = [&](const TicketInfo& t, const std::string& name) {
+            SecretBuffer plain;
+            if (k->decrypt(KeyName{t.sname, t.realm, t.enc_part.kvno, t.enc_part.etype},
+                           key_usage::Ticket, t.enc_part.cipher, plain) == KeyStatus::Ok)
+                write(name, copy(plain.bytes()));
+        };
+        ticket(evidence(p), id + "_" + std::to_string(p.request->frame) + "_evidence_ticket");
+        if (const auto* r = std::get_if<KdcRep>(&p.reply->m.body))
+            ticket(r->ticket, id + "_" + std::to_string(p.reply->frame) + "_reply_ticket");
+    }
     for (const char* s : {"4-double-hop-delegation", "13-spnego-delegation-policy"}) {
         const auto k = keytab(s);
         ASSERT_TRUE(k);
@@ -591,6 +823,73 @@ TEST(KeytabLab, S4uDelegationInfoMatchesTshark) {
     }
     EXPECT_EQ(with_info, 2);
     EXPECT_EQ(compared, 3);  // 18: C to A and A to B; 20: A to B (C's login to A is NTLM)
+}
+
+TEST(KeytabLab, PortEightyEightTicketsMatchTshark) {
+    // The evidence ticket of each S4U2Proxy request and the ticket of each AS-REP / TGS-REP of
+    // the AD scenarios, against tshark decrypting the same frames with the same keytab: its first
+    // ticket flags in a reply are the ticket's (EncTicketPart), its last in an S4U2Proxy request
+    // the outer additional ticket's (it also shows the TGT of PA-TGS-REQ and, with the krbtgt
+    // key, the FAST-armored copy of the request).
+    if (std::system("tshark -v >/dev/null 2>&1") != 0) {
+        GTEST_SKIP() << "tshark not installed: port-88 tickets not compared with tshark";
+    }
+    int evidence_compared = 0, replies_compared = 0, targets = 0;
+    for (const char* s :
+         {"18-constrained-delegation-allowed", "19-constrained-delegation-not-in-list",
+          "21-protocol-transition-not-allowed", "23-rbcd-allowed", "24-rbcd-not-allowed"}) {
+        SCOPED_TRACE(s);
+        const auto k = keytab(s);
+        ASSERT_TRUE(k);
+        std::map<std::uint64_t, std::vector<std::string>> theirs;
+        std::istringstream lines(testing::run_command(
+            "tshark -n -r '" + lab(std::string(s) + ".pcap") +
+            "' -o kerberos.decrypt:TRUE -o 'kerberos.file:" + lab(std::string(s) + ".keytab") +
+            "' -Y 'tcp.port==88 && (kerberos.msg_type==11 || kerberos.msg_type==12 || "
+            "kerberos.msg_type==13)' -T fields -E separator='|' "
+            "-e frame.number -e kerberos.TicketFlags.forwardable "
+            "-e kerberos.TicketFlags.forwarded -e kerberos.TicketFlags.ok.as.delegate "
+            "-e netlogon.s4u2proxytarget 2>/dev/null"));
+        std::string line;
+        while (std::getline(lines, line)) {
+            const auto f = split(line, '|');
+            if (f.size() == 5) theirs[std::stoull(f[0])] = f;
+        }
+        ASSERT_FALSE(theirs.empty());
+        for (const auto& m : kdc_messages(s)) {
+            SCOPED_TRACE(m.frame);
+            const TicketInfo* ticket = nullptr;
+            bool request = false;
+            if (const auto* q = std::get_if<KdcReq>(&m.m.body)) {
+                if (!(q->kdc_options & kdc_option::CnameInAddlTkt)) continue;
+                ticket = &q->additional_tickets.at(0);
+                request = true;
+            } else if (const auto* r = std::get_if<KdcRep>(&m.m.body)) {
+                ticket = &r->ticket;
+            } else {
+                continue;
+            }
+            const TicketFacts ours = decrypt_ticket(*ticket, *k, "ticket");
+            ASSERT_TRUE(ours.decrypted) << to_string(ours);
+            const auto it = theirs.find(m.frame);
+            ASSERT_NE(it, theirs.end());
+            const auto pick = [&](std::size_t field) {
+                const auto v = split(it->second[field], ',');
+                return request ? v.back() : v.front();
+            };
+            EXPECT_EQ(pick(1), bit(ours.flags, ticket_flag::Forwardable));
+            EXPECT_EQ(pick(2), bit(ours.flags, ticket_flag::Forwarded));
+            EXPECT_EQ(pick(3), bit(ours.flags, ticket_flag::OkAsDelegate));
+            if (!request) {
+                EXPECT_EQ(it->second[4], ours.s4u2proxy_target.value_or(""));
+                targets += ours.s4u2proxy_target.has_value();
+            }
+            ++(request ? evidence_compared : replies_compared);
+        }
+    }
+    EXPECT_EQ(evidence_compared, 5);
+    EXPECT_GE(replies_compared, 15);
+    EXPECT_EQ(targets, 2);  // 18 and 23: the granted S4U2Proxy tickets
 }
 
 TEST(KeytabLab, AsReplyFlagsMatchTshark) {

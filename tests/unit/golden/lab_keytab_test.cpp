@@ -130,6 +130,136 @@ TEST(LabKeytab, ConstrainedDelegationTicketNamesWhoAskedForIt) {
     EXPECT_TRUE(json);
 }
 
+/// The S4U2Proxy exchange (TGS-REQ with cname-in-addl-tkt) of a capture, or nullptr.
+const analysis::KerberosEvent* s4u2proxy(const Collected& c) {
+    for (const auto& k : c.kerberos)
+        if (k.has_option("cname-in-addl-tkt")) return &k;
+    return nullptr;
+}
+
+TEST(LabKeytab, S4u2ProxyEvidenceTicketOnTheKerberosEvent) {
+    // The AD scenarios: what the keytab shows of the evidence ticket of A's S4U2Proxy request
+    // (18, 19, 23, 24 forwardable; 21 an S4U2Self ticket of an account without protocol
+    // transition, 22 a sensitive user's ticket: not forwardable) and of the ticket granted.
+    const std::pair<const char*, bool> cases[] = {
+        {"18-constrained-delegation-allowed", true},
+        {"19-constrained-delegation-not-in-list", true},
+        {"21-protocol-transition-not-allowed", false},
+        {"22-constrained-delegation-sensitive-user", false},
+        {"23-rbcd-allowed", true},
+        {"24-rbcd-not-allowed", true},
+    };
+    for (const auto& [s, forwardable] : cases) {
+        SCOPED_TRACE(s);
+        const Collected c = run(s, s);
+        const analysis::KerberosEvent* k = s4u2proxy(c);
+        ASSERT_NE(k, nullptr);
+        ASSERT_TRUE(k->evidence_ticket);
+        EXPECT_TRUE(k->evidence_ticket->decrypted) << k->evidence_ticket->problem;
+        EXPECT_EQ(k->evidence_ticket->problem, "");
+        EXPECT_EQ(k->evidence_ticket->client, "alice@AD.LAB.TEST");
+        EXPECT_EQ(k->evidence_ticket->forwardable, forwardable);
+        EXPECT_TRUE(k->fast_armored);
+        const bool granted = k->reply == "TGS-REP";
+        EXPECT_EQ(granted, std::string(s).find("allowed") != std::string::npos &&
+                               std::string(s).find("not-allowed") == std::string::npos);
+        if (granted) {
+            ASSERT_TRUE(k->reply_ticket);
+            EXPECT_TRUE(k->reply_ticket->decrypted);
+            EXPECT_EQ(k->reply_ticket->s4u2proxy_target, "MSSQLSvc/sqlb.ad.lab.test:1433");
+            EXPECT_EQ(k->reply_ticket->transited_services,
+                      std::vector<std::string>{"svc_sqla@AD.LAB.TEST"});
+        } else {
+            EXPECT_FALSE(k->reply_ticket);
+        }
+        bool json = false;
+        for (const auto& line : c.json)
+            json = json ||
+                   (line.find("\"evidence_ticket\":{\"decrypted\":true,\"forwardable\":" +
+                              std::string(forwardable ? "true" : "false")) != std::string::npos &&
+                    line.find("\"fast_armor\":\"not decrypted\"") != std::string::npos);
+        EXPECT_TRUE(json);
+    }
+}
+
+TEST(LabKeytab, RefusedS4u2ProxyNamesTheCauseTheEvidenceTicketShows) {
+    // 19 and 24: a forwardable evidence ticket, so the refusal is the delegation list / RBCD.
+    for (const char* s : {"19-constrained-delegation-not-in-list", "24-rbcd-not-allowed"}) {
+        SCOPED_TRACE(s);
+        const Collected c = run(s, s);
+        const auto* f = finding(c, "HS023");
+        ASSERT_NE(f, nullptr);
+        EXPECT_NE(f->summary.find("is not in svc_sqla's msDS-AllowedToDelegateTo and the "
+                                  "back-end's account does not allow svc_sqla (resource-based "
+                                  "constrained delegation) (the keytab shows the evidence ticket "
+                                  "for alice@AD.LAB.TEST is forwardable (frame 73))"),
+                  std::string::npos)
+            << f->summary;
+        EXPECT_EQ(f->remedy.find("sensitive"), std::string::npos) << f->remedy;
+        EXPECT_NE(f->remedy.find("PrincipalsAllowedToDelegateToAccount"), std::string::npos);
+        bool evidence = false;
+        for (const auto& e : f->evidence)
+            evidence = evidence || (e.at.frame == 73 &&
+                                    e.what.find("forwardable (keytab)") != std::string::npos);
+        EXPECT_TRUE(evidence);
+        const auto* chain = finding(c, "HS011");
+        ASSERT_NE(chain, nullptr);
+        EXPECT_NE(chain->summary.find("the evidence ticket for alice@AD.LAB.TEST is forwardable "
+                                      "(frame 73)"),
+                  std::string::npos)
+            << chain->summary;
+    }
+    // 21: the S4U2Self ticket of an account without protocol transition is not forwardable.
+    const Collected pt =
+        run("21-protocol-transition-not-allowed", "21-protocol-transition-not-allowed");
+    const auto* f = finding(pt, "HS023");
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("the keytab shows the evidence ticket for alice@AD.LAB.TEST (its "
+                              "ticket to svc_sqla) was not forwardable (frame 56)"),
+              std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->remedy.find("Set-ADAccountControl svc_sqla -TrustedToAuthForDelegation $true"),
+              std::string::npos)
+        << f->remedy;
+    f = finding(pt, "HS010");
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("the keytab shows the S4U2Self ticket for alice@AD.LAB.TEST it gave "
+                              "as evidence was not forwardable (frame 56): svc_sqla may not use "
+                              "any authentication protocol"),
+              std::string::npos)
+        << f->summary;
+    // 22: the sensitive user's ticket to A, given as evidence, is not forwardable.
+    const Collected sensitive =
+        run("22-constrained-delegation-sensitive-user", "22-constrained-delegation-sensitive-user");
+    f = finding(sensitive, "HS011");
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("alice@AD.LAB.TEST's ticket to sqla.ad.lab.test is not forwardable "
+                              "(keytab: the S4U2Proxy request's evidence ticket (frame 73))"),
+              std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->remedy.find("Clear 'Account is sensitive"), std::string::npos) << f->remedy;
+}
+
+TEST(LabKeytab, AnotherRunsKeytabLeavesTheEvidenceTicketAProblem) {
+    // 19's capture with 23's keytab: same names and kvno, other keys.
+    const Collected c = run("19-constrained-delegation-not-in-list", "23-rbcd-allowed");
+    const analysis::KerberosEvent* k = s4u2proxy(c);
+    ASSERT_NE(k, nullptr);
+    ASSERT_TRUE(k->evidence_ticket);
+    EXPECT_FALSE(k->evidence_ticket->decrypted);
+    EXPECT_EQ(k->evidence_ticket->problem,
+              "keytab: decrypt failed (wrong key?) with svc_sqla@AD.LAB.TEST kvno 2 etype 18 "
+              "(evidence ticket)");
+    // The verdicts are those of the run without a keytab.
+    Collected plain;
+    ASSERT_TRUE(run_pipeline({lab("19-constrained-delegation-not-in-list.pcap")}, plain).ok());
+    EXPECT_EQ(c.rules(), plain.rules());
+    const auto* with = finding(c, "HS023");
+    const auto* without = finding(plain, "HS023");
+    ASSERT_TRUE(with && without);
+    EXPECT_EQ(with->summary, without->summary);
+}
+
 TEST(LabKeytab, EveryDecryptedLoginNamesItsUserFromTheTicket) {
     for (const char* s : {"4-double-hop-delegation", "6-double-hop-no-delegation",
                           "13-spnego-delegation-policy", "2-kerberos-single-hop"}) {
@@ -318,8 +448,11 @@ struct Rendered : pipeline::EventSink {
 };
 
 TEST(LabKeytab, NoKeyOfTheKeytabInJsonOrConsole) {
-    for (const char* s : {"4-double-hop-delegation", "6-double-hop-no-delegation",
-                          "13-spnego-delegation-policy", "7-sensitive-user"}) {
+    for (const char* s :
+         {"4-double-hop-delegation", "6-double-hop-no-delegation", "13-spnego-delegation-policy",
+          "7-sensitive-user", "18-constrained-delegation-allowed",
+          "19-constrained-delegation-not-in-list", "21-protocol-transition-not-allowed",
+          "22-constrained-delegation-sensitive-user", "23-rbcd-allowed", "24-rbcd-not-allowed"}) {
         SCOPED_TRACE(s);
         const auto k = keytab(s);
         ASSERT_TRUE(k);
@@ -335,11 +468,18 @@ TEST(LabKeytab, NoKeyOfTheKeytabInJsonOrConsole) {
         std::string all = r.console_text();
         for (const auto& line : r.json)
             all += line + "\n";
-        ASSERT_NE(all.find("kerberos_ticket"), std::string::npos) << "the keytab was not used";
-        ASSERT_NE(all.find(" ticket="), std::string::npos) << "nor shown on the console";
+        // (21's logins are NTLM: there the keytab opens only the port-88 tickets.)
+        ASSERT_TRUE(all.find("kerberos_ticket") != std::string::npos ||
+                    all.find("\"evidence_ticket\":{\"decrypted\":true") != std::string::npos)
+            << "the keytab was not used";
+        ASSERT_TRUE(all.find(" ticket=") != std::string::npos ||
+                    all.find(" evidence-ticket=") != std::string::npos)
+            << "nor shown on the console";
         std::string lower = all;
         for (char& ch : lower)
             ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        // The lab users' password (alice, bob) is in no output either.
+        EXPECT_EQ(all.find("Passw0rd"), std::string::npos);
         const auto keys = keytab_keys(lab(std::string(s) + ".keytab"));
         ASSERT_GE(keys.size(), 6u);
         for (const auto& key : keys) {
