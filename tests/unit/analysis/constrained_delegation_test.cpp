@@ -133,6 +133,76 @@ TEST(ConstrainedDelegation, GrantedS4u2ProxyIsAHealthyDoubleHop) {
     EXPECT_EQ(f->display_filter, "frame.number in {4, 23, 43}");
 }
 
+/// What the keytab opened of a port-88 ticket (`--keytab`).
+std::shared_ptr<const KdcTicketFacts> ticket(bool forwardable, const std::string& target = {}) {
+    auto t = std::make_shared<KdcTicketFacts>();
+    t->decrypted = true;
+    t->forwardable = forwardable;
+    t->client = "alice@AD.LAB.TEST";
+    if (!target.empty()) {
+        t->s4u2proxy_target = target;
+        t->transited_services = {"svc_sqla@AD.LAB.TEST"};
+    }
+    return t;
+}
+
+TEST(ConstrainedDelegation, GrantedTicketsPacNamesTheTargetWhenBsLoginIsNotReadable) {
+    // With the keytab, the KDC's reply ticket says whom it was issued for and through whom, even
+    // when A's login to B was not decrypted (no kerberos_ticket on it).
+    Collect out;
+    Analyzer a(out);
+    a.add_kerberos(tgs(kC, 1, "MSSQLSvc/sqla.ad.lab.test:1433", {"forwardable", "canonicalize"}));
+    a.add_login(c_to_a(2, AuthKind::Kerberos));
+    KerberosEvent k = s4u2proxy(3, "svc_sqla@AD.LAB.TEST");
+    k.evidence_ticket = ticket(true);
+    k.reply_ticket = ticket(true, kSpnB);
+    a.add_kerberos(k);
+    a.add_login(a_to_b_as_alice(4));
+    a.finish();
+    ASSERT_EQ(out.rules(), (std::vector<std::string>{"HS050"}));
+    const Finding* f = out.get("HS050");
+    EXPECT_NE(f->summary.find("; the keytab shows the ticket the KDC issued (frame 4) for "
+                              "alice@AD.LAB.TEST names MSSQLSvc/sqlb.ad.lab.test:1433 as its "
+                              "S4U2Proxy target, requested by svc_sqla@AD.LAB.TEST (PAC "
+                              "S4U_DELEGATION_INFO)"),
+              std::string::npos)
+        << f->summary;
+}
+
+TEST(ConstrainedDelegation, RefusedWithANonForwardableEvidenceTicketNamesTransitionOrSensitive) {
+    Collect out;
+    Analyzer a(out);
+    KerberosEvent k = s4u2proxy(3, "svc_sqla@AD.LAB.TEST", 13);
+    k.evidence_ticket = ticket(false);
+    a.add_kerberos(k);
+    a.finish();
+    const Finding* f = out.get("HS023");
+    ASSERT_NE(f, nullptr);
+    EXPECT_NE(f->summary.find("the keytab shows the evidence ticket for alice@AD.LAB.TEST (its "
+                              "ticket to svc_sqla) was not forwardable (frame 3)"),
+              std::string::npos)
+        << f->summary;
+    EXPECT_NE(f->remedy.find("-TrustedToAuthForDelegation $true"), std::string::npos);
+    EXPECT_NE(f->remedy.find("Clear 'Account is sensitive and cannot be delegated' for "
+                             "alice@AD.LAB.TEST"),
+              std::string::npos)
+        << f->remedy;
+    // An evidence ticket the keytab could not open changes nothing.
+    Collect plain_out, problem_out;
+    Analyzer plain(plain_out), with_problem(problem_out);
+    plain.add_kerberos(s4u2proxy(3, "svc_sqla@AD.LAB.TEST", 13));
+    KerberosEvent p = s4u2proxy(3, "svc_sqla@AD.LAB.TEST", 13);
+    auto unread = std::make_shared<KdcTicketFacts>();
+    unread->problem = "keytab: no key for svc_sqla@AD.LAB.TEST kvno 2 etype 18 (evidence ticket)";
+    p.evidence_ticket = unread;
+    with_problem.add_kerberos(p);
+    plain.finish();
+    with_problem.finish();
+    ASSERT_TRUE(plain_out.get("HS023") && problem_out.get("HS023"));
+    EXPECT_EQ(plain_out.get("HS023")->summary, problem_out.get("HS023")->summary);
+    EXPECT_EQ(plain_out.get("HS023")->remedy, problem_out.get("HS023")->remedy);
+}
+
 TEST(ConstrainedDelegation, ProtocolTransitionAfterNtlmIsHealthyNotAnNtlmFirstHop) {
     Collect out;
     Analyzer a(out);
