@@ -42,7 +42,9 @@ const char* const kKeytabHelp =
     "ktutil output): decrypt the ticket, authenticator and forwarded TGT of each Kerberos login "
     "whose authentication can be read (clear, login-only TLS, a TLS key log, the terminating "
     "proxy) and report its flags, client and delegation as facts (login event "
-    "'kerberos_ticket', 'delegation_proof'; a login it cannot decrypt gets 'keytab_problem'). "
+    "'kerberos_ticket', 'delegation_proof'; a login it cannot decrypt gets 'keytab_problem'), "
+    "and on port 88 the evidence ticket of S4U2Proxy requests and the ticket of KDC replies "
+    "(kerberos event 'evidence_ticket', 'reply_ticket'). "
     "Repeat for several files. A missing, unreadable or empty keytab stops the run (exit 2). "
     "Keys are never printed; the file is a secret";
 
