@@ -37,7 +37,7 @@ bool Reader::peek(Tlv& out) const {
     return copy.next(out).ok();
 }
 
-DecodeResult Reader::next(Tlv& out) {
+DecodeResult Reader::next_general(Tlv& out) {
     ByteReader r = r_;
     const std::size_t start = base_ + r.position();
     std::uint8_t id = 0;
@@ -105,32 +105,25 @@ DecodeResult Reader::expect(Tlv& out, TagClass cls, std::uint32_t number, bool c
     return {};
 }
 
-DecodeResult Reader::enter(const Tlv& t, Reader& out) {
+DecodeResult Reader::enter_error(const Tlv& t) {
     if (!t.constructed) return make_error(Code::BadTag, t.offset, "expected constructed");
-    if (t.depth + 1 > kMaxDepth) return make_error(Code::TooDeep, t.offset, "nesting too deep");
-    out = Reader(t.value, t.offset + t.header, t.depth + 1, t.rule);
-    return {};
+    return make_error(Code::TooDeep, t.offset, "nesting too deep");
 }
 
-DecodeResult explicit_inner(const Tlv& wrapper, Tlv& inner) {
-    Reader r;
-    if (auto e = Reader::enter(wrapper, r); !e.ok()) return e;
-    if (auto e = r.next(inner); !e.ok()) return e;
-    if (!r.at_end()) return make_error(Code::BadLength, r.offset(), "trailing bytes in tag");
-    return {};
+namespace detail {
+
+DecodeResult trailing_bytes(std::size_t offset) {
+    return make_error(Code::BadLength, offset, "trailing bytes in tag");
 }
 
-DecodeResult FieldReader::next(Tlv& wrapper, Tlv& inner) {
-    if (auto e = r_.next(wrapper); !e.ok()) return e;
+DecodeResult bad_field(const Tlv& wrapper) {
     if (wrapper.cls != TagClass::Context || !wrapper.constructed) {
         return make_error(Code::BadTag, wrapper.offset, "expected a context tag");
     }
-    if (static_cast<std::int64_t>(wrapper.number) <= last_) {
-        return make_error(Code::BadTag, wrapper.offset, "fields out of order");
-    }
-    last_ = wrapper.number;
-    return explicit_inner(wrapper, inner);
+    return make_error(Code::BadTag, wrapper.offset, "fields out of order");
 }
+
+}  // namespace detail
 
 DecodeResult as_integer(const Tlv& t, std::int64_t& out) {
     if (auto e = universal_primitive(t, tag::Integer, "INTEGER"); !e.ok()) return e;
