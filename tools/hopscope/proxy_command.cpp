@@ -329,7 +329,7 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
         ->check(CLI::Range(0.0, 86400.0));
     p->add_option("--buffer-size", c.buffer_size,
                   "bytes read at once per direction, and the most a direction holds when its "
-                  "reader is slow (default 65536)")
+                  "reader is slow; a direction holds one only while bytes flow (default 262144)")
         ->check(CLI::Range(4096, 16 << 20));
     p->add_option("--tap-queue-bytes", c.tap_queue_bytes,
                   "forwarded bytes waiting for the decoder, all connections together; past it "

@@ -25,7 +25,7 @@ struct ProxyCommand {
     double connect_timeout_s = 5;
     double idle_timeout_s = 3600;
     double grace_s = 10;
-    std::size_t buffer_size = 64 * 1024;
+    std::size_t buffer_size = 256 * 1024;
     std::size_t tap_queue_bytes = 64 * 1024 * 1024;
     std::string json;
     bool quiet = false;
