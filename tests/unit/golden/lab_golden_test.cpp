@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <utility>
 
 #include "run_pipeline.hpp"
 
@@ -288,16 +289,23 @@ TEST(LabGolden, ConstrainedDelegationIsAHealthyDoubleHop) {
         EXPECT_EQ(x.summary.find("constrained"), std::string::npos) << x.summary;
 }
 
-TEST(LabGolden, RefusedConstrainedDelegationNamesTheAccountsAndTheFix) {
-    // 19 (Samba AD DC): B's SPN is not in svc_sqla's msDS-AllowedToDelegateTo; the DC refuses
-    // A's S4U2Proxy request (KDC_ERR_BADOPTION) and A reaches B anonymously.
-    Collected c;
-    ASSERT_TRUE(run_pipeline({lab("19-constrained-delegation-not-in-list.pcap")}, c).ok());
+/// The findings of a refused S4U2Proxy request: the KDC exchange's (HS023) and the chain's
+/// (HS011), each null when missing.
+std::pair<const analysis::Finding*, const analysis::Finding*> refusal_findings(const Collected& c) {
     const analysis::Finding *kdc = nullptr, *chain = nullptr;
     for (const auto& x : c.findings) {
         if (x.rule == "HS023") kdc = &x;
         if (x.rule == "HS011") chain = &x;
     }
+    return {kdc, chain};
+}
+
+TEST(LabGolden, RefusedConstrainedDelegationNamesTheAccountsAndTheFix) {
+    // 19 (Samba AD DC): B's SPN is not in svc_sqla's msDS-AllowedToDelegateTo; the DC refuses
+    // A's S4U2Proxy request (KDC_ERR_BADOPTION) and A reaches B anonymously.
+    Collected c;
+    ASSERT_TRUE(run_pipeline({lab("19-constrained-delegation-not-in-list.pcap")}, c).ok());
+    const auto [kdc, chain] = refusal_findings(c);
     ASSERT_NE(kdc, nullptr);
     ASSERT_NE(chain, nullptr);
     for (const analysis::Finding* f : {kdc, chain}) {
@@ -348,11 +356,7 @@ TEST(LabGolden, RefusedResourceBasedDelegationNamesBothRemedies) {
     // 19: which list the KDC checked cannot be told, so the finding names both remedies.
     Collected c;
     ASSERT_TRUE(run_pipeline({lab("24-rbcd-not-allowed.pcap")}, c).ok());
-    const analysis::Finding *kdc = nullptr, *chain = nullptr;
-    for (const auto& x : c.findings) {
-        if (x.rule == "HS023") kdc = &x;
-        if (x.rule == "HS011") chain = &x;
-    }
+    const auto [kdc, chain] = refusal_findings(c);
     ASSERT_NE(kdc, nullptr);
     ASSERT_NE(chain, nullptr);
     for (const analysis::Finding* f : {kdc, chain}) {
