@@ -410,6 +410,42 @@ TEST(KeytabLab, ReplyTicketOfAGrantedS4u2ProxyNamesTargetAndRequester) {
     }
 }
 
+TEST(KeytabLab, AKeyUnderAnotherNameIsRememberedAndAnUnknownNameIsNotSearchedEveryTime) {
+    // The reply ticket names B's SPN; the keytab holds B's account: found by searching the
+    // keys, then remembered (one decryption the next time).
+    const auto k = keytab("18-constrained-delegation-allowed");
+    ASSERT_TRUE(k);
+    const auto ms = kdc_messages("18-constrained-delegation-allowed");
+    const S4u2Proxy p = s4u2proxy(ms);
+    ASSERT_TRUE(p.request && p.reply);
+    const TicketInfo& granted = std::get<KdcRep>(p.reply->m.body).ticket;
+    ASSERT_EQ(granted.sname.str(), "MSSQLSvc/sqlb.ad.lab.test:1433");
+    ASSERT_TRUE(decrypt_ticket(granted, *k, "reply ticket").decrypted);
+    const std::uint64_t before = k->decryptions();
+    ASSERT_TRUE(decrypt_ticket(granted, *k, "reply ticket").decrypted);
+    EXPECT_EQ(k->decryptions() - before, 1u);
+    // A name no key opens (the same cipher text, one bit off, under another SPN): searched at its
+    // 1st, 2nd, 4th... ticket, not at every one (64 tickets: 7 searches instead of 64).
+    std::vector<std::uint8_t> bad(granted.enc_part.cipher.begin(), granted.enc_part.cipher.end());
+    bad.at(20) ^= 0x01;
+    TicketInfo unknown = granted;
+    unknown.sname.components = {"MSSQLSvc", "nowhere.ad.lab.test:1433"};
+    unknown.enc_part.cipher = Bytes(bad);
+    const std::uint64_t start = k->decryptions();
+    EXPECT_FALSE(decrypt_ticket(unknown, *k, "reply ticket").decrypted);
+    const std::uint64_t search = k->decryptions() - start;  // every key of its enctype and kvno
+    ASSERT_GE(search, 1u);
+    for (int i = 1; i < 64; ++i)
+        EXPECT_EQ(decrypt_ticket(unknown, *k, "reply ticket").status, KeyStatus::NoKey);
+    EXPECT_EQ(k->decryptions() - start, 7 * search);
+    // The real ticket under that name is still opened at the next search (the 128th ticket).
+    TicketInfo renamed = granted;
+    renamed.sname = unknown.sname;
+    for (int i = 64; i < 127; ++i)
+        (void)decrypt_ticket(unknown, *k, "reply ticket");
+    EXPECT_TRUE(decrypt_ticket(renamed, *k, "reply ticket").decrypted);
+}
+
 TEST(KeytabLab, EvidenceTicketProblemsAreTypedNotACrash) {
     const auto ms = kdc_messages("19-constrained-delegation-not-in-list");
     const S4u2Proxy p = s4u2proxy(ms);

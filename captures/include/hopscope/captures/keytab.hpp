@@ -12,6 +12,7 @@
 // never in an error text.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -37,6 +38,8 @@ class Keytab final : public auth::KerberosKeys {
 
     /// Number of keys read.
     [[nodiscard]] std::size_t size() const;
+    /// Decryptions tried so far (one per key tried on a cipher text).
+    [[nodiscard]] std::uint64_t decryptions() const;
     /// "MSSQLSvc/sqla.lab.test:1433@LAB.TEST kvno 2 etype 18" for each key (no key bytes).
     [[nodiscard]] std::vector<std::string> describe() const;
 
