@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "hopscope/captures/keytab.hpp"
 
@@ -22,5 +23,17 @@ inline std::unique_ptr<captures::Keytab> lab_keytab(const std::string& scenario)
     EXPECT_TRUE(k) << error;
     return k;
 }
+
+/// The AD scenarios' S4U2Proxy evidence tickets (alice's ticket to svc_sqla) and whether each
+/// is forwardable: 18, 19, 23 and 24 yes (19 and 24 are refused for the delegation itself); 21
+/// an S4U2Self ticket of an account without protocol transition and 22 a sensitive user's: no.
+inline constexpr std::pair<const char*, bool> kEvidenceTicketForwardable[] = {
+    {"18-constrained-delegation-allowed", true},
+    {"19-constrained-delegation-not-in-list", true},
+    {"21-protocol-transition-not-allowed", false},
+    {"22-constrained-delegation-sensitive-user", false},
+    {"23-rbcd-allowed", true},
+    {"24-rbcd-not-allowed", true},
+};
 
 }  // namespace hopscope::testing

@@ -358,15 +358,7 @@ TEST(KeytabLab, EvidenceTicketOfS4u2ProxyShowsWhyAdRefusedIt) {
     // 18/19/23/24: alice's ticket to svc_sqla is forwardable (19 and 24 are refused for the
     // delegation itself); 21: the S4U2Self ticket of an account without protocol transition and
     // 22: the ticket of a sensitive user are not.
-    const std::pair<const char*, bool> cases[] = {
-        {"18-constrained-delegation-allowed", true},
-        {"19-constrained-delegation-not-in-list", true},
-        {"21-protocol-transition-not-allowed", false},
-        {"22-constrained-delegation-sensitive-user", false},
-        {"23-rbcd-allowed", true},
-        {"24-rbcd-not-allowed", true},
-    };
-    for (const auto& [s, forwardable] : cases) {
+    for (const auto& [s, forwardable] : testing::kEvidenceTicketForwardable) {
         SCOPED_TRACE(s);
         const auto k = keytab(s);
         ASSERT_TRUE(k);

@@ -141,15 +141,7 @@ TEST(LabKeytab, S4u2ProxyEvidenceTicketOnTheKerberosEvent) {
     // The AD scenarios: what the keytab shows of the evidence ticket of A's S4U2Proxy request
     // (18, 19, 23, 24 forwardable; 21 an S4U2Self ticket of an account without protocol
     // transition, 22 a sensitive user's ticket: not forwardable) and of the ticket granted.
-    const std::pair<const char*, bool> cases[] = {
-        {"18-constrained-delegation-allowed", true},
-        {"19-constrained-delegation-not-in-list", true},
-        {"21-protocol-transition-not-allowed", false},
-        {"22-constrained-delegation-sensitive-user", false},
-        {"23-rbcd-allowed", true},
-        {"24-rbcd-not-allowed", true},
-    };
-    for (const auto& [s, forwardable] : cases) {
+    for (const auto& [s, forwardable] : testing::kEvidenceTicketForwardable) {
         SCOPED_TRACE(s);
         const Collected c = run(s, s);
         const analysis::KerberosEvent* k = s4u2proxy(c);
