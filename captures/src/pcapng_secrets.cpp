@@ -1,9 +1,13 @@
 #include "hopscope/captures/pcapng_secrets.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <memory>
+#include <string>
 #include <vector>
 
 namespace hopscope::captures {
@@ -21,31 +25,75 @@ std::uint32_t load32(const std::uint8_t* p, bool swap) {
     return swap ? __builtin_bswap32(v) : v;
 }
 
-struct FileCloser {
-    void operator()(std::FILE* f) const { std::fclose(f); }
+/// Reads a file at given offsets through a 1 MiB window (pread): the block headers of a capture
+/// are mostly a few hundred bytes apart, so one system call serves thousands of them. (Walking
+/// them with fread and fseeko through stdio cost about 350 instructions per block: 0.35 s of CPU
+/// per million packets, most of a second on a few GB.)
+class WindowedFile {
+  public:
+    explicit WindowedFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY)) {
+        if (fd_ >= 0) buf_.resize(kWindow);
+    }
+    ~WindowedFile() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    WindowedFile(const WindowedFile&) = delete;
+    WindowedFile& operator=(const WindowedFile&) = delete;
+    [[nodiscard]] bool ok() const { return fd_ >= 0; }
+
+    /// The n bytes at `off` (n <= the window), or nullptr past the end of the file or on an error.
+    const std::uint8_t* at(std::uint64_t off, std::size_t n) {
+        if (off < start_ || off + n > start_ + len_) {
+            std::size_t got = 0;
+            while (got < kWindow) {
+                const ssize_t r =
+                    ::pread(fd_, buf_.data() + got, kWindow - got, static_cast<off_t>(off + got));
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) break;
+                got += static_cast<std::size_t>(r);
+            }
+            start_ = off;
+            len_ = got;
+            if (n > len_) return nullptr;
+        }
+        return buf_.data() + (off - start_);
+    }
+    /// Appends the n bytes at `off` to `out`; false if the file ends before.
+    bool append(std::uint64_t off, std::size_t n, std::string& out) {
+        while (n > 0) {
+            const std::size_t k = std::min(n, kWindow);
+            const std::uint8_t* p = at(off, k);
+            if (p == nullptr) return false;
+            out.append(reinterpret_cast<const char*>(p), k);
+            off += k;
+            n -= k;
+        }
+        return true;
+    }
+
+  private:
+    static constexpr std::size_t kWindow = 1 << 20;
+    int fd_;
+    std::vector<std::uint8_t> buf_;
+    std::uint64_t start_ = 0;
+    std::size_t len_ = 0;
 };
 
 }  // namespace
 
 PcapngSecrets read_pcapng_secrets(const std::string& path, std::size_t max_bytes) {
     PcapngSecrets out;
-    std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-    if (!f) return out;
-    // Block headers are walked with fseeko over the bodies: stdio's buffer makes the small
-    // blocks of a capture sequential reads.
-    static constexpr std::size_t kBuffer = 1 << 20;
-    std::setvbuf(f.get(), nullptr, _IOFBF, kBuffer);
-    std::uint8_t head[12];
+    WindowedFile f(path);
+    if (!f.ok()) return out;
     bool swap = false;
     bool first = true;
-    std::vector<std::uint8_t> body;
-    for (;;) {
-        if (std::fread(head, 1, 8, f.get()) != 8) break;
+    for (std::uint64_t off = 0;;) {
+        const std::uint8_t* head = f.at(off, 12);
+        if (head == nullptr) break;  // the end (a last block under 12 bytes is damage anyway)
         std::uint32_t type;
         std::memcpy(&type, head, 4);
         if (type == kShb) {
             // A section header: its byte-order magic says how to read what follows.
-            if (std::fread(head + 8, 1, 4, f.get()) != 4) break;
             std::uint32_t magic;
             std::memcpy(&magic, head + 8, 4);
             if (magic == kByteOrder)
@@ -61,10 +109,9 @@ PcapngSecrets read_pcapng_secrets(const std::string& path, std::size_t max_bytes
         type = load32(head, swap);
         const std::uint32_t len = load32(head + 4, swap);
         if (len < 12 || len % 4 != 0) break;  // damaged: the packet reader says so
-        const std::size_t consumed = type == kShb ? 12 : 8;
         if (type == kDsb && len >= 20) {
-            std::uint8_t dsb[8];
-            if (std::fread(dsb, 1, 8, f.get()) != 8) break;
+            const std::uint8_t* dsb = f.at(off + 8, 8);
+            if (dsb == nullptr) break;
             const std::uint32_t secrets_type = load32(dsb, swap);
             const std::uint32_t secrets_len = load32(dsb + 4, swap);
             if (secrets_len > len - 20) break;
@@ -73,19 +120,12 @@ PcapngSecrets read_pcapng_secrets(const std::string& path, std::size_t max_bytes
                     out.truncated = true;
                     break;
                 }
-                body.resize(secrets_len);
-                if (std::fread(body.data(), 1, secrets_len, f.get()) != secrets_len) break;
-                out.keylog.append(reinterpret_cast<const char*>(body.data()), secrets_len);
+                if (!f.append(off + 16, secrets_len, out.keylog)) break;
                 if (!out.keylog.empty() && out.keylog.back() != '\n') out.keylog += '\n';
                 ++out.blocks;
-                if (fseeko(f.get(), static_cast<off_t>(len - 16 - secrets_len), SEEK_CUR) != 0)
-                    break;
-                continue;
             }
-            if (fseeko(f.get(), static_cast<off_t>(len - 16), SEEK_CUR) != 0) break;
-            continue;
         }
-        if (fseeko(f.get(), static_cast<off_t>(len - consumed), SEEK_CUR) != 0) break;
+        off += len;
     }
     return out;
 }

@@ -1,8 +1,9 @@
 // Fuzz target: the bytes are a capture file (pcap or pcapng), read through libpcap from memory
 // (fmemopen + pcap_fopen_offline) and fed to a StreamAssembler that hands on every flow. The
-// same bytes are then read again as a file (a memfd, opened by path): a classic pcap file goes
-// through the hand-written mapped reader (with a one-page window, so that records cross window
-// ends), which must deliver exactly the frames libpcap delivered and end the same way.
+// same bytes are then read again as a file (a memfd, opened by path): a classic pcap or pcapng
+// file goes through the hand-written mapped readers (with a one-page window, so that records and
+// blocks cross window ends), which must deliver exactly the frames libpcap delivered and end the
+// same way (pcapng: also when they hand the file back to libpcap part way).
 #include <sys/mman.h>
 #include <unistd.h>
 

@@ -41,8 +41,9 @@ struct CaptureError {
 /// One capture file (or stdin). Timestamps are read with microsecond precision.
 ///
 /// A regular file in the classic pcap format (version 2.4, micro- or nanosecond magic, either
-/// byte order) opened with open() is read from a sliding read-only mapping of the file instead
-/// of through libpcap's stdio reads; frames, errors and offsets are the same (see the .cpp).
+/// byte order) or in pcapng opened with open() is read from a sliding read-only mapping of the
+/// file instead of through libpcap's stdio reads; frames, errors and offsets are the same (see
+/// the .cpp).
 class CaptureFile {
   public:
     /// Opens `path` ("-" = stdin). Returns nullptr and fills `err` on failure (unreadable file,
@@ -63,7 +64,8 @@ class CaptureFile {
     [[nodiscard]] const std::string& path() const { return path_; }
     [[nodiscard]] int linktype() const { return linktype_; }
     [[nodiscard]] std::uint64_t frames() const { return frames_; }
-    /// Bytes consumed so far (exact for pcap; for pcapng the stdio position, when seekable).
+    /// Bytes consumed so far: the end of the last record or block read (for pcapng read through
+    /// libpcap, the stdio position, when seekable).
     [[nodiscard]] std::uint64_t bytes_read() const;
     /// File size, 0 when unknown (stdin, pipes).
     [[nodiscard]] std::uint64_t bytes_total() const { return total_; }
@@ -99,6 +101,17 @@ class CaptureFile {
     std::uint64_t map_off_ = 0;  ///< file offset of map_[0] (page-aligned)
     std::size_t map_len_ = 0;
     std::uint64_t prefetched_ = 0;  ///< file offset up to which the CPU was asked to prefetch
+    // pcapng read from the mapping (mapped_ and pcapng_ = true); see next_pcapng().
+    struct NgInterface {
+        std::uint64_t tsresol = 1'000'000;  ///< time stamp units per second
+        std::int64_t tsoffset = 0;          ///< seconds added to every time stamp
+        bool binary = false;                ///< tsresol is a power of 2, not of 10
+    };
+    bool pcapng_ = false;
+    std::vector<NgInterface> ng_ifaces_;  ///< of the current section
+    std::uint64_t ng_idbs_ = 0;           ///< interface descriptions seen in the whole file
+    std::uint32_t ng_first_type_ = 0;     ///< the first interface's link type, as in the file
+    std::uint32_t ng_first_snap_ = 0;     ///< and its snapshot length
     // The file cut shorter while it is read (see the .cpp: SIGBUS guard).
     std::uint64_t opened_size_ = 0;  ///< total_ as it was at open
     bool shrunk_ = false;            ///< the file was found shorter than at open; total_ is now
@@ -106,6 +119,9 @@ class CaptureFile {
     std::uintptr_t handled_cut_ = ~std::uintptr_t{0};  ///< the guard's mark last looked at
 
     int next_mapped(PacketView& out);
+    int next_pcapng(PacketView& out);
+    bool ng_interface(const std::uint8_t* body, std::size_t n);
+    int ng_fall_back(PacketView& out);
     const std::uint8_t* map_range(std::uint64_t off, std::size_t n);
     void unmap();
     int fail(std::uint64_t offset, std::string message);

@@ -113,5 +113,13 @@ inline std::uint32_t load_u32be(const std::uint8_t* p) {
     return (static_cast<std::uint32_t>(p[0]) << 24) | (static_cast<std::uint32_t>(p[1]) << 16) |
            (static_cast<std::uint32_t>(p[2]) << 8) | static_cast<std::uint32_t>(p[3]);
 }
+inline std::uint64_t load_u64le(const std::uint8_t* p) {
+    return static_cast<std::uint64_t>(load_u32le(p)) |
+           (static_cast<std::uint64_t>(load_u32le(p + 4)) << 32);
+}
+inline std::uint64_t load_u64be(const std::uint8_t* p) {
+    return (static_cast<std::uint64_t>(load_u32be(p)) << 32) |
+           static_cast<std::uint64_t>(load_u32be(p + 4));
+}
 
 }  // namespace hopscope
