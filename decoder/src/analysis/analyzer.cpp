@@ -427,7 +427,12 @@ void Analyzer::enrich(LoginEvent& l) const {
     l.user_source = UserSource::KdcReply;
 }
 
-void Analyzer::add_login(const LoginEvent& l) {
+void Analyzer::add_login(const LoginEvent& login) {
+    add_login(LoginEvent(login));
+}
+
+void Analyzer::add_login(LoginEvent&& login) {
+    const LoginEvent& l = login;  // until it is moved into the window below
     tick(l.ts);
     forget();  // the cap on logins: before `in` below is looked up
     bool relayed = false;
@@ -451,42 +456,45 @@ void Analyzer::add_login(const LoginEvent& l) {
         ++summary_overflow_;
     }
 
-    logins_.push_back(Recent{l, {}, false, relayed});
+    // Moved, not copied, into the window: a LoginEvent is a dozen strings.
+    logins_.push_back(Recent{std::move(login), {}, false, relayed});
     Recent& r = logins_.back();
+    const LoginEvent& in_window = r.login;
     const std::uint64_t seq = base_seq_ + logins_.size() - 1;
     // Logins with a hidden outcome already reported that were open when this one started: the
     // candidates of its late link so far (offer_hidden adds those reported later).
     if (!in) {
-        if (auto idx = inbound_.find(l.flow.client.addr); idx != inbound_.end()) {
-            const Timestamp start = start_of(l);
+        if (auto idx = inbound_.find(in_window.flow.client.addr); idx != inbound_.end()) {
+            const Timestamp start = start_of(in_window);
             const auto& q = idx->second.hidden;
             for (auto it = q.rbegin(); it != q.rend() && it->second >= start.micros; ++it) {
                 const Recent* h = recent(it->first);
                 if (h != nullptr &&
-                    hidden_was_open(h->login, hidden_end(h->login, h->closed), l, start) &&
+                    hidden_was_open(h->login, hidden_end(h->login, h->closed), in_window, start) &&
                     better_inbound(it->first, r.hidden_in))
                     r.hidden_in = it->first;
             }
         }
     }
-    by_client_[l.flow.client.addr].push_back(seq);
+    by_client_[in_window.flow.client.addr].push_back(seq);
     {
-        auto& v = by_client_start_[l.flow.client.addr];
-        const std::pair<std::int64_t, std::uint64_t> e{start_of(l).micros, seq};
+        auto& v = by_client_start_[in_window.flow.client.addr];
+        const std::pair<std::int64_t, std::uint64_t> e{start_of(in_window).micros, seq};
         v.insert(std::upper_bound(v.begin(), v.end(), e), e);
     }
     index_inbound(seq);
-    by_flow_[l.flow].push_back(seq);
+    by_flow_[in_window.flow].push_back(seq);
     if (++adds_since_sweep_ >= kSweepEvery) sweep();
-    wake_us_ = std::min(wake_us_, later(l.ts.micros, opts_.chain_window_us));  // its late link
+    wake_us_ =
+        std::min(wake_us_, later(in_window.ts.micros, opts_.chain_window_us));  // its late link
     if (in) {
-        mark_middle(l.flow.client.addr);
+        mark_middle(in_window.flow.client.addr);
         const_cast<Recent*>(in)->chained = true;
         r.chained = true;
     }
     per_login_rules(r);
     if (in) on_chain(*in, r);
-    if (l.outcome == Outcome::Success) link_answered_late(seq);
+    if (in_window.outcome == Outcome::Success) link_answered_late(seq);
 }
 
 void Analyzer::add_kerberos(const KerberosEvent& k) {

@@ -396,7 +396,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         ++impl.counters.logins;
         impl.analyzer.enrich(l);
         impl.sink.on_login(l);
-        impl.analyzer.add_login(l);
+        impl.analyzer.add_login(std::move(l));
     }
 
     Impl& impl;

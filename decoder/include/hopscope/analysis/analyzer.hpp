@@ -84,6 +84,7 @@ class Analyzer : private Lookups {
     Analyzer(FindingSink& sink, Options opts);
 
     void add_login(const LoginEvent& login);
+    void add_login(LoginEvent&& login);
     /// Fills what a login event cannot show by itself from the KDC exchanges seen before it:
     /// the SPN (client's TGS-REQ for MSSQLSvc/<server>), whether the client obtained a
     /// forwarded TGT (Kerberos logins), and the Kerberos client principal when exactly one was
