@@ -547,17 +547,11 @@ int CaptureFile::next_pcapng(PacketView& out) {
                 accounted_ = off + len;
                 continue;
             case kPcapngEpb:
-                if (n < 20) return ng_fall_back(out);
-                iface = u32(body);
-                t = std::uint64_t{u32(body + 4)} << 32 | u32(body + 8);
-                caplen = u32(body + 12);
-                wire = u32(body + 16);
-                data = body + 20;
-                room = n - 20;
-                break;
             case kPcapngPb:
+                // The same layout, but the Packet Block's interface is 16 bits (then a drop
+                // count).
                 if (n < 20) return ng_fall_back(out);
-                iface = u16(body);
+                iface = type == kPcapngEpb ? u32(body) : u16(body);
                 t = std::uint64_t{u32(body + 4)} << 32 | u32(body + 8);
                 caplen = u32(body + 12);
                 wire = u32(body + 16);
