@@ -64,11 +64,16 @@ bool relays(const LoginEvent& in, const LoginEvent& out) {
 Analyzer::Analyzer(FindingSink& sink) : Analyzer(sink, Options{}) {}
 Analyzer::Analyzer(FindingSink& sink, Options opts) : sink_(sink), opts_(opts) {}
 
+const std::string& Analyzer::dedup_key(std::string_view rule, const std::string& key) const {
+    // Built in one buffer kept between calls: a rule that fires on every login of a kind asks
+    // for its key twice per login (reported(), then emit()), and a fresh string each time was a
+    // few allocations per login.
+    dedup_scratch_.assign(rule).append(1, '|').append(key);
+    return dedup_scratch_;
+}
+
 bool Analyzer::reported(std::string_view rule, const std::string& key, Timestamp at) const {
-    std::string k;
-    k.reserve(rule.size() + 1 + key.size());
-    k.append(rule).append(1, '|').append(key);
-    const auto mark = dedup_.find(k);
+    const auto mark = dedup_.find(dedup_key(rule, key));
     // emit()'s test for a repeat
     return mark != dedup_.end() && at.micros <= later(mark->second.last, opts_.dedup_window_us);
 }
@@ -80,16 +85,25 @@ void Analyzer::emit(std::optional<Verdict> v) {
     // de-duplication window. Measured on the evidence's own time (not the clock), so that the
     // answer does not depend on when a late verdict runs.
     const std::int64_t at = f.ts.micros;
-    auto [mark, fresh] = dedup_.try_emplace(f.rule + "|" + v->key);
+    const std::string& k = dedup_key(f.rule, v->key);
+    auto mark = dedup_.find(k);
+    const bool fresh = mark == dedup_.end();
     if (!fresh) {
         const bool repeat = at <= later(mark->second.last, opts_.dedup_window_us);
         if (at > mark->second.last) {
-            dedup_by_time_.erase({mark->second.last, mark->second.serial});
+            // The same node, moved to its new time: no allocation.
+            auto node = dedup_by_time_.extract({mark->second.last, mark->second.serial});
+            if (node.empty()) {
+                dedup_by_time_.emplace(std::pair{at, mark->second.serial}, &mark->first);
+            } else {
+                node.key().first = at;
+                dedup_by_time_.insert(std::move(node));
+            }
             mark->second.last = at;
-            dedup_by_time_.emplace(std::pair{at, mark->second.serial}, &mark->first);
         }
         if (repeat) return;
     } else {
+        mark = dedup_.emplace(k, DedupMark{}).first;
         mark->second = DedupMark{at, dedup_serial_++};
         dedup_by_time_.emplace(std::pair{at, mark->second.serial}, &mark->first);
         wake_us_ = std::min(wake_us_, later(at, opts_.dedup_window_us + horizon_us() + 1));

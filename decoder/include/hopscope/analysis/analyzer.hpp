@@ -254,6 +254,9 @@ class Analyzer : private Lookups {
     };
     std::map<std::string, DedupMark, std::less<>> dedup_;
     std::map<std::pair<std::int64_t, std::uint64_t>, const std::string*> dedup_by_time_;
+    /// dedup_key()'s buffer.
+    mutable std::string dedup_scratch_;
+    const std::string& dedup_key(std::string_view rule, const std::string& key) const;
     std::uint64_t dedup_serial_ = 0;
 
     std::map<IpAddress, std::map<std::string, std::int64_t>> names_;
