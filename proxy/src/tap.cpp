@@ -13,7 +13,7 @@ void Tap::notify_locked(std::unique_lock<std::mutex>& lock) {
     // Only a consumer that is asleep needs the (system-call) wake-up; a busy one finds the item
     // on its next drain, a napping one when its nap ends or the queue fills up.
     const bool wake =
-        mode_ == Mode::Sleeping || (mode_ == Mode::Napping && stats_.queued_bytes >= wake_bytes());
+        mode_ == Mode::Sleeping || (mode_ == Mode::Napping && queued() >= wake_bytes());
     lock.unlock();
     if (wake) cv_.notify_one();
 }
@@ -22,16 +22,18 @@ bool Tap::push_data(std::uint64_t connection, const FlowKey& flow, Direction dir
                     std::uint64_t offset, std::uint64_t gap_before, const std::uint8_t* data,
                     std::size_t size, Block* block, TapItem::Role role) {
     const std::size_t charge = block != nullptr ? block->pool->size() : size;
-    {
-        std::lock_guard lock(mu_);
-        if (stats_.queued_bytes + charge > budget_ || closed_) {
-            ++stats_.dropped_chunks;
-            stats_.dropped_bytes += size;
-            return false;
-        }
-        stats_.queued_bytes += charge;  // reserved; the item follows
-        if (block != nullptr) ++stats_.shared_chunks;
-        stats_.peak_bytes = std::max(stats_.peak_bytes, stats_.queued_bytes);
+    const std::uint64_t before = queued_.fetch_add(charge, std::memory_order_relaxed);
+    if (before + charge > budget_ || closing_.load(std::memory_order_relaxed)) {
+        queued_.fetch_sub(charge, std::memory_order_relaxed);
+        dropped_chunks_.fetch_add(1, std::memory_order_relaxed);
+        dropped_bytes_.fetch_add(size, std::memory_order_relaxed);
+        return false;
+    }
+    // Reserved; the item follows.
+    if (block != nullptr) shared_chunks_.fetch_add(1, std::memory_order_relaxed);
+    for (std::uint64_t peak = peak_.load(std::memory_order_relaxed);
+         before + charge > peak &&
+         !peak_.compare_exchange_weak(peak, before + charge, std::memory_order_relaxed);) {
     }
     // The copy (small chunks) is made outside the lock, so producers hold it only to link the
     // item in.
@@ -47,6 +49,7 @@ bool Tap::push_data(std::uint64_t connection, const FlowKey& flow, Direction dir
     item.bytes = block != nullptr ? TapBytes(block, data, size) : TapBytes(data, size);
     std::unique_lock lock(mu_);
     q_.push_back(std::move(item));
+    linked_ += charge;
     notify_locked(lock);
     return true;
 }
@@ -97,13 +100,19 @@ void Tap::close() {
     {
         std::lock_guard lock(mu_);
         closed_ = true;
+        closing_.store(true, std::memory_order_relaxed);
     }
     cv_.notify_all();
 }
 
 TapStats Tap::stats() const {
-    std::lock_guard lock(mu_);
-    return stats_;
+    TapStats s;
+    s.queued_bytes = queued();
+    s.peak_bytes = peak_.load(std::memory_order_relaxed);
+    s.dropped_chunks = dropped_chunks_.load(std::memory_order_relaxed);
+    s.dropped_bytes = dropped_bytes_.load(std::memory_order_relaxed);
+    s.shared_chunks = shared_chunks_.load(std::memory_order_relaxed);
+    return s;
 }
 
 void TapWriter::connected(const FlowKey& flow, const Endpoint& proxy_local, bool terminated) {

@@ -14,7 +14,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
@@ -178,23 +177,25 @@ class Tap {
     template <typename Duration>
     bool drain(std::vector<TapItem>& out, Duration wait, bool nap = false) {
         out.clear();
-        std::unique_lock lock(mu_);
-        if (q_.empty() && !closed_) {
-            mode_ = nap ? Mode::Napping : Mode::Sleeping;
-            cv_.wait_for(lock, wait, [&] {
-                return closed_ || (nap ? stats_.queued_bytes >= wake_bytes() : !q_.empty());
-            });
-            mode_ = Mode::Awake;
+        std::uint64_t charged = 0;
+        {
+            std::unique_lock lock(mu_);
+            if (q_.empty() && !closed_) {
+                mode_ = nap ? Mode::Napping : Mode::Sleeping;
+                cv_.wait_for(lock, wait, [&] {
+                    return closed_ || (nap ? queued() >= wake_bytes() : !q_.empty());
+                });
+                mode_ = Mode::Awake;
+            }
+            if (q_.empty()) return !closed_;
+            // The whole batch changes hands in O(1): producers wait on this lock only as long
+            // as a swap takes (moving the items one by one under it made forwarding threads
+            // queue behind the analysis thread, which runs at a lower priority). `out`'s old
+            // storage, cleared, becomes the queue's, so neither side allocates in steady state.
+            out.swap(q_);
+            charged = std::exchange(linked_, 0);
         }
-        if (q_.empty()) return !closed_;
-        std::uint64_t bytes = 0;
-        for (auto& item : q_) {
-            bytes += item.bytes.charge();
-            out.push_back(std::move(item));
-        }
-        q_.clear();
-        // Producers reserve before they link an item in, so a reservation may still be pending.
-        stats_.queued_bytes -= std::min(bytes, stats_.queued_bytes);
+        queued_.fetch_sub(charged, std::memory_order_relaxed);
         return true;
     }
 
@@ -205,15 +206,25 @@ class Tap {
   private:
     void notify_locked(std::unique_lock<std::mutex>& lock);
 
+    [[nodiscard]] std::uint64_t queued() const { return queued_.load(std::memory_order_relaxed); }
+
     const std::size_t budget_;
-    mutable std::mutex mu_;
+    mutable std::mutex mu_;  ///< q_, linked_, mode_, closed_
     std::condition_variable cv_;
-    std::deque<TapItem> q_;
+    std::vector<TapItem> q_;
+    std::uint64_t linked_ = 0;  ///< budget charged by the items in q_
     enum class Mode : std::uint8_t { Awake, Napping, Sleeping };
     [[nodiscard]] std::uint64_t wake_bytes() const { return budget_ / 4; }
     Mode mode_ = Mode::Awake;
     bool closed_ = false;
-    TapStats stats_;
+    // The budget is reserved without the lock (a producer that finds the queue full drops its
+    // chunk having taken no lock at all), and the counters are kept the same way.
+    std::atomic<std::uint64_t> queued_{0};  ///< reserved: linked or about to be
+    std::atomic<std::uint64_t> peak_{0};
+    std::atomic<std::uint64_t> dropped_chunks_{0};
+    std::atomic<std::uint64_t> dropped_bytes_{0};
+    std::atomic<std::uint64_t> shared_chunks_{0};
+    std::atomic<bool> closing_{false};  ///< closed_, for producers that do not take the lock
 };
 
 /// The producer side of one connection's tap, on the connection's I/O thread: whether the
