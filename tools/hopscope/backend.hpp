@@ -46,6 +46,9 @@ struct BackendOptions {
     const tls::KeySource* tls_keys = nullptr;
     /// Kerberos service keys (--keytab); must outlive the backend.
     const auth::KerberosKeys* kerberos_keys = nullptr;
+    /// The analysis (analyzer, JSON, console) on a thread of its own beside the decoding
+    /// (analyze --threads 2); the output is the same.
+    bool analysis_thread = false;
 };
 
 class Backend : public StreamSink {
@@ -54,6 +57,9 @@ class Backend : public StreamSink {
     /// verdicts that wait for a window come out once it has passed. Stream events move the same
     /// clock; this one only adds the time in between. No-op for backends without timers.
     virtual void tick(Timestamp /*now*/) {}
+    /// Returns once every event of what was fed so far has been written (a backend that
+    /// analyses on another thread waits for it); no-op otherwise.
+    virtual void settle() {}
     /// After the front-end has closed every flow: print the summary, write the JSON summary.
     virtual void finish(Timestamp end, const captures::AssemblerStats& capture) = 0;
     /// True when a finding of severity "error" was reported (for --fail-on-findings).

@@ -3,12 +3,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <thread>
 
 #include "backend.hpp"
 #include "hopscope/captures/capture_source.hpp"
@@ -189,6 +191,9 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     bo.json_flush_each = !out.json_is_file;
     if (!a.tls_keylogs.empty() || embedded) bo.tls_keys = &keylog;
     bo.kerberos_keys = keytabs.keys();
+    const unsigned threads =
+        a.threads != 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
+    bo.analysis_thread = threads >= 2;
     auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(a));
     ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
@@ -198,6 +203,7 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     ro.on_time = [&backend](Timestamp t) { backend->tick(t); };
     install_interrupt_handler();
     const captures::ReadResult r = captures::read_captures(a.files, assembler, ro);
+    backend->settle();  // the events of what was read come before the messages below
     bar.clear();
     std::fflush(out.text);
     for (const auto& e : r.errors)
@@ -316,6 +322,14 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
             "--record with --tls-terminate, editcap --inject-secrets) are used without this")
         ->type_name("KEYLOG")
         ->allow_extra_args(false);  // one file per --tls-keylog: the captures follow
+    c.analyze_cmd
+        ->add_option("--threads", c.analyze.threads,
+                     "threads (default: as many as the cores). With 2 or more, reading, TCP "
+                     "reassembly and decoding run on one thread and the analysis (correlation, "
+                     "rules, JSON and console output) on another, fed in order: the output is "
+                     "the same as with 1. More than 2 add nothing yet")
+        ->type_name("N")
+        ->check(CLI::Range(0u, 1024u));
 
     c.live_cmd = app.add_subcommand(
         "live",

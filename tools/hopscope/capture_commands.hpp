@@ -30,6 +30,7 @@ struct CaptureCommands {
         std::vector<std::string> files;
         bool no_progress = false;
         std::vector<std::string> tls_keylogs;  ///< NSS key log files (--tls-keylog)
+        unsigned threads = 0;                  ///< --threads; 0 = as many as the cores
     } analyze;
     struct Live : Common {
         std::string interface;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <utility>
 
 #include "hopscope/auth/kerberos.hpp"
 #include "hopscope/auth/kerberos_enc.hpp"
@@ -217,6 +218,56 @@ struct Pipeline::Impl : analysis::FindingSink {
 
     void advance(Timestamp ts);
     bool idle(const KdcFlow& f, Timestamp now) const;
+
+    // The analysis side: made here, or relayed (Options::relay) and made by replay().
+    void relay(AnalysisCall&& c) {
+        c.tick = std::exchange(pending_tick, std::nullopt);
+        options.relay->relay(std::move(c));
+    }
+    void login(analysis::LoginEvent&& l) {
+        if (options.relay) {
+            AnalysisCall c;
+            c.kind = AnalysisCall::Kind::Login;
+            c.event = std::move(l);
+            relay(std::move(c));
+            return;
+        }
+        analyzer.enrich(l);
+        sink.on_login(l);
+        analyzer.add_login(std::move(l));
+    }
+    void server_error(analysis::ServerErrorEvent&& e) {
+        if (options.relay) {
+            AnalysisCall c;
+            c.kind = AnalysisCall::Kind::ServerError;
+            c.event = std::move(e);
+            relay(std::move(c));
+            return;
+        }
+        sink.on_server_error(e);
+        analyzer.add_server_error(e);
+    }
+    void closed(const FlowKey& f, Timestamp ts) {
+        if (options.relay) {
+            AnalysisCall c;
+            c.kind = AnalysisCall::Kind::Closed;
+            c.flow = f;
+            c.ts = ts;
+            relay(std::move(c));
+            return;
+        }
+        analyzer.connection_closed(f, ts);
+    }
+    void finish_analysis() {
+        if (options.relay) {
+            AnalysisCall c;
+            c.kind = AnalysisCall::Kind::Finish;
+            relay(std::move(c));
+            return;
+        }
+        analyzer.finish();
+    }
+    std::optional<Timestamp> pending_tick;  ///< relay: a clock tick not yet relayed
     void expire_udp_kdc(Timestamp now);
 
     EventSink& sink;
@@ -284,8 +335,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         e.error = analysis::ServerError{m.number, m.state, m.severity, m.text, m.server};
         e.statement = statement;
         ++impl.counters.server_errors;
-        impl.sink.on_server_error(e);
-        impl.analyzer.add_server_error(e);
+        impl.server_error(std::move(e));
     }
 
     void on_problem(const session::FactContext&, DecodeStatus s, const DecodeError&) override {
@@ -394,9 +444,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         if (l.outcome == Outcome::Success) logged_in = true;
         attempt = AuthFold{};
         ++impl.counters.logins;
-        impl.analyzer.enrich(l);
-        impl.sink.on_login(l);
-        impl.analyzer.add_login(std::move(l));
+        impl.login(std::move(l));
     }
 
     Impl& impl;
@@ -433,7 +481,10 @@ inline void Pipeline::Impl::advance(Timestamp ts) {
     if (!(clock < ts)) return;
     clock = ts;
     if (!udp_kdc.empty() && idle(*udp_kdc.front(), ts)) expire_udp_kdc(ts);
-    analyzer.tick(ts);
+    if (options.relay)
+        pending_tick = ts;
+    else
+        analyzer.tick(ts);
 }
 
 Pipeline::Impl::TdsFlow& Pipeline::Impl::tds(const FlowKey& k, bool handshake_seen) {
@@ -470,6 +521,13 @@ void Pipeline::Impl::expire_udp_kdc(Timestamp now) {
 }
 
 void Pipeline::Impl::emit_kerberos(KerberosEvent ev) {
+    if (options.relay) {
+        AnalysisCall c;
+        c.kind = AnalysisCall::Kind::Kerberos;
+        c.event = std::move(ev);
+        relay(std::move(c));
+        return;
+    }
     sink.on_kerberos(ev);
     analyzer.add_kerberos(ev);
 }
@@ -607,7 +665,7 @@ void Pipeline::on_close(const FlowKey& flow, Timestamp ts, CloseReason) {
         it->second->conv.close(ts);
         if (impl_->last_tds == it->second.get()) impl_->last_tds = nullptr;
         impl_->tds_flows.erase(it);
-        impl_->analyzer.connection_closed(flow, ts);
+        impl_->closed(flow, ts);
         return;
     }
     if (auto it = impl_->kdc_flows.find(flow); it != impl_->kdc_flows.end()) {
@@ -643,7 +701,45 @@ void Pipeline::finish(Timestamp ts) {
     std::sort(keys.begin(), keys.end());  // deterministic order of the last events
     for (const auto& k : keys)
         on_close(k, ts, CloseReason::EndOfInput);
-    impl_->analyzer.finish();
+    impl_->finish_analysis();
+}
+
+void Pipeline::replay(AnalysisCall& c) {
+    Impl& i = *impl_;
+    if (c.tick) i.analyzer.tick(*c.tick);
+    switch (c.kind) {
+        case AnalysisCall::Kind::Tick:
+            break;
+        case AnalysisCall::Kind::Login: {
+            auto& l = std::get<analysis::LoginEvent>(c.event);
+            i.analyzer.enrich(l);
+            i.sink.on_login(l);
+            i.analyzer.add_login(std::move(l));
+            break;
+        }
+        case AnalysisCall::Kind::ServerError: {
+            const auto& e = std::get<analysis::ServerErrorEvent>(c.event);
+            i.sink.on_server_error(e);
+            i.analyzer.add_server_error(e);
+            break;
+        }
+        case AnalysisCall::Kind::Kerberos: {
+            const auto& k = std::get<KerberosEvent>(c.event);
+            i.sink.on_kerberos(k);
+            i.analyzer.add_kerberos(k);
+            break;
+        }
+        case AnalysisCall::Kind::Closed:
+            i.analyzer.connection_closed(c.flow, c.ts);
+            break;
+        case AnalysisCall::Kind::Finish:
+            i.analyzer.finish();
+            break;
+    }
+}
+
+void Pipeline::flush_clock() {
+    if (impl_->options.relay && impl_->pending_tick) impl_->relay(AnalysisCall{});
 }
 
 const analysis::Analyzer& Pipeline::analyzer() const {

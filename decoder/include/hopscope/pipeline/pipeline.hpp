@@ -8,11 +8,16 @@
 // established session become ServerErrorEvents carrying the statement that drew them. Everything
 // goes through the analyzer, whose findings come out as they are decided.
 //
-// Pure like the rest of the decoder: no clock, no I/O; time comes from the front-end.
+// Pure like the rest of the decoder: no clock, no I/O; time comes from the front-end. The
+// analysis side (analyzer and EventSink) can be handed to the front-end as values
+// (Options::relay, AnalysisCall) and made later with replay(), on a thread of the front-end's
+// choosing: the decoding and the analysis then overlap (analyze --threads).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <variant>
 #include <vector>
 
 #include "hopscope/analysis/analyzer.hpp"
@@ -30,6 +35,29 @@ class EventSink {
     virtual void on_kerberos(const analysis::KerberosEvent&) {}
     virtual void on_server_error(const analysis::ServerErrorEvent&) {}
     virtual void on_finding(const analysis::Finding&) {}
+};
+
+/// One call of the pipeline's analysis side as a value: what the analyzer and the EventSink are
+/// given for a login, a server error, a KDC exchange, a connection's end, the clock or the end
+/// of input. Made by replay(), in the order relayed: the events and findings are then the same,
+/// byte for byte, as without a relay. Clock ticks that no other call separates are relayed as
+/// one (the analyzer's verdicts do not depend on how often its clock is moved).
+struct AnalysisCall {
+    enum class Kind : std::uint8_t { Tick, Login, ServerError, Kerberos, Closed, Finish };
+    Kind kind = Kind::Tick;
+    std::optional<Timestamp> tick;  ///< the clock moves here first
+    Timestamp ts{};                 ///< Closed: when
+    FlowKey flow{};                 ///< Closed: which connection
+    std::variant<std::monostate, analysis::LoginEvent, analysis::ServerErrorEvent,
+                 analysis::KerberosEvent>
+        event;
+};
+
+/// Takes the analysis calls of a pipeline that has Options::relay set, in order.
+class AnalysisRelay {
+  public:
+    virtual ~AnalysisRelay() = default;
+    virtual void relay(AnalysisCall&& call) = 0;
 };
 
 struct Counters {
@@ -61,6 +89,9 @@ class Pipeline final : public StreamSink {
         /// event (LoginEvent::keytab). Must outlive the pipeline and be safe to call from its
         /// thread. nullptr: tickets stay opaque.
         const auth::KerberosKeys* kerberos_keys = nullptr;
+        /// Set: the analysis calls go to the relay instead of being made (see AnalysisCall);
+        /// the front-end makes them with replay(). The relay must outlive the pipeline.
+        AnalysisRelay* relay = nullptr;
     };
 
     explicit Pipeline(EventSink& sink);
@@ -91,6 +122,15 @@ class Pipeline final : public StreamSink {
     /// unanswered KDC requests, and runs the analyzer's end-of-run rules.
     void finish(Timestamp ts);
 
+    /// With a relay: makes one relayed call (the analyzer, the EventSink). Touches nothing the
+    /// decoding side uses, so it may run on another thread than the StreamSink calls, one
+    /// call at a time and in the order relayed.
+    void replay(AnalysisCall& call);
+    /// With a relay: relays a pending clock tick (one not yet carried by another call), so
+    /// that replaying what was relayed brings the analysis up to the decoding's clock.
+    void flush_clock();
+
+    /// With a relay, read these once every relayed call has been replayed.
     [[nodiscard]] const analysis::Analyzer& analyzer() const;
     [[nodiscard]] const Counters& counters() const;
     /// TDS connections and Kerberos flows held now.
