@@ -418,6 +418,16 @@ int CaptureFile::fail(std::uint64_t offset, std::string message) {
     return -1;
 }
 
+// Asks the CPU to fetch the mapping up to kPrefetchAhead past the record just handed on (each
+// cache line once).
+void CaptureFile::prefetch_ahead() {
+    const std::uint64_t ahead = std::min(accounted_ + kPrefetchAhead, map_off_ + map_len_);
+    std::uint64_t line = std::max(prefetched_, accounted_ & ~std::uint64_t{63});
+    for (; line < ahead; line += 64)
+        __builtin_prefetch(map_ + (line - map_off_));
+    prefetched_ = line;
+}
+
 int CaptureFile::next_mapped(PacketView& out) {
     const std::uint64_t off = accounted_;  // where this record starts
     if (off >= total_) return shrunk_ ? fail_cut(off) : 0;
@@ -475,11 +485,7 @@ int CaptureFile::next_mapped(PacketView& out) {
             out.wire_len = len;
             out.linktype = linktype_;
             out.file_frame = frames_;
-            const std::uint64_t ahead = std::min(accounted_ + kPrefetchAhead, map_off_ + map_len_);
-            std::uint64_t line = std::max(prefetched_, accounted_ & ~std::uint64_t{63});
-            for (; line < ahead; line += 64)
-                __builtin_prefetch(map_ + (line - map_off_));
-            prefetched_ = line;
+            prefetch_ahead();
             return 1;
         }
     }
@@ -597,11 +603,7 @@ int CaptureFile::next_pcapng(PacketView& out) {
         out.wire_len = wire;
         out.linktype = linktype_;
         out.file_frame = frames_;
-        const std::uint64_t ahead = std::min(accounted_ + kPrefetchAhead, map_off_ + map_len_);
-        std::uint64_t line = std::max(prefetched_, accounted_ & ~std::uint64_t{63});
-        for (; line < ahead; line += 64)
-            __builtin_prefetch(map_ + (line - map_off_));
-        prefetched_ = line;
+        prefetch_ahead();
         return 1;
     }
 }

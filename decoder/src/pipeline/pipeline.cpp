@@ -219,54 +219,25 @@ struct Pipeline::Impl : analysis::FindingSink {
     void advance(Timestamp ts);
     bool idle(const KdcFlow& f, Timestamp now) const;
 
-    // The analysis side: made here, or relayed (Options::relay) and made by replay().
-    void relay(AnalysisCall&& c) {
+    // The analysis side (analyzer and EventSink): each call is made now, or relayed
+    // (Options::relay) with the pending clock tick and made later by replay(); apply() is the
+    // one place that makes them.
+    void analysis(AnalysisCall&& c) {
+        if (options.relay == nullptr) {
+            apply(c);
+            return;
+        }
         c.tick = std::exchange(pending_tick, std::nullopt);
         options.relay->relay(std::move(c));
     }
-    void login(analysis::LoginEvent&& l) {
-        if (options.relay) {
-            AnalysisCall c;
-            c.kind = AnalysisCall::Kind::Login;
-            c.event = std::move(l);
-            relay(std::move(c));
-            return;
-        }
-        analyzer.enrich(l);
-        sink.on_login(l);
-        analyzer.add_login(std::move(l));
+    template <typename Event>
+    void event(AnalysisCall::Kind kind, Event&& e) {
+        AnalysisCall c;
+        c.kind = kind;
+        c.event = std::forward<Event>(e);
+        analysis(std::move(c));
     }
-    void server_error(analysis::ServerErrorEvent&& e) {
-        if (options.relay) {
-            AnalysisCall c;
-            c.kind = AnalysisCall::Kind::ServerError;
-            c.event = std::move(e);
-            relay(std::move(c));
-            return;
-        }
-        sink.on_server_error(e);
-        analyzer.add_server_error(e);
-    }
-    void closed(const FlowKey& f, Timestamp ts) {
-        if (options.relay) {
-            AnalysisCall c;
-            c.kind = AnalysisCall::Kind::Closed;
-            c.flow = f;
-            c.ts = ts;
-            relay(std::move(c));
-            return;
-        }
-        analyzer.connection_closed(f, ts);
-    }
-    void finish_analysis() {
-        if (options.relay) {
-            AnalysisCall c;
-            c.kind = AnalysisCall::Kind::Finish;
-            relay(std::move(c));
-            return;
-        }
-        analyzer.finish();
-    }
+    void apply(AnalysisCall& c);
     std::optional<Timestamp> pending_tick;  ///< relay: a clock tick not yet relayed
     void expire_udp_kdc(Timestamp now);
 
@@ -335,7 +306,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         e.error = analysis::ServerError{m.number, m.state, m.severity, m.text, m.server};
         e.statement = statement;
         ++impl.counters.server_errors;
-        impl.server_error(std::move(e));
+        impl.event(AnalysisCall::Kind::ServerError, std::move(e));
     }
 
     void on_problem(const session::FactContext&, DecodeStatus s, const DecodeError&) override {
@@ -444,7 +415,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         if (l.outcome == Outcome::Success) logged_in = true;
         attempt = AuthFold{};
         ++impl.counters.logins;
-        impl.login(std::move(l));
+        impl.event(AnalysisCall::Kind::Login, std::move(l));
     }
 
     Impl& impl;
@@ -521,15 +492,7 @@ void Pipeline::Impl::expire_udp_kdc(Timestamp now) {
 }
 
 void Pipeline::Impl::emit_kerberos(KerberosEvent ev) {
-    if (options.relay) {
-        AnalysisCall c;
-        c.kind = AnalysisCall::Kind::Kerberos;
-        c.event = std::move(ev);
-        relay(std::move(c));
-        return;
-    }
-    sink.on_kerberos(ev);
-    analyzer.add_kerberos(ev);
+    event(AnalysisCall::Kind::Kerberos, std::move(ev));
 }
 
 void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, Bytes msg,
@@ -665,7 +628,11 @@ void Pipeline::on_close(const FlowKey& flow, Timestamp ts, CloseReason) {
         it->second->conv.close(ts);
         if (impl_->last_tds == it->second.get()) impl_->last_tds = nullptr;
         impl_->tds_flows.erase(it);
-        impl_->closed(flow, ts);
+        AnalysisCall c;
+        c.kind = AnalysisCall::Kind::Closed;
+        c.flow = flow;
+        c.ts = ts;
+        impl_->analysis(std::move(c));
         return;
     }
     if (auto it = impl_->kdc_flows.find(flow); it != impl_->kdc_flows.end()) {
@@ -701,11 +668,17 @@ void Pipeline::finish(Timestamp ts) {
     std::sort(keys.begin(), keys.end());  // deterministic order of the last events
     for (const auto& k : keys)
         on_close(k, ts, CloseReason::EndOfInput);
-    impl_->finish_analysis();
+    AnalysisCall c;
+    c.kind = AnalysisCall::Kind::Finish;
+    impl_->analysis(std::move(c));
 }
 
 void Pipeline::replay(AnalysisCall& c) {
-    Impl& i = *impl_;
+    impl_->apply(c);
+}
+
+void Pipeline::Impl::apply(AnalysisCall& c) {
+    Impl& i = *this;
     if (c.tick) i.analyzer.tick(*c.tick);
     switch (c.kind) {
         case AnalysisCall::Kind::Tick:
@@ -739,7 +712,7 @@ void Pipeline::replay(AnalysisCall& c) {
 }
 
 void Pipeline::flush_clock() {
-    if (impl_->options.relay && impl_->pending_tick) impl_->relay(AnalysisCall{});
+    if (impl_->options.relay && impl_->pending_tick) impl_->analysis(AnalysisCall{});
 }
 
 const analysis::Analyzer& Pipeline::analyzer() const {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "capture_test_util.hpp"
+#include "reader_compare.hpp"
 
 namespace hopscope::captures::testing {
 namespace {
@@ -56,14 +57,6 @@ std::uint64_t records_within(const BigCapture& c, std::uint64_t size) {
                                       c.ends.begin());
 }
 
-class MapWindowScope {
-  public:
-    explicit MapWindowScope(std::size_t bytes) { CaptureFile::set_map_window_for_testing(bytes); }
-    ~MapWindowScope() { CaptureFile::set_map_window_for_testing(0); }
-    MapWindowScope(const MapWindowScope&) = delete;
-    MapWindowScope& operator=(const MapWindowScope&) = delete;
-};
-
 void expect_cut_error(const ReadResult& r, const std::string& path, std::uint64_t new_size) {
     ASSERT_EQ(r.errors.size(), 1u);
     const CaptureError& e = r.errors[0];
@@ -100,7 +93,7 @@ TEST(CutWhileRead, ErrorAtTheFirstRecordPastTheNewEndEveryRecordBeforeIt) {
         {64 << 10, 4000, -1'000'000}, {1 << 20, 1000, 2 * 4096},
     };
     for (const Case& c : cases) {
-        MapWindowScope w(c.window);
+        MapWindow w(c.window);
         TempFile f("cut.pcap", big.bytes);
         RecordingSink sink;
         StreamAssembler a(sink, accept_all_config());

@@ -119,6 +119,7 @@ class CaptureFile {
     std::uintptr_t handled_cut_ = ~std::uintptr_t{0};  ///< the guard's mark last looked at
 
     int next_mapped(PacketView& out);
+    void prefetch_ahead();
     int next_pcapng(PacketView& out);
     bool ng_interface(const std::uint8_t* body, std::size_t n);
     int ng_fall_back(PacketView& out);
