@@ -147,19 +147,11 @@ ApReqFacts decrypt(const ApReq& ap, const KerberosKeys& keys, std::int32_t authe
                    KeyBlock& session, std::optional<KeyBlock>& subkey) {
     ApReqFacts f;
     // 1. The ticket, with the service's long-term key.
-    TicketFacts t = read_ticket(ap.ticket, keys, "ticket", &session);
-    if (!t.decrypted) {
-        f.problem = std::move(t.problem);
+    f.ticket = read_ticket(ap.ticket, keys, "ticket", &session);
+    if (!f.ticket.decrypted) {
+        f.problem = std::exchange(f.ticket.problem, std::nullopt);
         return f;
     }
-    f.ticket_decrypted = true;
-    f.ticket_flags = t.flags;
-    f.client = std::move(t.client);
-    f.authtime = std::move(t.authtime);
-    f.session_etype = t.session_etype;
-    f.has_pac = t.has_pac;
-    f.s4u2proxy_target = std::move(t.s4u2proxy_target);
-    f.s4u_transited = std::move(t.s4u_transited);
     SecretBuffer plain;
 
     // 2. The authenticator, with the ticket's session key.
@@ -320,14 +312,23 @@ KdcRepFacts decrypt_kdc_rep(const KdcRep& rep, const KerberosKeys& keys, const K
     return f;
 }
 
+namespace {
+/// "ticket client=... flags=... authtime=... session-key=..." of a decrypted ticket.
+std::string ticket_text(const TicketFacts& f, bool transited) {
+    std::string s = "ticket client=" + f.client + " flags=" + ticket_flags_to_string(f.flags) +
+                    " authtime=" + f.authtime + " session-key=" + etype_name(f.session_etype);
+    if (f.has_pac) s += " pac";
+    if (f.s4u2proxy_target) s += " s4u2proxy-target=" + *f.s4u2proxy_target;
+    if (transited)
+        for (const auto& t : f.s4u_transited)
+            s += " transited=" + t;
+    return s;
+}
+}  // namespace
+
 std::string to_string(const ApReqFacts& f) {
     std::string s;
-    if (f.ticket_decrypted) {
-        s += "ticket client=" + f.client + " flags=" + ticket_flags_to_string(f.ticket_flags) +
-             " authtime=" + f.authtime + " session-key=" + etype_name(f.session_etype);
-        if (f.has_pac) s += " pac";
-        if (f.s4u2proxy_target) s += " s4u2proxy-target=" + *f.s4u2proxy_target;
-    }
+    if (f.ticket.decrypted) s += ticket_text(f.ticket, false);
     if (f.authenticator_decrypted) {
         s += " authenticator";
         if (f.checksum_type) s += " cksum=" + std::to_string(*f.checksum_type);
@@ -346,14 +347,7 @@ std::string to_string(const ApReqFacts& f) {
 
 std::string to_string(const TicketFacts& f) {
     std::string s;
-    if (f.decrypted) {
-        s = "ticket client=" + f.client + " flags=" + ticket_flags_to_string(f.flags) +
-            " authtime=" + f.authtime + " session-key=" + etype_name(f.session_etype);
-        if (f.has_pac) s += " pac";
-        if (f.s4u2proxy_target) s += " s4u2proxy-target=" + *f.s4u2proxy_target;
-        for (const auto& t : f.s4u_transited)
-            s += " transited=" + t;
-    }
+    if (f.decrypted) s = ticket_text(f, true);
     s += problem_suffix(f.problem);
     if (!s.empty() && s[0] == ' ') s.erase(0, 1);
     return s;

@@ -139,21 +139,26 @@ std::string kerberos_time_text(const std::string& t) {
            ":" + t.substr(10, 2) + ":" + t.substr(12, 2) + "Z";
 }
 
+/// What an event shows of a decrypted ticket (a login's: KeytabFacts; a KDC exchange's:
+/// KdcTicketFacts): its delegation flags, client, time, session enctype and PAC delegation info.
+template <typename Shown>
+void show_ticket(const auth::TicketFacts& d, Shown& k) {
+    k.forwardable = (d.flags & auth::ticket_flag::Forwardable) != 0;
+    k.forwarded = (d.flags & auth::ticket_flag::Forwarded) != 0;
+    k.ok_as_delegate = (d.flags & auth::ticket_flag::OkAsDelegate) != 0;
+    k.client = d.client;
+    k.authtime = kerberos_time_text(d.authtime);
+    k.enctype = auth::etype_name(d.session_etype);
+    if (d.s4u2proxy_target) k.s4u2proxy_target = *d.s4u2proxy_target;
+    k.transited_services = d.s4u_transited;
+}
+
 /// The facts a login event may show of a decrypted AP-REQ: flags, names, times and enctypes.
 analysis::KeytabFacts keytab_facts(const auth::ApReqFacts& d, analysis::Position at) {
     analysis::KeytabFacts k;
     k.ap_req_at = at;
-    k.ticket_decrypted = d.ticket_decrypted;
-    if (d.ticket_decrypted) {
-        k.forwardable = (d.ticket_flags & auth::ticket_flag::Forwardable) != 0;
-        k.forwarded = (d.ticket_flags & auth::ticket_flag::Forwarded) != 0;
-        k.ok_as_delegate = (d.ticket_flags & auth::ticket_flag::OkAsDelegate) != 0;
-        k.client = d.client;
-        k.authtime = kerberos_time_text(d.authtime);
-        k.enctype = auth::etype_name(d.session_etype);
-        if (d.s4u2proxy_target) k.s4u2proxy_target = *d.s4u2proxy_target;
-        k.transited_services = d.s4u_transited;
-    }
+    k.ticket_decrypted = d.ticket.decrypted;
+    if (d.ticket.decrypted) show_ticket(d.ticket, k);
     k.authenticator_decrypted = d.authenticator_decrypted;
     k.deleg = d.deleg;
     k.channel_bindings = d.channel_binding;
@@ -171,15 +176,8 @@ std::shared_ptr<const analysis::KdcTicketFacts> kdc_ticket_facts(const auth::Tic
     auto k = std::make_shared<analysis::KdcTicketFacts>();
     k->decrypted = d.decrypted;
     if (d.decrypted) {
-        k->forwardable = (d.flags & auth::ticket_flag::Forwardable) != 0;
-        k->forwarded = (d.flags & auth::ticket_flag::Forwarded) != 0;
-        k->ok_as_delegate = (d.flags & auth::ticket_flag::OkAsDelegate) != 0;
+        show_ticket(d, *k);
         k->flags = split_names(auth::ticket_flags_to_string(d.flags));
-        k->client = d.client;
-        k->authtime = kerberos_time_text(d.authtime);
-        k->enctype = auth::etype_name(d.session_etype);
-        if (d.s4u2proxy_target) k->s4u2proxy_target = *d.s4u2proxy_target;
-        k->transited_services = d.s4u_transited;
     }
     if (d.problem) k->problem = auth::to_string(*d.problem);
     return k;

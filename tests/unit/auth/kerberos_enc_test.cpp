@@ -284,7 +284,7 @@ TEST(KerberosEnc, DecryptApReqFollowsTicketAuthenticatorAndKrbCred) {
         ClearKeys keys;
         const ApReqFacts f = decrypt_ap_req(parsed(b), keys);
         ASSERT_TRUE(f.ok()) << to_string(f);
-        EXPECT_EQ(f.client, "alice@LAB.TEST");
+        EXPECT_EQ(f.ticket.client, "alice@LAB.TEST");
         EXPECT_TRUE(f.deleg);
         EXPECT_TRUE(f.krb_cred_decrypted);
         EXPECT_TRUE(f.forwarded_tgt);
@@ -339,8 +339,8 @@ TEST(KerberosEnc, DecryptApReqProblemsAreTypedAndKeepEarlierFacts) {
     EXPECT_EQ(to_string(*f.problem),
               "keytab: malformed EncTicketPart: unexpected application tag at offset 0 (ticket)");
     f = decrypt_ap_req(parsed(ap_req(good_ticket, {0x62, 0x05})), keys);
-    EXPECT_TRUE(f.ticket_decrypted);
-    EXPECT_EQ(f.client, "alice@LAB.TEST");
+    EXPECT_TRUE(f.ticket.decrypted);
+    EXPECT_EQ(f.ticket.client, "alice@LAB.TEST");
     ASSERT_TRUE(f.problem);
     EXPECT_EQ(f.problem->step, "authenticator");
     // DELEG with something else than a KRB-CRED in the delegation field.

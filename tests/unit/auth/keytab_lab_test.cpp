@@ -92,13 +92,13 @@ TEST(KeytabLab, DoubleHopWithDelegationCarriesAForwardedTgt) {
     ASSERT_TRUE(c_a);
     const ApReqFacts& f = c_a->facts;
     EXPECT_EQ(c_a->client_ip, "10.77.0.2");
-    EXPECT_TRUE(f.ticket_decrypted);
-    EXPECT_EQ(f.client, "alice@LAB.TEST");
-    EXPECT_EQ(f.authtime.size(), 15u);
-    EXPECT_EQ(f.session_etype, 18);
-    EXPECT_TRUE(f.ticket_flags & ticket_flag::Forwardable);
-    EXPECT_FALSE(f.ticket_flags & ticket_flag::Forwarded);
-    EXPECT_TRUE(f.ticket_flags & ticket_flag::OkAsDelegate);
+    EXPECT_TRUE(f.ticket.decrypted);
+    EXPECT_EQ(f.ticket.client, "alice@LAB.TEST");
+    EXPECT_EQ(f.ticket.authtime.size(), 15u);
+    EXPECT_EQ(f.ticket.session_etype, 18);
+    EXPECT_TRUE(f.ticket.flags & ticket_flag::Forwardable);
+    EXPECT_FALSE(f.ticket.flags & ticket_flag::Forwarded);
+    EXPECT_TRUE(f.ticket.flags & ticket_flag::OkAsDelegate);
     EXPECT_EQ(f.checksum_type, kGssChecksumType);
     EXPECT_TRUE(f.deleg);
     EXPECT_EQ(f.dlg_opt, 1);
@@ -115,8 +115,8 @@ TEST(KeytabLab, DoubleHopWithDelegationCarriesAForwardedTgt) {
     const Login* a_b = at_frame(ls, 70);
     ASSERT_TRUE(a_b);
     EXPECT_EQ(a_b->client_ip, "10.77.0.3");
-    EXPECT_EQ(a_b->facts.client, "alice@LAB.TEST");
-    EXPECT_TRUE(a_b->facts.ticket_flags & ticket_flag::Forwarded);
+    EXPECT_EQ(a_b->facts.ticket.client, "alice@LAB.TEST");
+    EXPECT_TRUE(a_b->facts.ticket.flags & ticket_flag::Forwarded);
     EXPECT_FALSE(a_b->facts.deleg);
     EXPECT_FALSE(a_b->facts.krb_cred);
 }
@@ -129,9 +129,9 @@ TEST(KeytabLab, DoubleHopWithoutDelegationHasNoDelegAndNoKrbCred) {
     for (const auto& l : ls) {
         SCOPED_TRACE(l.frame);
         ASSERT_TRUE(l.facts.ok()) << to_string(l.facts);
-        EXPECT_TRUE(l.facts.ticket_decrypted);
+        EXPECT_TRUE(l.facts.ticket.decrypted);
         EXPECT_TRUE(l.facts.authenticator_decrypted);
-        EXPECT_EQ(l.facts.client, "alice@LAB.TEST");
+        EXPECT_EQ(l.facts.ticket.client, "alice@LAB.TEST");
         ASSERT_TRUE(l.facts.gss_flags);
         EXPECT_FALSE(l.facts.deleg);
         EXPECT_FALSE(l.facts.krb_cred);
@@ -149,7 +149,7 @@ TEST(KeytabLab, SpnegoClientDelegatesOnlyToOkAsDelegate) {
         SCOPED_TRACE(l.frame);
         ASSERT_TRUE(l.facts.ok()) << to_string(l.facts);
         if (l.client_ip != "10.77.0.2") continue;
-        const bool ok_as_delegate = l.facts.ticket_flags & ticket_flag::OkAsDelegate;
+        const bool ok_as_delegate = l.facts.ticket.flags & ticket_flag::OkAsDelegate;
         EXPECT_EQ(l.facts.deleg, ok_as_delegate) << to_string(l.facts);
         EXPECT_EQ(l.facts.forwarded_tgt, ok_as_delegate);
         ++(ok_as_delegate ? delegated : not_delegated);
@@ -167,7 +167,7 @@ TEST(KeytabLab, AnotherRunsKeytabIsATypedErrorPerLogin) {
         SCOPED_TRACE(l.frame);
         ASSERT_TRUE(l.facts.problem);
         EXPECT_EQ(l.facts.problem->step, "ticket");
-        EXPECT_FALSE(l.facts.ticket_decrypted);
+        EXPECT_FALSE(l.facts.ticket.decrypted);
         const std::string text = to_string(*l.facts.problem);
         if (l.facts.problem->kind == KeytabProblem::Kind::WrongKey) {
             EXPECT_NE(text.find("decrypt failed (wrong key?) with MSSQLSvc/"), std::string::npos)
@@ -232,7 +232,7 @@ TEST(KeytabLab, DamagedCipherTextIsWrongKeyNotACrash) {
     ApReq ap = c_a->ap;
     ap.authenticator.cipher = Bytes(flipped);
     const ApReqFacts f = decrypt_ap_req(ap, *k);
-    EXPECT_TRUE(f.ticket_decrypted);
+    EXPECT_TRUE(f.ticket.decrypted);
     ASSERT_TRUE(f.problem);
     EXPECT_EQ(f.problem->step, "authenticator");
     EXPECT_EQ(to_string(*f.problem),
@@ -789,10 +789,10 @@ TEST(KeytabLab, DelegationFactsMatchTshark) {
             ASSERT_TRUE(l.facts.ok()) << to_string(l.facts);
             ASSERT_FALSE(t.forwardable.empty());
             EXPECT_EQ(t.deleg, l.facts.gss_flags ? bit(*l.facts.gss_flags, gss_flag::Deleg) : "");
-            EXPECT_EQ(t.forwardable.front(), bit(l.facts.ticket_flags, ticket_flag::Forwardable));
-            EXPECT_EQ(t.forwarded.front(), bit(l.facts.ticket_flags, ticket_flag::Forwarded));
+            EXPECT_EQ(t.forwardable.front(), bit(l.facts.ticket.flags, ticket_flag::Forwardable));
+            EXPECT_EQ(t.forwarded.front(), bit(l.facts.ticket.flags, ticket_flag::Forwarded));
             EXPECT_EQ(t.ok_as_delegate.front(),
-                      bit(l.facts.ticket_flags, ticket_flag::OkAsDelegate));
+                      bit(l.facts.ticket.flags, ticket_flag::OkAsDelegate));
             // With a KRB-CRED tshark also shows the forwarded TGT's own ticket and, last, its
             // KrbCredInfo flags.
             EXPECT_EQ(t.forwardable.size() > 1, l.facts.krb_cred);
@@ -839,13 +839,13 @@ TEST(KeytabLab, S4uDelegationInfoMatchesTshark) {
             SCOPED_TRACE(l.frame);
             const auto it = theirs.find(l.frame);
             ASSERT_NE(it, theirs.end());
-            ASSERT_TRUE(l.facts.ticket_decrypted) << to_string(l.facts);
-            EXPECT_EQ(it->second.first, l.facts.s4u2proxy_target.value_or(""));
+            ASSERT_TRUE(l.facts.ticket.decrypted) << to_string(l.facts);
+            EXPECT_EQ(it->second.first, l.facts.ticket.s4u2proxy_target.value_or(""));
             std::string transited;
-            for (const auto& t : l.facts.s4u_transited)
+            for (const auto& t : l.facts.ticket.s4u_transited)
                 transited += (transited.empty() ? "" : ",") + t;
             EXPECT_EQ(it->second.second, transited);
-            with_info += l.facts.s4u2proxy_target.has_value();
+            with_info += l.facts.ticket.s4u2proxy_target.has_value();
             ++compared;
         }
     }

@@ -125,15 +125,8 @@ TicketFacts decrypt_ticket(const TicketInfo& ticket, const KerberosKeys& keys,
 
 /// The delegation facts of one AP-REQ, from its decrypted ticket, authenticator and KRB-CRED.
 struct ApReqFacts {
-    // Ticket (EncTicketPart)
-    bool ticket_decrypted = false;
-    std::uint32_t ticket_flags = 0;
-    std::string client;              ///< cname@crealm
-    std::string authtime;            ///< KerberosTime "YYYYMMDDHHMMSSZ"
-    std::int32_t session_etype = 0;  ///< enctype of the session key
-    bool has_pac = false;
-    std::optional<std::string> s4u2proxy_target;  ///< PAC S4U_DELEGATION_INFO
-    std::vector<std::string> s4u_transited;
+    /// The ticket (EncTicketPart); its `problem` stays empty: a failed step is `problem` below.
+    TicketFacts ticket;
 
     // Authenticator
     bool authenticator_decrypted = false;
