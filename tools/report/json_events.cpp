@@ -242,18 +242,24 @@ void position_object(Writer& w, Key key, const Position& p, const FlowKey& flow)
 
 /// What the keytab showed of a Kerberos login (docs/events.md, `kerberos_ticket`,
 /// `delegation_proof`, `keytab_problem`): flags, names and times only.
+/// The fields of a decrypted ticket: a login's `kerberos_ticket` (KeytabFacts) and a KDC
+/// exchange's tickets (KdcTicketFacts); `flags`, when given, after ok_as_delegate.
+template <typename Shown>
+void ticket_fields(Writer& w, const Shown& t, const std::vector<std::string>* flags) {
+    w.boolean("forwardable", t.forwardable)
+        .boolean("forwarded", t.forwarded)
+        .boolean("ok_as_delegate", t.ok_as_delegate);
+    if (flags != nullptr) w.strings("flags", *flags);
+    w.str("client", t.client).str("authtime", t.authtime).str("enctype", t.enctype);
+    if (!t.s4u2proxy_target.empty() || !t.transited_services.empty())
+        w.str("s4u2proxy_target", t.s4u2proxy_target)
+            .strings("transited_services", t.transited_services);
+}
+
 void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
     if (k.ticket_decrypted) {
-        w.open("kerberos_ticket")
-            .boolean("forwardable", k.forwardable)
-            .boolean("forwarded", k.forwarded)
-            .boolean("ok_as_delegate", k.ok_as_delegate)
-            .str("client", k.client)
-            .str("authtime", k.authtime)
-            .str("enctype", k.enctype);
-        if (!k.s4u2proxy_target.empty() || !k.transited_services.empty())
-            w.str("s4u2proxy_target", k.s4u2proxy_target)
-                .strings("transited_services", k.transited_services);
+        w.open("kerberos_ticket");
+        ticket_fields(w, k, nullptr);
         w.close();
     }
     if (k.delegation_known()) {
@@ -275,18 +281,7 @@ void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
 /// A ticket the keytab opened on port 88 (docs/events.md, `evidence_ticket`, `reply_ticket`).
 void kdc_ticket_object(Writer& w, Key key, const KdcTicketFacts& t) {
     w.open(key).boolean("decrypted", t.decrypted);
-    if (t.decrypted) {
-        w.boolean("forwardable", t.forwardable)
-            .boolean("forwarded", t.forwarded)
-            .boolean("ok_as_delegate", t.ok_as_delegate)
-            .strings("flags", t.flags)
-            .str("client", t.client)
-            .str("authtime", t.authtime)
-            .str("enctype", t.enctype);
-        if (!t.s4u2proxy_target.empty() || !t.transited_services.empty())
-            w.str("s4u2proxy_target", t.s4u2proxy_target)
-                .strings("transited_services", t.transited_services);
-    }
+    if (t.decrypted) ticket_fields(w, t, &t.flags);
     if (!t.problem.empty()) w.str("problem", t.problem);
     w.close();
 }
