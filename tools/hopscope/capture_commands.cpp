@@ -324,7 +324,7 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
         ->allow_extra_args(false);  // one file per --tls-keylog: the captures follow
     c.analyze_cmd
         ->add_option("--threads", c.analyze.threads,
-                     "threads (default: as many as the cores). With 2 or more, reading, TCP "
+                     "threads (default, or 0: as many as the cores). With 2 or more, reading, TCP "
                      "reassembly and decoding run on one thread and the analysis (correlation, "
                      "rules, JSON and console output) on another, fed in order: the output is "
                      "the same as with 1. More than 2 add nothing yet")
