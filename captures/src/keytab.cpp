@@ -50,14 +50,13 @@ bool same_kvno(std::uint32_t entry, std::uint32_t wanted) {
 
 }  // namespace
 
-/// What the search of the keytab for a principal it does not name found (Keytab::decrypt).
-struct Alias {
-    std::int64_t entry = -1;        ///< the entry whose key opened its last ticket, or -1
-    std::uint64_t failures = 0;     ///< tickets of it that key did not open since
-    std::uint64_t next_search = 0;  ///< search every key at this many failures
-};
-
 struct Keytab::Impl {
+    /// What the search of the keytab for a principal it does not name found (Keytab::decrypt).
+    struct Alias {
+        std::int64_t entry = -1;        ///< the entry whose key opened its last ticket, or -1
+        std::uint64_t failures = 0;     ///< tickets of it that key did not open since
+        std::uint64_t next_search = 0;  ///< search every key at this many failures
+    };
     krb5_context ctx = nullptr;
     std::vector<Entry> entries;
     /// A krb5 context is not for concurrent use; decryption is rare (once per login) and short.
@@ -191,7 +190,7 @@ auth::KeyStatus Keytab::decrypt(const auth::KeyName& who, std::int32_t usage, By
     // key only at the 1st, 2nd, 4th, 8th... such ticket since the last success: a name no key
     // opens costs a logarithmic number of searches, and a damaged or forged ticket cannot hide
     // a name for good.
-    Alias& memo = impl_->alias(who);
+    Impl::Alias& memo = impl_->alias(who);
     if (memo.entry >= 0 && impl_->run(impl_->entries[static_cast<std::size_t>(memo.entry)].key,
                                       usage, cipher, plain) == auth::KeyStatus::Ok)
         return auth::KeyStatus::Ok;
@@ -203,7 +202,7 @@ auth::KeyStatus Keytab::decrypt(const auth::KeyName& who, std::int32_t usage, By
         if (e.key.etype() != who.etype || !kvno_ok(e) || static_cast<std::int64_t>(i) == memo.entry)
             continue;
         if (impl_->run(e.key, usage, cipher, plain) == auth::KeyStatus::Ok) {
-            memo = Alias{static_cast<std::int64_t>(i), 0, 0};
+            memo = Impl::Alias{static_cast<std::int64_t>(i), 0, 0};
             return auth::KeyStatus::Ok;
         }
     }

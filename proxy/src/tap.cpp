@@ -23,7 +23,7 @@ bool Tap::push_data(std::uint64_t connection, const FlowKey& flow, Direction dir
                     std::size_t size, Block* block, TapItem::Role role) {
     const std::size_t charge = block != nullptr ? block->pool->size() : size;
     const std::uint64_t before = queued_.fetch_add(charge, std::memory_order_relaxed);
-    if (before + charge > budget_ || closing_.load(std::memory_order_relaxed)) {
+    if (before + charge > budget_ || closed_.load(std::memory_order_relaxed)) {
         queued_.fetch_sub(charge, std::memory_order_relaxed);
         dropped_chunks_.fetch_add(1, std::memory_order_relaxed);
         dropped_bytes_.fetch_add(size, std::memory_order_relaxed);
@@ -100,7 +100,6 @@ void Tap::close() {
     {
         std::lock_guard lock(mu_);
         closed_ = true;
-        closing_.store(true, std::memory_order_relaxed);
     }
     cv_.notify_all();
 }

@@ -78,9 +78,8 @@ class AnalysisThread final : public pipeline::AnalysisRelay {
                 std::unique_lock lock(mu_);
                 if (busy_) {
                     busy_ = false;
-                    batch.clear();
-                    if (spare_.size() < 2) spare_.push_back(std::move(batch));
-                    batch.clear();
+                    batch.clear();  // its storage, if kept, serves a later batch
+                    if (spare_.size() < 2) spare_.push_back(std::exchange(batch, {}));
                     if (ready_.empty()) idle_.notify_all();
                 }
                 work_.wait(lock, [this] { return !ready_.empty() || done_; });

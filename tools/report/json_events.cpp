@@ -240,8 +240,6 @@ void position_object(Writer& w, Key key, const Position& p, const FlowKey& flow)
     w.str("direction", to_string(p.direction)).close();
 }
 
-/// What the keytab showed of a Kerberos login (docs/events.md, `kerberos_ticket`,
-/// `delegation_proof`, `keytab_problem`): flags, names and times only.
 /// The fields of a decrypted ticket: a login's `kerberos_ticket` (KeytabFacts) and a KDC
 /// exchange's tickets (KdcTicketFacts); `flags`, when given, after ok_as_delegate.
 template <typename Shown>
@@ -256,6 +254,8 @@ void ticket_fields(Writer& w, const Shown& t, const std::vector<std::string>* fl
             .strings("transited_services", t.transited_services);
 }
 
+/// What the keytab showed of a Kerberos login (docs/events.md, `kerberos_ticket`,
+/// `delegation_proof`, `keytab_problem`): flags, names and times only.
 void keytab_objects(Writer& w, const KeytabFacts& k, const FlowKey& flow) {
     if (k.ticket_decrypted) {
         w.open("kerberos_ticket");

@@ -103,8 +103,7 @@ void Analyzer::emit(std::optional<Verdict> v) {
         }
         if (repeat) return;
     } else {
-        mark = dedup_.emplace(k, DedupMark{}).first;
-        mark->second = DedupMark{at, dedup_serial_++};
+        mark = dedup_.emplace(k, DedupMark{at, dedup_serial_++}).first;
         dedup_by_time_.emplace(std::pair{at, mark->second.serial}, &mark->first);
         wake_us_ = std::min(wake_us_, later(at, opts_.dedup_window_us + horizon_us() + 1));
         if (dedup_.size() > opts_.max_dedup_keys)

@@ -6,6 +6,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -228,15 +229,21 @@ struct Pipeline::Impl : analysis::FindingSink {
         c.tick = std::exchange(pending_tick, std::nullopt);
         options.relay->relay(std::move(c));
     }
+    /// A login, server error or KDC exchange: its kind follows from its type.
     template <typename Event>
-    void event(AnalysisCall::Kind kind, Event&& e) {
+    void event(Event&& e) {
+        using E = std::decay_t<Event>;
         AnalysisCall c;
-        c.kind = kind;
+        c.kind = std::is_same_v<E, analysis::LoginEvent>         ? AnalysisCall::Kind::Login
+                 : std::is_same_v<E, analysis::ServerErrorEvent> ? AnalysisCall::Kind::ServerError
+                                                                 : AnalysisCall::Kind::Kerberos;
+        static_assert(std::is_same_v<E, analysis::LoginEvent> ||
+                      std::is_same_v<E, analysis::ServerErrorEvent> ||
+                      std::is_same_v<E, KerberosEvent>);
         c.event = std::forward<Event>(e);
         analysis(std::move(c));
     }
     void apply(AnalysisCall& c);
-    std::optional<Timestamp> pending_tick;  ///< relay: a clock tick not yet relayed
     void expire_udp_kdc(Timestamp now);
 
     EventSink& sink;
@@ -254,6 +261,7 @@ struct Pipeline::Impl : analysis::FindingSink {
     /// The UDP Kerberos flows, least recently used first. UDP has no close: a flow is dropped
     /// once idle (a TCP one ends with its connection, which the front-end closes).
     std::list<KdcFlow*> udp_kdc;
+    std::optional<Timestamp> pending_tick;  ///< relay: a clock tick not yet relayed
 };
 
 struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
@@ -304,7 +312,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         e.error = analysis::ServerError{m.number, m.state, m.severity, m.text, m.server};
         e.statement = statement;
         ++impl.counters.server_errors;
-        impl.event(AnalysisCall::Kind::ServerError, std::move(e));
+        impl.event(std::move(e));
     }
 
     void on_problem(const session::FactContext&, DecodeStatus s, const DecodeError&) override {
@@ -413,7 +421,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         if (l.outcome == Outcome::Success) logged_in = true;
         attempt = AuthFold{};
         ++impl.counters.logins;
-        impl.event(AnalysisCall::Kind::Login, std::move(l));
+        impl.event(std::move(l));
     }
 
     Impl& impl;
@@ -490,7 +498,7 @@ void Pipeline::Impl::expire_udp_kdc(Timestamp now) {
 }
 
 void Pipeline::Impl::emit_kerberos(KerberosEvent ev) {
-    event(AnalysisCall::Kind::Kerberos, std::move(ev));
+    event(std::move(ev));
 }
 
 void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, Bytes msg,
@@ -676,35 +684,34 @@ void Pipeline::replay(AnalysisCall& c) {
 }
 
 void Pipeline::Impl::apply(AnalysisCall& c) {
-    Impl& i = *this;
-    if (c.tick) i.analyzer.tick(*c.tick);
+    if (c.tick) analyzer.tick(*c.tick);
     switch (c.kind) {
         case AnalysisCall::Kind::Tick:
             break;
         case AnalysisCall::Kind::Login: {
             auto& l = std::get<analysis::LoginEvent>(c.event);
-            i.analyzer.enrich(l);
-            i.sink.on_login(l);
-            i.analyzer.add_login(std::move(l));
+            analyzer.enrich(l);
+            sink.on_login(l);
+            analyzer.add_login(std::move(l));
             break;
         }
         case AnalysisCall::Kind::ServerError: {
             const auto& e = std::get<analysis::ServerErrorEvent>(c.event);
-            i.sink.on_server_error(e);
-            i.analyzer.add_server_error(e);
+            sink.on_server_error(e);
+            analyzer.add_server_error(e);
             break;
         }
         case AnalysisCall::Kind::Kerberos: {
             const auto& k = std::get<KerberosEvent>(c.event);
-            i.sink.on_kerberos(k);
-            i.analyzer.add_kerberos(k);
+            sink.on_kerberos(k);
+            analyzer.add_kerberos(k);
             break;
         }
         case AnalysisCall::Kind::Closed:
-            i.analyzer.connection_closed(c.flow, c.ts);
+            analyzer.connection_closed(c.flow, c.ts);
             break;
         case AnalysisCall::Kind::Finish:
-            i.analyzer.finish();
+            analyzer.finish();
             break;
     }
 }

@@ -209,14 +209,15 @@ class Tap {
     [[nodiscard]] std::uint64_t queued() const { return queued_.load(std::memory_order_relaxed); }
 
     const std::size_t budget_;
-    mutable std::mutex mu_;  ///< q_, linked_, mode_, closed_
+    mutable std::mutex mu_;  ///< q_, linked_, mode_; closed_ is set under it
     std::condition_variable cv_;
     std::vector<TapItem> q_;
     std::uint64_t linked_ = 0;  ///< budget charged by the items in q_
     enum class Mode : std::uint8_t { Awake, Napping, Sleeping };
     [[nodiscard]] std::uint64_t wake_bytes() const { return budget_ / 4; }
     Mode mode_ = Mode::Awake;
-    bool closed_ = false;
+    /// Read without the lock by producers (push_data), set under it by close().
+    std::atomic<bool> closed_{false};
     // The budget is reserved without the lock (a producer that finds the queue full drops its
     // chunk having taken no lock at all), and the counters are kept the same way.
     std::atomic<std::uint64_t> queued_{0};  ///< reserved: linked or about to be
@@ -224,7 +225,6 @@ class Tap {
     std::atomic<std::uint64_t> dropped_chunks_{0};
     std::atomic<std::uint64_t> dropped_bytes_{0};
     std::atomic<std::uint64_t> shared_chunks_{0};
-    std::atomic<bool> closing_{false};  ///< closed_, for producers that do not take the lock
 };
 
 /// The producer side of one connection's tap, on the connection's I/O thread: whether the
