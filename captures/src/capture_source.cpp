@@ -821,6 +821,7 @@ ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler&
         if (best == nullptr) break;
         best->pkt.frame = ++result.frames;
         last = best->pkt.ts;
+        if (options.before_frame) options.before_frame(best->pkt.frame, best->pkt.ts);
         assembler.on_frame(best->pkt.linktype, best->pkt.ts, best->pkt.data, best->pkt.frame);
         if (options.on_time && last.micros >= next_time) {
             options.on_time(last);
@@ -830,6 +831,7 @@ ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler&
         advance(*best);
         if (result.frames % every == 0) report(fi, false);
     }
+    if (options.before_end) options.before_end();
     assembler.finish(last);
     report(sources.empty() ? 0 : sources.back().pkt.file_index, true);
     return result;

@@ -225,6 +225,11 @@ struct StreamAssembler::Impl {
     AssemblerConfig cfg;
     IpDefragmenter defrag;
     AssemblerStats st;
+    /// Where the figures about frames go: `st` in shard 0, elsewhere nowhere (see
+    /// AssemblerConfig::shard_index).
+    AssemblerStats not_counted;
+    AssemblerStats* fs = cfg.shard_index == 0 ? &st : &not_counted;
+    std::vector<std::uint32_t> closing;  ///< expire(), finish(): the flows closed together
     FlowTable table;
     std::bitset<65536> tds_ports;
     std::bitset<65536> krb_ports;
@@ -446,21 +451,38 @@ struct StreamAssembler::Impl {
         if (defrag.pending() > 0) defrag.expire(now);
     }
     void expire(Timestamp now) {
-        while (lru_tail != kNil) {
-            Flow& f = table.at(lru_tail);
-            if (now.micros - f.last_ts.micros <= cfg.idle_timeout_us) break;
-            if (f.open) ++st.timeouts;
-            close_flow(f, now, CloseReason::Timeout);
-            remove(lru_tail);
+        closing.clear();
+        for (std::uint32_t i = lru_tail; i != kNil; i = table.at(i).prev) {
+            if (now.micros - table.at(i).last_ts.micros <= cfg.idle_timeout_us) break;
+            closing.push_back(i);
         }
+        close_together(now, CloseReason::Timeout);
+    }
+    /// Closes the flows in `closing`, in FlowKey order: the order of the events they end with
+    /// is then the same however the flows are sharded.
+    void close_together(Timestamp ts, CloseReason why) {
+        std::sort(closing.begin(), closing.end(), [this](std::uint32_t a, std::uint32_t b) {
+            return table.at(a).fk < table.at(b).fk;
+        });
+        for (const std::uint32_t i : closing) {
+            Flow& f = table.at(i);
+            if (f.open && why == CloseReason::Timeout) ++st.timeouts;
+            close_flow(f, ts, why);
+            remove(i);
+        }
+        closing.clear();
+    }
+    bool mine(std::uint64_t h) const {
+        return cfg.shard_count <= 1 || (h >> 32) % cfg.shard_count == cfg.shard_index;
     }
 
     // ---- TCP ----------------------------------------------------------------------------------
     void tcp(Timestamp ts, const IpPacket& ip, const TcpSegment& seg, std::uint64_t frame) {
-        ++st.tcp_segments;
+        ++fs->tcp_segments;
         CanonKey k;
         const int side = make_key(ip.src, seg.sport, ip.dst, seg.dport, kTcp, k);
         const std::uint64_t h = hash_key(k);
+        if (!mine(h)) return;
         std::uint32_t idx = table.find(k, h);
         if (idx != kNil && !tcp_known(idx, side, seg, ts)) return;
         if (idx == kNil) {
@@ -590,19 +612,20 @@ struct StreamAssembler::Impl {
 
     // ---- UDP ----------------------------------------------------------------------------------
     void udp(Timestamp ts, const IpPacket& ip, const UdpDatagram& dg, std::uint64_t frame) {
-        ++st.udp_datagrams;
+        ++fs->udp_datagrams;
         const FlowClass cls = classify(dg.sport, dg.dport, true);
         if (cls == FlowClass::Dropped || cls == FlowClass::Undecided) {
-            ++st.dropped_packets;
+            ++fs->dropped_packets;
             return;
         }
         if (dg.truncated) {
-            ++st.bad_frames;
+            ++fs->bad_frames;
             return;
         }
         CanonKey k;
         const int side = make_key(ip.src, dg.sport, ip.dst, dg.dport, kUdp, k);
         const std::uint64_t h = hash_key(k);
+        if (!mine(h)) return;
         std::uint32_t idx = table.find(k, h);
         if (idx == kNil) {
             idx = create(k, h, ts);
@@ -627,11 +650,11 @@ struct StreamAssembler::Impl {
     void ip_packet(Timestamp ts, Bytes l3, std::uint64_t frame) {
         IpPacket ip;
         if (parse_ip(l3, ip) != FrameError::None) {
-            ++st.bad_frames;
+            ++fs->bad_frames;
             return;
         }
         if (ip.protocol != kTcp && ip.protocol != kUdp) {
-            ++st.other_l4;
+            ++fs->other_l4;
             return;
         }
         if (ip.fragment) {
@@ -644,14 +667,14 @@ struct StreamAssembler::Impl {
         if (ip.protocol == kTcp) {
             TcpSegment seg;
             if (parse_tcp(ip.payload, ip.wire_payload_len, seg) != FrameError::None) {
-                ++st.bad_frames;
+                ++fs->bad_frames;
                 return;
             }
             tcp(ts, ip, seg, frame);
         } else {
             UdpDatagram dg;
             if (parse_udp(ip.payload, dg) != FrameError::None) {
-                ++st.bad_frames;
+                ++fs->bad_frames;
                 return;
             }
             udp(ts, ip, dg, frame);
@@ -666,17 +689,17 @@ StreamAssembler::~StreamAssembler() = default;
 
 void StreamAssembler::on_frame(int linktype, Timestamp ts, Bytes frame, std::uint64_t frame_no) {
     Impl& m = *impl_;
-    ++m.st.frames;
+    ++m.fs->frames;
     if (m.last_ts < ts) m.last_ts = ts;
     m.maybe_expire(ts);
     Bytes l3;
     const FrameError e = strip_link(linktype, frame, l3);
     if (e == FrameError::NotIp) {
-        ++m.st.not_ip;
+        ++m.fs->not_ip;
         return;
     }
     if (e != FrameError::None) {
-        ++m.st.bad_frames;
+        ++m.fs->bad_frames;
         return;
     }
     m.ip_packet(ts, l3, frame_no);
@@ -684,7 +707,7 @@ void StreamAssembler::on_frame(int linktype, Timestamp ts, Bytes frame, std::uin
 
 void StreamAssembler::on_ip(Timestamp ts, Bytes l3, std::uint64_t frame_no) {
     Impl& m = *impl_;
-    ++m.st.frames;
+    ++m.fs->frames;
     if (m.last_ts < ts) m.last_ts = ts;
     m.maybe_expire(ts);
     m.ip_packet(ts, l3, frame_no);
@@ -696,17 +719,43 @@ void StreamAssembler::advance_time(Timestamp now) {
     m.maybe_expire(now);
 }
 
+void StreamAssembler::expire(Timestamp ts) {
+    impl_->maybe_expire(ts);
+}
+
 void StreamAssembler::finish(Timestamp ts) {
     Impl& m = *impl_;
-    while (m.lru_tail != kNil) {
-        m.close_flow(m.table.at(m.lru_tail), ts, CloseReason::EndOfInput);
-        m.remove(m.lru_tail);
-    }
+    m.closing.clear();
+    for (std::uint32_t i = m.lru_tail; i != kNil; i = m.table.at(i).prev)
+        m.closing.push_back(i);
+    m.close_together(ts, CloseReason::EndOfInput);
+}
+
+AssemblerStats& AssemblerStats::operator+=(const AssemblerStats& o) {
+    frames += o.frames;
+    not_ip += o.not_ip;
+    bad_frames += o.bad_frames;
+    other_l4 += o.other_l4;
+    tcp_segments += o.tcp_segments;
+    udp_datagrams += o.udp_datagrams;
+    dropped_packets += o.dropped_packets;
+    connections += o.connections;
+    udp_flows += o.udp_flows;
+    retransmitted_bytes += o.retransmitted_bytes;
+    out_of_order_segments += o.out_of_order_segments;
+    gaps += o.gaps;
+    gap_bytes += o.gap_bytes;
+    timeouts += o.timeouts;
+    evictions += o.evictions;
+    defrag.fragments += o.defrag.fragments;
+    defrag.reassembled += o.defrag.reassembled;
+    defrag.dropped += o.defrag.dropped;
+    return *this;
 }
 
 AssemblerStats StreamAssembler::stats() const {
     AssemblerStats s = impl_->st;
-    s.defrag = impl_->defrag.stats();
+    if (impl_->cfg.shard_index == 0) s.defrag = impl_->defrag.stats();
     return s;
 }
 

@@ -36,6 +36,14 @@ inline std::vector<std::string> public_captures() {
     return out;
 }
 
+/// A test name for a capture file name (gtest allows letters, digits and underscores).
+inline std::string capture_test_name(const ::testing::TestParamInfo<std::string>& i) {
+    std::string n = i.param;
+    for (char& ch : n)
+        if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+    return n;
+}
+
 /// Records every event and checks the StreamSink contract as it goes: data and gaps only between
 /// open and close, stream offsets contiguous per direction, no event after close.
 class RecordingSink : public StreamSink {

@@ -84,12 +84,7 @@ TEST_P(Golden, StreamsAndKerberosDatagramsMatchTshark) {
 }
 
 INSTANTIATE_TEST_SUITE_P(PublicCaptures, Golden, ::testing::ValuesIn(public_captures()),
-                         [](const ::testing::TestParamInfo<std::string>& i) {
-                             std::string n = i.param;
-                             for (char& ch : n)
-                                 if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                             return n;
-                         });
+                         capture_test_name);
 
 // With the default filter (TDS on 1433 and by content, Kerberos on 88) only those flows are handed
 // on. The TDS-looking content heuristic finds no TDS in the non-TDS captures (no false positives),

@@ -152,6 +152,10 @@ struct ReadOptions {
     /// Called with the capture time after a frame at least a second after the previous call:
     /// lets the consumer's time-driven work run (Backend::tick).
     std::function<void(Timestamp)> on_time;
+    /// Called before each frame is given to the assembler, with its number and time.
+    std::function<void(std::uint64_t frame, Timestamp ts)> before_frame;
+    /// Called once after the last frame, before assembler.finish().
+    std::function<void()> before_end;
 };
 
 struct ReadResult {

@@ -33,6 +33,15 @@ struct AssemblerConfig {
     std::size_t max_segments_per_direction = 16384;     ///< out-of-order segments before a gap
     std::size_t max_buffered_total = 256u << 20;        ///< out-of-order bytes over all connections
     DefragLimits defrag;
+    /// Flow sharding (analyze --threads): every assembler reads every frame, but follows only the
+    /// TCP connections and UDP flows whose key hashes to `shard_index` of `shard_count`; the
+    /// others are skipped before the flow table. Figures about frames (frames, not_ip, bad IP/TCP/
+    /// UDP headers, other_l4, tcp_segments, udp_datagrams, IP defragmentation) are counted by
+    /// shard 0 alone, the others by the shard that owns the flow: the shards' stats add up to
+    /// one assembler's. IP fragments are reassembled by every shard (the owner is known once the
+    /// ports are).
+    unsigned shard_index = 0;
+    unsigned shard_count = 1;
 };
 
 struct AssemblerStats {
@@ -52,6 +61,8 @@ struct AssemblerStats {
     std::uint64_t timeouts = 0;   ///< connections closed by the idle timeout
     std::uint64_t evictions = 0;  ///< connections closed because the table was full
     DefragStats defrag;
+    /// Adds another shard's figures (AssemblerConfig::shard_index).
+    AssemblerStats& operator+=(const AssemblerStats& o);
 };
 
 class StreamAssembler {
@@ -67,7 +78,14 @@ class StreamAssembler {
     void on_ip(Timestamp ts, Bytes l3, std::uint64_t frame_no);
     /// Lets time pass without a frame (live capture on a quiet link): idle connections time out.
     void advance_time(Timestamp now);
+    /// What on_frame does first with a frame of time `ts`: closes the connections idle for
+    /// longer than the timeout (once per second of capture time). Called before on_frame with the
+    /// same `ts`, it lets a front-end tell these closes from the frame's own events; on_frame
+    /// then does not repeat it.
+    void expire(Timestamp ts);
     /// Closes every open connection (CloseReason::EndOfInput), flushing buffered data with gaps.
+    /// Connections closed together (here and by the idle timeout) are closed in FlowKey order,
+    /// which does not depend on how the flows were sharded.
     void finish(Timestamp ts);
 
     [[nodiscard]] AssemblerStats stats() const;
