@@ -487,14 +487,21 @@ Pipeline::Impl::KdcFlow& Pipeline::Impl::kdc(const FlowKey& k) {
 }
 
 void Pipeline::Impl::expire_udp_kdc(Timestamp now) {
-    // Its unanswered requests are reported, as when a TCP connection to the KDC ends.
+    // Its unanswered requests are reported, as when a TCP connection to the KDC ends. Flows
+    // that expire together do so in FlowKey order (like the front-end's closes): the order of
+    // their events does not depend on how the flows were sharded (analyze --threads).
+    std::vector<std::unique_ptr<KdcFlow>> expired;
     while (!udp_kdc.empty() && idle(*udp_kdc.front(), now)) {
-        std::unique_ptr<KdcFlow> f = std::move(kdc_flows.find(udp_kdc.front()->key)->second);
-        kdc_flows.erase(f->key);
+        auto it = kdc_flows.find(udp_kdc.front()->key);
+        expired.push_back(std::move(it->second));
+        kdc_flows.erase(it);
         udp_kdc.pop_front();
+    }
+    std::sort(expired.begin(), expired.end(),
+              [](const auto& x, const auto& y) { return x->key < y->key; });
+    for (auto& f : expired)
         for (auto& k : f->pending)
             emit_kerberos(std::move(k));
-    }
 }
 
 void Pipeline::Impl::emit_kerberos(KerberosEvent ev) {
@@ -725,6 +732,23 @@ const analysis::Analyzer& Pipeline::analyzer() const {
 }
 const Counters& Pipeline::counters() const {
     return impl_->counters;
+}
+void Pipeline::add_counters(const Counters& c) {
+    impl_->counters += c;
+}
+
+Counters& Counters::operator+=(const Counters& o) {
+    tds_connections += o.tds_connections;
+    kerberos_flows += o.kerberos_flows;
+    logins += o.logins;
+    kerberos_messages += o.kerberos_messages;
+    server_errors += o.server_errors;
+    decode_problems += o.decode_problems;
+    resyncs += o.resyncs;
+    gaps += o.gaps;
+    encrypted_records += o.encrypted_records;
+    decrypted_records += o.decrypted_records;
+    return *this;
 }
 std::size_t Pipeline::open_flows() const {
     return impl_->tds_flows.size() + impl_->kdc_flows.size();

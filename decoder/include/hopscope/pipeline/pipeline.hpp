@@ -71,6 +71,7 @@ struct Counters {
     std::uint64_t gaps = 0;
     std::uint64_t encrypted_records = 0;  ///< TLS records left opaque
     std::uint64_t decrypted_records = 0;  ///< TLS records opened with the key log
+    Counters& operator+=(const Counters& o);
 };
 
 class Pipeline final : public StreamSink {
@@ -133,6 +134,9 @@ class Pipeline final : public StreamSink {
     /// With a relay, read these once every relayed call has been replayed.
     [[nodiscard]] const analysis::Analyzer& analyzer() const;
     [[nodiscard]] const Counters& counters() const;
+    /// A front-end that decodes on several pipelines (one per shard of the flows) and replays
+    /// their relayed calls on this one adds their counters here.
+    void add_counters(const Counters& c);
     /// TDS connections and Kerberos flows held now.
     [[nodiscard]] std::size_t open_flows() const;
 
