@@ -41,10 +41,15 @@ add_test(NAME e2e_live_replay
 set_tests_properties(e2e_live_replay
                      PROPERTIES LABELS e2e TIMEOUT 300 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 
-# `analyze --threads 2` (the analysis on a thread of its own) gives the same events, summary,
+# `analyze --threads 2` and `3` (the flows decoded in parallel) give the same events, summary,
 # console output and exit status as `--threads 1` on every capture in the repository (with their
-# keytabs and key logs), all lab captures at once, and a capture cut short.
+# keytabs and key logs), all lab captures at once, a capture cut short, standard input, and
+# (with the benchmarks built) generated captures large enough for many hand-overs.
+set(HOPSCOPE_THREADS_EQUAL_GENCAP "")
+if(HOPSCOPE_BENCH)
+  set(HOPSCOPE_THREADS_EQUAL_GENCAP $<TARGET_FILE:hopscope-gencap>)
+endif()
 add_test(NAME e2e_analyze_threads_equal
          COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/analyze_threads_equal.sh $<TARGET_FILE:hopscope>
-                 ${PROJECT_SOURCE_DIR})
+                 ${PROJECT_SOURCE_DIR} ${HOPSCOPE_THREADS_EQUAL_GENCAP})
 set_tests_properties(e2e_analyze_threads_equal PROPERTIES LABELS e2e TIMEOUT 600)

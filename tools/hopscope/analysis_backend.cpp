@@ -2,12 +2,16 @@
 // pipeline::Pipeline (TDS conversations, Kerberos, the analyzer); events come out as JSON lines
 // (--json) and on the console: findings as soon as they are decided, logins and KDC exchanges
 // with --verbose, and the chains/hops view at the end. With BackendOptions::analysis_thread,
-// the analysis side (analyzer, JSON, console) runs on a thread of its own (AnalysisThread).
+// the analysis side (analyzer, JSON, console) runs on a thread of its own (AnalysisThread);
+// with read_sharded, the flows are decoded by several threads, their analysis merged in order
+// on this one (ShardedRun).
 #include <unistd.h>
 
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -105,6 +109,272 @@ class AnalysisThread final : public pipeline::AnalysisRelay {
     std::thread thread_;
 };
 
+/// `analyze --threads N` on files that can be read N times: the flows decoded in parallel.
+///
+/// N shards, each a thread with its own reader of the files, its own StreamAssembler that
+/// follows only the flows hashing to its shard (AssemblerConfig::shard_index) and its own
+/// Pipeline, which relays its analysis calls (a login, a KDC exchange, a closed connection...)
+/// here instead of making them. This thread merges the shards' calls into the order one
+/// pipeline would have made them in, and replays them on the backend's pipeline: there is one
+/// analyzer, fed in one order, and the output is the same byte for byte.
+///
+/// The order: every shard reads every frame (its headers, to find the flow), so each knows the
+/// frame number and time one reader would be at, and moves its pipeline's clock with every
+/// frame, as one reader does (Backend::tick before each frame). A call is stamped with the frame
+/// being read and the step of that frame it came from: Tick (the clock moves to the frame's
+/// time; UDP KDC flows idle too long end), Expire (connections idle too long are closed),
+/// Stream (the frame itself: its flow is one shard's), then after the last frame End (the
+/// readers close what is open), Clock (the pending clock), Close (the pipelines end their KDC
+/// flows). Calls of the same frame and step from several shards are flows ended together, which
+/// the assembler and the pipeline always end in FlowKey order: they are merged by flow. A shard
+/// hands its calls over in batches, and at least every kPositionEvery frames says how far it
+/// has read, so that the merge never waits for calls that cannot come.
+///
+/// Equal to one reader except when a table overflows: each shard has the flow table and
+/// out-of-order budget of a whole reader, so connections are evicted later than with one.
+class ShardedRun {
+  public:
+    enum class Step : std::uint8_t { Tick, Expire, Stream, End, Clock, Close, Done };
+    struct Position {
+        std::uint64_t frame = 0;
+        Step step = Step::Tick;
+        auto operator<=>(const Position&) const = default;
+    };
+    static constexpr std::uint64_t kAfterLast = ~std::uint64_t{0};
+    static constexpr Position kUntilClose{kAfterLast, Step::Close};
+    static constexpr Position kAll{kAfterLast, Step::Done};
+
+    ShardedRun(pipeline::Pipeline& main, const pipeline::Pipeline::Options& options,
+               const std::vector<std::string>& files, const captures::AssemblerConfig& config,
+               const captures::ReadOptions& read, unsigned shards)
+        : main_(main), files_(files), cursors_(shards), seen_(shards) {
+        for (unsigned i = 0; i < shards; ++i) {
+            captures::AssemblerConfig c = config;
+            c.shard_index = i;
+            c.shard_count = shards;
+            shards_.push_back(std::make_unique<Shard>(*this, options, c));
+        }
+        for (unsigned i = 0; i < shards; ++i) {
+            captures::ReadOptions r;
+            r.stop = read.stop;
+            if (i == 0) {
+                r.progress = read.progress;
+                r.progress_every = read.progress_every;
+            }
+            shards_[i]->thread = std::thread(
+                [this, i, r = std::move(r)]() mutable { work(*shards_[i], std::move(r)); });
+        }
+    }
+    ~ShardedRun() {
+        // Normally finished by finish(); on an early exit the readers are stopped and drained.
+        if (!finished_) {
+            merge_until(kAll, false);
+            join();
+        }
+    }
+    ShardedRun(const ShardedRun&) = delete;
+    ShardedRun& operator=(const ShardedRun&) = delete;
+
+    /// Replays everything up to the pipelines' own closes, then says what was read.
+    ShardedRead read() {
+        merge_until(kUntilClose, true);
+        ShardedRead r;
+        r.result = shards_[0]->result;  // every shard read the same frames
+        r.last = shards_[0]->assembler.last_timestamp();
+        for (const auto& s : shards_)
+            r.stats += s->assembler.stats();
+        return r;
+    }
+    /// Replays the rest (the pipelines' closes) and adds the shards' counters to `main`.
+    void finish() {
+        merge_until(kAll, true);
+        join();
+        for (const auto& s : shards_)
+            main_.add_counters(s->pipeline.counters());
+        finished_ = true;
+    }
+
+  private:
+    static constexpr std::size_t kBatch = 256;
+    static constexpr std::size_t kMaxReady = 16;
+    static constexpr std::uint64_t kPositionEvery = 4096;
+
+    struct Stamped {
+        Position at;
+        pipeline::AnalysisCall call;
+    };
+    class NoSink final : public pipeline::EventSink {};
+
+    struct Shard final : pipeline::AnalysisRelay {
+        Shard(ShardedRun& r, pipeline::Pipeline::Options o, const captures::AssemblerConfig& c)
+            : run(r), pipeline(no_sink, with_relay(std::move(o), this)), assembler(pipeline, c) {}
+        static pipeline::Pipeline::Options with_relay(pipeline::Pipeline::Options o,
+                                                      pipeline::AnalysisRelay* r) {
+            o.relay = r;
+            return o;
+        }
+        void relay(pipeline::AnalysisCall&& c) override {
+            if (c.kind == pipeline::AnalysisCall::Kind::Finish) return;  // the merge's own
+            filling.push_back(Stamped{at, std::move(c)});
+            if (filling.size() >= kBatch) run.hand_over(*this, false);
+        }
+
+        ShardedRun& run;
+        NoSink no_sink;  // every call is relayed: nothing reaches it
+        pipeline::Pipeline pipeline;
+        captures::StreamAssembler assembler;
+        Position at;                   ///< where this shard's reader is
+        std::uint64_t told_frame = 0;  ///< the frame of the latest hand-over
+        std::vector<Stamped> filling;  ///< this shard's thread's
+        captures::ReadResult result;   ///< set when its reading is over
+        std::thread thread;
+        // Under mu_:
+        std::deque<std::vector<Stamped>> ready;
+        std::vector<std::vector<Stamped>> spare;
+        Position told;  ///< no call before this is still to come, except those in `ready`
+        bool done = false;
+    };
+
+    void work(Shard& s, captures::ReadOptions r) {
+        r.before_frame = [this, &s](std::uint64_t frame, Timestamp ts) {
+            s.at = {frame, Step::Tick};
+            if (frame - s.told_frame >= kPositionEvery) hand_over(s, false);
+            s.pipeline.tick(ts);
+            s.at.step = Step::Expire;
+            s.assembler.expire(ts);
+            s.at.step = Step::Stream;
+        };
+        r.before_end = [&s] { s.at = {kAfterLast, Step::End}; };
+        captures::ReadResult result = captures::read_captures(files_, s.assembler, r);
+        s.result = std::move(result);
+        s.at = {kAfterLast, Step::Clock};
+        s.pipeline.flush_clock();
+        s.at.step = Step::Close;
+        s.pipeline.finish(s.assembler.last_timestamp());
+        hand_over(s, true);
+    }
+
+    /// A shard's thread: what it relayed goes to the merge (waiting while kMaxReady batches of
+    /// it wait: bounded memory), with how far it has read.
+    void hand_over(Shard& s, bool last) {
+        {
+            std::unique_lock lock(mu_);
+            if (!s.filling.empty()) {
+                space_.wait(lock, [&s] { return s.ready.size() < kMaxReady; });
+                s.ready.push_back(std::move(s.filling));
+                s.filling.clear();
+                if (!s.spare.empty()) {
+                    s.filling = std::move(s.spare.back());
+                    s.spare.pop_back();
+                }
+            }
+            s.told = s.at;
+            s.done = last;
+        }
+        s.told_frame = s.at.frame;
+        work_.notify_one();
+    }
+
+    struct Cursor {
+        std::vector<Stamped> batch;
+        std::size_t next = 0;
+        [[nodiscard]] bool has() const { return next < batch.size(); }
+        [[nodiscard]] const Stamped& head() const { return batch[next]; }
+    };
+
+    static bool by_flow(Step s) { return s != Step::Stream && s != Step::Clock; }
+    static const FlowKey& flow_of(const pipeline::AnalysisCall& c) {
+        static const FlowKey none{};
+        switch (c.event.index()) {
+            case 1:
+                return std::get<analysis::LoginEvent>(c.event).flow;
+            case 2:
+                return std::get<analysis::ServerErrorEvent>(c.event).flow;
+            case 3:
+                return std::get<analysis::KerberosEvent>(c.event).flow;
+            default:
+                return c.kind == pipeline::AnalysisCall::Kind::Closed ? c.flow : none;
+        }
+    }
+    /// Whether shard a's next call comes before shard b's.
+    bool before(std::size_t a, std::size_t b) const {
+        const Stamped& x = cursors_[a].head();
+        const Stamped& y = cursors_[b].head();
+        if (x.at != y.at) return x.at < y.at;
+        if (by_flow(x.at.step)) {
+            const FlowKey& fx = flow_of(x.call);
+            const FlowKey& fy = flow_of(y.call);
+            if (fx != fy) return fx < fy;
+        }
+        return a < b;
+    }
+
+    /// This thread: replays the shards' calls in order, up to `limit`.
+    void merge_until(Position limit, bool replay) {
+        const std::size_t n = cursors_.size();
+        for (;;) {
+            for (;;) {
+                std::size_t best = n;
+                for (std::size_t k = 0; k < n; ++k)
+                    if (cursors_[k].has() && (best == n || before(k, best))) best = k;
+                if (best == n) break;
+                const Position at = cursors_[best].head().at;
+                if (!(at < limit)) break;
+                bool certain = true;  // no shard can still send a call before it
+                for (std::size_t k = 0; k < n && certain; ++k)
+                    certain = cursors_[k].has() || at < seen_[k];
+                if (!certain) break;
+                Cursor& c = cursors_[best];
+                if (replay) main_.replay(c.batch[c.next].call);
+                ++c.next;
+            }
+            bool over = true;
+            for (std::size_t k = 0; k < n && over; ++k)
+                over = cursors_[k].has() ? !(cursors_[k].head().at < limit) : !(seen_[k] < limit);
+            if (over) return;
+            std::unique_lock lock(mu_);
+            for (bool moved = false; !moved;) {
+                for (std::size_t k = 0; k < n; ++k) {
+                    Cursor& c = cursors_[k];
+                    Shard& s = *shards_[k];
+                    if (c.has()) continue;
+                    if (!s.ready.empty()) {
+                        c.batch.clear();
+                        if (s.spare.size() < 2) s.spare.push_back(std::move(c.batch));
+                        c.batch = std::move(s.ready.front());
+                        c.next = 0;
+                        s.ready.pop_front();
+                        space_.notify_all();
+                        moved = true;
+                    }
+                    // Only once nothing of it waits is its position a bound on what is to come.
+                    const Position told = !s.ready.empty() ? Position{}
+                                          : s.done         ? kAll
+                                                           : s.told;
+                    if (seen_[k] != told) {
+                        seen_[k] = told;
+                        moved = true;
+                    }
+                }
+                if (!moved) work_.wait(lock);
+            }
+        }
+    }
+    void join() {
+        for (auto& s : shards_)
+            if (s->thread.joinable()) s->thread.join();
+    }
+
+    pipeline::Pipeline& main_;
+    const std::vector<std::string>& files_;
+    std::vector<std::unique_ptr<Shard>> shards_;
+    std::vector<Cursor> cursors_;  ///< this thread's: each shard's batch being replayed
+    std::vector<Position> seen_;   ///< this thread's: each shard's `told`, as last seen
+    std::mutex mu_;
+    std::condition_variable work_, space_;
+    bool finished_ = false;
+};
+
 class AnalysisBackend final : public Backend, private pipeline::EventSink {
   public:
     explicit AnalysisBackend(BackendOptions o)
@@ -120,6 +390,16 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     }
     AnalysisBackend(const AnalysisBackend&) = delete;
     AnalysisBackend& operator=(const AnalysisBackend&) = delete;
+
+    std::optional<ShardedRead> read_sharded(const std::vector<std::string>& files,
+                                            const captures::AssemblerConfig& config,
+                                            const captures::ReadOptions& options,
+                                            unsigned shards) override {
+        if (thread_) return std::nullopt;  // one way of using the cores at a time
+        sharded_ = std::make_unique<ShardedRun>(pipeline_, make_options(o_, nullptr), files, config,
+                                                options, shards);
+        return sharded_->read();
+    }
 
     void settle() override {
         if (!thread_) return;
@@ -147,6 +427,10 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     void tick(Timestamp now) override { pipeline_.tick(now); }
 
     void finish(Timestamp end, const captures::AssemblerStats& s) override {
+        if (sharded_) {
+            sharded_->finish();
+            sharded_.reset();
+        }
         pipeline_.finish(end);
         if (thread_) thread_->settle();  // the analyzer is read below
         const pipeline::Counters& c = pipeline_.counters();
@@ -232,6 +516,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     report::ConsoleRenderer console_;
     report::JsonLinesWriter json_;
     std::uint64_t error_findings_ = 0;
+    std::unique_ptr<ShardedRun> sharded_;  ///< last: ends before what it replays into
 };
 
 }  // namespace

@@ -10,11 +10,14 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "hopscope/analysis/analyzer.hpp"
 #include "hopscope/analysis/events.hpp"
 #include "hopscope/auth/kerberos_keys.hpp"
+#include "hopscope/captures/capture_source.hpp"
 #include "hopscope/captures/stream_assembler.hpp"
 #include "hopscope/common/stream_events.hpp"
 #include "hopscope/tls/keylog.hpp"
@@ -51,8 +54,26 @@ struct BackendOptions {
     bool analysis_thread = false;
 };
 
+/// What Backend::read_sharded read.
+struct ShardedRead {
+    captures::ReadResult result;     ///< as captures::read_captures gives it
+    captures::AssemblerStats stats;  ///< over all shards
+    Timestamp last{};                ///< the time of the latest frame
+};
+
 class Backend : public StreamSink {
   public:
+    /// analyze --threads N (N >= 2) on files that can be read more than once: reads `files`
+    /// N times at once, each reader following a shard of the flows, and feeds this backend the
+    /// merged result, the same as one reader would have. Returns once everything read has
+    /// been analysed, up to what finish() does; nullopt when this backend cannot (then read
+    /// the files into it as usual). `options` gives progress (from one reader) and stop.
+    virtual std::optional<ShardedRead> read_sharded(const std::vector<std::string>& /*files*/,
+                                                    const captures::AssemblerConfig& /*config*/,
+                                                    const captures::ReadOptions& /*options*/,
+                                                    unsigned /*shards*/) {
+        return std::nullopt;
+    }
     /// Lets time pass (capture time now and then, and the wall clock while a live link is quiet):
     /// verdicts that wait for a window come out once it has passed. Stream events move the same
     /// clock; this one only adds the time in between. No-op for backends without timers.

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "backend.hpp"
@@ -179,6 +180,16 @@ bool load_embedded_secrets(const std::vector<std::string>& files, tls::KeyLog& l
     return any;
 }
 
+/// Whether every capture can be opened once per thread (regular files: not standard input, not
+/// a pipe).
+bool rereadable(const std::vector<std::string>& files) {
+    for (const auto& f : files) {
+        struct stat st {};
+        if (f == "-" || ::stat(f.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    }
+    return true;
+}
+
 int run_analyze(const CaptureCommands::Analyze& a) {
     tls::KeyLog keylog;
     if (!load_keylogs(a.tls_keylogs, keylog)) return kExitBadInput;
@@ -193,16 +204,37 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     bo.kerberos_keys = keytabs.keys();
     const unsigned threads =
         a.threads != 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
-    bo.analysis_thread = threads >= 2;
+    // N >= 2: N threads each read the captures and decode their share of the flows, and the
+    // analysis takes their events in capture order on one more (Backend::read_sharded), when the
+    // files can be read once per thread. Otherwise the reading and decoding run on one thread
+    // and the analysis on another. Not with keytabs: a keytab remembers which key opened a
+    // service's tickets and searches less for a name no key opened (captures::Keytab), so what
+    // a ticket gives depends on the tickets before it, which the shards meet in another order.
+    const bool shard = threads >= 2 && !a.flows_only && a.keytabs.empty() && rereadable(a.files);
+    bo.analysis_thread = threads >= 2 && !shard;
     auto backend = make_backend(bo);
     captures::StreamAssembler assembler(*backend, assembler_config(a));
     ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
     captures::ReadOptions ro;
     ro.progress = [&bar](const captures::ReadProgress& p) { bar.update(p); };
     ro.stop = &g_stop;
-    ro.on_time = [&backend](Timestamp t) { backend->tick(t); };
+    // The clock moves with every frame, before it (what read_sharded does too).
+    ro.before_frame = [&backend](std::uint64_t, Timestamp t) { backend->tick(t); };
     install_interrupt_handler();
-    const captures::ReadResult r = captures::read_captures(a.files, assembler, ro);
+    std::optional<ShardedRead> sharded;
+    if (shard) sharded = backend->read_sharded(a.files, assembler_config(a), ro, threads);
+    captures::ReadResult r;
+    captures::AssemblerStats stats;
+    Timestamp end;
+    if (sharded) {
+        r = std::move(sharded->result);
+        stats = sharded->stats;
+        end = sharded->last;
+    } else {
+        r = captures::read_captures(a.files, assembler, ro);
+        stats = assembler.stats();
+        end = assembler.last_timestamp();
+    }
     backend->settle();  // the events of what was read come before the messages below
     bar.clear();
     std::fflush(out.text);
@@ -210,7 +242,7 @@ int run_analyze(const CaptureCommands::Analyze& a) {
         std::fprintf(stderr, "hopscope: %s\n", e.to_string().c_str());
     // A summary is worth printing when something was read (a damaged file keeps what preceded
     // the damage); not when every file failed to open.
-    if (r.frames > 0 || r.ok()) backend->finish(assembler.last_timestamp(), assembler.stats());
+    if (r.frames > 0 || r.ok()) backend->finish(end, stats);
     if (g_stop.load())
         std::fprintf(stderr, "hopscope: interrupted; the summary covers what was read\n");
     if (!r.ok()) return kExitBadInput;
@@ -324,10 +356,12 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
         ->allow_extra_args(false);  // one file per --tls-keylog: the captures follow
     c.analyze_cmd
         ->add_option("--threads", c.analyze.threads,
-                     "threads (default, or 0: as many as the cores). With 2 or more, reading, TCP "
-                     "reassembly and decoding run on one thread and the analysis (correlation, "
-                     "rules, JSON and console output) on another, fed in order: the output is "
-                     "the same as with 1. More than 2 add nothing yet")
+                     "decoding threads (default, or 0: as many as the cores). With 2 or more, each "
+                     "reads the captures and decodes its share of the connections (split by "
+                     "their addresses and ports), and the analysis (correlation, rules, JSON and "
+                     "console output) takes their events in capture order on one thread more: "
+                     "the output is the same as with 1. From standard input or a pipe, and with "
+                     "--keytab, one thread reads and decodes and one more analyses")
         ->type_name("N")
         ->check(CLI::Range(0u, 1024u));
 
