@@ -10,12 +10,15 @@ namespace {
 
 using detail::hop_key;
 using detail::identity;
+using detail::iequals;
 using detail::istarts_with;
 using detail::looks_like_ip;
 using detail::lower;
 using detail::names_proxy;
 using detail::spn_host;
+using detail::spn_host_view;
 using detail::start_of;
+using detail::without_realm;
 
 /// The frames of the evidence as a Wireshark filter; empty when the evidence has no frame numbers
 /// (the proxy's: its stream offsets point at the bytes instead).
@@ -205,16 +208,30 @@ const Analyzer::Recent* Analyzer::recent(std::uint64_t seq) const {
     return &logins_[seq - base_seq_];
 }
 
+template <typename F>
+void Analyzer::each_kdc(const IpAddress& client, Timestamp before, F&& f) const {
+    auto it = kdc_.find(client);
+    if (it == kdc_.end()) return;
+    for (const KdcEntry& e : it->second) {
+        if (e.ev.ts.micros > later(before.micros, kClockSlackUs)) continue;
+        if (before.micros - e.ev.ts.micros > opts_.kerberos_window_us) continue;
+        f(e);
+    }
+}
+
+Analyzer::KdcEntry::KdcEntry(KerberosEvent&& e)
+    : ev(std::move(e)),
+      service(lower(without_realm(ev.sname))),
+      spn_host(lower(spn_host_view(ev.sname))),
+      tgs_req(ev.request == "TGS-REQ"),
+      tgs_rep(ev.reply == "TGS-REP"),
+      as_rep(ev.reply == "AS-REP"),
+      forwarded(ev.has_option("forwarded")) {}
+
 std::vector<const KerberosEvent*> Analyzer::kdc_for(const IpAddress& client,
                                                     Timestamp before) const {
     std::vector<const KerberosEvent*> out;
-    auto it = kdc_.find(client);
-    if (it == kdc_.end()) return out;
-    for (const auto& k : it->second) {
-        if (k.ts.micros > later(before.micros, kClockSlackUs)) continue;
-        if (before.micros - k.ts.micros > opts_.kerberos_window_us) continue;
-        out.push_back(&k);
-    }
+    each_kdc(client, before, [&out](const KdcEntry& e) { out.push_back(&e.ev); });
     return out;
 }
 
@@ -225,12 +242,12 @@ std::vector<const KerberosEvent*> Analyzer::kdc_before(const LoginEvent& l) cons
 std::string Analyzer::spn_for(const LoginEvent& l) const {
     if (!l.spn.empty()) return l.spn;
     // The client's TGS-REQ for an MSSQLSvc SPN of this server's name, just before the login.
-    std::string host = host_name(l.flow.server.addr);
+    const std::string host = lower(host_name(l.flow.server.addr));
     const KerberosEvent* best = nullptr;
-    for (const auto* k : kdc_before(l)) {
-        if (k->request != "TGS-REQ" || spn_host(k->sname).empty()) continue;
-        if (lower(spn_host(k->sname)) == lower(host) || best == nullptr) best = k;
-    }
+    each_kdc(l.flow.client.addr, start_of(l), [&](const KdcEntry& e) {
+        if (!e.tgs_req || e.spn_host.empty()) return;
+        if (e.spn_host == host || best == nullptr) best = &e.ev;
+    });
     return best ? best->sname : std::string{};
 }
 
@@ -238,8 +255,9 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
     if (l.delegation != Tristate::Unknown) return l.delegation;
     if (!saw_kdc_) return Tristate::Unknown;
     const Timestamp at = start_of(l);
-    auto ks = kdc_for(l.flow.client.addr, at);
-    if (ks.empty()) return Tristate::Unknown;
+    bool any = false;
+    each_kdc(l.flow.client.addr, at, [&any](const KdcEntry&) { any = true; });
+    if (!any) return Tristate::Unknown;
     // A client fetches a forwarded TGT for each context it delegates on, between its PRELOGIN
     // and its LOGIN7: a request made before this client's previous login was answered belonged
     // to that login, not to this one.
@@ -254,11 +272,12 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
             }
         }
     }
-    for (const auto* k : ks)
-        if (k->request == "TGS-REQ" && k->has_option("forwarded") && k->error_code == 0 &&
-            k->ts > previous)
-            return Tristate::Yes;
-    return Tristate::No;
+    bool forwarded = false;
+    each_kdc(l.flow.client.addr, at, [&](const KdcEntry& e) {
+        forwarded =
+            forwarded || (e.tgs_req && e.forwarded && e.ev.error_code == 0 && e.ev.ts > previous);
+    });
+    return forwarded ? Tristate::Yes : Tristate::No;
 }
 
 namespace {
@@ -423,17 +442,20 @@ void Analyzer::enrich(LoginEvent& l) const {
     // client (the latest before the login) carries cname and crealm. Without one, a host that
     // got a TGT for exactly one principal (AS-REP) in the window.
     const KerberosEvent* rep = nullptr;
-    const std::string spn = lower(l.spn.substr(0, l.spn.find('@')));
-    std::set<std::string> principals;
-    for (const auto* k : kdc_for(l.flow.client.addr, at)) {
-        if (k->client.empty() || k->error_code != 0) continue;
-        if (k->reply == "TGS-REP" && !spn.empty() &&
-            lower(k->sname.substr(0, k->sname.find('@'))) == spn)
-            rep = k;  // oldest first: the latest wins
-        if (k->reply == "AS-REP") principals.insert(k->client);
-    }
-    if (!rep && principals.size() != 1) return;
-    const std::string& p = rep ? rep->client : *principals.begin();
+    const std::string spn = lower(without_realm(l.spn));
+    const std::string* principal = nullptr;  // of the AS-REPs: the one, or nullptr
+    bool several = false;
+    each_kdc(l.flow.client.addr, at, [&](const KdcEntry& e) {
+        const KerberosEvent& k = e.ev;
+        if (k.client.empty() || k.error_code != 0) return;
+        if (e.tgs_rep && !spn.empty() && e.service == spn) rep = &k;  // the latest wins
+        if (e.as_rep) {
+            if (principal != nullptr && *principal != k.client) several = true;
+            principal = &k.client;
+        }
+    });
+    if (!rep && (principal == nullptr || several)) return;
+    const std::string& p = rep ? rep->client : *principal;
     const auto at_sign = p.rfind('@');
     l.user = p.substr(0, at_sign);
     if (at_sign != std::string::npos) l.domain = p.substr(at_sign + 1);
@@ -511,14 +533,19 @@ void Analyzer::add_login(LoginEvent&& login) {
 }
 
 void Analyzer::add_kerberos(const KerberosEvent& k) {
-    tick(k.ts);
+    add_kerberos(KerberosEvent(k));
+}
+
+void Analyzer::add_kerberos(KerberosEvent&& krb) {
+    tick(krb.ts);
     forget();  // the cap on KDC exchanges
     saw_kdc_ = true;
-    auto& mine = kdc_[k.flow.client.addr];
-    mine.push_back(k);
+    auto& mine = kdc_[krb.flow.client.addr];
+    mine.emplace_back(std::move(krb));
+    const KerberosEvent& k = mine.back().ev;
     kdc_order_.emplace_back(k.flow.client.addr, k.ts.micros);
     wake_us_ = std::min(wake_us_, later(k.ts.micros, horizon_us() + 1));
-    const KdcFacts facts{mine.back(), *this};
+    const KdcFacts facts{k, *this};
     for (const KdcRule rule : kdc_rules())
         emit(rule(facts));
     if (++adds_since_sweep_ >= kSweepEvery) sweep();

@@ -56,7 +56,7 @@ const char* to_string(UserSource u) {
     return "";
 }
 
-bool KerberosEvent::has_option(const std::string& name) const {
+bool KerberosEvent::has_option(std::string_view name) const {
     return std::find(kdc_options.begin(), kdc_options.end(), name) != kdc_options.end();
 }
 

@@ -58,6 +58,24 @@ inline bool looks_like_ip(std::string_view host) {
     });
 }
 
+/// Equal but for ASCII case.
+inline bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && istarts_with(a, b);
+}
+
+/// A principal name without its realm: "MSSQLSvc/host:1433@REALM" -> "MSSQLSvc/host:1433".
+inline std::string_view without_realm(std::string_view name) {
+    return name.substr(0, name.find('@'));
+}
+
+/// spn_host() without a copy: a view into `spn`.
+inline std::string_view spn_host_view(std::string_view spn) {
+    if (!istarts_with(spn, kMssqlSvcPrefix)) return {};
+    const std::string_view rest = without_realm(spn.substr(kMssqlSvcPrefix.size()));
+    if (!rest.empty() && rest.front() == '[') return rest.substr(1, rest.find(']') - 1);
+    return rest.substr(0, rest.find(':'));
+}
+
 /// "MSSQLSvc/host:port@REALM" -> "host:port" (brackets of an IPv6 literal kept); empty when not
 /// an MSSQLSvc SPN.
 inline std::string spn_instance(const std::string& spn) {

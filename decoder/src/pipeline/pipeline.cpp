@@ -709,9 +709,9 @@ void Pipeline::Impl::apply(AnalysisCall& c) {
             break;
         }
         case AnalysisCall::Kind::Kerberos: {
-            const auto& k = std::get<KerberosEvent>(c.event);
+            auto& k = std::get<KerberosEvent>(c.event);
             sink.on_kerberos(k);
-            analyzer.add_kerberos(k);
+            analyzer.add_kerberos(std::move(k));
             break;
         }
         case AnalysisCall::Kind::Closed:

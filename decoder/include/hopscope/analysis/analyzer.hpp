@@ -91,6 +91,8 @@ class Analyzer : private Lookups {
     /// seen from that host. Call before add_login and before rendering the event.
     void enrich(LoginEvent& login) const;
     void add_kerberos(const KerberosEvent& krb);
+    /// The same, keeping `krb` without a copy.
+    void add_kerberos(KerberosEvent&& krb);
     void add_server_error(const ServerErrorEvent& err);
     void connection_closed(const FlowKey& flow, Timestamp ts);
     /// Lets time pass without an event (the front-end calls it now and then; every event moves
@@ -178,6 +180,22 @@ class Analyzer : private Lookups {
     /// passes on an inbound login of its client instead (see relays() in analyzer.cpp).
     const Recent* find_inbound(const LoginEvent& outbound, bool* relayed = nullptr) const;
     std::vector<const KerberosEvent*> kdc_for(const IpAddress& client, Timestamp before) const;
+    /// A kept KDC exchange, with what the lookups of every Kerberos login compare worked out
+    /// once (a busy client has hundreds of exchanges in the window, walked for each login).
+    struct KdcEntry {
+        explicit KdcEntry(KerberosEvent&& e);
+        KerberosEvent ev;
+        std::string service;   ///< the sname without its realm, in lower case
+        std::string spn_host;  ///< the host of an MSSQLSvc sname, in lower case; else empty
+        bool tgs_req = false;
+        bool tgs_rep = false;
+        bool as_rep = false;
+        bool forwarded = false;  ///< KDC option "forwarded"
+    };
+    /// Calls f(const KdcEntry&) for each KDC exchange kdc_for() gives, in the same order,
+    /// without collecting them.
+    template <typename F>
+    void each_kdc(const IpAddress& client, Timestamp before, F&& f) const;
     // Lookups, for the rules.
     [[nodiscard]] std::string spn_for(const LoginEvent& l) const override;
     [[nodiscard]] std::vector<const KerberosEvent*> kdc_before(const LoginEvent& l) const override;
@@ -232,7 +250,7 @@ class Analyzer : private Lookups {
     std::unordered_map<IpAddress, Inbound, IpAddressHash>
         inbound_;  ///< chain candidates by server address
     std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
-    std::map<IpAddress, std::deque<KerberosEvent>> kdc_;  ///< KDC exchanges by client address
+    std::map<IpAddress, std::deque<KdcEntry>> kdc_;  ///< KDC exchanges by client address
     /// The client and time of every kept KDC exchange, oldest first.
     std::deque<std::pair<IpAddress, std::int64_t>> kdc_order_;
     std::uint64_t adds_since_sweep_ = 0;

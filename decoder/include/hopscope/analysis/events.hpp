@@ -196,7 +196,7 @@ struct KerberosEvent {
     /// armor is not decrypted (the tickets above are outside it).
     bool fast_armored = false;
 
-    [[nodiscard]] bool has_option(const std::string& name) const;
+    [[nodiscard]] bool has_option(std::string_view name) const;
 };
 
 /// A server ERROR token outside the login (event "server_error"): e.g. a linked-server login error
