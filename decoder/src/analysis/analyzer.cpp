@@ -255,9 +255,6 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
     if (l.delegation != Tristate::Unknown) return l.delegation;
     if (!saw_kdc_) return Tristate::Unknown;
     const Timestamp at = start_of(l);
-    bool any = false;
-    each_kdc(l.flow.client.addr, at, [&any](const KdcEntry&) { any = true; });
-    if (!any) return Tristate::Unknown;
     // A client fetches a forwarded TGT for each context it delegates on, between its PRELOGIN
     // and its LOGIN7: a request made before this client's previous login was answered belonged
     // to that login, not to this one.
@@ -272,11 +269,14 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
             }
         }
     }
+    bool any = false;  // no KDC exchange of this client at all: cannot tell
     bool forwarded = false;
     each_kdc(l.flow.client.addr, at, [&](const KdcEntry& e) {
+        any = true;
         forwarded =
             forwarded || (e.tgs_req && e.forwarded && e.ev.error_code == 0 && e.ev.ts > previous);
     });
+    if (!any) return Tristate::Unknown;
     return forwarded ? Tristate::Yes : Tristate::No;
 }
 

@@ -1,5 +1,8 @@
 #include "hopscope/auth/gss.hpp"
 
+#include <algorithm>
+#include <array>
+
 #include "hopscope/auth/der.hpp"
 
 namespace hopscope::auth {
@@ -24,24 +27,46 @@ const char* to_string(Mech m) {
     return "unknown";
 }
 
+namespace {
+/// The OIDs of protocol.md §5.1 (RFC 4121 §1.1, RFC 4178 §3, MS-NLMP §1.9, MS-NEGOEX §1.9) as
+/// their DER content octets: every SPNEGO blob names two to four of them, and matching the
+/// octets spares the dotted text being built and compared for each.
+struct KnownOid {
+    std::array<std::uint8_t, 10> der;
+    std::size_t size;
+    const char* dotted;
+    Mech mech;
+};
+constexpr KnownOid kKnownOids[] = {
+    {{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02},
+     9,
+     "1.2.840.113554.1.2.2",
+     Mech::Kerberos},
+    {{0x2a, 0x86, 0x48, 0x82, 0xf7, 0x12, 0x01, 0x02, 0x02},
+     9,
+     "1.2.840.48018.1.2.2",
+     Mech::MsKerberos},
+    {{0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x03},
+     10,
+     "1.2.840.113554.1.2.2.3",
+     Mech::KerberosU2U},
+    {{0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x0a},
+     10,
+     "1.3.6.1.4.1.311.2.2.10",
+     Mech::Ntlmssp},
+    {{0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x1e},
+     10,
+     "1.3.6.1.4.1.311.2.2.30",
+     Mech::NegoEx},
+    {{0x2b, 0x06, 0x01, 0x05, 0x05, 0x02}, 6, "1.3.6.1.5.5.2", Mech::Spnego},
+};
+}  // namespace
+
 Oid make_oid(Bytes content) {
-    Oid o;
-    o.dotted = der::oid_to_dotted(content);
-    // The OIDs of protocol.md §5.1 (RFC 4121 §1.1, RFC 4178 §3, MS-NLMP §1.9, MS-NEGOEX §1.9).
-    if (o.dotted == "1.2.840.113554.1.2.2") {
-        o.mech = Mech::Kerberos;
-    } else if (o.dotted == "1.2.840.48018.1.2.2") {
-        o.mech = Mech::MsKerberos;
-    } else if (o.dotted == "1.2.840.113554.1.2.2.3") {
-        o.mech = Mech::KerberosU2U;
-    } else if (o.dotted == "1.3.6.1.4.1.311.2.2.10") {
-        o.mech = Mech::Ntlmssp;
-    } else if (o.dotted == "1.3.6.1.4.1.311.2.2.30") {
-        o.mech = Mech::NegoEx;
-    } else if (o.dotted == "1.3.6.1.5.5.2") {
-        o.mech = Mech::Spnego;
-    }
-    return o;
+    for (const KnownOid& k : kKnownOids)
+        if (content.size() == k.size && std::equal(content.begin(), content.end(), k.der.begin()))
+            return Oid{k.dotted, k.mech};
+    return Oid{der::oid_to_dotted(content), Mech::Unknown};
 }
 
 DecodeResult parse_gss_initial(Bytes data, GssInitialToken& out) {

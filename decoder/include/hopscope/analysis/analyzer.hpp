@@ -250,7 +250,8 @@ class Analyzer : private Lookups {
     std::unordered_map<IpAddress, Inbound, IpAddressHash>
         inbound_;  ///< chain candidates by server address
     std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
-    std::map<IpAddress, std::deque<KdcEntry>> kdc_;  ///< KDC exchanges by client address
+    std::unordered_map<IpAddress, std::deque<KdcEntry>, IpAddressHash>
+        kdc_;  ///< KDC exchanges by client address
     /// The client and time of every kept KDC exchange, oldest first.
     std::deque<std::pair<IpAddress, std::int64_t>> kdc_order_;
     std::uint64_t adds_since_sweep_ = 0;
