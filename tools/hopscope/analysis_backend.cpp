@@ -166,7 +166,8 @@ class ShardedRun {
         }
     }
     ~ShardedRun() {
-        // Normally finished by finish(); on an early exit the readers are stopped and drained.
+        // Normally ended by finish(); otherwise the readers are let run to their end, what they
+        // still relay taken and dropped.
         if (!finished_) {
             merge_until(kAll, false);
             join();
@@ -348,9 +349,7 @@ class ShardedRun {
                         moved = true;
                     }
                     // Only once nothing of it waits is its position a bound on what is to come.
-                    const Position told = !s.ready.empty() ? Position{}
-                                          : s.done         ? kAll
-                                                           : s.told;
+                    const Position told = !s.ready.empty() ? Position{} : s.done ? kAll : s.told;
                     if (seen_[k] != told) {
                         seen_[k] = told;
                         moved = true;
