@@ -213,7 +213,8 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     const bool shard = threads >= 2 && !a.flows_only && a.keytabs.empty() && rereadable(a.files);
     bo.analysis_thread = threads >= 2 && !shard;
     auto backend = make_backend(bo);
-    captures::StreamAssembler assembler(*backend, assembler_config(a));
+    const captures::AssemblerConfig config = assembler_config(a);
+    captures::StreamAssembler assembler(*backend, config);
     ProgressBar bar(stderr, !a.no_progress && !a.quiet && isatty(STDERR_FILENO) != 0);
     captures::ReadOptions ro;
     ro.progress = [&bar](const captures::ReadProgress& p) { bar.update(p); };
@@ -222,7 +223,7 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     ro.before_frame = [&backend](std::uint64_t, Timestamp t) { backend->tick(t); };
     install_interrupt_handler();
     std::optional<ShardedRead> sharded;
-    if (shard) sharded = backend->read_sharded(a.files, assembler_config(a), ro, threads);
+    if (shard) sharded = backend->read_sharded(a.files, config, ro, threads);
     captures::ReadResult r;
     captures::AssemblerStats stats;
     Timestamp end;

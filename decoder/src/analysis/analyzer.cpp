@@ -10,7 +10,6 @@ namespace {
 
 using detail::hop_key;
 using detail::identity;
-using detail::iequals;
 using detail::istarts_with;
 using detail::looks_like_ip;
 using detail::lower;

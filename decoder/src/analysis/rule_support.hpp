@@ -58,17 +58,12 @@ inline bool looks_like_ip(std::string_view host) {
     });
 }
 
-/// Equal but for ASCII case.
-inline bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && istarts_with(a, b);
-}
-
 /// A principal name without its realm: "MSSQLSvc/host:1433@REALM" -> "MSSQLSvc/host:1433".
 inline std::string_view without_realm(std::string_view name) {
     return name.substr(0, name.find('@'));
 }
 
-/// spn_host() without a copy: a view into `spn`.
+/// "MSSQLSvc/host:port@REALM" -> host, a view into `spn` (empty when not an MSSQLSvc SPN).
 inline std::string_view spn_host_view(std::string_view spn) {
     if (!istarts_with(spn, kMssqlSvcPrefix)) return {};
     const std::string_view rest = without_realm(spn.substr(kMssqlSvcPrefix.size()));
@@ -86,9 +81,7 @@ inline std::string spn_instance(const std::string& spn) {
 
 /// "MSSQLSvc/host:port@REALM" -> host (empty when not an MSSQLSvc SPN).
 inline std::string spn_host(const std::string& spn) {
-    const std::string rest = spn_instance(spn);
-    if (!rest.empty() && rest.front() == '[') return rest.substr(1, rest.find(']') - 1);
-    return rest.substr(0, rest.find(':'));
+    return std::string(spn_host_view(spn));
 }
 
 /// How a login names its user in a finding.
