@@ -321,14 +321,44 @@ std::optional<Verdict> anonymous_logon(const LoginFacts& x) {
     return Verdict{std::move(f), hop_key(l)};
 }
 
+/// HS062's case: a login read by a proxy terminating TLS that is bound to its TLS channel, or a
+/// Kerberos login refused the way Extended Protection refuses one bound to another channel.
+struct BindingCase {
+    bool ntlm_bound = false;  ///< MsvAvChannelBindings in the NTLM AUTHENTICATE
+    bool kerberos_bound =
+        false;  ///< bindings in the GSS checksum (authenticator read with a keytab)
+    bool refused_as_ep = false;  ///< a Kerberos login refused with 18452, no ticket error
+    [[nodiscard]] bool applies() const { return ntlm_bound || kerberos_bound || refused_as_ep; }
+};
+
+BindingCase binding_case(const LoginFacts& x) {
+    const LoginEvent& l = x.login;
+    BindingCase c;
+    if (!x.proxy.active || !x.proxy.terminates_tls || !l.tls_decrypted) return c;
+    c.ntlm_bound = l.ntlm_channel_bindings;
+    // The server's side: SQL Server answers a login whose channel binding does not match with
+    // 18452 ("untrusted domain": AcceptSecurityContext failed, SEC_E_BAD_BINDINGS in its log).
+    // For NTLM the client's bindings are in clear; Kerberos carries them inside the encrypted
+    // authenticator, so the refusal is what the wire shows.
+    c.refused_as_ep = l.outcome == Outcome::Failure && l.auth == AuthKind::Kerberos && l.error &&
+                      l.error->number == sql_error::kUntrustedLogin &&
+                      !ticket_rejected(l.kerberos_error);
+    // With the server's keytab the authenticator is read: its GSS checksum's bindings are a fact.
+    c.kerberos_bound = l.auth == AuthKind::Kerberos && l.keytab &&
+                       l.keytab->authenticator_decrypted && l.keytab->channel_bindings;
+    return c;
+}
+
 // ---- HS002 ----------------------------------------------------------------------------------
 constexpr RuleInfo kNullLogin{"HS002", "null-login-18452", Severity::Error,
                               "error 18452 or '(null)' (SQL Server 2000 wording)"};
 
 std::optional<Verdict> null_login(const LoginFacts& x) {
     const LoginEvent& l = x.login;
-    // A rejected Kerberos ticket also ends in 18452: HS021/HS022 name that cause.
+    // A rejected Kerberos ticket also ends in 18452: HS021/HS022 name that cause; a login bound
+    // to its TLS channel and refused through a proxy terminating TLS: HS062.
     if (!l.error || ticket_rejected(l.kerberos_error)) return std::nullopt;
+    if (l.outcome == Outcome::Failure && binding_case(x).applies()) return std::nullopt;
     if (l.error->number != sql_error::kUntrustedLogin && !null_text(l.error->message))
         return std::nullopt;
     Finding f = finding(kNullLogin, l.ts);
@@ -1221,19 +1251,10 @@ constexpr RuleInfo kChannelBindingIntercepted{
 
 std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
     const LoginEvent& l = x.login;
-    if (!x.proxy.active || !x.proxy.terminates_tls || !l.tls_decrypted) return std::nullopt;
+    const BindingCase bc = binding_case(x);
+    if (!bc.applies()) return std::nullopt;
     const bool failed = l.outcome == Outcome::Failure;
-    // The server's side: SQL Server answers a login whose channel binding does not match with
-    // 18452 ("untrusted domain": AcceptSecurityContext failed, SEC_E_BAD_BINDINGS in its log).
-    // For NTLM the client's bindings are in clear; Kerberos carries them inside the encrypted
-    // authenticator, so the refusal is what the wire shows.
-    const bool refused_as_ep = failed && l.auth == AuthKind::Kerberos && l.error &&
-                               l.error->number == sql_error::kUntrustedLogin &&
-                               !ticket_rejected(l.kerberos_error);
-    // With the server's keytab the authenticator is read: its GSS checksum's bindings are a fact.
-    const bool kerberos_bound = l.auth == AuthKind::Kerberos && l.keytab &&
-                                l.keytab->authenticator_decrypted && l.keytab->channel_bindings;
-    if (!l.ntlm_channel_bindings && !kerberos_bound && !refused_as_ep) return std::nullopt;
+    const bool kerberos_bound = bc.kerberos_bound;
     const std::string server = x.look.host_name(l.flow.server.addr);
     const std::string client = x.look.host_name(l.flow.client.addr);
     Finding f = finding(kChannelBindingIntercepted, l.ts);
@@ -1274,7 +1295,8 @@ std::optional<Verdict> channel_binding_intercepted(const LoginFacts& x) {
                     "'s error log shows 'SSPI handshake failed' (17806) with "
                     "SEC_E_BAD_BINDINGS for this login, and the login passes without the "
                     "proxy or with Extended Protection set to Off or Allowed.";
-    return Verdict{std::move(f), client_server_key(l.flow)};
+    // once per client, server and mechanism: an NTLM and a Kerberos login are two findings
+    return Verdict{std::move(f), client_server_key(l.flow) + '|' + to_string(l.auth)};
 }
 
 // ---- HS090 ----------------------------------------------------------------------------------

@@ -853,6 +853,56 @@ TEST(AnalyzerProxy, KerberosLoginRefusedAsExtendedProtectionDoesThroughTheTermin
     }
 }
 
+TEST(AnalyzerProxy, A18452ForABoundLoginIsHS062sNotANullLogin) {
+    // The refusal of a login bound to the client's TLS channel, seen by the terminating proxy, is
+    // one finding naming the proxy (HS062), not also the SQL Server 2000 style '(null)' one; the
+    // same 18452 without termination stays HS002.
+    for (const bool terminates : {true, false}) {
+        for (const AuthKind auth : {AuthKind::Ntlm, AuthKind::Kerberos}) {
+            Analyzer::Options o;
+            o.proxy.active = true;
+            o.proxy.terminates_tls = terminates;
+            Collect out;
+            Analyzer a(out, o);
+            LoginEvent l = bound_ntlm_login(Outcome::Failure);
+            l.auth = auth;
+            l.ntlm_channel_bindings = auth == AuthKind::Ntlm;
+            l.tls_decrypted = terminates;
+            l.error = ServerError{18452, 1, 14,
+                                  "Login failed. The login is from an untrusted domain and cannot "
+                                  "be used with Windows authentication.",
+                                  "A"};
+            a.add_login(l);
+            a.finish();
+            EXPECT_EQ(out.get("HS062") != nullptr, terminates) << terminates << to_string(auth);
+            EXPECT_EQ(out.get("HS002") != nullptr, !terminates) << terminates << to_string(auth);
+        }
+    }
+}
+
+TEST(AnalyzerProxy, HS062IsOncePerClientServerAndMechanism) {
+    // The lab's scenario 25 through the terminating proxy: a bound NTLM login and a Kerberos one
+    // from the same client, both refused, then the NTLM one again: two findings, not one or three.
+    Collect out;
+    Analyzer a(out, terminating_proxy());
+    const ServerError refused{18452, 1, 14,
+                              "Login failed. The login is from an untrusted domain and cannot be "
+                              "used with Windows authentication.",
+                              "A"};
+    LoginEvent ntlm = bound_ntlm_login(Outcome::Failure);
+    ntlm.error = refused;
+    LoginEvent krb = ntlm;
+    krb.auth = AuthKind::Kerberos;
+    krb.ntlm_channel_bindings = false;
+    a.add_login(ntlm);
+    a.add_login(krb);
+    ntlm.ts = Timestamp{ntlm.ts.micros + kSec};
+    a.add_login(ntlm);
+    a.finish();
+    const auto r = out.rules();
+    EXPECT_EQ(std::count(r.begin(), r.end(), "HS062"), 2) << ::testing::PrintToString(r);
+}
+
 TEST(AnalyzerProxy, ChannelBindingsAreNoMatterWithoutTermination) {
     struct Case {
         bool active, terminates, decrypted, bound;
