@@ -69,6 +69,7 @@ const std::vector<Scenario> kScenarios{
     {"22-constrained-delegation-sensitive-user", {"HS001", "HS003", "HS011", "HS023"}},
     {"23-rbcd-allowed", {"HS050"}},
     {"24-rbcd-not-allowed", {"HS001", "HS003", "HS011", "HS023"}},
+    {"25-extended-protection", {}},
 };
 
 TEST(LabGolden, EveryLabCaptureHasExpectations) {

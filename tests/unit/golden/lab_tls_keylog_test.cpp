@@ -1,4 +1,4 @@
-// The lab's TLS scenarios (12a-12f, 14) with the key log the lab server wrote for them
+// The lab's TLS scenarios (12a-12f, 14, 25) with the key log the lab server wrote for them
 // (captures/lab/<id>.keylog): every login is read as if it had been clear - the auth, outcome,
 // user and error of its .expect.json - and the verdicts are those of the clear-text counterpart
 // (full TLS 12b/12d/12f like login-only 12a/12c/12e; strict 14 like the NTLM double hop 12e).
@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "../lab_keytab.hpp"
 #include "../run_command.hpp"
 #include "hopscope/tls/keylog.hpp"
 #include "run_pipeline.hpp"
@@ -49,6 +50,7 @@ const std::vector<TlsScenario> kTlsScenarios{
     {"12e-double-hop-ntlm-tls-login-only", {"HS001", "HS003", "HS010"}},
     {"12f-double-hop-ntlm-tls-full", {"HS001", "HS003", "HS010"}},
     {"14-tds8-strict-ntlm-double-hop", {"HS001", "HS003", "HS010"}, true},
+    {"25-extended-protection", {}},
 };
 
 tls::KeyLog load_keylog(const std::string& name) {
@@ -177,6 +179,37 @@ TEST(LabTlsKeylog, NoSecretReachesTheEvents) {
             }
         }
     }
+}
+
+TEST(LabTlsKeylog, ChannelBindingsAsTheLabsClientsPutThemOnTheWire) {
+    // Scenario 25: hopscope-labclient binds its NTLM login (gss-ntlmssp: MsvAvChannelBindings)
+    // and its Kerberos login (MIT: the GSS checksum of the authenticator) to the TLS session;
+    // FreeTDS binds nothing. Read inside TLS with the server's key log, and the authenticator
+    // with the run's keytab, that is what the login events say - what HS062 stands on.
+    const std::string name = "25-extended-protection";
+    const tls::KeyLog log = load_keylog(name);
+    const auto keys = testing::lab_keytab(name);
+    Collected c;
+    ASSERT_TRUE(run_pipeline({lab(name + ".pcap")}, c, &log, keys.get()).ok());
+    int bound_ntlm = 0, unbound_ntlm = 0, bound_kerberos = 0;
+    for (const auto& l : c.logins) {
+        SCOPED_TRACE(report::to_json(l).dump());
+        if (l.auth == AuthKind::Ntlm && l.app_name == "hopscope-labclient") {
+            EXPECT_TRUE(l.ntlm_channel_bindings);
+            ++bound_ntlm;
+        } else if (l.auth == AuthKind::Ntlm) {
+            EXPECT_FALSE(l.ntlm_channel_bindings);
+            ++unbound_ntlm;
+        } else if (l.auth == AuthKind::Kerberos) {
+            ASSERT_TRUE(l.keytab);
+            EXPECT_TRUE(l.keytab->authenticator_decrypted);
+            EXPECT_TRUE(l.keytab->channel_bindings);
+            ++bound_kerberos;
+        }
+    }
+    EXPECT_EQ(bound_ntlm, 1);
+    EXPECT_EQ(unbound_ntlm, 1);
+    EXPECT_EQ(bound_kerberos, 1);
 }
 
 /// First bytes of every record tshark decrypted from C (10.77.0.2) to port 1433.

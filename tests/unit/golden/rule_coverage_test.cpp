@@ -44,8 +44,10 @@ const std::map<std::string, std::string> kNotInCaptures{
      "tests/unit/analysis: AnalyzerProxy.RoutingTokenSendsTheClientAroundTheProxy, "
      "PipelineEvidence.RoutingAroundTheProxyIsFoundWithItsOffset"},
     {"HS062",
-     "a rule of the TLS-terminating proxy, and no lab client sends NTLM channel bindings; "
-     "tests/unit/analysis: "
+     "a rule of the TLS-terminating proxy, which no capture analysis raises: the lab raises it "
+     "with 'tools/lab/run tls 25' (Extended Protection at A, bound NTLM and Kerberos logins, "
+     "checked in the proxy's events); its inputs are read from scenario 25's capture by "
+     "LabTlsKeylog.ChannelBindingsAsTheLabsClientsPutThemOnTheWire; tests/unit/analysis: "
      "AnalyzerProxy.ChannelBoundNtlmLoginThroughTheTerminatingProxyIsReported, "
      "AnalyzerProxy.ChannelBindingsAreNoMatterWithoutTermination"},
 };

@@ -132,12 +132,25 @@ bool Conn::send(std::uint8_t type, const Buffer& payload) {
 }
 
 bool Conn::tls_accept(SSL_CTX* ctx, std::string* why) {
+    return handshake_wrapped(ctx, false, why);
+}
+
+bool Conn::tls_connect(SSL_CTX* ctx, std::string* why) {
+    return handshake_wrapped(ctx, true, why);
+}
+
+// Either side: each flight of records goes out in one PRELOGIN message, the peer's comes back in
+// one.
+bool Conn::handshake_wrapped(SSL_CTX* ctx, bool client, std::string* why) {
     ssl_ = SSL_new(ctx);
     rbio_ = BIO_new(BIO_s_mem());
     wbio_ = BIO_new(BIO_s_mem());
     if (!ssl_ || !rbio_ || !wbio_) return false;
     SSL_set_bio(ssl_, rbio_, wbio_);
-    SSL_set_accept_state(ssl_);
+    if (client)
+        SSL_set_connect_state(ssl_);
+    else
+        SSL_set_accept_state(ssl_);
     for (int round = 0; round < 16; ++round) {
         const int rc = SSL_do_handshake(ssl_);
         if (BIO_ctrl_pending(wbio_) > 0) {
@@ -190,6 +203,30 @@ bool Conn::tls_accept_direct(SSL_CTX* ctx, std::string* why) {
     }
     if (why) *why = "TLS handshake did not finish";
     return false;
+}
+
+Buffer Conn::channel_binding() const {
+    if (!ssl_) return {};
+    static constexpr char kUnique[] = "tls-unique:";
+    static constexpr char kExporter[] = "tls-exporter:";
+    if (SSL_version(ssl_) >= TLS1_3_VERSION) {
+        static constexpr char kLabel[] = "EXPORTER-Channel-Binding";
+        Buffer out(kExporter, kExporter + sizeof kExporter - 1);
+        const std::size_t at = out.size();
+        out.resize(at + 32);
+        if (SSL_export_keying_material(ssl_, out.data() + at, 32, kLabel, sizeof kLabel - 1,
+                                       nullptr, 0, 0) != 1)
+            return {};
+        return out;
+    }
+    // The first Finished of a full handshake is the client's (no resumption in the lab).
+    std::uint8_t fin[64];
+    const std::size_t n = SSL_is_server(ssl_) ? SSL_get_peer_finished(ssl_, fin, sizeof fin)
+                                              : SSL_get_finished(ssl_, fin, sizeof fin);
+    if (n == 0 || n > sizeof fin) return {};
+    Buffer out(kUnique, kUnique + sizeof kUnique - 1);
+    out.insert(out.end(), fin, fin + n);
+    return out;
 }
 
 std::string Conn::alpn() const {

@@ -32,6 +32,14 @@ class Conn {
 
     /// Server side of the TDS 7.x TLS handshake (records wrapped in 0x12 packets).
     bool tls_accept(SSL_CTX* ctx, std::string* why);
+    /// Client side of the same handshake (after a PRELOGIN exchange that agreed on TLS).
+    bool tls_connect(SSL_CTX* ctx, std::string* why);
+    /// The channel binding data of the TLS session, as Extended Protection binds a login to it:
+    /// "tls-unique:" + the handshake's first Finished message (RFC 5929; TLS 1.2 and older, the
+    /// type SQL Server's drivers use) or, for TLS 1.3, which has no tls-unique,
+    /// "tls-exporter:" + 32 bytes exported with the label "EXPORTER-Channel-Binding" (RFC 9266).
+    /// Empty without TLS.
+    [[nodiscard]] Buffer channel_binding() const;
     /// TDS 8.0 "strict": the TLS handshake comes first, as raw TLS records (no TDS wrapping);
     /// everything after it, PRELOGIN included, is TLS. Call tls_full() afterwards.
     bool tls_accept_direct(SSL_CTX* ctx, std::string* why);
@@ -44,6 +52,7 @@ class Conn {
     [[nodiscard]] int fd() const { return fd_; }
 
   private:
+    bool handshake_wrapped(SSL_CTX* ctx, bool client, std::string* why);
     bool raw_read(std::uint8_t* p, std::size_t n);
     bool raw_write(const std::uint8_t* p, std::size_t n);
     bool feed_record();  // one TLS record from the socket into the read BIO

@@ -4,6 +4,7 @@
 #include <gssapi/gssapi_krb5.h>
 #include <krb5/krb5.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -147,7 +148,19 @@ bool Acceptor::use_initiating_credential(std::string* err) {
     return true;
 }
 
-AcceptResult Acceptor::step(const Buffer& token) {
+namespace {
+// RFC 2744 3.11: no addresses, the binding data as application data (RFC 5929 / 9266 usage).
+gss_channel_bindings_struct bindings_of(const Buffer& data) {
+    gss_channel_bindings_struct cb{};
+    cb.initiator_addrtype = GSS_C_AF_UNSPEC;  // 0, as Windows hashes it; gss-ntlmssp wants 0
+    cb.acceptor_addrtype = GSS_C_AF_UNSPEC;
+    cb.application_data.length = data.size();
+    cb.application_data.value = const_cast<std::uint8_t*>(data.data());
+    return cb;
+}
+}  // namespace
+
+AcceptResult Acceptor::step(const Buffer& token, const Buffer* bindings) {
     AcceptResult res;
     OM_uint32 minor = 0, flags = 0;
     gss_buffer_desc in{token.size(), const_cast<std::uint8_t*>(token.data())};
@@ -155,13 +168,23 @@ AcceptResult Acceptor::step(const Buffer& token) {
     gss_name_t src = GSS_C_NO_NAME;
     gss_OID mech = GSS_C_NO_OID;
     gss_cred_id_t deleg = GSS_C_NO_CREDENTIAL;
-    const OM_uint32 major =
-        gss_accept_sec_context(&minor, &ctx_, cred_, &in, GSS_C_NO_CHANNEL_BINDINGS, &src, &mech,
-                               &out, &flags, nullptr, &deleg);
+    gss_channel_bindings_struct cb{};
+    if (bindings) cb = bindings_of(*bindings);
+    const OM_uint32 major = gss_accept_sec_context(&minor, &ctx_, cred_, &in,
+                                                   bindings ? &cb : GSS_C_NO_CHANNEL_BINDINGS, &src,
+                                                   &mech, &out, &flags, nullptr, &deleg);
     res.output = take(out);
     res.mech = mech_name(mech);
     if (GSS_ERROR(major)) {
         res.state = GssState::Failed;
+        // MIT answers a binding mismatch with GSS_S_BAD_BINDINGS; gss-ntlmssp (1.2) with
+        // GSS_S_DEFECTIVE_TOKEN and EACCES, its last check of an AUTHENTICATE once the user's
+        // response and the MIC have passed.
+        std::string minor_text;
+        if (bindings) status_text(minor, GSS_C_MECH_CODE, mech, minor_text);
+        res.bad_bindings = GSS_ROUTINE_ERROR(major) == GSS_S_BAD_BINDINGS ||
+                           (GSS_ROUTINE_ERROR(major) == GSS_S_DEFECTIVE_TOKEN &&
+                            minor_text == std::strerror(EACCES));
         res.error = gss_error(major, minor, mech);
     } else if (major & GSS_S_CONTINUE_NEEDED) {
         res.state = GssState::Continue;
@@ -223,6 +246,7 @@ bool Initiator::start(const InitiatorOptions& o, std::string* err) {
                  GSS_C_CONF_FLAG;
     if (o.delegate) req_flags_ |= GSS_C_DELEG_FLAG;
     if (o.delegate_policy) req_flags_ |= GSS_C_DELEG_POLICY_FLAG;
+    bindings_ = o.channel_bindings;
     mech_ = o.mech == InitMech::Krb5 ? const_cast<gss_OID>(gss_mech_krb5) : &spnego;
     gss_OID_set_desc mechs{1, mech_};
     gss_name_t me = GSS_C_NO_NAME;
@@ -311,9 +335,12 @@ GssState Initiator::step(const Buffer* input, Buffer& output, std::string* err) 
     gss_buffer_desc in = GSS_C_EMPTY_BUFFER;
     if (input) in = gss_buffer_desc{input->size(), const_cast<std::uint8_t*>(input->data())};
     gss_buffer_desc out = GSS_C_EMPTY_BUFFER;
-    const OM_uint32 major = gss_init_sec_context(
-        &minor, cred_, &ctx_, target_, mech_, req_flags_, 0, GSS_C_NO_CHANNEL_BINDINGS,
-        input ? &in : GSS_C_NO_BUFFER, nullptr, &out, &ret_flags_, nullptr);
+    gss_channel_bindings_struct cb{};
+    if (!bindings_.empty()) cb = bindings_of(bindings_);
+    const OM_uint32 major =
+        gss_init_sec_context(&minor, cred_, &ctx_, target_, mech_, req_flags_, 0,
+                             bindings_.empty() ? GSS_C_NO_CHANNEL_BINDINGS : &cb,
+                             input ? &in : GSS_C_NO_BUFFER, nullptr, &out, &ret_flags_, nullptr);
     output = take(out);
     if (GSS_ERROR(major)) {
         if (err) *err = gss_error(major, minor, mech_);

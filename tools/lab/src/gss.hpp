@@ -16,11 +16,12 @@ enum class GssState { Continue, Complete, Failed };
 
 struct AcceptResult {
     GssState state = GssState::Failed;
-    Buffer output;           ///< token for the client (may be a KRB-ERROR on failure)
-    std::string mech;        ///< "kerberos", "ntlm" or the OID in dotted form
-    std::string initiator;   ///< display name, trailing NULs removed
-    bool delegated = false;  ///< a delegated (forwarded) credential came with the context
-    std::string error;       ///< gss_display_status text on failure
+    Buffer output;              ///< token for the client (may be a KRB-ERROR on failure)
+    std::string mech;           ///< "kerberos", "ntlm" or the OID in dotted form
+    std::string initiator;      ///< display name, trailing NULs removed
+    bool delegated = false;     ///< a delegated (forwarded) credential came with the context
+    std::string error;          ///< gss_display_status text on failure
+    bool bad_bindings = false;  ///< GSS_S_BAD_BINDINGS: the client bound another channel
 };
 
 class Acceptor {
@@ -33,7 +34,9 @@ class Acceptor {
     /// as a service set up for constrained delegation: then a client that did not delegate
     /// still leaves an S4U2Proxy credential (see proxy_credential()).
     bool use_initiating_credential(std::string* err);
-    AcceptResult step(const Buffer& token);
+    /// One leg. `bindings`: the channel binding data of the connection's TLS session
+    /// (Conn::channel_binding()) that the client's must match, or null for none.
+    AcceptResult step(const Buffer& token, const Buffer* bindings = nullptr);
     /// After Complete without delegation: the S4U2Proxy credential MIT derives from the client's
     /// (forwardable) service ticket, or the one impersonate() made; GSS_C_NO_CREDENTIAL without.
     /// Owned by the Acceptor.
@@ -70,6 +73,9 @@ struct InitiatorOptions {
     std::string port = "1433";
     bool delegate = false;         ///< GSS_C_DELEG_FLAG: always forward the TGT
     bool delegate_policy = false;  ///< GSS_C_DELEG_POLICY_FLAG: only if the KDC says ok-as-delegate
+    /// Channel binding data of the TLS session the login travels in (Extended Protection), or
+    /// empty: NTLM puts their hash in MsvAvChannelBindings, Kerberos in the GSS checksum.
+    Buffer channel_bindings;
 };
 
 class Initiator {
@@ -96,6 +102,7 @@ class Initiator {
     OM_uint32 req_flags_ = 0;
     OM_uint32 ret_flags_ = 0;
     bool borrowed_ = false;
+    Buffer bindings_;
 };
 
 std::string gss_error(OM_uint32 major, OM_uint32 minor, gss_OID mech);

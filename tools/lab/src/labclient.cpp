@@ -5,11 +5,20 @@
 //
 //   hopscope-labclient --host sqla.lab.test --mech spnego-krb5 --delegate-policy --sql "select 1"
 //
+// With --encrypt the login and everything after it travel in TLS (PRELOGIN ENCRYPT_ON, the
+// handshake wrapped in PRELOGIN packets, as SQL Server's drivers do it); with --channel-binding
+// too, the login is bound to that TLS session (Extended Protection: NTLM MsvAvChannelBindings,
+// the Kerberos GSS checksum), from its tls-unique (TLS 1.2) or tls-exporter (TLS 1.3) data.
+// The server's certificate is not verified (a lab client).
+//
 // Output: result rows, one per line, tab-separated; server errors as
 // "Msg <number>, Level <class>, State <state>, Server <name>: <text>". Exit 0 when the login and
 // the batch succeeded, 1 otherwise. Nothing secret is printed (NTLM reads the password from
 // NTLM_USER_FILE).
+#include <openssl/ssl.h>
+
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "conn.hpp"
@@ -23,7 +32,8 @@ void usage() {
     std::fprintf(stderr,
                  "usage: hopscope-labclient --host HOST [--port 1433]\n"
                  "         --mech krb5|spnego-krb5|spnego-ntlm [--user DOMAIN\\\\user]\n"
-                 "         [--delegate | --delegate-policy] [--ccache FILE:...] --sql TEXT\n");
+                 "         [--delegate | --delegate-policy] [--ccache FILE:...]\n"
+                 "         [--encrypt [--channel-binding]] --sql TEXT\n");
 }
 
 void print_errors(const ReplyInfo& r) {
@@ -35,6 +45,7 @@ void print_errors(const ReplyInfo& r) {
 int run(int argc, char** argv) {
     InitiatorOptions o;
     std::string sql, mech;
+    bool encrypt = false, bind = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -52,6 +63,10 @@ int run(int argc, char** argv) {
             o.delegate = true;
         } else if (a == "--delegate-policy") {
             o.delegate_policy = true;
+        } else if (a == "--encrypt") {
+            encrypt = true;
+        } else if (a == "--channel-binding") {
+            bind = true;
         } else if (a == "--sql") {
             sql = val();
         } else {
@@ -67,7 +82,8 @@ int run(int argc, char** argv) {
         o.mech = InitMech::SpnegoNtlm;
     else
         o.host.clear();
-    if (o.host.empty() || sql.empty() || (o.mech == InitMech::SpnegoNtlm && o.user.empty())) {
+    if (o.host.empty() || sql.empty() || (o.mech == InitMech::SpnegoNtlm && o.user.empty()) ||
+        (bind && !encrypt)) {
         usage();
         return 2;
     }
@@ -79,9 +95,27 @@ int run(int argc, char** argv) {
         return 1;
     }
     Conn c(fd);
-    if (!c.send(pkt::Prelogin, build_prelogin_request(enc::NotSup)) || !c.read_message(&why)) {
+    auto pre = c.send(pkt::Prelogin, build_prelogin_request(encrypt ? enc::On : enc::NotSup))
+                   ? c.read_message(&why)
+                   : std::nullopt;
+    if (!pre) {
         std::printf("PRELOGIN failed: %s\n", why.c_str());
         return 1;
+    }
+    const std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> tls(
+        encrypt ? SSL_CTX_new(TLS_client_method()) : nullptr, SSL_CTX_free);
+    if (encrypt) {
+        const auto info = parse_prelogin(pre->payload);
+        if (!info || info->encryption != enc::On) {
+            std::printf("the server does not encrypt the whole connection (ENCRYPT_ON)\n");
+            return 1;
+        }
+        if (!tls || !c.tls_connect(tls.get(), &why)) {
+            std::printf("TLS failed: %s\n", why.c_str());
+            return 1;
+        }
+        c.tls_full();
+        if (bind) o.channel_bindings = c.channel_binding();
     }
     Initiator gss;
     Login7Request lr;

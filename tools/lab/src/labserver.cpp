@@ -52,6 +52,11 @@ struct Config {
     // with --constrained: after an NTLM login, a ticket to this service in the caller's name
     // (S4U2Self), used for S4U2Proxy to linked servers (protocol transition)
     bool protocol_transition = false;
+    // --extended-protection allowed: as SQL Server's "Allowed", a Windows login over TLS that
+    // carries channel bindings must carry those of this connection's TLS session (otherwise
+    // GSS_S_BAD_BINDINGS, answered with 18452); one without them is accepted. ("Required", which
+    // refuses unbound logins too, is not offered.)
+    bool extended_protection = false;
 };
 
 Config g_cfg;
@@ -370,6 +375,14 @@ bool Session::login() {
     return true;
 }
 
+// An NTLM AUTHENTICATE (raw or in SPNEGO) without channel bindings (absent or all zero).
+bool unbound_ntlm_authenticate(const Buffer& token) {
+    const auth::SspiInfo info = auth::classify_sspi(Bytes(token.data(), token.size()));
+    if (!info.ntlm || info.ntlm->type != 3) return false;
+    const auto& a = std::get<auth::NtlmAuthenticate>(info.ntlm->msg);
+    return !a.v2_av_pairs || a.v2_av_pairs->channel_bindings != auth::ChannelBindings::Present;
+}
+
 bool Session::integrated_login(const Login7Info& li) {
     Acceptor& acc = acc_;
     Buffer token = li.sspi;
@@ -398,14 +411,32 @@ bool Session::integrated_login(const Login7Info& li) {
         if (!acc.use_initiating_credential(&why)) log_line("constrained delegation: " + why);
     }
     std::optional<ntlm::AuthenticateInfo> auth3;
+    const Buffer bindings = g_cfg.extended_protection ? conn_.channel_binding() : Buffer{};
     for (int leg = 0; leg < 6; ++leg) {
-        AcceptResult r = acc.step(token);
+        // gss-ntlmssp refuses an AUTHENTICATE without MsvAvChannelBindings once it is given
+        // bindings ("Required"); MIT accepts an AP-REQ whose checksum has none ("Allowed").
+        const bool bind = !bindings.empty() && !unbound_ntlm_authenticate(token);
+        AcceptResult r = acc.step(token, bind ? &bindings : nullptr);
         if (!r.mech.empty()) ev_["auth"] = r.mech;
         if (!fixes.empty()) ev_["interop_fixes"] = fixes;
         if (r.state == GssState::Failed) {
             log_line("accept failed: " + r.error);
             ev_["gss_error"] = r.error;
-            if (auth3) {
+            if (r.mech.empty() || ev_["auth"] == "spnego") {
+                // GSSAPI names no mechanism for a failed SPNEGO leg: the token does
+                const auto m = auth::classify_sspi(Bytes(token.data(), token.size())).mechanism;
+                if (m == auth::SspiMechanism::Ntlm) ev_["auth"] = "ntlm";
+                if (m == auth::SspiMechanism::Kerberos) ev_["auth"] = "kerberos";
+            }
+            if (r.bad_bindings) {
+                // SQL Server's answer to SEC_E_BAD_BINDINGS (its error log: 17806, SSPI
+                // handshake failed)
+                ev_["bad_bindings"] = true;
+                login_failed(18452,
+                             "Login failed. The login is from an untrusted domain and cannot be "
+                             "used with Windows authentication.",
+                             r.output.empty() ? nullptr : &r.output);
+            } else if (auth3) {
                 const std::string who =
                     auth3->domain.empty() ? auth3->user : auth3->domain + "\\" + auth3->user;
                 ev_["user"] = who;
@@ -658,7 +689,7 @@ void usage() {
         "         [--run-dir DIR]\n"
         "         [--linked NAME=HOST:PORT]... [--constrained [--protocol-transition]] "
         "[--sql2000]\n"
-        "         [--no-interop-fixes]\n"
+        "         [--no-interop-fixes] [--extended-protection off|allowed]\n"
         "Kerberos: KRB5_KTNAME selects the keytab; NTLM: NTLM_USER_FILE (gss-ntlmssp).\n"
         "The logins file has one 'name:password' line per SQL login.\n");
 }
@@ -680,6 +711,10 @@ bool parse_args(int argc, char** argv) {
             if (g_cfg.encryption != "notsup" && g_cfg.encryption != "off" &&
                 g_cfg.encryption != "on" && g_cfg.encryption != "strict")
                 return false;
+        } else if (a == "--extended-protection") {
+            const std::string v = val();
+            if (v != "off" && v != "allowed") return false;
+            g_cfg.extended_protection = v == "allowed";
         } else if (a == "--tls-cert") {
             g_cfg.cert = val();
         } else if (a == "--tls-key") {
