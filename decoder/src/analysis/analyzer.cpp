@@ -218,6 +218,20 @@ void Analyzer::each_kdc(const IpAddress& client, Timestamp before, F&& f) const 
     }
 }
 
+template <typename F>
+void Analyzer::each_kdc_newest(const IpAddress& client, Timestamp before, F&& f) const {
+    auto it = kdc_.find(client);
+    if (it == kdc_.end()) return;
+    const std::deque<KdcEntry>& q = it->second;
+    for (auto e = q.rbegin(); e != q.rend(); ++e) {
+        // none of this one and the older ones is in the window
+        if (before.micros - e->latest_so_far > opts_.kerberos_window_us) return;
+        if (e->ev.ts.micros > later(before.micros, kClockSlackUs)) continue;
+        if (before.micros - e->ev.ts.micros > opts_.kerberos_window_us) continue;
+        if (!f(*e)) return;
+    }
+}
+
 Analyzer::KdcEntry::KdcEntry(KerberosEvent&& e)
     : ev(std::move(e)),
       service(lower(without_realm(ev.sname))),
@@ -242,12 +256,20 @@ std::string Analyzer::spn_for(const LoginEvent& l) const {
     if (!l.spn.empty()) return l.spn;
     // The client's TGS-REQ for an MSSQLSvc SPN of this server's name, just before the login.
     const std::string host = lower(host_name(l.flow.server.addr));
-    const KerberosEvent* best = nullptr;
-    each_kdc(l.flow.client.addr, start_of(l), [&](const KdcEntry& e) {
-        if (!e.tgs_req || e.spn_host.empty()) return;
-        if (e.spn_host == host || best == nullptr) best = &e.ev;
+    // The latest one for this host; without, the oldest one for any host.
+    const KerberosEvent* match = nullptr;
+    const KerberosEvent* oldest = nullptr;
+    each_kdc_newest(l.flow.client.addr, start_of(l), [&](const KdcEntry& e) {
+        if (!e.tgs_req || e.spn_host.empty()) return true;
+        if (e.spn_host == host) {
+            match = &e.ev;
+            return false;
+        }
+        oldest = &e.ev;
+        return true;
     });
-    return best ? best->sname : std::string{};
+    if (!match) match = oldest;
+    return match ? match->sname : std::string{};
 }
 
 Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
@@ -270,10 +292,11 @@ Tristate Analyzer::delegation_requested(const LoginEvent& l) const {
     }
     bool any = false;  // no KDC exchange of this client at all: cannot tell
     bool forwarded = false;
-    each_kdc(l.flow.client.addr, at, [&](const KdcEntry& e) {
+    each_kdc_newest(l.flow.client.addr, at, [&](const KdcEntry& e) {
         any = true;
-        forwarded =
-            forwarded || (e.tgs_req && e.forwarded && e.ev.error_code == 0 && e.ev.ts > previous);
+        forwarded = e.tgs_req && e.forwarded && e.ev.error_code == 0 && e.ev.ts > previous;
+        // done once found, or once no older one can be later than the previous login
+        return !forwarded && e.latest_so_far > previous.micros;
     });
     if (!any) return Tristate::Unknown;
     return forwarded ? Tristate::Yes : Tristate::No;
@@ -444,14 +467,18 @@ void Analyzer::enrich(LoginEvent& l) const {
     const std::string spn = lower(without_realm(l.spn));
     const std::string* principal = nullptr;  // of the AS-REPs: the one, or nullptr
     bool several = false;
-    each_kdc(l.flow.client.addr, at, [&](const KdcEntry& e) {
+    each_kdc_newest(l.flow.client.addr, at, [&](const KdcEntry& e) {
         const KerberosEvent& k = e.ev;
-        if (k.client.empty() || k.error_code != 0) return;
-        if (e.tgs_rep && !spn.empty() && e.service == spn) rep = &k;  // the latest wins
+        if (k.client.empty() || k.error_code != 0) return true;
+        if (e.tgs_rep && !spn.empty() && e.service == spn) {
+            rep = &k;  // the latest: it wins over the AS-REPs
+            return false;
+        }
         if (e.as_rep) {
             if (principal != nullptr && *principal != k.client) several = true;
             principal = &k.client;
         }
+        return true;
     });
     if (!rep && (principal == nullptr || several)) return;
     const std::string& p = rep ? rep->client : *principal;
@@ -540,7 +567,10 @@ void Analyzer::add_kerberos(KerberosEvent&& krb) {
     forget();  // the cap on KDC exchanges
     saw_kdc_ = true;
     auto& mine = kdc_[krb.flow.client.addr];
+    const std::int64_t latest =
+        mine.empty() ? krb.ts.micros : std::max(mine.back().latest_so_far, krb.ts.micros);
     mine.emplace_back(std::move(krb));
+    mine.back().latest_so_far = latest;
     const KerberosEvent& k = mine.back().ev;
     kdc_order_.emplace_back(k.flow.client.addr, k.ts.micros);
     wake_us_ = std::min(wake_us_, later(k.ts.micros, horizon_us() + 1));

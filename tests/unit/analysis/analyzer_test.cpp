@@ -177,6 +177,39 @@ TEST(Analyzer, HealthyKerberosDoubleHopGivesOnlyTheInfoVerdict) {
     EXPECT_EQ(out.get("HS050")->severity, Severity::Info);
 }
 
+TEST(Analyzer, EnrichLooksAtTheLatestKdcExchangesWhateverOrderTheyArrivedIn) {
+    // The KDC walk starts at a client's latest exchange and stops where no older one can matter
+    // (each exchange carries the latest time among those kept before it). An exchange that
+    // arrives late with an older time must not hide a later one: here the forwarded TGT request
+    // at 6 s is followed by an exchange of 4 s (an unanswered UDP request, reported at expiry),
+    // with the client's previous login in between (5 s).
+    Collect out;
+    Analyzer a(out);
+    for (int i = 0; i < 50; ++i)  // many older exchanges of the same client, none forwarded
+        a.add_kerberos(tgs(1, "MSSQLSvc/other" + std::to_string(i) + ".lab.test:1433", {}));
+    a.add_kerberos(tgs(2, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"}));
+    LoginEvent previous = c_to_a(5, AuthKind::Kerberos);
+    previous.started = Timestamp{4 * kSec + 500'000};
+    previous.ts = Timestamp{5 * kSec};
+    a.add_login(previous);
+    a.add_kerberos(tgs(6, "krbtgt/LAB.TEST", {"forwardable", "forwarded"}));
+    a.add_kerberos(tgs(4, "MSSQLSvc/other.lab.test:1433", {}));  // late, older
+    LoginEvent l = c_to_a(7, AuthKind::Kerberos);
+    l.user.clear();
+    l.domain.clear();
+    l.spn.clear();
+    l.delegation = Tristate::Unknown;
+    a.enrich(l);
+    EXPECT_EQ(l.delegation, Tristate::Yes);
+    EXPECT_EQ(l.spn, "MSSQLSvc/sqla.lab.test:1433");  // the one of this server, not the latest
+    EXPECT_EQ(l.user, "alice");                       // from the TGS-REP for that SPN
+    // Before the forwarded request: the client's earlier exchanges say no forwarded TGT.
+    LoginEvent early = c_to_a(3, AuthKind::Kerberos);
+    early.delegation = Tristate::Unknown;
+    a.enrich(early);
+    EXPECT_EQ(early.delegation, Tristate::No);
+}
+
 TEST(Analyzer, OutboundLoginAnsweredBeforeTheInboundLoginIsLinkedWhenTheInboundIsReported) {
     // A logs in to B while it is still answering C's login: A's login is reported first. The
     // chain is found when C's login is reported, not one window later.

@@ -191,11 +191,19 @@ class Analyzer : private Lookups {
         bool tgs_rep = false;
         bool as_rep = false;
         bool forwarded = false;  ///< KDC option "forwarded"
+        /// The latest time of this exchange and of every one of its client's kept before it
+        /// (arrival order is not time order: an unanswered request over UDP comes late).
+        std::int64_t latest_so_far = 0;
     };
     /// Calls f(const KdcEntry&) for each KDC exchange kdc_for() gives, in the same order,
     /// without collecting them.
     template <typename F>
     void each_kdc(const IpAddress& client, Timestamp before, F&& f) const;
+    /// The same exchanges in the reverse order (the latest kept first), while f returns true and
+    /// an older one can still be in the window. Why: a client's exchanges in the window can be
+    /// thousands (a busy application server), and most questions are about the latest ones.
+    template <typename F>
+    void each_kdc_newest(const IpAddress& client, Timestamp before, F&& f) const;
     // Lookups, for the rules.
     [[nodiscard]] std::string spn_for(const LoginEvent& l) const override;
     [[nodiscard]] std::vector<const KerberosEvent*> kdc_before(const LoginEvent& l) const override;
