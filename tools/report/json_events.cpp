@@ -61,6 +61,15 @@ class Writer {
         return *this;
     }
     Writer& item(std::string_view v) { return str({}, v); }
+    /// An address and port, formatted in a buffer kept by the thread: two of them in every
+    /// event, each a heap string of its own before (the address with its port is longer than
+    /// the short-string buffer).
+    Writer& endpoint(Key key, const Endpoint& e) {
+        thread_local std::string scratch;
+        scratch.clear();
+        append_to(scratch, e);
+        return str(key, scratch);
+    }
     Writer& num(Key key, std::int64_t v) {
         name(key);
         return digits(v);
@@ -292,8 +301,8 @@ std::string json_line(const LoginEvent& e) {
     Writer w;
     w.header("login", e.ts)
         .time("started", e.started)
-        .str("client", to_string(e.flow.client))
-        .str("server", to_string(e.flow.server))
+        .endpoint("client", e.flow.client)
+        .endpoint("server", e.flow.server)
         .str("auth", to_string(e.auth))
         .str("auth_detail", e.auth_detail)
         .str("outcome", to_string(e.outcome))
@@ -329,8 +338,8 @@ std::string json_line(const LoginEvent& e) {
 std::string json_line(const KerberosEvent& e) {
     Writer w;
     w.header("kerberos", e.ts)
-        .str("client", to_string(e.flow.client))
-        .str("kdc", to_string(e.flow.server))
+        .endpoint("client", e.flow.client)
+        .endpoint("kdc", e.flow.server)
         .str("transport", e.flow.transport == Transport::Udp ? "udp" : "tcp")
         .str("request", e.request)
         .str("reply", e.reply)
@@ -362,8 +371,8 @@ std::string json_line(const KerberosEvent& e) {
 std::string json_line(const ServerErrorEvent& e) {
     Writer w;
     w.header("server_error", e.ts)
-        .str("client", to_string(e.flow.client))
-        .str("server", to_string(e.flow.server));
+        .endpoint("client", e.flow.client)
+        .endpoint("server", e.flow.server);
     error_object(w, "error", e.error);
     w.str("statement", e.statement);
     position_object(w, "at", e.at, e.flow);
@@ -381,7 +390,7 @@ std::string json_line(const Finding& f) {
         .strings("hops", f.hops)
         .open_array("evidence");
     for (const auto& e : f.evidence) {
-        w.open().str("client", to_string(e.flow.client)).str("server", to_string(e.flow.server));
+        w.open().endpoint("client", e.flow.client).endpoint("server", e.flow.server);
         position_object(w, "at", e.at, e.flow);
         w.time("ts", e.ts).str("what", e.what).close();
     }
