@@ -279,10 +279,7 @@ std::unique_ptr<CaptureFile> CaptureFile::open_impl(std::FILE* fp, const std::st
         if (pos < 0 || fseeko(fp, pos, SEEK_SET) != 0) cf->classic_pcap_ = false;
         cf->accounted_ = static_cast<std::uint64_t>(pos < 0 ? 0 : pos) + kFileHeader;
         if (may_map && cf->classic_pcap_ && pos == 0 && got == kFileHeader) {
-            const auto u16 = [&](std::size_t at) {
-                return cf->big_endian_ ? load_u16be(h + at) : load_u16le(h + at);
-            };
-            map_it = u16(4) == 2 && u16(6) == 4;
+            map_it = cf->u16(h + 4) == 2 && cf->u16(h + 6) == 4;
         }
         // pcapng: a section header block at the start, with its byte-order magic either way.
         if (may_map && pos == 0 && got >= 12 && load_u32le(h) == kPcapngShb &&
@@ -441,9 +438,6 @@ int CaptureFile::next_mapped(PacketView& out) {
     std::uint32_t sec = 0, frac = 0, caplen = 0, len = 0;
     if (rec != nullptr) {
         if (!intact(off + kRecordHeader)) return fail_cut(off);
-        const auto u32 = [be = big_endian_](const std::uint8_t* p) {
-            return be ? load_u32be(p) : load_u32le(p);
-        };
         sec = u32(rec);
         frac = u32(rec + 4);
         caplen = u32(rec + 8);
@@ -514,12 +508,6 @@ int CaptureFile::next_mapped(PacketView& out) {
 // from its first packet, the packets already handed on are skipped, and what follows, error
 // messages included, is libpcap's. That costs a second read, for damaged files only.
 int CaptureFile::next_pcapng(PacketView& out) {
-    const auto u16 = [be = big_endian_](const std::uint8_t* p) {
-        return be ? load_u16be(p) : load_u16le(p);
-    };
-    const auto u32 = [be = big_endian_](const std::uint8_t* p) {
-        return be ? load_u32be(p) : load_u32le(p);
-    };
     for (;;) {
         const std::uint64_t off = accounted_;  // where this block starts
         if (off >= total_ && !shrunk_) return 0;
@@ -611,12 +599,9 @@ int CaptureFile::next_pcapng(PacketView& out) {
 // An Interface Description Block's body: link type, snapshot length and the time stamp options,
 // checked as libpcap checks them. False where libpcap would stop or read it otherwise.
 bool CaptureFile::ng_interface(const std::uint8_t* body, std::size_t n) {
-    const auto u16 = [be = big_endian_](const std::uint8_t* p) {
-        return be ? load_u16be(p) : load_u16le(p);
-    };
     if (n < 8) return false;
     const std::uint32_t type = u16(body);
-    const std::uint32_t snap = big_endian_ ? load_u32be(body + 4) : load_u32le(body + 4);
+    const std::uint32_t snap = u32(body + 4);
     // libpcap stops at a later interface whose link type or snapshot length differs from the
     // first's (compared after its own adjustments, which differ between its versions): here only
     // the same values as the first interface's, in the file, are read without it.

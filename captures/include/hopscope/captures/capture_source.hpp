@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "hopscope/captures/stream_assembler.hpp"
+#include "hopscope/common/byte_reader.hpp"
 
 struct pcap;
 
@@ -91,7 +92,14 @@ class CaptureFile {
 
     // Classic pcap read from a window of the file mapped read-only (mapped_ = true).
     bool mapped_ = false;
-    bool big_endian_ = false;    ///< the file's byte order
+    bool big_endian_ = false;  ///< the file's byte order
+    /// Fields in the file's byte order.
+    [[nodiscard]] std::uint16_t u16(const std::uint8_t* p) const {
+        return big_endian_ ? load_u16be(p) : load_u16le(p);
+    }
+    [[nodiscard]] std::uint32_t u32(const std::uint8_t* p) const {
+        return big_endian_ ? load_u32be(p) : load_u32le(p);
+    }
     bool swapped_ = false;       ///< not the host's byte order
     bool nanos_ = false;         ///< nanosecond timestamps (scaled down to microseconds)
     std::uint32_t snaplen_ = 0;  ///< the header's snapshot length as libpcap adjusted it
