@@ -18,11 +18,19 @@ constexpr std::uint32_t kShb = 0x0A0D0D0A;
 constexpr std::uint32_t kDsb = 0x0000000A;
 constexpr std::uint32_t kByteOrder = 0x1A2B3C4D;
 constexpr std::uint32_t kTlsKeyLog = 0x544c534b;  // "TLSK"
+constexpr std::uint16_t kOptComment = 1;
+constexpr std::size_t kMaxComments = 16;
 
 std::uint32_t load32(const std::uint8_t* p, bool swap) {
     std::uint32_t v;
     std::memcpy(&v, p, 4);
     return swap ? __builtin_bswap32(v) : v;
+}
+
+std::uint16_t load16(const std::uint8_t* p, bool swap) {
+    std::uint16_t v;
+    std::memcpy(&v, p, 2);
+    return swap ? __builtin_bswap16(v) : v;
 }
 
 /// Reads a file at given offsets through a 1 MiB window (pread): the block headers of a capture
@@ -109,6 +117,25 @@ PcapngSecrets read_pcapng_secrets(const std::string& path, std::size_t max_bytes
         type = load32(head, swap);
         const std::uint32_t len = load32(head + 4, swap);
         if (len < 12 || len % 4 != 0) break;  // damaged: the packet reader says so
+        if (type == kShb && len >= 28) {
+            // The options after magic, version and section length (16 bytes), up to the
+            // trailing length: code, length, value padded to 4 bytes.
+            std::uint64_t at = off + 24;
+            const std::uint64_t end = off + len - 4;
+            while (at + 4 <= end) {
+                const std::uint8_t* o = f.at(at, 4);
+                if (o == nullptr) break;
+                const std::uint16_t code = load16(o, swap);
+                const std::uint16_t n = load16(o + 2, swap);
+                if (code == 0 || at + 4 + n > end) break;  // opt_endofopt, or damaged
+                if (code == kOptComment && out.section_comments.size() < kMaxComments) {
+                    std::string text;
+                    if (!f.append(at + 4, n, text)) break;
+                    out.section_comments.push_back(std::move(text));
+                }
+                at += 4 + ((n + 3u) & ~3u);
+            }
+        }
         if (type == kDsb && len >= 20) {
             const std::uint8_t* dsb = f.at(off + 8, 8);
             if (dsb == nullptr) break;

@@ -114,14 +114,15 @@ std::vector<std::uint8_t> block(std::uint32_t type, const std::vector<std::uint8
     return v;
 }
 
-std::vector<std::uint8_t> file_header() {
+std::vector<std::uint8_t> file_header(const std::string& comment) {
     std::vector<std::uint8_t> shb;
-    put_le32(shb, 0x1A2B3C4D);             // byte-order magic
-    put_le16(shb, 1);                      // major version
-    put_le16(shb, 0);                      // minor version
-    put_le64(shb, ~std::uint64_t{0});      // section length: not given
-    put_option(shb, 4, "hopscope proxy");  // shb_userappl
-    put_le32(shb, 0);                      // opt_endofopt
+    put_le32(shb, 0x1A2B3C4D);         // byte-order magic
+    put_le16(shb, 1);                  // major version
+    put_le16(shb, 0);                  // minor version
+    put_le64(shb, ~std::uint64_t{0});  // section length: not given
+    if (!comment.empty() && comment.size() < 0xFFFF) put_option(shb, 1, comment);  // opt_comment
+    put_option(shb, 4, "hopscope proxy");                                          // shb_userappl
+    put_le32(shb, 0);                                                              // opt_endofopt
     std::vector<std::uint8_t> out = block(kBlockShb, shb);
 
     const std::pair<const char*, const char*> legs[] = {
@@ -343,7 +344,7 @@ class PcapngRecorder final : public Recorder {
             if (pos > 0) file_bytes_ = static_cast<std::uint64_t>(pos);
         }
         file_frames_ = 0;
-        const auto header = file_header();
+        const auto header = file_header(opt_.section_comment);
         if (!write_raw(header.data(), header.size())) return false;
         for (const auto& [key, c] : conns_)
             for (const auto& line : c.secrets)

@@ -147,7 +147,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::unique_ptr<Recorder> recorder;
     if (record) {
         std::string err;
-        recorder = Recorder::open(RecorderOptions{"/dev/null", 0, 4}, err);
+        recorder = Recorder::open(RecorderOptions{"/dev/null", 0, 4, {}}, err);
         if (!recorder) fail();
     }
     BlockPool blocks(kBlock, 8);

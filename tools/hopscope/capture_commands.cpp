@@ -18,6 +18,7 @@
 #include "hopscope/captures/pcapng_secrets.hpp"
 #include "keytabs.hpp"
 #include "progress.hpp"
+#include "recorded_view.hpp"
 
 namespace hopscope::cli {
 namespace {
@@ -157,11 +158,22 @@ bool load_keylogs(const std::vector<std::string>& files, tls::KeyLog& log) {
 /// Adds the TLS secrets embedded in the pcapng captures (Decryption Secrets Blocks, as
 /// `hopscope proxy --record` and `editcap --inject-secrets` write them) to `log`. True when
 /// any were found.
-bool load_embedded_secrets(const std::vector<std::string>& files, tls::KeyLog& log, bool quiet) {
+bool load_embedded_secrets(const std::vector<std::string>& files, tls::KeyLog& log, bool quiet,
+                           std::optional<analysis::Analyzer::ProxyView>* view = nullptr) {
     bool any = false;
     for (const auto& path : files) {
         if (path == "-") continue;  // standard input is read once, by the packet reader
         const captures::PcapngSecrets s = captures::read_pcapng_secrets(path);
+        // A recording of `hopscope proxy` says how the proxy saw the traffic (the first one
+        // found serves for all files: a proxy's rotated files all say the same).
+        for (const auto& comment : s.section_comments) {
+            if (view == nullptr || view->has_value()) break;
+            *view = view_from_comment(comment);
+            if (*view && !quiet)
+                std::fprintf(stderr,
+                             "hopscope: %s: recorded by hopscope proxy%s; its proxy rules apply\n",
+                             path.c_str(), (*view)->terminates_tls ? " terminating TLS" : "");
+        }
         if (s.blocks == 0) continue;
         const std::size_t before = log.sessions();
         const auto errors = log.add_text(s.keylog);
@@ -195,13 +207,15 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     if (!load_keylogs(a.tls_keylogs, keylog)) return kExitBadInput;
     KeytabSet keytabs;
     if (!keytabs.load(a.keytabs, "hopscope")) return kExitBadInput;
-    const bool embedded = load_embedded_secrets(a.files, keylog, a.quiet);
+    std::optional<analysis::Analyzer::ProxyView> recorded;
+    const bool embedded = load_embedded_secrets(a.files, keylog, a.quiet, &recorded);
     Outputs out;
     if (!open_outputs(a, out)) return kExitBadInput;
     BackendOptions bo = backend_options(a, out);
     bo.json_flush_each = !out.json_is_file;
     if (!a.tls_keylogs.empty() || embedded) bo.tls_keys = &keylog;
     bo.kerberos_keys = keytabs.keys();
+    if (recorded) bo.proxy_view = *recorded;
     const unsigned threads =
         a.threads != 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
     // N >= 2: N threads each read the captures and decode their share of the flows, and the

@@ -36,6 +36,7 @@
 #include "hopscope/proxy/recorder.hpp"
 #include "hopscope/proxy/tls_terminate.hpp"
 #include "keytabs.hpp"
+#include "recorded_view.hpp"
 
 namespace hopscope::cli {
 namespace {
@@ -431,18 +432,6 @@ int run_proxy_command(const ProxyCommand& c) {
         // flushed after each batch of traffic anyway
         std::setvbuf(json.f, nullptr, _IOFBF, kJsonFileBuffer);
     }
-    std::unique_ptr<proxy::Recorder> recorder;
-    if (!c.record.empty()) {
-        proxy::RecorderOptions ro;
-        ro.path = c.record;
-        ro.max_bytes = c.record_max_bytes;
-        ro.keep = c.record_keep;
-        recorder = proxy::Recorder::open(ro, err);
-        if (!recorder) {
-            std::fprintf(stderr, "hopscope proxy: --record %s\n", err.c_str());
-            return kExitBadInput;
-        }
-    }
     proxy::Metrics metrics;
     std::optional<boost::asio::ip::tcp::endpoint> metrics_at;
     if (!c.metrics.empty()) {
@@ -482,6 +471,20 @@ int run_proxy_command(const ProxyCommand& c) {
     }
     bo.proxy_view = proxy_view(po, c.names);
     bo.proxy_view.terminates_tls = po.tls.terminate;
+    std::unique_ptr<proxy::Recorder> recorder;
+    if (!c.record.empty()) {
+        proxy::RecorderOptions ro;
+        ro.path = c.record;
+        ro.max_bytes = c.record_max_bytes;
+        ro.keep = c.record_keep;
+        // so that analyze of the recording applies this proxy's rules as it does
+        ro.section_comment = view_comment(bo.proxy_view);
+        recorder = proxy::Recorder::open(ro, err);
+        if (!recorder) {
+            std::fprintf(stderr, "hopscope proxy: --record %s\n", err.c_str());
+            return kExitBadInput;
+        }
+    }
     if (!bo.proxy_view.explicit_upstreams.empty()) {
         std::string list;
         for (const auto& n : bo.proxy_view.proxy_names)

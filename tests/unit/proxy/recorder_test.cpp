@@ -265,7 +265,7 @@ TEST(Recorder, StreamsReadBackExactlyWithFramesGapsAndCloses) {
     TempDir dir;
     const std::string path = dir.file("rec.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 0, 4}, err);
+    auto rec = Recorder::open({path, 0, 4, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     Writer w(*rec);
     write_scenario(w);
@@ -296,7 +296,7 @@ TEST(Recorder, TlsSecretsAreDecryptionSecretsBlocksThatAnalyzeReads) {
     TempDir dir;
     const std::string path = dir.file("sec.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 0, 4}, err);
+    auto rec = Recorder::open({path, 0, 4, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     const std::string one = "CLIENT_RANDOM 0102 0304";  // lengths 23 and 24: both paddings
     const std::string two = "CLIENT_RANDOM 0a0b 0c0d0";
@@ -332,7 +332,7 @@ TEST(Recorder, FileLayoutTimestampsAndInterfaces) {
     TempDir dir;
     const std::string path = dir.file("rec.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 0, 4}, err);
+    auto rec = Recorder::open({path, 0, 4, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     rec->open_connection(Leg::Client, kClientV4, Timestamp{1'700'000'000'123'456});
     EXPECT_EQ(rec->data(Leg::Client, kClientV4, Direction::ClientToServer,
@@ -380,7 +380,7 @@ TEST(Recorder, TimestampsBefore1970AreWrittenAsZero) {
     TempDir dir;
     const std::string path = dir.file("t.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 0, 4}, err);
+    auto rec = Recorder::open({path, 0, 4, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     rec->data(Leg::Client, kClientV4, Direction::ClientToServer, Timestamp{-5}, as_bytes("a"));
     rec->data(Leg::Client, kClientV4, Direction::ClientToServer,
@@ -400,7 +400,7 @@ TEST(Recorder, TsharkFindsChecksumsAndSequenceNumbersRight) {
     // Without gaps: not a single TCP analysis remark (retransmission, lost segment, window...).
     const std::string clean = dir.file("clean.pcapng");
     {
-        auto rec = Recorder::open({clean, 0, 4}, err);
+        auto rec = Recorder::open({clean, 0, 4, {}}, err);
         ASSERT_NE(rec, nullptr) << err;
         std::int64_t t = 1'700'000'000'000'000;
         std::uint32_t seed = 7;
@@ -435,7 +435,7 @@ TEST(Recorder, TsharkFindsChecksumsAndSequenceNumbersRight) {
     // The full scenario (gaps, resets, IPv6): still well-formed with good checksums.
     const std::string path = dir.file("rec.pcapng");
     {
-        auto rec = Recorder::open({path, 0, 4}, err);
+        auto rec = Recorder::open({path, 0, 4, {}}, err);
         ASSERT_NE(rec, nullptr) << err;
         Writer w(*rec);
         write_scenario(w);
@@ -453,7 +453,7 @@ TEST(Recorder, EveryFileOfARotationHoldsTheSecretsOfTheOpenConnections) {
     TempDir dir;
     const std::string path = dir.file("sec.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 60'000, 5}, err);
+    auto rec = Recorder::open({path, 60'000, 5, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     const std::string line = "CLIENT_RANDOM 00112233 44556677";
     std::int64_t t = 1'700'000'000'000'000;
@@ -488,7 +488,7 @@ TEST(Recorder, RotationKeepsFilesThatEachOpenAndContinueTheStreams) {
     const std::string path = dir.file("rot.pcapng");
     std::string err;
     constexpr std::uint64_t kMax = 150'000;
-    auto rec = Recorder::open({path, kMax, 3}, err);
+    auto rec = Recorder::open({path, kMax, 3, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     std::int64_t t = 1'700'000'000'000'000;
     std::string all[2];
@@ -560,7 +560,7 @@ TEST(Recorder, RotationWithoutKeptFilesAndAnOversizedPacket) {
     TempDir dir;
     const std::string path = dir.file("one.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 1000, 0}, err);
+    auto rec = Recorder::open({path, 1000, 0, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     rec->open_connection(Leg::Client, kClientV4, Timestamp{1});
     const auto big = random_bytes(5000, 3);
@@ -582,7 +582,7 @@ TEST(Recorder, ReopenAfterTheFileWasMovedAndAppendsToAnExistingOne) {
     TempDir dir;
     const std::string path = dir.file("r.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 0, 4}, err);
+    auto rec = Recorder::open({path, 0, 4, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     rec->open_connection(Leg::Client, kClientV4, Timestamp{1000});
     rec->data(Leg::Client, kClientV4, Direction::ClientToServer, Timestamp{2000},
@@ -620,11 +620,11 @@ TEST(Recorder, ReopenAfterTheFileWasMovedAndAppendsToAnExistingOne) {
 
 TEST(Recorder, WriteErrorsStopTheRecordingWithoutThrowing) {
     std::string err;
-    EXPECT_EQ(Recorder::open({"/nonexistent-dir/x.pcapng", 0, 4}, err), nullptr);
+    EXPECT_EQ(Recorder::open({"/nonexistent-dir/x.pcapng", 0, 4, {}}, err), nullptr);
     EXPECT_NE(err.find("/nonexistent-dir/x.pcapng"), std::string::npos) << err;
 
     if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
-    auto rec = Recorder::open({"/dev/full", 0, 4}, err);
+    auto rec = Recorder::open({"/dev/full", 0, 4, {}}, err);
     ASSERT_NE(rec, nullptr) << err;  // stdio buffers the header: the error comes later
     rec->open_connection(Leg::Client, kClientV4, Timestamp{1});
     const auto big = random_bytes(3 << 20, 5);  // more than the stdio buffer
@@ -650,7 +650,7 @@ TEST(Recorder, ArbitraryInputNeverBreaksTheFile) {
     TempDir dir;
     const std::string path = dir.file("fuzz.pcapng");
     std::string err;
-    auto rec = Recorder::open({path, 400'000, 2}, err);
+    auto rec = Recorder::open({path, 400'000, 2, {}}, err);
     ASSERT_NE(rec, nullptr) << err;
     std::mt19937_64 rng(12345);
     std::vector<FlowKey> flows;
@@ -793,7 +793,7 @@ TEST(Recorder, LabCapturesDecodeTheSameFromTheRecording) {
         JsonEvents original;
         {
             std::string err;
-            auto rec = Recorder::open({path, 0, 4}, err);
+            auto rec = Recorder::open({path, 0, 4, {}}, err);
             ASSERT_NE(rec, nullptr) << err;
             pipeline::Pipeline p(original);
             TeeSink tee(p, *rec);

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace hopscope::captures {
 
@@ -15,6 +16,9 @@ struct PcapngSecrets {
     std::string keylog;      ///< the TLSK blocks' text, one after the other
     std::size_t blocks = 0;  ///< TLSK blocks found
     bool truncated = false;  ///< the text reached `max_bytes` and the rest was left out
+    /// The section headers' comments (opt_comment), in file order: `hopscope proxy --record`
+    /// writes how it saw the traffic there.
+    std::vector<std::string> section_comments;
 };
 
 /// Scans `path` for TLS key log secrets. A file that is not pcapng, cannot be read or is

@@ -27,6 +27,9 @@ struct RecorderOptions {
     std::string path;             ///< FILE.pcapng
     std::uint64_t max_bytes = 0;  ///< rotate when the file would grow past this; 0 = never
     unsigned keep = 4;            ///< rotated files kept (FILE.1 newest ... FILE.<keep>)
+    /// Written as the section header's comment (opt_comment) of every file: how the proxy saw
+    /// the traffic, for `hopscope analyze` of the recording. Empty: none.
+    std::string section_comment;
 };
 
 class Recorder {
