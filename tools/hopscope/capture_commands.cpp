@@ -155,11 +155,12 @@ bool load_keylogs(const std::vector<std::string>& files, tls::KeyLog& log) {
     return ok;
 }
 
-/// Adds the TLS secrets embedded in the pcapng captures (Decryption Secrets Blocks, as
-/// `hopscope proxy --record` and `editcap --inject-secrets` write them) to `log`. True when
-/// any were found.
-bool load_embedded_secrets(const std::vector<std::string>& files, tls::KeyLog& log, bool quiet,
-                           std::optional<analysis::Analyzer::ProxyView>* view = nullptr) {
+/// What pcapng captures carry besides packets: adds the TLS secrets embedded in them
+/// (Decryption Secrets Blocks, as `hopscope proxy --record` and `editcap --inject-secrets`
+/// write them) to `log`, true when any were found; and sets `view` from the first section
+/// header that says how a `hopscope proxy` saw the traffic it recorded.
+bool load_embedded(const std::vector<std::string>& files, tls::KeyLog& log, bool quiet,
+                   std::optional<analysis::Analyzer::ProxyView>* view = nullptr) {
     bool any = false;
     for (const auto& path : files) {
         if (path == "-") continue;  // standard input is read once, by the packet reader
@@ -208,7 +209,7 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     KeytabSet keytabs;
     if (!keytabs.load(a.keytabs, "hopscope")) return kExitBadInput;
     std::optional<analysis::Analyzer::ProxyView> recorded;
-    const bool embedded = load_embedded_secrets(a.files, keylog, a.quiet, &recorded);
+    const bool embedded = load_embedded(a.files, keylog, a.quiet, &recorded);
     Outputs out;
     if (!open_outputs(a, out)) return kExitBadInput;
     BackendOptions bo = backend_options(a, out);
@@ -352,7 +353,12 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
         "analyze",
         "Read capture files (pcap or pcapng; '-' = standard input), merged in time order, and "
         "report the SQL Server logins and Kerberos traffic in them");
-    c.analyze_cmd->add_option("FILE", c.analyze.files, "capture files to read")->required();
+    c.analyze_cmd
+        ->add_option("FILE", c.analyze.files,
+                     "capture files to read. A recording of hopscope proxy --record says how "
+                     "the proxy saw the traffic (terminating TLS, explicit upstreams, its names): "
+                     "its rules about the proxy itself (HS060-HS062) then apply as in the proxy")
+        ->required();
     add_common(c.analyze_cmd, c.analyze);
     c.analyze_cmd->add_flag("--no-progress", c.analyze.no_progress,
                             "do not draw the progress bar (drawn only when stderr is a terminal)");
