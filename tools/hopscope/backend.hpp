@@ -28,6 +28,22 @@ namespace hopscope::cli {
 /// a write(2) every few events on login-dense traffic.
 inline constexpr std::size_t kJsonFileBuffer = std::size_t{1} << 16;
 
+/// Gives `f` (just opened, nothing written to it yet) a kJsonFileBuffer-byte stdio buffer:
+/// `*own` when given, which must outlive the file, else one that lasts as long as the process
+/// (standard output's). glibc's setvbuf() without a caller's buffer keeps the file system's
+/// block size, 4 KiB, whatever size it is asked for.
+inline void buffer_json_output(std::FILE* f, std::unique_ptr<char[]>* own) {
+    char* buf = nullptr;
+    if (own != nullptr) {
+        *own = std::make_unique<char[]>(kJsonFileBuffer);
+        buf = own->get();
+    } else {
+        static char process_lifetime[kJsonFileBuffer];
+        buf = process_lifetime;
+    }
+    std::setvbuf(f, buf, _IOFBF, kJsonFileBuffer);
+}
+
 struct BackendOptions {
     std::vector<std::uint16_t> tds_ports{1433};
     std::vector<std::uint16_t> kerberos_ports{88};

@@ -262,6 +262,7 @@ analysis::Analyzer::ProxyView proxy_view(const proxy::ProxyOptions& o,
 struct JsonOut {
     std::FILE* f = nullptr;
     bool owned = false;
+    std::unique_ptr<char[]> buffer;  ///< the owned file's stdio buffer
     ~JsonOut() {
         if (owned && f) std::fclose(f);
     }
@@ -430,7 +431,7 @@ int run_proxy_command(const ProxyCommand& c) {
         }
         json.owned = true;
         // flushed after each batch of traffic anyway
-        std::setvbuf(json.f, nullptr, _IOFBF, kJsonFileBuffer);
+        buffer_json_output(json.f, &json.buffer);
     }
     proxy::Metrics metrics;
     std::optional<boost::asio::ip::tcp::endpoint> metrics_at;
