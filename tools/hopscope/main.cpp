@@ -6,8 +6,10 @@
 #include <vector>
 
 #include "command_line.hpp"
+#include "huge_pages.hpp"
 
 int main(int argc, char** argv) {
+    hopscope::cli::restart_with_huge_pages(argv);  // `analyze` only; returns when not
     hopscope::cli::CommandLine cli;
     try {
         cli.app.parse(hopscope::cli::parse_order(std::vector<std::string>(argv + 1, argv + argc)));
