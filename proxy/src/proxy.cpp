@@ -486,10 +486,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 return;
             }
             if (n == 0) return;  // waiting, or reset
-            tap(d, p.buf, n);
-            p.offset += n;
             error_code ec;
             const std::size_t sent = p.to->write_some(asio::buffer(p.buf->data(), n), ec);
+            // The bytes are on their way before the tap takes them: waking the analysis thread
+            // (a system call when it sleeps) is not on the round trip's path.
+            tap(d, p.buf, n);
+            p.offset += n;
             if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
                 finish(CloseReason::Rst,
                        d == 0 ? "upstream gone on write" : "client gone on write");
