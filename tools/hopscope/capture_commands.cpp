@@ -392,6 +392,13 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
                      "--keytab, one thread reads and decodes and one more analyses")
         ->type_name("N")
         ->check(CLI::Range(0u, 1024u));
+    c.analyze_cmd->footer(
+        "Memory: analyze starts itself once more with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
+        "(its heap on transparent huge pages: fewer page faults on busy captures). Set "
+        "HOPSCOPE_NO_HUGE_PAGES=1 to keep the first start; a glibc.malloc.hugetlb of your own is "
+        "kept as it is.\n"
+        "JSON (--json): written in 64 KiB blocks, each event at once only to a terminal or when "
+        "reading standard input.");
 
     c.live_cmd = app.add_subcommand(
         "live",
