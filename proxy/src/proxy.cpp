@@ -486,12 +486,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 return;
             }
             if (n == 0) return;  // waiting, or reset
-            error_code ec;
-            const std::size_t sent = p.to->write_some(asio::buffer(p.buf->data(), n), ec);
-            // The bytes are on their way before the tap takes them: waking the analysis thread
-            // (a system call when it sleeps) is not on the round trip's path.
+            // The tap takes the bytes before they are forwarded: what a peer does because of
+            // them (a server relaying its linked server's 18456 to its client, on another
+            // connection and maybe another thread) then reaches the tap after them. Tapping
+            // after the write let the relay overtake its cause (lab scenario 21 through the
+            // proxy: the finding lost the failed login of A to B).
             tap(d, p.buf, n);
             p.offset += n;
+            error_code ec;
+            const std::size_t sent = p.to->write_some(asio::buffer(p.buf->data(), n), ec);
             if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
                 finish(CloseReason::Rst,
                        d == 0 ? "upstream gone on write" : "client gone on write");

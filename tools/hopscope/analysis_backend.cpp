@@ -217,8 +217,8 @@ class ShardedRun {
         void relay(pipeline::AnalysisCall&& c) override {
             if (c.kind == pipeline::AnalysisCall::Kind::Finish) return;  // the merge's own
             // A batch's storage is made once, whole (no regrowth moving big calls about), and
-            // then comes back from the merge as a spare: fresh memory is what costs here, its
-            // page faults were a fifth of a login-dense run's.
+            // comes back from the merge as a spare, so that a shard that runs ahead does not
+            // take fresh memory for each batch.
             if (filling.capacity() < kBatch) filling.reserve(kBatch);
             filling.push_back(Stamped{at, std::move(c)});
             if (filling.size() >= kBatch) run.hand_over(*this, false);

@@ -1,11 +1,11 @@
 // Why: `analyze` keeps its windows (logins, KDC exchanges, de-duplication keys) in many small
 // heap objects, a few hundred MB on a busy capture. Faulting that memory in 4 KiB at a time was
-// a quarter of a login-dense run here (43 757 page faults for 200 MB; 3 519 with huge pages, the
-// run 20-30 % shorter: docs/performance.md). glibc gives its heap to transparent huge pages
-// (madvise(MADV_HUGEPAGE) on what it takes from the kernel) only when the tunable
-// glibc.malloc.hugetlb is set when the process starts, so `analyze` sets it and starts itself
-// once more before it reads anything. The proxy and `live` do not: a huge-page fault may wait
-// for the kernel to compact memory, and their forwarding and capture threads must not.
+// a quarter of a login-dense run here (43 757 page faults for 200 MB; 3 500-4 300 with huge
+// pages, the run a sixth to a fifth shorter: docs/performance.md). glibc gives its heap to
+// transparent huge pages (madvise(MADV_HUGEPAGE) on what it takes from the kernel) only when the
+// tunable glibc.malloc.hugetlb is set when the process starts, so `analyze` sets it and starts
+// itself once more before it reads anything. The proxy and `live` do not: a huge-page fault may
+// wait for the kernel to compact memory, and their forwarding and capture threads must not.
 #include "huge_pages.hpp"
 
 #include <unistd.h>
