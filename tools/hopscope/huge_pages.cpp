@@ -50,11 +50,10 @@ void restart_with_huge_pages(char** argv) {
     std::string thp;
     if (std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled"); f)
         thp.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-    const auto tunables =
-        huge_page_tunables({argv[1], std::getenv("GLIBC_TUNABLES"), std::getenv("LD_PRELOAD"),
-                            std::getenv("HOPSCOPE_NO_HUGE_PAGES"), thp});
-    if (!tunables) return;
     const char* before = std::getenv("GLIBC_TUNABLES");
+    const auto tunables = huge_page_tunables(
+        {argv[1], before, std::getenv("LD_PRELOAD"), std::getenv("HOPSCOPE_NO_HUGE_PAGES"), thp});
+    if (!tunables) return;
     const std::optional<std::string> saved =
         before != nullptr ? std::optional<std::string>(before) : std::nullopt;
     if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
