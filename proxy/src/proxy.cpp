@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -12,12 +11,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
 #include <future>
@@ -29,6 +24,7 @@
 #include "hopscope/proxy/metrics.hpp"
 #include "hopscope/proxy/recorder.hpp"
 #include "hopscope/proxy/tls_terminate.hpp"
+#include "loop.hpp"
 
 namespace hopscope::proxy {
 
@@ -82,18 +78,52 @@ std::optional<tcp::endpoint> from_sockaddr(const sockaddr_storage& ss) {
     return std::nullopt;
 }
 
-/// SO_ORIGINAL_DST of an accepted socket, when netfilter translated its destination.
-std::optional<tcp::endpoint> original_destination(tcp::socket& s) {
-    error_code ec;
-    const auto local = s.local_endpoint(ec);
-    if (ec) return std::nullopt;
+/// The socket's own address (getsockname).
+std::optional<tcp::endpoint> local_endpoint(int fd) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+    return from_sockaddr(ss);
+}
+
+/// SO_ORIGINAL_DST of an accepted socket whose own address is `local`, when netfilter
+/// translated its destination.
+std::optional<tcp::endpoint> original_destination(int fd, const tcp::endpoint& local) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     const bool v6 = local.address().is_v6() && !local.address().to_v6().is_v4_mapped();
-    const int rc = v6 ? getsockopt(s.native_handle(), SOL_IPV6, kIp6tSoOriginalDst, &ss, &len)
-                      : getsockopt(s.native_handle(), SOL_IP, kSoOriginalDst, &ss, &len);
+    const int rc = v6 ? getsockopt(fd, SOL_IPV6, kIp6tSoOriginalDst, &ss, &len)
+                      : getsockopt(fd, SOL_IP, kSoOriginalDst, &ss, &len);
     if (rc != 0) return std::nullopt;
     return from_sockaddr(ss);
+}
+
+/// SO_LINGER 0: the close that follows sends a reset, not a FIN.
+void reset_on_close(int fd) {
+    const linger l{1, 0};
+    if (fd >= 0) ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+bool would_block(int e) {
+    return e == EAGAIN || e == EWOULDBLOCK;
+}
+
+/// recv(2) without waiting: bytes read, 0 at the end of the stream, -1 with errno set.
+ssize_t recv_now(int fd, std::uint8_t* buf, std::size_t n) {
+    ssize_t r;
+    do {
+        r = ::recv(fd, buf, n, 0);
+    } while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/// send(2) without waiting and without SIGPIPE: bytes taken, or -1 with errno set.
+ssize_t send_now(int fd, const std::uint8_t* buf, std::size_t n) {
+    ssize_t r;
+    do {
+        r = ::send(fd, buf, n, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
+    return r;
 }
 
 /// Forwarding buffers of one I/O thread: blocks this thread alone holds, reused without a lock.
@@ -134,17 +164,16 @@ class Connection;
 
 struct Worker {
     explicit Worker(BlockPool& blocks) : pool(blocks) {}
-    asio::io_context io{1};
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+    Loop loop;  ///< the thread's sockets, timers and tasks (loop.hpp says why not Asio)
     std::thread thread;
     BufferPool pool;
     std::unordered_set<std::shared_ptr<Connection>> conns;  ///< touched on this thread only
     /// Connections this thread serves or is about to (read by the acceptors of every thread).
     std::atomic<std::size_t> serving{0};
-    /// Connect and idle timeouts of all this thread's connections, checked a few times per
-    /// timeout period. A timer per connection cost two timerfd updates per connection (armed
-    /// for the connect, re-armed for idleness) and its handler; the sweep costs neither.
-    asio::steady_timer sweep{io};
+    /// Connect and idle timeouts of all this thread's connections are checked a few times per
+    /// timeout period by one sweep (Impl::sweep). A timer per connection cost two timerfd
+    /// updates per connection (armed for the connect, re-armed for idleness) and its handler;
+    /// the sweep costs neither.
     bool stopping = false;
 };
 
@@ -153,14 +182,23 @@ struct Listener {
     /// One listening socket per I/O thread on the same address (SO_REUSEPORT): the kernel
     /// spreads new connections over them, and each thread serves what it accepts, with no
     /// hand-over (a wake-up of another thread) per connection.
-    struct Acceptor {
+    struct Acceptor final : Loop::Watch {
         Worker* worker = nullptr;
-        std::unique_ptr<tcp::acceptor> sock;
-        std::unique_ptr<asio::steady_timer> retry;  ///< pause after EMFILE/ENFILE
-        tcp::endpoint peer;                         ///< of the connection being accepted
+        int fd = -1;          ///< listening, non-blocking; closed on its worker's thread
+        bool paused = false;  ///< out of the loop for a while after EMFILE/ENFILE
+        std::function<void()> ready;
+        Acceptor() = default;
+        Acceptor(const Acceptor&) = delete;
+        Acceptor& operator=(const Acceptor&) = delete;
+        ~Acceptor() override {
+            if (fd >= 0) ::close(fd);
+        }
+        void on_events(std::uint32_t) override {
+            if (ready) ready();
+        }
     };
-    std::vector<Acceptor> acceptors;
-    std::vector<tcp::endpoint> upstream;  ///< explicit: resolved at start
+    std::vector<std::unique_ptr<Acceptor>> acceptors;  ///< registered: their addresses stay
+    std::vector<tcp::endpoint> upstream;               ///< explicit: resolved at start
     tcp::endpoint bound;
 };
 
@@ -217,12 +255,14 @@ namespace {
 /// One proxied connection: the client's socket, the upstream's, and a pump each way.
 class Connection : public std::enable_shared_from_this<Connection> {
   public:
-    Connection(Proxy::Impl& px, Worker& w, tcp::socket client, const tcp::endpoint& peer,
+    /// Takes `client_fd`, an accepted non-blocking socket.
+    Connection(Proxy::Impl& px, Worker& w, int client_fd, const tcp::endpoint& peer,
                const Listener& l)
         : px_(px),
           w_(w),
-          client_(std::move(client)),
-          upstream_(w.io),
+          client_(w.loop),
+          upstream_(w.loop),
+          client_fd_(client_fd),
           listener_(l),
           id_(px.next_id.fetch_add(1, std::memory_order_relaxed)),
           tapw_(px.tap, id_) {
@@ -234,6 +274,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     ~Connection() {
+        if (client_fd_ >= 0) ::close(client_fd_);
         for (auto& p : pumps_) {
             release(p);
             close_pipe(p);
@@ -242,6 +283,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     void start() {
         w_.conns.insert(shared_from_this());
+        if (!client_.adopt(std::exchange(client_fd_, -1))) {
+            spdlog::warn("conn {} from {}: cannot watch the socket: {}", id_,
+                         to_string(flow_.client), std::strerror(errno));
+            finish(CloseReason::Rst);
+            return;
+        }
         if (listener_.route.mode == RouteMode::Explicit) {
             targets_ = &listener_.upstream;
         } else if (auto t = transparent_target()) {
@@ -259,8 +306,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (!connected_) {
             if (at < deadline_ || timed_out_) return;
             timed_out_ = true;
-            error_code ec;
-            upstream_.close(ec);  // aborts the connect: on_connected reports it
+            upstream_.close();  // the connect's wait will not run
+            on_connected(asio::error::timed_out, connecting_);
             return;
         }
         if (px_.opt.idle_timeout.count() > 0 && at - last_ >= px_.opt.idle_timeout)
@@ -271,14 +318,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void finish(CloseReason why, const char* note = nullptr) {
         if (closed_) return;
         closed_ = true;
-        error_code ec;
+        // Alive until the loop is done with the events of this round, which may name it.
+        w_.loop.retire(shared_from_this());
         if (why == CloseReason::Rst) {
             // Tell both peers the stream broke rather than ended (SO_LINGER 0: RST on close).
-            client_.set_option(tcp::socket::linger(true, 0), ec);
-            upstream_.set_option(tcp::socket::linger(true, 0), ec);
+            reset_on_close(client_.fd());
+            reset_on_close(upstream_.fd());
         }
-        client_.close(ec);
-        upstream_.close(ec);
+        client_.close();
+        upstream_.close();
         for (auto& p : pumps_) {
             release(p);
             close_pipe(p);
@@ -298,8 +346,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   private:
     struct Pump {
-        tcp::socket* from = nullptr;
-        tcp::socket* to = nullptr;
+        Sock* from = nullptr;
+        Sock* to = nullptr;
         Block* buf = nullptr;
         bool done = false;  ///< end of stream read and passed on
         std::uint64_t offset = 0;
@@ -313,22 +361,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     std::optional<tcp::endpoint> transparent_target() {
-        error_code ec;
-        const auto local = client_.local_endpoint(ec);
+        const auto local = local_endpoint(client_.fd());
         std::optional<tcp::endpoint> target;
         bool loops = false;
         if (listener_.route.tproxy) {
             // TPROXY keeps the original destination as the connection's local address (conntrack
             // may report the same as SO_ORIGINAL_DST). A connection made straight to the proxy
             // has the listener's port there instead.
-            if (!ec) target = local;
-            loops = target && local.port() == listener_.bound.port();
-        } else {
+            target = local;
+            loops = target && local->port() == listener_.bound.port();
+        } else if (local) {
             // REDIRECT/DNAT: the destination before the rewrite. A connection made straight to
             // the proxy's port was not redirected: forwarding it to "its destination" would loop
             // into the proxy itself.
-            target = original_destination(client_);
-            loops = target && (*target == local || *target == listener_.bound);
+            target = original_destination(client_.fd(), *local);
+            loops = target && (*target == *local || *target == listener_.bound);
         }
         if (!target || loops) {
             spdlog::warn(
@@ -359,18 +406,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
         }
         connected_ = true;
         flow_.server = to_endpoint(at);
-        error_code ec;
         // The proxy's own address on the upstream leg names that leg in a recording; nothing
         // else needs it, so the system call is made only then.
         if (px_.hooks.recorder && px_.hooks.record_upstream_leg) {
-            const auto local = upstream_.local_endpoint(ec);
-            if (!ec) proxy_local_ = to_endpoint(local);
+            if (const auto local = local_endpoint(upstream_.fd()))
+                proxy_local_ = to_endpoint(*local);
         }
         tapw_.connected(flow_, proxy_local_, px_.tls != nullptr);
         // Segments go on as they come, as between the peers themselves: no Nagle delay on
         // TDS's request/response turns (the client socket has it from the listener).
-        upstream_.set_option(tcp::no_delay(true), ec);
-        client_.non_blocking(true, ec);  // the upstream socket was made so for its connect
+        const int one = 1;
+        ::setsockopt(upstream_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         spdlog::debug("conn {} {} -> {}: open", id_, to_string(flow_.client),
                       to_string(flow_.server));
         last_ = Clock::now();
@@ -378,42 +424,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
             tls_start();
             return;
         }
-        read(0);
-        read(1);
+        // Each side's bytes, when it has any: an edge that came while connecting is
+        // remembered, so neither side is read to find nothing.
+        wait_then(client_, Sock::Wait::Read, 0, &Connection::read);
+        wait_then(upstream_, Sock::Wait::Read, 1, &Connection::read);
     }
 
     std::string describe_targets() const {
         if (listener_.route.mode == RouteMode::Explicit) return listener_.route.upstream.str();
-        error_code ec;
-        const auto ep = upstream_.remote_endpoint(ec);
-        return ec ? std::string("(original destination)") : to_string(to_endpoint(ep));
+        return to_string(to_endpoint(original_dst_));
     }
 
     /// Connects to the `i`-th target (the next one after a failure), without waiting: a
-    /// non-blocking connect(2), then one wait for writability and SO_ERROR. Asio's
-    /// async_connect adds a poll(2) and a second FIONBIO per connection to that.
+    /// socket made non-blocking, a connect(2), and the socket's first writable edge (or its
+    /// error) says how it went (SO_ERROR).
     void connect_to(std::size_t i) {
         const tcp::endpoint target = targets_ ? (*targets_)[i] : original_dst_;
         const bool last = !targets_ || i + 1 >= targets_->size();
-        error_code ec;
-        if (upstream_.is_open()) upstream_.close(ec);
-        upstream_.open(target.protocol(), ec);
-        if (!ec) upstream_.non_blocking(true, ec);
-        if (ec) {
-            on_connected(ec, target);
+        connecting_ = target;
+        upstream_.close();
+        const int fd =
+            ::socket(target.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            on_connected(error_code(errno, boost::system::system_category()), target);
             return;
         }
         int rc;
         do {
-            rc = ::connect(upstream_.native_handle(), target.data(),
-                           static_cast<socklen_t>(target.size()));
+            rc = ::connect(fd, target.data(), static_cast<socklen_t>(target.size()));
         } while (rc != 0 && errno == EINTR);
-        if (rc == 0) {
-            on_connected({}, target);
-            return;
-        }
-        const int connect_errno = errno;
-        if (connect_errno != EINPROGRESS) {
+        const int connect_errno = rc == 0 ? 0 : errno;
+        if (connect_errno != 0 && connect_errno != EINPROGRESS) {
+            ::close(fd);
             const error_code failed(connect_errno, boost::system::system_category());
             if (last || timed_out_) {
                 on_connected(failed, target);
@@ -422,44 +464,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
             }
             return;
         }
-        // A near upstream (the same host, the next switch) has often answered the SYN by now:
-        // one poll(2) then saves the wait's epoll_ctl, its wake-up and SO_ERROR, and keeps
-        // EPOLLOUT out of the socket's registration, where every later re-arm would report it
-        // again. Not connected yet: wait for writability as usual.
-        pollfd pfd{upstream_.native_handle(), POLLOUT, 0};
-        if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLHUP)) == 0 &&
-            (pfd.revents & POLLOUT) != 0) {
+        if (!upstream_.adopt(fd)) {
+            on_connected(error_code(errno, boost::system::system_category()), target);
+            return;
+        }
+        if (rc == 0) {
             on_connected({}, target);
             return;
         }
-        upstream_.async_wait(tcp::socket::wait_write,
-                             [self = shared_from_this(), i, last, target](error_code e) {
-                                 if (self->closed_) return;
-                                 if (!e) {
-                                     int err = 0;
-                                     socklen_t len = sizeof err;
-                                     if (getsockopt(self->upstream_.native_handle(), SOL_SOCKET,
-                                                    SO_ERROR, &err, &len) != 0)
-                                         err = errno;
-                                     if (err != 0) e.assign(err, boost::system::system_category());
-                                 }
-                                 if (e && !last && !self->timed_out_) {
-                                     self->connect_to(i + 1);
-                                     return;
-                                 }
-                                 self->on_connected(e, target);
-                             });
-    }
-
-    /// Waits until `sock` is ready, then runs `next(d)`; a failed wait resets the connection.
-    void wait_then(tcp::socket& sock, tcp::socket::wait_type what, int d,
-                   void (Connection::*next)(int)) {
-        sock.async_wait(what, [self = shared_from_this(), d, next](const error_code& e) {
+        upstream_.wait(Sock::Wait::Write, [self = shared_from_this(), i, last, target] {
             if (self->closed_) return;
-            if (e) {
-                self->finish(CloseReason::Rst, "wait failed");
+            // Writable without an error or hang-up: connected. Otherwise SO_ERROR says why not.
+            error_code e;
+            if (self->upstream_.failed()) {
+                int err = 0;
+                socklen_t len = sizeof err;
+                if (getsockopt(self->upstream_.fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                    err = errno;
+                e.assign(err != 0 ? err : ECONNREFUSED, boost::system::system_category());
+            }
+            if (e && !last && !self->timed_out_) {
+                self->connect_to(i + 1);
                 return;
             }
+            self->on_connected(e, target);
+        });
+    }
+
+    /// Waits until `sock` is ready, then runs `next(d)` (which finds out, by its system call,
+    /// whether the socket failed).
+    void wait_then(Sock& sock, Sock::Wait what, int d, void (Connection::*next)(int)) {
+        sock.wait(what, [self = shared_from_this(), d, next] {
+            if (self->closed_) return;
             ((*self).*next)(d);
         });
     }
@@ -493,24 +529,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
             // proxy: the finding lost the failed login of A to B).
             tap(d, p.buf, n);
             p.offset += n;
-            error_code ec;
-            const std::size_t sent = p.to->write_some(asio::buffer(p.buf->data(), n), ec);
-            if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+            const ssize_t sent = send_now(p.to->fd(), p.buf->data(), n);
+            if (sent < 0 && !would_block(errno)) {
                 finish(CloseReason::Rst,
                        d == 0 ? "upstream gone on write" : "client gone on write");
                 return;
             }
-            if (ec || sent < n) {
-                forward_rest(d, ec ? 0 : sent, n);
+            if (sent < 0 || static_cast<std::size_t>(sent) < n) {
+                forward_rest(d, sent < 0 ? 0 : static_cast<std::size_t>(sent), n);
                 return;
             }
             if (n < w_.pool.size()) {
+                // The socket had no more: its next bytes raise a new edge, so no read is spent
+                // on EAGAIN.
                 release(p);
-                wait_then(*p.from, tcp::socket::wait_read, d, &Connection::read);
+                wait_then(*p.from, Sock::Wait::Read, d, &Connection::read);
                 return;
             }
         }
-        asio::post(w_.io, [self = shared_from_this(), d] {
+        w_.loop.defer([self = shared_from_this(), d] {
             if (!self->closed_) self->read(d);
         });
     }
@@ -523,21 +560,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
         Pump& p = pumps_[d];
         if (p.buf && !BufferPool::exclusive(p.buf)) release(p);  // the tap still reads it
         if (!p.buf) p.buf = w_.pool.get();
-        error_code ec;
-        const std::size_t n = p.from->read_some(asio::buffer(p.buf->data(), w_.pool.size()), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        p.from->took(Sock::Wait::Read);
+        const ssize_t got = recv_now(p.from->fd(), p.buf->data(), w_.pool.size());
+        if (got < 0 && would_block(errno)) {
             release(p);  // nothing in flight: an idle direction holds no buffer
-            wait_then(*p.from, tcp::socket::wait_read, d, again);
+            wait_then(*p.from, Sock::Wait::Read, d, again);
             return 0;
         }
-        if (ec == asio::error::eof) {
+        if (got == 0) {
             eof = true;
             return 0;
         }
-        if (ec) {
+        if (got < 0) {
             finish(CloseReason::Rst, d == 0 ? "client reset" : "upstream reset");
             return 0;
         }
+        const auto n = static_cast<std::size_t>(got);
         last_ = Clock::now();
         if (px_.metrics)
             (d == 0 ? px_.metrics->bytes_client_to_server : px_.metrics->bytes_server_to_client)
@@ -548,17 +586,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
     /// The part of a chunk the peer could not take at once: written asynchronously (the pump
     /// reads no more until it is out: backpressure), then the pump goes on.
     void forward_rest(int d, std::size_t from, std::size_t n) {
-        Pump& p = pumps_[d];
-        asio::async_write(*p.to, asio::buffer(p.buf->data() + from, n - from),
-                          [self = shared_from_this(), d](const error_code& e, std::size_t) {
-                              if (self->closed_) return;
-                              if (e) {
-                                  self->finish(CloseReason::Rst, d == 0 ? "upstream gone on write"
-                                                                        : "client gone on write");
-                                  return;
-                              }
-                              self->read(d);
-                          });
+        pumps_[d].to->wait(Sock::Wait::Write, [self = shared_from_this(), d, from, n] {
+            if (self->closed_) return;
+            Pump& p = self->pumps_[d];
+            const ssize_t sent = send_now(p.to->fd(), p.buf->data() + from, n - from);
+            if (sent < 0 && !would_block(errno)) {
+                self->finish(CloseReason::Rst,
+                             d == 0 ? "upstream gone on write" : "client gone on write");
+                return;
+            }
+            const std::size_t at = from + (sent < 0 ? 0 : static_cast<std::size_t>(sent));
+            if (at < n) {
+                self->forward_rest(d, at, n);
+                return;
+            }
+            self->read(d);
+        });
     }
 
     /// The same turn for a connection that is not decoded: splice(2) moves the bytes from one
@@ -575,11 +618,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
                     finish(CloseReason::Rst, "no pipe for splice");
                     return;
                 }
-                const ssize_t n = ::splice(p.from->native_handle(), nullptr, p.pipe[1], nullptr,
+                const ssize_t n = ::splice(p.from->fd(), nullptr, p.pipe[1], nullptr,
                                            px_.opt.buffer_size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
                     close_pipe(p);
-                    wait_then(*p.from, tcp::socket::wait_read, d, &Connection::splice_pump);
+                    wait_then(*p.from, Sock::Wait::Read, d, &Connection::splice_pump);
                     return;
                 }
                 if (n == 0) {
@@ -600,10 +643,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
                         .fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
             }
             while (p.pipe_bytes > 0) {
-                const ssize_t m = ::splice(p.pipe[0], nullptr, p.to->native_handle(), nullptr,
-                                           p.pipe_bytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                const ssize_t m = ::splice(p.pipe[0], nullptr, p.to->fd(), nullptr, p.pipe_bytes,
+                                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (m < 0 && (errno == EAGAIN || errno == EINTR)) {
-                    wait_then(*p.to, tcp::socket::wait_write, d, &Connection::splice_pump);
+                    wait_then(*p.to, Sock::Wait::Write, d, &Connection::splice_pump);
                     return;
                 }
                 if (m <= 0) {
@@ -614,7 +657,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 p.pipe_bytes -= static_cast<std::size_t>(m);
             }
         }
-        asio::post(w_.io, [self = shared_from_this(), d] {
+        w_.loop.defer([self = shared_from_this(), d] {
             if (!self->closed_) self->splice_pump(d);
         });
     }
@@ -638,8 +681,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             finish(CloseReason::Fin, "closed by both sides");
             return;
         }
-        error_code ec;
-        p.to->shutdown(tcp::socket::shutdown_send, ec);
+        ::shutdown(p.to->fd(), SHUT_WR);
     }
 
     /// Hands a copy of forwarded bytes to the analysis thread. The connection is tapped once its
@@ -713,7 +755,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     /// Socket that direction `d` writes to: 0 the upstream (client -> upstream), 1 the client.
-    tcp::socket& sock(int s) { return s == 0 ? upstream_ : client_; }
+    Sock& sock(int s) { return s == 0 ? upstream_ : client_; }
 
     void tls_read(int d) {
         Pump& p = pumps_[d];
@@ -746,7 +788,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             }
             tls_flush();
         }
-        asio::post(w_.io, [self = shared_from_this(), d] {
+        w_.loop.defer([self = shared_from_this(), d] {
             if (!self->closed_) self->tls_read(d);
         });
     }
@@ -762,26 +804,39 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 wbuf_[s].clear();
                 std::swap(wbuf_[s], out);
                 writing_[s] = true;
-                asio::async_write(sock(s), asio::buffer(wbuf_[s]),
-                                  [self = shared_from_this(), s](const error_code& e, std::size_t) {
-                                      if (self->closed_) return;
-                                      if (e) {
-                                          self->finish(CloseReason::Rst,
-                                                       s == 0 ? "upstream gone on write"
-                                                              : "client gone on write");
-                                          return;
-                                      }
-                                      self->tls_wrote(s);
-                                  });
+                tls_write(s, 0);
             } else if (shut_[s] && !shut_sent_[s]) {
                 // The direction that feeds socket s has ended: half-close it.
                 shut_sent_[s] = true;
-                error_code ec;
-                sock(s).shutdown(tcp::socket::shutdown_send, ec);
+                ::shutdown(sock(s).fd(), SHUT_WR);
             }
         }
         if (pumps_[0].done && pumps_[1].done && !writing_[0] && !writing_[1])
             finish(CloseReason::Fin, "closed by both sides");
+    }
+
+    /// Writes wbuf_[s] from `from` on, waiting for the socket as needed; tls_wrote(s) runs
+    /// after the last byte, never from within this call (tls_flush walks both sockets).
+    void tls_write(int s, std::size_t from) {
+        const auto& out = wbuf_[s];
+        while (from < out.size()) {
+            const ssize_t sent = send_now(sock(s).fd(), out.data() + from, out.size() - from);
+            if (sent < 0 && would_block(errno)) {
+                sock(s).wait(Sock::Wait::Write, [self = shared_from_this(), s, from] {
+                    if (!self->closed_) self->tls_write(s, from);
+                });
+                return;
+            }
+            if (sent < 0) {
+                finish(CloseReason::Rst,
+                       s == 0 ? "upstream gone on write" : "client gone on write");
+                return;
+            }
+            from += static_cast<std::size_t>(sent);
+        }
+        w_.loop.defer([self = shared_from_this(), s] {
+            if (!self->closed_) self->tls_wrote(s);
+        });
     }
 
     void tls_wrote(int s) {
@@ -797,8 +852,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     Proxy::Impl& px_;
     Worker& w_;
-    tcp::socket client_;
-    tcp::socket upstream_;
+    Sock client_;
+    Sock upstream_;
+    int client_fd_ = -1;        ///< the accepted socket until start() hands it to client_
+    tcp::endpoint connecting_;  ///< the target of the connect in progress
     const std::vector<tcp::endpoint>* targets_ = nullptr;  ///< explicit: the listener's
     tcp::endpoint original_dst_;                           ///< transparent
     Clock::time_point deadline_{};                         ///< of the connect
@@ -874,8 +931,13 @@ bool Proxy::Impl::start(std::string& err) {
         if (!tls) return false;
     }
     unsigned n = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < n; ++i)
+    for (unsigned i = 0; i < n; ++i) {
         workers.push_back(std::make_unique<Worker>(blocks));
+        if (!workers.back()->loop.ok()) {
+            err = "I/O thread: " + workers.back()->loop.error();
+            return false;
+        }
+    }
     listeners.reserve(opt.routes.size());  // connections keep references to their listener
     for (const auto& route : opt.routes) {
         Listener l;
@@ -901,23 +963,18 @@ bool Proxy::Impl::start(std::string& err) {
     }
     accepting = true;
     for (auto& l : listeners)
-        for (auto& a : l.acceptors)
-            accept(l, a);
+        for (auto& a : l.acceptors) {
+            Listener::Acceptor* ap = a.get();
+            ap->ready = [this, &l, ap] { accept(l, *ap); };
+            if (!ap->worker->loop.add(ap->fd, ap, EPOLLIN)) {
+                err = "listen " + l.route.listen.str() + ": epoll_ctl: " + std::strerror(errno);
+                return false;
+            }
+        }
     for (auto& w : workers) {
-        w->guard.emplace(w->io.get_executor());
         sweep(*w);
         Worker* wp = w.get();
-        wp->thread = std::thread([wp] {
-            for (;;) {
-                try {
-                    wp->io.run();
-                    return;
-                } catch (const std::exception& e) {
-                    // A handler threw (allocation failure): log, keep serving the others.
-                    spdlog::error("I/O thread: {}", e.what());
-                }
-            }
-        });
+        wp->thread = std::thread([wp] { wp->loop.run(); });
     }
     analysis = std::thread([this] { analysis_loop(); });
     started = true;
@@ -944,33 +1001,43 @@ struct Proxy::Impl::HandedSocket {
 };
 
 void Proxy::Impl::accept(Listener& l, Listener::Acceptor& a) {
-    a.sock->async_accept(a.peer, [this, &l, &a](const error_code& ec, tcp::socket s) {
-        if (!accepting || ec == asio::error::operation_aborted) return;
-        if (ec) {
-            const bool no_fds =
-                ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOMEM;
-            spdlog::warn("listener {}: accept failed: {}{}", l.route.listen.str(), ec.message(),
+    // Level-triggered: what is left after this round's share is reported again.
+    for (int i = 0; i < 64 && accepting && a.fd >= 0; ++i) {
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        const int fd =
+            ::accept4(a.fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            const int e = errno;
+            if (would_block(e)) return;
+            if (e == EINTR || e == ECONNABORTED || e == EPROTO) continue;
+            const bool no_fds = e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS;
+            spdlog::warn("listener {}: accept failed: {}{}", l.route.listen.str(), std::strerror(e),
                          no_fds ? " (pausing 100 ms; raise the open-files limit, ulimit -n)" : "");
-            if (no_fds) {
-                a.retry->expires_after(std::chrono::milliseconds(100));
-                a.retry->async_wait([this, &l, &a](const error_code& e) {
-                    if (!e) accept(l, a);
-                });
-            } else {
-                accept(l, a);
-            }
+            if (!no_fds) return;
+            // Out of the loop for a while: level-triggered, it would report the same
+            // connection again at once.
+            a.worker->loop.remove(a.fd);
+            a.paused = true;
+            a.worker->loop.at(Loop::Clock::now() + std::chrono::milliseconds(100), [this, &a] {
+                a.paused = false;
+                if (accepting && a.fd >= 0) a.worker->loop.add(a.fd, &a, EPOLLIN);
+            });
             return;
+        }
+        const auto peer = from_sockaddr(ss);
+        if (!peer) {
+            ::close(fd);
+            continue;
         }
         if (open.load(std::memory_order_relaxed) >= opt.max_connections) {
             refused.fetch_add(1, std::memory_order_relaxed);
             if (metrics) metrics->connections_refused.fetch_add(1, std::memory_order_relaxed);
-            error_code ignored;
-            s.set_option(tcp::socket::linger(true, 0), ignored);
-            s.close(ignored);
+            reset_on_close(fd);
+            ::close(fd);
             spdlog::warn("listener {}: connection refused: --max-connections {} reached",
                          l.route.listen.str(), opt.max_connections);
-            accept(l, a);
-            return;
+            continue;
         }
         open.fetch_add(1, std::memory_order_relaxed);
         total.fetch_add(1, std::memory_order_relaxed);
@@ -978,9 +1045,6 @@ void Proxy::Impl::accept(Listener& l, Listener::Acceptor& a) {
             metrics->connections_open.fetch_add(1, std::memory_order_relaxed);
             metrics->connections_total.fetch_add(1, std::memory_order_relaxed);
         }
-        // Accept the next one first: this connection's start may take a while (a connect).
-        const tcp::endpoint peer = a.peer;
-        accept(l, a);
         // The kernel spreads connections over the threads' listening sockets by a hash of their
         // addresses: a few long ones (a linked server's, a bulk load) may all land on one thread
         // while the other idles. When this thread serves two or more connections more than the
@@ -995,22 +1059,18 @@ void Proxy::Impl::accept(Listener& l, Listener::Acceptor& a) {
             to = a.worker;
         to->serving.fetch_add(1, std::memory_order_relaxed);
         if (to == a.worker) {
-            std::make_shared<Connection>(*this, *to, std::move(s), peer, l)->start();
-            return;
+            std::make_shared<Connection>(*this, *to, fd, *peer, l)->start();
+            continue;
         }
         handed_over.fetch_add(1, std::memory_order_relaxed);
-        error_code released;
-        auto fd = std::make_shared<HandedSocket>(*this, *to, s.release(released));
-        if (fd->fd < 0) return;  // never seen (a closed socket): counted out by ~HandedSocket
-        asio::post(to->io, [this, fd, peer, &l] {
-            error_code e;
-            tcp::socket mine(fd->worker.io);
-            mine.assign(peer.protocol(), fd->fd, e);
-            if (e) return;  // ~HandedSocket closes it and counts it out
-            fd->arrived = true;
-            std::make_shared<Connection>(*this, fd->worker, std::move(mine), peer, l)->start();
+        auto handed = std::make_shared<HandedSocket>(*this, *to, fd);
+        to->loop.post([this, handed, peer = *peer, &l] {
+            handed->arrived = true;
+            std::make_shared<Connection>(*this, handed->worker, std::exchange(handed->fd, -1), peer,
+                                         l)
+                ->start();
         });
-    });
+    }
 }
 
 bool Proxy::Impl::bind_listener(Listener& l, const tcp::endpoint& at, std::string& err) {
@@ -1059,18 +1119,22 @@ bool Proxy::Impl::bind_listener(Listener& l, const tcp::endpoint& at, std::strin
         where = probe.local_endpoint(ec);
         if (ec) return fail(ec);
     }
+    // Asio opens and binds; the descriptors then belong to the I/O threads' loops.
+    asio::io_context io;
     for (auto& w : workers) {
-        Listener::Acceptor a;
-        a.worker = w.get();
-        a.sock = std::make_unique<tcp::acceptor>(w->io);
-        a.retry = std::make_unique<asio::steady_timer>(w->io);
-        open_bound(*a.sock, where, shared, ec);
-        if (!ec) a.sock->listen(asio::socket_base::max_listen_connections, ec);
+        auto a = std::make_unique<Listener::Acceptor>();
+        a->worker = w.get();
+        tcp::acceptor acc(io);
+        open_bound(acc, where, shared, ec);
+        if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+        if (!ec && l.acceptors.empty()) l.bound = acc.local_endpoint(ec);
+        if (!ec) a->fd = acc.release(ec);
+        if (!ec && ::fcntl(a->fd, F_SETFL, ::fcntl(a->fd, F_GETFL) | O_NONBLOCK) != 0)
+            ec.assign(errno, boost::system::system_category());
         if (ec) return fail(ec);
         l.acceptors.push_back(std::move(a));
         if (!shared) break;
     }
-    l.bound = l.acceptors.front().sock->local_endpoint(ec);
     return true;
 }
 
@@ -1079,9 +1143,8 @@ void Proxy::Impl::sweep(Worker& w) {
     auto period = std::chrono::milliseconds(250);
     for (const auto t : {opt.connect_timeout, opt.idle_timeout})
         if (t.count() > 0) period = std::min(period, std::max(t / 4, std::chrono::milliseconds(5)));
-    w.sweep.expires_after(period);
-    w.sweep.async_wait([this, &w](const error_code& e) {
-        if (e || w.stopping) return;
+    w.loop.at(Loop::Clock::now() + period, [this, &w] {
+        if (w.stopping) return;
         const auto at = Clock::now();
         std::vector<std::shared_ptr<Connection>> all(w.conns.begin(), w.conns.end());
         for (const auto& c : all)
@@ -1134,13 +1197,12 @@ void Proxy::Impl::stop_accepting() {
         std::promise<void> done;
         auto f = done.get_future();
         Worker* wp = w.get();
-        asio::post(wp->io, [this, wp, &done] {
+        wp->loop.post([this, wp, &done] {
             for (auto& l : listeners)
                 for (auto& a : l.acceptors) {
-                    if (a.worker != wp) continue;
-                    error_code ec;
-                    a.sock->close(ec);
-                    a.retry->cancel();
+                    if (a->worker != wp || a->fd < 0) continue;
+                    ::close(a->fd);  // leaves the loop with it
+                    a->fd = -1;
                 }
             done.set_value();
         });
@@ -1161,14 +1223,13 @@ void Proxy::Impl::shutdown(std::chrono::milliseconds grace) {
                      left == 1 ? "" : "s");
     for (auto& w : workers) {
         Worker* wp = w.get();
-        asio::post(wp->io, [wp] {
+        wp->loop.post([wp] {
             wp->stopping = true;
-            wp->sweep.cancel();
             const auto conns = wp->conns;  // finish() erases from the set
             for (const auto& c : conns)
                 c->finish(CloseReason::EndOfInput, "proxy stopping");
         });
-        wp->guard.reset();
+        wp->loop.stop();
     }
     for (auto& w : workers)
         if (w->thread.joinable()) w->thread.join();
