@@ -1168,14 +1168,13 @@ void Proxy::Impl::analysis_loop() {
     std::vector<TapItem> batch;
     auto next_tick = Clock::now() + std::chrono::seconds(1);
     for (;;) {
-        // After a batch, nap 10 ms to gather the next; when idle, sleep until an item comes.
-        // Larger batches cost less per login (fewer wake-ups of this thread, each a timer
-        // interrupt and a context switch on a core the forwarding needs; warmer caches): on TDS
-        // logins at full load the analysis took 10-12 us of CPU per login with 10 ms against
-        // 14-17 us with 2 ms, the proxy's whole process 5-10 % less (alternating runs, /proc).
-        // A finding waits at most that much longer to be shown.
+        // After a batch, nap 2 ms to gather the next; when idle, sleep until an item comes.
+        // Longer naps make larger batches, cheaper per login (10 ms: 10-12 us of this thread's
+        // CPU per TDS login at full load against 14-17 us), but a larger batch holds a core
+        // longer while the forwarding threads share the two: the added latency's p99 went from
+        // 0.87 of haproxy's to 1.3-2.5 (docs/performance.md).
         const bool busy = !batch.empty();
-        const bool more = busy ? tap.drain(batch, std::chrono::milliseconds(10), true)
+        const bool more = busy ? tap.drain(batch, std::chrono::milliseconds(2), true)
                                : tap.drain(batch, std::chrono::milliseconds(250));
         for (auto& item : batch)
             dispatcher.dispatch(item);
