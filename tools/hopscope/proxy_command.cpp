@@ -148,6 +148,7 @@ bool build_options(const ProxyCommand& c, proxy::ProxyOptions& o, std::string& e
     }
     o.threads = c.threads;
     o.analysis_nice = c.analysis_nice;
+    o.analysis_idle = !c.no_analysis_idle;
     o.max_connections = c.max_connections;
     o.connect_timeout = to_ms(c.connect_timeout_s);
     o.idle_timeout = to_ms(c.idle_timeout_s);
@@ -315,6 +316,12 @@ void add_proxy_command(CLI::App& app, ProxyCommand& c) {
                   "cores are busy, forwarding comes first and the analysis catches up from its "
                   "queue (--tap-queue-bytes); 0 = as the I/O threads (default 10)")
         ->check(CLI::Range(0, 19));
+    p->add_flag("--no-analysis-idle", c.no_analysis_idle,
+                "keep the analysis thread at its niceness. By default it runs at idle priority "
+                "(SCHED_IDLE) while its queue is short, so a waking I/O thread takes the core at "
+                "once, and goes back to its niceness when the queue passes an eighth of "
+                "--tap-queue-bytes; only where the proxy may leave idle priority (root, "
+                "CAP_SYS_NICE or RLIMIT_NICE), else it keeps its niceness anyway");
     p->add_option("--max-connections", c.max_connections,
                   "connections open at once; more are refused (reset) and counted (default "
                   "10000)")

@@ -21,6 +21,7 @@ struct ProxyCommand {
     std::vector<std::string> names;  ///< --name: other names clients may use for the proxy
     unsigned threads = 0;
     int analysis_nice = 10;
+    bool no_analysis_idle = false;
     std::size_t max_connections = 10000;
     double connect_timeout_s = 5;
     double idle_timeout_s = 3600;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -536,6 +537,40 @@ std::vector<int> thread_nice_values() {
     return out;
 }
 
+/// The scheduling policy of each of this process's threads (/proc/self/task/*/stat, field 41).
+std::vector<int> thread_policies() {
+    std::vector<int> out;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream in(t.path() / "stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // field 3 on
+        std::string field;
+        for (int i = 3; i < 41 && rest >> field; ++i) {
+        }
+        int policy = -1;
+        if (rest >> policy) out.push_back(policy);
+    }
+    return out;
+}
+
+/// Whether a thread of this process may go to idle priority and come back (root, CAP_SYS_NICE
+/// or RLIMIT_NICE), asked of the kernel by a thread of its own.
+bool may_leave_idle_here() {
+    bool ok = false;
+    std::thread t([&] {
+        const sched_param none{};
+        ok = ::sched_setscheduler(0, SCHED_IDLE, &none) == 0 &&
+             ::sched_setscheduler(0, SCHED_OTHER, &none) == 0;
+    });
+    t.join();
+    return ok;
+}
+
+long idle_threads() {
+    const auto p = thread_policies();
+    return std::count(p.begin(), p.end(), SCHED_IDLE);
+}
+
 TEST(Proxy, TheAnalysisThreadYieldsToTheForwarding) {
     EchoBook book;
     Upstream up([&](int fd) { serve(fd, book); });
@@ -562,7 +597,54 @@ TEST(Proxy, TheAnalysisThreadYieldsToTheForwarding) {
     EXPECT_EQ(std::count(now.begin(), now.end(), base),
               std::count(before.begin(), before.end(), base) + 2)
         << "the two I/O threads";
+    // And while its queue is short it runs at idle priority, where it may come back.
+    if (may_leave_idle_here()) {
+        EXPECT_TRUE(wait_for([] { return idle_threads() == 1; }));
+    } else {
+        EXPECT_EQ(idle_threads(), 0);
+    }
     px.shutdown(2s);
+}
+
+TEST(Proxy, TheAnalysisThreadKeepsItsNicenessWhenToldTo) {
+    ProxyOptions o = one_route(9);  // nothing connects
+    o.analysis_idle = false;
+    Proxy px(o, AnalysisHooks{});
+    std::string err;
+    ASSERT_TRUE(px.start(err)) << err;
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(idle_threads(), 0);
+    px.shutdown(2s);
+    EXPECT_EQ(px.stats().analysis_raised, 0u);
+}
+
+TEST(Proxy, TheAnalysisThreadCatchesUpAtItsNicenessThenIdlesAgain) {
+    if (!may_leave_idle_here()) GTEST_SKIP() << "this process may not leave idle priority";
+    EchoBook book;
+    Upstream up([&](int fd) { serve(fd, book); });
+    RecordingSink sink;
+    sink.delay_per_chunk = 1ms;  // the analysis falls behind the link
+    AnalysisHooks hooks;
+    hooks.sink = &sink;
+    ProxyOptions o = one_route(up.port());
+    o.tap_queue_bytes = 1u << 20;  // raised past a batch of 128 KiB, idle below 16 KiB
+    Proxy px(o, hooks);
+    std::string err;
+    ASSERT_TRUE(px.start(err)) << err;
+    ASSERT_TRUE(wait_for([] { return idle_threads() == 1; }));
+    const ClientRun r =
+        client_run(px.listen_endpoints().at(0), true, 23, 4u << 20, 4u << 20, Simultaneous);
+    ASSERT_TRUE(wait_for(
+        [&] {
+            std::lock_guard l(book.mu);
+            return book.received.count(23) > 0;
+        },
+        30s));
+    EXPECT_TRUE(r.got.received == r.expected);
+    EXPECT_GE(px.stats().analysis_raised, 1u);
+    // Caught up (nothing more comes), it is back at idle priority.
+    EXPECT_TRUE(wait_for([] { return idle_threads() == 1; }, 10s));
+    px.shutdown(5s);
 }
 
 // --- faults ------------------------------------------------------------------------------------

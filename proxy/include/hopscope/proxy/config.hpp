@@ -61,6 +61,11 @@ struct ProxyOptions {
     /// Niceness the analysis thread adds to the process's (0-19): when the cores are busy the
     /// forwarding comes first and the analysis catches up from the tap's queue.
     int analysis_nice = 10;
+    /// While the tap's queue is short, the analysis thread runs at idle priority (SCHED_IDLE) so
+    /// that a waking I/O thread takes its core at once; past an eighth of tap_queue_bytes it
+    /// goes back to its niceness to catch up. Only where the process may leave SCHED_IDLE (root,
+    /// CAP_SYS_NICE, RLIMIT_NICE): elsewhere the thread keeps its niceness.
+    bool analysis_idle = true;
     std::size_t max_connections = 10000;
     std::chrono::milliseconds connect_timeout{5000};
     std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  ///< 0 = none

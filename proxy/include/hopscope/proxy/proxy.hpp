@@ -59,6 +59,9 @@ struct ProxyStats {
     /// new connection to it (`handed_over` counts those).
     std::vector<std::uint64_t> connections_per_thread;
     std::uint64_t handed_over = 0;
+    /// Times the analysis thread, at idle priority while its queue was short, went back to its
+    /// niceness because the queue grew (ProxyOptions::analysis_idle).
+    std::uint64_t analysis_raised = 0;
     TapStats tap;
 };
 

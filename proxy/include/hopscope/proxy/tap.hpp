@@ -177,6 +177,7 @@ class Tap {
     template <typename Duration>
     bool drain(std::vector<TapItem>& out, Duration wait, bool nap = false) {
         out.clear();
+        drained_ = 0;
         std::uint64_t charged = 0;
         {
             std::unique_lock lock(mu_);
@@ -196,8 +197,12 @@ class Tap {
             charged = std::exchange(linked_, 0);
         }
         queued_.fetch_sub(charged, std::memory_order_relaxed);
+        drained_ = charged;
         return true;
     }
+    /// Consumer side: what the last drain() took, in budget bytes (0 after an empty one): how
+    /// far behind the consumer was.
+    [[nodiscard]] std::uint64_t drained_bytes() const { return drained_; }
 
     /// No more items will come: wakes the consumer; drain() returns false once empty.
     void close();
@@ -212,7 +217,8 @@ class Tap {
     mutable std::mutex mu_;  ///< q_, linked_, mode_; closed_ is set under it
     std::condition_variable cv_;
     std::vector<TapItem> q_;
-    std::uint64_t linked_ = 0;  ///< budget charged by the items in q_
+    std::uint64_t linked_ = 0;   ///< budget charged by the items in q_
+    std::uint64_t drained_ = 0;  ///< the consumer's own: what its last drain() took
     enum class Mode : std::uint8_t { Awake, Napping, Sleeping };
     [[nodiscard]] std::uint64_t wake_bytes() const { return budget_ / 4; }
     Mode mode_ = Mode::Awake;
