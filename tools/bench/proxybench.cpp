@@ -6,7 +6,8 @@
 //            first byte is not a TDS client packet type is echoed instead (for bare TCP loads).
 //   bulk     logs in with a packet size and reads one large result set: MB/s.
 //   latency  logs in, then request/response exchanges of fixed wire sizes: percentiles; with a
-//            baseline connection (direct to the server), alternating exchanges on both.
+//            baseline connection (direct to the server), alternating exchanges on both; with
+//            --also, a second path measured in alternating blocks in the same run.
 //   conns    connections per second from a few worker threads: bare TCP (connect, 64-byte echo,
 //            close) or a full TDS login (PRELOGIN, LOGIN7, LOGINACK) per connection.
 //   idle     opens N connections (each logged in, or one echo), then reads the resident memory of
@@ -1003,40 +1004,56 @@ struct Exchanger {
 int cmd_latency(Args& a) {
     auto o = client_options(a, "latency");
     const std::string baseline_arg = a.str("baseline");
+    const std::string also_arg = a.str("also");
     const std::uint64_t count = a.num("count", 20000);
     const std::uint64_t warmup = a.num("warmup", 500);
+    const std::uint64_t rounds = a.num("rounds", 20);
     const std::size_t request = a.num("request", 1024);
     const std::size_t response = a.num("response", 4096);
     const double limit = a.real("time-limit", 30);
     std::string err;
-    std::optional<Endpoint> baseline;
-    if (!baseline_arg.empty()) {
-        baseline = parse_endpoint(baseline_arg, err);
-        if (!baseline) {
+    std::optional<Endpoint> baseline, also;
+    for (auto [arg, ep] : {std::pair{&baseline_arg, &baseline}, std::pair{&also_arg, &also}}) {
+        if (arg->empty()) continue;
+        *ep = parse_endpoint(*arg, err);
+        if (!*ep) {
             std::fprintf(stderr, "hopscope-proxybench latency: %s\n", err.c_str());
             return 2;
         }
     }
     if (!o || bad_options(a, "latency") || count == 0 || count > 10000000 || request < 64 ||
-        request > 65536 || response < 64 || response > 65536)
+        request > 65536 || response < 64 || response > 65536 || rounds == 0 || rounds > count)
         return 2;
     // With --baseline, every exchange on --to is followed by one on the baseline connection, so
     // both see the same moments of a busy machine; their difference is the time the path to
-    // --to adds.
-    Exchanger to, base;
-    if (!to.open(*o, o->to, "--to") || (baseline && !base.open(*o, *baseline, "--baseline")))
+    // --to adds. With --also, a second path is measured the same way in the same run: the
+    // exchanges go in --rounds blocks, one path's block then the other's (which goes first
+    // alternates), so a machine whose speed drifts from second to second (a shared VM) weighs
+    // on both alike, and each path's proxy has the machine to itself while its block runs.
+    Exchanger to, other, base;
+    if (!to.open(*o, o->to, "--to") || (also && !other.open(*o, *also, "--also")) ||
+        (baseline && !base.open(*o, *baseline, "--baseline")))
         return 1;
     const Buffer req = build_batch("reply " + std::to_string(response), request, 4096);
     to.us.reserve(count);
-    if (baseline) base.us.reserve(count);
+    if (also) other.us.reserve(count);
+    if (baseline) base.us.reserve(also ? 2 * count : count);
     const auto t0 = Clock::now();
     bool ok = true;
-    for (std::uint64_t i = 0; i < warmup + count && seconds_since(t0) < limit; ++i) {
-        const bool keep = i >= warmup;
-        if (!to.exchange(req, response, keep) ||
-            (baseline && !base.exchange(req, response, keep))) {
-            ok = false;
-            break;
+    const auto block = [&](Exchanger& x, std::uint64_t n, bool keep) {
+        for (std::uint64_t i = 0; i < n && ok && seconds_since(t0) < limit; ++i)
+            ok = x.exchange(req, response, keep) &&
+                 (!baseline || base.exchange(req, response, keep));
+    };
+    block(to, warmup, false);
+    if (also) block(other, warmup, false);
+    if (!also) {
+        block(to, count, true);
+    } else {
+        for (std::uint64_t r = 0; r < rounds && ok; ++r) {
+            const std::uint64_t n = count / rounds + (r < count % rounds ? 1 : 0);
+            block(r % 2 == 0 ? to : other, n, true);
+            block(r % 2 == 0 ? other : to, n, true);
         }
     }
     const auto summary = [](std::vector<double>& us, const char* prefix) {
@@ -1050,12 +1067,18 @@ int cmd_latency(Args& a) {
     };
     std::printf("count=%zu request=%zu response=%zu", to.us.size(), request, response);
     summary(to.us, "");
+    if (also) summary(other.us, "also_");
     if (baseline) {
         summary(base.us, "base_");
         std::printf(" added_p50_us=%.1f added_p99_us=%.1f",
                     percentile(to.us, 50) - percentile(base.us, 50),
                     percentile(to.us, 99) - percentile(base.us, 99));
+        if (also)
+            std::printf(" also_added_p50_us=%.1f also_added_p99_us=%.1f",
+                        percentile(other.us, 50) - percentile(base.us, 50),
+                        percentile(other.us, 99) - percentile(base.us, 99));
     }
+    ok = ok && (!also || other.us.size() == to.us.size());
     std::printf(" ok=%d\n", ok ? 1 : 0);
     return ok && !to.us.empty() ? 0 : 1;
 }
@@ -1810,8 +1833,9 @@ int usage() {
         "usage: hopscope-proxybench COMMAND --option value ...   (loopback addresses only)\n"
         "  serve   --listen ADDR:PORT [--threads N] [--time-limit S]\n"
         "  bulk    --to ADDR:PORT [--mb N] [--packet-size N] [--batches N] [--time-limit S]\n"
-        "  latency --to ADDR:PORT [--baseline ADDR:PORT] [--count N] [--warmup N]\n"
-        "          [--request BYTES] [--response BYTES] [--time-limit S]\n"
+        "  latency --to ADDR:PORT [--also ADDR:PORT] [--baseline ADDR:PORT] [--count N]\n"
+        "          [--rounds N] [--warmup N] [--request BYTES] [--response BYTES]\n"
+        "          [--time-limit S]\n"
         "  conns   --to ADDR:PORT [--mode tcp|tds] [--workers N] [--seconds S] [--max N]\n"
         "  idle    --to ADDR:PORT --pid PID[,PID...] [--count N] [--mode tds|tcp] [--warm N]\n"
         "          [--settle S] [--time-limit S]\n"
