@@ -164,10 +164,11 @@ class BufferPool {
 class Connection;
 
 struct Worker {
-    explicit Worker(BlockPool& blocks) : pool(blocks) {}
+    Worker(BlockPool& blocks, BlockPool& copy_blocks) : pool(blocks), copies(copy_blocks) {}
     Loop loop;  ///< the thread's sockets, timers and tasks (loop.hpp says why not Asio)
     std::thread thread;
     BufferPool pool;
+    CopyArena copies;                                       ///< the tap's copies of small chunks
     std::unordered_set<std::shared_ptr<Connection>> conns;  ///< touched on this thread only
     /// Connections this thread serves or is about to (read by the acceptors of every thread).
     std::atomic<std::size_t> serving{0};
@@ -215,7 +216,13 @@ struct Proxy::Impl {
                  std::min<std::size_t>(
                      opt.tap_queue_bytes / std::max<std::size_t>(opt.buffer_size, 1), 256) +
                      64),
+          copy_blocks(kCopyBlock, 64, true),
           tap(opt.tap_queue_bytes) {}
+
+    /// The tap's copies of small chunks go into blocks of this size (CopyArena): 64 KiB hold
+    /// some forty TDS logins' packets, so the I/O and analysis threads meet at the pool's lock
+    /// about once per forty logins.
+    static constexpr std::size_t kCopyBlock = 64 * 1024;
 
     ProxyOptions opt;
     AnalysisHooks hooks;
@@ -224,6 +231,7 @@ struct Proxy::Impl {
     TapDispatcher dispatcher;
     /// Forwarding buffers, shared with the tap; declared before everything that holds them.
     BlockPool blocks;
+    BlockPool copy_blocks;  ///< the CopyArenas' blocks
     Tap tap;
     /// --tls-terminate: the contexts every terminated connection uses.
     std::unique_ptr<TlsContexts> tls;
@@ -700,6 +708,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                    Block* block, TapItem::Role role) {
         if (tapw_.state() == TapWriter::State::Off) return;
         const Direction dir = d == 0 ? Direction::ClientToServer : Direction::ServerToClient;
+        if (block == nullptr && tapw_.state() == TapWriter::State::On && w_.copies.fits(n))
+            block = w_.copies.copy(data, n, data);
         const auto r = tapw_.data(dir, now(), data, n, offset, block, role);
         if (r.not_tds && d == 0) spdlog::debug("conn {}: not TDS, forwarded without decoding", id_);
         if (r.opened) px_.tapped.fetch_add(1, std::memory_order_relaxed);
@@ -934,7 +944,7 @@ bool Proxy::Impl::start(std::string& err) {
     }
     unsigned n = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) {
-        workers.push_back(std::make_unique<Worker>(blocks));
+        workers.push_back(std::make_unique<Worker>(blocks, copy_blocks));
         if (!workers.back()->loop.ok()) {
             err = "I/O thread: " + workers.back()->loop.error();
             return false;
@@ -1210,14 +1220,18 @@ void Proxy::Impl::analysis_loop() {
     std::vector<TapItem> batch;
     auto next_tick = Clock::now() + std::chrono::seconds(1);
     for (;;) {
-        // After a batch, nap 2 ms to gather the next; when idle, sleep until an item comes.
+        // After a batch, nap 5 ms at idle priority (else 2 ms) to gather the next; when there was
+        // nothing, sleep until an item comes.
         // Longer naps make larger batches, cheaper per login (10 ms: 10-12 us of this thread's
-        // CPU per TDS login at full load against 14-17 us), but a larger batch holds a core
-        // longer while the forwarding threads share the two: the added latency's p99 went from
-        // 0.87 of haproxy's to 1.3-2.5 (docs/performance.md).
+        // CPU per TDS login at full load against 14-17 us at 2 ms) and fewer wake-ups on the
+        // cores the I/O threads want. At niceness 10 a larger batch held a core too long (the
+        // added latency's p99 1.3-2.5 of haproxy's at 10 ms); at idle priority the I/O threads
+        // take it back at once, and 5 ms gave the steadiest p99 (both proxies in one run,
+        // three times: 0.92-0.98 at 5 ms, 0.97-1.21 at 2 ms, 0.86-1.04 at 10 ms).
         const bool busy = !batch.empty();
-        const bool more = busy ? tap.drain(batch, std::chrono::milliseconds(2), true)
-                               : tap.drain(batch, std::chrono::milliseconds(250));
+        const auto nap = std::chrono::milliseconds(idle ? 5 : 2);
+        const bool more =
+            busy ? tap.drain(batch, nap, true) : tap.drain(batch, std::chrono::milliseconds(250));
         if (may_idle) {
             const std::uint64_t behind = tap.drained_bytes();
             if (idle && behind > raise_at) {

@@ -21,7 +21,7 @@ void Tap::notify_locked(std::unique_lock<std::mutex>& lock) {
 bool Tap::push_data(std::uint64_t connection, const FlowKey& flow, Direction dir, Timestamp ts,
                     std::uint64_t offset, std::uint64_t gap_before, const std::uint8_t* data,
                     std::size_t size, Block* block, TapItem::Role role) {
-    const std::size_t charge = block != nullptr ? block->pool->size() : size;
+    const std::size_t charge = block != nullptr ? block->pool->charge(size) : size;
     const std::uint64_t before = queued_.fetch_add(charge, std::memory_order_relaxed);
     if (before + charge > budget_ || closed_.load(std::memory_order_relaxed)) {
         queued_.fetch_sub(charge, std::memory_order_relaxed);
@@ -30,7 +30,8 @@ bool Tap::push_data(std::uint64_t connection, const FlowKey& flow, Direction dir
         return false;
     }
     // Reserved; the item follows.
-    if (block != nullptr) shared_chunks_.fetch_add(1, std::memory_order_relaxed);
+    if (block != nullptr && !block->pool->copies())
+        shared_chunks_.fetch_add(1, std::memory_order_relaxed);
     for (std::uint64_t peak = peak_.load(std::memory_order_relaxed);
          before + charge > peak &&
          !peak_.compare_exchange_weak(peak, before + charge, std::memory_order_relaxed);) {
