@@ -111,7 +111,6 @@ class Sock final : public Loop::Watch {
     /// descriptor closed, errno kept) when it cannot be registered.
     bool adopt(int fd);
     [[nodiscard]] int fd() const { return fd_; }
-    [[nodiscard]] bool is_open() const { return fd_ >= 0; }
     /// An error or hang-up was reported for the socket (the next system call says which).
     [[nodiscard]] bool failed() const { return failed_; }
     /// Closes the descriptor (which leaves the epoll set with it); pending waits never run.

@@ -186,8 +186,7 @@ struct Listener {
     /// hand-over (a wake-up of another thread) per connection.
     struct Acceptor final : Loop::Watch {
         Worker* worker = nullptr;
-        int fd = -1;          ///< listening, non-blocking; closed on its worker's thread
-        bool paused = false;  ///< out of the loop for a while after EMFILE/ENFILE
+        int fd = -1;  ///< listening, non-blocking; closed on its worker's thread
         std::function<void()> ready;
         Acceptor() = default;
         Acceptor(const Acceptor&) = delete;
@@ -1030,9 +1029,7 @@ void Proxy::Impl::accept(Listener& l, Listener::Acceptor& a) {
             // Out of the loop for a while: level-triggered, it would report the same
             // connection again at once.
             a.worker->loop.remove(a.fd);
-            a.paused = true;
             a.worker->loop.at(Loop::Clock::now() + std::chrono::milliseconds(100), [this, &a] {
-                a.paused = false;
                 if (accepting && a.fd >= 0) a.worker->loop.add(a.fd, &a, EPOLLIN);
             });
             return;
