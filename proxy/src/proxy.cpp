@@ -19,6 +19,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <unordered_set>
 
@@ -1187,10 +1188,15 @@ bool set_own_policy(int policy) {
 /// the analysis.
 bool may_leave_idle() {
     bool ok = false;
-    std::thread probe([&] {  // at the caller's niceness, as threads inherit it
-        ok = set_own_policy(SCHED_IDLE) && set_own_policy(SCHED_OTHER);
-    });
-    probe.join();
+    try {
+        std::thread probe([&] {  // at the caller's niceness, as threads inherit it
+            ok = set_own_policy(SCHED_IDLE) && set_own_policy(SCHED_OTHER);
+        });
+        probe.join();
+    } catch (const std::system_error& e) {  // no thread to spare: keep the niceness
+        spdlog::debug("analysis thread: cannot probe idle priority: {}", e.what());
+        return false;
+    }
     return ok;
 }
 

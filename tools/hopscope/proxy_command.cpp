@@ -652,6 +652,11 @@ int run_proxy_command(const ProxyCommand& c) {
                  static_cast<unsigned long long>(st.upstream_connect_failures),
                  static_cast<unsigned long long>(st.tap.dropped_bytes),
                  static_cast<unsigned long long>(st.tap.dropped_chunks));
+    if (st.analysis_raised > 0)
+        std::fprintf(text,
+                     "the analysis fell behind %llu time(s) and caught up at its niceness "
+                     "(--analysis-nice; idle priority while it keeps up)\n",
+                     static_cast<unsigned long long>(st.analysis_raised));
     if (recorder && !recorder->error().empty())
         std::fprintf(stderr, "hopscope proxy: --record: %s\n", recorder->error().c_str());
     std::fflush(text);

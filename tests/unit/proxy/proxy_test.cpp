@@ -520,14 +520,28 @@ TEST(Proxy, Ipv6ListenerAndUpstream) {
     EXPECT_TRUE(sink.flows.front().key.server.addr.v6);
 }
 
+/// A thread's /proc stat line; empty when the thread has ended meanwhile (its files then fail
+/// to read, which an ifstream reports by throwing).
+std::string task_stat(const std::filesystem::path& task) {
+    std::string out;
+    const int fd = ::open((task / "stat").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return out;
+    char buf[1024];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+        out.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return out;
+}
+
 /// The niceness of each of this process's threads (from /proc/self/task/*/stat, field 19).
 std::vector<int> thread_nice_values() {
     std::vector<int> out;
     for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream in(t.path() / "stat");
-        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const std::string stat = task_stat(t.path());
+        const auto end = stat.rfind(") ");
+        if (end == std::string::npos) continue;  // the thread ended meanwhile
         // after the ")" that ends the command name: state is field 3, nice field 19
-        std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+        std::istringstream rest(stat.substr(end + 2));
         std::string field;
         for (int i = 3; i < 19 && rest >> field; ++i) {
         }
@@ -541,9 +555,10 @@ std::vector<int> thread_nice_values() {
 std::vector<int> thread_policies() {
     std::vector<int> out;
     for (const auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream in(t.path() / "stat");
-        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        std::istringstream rest(stat.substr(stat.rfind(')') + 2));  // field 3 on
+        const std::string stat = task_stat(t.path());
+        const auto end = stat.rfind(") ");
+        if (end == std::string::npos) continue;         // the thread ended meanwhile
+        std::istringstream rest(stat.substr(end + 2));  // field 3 on
         std::string field;
         for (int i = 3; i < 41 && rest >> field; ++i) {
         }
