@@ -1208,9 +1208,9 @@ void Proxy::Impl::analysis_loop() {
     //
     // While the queue is short the thread runs at idle priority (SCHED_IDLE): an I/O thread
     // that wakes on its core takes the core at once, where a merely nicer thread keeps it to the
-    // end of its slice (the added latency's p99, 1 KiB -> 4 KiB exchanges, 0.80-0.92 of
-    // haproxy's against 1.05-1.13 at niceness 10 alone, alternating runs; TDS logins/s through
-    // the proxy up 3-10 %, docs/performance.md). Idle priority gets a core only when nothing
+    // end of its slice (the added latency's p99, 1 KiB -> 4 KiB exchanges, both proxies in one
+    // run: 1.24-1.25 of haproxy's at niceness 10 alone, 0.86-1.24 at idle priority;
+    // docs/performance.md). Idle priority gets a core only when nothing
     // else wants it, so when a batch it takes is over an eighth of the queue's budget (the cores
     // were busy for long) the thread goes back to SCHED_OTHER at its niceness to catch up, and
     // to idle again once a batch is below a 64th. Where the process may not leave SCHED_IDLE it
