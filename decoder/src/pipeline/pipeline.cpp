@@ -274,6 +274,8 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         o.handshake_seen = handshake_seen;
         o.tls_keys = keys;
         o.row_events = false;  // no rule looks at single rows
+        // A batch's text is read only when an error follows it (on_server_message).
+        o.request_limits.convert_text = false;
         return o;
     }
 
@@ -293,7 +295,10 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
 
     void on_sql_batch(const session::FactContext&, const tds::SqlBatch& b,
                       const DecodeResult&) override {
-        statement = cap(b.text);
+        // Kept as UTF-16, converted when an error needs it: most batches are followed by none
+        // (the copy reuses the buffer of the batch before).
+        batch_utf16.assign(b.utf16.begin(), b.utf16.end());
+        batch_pending = true;
     }
 
     void on_rpc(const session::FactContext&, const tds::RpcRequest& r,
@@ -301,6 +306,16 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         if (r.calls.empty()) return;
         const auto& c = r.calls.front();
         statement = cap(c.statement.empty() ? "exec " + c.proc_name : c.statement);
+        batch_pending = false;
+    }
+
+    /// The client's last SQL batch or RPC before now (capped, passwords masked).
+    const std::string& last_statement() {
+        if (batch_pending) {
+            statement = cap(tds::sql_text(batch_utf16));
+            batch_pending = false;
+        }
+        return statement;
     }
 
     void on_server_message(const session::FactContext& ctx, const tds::ServerMessage& m) override {
@@ -310,7 +325,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         e.flow = key;
         e.at = analysis::position(ctx.ev, ctx.dir);
         e.error = analysis::ServerError{m.number, m.state, m.severity, m.text, m.server};
-        e.statement = statement;
+        e.statement = last_statement();
         ++impl.counters.server_errors;
         impl.event(std::move(e));
     }
@@ -429,6 +444,11 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
     session::Conversation conv;
     AuthFold attempt;
     std::string statement;
+    /// The last SQL batch's text, UTF-16LE, when it came after `statement`'s: at most
+    /// RequestLimits::max_text_chars units (8 KiB), all of which the masking needs to give the
+    /// same 512 bytes as before (a masked literal pulls later text into them).
+    std::vector<std::uint8_t> batch_utf16;
+    bool batch_pending = false;
     bool logged_in = false;
 };
 

@@ -435,8 +435,16 @@ DecodeResult parse_sql_batch(Bytes payload, std::uint32_t tds_version, SqlBatch&
     if (text.size() % 2) out.truncated = true;
     const std::size_t keep = std::min(out.text_chars, limits.max_text_chars);
     if (keep < out.text_chars) out.truncated = true;
-    out.text = mask_sql_secrets(utf16le_to_utf8(text.first(keep * 2)));
+    if (limits.convert_text) {
+        out.text = sql_text(text.first(keep * 2));
+    } else {
+        out.utf16 = text.first(keep * 2);
+    }
     return {};
+}
+
+std::string sql_text(Bytes utf16) {
+    return mask_sql_secrets(utf16le_to_utf8(utf16));
 }
 
 namespace {

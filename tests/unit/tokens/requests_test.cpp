@@ -82,6 +82,27 @@ TEST(SqlBatch, MidstreamDetectsMissingAllHeaders) {
     EXPECT_EQ(strict.status, DecodeStatus::Malformed);
 }
 
+TEST(SqlBatch, TextLeftUnconvertedGivesTheSameTextLater) {
+    // RequestLimits::convert_text false: the UTF-16 units behind `text` (cap applied), which
+    // sql_text() turns into the same masked text.
+    Buf m = B().raw(all_headers()).ucs2("ALTER LOGIN a WITH PASSWORD = 'pw1' -- more").b;
+    RequestLimits lazy;
+    lazy.convert_text = false;
+    lazy.max_text_chars = 36;
+    const auto raw = batch(span(m), 0x74000004, lazy);
+    EXPECT_EQ(raw.status, DecodeStatus::Consumed);
+    EXPECT_TRUE(raw.text.empty());
+    EXPECT_EQ(raw.utf16.size(), 36u * 2);
+    EXPECT_EQ(raw.utf16.data(), m.data() + 22);  // a view into the payload, not a copy
+    EXPECT_TRUE(raw.truncated);
+    RequestLimits eager;
+    eager.max_text_chars = 36;
+    const auto now = batch(span(m), 0x74000004, eager);
+    EXPECT_TRUE(now.utf16.empty());
+    EXPECT_EQ(now.text, "ALTER LOGIN a WITH PASSWORD = '***' ");
+    EXPECT_EQ(sql_text(raw.utf16), now.text);
+}
+
 TEST(SqlBatch, TextIsCappedAndPrefixIsTruncated) {
     Buf m = B().raw(all_headers()).ucs2("SELECT 1234567890").b;
     const auto capped = batch(span(m), 0x74000004, RequestLimits{6, 256, 64});

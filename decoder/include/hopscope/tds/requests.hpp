@@ -23,6 +23,11 @@ struct RequestLimits {
     std::size_t max_text_chars = 4096;  ///< SQL text kept (UTF-16 code units)
     std::size_t max_params = 256;       ///< parameters described per call
     std::size_t max_calls = 64;         ///< RPC calls described per message
+    /// false: a SQL batch's text is left as UTF-16 in SqlBatch::utf16 (a view into the
+    /// payload) and SqlBatch::text stays empty, for a caller that converts it only when it
+    /// needs it (the pipeline: when an error follows). Converting and masking every batch was
+    /// most of the proxy's analysis per exchange of a query load.
+    bool convert_text = true;
 };
 
 /// ALL_HEADERS [MS-TDS 2.2.5.3]: TotalLength DWORD (includes itself), then headers.
@@ -37,7 +42,10 @@ struct AllHeaders {
 
 struct SqlBatch {
     AllHeaders headers;
-    std::string text;            ///< UTF-8, at most max_text_chars UTF-16 units, passwords masked
+    std::string text;  ///< UTF-8, at most max_text_chars UTF-16 units, passwords masked
+    /// With RequestLimits::convert_text false: the UTF-16LE text behind `text` (the same
+    /// units, not yet converted or masked), a view into the payload parsed. Empty otherwise.
+    Bytes utf16;
     std::size_t text_chars = 0;  ///< UTF-16 units present in the payload
     bool truncated = false;      ///< text cut by the limit or by the end of the payload prefix
 };
@@ -85,5 +93,8 @@ const char* well_known_proc_name(std::uint16_t id);
 
 /// Masks the value of every `PASSWORD = '...'` (and `PASSWORD = N'...'`) in SQL text with "***".
 std::string mask_sql_secrets(std::string text);
+
+/// SqlBatch::text from SqlBatch::utf16: converted to UTF-8, passwords masked.
+std::string sql_text(Bytes utf16);
 
 }  // namespace hopscope::tds
