@@ -293,27 +293,34 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
                     auth::decrypt_ap_req(*ap, *keys), analysis::position(ctx.ev, ctx.dir)));
     }
 
+    // The client's last request is kept as it came and its text converted when an error needs
+    // it (last_statement): most requests are followed by none. The copy reuses the buffer of
+    // the request before.
     void on_sql_batch(const session::FactContext&, const tds::SqlBatch& b,
                       const DecodeResult&) override {
-        // Kept as UTF-16, converted when an error needs it: most batches are followed by none
-        // (the copy reuses the buffer of the batch before).
-        batch_utf16.assign(b.utf16.begin(), b.utf16.end());
-        batch_pending = true;
+        request_raw.assign(b.utf16.begin(), b.utf16.end());
+        request_unicode = true;
+        request_proc.clear();
+        request_pending = true;
     }
 
     void on_rpc(const session::FactContext&, const tds::RpcRequest& r,
                 const DecodeResult&) override {
         if (r.calls.empty()) return;
         const auto& c = r.calls.front();
-        statement = cap(c.statement.empty() ? "exec " + c.proc_name : c.statement);
-        batch_pending = false;
+        request_raw.assign(c.statement_raw.begin(), c.statement_raw.end());
+        request_unicode = c.statement_unicode;
+        request_proc = "exec " + c.proc_name;
+        request_pending = true;
     }
 
-    /// The client's last SQL batch or RPC before now (capped, passwords masked).
+    /// The client's last SQL batch or RPC before now (capped, passwords masked); for an RPC
+    /// without SQL text, "exec " and its procedure.
     const std::string& last_statement() {
-        if (batch_pending) {
-            statement = cap(tds::sql_text(batch_utf16));
-            batch_pending = false;
+        if (request_pending) {
+            std::string text = tds::sql_text(request_raw, request_unicode);
+            statement = cap(text.empty() && !request_proc.empty() ? request_proc : text);
+            request_pending = false;
         }
         return statement;
     }
@@ -444,11 +451,13 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
     session::Conversation conv;
     AuthFold attempt;
     std::string statement;
-    /// The last SQL batch's text, UTF-16LE, when it came after `statement`'s: at most
+    /// The last request's text when it came after `statement`'s (see on_sql_batch): at most
     /// RequestLimits::max_text_chars units (8 KiB), all of which the masking needs to give the
     /// same 512 bytes as before (a masked literal pulls later text into them).
-    std::vector<std::uint8_t> batch_utf16;
-    bool batch_pending = false;
+    std::vector<std::uint8_t> request_raw;
+    bool request_unicode = true;
+    std::string request_proc;  ///< "exec " and the RPC's procedure; empty for a SQL batch
+    bool request_pending = false;
     bool logged_in = false;
 };
 

@@ -443,8 +443,8 @@ DecodeResult parse_sql_batch(Bytes payload, std::uint32_t tds_version, SqlBatch&
     return {};
 }
 
-std::string sql_text(Bytes utf16) {
-    return mask_sql_secrets(utf16le_to_utf8(utf16));
+std::string sql_text(Bytes raw, bool unicode) {
+    return mask_sql_secrets(unicode ? utf16le_to_utf8(raw) : latin1_to_utf8(raw));
 }
 
 namespace {
@@ -507,7 +507,12 @@ DecodeResult read_param_value(ByteReader& r, RpcCall& call, RpcParam&& p, int st
         vs = read_text_value(r, p.type, limits.max_text_chars * unit, raw, cut);
         if (vs.status() == DecodeStatus::NeedMore) cut = true;
         if (raw.size() % unit) raw.pop_back();
-        call.statement = mask_sql_secrets(text_to_utf8(raw, unit == 2));
+        if (limits.convert_text) {
+            call.statement = mask_sql_secrets(text_to_utf8(raw, unit == 2));
+        } else {
+            call.statement_raw = std::move(raw);
+            call.statement_unicode = unit == 2;
+        }
         call.statement_truncated = cut;
     } else {
         vs = skip_value(r, p.type, &null);

@@ -37,6 +37,31 @@ Buf sql_batch(const std::string& text) {
     return b;
 }
 
+/// RPCRequest payload [MS-TDS 2.2.6.6]: ALL_HEADERS, then one call. `proc` empty: ProcID 10
+/// (sp_executesql) with its statement as an NVARCHAR parameter; else the procedure's name and
+/// no parameters.
+Buf rpc(const std::string& proc, const std::string& statement = "") {
+    Buf b = sql_batch("");
+    if (!proc.empty()) {
+        testing::put16le(b, static_cast<std::uint32_t>(proc.size()));
+        testing::append(b, testing::ucs2(proc));
+        testing::put16le(b, 0);  // OptionFlags
+        return b;
+    }
+    testing::put16le(b, 0xFFFF);
+    testing::put16le(b, 10);  // sp_executesql
+    testing::put16le(b, 0);   // OptionFlags
+    b.push_back(0);           // parameter name: none
+    b.push_back(0);           // StatusFlags
+    b.push_back(0xE7);        // NVARCHAR
+    testing::put16le(b, 8000);
+    for (std::uint8_t c : {0x09, 0x04, 0xD0, 0x00, 0x34})  // collation
+        b.push_back(c);
+    testing::put16le(b, static_cast<std::uint32_t>(statement.size() * 2));
+    testing::append(b, testing::ucs2(statement));
+    return b;
+}
+
 class Session {
   public:
     Session() : pipeline_(sink) {
@@ -53,6 +78,9 @@ class Session {
     }
     void batch(const std::string& text) {
         send(Direction::ClientToServer, testing::packet(0x01, 0x01, sql_batch(text)));
+    }
+    void call(const Buf& payload) {
+        send(Direction::ClientToServer, testing::packet(0x03, 0x01, payload));
     }
     void error(std::int32_t number) {
         Buf r = testing::error_token(number, 1, 16, "it failed", "SQLA");
@@ -89,6 +117,22 @@ TEST(PipelineStatement, AnErrorCarriesTheLastBatchWithItsPasswordMasked) {
     EXPECT_EQ(s.sink.errors[2].statement, s.sink.errors[1].statement);
     for (const auto& e : s.sink.errors)
         EXPECT_EQ(e.statement.find("Secr3t"), std::string::npos);
+}
+
+TEST(PipelineStatement, AnRpcGivesItsStatementOrItsProcedure) {
+    Session s;
+    s.batch("select 1");
+    s.call(rpc("", "ALTER LOGIN bob WITH PASSWORD = N'Secr3t!'"));
+    s.error(15118);
+    s.call(rpc("dbo.refresh_all"));
+    s.error(50000);
+    s.call(rpc("dbo.refresh_all"));
+    s.batch("select 2");  // the batch after the RPC is the last request
+    s.error(208);
+    ASSERT_EQ(s.sink.errors.size(), 3u);
+    EXPECT_EQ(s.sink.errors[0].statement, "ALTER LOGIN bob WITH PASSWORD = N'***'");
+    EXPECT_EQ(s.sink.errors[1].statement, "exec dbo.refresh_all");
+    EXPECT_EQ(s.sink.errors[2].statement, "select 2");
 }
 
 TEST(PipelineStatement, ALongBatchIsCutAfterItsSecretIsMasked) {

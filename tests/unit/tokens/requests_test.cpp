@@ -296,6 +296,18 @@ TEST(Rpc, StatementOfSpExecutesqlIsMasked) {
     ASSERT_EQ(r.calls.size(), 1u);
     EXPECT_EQ(r.calls[0].proc_name, "sp_executesql");
     EXPECT_EQ(r.calls[0].statement, "ALTER LOGIN sa WITH PASSWORD = '***'");
+    EXPECT_TRUE(r.calls[0].statement_raw.empty());
+    // Left unconverted (RequestLimits::convert_text false): the UTF-16 bytes, which sql_text()
+    // turns into the same statement.
+    RequestLimits lazy;
+    lazy.convert_text = false;
+    const auto raw = rpc(span(m), 0x74000004, lazy);
+    ASSERT_EQ(raw.calls.size(), 1u);
+    EXPECT_TRUE(raw.calls[0].statement.empty());
+    EXPECT_TRUE(raw.calls[0].statement_unicode);
+    EXPECT_EQ(raw.calls[0].statement_raw, stmt);
+    EXPECT_EQ(sql_text(raw.calls[0].statement_raw, raw.calls[0].statement_unicode),
+              r.calls[0].statement);
 }
 
 // [MS-TDS 2.2.5.5.5] TVP_TYPE_INFO and the TVP value: type name, TVP_COLMETADATA,

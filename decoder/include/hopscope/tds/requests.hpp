@@ -23,10 +23,11 @@ struct RequestLimits {
     std::size_t max_text_chars = 4096;  ///< SQL text kept (UTF-16 code units)
     std::size_t max_params = 256;       ///< parameters described per call
     std::size_t max_calls = 64;         ///< RPC calls described per message
-    /// false: a SQL batch's text is left as UTF-16 in SqlBatch::utf16 (a view into the
-    /// payload) and SqlBatch::text stays empty, for a caller that converts it only when it
-    /// needs it (the pipeline: when an error follows). Converting and masking every batch was
-    /// most of the proxy's analysis per exchange of a query load.
+    /// false: SQL text is left as it came, for a caller that converts it only when it needs it
+    /// (the pipeline: when an error follows). A batch's text goes to SqlBatch::utf16 (a view into
+    /// the payload) and SqlBatch::text stays empty; an RPC's statement goes to
+    /// RpcCall::statement_raw and RpcCall::statement stays empty. Converting and masking every
+    /// request was most of the proxy's analysis per exchange of a query load.
     bool convert_text = true;
 };
 
@@ -71,6 +72,10 @@ struct RpcCall {
     std::vector<RpcParam> params;    ///< at most max_params
     std::size_t param_count = 0;     ///< parameters seen (may exceed params.size())
     std::string statement;           ///< SQL text parameter of sp_executesql & co (masked)
+    /// With RequestLimits::convert_text false: the bytes behind `statement` (UTF-16LE, or one
+    /// byte per character when `statement_unicode` is false), not yet converted or masked.
+    std::vector<std::uint8_t> statement_raw;
+    bool statement_unicode = true;
     bool statement_truncated = false;
 };
 
@@ -94,7 +99,9 @@ const char* well_known_proc_name(std::uint16_t id);
 /// Masks the value of every `PASSWORD = '...'` (and `PASSWORD = N'...'`) in SQL text with "***".
 std::string mask_sql_secrets(std::string text);
 
-/// SqlBatch::text from SqlBatch::utf16: converted to UTF-8, passwords masked.
-std::string sql_text(Bytes utf16);
+/// SqlBatch::text from SqlBatch::utf16, or RpcCall::statement from RpcCall::statement_raw:
+/// converted to UTF-8 (from UTF-16LE, or from single bytes when `unicode` is false), passwords
+/// masked.
+std::string sql_text(Bytes raw, bool unicode = true);
 
 }  // namespace hopscope::tds
