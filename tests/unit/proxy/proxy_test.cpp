@@ -389,6 +389,16 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit
     return cond();
 }
 
+/// Waits until the test upstream has received everything of the client run `seed`.
+bool received_within(EchoBook& book, std::uint64_t seed, std::chrono::milliseconds limit = 5s) {
+    return wait_for(
+        [&] {
+            std::lock_guard l(book.mu);
+            return book.received.count(seed) > 0;
+        },
+        limit);
+}
+
 // --- forwarding --------------------------------------------------------------------------------
 
 /// (TDS-looking first bytes, splice for the connections that are not decoded)
@@ -506,10 +516,7 @@ TEST(Proxy, Ipv6ListenerAndUpstream) {
     const Endpoint at = px.listen_endpoints().at(0);
     EXPECT_TRUE(at.addr.v6);
     const ClientRun r = client_run(at, true, 77, 100000, 200000, Simultaneous);
-    ASSERT_TRUE(wait_for([&] {
-        std::lock_guard l(book.mu);
-        return book.received.count(77) > 0;
-    }));
+    ASSERT_TRUE(received_within(book, 77));
     px.shutdown(2s);
     EXPECT_TRUE(r.got.received == r.expected);
     std::lock_guard l(book.mu);
@@ -649,12 +656,7 @@ TEST(Proxy, TheAnalysisThreadCatchesUpAtItsNicenessThenIdlesAgain) {
     ASSERT_TRUE(wait_for([] { return idle_threads() == 1; }));
     const ClientRun r =
         client_run(px.listen_endpoints().at(0), true, 23, 4u << 20, 4u << 20, Simultaneous);
-    ASSERT_TRUE(wait_for(
-        [&] {
-            std::lock_guard l(book.mu);
-            return book.received.count(23) > 0;
-        },
-        30s));
+    ASSERT_TRUE(received_within(book, 23, 30s));
     EXPECT_TRUE(r.got.received == r.expected);
     EXPECT_GE(px.stats().analysis_raised, 1u);
     // Caught up (nothing more comes), it is back at idle priority.
@@ -841,12 +843,7 @@ TEST(ProxyFaults, SlowReaderSlowsTheWriterInsteadOfFillingMemory) {
     const Exchanged ex = exchange(fd, all, sent, false, rng);
     close(fd);
     EXPECT_FALSE(ex.reset);
-    ASSERT_TRUE(wait_for(
-        [&] {
-            std::lock_guard l(book.mu);
-            return book.received.count(11) > 0;
-        },
-        60s));
+    ASSERT_TRUE(received_within(book, 11, 60s));
     px.shutdown(2s);
     std::lock_guard l(book.mu);
     EXPECT_TRUE(book.received[11] == Bytes8(all.begin() + kControl, all.end()))
@@ -1023,12 +1020,7 @@ TEST(ProxyTap, SlowDecoderGetsGapsWhileForwardingGoesOnAtFullSpeed) {
     ASSERT_TRUE(px.start(err)) << err;
     const ClientRun r =
         client_run(px.listen_endpoints().at(0), true, 21, 16u << 20, 16u << 20, Simultaneous);
-    ASSERT_TRUE(wait_for(
-        [&] {
-            std::lock_guard l(book.mu);
-            return book.received.count(21) > 0;
-        },
-        30s));
+    ASSERT_TRUE(received_within(book, 21, 30s));
     px.shutdown(5s);
     EXPECT_FALSE(r.got.reset);
     EXPECT_TRUE(r.got.received == r.expected);
@@ -1067,12 +1059,7 @@ TEST(ProxyTap, LargeChunksSharedWithALaggingDecoderAreNotOverwritten) {
     ASSERT_TRUE(px.start(err)) << err;
     const ClientRun r =
         client_run(px.listen_endpoints().at(0), true, 22, 6u << 20, 6u << 20, Simultaneous);
-    ASSERT_TRUE(wait_for(
-        [&] {
-            std::lock_guard l(book.mu);
-            return book.received.count(22) > 0;
-        },
-        30s));
+    ASSERT_TRUE(received_within(book, 22, 30s));
     ASSERT_TRUE(wait_for([&] { return px.stats().connections_open == 0; }));
     px.shutdown(30s);
     EXPECT_FALSE(r.got.reset);
