@@ -274,7 +274,7 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         o.handshake_seen = handshake_seen;
         o.tls_keys = keys;
         o.row_events = false;  // no rule looks at single rows
-        // A batch's text is read only when an error follows it (on_server_message).
+        // A request's SQL text is converted only when an error follows it (last_statement).
         o.request_limits.convert_text = false;
         return o;
     }

@@ -287,11 +287,6 @@ bool take_headers(ByteReader& r, std::uint32_t tds_version, Request& out, Decode
     return true;
 }
 
-std::string text_to_utf8(const std::vector<std::uint8_t>& raw, bool unicode) {
-    const Bytes b(raw.data(), raw.size());
-    return unicode ? utf16le_to_utf8(b) : latin1_to_utf8(b);
-}
-
 }  // namespace
 
 const char* well_known_proc_name(std::uint16_t id) {
@@ -508,7 +503,7 @@ DecodeResult read_param_value(ByteReader& r, RpcCall& call, RpcParam&& p, int st
         if (vs.status() == DecodeStatus::NeedMore) cut = true;
         if (raw.size() % unit) raw.pop_back();
         if (limits.convert_text) {
-            call.statement = mask_sql_secrets(text_to_utf8(raw, unit == 2));
+            call.statement = sql_text(raw, unit == 2);
         } else {
             call.statement_raw = std::move(raw);
             call.statement_unicode = unit == 2;
