@@ -239,7 +239,7 @@ Analyzer::KdcEntry::KdcEntry(KerberosEvent&& e)
       tgs_req(ev.request == "TGS-REQ"),
       tgs_rep(ev.reply == "TGS-REP"),
       as_rep(ev.reply == "AS-REP"),
-      forwarded(ev.has_option("forwarded")) {}
+      forwarded(ev.has_option(auth::kdc_option::Forwarded)) {}
 
 std::vector<const KerberosEvent*> Analyzer::kdc_for(const IpAddress& client,
                                                     Timestamp before) const {

@@ -56,8 +56,8 @@ const char* to_string(UserSource u) {
     return "";
 }
 
-bool KerberosEvent::has_option(std::string_view name) const {
-    return std::find(kdc_options.begin(), kdc_options.end(), name) != kdc_options.end();
+bool KerberosEvent::has_padata(std::int32_t type) const {
+    return std::find(padata.begin(), padata.end(), type) != padata.end();
 }
 
 }  // namespace hopscope::analysis

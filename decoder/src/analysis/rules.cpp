@@ -443,8 +443,8 @@ std::optional<Verdict> relayed_login_error(const ServerErrorFacts& x) {
 const KerberosEvent* granted_s4u2proxy(const ChainFacts& c) {
     const KerberosEvent* s4u = nullptr;
     for (const auto* k : c.look.kdc_before(c.out))
-        if (k->has_option("cname-in-addl-tkt") && k->error_code == 0 && k->reply == "TGS-REP" &&
-            (c.out.spn.empty() || lower(k->sname) == lower(c.out.spn)))
+        if (k->has_option(auth::kdc_option::CnameInAddlTkt) && k->error_code == 0 &&
+            k->reply == "TGS-REP" && (c.out.spn.empty() || lower(k->sname) == lower(c.out.spn)))
             s4u = k;
     return s4u;
 }
@@ -454,8 +454,8 @@ const KerberosEvent* granted_s4u2proxy(const ChainFacts& c) {
 const KerberosEvent* s4u2self(const ChainFacts& c) {
     const KerberosEvent* self = nullptr;
     for (const auto* k : c.look.kdc_before(c.out))
-        for (const auto& pa : k->padata)
-            if (pa == "PA-FOR-USER" || pa == "PA-S4U-X509-USER") self = k;
+        if (k->has_padata(auth::pa_type::ForUser) || k->has_padata(auth::pa_type::S4uX509User))
+            self = k;
     return self;
 }
 
@@ -464,7 +464,7 @@ const KerberosEvent* s4u2self(const ChainFacts& c) {
 const KerberosEvent* refused_s4u2proxy(const ChainFacts& c) {
     const KerberosEvent* s4u = nullptr;
     for (const auto* k : c.look.kdc_before(c.out))
-        if (k->has_option("cname-in-addl-tkt") && k->error_code != 0) s4u = k;
+        if (k->has_option(auth::kdc_option::CnameInAddlTkt) && k->error_code != 0) s4u = k;
     return s4u;
 }
 
@@ -642,7 +642,7 @@ DelegationCause delegation_cause(const ChainFacts& c) {
     DelegationCause cause;
     const KerberosEvent* refused = nullptr;
     for (const auto* k : c.look.kdc_before(in))
-        if (k->has_option("forwarded") && k->error_code != 0) refused = k;
+        if (k->has_option(auth::kdc_option::Forwarded) && k->error_code != 0) refused = k;
     // The middle server's own KDC traffic: a refused S4U2Proxy request (constrained
     // delegation) names the cause even when the client rightly sent no forwarded TGT.
     const KerberosEvent* s4u = refused_s4u2proxy(c);
@@ -661,7 +661,7 @@ DelegationCause delegation_cause(const ChainFacts& c) {
         // (MIT clients ask whenever their TGT is forwardable) had none to give.
         const KerberosEvent* unasked = nullptr;
         for (const auto* k : c.look.kdc_before(in))
-            if (k->request == "TGS-REQ" && !k->has_option("forwardable") &&
+            if (k->request == "TGS-REQ" && !k->has_option(auth::kdc_option::Forwardable) &&
                 lower(k->sname) == lower(c.look.spn_for(in)))
                 unasked = k;
         // The S4U2Proxy request's own evidence ticket, when the keytab opened it, is the fact;
@@ -821,8 +821,8 @@ Finding kdc_error_finding(const RuleInfo& r, const KerberosEvent& k) {
 std::optional<Verdict> forwarded_tgt_refused(const KdcFacts& x) {
     const KerberosEvent& k = x.krb;
     // A refused S4U2Proxy request that also asks for a forwardable ticket is HS023's.
-    if (k.error_code != krb_error::kBadOption || !k.has_option("forwarded") ||
-        k.has_option("cname-in-addl-tkt"))
+    if (k.error_code != krb_error::kBadOption || !k.has_option(auth::kdc_option::Forwarded) ||
+        k.has_option(auth::kdc_option::CnameInAddlTkt))
         return std::nullopt;
     const std::string client = kdc_client(x);
     Finding f = kdc_error_finding(kForwardedTgtRefused, k);
@@ -918,7 +918,7 @@ constexpr RuleInfo kConstrainedDelegationRefused{"HS023", "constrained-delegatio
 
 std::optional<Verdict> constrained_delegation_refused(const KdcFacts& x) {
     const KerberosEvent& k = x.krb;
-    if (k.error_code != krb_error::kBadOption || !k.has_option("cname-in-addl-tkt"))
+    if (k.error_code != krb_error::kBadOption || !k.has_option(auth::kdc_option::CnameInAddlTkt))
         return std::nullopt;
     const std::string client = kdc_client(x);
     const std::string account = remedy::s4u_account(k);

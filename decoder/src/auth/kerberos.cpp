@@ -724,24 +724,42 @@ const char* krb_msg_type_name(std::int32_t t) {
     }
 }
 
+namespace {
+/// KDCOptions names in bit order (most significant first, as kdc_options_to_string lists them).
+constexpr std::pair<std::uint32_t, const char*> kKdcOptionNames[] = {
+    {kdc_option::Forwardable, "forwardable"},
+    {kdc_option::Forwarded, "forwarded"},
+    {kdc_option::Proxiable, "proxiable"},
+    {kdc_option::Proxy, "proxy"},
+    {kdc_option::AllowPostdate, "allow-postdate"},
+    {kdc_option::Postdated, "postdated"},
+    {kdc_option::Renewable, "renewable"},
+    {kdc_option::OptHardwareAuth, "opt-hardware-auth"},
+    {kdc_option::CnameInAddlTkt, "cname-in-addl-tkt"},
+    {kdc_option::Canonicalize, "canonicalize"},
+    {kdc_option::RequestAnonymous, "request-anonymous"},
+    {kdc_option::DisableTransitedCheck, "disable-transited-check"},
+    {kdc_option::RenewableOk, "renewable-ok"},
+    {kdc_option::EncTktInSkey, "enc-tkt-in-skey"},
+    {kdc_option::Renew, "renew"},
+    {kdc_option::Validate, "validate"},
+};
+}  // namespace
+
 std::string kdc_options_to_string(std::uint32_t o) {
-    using namespace kdc_option;
-    return flag_names(o, {{Forwardable, "forwardable"},
-                          {Forwarded, "forwarded"},
-                          {Proxiable, "proxiable"},
-                          {Proxy, "proxy"},
-                          {AllowPostdate, "allow-postdate"},
-                          {Postdated, "postdated"},
-                          {Renewable, "renewable"},
-                          {OptHardwareAuth, "opt-hardware-auth"},
-                          {CnameInAddlTkt, "cname-in-addl-tkt"},
-                          {Canonicalize, "canonicalize"},
-                          {RequestAnonymous, "request-anonymous"},
-                          {DisableTransitedCheck, "disable-transited-check"},
-                          {RenewableOk, "renewable-ok"},
-                          {EncTktInSkey, "enc-tkt-in-skey"},
-                          {Renew, "renew"},
-                          {Validate, "validate"}});
+    std::string s;
+    for (const auto& [bit, name] : kKdcOptionNames) {
+        if ((o & bit) == 0) continue;
+        if (!s.empty()) s += '|';
+        s += name;
+    }
+    return s;
+}
+
+const char* kdc_option_name(std::uint32_t bit) {
+    for (const auto& [b, name] : kKdcOptionNames)
+        if (b == bit) return name;
+    return nullptr;
 }
 
 std::string pac_options_to_string(std::uint32_t o) {
@@ -805,7 +823,7 @@ const char* pa_type_name(std::int32_t t) {
     }
 }
 
-std::string etype_name(std::int32_t e) {
+const char* known_etype_name(std::int32_t e) {
     switch (e) {
         case 1:
             return "des-cbc-crc";
@@ -826,8 +844,13 @@ std::string etype_name(std::int32_t e) {
         case 24:
             return "rc4-hmac-exp";
         default:
-            return std::to_string(e);
+            return nullptr;
     }
+}
+
+std::string etype_name(std::int32_t e) {
+    if (const char* n = known_etype_name(e)) return n;
+    return std::to_string(e);
 }
 
 std::string krb_error_name(std::int32_t c) {

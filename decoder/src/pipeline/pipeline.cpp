@@ -555,11 +555,11 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         if (req->cname) k.client = req->cname->str() + "@" + req->realm;
         if (req->sname) k.sname = req->sname->str();
         k.realm = req->realm;
-        k.kdc_options = split_names(auth::kdc_options_to_string(req->kdc_options));
-        for (auto e : req->etypes)
-            k.etypes.push_back(auth::etype_name(e));
+        k.kdc_options = req->kdc_options;
+        k.etypes = req->etypes;
+        k.padata.reserve(req->padata.size());
         for (const auto& p : req->padata) {
-            k.padata.push_back(auth::pa_type_name(p.type));
+            k.padata.push_back(p.type);
             if (p.for_user) k.s4u_user = p.for_user->user_name.str() + "@" + p.for_user->user_realm;
         }
         for (const auto& t : req->additional_tickets)

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <memory>
 
+#include "kdc_option_bits.hpp"
+
 namespace hopscope::analysis {
 namespace {
 
@@ -79,7 +81,7 @@ KerberosEvent tgs(std::int64_t t, const std::string& sname, std::vector<std::str
     k.sname = sname;
     k.realm = "LAB.TEST";
     k.client = "alice@LAB.TEST";
-    k.kdc_options = std::move(opts);
+    k.kdc_options = test::kdc_option_bits(opts);
     k.error_code = err;
     k.error_name = err_name;
     return k;

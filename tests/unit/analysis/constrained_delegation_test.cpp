@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "hopscope/analysis/analyzer.hpp"
+#include "kdc_option_bits.hpp"
 
 namespace hopscope::analysis {
 namespace {
@@ -93,7 +94,7 @@ KerberosEvent tgs(std::uint32_t client, std::int64_t t, const std::string& sname
     k.reply = err ? "KRB-ERROR" : "TGS-REP";
     k.sname = sname;
     k.realm = "AD.LAB.TEST";
-    k.kdc_options = std::move(opts);
+    k.kdc_options = test::kdc_option_bits(opts);
     k.error_code = err;
     if (err == 13) k.error_name = "KDC_ERR_BADOPTION";
     return k;
@@ -103,7 +104,7 @@ KerberosEvent tgs(std::uint32_t client, std::int64_t t, const std::string& sname
 KerberosEvent s4u2proxy(std::int64_t t, const std::string& requester, std::int32_t err = 0) {
     KerberosEvent k = tgs(kA, t, kSpnB, {"forwardable", "cname-in-addl-tkt", "canonicalize"}, err);
     k.client = err ? requester : "alice@AD.LAB.TEST";
-    k.padata = {"PA-TGS-REQ", "PA-PAC-OPTIONS"};
+    k.padata = {auth::pa_type::TgsReq, auth::pa_type::PacOptions};
     k.additional_ticket_snames = {"MSSQLSvc/sqla.ad.lab.test:1433"};
     return k;
 }
@@ -112,7 +113,7 @@ KerberosEvent s4u2proxy(std::int64_t t, const std::string& requester, std::int32
 KerberosEvent s4u2self(std::int64_t t) {
     KerberosEvent k = tgs(kA, t, "svc_sqla", {"forwardable", "canonicalize"});
     k.client = "alice@AD.LAB.TEST";
-    k.padata = {"PA-TGS-REQ", "PA-FOR-USER", "PA-S4U-X509-USER"};
+    k.padata = {auth::pa_type::TgsReq, auth::pa_type::ForUser, auth::pa_type::S4uX509User};
     k.s4u_user = "alice@AD.LAB.TEST";
     return k;
 }

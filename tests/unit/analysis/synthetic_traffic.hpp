@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "hopscope/analysis/analyzer.hpp"
+#include "kdc_option_bits.hpp"
 
 namespace hopscope::analysis::synthetic {
 
@@ -231,8 +232,8 @@ class Trace {
         k.client = principal;
         k.sname = sname;
         k.realm = "CORP.TEST";
-        k.kdc_options = std::move(options);
-        k.etypes = {"aes256-cts-hmac-sha1-96"};
+        k.kdc_options = test::kdc_option_bits(options);
+        k.etypes = {18};  // aes256-cts-hmac-sha1-96
         k.error_code = error;
         k.error_name = error_name;
         return k;

@@ -133,7 +133,7 @@ TEST(LabKeytab, ConstrainedDelegationTicketNamesWhoAskedForIt) {
 /// The S4U2Proxy exchange (TGS-REQ with cname-in-addl-tkt) of a capture, or nullptr.
 const analysis::KerberosEvent* s4u2proxy(const Collected& c) {
     for (const auto& k : c.kerberos)
-        if (k.has_option("cname-in-addl-tkt")) return &k;
+        if (k.has_option(auth::kdc_option::CnameInAddlTkt)) return &k;
     return nullptr;
 }
 

@@ -51,6 +51,33 @@ TEST(JsonEvents, LoginCarriesTheDocumentedNames) {
         EXPECT_TRUE(j.contains(k)) << k;
 }
 
+TEST(JsonEvents, KerberosOptionsEnctypesAndPadataAreWrittenAsNames) {
+    // The event keeps the numbers of the message; the line names them as the decoder does
+    // (auth::kdc_options_to_string, etype_name, pa_type_name), in the message's order.
+    KerberosEvent k;
+    k.kdc_options = auth::kdc_option::Forwardable | auth::kdc_option::CnameInAddlTkt |
+                    auth::kdc_option::Canonicalize | 0x00000400u;  // a bit without a name
+    k.etypes = {18, 23, 99, -128};
+    k.padata = {auth::pa_type::TgsReq, auth::pa_type::PacOptions, 4242};
+    const auto j = to_json(k);
+    EXPECT_EQ(j["kdc_options"],
+              nlohmann::ordered_json({"forwardable", "cname-in-addl-tkt", "canonicalize"}));
+    EXPECT_EQ(auth::kdc_options_to_string(k.kdc_options),
+              "forwardable|cname-in-addl-tkt|canonicalize");
+    EXPECT_EQ(j["etypes"],
+              nlohmann::ordered_json({"aes256-cts-hmac-sha1-96", "rc4-hmac", "99", "-128"}));
+    EXPECT_EQ(j["padata"], nlohmann::ordered_json({"PA-TGS-REQ", "PA-PAC-OPTIONS", "?"}));
+    EXPECT_TRUE(k.has_option(auth::kdc_option::CnameInAddlTkt));
+    EXPECT_FALSE(k.has_option(auth::kdc_option::Forwarded));
+    EXPECT_TRUE(k.has_padata(auth::pa_type::PacOptions));
+    EXPECT_FALSE(k.has_padata(auth::pa_type::ForUser));
+    k = KerberosEvent{};
+    const auto empty = to_json(k);
+    EXPECT_EQ(empty["kdc_options"], nlohmann::ordered_json::array());
+    EXPECT_EQ(empty["etypes"], nlohmann::ordered_json::array());
+    EXPECT_EQ(empty["padata"], nlohmann::ordered_json::array());
+}
+
 TEST(JsonEvents, FindingHasRuleSeverityEvidenceAndRemedy) {
     Finding f;
     f.rule = "HS010";
@@ -78,6 +105,12 @@ TEST(JsonEvents, FindingHasRuleSeverityEvidenceAndRemedy) {
 // json_line writes by hand what nlohmann's compact dump would write: parsing a line and
 // dumping it again must give the same bytes, for strings with every kind of escape, non-ASCII
 // UTF-8 and invalid UTF-8, in every event type.
+/// A line parsed and dumped again by nlohmann, compact, invalid UTF-8 replaced.
+std::string redump(const std::string& line) {
+    return nlohmann::ordered_json::parse(line).dump(-1, ' ', false,
+                                                    nlohmann::json::error_handler_t::replace);
+}
+
 TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
     const std::vector<std::string> tricky = {
         "", "plain", "quote \" backslash \\ slash /", "controls \b\f\n\r\t \x01\x1f end",
@@ -87,10 +120,6 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
         // longer than the writer's first buffer, plain
         // and with an escape at the far end
         std::string(5000, 'x'), std::string(3000, 'y') + "\"\n"};
-    const auto redump = [](const std::string& line) {
-        return nlohmann::ordered_json::parse(line).dump(-1, ' ', false,
-                                                        nlohmann::json::error_handler_t::replace);
-    };
     for (const std::string& t : tricky) {
         LoginEvent l;
         l.user = t;
@@ -108,9 +137,9 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
 
         KerberosEvent k;
         k.client = t;
-        k.kdc_options = {t};
-        k.etypes = {};
-        k.padata = {"PA-FOR-USER", t};
+        k.kdc_options = ~std::uint32_t{0};
+        k.etypes = {18, -7, 99};
+        k.padata = {129, 0, 5};
         k.s4u_user = t;
         k.additional_ticket_snames = {t};
         k.error_code = 7;
@@ -139,6 +168,29 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
     EXPECT_NE(json_line(e).find(R"("statement":"a\u0001\"\\\n")"), std::string::npos);
     e.statement = "x\xffy";
     EXPECT_NE(json_line(e).find("\"statement\":\"x\xef\xbf\xbdy\""), std::string::npos);
+}
+
+TEST(JsonEvents, EveryByteThatNeedsCareIsFoundWhereverItIs) {
+    // The writer looks for bytes to escape (or hand to nlohmann) eight at a time, then one at a
+    // time: each such byte, and its plain neighbours 0x1f+1, 0x7f, at every offset of strings
+    // around the word size, gives nlohmann's dump.
+    for (const int special : {0x00, 0x01, 0x1f, 0x20, 0x22, 0x5c, 0x7f, 0x80, 0xc3, 0xff}) {
+        for (std::size_t len = 1; len <= 19; ++len) {
+            for (std::size_t at = 0; at < len; ++at) {
+                std::string t(len, 'a');
+                t[at] = static_cast<char>(special);
+                if (special == 0xc3 && at + 1 < len) t[at + 1] = static_cast<char>(0xa9);
+                ServerErrorEvent e;
+                e.statement = t;
+                const std::string line = json_line(e);
+                EXPECT_EQ(redump(line), line) << special << " at " << at << " of " << len;
+                const auto j = nlohmann::ordered_json::parse(line);
+                if (special < 0x80) {
+                    EXPECT_EQ(j["statement"], t) << special << " at " << at;
+                }
+            }
+        }
+    }
 }
 
 TEST(JsonEvents, SummaryLineIsNlohmannsDumpWithTheRows) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "hopscope/auth/kerberos.hpp"
 #include "hopscope/common/auth_kind.hpp"
 #include "hopscope/common/flow.hpp"
 #include "hopscope/common/stream_events.hpp"
@@ -178,10 +179,14 @@ struct KerberosEvent {
     std::string client;   ///< cname@crealm when visible
     std::string sname;    ///< requested service principal, e.g. MSSQLSvc/sqla.lab.test:1433
     std::string realm;
-    std::vector<std::string> kdc_options;  ///< names, e.g. "forwardable", "forwarded"
-    std::vector<std::string> etypes;       ///< requested enctypes (names)
-    std::vector<std::string> padata;       ///< padata type names, e.g. "PA-FOR-USER"
-    std::string s4u_user;                  ///< PA-FOR-USER user, when present
+    // Options, enctypes and PA-DATA types are kept as the numbers of the message, and named
+    // only when the event is written (auth::kdc_option_name, etype_name, pa_type_name): a busy
+    // KDC's exchanges fill the analyzer's window, and as names they were a dozen heap strings
+    // each (half of them longer than the short-string buffer).
+    std::uint32_t kdc_options = 0;     ///< KDCOptions bits (auth::kdc_option), e.g. Forwardable
+    std::vector<std::int32_t> etypes;  ///< requested enctypes, in the request's order
+    std::vector<std::int32_t> padata;  ///< padata types (auth::pa_type), in the message's order
+    std::string s4u_user;              ///< PA-FOR-USER user, when present
     std::vector<std::string> additional_ticket_snames;
     std::int32_t error_code = 0;  ///< KRB-ERROR error-code (0 = none)
     std::string error_name;       ///< e.g. "KDC_ERR_S_PRINCIPAL_UNKNOWN"
@@ -196,7 +201,9 @@ struct KerberosEvent {
     /// armor is not decrypted (the tickets above are outside it).
     bool fast_armored = false;
 
-    [[nodiscard]] bool has_option(std::string_view name) const;
+    /// Whether the request had a KDCOptions bit (auth::kdc_option), e.g. CnameInAddlTkt.
+    [[nodiscard]] bool has_option(std::uint32_t bit) const { return (kdc_options & bit) != 0; }
+    [[nodiscard]] bool has_padata(std::int32_t type) const;
 };
 
 /// A server ERROR token outside the login (event "server_error"): e.g. a linked-server login error

@@ -55,6 +55,9 @@ inline constexpr std::uint32_t Renew = 0x00000002u;
 inline constexpr std::uint32_t Validate = 0x00000001u;
 }  // namespace kdc_option
 std::string kdc_options_to_string(std::uint32_t options);
+/// The name of one KDCOptions bit ("forwardable", "cname-in-addl-tkt"...), nullptr for a bit
+/// without one (kdc_options_to_string leaves those out).
+const char* kdc_option_name(std::uint32_t bit);
 
 /// APOptions (RFC 4120 §5.5.1).
 namespace ap_option {
@@ -87,6 +90,8 @@ std::string pac_options_to_string(std::uint32_t options);
 
 /// Encryption type name ("aes256-cts-hmac-sha1-96", "rc4-hmac"...) or the number.
 std::string etype_name(std::int32_t etype);
+/// The same name without a copy; nullptr for an enctype without one (etype_name gives the number).
+const char* known_etype_name(std::int32_t etype);
 /// Error code name ("KDC_ERR_S_PRINCIPAL_UNKNOWN"...) or "KRB_ERR_<n>".
 std::string krb_error_name(std::int32_t code);
 
