@@ -388,7 +388,8 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
           json_(o_.json, o_.json_flush_each) {
         if (thread_) thread_->start(pipeline_);
     }
-    ~AnalysisBackend() override {
+    ~AnalysisBackend() override { stop(); }
+    void stop() override {
         if (thread_) thread_->stop();  // while what it writes to is still here
     }
     AnalysisBackend(const AnalysisBackend&) = delete;

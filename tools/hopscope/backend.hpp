@@ -99,6 +99,9 @@ class Backend : public StreamSink {
     virtual void settle() {}
     /// After the front-end has closed every flow: print the summary, write the JSON summary.
     virtual void finish(Timestamp end, const captures::AssemblerStats& capture) = 0;
+    /// After finish(): ends the threads of the backend's own (waiting for what they still
+    /// make); no-op for a backend without any.
+    virtual void stop() {}
     /// True when a finding of severity "error" was reported (for --fail-on-findings).
     [[nodiscard]] virtual bool has_error_findings() const = 0;
 };
