@@ -27,6 +27,8 @@ DecodeResult parse_principal(const Tlv& seq, PrincipalName& out) {
         if (n == 0) {
             if (auto e = der::as_int32(v, out.name_type); !e.ok()) return e;
         } else if (n == 1) {
+            // Most names have one or two components (user, service/host): one allocation.
+            out.components.reserve(2);
             auto component = [&](const Tlv& s) -> DecodeResult {
                 std::string str;
                 if (auto e = der::as_string(s, str); !e.ok()) return e;
@@ -940,13 +942,35 @@ std::string krb_error_name(std::int32_t c) {
     return "KRB_ERR_" + std::to_string(c);
 }
 
-std::string PrincipalName::str() const {
+namespace {
+/// The components joined with '/', then "@" and `realm` when `with_realm`, in a string reserved
+/// once (one allocation at most: a KDC exchange names two or three principals, most of them
+/// longer than the short-string buffer).
+std::string joined(const std::vector<std::string>& components, bool with_realm,
+                   std::string_view realm) {
+    std::size_t n = with_realm ? realm.size() + 1 : 0;
+    for (const auto& c : components)
+        n += c.size() + 1;
     std::string s;
+    s.reserve(n);
     for (std::size_t i = 0; i < components.size(); ++i) {
         if (i) s += '/';
         s += components[i];
     }
+    if (with_realm) {
+        s += '@';
+        s += realm;
+    }
     return s;
+}
+}  // namespace
+
+std::string PrincipalName::str() const {
+    return joined(components, false, {});
+}
+
+std::string PrincipalName::at(std::string_view realm) const {
+    return joined(components, true, realm);
 }
 
 const PaData* KdcReq::find_padata(std::int32_t type) const {

@@ -467,7 +467,10 @@ struct Pipeline::Impl::KdcFlow {
     auth::KrbTcpFramer framers[2];
     /// Per direction: stream offset of the record the framer is assembling (or of the next one).
     std::uint64_t record_offset[2] = {0, 0};
-    std::deque<KerberosEvent> pending;  ///< requests waiting for their answer
+    /// Requests waiting for their answer, oldest first: usually none or one (a vector, which
+    /// allocates nothing until a request comes, where a deque allocated two blocks for every
+    /// flow, and a UDP exchange is a flow of its own).
+    std::vector<KerberosEvent> pending;
     Timestamp last{};                   ///< UDP: time of the latest datagram
     std::list<KdcFlow*>::iterator lru;  ///< UDP: its place in udp_kdc
 };
@@ -552,7 +555,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         if (dir == Direction::ServerToClient) std::swap(k.flow.client, k.flow.server);
         k.request_at = analysis::position(ev, Direction::ClientToServer);
         k.request = auth::krb_msg_type_name(req->msg_type);
-        if (req->cname) k.client = req->cname->str() + "@" + req->realm;
+        if (req->cname) k.client = req->cname->at(req->realm);
         if (req->sname) k.sname = req->sname->str();
         k.realm = req->realm;
         k.kdc_options = req->kdc_options;
@@ -560,7 +563,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         k.padata.reserve(req->padata.size());
         for (const auto& p : req->padata) {
             k.padata.push_back(p.type);
-            if (p.for_user) k.s4u_user = p.for_user->user_name.str() + "@" + p.for_user->user_realm;
+            if (p.for_user) k.s4u_user = p.for_user->user_name.at(p.for_user->user_realm);
         }
         for (const auto& t : req->additional_tickets)
             k.additional_ticket_snames.push_back(t.sname.str());
@@ -576,7 +579,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         // Bounded: a flow of requests that are never answered reports the oldest unanswered.
         if (f.pending.size() >= kMaxPendingKdcRequests) {
             emit_kerberos(std::move(f.pending.front()));
-            f.pending.pop_front();
+            f.pending.erase(f.pending.begin());
         }
         f.pending.push_back(std::move(k));
         return;
@@ -585,7 +588,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
     KerberosEvent k;
     if (!f.pending.empty()) {
         k = std::move(f.pending.front());
-        f.pending.pop_front();
+        f.pending.erase(f.pending.begin());
     } else {
         k.ts = ts;
         k.flow = f.key;
@@ -594,7 +597,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
     k.reply_at = analysis::position(ev, Direction::ServerToClient);
     k.reply = auth::krb_msg_type_name(m.msg_type);
     if (const auto* rep = std::get_if<auth::KdcRep>(&m.body)) {
-        if (k.client.empty()) k.client = rep->cname.str() + "@" + rep->crealm;
+        if (k.client.empty()) k.client = rep->cname.at(rep->crealm);
         if (k.sname.empty()) k.sname = rep->ticket.sname.str();
         if (k.realm.empty()) k.realm = rep->ticket.realm;
         // With a keytab that holds the key of the ticket's service: its flags and PAC.
@@ -610,7 +613,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         if (k.sname.empty() && err->sname) k.sname = err->sname->str();
         if (k.realm.empty()) k.realm = err->realm;
         if (k.client.empty() && err->cname)
-            k.client = err->cname->str() + "@" + err->crealm.value_or(err->realm);
+            k.client = err->cname->at(err->crealm ? *err->crealm : err->realm);
     }
     emit_kerberos(std::move(k));
 }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -100,6 +101,8 @@ struct PrincipalName {
     std::vector<std::string> components;
     /// Components joined with '/', e.g. "MSSQLSvc/sql2.corp.local:1433".
     [[nodiscard]] std::string str() const;
+    /// str() + "@" + realm, e.g. "alice@LAB.TEST", built in one allocation.
+    [[nodiscard]] std::string at(std::string_view realm) const;
 };
 
 /// EncryptedData (RFC 4120 §5.2.9): everything but the cipher text.
