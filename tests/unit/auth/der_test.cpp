@@ -70,6 +70,90 @@ TEST(Der, RejectsLengthsOverFourOctetsAndTruncation) {
     EXPECT_EQ(read_one({0x04, 0x82, 0x01}, t).error().code, Code::Truncated);
 }
 
+TEST(Der, EveryShortAndTwoOctetLengthFormReadsAsX690Says) {
+    // The reader takes the usual forms (short, 81 xx, 82 xx xx) inline and the rest out of line:
+    // every length octet pair and triple those paths share, with the value complete, one byte
+    // short, or with bytes after it, under both rules, against X.690 §8.1.3 / §10.1 read here.
+    struct Want {
+        bool ok = false;
+        Code code{};
+        std::size_t header = 0;
+        std::size_t len = 0;
+    };
+    const auto expected = [](const Buf& b, LengthRule rule) {
+        Want w;
+        const std::size_t l0 = b[1];
+        std::size_t header = 2;
+        std::size_t len = l0;
+        if (l0 == 0x80) return Want{false, Code::BadLength};
+        if (l0 > 0x80) {
+            const std::size_t n = l0 & 0x7f;
+            if (n > 4) return Want{false, Code::TooLarge};
+            if (b.size() < 2 + n) return Want{false, Code::Truncated};
+            len = 0;
+            for (std::size_t i = 0; i < n; ++i)
+                len = len << 8 | b[2 + i];
+            const bool minimal = len >= 0x80 && (n == 1 || (len >> (8 * (n - 1))) != 0);
+            if (!minimal && rule == LengthRule::Der) return Want{false, Code::BadLength};
+            header = 2 + n;
+        }
+        if (b.size() - header < len) return Want{false, Code::Truncated};
+        w.ok = true;
+        w.header = header;
+        w.len = len;
+        return w;
+    };
+    std::vector<Buf> inputs;
+    for (unsigned l0 = 0; l0 <= 0x85; ++l0) {
+        const std::vector<unsigned> seconds =
+            l0 == 0x81 || l0 == 0x82 ? std::vector<unsigned>{0x00, 0x01, 0x7f, 0x80, 0x81, 0xff}
+                                     : std::vector<unsigned>{0x00};
+        for (const unsigned b2 : seconds) {
+            for (const unsigned b3 : {0x00u, 0x05u, 0x80u}) {
+                Buf head{0x04, static_cast<std::uint8_t>(l0)};
+                if (l0 > 0x80) head.push_back(static_cast<std::uint8_t>(b2));
+                if (l0 == 0x82) head.push_back(static_cast<std::uint8_t>(b3));
+                Buf probe = head;
+                probe.resize(head.size() + 0x10000 + 8, 0x00);
+                const Want full = expected(probe, LengthRule::BerDefinite);
+                const std::size_t len = full.ok ? full.len : 0;
+                for (const long extra : {0L, -1L, 3L}) {
+                    if (static_cast<long>(len) + extra < 0) continue;
+                    Buf b = head;
+                    b.resize(head.size() + static_cast<std::size_t>(static_cast<long>(len) + extra),
+                             0x5a);
+                    inputs.push_back(b);
+                }
+            }
+        }
+    }
+    const auto start = [](const Buf& b) {
+        std::string h;
+        for (std::size_t i = 0; i < b.size() && i < 4; ++i)
+            h += std::to_string(b[i]) + " ";
+        return h + "(" + std::to_string(b.size()) + " bytes)";
+    };
+    std::size_t checked = 0;
+    for (const Buf& b : inputs) {
+        for (const LengthRule rule : {LengthRule::Der, LengthRule::BerDefinite}) {
+            Tlv t;
+            const Want w = expected(b, rule);
+            const DecodeResult r = read_one(b, t, rule);
+            ASSERT_EQ(r.ok(), w.ok) << start(b) << " rule " << int(rule);
+            if (w.ok) {
+                EXPECT_EQ(t.header, w.header) << start(b);
+                EXPECT_EQ(t.value.size(), w.len) << start(b);
+                EXPECT_EQ(t.total(), w.header + w.len);
+                EXPECT_EQ(t.offset, 0u);
+            } else {
+                EXPECT_EQ(r.error().code, w.code) << start(b) << " " << int(rule);
+            }
+            ++checked;
+        }
+    }
+    EXPECT_GT(checked, 1000u);
+}
+
 TEST(Der, FailedReadLeavesTheReaderWhereItWas) {
     const Buf b{0x04, 0x01, 0xaa, 0x04, 0x05, 0x00};
     Reader r{Bytes(b)};

@@ -84,21 +84,35 @@ class Reader {
         // Inline for the usual element, a one-octet tag below 31 and a short length that fits:
         // the same result as next_general() for those octets, without a call (a Kerberos message
         // is some 70 elements; callgrind counted about 80 instructions each in the call).
+        // The same for the minimal one- and two-octet long forms (81 xx with xx >= 0x80, 82 xx xx
+        // with a first octet not 0): tickets, authenticators and their cipher texts, some 220 000
+        // calls on 40 MB of login-dense traffic.
         const Bytes rest = r_.rest();
-        if (rest.size() >= 2 && (rest[0] & 0x1f) != 0x1f && rest[1] < 0x80 &&
-            rest[1] <= rest.size() - 2) {
-            out.cls = static_cast<TagClass>(rest[0] >> 6);
-            out.constructed = (rest[0] & 0x20) != 0;
-            out.number = rest[0] & 0x1fu;
-            out.value = rest.subspan(2, rest[1]);
-            out.offset = offset();
-            out.header = 2;
-            out.depth = depth_;
-            out.rule = rule_;
-            (void)r_.skip(2 + std::size_t{rest[1]});
-            return {};
+        if (rest.size() < 2 || (rest[0] & 0x1f) == 0x1f) return next_general(out);
+        std::size_t header = 2;
+        std::size_t len = rest[1];
+        if (len >= 0x80) {
+            if (len == 0x81 && rest.size() >= 3 && rest[2] >= 0x80) {
+                header = 3;
+                len = rest[2];
+            } else if (len == 0x82 && rest.size() >= 4 && rest[2] != 0) {
+                header = 4;
+                len = std::size_t{rest[2]} << 8 | rest[3];
+            } else {
+                return next_general(out);
+            }
         }
-        return next_general(out);
+        if (len > rest.size() - header) return next_general(out);
+        out.cls = static_cast<TagClass>(rest[0] >> 6);
+        out.constructed = (rest[0] & 0x20) != 0;
+        out.number = rest[0] & 0x1fu;
+        out.value = rest.subspan(header, len);
+        out.offset = offset();
+        out.header = header;
+        out.depth = depth_;
+        out.rule = rule_;
+        (void)r_.skip(header + len);
+        return {};
     }
     /// Reads the next TLV and checks its class, number and constructed bit.
     DecodeResult expect(Tlv& out, TagClass cls, std::uint32_t number, bool constructed);
