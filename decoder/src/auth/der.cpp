@@ -130,7 +130,7 @@ DecodeResult as_integer(const Tlv& t, std::int64_t& out) {
     return twos_complement(t, out);
 }
 
-DecodeResult as_int32(const Tlv& t, std::int32_t& out) {
+DecodeResult detail::as_int32_general(const Tlv& t, std::int32_t& out) {
     std::int64_t v = 0;
     if (auto e = as_integer(t, v); !e.ok()) return e;
     if (v < INT32_MIN || v > INT32_MAX) return make_error(Code::BadValue, t.offset, "not Int32");

@@ -234,6 +234,52 @@ TEST(Der, Integers) {
     EXPECT_EQ(v, 3);
 }
 
+TEST(Der, Int32AgreesWithIntegerOnEveryShortEncoding) {
+    // as_int32 reads one to four minimal octets inline and leaves the rest to as_integer: the
+    // two agree (value, error code) on every one- and two-octet content, three- and four-octet
+    // contents around each sign and minimality edge, five octets, and other tags.
+    std::vector<Buf> contents;
+    for (unsigned a = 0; a < 256; ++a) {
+        contents.push_back({static_cast<std::uint8_t>(a)});
+        for (unsigned b = 0; b < 256; ++b)
+            contents.push_back({static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b)});
+    }
+    for (const unsigned a : {0x00u, 0x01u, 0x7fu, 0x80u, 0xfeu, 0xffu})
+        for (const unsigned b : {0x00u, 0x7fu, 0x80u, 0xffu}) {
+            contents.push_back({static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b), 0x12});
+            contents.push_back(
+                {static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b), 0x34, 0x56});
+            contents.push_back(
+                {static_cast<std::uint8_t>(a), static_cast<std::uint8_t>(b), 0x34, 0x56, 0x78});
+        }
+    contents.push_back({});
+    std::size_t checked = 0;
+    for (const Buf& c : contents) {
+        for (const std::uint8_t tag_byte :
+             {std::uint8_t{0x02}, std::uint8_t{0x0a}, std::uint8_t{0x22}, std::uint8_t{0x82}}) {
+            Buf b{tag_byte, static_cast<std::uint8_t>(c.size())};
+            b.insert(b.end(), c.begin(), c.end());
+            Tlv t;
+            ASSERT_TRUE(read_one(b, t).ok());
+            std::int64_t wide = 0;
+            std::int32_t narrow = 0;
+            const DecodeResult w = as_integer(t, wide);
+            const DecodeResult n = as_int32(t, narrow);
+            const bool fits = w.ok() && wide >= INT32_MIN && wide <= INT32_MAX;
+            ASSERT_EQ(n.ok(), fits) << int(tag_byte) << " " << c.size() << " " << wide;
+            if (fits) {
+                EXPECT_EQ(narrow, wide);
+            } else if (!w.ok()) {
+                EXPECT_EQ(n.error().code, w.error().code);
+            } else {
+                EXPECT_EQ(n.error().code, Code::BadValue);
+            }
+            ++checked;
+        }
+    }
+    EXPECT_GT(checked, 200000u);
+}
+
 TEST(Der, BitStringsUseMsbFirstFlagOrder) {
     // X.690 §8.6; KDCOptions 0x40810010 (forwardable, renewable, canonicalize, renewable-ok) from
     // a real AS-REQ (krb_ad_happycraft_ndpi.pcap frame 1).
