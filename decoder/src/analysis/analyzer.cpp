@@ -517,8 +517,9 @@ void Analyzer::add_login(LoginEvent&& login) {
         ++summary_overflow_;
     }
 
-    // Moved, not copied, into the window: a LoginEvent is a dozen strings.
-    logins_.push_back(Recent{std::move(login), {}, false, relayed});
+    // Moved, not copied, into the window (a LoginEvent is a dozen strings), and once: built in
+    // its place.
+    logins_.emplace_back(std::move(login), relayed);
     Recent& r = logins_.back();
     const LoginEvent& in_window = r.login;
     const std::uint64_t seq = base_seq_ + logins_.size() - 1;

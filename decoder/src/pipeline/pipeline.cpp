@@ -233,6 +233,17 @@ struct Pipeline::Impl : analysis::FindingSink {
     template <typename Event>
     void event(Event&& e) {
         using E = std::decay_t<Event>;
+        if (options.relay == nullptr) {
+            // Made now: without the AnalysisCall, one move of the event fewer (a login event
+            // is 700 bytes and two dozen strings, moved three times on its way to the window).
+            if constexpr (std::is_lvalue_reference_v<Event>) {
+                E copy = e;
+                made(copy);
+            } else {
+                made(e);
+            }
+            return;
+        }
         AnalysisCall c;
         c.kind = std::is_same_v<E, analysis::LoginEvent>         ? AnalysisCall::Kind::Login
                  : std::is_same_v<E, analysis::ServerErrorEvent> ? AnalysisCall::Kind::ServerError
@@ -244,6 +255,20 @@ struct Pipeline::Impl : analysis::FindingSink {
         analysis(std::move(c));
     }
     void apply(AnalysisCall& c);
+    /// apply()'s work for one event, which it may move from.
+    void made(analysis::LoginEvent& l) {
+        analyzer.enrich(l);
+        sink.on_login(l);
+        analyzer.add_login(std::move(l));
+    }
+    void made(const analysis::ServerErrorEvent& e) {
+        sink.on_server_error(e);
+        analyzer.add_server_error(e);
+    }
+    void made(KerberosEvent& k) {
+        sink.on_kerberos(k);
+        analyzer.add_kerberos(std::move(k));
+    }
     void expire_udp_kdc(Timestamp now);
 
     EventSink& sink;
@@ -727,25 +752,15 @@ void Pipeline::Impl::apply(AnalysisCall& c) {
     switch (c.kind) {
         case AnalysisCall::Kind::Tick:
             break;
-        case AnalysisCall::Kind::Login: {
-            auto& l = std::get<analysis::LoginEvent>(c.event);
-            analyzer.enrich(l);
-            sink.on_login(l);
-            analyzer.add_login(std::move(l));
+        case AnalysisCall::Kind::Login:
+            made(std::get<analysis::LoginEvent>(c.event));
             break;
-        }
-        case AnalysisCall::Kind::ServerError: {
-            const auto& e = std::get<analysis::ServerErrorEvent>(c.event);
-            sink.on_server_error(e);
-            analyzer.add_server_error(e);
+        case AnalysisCall::Kind::ServerError:
+            made(std::get<analysis::ServerErrorEvent>(c.event));
             break;
-        }
-        case AnalysisCall::Kind::Kerberos: {
-            auto& k = std::get<KerberosEvent>(c.event);
-            sink.on_kerberos(k);
-            analyzer.add_kerberos(std::move(k));
+        case AnalysisCall::Kind::Kerberos:
+            made(std::get<KerberosEvent>(c.event));
             break;
-        }
         case AnalysisCall::Kind::Closed:
             analyzer.connection_closed(c.flow, c.ts);
             break;

@@ -133,6 +133,7 @@ class Analyzer : private Lookups {
   private:
     static constexpr std::uint64_t kNoLogin = std::numeric_limits<std::uint64_t>::max();
     struct Recent {
+        Recent(LoginEvent&& l, bool relays) : login(std::move(l)), relay(relays) {}
         LoginEvent login;
         Timestamp closed{};  ///< 0 when still open / unknown
         bool chained = false;
