@@ -1416,9 +1416,12 @@ std::span<const ChainRule> chain_rules() {
 }
 
 bool spn_form_wrong(const std::string& spn) {
-    const std::string host = spn_host(spn);
+    // Views into `spn`: asked for every Kerberos login and KDC exchange.
+    const std::string_view host = spn_host_view(spn);
     if (host.empty()) return false;
-    const std::string instance = spn_instance(spn);  // "host:port", "[v6]:port", "[v6]", ...
+    // "host:port", "[v6]:port", "[v6]", ...
+    const std::string_view instance =
+        without_realm(std::string_view(spn).substr(kMssqlSvcPrefix.size()));
     const bool no_port = instance.find(':') == std::string::npos || instance.back() == ']';
     return looks_like_ip(host) || host.find('.') == std::string::npos || no_port;
 }

@@ -417,6 +417,7 @@ DecodeResult parse_pac_request(Bytes value, std::size_t base, bool& out) {
 
 /// `decode_values`: only in KDC requests are the PA values of interest decoded.
 DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out) {
+    out.reserve(4);  // a message has one to four: one allocation
     auto element = [&](const Tlv& item) -> DecodeResult {
         if (out.size() >= kMaxList) return make_error(Code::TooLarge, item.offset, "padata");
         PaData pa;
@@ -514,6 +515,7 @@ DecodeResult parse_req_body(const Tlv& seq, KdcReq& out) {
                 if (auto e = der::as_uint32(v, out.nonce); !e.ok()) return e;
                 break;
             case 8: {
+                out.etypes.reserve(16);  // clients ask for 2 to 10: one allocation
                 auto etype = [&](const Tlv& t) -> DecodeResult {
                     std::int32_t et = 0;
                     if (auto e = der::as_int32(t, et); !e.ok()) return e;
@@ -1051,34 +1053,35 @@ DecodeResult parse_krb5_token(Bytes data, Krb5GssToken& out) {
 }
 
 DecodeResult KrbTcpFramer::feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out) {
-    if (!state_.ok()) return state_;
-    while (!data.empty()) {
-        if (buf_.size() < 4) {
-            const std::size_t take = std::min<std::size_t>(4 - buf_.size(), data.size());
-            buf_.insert(buf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
-            data = data.subspan(take);
-            if (buf_.size() < 4) break;
-            const std::uint32_t mark = load_u32be(buf_.data());
-            if (mark & 0x80000000u) {
-                state_ = make_error(Code::Desync, consumed_, "reserved bit set in record mark");
-                return state_;
-            }
-            if (mark > max_) {
-                state_ = make_error(Code::TooLarge, consumed_, "Kerberos record over the cap");
-                return state_;
-            }
-        }
-        const std::size_t want = 4 + load_u32be(buf_.data());
-        const std::size_t take = std::min(want - buf_.size(), data.size());
+    return feed_each(data,
+                     [&out](Bytes record) { out.emplace_back(record.begin(), record.end()); });
+}
+
+bool KrbTcpFramer::mark_ok(std::uint32_t mark) {
+    if (mark & 0x80000000u) {
+        state_ = make_error(Code::Desync, consumed_, "reserved bit set in record mark");
+        return false;
+    }
+    if (mark > max_) {
+        state_ = make_error(Code::TooLarge, consumed_, "Kerberos record over the cap");
+        return false;
+    }
+    return true;
+}
+
+bool KrbTcpFramer::hold(Bytes& data) {
+    if (buf_.size() < 4) {
+        const std::size_t take = std::min<std::size_t>(4 - buf_.size(), data.size());
         buf_.insert(buf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
         data = data.subspan(take);
-        if (buf_.size() == want) {
-            out.emplace_back(buf_.begin() + 4, buf_.end());
-            consumed_ += want;
-            buf_.clear();
-        }
+        if (buf_.size() < 4) return true;
+        if (!mark_ok(load_u32be(buf_.data()))) return false;
     }
-    return {};
+    const std::size_t want = 4 + std::size_t{load_u32be(buf_.data())};
+    const std::size_t take = std::min(want - buf_.size(), data.size());
+    buf_.insert(buf_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(take));
+    data = data.subspan(take);
+    return true;
 }
 
 std::string to_string(const KerberosMessage& m) {

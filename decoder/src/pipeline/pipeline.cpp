@@ -660,20 +660,19 @@ void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes d
     impl_->advance(ts);
     if (impl_->is_kerberos(flow)) {
         auto& f = impl_->kdc(flow);
-        std::vector<std::vector<std::uint8_t>> records;
         const int d = static_cast<int>(dir);
         auto& framer = f.framers[d];
         // Each record's evidence is the offset of its length prefix: where these bytes start
-        // when no record is partly held, then one record after the other.
+        // when no record is partly held, then one record after the other. A record within one
+        // segment is read where it is (no copy).
         if (framer.buffered() == 0) f.record_offset[d] = ev.stream_offset;
         const bool was_failed = framer.failed();
-        const DecodeResult res = framer.feed(data, records);
-        if (!was_failed && !res.ok()) ++impl_->counters.decode_problems;
-        for (const auto& r : records) {
+        const DecodeResult res = framer.feed_each(data, [&](Bytes record) {
             const Evidence at{ev.frame, f.record_offset[d]};
-            f.record_offset[d] += 4 + r.size();
-            impl_->kerberos_message(f, dir, ts, Bytes(r), at);
-        }
+            f.record_offset[d] += 4 + record.size();
+            impl_->kerberos_message(f, dir, ts, record, at);
+        });
+        if (!was_failed && !res.ok()) ++impl_->counters.decode_problems;
         return;
     }
     impl_->tds(flow, true).conv.feed(dir, ts, data, ev);

@@ -348,6 +348,64 @@ TEST(KrbTcpFramer, SplitsAndJoinsRecords) {
     }
 }
 
+TEST(KrbTcpFramer, RecordsComeAsViewsWhenWholeAndFromTheBufferWhenSplit) {
+    const Buf a = krb_error(25, true), b = krb_error(7, false);
+    auto framed = [](const Buf& m) {
+        Buf out{0, 0, static_cast<std::uint8_t>(m.size() >> 8),
+                static_cast<std::uint8_t>(m.size())};
+        out.insert(out.end(), m.begin(), m.end());
+        return out;
+    };
+    const Buf stream = cat({framed(a), framed({}), framed(b)});  // an empty record between
+    const std::vector<Buf> want{a, {}, b};
+    {
+        // One segment: every record is a view into it, in order.
+        KrbTcpFramer f;
+        std::vector<const std::uint8_t*> at;
+        std::vector<Buf> got;
+        ASSERT_TRUE(f.feed_each(Bytes(stream), [&](Bytes r) {
+                         at.push_back(r.data());
+                         got.emplace_back(r.begin(), r.end());
+                     }).ok());
+        EXPECT_EQ(got, want);
+        ASSERT_EQ(at.size(), 3u);
+        EXPECT_EQ(at[0], stream.data() + 4);
+        EXPECT_EQ(at[2], stream.data() + 4 + a.size() + 4 + 4);
+    }
+    // Every cut into two segments, and one byte at a time: the same records, none held after.
+    std::vector<std::vector<std::size_t>> cuts;
+    for (std::size_t i = 0; i <= stream.size(); ++i)
+        cuts.push_back({i});
+    std::vector<std::size_t> bytes;
+    for (std::size_t i = 1; i < stream.size(); ++i)
+        bytes.push_back(i);
+    cuts.push_back(bytes);
+    for (const auto& cut : cuts) {
+        KrbTcpFramer f;
+        std::vector<Buf> got;
+        std::size_t from = 0;
+        for (std::size_t k = 0; k <= cut.size(); ++k) {
+            const std::size_t to = k < cut.size() ? cut[k] : stream.size();
+            ASSERT_TRUE(f.feed_each(Bytes(stream).subspan(from, to - from), [&](Bytes r) {
+                             got.emplace_back(r.begin(), r.end());
+                         }).ok());
+            from = to;
+        }
+        EXPECT_EQ(got, want) << cut.front();
+        EXPECT_EQ(f.buffered(), 0u);
+    }
+    // A bad mark after a whole record: the record first, then the error, for good.
+    Buf bad = framed(a);
+    bad.insert(bad.end(), {0x80, 0x00, 0x00, 0x01, 0x00});
+    KrbTcpFramer f;
+    std::vector<Buf> got;
+    const DecodeResult r =
+        f.feed_each(Bytes(bad), [&](Bytes rec) { got.emplace_back(rec.begin(), rec.end()); });
+    EXPECT_EQ(r.error().code, Code::Desync);
+    EXPECT_EQ(r.error().offset, 4 + a.size());
+    EXPECT_EQ(got, std::vector<Buf>{a});
+}
+
 TEST(KrbTcpFramer, ReservedBitAndCapAreStickyErrors) {
     KrbTcpFramer f(1000);
     std::vector<std::vector<std::uint8_t>> out;

@@ -269,11 +269,48 @@ class KrbTcpFramer {
     /// Consumes `data`, appending each completed record (without its length prefix) to `out`.
     /// After an error the framer stays failed (Desync): later calls return the same error.
     DecodeResult feed(Bytes data, std::vector<std::vector<std::uint8_t>>& out);
+    /// The same, calling `on_record(Bytes)` for each completed record, in order, as it completes
+    /// (the records before an error included). A record that lies whole in `data` is handed on
+    /// as a view into `data`, without a copy; one that spans calls, from the framer's buffer.
+    /// Either view is valid during the call only.
+    template <typename OnRecord>
+    DecodeResult feed_each(Bytes data, OnRecord&& on_record) {
+        if (!state_.ok()) return state_;
+        while (!data.empty()) {
+            if (buf_.empty() && data.size() >= 4) {
+                const std::uint32_t mark = load_u32be(data.data());
+                if (!mark_ok(mark)) {
+                    buf_.assign(data.begin(), data.begin() + 4);  // held, as a split mark is
+                    return state_;
+                }
+                if (data.size() - 4 >= mark) {
+                    const Bytes record = data.subspan(4, mark);
+                    data = data.subspan(4 + std::size_t{mark});
+                    consumed_ += 4 + std::uint64_t{mark};
+                    on_record(record);
+                    continue;
+                }
+            }
+            if (!hold(data)) return state_;
+            if (buf_.size() >= 4 && buf_.size() == 4 + std::size_t{load_u32be(buf_.data())}) {
+                on_record(Bytes(buf_).subspan(4));
+                consumed_ += buf_.size();
+                buf_.clear();
+            }
+        }
+        return {};
+    }
     /// Bytes of an incomplete record currently held.
     [[nodiscard]] std::size_t buffered() const { return buf_.size(); }
     [[nodiscard]] bool failed() const { return !state_.ok(); }
 
   private:
+    /// A record mark is usable (not the reserved bit, not over the cap); else the framer fails.
+    bool mark_ok(std::uint32_t mark);
+    /// Moves the bytes of the record being assembled from `data` into buf_ (its mark first);
+    /// false when its mark is not usable.
+    bool hold(Bytes& data);
+
     std::size_t max_;
     std::vector<std::uint8_t> buf_;
     std::uint64_t consumed_ = 0;
