@@ -1,7 +1,8 @@
-// The statement of a server_error event: the client's last SQL batch before the error, read only
-// when an error needs it (the pipeline keeps the batch as UTF-16 and converts it then), with its
-// passwords masked and its length capped as when every batch was converted at once. Hand-built
-// TDS 7.4 messages [MS-TDS 2.2.6.7 SQLBatch, 2.2.5.3 ALL_HEADERS, 2.2.7.10 ERROR].
+// The statement of a server_error event: the client's last request before the error (an SQL
+// batch, or the statement of an RPC such as sp_executesql), read only when an error needs it
+// (the pipeline keeps the request's text as it came and converts it then), with its passwords
+// masked and its length capped as when every request was converted at once. Hand-built TDS 7.4
+// messages [MS-TDS 2.2.6.7 SQLBatch, 2.2.6.6 RPC Request, 2.2.5.3 ALL_HEADERS, 2.2.7.10 ERROR].
 #include <gtest/gtest.h>
 
 #include <string>
