@@ -71,12 +71,11 @@ inline std::string_view spn_host_view(std::string_view spn) {
     return rest.substr(0, rest.find(':'));
 }
 
-/// "MSSQLSvc/host:port@REALM" -> "host:port" (brackets of an IPv6 literal kept); empty when not
-/// an MSSQLSvc SPN.
-inline std::string spn_instance(const std::string& spn) {
+/// "MSSQLSvc/host:port@REALM" -> "host:port" (brackets of an IPv6 literal kept), a view into
+/// `spn`; empty when not an MSSQLSvc SPN.
+inline std::string_view spn_instance(std::string_view spn) {
     if (!istarts_with(spn, kMssqlSvcPrefix)) return {};
-    std::string rest = spn.substr(kMssqlSvcPrefix.size());
-    return rest.substr(0, rest.find('@'));
+    return without_realm(spn.substr(kMssqlSvcPrefix.size()));
 }
 
 /// "MSSQLSvc/host:port@REALM" -> host (empty when not an MSSQLSvc SPN).

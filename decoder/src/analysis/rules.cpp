@@ -1419,9 +1419,7 @@ bool spn_form_wrong(const std::string& spn) {
     // Views into `spn`: asked for every Kerberos login and KDC exchange.
     const std::string_view host = spn_host_view(spn);
     if (host.empty()) return false;
-    // "host:port", "[v6]:port", "[v6]", ...
-    const std::string_view instance =
-        without_realm(std::string_view(spn).substr(kMssqlSvcPrefix.size()));
+    const std::string_view instance = spn_instance(spn);  // "host:port", "[v6]:port", "[v6]"
     const bool no_port = instance.find(':') == std::string::npos || instance.back() == ']';
     return looks_like_ip(host) || host.find('.') == std::string::npos || no_port;
 }

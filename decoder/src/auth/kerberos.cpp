@@ -53,6 +53,11 @@ DecodeResult parse_principal(const Tlv& seq, PrincipalName& out) {
 
 std::string flag_names(std::uint32_t v,
                        std::initializer_list<std::pair<std::uint32_t, const char*>> names) {
+    return flag_names(v, std::span(names.begin(), names.size()));
+}
+
+std::string flag_names(std::uint32_t v,
+                       std::span<const std::pair<std::uint32_t, const char*>> names) {
     std::string s;
     for (const auto& [bit, name] : names) {
         if ((v & bit) == 0) continue;
@@ -751,13 +756,7 @@ constexpr std::pair<std::uint32_t, const char*> kKdcOptionNames[] = {
 }  // namespace
 
 std::string kdc_options_to_string(std::uint32_t o) {
-    std::string s;
-    for (const auto& [bit, name] : kKdcOptionNames) {
-        if ((o & bit) == 0) continue;
-        if (!s.empty()) s += '|';
-        s += name;
-    }
-    return s;
+    return flag_names(o, kKdcOptionNames);
 }
 
 const char* kdc_option_name(std::uint32_t bit) {

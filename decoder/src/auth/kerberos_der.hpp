@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -62,5 +63,7 @@ DecodeResult parse_principal(const Tlv& seq, PrincipalName& out);
 /// "a|b|c": the names of the bits set in `v`, in the order given.
 std::string flag_names(std::uint32_t v,
                        std::initializer_list<std::pair<std::uint32_t, const char*>> names);
+std::string flag_names(std::uint32_t v,
+                       std::span<const std::pair<std::uint32_t, const char*>> names);
 
 }  // namespace hopscope::auth::krb_der

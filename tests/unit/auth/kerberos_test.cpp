@@ -312,15 +312,16 @@ TEST(Kerberos, KrbCredTickets) {
     EXPECT_EQ(c.enc_part.cipher_len, 40u);
 }
 
+/// A message as Kerberos over TCP sends it: its 4-byte big-endian length first.
+Buf framed(const Buf& m) {
+    Buf out{0, 0, static_cast<std::uint8_t>(m.size() >> 8), static_cast<std::uint8_t>(m.size())};
+    out.insert(out.end(), m.begin(), m.end());
+    return out;
+}
+
 TEST(KrbTcpFramer, SplitsAndJoinsRecords) {
     // RFC 4120 §7.2.2: each message is preceded by its 4-byte big-endian length.
     const Buf a = krb_error(25, true), b = krb_error(7, false);
-    auto framed = [](const Buf& m) {
-        Buf out{0, 0, static_cast<std::uint8_t>(m.size() >> 8),
-                static_cast<std::uint8_t>(m.size())};
-        out.insert(out.end(), m.begin(), m.end());
-        return out;
-    };
     const Buf stream = cat({framed(a), framed(b)});
     {
         KrbTcpFramer f;
@@ -350,12 +351,6 @@ TEST(KrbTcpFramer, SplitsAndJoinsRecords) {
 
 TEST(KrbTcpFramer, RecordsComeAsViewsWhenWholeAndFromTheBufferWhenSplit) {
     const Buf a = krb_error(25, true), b = krb_error(7, false);
-    auto framed = [](const Buf& m) {
-        Buf out{0, 0, static_cast<std::uint8_t>(m.size() >> 8),
-                static_cast<std::uint8_t>(m.size())};
-        out.insert(out.end(), m.begin(), m.end());
-        return out;
-    };
     const Buf stream = cat({framed(a), framed({}), framed(b)});  // an empty record between
     const std::vector<Buf> want{a, {}, b};
     {
