@@ -6,13 +6,24 @@
 // tunable glibc.malloc.hugetlb is set when the process starts, so `analyze` sets it and starts
 // itself once more before it reads anything. The proxy and `live` do not: a huge-page fault may
 // wait for the kernel to compact memory, and their forwarding and capture threads must not.
+//
+// Not in a virtual machine whose free memory goes back to its host in huge-page-sized blocks
+// (virtio-balloon free page reporting at order 9 or less, as on the Firecracker VMs this was
+// measured on): every huge page the kernel hands out there was given back to the host when it
+// was last freed, and clearing it costs the host's faults. Measured on such a VM
+// (page_reporting_order 9), the 200 MB login-dense capture, one thread, alternating runs, also
+// with 6 s between runs for the reporting to happen: with huge pages 1.01-1.15 s (0.20-0.33 s
+// of system time), with 4 KiB pages 0.86-0.91 s (0.05-0.07 s); 1 GB of it 4.46-4.60 s against
+// 4.25-4.26 s; two threads the same either way (docs/performance.md).
 #include "huge_pages.hpp"
 
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <system_error>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define HOPSCOPE_SANITIZED 1
@@ -25,8 +36,47 @@
 
 namespace hopscope::cli {
 
+namespace {
+
+[[maybe_unused]] std::string read_text(const std::filesystem::path& p) {
+    std::ifstream f(p);
+    if (!f) return {};
+    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+/// The number at the start of `s` (after blanks), or -1.
+long long leading_number(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t'))
+        ++i;
+    if (i == s.size() || s[i] < '0' || s[i] > '9') return -1;
+    long long v = 0;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
+        if (v > (1LL << 50)) return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+}  // namespace
+
+bool free_huge_pages_go_to_host(const std::vector<std::string>& balloon_features,
+                                std::string_view reporting_order, std::string_view hpage_pmd_size,
+                                long page_size) {
+    constexpr std::size_t kReportingBit = 5;  // VIRTIO_BALLOON_F_REPORTING
+    bool reporting = false;
+    for (const std::string& f : balloon_features)
+        reporting = reporting || (f.size() > kReportingBit && f[kReportingBit] == '1');
+    if (!reporting) return false;
+    const long long order = leading_number(reporting_order);
+    const long long huge = leading_number(hpage_pmd_size);
+    if (order < 0 || order > 62 || huge <= 0 || page_size <= 0) return false;
+    return (static_cast<long long>(page_size) << order) <= huge;
+}
+
 std::optional<std::string> huge_page_tunables(const HugePageEnv& env) {
     if (env.command != "analyze") return std::nullopt;
+    if (env.host_takes_free_huge_pages) return std::nullopt;
     if (env.opt_out != nullptr && *env.opt_out != '\0') return std::nullopt;
     const std::string_view tunables = env.glibc_tunables != nullptr ? env.glibc_tunables : "";
     if (tunables.find("glibc.malloc.hugetlb") != std::string_view::npos) return std::nullopt;
@@ -47,12 +97,24 @@ void restart_with_huge_pages(char** argv) {
     (void)argv;  // the sanitizers' allocators do not read glibc's tunables
 #else
     if (argv == nullptr || argv[0] == nullptr || argv[1] == nullptr) return;
-    std::string thp;
-    if (std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled"); f)
-        thp.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    const std::string thp = read_text("/sys/kernel/mm/transparent_hugepage/enabled");
     const char* before = std::getenv("GLIBC_TUNABLES");
-    const auto tunables = huge_page_tunables(
-        {argv[1], before, std::getenv("LD_PRELOAD"), std::getenv("HOPSCOPE_NO_HUGE_PAGES"), thp});
+    HugePageEnv env{argv[1], before, std::getenv("LD_PRELOAD"),
+                    std::getenv("HOPSCOPE_NO_HUGE_PAGES"), thp};
+    if (env.command == "analyze") {
+        std::vector<std::string> features;
+        std::error_code ec;
+        for (std::filesystem::directory_iterator it("/sys/bus/virtio/drivers/virtio_balloon", ec),
+             end;
+             !ec && it != end; it.increment(ec)) {
+            if (it->path().filename().string().rfind("virtio", 0) == 0)
+                features.push_back(read_text(it->path() / "features"));
+        }
+        env.host_takes_free_huge_pages = free_huge_pages_go_to_host(
+            features, read_text("/sys/module/page_reporting/parameters/page_reporting_order"),
+            read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"), sysconf(_SC_PAGESIZE));
+    }
+    const auto tunables = huge_page_tunables(env);
     if (!tunables) return;
     const std::optional<std::string> saved =
         before != nullptr ? std::optional<std::string>(before) : std::nullopt;
