@@ -14,7 +14,7 @@
 // (page_reporting_order 9), the 200 MB login-dense capture, one thread, alternating runs, also
 // with 6 s between runs for the reporting to happen: with huge pages 1.01-1.15 s (0.20-0.33 s
 // of system time), with 4 KiB pages 0.86-0.91 s (0.05-0.07 s); 1 GB of it 4.46-4.60 s against
-// 4.25-4.26 s; two threads the same either way (docs/performance.md).
+// 4.25-4.26 s; two threads 0.57-0.63 s against 0.56-0.74 s (docs/performance.md).
 #include "huge_pages.hpp"
 
 #include <unistd.h>
@@ -71,7 +71,7 @@ bool free_huge_pages_go_to_host(const std::vector<std::string>& balloon_features
     const long long order = leading_number(reporting_order);
     const long long huge = leading_number(hpage_pmd_size);
     if (order < 0 || order > 62 || huge <= 0 || page_size <= 0) return false;
-    return (static_cast<long long>(page_size) << order) <= huge;
+    return (1LL << order) <= huge / page_size;  // blocks of 2^order pages, a huge page or less
 }
 
 std::optional<std::string> huge_page_tunables(const HugePageEnv& env) {

@@ -21,12 +21,12 @@ struct HugePageEnv {
 
 /// Whether this machine is a virtual machine that hands its free memory back to the hypervisor
 /// in blocks as small as a huge page: a virtio balloon device offering free page reporting
-/// (VIRTIO_BALLOON_F_REPORTING, feature bit 5: `features` is the device's feature string from
-/// /sys/bus/virtio/drivers/virtio_balloon/virtio*/features, one character per bit) and the
-/// kernel's page_reporting_order (/sys/module/page_reporting/parameters/page_reporting_order) at
-/// most the order of a huge page (hpage_pmd_size, /sys/kernel/mm/transparent_hugepage/, over
-/// the base page size). Then each huge page a process frees goes back to the host, and the next
-/// one it is given costs the host's faults as the kernel clears it.
+/// (VIRTIO_BALLOON_F_REPORTING, feature bit 5; `balloon_features` holds each device's feature
+/// string from /sys/bus/virtio/drivers/virtio_balloon/virtio*/features, one character per bit) and
+/// the kernel's page_reporting_order (/sys/module/page_reporting/parameters/page_reporting_order)
+/// at most the order of a huge page (hpage_pmd_size, /sys/kernel/mm/transparent_hugepage/, over the
+/// base page size). Then each huge page a process frees goes back to the host, and the next one it
+/// is given costs the host's faults as the kernel clears it.
 [[nodiscard]] bool free_huge_pages_go_to_host(const std::vector<std::string>& balloon_features,
                                               std::string_view reporting_order,
                                               std::string_view hpage_pmd_size, long page_size);
