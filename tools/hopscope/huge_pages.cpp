@@ -19,6 +19,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -46,16 +47,11 @@ namespace {
 
 /// The number at the start of `s` (after blanks), or -1.
 long long leading_number(std::string_view s) {
-    std::size_t i = 0;
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t'))
-        ++i;
-    if (i == s.size() || s[i] < '0' || s[i] > '9') return -1;
-    long long v = 0;
-    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) {
-        if (v > (1LL << 50)) return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
+    const std::size_t start = s.find_first_not_of(" \t");
+    if (start == std::string_view::npos) return -1;
+    long long v = -1;
+    if (std::from_chars(s.data() + start, s.data() + s.size(), v).ec != std::errc{}) return -1;
+    return v >= 0 ? v : -1;
 }
 
 }  // namespace
