@@ -22,7 +22,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 # Build and test dependencies (Debian 12 package names).
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config libpcap-dev libboost-dev libssl-dev
             libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev libgmock-dev
-            libkrb5-dev)
+            libkrb5-dev libmimalloc-dev)
 FUZZ_PKGS=(clang-14 libclang-rt-14-dev)
 # llvm-profdata-14 and llvm-cov-14 (only recommended by clang-14) for tools/dev.sh coverage.
 COV_PKGS=(llvm-14)
@@ -140,6 +140,19 @@ test)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
         --bin-dir "$BUILD_ROOT/asan" | grep -E '^check |^hopscope'
+    echo "== build: release (-O2, mimalloc: what the README's first command builds); the same output as the sanitizer build"
+    configure_build "$BUILD_ROOT/release" -DCMAKE_BUILD_TYPE=Release -DHOPSCOPE_TESTS=OFF \
+        -DHOPSCOPE_BENCH=ON -DHOPSCOPE_WERROR=ON
+    "$BUILD_ROOT/release/tools/hopscope" --version | tee "$BUILD_ROOT/release-version.log"
+    grep -q '^memory allocator: mimalloc ' "$BUILD_ROOT/release-version.log" || {
+        echo "the release build does not run on mimalloc" >&2
+        exit 1
+    }
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        "$here/tests/e2e/builds_same_output.sh" "$BUILD_ROOT/asan/tools/hopscope" \
+        "$BUILD_ROOT/release/tools/hopscope" "$here" "$BUILD_ROOT/release/tools/bench/hopscope-gencap"
+    "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
+        --bin-dir "$BUILD_ROOT/release" | grep -E '^check |^hopscope'
     echo "== build: clang-14, -Werror, libFuzzer instrumentation (everything; fuzz targets run below)"
     fuzz_build
     echo "== fuzz smoke: ${FUZZ_SECONDS}s per target (options and floors: tests/fuzz/targets)"

@@ -10,9 +10,7 @@
 #   analyze_threads_equal.sh HOPSCOPE REPO_DIR [HOPSCOPE_GENCAP]
 set -u
 hs=$1 repo=$2 gencap=${3:-}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-rc=0 n=0
+. "$(dirname "$0")/each_capture.sh"  # tmp, rc, n, each_capture
 run() {  # name, then analyze's arguments (the capture last)
     name=$1
     shift
@@ -41,14 +39,8 @@ compare() {  # name, the run compared with --threads 1
         fi
     done
 }
-for f in $(find "$repo/captures" "$repo/tests/data" -name '*.pcap' -o -name '*.pcapng' | sort); do
-    run "$f" "$f"
-    base=${f%.pcap}
-    [ -f "$base.keytab" ] && run "$f with its keytab" --keytab "$base.keytab" "$f"
-    [ -f "$base.keylog" ] && run "$f with its key log" --tls-keylog "$base.keylog" "$f"
-done
-# All of the lab's captures at once (merged in time order), and one cut short.
-run "every lab capture together" "$repo"/captures/lab/*.pcap
+# Every capture, with its keytab and key log, and all of the lab's at once; then one cut short.
+each_capture "$repo"
 biggest=$(ls -S "$repo"/captures/lab/*.pcap | head -1)
 head -c $(($(wc -c <"$biggest") * 2 / 3)) "$biggest" >"$tmp/cut.pcap"
 run "a capture cut short" "$tmp/cut.pcap"

@@ -411,12 +411,14 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
         ->type_name("N")
         ->check(CLI::Range(0u, 1024u));
     c.analyze_cmd->footer(
-        "Memory: analyze starts itself once more with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "
-        "(its heap on transparent huge pages: fewer page faults on busy captures), except in "
-        "a virtual machine whose free huge pages go back to the host (a virtio balloon with "
-        "free page reporting at the huge page's order or below: there each new huge page costs "
-        "the host's faults). Set HOPSCOPE_NO_HUGE_PAGES=1 to keep the first start; a "
-        "glibc.malloc.hugetlb of your own is kept as it is.\n"
+        "Memory: hopscope --version names the allocator. Built with mimalloc (the default "
+        "where libmimalloc-dev is installed), analyze runs as it is started. Built with the C "
+        "library's malloc, analyze starts itself once more with "
+        "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (its heap on transparent huge pages: fewer page "
+        "faults on busy captures), except in a virtual machine whose free huge pages go back "
+        "to the host (a virtio balloon with free page reporting at the huge page's order or "
+        "below: there each new huge page costs the host's faults); HOPSCOPE_NO_HUGE_PAGES=1 "
+        "keeps the first start, and a glibc.malloc.hugetlb of your own is kept as it is.\n"
         "JSON (--json): written in 64 KiB blocks, each event at once only to a terminal or when "
         "reading standard input.");
 

@@ -5,12 +5,13 @@
 
 namespace hopscope::cli {
 
-CommandLine::CommandLine()
+CommandLine::CommandLine(const std::string& build)
     : app("hopscope - finds why a SQL Server login lost the user's identity on a double hop\n"
           "(C -> A -> linked server B): decodes TDS, SPNEGO/Kerberos/NTLM and Kerberos on port "
           "88,\nclassifies every login and flags broken delegation with the evidence and the "
           "fix.") {
-    app.set_version_flag("--version", std::string("hopscope ") + HOPSCOPE_VERSION);
+    app.set_version_flag("--version", std::string("hopscope ") + HOPSCOPE_VERSION +
+                                          (build.empty() ? "" : "\n" + build));
     app.require_subcommand(0, 1);
     app.footer(
         "Exit status: 0 ok, 1 error findings (with --fail-on-findings), 2 bad usage or input.");

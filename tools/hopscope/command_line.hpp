@@ -13,7 +13,8 @@
 namespace hopscope::cli {
 
 struct CommandLine {
-    CommandLine();
+    /// `build` is printed by --version under the version line (e.g. the memory allocator).
+    explicit CommandLine(const std::string& build = {});
     CommandLine(const CommandLine&) = delete;
     CommandLine& operator=(const CommandLine&) = delete;
 

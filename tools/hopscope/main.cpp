@@ -2,15 +2,53 @@
 // and runs it; exit codes are 0 ok, 1 findings (with --fail-on-findings), 2 bad usage or input.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "command_line.hpp"
 #include "huge_pages.hpp"
 
+#ifdef HOPSCOPE_MIMALLOC
+#include <mimalloc.h>
+#endif
+
+namespace {
+
+/// The memory allocator the process runs with, as --version tells it: mimalloc only when a
+/// block from calloc() is in its heap (the build links it; this checks that it took the place of
+/// the C library's malloc, e.g. not undone by the link order).
+std::string allocator_line() {
+#ifdef HOPSCOPE_MIMALLOC
+    void* p = std::calloc(1, 64);  // (zeroed: the check reads no uninitialised byte)
+    const bool ours = p != nullptr && mi_is_in_heap_region(p);
+    std::free(p);
+    if (ours) {
+        const int v = mi_version();  // 209: 2.0.9
+        return "memory allocator: mimalloc " + std::to_string(v / 100) + "." +
+               std::to_string(v / 10 % 10) + "." + std::to_string(v % 10);
+    }
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+    return "memory allocator: AddressSanitizer's (a sanitizer build)";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return "memory allocator: AddressSanitizer's (a sanitizer build)";
+#endif
+#endif
+    return "memory allocator: the C library's malloc";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+#ifndef HOPSCOPE_MIMALLOC
+    // With the C library's malloc, `analyze` starts itself again with its heap on transparent
+    // huge pages where that pays (huge_pages.hpp). With mimalloc that restart has nothing to
+    // tune, and mimalloc's own huge pages measured no faster (docs/performance.md).
     hopscope::cli::restart_with_huge_pages(argv);  // `analyze` only; returns when not
-    hopscope::cli::CommandLine cli;
+#endif
+    hopscope::cli::CommandLine cli(allocator_line());
     try {
         cli.app.parse(hopscope::cli::parse_order(std::vector<std::string>(argv + 1, argv + argc)));
     } catch (const CLI::Success& e) {
