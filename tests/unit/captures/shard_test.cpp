@@ -141,5 +141,61 @@ TEST(ShardedCloses, TogetherInFlowKeyOrderNotInOrderOfUse) {
     }
 }
 
+TEST(ShardedCloses, InFlowKeyOrderOnEveryFieldOfTheKey) {
+    // Connections that differ in each field FlowKey orders by (client address bytes, then its
+    // IPv6 flag, client port, server address, its flag, server port), opened in an order that is
+    // none of them: the closes come in FlowKey order. Ports that differ in their high byte only
+    // or low byte only, and IPv4 and IPv6 addresses of the same 16 bytes (10.0.0.1 and a00:1::).
+    auto v6_of = [](const Addr& a) {
+        Addr x = a;
+        x.v6 = true;
+        return x;
+    };
+    const Addr c1 = Addr::v4(10, 0, 0, 1), c2 = Addr::v4(9, 200, 0, 1), s1 = Addr::v4(10, 0, 0, 2),
+               s2 = Addr::v4(10, 0, 0, 3);
+    struct Conn {
+        Addr c;
+        std::uint16_t cp;
+        Addr s;
+        std::uint16_t sp;
+    };
+    const Conn conns[] = {
+        {c1, 50001, s1, 1433},
+        {c1, 50001, s2, 88},
+        {c1, 511, s1, 1433},
+        {c1, 768, s1, 88},
+        {c2, 60000, s1, 1433},
+        {c1, 50001, s1, 88},
+        {v6_of(c1), 50001, v6_of(s1), 1433},
+        {Addr::v6_last(1), 50001, Addr::v6_last(2), 1433},
+        {c1, 50002, s1, 1433},
+        {v6_of(c1), 511, v6_of(s2), 88},
+    };
+    constexpr std::uint8_t kSyn = 0x02;
+    for (const bool by_timeout : {false, true}) {
+        CloseOrder sink;
+        AssemblerConfig cfg;
+        cfg.idle_timeout_us = 10'000'000;
+        StreamAssembler a(sink, cfg);
+        std::uint64_t frame = 0;
+        std::int64_t t = 1'000'000;
+        for (const Conn& k : conns) {
+            const Buf syn = k.c.v6 ? ipv6(k.c, k.s, 6, {}, tcp_header(k.cp, k.sp, 1000, 0, kSyn))
+                                   : tcp4(k.c, k.cp, k.s, k.sp, 1000, 0, kSyn);
+            a.on_ip(Timestamp{++t}, Bytes(syn.data(), syn.size()), ++frame);
+        }
+        if (by_timeout) {
+            a.expire(Timestamp{t + 20'000'000});
+        } else {
+            a.finish(Timestamp{t});
+        }
+        ASSERT_EQ(sink.closed.size(), std::size(conns)) << by_timeout;
+        for (std::size_t i = 1; i < sink.closed.size(); ++i)
+            EXPECT_LT(sink.closed[i - 1].first, sink.closed[i].first)
+                << by_timeout << " " << to_string(sink.closed[i - 1].first.client) << " "
+                << to_string(sink.closed[i].first.client);
+    }
+}
+
 }  // namespace
 }  // namespace hopscope::captures::testing
