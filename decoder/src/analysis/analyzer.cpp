@@ -1,6 +1,7 @@
 #include "hopscope/analysis/analyzer.hpp"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include "rule_support.hpp"

@@ -12,9 +12,9 @@
 #include <deque>
 #include <limits>
 #include <map>
-#include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -258,7 +258,10 @@ class Analyzer : private Lookups {
         by_client_start_;
     std::unordered_map<IpAddress, Inbound, IpAddressHash>
         inbound_;  ///< chain candidates by server address
-    std::map<FlowKey, std::vector<std::uint64_t>> by_flow_;
+    /// Logins by connection. Hashed: looked up for every login and every closed connection, and
+    /// iterated only to prune and count; as a std::map its FlowKey comparisons (16-byte addresses,
+    /// a memcmp each) were most of what the analysis spent on it.
+    std::unordered_map<FlowKey, std::vector<std::uint64_t>, FlowKeyHash> by_flow_;
     std::unordered_map<IpAddress, std::deque<KdcEntry>, IpAddressHash>
         kdc_;  ///< KDC exchanges by client address
     /// The client and time of every kept KDC exchange, oldest first.
@@ -290,8 +293,11 @@ class Analyzer : private Lookups {
     const std::string& dedup_key(std::string_view rule, const std::string& key) const;
     std::uint64_t dedup_serial_ = 0;
 
-    std::map<IpAddress, std::map<std::string, std::int64_t>> names_;
-    std::set<IpAddress> middle_servers_;  ///< hosts seen making outbound TDS logins
+    /// Names learned per address; hashed, like middle_servers_ (both looked up for every login,
+    /// iterated only to count).
+    std::unordered_map<IpAddress, std::map<std::string, std::int64_t>, IpAddressHash> names_;
+    std::unordered_set<IpAddress, IpAddressHash>
+        middle_servers_;  ///< hosts seen making outbound TDS logins
     /// Hash map: a login looks its row up (a std::map's string comparisons were 4 % of analyze on
     /// a login-dense capture); hop_summary() sorts the rows by key.
     std::unordered_map<std::string, HopSummary> hops_;
