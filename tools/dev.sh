@@ -140,7 +140,7 @@ test)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
         --bin-dir "$BUILD_ROOT/asan" | grep -E '^check |^hopscope'
-    echo "== build: release (-O2, mimalloc: what the README's first command builds); the same output as the sanitizer build"
+    echo "== build: release (CMake Release, on mimalloc: what the README's first command builds); the same output as the sanitizer build"
     configure_build "$BUILD_ROOT/release" -DCMAKE_BUILD_TYPE=Release -DHOPSCOPE_TESTS=OFF \
         -DHOPSCOPE_BENCH=ON -DHOPSCOPE_WERROR=ON
     "$BUILD_ROOT/release/tools/hopscope" --version | tee "$BUILD_ROOT/release-version.log"

@@ -3,8 +3,8 @@
 # exit status, byte for byte, on every capture in the repository (with the lab's keytabs and TLS
 # key logs too), with one and with two threads; with hopscope-gencap, also on a generated
 # login-dense capture and on the lab's captures repeated. tools/dev.sh test runs it on the
-# sanitizer build (the C library's allocator under ASan) against the release build the README's
-# first command makes (mimalloc, -O2): what the allocator or the optimiser changes must not show.
+# sanitizer build (ASan's allocator, -O0) against the release build the README's first command
+# makes (CMake Release, on mimalloc): what the allocator or the optimiser changes must not show.
 #   builds_same_output.sh HOPSCOPE_A HOPSCOPE_B REPO_DIR [HOPSCOPE_GENCAP]
 set -u
 a=$1 b=$2 repo=$3 gencap=${4:-}
