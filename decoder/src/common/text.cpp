@@ -1,5 +1,9 @@
 #include "hopscope/common/text.hpp"
 
+#include <bit>
+#include <cstdint>
+#include <cstring>
+
 namespace hopscope {
 namespace {
 
@@ -26,15 +30,30 @@ void append_utf8(std::string& out, std::uint32_t cp) {
 std::string utf16le_to_utf8(Bytes data) {
     const std::size_t n = data.size() / 2;
     // Names on the wire are nearly always ASCII: copied a byte a unit, without a call per
-    // character (the loop below made LOGIN7's names 3 % of a login-dense capture's instructions).
-    std::size_t ascii = 0;
-    while (ascii < n && data[2 * ascii] < 0x80 && data[2 * ascii + 1] == 0)
-        ++ascii;
-    if (ascii == n) {
-        std::string out(n, '\0');
-        for (std::size_t i = 0; i < n; ++i)
-            out[i] = static_cast<char>(data[2 * i]);
-        return out;
+    // character (the loop below made LOGIN7's names 3 % of a login-dense capture's instructions),
+    // four units (eight bytes) at a time: a unit is ASCII when its high byte is 0 and its low
+    // byte below 0x80, none of the bits of 0xFF80 set; the four low bytes are then packed into
+    // four characters (callgrind: 26 M -> 17 M instructions on 40 MB of login-dense traffic
+    // against the check and copy a byte at a time).
+    const std::uint8_t* p = data.data();
+    {
+        std::string ascii(n, '\0');
+        char* o = ascii.data();
+        std::size_t i = 0;
+        if constexpr (std::endian::native == std::endian::little) {
+            for (; i + 4 <= n; i += 4) {
+                std::uint64_t w = 0;
+                std::memcpy(&w, p + 2 * i, sizeof w);
+                if ((w & 0xFF80FF80FF80FF80ULL) != 0) break;
+                const auto c =
+                    static_cast<std::uint32_t>((w & 0xFF) | ((w >> 8) & 0xFF00) |
+                                               ((w >> 16) & 0xFF0000) | ((w >> 24) & 0xFF000000));
+                std::memcpy(o + i, &c, sizeof c);
+            }
+        }
+        for (; i < n && p[2 * i] < 0x80 && p[2 * i + 1] == 0; ++i)
+            o[i] = static_cast<char>(p[2 * i]);
+        if (i == n) return ascii;
     }
     std::string out;
     out.reserve(data.size() / 2);

@@ -60,6 +60,43 @@ TEST(Text, Utf16ToUtf8AsciiAndItsEdges) {
     EXPECT_EQ(utf16le_to_utf8(Bytes(c)), "a\xc5\x81");
 }
 
+TEST(Text, Utf16ToUtf8FourUnitsAtATimeSeeEveryNonAsciiUnit) {
+    // The fast path checks four units at once: a non-ASCII unit in any of the four lanes, at
+    // any position of strings of every length around the word size, with a bit set in either
+    // byte, must come out as its UTF-8, the ASCII around it unchanged (0x7f and NUL included).
+    auto utf8_of = [](std::uint32_t u) {  // BMP, not a surrogate
+        std::string o;
+        if (u < 0x80) {
+            o += static_cast<char>(u);
+        } else if (u < 0x800) {
+            o += static_cast<char>(0xC0 | (u >> 6));
+            o += static_cast<char>(0x80 | (u & 0x3F));
+        } else {
+            o += static_cast<char>(0xE0 | (u >> 12));
+            o += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
+            o += static_cast<char>(0x80 | (u & 0x3F));
+        }
+        return o;
+    };
+    const std::uint32_t ascii[] = {'a', 0x7f, 0, 'Z', '1'};
+    const std::uint32_t other[] = {0x80, 0xFF, 0x100, 0x141, 0x4E2D, 0x8000, 0x7F00};
+    for (std::size_t len = 0; len <= 19; ++len) {
+        for (std::size_t at = 0; at <= len; ++at) {  // at == len: all ASCII
+            for (const std::uint32_t bad : other) {
+                std::vector<std::uint8_t> in;
+                std::string want;
+                for (std::size_t i = 0; i < len; ++i) {
+                    const std::uint32_t u = i == at ? bad : ascii[i % std::size(ascii)];
+                    in.push_back(static_cast<std::uint8_t>(u & 0xFF));
+                    in.push_back(static_cast<std::uint8_t>(u >> 8));
+                    want += utf8_of(u);
+                }
+                EXPECT_EQ(utf16le_to_utf8(Bytes(in)), want) << len << " " << at << " " << bad;
+            }
+        }
+    }
+}
+
 TEST(Flow, FormatsAddressesAndTimes) {
     EXPECT_EQ(to_string(Endpoint{IpAddress::v4_from(0x0a4d0003), 1433}), "10.77.0.3:1433");
     std::uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
