@@ -107,6 +107,26 @@ class CloseOrder : public StreamSink {
     std::vector<std::pair<FlowKey, CloseReason>> closed;
 };
 
+/// The closes of connections opened by `packets` (sent in order, a microsecond apart) and then
+/// ended all at once: at the end of input, or by the idle timeout.
+std::vector<std::pair<FlowKey, CloseReason>> closed_together(const std::vector<Buf>& packets,
+                                                             bool by_timeout) {
+    CloseOrder sink;
+    AssemblerConfig cfg;
+    cfg.idle_timeout_us = 10'000'000;
+    StreamAssembler a(sink, cfg);
+    std::uint64_t frame = 0;
+    std::int64_t t = 1'000'000;
+    for (const Buf& p : packets)
+        a.on_ip(Timestamp{++t}, Bytes(p.data(), p.size()), ++frame);
+    if (by_timeout) {
+        a.expire(Timestamp{t + 20'000'000});
+    } else {
+        a.finish(Timestamp{t});
+    }
+    return sink.closed;
+}
+
 TEST(ShardedCloses, TogetherInFlowKeyOrderNotInOrderOfUse) {
     // Five connections to port 1433, opened in one order of client ports and used again in
     // another: neither is FlowKey order, reversed or not.
@@ -114,29 +134,17 @@ TEST(ShardedCloses, TogetherInFlowKeyOrderNotInOrderOfUse) {
     const Addr c = Addr::v4(10, 0, 0, 1);
     const Addr s = Addr::v4(10, 0, 0, 2);
     constexpr std::uint8_t kSyn = 0x02, kAck = 0x10;
+    std::vector<Buf> packets;
+    for (const auto p : ports)
+        packets.push_back(tcp4(c, p, s, 1433, 1000, 0, kSyn));
+    for (int i = 4; i >= 0; --i)
+        packets.push_back(tcp4(c, ports[i], s, 1433, 1001, 0, kAck));
     for (const bool by_timeout : {false, true}) {
-        CloseOrder sink;
-        AssemblerConfig cfg;
-        cfg.idle_timeout_us = 10'000'000;
-        StreamAssembler a(sink, cfg);
-        std::uint64_t frame = 0;
-        std::int64_t t = 1'000'000;
-        const auto send = [&](const Buf& p) {
-            a.on_ip(Timestamp{++t}, Bytes(p.data(), p.size()), ++frame);
-        };
-        for (const auto p : ports)
-            send(tcp4(c, p, s, 1433, 1000, 0, kSyn));
-        for (int i = 4; i >= 0; --i)
-            send(tcp4(c, ports[i], s, 1433, 1001, 0, kAck));
-        if (by_timeout) {
-            a.expire(Timestamp{t + 20'000'000});
-        } else {
-            a.finish(Timestamp{t});
-        }
-        ASSERT_EQ(sink.closed.size(), 5u) << by_timeout;
-        for (std::size_t i = 1; i < sink.closed.size(); ++i)
-            EXPECT_LT(sink.closed[i - 1].first, sink.closed[i].first) << by_timeout;
-        for (const auto& [f, why] : sink.closed)
+        const auto closed = closed_together(packets, by_timeout);
+        ASSERT_EQ(closed.size(), 5u) << by_timeout;
+        for (std::size_t i = 1; i < closed.size(); ++i)
+            EXPECT_LT(closed[i - 1].first, closed[i].first) << by_timeout;
+        for (const auto& [f, why] : closed)
             EXPECT_EQ(why, by_timeout ? CloseReason::Timeout : CloseReason::EndOfInput);
     }
 }
@@ -172,28 +180,17 @@ TEST(ShardedCloses, InFlowKeyOrderOnEveryFieldOfTheKey) {
         {v6_of(c1), 511, v6_of(s2), 88},
     };
     constexpr std::uint8_t kSyn = 0x02;
+    std::vector<Buf> syns;
+    for (const Conn& k : conns)
+        syns.push_back(k.c.v6 ? ipv6(k.c, k.s, 6, {}, tcp_header(k.cp, k.sp, 1000, 0, kSyn))
+                              : tcp4(k.c, k.cp, k.s, k.sp, 1000, 0, kSyn));
     for (const bool by_timeout : {false, true}) {
-        CloseOrder sink;
-        AssemblerConfig cfg;
-        cfg.idle_timeout_us = 10'000'000;
-        StreamAssembler a(sink, cfg);
-        std::uint64_t frame = 0;
-        std::int64_t t = 1'000'000;
-        for (const Conn& k : conns) {
-            const Buf syn = k.c.v6 ? ipv6(k.c, k.s, 6, {}, tcp_header(k.cp, k.sp, 1000, 0, kSyn))
-                                   : tcp4(k.c, k.cp, k.s, k.sp, 1000, 0, kSyn);
-            a.on_ip(Timestamp{++t}, Bytes(syn.data(), syn.size()), ++frame);
-        }
-        if (by_timeout) {
-            a.expire(Timestamp{t + 20'000'000});
-        } else {
-            a.finish(Timestamp{t});
-        }
-        ASSERT_EQ(sink.closed.size(), std::size(conns)) << by_timeout;
-        for (std::size_t i = 1; i < sink.closed.size(); ++i)
-            EXPECT_LT(sink.closed[i - 1].first, sink.closed[i].first)
-                << by_timeout << " " << to_string(sink.closed[i - 1].first.client) << " "
-                << to_string(sink.closed[i].first.client);
+        const auto closed = closed_together(syns, by_timeout);
+        ASSERT_EQ(closed.size(), std::size(conns)) << by_timeout;
+        for (std::size_t i = 1; i < closed.size(); ++i)
+            EXPECT_LT(closed[i - 1].first, closed[i].first)
+                << by_timeout << " " << to_string(closed[i - 1].first.client) << " "
+                << to_string(closed[i].first.client);
     }
 }
 
