@@ -437,11 +437,15 @@ int CaptureFile::next_mapped(PacketView& out) {
     if (rec == nullptr && shrunk_ && off + kRecordHeader > total_) return fail_cut(off);
     std::uint32_t sec = 0, frac = 0, caplen = 0, len = 0;
     if (rec != nullptr) {
-        if (!intact(off + kRecordHeader)) return fail_cut(off);
+        // The header is checked with the record (one intact() per record, at its end): bytes
+        // past a cut read as zeros, so a cut header gives caplen 0 or a smaller one, and the
+        // check at the record's end sees the cut. Only an error about the header asks first
+        // whether the header itself is still there (the cut is then what is reported).
         sec = u32(rec);
         frac = u32(rec + 4);
         caplen = u32(rec + 8);
         len = u32(rec + 12);
+        if (caplen > kMaxSnaplen && !intact(off + kRecordHeader)) return fail_cut(off);
         if (caplen > kMaxSnaplen)
             return fail(off, "invalid packet capture length " + std::to_string(caplen) +
                                  (caplen > snaplen_
@@ -449,7 +453,9 @@ int CaptureFile::next_mapped(PacketView& out) {
                                       : ", bigger than maximum of " + std::to_string(kMaxSnaplen)));
         // Like libpcap: a record longer than the snapshot length is cut to it (its data is read
         // up to the snapshot length, then up to caplen); the file offset moves by caplen.
-        const std::uint64_t avail = total_ - off - kRecordHeader;  // total_: as intact() left it
+        std::uint64_t avail = total_ - off - kRecordHeader;
+        if (avail < caplen && !intact(off + kRecordHeader)) return fail_cut(off);
+        avail = total_ - off - kRecordHeader;  // total_: as intact() left it
         if (avail < caplen) {
             if (shrunk_) return fail_cut(off);
             const std::uint32_t tried = caplen > snaplen_ && avail < snaplen_ ? snaplen_ : caplen;
