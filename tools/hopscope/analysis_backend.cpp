@@ -220,7 +220,7 @@ class ShardedRun {
             // comes back from the merge as a spare, so that a shard that runs ahead does not
             // take fresh memory for each batch.
             if (filling.capacity() < kBatch) filling.reserve(kBatch);
-            filling.push_back(Stamped{at, std::move(c)});
+            filling.emplace_back(at, std::move(c));  // one move of the call, not two
             if (filling.size() >= kBatch) run.hand_over(*this, false);
         }
 
