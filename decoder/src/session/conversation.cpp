@@ -550,8 +550,30 @@ struct Conversation::Impl {
             abort_message(ch);
         }
         if (!ch.in_msg) start_message(s, ch, h, ev_off, payload);
+        if (h.eom() && ch.msg.empty() && in_place(s, ch, payload)) {
+            // The whole message is this packet (PRELOGIN, LOGIN7, SSPI and most batches are):
+            // it is read where it is instead of being copied into the channel's buffer first
+            // (three buffers grown per login, one per direction's first message and one when
+            // LOGIN7 outgrows PRELOGIN). What append_packet() would have noted, noted here.
+            ch.msg_len += payload.size();
+            if (h.ignore()) ch.msg_ignore = true;
+            end_message(s, ch,
+                        ch.kind == MsgKind::Prefix
+                            ? payload.first(std::min(opt.request_prefix, payload.size()))
+                            : payload);
+            return;
+        }
         append_packet(s, ch, h, payload, ev_off);
-        if (h.eom()) end_message(s, ch);
+        if (h.eom()) end_message(s, ch, Bytes(ch.msg));
+    }
+
+    /// Whether a message held whole by one packet can be read in place: it is one append_packet()
+    /// would keep (a buffered message within its limits, or a request's prefix).
+    bool in_place(const Side& s, const Channel& ch, Bytes payload) const {
+        if (ch.kind == MsgKind::Prefix) return true;
+        if (ch.kind != MsgKind::Buffered || ch.msg_overflow) return false;
+        return payload.size() <= opt.max_message &&
+               (&ch == &s.main || smp_buffered(s) + payload.size() <= opt.max_message);
     }
 
     void start_message(Side& s, Channel& ch, const tds::PacketHeader& h, std::uint64_t off,
@@ -640,9 +662,9 @@ struct Conversation::Impl {
         }
     }
 
-    void end_message(Side& s, Channel& ch) {
+    /// `m`: the message's bytes (ch.msg, or the packet that holds all of it).
+    void end_message(Side& s, Channel& ch, const Bytes m) {
         const FactContext c = ctx(s, ch.msg_offset);
-        const Bytes m(ch.msg);
         if (ch.msg_ignore) {
             cb.on_other_message(c, ch.msg_type, ch.msg_len, "ignored (status IGNORE)");
         } else if (ch.msg_overflow) {
