@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "hopscope/analysis/analyzer.hpp"
 #include "hopscope/analysis/events.hpp"
@@ -38,15 +39,21 @@ class JsonLinesWriter {
     explicit JsonLinesWriter(std::FILE* out, bool flush_each_line = true)
         : out_(out), flush_each_line_(flush_each_line) {}
     void write(const nlohmann::ordered_json& j);
-    template <typename Event>
-    void write(const Event& e) {
-        write_line(json_line(e));
-    }
+    /// The same lines as json_line() gives, built in a buffer kept from one event to the next.
+    void write(const analysis::LoginEvent& e);
+    void write(const analysis::KerberosEvent& e);
+    void write(const analysis::ServerErrorEvent& e);
+    void write(const analysis::Finding& f);
     void write_line(std::string line);
 
   private:
+    template <typename Event>
+    void write_event(const Event& e);
+    void put(std::string_view line);
+
     std::FILE* out_;
     bool flush_each_line_;
+    std::string line_;  ///< where each event's line is built
 };
 
 }  // namespace hopscope::report
