@@ -80,13 +80,14 @@ class Reader {
     [[nodiscard]] LengthRule rule() const { return rule_; }
 
     /// Reads the next TLV. On error the reader is left unchanged.
-    DecodeResult next(Tlv& out) {
+    [[gnu::always_inline]] DecodeResult next(Tlv& out) {
         // Inline for the usual element, a one-octet tag below 31 and a short length that fits:
         // the same result as next_general() for those octets, without a call (a Kerberos message
         // is some 70 elements; callgrind counted about 80 instructions each in the call).
         // The same for the minimal one- and two-octet long forms (81 xx with xx >= 0x80, 82 xx xx
         // with a first octet not 0): tickets, authenticators and their cipher texts, some 220 000
-        // calls on 40 MB of login-dense traffic.
+        // calls on 40 MB of login-dense traffic. Forced inline: GCC kept it a call, 1.2 M of them
+        // there (inlined: 956.5 M -> 944.8 M instructions for the whole run).
         const Bytes rest = r_.rest();
         if (rest.size() < 2 || (rest[0] & 0x1f) == 0x1f) return next_general(out);
         std::size_t header = 2;
