@@ -3,6 +3,8 @@
 # and runs the demo or the tests.
 #
 #   tools/dev.sh demo    set up, build, and analyze a bundled capture (DEMO_CAPTURE=... for another)
+#   tools/dev.sh release set up and build the optimized hopscope ($BUILD_ROOT/release/tools/hopscope:
+#                        Release, mimalloc, profile-guided; tools/release-build)
 #   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
 #   tools/dev.sh fuzz [SECONDS [TARGET...]]  fuzzing campaign: every target (or the TARGETs named,
 #                        e.g. pipeline proxy_tap) for SECONDS of CPU time (default 600), two at a time
@@ -110,11 +112,16 @@ deps)
     install_pkgs "${BUILD_PKGS[@]}" "${FUZZ_PKGS[@]}" "${COV_PKGS[@]}" "${LAB_PKGS[@]}" \
         "${BENCH_PKGS[@]}"
     ;;
+release)
+    install_pkgs "${BUILD_PKGS[@]}"
+    JOBS=$JOBS "$here/tools/release-build" "$BUILD_ROOT/release" -DHOPSCOPE_TESTS=OFF
+    echo "== $BUILD_ROOT/release/tools/hopscope"
+    "$BUILD_ROOT/release/tools/hopscope" --version
+    ;;
 demo)
     install_pkgs "${BUILD_PKGS[@]}"
-    cmake -S "$here" -B "$BUILD_ROOT/release" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-        -DHOPSCOPE_TESTS=OFF >/dev/null
-    cmake --build "$BUILD_ROOT/release" -j "$JOBS" --target hopscope
+    # The optimized build (tools/release-build: Release, mimalloc, profile-guided).
+    JOBS=$JOBS "$here/tools/release-build" "$BUILD_ROOT/release" -DHOPSCOPE_TESTS=OFF
     bin="$BUILD_ROOT/release/tools/hopscope"
     # The classic broken double hop, recorded in the lab: C logs in to SQL Server A with NTLM, a
     # linked-server query on A reaches B as NT AUTHORITY\ANONYMOUS LOGON, B refuses with 18456.
@@ -140,12 +147,16 @@ test)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
         --bin-dir "$BUILD_ROOT/asan" | grep -E '^check |^hopscope'
-    echo "== build: release (CMake Release, on mimalloc: what the README's first command builds); the same output as the sanitizer build"
-    configure_build "$BUILD_ROOT/release" -DCMAKE_BUILD_TYPE=Release -DHOPSCOPE_TESTS=OFF \
+    echo "== build: release (tools/release-build: Release, mimalloc, profile-guided, -Werror; what the README's first command builds); the same output as the sanitizer build"
+    JOBS=$JOBS "$here/tools/release-build" "$BUILD_ROOT/release" -DHOPSCOPE_TESTS=OFF \
         -DHOPSCOPE_BENCH=ON -DHOPSCOPE_WERROR=ON
     "$BUILD_ROOT/release/tools/hopscope" --version | tee "$BUILD_ROOT/release-version.log"
     grep -q '^memory allocator: mimalloc ' "$BUILD_ROOT/release-version.log" || {
         echo "the release build does not run on mimalloc" >&2
+        exit 1
+    }
+    grep -q '^optimization: profile-guided' "$BUILD_ROOT/release-version.log" || {
+        echo "the release build is not profile-guided" >&2
         exit 1
     }
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -39,6 +39,15 @@ std::string allocator_line() {
     return "memory allocator: the C library's malloc";
 }
 
+/// What --version says of the build beyond the version.
+std::string build_lines() {
+#ifdef HOPSCOPE_PROFILE_GUIDED
+    return allocator_line() + "\noptimization: profile-guided (GCC profiles of analyze runs)";
+#else
+    return allocator_line();
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -48,7 +57,7 @@ int main(int argc, char** argv) {
     // tune, and mimalloc's own huge pages measured no faster (docs/performance.md).
     hopscope::cli::restart_with_huge_pages(argv);  // `analyze` only; returns when not
 #endif
-    hopscope::cli::CommandLine cli(allocator_line());
+    hopscope::cli::CommandLine cli(build_lines());
     try {
         cli.app.parse(hopscope::cli::parse_order(std::vector<std::string>(argv + 1, argv + argc)));
     } catch (const CLI::Success& e) {
