@@ -201,6 +201,8 @@ class ShardedRun {
     static constexpr std::uint64_t kPositionEvery = 4096;
 
     struct Stamped {
+        // A constructor for emplace_back (clang 14 has no parenthesized aggregate init).
+        Stamped(Position a, pipeline::AnalysisCall&& c) : at(a), call(std::move(c)) {}
         Position at;
         pipeline::AnalysisCall call;
     };
