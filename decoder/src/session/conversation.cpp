@@ -571,9 +571,14 @@ struct Conversation::Impl {
     /// would keep (a buffered message within its limits, or a request's prefix).
     bool in_place(const Side& s, const Channel& ch, Bytes payload) const {
         if (ch.kind == MsgKind::Prefix) return true;
-        if (ch.kind != MsgKind::Buffered || ch.msg_overflow) return false;
-        return payload.size() <= opt.max_message &&
-               (&ch == &s.main || smp_buffered(s) + payload.size() <= opt.max_message);
+        return ch.kind == MsgKind::Buffered && !ch.msg_overflow &&
+               !over_limit(s, ch, payload.size());
+    }
+    /// Whether `more` bytes would take a buffered message past its limit (MARS sessions share
+    /// one budget per direction).
+    bool over_limit(const Side& s, const Channel& ch, std::size_t more) const {
+        return ch.msg.size() + more > opt.max_message ||
+               (&ch != &s.main && smp_buffered(s) + more > opt.max_message);
     }
 
     void start_message(Side& s, Channel& ch, const tds::PacketHeader& h, std::uint64_t off,
@@ -626,9 +631,7 @@ struct Conversation::Impl {
         switch (ch.kind) {
             case MsgKind::Buffered:
                 if (ch.msg_overflow) break;
-                // MARS sessions share one budget per direction.
-                if (ch.msg.size() + payload.size() > opt.max_message ||
-                    (&ch != &s.main && smp_buffered(s) + payload.size() > opt.max_message)) {
+                if (over_limit(s, ch, payload.size())) {
                     ch.msg_overflow = true;
                     problem(ctx(s, ch.msg_offset), DecodeError::Code::TooLarge,
                             std::string(tds::packet_type_name(ch.msg_type)) +
