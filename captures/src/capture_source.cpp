@@ -445,17 +445,18 @@ int CaptureFile::next_mapped(PacketView& out) {
         frac = u32(rec + 4);
         caplen = u32(rec + 8);
         len = u32(rec + 12);
-        if (caplen > kMaxSnaplen && !intact(off + kRecordHeader)) return fail_cut(off);
-        if (caplen > kMaxSnaplen)
+        if (caplen > kMaxSnaplen) {
+            if (!intact(off + kRecordHeader)) return fail_cut(off);
             return fail(off, "invalid packet capture length " + std::to_string(caplen) +
                                  (caplen > snaplen_
                                       ? ", bigger than snaplen of " + std::to_string(snaplen_)
                                       : ", bigger than maximum of " + std::to_string(kMaxSnaplen)));
+        }
         // Like libpcap: a record longer than the snapshot length is cut to it (its data is read
         // up to the snapshot length, then up to caplen); the file offset moves by caplen.
-        std::uint64_t avail = total_ - off - kRecordHeader;
-        if (avail < caplen && !intact(off + kRecordHeader)) return fail_cut(off);
-        avail = total_ - off - kRecordHeader;  // total_: as intact() left it
+        if (total_ - off - kRecordHeader < caplen && !intact(off + kRecordHeader))
+            return fail_cut(off);
+        const std::uint64_t avail = total_ - off - kRecordHeader;  // total_: as intact() left it
         if (avail < caplen) {
             if (shrunk_) return fail_cut(off);
             const std::uint32_t tried = caplen > snaplen_ && avail < snaplen_ ? snaplen_ : caplen;
