@@ -41,10 +41,8 @@ class Key {
 
 class Writer {
   public:
-    Writer() : buf_(own_) { buf_.resize(1024); }
-    /// Writes into `into` (from its start), whose storage is kept from one line to the next:
-    /// JsonLinesWriter's, so that an event costs no allocation and no clearing of a fresh
-    /// buffer.
+    /// Writes into `into` (from its start). JsonLinesWriter keeps its own from one line to the
+    /// next, so that an event costs no allocation and no clearing of a fresh buffer.
     explicit Writer(std::string& into) : buf_(into) {
         if (buf_.size() < 1024) buf_.resize(1024);
     }
@@ -156,8 +154,7 @@ class Writer {
     // costs a bounds check and a store, not a call into std::string (callgrind on a
     // login-dense capture: the writer was a fifth of `analyze --json`'s instructions when it
     // appended to a std::string a character or a piece at a time).
-    std::string own_;   ///< the buffer, unless one is given
-    std::string& buf_;  ///< own_ or the caller's
+    std::string& buf_;
     std::size_t len_ = 0;
     std::string closers_;
     bool comma_ = false;
@@ -464,7 +461,8 @@ void render(Writer& w, const Finding& f) {
 
 template <typename Event>
 std::string line_of(const Event& e) {
-    Writer w;
+    std::string buf;
+    Writer w(buf);
     render(w, e);
     return w.take();
 }
@@ -501,7 +499,8 @@ std::string summary_line(Timestamp ts, const Analyzer& a, const ordered_json& co
     // With the writer, not as an ordered_json: one row per client, server and authentication
     // seen, which on a login-dense capture is thousands of rows (nlohmann took 7 % of
     // `analyze --json`'s instructions on a 21 MB one, for this line alone).
-    Writer w;
+    std::string buf;
+    Writer w(buf);
     w.header("summary", ts).open_array("hops");
     for (const auto& h : a.hop_summary()) {
         w.open()
