@@ -34,5 +34,35 @@ elif ! grep -q "findings \['HS050'\], expected \['HS001', 'HS003', 'HS010'\]" "$
     cat "$tmp/neg.out"
     rc=1
 fi
+# --frames-aside (the lab's live-vs-analyze comparison when a proxy forwards on the bridge): two
+# streams whose only difference is a frame number shifted by one differ without it and agree with
+# it; a difference beside the frame number is still one.
+fsh=$tmp/4-double-hop-delegation.file.jsonl expsh=$dir/4-double-hop-delegation.expect.json
+$py - "$fsh" "$tmp/shifted.jsonl" "$tmp/other.jsonl" <<'EOPY' || { echo "FAIL: could not shift a frame"; rc=1; }
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8') if l.strip()]
+login = next(e for e in lines if e.get('event') == 'login' and 'first_at' in e)
+login['first_at']['frame'] += 1
+open(sys.argv[2], 'w').write(''.join(json.dumps(e) + '\n' for e in lines))
+login['host_name'] = 'ELSEWHERE'
+open(sys.argv[3], 'w').write(''.join(json.dumps(e) + '\n' for e in lines))
+EOPY
+if $py "$here/check_events.py" "$expsh" a="$fsh" b="$tmp/shifted.jsonl" >"$tmp/shift.out"; then
+    echo "FAIL: check_events.py accepted a frame number shifted by one without --frames-aside"
+    rc=1
+elif ! grep -q "a and b events differ" "$tmp/shift.out"; then
+    echo "FAIL: check_events.py did not say the events differ:"
+    cat "$tmp/shift.out"
+    rc=1
+fi
+if ! $py "$here/check_events.py" "$expsh" a="$fsh" b="$tmp/shifted.jsonl" --frames-aside >"$tmp/shift.out"; then
+    echo "FAIL: check_events.py --frames-aside refused a frame number shifted by one:"
+    cat "$tmp/shift.out"
+    rc=1
+fi
+if $py "$here/check_events.py" "$expsh" a="$fsh" b="$tmp/other.jsonl" --frames-aside >/dev/null; then
+    echo "FAIL: check_events.py --frames-aside accepted a login that differs beside its frame"
+    rc=1
+fi
 [ "$rc" -eq 0 ] && echo "$n lab captures match their expectations"
 exit "$rc"

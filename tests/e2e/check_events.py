@@ -2,7 +2,7 @@
 """Checks hopscope's JSON-lines events against a lab scenario's expectations.
 
     check_events.py EXPECT.json LABEL=EVENTS.jsonl [LABEL=EVENTS.jsonl ...] [--skip-programs a,b]
-                    [--decrypted]
+                    [--decrypted] [--frames-aside]
 
 For every events file (e.g. live=... and analyze=...):
   * the set of finding rules must equal the scenario's `expected_findings`;
@@ -16,8 +16,12 @@ terminating TLS): full and strict logins are expected as they are, and the findi
 scenario's `expected_findings_decrypted` (those of its clear-text counterpart) where it has them.
 With two or more files, their rule sets must also agree with each other, and so must their events
 one by one, but for the time stamps (two capture sockets stamp the same packet a few microseconds
-apart) and the order of the lines. Prints one line per
-problem naming the scenario and the events file, expected vs got; exit status 1 on any problem.
+apart) and the order of the lines. With --frames-aside, capture frame numbers (and the display
+filters made of them) are left out of that comparison too: for a capture where one machine
+forwards what it receives (a proxy on the bridge), both legs cross it at the same moment from
+different CPUs, and two capture sockets may see them interleaved in a different order. Prints one
+line per problem naming the scenario and the events file, expected vs got; exit status 1 on any
+problem.
 """
 import json
 import sys
@@ -78,11 +82,17 @@ def matches(w, ev):
     return True
 
 
+FRAMES_ASIDE = False  # --frames-aside
+
+
 def untimed(ev):
-    """The event without its time stamps ('ts', 'started', also inside evidence), as a string."""
+    """The event without its time stamps ('ts', 'started', also inside evidence), as a string;
+    with --frames-aside also without frame numbers and the display filters made of them."""
+    aside = ('ts', 'started') + (('frame', 'frames', 'display_filter') if FRAMES_ASIDE else ())
+
     def strip(x):
         if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if k not in ('ts', 'started')}
+            return {k: strip(v) for k, v in x.items() if k not in aside}
         if isinstance(x, list):
             return [strip(v) for v in x]
         return x
@@ -152,7 +162,7 @@ def check(scenario, label, expect, events, skip):
 
 
 def main(argv):
-    global DECRYPTED
+    global DECRYPTED, FRAMES_ASIDE
     skip = set()
     files = []
     args = list(argv[1:])
@@ -160,6 +170,8 @@ def main(argv):
         a = args.pop(0)
         if a == '--decrypted':
             DECRYPTED = True
+        elif a == '--frames-aside':
+            FRAMES_ASIDE = True
         elif a == '--skip-programs':
             skip = {p for p in (args.pop(0) if args else '').split(',') if p}
         else:
