@@ -11,17 +11,12 @@ namespace hopscope::captures {
 namespace {
 
 struct Entry {
-    std::vector<std::string> components;
+    auth::PrincipalName principal;  ///< its components, as a parsed name holds them
     std::string realm;
     std::uint32_t kvno = 0;
     auth::KeyBlock key;
 
-    [[nodiscard]] std::string name() const {
-        std::string s;
-        for (const auto& c : components)
-            s += (s.empty() ? "" : "/") + c;
-        return s + "@" + realm;
-    }
+    [[nodiscard]] std::string name() const { return principal.at(realm); }
 };
 
 std::string text(const krb5_data& d) {
@@ -35,13 +30,13 @@ bool iequal(const std::string& a, std::string_view b) {
            });
 }
 
-/// Same principal: exactly, or ignoring case (Windows names are case-insensitive).
+/// Same principal: exactly, or ignoring case (Windows names are case-insensitive). The same
+/// number of components, the same first one and the same text joined with '/': the same
+/// components (for names of more than two, unless a component holds a '/').
 bool same_principal(const Entry& e, const auth::KeyName& who) {
-    const auto& c = who.name.components;
-    if (e.components.size() != c.size() || !iequal(e.realm, who.realm)) return false;
-    for (std::size_t i = 0; i < c.size(); ++i)
-        if (!iequal(e.components[i], c[i])) return false;
-    return true;
+    const auth::PrincipalName& n = who.name;
+    return e.principal.count == n.count && e.principal.first_len == n.first_len &&
+           iequal(e.principal.text, n.text) && iequal(e.realm, who.realm);
 }
 
 bool same_kvno(std::uint32_t entry, std::uint32_t wanted) {
@@ -67,10 +62,8 @@ struct Keytab::Impl {
     mutable std::uint64_t decryptions = 0;  ///< krb5_c_decrypt calls (tests)
 
     Alias& alias(const auth::KeyName& who) const {
-        std::string k;
-        for (const auto& c : who.name.components)
-            (k += c) += '/';
-        (((k += '@') += who.realm) += ' ') += std::to_string(who.etype);
+        std::string k = who.name.at(who.realm);
+        (k += ' ') += std::to_string(who.etype);
         k += who.kvno ? ' ' + std::to_string(*who.kvno) : std::string(" any");
         for (char& ch : k)
             ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -142,7 +135,7 @@ std::unique_ptr<Keytab> Keytab::load(const std::string& path, std::string& error
             Entry entry;
             entry.realm = text(e.principal->realm);
             for (krb5_int32 i = 0; i < e.principal->length; ++i)
-                entry.components.push_back(text(e.principal->data[i]));
+                entry.principal.add(text(e.principal->data[i]));
             entry.kvno = e.vno;
             const bool fits = entry.key.assign(e.key.enctype, Bytes(e.key.contents, e.key.length));
             krb5_free_keytab_entry_contents(impl->ctx, &e);

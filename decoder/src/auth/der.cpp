@@ -182,13 +182,20 @@ DecodeResult as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_c
     return {};
 }
 
-DecodeResult as_string(const Tlv& t, std::string& out) {
+DecodeResult as_string_view(const Tlv& t, std::string_view& out) {
     if (t.cls != TagClass::Universal || t.constructed ||
         (t.number != tag::GeneralString && t.number != tag::Utf8String &&
          t.number != tag::Ia5String && t.number != tag::PrintableString)) {
         return make_error(Code::BadTag, t.offset, "expected a string");
     }
-    out.assign(reinterpret_cast<const char*>(t.value.data()), t.value.size());
+    out = std::string_view(reinterpret_cast<const char*>(t.value.data()), t.value.size());
+    return {};
+}
+
+DecodeResult as_string(const Tlv& t, std::string& out) {
+    std::string_view v;
+    if (auto e = as_string_view(t, v); !e.ok()) return e;
+    out.assign(v);
     return {};
 }
 

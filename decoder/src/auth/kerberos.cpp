@@ -1,6 +1,7 @@
 #include "hopscope/auth/kerberos.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 
 #include "hopscope/auth/der.hpp"
@@ -27,20 +28,39 @@ DecodeResult parse_principal(const Tlv& seq, PrincipalName& out) {
         if (n == 0) {
             if (auto e = der::as_int32(v, out.name_type); !e.ok()) return e;
         } else if (n == 1) {
-            // Most names have one or two components (user, service/host): one allocation.
-            out.components.reserve(2);
+            // Joined on the stack, then copied once: no allocation for a name that fits the
+            // short-string buffer ("krbtgt/LAB.TEST"), one for a longer one (appending grew the
+            // string twice for "MSSQLSvc/host.domain:1433"). A longer name goes on in the string.
+            out.text.clear();
+            out.count = 0;
+            out.first_len = 0;
+            std::array<char, 256> buf;
+            std::size_t len = 0;
+            bool spilled = false;
             auto component = [&](const Tlv& s) -> DecodeResult {
-                std::string str;
-                if (auto e = der::as_string(s, str); !e.ok()) return e;
-                if (out.components.size() >= kMaxList) {
+                std::string_view str;
+                if (auto e = der::as_string_view(s, str); !e.ok()) return e;
+                if (out.count >= kMaxList) {
                     return make_error(Code::TooLarge, s.offset, "too many name components");
                 }
-                out.components.push_back(std::move(str));
+                const std::size_t sep = out.count != 0 ? 1 : 0;
+                if (!spilled && len + sep + str.size() <= buf.size()) {
+                    if (sep != 0) buf[len++] = '/';
+                    std::copy(str.begin(), str.end(),
+                              buf.begin() + static_cast<std::ptrdiff_t>(len));
+                    len += str.size();
+                    if (out.count++ == 0) out.first_len = static_cast<std::uint32_t>(str.size());
+                    return {};
+                }
+                if (!spilled) out.text.assign(buf.data(), len);
+                spilled = true;
+                out.add(str);
                 return {};
             };
             if (auto e = walk_sequence_of(v, "name-string is not a SEQUENCE", component); !e.ok()) {
                 return e;
             }
+            if (!spilled) out.text.assign(buf.data(), len);
         } else {
             return make_error(Code::BadTag, v.offset, "unknown PrincipalName field");
         }
@@ -943,35 +963,32 @@ std::string krb_error_name(std::int32_t c) {
     return "KRB_ERR_" + std::to_string(c);
 }
 
-namespace {
-/// The components joined with '/', then "@" and `realm` when `with_realm`, in a string reserved
-/// once (one allocation at most: a KDC exchange names two or three principals, most of them
-/// longer than the short-string buffer).
-std::string joined(const std::vector<std::string>& components, bool with_realm,
-                   std::string_view realm) {
-    std::size_t n = with_realm ? realm.size() + 1 : 0;
-    for (const auto& c : components)
-        n += c.size() + 1;
-    std::string s;
-    s.reserve(n);
-    for (std::size_t i = 0; i < components.size(); ++i) {
-        if (i) s += '/';
-        s += components[i];
-    }
-    if (with_realm) {
-        s += '@';
-        s += realm;
-    }
-    return s;
+PrincipalName PrincipalName::of(std::int32_t type,
+                                std::initializer_list<std::string_view> components) {
+    PrincipalName n;
+    n.name_type = type;
+    for (const std::string_view c : components)
+        n.add(c);
+    return n;
 }
-}  // namespace
 
-std::string PrincipalName::str() const {
-    return joined(components, false, {});
+void PrincipalName::add(std::string_view component) {
+    if (count == 0) {
+        first_len = static_cast<std::uint32_t>(component.size());
+    } else {
+        text += '/';
+    }
+    text += component;
+    ++count;
 }
 
 std::string PrincipalName::at(std::string_view realm) const {
-    return joined(components, true, realm);
+    std::string s;
+    s.reserve(text.size() + 1 + realm.size());
+    s += text;
+    s += '@';
+    s += realm;
+    return s;
 }
 
 const PaData* KdcReq::find_padata(std::int32_t type) const {
@@ -1110,10 +1127,18 @@ std::string to_string(const KerberosMessage& m) {
                 s += "[user " + p.for_user->user_name.str() + "@" + p.for_user->user_realm + "]";
             }
             if (p.s4u_x509_user) {
-                s += "[user " + (p.s4u_x509_user->cname ? p.s4u_x509_user->cname->str() : "") +
-                     "@" + p.s4u_x509_user->crealm + "]";
+                // Piece by piece: gcc 12's -Wrestrict misfires on "literal" + (a ? b : "").
+                s += "[user ";
+                if (p.s4u_x509_user->cname) s += p.s4u_x509_user->cname->str();
+                s += '@';
+                s += p.s4u_x509_user->crealm;
+                s += ']';
             }
-            if (p.pac_options) s += "[" + pac_options_to_string(*p.pac_options) + "]";
+            if (p.pac_options) {
+                s += '[';
+                s += pac_options_to_string(*p.pac_options);
+                s += ']';
+            }
             if (p.include_pac) s += *p.include_pac ? "[include-pac]" : "[no-pac]";
         }
         for (const auto& t : q->additional_tickets)

@@ -50,7 +50,7 @@ bool parse_step(Bytes plain, DecodeResult (*parse)(Bytes, T&), T& out, const cha
 }
 
 bool is_tgt(const PrincipalName& n) {
-    return !n.components.empty() && n.components[0] == "krbtgt";
+    return n.count != 0 && n.first() == "krbtgt";
 }
 
 /// Decrypts with a learned key; `fallback` (if any) is tried when `key` fails its check.

@@ -569,7 +569,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         return;
     }
     ++counters.kerberos_messages;
-    if (const auto* req = std::get_if<auth::KdcReq>(&m.body)) {
+    if (auto* req = std::get_if<auth::KdcReq>(&m.body)) {
         KerberosEvent k;
         k.ts = ts;
         k.flow = f.key;
@@ -577,7 +577,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         k.request_at = analysis::position(ev, Direction::ClientToServer);
         k.request = auth::krb_msg_type_name(req->msg_type);
         if (req->cname) k.client = req->cname->at(req->realm);
-        if (req->sname) k.sname = req->sname->str();
+        if (req->sname) k.sname = std::move(req->sname->text);  // not read below
         k.realm = req->realm;
         k.kdc_options = req->kdc_options;
         k.etypes = req->etypes;

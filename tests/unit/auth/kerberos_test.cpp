@@ -273,6 +273,54 @@ TEST(Kerberos, ApReqFieldsAndErrors) {
     EXPECT_EQ(parse_kerberos(Bytes(Buf{0x6e, 0x05, 0x30}), out).error().code, Code::Truncated);
 }
 
+TEST(Kerberos, PrincipalNamesKeepTheirComponents) {
+    // A name's components are kept joined with '/', with their count and the first one's length
+    // (RFC 4120 §5.2.2: SEQUENCE OF KerberosString): three components, an empty one, one that
+    // holds a '/' itself, none at all.
+    const auto sname = [](std::initializer_list<const char*> comps) {
+        const auto m = parse(ap_req(ticket("LAB.TEST", principal(2, comps))));
+        return std::get<ApReq>(m.body).ticket.sname;
+    };
+    PrincipalName n = sname({"HTTP", "web.lab.test", "LAB"});
+    EXPECT_EQ(n.str(), "HTTP/web.lab.test/LAB");
+    EXPECT_EQ(n.count, 3u);
+    EXPECT_EQ(n.first(), "HTTP");
+    EXPECT_EQ(n.at("LAB.TEST"), "HTTP/web.lab.test/LAB@LAB.TEST");
+    n = sname({"", "x"});
+    EXPECT_EQ(n.str(), "/x");
+    EXPECT_EQ(n.count, 2u);
+    EXPECT_EQ(n.first(), "");
+    n = sname({"krbtgt/LAB.TEST"});
+    EXPECT_EQ(n.str(), "krbtgt/LAB.TEST");
+    EXPECT_EQ(n.count, 1u);
+    EXPECT_EQ(n.first(), "krbtgt/LAB.TEST");  // one component, not "krbtgt"
+    n = sname({});
+    EXPECT_EQ(n.str(), "");
+    EXPECT_EQ(n.count, 0u);
+    EXPECT_EQ(n.first(), "");
+    // Longer than the 256 bytes joined on the stack: from the first component, from the third.
+    const std::string h300(300, 'h'), a200(200, 'a'), b100(100, 'b');
+    n = sname({h300.c_str(), "x"});
+    EXPECT_EQ(n.str(), h300 + "/x");
+    EXPECT_EQ(n.count, 2u);
+    EXPECT_EQ(n.first(), h300);
+    n = sname({a200.c_str(), "c", b100.c_str(), "d"});
+    EXPECT_EQ(n.str(), a200 + "/c/" + b100 + "/d");
+    EXPECT_EQ(n.count, 4u);
+    EXPECT_EQ(n.first(), a200);
+    const PrincipalName made = PrincipalName::of(2, {"MSSQLSvc", "sqla.lab.test:1433"});
+    const PrincipalName parsed = sname({"MSSQLSvc", "sqla.lab.test:1433"});
+    EXPECT_EQ(made.name_type, parsed.name_type);
+    EXPECT_EQ(made.text, parsed.text);
+    EXPECT_EQ(made.count, parsed.count);
+    EXPECT_EQ(made.first_len, parsed.first_len);
+    // A component that is not a string fails the message (as it did when each was a string).
+    const Buf bad = seq({ctx(0, integer(2)), ctx(1, tlv(0x30, cat({gstring("a"), integer(1)})))});
+    KerberosMessage out;
+    EXPECT_EQ(parse_kerberos(Bytes(ap_req(ticket("LAB.TEST", bad))), out).error().code,
+              Code::BadTag);
+}
+
 TEST(Kerberos, NoCipherBytesInRenderedOutput) {
     // Real AP-REQs and TGS-REPs from the public and lab captures: no 12-byte run of any
     // enc-part / authenticator cipher text may appear in to_string, raw or hex.

@@ -207,7 +207,8 @@ TEST(KeytabLab, NoKeyForTheServiceNamesPrincipalKvnoAndEtype) {
     // A name the keytab does not have: the keys of its other principals with the same enctype
     // and kvno are tried (an account's keytab holds one key for all its SPNs), and sqla's fits.
     ap = c_a->ap;
-    ap.ticket.sname.components[1] = "sqla-alias.lab.test:1433";
+    ap.ticket.sname = PrincipalName::of(ap.ticket.sname.name_type,
+                                        {ap.ticket.sname.first(), "sqla-alias.lab.test:1433"});
     f = decrypt_ap_req(ap, *k);
     EXPECT_TRUE(f.ok()) << to_string(f);
     EXPECT_TRUE(f.deleg);
@@ -421,7 +422,8 @@ TEST(KeytabLab, AKeyUnderAnotherNameIsRememberedAndAnUnknownNameIsNotSearchedEve
     std::vector<std::uint8_t> bad(granted.enc_part.cipher.begin(), granted.enc_part.cipher.end());
     bad.at(20) ^= 0x01;
     TicketInfo unknown = granted;
-    unknown.sname.components = {"MSSQLSvc", "nowhere.ad.lab.test:1433"};
+    unknown.sname =
+        PrincipalName::of(unknown.sname.name_type, {"MSSQLSvc", "nowhere.ad.lab.test:1433"});
     unknown.enc_part.cipher = Bytes(bad);
     const std::uint64_t start = k->decryptions();
     EXPECT_FALSE(decrypt_ticket(unknown, *k, "reply ticket").decrypted);

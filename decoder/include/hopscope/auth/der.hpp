@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hopscope/common/byte_reader.hpp"
@@ -243,6 +244,8 @@ DecodeResult as_bit_string(const Tlv& t, std::uint32_t& bits, std::size_t& bit_c
 /// GeneralString / KerberosString (RFC 4120 §5.2.1): bytes taken as text (IA5 in practice).
 /// Also accepts UTF8String, IA5String and PrintableString.
 DecodeResult as_string(const Tlv& t, std::string& out);
+/// The same check, the text as a view into the input (valid while it lives).
+DecodeResult as_string_view(const Tlv& t, std::string_view& out);
 /// KerberosTime (RFC 4120 §5.2.3): GeneralizedTime "YYYYMMDDHHMMSSZ", returned as written.
 DecodeResult as_kerberos_time(const Tlv& t, std::string& out);
 /// OBJECT IDENTIFIER (X.690 §8.19): content octets, validated.

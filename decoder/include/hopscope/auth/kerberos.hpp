@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -98,9 +99,24 @@ std::string krb_error_name(std::int32_t code);
 
 struct PrincipalName {
     std::int32_t name_type = 0;
-    std::vector<std::string> components;
+    /// The name-string components joined with '/', e.g. "MSSQLSvc/sql2.corp.local:1433": the
+    /// form every user of a name wants, kept as one string (at most one allocation, none for a
+    /// name within the short-string buffer such as "krbtgt/LAB.TEST"; a vector of strings cost
+    /// two or three per name, some 40 000 names on 40 MB of login-dense traffic).
+    std::string text;
+    std::uint32_t count = 0;      ///< how many components
+    std::uint32_t first_len = 0;  ///< the first one's length (a component may hold a '/')
+
+    /// A name made of `components` (what a parsed one holds for them).
+    static PrincipalName of(std::int32_t type, std::initializer_list<std::string_view> components);
+    /// Appends one more component.
+    void add(std::string_view component);
+    /// The first component ("krbtgt" for a TGS), empty for a name without any.
+    [[nodiscard]] std::string_view first() const {
+        return std::string_view(text).substr(0, first_len);
+    }
     /// Components joined with '/', e.g. "MSSQLSvc/sql2.corp.local:1433".
-    [[nodiscard]] std::string str() const;
+    [[nodiscard]] const std::string& str() const { return text; }
     /// str() + "@" + realm, e.g. "alice@LAB.TEST", built in one allocation.
     [[nodiscard]] std::string at(std::string_view realm) const;
 };
