@@ -519,20 +519,30 @@ struct StreamAssembler::Impl {
     /// Closes the flows in `closing`, in FlowKey order: the order of the events they end with
     /// is then the same however the flows are sharded.
     void close_together(Timestamp ts, CloseReason why) {
-        if (closing.size() > 1) {
-            order.clear();
-            for (const std::uint32_t i : closing)
-                order.push_back(order_key(table.at(i).fk, i));
-            std::sort(order.begin(), order.end(),
-                      [](const OrderKey& a, const OrderKey& b) { return a.w < b.w; });
-            for (std::size_t i = 0; i < order.size(); ++i)
-                closing[i] = order[i].flow;
-        }
+        // Only the connections still open call the sink (their last data, then on_close), so
+        // only they are put in FlowKey order; the rest (UDP flows, connections closed already)
+        // are removed as they come. At the end of a login-dense capture most of what is left is
+        // UDP KDC flows, and sorting them too was most of this step (callgrind, 40 MB: 13.5 M
+        // instructions for the end's close).
+        order.clear();
         for (const std::uint32_t i : closing) {
             Flow& f = table.at(i);
-            if (f.open && why == CloseReason::Timeout) ++st.timeouts;
-            close_flow(f, ts, why);
+            if (f.open) {
+                order.push_back(order_key(f.fk, i));
+                continue;
+            }
+            close_flow(f, ts, why);  // marks it closed, gives its buffers back: no sink call
             remove(i);
+        }
+        if (order.size() > 1) {
+            std::sort(order.begin(), order.end(),
+                      [](const OrderKey& a, const OrderKey& b) { return a.w < b.w; });
+        }
+        for (const OrderKey& o : order) {
+            Flow& f = table.at(o.flow);
+            if (why == CloseReason::Timeout) ++st.timeouts;
+            close_flow(f, ts, why);
+            remove(o.flow);
         }
         closing.clear();
     }
