@@ -725,14 +725,22 @@ void Pipeline::tick(Timestamp now) {
 }
 
 void Pipeline::finish(Timestamp ts) {
+    // The flows whose close makes events or analysis calls (TDS connections, KDC flows with
+    // requests still unanswered), closed in FlowKey order: a deterministic order of the last
+    // events. The other KDC flows (at the end of a login-dense capture, most of the flows: UDP
+    // exchanges answered, kept for kdc_udp_idle_us) are dropped together, without a sort.
     std::vector<FlowKey> keys;
+    keys.reserve(impl_->tds_flows.size());
     for (const auto& [k, v] : impl_->tds_flows)
         keys.push_back(k);
     for (const auto& [k, v] : impl_->kdc_flows)
-        keys.push_back(k);
-    std::sort(keys.begin(), keys.end());  // deterministic order of the last events
+        if (!v->pending.empty()) keys.push_back(k);
+    if (!impl_->tds_flows.empty() || !impl_->kdc_flows.empty()) impl_->advance(ts);  // as on_close
+    std::sort(keys.begin(), keys.end());
     for (const auto& k : keys)
         on_close(k, ts, CloseReason::EndOfInput);
+    impl_->udp_kdc.clear();
+    impl_->kdc_flows.clear();
     AnalysisCall c;
     c.kind = AnalysisCall::Kind::Finish;
     impl_->analysis(std::move(c));

@@ -287,5 +287,55 @@ TEST(PipelineTick, IdleUdpKerberosFlowsAreLetGo) {
     EXPECT_EQ(sink.kdc.size(), 100u);
 }
 
+TEST(PipelineFinish, UnansweredKdcRequestsAreReportedAtTheEndInFlowOrder) {
+    // At the end of input, each request still waiting for its answer is reported (as an
+    // exchange without a reply), in FlowKey order whatever order the flows came in; answered
+    // flows only go. Requests and answers: an AS-REQ and an AS-REP as sent over TCP.
+    std::vector<std::uint8_t> as_req, as_rep;
+    for (const auto& r : auth::test::load_records("krb_tshark.txt")) {
+        if (r.get("transport") != "tcp") continue;
+        if (r.get("msg_type") == "10" && as_req.empty())
+            as_req.assign(r.bytes.begin(), r.bytes.end());
+        if (r.get("msg_type") == "11" && as_rep.empty())
+            as_rep.assign(r.bytes.begin(), r.bytes.end());
+    }
+    ASSERT_FALSE(as_req.empty());
+    ASSERT_FALSE(as_rep.empty());
+    const Bytes req_udp = Bytes(as_req).subspan(4), rep_udp = Bytes(as_rep).subspan(4);
+    KerberosSink sink;
+    pipeline::Pipeline p(sink);
+    const IpAddress client = IpAddress::v4_from(0x0a090002), kdc = IpAddress::v4_from(0x0a090001);
+    std::uint64_t frame = 0;
+    // UDP exchanges from ports in descending order; every other one answered.
+    for (std::uint16_t i = 0; i < 20; ++i) {
+        const FlowKey flow{Endpoint{client, static_cast<std::uint16_t>(40100 - i)},
+                           Endpoint{kdc, 88}, Transport::Udp};
+        p.on_datagram(flow, Direction::ClientToServer, Timestamp{kT0 + i * 1000}, req_udp,
+                      Evidence{++frame, 0});
+        if (i % 2 == 0) {
+            p.on_datagram(flow, Direction::ServerToClient, Timestamp{kT0 + i * 1000 + 500}, rep_udp,
+                          Evidence{++frame, 0});
+        }
+    }
+    // And a TCP connection to the KDC whose request is never answered, from a low port.
+    const FlowKey tcp_flow{Endpoint{client, 30000}, Endpoint{kdc, 88}, Transport::Tcp};
+    p.on_open(tcp_flow, Timestamp{kT0 + 30'000}, true);
+    p.on_data(tcp_flow, Direction::ClientToServer, Timestamp{kT0 + 30'000}, Bytes(as_req),
+              Evidence{++frame, 0});
+    ASSERT_EQ(sink.kdc.size(), 10u);  // the answered ones, as they were answered
+    EXPECT_EQ(p.open_flows(), 21u);
+    p.finish(Timestamp{kT0 + kSec});  // well before the UDP flows' idle time
+    ASSERT_EQ(sink.kdc.size(), 21u) << "unanswered requests not reported at the end";
+    std::vector<FlowKey> last;
+    for (std::size_t i = 10; i < sink.kdc.size(); ++i) {
+        EXPECT_EQ(sink.kdc[i].request, "AS-REQ");
+        EXPECT_EQ(sink.kdc[i].reply, "") << i;
+        last.push_back(sink.kdc[i].flow);
+    }
+    EXPECT_TRUE(std::is_sorted(last.begin(), last.end())) << "not in FlowKey order";
+    EXPECT_EQ(last.front(), tcp_flow);
+    EXPECT_EQ(p.open_flows(), 0u);
+}
+
 }  // namespace
 }  // namespace hopscope::analysis
