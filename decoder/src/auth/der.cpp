@@ -116,6 +116,14 @@ DecodeResult trailing_bytes(std::size_t offset) {
     return make_error(Code::BadLength, offset, "trailing bytes in tag");
 }
 
+DecodeResult explicit_inner_general(const Tlv& wrapper, Tlv& inner) {
+    Reader r;
+    if (auto e = Reader::enter(wrapper, r); !e.ok()) return e;
+    if (auto e = r.next(inner); !e.ok()) return e;
+    if (!r.at_end()) return trailing_bytes(r.offset());
+    return {};
+}
+
 DecodeResult bad_field(const Tlv& wrapper) {
     if (wrapper.cls != TagClass::Context || !wrapper.constructed) {
         return make_error(Code::BadTag, wrapper.offset, "expected a context tag");

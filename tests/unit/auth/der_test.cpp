@@ -7,6 +7,7 @@
 
 #include "fixtures.hpp"
 #include "hopscope/auth/gss.hpp"
+#include "hopscope/common/text.hpp"
 
 namespace hopscope::auth::der {
 namespace {
@@ -377,6 +378,81 @@ TEST(Der, ExplicitTagsWrapExactlyOneValue) {
     EXPECT_EQ(explicit_inner(w, inner).error().code, Code::BadLength);
     ASSERT_TRUE(read_one({0x81, 0x01, 0x05}, w).ok());  // primitive [1]: IMPLICIT, not EXPLICIT
     EXPECT_EQ(explicit_inner(w, inner).error().code, Code::BadTag);
+}
+
+TEST(Der, ExplicitInnerGivesWhatAReaderEnteringTheWrapperGives) {
+    // explicit_inner() reads the usual wrapped element without a reader of its own: for every
+    // form (short and long lengths, non-minimal ones under both rules, a multi-byte tag, trailing
+    // bytes, nothing inside, a primitive wrapper, the nesting limit), at an offset not 0, its
+    // answer must be the one of entering the wrapper with a reader, field for field.
+    using test::ctx;
+    using test::tlv;
+    const std::vector<Buf> wrappers = {
+        ctx(1, test::integer(5)),
+        ctx(2, tlv(0x04, Buf(200, 0x11))),  // inner 81 C8
+        ctx(3, tlv(0x04, Buf(300, 0x22))),  // inner 82 01 2C, wrapper 82 01 30
+        ctx(0, test::seq({test::integer(1)})),
+        Buf{0xa1, 0x04, 0x04, 0x81, 0x01, 0x07},  // non-minimal inner length
+        Buf{0xa1, 0x05, 0x04, 0x82, 0x00, 0x01, 0x07},
+        Buf{0xa1, 0x03, 0x1f, 0x81, 0x00},  // inner tag number 128
+        ctx(1, test::cat({test::integer(5), test::integer(6)})),
+        Buf{0xa1, 0x00},
+        Buf{0xa1, 0x01, 0x04},
+        Buf{0xa1, 0x03, 0x04, 0x05, 0x00},  // inner longer than the wrapper
+        Buf{0x81, 0x01, 0x05},              // primitive
+    };
+    auto reference = [](const Tlv& w, Tlv& inner) -> DecodeResult {
+        Reader r;
+        if (auto e = Reader::enter(w, r); !e.ok()) return e;
+        if (auto e = r.next(inner); !e.ok()) return e;
+        if (!r.at_end()) return detail::trailing_bytes(r.offset());
+        return {};
+    };
+    int checked = 0;
+    for (const Buf& b : wrappers) {
+        for (const LengthRule rule : {LengthRule::Der, LengthRule::BerDefinite}) {
+            for (const unsigned depth : {0u, kMaxDepth - 1, kMaxDepth}) {
+                const std::string what = to_hex(Bytes(b)) + " rule " +
+                                         std::to_string(static_cast<int>(rule)) + " depth " +
+                                         std::to_string(depth);
+                Reader outer(Bytes(b), 100, depth, rule);
+                Tlv w;
+                ASSERT_TRUE(outer.next(w).ok()) << what;
+                Tlv got, want;
+                const DecodeResult g = explicit_inner(w, got);
+                const DecodeResult x = reference(w, want);
+                ASSERT_EQ(g.ok(), x.ok()) << what;
+                ++checked;
+                if (!x.ok()) {
+                    EXPECT_EQ(g.error().code, x.error().code) << what;
+                    EXPECT_EQ(g.error().offset, x.error().offset) << what;
+                    EXPECT_EQ(g.error().detail, x.error().detail) << what;
+                    continue;
+                }
+                EXPECT_EQ(got.cls, want.cls) << what;
+                EXPECT_EQ(got.constructed, want.constructed) << what;
+                EXPECT_EQ(got.number, want.number) << what;
+                EXPECT_EQ(got.value.data(), want.value.data()) << what;
+                EXPECT_EQ(got.value.size(), want.value.size()) << what;
+                EXPECT_EQ(got.offset, want.offset) << what;
+                EXPECT_EQ(got.header, want.header) << what;
+                EXPECT_EQ(got.depth, want.depth) << what;
+                EXPECT_EQ(got.rule, want.rule) << what;
+            }
+        }
+    }
+    EXPECT_EQ(checked, static_cast<int>(wrappers.size()) * 6);
+    // And the fields themselves, for the usual case: [1] at 100 wrapping INTEGER 5.
+    const Buf one = ctx(1, test::integer(5));
+    Reader outer(Bytes(one), 100, 3, LengthRule::BerDefinite);
+    Tlv w, inner;
+    ASSERT_TRUE(outer.next(w).ok());
+    ASSERT_TRUE(explicit_inner(w, inner).ok());
+    EXPECT_EQ(inner.offset, 102u);
+    EXPECT_EQ(inner.header, 2u);
+    EXPECT_EQ(inner.depth, 4u);
+    EXPECT_EQ(inner.rule, LengthRule::BerDefinite);
+    EXPECT_EQ(inner.value.data(), one.data() + 4);
 }
 
 }  // namespace
