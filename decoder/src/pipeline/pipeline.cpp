@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <list>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -197,7 +196,23 @@ std::string tls_name(std::uint16_t v) {
 
 struct Pipeline::Impl : analysis::FindingSink {
     struct TdsFlow;
-    struct KdcFlow;
+    /// A flow to or from the KDC: a TCP connection, or UDP datagrams between two ports. Kept in
+    /// kdc_flows' node itself (one allocation per flow; a UDP exchange is a flow of its own).
+    struct KdcFlow {
+        explicit KdcFlow(const FlowKey& k) : key(k) {}
+        FlowKey key;
+        auth::KrbTcpFramer framers[2];
+        /// Per direction: stream offset of the record the framer is assembling (or of the next
+        /// one).
+        std::uint64_t record_offset[2] = {0, 0};
+        /// Requests waiting for their answer, oldest first: usually none or one (a vector,
+        /// which allocates nothing until a request comes, where a deque allocated two blocks for
+        /// every flow).
+        std::vector<KerberosEvent> pending;
+        Timestamp last{};          ///< UDP: time of the latest datagram
+        KdcFlow* older = nullptr;  ///< UDP: its neighbours in the list of UDP flows (udp_oldest)
+        KdcFlow* newer = nullptr;
+    };
 
     Impl(EventSink& s, Options o)
         : sink(s), options(std::move(o)), analyzer(*this, options.analyzer) {}
@@ -277,11 +292,24 @@ struct Pipeline::Impl : analysis::FindingSink {
     /// instead of a hash and a table lookup. Cleared when that flow is erased.
     FlowKey last_key{};
     TdsFlow* last_tds = nullptr;
-    std::unordered_map<FlowKey, std::unique_ptr<KdcFlow>, FlowKeyHash, FlowKeyEq> kdc_flows;
+    std::unordered_map<FlowKey, KdcFlow, FlowKeyHash, FlowKeyEq> kdc_flows;
     Timestamp clock{};  ///< the latest time of a stream event or a tick
-    /// The UDP Kerberos flows, least recently used first. UDP has no close: a flow is dropped
-    /// once idle (a TCP one ends with its connection, which the front-end closes).
-    std::list<KdcFlow*> udp_kdc;
+    /// The UDP Kerberos flows, a list through their `older`/`newer` links from the least to the
+    /// most recently used (no list node of its own per flow). UDP has no close: a flow is
+    /// dropped once idle (a TCP one ends with its connection, which the front-end closes).
+    KdcFlow* udp_oldest = nullptr;
+    KdcFlow* udp_newest = nullptr;
+    void udp_unlink(KdcFlow& f) {
+        (f.older != nullptr ? f.older->newer : udp_oldest) = f.newer;
+        (f.newer != nullptr ? f.newer->older : udp_newest) = f.older;
+        f.older = f.newer = nullptr;
+    }
+    void udp_append(KdcFlow& f) {
+        f.older = udp_newest;
+        f.newer = nullptr;
+        (udp_newest != nullptr ? udp_newest->newer : udp_oldest) = &f;
+        udp_newest = &f;
+    }
     std::optional<Timestamp> pending_tick;  ///< relay: a clock tick not yet relayed
 };
 
@@ -482,20 +510,6 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
     bool logged_in = false;
 };
 
-struct Pipeline::Impl::KdcFlow {
-    explicit KdcFlow(const FlowKey& k) : key(k) {}
-    FlowKey key;
-    auth::KrbTcpFramer framers[2];
-    /// Per direction: stream offset of the record the framer is assembling (or of the next one).
-    std::uint64_t record_offset[2] = {0, 0};
-    /// Requests waiting for their answer, oldest first: usually none or one (a vector, which
-    /// allocates nothing until a request comes, where a deque allocated two blocks for every
-    /// flow, and a UDP exchange is a flow of its own).
-    std::vector<KerberosEvent> pending;
-    Timestamp last{};                   ///< UDP: time of the latest datagram
-    std::list<KdcFlow*>::iterator lru;  ///< UDP: its place in udp_kdc
-};
-
 /// A UDP Kerberos flow without a datagram for longer than options.kdc_udp_idle_us (timestamps
 /// come from captures and can be anything: no overflow).
 inline bool Pipeline::Impl::idle(const KdcFlow& f, Timestamp now) const {
@@ -510,7 +524,7 @@ inline bool Pipeline::Impl::idle(const KdcFlow& f, Timestamp now) const {
 inline void Pipeline::Impl::advance(Timestamp ts) {
     if (!(clock < ts)) return;
     clock = ts;
-    if (!udp_kdc.empty() && idle(*udp_kdc.front(), ts)) expire_udp_kdc(ts);
+    if (udp_oldest != nullptr && idle(*udp_oldest, ts)) expire_udp_kdc(ts);
     if (options.relay)
         pending_tick = ts;
     else
@@ -532,10 +546,10 @@ Pipeline::Impl::TdsFlow& Pipeline::Impl::tds(const FlowKey& k, bool handshake_se
 
 Pipeline::Impl::KdcFlow& Pipeline::Impl::kdc(const FlowKey& k) {
     auto it = kdc_flows.find(k);
-    if (it != kdc_flows.end()) return *it->second;
+    if (it != kdc_flows.end()) return it->second;
     ++counters.kerberos_flows;
-    KdcFlow& f = *kdc_flows.emplace(k, std::make_unique<KdcFlow>(k)).first->second;
-    if (k.transport == Transport::Udp) f.lru = udp_kdc.insert(udp_kdc.end(), &f);
+    KdcFlow& f = kdc_flows.try_emplace(k, k).first->second;
+    if (k.transport == Transport::Udp) udp_append(f);
     return f;
 }
 
@@ -543,17 +557,17 @@ void Pipeline::Impl::expire_udp_kdc(Timestamp now) {
     // Its unanswered requests are reported, as when a TCP connection to the KDC ends. Flows
     // that expire together do so in FlowKey order (like the front-end's closes): the order of
     // their events does not depend on how the flows were sharded (analyze --threads).
-    std::vector<std::unique_ptr<KdcFlow>> expired;
-    while (!udp_kdc.empty() && idle(*udp_kdc.front(), now)) {
-        auto it = kdc_flows.find(udp_kdc.front()->key);
-        expired.push_back(std::move(it->second));
-        kdc_flows.erase(it);
-        udp_kdc.pop_front();
+    std::vector<std::pair<FlowKey, std::vector<KerberosEvent>>> expired;
+    while (udp_oldest != nullptr && idle(*udp_oldest, now)) {
+        KdcFlow& f = *udp_oldest;
+        udp_unlink(f);
+        if (!f.pending.empty()) expired.emplace_back(f.key, std::move(f.pending));
+        kdc_flows.erase(f.key);
     }
     std::sort(expired.begin(), expired.end(),
-              [](const auto& x, const auto& y) { return x->key < y->key; });
-    for (auto& f : expired)
-        for (auto& k : f->pending)
+              [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (auto& [key, pending] : expired)
+        for (auto& k : pending)
             emit_kerberos(std::move(k));
 }
 
@@ -701,8 +715,8 @@ void Pipeline::on_close(const FlowKey& flow, Timestamp ts, CloseReason) {
         return;
     }
     if (auto it = impl_->kdc_flows.find(flow); it != impl_->kdc_flows.end()) {
-        if (flow.transport == Transport::Udp) impl_->udp_kdc.erase(it->second->lru);
-        for (auto& k : it->second->pending)
+        if (flow.transport == Transport::Udp) impl_->udp_unlink(it->second);
+        for (auto& k : it->second.pending)
             impl_->emit_kerberos(std::move(k));
         impl_->kdc_flows.erase(it);
     }
@@ -715,7 +729,10 @@ void Pipeline::on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Byt
     auto& f = impl_->kdc(flow);
     if (flow.transport == Transport::Udp) {
         f.last = ts;
-        impl_->udp_kdc.splice(impl_->udp_kdc.end(), impl_->udp_kdc, f.lru);
+        if (impl_->udp_newest != &f) {
+            impl_->udp_unlink(f);
+            impl_->udp_append(f);
+        }
     }
     impl_->kerberos_message(f, dir, ts, payload, ev);
 }
@@ -734,12 +751,12 @@ void Pipeline::finish(Timestamp ts) {
     for (const auto& [k, v] : impl_->tds_flows)
         keys.push_back(k);
     for (const auto& [k, v] : impl_->kdc_flows)
-        if (!v->pending.empty()) keys.push_back(k);
+        if (!v.pending.empty()) keys.push_back(k);
     if (!impl_->tds_flows.empty() || !impl_->kdc_flows.empty()) impl_->advance(ts);  // as on_close
     std::sort(keys.begin(), keys.end());
     for (const auto& k : keys)
         on_close(k, ts, CloseReason::EndOfInput);
-    impl_->udp_kdc.clear();
+    impl_->udp_oldest = impl_->udp_newest = nullptr;
     impl_->kdc_flows.clear();
     AnalysisCall c;
     c.kind = AnalysisCall::Kind::Finish;

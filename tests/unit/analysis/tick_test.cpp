@@ -287,6 +287,47 @@ TEST(PipelineTick, IdleUdpKerberosFlowsAreLetGo) {
     EXPECT_EQ(sink.kdc.size(), 100u);
 }
 
+TEST(PipelineTick, AUdpKerberosFlowInUseIsKeptAndTheIdleOnesBehindItGo) {
+    // Flows are let go oldest-used first: a flow that sees a datagram again becomes the most
+    // recently used, so the flows idle behind it go at their time, and it at its own.
+    std::vector<std::uint8_t> as_req;
+    for (const auto& r : auth::test::load_records("krb_tshark.txt"))
+        if (r.get("transport") == "tcp" && r.get("msg_type") == "10") {
+            as_req.assign(r.bytes.begin() + 4, r.bytes.end());
+            break;
+        }
+    ASSERT_FALSE(as_req.empty());
+    KerberosSink sink;
+    pipeline::Pipeline p(sink);
+    const IpAddress client = IpAddress::v4_from(0x0a090002), kdc = IpAddress::v4_from(0x0a090001);
+    const auto udp = [&](std::uint16_t port) {
+        return FlowKey{Endpoint{client, port}, Endpoint{kdc, 88}, Transport::Udp};
+    };
+    const std::int64_t idle = pipeline::Pipeline::Options{}.kdc_udp_idle_us;
+    // A first, then B and C: A is the oldest-used until it is used again at 50 s.
+    p.on_datagram(udp(40001), Direction::ClientToServer, Timestamp{kT0}, Bytes(as_req),
+                  Evidence{1, 0});
+    p.on_datagram(udp(40002), Direction::ClientToServer, Timestamp{kT0 + 1}, Bytes(as_req),
+                  Evidence{2, 0});
+    p.on_datagram(udp(40003), Direction::ClientToServer, Timestamp{kT0 + 2}, Bytes(as_req),
+                  Evidence{3, 0});
+    p.on_datagram(udp(40001), Direction::ClientToServer, Timestamp{kT0 + 50 * kSec}, Bytes(as_req),
+                  Evidence{4, 0});
+    p.tick(Timestamp{kT0 + 2 + idle + 1});  // B and C idle, A not
+    EXPECT_EQ(p.open_flows(), 1u) << "the flows idle behind the one used again were kept";
+    ASSERT_EQ(sink.kdc.size(), 2u);
+    EXPECT_EQ(sink.kdc[0].flow, udp(40002));
+    EXPECT_EQ(sink.kdc[1].flow, udp(40003));
+    p.tick(Timestamp{kT0 + 50 * kSec + idle});  // A's last datagram exactly idle_us ago: kept
+    EXPECT_EQ(p.open_flows(), 1u);
+    p.tick(Timestamp{kT0 + 50 * kSec + idle + 1});
+    EXPECT_EQ(p.open_flows(), 0u);
+    ASSERT_EQ(sink.kdc.size(), 4u);  // A's two requests, oldest first
+    EXPECT_EQ(sink.kdc[2].flow, udp(40001));
+    EXPECT_EQ(sink.kdc[2].request_at.frame, 1u);
+    EXPECT_EQ(sink.kdc[3].request_at.frame, 4u);
+}
+
 TEST(PipelineFinish, UnansweredKdcRequestsAreReportedAtTheEndInFlowOrder) {
     // At the end of input, each request still waiting for its answer is reported (as an
     // exchange without a reply), in FlowKey order whatever order the flows came in; answered
