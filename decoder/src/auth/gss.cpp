@@ -65,8 +65,14 @@ constexpr KnownOid kKnownOids[] = {
 Oid make_oid(Bytes content) {
     for (const KnownOid& k : kKnownOids)
         if (content.size() == k.size && std::equal(content.begin(), content.end(), k.der.begin()))
-            return Oid{k.dotted, k.mech};
-    return Oid{der::oid_to_dotted(content), Mech::Unknown};
+            return Oid{k.mech, {}};
+    return Oid{Mech::Unknown, der::oid_to_dotted(content)};
+}
+
+std::string_view Oid::dotted() const {
+    for (const KnownOid& k : kKnownOids)
+        if (k.mech == mech) return k.dotted;
+    return other;
 }
 
 DecodeResult parse_gss_initial(Bytes data, GssInitialToken& out) {

@@ -197,8 +197,10 @@ std::string to_string(const SpnegoToken& t) {
         s += i.is_init2 ? "NegTokenInit2 mechTypes=[" : "NegTokenInit mechTypes=[";
         for (std::size_t k = 0; k < i.mech_types.size(); ++k) {
             if (k) s += ',';
-            s += i.mech_types[k].mech == Mech::Unknown ? i.mech_types[k].dotted
-                                                       : to_string(i.mech_types[k].mech);
+            if (i.mech_types[k].mech == Mech::Unknown)
+                s += i.mech_types[k].dotted();
+            else
+                s += to_string(i.mech_types[k].mech);
         }
         s += ']';
         if (i.req_flags) s += " reqFlags=" + context_flags_to_string(*i.req_flags);
@@ -210,9 +212,11 @@ std::string to_string(const SpnegoToken& t) {
         s += "NegTokenResp";
         if (r.neg_state) s += std::string(" negState=") + to_string(*r.neg_state);
         if (r.supported_mech) {
-            s += " supportedMech=" + (r.supported_mech->mech == Mech::Unknown
-                                          ? r.supported_mech->dotted
-                                          : std::string(to_string(r.supported_mech->mech)));
+            s += " supportedMech=";
+            if (r.supported_mech->mech == Mech::Unknown)
+                s += r.supported_mech->dotted();
+            else
+                s += to_string(r.supported_mech->mech);
         }
         if (r.has_response_token) {
             s += " responseToken=" + std::to_string(r.response_token.size()) + "B";

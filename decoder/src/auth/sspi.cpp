@@ -166,16 +166,21 @@ std::string to_string(const SspiInfo& s) {
         for (std::size_t i = 0; i < s.mechs_offered.size(); ++i) {
             if (i) out += ',';
             const auto& o = s.mechs_offered[i];
-            out += o.mech == Mech::Unknown ? o.dotted : to_string(o.mech);
+            if (o.mech == Mech::Unknown)
+                out += o.dotted();
+            else
+                out += to_string(o.mech);
         }
         out += ']';
     }
     if (s.req_flags) out += " reqFlags=" + context_flags_to_string(*s.req_flags);
     if (s.neg_state) out += std::string(" negState=") + to_string(*s.neg_state);
     if (s.supported_mech) {
-        out += " supportedMech=" + (s.supported_mech->mech == Mech::Unknown
-                                        ? s.supported_mech->dotted
-                                        : std::string(to_string(s.supported_mech->mech)));
+        out += " supportedMech=";
+        if (s.supported_mech->mech == Mech::Unknown)
+            out += s.supported_mech->dotted();
+        else
+            out += to_string(s.supported_mech->mech);
     }
     if (s.has_mech_list_mic) out += " mechListMIC=present";
     if (s.has_inner_token) out += " token=" + std::to_string(s.inner_token_len) + "B";

@@ -356,7 +356,7 @@ TEST(Der, ObjectIdentifiers) {
     };
     for (const auto& c : cases) {
         const Oid o = make_oid(Bytes(c.der));
-        EXPECT_EQ(o.dotted, c.dotted);
+        EXPECT_EQ(o.dotted(), c.dotted);
         EXPECT_EQ(oid_to_dotted(Bytes(c.der)), c.dotted);  // the known ones are matched as octets
         EXPECT_EQ(o.mech, c.mech) << c.dotted;
     }

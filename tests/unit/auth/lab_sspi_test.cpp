@@ -161,7 +161,7 @@ TEST(LabSspi, FreeTdsKerberosIsARawGssTokenNotSpnego) {
     EXPECT_EQ(s.wrapper, SspiWrapper::Gss);
     EXPECT_TRUE(s.inner_gss_wrapped);
     ASSERT_TRUE(s.inner_mech_oid);
-    EXPECT_EQ(s.inner_mech_oid->dotted, "1.2.840.113554.1.2.2");
+    EXPECT_EQ(s.inner_mech_oid->dotted(), "1.2.840.113554.1.2.2");
     EXPECT_EQ(s.krb_tok_id, krb5_tok::ApReq);
     const auto ap = ap_req_of(s);
     EXPECT_EQ(ap.ap_options, ap_option::MutualRequired);

@@ -21,8 +21,10 @@ Fields ours(Bytes blob, const SspiInfo& s) {
     if (t.kind == SpnegoToken::Kind::Init) {
         f.emplace_back("spnego", "init");
         std::string mechs;
-        for (const auto& o : t.init.mech_types)
-            mechs += (mechs.empty() ? "" : ",") + o.dotted;
+        for (const auto& o : t.init.mech_types) {
+            mechs += (mechs.empty() ? "" : ",");
+            mechs += o.dotted();
+        }
         f.emplace_back("mech_types", mechs);
         f.emplace_back("mech_token", t.init.has_mech_token ? "1" : "0");
         if (t.init.hint_name) f.emplace_back("hint_name", *t.init.hint_name);
@@ -31,7 +33,9 @@ Fields ours(Bytes blob, const SspiInfo& s) {
         if (t.resp.neg_state) {
             f.emplace_back("neg_state", std::to_string(static_cast<int>(*t.resp.neg_state)));
         }
-        if (t.resp.supported_mech) f.emplace_back("supported_mech", t.resp.supported_mech->dotted);
+        if (t.resp.supported_mech) {
+            f.emplace_back("supported_mech", std::string(t.resp.supported_mech->dotted()));
+        }
         f.emplace_back("response_token", t.resp.has_response_token ? "1" : "0");
         f.emplace_back("mic", t.resp.has_mech_list_mic ? "1" : "0");
     }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "hopscope/common/byte_reader.hpp"
 #include "hopscope/common/decode.hpp"
@@ -21,10 +22,15 @@ enum class Mech : std::uint8_t {
 
 const char* to_string(Mech m);
 
-/// An object identifier as seen on the wire: its dotted form and what it names.
+/// An object identifier as seen on the wire: what it names, and its dotted form.
 struct Oid {
-    std::string dotted;
     Mech mech = Mech::Unknown;
+    /// The dotted form of one that names no known mechanism (empty if invalid); empty for a
+    /// known one, whose dotted form is a constant (no string per OID: SPNEGO offers two to four
+    /// of them in every login, all longer than the short-string buffer).
+    std::string other;
+    /// The dotted form, e.g. "1.2.840.113554.1.2.2"; empty if invalid.
+    [[nodiscard]] std::string_view dotted() const;
     bool operator==(const Oid&) const = default;
 };
 
