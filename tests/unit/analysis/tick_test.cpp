@@ -255,24 +255,39 @@ struct KerberosSink : pipeline::EventSink {
     void on_kerberos(const KerberosEvent& k) override { kdc.push_back(k); }
 };
 
-TEST(PipelineTick, IdleUdpKerberosFlowsAreLetGo) {
-    // An AS-REQ as sent over TCP (after its 4-byte record mark), sent here in UDP datagrams that
-    // are never answered, each from its own port as clients do.
-    std::vector<std::uint8_t> as_req;
+/// The first KDC message of `msg_type` sent over TCP in the public captures, with its 4-byte
+/// record mark (empty if none).
+std::vector<std::uint8_t> kdc_tcp_record(const char* msg_type) {
     for (const auto& r : auth::test::load_records("krb_tshark.txt"))
-        if (r.get("transport") == "tcp" && r.get("msg_type") == "10") {
-            as_req.assign(r.bytes.begin() + 4, r.bytes.end());
-            break;
-        }
-    ASSERT_FALSE(as_req.empty());
+        if (r.get("transport") == "tcp" && r.get("msg_type") == msg_type)
+            return {r.bytes.begin(), r.bytes.end()};
+    return {};
+}
+const IpAddress kKdcClient = IpAddress::v4_from(0x0a090002);
+const IpAddress kKdc = IpAddress::v4_from(0x0a090001);
+FlowKey kdc_udp(std::uint16_t port) {
+    return FlowKey{Endpoint{kKdcClient, port}, Endpoint{kKdc, 88}, Transport::Udp};
+}
+
+/// A pipeline and an AS-REQ as sent over TCP, to send in UDP datagrams (after its 4-byte record
+/// mark).
+class PipelineTick : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        ASSERT_GT(record_.size(), 4u);
+        as_req = Bytes(record_).subspan(4);
+    }
+    std::vector<std::uint8_t> record_ = kdc_tcp_record("10");
+    Bytes as_req;
     KerberosSink sink;
-    pipeline::Pipeline p(sink);
-    const IpAddress client = IpAddress::v4_from(0x0a090002), kdc = IpAddress::v4_from(0x0a090001);
+    pipeline::Pipeline p{sink};
+};
+
+TEST_F(PipelineTick, IdleUdpKerberosFlowsAreLetGo) {
+    // AS-REQs that are never answered, each from its own port as clients do.
     for (std::uint16_t i = 0; i < 100; ++i) {
-        const FlowKey flow{Endpoint{client, static_cast<std::uint16_t>(40000 + i)},
-                           Endpoint{kdc, 88}, Transport::Udp};
-        p.on_datagram(flow, Direction::ClientToServer, Timestamp{kT0 + i * 100'000}, Bytes(as_req),
-                      Evidence{i + 1u, 0});
+        p.on_datagram(kdc_udp(static_cast<std::uint16_t>(40000 + i)), Direction::ClientToServer,
+                      Timestamp{kT0 + i * 100'000}, as_req, Evidence{i + 1u, 0});
     }
     EXPECT_EQ(p.open_flows(), 100u);
     EXPECT_TRUE(sink.kdc.empty());
@@ -287,31 +302,18 @@ TEST(PipelineTick, IdleUdpKerberosFlowsAreLetGo) {
     EXPECT_EQ(sink.kdc.size(), 100u);
 }
 
-TEST(PipelineTick, AUdpKerberosFlowInUseIsKeptAndTheIdleOnesBehindItGo) {
+TEST_F(PipelineTick, AUdpKerberosFlowInUseIsKeptAndTheIdleOnesBehindItGo) {
     // Flows are let go oldest-used first: a flow that sees a datagram again becomes the most
     // recently used, so the flows idle behind it go at their time, and it at its own.
-    std::vector<std::uint8_t> as_req;
-    for (const auto& r : auth::test::load_records("krb_tshark.txt"))
-        if (r.get("transport") == "tcp" && r.get("msg_type") == "10") {
-            as_req.assign(r.bytes.begin() + 4, r.bytes.end());
-            break;
-        }
-    ASSERT_FALSE(as_req.empty());
-    KerberosSink sink;
-    pipeline::Pipeline p(sink);
-    const IpAddress client = IpAddress::v4_from(0x0a090002), kdc = IpAddress::v4_from(0x0a090001);
-    const auto udp = [&](std::uint16_t port) {
-        return FlowKey{Endpoint{client, port}, Endpoint{kdc, 88}, Transport::Udp};
-    };
+    const auto udp = kdc_udp;
     const std::int64_t idle = pipeline::Pipeline::Options{}.kdc_udp_idle_us;
     // A first, then B and C: A is the oldest-used until it is used again at 50 s.
-    p.on_datagram(udp(40001), Direction::ClientToServer, Timestamp{kT0}, Bytes(as_req),
-                  Evidence{1, 0});
-    p.on_datagram(udp(40002), Direction::ClientToServer, Timestamp{kT0 + 1}, Bytes(as_req),
+    p.on_datagram(udp(40001), Direction::ClientToServer, Timestamp{kT0}, as_req, Evidence{1, 0});
+    p.on_datagram(udp(40002), Direction::ClientToServer, Timestamp{kT0 + 1}, as_req,
                   Evidence{2, 0});
-    p.on_datagram(udp(40003), Direction::ClientToServer, Timestamp{kT0 + 2}, Bytes(as_req),
+    p.on_datagram(udp(40003), Direction::ClientToServer, Timestamp{kT0 + 2}, as_req,
                   Evidence{3, 0});
-    p.on_datagram(udp(40001), Direction::ClientToServer, Timestamp{kT0 + 50 * kSec}, Bytes(as_req),
+    p.on_datagram(udp(40001), Direction::ClientToServer, Timestamp{kT0 + 50 * kSec}, as_req,
                   Evidence{4, 0});
     p.tick(Timestamp{kT0 + 2 + idle + 1});  // B and C idle, A not
     EXPECT_EQ(p.open_flows(), 1u) << "the flows idle behind the one used again were kept";
@@ -332,25 +334,16 @@ TEST(PipelineFinish, UnansweredKdcRequestsAreReportedAtTheEndInFlowOrder) {
     // At the end of input, each request still waiting for its answer is reported (as an
     // exchange without a reply), in FlowKey order whatever order the flows came in; answered
     // flows only go. Requests and answers: an AS-REQ and an AS-REP as sent over TCP.
-    std::vector<std::uint8_t> as_req, as_rep;
-    for (const auto& r : auth::test::load_records("krb_tshark.txt")) {
-        if (r.get("transport") != "tcp") continue;
-        if (r.get("msg_type") == "10" && as_req.empty())
-            as_req.assign(r.bytes.begin(), r.bytes.end());
-        if (r.get("msg_type") == "11" && as_rep.empty())
-            as_rep.assign(r.bytes.begin(), r.bytes.end());
-    }
+    const std::vector<std::uint8_t> as_req = kdc_tcp_record("10"), as_rep = kdc_tcp_record("11");
     ASSERT_FALSE(as_req.empty());
     ASSERT_FALSE(as_rep.empty());
     const Bytes req_udp = Bytes(as_req).subspan(4), rep_udp = Bytes(as_rep).subspan(4);
     KerberosSink sink;
     pipeline::Pipeline p(sink);
-    const IpAddress client = IpAddress::v4_from(0x0a090002), kdc = IpAddress::v4_from(0x0a090001);
     std::uint64_t frame = 0;
     // UDP exchanges from ports in descending order; every other one answered.
     for (std::uint16_t i = 0; i < 20; ++i) {
-        const FlowKey flow{Endpoint{client, static_cast<std::uint16_t>(40100 - i)},
-                           Endpoint{kdc, 88}, Transport::Udp};
+        const FlowKey flow = kdc_udp(static_cast<std::uint16_t>(40100 - i));
         p.on_datagram(flow, Direction::ClientToServer, Timestamp{kT0 + i * 1000}, req_udp,
                       Evidence{++frame, 0});
         if (i % 2 == 0) {
@@ -359,7 +352,7 @@ TEST(PipelineFinish, UnansweredKdcRequestsAreReportedAtTheEndInFlowOrder) {
         }
     }
     // And a TCP connection to the KDC whose request is never answered, from a low port.
-    const FlowKey tcp_flow{Endpoint{client, 30000}, Endpoint{kdc, 88}, Transport::Tcp};
+    const FlowKey tcp_flow{Endpoint{kKdcClient, 30000}, Endpoint{kKdc, 88}, Transport::Tcp};
     p.on_open(tcp_flow, Timestamp{kT0 + 30'000}, true);
     p.on_data(tcp_flow, Direction::ClientToServer, Timestamp{kT0 + 30'000}, Bytes(as_req),
               Evidence{++frame, 0});
