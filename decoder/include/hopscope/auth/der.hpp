@@ -216,8 +216,8 @@ template <typename Fn>
 DecodeResult for_each_field(const Tlv& t, Fn&& fn) {
     FieldReader f;
     if (auto e = FieldReader::enter(t, f); !e.ok()) return e;
-    // Made once, not per field: each successful next() writes every member of both (their
-    // default initialisation was some 5 M instructions on 40 MB of login-dense traffic).
+    // Made once, not per field: each successful next() writes every member of both (callgrind
+    // on 40 MB of login-dense traffic: 953.2 M -> 949.7 M instructions for the whole run).
     Tlv wrapper, inner;
     while (!f.at_end()) {
         if (auto e = f.next(wrapper, inner); !e.ok()) return e;
