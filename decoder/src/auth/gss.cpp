@@ -75,6 +75,10 @@ std::string_view Oid::dotted() const {
     return other;
 }
 
+std::string_view Oid::name() const {
+    return mech == Mech::Unknown ? std::string_view(other) : std::string_view(to_string(mech));
+}
+
 DecodeResult parse_gss_initial(Bytes data, GssInitialToken& out) {
     der::Reader r(data, 0, 0, der::LengthRule::BerDefinite);
     der::Tlv app;

@@ -197,10 +197,7 @@ std::string to_string(const SpnegoToken& t) {
         s += i.is_init2 ? "NegTokenInit2 mechTypes=[" : "NegTokenInit mechTypes=[";
         for (std::size_t k = 0; k < i.mech_types.size(); ++k) {
             if (k) s += ',';
-            if (i.mech_types[k].mech == Mech::Unknown)
-                s += i.mech_types[k].dotted();
-            else
-                s += to_string(i.mech_types[k].mech);
+            s += i.mech_types[k].name();
         }
         s += ']';
         if (i.req_flags) s += " reqFlags=" + context_flags_to_string(*i.req_flags);
@@ -213,10 +210,7 @@ std::string to_string(const SpnegoToken& t) {
         if (r.neg_state) s += std::string(" negState=") + to_string(*r.neg_state);
         if (r.supported_mech) {
             s += " supportedMech=";
-            if (r.supported_mech->mech == Mech::Unknown)
-                s += r.supported_mech->dotted();
-            else
-                s += to_string(r.supported_mech->mech);
+            s += r.supported_mech->name();
         }
         if (r.has_response_token) {
             s += " responseToken=" + std::to_string(r.response_token.size()) + "B";

@@ -165,11 +165,7 @@ std::string to_string(const SspiInfo& s) {
         out += " offered=[";
         for (std::size_t i = 0; i < s.mechs_offered.size(); ++i) {
             if (i) out += ',';
-            const auto& o = s.mechs_offered[i];
-            if (o.mech == Mech::Unknown)
-                out += o.dotted();
-            else
-                out += to_string(o.mech);
+            out += s.mechs_offered[i].name();
         }
         out += ']';
     }
@@ -177,10 +173,7 @@ std::string to_string(const SspiInfo& s) {
     if (s.neg_state) out += std::string(" negState=") + to_string(*s.neg_state);
     if (s.supported_mech) {
         out += " supportedMech=";
-        if (s.supported_mech->mech == Mech::Unknown)
-            out += s.supported_mech->dotted();
-        else
-            out += to_string(s.supported_mech->mech);
+        out += s.supported_mech->name();
     }
     if (s.has_mech_list_mic) out += " mechListMIC=present";
     if (s.has_inner_token) out += " token=" + std::to_string(s.inner_token_len) + "B";

@@ -359,6 +359,7 @@ TEST(Der, ObjectIdentifiers) {
         EXPECT_EQ(o.dotted(), c.dotted);
         EXPECT_EQ(oid_to_dotted(Bytes(c.der)), c.dotted);  // the known ones are matched as octets
         EXPECT_EQ(o.mech, c.mech) << c.dotted;
+        EXPECT_EQ(o.name(), c.mech == Mech::Unknown ? c.dotted : to_string(c.mech)) << c.dotted;
     }
     EXPECT_EQ(oid_to_dotted(Bytes(Buf{})), "");
     EXPECT_EQ(oid_to_dotted(Bytes(Buf{0x2b, 0x86})), "") << "unterminated arc";

@@ -31,6 +31,9 @@ struct Oid {
     std::string other;
     /// The dotted form, e.g. "1.2.840.113554.1.2.2"; empty if invalid.
     [[nodiscard]] std::string_view dotted() const;
+    /// How the decoders' text shows it: the mechanism's name (to_string(Mech)), or the dotted
+    /// form of one that names no known mechanism.
+    [[nodiscard]] std::string_view name() const;
     bool operator==(const Oid&) const = default;
 };
 
