@@ -187,6 +187,46 @@ TEST(Assembler, MidstreamClientIsOffTheServerPort) {
     EXPECT_EQ(c.bytes[1], "resp");
 }
 
+TEST(Assembler, ThousandsOfConnectionsComingAndGoingStayOneConnectionEach) {
+    // 4 000 connections in waves of 200 through a table of 300 entries: the closed ones are
+    // evicted (removed from the flow table) while the next wave's are looked up and inserted,
+    // over and over. A flow the table loses, or finds in another's place, would show as a second
+    // connection (opened mid-stream) or as bytes in the wrong one.
+    AssemblerConfig cfg;
+    cfg.max_connections = 300;
+    Harness h(cfg);
+    constexpr int kWaves = 20, kPerWave = 200;
+    auto client = [](int n) {
+        return Addr::v4(10, 1, static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n));
+    };
+    auto port = [](int n) { return static_cast<std::uint16_t>(40000 + n % 7); };
+    for (int w = 0; w < kWaves; ++w) {
+        const int first = w * kPerWave;
+        for (int n = first; n < first + kPerWave; ++n)
+            h.ip(tcp4(client(n), port(n), kS, 1433, 100, 0, SYN));
+        for (int n = first + kPerWave - 1; n >= first; --n)
+            h.ip(tcp4(client(n), port(n), kS, 1433, 101, 1, ACK | PSH,
+                      text("c" + std::to_string(n))));
+        for (int n = first; n < first + kPerWave; n += 2) {
+            const auto end = static_cast<std::uint32_t>(101 + ("c" + std::to_string(n)).size());
+            h.ip(tcp4(client(n), port(n), kS, 1433, end, 1, ACK | FIN));
+            h.ip(tcp4(kS, 1433, client(n), port(n), 1, end + 1, ACK | FIN));
+        }
+        for (int n = first + 1; n < first + kPerWave; n += 2)
+            h.ip(tcp4(kS, 1433, client(n), port(n), 1, 0, RST));
+    }
+    h.done();
+    ASSERT_EQ(h.sink.conns.size(), static_cast<std::size_t>(kWaves * kPerWave));
+    for (int n = 0; n < kWaves * kPerWave; ++n) {
+        const auto& c = h.sink.conns[static_cast<std::size_t>(n)];
+        ASSERT_EQ(c.key.client.addr, IpAddress::v4_from_bytes(client(n).bytes)) << n;
+        EXPECT_TRUE(c.handshake) << n;
+        EXPECT_EQ(c.bytes[0], "c" + std::to_string(n)) << n;
+        EXPECT_EQ(c.why, n % 2 == 0 ? CloseReason::Fin : CloseReason::Rst) << n;
+    }
+    EXPECT_EQ(h.a.stats().evictions, 0u);  // only closed connections had to go
+}
+
 TEST(Assembler, IdleTimeoutAndEviction) {
     AssemblerConfig cfg;
     cfg.max_connections = 2;
