@@ -311,6 +311,7 @@ std::unique_ptr<CaptureFile> CaptureFile::open_impl(std::FILE* fp, const std::st
         cf->fd_ = fd;
         cf->snaplen_ = static_cast<std::uint32_t>(snapshot);
         cf->window_ = g_map_window.load();
+        cf->page_mask_ = ~(std::uint64_t{page_size()} - 1);
         cf->swapped_ = cf->big_endian_ != (std::endian::native == std::endian::big);
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     }
@@ -380,16 +381,22 @@ const std::uint8_t* CaptureFile::map_range(std::uint64_t off, std::size_t n) {
 // page tells; the load hits the CPU cache); at the window's last page, or once the SIGBUS handler
 // has marked the window as cut, fstat says. A cut makes total_ the new size (and no more than
 // where the window was replaced by zeros) and sets shrunk_.
-bool CaptureFile::intact(std::uint64_t end) {
-    const MapSlot& m = g_maps[static_cast<std::size_t>(slot_)];
-    const std::uint64_t window_end = map_off_ + map_len_;
-    const std::uint64_t page = page_size();
-    const std::uint64_t next_page = (end + page - 1) / page * page;
-    if (handled_cut_ == MapSlot::kNotCut && next_page < window_end) {
+// (The page is found with a mask, not a division by the page size: callgrind had intact() at 43
+// instructions a record, most of them the division and the call.)
+inline bool CaptureFile::intact(std::uint64_t end) {
+    const std::uint64_t next_page = (end + ~page_mask_) & page_mask_;
+    if (handled_cut_ == MapSlot::kNotCut && next_page < map_off_ + map_len_) {
         (void)*static_cast<const volatile std::uint8_t*>(map_ + (next_page - map_off_));
         std::atomic_signal_fence(std::memory_order_seq_cst);
-        if (m.cut_at.load(std::memory_order_relaxed) == MapSlot::kNotCut) return true;
+        if (g_maps[static_cast<std::size_t>(slot_)].cut_at.load(std::memory_order_relaxed) ==
+            MapSlot::kNotCut)
+            return true;
     }
+    return intact_by_size(end);
+}
+
+bool CaptureFile::intact_by_size(std::uint64_t end) {
+    const MapSlot& m = g_maps[static_cast<std::size_t>(slot_)];
     struct stat sb {};
     std::uint64_t size = fstat(fd_, &sb) == 0 ? static_cast<std::uint64_t>(sb.st_size) : 0;
     handled_cut_ = m.cut_at.load(std::memory_order_relaxed);
@@ -433,7 +440,7 @@ int CaptureFile::next_mapped(PacketView& out) {
         return shrunk_ ? fail_cut(off)
                        : fail(off, "truncated dump file; tried to read 16 header bytes, only got " +
                                        std::to_string(left));
-    const std::uint8_t* rec = map_range(off, kRecordHeader);
+    const std::uint8_t* rec = window_at(off, kRecordHeader);
     if (rec == nullptr && shrunk_ && off + kRecordHeader > total_) return fail_cut(off);
     std::uint32_t sec = 0, frac = 0, caplen = 0, len = 0;
     if (rec != nullptr) {
@@ -804,6 +811,7 @@ ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler&
     Timestamp last{};
     std::int64_t next_time = std::numeric_limits<std::int64_t>::min();  // of options.on_time
     const std::uint64_t every = options.progress_every ? options.progress_every : 4096;
+    std::uint64_t until_report = every;  // counted down: no division per frame
     for (;;) {
         if (options.stop && options.stop->load(std::memory_order_relaxed)) break;
         Source* best = nullptr;
@@ -821,7 +829,10 @@ ReadResult read_captures(const std::vector<std::string>& paths, StreamAssembler&
         }
         const std::size_t fi = best->pkt.file_index;
         advance(*best);
-        if (result.frames % every == 0) report(fi, false);
+        if (--until_report == 0) {
+            until_report = every;
+            report(fi, false);
+        }
     }
     if (options.before_end) options.before_end();
     assembler.finish(last);
