@@ -624,6 +624,10 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
     if (!f.pending.empty()) {
         k = std::move(f.pending.front());
         f.pending.erase(f.pending.begin());
+        // Its room goes back now, not when the flow ends: a UDP exchange is a flow of its own,
+        // kept for kdc_udp_idle_us after its answer, and the room of its request held with it was
+        // 11 MB of the 106 MB heap peak on 200 MB of login-dense traffic (heaptrack).
+        if (f.pending.empty()) std::vector<KerberosEvent>().swap(f.pending);
     } else {
         k.ts = ts;
         k.flow = f.key;
