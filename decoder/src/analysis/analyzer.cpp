@@ -10,6 +10,7 @@ namespace hopscope::analysis {
 namespace {
 
 using detail::hop_key;
+using detail::hop_of;
 using detail::identity;
 using detail::istarts_with;
 using detail::looks_like_ip;
@@ -199,20 +200,23 @@ std::string Analyzer::host_name(const IpAddress& a) const {
 }
 
 Analyzer::Recent* Analyzer::recent(std::uint64_t seq) {
-    if (seq < base_seq_ || seq - base_seq_ >= logins_.size()) return nullptr;
-    return &logins_[seq - base_seq_];
+    if (seq < base_seq_ || seq - base_seq_ >= logins_kept()) return nullptr;
+    return &logins_[seq - base_seq_ + logins_gone_];
 }
 
 const Analyzer::Recent* Analyzer::recent(std::uint64_t seq) const {
-    if (seq < base_seq_ || seq - base_seq_ >= logins_.size()) return nullptr;
-    return &logins_[seq - base_seq_];
+    if (seq < base_seq_ || seq - base_seq_ >= logins_kept()) return nullptr;
+    return &logins_[seq - base_seq_ + logins_gone_];
 }
 
 template <typename F>
 void Analyzer::each_kdc(const IpAddress& client, Timestamp before, F&& f) const {
     auto it = kdc_.find(client);
     if (it == kdc_.end()) return;
-    for (const KdcEntry& e : it->second) {
+    const KdcQueue& kq = it->second;
+    for (auto e_it = kq.q.begin() + static_cast<std::ptrdiff_t>(kq.gone); e_it != kq.q.end();
+         ++e_it) {
+        const KdcEntry& e = *e_it;
         if (e.ev.ts.micros > later(before.micros, kClockSlackUs)) continue;
         if (before.micros - e.ev.ts.micros > opts_.kerberos_window_us) continue;
         f(e);
@@ -223,8 +227,9 @@ template <typename F>
 void Analyzer::each_kdc_newest(const IpAddress& client, Timestamp before, F&& f) const {
     auto it = kdc_.find(client);
     if (it == kdc_.end()) return;
-    const std::deque<KdcEntry>& q = it->second;
-    for (auto e = q.rbegin(); e != q.rend(); ++e) {
+    const KdcQueue& kq = it->second;
+    const auto oldest_kept = kq.q.rend() - static_cast<std::ptrdiff_t>(kq.gone);
+    for (auto e = kq.q.rbegin(); e != oldest_kept; ++e) {
         // none of this one and the older ones is in the window
         if (before.micros - e->latest_so_far > opts_.kerberos_window_us) return;
         if (e->ev.ts.micros > later(before.micros, kClockSlackUs)) continue;
@@ -494,6 +499,7 @@ void Analyzer::add_login(const LoginEvent& login) {
 }
 
 void Analyzer::add_login(LoginEvent&& login) {
+    resume();
     const LoginEvent& l = login;  // until it is moved into the window below
     tick(l.ts);
     forget();  // the cap on logins: before `in` below is looked up
@@ -501,17 +507,12 @@ void Analyzer::add_login(LoginEvent&& login) {
     const Recent* in = find_inbound(l, &relayed);
     learn_names(l, relayed, true);
 
-    std::string key = hop_key(l);
+    const HopKey key = hop_of(l);
     auto row = hops_.find(key);
     if (row == hops_.end() && hops_.size() < opts_.max_summary_rows)
-        row = hops_.try_emplace(std::move(key)).first;
+        row = hops_.try_emplace(key).first;
     if (row != hops_.end()) {
-        HopSummary& h = row->second;
-        h.client = l.flow.client.addr;
-        h.server = l.flow.server;
-        h.auth = l.auth;
-        h.outcome = l.outcome;
-        h.anonymous = l.anonymous;
+        HopRow& h = row->second;
         h.user = identity(l);
         ++h.count;
     } else {
@@ -523,7 +524,7 @@ void Analyzer::add_login(LoginEvent&& login) {
     logins_.emplace_back(std::move(login), relayed);
     Recent& r = logins_.back();
     const LoginEvent& in_window = r.login;
-    const std::uint64_t seq = base_seq_ + logins_.size() - 1;
+    const std::uint64_t seq = base_seq_ + logins_kept() - 1;
     // Logins with a hidden outcome already reported that were open when this one started: the
     // candidates of its late link so far (offer_hidden adds those reported later).
     if (!in) {
@@ -565,10 +566,11 @@ void Analyzer::add_kerberos(const KerberosEvent& k) {
 }
 
 void Analyzer::add_kerberos(KerberosEvent&& krb) {
+    resume();
     tick(krb.ts);
     forget();  // the cap on KDC exchanges
     saw_kdc_ = true;
-    auto& mine = kdc_[krb.flow.client.addr];
+    auto& mine = kdc_[krb.flow.client.addr].q;
     const std::int64_t latest =
         mine.empty() ? krb.ts.micros : std::max(mine.back().latest_so_far, krb.ts.micros);
     mine.emplace_back(std::move(krb));
@@ -583,6 +585,7 @@ void Analyzer::add_kerberos(KerberosEvent&& krb) {
 }
 
 void Analyzer::add_server_error(const ServerErrorEvent& e) {
+    resume();
     tick(e.ts);
     const ServerErrorFacts facts{e, *this};
     for (const ServerErrorRule rule : server_error_rules())
@@ -609,6 +612,7 @@ const LoginEvent* Analyzer::failed_login_from(const IpAddress& client, Timestamp
 }
 
 void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
+    resume();
     tick(ts);
     auto it = by_flow_.find(flow);
     if (it == by_flow_.end()) return;
@@ -666,8 +670,23 @@ void Analyzer::on_chain(const Recent& inbound, const Recent& outbound) {
 
 void Analyzer::finish() {
     // End of input: the late verdicts still waiting for their window run now, in the order their
-    // windows would have ended.
+    // windows would have ended; what they no longer may see is only counted as forgotten.
+    resume();
+    finishing_ = true;
     settle(std::numeric_limits<std::int64_t>::max(), 0);
+}
+
+void Analyzer::resume() {
+    if (!finishing_) return;
+    finishing_ = false;
+    logins_.erase(logins_.begin(), logins_.begin() + static_cast<std::ptrdiff_t>(logins_gone_));
+    logins_gone_ = 0;
+    for (auto it = kdc_.begin(); it != kdc_.end();) {
+        KdcQueue& kq = it->second;
+        kq.q.erase(kq.q.begin(), kq.q.begin() + static_cast<std::ptrdiff_t>(kq.gone));
+        kq.gone = 0;
+        it = kq.q.empty() ? kdc_.erase(it) : std::next(it);
+    }
 }
 
 void Analyzer::late_link(Recent& r) {
@@ -695,6 +714,7 @@ void Analyzer::late_verdicts(const Recent& r) {
 }
 
 void Analyzer::advance(Timestamp now) {
+    resume();
     if (now_ < now) now_ = now;
     settle(now_.micros, 0);
     forget();
@@ -713,14 +733,15 @@ std::array<std::int64_t, 4> Analyzer::due() const {
     // finish() runs every step, whatever the timestamps.
     constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
     std::array<std::int64_t, 4> at{kNever, kNever, kNever, kNever};
-    if (link_next_ < base_seq_ + logins_.size())
+    if (link_next_ < base_seq_ + logins_kept())
         at[0] =
             std::min(kNever - 1, later(recent(link_next_)->login.ts.micros, opts_.chain_window_us));
     if (verdict_next_ < link_next_)
         at[1] = std::min(kNever - 1,
                          later(recent(verdict_next_)->login.ts.micros, 2 * opts_.chain_window_us));
-    if (!logins_.empty())
-        at[2] = std::min(kNever - 1, later(logins_.front().login.ts.micros, horizon_us() + 1));
+    if (logins_kept() != 0)
+        at[2] =
+            std::min(kNever - 1, later(logins_[logins_gone_].login.ts.micros, horizon_us() + 1));
     if (!kdc_order_.empty())
         at[3] = std::min(kNever - 1, later(kdc_order_.front().second, horizon_us() + 1));
     return at;
@@ -762,20 +783,28 @@ void Analyzer::settle(std::int64_t now, std::uint64_t through) {
 void Analyzer::drop_login(std::int64_t now) {
     // Its late verdicts run first (only the cap takes a login before they are due).
     if (verdict_next_ <= base_seq_) settle(now, base_seq_ + 1);
-    logins_.pop_front();
+    if (finishing_)
+        ++logins_gone_;
+    else
+        logins_.pop_front();
     ++base_seq_;
 }
 
 void Analyzer::drop_kdc() {
     auto mine = kdc_.find(kdc_order_.front().first);
-    mine->second.pop_front();
-    if (mine->second.empty()) kdc_.erase(mine);
+    KdcQueue& kq = mine->second;
+    if (finishing_) {
+        ++kq.gone;
+    } else {
+        kq.q.pop_front();
+        if (kq.q.empty()) kdc_.erase(mine);
+    }
     kdc_order_.pop_front();
 }
 
 void Analyzer::forget() {
     // The caps on logins and KDC exchanges (those past their horizon went in settle()).
-    while (logins_.size() > opts_.max_recent)
+    while (logins_kept() > opts_.max_recent)
         drop_login(now_.micros);
     while (kdc_order_.size() > opts_.max_recent)
         drop_kdc();
@@ -806,9 +835,9 @@ void Analyzer::rewake() {
 
 Analyzer::Stats Analyzer::stats() const {
     Stats s;
-    s.recent_logins = logins_.size();
-    for (const auto& [addr, q] : kdc_)
-        s.kdc_exchanges += q.size();
+    s.recent_logins = logins_kept();
+    for (const auto& [addr, kq] : kdc_)
+        s.kdc_exchanges += kq.q.size() - kq.gone;
     for (const auto& [addr, seqs] : by_client_)
         s.index_entries += seqs.size();
     for (const auto& [addr, starts] : by_client_start_)
@@ -817,7 +846,7 @@ Analyzer::Stats Analyzer::stats() const {
         s.index_entries += ib.open.size() + ib.closed.size() + ib.hidden.size();
     for (const auto& [flow, seqs] : by_flow_)
         s.index_entries += seqs.size();
-    s.pending_logins = static_cast<std::size_t>(base_seq_ + logins_.size() - verdict_next_);
+    s.pending_logins = static_cast<std::size_t>(base_seq_ + logins_kept() - verdict_next_);
     s.dedup_keys = dedup_.size();
     s.named_hosts = names_.size();
     for (const auto& [addr, names] : names_)
@@ -861,17 +890,31 @@ void Analyzer::sweep() {
     }
 }
 
+std::size_t Analyzer::HopKeyHash::operator()(const HopKey& k) const noexcept {
+    const IpAddressHash ip;
+    std::uint64_t h = ip(k.client) * 0x9E3779B97F4A7C15ULL;
+    h ^= ip(k.server.addr) + 0xBF58476D1CE4E5B9ULL + (h << 6) + (h >> 2);
+    const std::uint64_t rest = std::uint64_t{k.server.port} << 24 |
+                               std::uint64_t{static_cast<std::uint8_t>(k.auth)} << 16 |
+                               std::uint64_t{static_cast<std::uint8_t>(k.outcome)} << 8 |
+                               std::uint64_t{k.anonymous};
+    h = (h ^ rest) * 0x94D049BB133111EBULL;
+    return static_cast<std::size_t>(h ^ (h >> 31));
+}
+
 std::vector<HopSummary> Analyzer::hop_summary() const {
-    std::vector<const std::pair<const std::string, HopSummary>*> rows;
+    // In the order of the rows' keys as text (the order of this summary since it was kept in a
+    // std::map of those strings).
+    std::vector<std::pair<std::string, const std::pair<const HopKey, HopRow>*>> rows;
     rows.reserve(hops_.size());
     for (const auto& row : hops_)
-        rows.push_back(&row);
+        rows.emplace_back(hop_key(row.first), &row);
     std::sort(rows.begin(), rows.end(),
-              [](const auto* a, const auto* b) { return a->first < b->first; });
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     std::vector<HopSummary> out;
     out.reserve(rows.size());
-    for (const auto* row : rows)
-        out.push_back(row->second);
+    for (const auto& [text, row] : rows)
+        out.push_back(HopSummary{row->first, row->second.user, row->second.count});
     return out;
 }
 

@@ -92,17 +92,23 @@ inline std::string identity(const LoginEvent& l) {
     return l.user;
 }
 
-/// Client host, server, auth and outcome of a login: a row of the hop summary, and what makes a
-/// verdict on a login the same verdict again.
-inline std::string hop_key(const LoginEvent& l) {
+/// The HopKey of a login.
+inline HopKey hop_of(const LoginEvent& l) {
+    return HopKey{l.flow.client.addr, l.flow.server, l.auth, l.outcome, l.anonymous};
+}
+/// A HopKey as text: the hop summary's order, and a verdict's key.
+inline std::string hop_key(const HopKey& k) {
     std::string key;
     key.reserve(96);
-    append_to(key, l.flow.client.addr);
+    append_to(key, k.client);
     key += '>';
-    append_to(key, l.flow.server);
-    key.append("/").append(to_string(l.auth)).append("/").append(to_string(l.outcome));
-    if (l.anonymous) key += "/anon";
+    append_to(key, k.server);
+    key.append("/").append(to_string(k.auth)).append("/").append(to_string(k.outcome));
+    if (k.anonymous) key += "/anon";
     return key;
+}
+inline std::string hop_key(const LoginEvent& l) {
+    return hop_key(hop_of(l));
 }
 
 /// The time a login started (when it was reported, if its start is not known).

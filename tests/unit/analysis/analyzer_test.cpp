@@ -110,6 +110,45 @@ TEST(Analyzer, NtlmFirstHopIsTheCauseOfTheAnonymousSecondHop) {
     EXPECT_TRUE(chains[0].second_anonymous);
 }
 
+TEST(Analyzer, HopRowsAreOnePerClientServerAuthOutcomeAndAnonymityInTheirTextsOrder) {
+    // hop_summary(): a row per client, server address and port, authentication, outcome and
+    // anonymity, sorted by its key as text ("10.77.0.10>..." before "10.77.0.2>...").
+    Collect out;
+    Analyzer a(out);
+    auto hop = [](std::uint32_t client, std::uint16_t port, AuthKind auth, Outcome outcome,
+                  bool anonymous, std::int64_t t) {
+        LoginEvent l = login(tcp(client, 50000, kA, port), t, auth, outcome);
+        l.user = "u" + std::to_string(t);
+        l.domain = "LAB";
+        l.anonymous = anonymous;
+        return l;
+    };
+    const std::uint32_t kC10 = 0x0a4d000a;  // 10.77.0.10
+    a.add_login(hop(kC, 1433, AuthKind::Kerberos, Outcome::Success, false, 1));
+    a.add_login(hop(kC, 1434, AuthKind::Kerberos, Outcome::Success, false, 2));
+    a.add_login(hop(kC, 1433, AuthKind::Ntlm, Outcome::Success, false, 3));
+    a.add_login(hop(kC, 1433, AuthKind::Kerberos, Outcome::Success, true, 4));
+    a.add_login(hop(kC, 1433, AuthKind::Kerberos, Outcome::Failure, false, 5));
+    a.add_login(hop(kC10, 1433, AuthKind::Kerberos, Outcome::Success, false, 6));
+    a.add_login(hop(kC, 1433, AuthKind::Kerberos, Outcome::Success, false, 7));
+    const std::vector<HopSummary> rows = a.hop_summary();
+    std::vector<std::string> got;
+    for (const HopSummary& h : rows)
+        got.push_back(to_string(h.client) + ">" + to_string(h.server) + "/" + to_string(h.auth) +
+                      "/" + to_string(h.outcome) + (h.anonymous ? "/anon" : "") + " " + h.user +
+                      " x" + std::to_string(h.count));
+    EXPECT_EQ(got,
+              (std::vector<std::string>{
+                  "10.77.0.10>10.77.0.3:1433/kerberos/success u6@LAB x1",
+                  "10.77.0.2>10.77.0.3:1433/kerberos/failure u5@LAB x1",
+                  "10.77.0.2>10.77.0.3:1433/kerberos/success u7@LAB x2",
+                  "10.77.0.2>10.77.0.3:1433/kerberos/success/anon NT AUTHORITY\\ANONYMOUS LOGON x1",
+                  "10.77.0.2>10.77.0.3:1433/ntlm/success LAB\\u3 x1",
+                  "10.77.0.2>10.77.0.3:1434/kerberos/success u2@LAB x1",
+              }));
+    EXPECT_EQ(a.stats().hop_rows, 6u);
+}
+
 TEST(Analyzer, BusyMiddleServerChainsTheConnectionOpenAtTheOutboundStart) {
     // Thousands of short connections to A from other clients, each closed before the outbound
     // login starts, one still open from C, and one that opened after it: the outbound login
@@ -495,6 +534,55 @@ TEST(Analyzer, RefusedS4u2ProxyStaysTheCauseWithAKeytab) {
     ASSERT_NE(f, nullptr);
     EXPECT_EQ(out.get("HS014"), nullptr);
     EXPECT_NE(f->summary.find("constrained delegation"), std::string::npos) << f->summary;
+}
+
+TEST(Analyzer, FinishDoesNotLetALateChainSeeTheKdcExchangesItsWindowsForgot) {
+    // Windows of 60 s. A's S4U2Self and S4U2Proxy requests for B (1040 s) are one Kerberos window
+    // before A's Kerberos login to B (1100 s). C's login to A (1090 s, under TLS: reported at its
+    // close, 1150 s) is linked to it one chaining window after it (1160.001 s), when those
+    // requests have just been forgotten (two windows after them, 1160.000001 s). finish() must
+    // give what the clock moved past every window gives: the chain's verdict without them.
+    Analyzer::Options o;
+    o.chain_window_us = 60 * kSec;
+    o.kerberos_window_us = 60 * kSec;
+    std::vector<std::vector<std::string>> results;
+    for (const bool by_finish : {true, false}) {
+        Collect out;
+        Analyzer a(out, o);
+        KerberosEvent self = tgs(1040, "sqla$@LAB.TEST", {"forwardable"});
+        self.flow = tcp(kA, 52000, kKdc, 88);
+        self.padata = {auth::pa_type::TgsReq, auth::pa_type::ForUser};
+        a.add_kerberos(self);
+        KerberosEvent proxy =
+            tgs(1040, "MSSQLSvc/sqlb.lab.test:1433", {"forwardable", "cname-in-addl-tkt"});
+        proxy.flow = tcp(kA, 52001, kKdc, 88);
+        a.add_kerberos(proxy);
+        LoginEvent a_to_b =
+            login(tcp(kA, 40000, kB, 1433), 1100, AuthKind::Kerberos, Outcome::Success);
+        a_to_b.user = "alice";
+        a_to_b.domain = "LAB.TEST";
+        a.add_login(a_to_b);
+        LoginEvent c_to_a_hidden =
+            login(tcp(kC, 50000, kA, 1433), 1090, AuthKind::Unknown, Outcome::Incomplete);
+        c_to_a_hidden.ts = Timestamp{1150 * kSec};
+        a.add_login(c_to_a_hidden);
+        a.connection_closed(c_to_a_hidden.flow, Timestamp{1150 * kSec});
+        if (!by_finish) a.tick(Timestamp{100'000 * kSec});
+        a.finish();
+        ASSERT_EQ(a.chain_summary().size(), 1u) << "the late link was not made";
+        std::vector<std::string> texts;
+        for (const Finding& f : out.all) {
+            std::string t = f.rule + ": " + f.summary;
+            for (const auto& e : f.evidence)
+                t += " | " + e.what;
+            texts.push_back(t);
+        }
+        results.push_back(texts);
+    }
+    ASSERT_NE(results[0].size(), 0u);
+    EXPECT_EQ(results[0], results[1]);
+    for (const std::string& t : results[0])
+        EXPECT_EQ(t.find("S4U2Proxy"), std::string::npos) << t;
 }
 
 TEST(Analyzer, MissingSpnGivesSetspnWithTheRealName) {

@@ -29,13 +29,8 @@ class FindingSink {
     virtual void on_finding(const Finding& f) = 0;
 };
 
-/// One row of the end-of-run hop summary: logins aggregated by client host, server, auth, outcome.
-struct HopSummary {
-    IpAddress client;
-    Endpoint server;
-    AuthKind auth = AuthKind::Unknown;
-    Outcome outcome = Outcome::Incomplete;
-    bool anonymous = false;
+/// One row of the end-of-run hop summary: the logins of one HopKey.
+struct HopSummary : HopKey {
     std::string user;  ///< last user seen on this row
     std::uint64_t count = 0;
 };
@@ -248,6 +243,16 @@ class Analyzer : private Lookups {
     // numbers below base_seq_ are stale and skipped, and dropped by sweep().
     std::deque<Recent> logins_;
     std::uint64_t base_seq_ = 0;
+    /// finish() forgets what falls out of the windows as settle() always does (a late verdict
+    /// must not see it), but by counting it here and in KdcQueue::gone instead of destroying it:
+    /// at the end of input everything left is forgotten, and destroying it object by object,
+    /// cache miss after cache miss, was half of the analysis thread's time alone at the end of a
+    /// two-thread run (perf, 200 MB login-dense: 13 of 27 ms), and `analyze` lets the analyzer
+    /// go without destroying it. Any later call first destroys what is forgotten (resume()).
+    bool finishing_ = false;
+    std::size_t logins_gone_ = 0;  ///< the first logins_gone_ of logins_ are forgotten
+    [[nodiscard]] std::size_t logins_kept() const { return logins_.size() - logins_gone_; }
+    void resume();
     SeqIndex by_client_;  ///< logins by client address
     /// Logins by client address, each as (start time, sequence number) sorted by start: the
     /// logins a middle server started while one of its inbound logins was being answered are a
@@ -262,8 +267,14 @@ class Analyzer : private Lookups {
     /// iterated only to prune and count; as a std::map its FlowKey comparisons (16-byte addresses,
     /// a memcmp each) were most of what the analysis spent on it.
     std::unordered_map<FlowKey, std::vector<std::uint64_t>, FlowKeyHash> by_flow_;
-    std::unordered_map<IpAddress, std::deque<KdcEntry>, IpAddressHash>
-        kdc_;  ///< KDC exchanges by client address
+    /// A client's KDC exchanges, oldest first; the first `gone` of them forgotten (finish()), which
+    /// the lookups skip: a chain linked late inside finish() looks at the middle server's
+    /// exchanges (test Analyzer.FinishDoesNotLetALateChainSeeTheKdcExchangesItsWindowsForgot).
+    struct KdcQueue {
+        std::deque<KdcEntry> q;
+        std::size_t gone = 0;
+    };
+    std::unordered_map<IpAddress, KdcQueue, IpAddressHash> kdc_;  ///< by client address
     /// The client and time of every kept KDC exchange, oldest first.
     std::deque<std::pair<IpAddress, std::int64_t>> kdc_order_;
     std::uint64_t adds_since_sweep_ = 0;
@@ -298,9 +309,20 @@ class Analyzer : private Lookups {
     std::unordered_map<IpAddress, std::map<std::string, std::int64_t>, IpAddressHash> names_;
     std::unordered_set<IpAddress, IpAddressHash>
         middle_servers_;  ///< hosts seen making outbound TDS logins
-    /// Hash map: a login looks its row up (a std::map's string comparisons were 4 % of analyze on
-    /// a login-dense capture); hop_summary() sorts the rows by key.
-    std::unordered_map<std::string, HopSummary> hops_;
+    /// The hop rows by HopKey: values, not the text detail::hop_key() writes of them, because
+    /// every login looks its row up, and building, hashing and comparing that text per login was
+    /// most of add_login's own time (perf, 200 MB login-dense, glibc build: add_login 3.7 % of
+    /// the samples with the text key, 1.0 % and 1.1 % in this table's lookup with this one).
+    /// Hashed (a std::map's string comparisons were 4 % of analyze on a login-dense capture);
+    /// hop_summary() sorts the rows by their key's text.
+    struct HopKeyHash {
+        std::size_t operator()(const HopKey& k) const noexcept;
+    };
+    struct HopRow {
+        std::string user;
+        std::uint64_t count = 0;
+    };
+    std::unordered_map<HopKey, HopRow, HopKeyHash> hops_;
     std::map<std::string, ChainSummary> chains_;
     std::uint64_t summary_overflow_ = 0;
     std::uint64_t emitted_ = 0;

@@ -52,6 +52,17 @@ std::span<const RuleInfo> rule_catalogue();
 /// The catalogue entry of `id`, or nullptr.
 const RuleInfo* find_rule(std::string_view id);
 
+/// Client host, server, auth, outcome and anonymity of a login: a row of the analyzer's hop
+/// summary, and (as text) what makes a verdict on a login the same verdict again.
+struct HopKey {
+    IpAddress client;
+    Endpoint server;
+    AuthKind auth = AuthKind::Unknown;
+    Outcome outcome = Outcome::Incomplete;
+    bool anonymous = false;
+    bool operator==(const HopKey&) const = default;
+};
+
 /// A verdict and what makes it the same verdict again (the analyzer reports it once while its
 /// evidence keeps recurring).
 struct Verdict {
