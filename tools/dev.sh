@@ -4,7 +4,7 @@
 #
 #   tools/dev.sh demo    set up, build, and analyze a bundled capture (DEMO_CAPTURE=... for another)
 #   tools/dev.sh release set up and build the optimized hopscope ($BUILD_ROOT/release/tools/hopscope:
-#                        Release, mimalloc, profile-guided; tools/release-build)
+#                        Release, mimalloc, profile-guided, link-time; tools/release-build)
 #   tools/dev.sh test    set up, build with -Werror + ASan/UBSan, run every test and a fuzz smoke run
 #   tools/dev.sh fuzz [SECONDS [TARGET...]]  fuzzing campaign: every target (or the TARGETs named,
 #                        e.g. pipeline proxy_tap) for SECONDS of CPU time (default 600), two at a time
@@ -120,7 +120,7 @@ release)
     ;;
 demo)
     install_pkgs "${BUILD_PKGS[@]}"
-    # The optimized build (tools/release-build: Release, mimalloc, profile-guided).
+    # The optimized build (tools/release-build: Release, mimalloc, profile-guided, link-time).
     JOBS=$JOBS "$here/tools/release-build" "$BUILD_ROOT/release" -DHOPSCOPE_TESTS=OFF
     bin="$BUILD_ROOT/release/tools/hopscope"
     # The classic broken double hop, recorded in the lab: C logs in to SQL Server A with NTLM, a
@@ -147,7 +147,7 @@ test)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
         --bin-dir "$BUILD_ROOT/asan" | grep -E '^check |^hopscope'
-    echo "== build: release (tools/release-build: Release, mimalloc, profile-guided, -Werror; what the README's first command builds); the same output as the sanitizer build"
+    echo "== build: release (tools/release-build: Release, mimalloc, profile-guided, link-time, -Werror; what the README's first command builds); the same output as the sanitizer build"
     JOBS=$JOBS "$here/tools/release-build" "$BUILD_ROOT/release" -DHOPSCOPE_TESTS=OFF \
         -DHOPSCOPE_BENCH=ON -DHOPSCOPE_WERROR=ON
     "$BUILD_ROOT/release/tools/hopscope" --version | tee "$BUILD_ROOT/release-version.log"
@@ -157,6 +157,10 @@ test)
     }
     grep -q '^optimization: profile-guided' "$BUILD_ROOT/release-version.log" || {
         echo "the release build is not profile-guided" >&2
+        exit 1
+    }
+    grep -q '^optimization: .*link-time' "$BUILD_ROOT/release-version.log" || {
+        echo "the release build is not link-time optimized" >&2
         exit 1
     }
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -39,10 +39,17 @@ std::string allocator_line() {
     return "memory allocator: the C library's malloc";
 }
 
-/// What --version says of the build beyond the version.
+/// What --version says of the build beyond the version. (One expression of the same shape for
+/// each build, so that the profile-guided build's profiles, taken from a build that is
+/// link-time optimized but not profile-guided, fit this function.)
 std::string build_lines() {
-#ifdef HOPSCOPE_PROFILE_GUIDED
+#if defined(HOPSCOPE_PROFILE_GUIDED) && defined(HOPSCOPE_LTO)
+    return allocator_line() +
+           "\noptimization: profile-guided (GCC profiles of analyze runs), link-time (-flto)";
+#elif defined(HOPSCOPE_PROFILE_GUIDED)
     return allocator_line() + "\noptimization: profile-guided (GCC profiles of analyze runs)";
+#elif defined(HOPSCOPE_LTO)
+    return allocator_line() + "\noptimization: link-time (-flto)";
 #else
     return allocator_line();
 #endif
