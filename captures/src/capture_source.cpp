@@ -1,19 +1,31 @@
 // Capture files are opened through libpcap (it checks the file header, maps LINKTYPE_ values to
 // DLT_ values, reads pcapng and standard input). The records of a classic pcap file, though, are
-// read here by hand from a sliding read-only mapping of the file: the data handed on points into
-// the mapping, no copy. Why by hand: reading through libpcap (fread of every record through a
-// stdio buffer, then a copy into libpcap's buffer) was about a quarter of hopscope's CPU time on
-// a 1 GB capture (kernel copy into stdio ~18 %, fread ~7 % of the profile). Measured on a 1 GB
-// hopscope-gencap capture, Release, page cache warm: `hopscope analyze` took 0.73 s CPU at best
-// (median 0.77-0.95 s, 0.15 s of it system time) through libpcap and 0.56-0.60 s at best (median
-// 0.70 s, 0.03 s system) from the mapping. Peak RSS: 18 MiB on 1 GB, 27 MiB on 4 GB (the window
-// and the analyzer's state; docs/performance.md).
+// read here by hand from a window of the file that slides along it: a copy of 512 KiB of it
+// (pread) by default, or a read-only mapping of 8 MiB (mmap; the tests use both). Why by hand:
+// reading through libpcap (fread of every record through a stdio buffer, then a copy into libpcap's
+// buffer) was about a quarter of hopscope's CPU time on a 1 GB capture (kernel copy into stdio ~18
+// %, fread ~7 % of the profile). Measured on a 1 GB hopscope-gencap capture, Release, page cache
+// warm: `hopscope analyze` took 0.73 s CPU at best (median 0.77-0.95 s, 0.15 s of it system time)
+// through libpcap and 0.56-0.60 s at best (median 0.70 s, 0.03 s system) from the mapping. Peak
+// RSS: 18 MiB on 1 GB, 27 MiB on 4 GB (the window and the analyzer's state; docs/performance.md).
+// Why a copy and not the mapping (which hands on pointers into the page cache, no copy, and was
+// the only way until 2026-12-06): on a VM the mapping's cost is per page (its page-table entries
+// set up, then a nested TLB miss at each page's first touch), and there it cost more than the
+// kernel's copy into one buffer that stays in the CPU's cache: reading 227 MB of the page cache
+// touching each cache line took 48-62 ms through 8 MiB mappings against 15.5 ms through pread
+// into 512 KiB; `analyze` of 200 MB (release build, 5 alternating runs, one thread / two):
+// result-set traffic 0.20-0.21 -> 0.10-0.11 s / 0.23-0.24 -> 0.10 s, login-dense 0.94-1.01 ->
+// 0.86-0.94 s / 0.75-0.81 -> 0.59-0.63 s, the lab's captures 0.73-0.76 -> 0.60-0.61 s /
+// 0.57-0.61 -> 0.44-0.46 s (docs/performance.md, "Reading the file: a copy, not a mapping").
 // The reading follows libpcap 1.10's sf-pcap.c record by record, with its messages: a record
 // longer than the header's snapshot length is cut to it (beyond 262144 bytes it is an error), a
 // short record header or short data at the end is "truncated dump file", a file ending on a
-// record boundary ends cleanly. Only the window being read is mapped (kMapWindow), so the
+// record boundary ends cleanly. Only the window being read is held (copied or mapped), so the
 // resident size does not grow with the file.
 //
+// A file cut shorter while it is read through copies: what was copied before the cut is read
+// as copied; the next copy sees the new size (fstat, and a short pread) and the file ends there
+// as a damaged file does (below). The rest of this comment is about the mapping.
 // A file cut shorter while it is mapped (log rotation, `tcpdump -C`, a user's `truncate`): the
 // kernel then takes the pages past the new end out of the mapping, and touching one raises
 // SIGBUS. The reader guards against that without fstat per record and without longjmp:
@@ -52,6 +64,7 @@
 #include <cstring>
 #include <limits>
 #include <mutex>
+#include <new>
 
 #include "hopscope/captures/frame.hpp"
 
@@ -68,6 +81,9 @@ constexpr std::size_t kRecordHeader = 16;
 /// 8 MiB read a 1 GB file as fast as 32 MiB did (same best and median CPU time over 15 runs) with
 /// 24 MiB less RSS.
 constexpr std::size_t kMapWindow = std::size_t{8} << 20;
+/// Bytes of a file copied at a time (pread): small enough to stay in the CPU's L2 cache between
+/// the copy and the decoding (2 MiB measured the same on 200 MB; see the top of the file).
+constexpr std::size_t kCopyWindow = std::size_t{512} << 10;
 /// How far past the record handed on the CPU is asked to fetch the mapping into its caches. The
 /// bytes are first touched by the code the frame goes to, and fresh page-cache pages are in no
 /// CPU cache (a copy, as libpcap makes, would bring them in); prefetching saves ~10 % of the CPU
@@ -88,6 +104,8 @@ constexpr std::uint32_t kPcapngEpb = 6;
 constexpr std::uint32_t kPcapngMaxBlock = 16u << 20;
 
 std::atomic<std::size_t> g_map_window{kMapWindow};
+std::atomic<std::size_t> g_copy_window{kCopyWindow};
+std::atomic<bool> g_copy{true};  ///< windows copied (the default) or mapped
 
 std::size_t page_size() {
     static const std::size_t size = [] {
@@ -244,6 +262,13 @@ std::unique_ptr<CaptureFile> CaptureFile::open_stream(std::FILE* fp, const std::
 void CaptureFile::set_map_window_for_testing(std::size_t bytes) {
     const std::size_t page = page_size();
     g_map_window = bytes == 0 ? kMapWindow : (bytes + page - 1) / page * page;
+    g_copy = bytes == 0;
+}
+
+void CaptureFile::set_copy_window_for_testing(std::size_t bytes) {
+    const std::size_t page = page_size();
+    g_copy_window = bytes == 0 ? kCopyWindow : (bytes + page - 1) / page * page;
+    g_copy = true;
 }
 
 std::unique_ptr<CaptureFile> CaptureFile::open_impl(std::FILE* fp, const std::string& name,
@@ -310,7 +335,8 @@ std::unique_ptr<CaptureFile> CaptureFile::open_impl(std::FILE* fp, const std::st
         if (map_ng) cf->accounted_ = 0;  // its blocks are walked from the section header on
         cf->fd_ = fd;
         cf->snaplen_ = static_cast<std::uint32_t>(snapshot);
-        cf->window_ = g_map_window.load();
+        cf->copy_ = g_copy.load();
+        cf->window_ = cf->copy_ ? g_copy_window.load() : g_map_window.load();
         cf->page_mask_ = ~(std::uint64_t{page_size()} - 1);
         cf->swapped_ = cf->big_endian_ != (std::endian::native == std::endian::big);
         (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -325,6 +351,12 @@ CaptureFile::~CaptureFile() {
 }
 
 void CaptureFile::unmap() {
+    if (copy_) {  // the buffer stays for the next copy
+        map_ = nullptr;
+        map_off_ = 0;
+        map_len_ = 0;
+        return;
+    }
     release_slot(slot_);  // before munmap: the addresses may be reused by any mapping after it
     slot_ = -1;
     if (map_ != nullptr) munmap(const_cast<std::uint8_t*>(map_), map_len_);
@@ -354,6 +386,7 @@ const std::uint8_t* CaptureFile::map_range(std::uint64_t off, std::size_t n) {
     const std::uint64_t start = off & ~static_cast<std::uint64_t>(page_size() - 1);
     const std::uint64_t len =
         std::min<std::uint64_t>(std::max<std::uint64_t>(window_, off + n - start), total_ - start);
+    if (copy_) return copy_range(off, n, start, static_cast<std::size_t>(len));
     install_sigbus_guard();
     void* p = mmap(nullptr, static_cast<std::size_t>(len), PROT_READ, MAP_PRIVATE | MAP_POPULATE,
                    fd_, static_cast<off_t>(start));
@@ -375,6 +408,42 @@ const std::uint8_t* CaptureFile::map_range(std::uint64_t off, std::size_t n) {
     return map_ + (off - start);
 }
 
+// map_range() for a copied window: [start, start + len) read into copy_buf_. A short read is the
+// file cut meanwhile (total_ and shrunk_ then say so); an error of the read, as a failed mapping.
+const std::uint8_t* CaptureFile::copy_range(std::uint64_t off, std::size_t n, std::uint64_t start,
+                                            std::size_t len) {
+    if (copy_cap_ < len) {
+        copy_buf_.reset();  // before the new one: not both at once
+        copy_buf_.reset(new (std::nothrow) std::uint8_t[len]);
+        copy_cap_ = copy_buf_ ? len : 0;
+        if (!copy_buf_) {
+            errno = ENOMEM;
+            return nullptr;
+        }
+    }
+    std::size_t got = 0;
+    while (got < len) {
+        const ssize_t r =
+            ::pread(fd_, copy_buf_.get() + got, len - got, static_cast<off_t>(start + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return nullptr;
+        if (r == 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    if (got < len) {
+        total_ = start + got;  // cut since the fstat of map_range()
+        shrunk_ = true;
+    }
+    map_ = copy_buf_.get();
+    map_off_ = start;
+    map_len_ = got;
+    if (off + n > start + got) {
+        errno = ENODATA;
+        return nullptr;
+    }
+    return map_ + (off - start);
+}
+
 // True when the file still holds every byte before `end` (end > map_off_), as far as the mapping
 // shows: the first page after `end - 1` is touched (for every record: a cut inside a page already
 // touched makes no fault there, its bytes past the new end just read as zeros, so only the next
@@ -384,6 +453,8 @@ const std::uint8_t* CaptureFile::map_range(std::uint64_t off, std::size_t n) {
 // (The page is found with a mask, not a division by the page size: callgrind had intact() at 43
 // instructions a record, most of them the division and the call.)
 inline bool CaptureFile::intact(std::uint64_t end) {
+    // A copied window is what the file held when it was read: only bytes past it are in doubt.
+    if (copy_) return end <= map_off_ + map_len_ || intact_by_size(end);
     const std::uint64_t next_page = (end + ~page_mask_) & page_mask_;
     if (handled_cut_ == MapSlot::kNotCut && next_page < map_off_ + map_len_) {
         (void)*static_cast<const volatile std::uint8_t*>(map_ + (next_page - map_off_));
@@ -396,11 +467,13 @@ inline bool CaptureFile::intact(std::uint64_t end) {
 }
 
 bool CaptureFile::intact_by_size(std::uint64_t end) {
-    const MapSlot& m = g_maps[static_cast<std::size_t>(slot_)];
     struct stat sb {};
     std::uint64_t size = fstat(fd_, &sb) == 0 ? static_cast<std::uint64_t>(sb.st_size) : 0;
-    handled_cut_ = m.cut_at.load(std::memory_order_relaxed);
-    if (handled_cut_ != MapSlot::kNotCut) size = std::min(size, map_off_ + handled_cut_);
+    if (slot_ >= 0) {  // a mapped window: the SIGBUS guard's mark
+        handled_cut_ =
+            g_maps[static_cast<std::size_t>(slot_)].cut_at.load(std::memory_order_relaxed);
+        if (handled_cut_ != MapSlot::kNotCut) size = std::min(size, map_off_ + handled_cut_);
+    }
     if (size < total_) {
         total_ = size;
         shrunk_ = true;
@@ -425,6 +498,7 @@ int CaptureFile::fail(std::uint64_t offset, std::string message) {
 // Asks the CPU to fetch the mapping up to kPrefetchAhead past the record just handed on (each
 // cache line once).
 void CaptureFile::prefetch_ahead() {
+    if (copy_) return;  // the copy brought the window into the cache
     const std::uint64_t ahead = std::min(accounted_ + kPrefetchAhead, map_off_ + map_len_);
     std::uint64_t line = std::max(prefetched_, accounted_ & ~std::uint64_t{63});
     for (; line < ahead; line += 64)

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "capture_test_util.hpp"
@@ -135,46 +136,51 @@ TEST(CutWhileRead, ErrorAtTheFirstRecordPastTheNewEndEveryRecordBeforeIt) {
     }
 }
 
-// For real: another thread cuts the file while the reader is inside a mapped window (the reader
-// holds on, at a progress report, until the cut is done, so that it happens while the window is
-// mapped and before the reader has passed the new end).
+// For real: another thread cuts the file while the reader is inside a window, mapped or copied
+// (the reader holds on, at a progress report, until the cut is done, so that it happens while
+// the window is in use and before the reader has passed the new end).
 TEST(CutWhileRead, ByAnotherThreadDuringAnalysis) {
+    // Cut well past the window being read: copied windows (the default) and mapped ones end
+    // the same way.
     const BigCapture big = make_big(6 << 20);
-    for (const std::uint64_t fraction : {2u, 3u, 5u}) {
-        TempFile f("cut_thread.pcap", big.bytes);
-        const std::uint64_t new_size = big.bytes.size() / fraction + 999;
-        std::mutex mu;
-        std::condition_variable cv;
-        bool start_cut = false, cut_done = false;
-        std::thread cutter([&] {
-            std::unique_lock<std::mutex> lock(mu);
-            cv.wait(lock, [&] { return start_cut; });
-            EXPECT_EQ(::truncate(f.path().c_str(), static_cast<off_t>(new_size)), 0);
-            cut_done = true;
-            cv.notify_all();
-        });
-        RecordingSink sink;
-        StreamAssembler a(sink, accept_all_config());
-        ReadOptions o;
-        o.progress_every = 64;
-        o.progress = [&](const ReadProgress& p) {
-            if (p.frames < 640) return;
-            std::unique_lock<std::mutex> lock(mu);
-            if (start_cut) return;
-            start_cut = true;
-            cv.notify_all();
-            cv.wait(lock, [&] { return cut_done; });
-        };
-        const ReadResult r = read_captures({f.path()}, a, o);
-        cutter.join();
-        expect_cut_error(r, f.path(), new_size);
-        EXPECT_EQ(r.frames, records_within(big, new_size));
-        if (!r.errors.empty()) {
-            ASSERT_TRUE(r.errors[0].offset.has_value());
-            EXPECT_EQ(*r.errors[0].offset, big.ends[r.frames - 1]);
+    for (const bool map : {false, true})
+        for (const std::uint64_t fraction : {2u, 3u, 5u}) {
+            std::optional<MapWindow> mapped;
+            if (map) mapped.emplace(std::size_t{8} << 20);
+            TempFile f("cut_thread.pcap", big.bytes);
+            const std::uint64_t new_size = big.bytes.size() / fraction + 999;
+            std::mutex mu;
+            std::condition_variable cv;
+            bool start_cut = false, cut_done = false;
+            std::thread cutter([&] {
+                std::unique_lock<std::mutex> lock(mu);
+                cv.wait(lock, [&] { return start_cut; });
+                EXPECT_EQ(::truncate(f.path().c_str(), static_cast<off_t>(new_size)), 0);
+                cut_done = true;
+                cv.notify_all();
+            });
+            RecordingSink sink;
+            StreamAssembler a(sink, accept_all_config());
+            ReadOptions o;
+            o.progress_every = 64;
+            o.progress = [&](const ReadProgress& p) {
+                if (p.frames < 640) return;
+                std::unique_lock<std::mutex> lock(mu);
+                if (start_cut) return;
+                start_cut = true;
+                cv.notify_all();
+                cv.wait(lock, [&] { return cut_done; });
+            };
+            const ReadResult r = read_captures({f.path()}, a, o);
+            cutter.join();
+            expect_cut_error(r, f.path(), new_size);
+            EXPECT_EQ(r.frames, records_within(big, new_size));
+            if (!r.errors.empty()) {
+                ASSERT_TRUE(r.errors[0].offset.has_value());
+                EXPECT_EQ(*r.errors[0].offset, big.ends[r.frames - 1]);
+            }
+            EXPECT_FALSE(sink.conns.empty());
         }
-        EXPECT_FALSE(sink.conns.empty());
-    }
 }
 
 // A SIGBUS that is not in a capture window still ends the process (the guard passes it on).

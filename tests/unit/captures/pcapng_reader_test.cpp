@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <random>
 
 #include "capture_test_util.hpp"
@@ -127,8 +128,12 @@ TEST(MappedPcapng, SameFramesAsLibpcapOnEveryCapture) {
         EXPECT_GT(m.frames.size(), 5u) << path;
         EXPECT_EQ(m.bytes_read, file_bytes(path).size()) << path;
         expect_same(m, read_libpcap(path), path);
-        MapWindow w(1);  // one page per window: most blocks cross a window's end
-        expect_same(read_mapped(path), m, path + " (small windows)");
+        {
+            MapWindow w(1);  // one page per window: most blocks cross a window's end
+            expect_same(read_mapped(path), m, path + " (small mapped windows)");
+        }
+        CopyWindow w(1);
+        expect_same(read_mapped(path), m, path + " (small copied windows)");
     }
 }
 
@@ -317,10 +322,8 @@ TEST(MappedPcapng, DamagedFilesGiveTheSameResultAsLibpcap) {
     EXPECT_GT(left_to_libpcap, 100);
 }
 
-TEST(MappedPcapng, FileCutWhileReadEndsAsLibpcapReadsIt) {
-    // Many packets; the file is cut a few pages ahead of the reader: beyond the window in use
-    // (one page per window: seen when the next window is mapped) or inside it (the default
-    // window: the pages past the new end fault, see on_sigbus).
+/// 6 000 packets of a public capture in one pcapng section.
+Ng many_packets() {
     const PcapData d = load_pcap(public_dir() + "/" + kTds7);
     Ng ng(false);
     ng.shb();
@@ -329,8 +332,22 @@ TEST(MappedPcapng, FileCutWhileReadEndsAsLibpcapReadsIt) {
         const Record& r = d.records[i % d.records.size()];
         ng.epb(0, 1'700'000'000'000'000 + i, r.bytes, r.wire_len);
     }
-    for (const std::size_t window : {std::size_t{4096}, std::size_t{0}}) {
-        MapWindow w(window);
+    return ng;
+}
+
+TEST(MappedPcapng, FileCutWhileReadEndsAsLibpcapReadsIt) {
+    // The file is cut a few pages ahead of the reader: beyond the window in use (one page per
+    // window, mapped or copied: seen when the next window is made) or inside it (the mapping's
+    // default window: the pages past the new end fault, see on_sigbus).
+    const Ng ng = many_packets();
+    for (const int way : {0, 1, 2}) {
+        const std::size_t window = way == 1 ? std::size_t{8} << 20 : 4096;
+        std::optional<MapWindow> mapped;
+        std::optional<CopyWindow> copied;
+        if (way == 2)
+            copied.emplace(window);
+        else
+            mapped.emplace(window);
         TempFile f("cut.pcapng", ng.bytes);
         CaptureError err;
         auto c = CaptureFile::open(f.path(), err);
@@ -353,6 +370,39 @@ TEST(MappedPcapng, FileCutWhileReadEndsAsLibpcapReadsIt) {
         EXPECT_EQ(m.error.frames_read, l.error.frames_read) << window;
         EXPECT_NE(m.error.message.find("truncated"), std::string::npos) << m.error.message;
     }
+}
+
+TEST(MappedPcapng, FileCutInsideACopiedWindowEndsAfterWhatWasCopied) {
+    // Copied windows (the default): what was copied before the cut is read as it was; the file
+    // ends at the first packet past the copy, as libpcap reads the file from there now.
+    const Ng ng = many_packets();
+    TempFile whole("whole.pcapng", ng.bytes);
+    const ReadAll uncut = read_libpcap(whole.path());
+    TempFile f("cut.pcapng", ng.bytes);
+    CaptureError err;
+    auto c = CaptureFile::open(f.path(), err);
+    ASSERT_TRUE(c);
+    PacketView v;
+    std::size_t before = 0;
+    while (c->bytes_read() < (std::size_t{1} << 19)) {
+        ASSERT_EQ(c->next(v), 1);
+        ++before;
+    }
+    const std::size_t cut = (c->bytes_read() + 4095) / 4096 * 4096 + 3 * 4096 + 10;
+    ASSERT_EQ(::truncate(f.path().c_str(), static_cast<off_t>(cut)), 0);
+    const ReadAll m = drain(*c);
+    EXPECT_EQ(m.rc, -1);
+    EXPECT_NE(m.error.message.find("truncated"), std::string::npos) << m.error.message;
+    const ReadAll now = read_libpcap(f.path());
+    // More than the file holds now (the rest of the copy), fewer than it held.
+    EXPECT_GT(before + m.frames.size(), now.frames.size());
+    ASSERT_LT(before + m.frames.size(), uncut.frames.size());
+    for (std::size_t i = 0; i < m.frames.size(); ++i) {
+        Frame a = m.frames[i], b = uncut.frames[before + i];
+        a.bytes_read = b.bytes_read = 0;
+        ASSERT_EQ(a, b) << "frame " << before + i + 1;
+    }
+    EXPECT_EQ(m.error.frames_read, before + m.frames.size());
 }
 
 }  // namespace

@@ -112,13 +112,23 @@ inline void expect_same(const ReadAll& m, const ReadAll& l, const std::string& w
     }
 }
 
-/// Sets the mapping window for the files opened in its scope.
+/// Files opened in its scope are read from mapped windows of this size (0: the default way,
+/// copied windows of the default size).
 class MapWindow {
   public:
     explicit MapWindow(std::size_t bytes) { CaptureFile::set_map_window_for_testing(bytes); }
     ~MapWindow() { CaptureFile::set_map_window_for_testing(0); }
     MapWindow(const MapWindow&) = delete;
     MapWindow& operator=(const MapWindow&) = delete;
+};
+
+/// Files opened in its scope are read from copied windows of this size (0: the default size).
+class CopyWindow {
+  public:
+    explicit CopyWindow(std::size_t bytes) { CaptureFile::set_copy_window_for_testing(bytes); }
+    ~CopyWindow() { CaptureFile::set_copy_window_for_testing(0); }
+    CopyWindow(const CopyWindow&) = delete;
+    CopyWindow& operator=(const CopyWindow&) = delete;
 };
 
 }  // namespace hopscope::captures::testing

@@ -340,6 +340,30 @@ TEST(MappedReader, SameFramesWithSmallWindowsAndRecordsCrossingThem) {
     }
 }
 
+TEST(MappedReader, SameFramesFromCopiedAndMappedWindowsOfEverySize) {
+    // The default (copied windows of 512 KiB) against one-page copies, one-page mappings and the
+    // mapping's 8 MiB windows: records crossing windows' ends, and records larger than a window.
+    const auto paths = classic_captures();
+    for (const auto& path : paths) {
+        const ReadAll dflt = read_mapped(path);
+        EXPECT_TRUE(dflt.mapped) << path;
+        // (libpcap's offsets differ where a record is longer than the snapshot length)
+        expect_same(dflt, read_libpcap(path), path, false);
+        {
+            CopyWindow w(1);
+            expect_same(read_mapped(path), dflt, path + " (one-page copies)");
+        }
+        {
+            MapWindow w(1);
+            expect_same(read_mapped(path), dflt, path + " (one-page mappings)");
+        }
+        {
+            MapWindow w(std::size_t{8} << 20);
+            expect_same(read_mapped(path), dflt, path + " (8 MiB mappings)");
+        }
+    }
+}
+
 TEST(MappedReader, BigEndianFile) {
     const PcapData d = load_pcap(public_dir() + "/" + kTds7);
     RawPcap p = raw_from(d);

@@ -71,12 +71,17 @@ class CaptureFile {
     /// File size, 0 when unknown (stdin, pipes).
     [[nodiscard]] std::uint64_t bytes_total() const { return total_; }
     [[nodiscard]] const CaptureError& error() const { return error_; }
-    /// True while records are read from the mapping of the file rather than through libpcap.
+    /// True while records are read by hand from windows of the file (copied into a buffer, or
+    /// mapped) rather than through libpcap.
     [[nodiscard]] bool mapped() const { return mapped_; }
 
-    /// Size of the mapping window for files opened from now on (tests use small ones to cross
-    /// window ends often); rounded up to whole pages, 0 restores the default.
+    /// For files opened from now on: windows mapped (mmap) instead of copied, of this size
+    /// (tests use small ones to cross window ends often); rounded up to whole pages, 0 restores
+    /// the default (copied windows of the default size).
     static void set_map_window_for_testing(std::size_t bytes);
+    /// For files opened from now on: windows copied (pread), of this size; rounded up to whole
+    /// pages, 0 restores the default size.
+    static void set_copy_window_for_testing(std::size_t bytes);
 
   private:
     CaptureFile() = default;
@@ -90,9 +95,13 @@ class CaptureFile {
     CaptureError error_;
     std::unique_ptr<char[]> iobuf_;  ///< stdio buffer of the FILE; outlives it (see ~CaptureFile)
 
-    // Classic pcap read from a window of the file mapped read-only (mapped_ = true).
+    // Classic pcap read by hand from a window of the file (mapped_ = true): a copy of it in
+    // copy_buf_ (copy_ = true, the default) or a read-only mapping of it (see the .cpp).
     bool mapped_ = false;
-    bool big_endian_ = false;  ///< the file's byte order
+    bool copy_ = false;
+    std::unique_ptr<std::uint8_t[]> copy_buf_;
+    std::size_t copy_cap_ = 0;  ///< bytes of copy_buf_
+    bool big_endian_ = false;   ///< the file's byte order
     /// Fields in the file's byte order.
     [[nodiscard]] std::uint16_t u16(const std::uint8_t* p) const {
         return big_endian_ ? load_u16be(p) : load_u16le(p);
@@ -104,7 +113,7 @@ class CaptureFile {
     bool nanos_ = false;         ///< nanosecond timestamps (scaled down to microseconds)
     std::uint32_t snaplen_ = 0;  ///< the header's snapshot length as libpcap adjusted it
     int fd_ = -1;                ///< the FILE's descriptor (closed with it)
-    std::size_t window_ = 0;     ///< bytes per mapping
+    std::size_t window_ = 0;     ///< bytes per window
     const std::uint8_t* map_ = nullptr;
     std::uint64_t map_off_ = 0;  ///< file offset of map_[0] (page-aligned)
     std::size_t map_len_ = 0;
@@ -133,6 +142,8 @@ class CaptureFile {
     bool ng_interface(const std::uint8_t* body, std::size_t n);
     int ng_fall_back(PacketView& out);
     const std::uint8_t* map_range(std::uint64_t off, std::size_t n);
+    const std::uint8_t* copy_range(std::uint64_t off, std::size_t n, std::uint64_t start,
+                                   std::size_t len);
     /// map_range() inline when the window holds [off, off + n) already: every record but a
     /// window's first (callgrind: the call was 30 instructions a record).
     const std::uint8_t* window_at(std::uint64_t off, std::size_t n) {
