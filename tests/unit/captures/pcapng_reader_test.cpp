@@ -335,6 +335,26 @@ Ng many_packets() {
     return ng;
 }
 
+/// Reads `path` to its 512th KiB (`before` packets), cuts the file 3 pages and 10 bytes past the
+/// page the reader is in, then reads the rest.
+ReadAll read_cut_read(const std::string& path, std::size_t& before) {
+    CaptureError err;
+    auto c = CaptureFile::open(path, err);
+    EXPECT_TRUE(c) << err.to_string();
+    if (!c) return {};
+    PacketView v;
+    while (c->bytes_read() < (std::size_t{1} << 19)) {
+        if (c->next(v) != 1) {
+            ADD_FAILURE() << "the file ends before its 512th KiB";
+            return {};
+        }
+        ++before;
+    }
+    const std::size_t cut = (c->bytes_read() + 4095) / 4096 * 4096 + 3 * 4096 + 10;
+    EXPECT_EQ(::truncate(path.c_str(), static_cast<off_t>(cut)), 0);
+    return drain(*c);
+}
+
 TEST(MappedPcapng, FileCutWhileReadEndsAsLibpcapReadsIt) {
     // The file is cut a few pages ahead of the reader: beyond the window in use (one page per
     // window, mapped or copied: seen when the next window is made) or inside it (the mapping's
@@ -349,18 +369,8 @@ TEST(MappedPcapng, FileCutWhileReadEndsAsLibpcapReadsIt) {
         else
             mapped.emplace(window);
         TempFile f("cut.pcapng", ng.bytes);
-        CaptureError err;
-        auto c = CaptureFile::open(f.path(), err);
-        ASSERT_TRUE(c);
-        PacketView v;
         std::size_t before = 0;
-        while (c->bytes_read() < (std::size_t{1} << 19)) {
-            ASSERT_EQ(c->next(v), 1);
-            ++before;
-        }
-        const std::size_t cut = (c->bytes_read() + 4095) / 4096 * 4096 + 3 * 4096 + 10;
-        ASSERT_EQ(::truncate(f.path().c_str(), static_cast<off_t>(cut)), 0);
-        const ReadAll m = drain(*c);
+        const ReadAll m = read_cut_read(f.path(), before);
         EXPECT_EQ(m.rc, -1) << window;
         EXPECT_FALSE(m.mapped_at_end);
         const ReadAll l = read_libpcap(f.path());  // the file as it is now
@@ -379,18 +389,8 @@ TEST(MappedPcapng, FileCutInsideACopiedWindowEndsAfterWhatWasCopied) {
     TempFile whole("whole.pcapng", ng.bytes);
     const ReadAll uncut = read_libpcap(whole.path());
     TempFile f("cut.pcapng", ng.bytes);
-    CaptureError err;
-    auto c = CaptureFile::open(f.path(), err);
-    ASSERT_TRUE(c);
-    PacketView v;
     std::size_t before = 0;
-    while (c->bytes_read() < (std::size_t{1} << 19)) {
-        ASSERT_EQ(c->next(v), 1);
-        ++before;
-    }
-    const std::size_t cut = (c->bytes_read() + 4095) / 4096 * 4096 + 3 * 4096 + 10;
-    ASSERT_EQ(::truncate(f.path().c_str(), static_cast<off_t>(cut)), 0);
-    const ReadAll m = drain(*c);
+    const ReadAll m = read_cut_read(f.path(), before);
     EXPECT_EQ(m.rc, -1);
     EXPECT_NE(m.error.message.find("truncated"), std::string::npos) << m.error.message;
     const ReadAll now = read_libpcap(f.path());
