@@ -412,7 +412,12 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
         ->check(CLI::Range(0u, 1024u));
     c.analyze_cmd->footer(
         "Memory: hopscope --version names the allocator. Built with mimalloc (the default "
-        "where libmimalloc-dev is installed), analyze runs as it is started. Built with the C "
+        "where libmimalloc-dev is installed), analyze of 64 MiB of captures or more (or of "
+        "standard input) first measures what a page fault costs here, 2 MiB touched as 4 KiB "
+        "pages and as one transparent huge page (a few ms), and when the huge page is the "
+        "cheaper starts itself once more with mimalloc's heap on huge pages "
+        "(MIMALLOC_LARGE_OS_PAGES=1, MIMALLOC_EAGER_COMMIT_DELAY=0); HOPSCOPE_NO_HUGE_PAGES=1 "
+        "skips that, and a MIMALLOC_LARGE_OS_PAGES of your own is kept as it is. Built with the C "
         "library's malloc, analyze starts itself once more with "
         "GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (its heap on transparent huge pages: fewer page "
         "faults on busy captures), except in a virtual machine whose free huge pages go back "

@@ -17,9 +17,13 @@
 // 4.25-4.26 s; two threads 0.57-0.63 s against 0.56-0.74 s (docs/performance.md).
 #include "huge_pages.hpp"
 
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -54,6 +58,11 @@ long long leading_number(std::string_view s) {
     return v >= 0 ? v : -1;
 }
 
+bool thp_available(std::string_view thp_enabled) {
+    return thp_enabled.find("[always]") != std::string_view::npos ||
+           thp_enabled.find("[madvise]") != std::string_view::npos;
+}
+
 }  // namespace
 
 bool free_huge_pages_go_to_host(const std::vector<std::string>& balloon_features,
@@ -79,9 +88,7 @@ std::optional<std::string> huge_page_tunables(const HugePageEnv& env) {
     if (env.ld_preload != nullptr &&
         std::string_view(env.ld_preload).find("vgpreload") != std::string_view::npos)
         return std::nullopt;
-    if (env.thp_enabled.find("[always]") == std::string_view::npos &&
-        env.thp_enabled.find("[madvise]") == std::string_view::npos)
-        return std::nullopt;
+    if (!thp_available(env.thp_enabled)) return std::nullopt;
     std::string out(tunables);
     if (!out.empty()) out += ':';
     out += "glibc.malloc.hugetlb=1";
@@ -123,6 +130,111 @@ void restart_with_huge_pages(char** argv) {
         ::unsetenv("GLIBC_TUNABLES");
     }
 #endif
+}
+
+// Why a measurement and not a rule: what a fault costs depends on the machine far more than on
+// the program. On a virtual machine with shadow page tables, each first touch of a 4 KiB page
+// cost 11 us (128 MiB: 360 ms), a huge page, cold on the host, 3 ms (128 MiB: 190 ms), and
+// `analyze` of 200 MB of login-dense traffic ran a sixth to a quarter faster on huge pages; on a
+// Firecracker VM that hands every freed huge page back to its host, 4 KiB faults were cheap and
+// each huge page cost the host's faults, and the same run was a fifth slower on them
+// (docs/performance.md, "Huge pages, measured"). The same 2 MiB touched both ways tells which
+// machine this is.
+std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enabled) {
+    if (!thp_available(thp_enabled)) return std::nullopt;
+    const long page = sysconf(_SC_PAGESIZE);
+    const long long huge =
+        leading_number(read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"));
+    if (page <= 0 || huge <= page || huge > (1LL << 30) || huge % page != 0) return std::nullopt;
+    const auto huge_bytes = static_cast<std::size_t>(huge);
+    // Three huge pages' worth: two aligned ones fit in it wherever the kernel puts it.
+    const std::size_t len = 3 * huge_bytes;
+    void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return std::nullopt;
+    const auto at = reinterpret_cast<std::uintptr_t>(m);
+    char* small = static_cast<char*>(m) + (huge_bytes - at % huge_bytes) % huge_bytes;
+    char* big = small + huge_bytes;
+    std::optional<PageFaultCost> cost;
+    if (::madvise(small, huge_bytes, MADV_NOHUGEPAGE) == 0 &&
+        ::madvise(big, huge_bytes, MADV_HUGEPAGE) == 0) {
+        const auto page_bytes = static_cast<std::size_t>(page);
+        // Touches [p, p + bytes) page by page; the time taken.
+        const auto touch = [&](char* p, std::size_t bytes) {
+            volatile char* v = p;  // every write happens, in order
+            const auto t0 = std::chrono::steady_clock::now();
+            for (std::size_t off = 0; off < bytes; off += page_bytes)
+                v[off] = 1;
+            return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+                .count();
+        };
+        // The small pages' cost from a sample of them, scaled: each is a fault of its own, so
+        // 64 tell what 512 cost, in an eighth of the time (0.8 ms instead of 6 ms where they
+        // are dear). The huge page is one fault, touched whole.
+        const std::size_t sample = std::min<std::size_t>(huge_bytes, 64 * page_bytes);
+        const double small_us = touch(small, sample) * static_cast<double>(huge_bytes / sample);
+        cost = PageFaultCost{small_us, touch(big, huge_bytes)};
+    }
+    ::munmap(m, len);
+    return cost;
+}
+
+bool worth_measuring(const MimallocHugePageEnv& env) {
+    if (env.opt_out != nullptr && *env.opt_out != '\0') return false;
+    if (env.user_setting != nullptr) return false;
+    if (env.ld_preload != nullptr &&
+        std::string_view(env.ld_preload).find("vgpreload") != std::string_view::npos)
+        return false;
+    if (!thp_available(env.thp_enabled)) return false;
+    return env.input_bytes >= kHugePageMinInput;
+}
+
+bool huge_pages_pay(const PageFaultCost& cost) {
+    return cost.huge_page_us < cost.small_pages_us;
+}
+
+std::uint64_t input_bytes(const std::vector<std::string>& files) {
+    std::uint64_t total = 0;
+    for (const std::string& f : files) {
+        struct stat st {};
+        if (f == "-" || ::stat(f.c_str(), &st) != 0) {
+            if (f == "-") return UINT64_MAX;
+            continue;  // not there: analyze says so, with nothing to read
+        }
+        if (!S_ISREG(st.st_mode)) return UINT64_MAX;
+        total += static_cast<std::uint64_t>(st.st_size);
+    }
+    return total;
+}
+
+std::optional<PageFaultCost> huge_pages_for_analyze(const std::vector<std::string>& files) {
+    const std::string thp = read_text("/sys/kernel/mm/transparent_hugepage/enabled");
+    MimallocHugePageEnv env;
+    env.opt_out = std::getenv("HOPSCOPE_NO_HUGE_PAGES");
+    env.user_setting = std::getenv("MIMALLOC_LARGE_OS_PAGES");
+    env.ld_preload = std::getenv("LD_PRELOAD");
+    env.thp_enabled = thp;
+    env.input_bytes = UINT64_MAX;  // the files' sizes only when the rest allows
+    if (!worth_measuring(env)) return std::nullopt;
+    env.input_bytes = input_bytes(files);
+    if (!worth_measuring(env)) return std::nullopt;
+    auto cost = measure_page_fault_cost(thp);
+    if (!cost || !huge_pages_pay(*cost)) return std::nullopt;
+    return cost;
+}
+
+void restart_with_mimalloc_huge_pages(char** argv, const std::vector<std::string>& files) {
+    if (argv == nullptr || argv[0] == nullptr) return;
+    if (!huge_pages_for_analyze(files)) return;
+    const bool set_delay = std::getenv("MIMALLOC_EAGER_COMMIT_DELAY") == nullptr;
+    if (::setenv("MIMALLOC_LARGE_OS_PAGES", "1", 1) != 0) return;
+    if (set_delay && ::setenv("MIMALLOC_EAGER_COMMIT_DELAY", "0", 1) != 0) {
+        ::unsetenv("MIMALLOC_LARGE_OS_PAGES");
+        return;
+    }
+    ::execv("/proc/self/exe", argv);
+    // Not started again: go on as before, with the variables as they were.
+    ::unsetenv("MIMALLOC_LARGE_OS_PAGES");
+    if (set_delay) ::unsetenv("MIMALLOC_EAGER_COMMIT_DELAY");
 }
 
 }  // namespace hopscope::cli

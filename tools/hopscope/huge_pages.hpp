@@ -1,6 +1,8 @@
-// Transparent huge pages for the heap of `analyze`, through glibc's start-up tunable.
+// Transparent huge pages for the heap of `analyze`: through glibc's start-up tunable, or, in a
+// mimalloc build, through mimalloc's options where a measurement says they pay.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -41,5 +43,61 @@ struct HugePageEnv {
 /// Starts the process again as `argv` with glibc.malloc.hugetlb=1 when huge_page_tunables()
 /// says so; returns when it does not, or when the new start fails (it then runs as it is).
 void restart_with_huge_pages(char** argv);
+
+/// What faulting in fresh memory costs on this machine, measured once: the same amount (one huge
+/// page, 2 MiB on x86-64) touched page by page as 4 KiB pages and as one transparent huge page.
+struct PageFaultCost {
+    double small_pages_us = 0;  ///< every 4 KiB page its own fault (from a sample, scaled)
+    double huge_page_us = 0;    ///< one fault for the whole huge page (the kernel clears it)
+};
+
+/// Measures PageFaultCost in a private mapping given back at once (the 4 KiB pages' cost from 64
+/// of them, scaled; 5 ms in all on the virtual machine where faults were dearest). Nothing when the
+/// kernel has no transparent huge pages (`thp_enabled` without "[always]" or "[madvise]") or when
+/// the memory cannot be had.
+[[nodiscard]] std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enabled);
+
+/// What `analyze` in a mimalloc build sees when it decides whether to measure (and then maybe
+/// ask mimalloc for huge pages).
+struct MimallocHugePageEnv {
+    const char* opt_out = nullptr;       ///< HOPSCOPE_NO_HUGE_PAGES, or null
+    const char* user_setting = nullptr;  ///< MIMALLOC_LARGE_OS_PAGES, or null
+    const char* ld_preload = nullptr;    ///< LD_PRELOAD, or null (valgrind's tools preload theirs)
+    std::string_view thp_enabled;        ///< /sys/kernel/mm/transparent_hugepage/enabled
+    /// The captures' total size; UINT64_MAX when one of them is not a regular file (standard
+    /// input, a pipe) and may be long.
+    std::uint64_t input_bytes = 0;
+};
+
+/// Captures smaller than this are read without the measurement: their heap is a few MB at most,
+/// and the measurement would cost more than it can save.
+inline constexpr std::uint64_t kHugePageMinInput = std::uint64_t{64} << 20;
+
+/// Whether to measure: large enough input, transparent huge pages in the kernel, no opt-out, no
+/// MIMALLOC_LARGE_OS_PAGES of the user's own (mimalloc reads that itself; the restart sets it, so
+/// the second start measures nothing), and no preloaded tool that would not follow a new start.
+[[nodiscard]] bool worth_measuring(const MimallocHugePageEnv& env);
+
+/// Whether huge pages pay for the heap here: the huge page's fault costs less than the 4 KiB
+/// pages' faults for the same memory.
+[[nodiscard]] bool huge_pages_pay(const PageFaultCost& cost);
+
+/// The total size of `files` for MimallocHugePageEnv::input_bytes ("-" or anything but a regular
+/// file: UINT64_MAX; a file that is not there counts nothing).
+[[nodiscard]] std::uint64_t input_bytes(const std::vector<std::string>& files);
+
+/// For `analyze FILE...` in a mimalloc build: the measurement when huge pages pay here for these
+/// captures (worth_measuring(), then huge_pages_pay()), else nothing.
+[[nodiscard]] std::optional<PageFaultCost> huge_pages_for_analyze(
+    const std::vector<std::string>& files);
+
+/// Starts the process again as `argv` with MIMALLOC_LARGE_OS_PAGES=1 (and
+/// MIMALLOC_EAGER_COMMIT_DELAY=0 unless set) when huge_pages_for_analyze(files) says so; returns
+/// when it does not, or when the new start fails (it then runs as it is). A new start, not
+/// mi_option_set(): set after the parse, the option left the memory mimalloc had taken for the
+/// main thread before main() on 4 KiB pages, and the analyzer's windows filled it first (9 000
+/// page faults left in a one-thread run on 200 MB of login-dense traffic, 530 with the new
+/// start).
+void restart_with_mimalloc_huge_pages(char** argv, const std::vector<std::string>& files);
 
 }  // namespace hopscope::cli

@@ -60,8 +60,7 @@ std::string build_lines() {
 int main(int argc, char** argv) {
 #ifndef HOPSCOPE_MIMALLOC
     // With the C library's malloc, `analyze` starts itself again with its heap on transparent
-    // huge pages where that pays (huge_pages.hpp). With mimalloc that restart has nothing to
-    // tune, and mimalloc's own huge pages measured no faster (docs/performance.md).
+    // huge pages where that pays (huge_pages.hpp); with mimalloc, after the parse below.
     hopscope::cli::restart_with_huge_pages(argv);  // `analyze` only; returns when not
 #endif
     hopscope::cli::CommandLine cli(build_lines());
@@ -73,6 +72,12 @@ int main(int argc, char** argv) {
         cli.app.exit(e);
         return hopscope::cli::kExitBadInput;
     }
+#ifdef HOPSCOPE_MIMALLOC
+    // `analyze` of large captures starts itself again with mimalloc's heap on transparent huge
+    // pages where a measurement says that they pay here (huge_pages.hpp); returns when not.
+    if (cli.captures.analyze_cmd != nullptr && cli.captures.analyze_cmd->parsed())
+        hopscope::cli::restart_with_mimalloc_huge_pages(argv, cli.captures.analyze.files);
+#endif
     int rc = hopscope::cli::run_capture_command(cli.captures);
     if (rc >= 0) return rc;
     rc = hopscope::cli::run_proxy_command(cli.proxy);

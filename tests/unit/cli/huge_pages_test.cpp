@@ -1,15 +1,30 @@
 // When `analyze` starts itself again with glibc's huge-page tunable (tools/hopscope/
 // huge_pages.hpp): only analyze, only once, never against the user's own settings or a tool
-// that would lose the process, and the user's other tunables kept.
+// that would lose the process, and the user's other tunables kept. With mimalloc: when it
+// measures what a page fault costs, and what it decides from the measurement.
 #include "huge_pages.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 namespace {
 
 using hopscope::cli::free_huge_pages_go_to_host;
 using hopscope::cli::huge_page_tunables;
+using hopscope::cli::huge_pages_pay;
 using hopscope::cli::HugePageEnv;
+using hopscope::cli::input_bytes;
+using hopscope::cli::kHugePageMinInput;
+using hopscope::cli::measure_page_fault_cost;
+using hopscope::cli::MimallocHugePageEnv;
+using hopscope::cli::PageFaultCost;
+using hopscope::cli::worth_measuring;
 
 constexpr const char* kMadvise = "always [madvise] never\n";
 
@@ -102,6 +117,94 @@ TEST(HugePages, NoReportingBalloonOrUnreadableFilesKeepHugePages) {
     EXPECT_FALSE(free_huge_pages_go_to_host(balloon, "nine", "2097152", 4096));
     EXPECT_FALSE(free_huge_pages_go_to_host(balloon, "99", "2097152", 4096));
     EXPECT_FALSE(free_huge_pages_go_to_host(balloon, "9", "2097152", 0));
+}
+
+MimallocHugePageEnv large_input() {
+    MimallocHugePageEnv e;
+    e.thp_enabled = kMadvise;
+    e.input_bytes = kHugePageMinInput;
+    return e;
+}
+
+TEST(MimallocHugePages, MeasuredOnlyForLargeInputWithTransparentHugePages) {
+    EXPECT_TRUE(worth_measuring(large_input()));
+    MimallocHugePageEnv e = large_input();
+    e.input_bytes = kHugePageMinInput - 1;  // the repository's captures are all far below
+    EXPECT_FALSE(worth_measuring(e));
+    e.input_bytes = UINT64_MAX;  // standard input, a pipe
+    EXPECT_TRUE(worth_measuring(e));
+    e.thp_enabled = "[always] madvise never\n";
+    EXPECT_TRUE(worth_measuring(e));
+    for (const char* thp : {"always madvise [never]\n", ""}) {
+        e.thp_enabled = thp;
+        EXPECT_FALSE(worth_measuring(e)) << thp;
+    }
+}
+
+TEST(MimallocHugePages, NotAgainstTheUsersSettingsNorUnderValgrind) {
+    MimallocHugePageEnv e = large_input();
+    e.opt_out = "1";
+    EXPECT_FALSE(worth_measuring(e));
+    e.opt_out = "";  // set but empty: not an opt-out
+    EXPECT_TRUE(worth_measuring(e));
+    // The user's own choice, either way; also what the restart leaves for the second start.
+    for (const char* v : {"0", "1", ""}) {
+        e = large_input();
+        e.user_setting = v;
+        EXPECT_FALSE(worth_measuring(e)) << v;
+    }
+    e = large_input();
+    e.ld_preload = "/usr/libexec/valgrind/vgpreload_memcheck-amd64-linux.so";
+    EXPECT_FALSE(worth_measuring(e));
+    e.ld_preload = "/usr/lib/x86_64-linux-gnu/libfaketime.so.1";
+    EXPECT_TRUE(worth_measuring(e));
+}
+
+TEST(MimallocHugePages, ChosenWhenTheHugePageFaultsForLess) {
+    // Measured: the VM with shadow page tables (4 KiB faults dear), the Firecracker VM (cold
+    // huge pages dear, figures of its runs scaled to 2 MiB), a tie.
+    EXPECT_TRUE(huge_pages_pay(PageFaultCost{5600, 3000}));
+    EXPECT_TRUE(huge_pages_pay(PageFaultCost{5600, 120}));
+    EXPECT_FALSE(huge_pages_pay(PageFaultCost{700, 5000}));
+    EXPECT_FALSE(huge_pages_pay(PageFaultCost{300, 300}));
+}
+
+TEST(MimallocHugePages, MeasuresBothWaysWhereTheKernelHasThem) {
+    EXPECT_FALSE(measure_page_fault_cost("always madvise [never]\n"));
+    EXPECT_FALSE(measure_page_fault_cost(""));
+    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+    const std::string thp((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (thp.find("[always]") == std::string::npos && thp.find("[madvise]") == std::string::npos)
+        GTEST_SKIP() << "no transparent huge pages in this kernel: " << thp;
+    const auto cost = measure_page_fault_cost(thp);
+    ASSERT_TRUE(cost);
+    // 512 faults of 4 KiB take time on any machine; the huge page's single fault too (it is
+    // cleared), though it may come out as 4 KiB pages when no huge page is free.
+    EXPECT_GT(cost->small_pages_us, 0.0);
+    EXPECT_GT(cost->huge_page_us, 0.0);
+    EXPECT_LT(cost->small_pages_us, 10e6);
+    std::printf("2 MiB as 4 KiB pages: %.0f us, as one huge page: %.0f us\n", cost->small_pages_us,
+                cost->huge_page_us);
+}
+
+TEST(MimallocHugePages, InputSizeCountsRegularFilesAndTakesPipesAsLarge) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("hopscope_huge_pages_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto a = dir / "a.pcap";
+    const auto b = dir / "b.pcap";
+    std::ofstream(a) << std::string(1000, 'x');
+    std::ofstream(b) << std::string(24, 'y');
+    EXPECT_EQ(input_bytes({a.string(), b.string()}), 1024u);
+    EXPECT_EQ(input_bytes({}), 0u);
+    EXPECT_EQ(input_bytes({(dir / "missing.pcap").string(), b.string()}), 24u);
+    EXPECT_EQ(input_bytes({a.string(), "-"}), UINT64_MAX);
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    EXPECT_EQ(input_bytes({"/dev/fd/" + std::to_string(fds[0])}), UINT64_MAX);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
