@@ -133,8 +133,9 @@ void restart_with_huge_pages(char** argv) {
 }
 
 // Why a measurement and not a rule: what a fault costs depends on the machine far more than on
-// the program. On a virtual machine with shadow page tables, each first touch of a 4 KiB page
-// cost 11 us (128 MiB: 360 ms), a huge page, cold on the host, 3 ms (128 MiB: 190 ms), and
+// the program. On one virtual machine (its kernel paravirtualized: pvm_* in its profiles), each
+// first touch of a 4 KiB page cost 11 us (128 MiB: 360 ms), a huge page, cold on the host, 3 ms
+// (128 MiB: 190 ms), and
 // `analyze` of 200 MB of login-dense traffic ran a sixth to a quarter faster on huge pages; on a
 // Firecracker VM that hands every freed huge page back to its host, 4 KiB faults were cheap and
 // each huge page cost the host's faults, and the same run was a fifth slower on them
