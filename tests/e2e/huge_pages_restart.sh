@@ -5,7 +5,8 @@
 # one and two threads: the same JSON, console output and exit status with the measurement and
 # restart as with HOPSCOPE_NO_HUGE_PAGES=1, error messages too; at most one restart, and then with both mimalloc
 # options set (MIMALLOC_VERBOSE=1 makes mimalloc print its options at each start); none with
-# the opt-out, with a MIMALLOC_LARGE_OS_PAGES of the user's own, or on a small capture. Whether
+# the opt-out, with a MIMALLOC_LARGE_OS_PAGES of the user's own, or on a small capture; from
+# standard input the same events as from the file. Whether
 # this machine restarts is the measurement's call: the script says which it saw.
 #   huge_pages_restart.sh HOPSCOPE HOPSCOPE_GENCAP REPO_DIR
 set -u
@@ -62,6 +63,15 @@ for t in 1 2; do
         echo "--threads $t: restarted once with mimalloc's heap on huge pages" ;;
     *) fail "--threads $t: $(starts plain) starts" ;;
     esac
+done
+# From standard input (size unknown: measured as if large): the restart must not lose a byte of
+# it, the same events as from the file.
+"$hs" analyze --no-progress --threads 2 --json "$tmp/stdin.jsonl" - <"$tmp/big.pcap" \
+    >"$tmp/stdin.out" 2>"$tmp/stdin.err"
+echo $? >"$tmp/stdin.rc"
+for part in jsonl out err rc; do
+    cmp -s "$tmp/plain.$part" "$tmp/stdin.$part" ||
+        fail "from standard input: $part differs from the file's"
 done
 run own MIMALLOC_LARGE_OS_PAGES=0 "$tmp/big.pcap" 1
 [ "$(starts own)" -eq 1 ] || fail "a MIMALLOC_LARGE_OS_PAGES of the user's own was not kept"
