@@ -69,6 +69,47 @@ struct ServerError {
     std::string server;  ///< ServerName field of the ERROR token
 };
 
+/// std::optional's interface (what the events use of it) with the value on the heap: a pointer's
+/// size, not the value's, in a struct that has the value rarely. Copies copy the value.
+template <typename T>
+class Boxed {
+  public:
+    Boxed() = default;
+    Boxed(std::nullopt_t) {}  // NOLINT: converts, as std::optional does
+    Boxed(T v) : p_(std::make_unique<T>(std::move(v))) {}  // NOLINT: converts, as std::optional
+    Boxed(const Boxed& o) : p_(o.p_ ? std::make_unique<T>(*o.p_) : nullptr) {}
+    Boxed(Boxed&&) noexcept = default;
+    Boxed& operator=(const Boxed& o) {
+        if (this != &o) p_ = o.p_ ? std::make_unique<T>(*o.p_) : nullptr;
+        return *this;
+    }
+    Boxed& operator=(Boxed&&) noexcept = default;
+    Boxed& operator=(std::nullopt_t) {
+        p_.reset();
+        return *this;
+    }
+    Boxed& operator=(T v) {
+        if (p_) {
+            *p_ = std::move(v);
+        } else {
+            p_ = std::make_unique<T>(std::move(v));
+        }
+        return *this;
+    }
+    ~Boxed() = default;
+
+    [[nodiscard]] bool has_value() const { return p_ != nullptr; }
+    explicit operator bool() const { return p_ != nullptr; }
+    T& operator*() { return *p_; }
+    const T& operator*() const { return *p_; }
+    T* operator->() { return p_.get(); }
+    const T* operator->() const { return p_.get(); }
+    void reset() { p_.reset(); }
+
+  private:
+    std::unique_ptr<T> p_;
+};
+
 /// What the service's keytab showed of a Kerberos login's AP-REQ (`--keytab`): names, flags and
 /// times only, never a key, a session key or the KRB-CRED beyond its flags and names.
 struct KeytabFacts {
@@ -120,26 +161,43 @@ struct KdcTicketFacts {
 };
 
 /// One TDS login attempt (event "login").
+///
+/// Laid out for size: the analyzer keeps one per recent login (100 000 of them at most, in its
+/// window with four fields of its own), and at 616 bytes that entry fits mimalloc's 640-byte size
+/// class instead of the 768-byte one (704 bytes before: the flags and enums between the strings
+/// each padded to 8 bytes, and the rarely present server error inline). Small fields sit in the
+/// padding after `flow` and after the two Positions.
 struct LoginEvent {
     Timestamp ts;       ///< when the outcome was known (or the connection ended)
     Timestamp started;  ///< PRELOGIN / LOGIN7 time
     FlowKey flow;
-    Position first_at;  ///< the first message of the attempt (PRELOGIN, LOGIN7, ...)
-    Position last_at;   ///< the server's message that decided the outcome (or the end seen)
     AuthKind auth = AuthKind::Unknown;
-    std::string auth_detail;  ///< e.g. "ntlmv2", "spnego/kerberos", or why unknown
     Outcome outcome = Outcome::Incomplete;
-    std::string user;    ///< SQL login, NTLM user, or Kerberos client when known
-    std::string domain;  ///< NTLM domain or Kerberos realm (the client's, when known)
     UserSource user_source = UserSource::None;  ///< where `user` and `domain` came from
-    std::string workstation;                    ///< NTLM workstation / LOGIN7 host name
-    std::string spn;  ///< Kerberos SPN (AP-REQ sname or matched TGS-REQ) or NTLM target
     bool anonymous = false;
     EncryptionMode encryption = EncryptionMode::Unknown;
-    std::string tls_version;
-    bool sspi_visible = false;                ///< the SSPI exchange (or part of it) was readable
+    bool sspi_visible = false;  ///< the SSPI exchange (or part of it) was readable
+    Position first_at;          ///< the first message of the attempt (PRELOGIN, LOGIN7, ...)
+    Position last_at;           ///< the server's message that decided the outcome (or the end seen)
     Tristate delegation = Tristate::Unknown;  ///< client delegated its TGT (Kerberos only)
-    std::string server_name;                  ///< LOGIN7 ServerName (what the client typed)
+    /// The NTLM AUTHENTICATE binds the login to its TLS channel (MsvAvChannelBindings present
+    /// and not all zero: Extended Protection).
+    bool ntlm_channel_bindings = false;
+    bool tls_decrypted = false;          ///< the login was read inside TLS (key log or terminated)
+    bool encryption_downgraded = false;  ///< client asked for encryption, got less
+    /// The client closed the connection after PRELOGIN without sending a LOGIN7 (auth `unknown`,
+    /// auth_detail "no LOGIN7 sent"): it could not build its authentication, e.g. no Kerberos
+    /// ticket for the server ("Cannot generate SSPI context").
+    bool prelogin_only = false;
+    std::uint8_t ntlm_version = 0;    ///< 1 or 2 when NTLM
+    std::int32_t kerberos_error = 0;  ///< KRB-ERROR code the server returned in SSPI (0 = none)
+    std::string auth_detail;          ///< e.g. "ntlmv2", "spnego/kerberos", or why unknown
+    std::string user;                 ///< SQL login, NTLM user, or Kerberos client when known
+    std::string domain;               ///< NTLM domain or Kerberos realm (the client's, when known)
+    std::string workstation;          ///< NTLM workstation / LOGIN7 host name
+    std::string spn;  ///< Kerberos SPN (AP-REQ sname or matched TGS-REQ) or NTLM target
+    std::string tls_version;
+    std::string server_name;  ///< LOGIN7 ServerName (what the client typed)
     /// Other names of the server seen on the wire: TLS SNI, the NTLM CHALLENGE's DNS computer
     /// name.
     std::vector<std::string> server_aliases;
@@ -148,25 +206,17 @@ struct LoginEvent {
     std::string library;
     std::string tds_version;     ///< e.g. "7.4"
     std::string kerberos_etype;  ///< ticket enctype name when seen (rc4-hmac is flagged)
-    int ntlm_version = 0;        ///< 1 or 2 when NTLM
-    /// The NTLM AUTHENTICATE binds the login to its TLS channel (MsvAvChannelBindings present
-    /// and not all zero: Extended Protection).
-    bool ntlm_channel_bindings = false;
-    bool tls_decrypted = false;          ///< the login was read inside TLS (key log or terminated)
-    std::int32_t kerberos_error = 0;     ///< KRB-ERROR code the server returned in SSPI (0 = none)
-    bool encryption_downgraded = false;  ///< client asked for encryption, got less
-    /// The client closed the connection after PRELOGIN without sending a LOGIN7 (auth `unknown`,
-    /// auth_detail "no LOGIN7 sent"): it could not build its authentication, e.g. no Kerberos
-    /// ticket for the server ("Cannot generate SSPI context").
-    bool prelogin_only = false;
     /// ENVCHANGE routing (type 20) in the server's answer: "host:port" the client is sent to.
     std::string routing;
-    std::optional<ServerError> error;
+    Boxed<ServerError> error;
     /// Kerberos with a keytab (Pipeline::Options::kerberos_keys): the decrypted AP-REQ's facts.
     /// Shared, not inline: without a keytab it costs a pointer, not 232 bytes, in every login
     /// the analyzer remembers and every open connection.
     std::shared_ptr<const KeytabFacts> keytab;
 };
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+static_assert(sizeof(LoginEvent) <= 616, "the analyzer's window entry no longer fits 640 bytes");
+#endif
 
 /// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.
 struct KerberosEvent {
