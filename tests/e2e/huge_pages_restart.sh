@@ -2,12 +2,12 @@
 # A mimalloc build's `hopscope analyze` on a large capture measures what a page fault costs and,
 # when a huge page faults in for less, starts itself once more with mimalloc's heap on huge pages
 # (tools/hopscope/huge_pages.hpp). This checks, on a generated 70 MB login-dense capture, with
-# one and two threads: the same JSON, console output and exit status with the measurement and
-# restart as with HOPSCOPE_NO_HUGE_PAGES=1, error messages too; at most one restart, and then with both mimalloc
-# options set (MIMALLOC_VERBOSE=1 makes mimalloc print its options at each start); none with
-# the opt-out, with a MIMALLOC_LARGE_OS_PAGES of the user's own, or on a small capture; from
-# standard input the same events as from the file. Whether
-# this machine restarts is the measurement's call: the script says which it saw.
+# one and two threads: the same JSON, console output, error messages and exit status with the
+# measurement and restart as with HOPSCOPE_NO_HUGE_PAGES=1; at most one restart, and then with
+# both mimalloc options set (MIMALLOC_VERBOSE=1 makes mimalloc print its options at each start);
+# none with the opt-out, with a MIMALLOC_LARGE_OS_PAGES of the user's own, or on a small capture;
+# from standard input the same events as from the file. Whether this machine restarts is the
+# measurement's call: the script says which it saw.
 #   huge_pages_restart.sh HOPSCOPE HOPSCOPE_GENCAP REPO_DIR
 set -u
 hs=$1 gencap=$2 repo=$3

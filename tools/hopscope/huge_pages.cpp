@@ -29,6 +29,7 @@
 #include <fstream>
 #include <iterator>
 #include <system_error>
+#include <utility>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define HOPSCOPE_SANITIZED 1
@@ -63,6 +64,43 @@ bool thp_available(std::string_view thp_enabled) {
            thp_enabled.find("[madvise]") != std::string_view::npos;
 }
 
+/// HOPSCOPE_NO_HUGE_PAGES set and not empty.
+bool opted_out(const char* opt_out) {
+    return opt_out != nullptr && *opt_out != '\0';
+}
+
+/// A valgrind tool is preloaded: it would not follow a new start of the process.
+bool under_valgrind(const char* ld_preload) {
+    return ld_preload != nullptr &&
+           std::string_view(ld_preload).find("vgpreload") != std::string_view::npos;
+}
+
+/// Starts the process again as `argv` with each of `vars` (name, value) set; when the new start
+/// fails (no /proc, say), puts the variables back as they were and returns.
+[[maybe_unused]] void exec_self_with(char** argv,
+                                     const std::vector<std::pair<const char*, std::string>>& vars) {
+    std::vector<std::optional<std::string>> before;
+    const auto restore = [&] {
+        for (std::size_t i = 0; i < before.size(); ++i) {
+            if (before[i]) {
+                ::setenv(vars[i].first, before[i]->c_str(), 1);
+            } else {
+                ::unsetenv(vars[i].first);
+            }
+        }
+    };
+    for (const auto& [name, value] : vars) {
+        const char* was = std::getenv(name);
+        before.push_back(was != nullptr ? std::optional<std::string>(was) : std::nullopt);
+        if (::setenv(name, value.c_str(), 1) != 0) {
+            restore();
+            return;
+        }
+    }
+    ::execv("/proc/self/exe", argv);
+    restore();
+}
+
 }  // namespace
 
 bool free_huge_pages_go_to_host(const std::vector<std::string>& balloon_features,
@@ -82,12 +120,10 @@ bool free_huge_pages_go_to_host(const std::vector<std::string>& balloon_features
 std::optional<std::string> huge_page_tunables(const HugePageEnv& env) {
     if (env.command != "analyze") return std::nullopt;
     if (env.host_takes_free_huge_pages) return std::nullopt;
-    if (env.opt_out != nullptr && *env.opt_out != '\0') return std::nullopt;
+    if (opted_out(env.opt_out)) return std::nullopt;
     const std::string_view tunables = env.glibc_tunables != nullptr ? env.glibc_tunables : "";
     if (tunables.find("glibc.malloc.hugetlb") != std::string_view::npos) return std::nullopt;
-    if (env.ld_preload != nullptr &&
-        std::string_view(env.ld_preload).find("vgpreload") != std::string_view::npos)
-        return std::nullopt;
+    if (under_valgrind(env.ld_preload)) return std::nullopt;
     if (!thp_available(env.thp_enabled)) return std::nullopt;
     std::string out(tunables);
     if (!out.empty()) out += ':';
@@ -118,29 +154,18 @@ void restart_with_huge_pages(char** argv) {
             read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"), sysconf(_SC_PAGESIZE));
     }
     const auto tunables = huge_page_tunables(env);
-    if (!tunables) return;
-    const std::optional<std::string> saved =
-        before != nullptr ? std::optional<std::string>(before) : std::nullopt;
-    if (::setenv("GLIBC_TUNABLES", tunables->c_str(), 1) != 0) return;
-    ::execv("/proc/self/exe", argv);
-    // Not started again (no /proc, say): go on as before, with the variable as it was.
-    if (saved) {
-        ::setenv("GLIBC_TUNABLES", saved->c_str(), 1);
-    } else {
-        ::unsetenv("GLIBC_TUNABLES");
-    }
+    if (tunables) exec_self_with(argv, {{"GLIBC_TUNABLES", *tunables}});
 #endif
 }
 
 // Why a measurement and not a rule: what a fault costs depends on the machine far more than on
 // the program. On one virtual machine (its kernel paravirtualized: pvm_* in its profiles), each
 // first touch of a 4 KiB page cost 11 us (128 MiB: 360 ms), a huge page, cold on the host, 3 ms
-// (128 MiB: 190 ms), and
-// `analyze` of 200 MB of login-dense traffic ran a sixth to a quarter faster on huge pages; on a
-// Firecracker VM that hands every freed huge page back to its host, 4 KiB faults were cheap and
-// each huge page cost the host's faults, and the same run was a fifth slower on them
-// (docs/performance.md, "Huge pages, measured"). The same 2 MiB touched both ways tells which
-// machine this is.
+// (128 MiB: 190 ms), and `analyze` of 200 MB of login-dense traffic ran a sixth to a quarter
+// faster on huge pages; on a Firecracker VM that hands every freed huge page back to its host, 4
+// KiB faults were cheap and each huge page cost the host's faults, and the same run was a fifth
+// slower on them (docs/performance.md, "Huge pages, measured"). The same 2 MiB touched both ways
+// tells which machine this is.
 std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enabled) {
     if (!thp_available(thp_enabled)) return std::nullopt;
     const long page = sysconf(_SC_PAGESIZE);
@@ -180,11 +205,8 @@ std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enable
 }
 
 bool worth_measuring(const MimallocHugePageEnv& env) {
-    if (env.opt_out != nullptr && *env.opt_out != '\0') return false;
-    if (env.user_setting != nullptr) return false;
-    if (env.ld_preload != nullptr &&
-        std::string_view(env.ld_preload).find("vgpreload") != std::string_view::npos)
-        return false;
+    if (opted_out(env.opt_out) || env.user_setting != nullptr) return false;
+    if (under_valgrind(env.ld_preload)) return false;
     if (!thp_available(env.thp_enabled)) return false;
     return env.input_bytes >= kHugePageMinInput;
 }
@@ -214,8 +236,6 @@ std::optional<PageFaultCost> huge_pages_for_analyze(const std::vector<std::strin
     env.user_setting = std::getenv("MIMALLOC_LARGE_OS_PAGES");
     env.ld_preload = std::getenv("LD_PRELOAD");
     env.thp_enabled = thp;
-    env.input_bytes = UINT64_MAX;  // the files' sizes only when the rest allows
-    if (!worth_measuring(env)) return std::nullopt;
     env.input_bytes = input_bytes(files);
     if (!worth_measuring(env)) return std::nullopt;
     auto cost = measure_page_fault_cost(thp);
@@ -226,16 +246,10 @@ std::optional<PageFaultCost> huge_pages_for_analyze(const std::vector<std::strin
 void restart_with_mimalloc_huge_pages(char** argv, const std::vector<std::string>& files) {
     if (argv == nullptr || argv[0] == nullptr) return;
     if (!huge_pages_for_analyze(files)) return;
-    const bool set_delay = std::getenv("MIMALLOC_EAGER_COMMIT_DELAY") == nullptr;
-    if (::setenv("MIMALLOC_LARGE_OS_PAGES", "1", 1) != 0) return;
-    if (set_delay && ::setenv("MIMALLOC_EAGER_COMMIT_DELAY", "0", 1) != 0) {
-        ::unsetenv("MIMALLOC_LARGE_OS_PAGES");
-        return;
-    }
-    ::execv("/proc/self/exe", argv);
-    // Not started again: go on as before, with the variables as they were.
-    ::unsetenv("MIMALLOC_LARGE_OS_PAGES");
-    if (set_delay) ::unsetenv("MIMALLOC_EAGER_COMMIT_DELAY");
+    std::vector<std::pair<const char*, std::string>> vars{{"MIMALLOC_LARGE_OS_PAGES", "1"}};
+    if (std::getenv("MIMALLOC_EAGER_COMMIT_DELAY") == nullptr)
+        vars.emplace_back("MIMALLOC_EAGER_COMMIT_DELAY", "0");  // a setting of the user's stays
+    exec_self_with(argv, vars);
 }
 
 }  // namespace hopscope::cli
