@@ -245,7 +245,12 @@ Analyzer::KdcEntry::KdcEntry(KerberosEvent&& e)
       tgs_req(ev.request == "TGS-REQ"),
       tgs_rep(ev.reply == "TGS-REP"),
       as_rep(ev.reply == "AS-REP"),
-      forwarded(ev.has_option(auth::kdc_option::Forwarded)) {}
+      forwarded(ev.has_option(auth::kdc_option::Forwarded)) {
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+    // One per kept KDC exchange, up to max_recent: 512 bytes is mimalloc's size class below 640.
+    static_assert(sizeof(KdcEntry) <= 512, "a kept KDC exchange no longer fits 512 bytes");
+#endif
+}
 
 std::vector<const KerberosEvent*> Analyzer::kdc_for(const IpAddress& client,
                                                     Timestamp before) const {

@@ -4,6 +4,33 @@
 
 namespace hopscope::analysis {
 
+namespace {
+/// Every msg-type auth::krb_msg_type_name names.
+constexpr std::int32_t kNamedTypes[] = {
+    auth::krb_msg::AsReq, auth::krb_msg::AsRep, auth::krb_msg::TgsReq, auth::krb_msg::TgsRep,
+    auth::krb_msg::ApReq, auth::krb_msg::ApRep, auth::krb_msg::Cred,   auth::krb_msg::Error};
+}  // namespace
+
+KrbMessageName::KrbMessageName(std::string_view name) {
+    if (name.empty()) return;
+    code_ = kUnnamed;
+    for (const std::int32_t t : kNamedTypes)
+        if (name == auth::krb_msg_type_name(t)) code_ = static_cast<std::int8_t>(t);
+}
+
+KrbMessageName KrbMessageName::of_type(std::int32_t msg_type) {
+    KrbMessageName n;
+    n.code_ = kUnnamed;
+    for (const std::int32_t t : kNamedTypes)
+        if (msg_type == t) n.code_ = static_cast<std::int8_t>(t);
+    return n;
+}
+
+const char* KrbMessageName::c_str() const {
+    if (code_ == 0) return "";
+    return code_ == kUnnamed ? "?" : auth::krb_msg_type_name(code_);
+}
+
 const char* to_string(Outcome o) {
     switch (o) {
         case Outcome::Success:

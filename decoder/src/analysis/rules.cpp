@@ -814,7 +814,7 @@ std::string kdc_client(const KdcFacts& x) {
 /// A KDC error is shown by the exchange that drew it.
 Finding kdc_error_finding(const RuleInfo& r, const KerberosEvent& k) {
     Finding f = finding(r, k.ts);
-    f.evidence.push_back(ref(k, k.request + " -> " + k.error_name));
+    f.evidence.push_back(ref(k, std::string(k.request.view()) + " -> " + k.error_name));
     return f;
 }
 

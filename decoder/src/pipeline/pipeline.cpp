@@ -589,7 +589,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         k.flow = f.key;
         if (dir == Direction::ServerToClient) std::swap(k.flow.client, k.flow.server);
         k.request_at = analysis::position(ev, Direction::ClientToServer);
-        k.request = auth::krb_msg_type_name(req->msg_type);
+        k.request = analysis::KrbMessageName::of_type(req->msg_type);
         if (req->cname) k.client = req->cname->at(req->realm);
         if (req->sname) k.sname = std::move(req->sname->text);  // not read below
         k.realm = req->realm;
@@ -634,7 +634,7 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         if (dir == Direction::ClientToServer) std::swap(k.flow.client, k.flow.server);
     }
     k.reply_at = analysis::position(ev, Direction::ServerToClient);
-    k.reply = auth::krb_msg_type_name(m.msg_type);
+    k.reply = analysis::KrbMessageName::of_type(m.msg_type);
     if (const auto* rep = std::get_if<auth::KdcRep>(&m.body)) {
         if (k.client.empty()) k.client = rep->cname.at(rep->crealm);
         if (k.sname.empty()) k.sname = rep->ticket.sname.str();

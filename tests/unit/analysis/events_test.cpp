@@ -1,5 +1,6 @@
 // The events' own types: Boxed<T>, the optional kept on the heap that LoginEvent::error is, keeps
-// std::optional's meaning (empty by default, deep copies, assignment of a value and of nullopt).
+// std::optional's meaning (empty by default, deep copies, assignment of a value and of nullopt);
+// KrbMessageName, a Kerberos message type kept as its number, reads as the name it replaced.
 #include "hopscope/analysis/events.hpp"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,8 @@
 namespace {
 
 using hopscope::analysis::Boxed;
+using hopscope::analysis::KerberosEvent;
+using hopscope::analysis::KrbMessageName;
 using hopscope::analysis::LoginEvent;
 using hopscope::analysis::ServerError;
 
@@ -50,6 +53,49 @@ TEST(Boxed, CopiesAreDeepAndMovesTakeTheValue) {
     Boxed<ServerError> none = std::nullopt;
     Boxed<ServerError> copy = none;
     EXPECT_FALSE(copy);
+}
+
+TEST(KrbMessageName, ShowsTheNameOfTheMessageType) {
+    namespace m = hopscope::auth::krb_msg;
+    const std::pair<std::int32_t, const char*> names[] = {
+        {m::AsReq, "AS-REQ"},   {m::AsRep, "AS-REP"},   {m::TgsReq, "TGS-REQ"},
+        {m::TgsRep, "TGS-REP"}, {m::ApReq, "AP-REQ"},   {m::ApRep, "AP-REP"},
+        {m::Cred, "KRB-CRED"},  {m::Error, "KRB-ERROR"}};
+    for (const auto& [type, name] : names) {
+        const KrbMessageName n = KrbMessageName::of_type(type);
+        EXPECT_FALSE(n.empty()) << name;
+        EXPECT_STREQ(n.c_str(), name);
+        EXPECT_TRUE(n == name);
+        EXPECT_EQ(std::string_view(n), name);
+        EXPECT_EQ(std::string(n.view()), hopscope::auth::krb_msg_type_name(type));
+        EXPECT_TRUE(KrbMessageName(std::string(name)) == n.view());  // the name read back
+    }
+    // A type without a name shows as krb_msg_type_name shows it, and is not empty.
+    for (const std::int32_t t : {0, 1, m::TgtReq, m::TgtRep, 29, 127, 128, -5, 1'000'000}) {
+        const KrbMessageName n = KrbMessageName::of_type(t);
+        EXPECT_FALSE(n.empty()) << t;
+        EXPECT_STREQ(n.c_str(), hopscope::auth::krb_msg_type_name(t)) << t;
+        EXPECT_STREQ(n.c_str(), "?") << t;
+    }
+}
+
+TEST(KrbMessageName, EmptyUntilSetAndComparedAsTheStringWas) {
+    KerberosEvent k;
+    EXPECT_TRUE(k.request.empty());
+    EXPECT_STREQ(k.reply.c_str(), "");
+    EXPECT_TRUE(k.reply == "");
+    k.request = "TGS-REQ";
+    k.reply = std::string("KRB-ERROR");
+    EXPECT_TRUE(k.request == "TGS-REQ");
+    EXPECT_FALSE(k.request == "AS-REQ");
+    EXPECT_TRUE("KRB-ERROR" == k.reply);
+    EXPECT_EQ(k.reply.view(), "KRB-ERROR");
+    k.reply = "";
+    EXPECT_TRUE(k.reply.empty());
+    k.reply = "no such message";
+    EXPECT_FALSE(k.reply.empty());
+    EXPECT_STREQ(k.reply.c_str(), "?");
+    EXPECT_EQ(sizeof(KrbMessageName), 1u);
 }
 
 }  // namespace

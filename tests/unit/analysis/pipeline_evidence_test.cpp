@@ -168,7 +168,7 @@ TEST(PipelineEvidence, OffsetsAloneLocateEveryEventAndFinding) {
                 Position tag = k.request_at;
                 tag.stream_offset += 4;
                 const int t = pcap->tap->byte_at(k.flow, tag);
-                EXPECT_TRUE(t == 0x6a || t == 0x6c) << k.request << " " << t;
+                EXPECT_TRUE(t == 0x6a || t == 0x6c) << k.request.c_str() << " " << t;
                 EXPECT_EQ(pcap->tap->byte_at(k.flow, k.request_at), 0) << "record mark";
             }
             if (!k.reply.empty()) {
@@ -176,7 +176,7 @@ TEST(PipelineEvidence, OffsetsAloneLocateEveryEventAndFinding) {
                 Position tag = k.reply_at;
                 tag.stream_offset += 4;
                 const int t = pcap->tap->byte_at(k.flow, tag);
-                EXPECT_TRUE(t == 0x6b || t == 0x6d || t == 0x7e) << k.reply << " " << t;
+                EXPECT_TRUE(t == 0x6b || t == 0x6d || t == 0x7e) << k.reply.c_str() << " " << t;
             }
         }
         for (std::size_t i = 0; i < a.findings.size(); ++i) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hopscope/auth/kerberos.hpp"
@@ -218,16 +219,43 @@ struct LoginEvent {
 static_assert(sizeof(LoginEvent) <= 616, "the analyzer's window entry no longer fits 640 bytes");
 #endif
 
+/// A Kerberos message's type (auth::krb_msg), kept as its number and shown as its name
+/// (auth::krb_msg_type_name): "AS-REQ", "TGS-REP", "KRB-ERROR"...; empty when none was seen.
+/// Compares with names and converts to std::string_view as the std::string it replaced did. Why
+/// not a string: the analyzer keeps every KDC exchange of its window, and the two names were 64
+/// of a KerberosEvent's 488 bytes; at 432, the window's entry (KdcEntry, 512 bytes) fits
+/// mimalloc's 512-byte size class instead of the 640-byte one.
+class KrbMessageName {
+  public:
+    KrbMessageName() = default;
+    /// From a name: "" is none; any text that names no message type is shown as "?".
+    KrbMessageName(std::string_view name);  // NOLINT: converts, as the string it replaced
+    KrbMessageName(const char* name) : KrbMessageName(std::string_view(name)) {}         // NOLINT
+    KrbMessageName(const std::string& name) : KrbMessageName(std::string_view(name)) {}  // NOLINT
+    /// A message's msg-type; one without a name is shown as "?" (as krb_msg_type_name does).
+    static KrbMessageName of_type(std::int32_t msg_type);
+
+    [[nodiscard]] bool empty() const { return code_ == 0; }
+    [[nodiscard]] const char* c_str() const;
+    [[nodiscard]] std::string_view view() const { return c_str(); }
+    operator std::string_view() const { return c_str(); }  // NOLINT: as the string did
+    friend bool operator==(const KrbMessageName& a, std::string_view b) { return a.view() == b; }
+
+  private:
+    static constexpr std::int8_t kUnnamed = -1;
+    std::int8_t code_ = 0;  ///< 0: none; kUnnamed: "?"; else the msg-type (all below 128)
+};
+
 /// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.
 struct KerberosEvent {
     Timestamp ts;
-    FlowKey flow;         ///< client = the host asking the KDC
-    Position request_at;  ///< the request, when seen (`request` not empty)
-    Position reply_at;    ///< the answer, when seen (`reply` not empty)
-    std::string request;  ///< "AS-REQ" / "TGS-REQ" / "" when only a reply was seen
-    std::string reply;    ///< "AS-REP" / "TGS-REP" / "KRB-ERROR" / "" when none seen
-    std::string client;   ///< cname@crealm when visible
-    std::string sname;    ///< requested service principal, e.g. MSSQLSvc/sqla.lab.test:1433
+    FlowKey flow;            ///< client = the host asking the KDC
+    Position request_at;     ///< the request, when seen (`request` not empty)
+    Position reply_at;       ///< the answer, when seen (`reply` not empty)
+    KrbMessageName request;  ///< "AS-REQ" / "TGS-REQ" / "" when only a reply was seen
+    KrbMessageName reply;    ///< "AS-REP" / "TGS-REP" / "KRB-ERROR" / "" when none seen
+    std::string client;      ///< cname@crealm when visible
+    std::string sname;       ///< requested service principal, e.g. MSSQLSvc/sqla.lab.test:1433
     std::string realm;
     // Options, enctypes and PA-DATA types are kept as the numbers of the message, and named
     // only when the event is written (auth::kdc_option_name, etype_name, pa_type_name): a busy
