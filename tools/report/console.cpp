@@ -39,7 +39,7 @@ void ConsoleRenderer::login(const LoginEvent& e, const Analyzer& a) {
                  c(oc), to_string(e.outcome), c(kReset), who.c_str());
     if (!e.spn.empty()) std::fprintf(out_, " spn=%s", e.spn.c_str());
     std::fprintf(out_, " enc=%s", to_string(e.encryption));
-    if (!e.routing.empty()) std::fprintf(out_, " routing=%s", e.routing.c_str());
+    if (e.routing && !e.routing->empty()) std::fprintf(out_, " routing=%s", e.routing->c_str());
     if (e.keytab) {
         const KeytabFacts& k = *e.keytab;
         if (k.ticket_decrypted)

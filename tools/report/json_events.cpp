@@ -4,6 +4,9 @@
 #include <charconv>
 #include <cstring>
 
+#include "hopscope/tds/login7.hpp"
+#include "hopscope/tls/tls.hpp"
+
 namespace hopscope::report {
 namespace {
 
@@ -378,7 +381,7 @@ void render(Writer& w, const LoginEvent& e) {
         .boolean("anonymous", e.anonymous)
         .str("encryption", to_string(e.encryption))
         .boolean("encryption_downgraded", e.encryption_downgraded)
-        .str("tls_version", e.tls_version)
+        .str("tls_version", e.tls_version ? tls::version_name(e.tls_version) : std::string())
         .boolean("sspi_visible", e.sspi_visible)
         .str("delegation", to_string(e.delegation))
         .str("server_name", e.server_name)
@@ -386,11 +389,11 @@ void render(Writer& w, const LoginEvent& e) {
         .str("host_name", e.host_name)
         .str("app_name", e.app_name)
         .str("library", e.library)
-        .str("tds_version", e.tds_version);
+        .str("tds_version", e.tds_version ? tds::tds_version_name(e.tds_version) : std::string());
     if (e.ntlm_version) w.num("ntlm_version", e.ntlm_version);
-    if (!e.kerberos_etype.empty()) w.str("kerberos_etype", e.kerberos_etype);
+    if (e.kerberos_etype) w.str("kerberos_etype", auth::etype_name(*e.kerberos_etype));
     if (e.kerberos_error) w.num("kerberos_error", e.kerberos_error);
-    if (!e.routing.empty()) w.str("routing", e.routing);
+    if (e.routing && !e.routing->empty()) w.str("routing", *e.routing);
     if (e.keytab) keytab_objects(w, *e.keytab, e.flow);
     position_object(w, "first_at", e.first_at, e.flow);
     position_object(w, "last_at", e.last_at, e.flow);

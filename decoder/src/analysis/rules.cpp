@@ -1013,13 +1013,15 @@ constexpr RuleInfo kKerberosRc4{"HS041", "kerberos-rc4", Severity::Warning,
 
 std::optional<Verdict> kerberos_rc4(const LoginFacts& x) {
     const LoginEvent& l = x.login;
-    if (!icontains(l.kerberos_etype, "rc4")) return std::nullopt;
+    if (!l.kerberos_etype) return std::nullopt;
+    const std::string etype = auth::etype_name(*l.kerberos_etype);
+    if (!icontains(etype, "rc4")) return std::nullopt;
     std::string key = to_string(l.flow.server);
     if (auto bare = repeated(x.look, kKerberosRc4, l.ts, key)) return bare;
     Finding f = finding(kKerberosRc4, l.ts);
     f.summary = "Kerberos ticket for " + x.look.host_name(l.flow.server.addr) + " uses RC4-HMAC";
     f.hops.push_back(describe(x.look, l, "hop"));
-    f.evidence.push_back(ref(l, "AP-REQ ticket enctype " + l.kerberos_etype));
+    f.evidence.push_back(ref(l, "AP-REQ ticket enctype " + etype));
     f.remedy =
         "Enable AES on the service account (msDS-SupportedEncryptionTypes) and reset "
         "its password so AES keys exist.";
@@ -1222,22 +1224,22 @@ constexpr RuleInfo kRoutingAroundProxy{
 
 std::optional<Verdict> routing_around_proxy(const LoginFacts& x) {
     const LoginEvent& l = x.login;
-    if (!x.proxy.active || l.routing.empty() ||
-        names_proxy(x.proxy, l.routing.substr(0, l.routing.rfind(':'))))
-        return std::nullopt;
+    if (!x.proxy.active || !l.routing || l.routing->empty()) return std::nullopt;
+    const std::string& to = *l.routing;
+    if (names_proxy(x.proxy, to.substr(0, to.rfind(':')))) return std::nullopt;
     Finding f = finding(kRoutingAroundProxy, l.ts);
     f.summary = x.look.host_name(l.flow.server.addr) + " routed " +
-                x.look.host_name(l.flow.client.addr) + " to " + l.routing +
-                " (ENVCHANGE routing): the client will reconnect to " + l.routing +
+                x.look.host_name(l.flow.client.addr) + " to " + to +
+                " (ENVCHANGE routing): the client will reconnect to " + to +
                 " directly, around the proxy, which will not see that login";
     f.hops.push_back(describe(x.look, l, "hop"));
-    f.evidence.push_back(ref(l, "login answer with ENVCHANGE routing to " + l.routing));
-    f.remedy = "Put " + l.routing +
+    f.evidence.push_back(ref(l, "login answer with ENVCHANGE routing to " + to));
+    f.remedy = "Put " + to +
                " behind the proxy as well (another listener or upstream), or change the "
                "redirection so clients stay on the proxied endpoint: the availability "
                "group's read-only routing URLs, or the gateway's connection policy (Proxy "
                "instead of Redirect).";
-    return Verdict{std::move(f), to_string(l.flow.server) + ">" + l.routing};
+    return Verdict{std::move(f), to_string(l.flow.server) + ">" + to};
 }
 
 // ---- HS062 ----------------------------------------------------------------------------------

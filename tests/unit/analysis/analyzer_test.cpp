@@ -670,7 +670,7 @@ TEST(Analyzer, Rc4TicketIsFlagged) {
     Analyzer a(out);
     LoginEvent l = c_to_a(1, AuthKind::Kerberos);
     l.spn = "MSSQLSvc/sqla.lab.test:1433";
-    l.kerberos_etype = "rc4-hmac";
+    l.kerberos_etype = 23;  // rc4-hmac
     a.add_login(l);
     a.finish();
     EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS041"}));

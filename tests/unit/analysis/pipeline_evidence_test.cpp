@@ -276,7 +276,8 @@ TEST(PipelineEvidence, RoutingTokenAndOffsetsOfAHandBuiltLogin) {
     ASSERT_EQ(s.events.logins.size(), 1u);
     const LoginEvent& l = s.events.logins[0];
     EXPECT_EQ(l.outcome, Outcome::Success);
-    EXPECT_EQ(l.routing, "replica2.lab.test:14333");
+    ASSERT_TRUE(l.routing);
+    EXPECT_EQ(*l.routing, "replica2.lab.test:14333");
     EXPECT_EQ(l.first_at.frame, 0u);
     EXPECT_EQ(l.first_at.stream_offset, 5000u) << "the PRELOGIN";
     EXPECT_EQ(l.first_at.direction, Direction::ClientToServer);

@@ -265,7 +265,7 @@ class Trace {
                 LoginEvent l = login(next_flow(c, Network::plain(pi), 1433), t, t + 40 * kMs,
                                      AuthKind::Kerberos, Outcome::Success, plain_name(pi));
                 l.domain = "CORP.TEST";
-                l.kerberos_etype = "aes256-cts-hmac-sha1-96";
+                l.kerberos_etype = 18;  // aes256-cts-hmac-sha1-96
                 push(t + 40 * kMs, l);
                 push(t + 60 * kSec, Close{l.flow, Timestamp{t + 60 * kSec}});
                 break;

@@ -49,6 +49,27 @@ TEST(JsonEvents, LoginCarriesTheDocumentedNames) {
     EXPECT_EQ(j["error"]["message"], "Login failed for user 'NT AUTHORITY\\ANONYMOUS LOGON'.");
     for (const char* k : {"user", "domain", "spn"})
         EXPECT_TRUE(j.contains(k)) << k;
+    // Kept as numbers, written as names; absent (or "") when not seen.
+    EXPECT_EQ(j["tls_version"], "");
+    EXPECT_EQ(j["tds_version"], "");
+    EXPECT_FALSE(j.contains("kerberos_etype"));
+    EXPECT_FALSE(j.contains("routing"));
+    l.tls_version = 0x0303;
+    l.tds_version = 0x74000004;
+    l.kerberos_etype = 23;
+    l.routing = std::string("replica2.lab.test:14333");
+    j = to_json(l);
+    EXPECT_EQ(j["tls_version"], "TLS 1.2");
+    EXPECT_EQ(j["tds_version"], "7.4");
+    EXPECT_EQ(j["kerberos_etype"], "rc4-hmac");
+    EXPECT_EQ(j["routing"], "replica2.lab.test:14333");
+    l.tls_version = 0x0304;
+    l.tds_version = 0x730B0003;
+    l.kerberos_etype = 18;
+    j = to_json(l);
+    EXPECT_EQ(j["tls_version"], "TLS 1.3");
+    EXPECT_EQ(j["tds_version"], "7.3B");
+    EXPECT_EQ(j["kerberos_etype"], "aes256-cts-hmac-sha1-96");
 }
 
 TEST(JsonEvents, KerberosOptionsEnctypesAndPadataAreWrittenAsNames) {
@@ -126,7 +147,7 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
         l.domain = t;
         l.server_aliases = {t, "b"};
         l.ntlm_version = 2;
-        l.kerberos_etype = t;
+        l.kerberos_etype = -2147483647 - 1;
         l.kerberos_error = -1765328378;
         l.first_at.frame = ~std::uint64_t{0};
         l.last_at.stream_offset = ~std::uint64_t{0};

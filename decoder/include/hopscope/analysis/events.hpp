@@ -164,10 +164,11 @@ struct KdcTicketFacts {
 /// One TDS login attempt (event "login").
 ///
 /// Laid out for size: the analyzer keeps one per recent login (100 000 of them at most, in its
-/// window with four fields of its own), and at 616 bytes that entry fits mimalloc's 640-byte size
-/// class instead of the 768-byte one (704 bytes before: the flags and enums between the strings
-/// each padded to 8 bytes, and the rarely present server error inline). Small fields sit in the
-/// padding after `flow` and after the two Positions.
+/// window with four fields of its own), and at 488 bytes that entry fits mimalloc's 512-byte size
+/// class (704 bytes before: the flags and enums between the strings each padded to 8 bytes, the
+/// rarely present server error and routing inline, the TLS and TDS versions and the ticket's
+/// enctype as their names). Small fields sit in the padding after `flow` and after the two
+/// Positions; the numbers are named when the event is written.
 struct LoginEvent {
     Timestamp ts;       ///< when the outcome was known (or the connection ended)
     Timestamp started;  ///< PRELOGIN / LOGIN7 time
@@ -190,14 +191,20 @@ struct LoginEvent {
     /// auth_detail "no LOGIN7 sent"): it could not build its authentication, e.g. no Kerberos
     /// ticket for the server ("Cannot generate SSPI context").
     bool prelogin_only = false;
-    std::uint8_t ntlm_version = 0;    ///< 1 or 2 when NTLM
+    std::uint8_t ntlm_version = 0;  ///< 1 or 2 when NTLM
+    /// The TLS version as numbered on the wire (0x0303: "TLS 1.2", tls::version_name); 0: none.
+    std::uint16_t tls_version = 0;
     std::int32_t kerberos_error = 0;  ///< KRB-ERROR code the server returned in SSPI (0 = none)
-    std::string auth_detail;          ///< e.g. "ntlmv2", "spnego/kerberos", or why unknown
-    std::string user;                 ///< SQL login, NTLM user, or Kerberos client when known
-    std::string domain;               ///< NTLM domain or Kerberos realm (the client's, when known)
-    std::string workstation;          ///< NTLM workstation / LOGIN7 host name
-    std::string spn;  ///< Kerberos SPN (AP-REQ sname or matched TGS-REQ) or NTLM target
-    std::string tls_version;
+    /// LOGIN7 TDSVersion as on the wire (0x74000004: "7.4", tds::tds_version_name); 0: none.
+    std::uint32_t tds_version = 0;
+    /// The AP-REQ ticket's enctype (auth::etype_name: 23 is "rc4-hmac", which is flagged), when
+    /// seen.
+    std::optional<std::int32_t> kerberos_etype;
+    std::string auth_detail;  ///< e.g. "ntlmv2", "spnego/kerberos", or why unknown
+    std::string user;         ///< SQL login, NTLM user, or Kerberos client when known
+    std::string domain;       ///< NTLM domain or Kerberos realm (the client's, when known)
+    std::string workstation;  ///< NTLM workstation / LOGIN7 host name
+    std::string spn;          ///< Kerberos SPN (AP-REQ sname or matched TGS-REQ) or NTLM target
     std::string server_name;  ///< LOGIN7 ServerName (what the client typed)
     /// Other names of the server seen on the wire: TLS SNI, the NTLM CHALLENGE's DNS computer
     /// name.
@@ -205,10 +212,9 @@ struct LoginEvent {
     std::string host_name;  ///< LOGIN7 HostName
     std::string app_name;
     std::string library;
-    std::string tds_version;     ///< e.g. "7.4"
-    std::string kerberos_etype;  ///< ticket enctype name when seen (rc4-hmac is flagged)
-    /// ENVCHANGE routing (type 20) in the server's answer: "host:port" the client is sent to.
-    std::string routing;
+    /// ENVCHANGE routing (type 20) in the server's answer: "host:port" the client is sent to
+    /// (rare: on the heap).
+    Boxed<std::string> routing;
     Boxed<ServerError> error;
     /// Kerberos with a keytab (Pipeline::Options::kerberos_keys): the decrypted AP-REQ's facts.
     /// Shared, not inline: without a keytab it costs a pointer, not 232 bytes, in every login
@@ -216,7 +222,7 @@ struct LoginEvent {
     std::shared_ptr<const KeytabFacts> keytab;
 };
 #if defined(__GLIBCXX__) && defined(__x86_64__)
-static_assert(sizeof(LoginEvent) <= 616, "the analyzer's window entry no longer fits 640 bytes");
+static_assert(sizeof(LoginEvent) <= 488, "the analyzer's window entry no longer fits 512 bytes");
 #endif
 
 /// A Kerberos message's type (auth::krb_msg), kept as its number and shown as its name
