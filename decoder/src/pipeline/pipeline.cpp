@@ -197,10 +197,16 @@ struct Pipeline::Impl : analysis::FindingSink {
     struct KdcFlow {
         explicit KdcFlow(const FlowKey& k) : key(k) {}
         FlowKey key;
-        auth::KrbTcpFramer framers[2];
-        /// Per direction: stream offset of the record the framer is assembling (or of the next
-        /// one).
-        std::uint64_t record_offset[2] = {0, 0};
+        /// TCP only: the record framing of each direction. On the heap, made with the first
+        /// bytes: most KDC flows of a busy capture are UDP exchanges (a flow each, kept for
+        /// kdc_udp_idle_us after its answer), which never use it.
+        struct Tcp {
+            auth::KrbTcpFramer framers[2];
+            /// Per direction: stream offset of the record the framer is assembling (or of the
+            /// next one).
+            std::uint64_t record_offset[2] = {0, 0};
+        };
+        std::unique_ptr<Tcp> tcp;
         /// Requests waiting for their answer, oldest first: usually none or one (a vector,
         /// which allocates nothing until a request comes, where a deque allocated two blocks for
         /// every flow).
@@ -670,16 +676,18 @@ void Pipeline::on_data(const FlowKey& flow, Direction dir, Timestamp ts, Bytes d
     impl_->advance(ts);
     if (impl_->is_kerberos(flow)) {
         auto& f = impl_->kdc(flow);
+        if (!f.tcp) f.tcp = std::make_unique<Impl::KdcFlow::Tcp>();
         const int d = static_cast<int>(dir);
-        auto& framer = f.framers[d];
+        auto& framer = f.tcp->framers[d];
+        std::uint64_t& record_offset = f.tcp->record_offset[d];
         // Each record's evidence is the offset of its length prefix: where these bytes start
         // when no record is partly held, then one record after the other. A record within one
         // segment is read where it is (no copy).
-        if (framer.buffered() == 0) f.record_offset[d] = ev.stream_offset;
+        if (framer.buffered() == 0) record_offset = ev.stream_offset;
         const bool was_failed = framer.failed();
         const DecodeResult res = framer.feed_each(data, [&](Bytes record) {
-            const Evidence at{ev.frame, f.record_offset[d]};
-            f.record_offset[d] += 4 + record.size();
+            const Evidence at{ev.frame, record_offset};
+            record_offset += 4 + record.size();
             impl_->kerberos_message(f, dir, ts, record, at);
         });
         if (!was_failed && !res.ok()) ++impl_->counters.decode_problems;
