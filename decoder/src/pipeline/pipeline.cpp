@@ -198,8 +198,8 @@ struct Pipeline::Impl : analysis::FindingSink {
         explicit KdcFlow(const FlowKey& k) : key(k) {}
         FlowKey key;
         /// TCP only: the record framing of each direction. On the heap, made with the first
-        /// bytes: most KDC flows of a busy capture are UDP exchanges (a flow each, kept for
-        /// kdc_udp_idle_us after its answer), which never use it.
+        /// bytes: most KDC flows of a busy capture are UDP exchanges (a flow each, until its
+        /// answer), which never use it.
         struct Tcp {
             auth::KrbTcpFramer framers[2];
             /// Per direction: stream offset of the record the framer is assembling (or of the
@@ -626,9 +626,10 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
     if (!f.pending.empty()) {
         k = std::move(f.pending.front());
         f.pending.erase(f.pending.begin());
-        // Its room goes back now, not when the flow ends: a UDP exchange is a flow of its own,
-        // kept for kdc_udp_idle_us after its answer, and the room of its request held with it was
-        // 11 MB of the 106 MB heap peak on 200 MB of login-dense traffic (heaptrack).
+        // Its room goes back now, not when the flow ends: a TCP connection to the KDC can stay
+        // open long after its exchanges (when UDP flows were kept for kdc_udp_idle_us after their
+        // answer, the room of their requests held with them was 11 MB of the 106 MB heap peak on
+        // 200 MB of login-dense traffic, heaptrack).
         if (f.pending.empty()) std::vector<KerberosEvent>().swap(f.pending);
     } else {
         k.ts = ts;
@@ -743,6 +744,17 @@ void Pipeline::on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Byt
         }
     }
     impl_->kerberos_message(f, dir, ts, payload, ev);
+    // A UDP flow holds nothing but its unanswered requests: with none left (its answer came) it
+    // goes now, not kdc_udp_idle_us later. Why: on a busy KDC nearly every flow is a UDP exchange
+    // of its own (clients take a new port per request), and keeping the answered ones kept the
+    // last minute's exchanges in the table (about 25 000 in the benchmark's login-dense traffic,
+    // 3.6 MB of the heap at 200 MB), where each datagram's lookup was a cache miss or two. The
+    // events are the same: a later datagram of that flow starts it again, as an answer without
+    // a request did before.
+    if (flow.transport == Transport::Udp && f.pending.empty()) {
+        impl_->udp_unlink(f);
+        impl_->kdc_flows.erase(flow);
+    }
 }
 
 void Pipeline::tick(Timestamp now) {
@@ -752,8 +764,8 @@ void Pipeline::tick(Timestamp now) {
 void Pipeline::finish(Timestamp ts) {
     // The flows whose close makes events or analysis calls (TDS connections, KDC flows with
     // requests still unanswered), closed in FlowKey order: a deterministic order of the last
-    // events. The other KDC flows (at the end of a login-dense capture, most of the flows: UDP
-    // exchanges answered, kept for kdc_udp_idle_us) are dropped together, without a sort.
+    // events. The other KDC flows (TCP connections to the KDC with every request answered) are
+    // dropped together, without a sort.
     std::vector<FlowKey> keys;
     keys.reserve(impl_->tds_flows.size());
     for (const auto& [k, v] : impl_->tds_flows)

@@ -388,6 +388,44 @@ TEST_F(PipelineTick, AUdpKerberosFlowInUseIsKeptAndTheIdleOnesBehindItGo) {
     EXPECT_EQ(sink.kdc[3].request_at.frame, 4u);
 }
 
+TEST_F(PipelineTick, AnAnsweredUdpKerberosExchangeGoesWithItsAnswer) {
+    // A UDP flow holds only its unanswered requests: answered, it goes at once. A datagram on
+    // the same ports later starts it again and is reported as it was while the flow was kept:
+    // a second answer alone as an answer without a request, a new request paired with its own
+    // answer.
+    const std::vector<std::uint8_t> as_rep = kdc_tcp_record("11");
+    ASSERT_GT(as_rep.size(), 4u);
+    const Bytes rep = Bytes(as_rep).subspan(4);
+    const FlowKey flow = kdc_udp(40200);
+    p.on_datagram(flow, Direction::ClientToServer, Timestamp{kT0}, as_req, Evidence{1, 0});
+    EXPECT_EQ(p.open_flows(), 1u);
+    p.on_datagram(flow, Direction::ServerToClient, Timestamp{kT0 + 500}, rep, Evidence{2, 0});
+    EXPECT_EQ(p.open_flows(), 0u) << "the answered exchange was kept";
+    ASSERT_EQ(sink.kdc.size(), 1u);
+    EXPECT_EQ(sink.kdc[0].request, "AS-REQ");
+    EXPECT_EQ(sink.kdc[0].reply, "AS-REP");
+    EXPECT_EQ(sink.kdc[0].flow, flow);
+    // The KDC answers twice (a retransmitted request): the second answer alone.
+    p.on_datagram(flow, Direction::ServerToClient, Timestamp{kT0 + 900}, rep, Evidence{3, 0});
+    EXPECT_EQ(p.open_flows(), 0u);
+    ASSERT_EQ(sink.kdc.size(), 2u);
+    EXPECT_EQ(sink.kdc[1].request, "");
+    EXPECT_EQ(sink.kdc[1].reply, "AS-REP");
+    EXPECT_EQ(sink.kdc[1].flow, flow) << "the client is still the side that asked";
+    EXPECT_EQ(sink.kdc[1].reply_at.frame, 3u);
+    // The client asks again from the same port: a new exchange, paired with its answer.
+    p.on_datagram(flow, Direction::ClientToServer, Timestamp{kT0 + kSec}, as_req, Evidence{4, 0});
+    p.on_datagram(flow, Direction::ServerToClient, Timestamp{kT0 + kSec + 500}, rep,
+                  Evidence{5, 0});
+    ASSERT_EQ(sink.kdc.size(), 3u);
+    EXPECT_EQ(sink.kdc[2].request_at.frame, 4u);
+    EXPECT_EQ(sink.kdc[2].reply_at.frame, 5u);
+    EXPECT_EQ(p.open_flows(), 0u);
+    EXPECT_EQ(p.counters().kerberos_messages, 5u);
+    p.finish(Timestamp{kT0 + 2 * kSec});
+    EXPECT_EQ(sink.kdc.size(), 3u);
+}
+
 TEST(PipelineFinish, UnansweredKdcRequestsAreReportedAtTheEndInFlowOrder) {
     // At the end of input, each request still waiting for its answer is reported (as an
     // exchange without a reply), in FlowKey order whatever order the flows came in; answered
@@ -415,7 +453,7 @@ TEST(PipelineFinish, UnansweredKdcRequestsAreReportedAtTheEndInFlowOrder) {
     p.on_data(tcp_flow, Direction::ClientToServer, Timestamp{kT0 + 30'000}, Bytes(as_req),
               Evidence{++frame, 0});
     ASSERT_EQ(sink.kdc.size(), 10u);  // the answered ones, as they were answered
-    EXPECT_EQ(p.open_flows(), 21u);
+    EXPECT_EQ(p.open_flows(), 11u) << "an answered UDP exchange is kept after its answer";
     p.finish(Timestamp{kT0 + kSec});  // well before the UDP flows' idle time
     ASSERT_EQ(sink.kdc.size(), 21u) << "unanswered requests not reported at the end";
     std::vector<FlowKey> last;
