@@ -1014,8 +1014,10 @@ constexpr RuleInfo kKerberosRc4{"HS041", "kerberos-rc4", Severity::Warning,
 std::optional<Verdict> kerberos_rc4(const LoginFacts& x) {
     const LoginEvent& l = x.login;
     if (!l.kerberos_etype) return std::nullopt;
-    const std::string etype = auth::etype_name(*l.kerberos_etype);
-    if (!icontains(etype, "rc4")) return std::nullopt;
+    // An enctype without a name is written as its number, which never names RC4.
+    const char* named = auth::known_etype_name(*l.kerberos_etype);
+    if (named == nullptr || !icontains(named, "rc4")) return std::nullopt;
+    const std::string etype = named;
     std::string key = to_string(l.flow.server);
     if (auto bare = repeated(x.look, kKerberosRc4, l.ts, key)) return bare;
     Finding f = finding(kKerberosRc4, l.ts);

@@ -674,6 +674,29 @@ TEST(Analyzer, Rc4TicketIsFlagged) {
     a.add_login(l);
     a.finish();
     EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS041"}));
+    const Finding* f = out.get("HS041");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(f->evidence.size(), 1u);
+    EXPECT_EQ(f->evidence[0].what, "AP-REQ ticket enctype rc4-hmac");
+}
+
+TEST(Analyzer, OnlyRc4EnctypesAreFlagged) {
+    // The rule reads the enctype's name: the export RC4 too, in any case; AES, DES and numbers
+    // without a name (which are written as the number) not.
+    for (const std::int32_t etype : {24, 18, 17, 3, 0, -128, 99}) {
+        SCOPED_TRACE(etype);
+        Collect out;
+        Analyzer a(out);
+        LoginEvent l = c_to_a(1, AuthKind::Kerberos);
+        l.spn = "MSSQLSvc/sqla.lab.test:1433";
+        l.kerberos_etype = etype;
+        a.add_login(l);
+        a.finish();
+        EXPECT_EQ(out.get("HS041") != nullptr, etype == 24);
+        if (etype == 24) {
+            EXPECT_EQ(out.get("HS041")->evidence[0].what, "AP-REQ ticket enctype rc4-hmac-exp");
+        }
+    }
 }
 
 TEST(Analyzer, NtlmToAHostSeenAsMiddleServerLaterIsWarnedAtTheEnd) {
