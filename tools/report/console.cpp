@@ -62,7 +62,8 @@ void ConsoleRenderer::kerberos(const KerberosEvent& e) {
                  c(kReset), to_string(e.flow.client.addr).c_str(), e.request.c_str(),
                  e.sname.c_str(), e.reply.c_str());
     if (e.error_code)
-        std::fprintf(out_, " %s%s (%d)%s", c(kRed), e.error_name.c_str(), e.error_code, c(kReset));
+        std::fprintf(out_, " %s%s (%d)%s", c(kRed), e.error_name().c_str(), e.error_code,
+                     c(kReset));
     auto ticket = [&](const char* what, const KdcTicketFacts& t) {
         if (t.decrypted)
             std::fprintf(out_, " %s=%s%s%s client=%s", what,
@@ -73,8 +74,8 @@ void ConsoleRenderer::kerberos(const KerberosEvent& e) {
             std::fprintf(out_, " s4u2proxy-target=%s", t.s4u2proxy_target.c_str());
         if (!t.problem.empty()) std::fprintf(out_, " %s", t.problem.c_str());
     };
-    if (e.evidence_ticket) ticket("evidence-ticket", *e.evidence_ticket);
-    if (e.reply_ticket) ticket("reply-ticket", *e.reply_ticket);
+    if (e.extra().evidence_ticket) ticket("evidence-ticket", *e.extra().evidence_ticket);
+    if (e.extra().reply_ticket) ticket("reply-ticket", *e.extra().reply_ticket);
     std::fputc('\n', out_);
 }
 

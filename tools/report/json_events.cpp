@@ -414,19 +414,20 @@ void render(Writer& w, const KerberosEvent& e) {
         .kdc_options("kdc_options", e.kdc_options)
         .etypes("etypes", e.etypes)
         .padata("padata", e.padata);
-    if (!e.s4u_user.empty()) w.str("s4u_user", e.s4u_user);
-    if (!e.additional_ticket_snames.empty())
-        w.strings("additional_tickets", e.additional_ticket_snames);
+    const KerberosExtras& x = e.extra();
+    if (!x.s4u_user.empty()) w.str("s4u_user", x.s4u_user);
+    if (!x.additional_ticket_snames.empty())
+        w.strings("additional_tickets", x.additional_ticket_snames);
     if (e.error_code) {
         w.open("error")
             .num("code", e.error_code)
-            .str("name", e.error_name)
-            .str("text", e.error_text)
+            .str("name", e.error_name())
+            .str("text", x.error_text)
             .close();
     }
-    if (e.evidence_ticket) kdc_ticket_object(w, "evidence_ticket", *e.evidence_ticket);
-    if (e.reply_ticket) kdc_ticket_object(w, "reply_ticket", *e.reply_ticket);
-    if (e.fast_armored) w.str("fast_armor", "not decrypted");
+    if (x.evidence_ticket) kdc_ticket_object(w, "evidence_ticket", *x.evidence_ticket);
+    if (x.reply_ticket) kdc_ticket_object(w, "reply_ticket", *x.reply_ticket);
+    if (x.fast_armored) w.str("fast_armor", "not decrypted");
     if (!e.request.empty()) position_object(w, "request_at", e.request_at, e.flow);
     if (!e.reply.empty()) position_object(w, "reply_at", e.reply_at, e.flow);
     w.close();

@@ -247,8 +247,9 @@ Analyzer::KdcEntry::KdcEntry(KerberosEvent&& e)
       as_rep(ev.reply == "AS-REP"),
       forwarded(ev.has_option(auth::kdc_option::Forwarded)) {
 #if defined(__GLIBCXX__) && defined(__x86_64__)
-    // One per kept KDC exchange, up to max_recent: 512 bytes is mimalloc's size class below 640.
-    static_assert(sizeof(KdcEntry) <= 512, "a kept KDC exchange no longer fits 512 bytes");
+    // One per kept KDC exchange, up to max_recent: 384 bytes is mimalloc's size class below 448
+    // (and the deque keeps each in a block of its own, as it does every element over 256 bytes).
+    static_assert(sizeof(KdcEntry) <= 384, "a kept KDC exchange no longer fits 384 bytes");
 #endif
 }
 

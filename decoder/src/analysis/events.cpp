@@ -87,4 +87,18 @@ bool KerberosEvent::has_padata(std::int32_t type) const {
     return std::find(padata.begin(), padata.end(), type) != padata.end();
 }
 
+std::string KerberosEvent::error_name() const {
+    return error_code == 0 ? std::string() : auth::krb_error_name(error_code);
+}
+
+const KerberosExtras& KerberosEvent::extra() const {
+    static const KerberosExtras kNone;
+    return extras ? *extras : kNone;
+}
+
+KerberosExtras& KerberosEvent::extra_to_set() {
+    if (!extras) extras = KerberosExtras{};
+    return *extras;
+}
+
 }  // namespace hopscope::analysis

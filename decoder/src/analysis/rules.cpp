@@ -132,7 +132,8 @@ std::string where(const Position& p) {
 
 /// The evidence ticket of an S4U2Proxy request as the keytab opened it, or nullptr.
 const KdcTicketFacts* evidence_read(const KerberosEvent& k) {
-    return k.evidence_ticket && k.evidence_ticket->decrypted ? k.evidence_ticket.get() : nullptr;
+    const auto& t = k.extra().evidence_ticket;
+    return t && t->decrypted ? t.get() : nullptr;
 }
 
 /// The S4U2Proxy request that carried the evidence ticket the keytab read.
@@ -211,8 +212,9 @@ std::string connect_by_fqdn() {
 /// (the KDC's cname), else the server of the evidence ticket when the KDC named it by its
 /// account (AD canonicalizes), else a placeholder for the account of that ticket's SPN.
 std::string s4u_account(const KerberosEvent& s4u) {
-    const std::string evidence =
-        s4u.additional_ticket_snames.empty() ? std::string() : s4u.additional_ticket_snames[0];
+    const std::string evidence = s4u.extra().additional_ticket_snames.empty()
+                                     ? std::string()
+                                     : s4u.extra().additional_ticket_snames[0];
     for (const std::string& p : {s4u.client, evidence}) {
         const std::string name = p.substr(0, p.find('@'));
         if (!name.empty() && name.find('/') == std::string::npos) return name;
@@ -508,10 +510,11 @@ std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
     const KerberosEvent* refused = refused_s4u2proxy(c);
     if (self != nullptr && refused != nullptr) {
         const std::string account = remedy::s4u_account(*refused);
-        f.summary += "; " + a + " tried protocol transition (S4U2Self for " +
-                     (self->s4u_user.empty() ? std::string("the user") : self->s4u_user) +
-                     "), but its S4U2Proxy request to " + refused->sname + " was refused (" +
-                     refused->error_name + "): ";
+        f.summary +=
+            "; " + a + " tried protocol transition (S4U2Self for " +
+            (self->extra().s4u_user.empty() ? std::string("the user") : self->extra().s4u_user) +
+            "), but its S4U2Proxy request to " + refused->sname + " was refused (" +
+            refused->error_name() + "): ";
         // With the keytab, the S4U2Self ticket given as evidence shows which check failed.
         const KdcTicketFacts* ev = evidence_read(*refused);
         if (!ev) {
@@ -530,7 +533,7 @@ std::optional<Verdict> ntlm_first_hop(const ChainFacts& c) {
         }
         f.evidence.push_back(ref(*self, "TGS-REQ PA-FOR-USER (S4U2Self)"));
         f.evidence.push_back(
-            ref(*refused, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> " + refused->error_name));
+            ref(*refused, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> " + refused->error_name()));
         if (ev) f.evidence.push_back(evidence_ticket_ref(*refused, *ev));
         f.remedy += " Or let " + account + " use protocol transition: Set-ADAccountControl " +
                     (account.back() == '$' ? account.substr(0, account.size() - 1) : account) +
@@ -654,8 +657,8 @@ DelegationCause delegation_cause(const ChainFacts& c) {
         const std::string account = remedy::s4u_account(*s4u);
         const std::string who = in.user.empty() ? std::string("the user") : identity(in);
         cause.why = a + "'s constrained delegation (S4U2Proxy) to " + s4u->sname +
-                    " was refused (" + s4u->error_name + "): ";
-        cause.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name));
+                    " was refused (" + s4u->error_name() + "): ";
+        cause.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt -> " + s4u->error_name()));
         // The evidence ticket (the user's ticket to A) must be forwardable: the keytab shows
         // its flags; without it, a client that did not even ask for a forwardable ticket to A
         // (MIT clients ask whenever their TGT is forwardable) had none to give.
@@ -696,9 +699,9 @@ DelegationCause delegation_cause(const ChainFacts& c) {
                 remedy::allow_constrained_delegation(account, s4u->sname, who, ev != nullptr);
         }
     } else if (refused) {
-        cause.why = "the KDC refused to forward the user's TGT (" + refused->error_name +
+        cause.why = "the KDC refused to forward the user's TGT (" + refused->error_name() +
                     "): " + remedy::kSensitiveOrNotForwardable;
-        cause.evidence.push_back(ref(*refused, "TGS-REQ forwarded -> " + refused->error_name));
+        cause.evidence.push_back(ref(*refused, "TGS-REQ forwarded -> " + refused->error_name()));
         cause.remedy =
             remedy::clear_sensitive(in.user.empty() ? std::string("the user") : identity(in)) +
             ", or use a login mapping on the linked server.";
@@ -814,7 +817,7 @@ std::string kdc_client(const KdcFacts& x) {
 /// A KDC error is shown by the exchange that drew it.
 Finding kdc_error_finding(const RuleInfo& r, const KerberosEvent& k) {
     Finding f = finding(r, k.ts);
-    f.evidence.push_back(ref(k, std::string(k.request.view()) + " -> " + k.error_name));
+    f.evidence.push_back(ref(k, std::string(k.request.view()) + " -> " + k.error_name()));
     return f;
 }
 
@@ -1106,7 +1109,9 @@ std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
         // With B's keytab the ticket itself says so: the KDC wrote who asked for it into its PAC,
         // read from A's login to B or, when that is not readable, from the KDC's reply to A.
         const KdcTicketFacts* granted =
-            s4u->reply_ticket && s4u->reply_ticket->decrypted ? s4u->reply_ticket.get() : nullptr;
+            s4u->extra().reply_ticket && s4u->extra().reply_ticket->decrypted
+                ? s4u->extra().reply_ticket.get()
+                : nullptr;
         if ((!out.keytab || out.keytab->transited_services.empty()) && granted &&
             !granted->s4u2proxy_target.empty()) {
             std::string by;
@@ -1209,7 +1214,7 @@ std::optional<Verdict> proxy_in_the_way(const LoginFacts& x) {
     if (kdc)
         f.evidence.push_back(
             ref(*kdc, "TGS-REQ for " + kdc->sname +
-                          (kdc->error_name.empty() ? std::string() : " -> " + kdc->error_name)));
+                          (kdc->error_code == 0 ? std::string() : " -> " + kdc->error_name())));
     f.remedy =
         "Deploy the proxy transparently (iptables REDIRECT or TPROXY, 'hopscope "
         "proxy --transparent'), or alias " +

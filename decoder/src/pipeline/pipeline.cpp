@@ -600,17 +600,18 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         k.padata.reserve(req->padata.size());
         for (const auto& p : req->padata) {
             k.padata.push_back(p.type);
-            if (p.for_user) k.s4u_user = p.for_user->user_name.at(p.for_user->user_realm);
+            if (p.for_user)
+                k.extra_to_set().s4u_user = p.for_user->user_name.at(p.for_user->user_realm);
         }
         for (const auto& t : req->additional_tickets)
-            k.additional_ticket_snames.push_back(t.sname.str());
+            k.extra_to_set().additional_ticket_snames.push_back(t.sname.str());
         // With a keytab: S4U2Proxy's evidence ticket (the user's ticket to the requester, in
         // its service key), outside any FAST armor. Decrypted now, while `msg` lives.
         if (const auth::KerberosKeys* keys = options.kerberos_keys) {
-            k.fast_armored = fast_armored(req->padata);
+            if (fast_armored(req->padata)) k.extra_to_set().fast_armored = true;
             if ((req->kdc_options & auth::kdc_option::CnameInAddlTkt) != 0 &&
                 !req->additional_tickets.empty())
-                k.evidence_ticket = kdc_ticket_facts(auth::decrypt_ticket(
+                k.extra_to_set().evidence_ticket = kdc_ticket_facts(auth::decrypt_ticket(
                     req->additional_tickets.front(), *keys, "evidence ticket"));
         }
         // Bounded: a flow of requests that are never answered reports the oldest unanswered.
@@ -644,14 +645,14 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         if (k.realm.empty()) k.realm = rep->ticket.realm;
         // With a keytab that holds the key of the ticket's service: its flags and PAC.
         if (const auth::KerberosKeys* keys = options.kerberos_keys) {
-            k.fast_armored = k.fast_armored || fast_armored(rep->padata);
+            if (fast_armored(rep->padata)) k.extra_to_set().fast_armored = true;
             const auth::TicketFacts t = auth::decrypt_ticket(rep->ticket, *keys, "reply ticket");
-            if (t.status != auth::KeyStatus::NoKey) k.reply_ticket = kdc_ticket_facts(t);
+            if (t.status != auth::KeyStatus::NoKey)
+                k.extra_to_set().reply_ticket = kdc_ticket_facts(t);
         }
     } else if (const auto* err = std::get_if<auth::KrbError>(&m.body)) {
         k.error_code = err->error_code;
-        k.error_name = auth::krb_error_name(err->error_code);
-        if (err->e_text) k.error_text = *err->e_text;
+        if (err->e_text) k.extra_to_set().error_text = *err->e_text;
         if (k.sname.empty() && err->sname) k.sname = err->sname->str();
         if (k.realm.empty()) k.realm = err->realm;
         if (k.client.empty() && err->cname)

@@ -70,7 +70,7 @@ LoginEvent anonymous_a_to_b(std::int64_t t) {
 }
 
 KerberosEvent tgs(std::int64_t t, const std::string& sname, std::vector<std::string> opts,
-                  std::int32_t err = 0, const std::string& err_name = "") {
+                  std::int32_t err = 0) {
     KerberosEvent k;
     k.flow = tcp(kC, 51000, kKdc, 88);
     k.ts = Timestamp{t * kSec};
@@ -83,7 +83,6 @@ KerberosEvent tgs(std::int64_t t, const std::string& sname, std::vector<std::str
     k.client = "alice@LAB.TEST";
     k.kdc_options = test::kdc_option_bits(opts);
     k.error_code = err;
-    k.error_name = err_name;
     return k;
 }
 
@@ -354,8 +353,7 @@ TEST(Analyzer, UnknownSpnIsNamedOnceHoweverOftenTheClientAsked) {
     Collect out;
     Analyzer a(out);
     for (int i = 0; i < 4; ++i)
-        a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"}, 7,
-                           "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+        a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"}, 7));
     LoginEvent in = c_to_a(1, AuthKind::Ntlm);
     in.ntlm_version = 2;
     a.add_login(in);
@@ -409,7 +407,7 @@ TEST(Analyzer, KerberosUserComesFromTheLatestTgsRepForItsSpn) {
     // A refused request names nobody; nor does a TGS-REP for another SPN.
     Collect out2;
     Analyzer a2(out2);
-    a2.add_kerberos(tgs(1, "MSSQLSvc/sqla.lab.test:1433", {}, 7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+    a2.add_kerberos(tgs(1, "MSSQLSvc/sqla.lab.test:1433", {}, 7));
     a2.add_kerberos(other);
     LoginEvent l2 = l;
     l2.user.clear();
@@ -436,8 +434,7 @@ TEST(Analyzer, SensitiveUserBadOptionIsNamedAsTheCause) {
     Collect out;
     Analyzer a(out);
     a.add_kerberos(tgs(0, "MSSQLSvc/sqla.lab.test:1433", {"forwardable"}));
-    a.add_kerberos(
-        tgs(0, "krbtgt/LAB.TEST", {"forwardable", "forwarded"}, 13, "KDC_ERR_BADOPTION"));
+    a.add_kerberos(tgs(0, "krbtgt/LAB.TEST", {"forwardable", "forwarded"}, 13));
     a.add_login(c_to_a(1, AuthKind::Kerberos));
     a.add_login(anonymous_a_to_b(2));
     a.finish();
@@ -524,8 +521,8 @@ TEST(Analyzer, RefusedS4u2ProxyStaysTheCauseWithAKeytab) {
     Collect out;
     Analyzer a(out);
     a.add_login(c_to_a_with_keytab(1, true, false, false));
-    KerberosEvent s4u = tgs(2, "MSSQLSvc/sqlb.lab.test:1433", {"forwardable", "cname-in-addl-tkt"},
-                            13, "KDC_ERR_BADOPTION");
+    KerberosEvent s4u =
+        tgs(2, "MSSQLSvc/sqlb.lab.test:1433", {"forwardable", "cname-in-addl-tkt"}, 13);
     s4u.flow = tcp(kA, 52000, kKdc, 88);
     a.add_kerberos(s4u);
     a.add_login(anonymous_a_to_b(3));
@@ -588,8 +585,7 @@ TEST(Analyzer, FinishDoesNotLetALateChainSeeTheKdcExchangesItsWindowsForgot) {
 TEST(Analyzer, MissingSpnGivesSetspnWithTheRealName) {
     Collect out;
     Analyzer a(out);
-    a.add_kerberos(
-        tgs(0, "MSSQLSvc/sqlx.lab.test:1433", {"forwardable"}, 7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+    a.add_kerberos(tgs(0, "MSSQLSvc/sqlx.lab.test:1433", {"forwardable"}, 7));
     a.finish();
     ASSERT_EQ(out.rules(), (std::vector<std::string>{"HS020"}));
     EXPECT_NE(out.get("HS020")->remedy.find("setspn -S MSSQLSvc/sqlx.lab.test:1433 LAB.TEST\\"),
@@ -721,12 +717,12 @@ TEST(Analyzer, NtlmToAHostSeenAsMiddleServerLaterIsWarnedAtTheEnd) {
 TEST(Analyzer, KdcErrorsNameTheirCause) {
     Collect out;
     Analyzer a(out);
-    KerberosEvent s4u = tgs(0, "MSSQLSvc/sqlb.lab.test:1433", {"forwardable", "cname-in-addl-tkt"},
-                            13, "KDC_ERR_BADOPTION");
+    KerberosEvent s4u =
+        tgs(0, "MSSQLSvc/sqlb.lab.test:1433", {"forwardable", "cname-in-addl-tkt"}, 13);
     s4u.flow = tcp(kA, 52000, kKdc, 88);
     s4u.client = "";
     a.add_kerberos(s4u);
-    a.add_kerberos(tgs(1, "krbtgt/LAB.TEST", {}, 37, "KRB_AP_ERR_SKEW"));
+    a.add_kerberos(tgs(1, "krbtgt/LAB.TEST", {}, 37));
     a.finish();
     EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS022", "HS023"}));
     EXPECT_NE(out.get("HS023")->remedy.find("msDS-AllowedToDelegateTo"), std::string::npos);
@@ -787,8 +783,7 @@ TEST(AnalyzerProxy, NtlmLoginNamingTheProxyThroughAnExplicitListener) {
 TEST(AnalyzerProxy, UnknownProxySpnAtTheKdcThenNtlm) {
     Collect out;
     Analyzer a(out, explicit_proxy_to_a());
-    a.add_kerberos(tgs(0, "MSSQLSvc/sqlproxy.lab.test:1433", {"forwardable"}, 7,
-                       "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+    a.add_kerberos(tgs(0, "MSSQLSvc/sqlproxy.lab.test:1433", {"forwardable"}, 7));
     LoginEvent l = c_to_a(1, AuthKind::Ntlm);
     l.server_name = "";  // not visible (login-only TLS)
     a.add_login(l);

@@ -13,6 +13,7 @@ namespace {
 
 using hopscope::analysis::Boxed;
 using hopscope::analysis::KerberosEvent;
+using hopscope::analysis::KerberosExtras;
 using hopscope::analysis::KrbMessageName;
 using hopscope::analysis::LoginEvent;
 using hopscope::analysis::ServerError;
@@ -96,6 +97,45 @@ TEST(KrbMessageName, EmptyUntilSetAndComparedAsTheStringWas) {
     EXPECT_FALSE(k.reply.empty());
     EXPECT_STREQ(k.reply.c_str(), "?");
     EXPECT_EQ(sizeof(KrbMessageName), 1u);
+}
+
+TEST(KerberosEvent, RarePartsStayUnmadeUntilSet) {
+    KerberosEvent k;
+    EXPECT_FALSE(k.extras);
+    // Read without being made: empty parts.
+    const KerberosEvent& view = k;
+    EXPECT_EQ(view.extra().s4u_user, "");
+    EXPECT_TRUE(view.extra().additional_ticket_snames.empty());
+    EXPECT_EQ(view.extra().error_text, "");
+    EXPECT_FALSE(view.extra().evidence_ticket);
+    EXPECT_FALSE(view.extra().reply_ticket);
+    EXPECT_FALSE(view.extra().fast_armored);
+    EXPECT_FALSE(k.extras) << "reading made them";
+    k.extra_to_set().s4u_user = "alice@AD.LAB.TEST";
+    ASSERT_TRUE(k.extras);
+    k.extra_to_set().error_text = "why";
+    EXPECT_EQ(k.extra().s4u_user, "alice@AD.LAB.TEST") << "setting a second part lost the first";
+    EXPECT_EQ(k.extra().error_text, "why");
+    // Copies are deep (the analyzer keeps its own copy of an event the writer also holds).
+    KerberosEvent copy = k;
+    copy.extra_to_set().s4u_user = "bob@AD.LAB.TEST";
+    EXPECT_EQ(k.extra().s4u_user, "alice@AD.LAB.TEST");
+    EXPECT_EQ(copy.extra().s4u_user, "bob@AD.LAB.TEST");
+}
+
+TEST(KerberosEvent, ErrorNameFollowsTheCode) {
+    KerberosEvent k;
+    EXPECT_EQ(k.error_name(), "");
+    k.error_code = 7;
+    EXPECT_EQ(k.error_name(), "KDC_ERR_S_PRINCIPAL_UNKNOWN");
+    k.error_code = 13;
+    EXPECT_EQ(k.error_name(), "KDC_ERR_BADOPTION");
+    k.error_code = 37;
+    EXPECT_EQ(k.error_name(), "KRB_AP_ERR_SKEW");
+    k.error_code = 999;
+    EXPECT_EQ(k.error_name(), "KRB_ERR_999");
+    k.error_code = -5;
+    EXPECT_EQ(k.error_name(), "KRB_ERR_-5");
 }
 
 }  // namespace

@@ -92,7 +92,6 @@ TEST(RuleCatalogue, EveryFindingCarriesItsCatalogueEntry) {
     k.reply = "KRB-ERROR";
     k.sname = "MSSQLSvc/sqlx.lab.test:1433";
     k.error_code = krb_error::kSPrincipalUnknown;
-    k.error_name = "KDC_ERR_S_PRINCIPAL_UNKNOWN";
     a.add_kerberos(k);
     LoginEvent l;
     l.flow = tcp(kC, 50000, kA, 1433);
@@ -170,7 +169,7 @@ struct BothWays {
     Collect from_login, from_kdc;
 };
 
-BothWays ticket_error(std::int32_t krb, const std::string& name) {
+BothWays ticket_error(std::int32_t krb) {
     BothWays out;
     {
         Analyzer a(out.from_login);
@@ -198,7 +197,6 @@ BothWays ticket_error(std::int32_t krb, const std::string& name) {
         k.client = "alice@LAB.TEST";
         k.sname = "MSSQLSvc/sqla.lab.test:1433";
         k.error_code = krb;
-        k.error_name = name;
         a.add_kerberos(k);
         a.finish();
     }
@@ -206,14 +204,14 @@ BothWays ticket_error(std::int32_t krb, const std::string& name) {
 }
 
 TEST(RuleCatalogue, WrongKeyAndSkewGiveTheSameAdviceFromEitherSide) {
-    const BothWays skew = ticket_error(krb_error::kSkew, "KRB_AP_ERR_SKEW");
+    const BothWays skew = ticket_error(krb_error::kSkew);
     ASSERT_NE(skew.from_login.get("HS022"), nullptr);
     ASSERT_NE(skew.from_kdc.get("HS022"), nullptr);
     EXPECT_EQ(skew.from_login.get("HS022")->remedy, skew.from_kdc.get("HS022")->remedy);
     EXPECT_NE(skew.from_kdc.get("HS022")->remedy.find("w32tm /resync"), std::string::npos);
     EXPECT_EQ(skew.from_login.get("HS002"), nullptr) << "the skew is the cause, not 18452";
 
-    const BothWays modified = ticket_error(krb_error::kModified, "KRB_AP_ERR_MODIFIED");
+    const BothWays modified = ticket_error(krb_error::kModified);
     ASSERT_NE(modified.from_login.get("HS021"), nullptr);
     ASSERT_NE(modified.from_kdc.get("HS021"), nullptr);
     EXPECT_EQ(modified.from_login.get("HS021")->remedy, modified.from_kdc.get("HS021")->remedy);
@@ -225,7 +223,7 @@ TEST(RuleCatalogue, WrongKeyEvidenceNamesTheErrorTheServerSent) {
     for (const std::int32_t krb :
          {krb_error::kBadIntegrity, krb_error::kModified, krb_error::kBadKeyVersion}) {
         SCOPED_TRACE(krb);
-        const BothWays r = ticket_error(krb, "");
+        const BothWays r = ticket_error(krb);
         const Finding* f = r.from_login.get("HS021");
         ASSERT_NE(f, nullptr);
         ASSERT_EQ(f->evidence.size(), 1u);
@@ -233,8 +231,8 @@ TEST(RuleCatalogue, WrongKeyEvidenceNamesTheErrorTheServerSent) {
         EXPECT_EQ(r.from_login.get("HS002"), nullptr);
     }
     // From the KDC only MODIFIED means a wrong key (BAD_INTEGRITY there is about the request).
-    EXPECT_EQ(ticket_error(krb_error::kBadIntegrity, "").from_kdc.get("HS021"), nullptr);
-    EXPECT_EQ(ticket_error(krb_error::kBadKeyVersion, "").from_kdc.get("HS021"), nullptr);
+    EXPECT_EQ(ticket_error(krb_error::kBadIntegrity).from_kdc.get("HS021"), nullptr);
+    EXPECT_EQ(ticket_error(krb_error::kBadKeyVersion).from_kdc.get("HS021"), nullptr);
 }
 
 }  // namespace

@@ -222,8 +222,7 @@ class Trace {
 
     KerberosEvent kdc(const IpAddress& client, std::int64_t at, const std::string& principal,
                       const std::string& request, const std::string& sname,
-                      std::vector<std::string> options, std::int32_t error = 0,
-                      const std::string& error_name = "") {
+                      std::vector<std::string> options, std::int32_t error = 0) {
         KerberosEvent k;
         k.ts = Timestamp{at};
         k.flow = next_flow(client, Network::kdc(), 88);
@@ -235,7 +234,6 @@ class Trace {
         k.kdc_options = test::kdc_option_bits(options);
         k.etypes = {18};  // aes256-cts-hmac-sha1-96
         k.error_code = error;
-        k.error_name = error_name;
         return k;
     }
 
@@ -365,9 +363,9 @@ class Trace {
                 break;
             }
             case Kind::SpnMissing: {
-                push(t - 100 * kMs, kdc(c, t - 100 * kMs, principal, "TGS-REQ",
-                                        "MSSQLSvc/ws" + std::to_string(ci) + ":1433",
-                                        {"forwardable"}, 7, "KDC_ERR_S_PRINCIPAL_UNKNOWN"));
+                push(t - 100 * kMs,
+                     kdc(c, t - 100 * kMs, principal, "TGS-REQ",
+                         "MSSQLSvc/ws" + std::to_string(ci) + ":1433", {"forwardable"}, 7));
                 LoginEvent l = login(next_flow(c, Network::plain(pi), 1433), t, t + 50 * kMs,
                                      AuthKind::Ntlm, Outcome::Success, plain_name(pi));
                 l.user = user;

@@ -146,23 +146,23 @@ TEST(LabKeytab, S4u2ProxyEvidenceTicketOnTheKerberosEvent) {
         const Collected c = run(s, s);
         const analysis::KerberosEvent* k = s4u2proxy(c);
         ASSERT_NE(k, nullptr);
-        ASSERT_TRUE(k->evidence_ticket);
-        EXPECT_TRUE(k->evidence_ticket->decrypted) << k->evidence_ticket->problem;
-        EXPECT_EQ(k->evidence_ticket->problem, "");
-        EXPECT_EQ(k->evidence_ticket->client, "alice@AD.LAB.TEST");
-        EXPECT_EQ(k->evidence_ticket->forwardable, forwardable);
-        EXPECT_TRUE(k->fast_armored);
+        ASSERT_TRUE(k->extra().evidence_ticket);
+        EXPECT_TRUE(k->extra().evidence_ticket->decrypted) << k->extra().evidence_ticket->problem;
+        EXPECT_EQ(k->extra().evidence_ticket->problem, "");
+        EXPECT_EQ(k->extra().evidence_ticket->client, "alice@AD.LAB.TEST");
+        EXPECT_EQ(k->extra().evidence_ticket->forwardable, forwardable);
+        EXPECT_TRUE(k->extra().fast_armored);
         const bool granted = k->reply == "TGS-REP";
         EXPECT_EQ(granted, std::string(s).find("allowed") != std::string::npos &&
                                std::string(s).find("not-allowed") == std::string::npos);
         if (granted) {
-            ASSERT_TRUE(k->reply_ticket);
-            EXPECT_TRUE(k->reply_ticket->decrypted);
-            EXPECT_EQ(k->reply_ticket->s4u2proxy_target, "MSSQLSvc/sqlb.ad.lab.test:1433");
-            EXPECT_EQ(k->reply_ticket->transited_services,
+            ASSERT_TRUE(k->extra().reply_ticket);
+            EXPECT_TRUE(k->extra().reply_ticket->decrypted);
+            EXPECT_EQ(k->extra().reply_ticket->s4u2proxy_target, "MSSQLSvc/sqlb.ad.lab.test:1433");
+            EXPECT_EQ(k->extra().reply_ticket->transited_services,
                       std::vector<std::string>{"svc_sqla@AD.LAB.TEST"});
         } else {
-            EXPECT_FALSE(k->reply_ticket);
+            EXPECT_FALSE(k->extra().reply_ticket);
         }
         bool json = false;
         for (const auto& line : c.json)
@@ -237,9 +237,9 @@ TEST(LabKeytab, AnotherRunsKeytabLeavesTheEvidenceTicketAProblem) {
     const Collected c = run("19-constrained-delegation-not-in-list", "23-rbcd-allowed");
     const analysis::KerberosEvent* k = s4u2proxy(c);
     ASSERT_NE(k, nullptr);
-    ASSERT_TRUE(k->evidence_ticket);
-    EXPECT_FALSE(k->evidence_ticket->decrypted);
-    EXPECT_EQ(k->evidence_ticket->problem,
+    ASSERT_TRUE(k->extra().evidence_ticket);
+    EXPECT_FALSE(k->extra().evidence_ticket->decrypted);
+    EXPECT_EQ(k->extra().evidence_ticket->problem,
               "keytab: decrypt failed (wrong key?) with svc_sqla@AD.LAB.TEST kvno 2 etype 18 "
               "(evidence ticket)");
     // The verdicts are those of the run without a keytab.

@@ -161,10 +161,10 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
         k.kdc_options = ~std::uint32_t{0};
         k.etypes = {18, -7, 99};
         k.padata = {129, 0, 5};
-        k.s4u_user = t;
-        k.additional_ticket_snames = {t};
+        k.extra_to_set().s4u_user = t;
+        k.extra_to_set().additional_ticket_snames = {t};
         k.error_code = 7;
-        k.error_text = t;
+        k.extra_to_set().error_text = t;
         const std::string b = json_line(k);
         EXPECT_EQ(redump(b), b) << t;
 

@@ -252,29 +252,12 @@ class KrbMessageName {
     std::int8_t code_ = 0;  ///< 0: none; kUnnamed: "?"; else the msg-type (all below 128)
 };
 
-/// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.
-struct KerberosEvent {
-    Timestamp ts;
-    FlowKey flow;            ///< client = the host asking the KDC
-    Position request_at;     ///< the request, when seen (`request` not empty)
-    Position reply_at;       ///< the answer, when seen (`reply` not empty)
-    KrbMessageName request;  ///< "AS-REQ" / "TGS-REQ" / "" when only a reply was seen
-    KrbMessageName reply;    ///< "AS-REP" / "TGS-REP" / "KRB-ERROR" / "" when none seen
-    std::string client;      ///< cname@crealm when visible
-    std::string sname;       ///< requested service principal, e.g. MSSQLSvc/sqla.lab.test:1433
-    std::string realm;
-    // Options, enctypes and PA-DATA types are kept as the numbers of the message, and named
-    // only when the event is written (auth::kdc_option_name, etype_name, pa_type_name): a busy
-    // KDC's exchanges fill the analyzer's window, and as names they were a dozen heap strings
-    // each (half of them longer than the short-string buffer).
-    std::uint32_t kdc_options = 0;     ///< KDCOptions bits (auth::kdc_option), e.g. Forwardable
-    std::vector<std::int32_t> etypes;  ///< requested enctypes, in the request's order
-    std::vector<std::int32_t> padata;  ///< padata types (auth::pa_type), in the message's order
-    std::string s4u_user;              ///< PA-FOR-USER user, when present
+/// What few KDC exchanges have: the parts of an S4U request, a KRB-ERROR's text, and what a
+/// keytab showed (KerberosEvent::extra()).
+struct KerberosExtras {
+    std::string s4u_user;  ///< PA-FOR-USER user, when present
     std::vector<std::string> additional_ticket_snames;
-    std::int32_t error_code = 0;  ///< KRB-ERROR error-code (0 = none)
-    std::string error_name;       ///< e.g. "KDC_ERR_S_PRINCIPAL_UNKNOWN"
-    std::string error_text;       ///< e-text when present
+    std::string error_text;  ///< KRB-ERROR e-text, when present
     /// With a keytab: the S4U2Proxy request's evidence ticket (its first additional ticket),
     /// when the request has cname-in-addl-tkt; null without a keytab.
     std::shared_ptr<const KdcTicketFacts> evidence_ticket;
@@ -284,11 +267,52 @@ struct KerberosEvent {
     /// With a keytab: the request or the reply is FAST-armored (PA-FX-FAST); what is inside the
     /// armor is not decrypted (the tickets above are outside it).
     bool fast_armored = false;
+};
+
+/// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.
+///
+/// Laid out for size: the analyzer keeps every exchange of its window (100 000 at most, with 80
+/// bytes of its own each), and at 288 bytes that entry fits mimalloc's 384-byte size class (432
+/// before, the 512-byte class: the S4U parts, the error's text and name, and the keytab's
+/// tickets inline, in every exchange). The error's name follows from its code, so it is not
+/// kept; the rest of what few exchanges have is on the heap, made when it is first set.
+struct KerberosEvent {
+    Timestamp ts;
+    FlowKey flow;                 ///< client = the host asking the KDC
+    Position request_at;          ///< the request, when seen (`request` not empty)
+    Position reply_at;            ///< the answer, when seen (`reply` not empty)
+    KrbMessageName request;       ///< "AS-REQ" / "TGS-REQ" / "" when only a reply was seen
+    KrbMessageName reply;         ///< "AS-REP" / "TGS-REP" / "KRB-ERROR" / "" when none seen
+    std::int32_t error_code = 0;  ///< KRB-ERROR error-code (0 = none)
+    std::string client;           ///< cname@crealm when visible
+    std::string sname;            ///< requested service principal, e.g. MSSQLSvc/sqla.lab.test:1433
+    std::string realm;
+    // Options, enctypes and PA-DATA types are kept as the numbers of the message, and named
+    // only when the event is written (auth::kdc_option_name, etype_name, pa_type_name): a busy
+    // KDC's exchanges fill the analyzer's window, and as names they were a dozen heap strings
+    // each (half of them longer than the short-string buffer).
+    std::uint32_t kdc_options = 0;     ///< KDCOptions bits (auth::kdc_option), e.g. Forwardable
+    std::vector<std::int32_t> etypes;  ///< requested enctypes, in the request's order
+    std::vector<std::int32_t> padata;  ///< padata types (auth::pa_type), in the message's order
+    /// The rarely present parts, null when none of them was seen: read them through extra(),
+    /// set them through extra_to_set().
+    Boxed<KerberosExtras> extras;
 
     /// Whether the request had a KDCOptions bit (auth::kdc_option), e.g. CnameInAddlTkt.
     [[nodiscard]] bool has_option(std::uint32_t bit) const { return (kdc_options & bit) != 0; }
     [[nodiscard]] bool has_padata(std::int32_t type) const;
+    /// The error's name (auth::krb_error_name), e.g. "KDC_ERR_S_PRINCIPAL_UNKNOWN"; "" when
+    /// error_code is 0.
+    [[nodiscard]] std::string error_name() const;
+    /// The rarely present parts: `extras`, or an empty set when it is null.
+    [[nodiscard]] const KerberosExtras& extra() const;
+    /// `extras`, made first when it is null: to set one of them.
+    KerberosExtras& extra_to_set();
 };
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+static_assert(sizeof(KerberosEvent) <= 288,
+              "the analyzer's KDC window entry no longer fits 384 bytes");
+#endif
 
 /// A server ERROR token outside the login (event "server_error"): e.g. a linked-server login error
 /// relayed by the middle server on an established session.
