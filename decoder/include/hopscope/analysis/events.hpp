@@ -271,11 +271,12 @@ struct KerberosExtras {
 
 /// A KDC exchange on port 88 (event "kerberos"): one request and its answer when seen.
 ///
-/// Laid out for size: the analyzer keeps every exchange of its window (100 000 at most, with 80
-/// bytes of its own each), and at 288 bytes that entry fits mimalloc's 384-byte size class (432
-/// before, the 512-byte class: the S4U parts, the error's text and name, and the keytab's
-/// tickets inline, in every exchange). The error's name follows from its code, so it is not
-/// kept; the rest of what few exchanges have is on the heap, made when it is first set.
+/// Laid out for size: the analyzer keeps every exchange of its window (100 000 at most) with 80
+/// bytes of its own each, and with the event at 272 bytes (288 at most, asserted below) that
+/// entry fits mimalloc's 384-byte size class (the event was 432 bytes before, the entry in the
+/// 512-byte class: the S4U parts, the error's text and name, and the keytab's tickets inline, in
+/// every exchange). The error's name follows from its code, so it is not kept; the rest of what
+/// few exchanges have is on the heap, made when it is first set.
 struct KerberosEvent {
     Timestamp ts;
     FlowKey flow;                 ///< client = the host asking the KDC
