@@ -17,9 +17,10 @@ scenario's `expected_findings_decrypted` (those of its clear-text counterpart) w
 With two or more files, their rule sets must also agree with each other, and so must their events
 one by one, but for the time stamps (two capture sockets stamp the same packet a few microseconds
 apart) and the order of the lines. With --frames-aside, capture frame numbers (and the display
-filters made of them) are left out of that comparison too: for a capture where one machine
-forwards what it receives (a proxy on the bridge), both legs cross it at the same moment from
-different CPUs, and two capture sockets may see them interleaved in a different order. Prints one
+filters made of them) are left out of that comparison too: for a bridge where several hosts
+send at the same moment (a proxy forwarding what it receives, a middle server answering its
+client while it acknowledges its linked server), two capture sockets may see those packets
+interleaved in a different order. Prints one
 line per problem naming the scenario and the events file, expected vs got; exit status 1 on any
 problem.
 """
