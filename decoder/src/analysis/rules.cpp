@@ -130,10 +130,14 @@ std::string where(const Position& p) {
                    : " (stream offset " + std::to_string(p.stream_offset) + ")";
 }
 
+/// A ticket seen on port 88 if the keytab opened it, else nullptr.
+const KdcTicketFacts* read_ticket(const std::shared_ptr<const KdcTicketFacts>& t) {
+    return t && t->decrypted ? t.get() : nullptr;
+}
+
 /// The evidence ticket of an S4U2Proxy request as the keytab opened it, or nullptr.
 const KdcTicketFacts* evidence_read(const KerberosEvent& k) {
-    const auto& t = k.extra().evidence_ticket;
-    return t && t->decrypted ? t.get() : nullptr;
+    return read_ticket(k.extra().evidence_ticket);
 }
 
 /// The S4U2Proxy request that carried the evidence ticket the keytab read.
@@ -1108,10 +1112,7 @@ std::optional<Verdict> healthy_double_hop(const ChainFacts& c) {
         f.evidence.push_back(ref(*s4u, "TGS-REQ cname-in-addl-tkt (S4U2Proxy) -> TGS-REP"));
         // With B's keytab the ticket itself says so: the KDC wrote who asked for it into its PAC,
         // read from A's login to B or, when that is not readable, from the KDC's reply to A.
-        const KdcTicketFacts* granted =
-            s4u->extra().reply_ticket && s4u->extra().reply_ticket->decrypted
-                ? s4u->extra().reply_ticket.get()
-                : nullptr;
+        const KdcTicketFacts* granted = read_ticket(s4u->extra().reply_ticket);
         if ((!out.keytab || out.keytab->transited_services.empty()) && granted &&
             !granted->s4u2proxy_target.empty()) {
             std::string by;

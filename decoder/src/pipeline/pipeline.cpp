@@ -737,14 +737,8 @@ void Pipeline::on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Byt
     impl_->advance(ts);
     if (!impl_->is_kerberos(flow)) return;
     auto& f = impl_->kdc(flow);
-    if (flow.transport == Transport::Udp) {
-        f.last = ts;
-        if (impl_->udp_newest != &f) {
-            impl_->udp_unlink(f);
-            impl_->udp_append(f);
-        }
-    }
     impl_->kerberos_message(f, dir, ts, payload, ev);
+    if (flow.transport != Transport::Udp) return;
     // A UDP flow holds nothing but its unanswered requests: with none left (its answer came) it
     // goes now, not kdc_udp_idle_us later. Why: on a busy KDC nearly every flow is a UDP exchange
     // of its own (clients take a new port per request), and keeping the answered ones kept the
@@ -752,9 +746,16 @@ void Pipeline::on_datagram(const FlowKey& flow, Direction dir, Timestamp ts, Byt
     // 3.6 MB of the heap at 200 MB), where each datagram's lookup was a cache miss or two. The
     // events are the same: a later datagram of that flow starts it again, as an answer without
     // a request did before.
-    if (flow.transport == Transport::Udp && f.pending.empty()) {
+    if (f.pending.empty()) {
         impl_->udp_unlink(f);
         impl_->kdc_flows.erase(flow);
+        return;
+    }
+    // Still waiting: its idle time starts again (only expire_udp_kdc reads it, from advance()).
+    f.last = ts;
+    if (impl_->udp_newest != &f) {
+        impl_->udp_unlink(f);
+        impl_->udp_append(f);
     }
 }
 
