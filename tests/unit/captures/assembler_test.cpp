@@ -227,6 +227,79 @@ TEST(Assembler, ThousandsOfConnectionsComingAndGoingStayOneConnectionEach) {
     EXPECT_EQ(h.a.stats().evictions, 0u);  // only closed connections had to go
 }
 
+TEST(Assembler, ThousandsOfOpenFlowsKeepTheirOwnKeys) {
+    // 3 000 TCP connections open at once (the flow table keeps its flows in chunks of 1 024,
+    // made as it grows: these fill three) and 600 UDP exchanges with a KDC, over IPv4 and IPv6,
+    // with IPv4 clients on both sides of the server's address (the table's key orders the two
+    // addresses, so the client is the lower one for some flows and the higher for others).
+    // Every event must carry its own flow's key, the client the side that opened it.
+    Harness h;
+    constexpr int kConns = 3000, kUdp = 600;
+    auto client = [](int n) {
+        if (n % 3 == 2) {
+            Addr a = Addr::v6_last(static_cast<std::uint8_t>(n));
+            a.bytes[14] = static_cast<std::uint8_t>(n >> 8);
+            a.bytes[12] = 1;  // 2001:db8::100:<n>, apart from the servers' ::1 and ::2
+            return a;
+        }
+        // 9.x.x.x below the server's 10.0.0.2, 11.x.x.x above it.
+        return Addr::v4(n % 3 == 0 ? 9 : 11, 1, static_cast<std::uint8_t>(n >> 8),
+                        static_cast<std::uint8_t>(n));
+    };
+    auto server = [&](int n) { return n % 3 == 2 ? Addr::v6_last(2) : kS; };
+    auto ip = [](const Addr& a) {
+        return a.v6 ? IpAddress::v6_from_bytes(a.bytes) : IpAddress::v4_from_bytes(a.bytes);
+    };
+    auto port = [](int n) { return static_cast<std::uint16_t>(40000 + n % 11); };
+    for (int n = 0; n < kConns; ++n)
+        h.ip(tcp4_or_6(client(n), port(n), server(n), 1433, 100, 0, SYN));
+    for (int n = kConns - 1; n >= 0; --n)
+        h.ip(tcp4_or_6(server(n), 1433, client(n), port(n), 900, 101, SYN | ACK));
+    for (int n = 0; n < kConns; ++n)
+        h.ip(tcp4_or_6(client(n), port(n), server(n), 1433, 101, 901, ACK | PSH,
+                       text("c" + std::to_string(n))));
+    for (int n = kConns - 1; n >= 0; --n)
+        h.ip(tcp4_or_6(server(n), 1433, client(n), port(n), 901, 101, ACK | PSH,
+                       text("s" + std::to_string(n))));
+    // UDP to and from the KDC: the even exchanges seen from their request, the odd ones from
+    // their answer only (the client is then the side that is not on port 88).
+    for (int n = 0; n < kUdp; ++n) {
+        const Addr c = client(n);
+        const auto cp = static_cast<std::uint16_t>(50000 + n);
+        const Addr kdc = n % 3 == 2 ? Addr::v6_last(1) : Addr::v4(10, 0, 0, 88);
+        if (n % 2 == 0) h.ip(udp4_or_6(c, cp, kdc, 88, text("q" + std::to_string(n))));
+        h.ip(udp4_or_6(kdc, 88, c, cp, text("a" + std::to_string(n))));
+    }
+    h.done();
+    ASSERT_EQ(h.sink.conns.size(), static_cast<std::size_t>(kConns));
+    for (int n = 0; n < kConns; ++n) {
+        const auto& c = h.sink.conns[static_cast<std::size_t>(n)];
+        ASSERT_EQ(c.key.client.addr, ip(client(n))) << n;
+        ASSERT_EQ(c.key.server.addr, ip(server(n))) << n;
+        EXPECT_EQ(c.key.client.port, port(n)) << n;
+        EXPECT_EQ(c.key.server.port, 1433) << n;
+        EXPECT_EQ(c.key.transport, Transport::Tcp) << n;
+        EXPECT_EQ(c.bytes[0], "c" + std::to_string(n)) << n;
+        EXPECT_EQ(c.bytes[1], "s" + std::to_string(n)) << n;
+    }
+    ASSERT_EQ(h.sink.datagrams.size(), static_cast<std::size_t>(kUdp + kUdp / 2));
+    std::size_t i = 0;
+    for (int n = 0; n < kUdp; ++n) {
+        for (int m = n % 2 == 0 ? 0 : 1; m < 2; ++m, ++i) {
+            const auto& d = h.sink.datagrams[i];
+            SCOPED_TRACE(n);
+            EXPECT_EQ(d.key.client.addr, ip(client(n)));
+            EXPECT_EQ(d.key.server.addr,
+                      ip(n % 3 == 2 ? Addr::v6_last(1) : Addr::v4(10, 0, 0, 88)));
+            EXPECT_EQ(d.key.client.port, 50000 + n);
+            EXPECT_EQ(d.key.server.port, 88);
+            EXPECT_EQ(d.key.transport, Transport::Udp);
+            EXPECT_EQ(d.dir, m == 0 ? Direction::ClientToServer : Direction::ServerToClient);
+            EXPECT_EQ(d.payload, (m == 0 ? "q" : "a") + std::to_string(n));
+        }
+    }
+}
+
 TEST(Assembler, IdleTimeoutAndEviction) {
     AssemblerConfig cfg;
     cfg.max_connections = 2;

@@ -116,4 +116,19 @@ inline Buf tcp4(const Addr& s, std::uint16_t sp, const Addr& d, std::uint16_t dp
     return ipv4(s, d, 6, concat(tcp_header(sp, dp, seq, ack, flags), payload));
 }
 
+/// A TCP packet as an IPv4 or IPv6 datagram, as the addresses are.
+inline Buf tcp4_or_6(const Addr& s, std::uint16_t sp, const Addr& d, std::uint16_t dp,
+                     std::uint32_t seq, std::uint32_t ack, std::uint8_t flags,
+                     const Buf& payload = {}) {
+    const Buf seg = concat(tcp_header(sp, dp, seq, ack, flags), payload);
+    return s.v6 ? ipv6(s, d, 6, {}, seg) : ipv4(s, d, 6, seg);
+}
+
+/// A UDP datagram over IPv4 or IPv6, as the addresses are.
+inline Buf udp4_or_6(const Addr& s, std::uint16_t sp, const Addr& d, std::uint16_t dp,
+                     const Buf& payload) {
+    const Buf dg = concat(udp_header(sp, dp, payload.size()), payload);
+    return s.v6 ? ipv6(s, d, 17, {}, dg) : ipv4(s, d, 17, dg);
+}
+
 }  // namespace hopscope::captures::testing
