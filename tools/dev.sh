@@ -166,7 +166,7 @@ test)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$here/tests/e2e/builds_same_output.sh" "$BUILD_ROOT/asan/tools/hopscope" \
         "$BUILD_ROOT/release/tools/hopscope" "$here" "$BUILD_ROOT/release/tools/bench/hopscope-gencap"
-    "$here/tests/e2e/huge_pages_restart.sh" "$BUILD_ROOT/release/tools/hopscope" \
+    "$here/tests/e2e/huge_pages.sh" "$BUILD_ROOT/release/tools/hopscope" \
         "$BUILD_ROOT/release/tools/bench/hopscope-gencap" "$here"
     "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
         --bin-dir "$BUILD_ROOT/release" | grep -E '^check |^hopscope'

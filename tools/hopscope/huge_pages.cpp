@@ -243,13 +243,4 @@ std::optional<PageFaultCost> huge_pages_for_analyze(const std::vector<std::strin
     return cost;
 }
 
-void restart_with_mimalloc_huge_pages(char** argv, const std::vector<std::string>& files) {
-    if (argv == nullptr || argv[0] == nullptr) return;
-    if (!huge_pages_for_analyze(files)) return;
-    std::vector<std::pair<const char*, std::string>> vars{{"MIMALLOC_LARGE_OS_PAGES", "1"}};
-    if (std::getenv("MIMALLOC_EAGER_COMMIT_DELAY") == nullptr)
-        vars.emplace_back("MIMALLOC_EAGER_COMMIT_DELAY", "0");  // a setting of the user's stays
-    exec_self_with(argv, vars);
-}
-
 }  // namespace hopscope::cli

@@ -74,8 +74,8 @@ struct MimallocHugePageEnv {
 inline constexpr std::uint64_t kHugePageMinInput = std::uint64_t{64} << 20;
 
 /// Whether to measure: large enough input, transparent huge pages in the kernel, no opt-out, no
-/// MIMALLOC_LARGE_OS_PAGES of the user's own (mimalloc reads that itself; the restart sets it, so
-/// the second start measures nothing), and no preloaded tool that would not follow a new start.
+/// MIMALLOC_LARGE_OS_PAGES of the user's own (mimalloc reads that itself and it stays the
+/// user's choice), and no preloaded tool that replaces the allocator's memory (valgrind).
 [[nodiscard]] bool worth_measuring(const MimallocHugePageEnv& env);
 
 /// Whether huge pages pay for the heap here: the huge page's fault costs less than the 4 KiB
@@ -91,13 +91,17 @@ inline constexpr std::uint64_t kHugePageMinInput = std::uint64_t{64} << 20;
 [[nodiscard]] std::optional<PageFaultCost> huge_pages_for_analyze(
     const std::vector<std::string>& files);
 
-/// Starts the process again as `argv` with MIMALLOC_LARGE_OS_PAGES=1 (and
-/// MIMALLOC_EAGER_COMMIT_DELAY=0 unless set) when huge_pages_for_analyze(files) says so; returns
-/// when it does not, or when the new start fails (it then runs as it is). A new start, not
-/// mi_option_set(): set after the parse, the option left the memory mimalloc had taken for the
-/// main thread before main() on 4 KiB pages, and the analyzer's windows filled it first (9 000
-/// page faults left in a one-thread run on 200 MB of login-dense traffic, 530 with the new
-/// start).
-void restart_with_mimalloc_huge_pages(char** argv, const std::vector<std::string>& files);
+/// What main() does with huge_pages_for_analyze()'s answer in a mimalloc build (the one file
+/// linked with mimalloc): when it says yes, mimalloc is asked for transparent huge pages on the
+/// memory it takes from then on (mi_option_large_os_pages) and to put each thread's first segment
+/// on them too (mi_option_eager_commit_delay 0, unless MIMALLOC_EAGER_COMMIT_DELAY is set), and
+/// the command runs on a thread started after that. Why a new thread: the main thread's heap took
+/// its first segment before main() on 4 KiB pages, and the analyzer's windows would fill it first
+/// (9 000 page faults left in a one-thread run on 200 MB of login-dense traffic when run on the
+/// main thread, under 700 on a new one). Why not a new start of the process with
+/// MIMALLOC_LARGE_OS_PAGES=1 in its environment (the way until 2026-12-07): the second start
+/// loads the executable and its 26 libraries again, and on the VM this was measured on the
+/// restarted run took 0.05-0.15 s longer than the same run on a new thread (docs/performance.md,
+/// "Huge pages, measured").
 
 }  // namespace hopscope::cli

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "command_line.hpp"
@@ -55,6 +56,31 @@ std::string build_lines() {
 #endif
 }
 
+#ifdef HOPSCOPE_MIMALLOC
+/// Runs the capture command with mimalloc's heap on transparent huge pages: the options set,
+/// then the command on a new thread, whose heap takes its memory after that (huge_pages.hpp).
+/// With mimalloc's verbose option on (MIMALLOC_VERBOSE=1), says so on standard error, as mimalloc
+/// lists the options it started with.
+int run_on_huge_pages(hopscope::cli::CommandLine& cli, const hopscope::cli::PageFaultCost& cost) {
+    mi_option_set(mi_option_large_os_pages, 1);
+    if (std::getenv("MIMALLOC_EAGER_COMMIT_DELAY") == nullptr)  // a setting of the user's stays
+        mi_option_set(mi_option_eager_commit_delay, 0);
+    if (mi_option_is_enabled(mi_option_verbose)) {
+        std::fprintf(stderr,
+                     "hopscope: heap on transparent huge pages from here on (mimalloc options "
+                     "'large_os_pages': %ld, 'eager_commit_delay': %ld; 2 MiB faulted in %.0f "
+                     "us as 4 KiB pages, %.0f us as one huge page)\n",
+                     mi_option_get(mi_option_large_os_pages),
+                     mi_option_get(mi_option_eager_commit_delay), cost.small_pages_us,
+                     cost.huge_page_us);
+    }
+    int rc = hopscope::cli::kExitOk;
+    std::thread run([&] { rc = hopscope::cli::run_capture_command(cli.captures); });
+    run.join();
+    return rc;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -73,10 +99,12 @@ int main(int argc, char** argv) {
         return hopscope::cli::kExitBadInput;
     }
 #ifdef HOPSCOPE_MIMALLOC
-    // `analyze` of large captures starts itself again with mimalloc's heap on transparent huge
-    // pages where a measurement says that they pay here (huge_pages.hpp); returns when not.
-    if (cli.captures.analyze_cmd != nullptr && cli.captures.analyze_cmd->parsed())
-        hopscope::cli::restart_with_mimalloc_huge_pages(argv, cli.captures.analyze.files);
+    // `analyze` of large captures runs with mimalloc's heap on transparent huge pages where a
+    // measurement says that they pay here, on a thread of its own (huge_pages.hpp).
+    if (cli.captures.analyze_cmd != nullptr && cli.captures.analyze_cmd->parsed()) {
+        if (const auto cost = hopscope::cli::huge_pages_for_analyze(cli.captures.analyze.files))
+            return run_on_huge_pages(cli, *cost);
+    }
 #endif
     int rc = hopscope::cli::run_capture_command(cli.captures);
     if (rc >= 0) return rc;

@@ -148,7 +148,7 @@ TEST(MimallocHugePages, NotAgainstTheUsersSettingsNorUnderValgrind) {
     EXPECT_FALSE(worth_measuring(e));
     e.opt_out = "";  // set but empty: not an opt-out
     EXPECT_TRUE(worth_measuring(e));
-    // The user's own choice, either way; also what the restart leaves for the second start.
+    // The user's own choice, either way: mimalloc reads it, and it stays as it is.
     for (const char* v : {"0", "1", ""}) {
         e = large_input();
         e.user_setting = v;

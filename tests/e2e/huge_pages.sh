@@ -1,0 +1,113 @@
+#!/bin/sh
+# A mimalloc build's `hopscope analyze` on a large capture measures what a page fault costs and,
+# when a huge page faults in for less, asks mimalloc for transparent huge pages and runs on a
+# thread of its own (tools/hopscope/huge_pages.hpp). This checks, on a generated 70 MB
+# login-dense capture, with one and two threads: the same JSON, console output, error messages
+# and exit status with the huge pages as with HOPSCOPE_NO_HUGE_PAGES=1; one start of the process
+# (MIMALLOC_VERBOSE=1 makes mimalloc print its options at each start); when the huge pages were
+# chosen (hopscope then says so under MIMALLOC_VERBOSE=1, with both options), fewer than half the
+# opt-out run's page faults (counted by python3's getrusage of the child); no choice with the
+# opt-out, with a MIMALLOC_LARGE_OS_PAGES of the user's own, or on a small capture; from standard
+# input the same events as from the file. Whether this machine takes the huge pages is the
+# measurement's call: the script says which it saw.
+#   huge_pages.sh HOPSCOPE HOPSCOPE_GENCAP REPO_DIR
+set -u
+hs=$1 gencap=$2 repo=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+rc=0
+fail() {
+    echo "FAIL: $*"
+    rc=1
+}
+"$hs" --version | grep -q '^memory allocator: mimalloc ' || {
+    echo "huge_pages.sh: $hs does not run on mimalloc: nothing to check" >&2
+    exit 1
+}
+command -v python3 >/dev/null || { echo "huge_pages.sh: python3 is needed" >&2; exit 1; }
+"$gencap" --size 70M --profile logins --seed 3 --out "$tmp/big.pcap" 2>/dev/null ||
+    { echo "huge_pages.sh: hopscope-gencap failed" >&2; exit 1; }
+# The minor page faults of a command (its own and its children's) less those of `true` counted
+# the same way (a python3 that forks instead of spawning counts its own copy-on-write faults
+# there: 6 500 with one, 50 with Debian's), then its exit status.
+faults() {
+    python3 -c '
+import resource, subprocess, sys
+def run(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before, r.returncode
+base, _ = run(["true"])
+n, rc = run(sys.argv[1:])
+print(max(0, n - base), rc)' "$@"
+}
+# name, environment assignments (or -), capture, threads: runs analyze into $tmp/NAME.*, again
+# with MIMALLOC_VERBOSE=1 (its statistics at exit would differ) into $tmp/NAME.verbose, and once
+# more counting its page faults into $tmp/NAME.faults
+run() {
+    name=$1 envs=$2 cap=$3 t=$4
+    [ "$envs" = - ] && envs=
+    # shellcheck disable=SC2086  # the assignments are words
+    env $envs "$hs" analyze --no-progress --threads "$t" --json "$tmp/$name.jsonl" "$cap" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err"
+    echo $? >"$tmp/$name.rc"
+    # shellcheck disable=SC2086
+    env MIMALLOC_VERBOSE=1 $envs "$hs" analyze --no-progress --threads "$t" --json /dev/null \
+        "$cap" >/dev/null 2>"$tmp/$name.verbose"
+    # shellcheck disable=SC2086
+    faults env $envs "$hs" analyze --no-progress --threads "$t" --json /dev/null "$cap" \
+        >"$tmp/$name.faults"
+}
+starts() {  # the starts of run NAME: mimalloc prints a 'large_os_pages' line at each
+    grep -c "option 'large_os_pages'" "$tmp/$1.verbose"
+}
+chose() {  # run NAME put its heap on huge pages (hopscope's line under MIMALLOC_VERBOSE=1)
+    grep -q '^hopscope: heap on transparent huge pages' "$tmp/$1.verbose"
+}
+for t in 1 2; do
+    run plain - "$tmp/big.pcap" "$t"
+    run optout HOPSCOPE_NO_HUGE_PAGES=1 "$tmp/big.pcap" "$t"
+    for part in jsonl out err rc; do
+        cmp -s "$tmp/plain.$part" "$tmp/optout.$part" ||
+            fail "--threads $t: $part differs with and without the huge pages"
+    done
+    grep -q '"event":"login"' "$tmp/plain.jsonl" || fail "--threads $t: no login in the output"
+    for name in plain optout; do
+        [ "$(starts $name)" -eq 1 ] || fail "--threads $t: run $name started $(starts $name) times"
+    done
+    chose optout && fail "--threads $t: HOPSCOPE_NO_HUGE_PAGES=1 chose huge pages"
+    read -r optout_faults _ <"$tmp/optout.faults"
+    read -r plain_faults _ <"$tmp/plain.faults"
+    if chose plain; then
+        grep -q "'large_os_pages': 1, 'eager_commit_delay': 0;" "$tmp/plain.verbose" ||
+            fail "--threads $t: huge pages without both options: $(grep '^hopscope:' \
+                "$tmp/plain.verbose")"
+        # With 4 KiB pages every 4 KiB of the heap is a fault; on huge pages one per 2 MiB. Left
+        # on the main thread (whose first segment is on 4 KiB pages), or with mimalloc not
+        # following the options, the faults stay near the opt-out's.
+        [ "$plain_faults" -lt $((optout_faults / 2)) ] ||
+            fail "--threads $t: $plain_faults page faults on huge pages, $optout_faults without"
+        echo "--threads $t: heap on huge pages ($plain_faults page faults; $optout_faults with" \
+            "HOPSCOPE_NO_HUGE_PAGES=1)"
+    else
+        echo "--threads $t: 4 KiB pages (this machine's huge pages fault in for no less;" \
+            "$plain_faults page faults)"
+    fi
+done
+# From standard input (size unknown: measured as if large): the same events as from the file.
+"$hs" analyze --no-progress --threads 2 --json "$tmp/stdin.jsonl" - <"$tmp/big.pcap" \
+    >"$tmp/stdin.out" 2>"$tmp/stdin.err"
+echo $? >"$tmp/stdin.rc"
+for part in jsonl out err rc; do
+    cmp -s "$tmp/plain.$part" "$tmp/stdin.$part" ||
+        fail "from standard input: $part differs from the file's"
+done
+run own MIMALLOC_LARGE_OS_PAGES=0 "$tmp/big.pcap" 1
+chose own && fail "a MIMALLOC_LARGE_OS_PAGES of the user's own was not kept"
+grep -q "option 'large_os_pages': 0" "$tmp/own.verbose" || fail "MIMALLOC_LARGE_OS_PAGES=0 lost"
+cmp -s "$tmp/own.jsonl" "$tmp/plain.jsonl" || fail "MIMALLOC_LARGE_OS_PAGES=0: other events"
+for small in "$repo"/captures/lab/*.pcap; do break; done  # the first of them
+run small - "$small" 1
+chose small && fail "a small capture chose huge pages"
+[ "$rc" -eq 0 ] && echo "huge pages: the same output, one start"
+exit "$rc"
