@@ -324,7 +324,8 @@ struct Pipeline::Impl::TdsFlow : session::ConversationCallbacks {
         session::Conversation::Options o;
         o.handshake_seen = handshake_seen;
         o.tls_keys = keys;
-        o.row_events = false;  // no rule looks at single rows
+        o.row_events = false;     // no rule looks at single rows
+        o.info_messages = false;  // on_server_message takes errors only
         // A request's SQL text is converted only when an error follows it (last_statement).
         o.request_limits.convert_text = false;
         return o;

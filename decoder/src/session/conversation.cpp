@@ -340,6 +340,7 @@ struct Conversation::Impl {
         tsink.impl = this;
         tunnel_sink.impl = this;
         tokens.set_row_events(o.row_events);
+        tokens.set_info_messages(o.info_messages);
         s2c.main.tokens = &tokens;
     }
 
@@ -511,6 +512,7 @@ struct Conversation::Impl {
             if (s.dir == Direction::ServerToClient) {
                 session->ch.own_tokens = std::make_unique<tds::TokenStreamParser>(tsink);
                 session->ch.own_tokens->set_row_events(opt.row_events);
+                session->ch.own_tokens->set_info_messages(opt.info_messages);
                 if (tds::is_known_tds_version(tds_version)) {
                     session->ch.own_tokens->set_tds_version(tds_version);
                 }

@@ -64,7 +64,8 @@ struct TokenStreamParser::Impl {
     std::size_t col = 0;
     std::uint64_t plp_total = 0;
     std::uint64_t plp_sum = 0;
-    bool row_events = true;  ///< ROW/NBCROW reach sink.on_row and sink.on_token
+    bool row_events = true;     ///< ROW/NBCROW reach sink.on_row and sink.on_token
+    bool info_messages = true;  ///< INFO tokens reach sink.on_message
 
     Impl(TokenSink& s, Limits l) : sink(s), limits(l) {}
 
@@ -117,9 +118,9 @@ struct TokenStreamParser::Impl {
         ServerMessage m;
         m.is_error = tok == 0xAA;
         std::uint32_t number = 0;
-        if (!r.u32le(number) || !r.u8(m.state) || !r.u8(m.severity) ||
-            !read_us_varchar(r, m.text) || !read_b_varchar(r, m.server) ||
-            !read_b_varchar(r, m.proc)) {
+        Bytes text, server, proc;  // UTF-16LE, converted only when the message is reported
+        if (!r.u32le(number) || !r.u8(m.state) || !r.u8(m.severity) || !read_us_varchar(r, text) ||
+            !read_b_varchar(r, server) || !read_b_varchar(r, proc)) {
             return fail(
                 Code::Truncated, pos,
                 m.is_error ? "ERROR: shorter than its fields" : "INFO: shorter than its fields");
@@ -135,6 +136,10 @@ struct TokenStreamParser::Impl {
             if (!r.u16le(line)) return fail(Code::Truncated, pos, "ERROR/INFO: no line number");
             m.line = line;
         }
+        if (!m.is_error && !info_messages) return Unit::Ok;
+        m.text = utf16le_to_utf8(text);
+        m.server = utf16le_to_utf8(server);
+        m.proc = utf16le_to_utf8(proc);
         sink.on_message(m);
         return Unit::Ok;
     }
@@ -1209,6 +1214,10 @@ void TokenStreamParser::set_tds_version(std::uint32_t version) {
 
 void TokenStreamParser::set_row_events(bool on) {
     impl_->row_events = on;
+}
+
+void TokenStreamParser::set_info_messages(bool on) {
+    impl_->info_messages = on;
 }
 
 DecodeResult TokenStreamParser::feed(Bytes payload, bool end_of_message) {

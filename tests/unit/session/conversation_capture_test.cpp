@@ -34,6 +34,27 @@ bool has(const std::vector<std::string>& facts, const std::string& needle) {
                        [&](const std::string& f) { return f.find(needle) != std::string::npos; });
 }
 
+// Options::info_messages off (the pipeline's way): the login's two INFO messages are not
+// reported, everything else is, the login the same.
+TEST(ConversationCapture, InfoMessagesOffLeavesThemOut) {
+    FactRecorder all;
+    FactRecorder errors_only;
+    Conversation::Options o;
+    o.info_messages = false;
+    Conversation with(all);
+    Conversation without(errors_only, o);
+    const auto segments = testing::load_segments(testing::data_path(kLogin));
+    testing::replay(with, segments, 0, false);
+    testing::replay(without, segments, 0, false);
+    std::vector<std::string> expected;
+    for (const auto& f : all.facts)
+        if (f.find(" info ") == std::string::npos) expected.push_back(f);
+    EXPECT_EQ(all.facts.size(), expected.size() + 2) << "the capture has two INFO messages";
+    EXPECT_EQ(errors_only.facts, expected);
+    ASSERT_EQ(errors_only.logins.size(), 1u);
+    EXPECT_EQ(errors_only.logins[0].outcome, LoginOutcome::Success);
+}
+
 TEST(ConversationCapture, Sql2000SqlAuthLoginMatchesTshark) {
     FactRecorder rec;
     Conversation conv(rec);

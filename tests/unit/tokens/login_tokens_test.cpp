@@ -92,6 +92,46 @@ TEST(LoginTokens, InfoToken) {
     EXPECT_EQ(rec.messages[0].line, 7u);
 }
 
+// With INFO messages off (a sink that wants only errors), an INFO token is checked and counted
+// but not reported; ERROR tokens are; a short INFO token is still an error.
+TEST(LoginTokens, InfoMessagesOffReportsErrorsOnly) {
+    Recorder rec;
+    Parser p(rec);
+    p.set_info_messages(false);
+    Buf info = B().u32(5701)
+                   .u8(2)
+                   .u8(0)
+                   .usvarchar("Changed database context to 'master'.")
+                   .bvarchar("SQLB")
+                   .bvarchar("")
+                   .u32(1)
+                   .b;
+    Buf m = B().token16(0xAB, info).raw(error_18456()).raw(done(0xFD, 0x0002, 0, 0)).b;
+    ASSERT_EQ(feed_all(p, m), DecodeStatus::Consumed);
+    ASSERT_EQ(rec.messages.size(), 1u);
+    EXPECT_TRUE(rec.messages[0].is_error);
+    EXPECT_EQ(rec.messages[0].number, 18456);
+    EXPECT_EQ(rec.messages[0].server, "SQLB");
+    ASSERT_EQ(rec.tokens.size(), 3u);
+    EXPECT_EQ(rec.tokens[0].first, 0xAB);
+    EXPECT_EQ(rec.tokens[0].second, 3 + info.size());
+
+    Recorder rec2;
+    Parser p2(rec2);
+    p2.set_info_messages(false);
+    Buf cut(info.begin(), info.end() - 4);  // no line number
+    Buf cut2(cut.begin(), cut.end() - 1);   // nor all of the procedure name's length
+    for (const Buf& body : {cut, cut2}) {
+        EXPECT_EQ(feed_all(p2, B().token16(0xAB, body).b), DecodeStatus::Malformed);
+        EXPECT_EQ(p2.last_error().code, DecodeError::Code::Truncated);
+    }
+    EXPECT_TRUE(rec2.messages.empty());
+    p2.set_info_messages(true);
+    ASSERT_EQ(feed_all(p2, B().token16(0xAB, info).b), DecodeStatus::Consumed);
+    ASSERT_EQ(rec2.messages.size(), 1u);
+    EXPECT_EQ(rec2.messages[0].text, "Changed database context to 'master'.");
+}
+
 // [MS-TDS 2.2.7.9] ENVCHANGE type 20 Routing: NewValue = RoutingDataValueLength USHORT,
 // Protocol BYTE (0 = TCP), ProtocolProperty USHORT (port), AlternateServer US_VARCHAR;
 // OldValue = 0x0000.

@@ -204,6 +204,9 @@ class Conversation {
         /// ROW/NBCROW tokens reach on_row and on_token. Off for callbacks that ignore them: the
         /// rows of large result sets are then stepped over without a call per row.
         bool row_events = true;
+        /// INFO tokens (not ERROR) reach on_server_message. Off for callbacks that ignore them:
+        /// their texts are then not converted (TokenStreamParser::set_info_messages).
+        bool info_messages = true;
         /// Secrets for opening the TLS inside TDS (a key log, or the front-end's own). Looked
         /// up when the ServerHello is seen; must outlive the conversation. nullptr: TLS stays
         /// opaque.

@@ -180,6 +180,13 @@ class TokenStreamParser {
     /// follow them), but cost no virtual call each. Other tokens are reported either way.
     void set_row_events(bool on);
 
+    /// Whether INFO tokens (0xAB) reach TokenSink::on_message (the default). A sink that only
+    /// wants the server's errors turns this off: an INFO token is still checked field by field
+    /// (a short one is Malformed as before) and reported to on_token, but its texts are not
+    /// converted from UTF-16 (the server sends one or two after every login, "Changed database
+    /// context to 'master'.": a heap string each). ERROR tokens are reported either way.
+    void set_info_messages(bool on);
+
     /// Feeds the next payload bytes. `end_of_message` is true for the payload of the packet with
     /// EOM set: a token left incomplete then is a decode error, and state resets for the next
     /// message (COLMETADATA excepted). Returns Consumed, NeedMore (token incomplete, more will
