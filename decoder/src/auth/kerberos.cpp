@@ -540,7 +540,11 @@ DecodeResult parse_req_body(const Tlv& seq, KdcReq& out) {
                 if (auto e = der::as_uint32(v, out.nonce); !e.ok()) return e;
                 break;
             case 8: {
-                out.etypes.reserve(16);  // clients ask for 2 to 10: one allocation
+                // One allocation of the list's size: each INTEGER takes 3 bytes or more, so a
+                // third of the bytes bounds the count (the size exactly for the enctypes clients
+                // send, all below 128). Exact because the pipeline keeps the list in its event,
+                // moved there, for as long as the analyzer's window keeps the exchange.
+                out.etypes.reserve(std::min(v.value.size() / 3, kMaxList));
                 auto etype = [&](const Tlv& t) -> DecodeResult {
                     std::int32_t et = 0;
                     if (auto e = der::as_int32(t, et); !e.ok()) return e;

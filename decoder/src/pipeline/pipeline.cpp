@@ -595,9 +595,9 @@ void Pipeline::Impl::kerberos_message(KdcFlow& f, Direction dir, Timestamp ts, B
         k.request = analysis::KrbMessageName::of_type(req->msg_type);
         if (req->cname) k.client = req->cname->at(req->realm);
         if (req->sname) k.sname = std::move(req->sname->text);  // not read below
-        k.realm = req->realm;
+        k.realm = std::move(req->realm);                        // not read below
         k.kdc_options = req->kdc_options;
-        k.etypes = req->etypes;
+        k.etypes = std::move(req->etypes);  // not read below
         k.padata.reserve(req->padata.size());
         for (const auto& p : req->padata) {
             k.padata.push_back(p.type);
