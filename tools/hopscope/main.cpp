@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -75,7 +76,12 @@ int run_on_huge_pages(hopscope::cli::CommandLine& cli, const hopscope::cli::Page
                      cost.huge_page_us);
     }
     int rc = hopscope::cli::kExitOk;
-    std::thread run([&] { rc = hopscope::cli::run_capture_command(cli.captures); });
+    std::thread run;
+    try {
+        run = std::thread([&] { rc = hopscope::cli::run_capture_command(cli.captures); });
+    } catch (const std::system_error&) {  // no thread to be had: this one, on 4 KiB pages
+        return hopscope::cli::run_capture_command(cli.captures);
+    }
     run.join();
     return rc;
 }
