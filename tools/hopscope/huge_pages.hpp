@@ -100,8 +100,8 @@ inline constexpr std::uint64_t kHugePageMinInput = std::uint64_t{64} << 20;
 /// (9 000 page faults left in a one-thread run on 200 MB of login-dense traffic when run on the
 /// main thread, under 700 on a new one). Why not a new start of the process with
 /// MIMALLOC_LARGE_OS_PAGES=1 in its environment (the way until 2026-12-07): the second start
-/// loads the executable and its 26 libraries again, and on the VM this was measured on the
-/// restarted run took 0.05-0.15 s longer than the same run on a new thread (docs/performance.md,
-/// "Huge pages, measured").
+/// loads the executable and its 26 libraries again (16-20 ms of CPU and ~380 page faults on the
+/// VM this was measured on: 200 MB of the result-set mix 0.10-0.17 s -> 0.09-0.10 s; the longer
+/// runs within that VM's noise; docs/performance.md, "Huge pages, measured").
 
 }  // namespace hopscope::cli
