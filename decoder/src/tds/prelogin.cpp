@@ -9,10 +9,6 @@
 namespace hopscope::tds {
 namespace {
 
-// The option table is 5 bytes per entry; a payload holds at most 65527 bytes, so a well-formed
-// table can never have more entries than this. It also bounds the work on hostile input.
-constexpr std::size_t kMaxOptions = 64;
-
 DecodeError bad(DecodeError::Code c, std::size_t off, const char* what) {
     return make_error(c, off, what);
 }
@@ -55,8 +51,8 @@ bool looks_like_tls(Bytes payload) {
 
 namespace {
 
-/// The option table: entries up to the 0xFF terminator, at most kMaxOptions of them.
-DecodeResult read_option_table(ByteReader& r, std::vector<PreloginOption>& options) {
+/// The option table: entries up to the 0xFF terminator, at most PreloginOptions::kCapacity.
+DecodeResult read_option_table(ByteReader& r, PreloginOptions& options) {
     for (;;) {
         std::uint8_t token = 0;
         if (!r.u8(token)) {
@@ -69,10 +65,8 @@ DecodeResult read_option_table(ByteReader& r, std::vector<PreloginOption>& optio
         if (!r.u16be(opt.offset) || !r.u16be(opt.length)) {
             return bad(DecodeError::Code::Truncated, r.position(), "PRELOGIN option entry cut");
         }
-        if (options.size() >= kMaxOptions) {
+        if (!options.push_back(opt))
             return bad(DecodeError::Code::TooLarge, r.position(), "too many PRELOGIN options");
-        }
-        options.push_back(opt);
     }
 }
 
@@ -170,14 +164,6 @@ DecodeResult read_option(const PreloginOption& opt, ByteReader d, Prelogin& out)
 
 DecodeResult parse_prelogin(Bytes payload, Prelogin& out) {
     out = Prelogin{};
-    // The table's entries counted first (5 bytes each up to the 0xFF), so that it takes one
-    // allocation instead of one per doubling: 3-4 per PRELOGIN, 7 of the ~63 allocations of a
-    // login (heaptrack on a login-dense capture, docs/performance.md).
-    std::size_t entries = 0;
-    while (entries < kMaxOptions && entries * 5 < payload.size() &&
-           payload[entries * 5] != prelogin_option::kTerminator)
-        ++entries;
-    out.options.reserve(entries);
     ByteReader r(payload);
     if (auto res = read_option_table(r, out.options); !res.ok()) return res;
     const std::size_t table_end = r.position();

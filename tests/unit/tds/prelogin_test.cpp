@@ -105,6 +105,35 @@ TEST(Prelogin, MalformedTablesAreTypedErrors) {
     EXPECT_EQ((res = parse_prelogin({}, pl)).status(), DecodeStatus::Malformed);
 }
 
+TEST(Prelogin, TableHoldsItsCapacityAndRefusesOneMore) {
+    // Unknown tokens with one data byte each: the table's whole capacity parses, in wire order;
+    // one entry more is TooLarge (not a longer table, not a crash).
+    auto table = [](std::size_t n) {
+        std::vector<std::pair<std::uint8_t, Buf>> opts;
+        for (std::size_t i = 0; i < n; ++i)
+            opts.emplace_back(static_cast<std::uint8_t>(0x40 + i % 0x80),
+                              Buf{static_cast<std::uint8_t>(i)});
+        return testing::prelogin(opts);
+    };
+    Prelogin pl;
+    DecodeResult res;
+    const std::size_t cap = PreloginOptions::kCapacity;
+    ASSERT_EQ((res = parse_prelogin(table(cap), pl)).status(), DecodeStatus::Consumed)
+        << res.error().detail;
+    ASSERT_EQ(pl.options.size(), cap);
+    EXPECT_EQ(pl.options[0].token, 0x40);
+    EXPECT_EQ(pl.options[cap - 1].token, 0x40 + (cap - 1) % 0x80);
+    EXPECT_EQ(pl.options[cap - 1].offset, cap * 5 + 1 + (cap - 1));
+    std::size_t seen = 0;
+    for (const PreloginOption& o : pl.options)
+        seen += o.length;
+    EXPECT_EQ(seen, cap);
+    EXPECT_EQ((res = parse_prelogin(table(cap + 1), pl)).status(), DecodeStatus::Malformed);
+    EXPECT_EQ(res.error().code, DecodeError::Code::TooLarge);
+    // A parse starts from an empty table: a short one after the full one has its own size.
+    ASSERT_EQ((res = parse_prelogin(table(2), pl)).status(), DecodeStatus::Consumed);
+    EXPECT_EQ(pl.options.size(), 2u);
+}
 TEST(Prelogin, EncryptionNegotiationTable) {
     using M = EncryptionMode;
     struct Row {

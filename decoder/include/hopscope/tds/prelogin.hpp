@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "hopscope/common/byte_reader.hpp"
 #include "hopscope/common/decode.hpp"
@@ -61,8 +60,35 @@ struct TraceId {
 
 /// Everything a PRELOGIN carries. A client sends its driver version in VERSION, a server its
 /// product version. Unknown options are kept in `options` and otherwise ignored.
+/// The option table, in wire order, terminator excluded: at most kCapacity entries, held inline.
+/// Why not a std::vector: every login parses two PRELOGINs (the client's and the server's), and
+/// their tables were two of a login's ~28 heap allocations on a login-dense capture
+/// (docs/performance.md); no table of the protocol comes near the bound.
+class PreloginOptions {
+  public:
+    /// A payload holds at most 65 527 bytes at 5 per entry, but no well-formed table needs more
+    /// than a handful; more are refused as TooLarge, which also bounds the work on hostile input.
+    static constexpr std::size_t kCapacity = 64;
+    [[nodiscard]] std::size_t size() const { return n_; }
+    [[nodiscard]] bool empty() const { return n_ == 0; }
+    [[nodiscard]] bool full() const { return n_ == kCapacity; }
+    const PreloginOption& operator[](std::size_t i) const { return items_[i]; }
+    [[nodiscard]] const PreloginOption* begin() const { return items_.data(); }
+    [[nodiscard]] const PreloginOption* end() const { return items_.data() + n_; }
+    /// Appends; false (and nothing added) when full.
+    bool push_back(const PreloginOption& o) {
+        if (full()) return false;
+        items_[n_++] = o;
+        return true;
+    }
+
+  private:
+    std::array<PreloginOption, kCapacity> items_{};
+    std::size_t n_ = 0;
+};
+
 struct Prelogin {
-    std::vector<PreloginOption> options;  ///< in wire order, terminator excluded
+    PreloginOptions options;  ///< in wire order, terminator excluded
     std::optional<PreloginVersion> version;
     std::optional<std::uint8_t> encryption;
     std::optional<std::string> instance;  ///< INSTOPT, NUL-terminated MBCS (server: "" = OK)
