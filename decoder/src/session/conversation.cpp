@@ -284,7 +284,7 @@ struct Conversation::Impl {
 
     struct TokenAdapter : tds::TokenSink {
         Impl* impl = nullptr;
-        void on_login_ack(const tds::LoginAck& a) override { impl->login_ack(a); }
+        void take_login_ack(tds::LoginAck&& a) override { impl->login_ack(std::move(a)); }
         void on_message(const tds::ServerMessage& m) override { impl->server_message(m); }
         void on_env_change(const tds::EnvChange& e) override { impl->env_change(e); }
         void on_sspi(Bytes blob) override {
@@ -399,9 +399,12 @@ struct Conversation::Impl {
 
     // ---- token sink ------------------------------------------------------------------------
 
-    void login_ack(const tds::LoginAck& a) {
-        begin_login(token_ctx).login_ack = a;
-        cb.on_login_ack(token_ctx, a);
+    void login_ack(tds::LoginAck&& a) {
+        // Moved into the record (its ProgName, "Microsoft SQL Server", is longer than a short
+        // string: a copy was a heap allocation per login).
+        auto& kept = begin_login(token_ctx).login_ack;
+        kept = std::move(a);
+        cb.on_login_ack(token_ctx, *kept);
     }
 
     void server_message(const tds::ServerMessage& m) {

@@ -109,7 +109,7 @@ struct TokenStreamParser::Impl {
         while (!a.prog_name.empty() && a.prog_name.back() == '\0')
             a.prog_name.pop_back();
         version = a.tds_version;
-        sink.on_login_ack(a);
+        sink.take_login_ack(std::move(a));
         return Unit::Ok;
     }
 

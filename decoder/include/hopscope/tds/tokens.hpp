@@ -134,6 +134,10 @@ class TokenSink {
   public:
     virtual ~TokenSink() = default;
     virtual void on_login_ack(const LoginAck&) {}
+    /// What the parser calls for a LOGINACK: the sink may keep the token's strings (a session
+    /// keeps the acknowledgement in its login record) instead of copying them. By default,
+    /// on_login_ack().
+    virtual void take_login_ack(LoginAck&& a) { on_login_ack(a); }
     virtual void on_message(const ServerMessage&) {}
     virtual void on_env_change(const EnvChange&) {}
     /// SSPI 0xED: the server's authentication blob (NTLM CHALLENGE, SPNEGO/Kerberos response).
