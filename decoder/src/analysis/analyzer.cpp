@@ -1,6 +1,7 @@
 #include "hopscope/analysis/analyzer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <set>
 #include <utility>
 
@@ -505,6 +506,9 @@ void Analyzer::add_login(const LoginEvent& login) {
 }
 
 void Analyzer::add_login(LoginEvent&& login) {
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+    static_assert(sizeof(Recent) == sizeof(LoginEvent) + 24, "the login window's entry grew");
+#endif
     resume();
     const LoginEvent& l = login;  // until it is moved into the window below
     tick(l.ts);
@@ -553,7 +557,12 @@ void Analyzer::add_login(LoginEvent&& login) {
         v.insert(std::upper_bound(v.begin(), v.end(), e), e);
     }
     index_inbound(seq);
-    by_flow_[in_window.flow].push_back(seq);
+    if (auto [it, added] = by_flow_.try_emplace(in_window.flow, seq); !added) {
+        const std::uint64_t back = seq - it->second;
+        if (back <= std::numeric_limits<std::uint32_t>::max())
+            r.back_on_flow = static_cast<std::uint32_t>(back);
+        it->second = seq;
+    }
     if (++adds_since_sweep_ >= kSweepEvery) sweep();
     wake_us_ =
         std::min(wake_us_, later(in_window.ts.micros, opts_.chain_window_us));  // its late link
@@ -599,11 +608,10 @@ void Analyzer::add_server_error(const ServerErrorEvent& e) {
 }
 
 const LoginEvent* Analyzer::login_on(const FlowKey& flow) const {
-    const LoginEvent* latest = nullptr;
-    if (auto it = by_flow_.find(flow); it != by_flow_.end())
-        for (auto seq : it->second)
-            if (const Recent* r = recent(seq)) latest = &r->login;
-    return latest;
+    auto it = by_flow_.find(flow);
+    if (it == by_flow_.end()) return nullptr;
+    const Recent* r = recent(it->second);
+    return r != nullptr ? &r->login : nullptr;
 }
 
 const LoginEvent* Analyzer::failed_login_from(const IpAddress& client, Timestamp at) const {
@@ -622,12 +630,29 @@ void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
     tick(ts);
     auto it = by_flow_.find(flow);
     if (it == by_flow_.end()) return;
-    for (auto seq : it->second)
+    // The connection's logins still kept, gathered latest first along the chain (on the stack
+    // for the few a connection has), then closed oldest first, the order they came in.
+    std::array<std::uint64_t, 4> few{};
+    std::vector<std::uint64_t> many;
+    std::size_t n = 0;
+    for (std::uint64_t seq = it->second; const Recent* r = recent(seq);
+         seq = r->prev_on_flow(seq)) {
+        if (n < few.size()) {
+            few[n] = seq;
+        } else {
+            if (n == few.size()) many.assign(few.begin(), few.end());
+            many.push_back(seq);
+        }
+        ++n;
+    }
+    by_flow_.erase(it);  // a reused 4-tuple starts a new connection
+    for (std::size_t i = n; i-- > 0;) {
+        const std::uint64_t seq = n <= few.size() ? few[i] : many[i];
         if (Recent* r = recent(seq); r && r->closed.micros == 0) {
             r->closed = ts;
             inbound_closed(seq);
         }
-    by_flow_.erase(it);  // a reused 4-tuple starts a new connection
+    }
 }
 
 void Analyzer::per_login_rules(const Recent& r) {
@@ -850,8 +875,7 @@ Analyzer::Stats Analyzer::stats() const {
         s.index_entries += starts.size();
     for (const auto& [addr, ib] : inbound_)
         s.index_entries += ib.open.size() + ib.closed.size() + ib.hidden.size();
-    for (const auto& [flow, seqs] : by_flow_)
-        s.index_entries += seqs.size();
+    s.index_entries += by_flow_.size();
     s.pending_logins = static_cast<std::size_t>(base_seq_ + logins_kept() - verdict_next_);
     s.dedup_keys = dedup_.size();
     s.named_hosts = names_.size();
@@ -887,13 +911,8 @@ void Analyzer::sweep() {
         const bool empty = ib.open.empty() && ib.closed.empty() && ib.hidden.empty();
         it = empty ? inbound_.erase(it) : std::next(it);
     }
-    for (auto it = by_flow_.begin(); it != by_flow_.end();) {
-        auto& v = it->second;
-        v.erase(
-            std::remove_if(v.begin(), v.end(), [this](std::uint64_t s) { return s < base_seq_; }),
-            v.end());
-        it = v.empty() ? by_flow_.erase(it) : std::next(it);
-    }
+    // A connection whose latest login is forgotten has all of them forgotten.
+    std::erase_if(by_flow_, [this](const auto& e) { return e.second < base_seq_; });
 }
 
 std::size_t Analyzer::HopKeyHash::operator()(const HopKey& k) const noexcept {

@@ -176,6 +176,32 @@ TEST(Analyzer, BusyMiddleServerChainsTheConnectionOpenAtTheOutboundStart) {
     EXPECT_EQ(chains[0].user, "LAB\\alice");
 }
 
+TEST(Analyzer, ClosingAConnectionClosesEveryLoginItCarried) {
+    // D logs in to A several times over one connection (2, then 6: more than a few) and closes
+    // it before A's outbound login; C's connection stays open through it. Every one of D's
+    // logins is closed with the connection, not only the latest, so the chain is C's.
+    for (const std::uint32_t n : {2u, 6u}) {
+        Collect out;
+        Analyzer a(out);
+        a.add_login(c_to_a(1, AuthKind::Ntlm));
+        const FlowKey d_flow = tcp(0x0a4e0009, 50000, kA, 1433);
+        for (std::uint32_t i = 0; i < n; ++i) {
+            LoginEvent d = login(d_flow, 1, AuthKind::Ntlm, Outcome::Success);
+            d.started = Timestamp{kSec + 100'000 + i * 10'000};
+            d.ts = Timestamp{kSec + 105'000 + i * 10'000};
+            d.user = "dave" + std::to_string(i);
+            a.add_login(d);
+        }
+        a.connection_closed(d_flow, Timestamp{2 * kSec});
+        a.add_login(anonymous_a_to_b(3));
+        a.finish();
+        auto chains = a.chain_summary();
+        ASSERT_EQ(chains.size(), 1u) << n << " logins on D's connection";
+        EXPECT_EQ(chains[0].client, IpAddress::v4_from(kC)) << n << " logins on D's connection";
+        EXPECT_EQ(chains[0].user, "LAB\\alice") << n << " logins on D's connection";
+    }
+}
+
 TEST(Analyzer, HiddenOutcomeReportedAtItsCloseChainsTheOutboundLoginsItWasOpenFor) {
     // A login under TLS from start to end is reported when its connection closes, after the
     // outbound login it caused; the one that closed before the outbound login started does not

@@ -134,9 +134,16 @@ class Analyzer : private Lookups {
         bool chained = false;
         /// It passes on a login of its client (relays() in analyzer.cpp): not a hop of a chain.
         bool relay = false;
+        /// How many logins back the one before it on the same connection is (by_flow_); 0 for
+        /// none. 32 bits, in what would be padding: the window keeps far fewer logins (the
+        /// max_recent cap), so a login further back is forgotten anyway.
+        std::uint32_t back_on_flow = 0;
         /// For an outbound login: the best inbound login with a hidden outcome (see
         /// Inbound::hidden) seen so far that was open when it started; its late link uses it.
         std::uint64_t hidden_in = kNoLogin;
+        [[nodiscard]] std::uint64_t prev_on_flow(std::uint64_t seq) const {
+            return back_on_flow == 0 ? kNoLogin : seq - back_on_flow;
+        }
     };
 
     /// The inbound logins of one server that may start a chain, indexed so that finding the one
@@ -263,10 +270,14 @@ class Analyzer : private Lookups {
         by_client_start_;
     std::unordered_map<IpAddress, Inbound, IpAddressHash>
         inbound_;  ///< chain candidates by server address
-    /// Logins by connection. Hashed: looked up for every login and every closed connection, and
-    /// iterated only to prune and count; as a std::map its FlowKey comparisons (16-byte addresses,
-    /// a memcmp each) were most of what the analysis spent on it.
-    std::unordered_map<FlowKey, std::vector<std::uint64_t>, FlowKeyHash> by_flow_;
+    /// Logins by connection: the latest login's sequence number, each login naming the one
+    /// before it on its connection (Recent::back_on_flow; the numbers fall along the chain, so
+    /// the first one forgotten ends it). Not a list per connection: that was a heap allocation
+    /// per login for the one login a connection nearly always has. Hashed: looked up for every
+    /// login and every closed connection, and iterated only to prune and count; as a std::map its
+    /// FlowKey comparisons (16-byte addresses, a memcmp each) were most of what the analysis
+    /// spent on it.
+    std::unordered_map<FlowKey, std::uint64_t, FlowKeyHash> by_flow_;
     /// A client's KDC exchanges, oldest first; the first `gone` of them forgotten (finish()), which
     /// the lookups skip: a chain linked late inside finish() looks at the middle server's
     /// exchanges (test Analyzer.FinishDoesNotLetALateChainSeeTheKdcExchangesItsWindowsForgot).
