@@ -163,7 +163,7 @@ DecodeResult read_option(const PreloginOption& opt, ByteReader d, Prelogin& out)
 }  // namespace
 
 DecodeResult parse_prelogin(Bytes payload, Prelogin& out) {
-    out = Prelogin{};
+    out.reset();
     ByteReader r(payload);
     if (auto res = read_option_table(r, out.options); !res.ok()) return res;
     const std::size_t table_end = r.position();

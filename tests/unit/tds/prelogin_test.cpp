@@ -86,6 +86,41 @@ TEST(Prelogin, AllOptionsIncludingTraceIdFedAuthAndNonce) {
     EXPECT_EQ((*pl.nonce)[31], 0xAB);
 }
 
+TEST(Prelogin, EachParseStartsFromNothing) {
+    // Every option first, then ENCRYPTION alone into the same Prelogin: nothing of the first
+    // parse is left over.
+    Buf trace(36, 7);
+    const Buf all = testing::prelogin({{0x00, testing::from_hex("0f00 1234 0001")},
+                                       {0x01, {0x03}},
+                                       {0x02, {'S', 'Q', 'L', 0}},
+                                       {0x03, {0, 0, 1, 0}},
+                                       {0x04, {0x01}},
+                                       {0x05, trace},
+                                       {0x06, {0x01}},
+                                       {0x07, Buf(32, 0xAB)}});
+    Prelogin pl;
+    ASSERT_EQ(parse_prelogin(all, pl).status(), DecodeStatus::Consumed);
+    ASSERT_TRUE(pl.version && pl.instance && pl.thread_id && pl.mars && pl.trace_id &&
+                pl.fed_auth_required && pl.nonce);
+    ASSERT_EQ(parse_prelogin(testing::prelogin({{0x01, {0x00}}}), pl).status(),
+              DecodeStatus::Consumed);
+    EXPECT_EQ(pl.options.size(), 1u);
+    EXPECT_EQ(pl.encryption, encrypt::kOff);
+    EXPECT_FALSE(pl.version);
+    EXPECT_FALSE(pl.instance);
+    EXPECT_FALSE(pl.thread_id);
+    EXPECT_FALSE(pl.mars);
+    EXPECT_FALSE(pl.trace_id);
+    EXPECT_FALSE(pl.fed_auth_required);
+    EXPECT_FALSE(pl.nonce);
+    // And a malformed one leaves nothing of the one before it either.
+    ASSERT_EQ(parse_prelogin(all, pl).status(), DecodeStatus::Consumed);
+    EXPECT_EQ(parse_prelogin(testing::from_hex("0000050001"), pl).status(),
+              DecodeStatus::Malformed);
+    EXPECT_FALSE(pl.version);
+    EXPECT_FALSE(pl.nonce);
+}
+
 TEST(Prelogin, MalformedTablesAreTypedErrors) {
     Prelogin pl;
     DecodeResult res;
