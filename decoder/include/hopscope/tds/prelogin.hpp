@@ -58,8 +58,6 @@ struct TraceId {
     std::uint32_t activity_sequence = 0;  ///< little-endian on the wire
 };
 
-/// Everything a PRELOGIN carries. A client sends its driver version in VERSION, a server its
-/// product version. Unknown options are kept in `options` and otherwise ignored.
 /// The option table, in wire order, terminator excluded: at most kCapacity entries, held inline.
 /// Why not a std::vector: every login parses two PRELOGINs (the client's and the server's), and
 /// their tables were two of a login's ~28 heap allocations on a login-dense capture
@@ -88,6 +86,8 @@ class PreloginOptions {
     std::size_t n_ = 0;
 };
 
+/// Everything a PRELOGIN carries. A client sends its driver version in VERSION, a server its
+/// product version. Unknown options are kept in `options` and otherwise ignored.
 struct Prelogin {
     PreloginOptions options;  ///< in wire order, terminator excluded
     std::optional<PreloginVersion> version;
