@@ -27,23 +27,28 @@ fail() {
 command -v python3 >/dev/null || { echo "huge_pages.sh: python3 is needed" >&2; exit 1; }
 "$gencap" --size 70M --profile logins --seed 3 --out "$tmp/big.pcap" 2>/dev/null ||
     { echo "huge_pages.sh: hopscope-gencap failed" >&2; exit 1; }
-# The minor page faults of a command (its own and its children's) less those of `true` counted
-# the same way (a python3 that forks instead of spawning counts its own copy-on-write faults
-# there: 6 500 with one, 50 with Debian's), then its exit status.
+# ERRFILE, then a command: the minor page faults of the command (its own and its children's)
+# less those of `true` counted the same way (a python3 that forks instead of spawning counts its
+# own copy-on-write faults there: 6 500 with one, 50 with Debian's), then its exit status; its
+# standard error goes to ERRFILE.
 faults() {
     python3 -c '
 import resource, subprocess, sys
-def run(cmd):
+def run(cmd, err):
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err)
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before, r.returncode
-base, _ = run(["true"])
-n, rc = run(sys.argv[1:])
+base, _ = run(["true"], subprocess.DEVNULL)
+with open(sys.argv[1], "w") as err:
+    n, rc = run(sys.argv[2:], err)
 print(max(0, n - base), rc)' "$@"
 }
-# name, environment assignments (or -), capture, threads: runs analyze into $tmp/NAME.*, again
-# with MIMALLOC_VERBOSE=1 (its statistics at exit would differ) into $tmp/NAME.verbose, and once
-# more counting its page faults into $tmp/NAME.faults
+# name, environment assignments (or -), capture, threads: runs analyze into $tmp/NAME.*, then
+# again with MIMALLOC_VERBOSE=1 (its statistics at exit would differ), its standard error into
+# $tmp/NAME.verbose and its page faults into $tmp/NAME.faults. The choice and the faults come
+# from that one run: each run measures the machine anew, and where a huge page sometimes faults
+# in cold and sometimes warm (a VM that hands free memory back to its host) two runs can choose
+# differently.
 run() {
     name=$1 envs=$2 cap=$3 t=$4
     [ "$envs" = - ] && envs=
@@ -52,11 +57,8 @@ run() {
         >"$tmp/$name.out" 2>"$tmp/$name.err"
     echo $? >"$tmp/$name.rc"
     # shellcheck disable=SC2086
-    env MIMALLOC_VERBOSE=1 $envs "$hs" analyze --no-progress --threads "$t" --json /dev/null \
-        "$cap" >/dev/null 2>"$tmp/$name.verbose"
-    # shellcheck disable=SC2086
-    faults env $envs "$hs" analyze --no-progress --threads "$t" --json /dev/null "$cap" \
-        >"$tmp/$name.faults"
+    faults "$tmp/$name.verbose" env MIMALLOC_VERBOSE=1 $envs "$hs" analyze --no-progress \
+        --threads "$t" --json /dev/null "$cap" >"$tmp/$name.faults"
 }
 starts() {  # the starts of run NAME: mimalloc prints a 'large_os_pages' line at each
     grep -c "option 'large_os_pages'" "$tmp/$1.verbose"
