@@ -54,19 +54,26 @@ TEST(Prelogin, RealSql2000ExchangeMatchesTshark) {
     EXPECT_TRUE(n.downgraded) << "client offered login encryption, server has none";
 }
 
-TEST(Prelogin, AllOptionsIncludingTraceIdFedAuthAndNonce) {
+/// A PRELOGIN with every option [MS-TDS 2.2.6.5] set, and one of an unknown token (0x42): VERSION
+/// 15.0.4660.1, ENCRYPT_REQ, INSTOPT "SQL", THREADID 256, MARS off, TRACEID bytes 0..35,
+/// FEDAUTHREQUIRED 1, NONCEOPT 32 x 0xAB.
+Buf every_option() {
     Buf trace(36, 0);
     for (int i = 0; i < 36; ++i)
         trace[i] = static_cast<std::uint8_t>(i);
-    const Buf p = testing::prelogin({{0x00, testing::from_hex("0f00 1234 0001")},
-                                     {0x01, {0x03}},
-                                     {0x02, {'S', 'Q', 'L', 0}},
-                                     {0x03, {0, 0, 1, 0}},
-                                     {0x04, {0x00}},
-                                     {0x05, trace},
-                                     {0x06, {0x01}},
-                                     {0x07, Buf(32, 0xAB)},
-                                     {0x42, {1, 2, 3}}});
+    return testing::prelogin({{0x00, testing::from_hex("0f00 1234 0001")},
+                              {0x01, {0x03}},
+                              {0x02, {'S', 'Q', 'L', 0}},
+                              {0x03, {0, 0, 1, 0}},
+                              {0x04, {0x00}},
+                              {0x05, trace},
+                              {0x06, {0x01}},
+                              {0x07, Buf(32, 0xAB)},
+                              {0x42, {1, 2, 3}}});
+}
+
+TEST(Prelogin, AllOptionsIncludingTraceIdFedAuthAndNonce) {
+    const Buf p = every_option();
     Prelogin pl;
     DecodeResult res;
     ASSERT_EQ((res = parse_prelogin(p, pl)).status(), DecodeStatus::Consumed) << res.error().detail;
@@ -89,15 +96,7 @@ TEST(Prelogin, AllOptionsIncludingTraceIdFedAuthAndNonce) {
 TEST(Prelogin, EachParseStartsFromNothing) {
     // Every option first, then ENCRYPTION alone into the same Prelogin: nothing of the first
     // parse is left over.
-    Buf trace(36, 7);
-    const Buf all = testing::prelogin({{0x00, testing::from_hex("0f00 1234 0001")},
-                                       {0x01, {0x03}},
-                                       {0x02, {'S', 'Q', 'L', 0}},
-                                       {0x03, {0, 0, 1, 0}},
-                                       {0x04, {0x01}},
-                                       {0x05, trace},
-                                       {0x06, {0x01}},
-                                       {0x07, Buf(32, 0xAB)}});
+    const Buf all = every_option();
     Prelogin pl;
     ASSERT_EQ(parse_prelogin(all, pl).status(), DecodeStatus::Consumed);
     ASSERT_TRUE(pl.version && pl.instance && pl.thread_id && pl.mars && pl.trace_id &&
@@ -169,6 +168,7 @@ TEST(Prelogin, TableHoldsItsCapacityAndRefusesOneMore) {
     ASSERT_EQ((res = parse_prelogin(table(2), pl)).status(), DecodeStatus::Consumed);
     EXPECT_EQ(pl.options.size(), 2u);
 }
+
 TEST(Prelogin, EncryptionNegotiationTable) {
     using M = EncryptionMode;
     struct Row {
