@@ -1,7 +1,6 @@
 #include "hopscope/analysis/analyzer.hpp"
 
 #include <algorithm>
-#include <array>
 #include <set>
 #include <utility>
 
@@ -635,29 +634,26 @@ void Analyzer::connection_closed(const FlowKey& flow, Timestamp ts) {
     tick(ts);
     auto it = by_flow_.find(flow);
     if (it == by_flow_.end()) return;
-    // The connection's logins still kept, gathered latest first along the chain (on the stack
-    // for the few a connection has), then closed oldest first, the order they came in.
-    std::array<std::uint64_t, 4> few{};
-    std::vector<std::uint64_t> many;
-    std::size_t n = 0;
-    for (std::uint64_t seq = it->second; const Recent* r = recent(seq);
-         seq = r->prev_on_flow(seq)) {
-        if (n < few.size()) {
-            few[n] = seq;
-        } else {
-            if (n == few.size()) many.assign(few.begin(), few.end());
-            many.push_back(seq);
-        }
-        ++n;
-    }
+    const std::uint64_t latest = it->second;
     by_flow_.erase(it);  // a reused 4-tuple starts a new connection
-    for (std::size_t i = n; i-- > 0;) {
-        const std::uint64_t seq = n <= few.size() ? few[i] : many[i];
+    auto close = [&](std::uint64_t seq) {
         if (Recent* r = recent(seq); r && r->closed.micros == 0) {
             r->closed = ts;
             inbound_closed(seq);
         }
+    };
+    const Recent* r = recent(latest);
+    if (r == nullptr) return;
+    if (r->back_on_flow == 0) {  // its only login, as nearly always: no list to make
+        close(latest);
+        return;
     }
+    // Several: gathered latest first along the chain, closed oldest first (the order they came in).
+    std::vector<std::uint64_t> seqs;
+    for (std::uint64_t seq = latest; r != nullptr; seq = r->prev_on_flow(seq), r = recent(seq))
+        seqs.push_back(seq);
+    for (auto s = seqs.rbegin(); s != seqs.rend(); ++s)
+        close(*s);
 }
 
 void Analyzer::per_login_rules(const Recent& r) {
