@@ -1,7 +1,7 @@
 #!/bin/sh
-# `hopscope analyze --threads 2` and `--threads 3` (the flows decoded by 2 or 3 threads, their
-# analysis merged in order on another) write the same events, summary and console output as
-# `--threads 1`, byte for byte, on every capture in the repository; with the lab's keytabs and
+# `hopscope analyze --threads 2` and `--threads 3` (the flows decoded by 2 or 3 threads, which
+# take turns merging their analysis in order) write the same events, summary and console output
+# as `--threads 1`, byte for byte, on every capture in the repository; with the lab's keytabs and
 # TLS key logs too. So does `--threads 2` reading standard input (the analysis on a second
 # thread beside the reading and decoding). A capture cut short (a damaged file) still gives
 # equal output before its error, and the same exit status.

@@ -3,10 +3,11 @@
 // (--json) and on the console: findings as soon as they are decided, logins and KDC exchanges
 // with --verbose, and the chains/hops view at the end. With BackendOptions::analysis_thread,
 // the analysis side (analyzer, JSON, console) runs on a thread of its own (AnalysisThread);
-// with read_sharded, the flows are decoded by several threads, their analysis merged in order
-// on this one (ShardedRun).
+// with read_sharded, the flows are decoded by several threads, which merge their analysis in
+// order, one at a time (ShardedRun).
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -114,9 +115,9 @@ class AnalysisThread final : public pipeline::AnalysisRelay {
 /// N shards, each a thread with its own reader of the files, its own StreamAssembler that
 /// follows only the flows hashing to its shard (AssemblerConfig::shard_index) and its own
 /// Pipeline, which relays its analysis calls (a login, a KDC exchange, a closed connection...)
-/// here instead of making them. This thread merges the shards' calls into the order one
-/// pipeline would have made them in, and replays them on the backend's pipeline: there is one
-/// analyzer, fed in one order, and the output is the same byte for byte.
+/// here instead of making them. The merge puts the shards' calls into the order one pipeline
+/// would have made them in, and replays them on the backend's pipeline: there is one analyzer,
+/// fed in one order, and the output is the same byte for byte.
 ///
 /// The order: every shard reads every frame (its headers, to find the flow), so each knows the
 /// frame number and time one reader would be at, and moves its pipeline's clock with every
@@ -129,6 +130,16 @@ class AnalysisThread final : public pipeline::AnalysisRelay {
 /// the assembler and the pipeline always end in FlowKey order: they are merged by flow. A shard
 /// hands its calls over in batches, and at least every kPositionEvery frames says how far it
 /// has read, so that the merge never waits for calls that cannot come.
+///
+/// Who merges: the shards' threads themselves, one at a time (merge_mu_), each after handing a
+/// batch over, for as long as what was handed over allows; the thread that called read() sleeps
+/// until every shard has read its last frame, then replays what is left. Why not a thread of
+/// its own: that was one thread more than the cores (N shards + the merge on N cores), woken by
+/// every hand-over; with two cores the three threads kept them about 80 % busy (a shard waiting
+/// for the merge while the merge waited for the other shard), with 130-900 voluntary context
+/// switches a run (200 MB-1 GB of login-dense traffic; now 6-15). Only a shard that is not
+/// behind another merges: the merge cannot pass the shard that has read the least, and when
+/// that one merged it fell further behind while the others' batches piled up and then waited.
 ///
 /// Equal to one reader except when a table overflows: each shard has the flow table and
 /// out-of-order budget of a whole reader, so connections are evicted later than with one.
@@ -169,7 +180,8 @@ class ShardedRun {
         // Normally ended by finish(); otherwise the readers are let run to their end, what they
         // still relay taken and dropped.
         if (!finished_) {
-            merge_until(kAll, false);
+            discard_.store(true);
+            merge_until(kAll);
             join();
         }
     }
@@ -178,7 +190,16 @@ class ShardedRun {
 
     /// Replays everything up to the pipelines' own closes, then says what was read.
     ShardedRead read() {
-        merge_until(kUntilClose, true);
+        {
+            // Until then the shards merge; a wake-up per hand-over would only cost.
+            std::unique_lock lock(mu_);
+            read_over_.wait(lock, [this] {
+                for (const auto& s : shards_)
+                    if (!s->done && s->told < kUntilClose) return false;
+                return true;
+            });
+        }
+        merge_until(kUntilClose);
         ShardedRead r;
         r.result = shards_[0]->result;  // every shard read the same frames
         r.last = shards_[0]->assembler.last_timestamp();
@@ -188,7 +209,7 @@ class ShardedRun {
     }
     /// Replays the rest (the pipelines' closes) and adds the shards' counters to `main`.
     void finish() {
-        merge_until(kAll, true);
+        merge_until(kAll);
         join();
         for (const auto& s : shards_)
             main_.add_counters(s->pipeline.counters());
@@ -261,25 +282,53 @@ class ShardedRun {
         hand_over(s, true);
     }
 
-    /// A shard's thread: what it relayed goes to the merge (waiting while kMaxReady batches of
-    /// it wait: bounded memory), with how far it has read.
+    /// A shard's thread: what it relayed goes to the merge, with how far it has read, and then
+    /// this thread merges what it can. While kMaxReady batches of it wait (bounded memory), it
+    /// merges first, and waits only if the merge cannot take them yet.
     void hand_over(Shard& s, bool last) {
-        {
-            std::unique_lock lock(mu_);
-            if (!s.filling.empty()) {
+        std::unique_lock lock(mu_);
+        if (!s.filling.empty()) {
+            while (s.ready.size() >= kMaxReady) {
+                lock.unlock();
+                merge_some();
+                lock.lock();
                 space_.wait(lock, [&s] { return s.ready.size() < kMaxReady; });
-                s.ready.push_back(std::move(s.filling));
-                s.filling.clear();
-                if (!s.spare.empty()) {
-                    s.filling = std::move(s.spare.back());
-                    s.spare.pop_back();
-                }
             }
-            s.told = s.at;
-            s.done = last;
+            s.ready.push_back(std::move(s.filling));
+            s.filling.clear();
+            if (!s.spare.empty()) {
+                s.filling = std::move(s.spare.back());
+                s.spare.pop_back();
+            }
         }
+        s.told = s.at;
+        s.done = last;
+        ++handovers_;
+        if (merge_waits_) work_.notify_one();
+        if (last || !(s.told < kUntilClose)) read_over_.notify_one();
+        // The merge goes no further than the shard that has read the least: when that is this
+        // one, merging now would only widen the gap (the others' batches pile up, then wait).
+        bool behind = false;
+        for (const auto& o : shards_)
+            behind = behind || (!o->done && s.told < o->told);
+        lock.unlock();
         s.told_frame = s.at.frame;
-        work_.notify_one();
+        if (!behind) merge_some();
+    }
+
+    /// A shard's thread: merges what has been handed over, up to the pipelines' closes, unless
+    /// another thread is merging. That one then merges again when it is done: `pending_` says
+    /// that something was handed over since its merge looked (set before trying for the turn,
+    /// cleared before merging; the mutex fails a try only when another thread holds it).
+    void merge_some() {
+        pending_.store(true);
+        if (!merge_mu_.try_lock()) return;
+        do {
+            pending_.store(false);
+            std::uint64_t ignored = 0;
+            merge_ready(kUntilClose, ignored);
+            merge_mu_.unlock();
+        } while (pending_.load() && merge_mu_.try_lock());
     }
 
     struct Cursor {
@@ -316,9 +365,13 @@ class ShardedRun {
         return a < b;
     }
 
-    /// This thread: replays the shards' calls in order, up to `limit`.
-    void merge_until(Position limit, bool replay) {
+    /// Under merge_mu_: replays the shards' calls in order, up to `limit`, as far as what has
+    /// been handed over allows. True once everything before `limit` is replayed; false when the
+    /// next call could still be preceded by one not handed over yet, with `handovers` the count
+    /// of hand-overs that saw (any later one may let the merge go on).
+    bool merge_ready(Position limit, std::uint64_t& handovers) {
         const std::size_t n = cursors_.size();
+        const bool replay = !discard_.load();
         for (;;) {
             for (;;) {
                 std::size_t best = n;
@@ -338,31 +391,52 @@ class ShardedRun {
             bool over = true;
             for (std::size_t k = 0; k < n && over; ++k)
                 over = cursors_[k].has() ? !(cursors_[k].head().at < limit) : !(seen_[k] < limit);
-            if (over) return;
-            std::unique_lock lock(mu_);
-            for (bool moved = false; !moved;) {
-                for (std::size_t k = 0; k < n; ++k) {
-                    Cursor& c = cursors_[k];
-                    Shard& s = *shards_[k];
-                    if (c.has()) continue;
-                    if (!s.ready.empty()) {
-                        c.batch.clear();
-                        if (s.spare.size() < kMaxReady + 1) s.spare.push_back(std::move(c.batch));
-                        c.batch = std::move(s.ready.front());
-                        c.next = 0;
-                        s.ready.pop_front();
-                        space_.notify_all();
-                        moved = true;
-                    }
-                    // Only once nothing of it waits is its position a bound on what is to come.
-                    const Position told = !s.ready.empty() ? Position{} : s.done ? kAll : s.told;
-                    if (seen_[k] != told) {
-                        seen_[k] = told;
-                        moved = true;
-                    }
-                }
-                if (!moved) work_.wait(lock);
+            if (over) return true;
+            std::lock_guard lock(mu_);
+            handovers = handovers_;
+            if (!take_handed_over()) return false;
+        }
+    }
+    /// Under merge_mu_ and mu_: the next batch of each shard whose batch is replayed, and the
+    /// shards' positions. True when anything changed.
+    bool take_handed_over() {
+        bool moved = false;
+        for (std::size_t k = 0; k < cursors_.size(); ++k) {
+            Cursor& c = cursors_[k];
+            Shard& s = *shards_[k];
+            if (c.has()) continue;
+            if (!s.ready.empty()) {
+                c.batch.clear();
+                if (s.spare.size() < kMaxReady + 1) s.spare.push_back(std::move(c.batch));
+                c.batch = std::move(s.ready.front());
+                c.next = 0;
+                s.ready.pop_front();
+                space_.notify_all();
+                moved = true;
             }
+            // Only once nothing of it waits is its position a bound on what is to come.
+            const Position told = !s.ready.empty() ? Position{} : s.done ? kAll : s.told;
+            if (seen_[k] != told) {
+                seen_[k] = told;
+                moved = true;
+            }
+        }
+        return moved;
+    }
+
+    /// The thread that called read(): replays up to `limit`, waiting for the shards as needed.
+    void merge_until(Position limit) {
+        for (;;) {
+            std::uint64_t seen = 0;
+            {
+                std::lock_guard turn(merge_mu_);
+                pending_.store(false);
+                if (merge_ready(limit, seen)) return;
+            }
+            std::unique_lock lock(mu_);
+            merge_waits_ = true;
+            work_.wait(lock, [this, seen] { return handovers_ != seen; });
+            merge_waits_ = false;
         }
     }
     void join() {
@@ -373,10 +447,17 @@ class ShardedRun {
     pipeline::Pipeline& main_;
     const std::vector<std::string>& files_;
     std::vector<std::unique_ptr<Shard>> shards_;
-    std::vector<Cursor> cursors_;  ///< this thread's: each shard's batch being replayed
-    std::vector<Position> seen_;   ///< this thread's: each shard's `told`, as last seen
+    /// Whose turn it is to merge; the merge's own state below is under it.
+    std::mutex merge_mu_;
+    std::vector<Cursor> cursors_;  ///< each shard's batch being replayed
+    std::vector<Position> seen_;   ///< each shard's `told`, as last seen
+    std::atomic<bool> pending_{false};
+    std::atomic<bool> discard_{false};  ///< what is merged is dropped, not replayed
+    // What the shards hand over, under mu_ (taken after merge_mu_ when both are).
     std::mutex mu_;
-    std::condition_variable work_, space_;
+    std::condition_variable work_, space_, read_over_;
+    std::uint64_t handovers_ = 0;
+    bool merge_waits_ = false;  ///< merge_until() waits for a hand-over
     bool finished_ = false;
 };
 
@@ -393,6 +474,8 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
     ~AnalysisBackend() override { stop(); }
     void stop() override {
         if (thread_) thread_->stop();  // while what it writes to is still here
+        // A sharded read that did not finish (nothing read): its threads end before the rest.
+        sharded_.reset();
     }
     AnalysisBackend(const AnalysisBackend&) = delete;
     AnalysisBackend& operator=(const AnalysisBackend&) = delete;

@@ -242,9 +242,9 @@ int run_analyze(const CaptureCommands::Analyze& a) {
     if (recorded) bo.proxy_view = *recorded;
     const unsigned threads =
         a.threads != 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
-    // N >= 2: N threads each read the captures and decode their share of the flows, and the
-    // analysis takes their events in capture order on one more (Backend::read_sharded), when the
-    // files can be read once per thread. Otherwise the reading and decoding run on one thread
+    // N >= 2: N threads each read the captures and decode their share of the flows, and take
+    // turns feeding their events to the analysis in capture order (Backend::read_sharded), when
+    // the files can be read once per thread. Otherwise the reading and decoding run on one thread
     // and the analysis on another. Not with keytabs: a keytab remembers which key opened a
     // service's tickets and searches less for a name no key opened (captures::Keytab), so what
     // a ticket gives depends on the tickets before it, which the shards meet in another order.
@@ -404,10 +404,10 @@ void add_capture_commands(CLI::App& app, CaptureCommands& c) {
         ->add_option("--threads", c.analyze.threads,
                      "decoding threads (default, or 0: as many as the cores). With 2 or more, each "
                      "reads the captures and decodes its share of the connections (split by "
-                     "their addresses and ports), and the analysis (correlation, rules, JSON and "
-                     "console output) takes their events in capture order on one thread more: "
-                     "the output is the same as with 1. From standard input or a pipe, and with "
-                     "--keytab, one thread reads and decodes and one more analyses")
+                     "their addresses and ports), and they take turns running the analysis "
+                     "(correlation, rules, JSON and console output) on their events in capture "
+                     "order: the output is the same as with 1. From standard input or a pipe, and "
+                     "with --keytab, one thread reads and decodes and one more analyses")
         ->type_name("N")
         ->check(CLI::Range(0u, 1024u));
     c.analyze_cmd->footer(
