@@ -56,6 +56,15 @@ class Writer {
         buf_.resize(len_);
         return std::move(buf_);
     }
+    /// The text written since the start or the last drain(), which then starts the buffer
+    /// again (what is open stays open): a long line can leave in pieces. Valid until the next
+    /// write.
+    std::string_view drain() {
+        const std::string_view v{buf_.data(), len_};
+        len_ = 0;
+        return v;
+    }
+    [[nodiscard]] std::size_t size() const { return len_; }
     /// The text written, then a newline: valid until the next write into the same buffer.
     std::string_view line() {
         put('\n');
@@ -499,12 +508,16 @@ ordered_json to_json(const Finding& f) {
     return ordered_json::parse(json_line(f));
 }
 
-std::string summary_line(Timestamp ts, const Analyzer& a, const ordered_json& counters) {
+namespace {
+
+/// The summary event into `w`; `row_done()` after each row of the hops and chains (where the
+/// line can leave in pieces).
+template <typename RowDone>
+void summary(Writer& w, Timestamp ts, const Analyzer& a, const ordered_json& counters,
+             RowDone&& row_done) {
     // With the writer, not as an ordered_json: one row per client, server and authentication
     // seen, which on a login-dense capture is thousands of rows (nlohmann took 7 % of
     // `analyze --json`'s instructions on a 21 MB one, for this line alone).
-    std::string buf;
-    Writer w(buf);
     w.header("summary", ts).open_array("hops");
     for (const auto& h : a.hop_summary()) {
         w.open()
@@ -517,6 +530,7 @@ std::string summary_line(Timestamp ts, const Analyzer& a, const ordered_json& co
             .str("user", h.user)
             .unum("count", h.count)
             .close();
+        row_done();
     }
     w.close().open_array("chains");
     for (const auto& c : a.chain_summary()) {
@@ -535,8 +549,17 @@ std::string summary_line(Timestamp ts, const Analyzer& a, const ordered_json& co
             .str("second_user", c.second_user)
             .unum("count", c.count)
             .close();
+        row_done();
     }
     w.close().unum("findings", a.findings_emitted()).raw("counters", dump(counters)).close();
+}
+
+}  // namespace
+
+std::string summary_line(Timestamp ts, const Analyzer& a, const ordered_json& counters) {
+    std::string buf;
+    Writer w(buf);
+    summary(w, ts, a, counters, [] {});
     return w.take();
 }
 
@@ -546,6 +569,20 @@ ordered_json summary_json(Timestamp ts, const Analyzer& a, const ordered_json& c
 
 void JsonLinesWriter::write(const ordered_json& j) {
     write_line(dump(j));
+}
+
+void JsonLinesWriter::write_summary(Timestamp ts, const Analyzer& a, const ordered_json& counters) {
+    // In pieces of about kPiece bytes: on a capture with many hosts the line is megabytes (11 MB
+    // on 1 GB of the lab's captures repeated), and built whole it doubled its way through fresh
+    // memory at the end of the run, when nothing else runs beside it.
+    constexpr std::size_t kPiece = 64 << 10;
+    Writer w(line_);
+    summary(w, ts, a, counters, [this, &w] {
+        if (w.size() < kPiece) return;
+        const std::string_view piece = w.drain();
+        std::fwrite(piece.data(), 1, piece.size(), out_);
+    });
+    put(w.line());
 }
 
 void JsonLinesWriter::write_line(std::string line) {

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <limits>
+#include <string>
 
 namespace hopscope::report {
 namespace {
@@ -247,6 +249,46 @@ TEST(JsonEvents, SummaryLineIsNlohmannsDumpWithTheRows) {
     EXPECT_NE(line.find("b\\\"o\\\\b caf\xc3\xa9"), std::string::npos) << line;
     EXPECT_EQ(j["counters"]["logins"], 3);
     EXPECT_EQ(summary_json(Timestamp{2'000'000}, a, counters), j);
+}
+
+// A summary of thousands of rows leaves in pieces (JsonLinesWriter::write_summary): the pieces
+// make the line summary_line() gives, once, then one newline; an event written after it starts
+// a line of its own.
+TEST(JsonEvents, LongSummaryWrittenInPiecesIsTheSummaryLine) {
+    struct Sink : FindingSink {
+        void on_finding(const Finding&) override {}
+    } sink;
+    Analyzer a(sink);
+    for (std::uint32_t i = 0; i < 3000; ++i) {
+        LoginEvent l;
+        l.ts = Timestamp{1'000'000 + static_cast<std::int64_t>(i)};
+        l.started = l.ts;
+        l.flow = FlowKey{Endpoint{IpAddress::v4_from(0x0a010000 + i), 50000},
+                         Endpoint{IpAddress::v4_from(0x0a000003), 1433}, Transport::Tcp};
+        l.auth = AuthKind::Sql;
+        l.outcome = Outcome::Success;
+        l.user = "user" + std::to_string(i % 7);
+        a.add_login(l);
+    }
+    a.finish();
+    nlohmann::ordered_json counters;
+    counters["logins"] = 3000;
+    const std::string line = summary_line(Timestamp{2'000'000}, a, counters);
+    ASSERT_GT(line.size(), std::size_t{4} * 64 * 1024);  // several pieces
+    std::FILE* out = std::tmpfile();
+    ASSERT_NE(out, nullptr);
+    JsonLinesWriter w(out, false);
+    w.write_summary(Timestamp{2'000'000}, a, counters);
+    ServerErrorEvent e;
+    w.write(e);
+    std::fflush(out);
+    std::rewind(out);
+    std::string written;
+    char chunk[4096];
+    for (std::size_t n; (n = std::fread(chunk, 1, sizeof chunk, out)) > 0;)
+        written.append(chunk, n);
+    std::fclose(out);
+    EXPECT_EQ(written, line + "\n" + json_line(e) + "\n");
 }
 
 TEST(JsonEvents, InvalidUtf8FromTheWireDoesNotThrow) {

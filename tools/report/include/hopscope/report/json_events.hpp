@@ -45,6 +45,9 @@ class JsonLinesWriter {
     void write(const analysis::ServerErrorEvent& e);
     void write(const analysis::Finding& f);
     void write_line(std::string line);
+    /// The summary event's line (summary_line()), written in pieces as it is made.
+    void write_summary(Timestamp ts, const analysis::Analyzer& a,
+                       const nlohmann::ordered_json& counters);
 
   private:
     template <typename Event>
