@@ -288,11 +288,19 @@ class ShardedRun {
     void hand_over(Shard& s, bool last) {
         std::unique_lock lock(mu_);
         if (!s.filling.empty()) {
+            // Full: the merge waits for a shard behind this one. This one merges, again at each
+            // hand-over of the others, until there is room (rather than sleep while the shard
+            // behind decodes and merges too).
             while (s.ready.size() >= kMaxReady) {
+                const std::uint64_t seen = handovers_;
                 lock.unlock();
                 merge_some();
                 lock.lock();
-                space_.wait(lock, [&s] { return s.ready.size() < kMaxReady; });
+                ++space_waiters_;
+                space_.wait(lock, [this, &s, seen] {
+                    return s.ready.size() < kMaxReady || handovers_ != seen;
+                });
+                --space_waiters_;
             }
             s.ready.push_back(std::move(s.filling));
             s.filling.clear();
@@ -305,6 +313,7 @@ class ShardedRun {
         s.done = last;
         ++handovers_;
         if (merge_waits_) work_.notify_one();
+        if (space_waiters_ > 0) space_.notify_all();
         if (last || !(s.told < kUntilClose)) read_over_.notify_one();
         // The merge goes no further than the shard that has read the least: when that is this
         // one, merging now would only widen the gap (the others' batches pile up, then wait).
@@ -457,7 +466,8 @@ class ShardedRun {
     std::mutex mu_;
     std::condition_variable work_, space_, read_over_;
     std::uint64_t handovers_ = 0;
-    bool merge_waits_ = false;  ///< merge_until() waits for a hand-over
+    bool merge_waits_ = false;    ///< merge_until() waits for a hand-over
+    unsigned space_waiters_ = 0;  ///< shards waiting for room or a hand-over
     bool finished_ = false;
 };
 
@@ -559,7 +569,7 @@ class AnalysisBackend final : public Backend, private pipeline::EventSink {
             counters["encrypted_records"] = c.encrypted_records;
             counters["decrypted_records"] = c.decrypted_records;
             counters["retransmitted_bytes"] = s.retransmitted_bytes;
-            json_.write_line(report::summary_line(end, pipeline_.analyzer(), counters));
+            json_.write_summary(end, pipeline_.analyzer(), counters);
         }
     }
 
