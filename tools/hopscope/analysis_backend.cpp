@@ -133,13 +133,14 @@ class AnalysisThread final : public pipeline::AnalysisRelay {
 ///
 /// Who merges: the shards' threads themselves, one at a time (merge_mu_), each after handing a
 /// batch over, for as long as what was handed over allows; the thread that called read() sleeps
-/// until every shard has read its last frame, then replays what is left. Why not a thread of
-/// its own: that was one thread more than the cores (N shards + the merge on N cores), woken by
-/// every hand-over; with two cores the three threads kept them about 80 % busy (a shard waiting
-/// for the merge while the merge waited for the other shard), with 130-900 voluntary context
-/// switches a run (200 MB-1 GB of login-dense traffic; now 6-15). Only a shard that is not
-/// behind another merges: the merge cannot pass the shard that has read the least, and when
-/// that one merged it fell further behind while the others' batches piled up and then waited.
+/// until a shard is done, then merges on the core that shard left while the others finish.
+/// Why not a thread of its own: that was one thread more than the cores (N shards + the merge
+/// on N cores), woken by every hand-over; with two cores the three threads kept them about 80 %
+/// busy (a shard waiting for the merge while the merge waited for the other shard), with
+/// 130-900 voluntary context switches a run (200 MB-1 GB of login-dense traffic; now 6-15).
+/// Only a shard that is not behind another merges: the merge cannot pass the shard that has
+/// read the least, and when that one merged it fell further behind while the others' batches
+/// piled up and then waited.
 ///
 /// Equal to one reader except when a table overflows: each shard has the flow table and
 /// out-of-order budget of a whole reader, so connections are evicted later than with one.
@@ -191,12 +192,17 @@ class ShardedRun {
     /// Replays everything up to the pipelines' own closes, then says what was read.
     ShardedRead read() {
         {
-            // Until then the shards merge; a wake-up per hand-over would only cost.
+            // Until a shard is done the shards merge (a wake-up of this thread per hand-over
+            // would only cost); from then on this thread merges, on the core that shard left,
+            // while the others finish their reading.
             std::unique_lock lock(mu_);
             read_over_.wait(lock, [this] {
-                for (const auto& s : shards_)
-                    if (!s->done && s->told < kUntilClose) return false;
-                return true;
+                bool all_told = true;
+                for (const auto& s : shards_) {
+                    if (s->done) return true;
+                    all_told = all_told && !(s->told < kUntilClose);
+                }
+                return all_told;
             });
         }
         merge_until(kUntilClose);
