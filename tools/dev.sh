@@ -67,11 +67,17 @@ run_lab() {  # every lab scenario (real KDC, clients and servers in network name
         "$here/tools/lab/run" all
 }
 
+configure_targets() {  # dir, targets (space-separated; empty: everything), extra cmake args...
+    local dir=$1 targets=$2
+    shift 2
+    cmake -S "$here" -B "$dir" -G Ninja "$@" >/dev/null
+    # shellcheck disable=SC2086 # one word per target
+    cmake --build "$dir" -j "$JOBS" ${targets:+--target $targets}
+}
 configure_build() {  # dir, extra cmake args...
     local dir=$1
     shift
-    cmake -S "$here" -B "$dir" -G Ninja "$@" >/dev/null
-    cmake --build "$dir" -j "$JOBS"
+    configure_targets "$dir" "" "$@"
 }
 
 # Per fuzz target: executions per second below which the smoke run fails, dictionaries and
@@ -92,17 +98,13 @@ fuzz_args() {  # target, dictionary file to write: prints the target's libFuzzer
 fuzz_build() {  # [only-targets [TARGET...]]: only the fuzz targets (those named, or all)
     local flags=(-DCMAKE_BUILD_TYPE=Debug -DHOPSCOPE_FUZZ=ON -DHOPSCOPE_WERROR=ON
                  -DHOPSCOPE_TESTS=ON -DHOPSCOPE_TOOLS=ON -DHOPSCOPE_BENCH=ON)
+    local targets=""
     if [ "${1:-}" = only-targets ]; then
         shift
-        CXX=clang++-14 CC=clang-14 cmake -S "$here" -B "$BUILD_ROOT/fuzz" -G Ninja "${flags[@]}" \
-            >/dev/null
-        # shellcheck disable=SC2046 # one word per target
-        cmake --build "$BUILD_ROOT/fuzz" -j "$JOBS" --target $(if [ $# -gt 0 ]; then
-            printf 'fuzz_%s\n' "$@"; else ls "$here"/tests/fuzz/fuzz_*.cpp |
-            sed 's|.*/||; s|\.cpp$||'; fi)
-    else
-        CXX=clang++-14 CC=clang-14 configure_build "$BUILD_ROOT/fuzz" "${flags[@]}"
+        targets=$(if [ $# -gt 0 ]; then printf 'fuzz_%s\n' "$@"; else
+            ls "$here"/tests/fuzz/fuzz_*.cpp | sed 's|.*/||; s|\.cpp$||'; fi | tr '\n' ' ')
     fi
+    CXX=clang++-14 CC=clang-14 configure_targets "$BUILD_ROOT/fuzz" "$targets" "${flags[@]}"
 }
 fuzz_execs() { sed -n 's/^stat::number_of_executed_units: *//p' "$1" | tail -n 1; }
 
@@ -173,11 +175,10 @@ test)
     # is a TSan report, which fails the comparison (its exit status and standard error differ
     # from one thread's). -Wno-tsan: Boost.Asio's headers (the proxy, linked in) use
     # std::atomic_thread_fence, which GCC warns TSan cannot see; analyze does not run them.
-    cmake -S "$here" -B "$BUILD_ROOT/tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    configure_targets "$BUILD_ROOT/tsan" hopscope -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DHOPSCOPE_MIMALLOC=OFF -DHOPSCOPE_TESTS=OFF -DHOPSCOPE_WERROR=ON \
         "-DCMAKE_CXX_FLAGS=-fsanitize=thread -Wno-tsan" \
-        -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread >/dev/null
-    cmake --build "$BUILD_ROOT/tsan" -j "$JOBS" --target hopscope
+        -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread
     TSAN_OPTIONS=halt_on_error=1:exitcode=66 "$here/tests/e2e/analyze_threads_equal.sh" \
         "$BUILD_ROOT/tsan/tools/hopscope" "$here" "$BUILD_ROOT/release/tools/bench/hopscope-gencap"
     "$here/tools/bench/analyze-vs-tshark" --quick --no-tshark --no-build \
