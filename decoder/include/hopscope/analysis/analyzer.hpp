@@ -251,8 +251,8 @@ class Analyzer : private Lookups {
     // connection (a scan of every recent login per login made a large capture quadratic);
     // numbers below base_seq_ are stale and skipped, and dropped by sweep().
     // Boost.Container's deque for its block size: std::deque keeps an element over 256 bytes in
-    // a block of its own (a Recent is 512), one heap allocation per login; 32 to a block make it
-    // one per 32 logins, the blocks side by side as the window walks on.
+    // a block of its own (a Recent is 504 bytes), one heap allocation per login; 32 to a block
+    // make it one per 32 logins, the blocks side by side as the window walks on.
     boost::container::deque<Recent, void,
                             boost::container::deque_options_t<boost::container::block_size<32>>>
         logins_;
