@@ -117,6 +117,19 @@ bool free_huge_pages_go_to_host(const std::vector<std::string>& balloon_features
     return (1LL << order) <= huge / page_size;  // blocks of 2^order pages, a huge page or less
 }
 
+bool host_takes_free_huge_pages() {
+    std::vector<std::string> features;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it("/sys/bus/virtio/drivers/virtio_balloon", ec), end;
+         !ec && it != end; it.increment(ec)) {
+        if (it->path().filename().string().rfind("virtio", 0) == 0)
+            features.push_back(read_text(it->path() / "features"));
+    }
+    return free_huge_pages_go_to_host(
+        features, read_text("/sys/module/page_reporting/parameters/page_reporting_order"),
+        read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"), sysconf(_SC_PAGESIZE));
+}
+
 std::optional<std::string> huge_page_tunables(const HugePageEnv& env) {
     if (env.command != "analyze") return std::nullopt;
     if (env.host_takes_free_huge_pages) return std::nullopt;
@@ -140,19 +153,7 @@ void restart_with_huge_pages(char** argv) {
     const char* before = std::getenv("GLIBC_TUNABLES");
     HugePageEnv env{argv[1], before, std::getenv("LD_PRELOAD"),
                     std::getenv("HOPSCOPE_NO_HUGE_PAGES"), thp};
-    if (env.command == "analyze") {
-        std::vector<std::string> features;
-        std::error_code ec;
-        for (std::filesystem::directory_iterator it("/sys/bus/virtio/drivers/virtio_balloon", ec),
-             end;
-             !ec && it != end; it.increment(ec)) {
-            if (it->path().filename().string().rfind("virtio", 0) == 0)
-                features.push_back(read_text(it->path() / "features"));
-        }
-        env.host_takes_free_huge_pages = free_huge_pages_go_to_host(
-            features, read_text("/sys/module/page_reporting/parameters/page_reporting_order"),
-            read_text("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size"), sysconf(_SC_PAGESIZE));
-    }
+    if (env.command == "analyze") env.host_takes_free_huge_pages = host_takes_free_huge_pages();
     const auto tunables = huge_page_tunables(env);
     if (tunables) exec_self_with(argv, {{"GLIBC_TUNABLES", *tunables}});
 #endif
@@ -211,8 +212,25 @@ bool worth_measuring(const MimallocHugePageEnv& env) {
     return env.input_bytes >= kHugePageMinInput;
 }
 
+bool forced(const MimallocHugePageEnv& env) {
+    if (env.force == nullptr || *env.force == '\0') return false;
+    return !opted_out(env.opt_out) && env.user_setting == nullptr &&
+           !under_valgrind(env.ld_preload);
+}
+
+// Why a cold huge page where the host takes free ones back: the probe's huge page is often one
+// the kernel has just had back from a process (or from the probe's own last run), still backed
+// by the host; the heap's next dozens are not. On such a VM (4 KiB faults 650-1 040 us per 2 MiB,
+// the probe's huge page 93-385 us warm, 5.4 ms cold), after 10 s idle, the huge pages the probe
+// chose against 4 KiB pages: 200 MB of login-dense traffic 0.51-0.53 s against 0.39-0.40 s
+// with one thread, 0.34-0.35 against 0.28-0.29 s with two; 1 GB 2.18-2.32 against 1.92-2.32 s
+// and 1.45-1.52 against 1.37-1.41 s. Where 4 KiB faults are dear (6.3-8.3 ms per 2 MiB on a VM
+// with the same balloon), huge pages stay the choice (docs/performance.md).
 bool huge_pages_pay(const PageFaultCost& cost) {
-    return cost.huge_page_us < cost.small_pages_us;
+    const double huge = cost.host_takes_free_huge_pages
+                            ? std::max(cost.huge_page_us, kColdHugePageUs)
+                            : cost.huge_page_us;
+    return huge < cost.small_pages_us;
 }
 
 std::uint64_t input_bytes(const std::vector<std::string>& files) {
@@ -229,18 +247,26 @@ std::uint64_t input_bytes(const std::vector<std::string>& files) {
     return total;
 }
 
-std::optional<PageFaultCost> huge_pages_for_analyze(const std::vector<std::string>& files) {
+HugePageChoice huge_pages_for_analyze(const std::vector<std::string>& files) {
     const std::string thp = read_text("/sys/kernel/mm/transparent_hugepage/enabled");
     MimallocHugePageEnv env;
     env.opt_out = std::getenv("HOPSCOPE_NO_HUGE_PAGES");
+    env.force = std::getenv("HOPSCOPE_HUGE_PAGES");
     env.user_setting = std::getenv("MIMALLOC_LARGE_OS_PAGES");
     env.ld_preload = std::getenv("LD_PRELOAD");
     env.thp_enabled = thp;
+    HugePageChoice choice;
+    if (forced(env)) {
+        choice.huge = choice.forced = true;
+        return choice;
+    }
     env.input_bytes = input_bytes(files);
-    if (!worth_measuring(env)) return std::nullopt;
-    auto cost = measure_page_fault_cost(thp);
-    if (!cost || !huge_pages_pay(*cost)) return std::nullopt;
-    return cost;
+    if (!worth_measuring(env)) return choice;
+    choice.cost = measure_page_fault_cost(thp);
+    if (!choice.cost) return choice;
+    choice.cost->host_takes_free_huge_pages = host_takes_free_huge_pages();
+    choice.huge = huge_pages_pay(*choice.cost);
+    return choice;
 }
 
 }  // namespace hopscope::cli

@@ -33,6 +33,10 @@ struct HugePageEnv {
                                               std::string_view reporting_order,
                                               std::string_view hpage_pmd_size, long page_size);
 
+/// free_huge_pages_go_to_host() for this machine, from /sys (no balloon, or a file unreadable:
+/// false).
+[[nodiscard]] bool host_takes_free_huge_pages();
+
 /// The GLIBC_TUNABLES value to start `analyze` again with, or nothing when it should go on as
 /// it is: another command, the tunable already set (by the user, or by the first start), the
 /// opt-out variable set, a preloaded tool that would not follow the new start (valgrind), no
@@ -49,7 +53,16 @@ void restart_with_huge_pages(char** argv);
 struct PageFaultCost {
     double small_pages_us = 0;  ///< every 4 KiB page its own fault (from a sample, scaled)
     double huge_page_us = 0;    ///< one fault for the whole huge page (the kernel clears it)
+    /// The hypervisor takes back every free huge page (free_huge_pages_go_to_host()): the huge
+    /// page measured may have come warm, the heap's later ones come cold (kColdHugePageUs).
+    bool host_takes_free_huge_pages = false;
 };
+
+/// What one huge page is counted at where the host takes free huge pages back, when the probe's
+/// came for less: a cold one, whose fault waits for the host's. Measured on two such VMs (2 MiB
+/// touched after 12 s idle): 2.8-3.3 ms on one (128 MiB in 181-210 ms), 4.4-4.9 ms on the other,
+/// whose probe saw a warm huge page in 93-385 us (docs/performance.md, "Huge pages, measured").
+inline constexpr double kColdHugePageUs = 4000;
 
 /// Measures PageFaultCost in a private mapping given back at once (the 4 KiB pages' cost from 64
 /// of them, scaled; 5 ms in all on the virtual machine where faults were dearest). Nothing when the
@@ -61,6 +74,7 @@ struct PageFaultCost {
 /// ask mimalloc for huge pages).
 struct MimallocHugePageEnv {
     const char* opt_out = nullptr;       ///< HOPSCOPE_NO_HUGE_PAGES, or null
+    const char* force = nullptr;         ///< HOPSCOPE_HUGE_PAGES, or null
     const char* user_setting = nullptr;  ///< MIMALLOC_LARGE_OS_PAGES, or null
     const char* ld_preload = nullptr;    ///< LD_PRELOAD, or null (valgrind's tools preload theirs)
     std::string_view thp_enabled;        ///< /sys/kernel/mm/transparent_hugepage/enabled
@@ -78,18 +92,31 @@ inline constexpr std::uint64_t kHugePageMinInput = std::uint64_t{64} << 20;
 /// user's choice), and no preloaded tool that replaces the allocator's memory (valgrind).
 [[nodiscard]] bool worth_measuring(const MimallocHugePageEnv& env);
 
+/// HOPSCOPE_HUGE_PAGES set (and not empty) without HOPSCOPE_NO_HUGE_PAGES, nor a
+/// MIMALLOC_LARGE_OS_PAGES of the user's own, nor valgrind: huge pages without the measurement,
+/// whatever the input's size (where the kernel has no transparent huge pages, mimalloc's
+/// madvise is refused and the heap stays on 4 KiB pages).
+[[nodiscard]] bool forced(const MimallocHugePageEnv& env);
+
 /// Whether huge pages pay for the heap here: the huge page's fault costs less than the 4 KiB
-/// pages' faults for the same memory.
+/// pages' faults for the same memory, the huge page counted at kColdHugePageUs at least where
+/// the host takes free huge pages back.
 [[nodiscard]] bool huge_pages_pay(const PageFaultCost& cost);
+
+/// What the heap of `analyze` runs on, and why.
+struct HugePageChoice {
+    bool huge = false;                  ///< mimalloc's heap on transparent huge pages
+    bool forced = false;                ///< by HOPSCOPE_HUGE_PAGES, without measuring
+    std::optional<PageFaultCost> cost;  ///< the measurement, when one was made
+};
 
 /// The total size of `files` for MimallocHugePageEnv::input_bytes ("-" or anything but a regular
 /// file: UINT64_MAX; a file that is not there counts nothing).
 [[nodiscard]] std::uint64_t input_bytes(const std::vector<std::string>& files);
 
-/// For `analyze FILE...` in a mimalloc build: the measurement when huge pages pay here for these
-/// captures (worth_measuring(), then huge_pages_pay()), else nothing.
-[[nodiscard]] std::optional<PageFaultCost> huge_pages_for_analyze(
-    const std::vector<std::string>& files);
+/// For `analyze FILE...` in a mimalloc build: huge pages when forced(), else when
+/// worth_measuring() and then huge_pages_pay() say so.
+[[nodiscard]] HugePageChoice huge_pages_for_analyze(const std::vector<std::string>& files);
 
 /// What main() does with huge_pages_for_analyze()'s answer in a mimalloc build (the one file
 /// linked with mimalloc): when it says yes, mimalloc is asked for transparent huge pages on the

@@ -58,22 +58,39 @@ std::string build_lines() {
 }
 
 #ifdef HOPSCOPE_MIMALLOC
+/// What the measurement saw, for the lines below: "2 MiB faulted in ... us as 4 KiB pages, ...".
+std::string measured(const hopscope::cli::PageFaultCost& cost) {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "2 MiB faulted in %.0f us as 4 KiB pages, %.0f us as one huge page",
+                  cost.small_pages_us, cost.huge_page_us);
+    std::string out = line;
+    if (cost.host_takes_free_huge_pages) {
+        std::snprintf(line, sizeof line,
+                      "; counted at %.0f us at least: this machine's host takes free huge pages "
+                      "back, so the heap's come cold",
+                      hopscope::cli::kColdHugePageUs);
+        out += line;
+    }
+    return out;
+}
+
 /// Runs the capture command with mimalloc's heap on transparent huge pages: the options set,
 /// then the command on a new thread, whose heap takes its memory after that (huge_pages.hpp).
 /// With mimalloc's verbose option on (MIMALLOC_VERBOSE=1), says so on standard error, as mimalloc
 /// lists the options it started with.
-int run_on_huge_pages(hopscope::cli::CommandLine& cli, const hopscope::cli::PageFaultCost& cost) {
+int run_on_huge_pages(hopscope::cli::CommandLine& cli,
+                      const hopscope::cli::HugePageChoice& choice) {
     mi_option_set(mi_option_large_os_pages, 1);
     if (std::getenv("MIMALLOC_EAGER_COMMIT_DELAY") == nullptr)  // a setting of the user's stays
         mi_option_set(mi_option_eager_commit_delay, 0);
     if (mi_option_is_enabled(mi_option_verbose)) {
         std::fprintf(stderr,
                      "hopscope: heap on transparent huge pages from here on (mimalloc options "
-                     "'large_os_pages': %ld, 'eager_commit_delay': %ld; 2 MiB faulted in %.0f "
-                     "us as 4 KiB pages, %.0f us as one huge page)\n",
+                     "'large_os_pages': %ld, 'eager_commit_delay': %ld; %s)\n",
                      mi_option_get(mi_option_large_os_pages),
-                     mi_option_get(mi_option_eager_commit_delay), cost.small_pages_us,
-                     cost.huge_page_us);
+                     mi_option_get(mi_option_eager_commit_delay),
+                     choice.cost ? measured(*choice.cost).c_str() : "HOPSCOPE_HUGE_PAGES set");
     }
     int rc = hopscope::cli::kExitOk;
     std::thread run;
@@ -108,8 +125,11 @@ int main(int argc, char** argv) {
     // `analyze` of large captures runs with mimalloc's heap on transparent huge pages where a
     // measurement says that they pay here, on a thread of its own (huge_pages.hpp).
     if (cli.captures.analyze_cmd != nullptr && cli.captures.analyze_cmd->parsed()) {
-        if (const auto cost = hopscope::cli::huge_pages_for_analyze(cli.captures.analyze.files))
-            return run_on_huge_pages(cli, *cost);
+        const auto choice = hopscope::cli::huge_pages_for_analyze(cli.captures.analyze.files);
+        if (choice.huge) return run_on_huge_pages(cli, choice);
+        if (choice.cost && mi_option_is_enabled(mi_option_verbose))
+            std::fprintf(stderr, "hopscope: heap on 4 KiB pages (%s)\n",
+                         measured(*choice.cost).c_str());
     }
 #endif
     int rc = hopscope::cli::run_capture_command(cli.captures);
