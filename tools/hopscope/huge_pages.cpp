@@ -167,7 +167,8 @@ void restart_with_huge_pages(char** argv) {
 // KiB faults were cheap and each huge page cost the host's faults, and the same run was a fifth
 // slower on them (docs/performance.md, "Huge pages, measured"). The same 2 MiB touched both ways
 // tells which machine this is.
-std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enabled) {
+std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enabled,
+                                                     double huge_page_floor_us) {
     if (!thp_available(thp_enabled)) return std::nullopt;
     const long page = sysconf(_SC_PAGESIZE);
     const long long huge =
@@ -199,7 +200,14 @@ std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enable
         // are dear). The huge page is one fault, touched whole.
         const std::size_t sample = std::min<std::size_t>(huge_bytes, 64 * page_bytes);
         const double small_us = touch(small, sample) * static_cast<double>(huge_bytes / sample);
-        cost = PageFaultCost{small_us, touch(big, huge_bytes)};
+        cost = PageFaultCost{small_us, 0};
+        // Where a huge page counts at the floor whatever it measures, small pages cheaper than
+        // the floor decide alone: no huge page is touched (up to 5 ms where it comes cold).
+        if (small_us > huge_page_floor_us) {
+            cost->huge_page_us = touch(big, huge_bytes);
+        } else {
+            cost->huge_page_measured = false;
+        }
     }
     ::munmap(m, len);
     return cost;
@@ -227,6 +235,7 @@ bool forced(const MimallocHugePageEnv& env) {
 // and 1.45-1.52 against 1.37-1.41 s. Where 4 KiB faults are dear (6.3-8.3 ms per 2 MiB on a VM
 // with the same balloon), huge pages stay the choice (docs/performance.md).
 bool huge_pages_pay(const PageFaultCost& cost) {
+    if (!cost.huge_page_measured && !cost.host_takes_free_huge_pages) return false;
     const double huge = cost.host_takes_free_huge_pages
                             ? std::max(cost.huge_page_us, kColdHugePageUs)
                             : cost.huge_page_us;
@@ -262,9 +271,10 @@ HugePageChoice huge_pages_for_analyze(const std::vector<std::string>& files) {
     }
     env.input_bytes = input_bytes(files);
     if (!worth_measuring(env)) return choice;
-    choice.cost = measure_page_fault_cost(thp);
+    const bool host_takes = host_takes_free_huge_pages();
+    choice.cost = measure_page_fault_cost(thp, host_takes ? kColdHugePageUs : -1);
     if (!choice.cost) return choice;
-    choice.cost->host_takes_free_huge_pages = host_takes_free_huge_pages();
+    choice.cost->host_takes_free_huge_pages = host_takes;
     choice.huge = huge_pages_pay(*choice.cost);
     return choice;
 }

@@ -56,6 +56,9 @@ struct PageFaultCost {
     /// The hypervisor takes back every free huge page (free_huge_pages_go_to_host()): the huge
     /// page measured may have come warm, the heap's later ones come cold (kColdHugePageUs).
     bool host_takes_free_huge_pages = false;
+    /// False when the small pages cost no more than the floor (measure_page_fault_cost()): the
+    /// huge page was not touched, huge_page_us is 0.
+    bool huge_page_measured = true;
 };
 
 /// What one huge page is counted at where the host takes free huge pages back, when the probe's
@@ -68,7 +71,11 @@ inline constexpr double kColdHugePageUs = 4000;
 /// of them, scaled; 5 ms in all on the virtual machine where faults were dearest). Nothing when the
 /// kernel has no transparent huge pages (`thp_enabled` without "[always]" or "[madvise]") or when
 /// the memory cannot be had.
-[[nodiscard]] std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enabled);
+/// `huge_page_floor_us`: what a huge page will count at least (kColdHugePageUs where the host
+/// takes free huge pages back, else below 0); when the small pages cost no more than that, the
+/// huge page is not touched (huge_page_measured false): the small pages decide alone.
+[[nodiscard]] std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enabled,
+                                                                   double huge_page_floor_us = -1);
 
 /// What `analyze` in a mimalloc build sees when it decides whether to measure (and then maybe
 /// ask mimalloc for huge pages).

@@ -61,9 +61,15 @@ std::string build_lines() {
 /// What the measurement saw, for the lines below: "2 MiB faulted in ... us as 4 KiB pages, ...".
 std::string measured(const hopscope::cli::PageFaultCost& cost) {
     char line[256];
-    std::snprintf(line, sizeof line,
-                  "2 MiB faulted in %.0f us as 4 KiB pages, %.0f us as one huge page",
-                  cost.small_pages_us, cost.huge_page_us);
+    if (cost.huge_page_measured) {
+        std::snprintf(line, sizeof line,
+                      "2 MiB faulted in %.0f us as 4 KiB pages, %.0f us as one huge page",
+                      cost.small_pages_us, cost.huge_page_us);
+    } else {
+        std::snprintf(line, sizeof line,
+                      "2 MiB faulted in %.0f us as 4 KiB pages, no huge page touched",
+                      cost.small_pages_us);
+    }
     std::string out = line;
     if (cost.host_takes_free_huge_pages) {
         std::snprintf(line, sizeof line,

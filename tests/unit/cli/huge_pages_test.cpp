@@ -185,6 +185,9 @@ TEST(MimallocHugePages, AHugePageCountsColdWhereTheHostTakesThemBack) {
     EXPECT_TRUE(huge_pages_pay(PageFaultCost{8300, 5400, true}));
     EXPECT_FALSE(huge_pages_pay(PageFaultCost{6300, 6400, true}));
     EXPECT_TRUE(huge_pages_pay(PageFaultCost{kColdHugePageUs + 1, 93, true}));
+    // No huge page touched (the small pages at the floor or below): the floor decides.
+    EXPECT_FALSE(huge_pages_pay(PageFaultCost{900, 0, true, false}));
+    EXPECT_FALSE(huge_pages_pay(PageFaultCost{900, 0, false, false}));
 }
 
 TEST(MimallocHugePages, ForcedOnlyWithoutTheOptOutOrTheUsersOwnSetting) {
@@ -236,8 +239,16 @@ TEST(MimallocHugePages, MeasuresBothWaysWhereTheKernelHasThem) {
     EXPECT_GT(cost->small_pages_us, 0.0);
     EXPECT_GT(cost->huge_page_us, 0.0);
     EXPECT_LT(cost->small_pages_us, 10e6);
+    EXPECT_TRUE(cost->huge_page_measured);
     std::printf("2 MiB as 4 KiB pages: %.0f us, as one huge page: %.0f us\n", cost->small_pages_us,
                 cost->huge_page_us);
+    // Small pages under the floor: the huge page is left untouched. (A floor of ten seconds:
+    // 512 faults take less on any machine this runs on.)
+    const auto floor = measure_page_fault_cost(thp, 10e6);
+    ASSERT_TRUE(floor);
+    EXPECT_GT(floor->small_pages_us, 0.0);
+    EXPECT_FALSE(floor->huge_page_measured);
+    EXPECT_EQ(floor->huge_page_us, 0.0);
 }
 
 TEST(MimallocHugePages, InputSizeCountsRegularFilesAndTakesPipesAsLarge) {
