@@ -697,13 +697,17 @@ DecodeResult parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& o
     return {};
 }
 
-/// One message body: `parse(app, m)` into a fresh value, kept in `out.body` only on success.
+/// One message body: `parse(app, m)` into a fresh value in `out.body` itself (not into one moved
+/// there after: a KDC-REQ is 368 bytes of strings, vectors and optionals, moved and destroyed
+/// for each of a busy KDC's messages). On failure `out.body` is a fresh message's again (an
+/// empty KdcReq), nothing of what was read kept.
 template <typename T>
 DecodeResult parse_body(const Tlv& app, KerberosMessage& out,
                         DecodeResult (*parse)(const Tlv&, T&)) {
-    T m;
-    if (auto e = parse(app, m); !e.ok()) return e;
-    out.body = std::move(m);
+    if (auto e = parse(app, out.body.emplace<T>()); !e.ok()) {
+        out.body.emplace<KdcReq>();
+        return e;
+    }
     return {};
 }
 
