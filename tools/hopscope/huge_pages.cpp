@@ -64,15 +64,22 @@ bool thp_available(std::string_view thp_enabled) {
            thp_enabled.find("[madvise]") != std::string_view::npos;
 }
 
-/// HOPSCOPE_NO_HUGE_PAGES set and not empty.
-bool opted_out(const char* opt_out) {
-    return opt_out != nullptr && *opt_out != '\0';
+/// An environment variable set and not empty (HOPSCOPE_NO_HUGE_PAGES, HOPSCOPE_HUGE_PAGES).
+bool set_not_empty(const char* value) {
+    return value != nullptr && *value != '\0';
 }
 
 /// A valgrind tool is preloaded: it would not follow a new start of the process.
 bool under_valgrind(const char* ld_preload) {
     return ld_preload != nullptr &&
            std::string_view(ld_preload).find("vgpreload") != std::string_view::npos;
+}
+
+/// The heap's pages are hopscope's to choose: no opt-out, no MIMALLOC_LARGE_OS_PAGES of the
+/// user's own, no valgrind (worth_measuring() and forced() both start from this).
+bool ours_to_choose(const MimallocHugePageEnv& env) {
+    return !set_not_empty(env.opt_out) && env.user_setting == nullptr &&
+           !under_valgrind(env.ld_preload);
 }
 
 /// Starts the process again as `argv` with each of `vars` (name, value) set; when the new start
@@ -133,7 +140,7 @@ bool host_takes_free_huge_pages() {
 std::optional<std::string> huge_page_tunables(const HugePageEnv& env) {
     if (env.command != "analyze") return std::nullopt;
     if (env.host_takes_free_huge_pages) return std::nullopt;
-    if (opted_out(env.opt_out)) return std::nullopt;
+    if (set_not_empty(env.opt_out)) return std::nullopt;
     const std::string_view tunables = env.glibc_tunables != nullptr ? env.glibc_tunables : "";
     if (tunables.find("glibc.malloc.hugetlb") != std::string_view::npos) return std::nullopt;
     if (under_valgrind(env.ld_preload)) return std::nullopt;
@@ -214,16 +221,13 @@ std::optional<PageFaultCost> measure_page_fault_cost(std::string_view thp_enable
 }
 
 bool worth_measuring(const MimallocHugePageEnv& env) {
-    if (opted_out(env.opt_out) || env.user_setting != nullptr) return false;
-    if (under_valgrind(env.ld_preload)) return false;
+    if (!ours_to_choose(env)) return false;
     if (!thp_available(env.thp_enabled)) return false;
     return env.input_bytes >= kHugePageMinInput;
 }
 
 bool forced(const MimallocHugePageEnv& env) {
-    if (env.force == nullptr || *env.force == '\0') return false;
-    return !opted_out(env.opt_out) && env.user_setting == nullptr &&
-           !under_valgrind(env.ld_preload);
+    return set_not_empty(env.force) && ours_to_choose(env);
 }
 
 // Why a cold huge page where the host takes free ones back: the probe's huge page is often one
@@ -266,7 +270,7 @@ HugePageChoice huge_pages_for_analyze(const std::vector<std::string>& files) {
     env.thp_enabled = thp;
     HugePageChoice choice;
     if (forced(env)) {
-        choice.huge = choice.forced = true;
+        choice.huge = true;
         return choice;
     }
     env.input_bytes = input_bytes(files);

@@ -112,9 +112,9 @@ inline constexpr std::uint64_t kHugePageMinInput = std::uint64_t{64} << 20;
 
 /// What the heap of `analyze` runs on, and why.
 struct HugePageChoice {
-    bool huge = false;                  ///< mimalloc's heap on transparent huge pages
-    bool forced = false;                ///< by HOPSCOPE_HUGE_PAGES, without measuring
-    std::optional<PageFaultCost> cost;  ///< the measurement, when one was made
+    bool huge = false;  ///< mimalloc's heap on transparent huge pages
+    /// The measurement, when one was made; huge pages without one: HOPSCOPE_HUGE_PAGES (forced()).
+    std::optional<PageFaultCost> cost;
 };
 
 /// The total size of `files` for MimallocHugePageEnv::input_bytes ("-" or anything but a regular

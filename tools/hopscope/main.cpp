@@ -96,8 +96,7 @@ int run_on_huge_pages(hopscope::cli::CommandLine& cli,
                      "'large_os_pages': %ld, 'eager_commit_delay': %ld; %s)\n",
                      mi_option_get(mi_option_large_os_pages),
                      mi_option_get(mi_option_eager_commit_delay),
-                     choice.forced || !choice.cost ? "HOPSCOPE_HUGE_PAGES set"
-                                                   : measured(*choice.cost).c_str());
+                     choice.cost ? measured(*choice.cost).c_str() : "HOPSCOPE_HUGE_PAGES set");
     }
     int rc = hopscope::cli::kExitOk;
     std::thread run;
