@@ -78,20 +78,24 @@ class Writer {
         comma_ = true;
         return *this;
     }
-    Writer& str(Key key, std::string_view v) {
+    [[gnu::always_inline]] Writer& str(Key key, std::string_view v) {
         name(key);
         text(v);
         return *this;
     }
     Writer& item(std::string_view v) { return str({}, v); }
-    /// An address and port, formatted in a buffer kept by the thread: two of them in every
-    /// event, each a heap string of its own before (the address with its port is longer than
-    /// the short-string buffer).
+    /// An address and port, written in place: two of them in every event (callgrind on
+    /// login-dense traffic: ~600 instructions each when formatted into a string and then
+    /// copied and checked as any text; its characters, digits, dots, colons, lower-case hex
+    /// and brackets, need no escaping).
     Writer& endpoint(Key key, const Endpoint& e) {
-        thread_local std::string scratch;
-        scratch.clear();
-        append_to(scratch, e);
-        return str(key, scratch);
+        name(key);
+        char* p = extend(kEndpointTextMax + 2);
+        *p = '"';
+        char* end = write_text(p + 1, e);
+        *end++ = '"';
+        len_ -= static_cast<std::size_t>(p + kEndpointTextMax + 2 - end);
+        return *this;
     }
     Writer& num(Key key, std::int64_t v) {
         name(key);

@@ -110,6 +110,23 @@ TEST(Flow, FormatsAddressesAndTimes) {
               "[abab:abab:abab:abab:abab:abab:abab:ab00]:1");
     std::uint8_t zero[16] = {};
     EXPECT_EQ(to_string(IpAddress::v6_from_bytes(zero)), "::");
+    // Each width of a byte, and a run of zeros inside and at the end.
+    EXPECT_EQ(to_string(IpAddress::v4_from(0x640a09c7)), "100.10.9.199");
+    std::uint8_t mid[16] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0, 0};
+    EXPECT_EQ(to_string(IpAddress::v6_from_bytes(mid)), "fe80::a:0:0:0");
+    // The longest text fills the buffer write_text is given, no more.
+    std::uint8_t ff[16];
+    for (auto& b : ff)
+        b = 0xff;
+    const Endpoint longest{IpAddress::v6_from_bytes(ff), 65535};
+    char buf[kEndpointTextMax + 1];
+    buf[kEndpointTextMax] = '!';
+    const char* end = write_text(buf, longest);
+    EXPECT_EQ(std::string(static_cast<const char*>(buf), end),
+              "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+    EXPECT_EQ(static_cast<std::size_t>(end - buf), kEndpointTextMax);
+    EXPECT_EQ(buf[kEndpointTextMax], '!');
+    EXPECT_EQ(to_string(longest.addr).size(), kIpTextMax);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -32,6 +33,10 @@ struct IpAddress {
 std::string to_string(const IpAddress& a);
 /// to_string(a) appended to `out` (keys built of several parts, in one string).
 void append_to(std::string& out, const IpAddress& a);
+/// The most to_string(IpAddress) writes: eight groups of four hex digits and seven colons.
+inline constexpr std::size_t kIpTextMax = 39;
+/// to_string(a) written at `out`, which has room for kIpTextMax bytes: where it ends.
+char* write_text(char* out, const IpAddress& a);
 
 struct Endpoint {
     IpAddress addr;
@@ -42,6 +47,10 @@ struct Endpoint {
 /// "a.b.c.d:port" or "[v6]:port".
 std::string to_string(const Endpoint& e);
 void append_to(std::string& out, const Endpoint& e);
+/// The most to_string(Endpoint) writes: the brackets, the colon and five digits more.
+inline constexpr std::size_t kEndpointTextMax = kIpTextMax + 8;
+/// to_string(e) written at `out`, which has room for kEndpointTextMax bytes: where it ends.
+char* write_text(char* out, const Endpoint& e);
 
 enum class Transport : std::uint8_t { Tcp = 6, Udp = 17 };
 
