@@ -916,7 +916,7 @@ void Analyzer::sweep() {
     std::erase_if(by_flow_, [this](const auto& e) { return e.second < base_seq_; });
 }
 
-std::size_t Analyzer::HopKeyHash::operator()(const HopKey& k) const noexcept {
+std::size_t Analyzer::HopKeyHash::operator()(const HopKey& k) const {
     const IpAddressHash ip;
     std::uint64_t h = ip(k.client) * 0x9E3779B97F4A7C15ULL;
     h ^= ip(k.server.addr) + 0xBF58476D1CE4E5B9ULL + (h << 6) + (h >> 2);

@@ -122,7 +122,7 @@ void append_to(std::string& out, const Endpoint& e) {
     out.append(buf, write_text(buf, e));
 }
 
-std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {
+std::size_t FlowKeyHash::operator()(const FlowKey& k) const {
     // Word-wise multiply-xorshift over the fields: the pipeline looks a flow up for every
     // packet, and a byte-at-a-time hash over the 38 key bytes shows in its profile.
     std::uint64_t h = 0x9E3779B97F4A7C15ULL;
@@ -146,7 +146,7 @@ std::size_t FlowKeyHash::operator()(const FlowKey& k) const noexcept {
     return static_cast<std::size_t>(h ^ (h >> 31));
 }
 
-std::size_t IpAddressHash::operator()(const IpAddress& a) const noexcept {
+std::size_t IpAddressHash::operator()(const IpAddress& a) const {
     std::uint64_t lo = 0, hi = 0;
     std::memcpy(&lo, a.bytes.data(), sizeof lo);
     std::memcpy(&hi, a.bytes.data() + 8, sizeof hi);

@@ -332,9 +332,10 @@ class Analyzer : private Lookups {
     /// most of add_login's own time (perf, 200 MB login-dense, glibc build: add_login 3.7 % of
     /// the samples with the text key, 1.0 % and 1.1 % in this table's lookup with this one).
     /// Hashed (a std::map's string comparisons were 4 % of analyze on a login-dense capture);
-    /// hop_summary() sorts the rows by their key's text.
+    /// hop_summary() sorts the rows by their key's text. Not noexcept, so that each node keeps
+    /// its hash (see FlowKeyHash).
     struct HopKeyHash {
-        std::size_t operator()(const HopKey& k) const noexcept;
+        std::size_t operator()(const HopKey& k) const;
     };
     struct HopRow {
         std::string user;

@@ -72,11 +72,16 @@ inline const char* to_string(Direction d) {
     return d == Direction::ClientToServer ? "c2s" : "s2c";
 }
 
+// The hashes of the unordered maps keyed by flows and addresses (the pipeline's connections,
+// the analyzer's indexes) are deliberately not noexcept: libstdc++ then keeps each node's hash
+// in the node, so that a lookup compares hashes before keys and walks a bucket without hashing
+// its nodes again (callgrind, 20 MB of login-dense traffic, one thread: 484.0 M -> 479.3 M
+// instructions; the 16-byte address compares of the hop table, a cache miss each, gone).
 struct FlowKeyHash {
-    std::size_t operator()(const FlowKey& k) const noexcept;
+    std::size_t operator()(const FlowKey& k) const;
 };
 struct IpAddressHash {
-    std::size_t operator()(const IpAddress& a) const noexcept;
+    std::size_t operator()(const IpAddress& a) const;
 };
 
 }  // namespace hopscope
