@@ -24,9 +24,9 @@ std::string dump(const ordered_json& j) {
 /// benchmark capture: JSON was 13 % of `hopscope analyze --json`); this costs a few per byte.
 /// A string that is not plain ASCII is handed to nlohmann, so that its UTF-8 checks and the
 /// replacement of invalid sequences stay exactly nlohmann's.
-/// A key of this file's events: a literal, checked when it is compiled to need no escaping, so
-/// that writing it is one copy (the check per key at run time was half the writer's work on
-/// login events).
+/// A key of this file's events (or a literal value: Writer::word): a literal, checked when it
+/// is compiled to need no escaping, so that writing it is one copy (the check per key at run
+/// time was half the writer's work on login events).
 class Key {
   public:
     constexpr Key() = default;
@@ -70,8 +70,8 @@ class Writer {
         put('\n');
         return {buf_.data(), len_};
     }
-    Writer& open(Key key = {}) { return begin(key, '{'); }
-    Writer& open_array(Key key = {}) { return begin(key, '['); }
+    [[gnu::always_inline]] Writer& open(Key key = {}) { return begin(key, '{'); }
+    [[gnu::always_inline]] Writer& open_array(Key key = {}) { return begin(key, '['); }
     Writer& close() {
         put(closers_.back());
         closers_.pop_back();
@@ -97,15 +97,15 @@ class Writer {
         len_ -= static_cast<std::size_t>(p + kEndpointTextMax + 2 - end);
         return *this;
     }
-    Writer& num(Key key, std::int64_t v) {
+    [[gnu::always_inline]] Writer& num(Key key, std::int64_t v) {
         name(key);
         return digits(v);
     }
-    Writer& unum(Key key, std::uint64_t v) {
+    [[gnu::always_inline]] Writer& unum(Key key, std::uint64_t v) {
         name(key);
         return digits(v);
     }
-    Writer& boolean(Key key, bool v) {
+    [[gnu::always_inline]] Writer& boolean(Key key, bool v) {
         name(key);
         put(v ? std::string_view("true") : std::string_view("false"));
         return *this;
@@ -161,8 +161,20 @@ class Writer {
         p[kRfc3339Size + 1] = '"';
         return *this;
     }
-    Writer& header(const char* event, Timestamp ts) {
-        return open().num("schema", kSchemaVersion).str("event", event).time("ts", ts);
+    /// The start of every event: the event's name is a literal, written without a check.
+    Writer& header(Key event, Timestamp ts) {
+        open().num("schema", kSchemaVersion);
+        return word("event", event).time("ts", ts);
+    }
+    /// A string value known when compiled to need no escaping (a Key's check).
+    [[gnu::always_inline]] Writer& word(Key key, Key value) {
+        name(key);
+        const std::string_view v = value.view();
+        char* p = extend(v.size() + 2);
+        *p++ = '"';
+        std::memcpy(p, v.data(), v.size());
+        p[v.size()] = '"';
+        return *this;
     }
 
   private:
@@ -222,15 +234,17 @@ class Writer {
             if (!kPlain[static_cast<unsigned char>(*p)]) return false;
         return true;
     }
+    /// A number written in place (room for the longest, then the rest given back).
     template <typename T>
     Writer& digits(T v) {
-        char buf[24];
-        const auto r = std::to_chars(buf, buf + sizeof buf, v);
-        put(std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
+        constexpr std::size_t kMost = 20;  // 2^64 - 1, or -2^63 with its sign
+        char* p = extend(kMost);
+        const auto r = std::to_chars(p, p + kMost, v);
+        len_ -= static_cast<std::size_t>(p + kMost - r.ptr);
         return *this;
     }
 
-    Writer& begin(Key key, char c) {
+    [[gnu::always_inline]] Writer& begin(Key key, char c) {
         name(key);
         put(c);
         closers_.push_back(c == '{' ? '}' : ']');
@@ -329,7 +343,11 @@ void position_object(Writer& w, Key key, const Position& p, const FlowKey& flow)
     w.open(key);
     if (p.frame) w.unum("frame", p.frame);
     if (flow.transport == Transport::Tcp) w.unum("stream_offset", p.stream_offset);
-    w.str("direction", to_string(p.direction)).close();
+    // Four of these in most events: the direction's name as a literal, without a check.
+    w.word("direction", p.direction == Direction::ClientToServer
+                            ? Key(to_string(Direction::ClientToServer))
+                            : Key(to_string(Direction::ServerToClient)))
+        .close();
 }
 
 /// The fields of a decrypted ticket: a login's `kerberos_ticket` (KeytabFacts) and a KDC

@@ -68,7 +68,7 @@ enum class Direction : std::uint8_t { ClientToServer = 0, ServerToClient = 1 };
 inline Direction reverse(Direction d) {
     return d == Direction::ClientToServer ? Direction::ServerToClient : Direction::ClientToServer;
 }
-inline const char* to_string(Direction d) {
+constexpr const char* to_string(Direction d) {
     return d == Direction::ClientToServer ? "c2s" : "s2c";
 }
 
