@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 #include <string>
+#include <thread>
 
 namespace hopscope::report {
 namespace {
@@ -22,6 +23,25 @@ TEST(Time, Rfc3339InUtcWithMicroseconds) {
               "9999-12-31T23:59:59.999999Z");
     EXPECT_EQ(to_rfc3339(Timestamp{std::numeric_limits<std::int64_t>::min()}),
               "0000-01-01T00:00:00.000000Z");
+}
+
+TEST(Time, Rfc3339KeepsNoStaleSecond) {
+    // The writer keeps the last second's text: times within it, after it, before it and
+    // across the epoch, in the order a capture or a damaged one can give them.
+    EXPECT_EQ(to_rfc3339(Timestamp{1'164'995'541'720'529}), "2006-12-01T17:52:21.720529Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{1'164'995'541'000'001}), "2006-12-01T17:52:21.000001Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{1'164'995'542'000'000}), "2006-12-01T17:52:22.000000Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{1'164'995'541'999'999}), "2006-12-01T17:52:21.999999Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{0}), "1970-01-01T00:00:00.000000Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{-1'000'000}), "1969-12-31T23:59:59.000000Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{-1}), "1969-12-31T23:59:59.999999Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{999'999}), "1970-01-01T00:00:00.999999Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{-1'000'001}), "1969-12-31T23:59:58.999999Z");
+    // Another thread keeps its own.
+    std::string other;
+    std::thread([&other] { other = to_rfc3339(Timestamp{86'400'000'000}); }).join();
+    EXPECT_EQ(other, "1970-01-02T00:00:00.000000Z");
+    EXPECT_EQ(to_rfc3339(Timestamp{-1'000'001}), "1969-12-31T23:59:58.999999Z");
 }
 
 TEST(JsonEvents, LoginCarriesTheDocumentedNames) {
