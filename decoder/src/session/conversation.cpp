@@ -752,7 +752,7 @@ struct Conversation::Impl {
         client_enc = pl.encryption;
         LoginRecord& r = begin_login(c);
         r.client_encryption = pl.encryption;
-        if (pl.version) r.client_driver_version = pl.version->to_string();
+        if (pl.version) r.client_driver_version = pl.version;
         cb.on_prelogin(c, pl);
     }
 
@@ -765,7 +765,7 @@ struct Conversation::Impl {
         server_prelogin_seen = true;
         LoginRecord& r = begin_login(c);
         r.server_encryption = pl.encryption;
-        if (pl.version) r.server_version = pl.version->to_string();
+        if (pl.version) r.server_version = pl.version;
         r.fed_auth_required = pl.fed_auth_required.value_or(0) == 1;
         cb.on_prelogin(c, pl);
         if (client_enc && pl.encryption) {

@@ -95,7 +95,8 @@ TEST(ConversationCapture, Sql2000SqlAuthLoginMatchesTshark) {
     EXPECT_TRUE(r.encryption_downgraded);
     EXPECT_EQ(r.client_encryption, tds::encrypt::kOff);
     EXPECT_EQ(r.server_encryption, tds::encrypt::kNotSup);
-    EXPECT_EQ(r.server_version, "8.0.2039");
+    ASSERT_TRUE(r.server_version.has_value());
+    EXPECT_EQ(r.server_version->to_string(), "8.0.2039");
     EXPECT_EQ(r.user, "testuser");
     EXPECT_EQ(r.host, "LIV-VXP-007");
     EXPECT_EQ(r.app, "Microsoft Data Access Components");

@@ -98,10 +98,12 @@ struct LoginRecord {
     bool encryption_downgraded = false;
     std::optional<std::uint8_t> client_encryption;  ///< client PRELOGIN ENCRYPTION byte
     std::optional<std::uint8_t> server_encryption;
-    std::string client_driver_version;  ///< client PRELOGIN VERSION
-    std::string server_version;         ///< server PRELOGIN VERSION (product version)
-    bool fed_auth_required = false;     ///< server PRELOGIN FEDAUTHREQUIRED
-    std::uint16_t tls_version = 0;      ///< from the ServerHello, 0 if no TLS seen
+    /// Client and server PRELOGIN VERSION (the server's: its product version), as numbers:
+    /// nothing reports them, and making their text was two strings of every login's work.
+    std::optional<tds::PreloginVersion> client_driver_version;
+    std::optional<tds::PreloginVersion> server_version;
+    bool fed_auth_required = false;  ///< server PRELOGIN FEDAUTHREQUIRED
+    std::uint16_t tls_version = 0;   ///< from the ServerHello, 0 if no TLS seen
     std::string tls_sni;
     std::vector<std::string> tls_alpn;
     /// TDS of this attempt was read inside TLS: records opened with the key log, or plaintext
