@@ -94,7 +94,7 @@ class Writer {
         *p = '"';
         char* end = write_text(p + 1, e);
         *end++ = '"';
-        len_ -= static_cast<std::size_t>(p + kEndpointTextMax + 2 - end);
+        end_at(end);
         return *this;
     }
     [[gnu::always_inline]] Writer& num(Key key, std::int64_t v) {
@@ -161,7 +161,7 @@ class Writer {
         p[kRfc3339Size + 1] = '"';
         return *this;
     }
-    /// The start of every event: the event's name is a literal, written without a check.
+    /// The start of every event: the event's name is a literal, checked when compiled.
     Writer& header(Key event, Timestamp ts) {
         open().num("schema", kSchemaVersion);
         return word("event", event).time("ts", ts);
@@ -169,11 +169,7 @@ class Writer {
     /// A string value known when compiled to need no escaping (a Key's check).
     [[gnu::always_inline]] Writer& word(Key key, Key value) {
         name(key);
-        const std::string_view v = value.view();
-        char* p = extend(v.size() + 2);
-        *p++ = '"';
-        std::memcpy(p, v.data(), v.size());
-        p[v.size()] = '"';
+        quoted(value.view());
         return *this;
     }
 
@@ -197,6 +193,8 @@ class Writer {
         len_ += n;
         return p;
     }
+    /// The line ends at `end`, inside what the last extend() gave: the rest of it given back.
+    void end_at(const char* end) { len_ = static_cast<std::size_t>(end - buf_.data()); }
     [[gnu::always_inline]] void put(char c) { *extend(1) = c; }
     [[gnu::always_inline]] void put(std::string_view v) {
         if (!v.empty()) std::memcpy(extend(v.size()), v.data(), v.size());
@@ -239,8 +237,7 @@ class Writer {
     Writer& digits(T v) {
         constexpr std::size_t kMost = 20;  // 2^64 - 1, or -2^63 with its sign
         char* p = extend(kMost);
-        const auto r = std::to_chars(p, p + kMost, v);
-        len_ -= static_cast<std::size_t>(p + kMost - r.ptr);
+        end_at(std::to_chars(p, p + kMost, v).ptr);
         return *this;
     }
 
@@ -270,13 +267,17 @@ class Writer {
     }
     [[gnu::always_inline]] void text(std::string_view v) {
         if (plain(v)) {  // the common case: nothing to escape, one copy
-            char* p = extend(v.size() + 2);
-            *p++ = '"';
-            if (!v.empty()) std::memcpy(p, v.data(), v.size());
-            p[v.size()] = '"';
+            quoted(v);
             return;
         }
         escaped(v);
+    }
+    /// `v` between quotes, as it is: for text that needs no escaping.
+    [[gnu::always_inline]] void quoted(std::string_view v) {
+        char* p = extend(v.size() + 2);
+        *p++ = '"';
+        if (!v.empty()) std::memcpy(p, v.data(), v.size());
+        p[v.size()] = '"';
     }
     /// A string with something to escape, or not ASCII (then nlohmann's).
     void escaped(std::string_view v) {

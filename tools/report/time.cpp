@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 namespace hopscope::report {
 
@@ -60,16 +61,15 @@ void write_rfc3339(Timestamp t, char* out) {
         --second;
     }
     struct Kept {
-        std::int64_t second = 0;
-        bool valid = false;
+        // No clamped time falls in this second: the first call makes the text.
+        std::int64_t second = std::numeric_limits<std::int64_t>::min();
         char text[kSecondSize];
     };
     thread_local Kept kept;
-    if (!kept.valid || kept.second != second) {
+    if (kept.second != second) {
         write_second(std::chrono::sys_time<std::chrono::seconds>{std::chrono::seconds{second}},
                      kept.text);
         kept.second = second;
-        kept.valid = true;
     }
     std::memcpy(out, kept.text, kSecondSize);
     digits(out + kSecondSize, static_cast<unsigned>(micros), 6);
