@@ -211,12 +211,12 @@ const Analyzer::Recent* Analyzer::recent(std::uint64_t seq) const {
 
 template <typename F>
 void Analyzer::each_kdc(const IpAddress& client, Timestamp before, F&& f) const {
-    auto it = kdc_.find(client);
-    if (it == kdc_.end()) return;
-    const KdcQueue& kq = it->second;
-    for (auto e_it = kq.q.begin() + static_cast<std::ptrdiff_t>(kq.gone); e_it != kq.q.end();
-         ++e_it) {
-        const KdcEntry& e = *e_it;
+    auto it = kdc_by_client_.find(client);
+    if (it == kdc_by_client_.end()) return;
+    const std::uint64_t first = kdc_first_kept();
+    for (const std::uint64_t seq : it->second) {
+        if (seq < first) continue;
+        const KdcEntry& e = kdc_at(seq);
         if (e.ev.ts.micros > later(before.micros, kClockSlackUs)) continue;
         if (before.micros - e.ev.ts.micros > opts_.kerberos_window_us) continue;
         f(e);
@@ -225,11 +225,11 @@ void Analyzer::each_kdc(const IpAddress& client, Timestamp before, F&& f) const 
 
 template <typename F>
 void Analyzer::each_kdc_newest(const IpAddress& client, Timestamp before, F&& f) const {
-    auto it = kdc_.find(client);
-    if (it == kdc_.end()) return;
-    const KdcQueue& kq = it->second;
-    const auto oldest_kept = kq.q.rend() - static_cast<std::ptrdiff_t>(kq.gone);
-    for (auto e = kq.q.rbegin(); e != oldest_kept; ++e) {
+    auto it = kdc_by_client_.find(client);
+    if (it == kdc_by_client_.end()) return;
+    const std::uint64_t first = kdc_first_kept();
+    for (auto seq = it->second.rbegin(); seq != it->second.rend() && *seq >= first; ++seq) {
+        const KdcEntry* e = &kdc_at(*seq);
         // none of this one and the older ones is in the window
         if (before.micros - e->latest_so_far > opts_.kerberos_window_us) return;
         if (e->ev.ts.micros > later(before.micros, kClockSlackUs)) continue;
@@ -247,8 +247,7 @@ Analyzer::KdcEntry::KdcEntry(KerberosEvent&& e)
       as_rep(ev.reply == "AS-REP"),
       forwarded(ev.has_option(auth::kdc_option::Forwarded)) {
 #if defined(__GLIBCXX__) && defined(__x86_64__)
-    // One per kept KDC exchange, up to max_recent: 384 bytes is mimalloc's size class below 448
-    // (and the deque keeps each in a block of its own, as it does every element over 256 bytes).
+    // One per kept KDC exchange, up to max_recent of them in the window.
     static_assert(sizeof(KdcEntry) <= 384, "a kept KDC exchange no longer fits 384 bytes");
 #endif
 }
@@ -589,13 +588,13 @@ void Analyzer::add_kerberos(KerberosEvent&& krb) {
     tick(krb.ts);
     forget();  // the cap on KDC exchanges
     saw_kdc_ = true;
-    auto& mine = kdc_[krb.flow.client.addr].q;
+    auto& mine = kdc_by_client_[krb.flow.client.addr];
     const std::int64_t latest =
-        mine.empty() ? krb.ts.micros : std::max(mine.back().latest_so_far, krb.ts.micros);
-    mine.emplace_back(std::move(krb));
-    mine.back().latest_so_far = latest;
-    const KerberosEvent& k = mine.back().ev;
-    kdc_order_.emplace_back(k.flow.client.addr, k.ts.micros);
+        mine.empty() ? krb.ts.micros : std::max(kdc_at(mine.back()).latest_so_far, krb.ts.micros);
+    mine.push_back(kdc_first_seq_ + kdcs_.size());
+    kdcs_.emplace_back(std::move(krb));
+    kdcs_.back().latest_so_far = latest;
+    const KerberosEvent& k = kdcs_.back().ev;
     wake_us_ = std::min(wake_us_, later(k.ts.micros, horizon_us() + 1));
     const KdcFacts facts{k, *this};
     for (const KdcRule rule : kdc_rules())
@@ -713,11 +712,13 @@ void Analyzer::resume() {
     finishing_ = false;
     logins_.erase(logins_.begin(), logins_.begin() + static_cast<std::ptrdiff_t>(logins_gone_));
     logins_gone_ = 0;
-    for (auto it = kdc_.begin(); it != kdc_.end();) {
-        KdcQueue& kq = it->second;
-        kq.q.erase(kq.q.begin(), kq.q.begin() + static_cast<std::ptrdiff_t>(kq.gone));
-        kq.gone = 0;
-        it = kq.q.empty() ? kdc_.erase(it) : std::next(it);
+    kdcs_.erase(kdcs_.begin(), kdcs_.begin() + static_cast<std::ptrdiff_t>(kdc_gone_));
+    kdc_first_seq_ += kdc_gone_;
+    kdc_gone_ = 0;
+    for (auto it = kdc_by_client_.begin(); it != kdc_by_client_.end();) {
+        while (!it->second.empty() && it->second.front() < kdc_first_seq_)
+            it->second.pop_front();
+        it = it->second.empty() ? kdc_by_client_.erase(it) : std::next(it);
     }
 }
 
@@ -774,8 +775,8 @@ std::array<std::int64_t, 4> Analyzer::due() const {
     if (logins_kept() != 0)
         at[2] =
             std::min(kNever - 1, later(logins_[logins_gone_].login.ts.micros, horizon_us() + 1));
-    if (!kdc_order_.empty())
-        at[3] = std::min(kNever - 1, later(kdc_order_.front().second, horizon_us() + 1));
+    if (kdc_kept() != 0)
+        at[3] = std::min(kNever - 1, later(kdcs_[kdc_gone_].ev.ts.micros, horizon_us() + 1));
     return at;
 }
 
@@ -823,22 +824,23 @@ void Analyzer::drop_login(std::int64_t now) {
 }
 
 void Analyzer::drop_kdc() {
-    auto mine = kdc_.find(kdc_order_.front().first);
-    KdcQueue& kq = mine->second;
     if (finishing_) {
-        ++kq.gone;
-    } else {
-        kq.q.pop_front();
-        if (kq.q.empty()) kdc_.erase(mine);
+        ++kdc_gone_;
+        return;
     }
-    kdc_order_.pop_front();
+    // The oldest exchange is its client's oldest.
+    auto mine = kdc_by_client_.find(kdcs_.front().ev.flow.client.addr);
+    mine->second.pop_front();
+    if (mine->second.empty()) kdc_by_client_.erase(mine);
+    kdcs_.pop_front();
+    ++kdc_first_seq_;
 }
 
 void Analyzer::forget() {
     // The caps on logins and KDC exchanges (those past their horizon went in settle()).
     while (logins_kept() > opts_.max_recent)
         drop_login(now_.micros);
-    while (kdc_order_.size() > opts_.max_recent)
+    while (kdc_kept() > opts_.max_recent)
         drop_kdc();
     // A de-duplication key is quiet one window after its latest evidence; it is kept a horizon
     // longer, as evidence (KDC exchanges, late verdicts) reaches emit() up to that much behind the
@@ -868,8 +870,7 @@ void Analyzer::rewake() {
 Analyzer::Stats Analyzer::stats() const {
     Stats s;
     s.recent_logins = logins_kept();
-    for (const auto& [addr, kq] : kdc_)
-        s.kdc_exchanges += kq.q.size() - kq.gone;
+    s.kdc_exchanges = kdc_kept();
     for (const auto& [addr, seqs] : by_client_)
         s.index_entries += seqs.size();
     for (const auto& [addr, starts] : by_client_start_)
