@@ -48,6 +48,8 @@ class Writer {
     /// next, so that an event costs no allocation and no clearing of a fresh buffer.
     explicit Writer(std::string& into) : buf_(into) {
         if (buf_.size() < 1024) buf_.resize(1024);
+        data_ = buf_.data();
+        cap_ = buf_.size();
     }
     Writer(const Writer&) = delete;
     Writer& operator=(const Writer&) = delete;
@@ -60,7 +62,7 @@ class Writer {
     /// again (what is open stays open): a long line can leave in pieces. Valid until the next
     /// write.
     std::string_view drain() {
-        const std::string_view v{buf_.data(), len_};
+        const std::string_view v{data_, len_};
         len_ = 0;
         return v;
     }
@@ -68,7 +70,7 @@ class Writer {
     /// The text written, then a newline: valid until the next write into the same buffer.
     std::string_view line() {
         put('\n');
-        return {buf_.data(), len_};
+        return {data_, len_};
     }
     [[gnu::always_inline]] Writer& open(Key key = {}) { return begin(key, '{'); }
     [[gnu::always_inline]] Writer& open_array(Key key = {}) { return begin(key, '['); }
@@ -79,8 +81,12 @@ class Writer {
         return *this;
     }
     [[gnu::always_inline]] Writer& str(Key key, std::string_view v) {
-        name(key);
-        text(v);
+        if (plain(v)) {  // the common case: nothing to escape, one copy
+            quoted(field(key, v.size() + 2), v);
+        } else {
+            name(key);
+            escaped(v);
+        }
         return *this;
     }
     Writer& item(std::string_view v) { return str({}, v); }
@@ -89,25 +95,23 @@ class Writer {
     /// copied and checked as any text; its characters, digits, dots, colons, lower-case hex
     /// and brackets, need no escaping).
     Writer& endpoint(Key key, const Endpoint& e) {
-        name(key);
-        char* p = extend(kEndpointTextMax + 2);
+        char* p = field(key, kEndpointTextMax + 2);
         *p = '"';
         char* end = write_text(p + 1, e);
         *end++ = '"';
         end_at(end);
         return *this;
     }
-    [[gnu::always_inline]] Writer& num(Key key, std::int64_t v) {
-        name(key);
-        return digits(v);
-    }
-    [[gnu::always_inline]] Writer& unum(Key key, std::uint64_t v) {
-        name(key);
-        return digits(v);
-    }
+    [[gnu::always_inline]] Writer& num(Key key, std::int64_t v) { return digits(key, v); }
+    [[gnu::always_inline]] Writer& unum(Key key, std::uint64_t v) { return digits(key, v); }
     [[gnu::always_inline]] Writer& boolean(Key key, bool v) {
-        name(key);
-        put(v ? std::string_view("true") : std::string_view("false"));
+        char* p = field(key, 5);
+        if (v) {
+            std::memcpy(p, "true", 4);
+            end_at(p + 4);
+        } else {
+            std::memcpy(p, "false", 5);
+        }
         return *this;
     }
     /// A value that is JSON text already (nlohmann's compact dump).
@@ -137,10 +141,12 @@ class Writer {
             if (const char* n = auth::known_etype_name(e)) {
                 item(n);
             } else {
-                name({});
-                put('"');
-                digits(e);
-                put('"');
+                constexpr std::size_t kMost = 11;  // -2^31
+                char* p = field({}, kMost + 2);
+                *p++ = '"';
+                p = std::to_chars(p, p + kMost, e).ptr;
+                *p++ = '"';
+                end_at(p);
             }
         }
         return close();
@@ -154,8 +160,7 @@ class Writer {
     }
     /// A time as RFC 3339 text, written in place.
     Writer& time(Key key, Timestamp ts) {
-        name(key);
-        char* p = extend(kRfc3339Size + 2);
+        char* p = field(key, kRfc3339Size + 2);
         *p = '"';
         write_rfc3339(ts, p + 1);
         p[kRfc3339Size + 1] = '"';
@@ -168,8 +173,7 @@ class Writer {
     }
     /// A string value known when compiled to need no escaping (a Key's check).
     [[gnu::always_inline]] Writer& word(Key key, Key value) {
-        name(key);
-        quoted(value.view());
+        quoted(field(key, value.view().size() + 2), value.view());
         return *this;
     }
 
@@ -178,23 +182,33 @@ class Writer {
     // costs a bounds check and a store, not a call into std::string (callgrind on a
     // login-dense capture: the writer was a fifth of `analyze --json`'s instructions when it
     // appended to a std::string a character or a piece at a time).
+    // Its data and size held here too (set by the constructor and extend()): a byte written
+    // through a char pointer may alias anything, so each piece reloads what it reads of the
+    // writer, and through the string that was two loads more.
     std::string& buf_;
+    char* data_ = nullptr;
+    std::size_t cap_ = 0;
     std::size_t len_ = 0;
     std::string closers_;
     bool comma_ = false;
 
-    // The writer's small steps are forced inline (GCC kept name(), extend() and text() as calls:
-    // callgrind on 40 MB of login-dense traffic counted 77 M instructions in their bodies, a
-    // field costing a few calls).
+    // The writer's small steps are forced inline (GCC kept the steps of a field, extend() among
+    // them, as calls: callgrind on 40 MB of login-dense traffic counted 77 M instructions in their
+    // bodies, a field costing a few calls).
     /// Room for n more bytes: where they go.
     [[gnu::always_inline]] char* extend(std::size_t n) {
-        if (len_ + n > buf_.size()) buf_.resize(std::max(buf_.size() * 2, len_ + n));
-        char* p = buf_.data() + len_;
+        if (len_ + n > cap_) grow(n);
+        char* p = data_ + len_;
         len_ += n;
         return p;
     }
     /// The line ends at `end`, inside what the last extend() gave: the rest of it given back.
-    void end_at(const char* end) { len_ = static_cast<std::size_t>(end - buf_.data()); }
+    [[gnu::noinline]] void grow(std::size_t n) {
+        buf_.resize(std::max(cap_ * 2, len_ + n));
+        data_ = buf_.data();
+        cap_ = buf_.size();
+    }
+    void end_at(const char* end) { len_ = static_cast<std::size_t>(end - data_); }
     [[gnu::always_inline]] void put(char c) { *extend(1) = c; }
     [[gnu::always_inline]] void put(std::string_view v) {
         if (!v.empty()) std::memcpy(extend(v.size()), v.data(), v.size());
@@ -234,47 +248,41 @@ class Writer {
     }
     /// A number written in place (room for the longest, then the rest given back).
     template <typename T>
-    Writer& digits(T v) {
+    Writer& digits(Key key, T v) {
         constexpr std::size_t kMost = 20;  // 2^64 - 1, or -2^63 with its sign
-        char* p = extend(kMost);
+        char* p = field(key, kMost);
         end_at(std::to_chars(p, p + kMost, v).ptr);
         return *this;
     }
 
     [[gnu::always_inline]] Writer& begin(Key key, char c) {
-        name(key);
-        put(c);
+        *field(key, 1) = c;
         closers_.push_back(c == '{' ? '}' : ']');
         comma_ = false;
         return *this;
     }
     /// The separator, then `"key":` when inside an object (keys need no escaping: Key).
-    [[gnu::always_inline]] void name(Key k) {
+    [[gnu::always_inline]] void name(Key k) { field(k, 0); }
+    /// name(k), with room for `n` bytes of the value after it, in one step (a bounds check and
+    /// the writer's state read once for a field, not once for its name and again for its value):
+    /// where the value goes. Whatever of the `n` bytes is not used is given back by end_at().
+    [[gnu::always_inline]] char* field(Key k, std::size_t n) {
         const std::string_view key = k.view();
         const bool comma = comma_;
         comma_ = true;
-        if (key.empty()) {
-            if (comma) put(',');
-            return;
-        }
-        char* p = extend(key.size() + 3 + (comma ? 1 : 0));
+        const std::size_t head = (comma ? 1 : 0) + (key.empty() ? 0 : key.size() + 3);
+        char* p = extend(head + n);
         if (comma) *p++ = ',';
+        if (key.empty()) return p;
         *p++ = '"';
         std::memcpy(p, key.data(), key.size());
         p += key.size();
         *p++ = '"';
-        *p = ':';
+        *p++ = ':';
+        return p;
     }
-    [[gnu::always_inline]] void text(std::string_view v) {
-        if (plain(v)) {  // the common case: nothing to escape, one copy
-            quoted(v);
-            return;
-        }
-        escaped(v);
-    }
-    /// `v` between quotes, as it is: for text that needs no escaping.
-    [[gnu::always_inline]] void quoted(std::string_view v) {
-        char* p = extend(v.size() + 2);
+    /// `v` between quotes at `p`, as it is (room for it made): for text that needs no escaping.
+    [[gnu::always_inline]] static void quoted(char* p, std::string_view v) {
         *p++ = '"';
         if (!v.empty()) std::memcpy(p, v.data(), v.size());
         p[v.size()] = '"';

@@ -181,7 +181,7 @@ TEST(JsonEvents, LinesAreExactlyNlohmannsCompactDump) {
         KerberosEvent k;
         k.client = t;
         k.kdc_options = ~std::uint32_t{0};
-        k.etypes = {18, -7, 99};
+        k.etypes = {18, -7, 99, std::numeric_limits<std::int32_t>::min()};  // the longest
         k.padata = {129, 0, 5};
         k.extra_to_set().s4u_user = t;
         k.extra_to_set().additional_ticket_snames = {t};
