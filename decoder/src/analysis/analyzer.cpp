@@ -135,8 +135,9 @@ int name_weight(std::string_view name) {
 
 void Analyzer::learn_names(const LoginEvent& l, bool relayed, bool learn) {
     const IpAddress& a = l.flow.server.addr;
-    const std::string typed = lower(host_part(l.server_name));
     const std::string spn = spn_host(l.spn);
+    // What a relayed login's client typed, which its other names must not repeat.
+    const std::string typed = relayed ? lower(host_part(l.server_name)) : std::string();
     const std::string spn_lower = relayed ? lower(spn) : std::string();
     auto apply = [&](const std::string& name) {
         if (learn)
@@ -772,11 +773,16 @@ std::array<std::int64_t, 4> Analyzer::due() const {
     if (verdict_next_ < link_next_)
         at[1] = std::min(kNever - 1,
                          later(recent(verdict_next_)->login.ts.micros, 2 * opts_.chain_window_us));
-    if (logins_kept() != 0)
-        at[2] =
-            std::min(kNever - 1, later(logins_[logins_gone_].login.ts.micros, horizon_us() + 1));
-    if (kdc_kept() != 0)
-        at[3] = std::min(kNever - 1, later(kdcs_[kdc_gone_].ev.ts.micros, horizon_us() + 1));
+    // The oldest kept login and exchange: front() unless finish() forgot some (the deques'
+    // operator[] costs some 90 instructions, and this runs at every step of settle()).
+    if (logins_kept() != 0) {
+        const Recent& r = logins_gone_ == 0 ? logins_.front() : logins_[logins_gone_];
+        at[2] = std::min(kNever - 1, later(r.login.ts.micros, horizon_us() + 1));
+    }
+    if (kdc_kept() != 0) {
+        const KdcEntry& e = kdc_gone_ == 0 ? kdcs_.front() : kdcs_[kdc_gone_];
+        at[3] = std::min(kNever - 1, later(e.ev.ts.micros, horizon_us() + 1));
+    }
     return at;
 }
 
