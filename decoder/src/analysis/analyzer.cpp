@@ -711,9 +711,9 @@ void Analyzer::finish() {
 void Analyzer::resume() {
     if (!finishing_) return;
     finishing_ = false;
-    logins_.erase(logins_.begin(), logins_.begin() + static_cast<std::ptrdiff_t>(logins_gone_));
+    logins_.drop_front(logins_gone_);
     logins_gone_ = 0;
-    kdcs_.erase(kdcs_.begin(), kdcs_.begin() + static_cast<std::ptrdiff_t>(kdc_gone_));
+    kdcs_.drop_front(kdc_gone_);
     kdc_first_seq_ += kdc_gone_;
     kdc_gone_ = 0;
     for (auto it = kdc_by_client_.begin(); it != kdc_by_client_.end();) {
@@ -773,16 +773,11 @@ std::array<std::int64_t, 4> Analyzer::due() const {
     if (verdict_next_ < link_next_)
         at[1] = std::min(kNever - 1,
                          later(recent(verdict_next_)->login.ts.micros, 2 * opts_.chain_window_us));
-    // The oldest kept login and exchange: front() unless finish() forgot some (the deques'
-    // operator[] costs some 90 instructions, and this runs at every step of settle()).
-    if (logins_kept() != 0) {
-        const Recent& r = logins_gone_ == 0 ? logins_.front() : logins_[logins_gone_];
-        at[2] = std::min(kNever - 1, later(r.login.ts.micros, horizon_us() + 1));
-    }
-    if (kdc_kept() != 0) {
-        const KdcEntry& e = kdc_gone_ == 0 ? kdcs_.front() : kdcs_[kdc_gone_];
-        at[3] = std::min(kNever - 1, later(e.ev.ts.micros, horizon_us() + 1));
-    }
+    if (logins_kept() != 0)
+        at[2] =
+            std::min(kNever - 1, later(logins_[logins_gone_].login.ts.micros, horizon_us() + 1));
+    if (kdc_kept() != 0)
+        at[3] = std::min(kNever - 1, later(kdcs_[kdc_gone_].ev.ts.micros, horizon_us() + 1));
     return at;
 }
 

@@ -8,8 +8,6 @@
 #pragma once
 
 #include <array>
-#include <boost/container/deque.hpp>
-#include <boost/container/options.hpp>
 #include <cstdint>
 #include <deque>
 #include <limits>
@@ -22,6 +20,7 @@
 
 #include "hopscope/analysis/events.hpp"
 #include "hopscope/analysis/rules.hpp"
+#include "hopscope/common/block_queue.hpp"
 
 namespace hopscope::analysis {
 
@@ -250,12 +249,10 @@ class Analyzer : private Lookups {
     // hold sequence numbers so that each correlation looks only at the logins of one host or
     // connection (a scan of every recent login per login made a large capture quadratic);
     // numbers below base_seq_ are stale and skipped, and dropped by sweep().
-    // Boost.Container's deque for its block size: std::deque keeps an element over 256 bytes in
-    // a block of its own (a Recent is 504 bytes), one heap allocation per login; 32 to a block
-    // make it one per 32 logins, the blocks side by side as the window walks on.
-    boost::container::deque<Recent, void,
-                            boost::container::deque_options_t<boost::container::block_size<32>>>
-        logins_;
+    // In blocks of 32 (BlockQueue): std::deque keeps an element over 256 bytes in a block of its
+    // own (a Recent is 504 bytes), one heap allocation per login; 32 to a block make it one per
+    // 32 logins, the blocks side by side as the window walks on.
+    BlockQueue<Recent, 32> logins_;
     std::uint64_t base_seq_ = 0;
     /// finish() forgets what falls out of the windows as settle() always does (a late verdict
     /// must not see it), but by counting it here and in kdc_gone_ instead of destroying it:
@@ -292,9 +289,7 @@ class Analyzer : private Lookups {
     /// with 16 exchanges to a block, not a std::deque per client: a KdcEntry is over 256 bytes,
     /// so std::deque kept each in a block of its own, a heap allocation and a free per exchange
     /// (callgrind, 20 MB login-dense: 1.5 % of the instructions in the deque's push_back alone).
-    boost::container::deque<KdcEntry, void,
-                            boost::container::deque_options_t<boost::container::block_size<16>>>
-        kdcs_;
+    BlockQueue<KdcEntry, 16> kdcs_;
     std::uint64_t kdc_first_seq_ = 0;
     std::size_t kdc_gone_ = 0;
     [[nodiscard]] std::size_t kdc_kept() const { return kdcs_.size() - kdc_gone_; }
