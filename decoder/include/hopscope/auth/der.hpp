@@ -122,9 +122,12 @@ class Reader {
     [[gnu::always_inline]] static void fill(Tlv& out, Bytes rest, std::size_t header,
                                             std::size_t len, std::size_t offset, unsigned depth,
                                             LengthRule rule) {
-        out.cls = static_cast<TagClass>(rest[0] >> 6);
-        out.constructed = (rest[0] & 0x20) != 0;
-        out.number = rest[0] & 0x1fu;
+        // The identifier read once: `out` may, for all the compiler knows, overlap the bytes
+        // (they are unsigned char), so each use of rest[0] after a store was a load again.
+        const std::uint8_t id = rest[0];
+        out.cls = static_cast<TagClass>(id >> 6);
+        out.constructed = (id & 0x20) != 0;
+        out.number = id & 0x1fu;
         out.value = rest.subspan(header, len);
         out.offset = offset;
         out.header = header;
