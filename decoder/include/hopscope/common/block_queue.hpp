@@ -44,7 +44,9 @@ class BlockQueue {
         if (k / kBlock == blocks_.size()) {
             // A block that the front gave back, if there is one: a window that walks on takes
             // no fresh memory.
-            blocks_.push_back(spare_ ? std::move(spare_) : std::make_unique<Block>());
+            // Not zeroed (make_unique would clear the whole block, which is written before it
+            // is read).
+            blocks_.push_back(spare_ ? std::move(spare_) : std::make_unique_for_overwrite<Block>());
         }
         T* p = ::new (static_cast<void*>(raw(k))) T(std::forward<Args>(args)...);
         ++size_;
