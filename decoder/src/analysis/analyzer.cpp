@@ -154,11 +154,26 @@ void Analyzer::learn_names(const LoginEvent& l, bool relayed, bool learn) {
             apply(alias);
 }
 
+namespace {
+/// The entry of `names` (Analyzer::HostNames) for `name` in any case (the entries are in lower
+/// case), or end().
+template <typename Names>
+auto find_name(Names& names, std::string_view name) {
+    return std::find_if(names.begin(), names.end(), [name](const auto& e) {
+        const std::string& k = e.first;
+        if (k.size() != name.size()) return false;
+        for (std::size_t i = 0; i < k.size(); ++i)
+            if (k[i] != detail::lower_ascii(name[i])) return false;
+        return true;
+    });
+}
+}  // namespace
+
 void Analyzer::unlearn_name(const IpAddress& a, const std::string& raw) {
     const std::string_view name = host_part(raw);
     auto host = names_.find(a);
     if (name.empty() || host == names_.end()) return;
-    auto entry = host->second.find(lower(name));
+    auto entry = find_name(host->second, name);
     if (entry == host->second.end()) return;
     entry->second -= name_weight(name);
     if (entry->second <= 0) host->second.erase(entry);
@@ -178,11 +193,11 @@ void Analyzer::learn_name(const IpAddress& a, const std::string& raw) {
         if (names_.size() >= opts_.max_hosts) return;
         host = names_.try_emplace(a).first;
     }
-    std::string key = lower(name);
-    auto entry = host->second.find(key);
+    auto entry = find_name(host->second, name);
     if (entry == host->second.end()) {
         if (host->second.size() >= kMaxNamesPerHost) return;
-        entry = host->second.try_emplace(std::move(key), 0).first;
+        host->second.emplace_back(lower(name), 0);
+        entry = std::prev(host->second.end());
     }
     // Fully qualified names are the ones Kerberos needs: rank them first.
     entry->second += name_weight(name);
@@ -195,9 +210,13 @@ void Analyzer::mark_middle(const IpAddress& a) {
 std::string Analyzer::host_name(const IpAddress& a) const {
     auto it = names_.find(a);
     if (it == names_.end() || it->second.empty()) return to_string(a);
-    return std::max_element(it->second.begin(), it->second.end(),
-                            [](const auto& x, const auto& y) { return x.second < y.second; })
-        ->first;
+    // The heaviest; of equal weights the first in alphabetical order (as when they were kept
+    // sorted by name).
+    const auto* best = &it->second.front();
+    for (const auto& e : it->second)
+        if (e.second > best->second || (e.second == best->second && e.first < best->first))
+            best = &e;
+    return best->first;
 }
 
 Analyzer::Recent* Analyzer::recent(std::uint64_t seq) {

@@ -652,6 +652,25 @@ TEST(Analyzer, SqlAuthInClearAndNtlmV1AreFlagged) {
     EXPECT_EQ(out.rules(), (std::vector<std::string>{"HS040", "HS042"}));
 }
 
+TEST(Analyzer, OfAServersNamesOfEqualWeightTheFirstAlphabeticallyNamesIt) {
+    // Two short names of the same server, one login each (the same weight), learned in reverse
+    // alphabetical order: a finding names the server by the first in alphabetical order.
+    Collect out;
+    Analyzer a(out);
+    LoginEvent first = login(tcp(kC, 50001, kA, 1433), 1, AuthKind::Sql, Outcome::Success);
+    first.user = "sa";
+    first.server_name = "zeta";
+    a.add_login(first);
+    LoginEvent second = login(tcp(kB, 50002, kA, 1433), 2, AuthKind::Sql, Outcome::Success);
+    second.user = "sa";
+    second.server_name = "Alpha";
+    a.add_login(second);
+    a.finish();
+    ASSERT_EQ(out.all.size(), 2u);
+    EXPECT_NE(out.all[0].summary.find(" to zeta "), std::string::npos) << out.all[0].summary;
+    EXPECT_NE(out.all[1].summary.find(" to alpha "), std::string::npos) << out.all[1].summary;
+}
+
 TEST(Analyzer, NullLogin18452) {
     Collect out;
     Analyzer a(out);

@@ -329,7 +329,10 @@ class Analyzer : private Lookups {
 
     /// Names learned per address; hashed, like middle_servers_ (both looked up for every login,
     /// iterated only to count).
-    std::unordered_map<IpAddress, std::map<std::string, std::int64_t>, IpAddressHash> names_;
+    /// An address's names (lower case) and their weights, at most 16: searched in place (a
+    /// std::map here cost four string compares and a node per name, for every login).
+    using HostNames = std::vector<std::pair<std::string, std::int64_t>>;
+    std::unordered_map<IpAddress, HostNames, IpAddressHash> names_;
     std::unordered_set<IpAddress, IpAddressHash>
         middle_servers_;  ///< hosts seen making outbound TDS logins
     /// The hop rows by HopKey: values, not the text detail::hop_key() writes of them, because
