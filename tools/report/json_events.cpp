@@ -223,28 +223,47 @@ class Writer {
         return t;
     }();
     /// Eight bytes at a time (a few operations per word instead of a load and a test per byte:
-    /// callgrind had the byte loop as the writer's largest item on login-dense captures), the
-    /// tail by the table. Each test below is exact for "any byte of the word": a borrow can
-    /// only leave a byte that already matched.
+    /// callgrind had the byte loop as the writer's largest item on login-dense captures). The
+    /// last bytes are not tested one by one either (that was most of the test's cost: names and
+    /// values are short): the last word is read again where it ends, overlapping the one before;
+    /// a text of 4 to 7 bytes is its first and last four, one of 1 to 3 its first, middle and
+    /// last byte, the rest of the word spaces (plain). Each test in bad() is exact for "any byte
+    /// of the word": a borrow can only leave a byte that already matched.
     static bool plain(std::string_view v) {
         constexpr std::uint64_t kOnes = 0x0101010101010101u;
         constexpr std::uint64_t kHigh = 0x8080808080808080u;
-        const char* p = v.data();
-        std::size_t n = v.size();
-        for (; n >= 8; p += 8, n -= 8) {
-            std::uint64_t w = 0;
-            std::memcpy(&w, p, 8);
+        auto bad = [](std::uint64_t w) {
             const std::uint64_t quote = w ^ (kOnes * '"');
             const std::uint64_t backslash = w ^ (kOnes * '\\');
-            const std::uint64_t bad = (w & kHigh)                          // not ASCII
-                                      | ((w - kOnes * 0x20) & ~w & kHigh)  // a control
-                                      | ((quote - kOnes) & ~quote & kHigh) |
-                                      ((backslash - kOnes) & ~backslash & kHigh);
-            if (bad != 0) return false;
+            return ((w & kHigh)                          // not ASCII
+                    | ((w - kOnes * 0x20) & ~w & kHigh)  // a control
+                    | ((quote - kOnes) & ~quote & kHigh) |
+                    ((backslash - kOnes) & ~backslash & kHigh)) != 0;
+        };
+        const char* p = v.data();
+        const std::size_t n = v.size();
+        std::uint64_t w = 0;
+        if (n >= 8) {
+            const char* last = p + n - 8;
+            for (; p < last; p += 8) {
+                std::memcpy(&w, p, 8);
+                if (bad(w)) return false;
+            }
+            std::memcpy(&w, last, 8);
+            return !bad(w);
         }
-        for (; n > 0; ++p, --n)
-            if (!kPlain[static_cast<unsigned char>(*p)]) return false;
-        return true;
+        if (n >= 4) {
+            std::uint32_t lo = 0;
+            std::uint32_t hi = 0;
+            std::memcpy(&lo, p, 4);
+            std::memcpy(&hi, p + n - 4, 4);
+            return !bad(std::uint64_t{hi} << 32 | lo);
+        }
+        if (n == 0) return true;
+        w = (kOnes * ' ') << 24 | std::uint64_t{static_cast<unsigned char>(p[0])} |
+            std::uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 |
+            std::uint64_t{static_cast<unsigned char>(p[n - 1])} << 16;
+        return !bad(w);
     }
     /// A number written in place (room for the longest, then the rest given back).
     template <typename T>
