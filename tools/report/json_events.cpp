@@ -202,12 +202,13 @@ class Writer {
         len_ += n;
         return p;
     }
-    /// The line ends at `end`, inside what the last extend() gave: the rest of it given back.
+    /// Room for n more bytes past what is written, out of line (rare).
     [[gnu::noinline]] void grow(std::size_t n) {
         buf_.resize(std::max(cap_ * 2, len_ + n));
         data_ = buf_.data();
         cap_ = buf_.size();
     }
+    /// The line ends at `end`, inside what the last extend() gave: the rest of it given back.
     void end_at(const char* end) { len_ = static_cast<std::size_t>(end - data_); }
     [[gnu::always_inline]] void put(char c) { *extend(1) = c; }
     [[gnu::always_inline]] void put(std::string_view v) {

@@ -160,11 +160,7 @@ namespace {
 template <typename Names>
 auto find_name(Names& names, std::string_view name) {
     return std::find_if(names.begin(), names.end(), [name](const auto& e) {
-        const std::string& k = e.first;
-        if (k.size() != name.size()) return false;
-        for (std::size_t i = 0; i < k.size(); ++i)
-            if (k[i] != detail::lower_ascii(name[i])) return false;
-        return true;
+        return e.first.size() == name.size() && istarts_with(name, e.first);
     });
 }
 }  // namespace

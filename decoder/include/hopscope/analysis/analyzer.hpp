@@ -328,9 +328,9 @@ class Analyzer : private Lookups {
     std::uint64_t dedup_serial_ = 0;
 
     /// Names learned per address; hashed, like middle_servers_ (both looked up for every login,
-    /// iterated only to count).
-    /// An address's names (lower case) and their weights, at most 16: searched in place (a
-    /// std::map here cost four string compares and a node per name, for every login).
+    /// iterated only to count). An address's names (lower case) and their weights, at most 16,
+    /// are searched in place (a std::map here cost four string compares and a node per name, for
+    /// every login).
     using HostNames = std::vector<std::pair<std::string, std::int64_t>>;
     std::unordered_map<IpAddress, HostNames, IpAddressHash> names_;
     std::unordered_set<IpAddress, IpAddressHash>

@@ -43,9 +43,8 @@ class BlockQueue {
         const std::size_t k = head_ + size_;
         if (k / kBlock == blocks_.size()) {
             // A block that the front gave back, if there is one: a window that walks on takes
-            // no fresh memory.
-            // Not zeroed (make_unique would clear the whole block, which is written before it
-            // is read).
+            // no fresh memory. A new one is not zeroed (make_unique would clear the whole block,
+            // which is written before it is read).
             blocks_.push_back(spare_ ? std::move(spare_) : std::make_unique_for_overwrite<Block>());
         }
         T* p = ::new (static_cast<void*>(raw(k))) T(std::forward<Args>(args)...);
