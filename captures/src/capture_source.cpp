@@ -115,6 +115,37 @@ std::size_t page_size() {
     return size;
 }
 
+/// Who reads the records of a capture that starts with these `got` bytes: this reader (classic
+/// pcap 2.4 and pcapng, copied or mapped windows) or libpcap (anything else).
+enum class Layout { Libpcap, Classic, Pcapng };
+Layout layout_of(const unsigned char* h, std::size_t got) {
+    if (got >= kFileHeader) {
+        const std::uint32_t be = load_u32be(h);
+        const bool big = be == kPcapMagicUs || be == kPcapMagicNs;
+        const std::uint32_t le = load_u32le(h);
+        if (big || le == kPcapMagicUs || le == kPcapMagicNs) {
+            const auto u16 = [big](const unsigned char* p) {
+                return big ? load_u16be(p) : load_u16le(p);
+            };
+            return u16(h + 4) == 2 && u16(h + 6) == 4 ? Layout::Classic : Layout::Libpcap;
+        }
+    }
+    if (got >= 12 && load_u32le(h) == kPcapngShb &&
+        (load_u32le(h + 8) == kPcapngByteOrder || load_u32be(h + 8) == kPcapngByteOrder)) {
+        return Layout::Pcapng;
+    }
+    return Layout::Libpcap;
+}
+
+/// Whether `fd`, just opened, is a regular file whose records this reader takes (layout_of).
+bool own_records(int fd) {
+    struct stat sb {};
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
+    unsigned char h[kFileHeader];
+    const ssize_t got = ::pread(fd, h, sizeof h, 0);
+    return got > 0 && layout_of(h, static_cast<std::size_t>(got)) != Layout::Libpcap;
+}
+
 // ---- SIGBUS guard for mapped windows (see the top of the file)
 
 /// One mapped window: [base, base + len), and the page-aligned offset into it from which the
@@ -238,17 +269,22 @@ std::unique_ptr<CaptureFile> CaptureFile::open(const std::string& path, CaptureE
     // libpcap reads each record with fread through the FILE's buffer (4 KiB by default): a
     // larger one saves most of the stdio and read(2) overhead. Must be set before any I/O.
     // Standard input gets a buffer that lives as long as the process, set on its first use only.
+    // A file whose records this reader takes itself (own_records()) keeps the small one: libpcap
+    // reads only its header, and a 1 MiB buffer there was cleared and then filled by stdio's
+    // first read, 256 page faults of 4 KiB for nothing on every open (about 4 ms on the VM of
+    // docs/performance.md, "Starting"; once per thread with --threads). Not cleared either way:
+    // what stdio reads into it is all that is read from it.
     std::unique_ptr<char[]> iobuf;
     if (fp == stdin) {
         static bool stdin_buffered = false;
         static std::unique_ptr<char[]> stdin_buf;
         if (!stdin_buffered) {
             stdin_buffered = true;
-            stdin_buf = std::make_unique<char[]>(kIoBuffer);
+            stdin_buf = std::make_unique_for_overwrite<char[]>(kIoBuffer);
             std::setvbuf(fp, stdin_buf.get(), _IOFBF, kIoBuffer);
         }
-    } else {
-        iobuf = std::make_unique<char[]>(kIoBuffer);
+    } else if (!own_records(fileno(fp))) {
+        iobuf = std::make_unique_for_overwrite<char[]>(kIoBuffer);
         if (std::setvbuf(fp, iobuf.get(), _IOFBF, kIoBuffer) != 0) iobuf.reset();
     }
     return open_impl(fp, path, err, std::move(iobuf), fp != stdin);
@@ -303,12 +339,11 @@ std::unique_ptr<CaptureFile> CaptureFile::open_impl(std::FILE* fp, const std::st
         }
         if (pos < 0 || fseeko(fp, pos, SEEK_SET) != 0) cf->classic_pcap_ = false;
         cf->accounted_ = static_cast<std::uint64_t>(pos < 0 ? 0 : pos) + kFileHeader;
-        if (may_map && cf->classic_pcap_ && pos == 0 && got == kFileHeader) {
-            map_it = cf->u16(h + 4) == 2 && cf->u16(h + 6) == 4;
-        }
-        // pcapng: a section header block at the start, with its byte-order magic either way.
-        if (may_map && pos == 0 && got >= 12 && load_u32le(h) == kPcapngShb &&
-            (load_u32le(h + 8) == kPcapngByteOrder || load_u32be(h + 8) == kPcapngByteOrder)) {
+        // Records read by this reader: a classic 2.4 header, or a pcapng section header block
+        // with its byte-order magic either way, at the start of the file (as own_records()).
+        const Layout layout = pos == 0 ? layout_of(h, got) : Layout::Libpcap;
+        map_it = may_map && cf->classic_pcap_ && layout == Layout::Classic;
+        if (may_map && layout == Layout::Pcapng) {
             map_ng = true;
             cf->big_endian_ = load_u32be(h + 8) == kPcapngByteOrder;
         }
@@ -763,10 +798,12 @@ int CaptureFile::ng_fall_back(PacketView& out) {
         if (fd >= 0) ::close(fd);
         return fail_here(std::string("cannot read the file again: ") + std::strerror(errno));
     }
-    pcap_close(handle_);  // closes the first FILE; its buffer (iobuf_) is free again
+    pcap_close(handle_);  // closes the first FILE (a buffer of ours there is free again)
     handle_ = nullptr;
     fd_ = -1;
-    if (iobuf_) std::setvbuf(fp, iobuf_.get(), _IOFBF, kIoBuffer);
+    // The file was opened with stdio's small buffer (own_records()): libpcap reads it all now.
+    if (!iobuf_) iobuf_ = std::make_unique_for_overwrite<char[]>(kIoBuffer);
+    if (std::setvbuf(fp, iobuf_.get(), _IOFBF, kIoBuffer) != 0) iobuf_.reset();
     char errbuf[PCAP_ERRBUF_SIZE] = {};
     if (fseeko(fp, 0, SEEK_SET) != 0 || (handle_ = pcap_fopen_offline_with_tstamp_precision(
                                              fp, PCAP_TSTAMP_PRECISION_MICRO, errbuf)) == nullptr) {

@@ -7,8 +7,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
-#include <vector>
+#include <utility>
 
 namespace hopscope::captures {
 
@@ -36,12 +37,13 @@ std::uint16_t load16(const std::uint8_t* p, bool swap) {
 /// Reads a file at given offsets through a 1 MiB window (pread): the block headers of a capture
 /// are mostly a few hundred bytes apart, so one system call serves thousands of them. (Walking
 /// them with fread and fseeko through stdio cost about 350 instructions per block: 0.35 s of CPU
-/// per million packets, most of a second on a few GB.)
+/// per million packets, most of a second on a few GB.) The window is not cleared, and the first
+/// read is short: every input of `analyze` is looked at here, most are classic pcap files whose
+/// first 12 bytes end the search, and clearing and filling 1 MiB for them cost 256 page faults
+/// of 4 KiB on each run (about 4 ms on the VM of docs/performance.md, "Starting").
 class WindowedFile {
   public:
-    explicit WindowedFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY)) {
-        if (fd_ >= 0) buf_.resize(kWindow);
-    }
+    explicit WindowedFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY)) {}
     ~WindowedFile() {
         if (fd_ >= 0) ::close(fd_);
     }
@@ -52,10 +54,13 @@ class WindowedFile {
     /// The n bytes at `off` (n <= the window), or nullptr past the end of the file or on an error.
     const std::uint8_t* at(std::uint64_t off, std::size_t n) {
         if (off < start_ || off + n > start_ + len_) {
+            // Only the pages read into are touched (an allocation this large is fresh memory).
+            if (!buf_) buf_ = std::make_unique_for_overwrite<std::uint8_t[]>(kWindow);
+            const std::size_t want = std::max(n, std::exchange(read_size_, kWindow));
             std::size_t got = 0;
-            while (got < kWindow) {
+            while (got < want) {
                 const ssize_t r =
-                    ::pread(fd_, buf_.data() + got, kWindow - got, static_cast<off_t>(off + got));
+                    ::pread(fd_, buf_.get() + got, want - got, static_cast<off_t>(off + got));
                 if (r < 0 && errno == EINTR) continue;
                 if (r <= 0) break;
                 got += static_cast<std::size_t>(r);
@@ -64,7 +69,7 @@ class WindowedFile {
             len_ = got;
             if (n > len_) return nullptr;
         }
-        return buf_.data() + (off - start_);
+        return buf_.get() + (off - start_);
     }
     /// Appends the n bytes at `off` to `out`; false if the file ends before.
     bool append(std::uint64_t off, std::size_t n, std::string& out) {
@@ -81,8 +86,10 @@ class WindowedFile {
 
   private:
     static constexpr std::size_t kWindow = 1 << 20;
+    static constexpr std::size_t kFirstRead = 64 << 10;
     int fd_;
-    std::vector<std::uint8_t> buf_;
+    std::unique_ptr<std::uint8_t[]> buf_;
+    std::size_t read_size_ = kFirstRead;  ///< of the next read: kWindow after the first
     std::uint64_t start_ = 0;
     std::size_t len_ = 0;
 };

@@ -35,7 +35,7 @@ inline constexpr std::size_t kJsonFileBuffer = std::size_t{1} << 16;
 inline void buffer_json_output(std::FILE* f, std::unique_ptr<char[]>* own) {
     char* buf = nullptr;
     if (own != nullptr) {
-        *own = std::make_unique<char[]>(kJsonFileBuffer);
+        *own = std::make_unique_for_overwrite<char[]>(kJsonFileBuffer);  // stdio writes first
         buf = own->get();
     } else {
         static char process_lifetime[kJsonFileBuffer];

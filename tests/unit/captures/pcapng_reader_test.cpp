@@ -11,6 +11,7 @@
 #include <random>
 
 #include "capture_test_util.hpp"
+#include "hopscope/captures/pcapng_secrets.hpp"
 #include "reader_compare.hpp"
 
 namespace hopscope::captures::testing {
@@ -62,6 +63,13 @@ class Ng {
         Body b(be_);
         b.u32(wire).raw(data).pad();
         block(3, b);
+    }
+    /// A Decryption Secrets Block of TLS key log text ("TLSK").
+    void dsb(const std::string& text) {
+        Body b(be_);
+        b.u32(0x544c534b).u32(static_cast<std::uint32_t>(text.size()));
+        b.raw(std::vector<std::uint8_t>(text.begin(), text.end())).pad();
+        block(0x0A, b);
     }
     void other(std::uint32_t type, std::size_t body_bytes) {
         Body b(be_);
@@ -403,6 +411,49 @@ TEST(MappedPcapng, FileCutInsideACopiedWindowEndsAfterWhatWasCopied) {
         ASSERT_EQ(a, b) << "frame " << before + i + 1;
     }
     EXPECT_EQ(m.error.frames_read, before + m.frames.size());
+}
+
+TEST(PcapngSecrets, FoundWhereverTheyLieAcrossTheReadWindows) {
+    // The secrets scan reads the file through a window (a short first read, then 1 MiB ones):
+    // key log blocks right after the header, across the first read's end, one larger than the
+    // first read, and blocks past the first MiB and at the end, in both byte orders, all found
+    // whole and in order; a classic pcap file has none.
+    for (const bool be : {false, true}) {
+        Ng ng(be);
+        ng.shb();
+        ng.idb(1, 65535);
+        std::string expected;
+        int n = 0;
+        const auto secret = [&](std::size_t bytes) {
+            std::string text = "CLIENT_RANDOM " + std::to_string(n++) + " ";
+            while (text.size() + 1 < bytes)
+                text += static_cast<char>('a' + text.size() % 26);
+            text += '\n';
+            ng.dsb(text);
+            expected += text;
+        };
+        const auto fill_to = [&](std::size_t size) {
+            std::vector<std::uint8_t> frame(1400);
+            for (std::uint64_t t = 0; ng.bytes.size() < size; ++t)
+                ng.epb(0, t, frame, 1400);
+        };
+        secret(40);
+        fill_to((64u << 10) - 200);  // the next block crosses the first read's end
+        secret(600);
+        secret(100u << 10);  // larger than the first read
+        fill_to((1u << 20) + (70u << 10));
+        secret(300);
+        fill_to(3u << 20);
+        secret(77);
+        TempFile f(be ? "secrets-be.pcapng" : "secrets-le.pcapng", ng.bytes);
+        const PcapngSecrets s = read_pcapng_secrets(f.path());
+        EXPECT_EQ(s.blocks, 5u);
+        EXPECT_FALSE(s.truncated);
+        EXPECT_EQ(s.keylog, expected);
+    }
+    const PcapngSecrets none = read_pcapng_secrets(public_dir() + "/" + kTds7);
+    EXPECT_EQ(none.blocks, 0u);
+    EXPECT_TRUE(none.keylog.empty());
 }
 
 }  // namespace
