@@ -10,8 +10,8 @@
 //
 // Flow lookup is an open-addressing hash table (linear probing, backward-shift deletion) of
 // 32-bit indexes into a pool of Flow records; both directions of a connection map to one
-// canonical key. An intrusive LRU list over the pool gives the idle timeout and the eviction order
-// in O(1) per packet.
+// canonical key. Two intrusive LRU lists over the pool (flows followed, finished connections
+// kept for their stray packets) give the idle timeout and the eviction order in O(1) per packet.
 #include "hopscope/captures/stream_assembler.hpp"
 
 #include <algorithm>
@@ -156,6 +156,9 @@ struct Flow {
     bool open = false;    ///< on_open was called and on_close not yet
     bool closed = false;  ///< finished connection kept to swallow its stray packets
     bool handshake = false;
+    /// Which recency list it is on (Impl::lru): 0 while followed (and UDP flows), 1 once a
+    /// finished connection is kept for its stray packets.
+    std::uint8_t list = 0;
     Timestamp first_ts;
     Timestamp last_ts;
     /// The two directions' reassembly state (indexed by Direction), held only while a TCP
@@ -331,37 +334,58 @@ struct StreamAssembler::Impl {
     std::int64_t next_expiry_check = 0;
     std::int64_t last_expiry_check = 0;
     std::size_t buffered_total = 0;  ///< out-of-order bytes held over all connections
-    std::uint32_t lru_head = kNil;   ///< most recently used
-    std::uint32_t lru_tail = kNil;   ///< least recently used
+    /// The flows by recency, each list most recently used first: [0] the flows followed (TCP
+    /// connections not finished, UDP flows), [1] the finished connections the table keeps to
+    /// swallow their stray packets. When the table is full the least recently used finished
+    /// connection goes first, and one still followed only when none is left: with one list, a
+    /// quiet pooled connection (a linked server's) went before the hundreds of short connections
+    /// that had come and gone since (test Assembler.AQuietConnectionOutlivesTheClosedOnes...).
+    struct Lru {
+        std::uint32_t head = kNil;  ///< most recently used
+        std::uint32_t tail = kNil;  ///< least recently used
+    };
+    std::array<Lru, 2> lru;
 
     // ---- LRU ----------------------------------------------------------------------------------
-    void unlink(std::uint32_t idx) {
-        Flow& f = table.at(idx);
+    void unlink(Flow& f) {
+        Lru& l = lru[f.list];
         if (f.prev != kNil)
             table.at(f.prev).next = f.next;
         else
-            lru_head = f.next;
+            l.head = f.next;
         if (f.next != kNil)
             table.at(f.next).prev = f.prev;
         else
-            lru_tail = f.prev;
+            l.tail = f.prev;
         f.prev = f.next = kNil;
     }
-    void push_front(std::uint32_t idx) {
-        Flow& f = table.at(idx);
+    void push_front(std::uint32_t idx) { push_front(idx, table.at(idx)); }
+    void push_front(std::uint32_t idx, Flow& f) {
+        Lru& l = lru[f.list];
         f.prev = kNil;
-        f.next = lru_head;
-        if (lru_head != kNil) table.at(lru_head).prev = idx;
-        lru_head = idx;
-        if (lru_tail == kNil) lru_tail = idx;
+        f.next = l.head;
+        if (l.head != kNil) table.at(l.head).prev = idx;
+        l.head = idx;
+        if (l.tail == kNil) l.tail = idx;
     }
-    void touch(std::uint32_t idx) {
-        if (lru_head == idx) return;
-        unlink(idx);
-        push_front(idx);
+    void touch(std::uint32_t idx, Flow& f) {
+        if (lru[f.list].head == idx) return;
+        unlink(f);
+        push_front(idx, f);
+    }
+    /// A connection finished while in the table (FIN, RST) moves to the finished ones' list.
+    void retire(std::uint32_t idx, Flow& f) {
+        unlink(f);
+        f.list = 1;
+        push_front(idx, f);
+    }
+    /// The flow the table lets go when it is full: the least recently used finished connection,
+    /// else the least recently used flow.
+    [[nodiscard]] std::uint32_t evictable() const {
+        return lru[1].tail != kNil ? lru[1].tail : lru[0].tail;
     }
     void remove(std::uint32_t idx) {
-        unlink(idx);
+        unlink(table.at(idx));
         table.erase(idx);
     }
 
@@ -531,11 +555,12 @@ struct StreamAssembler::Impl {
     bool server_port(std::uint16_t p) const { return tds_ports.test(p) || krb_ports.test(p); }
 
     std::uint32_t create(const CanonKey& k, std::uint64_t h, Timestamp ts) {
-        while (table.size() >= cfg.max_connections && lru_tail != kNil) {
-            Flow& old = table.at(lru_tail);
-            if (old.open) ++st.evictions;
-            close_flow(old, ts, CloseReason::Timeout);
-            remove(lru_tail);
+        for (std::uint32_t old = evictable(); table.size() >= cfg.max_connections && old != kNil;
+             old = evictable()) {
+            Flow& f = table.at(old);
+            if (f.open) ++st.evictions;
+            close_flow(f, ts, CloseReason::Timeout);
+            remove(old);
         }
         const std::uint32_t idx = table.insert(k, h);
         push_front(idx);
@@ -561,9 +586,11 @@ struct StreamAssembler::Impl {
     }
     void expire(Timestamp now) {
         closing.clear();
-        for (std::uint32_t i = lru_tail; i != kNil; i = table.at(i).prev) {
-            if (now.micros - table.at(i).last_ts.micros <= cfg.idle_timeout_us) break;
-            closing.push_back(i);
+        for (const Lru& l : lru) {
+            for (std::uint32_t i = l.tail; i != kNil; i = table.at(i).prev) {
+                if (now.micros - table.at(i).last_ts.micros <= cfg.idle_timeout_us) break;
+                closing.push_back(i);
+            }
         }
         close_together(now, CloseReason::Timeout);
     }
@@ -613,16 +640,16 @@ struct StreamAssembler::Impl {
         if (idx == kNil) {
             idx = tcp_open(k, h, side, seg, ts);
             if (idx == kNil) return;
-        } else {
-            touch(idx);
         }
         Flow& f = table.at(idx);
+        touch(idx, f);
         f.last_ts = ts;
         if (f.cls == FlowClass::Dropped) {
             ++st.dropped_packets;
             return;
         }
         tcp_segment(f, ((side == 0) == f.a_is_client) ? 0 : 1, seg, ts, frame);
+        if (f.closed && f.list == 0) retire(idx, f);  // FIN both ways, or RST
     }
 
     /// A segment of a connection in the table: false when it is dropped (the connection was
@@ -643,7 +670,7 @@ struct StreamAssembler::Impl {
             remove(idx);
             idx = kNil;
         } else if (f.closed) {
-            touch(idx);
+            touch(idx, f);
             f.last_ts = ts;
             ++st.dropped_packets;
             return false;
@@ -763,10 +790,9 @@ struct StreamAssembler::Impl {
                 sender_client = server_port(dg.dport);
             orient(f, side, sender_client);
             ++st.udp_flows;
-        } else {
-            touch(idx);
         }
         Flow& f = table.at(idx);
+        touch(idx, f);
         f.last_ts = ts;
         const int d = ((side == 0) == f.a_is_client) ? 0 : 1;
         sink.on_datagram(flow_key(f), static_cast<Direction>(d), ts, dg.payload,
@@ -853,8 +879,9 @@ void StreamAssembler::expire(Timestamp ts) {
 void StreamAssembler::finish(Timestamp ts) {
     Impl& m = *impl_;
     m.closing.clear();
-    for (std::uint32_t i = m.lru_tail; i != kNil; i = m.table.at(i).prev)
-        m.closing.push_back(i);
+    for (const Impl::Lru& l : m.lru)
+        for (std::uint32_t i = l.tail; i != kNil; i = m.table.at(i).prev)
+            m.closing.push_back(i);
     m.close_together(ts, CloseReason::EndOfInput);
 }
 

@@ -227,6 +227,46 @@ TEST(Assembler, ThousandsOfConnectionsComingAndGoingStayOneConnectionEach) {
     EXPECT_EQ(h.a.stats().evictions, 0u);  // only closed connections had to go
 }
 
+TEST(Assembler, AQuietConnectionOutlivesTheClosedOnesWhenTheTableIsFull) {
+    // A pooled connection (a linked server's, say) quiet while hundreds of short connections
+    // come and go through a table of 50 entries: the table keeps each closed connection for a
+    // while to swallow its stray packets, and those must go before a connection still open
+    // does, however long it has been quiet; its later bytes then continue it.
+    AssemblerConfig cfg;
+    cfg.max_connections = 50;
+    Harness h(cfg);
+    const Addr pool = Addr::v4(10, 0, 0, 9);
+    h.ip(tcp4(pool, 40000, kS, 1433, 100, 0, SYN));
+    h.ip(tcp4(kS, 1433, pool, 40000, 500, 101, SYN | ACK));
+    h.ip(tcp4(pool, 40000, kS, 1433, 101, 501, ACK | PSH, text("login")));
+    for (int n = 0; n < 400; ++n) {
+        const auto c =
+            Addr::v4(10, 2, static_cast<std::uint8_t>(n >> 8), static_cast<std::uint8_t>(n));
+        h.ip(tcp4(c, 50000, kS, 1433, 100, 0, SYN));
+        h.ip(tcp4(c, 50000, kS, 1433, 101, 1, ACK | PSH, text("x")));
+        h.ip(tcp4(c, 50000, kS, 1433, 102, 1, ACK | FIN));
+        h.ip(tcp4(kS, 1433, c, 50000, 1, 103, ACK | FIN));
+    }
+    h.ip(tcp4(pool, 40000, kS, 1433, 106, 501, ACK | PSH, text(" later")));
+    EXPECT_EQ(h.a.stats().evictions, 0u);
+    EXPECT_EQ(h.a.open_flows(), 50u);
+    // The finished connections kept still time out; the quiet one, used again, does not.
+    const std::int64_t idle = cfg.idle_timeout_us;
+    h.ip(tcp4(pool, 40000, kS, 1433, 112, 501, ACK | PSH, text("!")), idle * 2 / 3);
+    EXPECT_EQ(h.a.open_flows(), 50u);
+    h.a.advance_time(Timestamp{h.t + idle / 2});
+    EXPECT_EQ(h.a.open_flows(), 1u);
+    h.done();
+    ASSERT_EQ(h.sink.conns.size(), 401u);
+    const auto& c = h.sink.conns[0];
+    EXPECT_EQ(c.key.client.port, 40000);
+    EXPECT_TRUE(c.handshake);
+    EXPECT_EQ(c.bytes[0], "login later!");
+    EXPECT_EQ(c.why, CloseReason::EndOfInput);
+    for (std::size_t i = 1; i < h.sink.conns.size(); ++i)
+        ASSERT_EQ(h.sink.conns[i].why, CloseReason::Fin) << i;
+}
+
 TEST(Assembler, ThousandsOfOpenFlowsKeepTheirOwnKeys) {
     // 3 000 TCP connections open at once (the flow table keeps its flows in chunks of 1 024,
     // made as it grows: these fill three) and 600 UDP exchanges with a KDC, over IPv4 and IPv6,
