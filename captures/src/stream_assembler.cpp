@@ -156,8 +156,8 @@ struct Flow {
     bool open = false;    ///< on_open was called and on_close not yet
     bool closed = false;  ///< finished connection kept to swallow its stray packets
     bool handshake = false;
-    /// Which recency list it is on (Impl::lru): 0 while followed (and UDP flows), 1 once a
-    /// finished connection is kept for its stray packets.
+    /// Which recency list it is on (Impl::lru): 0 for a TCP connection followed, 1 for what
+    /// holds no connection state (a finished connection kept for its stray packets, a UDP flow).
     std::uint8_t list = 0;
     Timestamp first_ts;
     Timestamp last_ts;
@@ -334,12 +334,14 @@ struct StreamAssembler::Impl {
     std::int64_t next_expiry_check = 0;
     std::int64_t last_expiry_check = 0;
     std::size_t buffered_total = 0;  ///< out-of-order bytes held over all connections
-    /// The flows by recency, each list most recently used first: [0] the flows followed (TCP
-    /// connections not finished, UDP flows), [1] the finished connections the table keeps to
-    /// swallow their stray packets. When the table is full the least recently used finished
-    /// connection goes first, and one still followed only when none is left: with one list, a
-    /// quiet pooled connection (a linked server's) went before the hundreds of short connections
-    /// that had come and gone since (test Assembler.AQuietConnectionOutlivesTheClosedOnes...).
+    /// The flows by recency, each list most recently used first: [0] the TCP connections
+    /// followed, [1] what holds no connection state: the finished connections the table keeps to
+    /// swallow their stray packets, and UDP flows (each datagram stands alone; the flow only
+    /// keeps which side is the client, and a busy KDC makes one per request, its client taking
+    /// a new port each time). When the table is full the least recently used of [1] goes first,
+    /// a connection followed only when [1] is empty: with one list, a quiet pooled connection (a
+    /// linked server's) went before the hundreds of short connections and KDC exchanges that had
+    /// come and gone since (test Assembler.AQuietConnectionOutlivesTheClosedOnes...).
     struct Lru {
         std::uint32_t head = kNil;  ///< most recently used
         std::uint32_t tail = kNil;  ///< least recently used
@@ -379,8 +381,8 @@ struct StreamAssembler::Impl {
         f.list = 1;
         push_front(idx, f);
     }
-    /// The flow the table lets go when it is full: the least recently used finished connection,
-    /// else the least recently used flow.
+    /// The flow the table lets go when it is full: the least recently used of those without
+    /// connection state, else the least recently used connection.
     [[nodiscard]] std::uint32_t evictable() const {
         return lru[1].tail != kNil ? lru[1].tail : lru[0].tail;
     }
@@ -554,7 +556,8 @@ struct StreamAssembler::Impl {
     }
     bool server_port(std::uint16_t p) const { return tds_ports.test(p) || krb_ports.test(p); }
 
-    std::uint32_t create(const CanonKey& k, std::uint64_t h, Timestamp ts) {
+    /// A new flow in the table, on recency list `list` (Lru), making room first if it is full.
+    std::uint32_t create(const CanonKey& k, std::uint64_t h, Timestamp ts, std::uint8_t list = 0) {
         for (std::uint32_t old = evictable(); table.size() >= cfg.max_connections && old != kNil;
              old = evictable()) {
             Flow& f = table.at(old);
@@ -563,6 +566,7 @@ struct StreamAssembler::Impl {
             remove(old);
         }
         const std::uint32_t idx = table.insert(k, h);
+        table.at(idx).list = list;
         push_front(idx);
         Flow& f = table.at(idx);
         f.first_ts = f.last_ts = ts;
@@ -781,7 +785,7 @@ struct StreamAssembler::Impl {
         if (!mine(h)) return;
         std::uint32_t idx = table.find(k, h);
         if (idx == kNil) {
-            idx = create(k, h, ts);
+            idx = create(k, h, ts, 1);
             Flow& f = table.at(idx);
             f.cls = cls;
             f.udp = true;

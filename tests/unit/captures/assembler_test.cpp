@@ -267,6 +267,36 @@ TEST(Assembler, AQuietConnectionOutlivesTheClosedOnesWhenTheTableIsFull) {
         ASSERT_EQ(h.sink.conns[i].why, CloseReason::Fin) << i;
 }
 
+TEST(Assembler, AQuietConnectionOutlivesTheKdcExchangesOverUdp) {
+    // The same with a busy KDC over UDP, each request from a new client port (a flow each):
+    // the UDP flows go first when the table is full, their datagrams still reach the sink with
+    // the client on the right side.
+    AssemblerConfig cfg;
+    cfg.max_connections = 50;
+    Harness h(cfg);
+    const Addr pool = Addr::v4(10, 0, 0, 9);
+    const Addr kdc = Addr::v4(10, 0, 0, 88);
+    h.ip(tcp4(pool, 40000, kS, 1433, 100, 0, SYN));
+    h.ip(tcp4(kS, 1433, pool, 40000, 500, 101, SYN | ACK));
+    h.ip(tcp4(pool, 40000, kS, 1433, 101, 501, ACK | PSH, text("login")));
+    for (int n = 0; n < 400; ++n) {
+        const auto port = static_cast<std::uint16_t>(50000 + n);
+        h.ip(udp4_or_6(kC, port, kdc, 88, text("req" + std::to_string(n))));
+        h.ip(udp4_or_6(kdc, 88, kC, port, text("rep" + std::to_string(n))));
+    }
+    h.ip(tcp4(pool, 40000, kS, 1433, 106, 501, ACK | PSH, text(" later")));
+    EXPECT_EQ(h.a.stats().evictions, 0u);
+    h.done();
+    ASSERT_EQ(h.sink.conns.size(), 1u);
+    EXPECT_EQ(h.sink.conns[0].bytes[0], "login later");
+    ASSERT_EQ(h.sink.datagrams.size(), 800u);
+    for (std::size_t i = 0; i < h.sink.datagrams.size(); ++i) {
+        const auto& d = h.sink.datagrams[i];
+        ASSERT_EQ(d.key.server.port, 88) << i;
+        ASSERT_EQ(d.dir, i % 2 == 0 ? Direction::ClientToServer : Direction::ServerToClient) << i;
+    }
+}
+
 TEST(Assembler, ThousandsOfOpenFlowsKeepTheirOwnKeys) {
     // 3 000 TCP connections open at once (the flow table keeps its flows in chunks of 1 024,
     // made as it grows: these fill three) and 600 UDP exchanges with a KDC, over IPv4 and IPv6,
