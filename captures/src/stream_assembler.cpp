@@ -10,8 +10,9 @@
 //
 // Flow lookup is an open-addressing hash table (linear probing, backward-shift deletion) of
 // 32-bit indexes into a pool of Flow records; both directions of a connection map to one
-// canonical key. Two intrusive LRU lists over the pool (flows followed, finished connections
-// kept for their stray packets) give the idle timeout and the eviction order in O(1) per packet.
+// canonical key. Two intrusive LRU lists over the pool (connections followed; finished ones kept
+// for their stray packets, and UDP flows) give the idle timeout and the eviction order in O(1)
+// per packet.
 #include "hopscope/captures/stream_assembler.hpp"
 
 #include <algorithm>
