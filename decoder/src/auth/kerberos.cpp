@@ -247,7 +247,8 @@ DecodeResult parse_ap_rep(const Tlv& app, ApRep& out) {
     return {};
 }
 
-DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out);
+DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out,
+                          bool tgs_ap_req = true);
 
 /// Best-effort view of KRB-ERROR e-data: METHOD-DATA (SEQUENCE OF PA-DATA) or MS-KILE
 /// KERB-ERROR-DATA ::= SEQUENCE { data-type [1] INTEGER, data-value [2] OCTET STRING OPTIONAL },
@@ -440,8 +441,10 @@ DecodeResult parse_pac_request(Bytes value, std::size_t base, bool& out) {
     return der::as_boolean(v, out);
 }
 
-/// `decode_values`: only in KDC requests are the PA values of interest decoded.
-DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out) {
+/// `decode_values`: only in KDC requests are the PA values of interest decoded; `tgs_ap_req`:
+/// PA-TGS-REQ's among them (KerberosParse::tgs_ap_req).
+DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaData>& out,
+                          bool tgs_ap_req) {
     out.reserve(4);  // a message has one to four: one allocation
     auto element = [&](const Tlv& item) -> DecodeResult {
         if (out.size() >= kMaxList) return make_error(Code::TooLarge, item.offset, "padata");
@@ -467,6 +470,7 @@ DecodeResult parse_padata(const Tlv& seq_of, bool decode_values, std::vector<PaD
         if (decode_values) {
             switch (pa.type) {
                 case pa_type::TgsReq: {
+                    if (!tgs_ap_req) break;
                     Reader vr(value, value_at, item.depth + 1, item.rule);
                     Tlv app;
                     if (auto e = vr.next(app); !e.ok()) return e;
@@ -588,7 +592,7 @@ DecodeResult parse_req_body(const Tlv& seq, KdcReq& out) {
     return {};
 }
 
-DecodeResult parse_kdc_req(const Tlv& app, KdcReq& out) {
+DecodeResult parse_kdc_req(const Tlv& app, KdcReq& out, const KerberosParse& what) {
     Tlv seq;
     if (auto e = app_sequence(app, app.number, seq); !e.ok()) return e;
     out.msg_type = static_cast<std::int32_t>(app.number);
@@ -597,7 +601,7 @@ DecodeResult parse_kdc_req(const Tlv& app, KdcReq& out) {
         // RFC 4120 §5.4.1: KDC-REQ fields start at [1].
         switch (n) {
             case 3:
-                if (auto e = parse_padata(v, true, out.padata); !e.ok()) return e;
+                if (auto e = parse_padata(v, true, out.padata, what.tgs_ap_req); !e.ok()) return e;
                 break;
             case 4:
                 if (auto e = parse_req_body(v, out); !e.ok()) return e;
@@ -711,7 +715,8 @@ DecodeResult parse_body(const Tlv& app, KerberosMessage& out,
     return {};
 }
 
-DecodeResult parse_message_tlv(const Tlv& app, KerberosMessage& out) {
+DecodeResult parse_message_tlv(const Tlv& app, KerberosMessage& out,
+                               const KerberosParse& what = {}) {
     if (app.cls != TagClass::Application || !app.constructed) {
         return make_error(Code::BadTag, app.offset, "not a Kerberos message");
     }
@@ -719,7 +724,11 @@ DecodeResult parse_message_tlv(const Tlv& app, KerberosMessage& out) {
     switch (app.number) {
         case krb_msg::AsReq:
         case krb_msg::TgsReq:
-            return parse_body(app, out, parse_kdc_req);
+            if (auto e = parse_kdc_req(app, out.body.emplace<KdcReq>(), what); !e.ok()) {
+                out.body.emplace<KdcReq>();  // as parse_body() leaves a failed message
+                return e;
+            }
+            return {};
         case krb_msg::AsRep:
         case krb_msg::TgsRep:
             return parse_body(app, out, parse_kdc_rep);
@@ -1022,7 +1031,7 @@ bool looks_like_kerberos(Bytes data) {
     }
 }
 
-DecodeResult parse_kerberos(Bytes data, KerberosMessage& out) {
+DecodeResult parse_kerberos(Bytes data, KerberosMessage& out, KerberosParse what) {
     out = KerberosMessage{};
     Reader r(data, 0, 0, der::LengthRule::BerDefinite);
     Tlv app;
@@ -1030,7 +1039,7 @@ DecodeResult parse_kerberos(Bytes data, KerberosMessage& out) {
     if (!r.at_end()) {
         return make_error(Code::BadLength, r.offset(), "bytes after the Kerberos message");
     }
-    return parse_message_tlv(app, out);
+    return parse_message_tlv(app, out, what);
 }
 
 DecodeResult parse_krb5_token(Bytes data, Krb5GssToken& out) {

@@ -8,6 +8,7 @@
 
 #include "fixtures.hpp"
 #include "hopscope/common/text.hpp"
+#include "hopscope/pipeline/pipeline.hpp"
 
 namespace hopscope::auth {
 namespace {
@@ -95,6 +96,70 @@ TEST(Kerberos, S4U2SelfWithPaForUser) {
     EXPECT_EQ(q.etypes, (std::vector<std::int32_t>{18, 17, 23}));
     EXPECT_EQ(q.till, "20370913024805Z");
     EXPECT_EQ(q.nonce, 0x42u);
+}
+
+TEST(Kerberos, TgsReqWithItsApReqLeftUndecoded) {
+    // KerberosParse::tgs_ap_req = false: the PA-TGS-REQ value is only an OCTET STRING of known
+    // length; every other field and PA value reads as with it decoded.
+    const Buf for_user = seq({ctx(0, principal(10, {"alice"})), ctx(1, gstring("LAB.TEST")),
+                              ctx(2, seq({ctx(0, integer(0x76)), ctx(1, tlv(0x04, Buf(16, 1)))})),
+                              ctx(3, gstring("Kerberos"))});
+    const Buf ap = tgt_ap_req();
+    const Buf msg = tgs_req(cat({pa(1, ap), pa(129, for_user)}), kdc_option::Forwardable,
+                            principal(2, {"MSSQLSvc", "sqlb.lab.test:1433"}));
+    KerberosMessage m;
+    ASSERT_TRUE(parse_kerberos(Bytes(msg), m, KerberosParse{.tgs_ap_req = false}).ok());
+    const auto& q = std::get<KdcReq>(m.body);
+    ASSERT_EQ(q.padata.size(), 2u);
+    const PaData* tgs = q.find_padata(pa_type::TgsReq);
+    ASSERT_TRUE(tgs);
+    EXPECT_FALSE(tgs->tgs_ap_req);
+    EXPECT_EQ(tgs->length, ap.size());
+    const PaData* fu = q.find_padata(pa_type::ForUser);
+    ASSERT_TRUE(fu && fu->for_user);
+    EXPECT_EQ(fu->for_user->user_name.str(), "alice");
+    ASSERT_TRUE(q.sname);
+    EXPECT_EQ(q.sname->str(), "MSSQLSvc/sqlb.lab.test:1433");
+    EXPECT_EQ(q.etypes, (std::vector<std::int32_t>{18, 17, 23}));
+    // By default it is decoded.
+    const auto full = parse(msg);
+    const PaData* decoded = std::get<KdcReq>(full.body).find_padata(pa_type::TgsReq);
+    ASSERT_TRUE(decoded && decoded->tgs_ap_req);
+    EXPECT_EQ(decoded->tgs_ap_req->ticket.sname.str(), "krbtgt/LAB.TEST");
+
+    // A damaged AP-REQ (no ap-options, ticket nor authenticator) makes the message malformed
+    // only when it is decoded.
+    const Buf bad_ap = tlv(0x6e, seq({ctx(0, integer(5)), ctx(1, integer(14))}));
+    const Buf damaged = tgs_req(pa(1, bad_ap), kdc_option::Forwardable, principal(1, {"sqla$"}));
+    KerberosMessage d;
+    EXPECT_FALSE(parse_kerberos(Bytes(damaged), d).ok());
+    ASSERT_TRUE(parse_kerberos(Bytes(damaged), d, KerberosParse{.tgs_ap_req = false}).ok());
+    EXPECT_EQ(std::get<KdcReq>(d.body).padata.at(0).type, pa_type::TgsReq);
+}
+
+TEST(Kerberos, PipelineReportsAnExchangeWhoseTgtItDoesNotRead) {
+    // The pipeline leaves a TGS-REQ's AP-REQ undecoded (it reads nothing of it): a damaged one is
+    // an exchange like any other, not a decode problem.
+    struct Sink : pipeline::EventSink {
+        std::vector<analysis::KerberosEvent> kdc;
+        void on_kerberos(const analysis::KerberosEvent& e) override { kdc.push_back(e); }
+    } sink;
+    pipeline::Pipeline p(sink);
+    const Buf bad_ap = tlv(0x6e, seq({ctx(0, integer(5)), ctx(1, integer(14))}));
+    const Buf req = tgs_req(pa(1, bad_ap), kdc_option::Forwardable,
+                            principal(2, {"MSSQLSvc", "sqlb.lab.test:1433"}));
+    FlowKey k;
+    k.client = {IpAddress::v4_from(0x0a000001), 50000};
+    k.server = {IpAddress::v4_from(0x0a000002), 88};
+    k.transport = Transport::Udp;
+    p.on_datagram(k, Direction::ClientToServer, Timestamp{1'000'000}, Bytes(req), Evidence{1, 0});
+    p.finish(Timestamp{2'000'000});
+    ASSERT_EQ(sink.kdc.size(), 1u);  // unanswered: reported at the end
+    EXPECT_EQ(sink.kdc[0].request.view(), "TGS-REQ");
+    EXPECT_EQ(sink.kdc[0].sname, "MSSQLSvc/sqlb.lab.test:1433");
+    EXPECT_EQ(sink.kdc[0].padata, (std::vector<std::int32_t>{pa_type::TgsReq}));
+    EXPECT_EQ(p.counters().kerberos_messages, 1u);
+    EXPECT_EQ(p.counters().decode_problems, 0u);
 }
 
 TEST(Kerberos, S4U2ProxyWithAdditionalTicketAndPacOptions) {

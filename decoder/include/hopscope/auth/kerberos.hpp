@@ -251,9 +251,17 @@ struct KerberosMessage {
     std::variant<KdcReq, KdcRep, ApReq, ApRep, KrbError, KrbCred, KrbTgtReq, KrbTgtRep> body;
 };
 
+/// What parse_kerberos decodes beyond the message's own fields.
+struct KerberosParse {
+    /// The AP-REQ in a TGS-REQ's PA-TGS-REQ (the TGT and its authenticator): decoded into
+    /// PaData::tgs_ap_req, a malformed one making the whole message malformed. Without it the
+    /// value is only checked to be an OCTET STRING (PaData::length says how long).
+    bool tgs_ap_req = true;
+};
+
 /// Decodes one DER-encoded Kerberos message (tag 6a..7e). Over UDP (port 88) each datagram is
 /// exactly one message (RFC 4120 §7.2.1): pass the payload here. Over TCP use KrbTcpFramer.
-DecodeResult parse_kerberos(Bytes data, KerberosMessage& out);
+DecodeResult parse_kerberos(Bytes data, KerberosMessage& out, KerberosParse what = {});
 /// True if the first byte is an application tag of a message handled by parse_kerberos.
 bool looks_like_kerberos(Bytes data);
 
