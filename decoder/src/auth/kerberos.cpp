@@ -705,9 +705,8 @@ DecodeResult parse_tgt_msg(const Tlv& seq, std::int32_t want, KerberosMessage& o
 /// there after: a KDC-REQ is 368 bytes of strings, vectors and optionals, moved and destroyed
 /// for each of a busy KDC's messages). On failure `out.body` is a fresh message's again (an
 /// empty KdcReq), nothing of what was read kept.
-template <typename T>
-DecodeResult parse_body(const Tlv& app, KerberosMessage& out,
-                        DecodeResult (*parse)(const Tlv&, T&)) {
+template <typename T, typename Parse>
+DecodeResult parse_body(const Tlv& app, KerberosMessage& out, Parse parse) {
     if (auto e = parse(app, out.body.emplace<T>()); !e.ok()) {
         out.body.emplace<KdcReq>();
         return e;
@@ -724,22 +723,19 @@ DecodeResult parse_message_tlv(const Tlv& app, KerberosMessage& out,
     switch (app.number) {
         case krb_msg::AsReq:
         case krb_msg::TgsReq:
-            if (auto e = parse_kdc_req(app, out.body.emplace<KdcReq>(), what); !e.ok()) {
-                out.body.emplace<KdcReq>();  // as parse_body() leaves a failed message
-                return e;
-            }
-            return {};
+            return parse_body<KdcReq>(
+                app, out, [&what](const Tlv& a, KdcReq& q) { return parse_kdc_req(a, q, what); });
         case krb_msg::AsRep:
         case krb_msg::TgsRep:
-            return parse_body(app, out, parse_kdc_rep);
+            return parse_body<KdcRep>(app, out, parse_kdc_rep);
         case krb_msg::ApReq:
-            return parse_body(app, out, parse_ap_req);
+            return parse_body<ApReq>(app, out, parse_ap_req);
         case krb_msg::ApRep:
-            return parse_body(app, out, parse_ap_rep);
+            return parse_body<ApRep>(app, out, parse_ap_rep);
         case krb_msg::Error:
-            return parse_body(app, out, parse_krb_error);
+            return parse_body<KrbError>(app, out, parse_krb_error);
         case krb_msg::Cred:
-            return parse_body(app, out, parse_krb_cred);
+            return parse_body<KrbCred>(app, out, parse_krb_cred);
         default:
             return make_error(Code::Unsupported, app.offset, "unhandled Kerberos message");
     }

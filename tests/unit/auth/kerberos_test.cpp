@@ -62,6 +62,10 @@ Buf tgs_req(Buf padata, std::uint32_t kdc_options, Buf sname, Buf extra_body = {
 Buf tgt_ap_req() {
     return ap_req(ticket("LAB.TEST", principal(2, {"krbtgt", "LAB.TEST"})));
 }
+/// An AP-REQ with pvno and msg-type only: no ap-options, ticket nor authenticator.
+Buf damaged_ap_req() {
+    return tlv(0x6e, seq({ctx(0, integer(5)), ctx(1, integer(14))}));
+}
 
 KerberosMessage parse(const Buf& b) {
     KerberosMessage m;
@@ -127,10 +131,9 @@ TEST(Kerberos, TgsReqWithItsApReqLeftUndecoded) {
     ASSERT_TRUE(decoded && decoded->tgs_ap_req);
     EXPECT_EQ(decoded->tgs_ap_req->ticket.sname.str(), "krbtgt/LAB.TEST");
 
-    // A damaged AP-REQ (no ap-options, ticket nor authenticator) makes the message malformed
-    // only when it is decoded.
-    const Buf bad_ap = tlv(0x6e, seq({ctx(0, integer(5)), ctx(1, integer(14))}));
-    const Buf damaged = tgs_req(pa(1, bad_ap), kdc_option::Forwardable, principal(1, {"sqla$"}));
+    // A damaged AP-REQ makes the message malformed only when it is decoded.
+    const Buf damaged =
+        tgs_req(pa(1, damaged_ap_req()), kdc_option::Forwardable, principal(1, {"sqla$"}));
     KerberosMessage d;
     EXPECT_FALSE(parse_kerberos(Bytes(damaged), d).ok());
     ASSERT_TRUE(parse_kerberos(Bytes(damaged), d, KerberosParse{.tgs_ap_req = false}).ok());
@@ -145,8 +148,7 @@ TEST(Kerberos, PipelineReportsAnExchangeWhoseTgtItDoesNotRead) {
         void on_kerberos(const analysis::KerberosEvent& e) override { kdc.push_back(e); }
     } sink;
     pipeline::Pipeline p(sink);
-    const Buf bad_ap = tlv(0x6e, seq({ctx(0, integer(5)), ctx(1, integer(14))}));
-    const Buf req = tgs_req(pa(1, bad_ap), kdc_option::Forwardable,
+    const Buf req = tgs_req(pa(1, damaged_ap_req()), kdc_option::Forwardable,
                             principal(2, {"MSSQLSvc", "sqlb.lab.test:1433"}));
     FlowKey k;
     k.client = {IpAddress::v4_from(0x0a000001), 50000};
