@@ -362,7 +362,6 @@ struct StreamAssembler::Impl {
             l.tail = f.prev;
         f.prev = f.next = kNil;
     }
-    void push_front(std::uint32_t idx) { push_front(idx, table.at(idx)); }
     void push_front(std::uint32_t idx, Flow& f) {
         Lru& l = lru[f.list];
         f.prev = kNil;
@@ -567,9 +566,9 @@ struct StreamAssembler::Impl {
             remove(old);
         }
         const std::uint32_t idx = table.insert(k, h);
-        table.at(idx).list = list;
-        push_front(idx);
         Flow& f = table.at(idx);
+        f.list = list;
+        push_front(idx, f);
         f.first_ts = f.last_ts = ts;
         return idx;
     }
